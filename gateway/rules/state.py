@@ -1,0 +1,139 @@
+"""Cross-message rules (iwmo-ijw.md 5.5): rules that compare a message with earlier ones.
+
+They need a memory of what was seen, behind the :class:`StateStore` protocol so the gateway
+can keep it in its SQLite database (or elsewhere) while tests use :class:`MemoryStateStore`.
+The one a routing gateway must enforce itself is TR056: BerichtIdentificatie/Identificatie is
+unique per message type for the sending party (retourcode 9056).
+
+Checking and recording are separate calls: ``validate`` only asks (``seen``); the gateway
+records (``remember``) in the same transaction that durably accepts the message, and
+``remember`` is atomic so two concurrent submissions cannot both win.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from lxml import etree
+
+from gateway.report import Problem
+from gateway.standards import Kind, MessageType
+
+
+@dataclass(frozen=True, slots=True)
+class IdentificatieKey:
+    """TR056's key: who sent which message type under which Identificatie."""
+
+    sender: str
+    message_code: str
+    identificatie: str
+
+
+class StateStore(Protocol):
+    def seen(self, key: IdentificatieKey) -> bool:
+        """Whether this key was recorded before."""
+        ...
+
+    def remember(self, key: IdentificatieKey) -> bool:
+        """Record the key; False (and nothing changed) when it was already there."""
+        ...
+
+
+class MemoryStateStore:
+    """A process-local store for tests and one-off validation runs."""
+
+    def __init__(self) -> None:
+        self._keys: set[IdentificatieKey] = set()
+        self._lock = threading.Lock()
+
+    def seen(self, key: IdentificatieKey) -> bool:
+        return key in self._keys
+
+    def remember(self, key: IdentificatieKey) -> bool:
+        with self._lock:
+            if key in self._keys:
+                return False
+            self._keys.add(key)
+            return True
+
+
+class SqliteStateStore:
+    """TR056 keys in a SQLite table; the primary key makes ``remember`` atomic."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS seen_identificatie ("
+            " sender TEXT NOT NULL, message_code TEXT NOT NULL, identificatie TEXT NOT NULL,"
+            " PRIMARY KEY (sender, message_code, identificatie)) WITHOUT ROWID"
+        )
+
+    def seen(self, key: IdentificatieKey) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM seen_identificatie WHERE sender=? AND message_code=? AND "
+                "identificatie=?",
+                (key.sender, key.message_code, key.identificatie),
+            ).fetchone()
+        return row is not None
+
+    def remember(self, key: IdentificatieKey) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO seen_identificatie VALUES (?, ?, ?)",
+                (key.sender, key.message_code, key.identificatie),
+            )
+        return cursor.rowcount == 1
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def identificatie_key(root: etree._Element, message: MessageType) -> IdentificatieKey | None:
+    """The TR056 key of a message; for a retour its own IdentificatieRetour and its sender.
+
+    A retour's header is a copy of the heen header, so its sender is Header/Ontvanger.
+    """
+    header = root.find("{*}Header")
+    if header is None:
+        return None
+    if message.kind is Kind.RETOUR:
+        sender, ident = header.findtext("{*}Ontvanger"), header.findtext("{*}IdentificatieRetour")
+    else:
+        sender = header.findtext("{*}Afzender")
+        ident = header.findtext("{*}BerichtIdentificatie/{*}Identificatie")
+    if not sender or not ident:
+        return None
+    return IdentificatieKey(sender.strip(), message.code, ident.strip())
+
+
+def check_unique_identificatie(
+    root: etree._Element, message: MessageType, store: StateStore
+) -> list[Problem]:
+    """TR056 (level 3, retourcode 9056): has this sender used this Identificatie before?"""
+    key = identificatie_key(root, message)
+    if key is None or not store.seen(key):
+        return []
+    field = (
+        "IdentificatieRetour"
+        if message.kind is Kind.RETOUR
+        else ("BerichtIdentificatie/Identificatie")
+    )
+    return [
+        Problem(
+            "TR056",
+            f"{key.sender} already sent a {key.message_code} with Identificatie "
+            f"{key.identificatie}",
+            path=f"Header/{field}",
+            expected="an Identificatie not used before by this sender for this message type",
+            found=key.identificatie,
+            level=3,
+            retourcode="9056",
+        )
+    ]

@@ -1,0 +1,227 @@
+"""Validate one document: hardened parse → (SOAP/envelope unwrap) → identify → XSD → rules.
+
+The stages follow the control levels of the standard (iwmo-ijw.md 4.1): a document that is not
+well-formed or fails its XSD (level 1) is not looked at further; in-message rules (level 2) and
+the rules with their own retourcode (levels 3/4) run only on XSD-valid messages. Every failure
+is a :class:`Problem` in the returned report; nothing here raises for bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from lxml import etree
+
+from gateway import envelope as env
+from gateway.identify import Identified, identify
+from gateway.report import Problem, ValidationReport
+from gateway.rules import RULES, MessageContext, Rule
+from gateway.rules.base import reading_cache
+from gateway.schemas import SchemaRegistry
+from gateway.standards import Kind, MessageType
+from gateway.xmlsafe import DEFAULT_LIMITS, ParseLimits, UnsafeXml, parse_untrusted
+from gateway.xsderrors import problems_from_log
+
+SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+@dataclass(slots=True)
+class PayloadResult:
+    """A validated payload: the report plus the parsed tree for later stages (routing)."""
+
+    report: ValidationReport
+    root: etree._Element | None = None
+    identified: Identified | None = None
+
+
+@dataclass
+class Validator:
+    """Reusable validator; holds the registry so schemas compile once per process."""
+
+    registry: SchemaRegistry = field(default_factory=SchemaRegistry)
+    limits: ParseLimits = DEFAULT_LIMITS
+    rules: Sequence[Rule] = field(default_factory=lambda: list(RULES))
+    today: date | None = None
+    """The receiver's system date for TR135; None means the real date at each call."""
+    _selected: dict[int, list[Rule]] = field(default_factory=dict, init=False, repr=False)
+
+    def _rules_for(self, message: MessageType) -> list[Rule]:
+        """The rules that apply to a message type, selected once per type."""
+        selected = self._selected.get(message.number)
+        if selected is None:
+            selected = [r for r in self.rules if r.applies_to(message)]
+            self._selected[message.number] = selected
+        return selected
+
+    def validate(self, data: bytes, source: str = "-") -> ValidationReport:
+        """Validate raw bytes: a bare iWmo/iJw message, a StUF-GGk envelope or a SOAP request."""
+        report = ValidationReport(source=source)
+        try:
+            root = parse_untrusted(data, self.limits)
+        except UnsafeXml as exc:
+            report.problems.append(_unsafe(exc))
+            return report
+        if etree.QName(root).namespace == SOAP11_NS:
+            body = root.find(f"{{{SOAP11_NS}}}Body")
+            if body is None or len(body) == 0:
+                report.problems.append(
+                    Problem("SOAP-BODY", "SOAP Envelope without a Body child", path="Body")
+                )
+                return report
+            root = body[0]
+        if env.is_envelope(root):
+            return self._validate_envelope(root, report)
+        return self.validate_payload_tree(root, report).report
+
+    def validate_payload(self, data: bytes, source: str = "-") -> PayloadResult:
+        """Validate a bare iWmo/iJw payload (what arrives over REST)."""
+        report = ValidationReport(source=source)
+        try:
+            root = parse_untrusted(data, self.limits)
+        except UnsafeXml as exc:
+            report.problems.append(_unsafe(exc))
+            return PayloadResult(report)
+        return self.validate_payload_tree(root, report)
+
+    def validate_payload_tree(
+        self, root: etree._Element, report: ValidationReport
+    ) -> PayloadResult:
+        result = PayloadResult(report, root)
+        report.namespace = etree.QName(root).namespace
+        outcome = identify(root, self.registry)
+        if isinstance(outcome, list):
+            report.problems.extend(outcome)
+            return result
+        result.identified = outcome
+        report.message = outcome.message
+        schema = outcome.schema
+        if not schema.xsd.validate(root):
+            report.problems.extend(
+                _without_duplicates(problems_from_log(schema.xsd.error_log), report.problems)
+            )
+            return result
+        if report.problems:  # header cross-checks failed: level 1, no rules
+            return result
+        ctx = MessageContext(
+            root=root,
+            message=outcome.message,
+            today=self.today or date.today(),
+            xsd_versions=(schema.file.basisschema_xsd_versie, schema.file.bericht_xsd_versie),
+        )
+        with reading_cache():
+            for rule in self._rules_for(outcome.message):
+                report.problems.extend(rule.run(ctx))
+        return result
+
+    def _validate_envelope(
+        self, root: etree._Element, report: ValidationReport
+    ) -> ValidationReport:
+        report.envelope = etree.QName(root).localname
+        try:
+            envelope = env.parse(root)
+        except env.EnvelopeError as exc:
+            report.problems.extend(exc.problems)
+            return report
+        report.problems.extend(env.check(envelope))
+        if envelope.kind is env.Kind.FO01 or not envelope.payload_is_xml:
+            return report
+        inner = self.validate_payload(envelope.payload, report.source)
+        report.message = inner.report.message
+        report.namespace = inner.report.namespace
+        report.problems.extend(
+            Problem(
+                p.rule,
+                p.message,
+                _in_payload(p.path),
+                p.line,
+                p.expected,
+                p.found,
+                p.level,
+                p.retourcode,
+                p.severity,
+            )
+            for p in inner.report.problems
+        )
+        if inner.identified is not None and inner.root is not None:
+            report.problems.extend(
+                envelope_matches_payload(envelope, inner.identified.message, inner.root)
+            )
+        return report
+
+
+def _in_payload(path: str | None) -> str:
+    return f"parameters/bericht//{path}" if path else "parameters/bericht"
+
+
+def _unsafe(exc: UnsafeXml) -> Problem:
+    return Problem(exc.problem.value, exc.message, line=exc.line, level=1)
+
+
+def _without_duplicates(xsd: list[Problem], earlier: list[Problem]) -> list[Problem]:
+    """Drop XSD errors on header fields the identifier already reported more clearly."""
+    covered = {p.path for p in earlier}
+    return [p for p in xsd if p.path not in covered]
+
+
+def _header_text(root: etree._Element, name: str) -> str | None:
+    el = root.find(f"{{*}}Header/{{*}}{name}")
+    return el.text.strip() if el is not None and el.text else None
+
+
+def envelope_matches_payload(
+    envelope: env.Envelope, message: MessageType, root: etree._Element
+) -> list[Problem]:
+    """The envelope's routing facts must say what the payload says (CC09, IB240).
+
+    A retourbericht copies the heen header unchanged, so its Header/Afzender is the party the
+    retour goes *to*; the Du01 envelope, however, names the retour's own sender as zender.
+    """
+    problems: list[Problem] = []
+    if envelope.functie != message.code:
+        problems.append(
+            Problem(
+                "ENV-FUNCTIE",
+                f"functie {envelope.functie} does not match the payload ({message.code})",
+                path="stuurgegevens/functie",
+                expected=message.code,
+                found=envelope.functie,
+            )
+        )
+    expected_kind = env.Kind.DU01 if message.kind is Kind.RETOUR else env.Kind.DI01
+    if envelope.kind is not expected_kind:
+        problems.append(
+            Problem(
+                "ENV-KIND",
+                f"a {message.kind.value}bericht travels in a {expected_kind.value}",
+                path="stuurgegevens/berichtcode",
+                expected=expected_kind.value,
+                found=envelope.kind.value,
+            )
+        )
+    afzender, ontvanger = _header_text(root, "Afzender"), _header_text(root, "Ontvanger")
+    sender, receiver = (
+        (ontvanger, afzender) if message.kind is Kind.RETOUR else (afzender, ontvanger)
+    )
+    if envelope.zender.organisatie != sender:
+        problems.append(
+            Problem(
+                "ENV-ZENDER",
+                "envelope zender differs from the payload's sender",
+                path="stuurgegevens/zender/organisatie",
+                expected=sender,
+                found=envelope.zender.organisatie,
+            )
+        )
+    if envelope.ontvanger.organisatie != receiver:
+        problems.append(
+            Problem(
+                "ENV-ONTVANGER",
+                "envelope ontvanger differs from the payload's addressee (CC09)",
+                path="stuurgegevens/ontvanger/organisatie",
+                expected=receiver,
+                found=envelope.ontvanger.organisatie,
+            )
+        )
+    return problems
