@@ -6,22 +6,36 @@ invalid, 2 usage or I/O error (bad option, unreadable file, broken schema bundle
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+from rich.console import Console
+from rich.progress import Progress
 
+from gateway import demo, envelope, logs, server, soap
+from gateway.client import ClientError, GatewayClient
+from gateway.config import ConfigError, GatewayConfig
+from gateway.config import check as check_config
+from gateway.config import load as load_config
 from gateway.report import ValidationReport
 from gateway.schemas import SchemaError, SchemaRegistry
 from gateway.standards import parse_namespace
 from gateway.validation import Validator
-from gateway.xmlsafe import DEFAULT_MAX_BYTES, ParseLimits
+from gateway.xmlsafe import DEFAULT_MAX_BYTES, ParseLimits, UnsafeXml, parse_untrusted
+from routing.partners import PartnerRegistry, RegistryError
+from routing.table import Refusal, RoutedMessage, RouteTable
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 
 
 class UsageOrIOError(click.ClickException):
@@ -211,6 +225,373 @@ def schemas_list(schema_dirs: tuple[Path, ...], as_json: bool, compile_all: bool
             f"{row['message'] or '?':8} {row['release'] or '?':5} {row['namespace']}  {row['file']}"
         )
     click.echo(f"{len(rows)} message schemas")
+
+
+# --- the gateway ----------------------------------------------------------------------------
+
+DEFAULT_CONFIG = "demo/gateway.toml"
+_config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    envvar="GGK_CONFIG",
+    help="Gateway configuration file.",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _load_config(path: Path) -> GatewayConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise UsageOrIOError(str(exc)) from None
+
+
+def _client(config_path: Path, partner: str | None = None) -> GatewayClient:
+    try:
+        return GatewayClient.for_config(_load_config(config_path), partner=partner)
+    except ClientError as exc:
+        raise UsageOrIOError(str(exc)) from None
+
+
+def _emit(data: object, as_json: bool, human: str) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else human)
+
+
+def _call(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing demo setup.")
+def init(directory: Path, port: int, force: bool) -> None:
+    """Write a working demo setup: config, partners, dev CA, tokens, data directory."""
+    try:
+        config = demo.init(directory, port=port, force=force)
+    except FileExistsError as exc:
+        raise UsageOrIOError(str(exc)) from None
+    click.echo(f"wrote {config}")
+    click.echo(
+        f"  partners:     {directory / 'partners.toml'} ({len(demo.DEMO_PARTNERS)} partners)"
+    )
+    click.echo(f"  certificates: {directory / 'pki'} (dev CA, server, one client per partner)")
+    click.echo(f"  tokens:       {directory / 'secrets' / 'tokens.toml'} (mode 0600)")
+    click.echo(f"start it with: ggk serve --config {config}")
+
+
+@main.command()
+@_config_option
+@click.option("--host", default=None, help="Override [gateway] host.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None)
+@click.option("--log-level", default="INFO", show_default=True)
+def serve(config_path: Path, host: str | None, port: int | None, log_level: str) -> None:
+    """Run the gateway (SOAP, REST, delivery workers) until interrupted."""
+    config = _load_config(config_path)
+    if host or port:
+        config = dataclasses.replace(config, host=host or config.host, port=port or config.port)
+        try:
+            check_config(config)
+        except ConfigError as exc:
+            raise UsageOrIOError(str(exc)) from None
+    logs.configure(log_level.upper())
+    try:
+        asyncio.run(server.run(config))
+    except (OSError, RegistryError, ValueError, SchemaError) as exc:
+        raise UsageOrIOError(f"cannot start: {exc}") from None
+
+
+@main.command()
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--as", "partner", required=True, help="Partner id to submit as (its token).")
+@_config_option
+@_json_option
+def submit(files: tuple[Path, ...], partner: str, config_path: Path, as_json: bool) -> None:
+    """Submit messages through a running gateway: raw iWmo/iJw (REST) or envelopes (SOAP)."""
+    client = _client(config_path, partner)
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for path in files:
+        data = path.read_bytes()
+        try:
+            root = parse_untrusted(data)
+        except UnsafeXml as exc:
+            results.append({"file": str(path), "error": exc.message})
+            failed += 1
+            continue
+        if envelope.is_envelope(root):
+            response = _call(partial(client.submit_envelope, data, soap.soap_action_for(root)))
+            if response.status_code == 200:
+                results.append({"file": str(path), "result": "Bv03"})
+            else:
+                fout = parse_untrusted(response.content).find(f".//{{{envelope.STUF_NS}}}body")
+                results.append(
+                    {
+                        "file": str(path),
+                        "error": "Fo03",
+                        "code": fout.findtext(f"{{{envelope.STUF_NS}}}code")
+                        if fout is not None
+                        else None,
+                        "omschrijving": fout.findtext(f"{{{envelope.STUF_NS}}}omschrijving")
+                        if fout is not None
+                        else response.text[:200],
+                    }
+                )
+                failed += 1
+        else:
+            try:
+                results.append({"file": str(path), **client.submit_raw(data)})
+            except ClientError as exc:
+                results.append({"file": str(path), "error": str(exc)})
+                failed += 1
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" in r:
+                code = f" {r['code']}" if r.get("code") else ""
+                click.echo(
+                    f"REFUSED  {r['file']}: {r['error']}{code} {r.get('omschrijving') or ''}"
+                )
+            else:
+                click.echo(
+                    f"accepted {r['file']}: {r.get('id', r.get('result'))} "
+                    f"→ {', '.join(r.get('destinations', [])) or 'routed'}"
+                )
+    sys.exit(EXIT_INVALID if failed else EXIT_OK)
+
+
+@main.command()
+@click.argument("message_id")
+@_config_option
+@_json_option
+def status(message_id: str, config_path: Path, as_json: bool) -> None:
+    """Status, deliveries, history and conversation of a message (id or referentienummer)."""
+    view = _call(lambda: _client(config_path).status(message_id))
+    lines = [
+        f"{view['id']}  {view['kind']} {view.get('functie') or ''}  "
+        f"{view['zender']} → {view['ontvanger']}  ref {view['referentienummer']}"
+    ]
+    for d in view["deliveries"]:
+        err = f"  ({d['last_error']})" if d.get("last_error") else ""
+        lines.append(
+            f"  delivery → {d['destination']} [{d['adapter']}]: {d['state']}, "
+            f"{d['attempts']} attempt(s){err}"
+        )
+    for e in view["events"]:
+        lines.append(f"  {_when(e['at'])}  {e['event']}  {e['detail']}")
+    if len(view["conversation"]) > 1:
+        lines.append("  conversation:")
+        lines += [
+            f"    {c['functie']} {c['id']} {c.get('retourcodes') or ''}"
+            for c in view["conversation"]
+        ]
+    _emit(view, as_json, "\n".join(lines))
+
+
+@main.command()
+@click.argument("partner")
+@click.option(
+    "--save",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Fetch the envelopes into this directory and acknowledge them.",
+)
+@_config_option
+@_json_option
+def inbox(partner: str, save: Path | None, config_path: Path, as_json: bool) -> None:
+    """List (and with --save: fetch and acknowledge) a partner's waiting messages."""
+    client = _client(config_path, partner)
+    listing = _call(lambda: client.inbox(1000))
+    items = listing["messages"]
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        for item in items:
+            data = _call(partial(client.inbox_envelope, item["id"]))
+            (save / f"{item['functie'] or item['kind']}_{item['id']}.xml").write_bytes(data)
+            _call(partial(client.ack, item["id"]))
+    human = (
+        "\n".join(
+            f"{i['id']}  {i['functie'] or i['kind']}  from {i['zender']}  {_when(i['received_at'])}"
+            for i in items
+        )
+        or "inbox is empty"
+    )
+    if save is not None:
+        human += f"\nsaved and acknowledged {len(items)} message(s) in {save}"
+    _emit(listing, as_json, human)
+
+
+@main.group()
+def dlq() -> None:
+    """Dead-lettered deliveries."""
+
+
+@dlq.command("list")
+@click.option("--partner", default=None)
+@_config_option
+@_json_option
+def dlq_list(partner: str | None, config_path: Path, as_json: bool) -> None:
+    """List dead-lettered deliveries."""
+    data = _call(lambda: _client(config_path).dead_letters(partner))
+    human = "\n".join(
+        f"{d['id']}  {d['functie']}  → {d['destination']}  {d['attempts']} "
+        f"attempt(s): {d['last_error']}"
+        for d in data["dead_letters"]
+    )
+    _emit(data, as_json, human or "no dead letters")
+
+
+@main.command()
+@click.argument("message_id", required=False)
+@click.option("--dlq", "all_dead", is_flag=True, help="Replay every dead-lettered delivery.")
+@click.option(
+    "--since",
+    type=click.DateTime(),
+    default=None,
+    help="Replay every delivery of messages received since then.",
+)
+@click.option("--partner", default=None, help="Only deliveries to this partner.")
+@_config_option
+@_json_option
+def replay(
+    message_id: str | None,
+    all_dead: bool,
+    since: datetime | None,
+    partner: str | None,
+    config_path: Path,
+    as_json: bool,
+) -> None:
+    """Deliver again: one message, all dead letters (--dlq), or --since T [--partner P]."""
+    if sum(bool(x) for x in (message_id, all_dead, since)) != 1:
+        raise click.UsageError("give exactly one of MESSAGE_ID, --dlq or --since")
+    client = _client(config_path)
+    if message_id:
+        result = _call(
+            lambda: client.replay(message_id=message_id, dead_only=False, partner=partner)
+        )
+        _emit(result, as_json, f"replayed {result['replayed']} delivery(ies)")
+        return
+    if since is not None:
+        result = _call(
+            lambda: client.replay(since=since.timestamp(), dead_only=False, partner=partner)
+        )
+        _emit(result, as_json, f"replayed {result['replayed']} delivery(ies)")
+        return
+    dead = _call(lambda: client.dead_letters(partner))["dead_letters"]
+    ids = sorted({d["id"] for d in dead})
+    total = 0
+    with Progress(disable=as_json or not sys.stderr.isatty(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("replaying", total=len(ids))
+        for mid in ids:
+            total += _call(partial(client.replay, message_id=mid, partner=partner))["replayed"]
+            bar.advance(task)
+    _emit({"replayed": total}, as_json, f"replayed {total} dead-lettered delivery(ies)")
+
+
+@main.command()
+@click.option("--days", type=float, default=None, help="Default: [retour] overdue_days.")
+@_config_option
+@_json_option
+def overdue(days: float | None, config_path: Path, as_json: bool) -> None:
+    """Heenberichten still without a retourbericht after N days (OP090)."""
+    data = _call(lambda: _client(config_path).overdue(days))
+    human = "\n".join(
+        f"{o['id']}  {o['functie']}  {o['zender']} → {o['ontvanger']}  "
+        f"since {_when(o['received_at'])}"
+        for o in data["overdue"]
+    )
+    _emit(data, as_json, human or f"nothing overdue (> {data['days']:g} days)")
+
+
+@main.group()
+def routes() -> None:
+    """The route table."""
+
+
+@routes.command("check")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_config_option
+@_json_option
+def routes_check(file: Path, config_path: Path, as_json: bool) -> None:
+    """Show where a message (raw or envelope) would go, without sending anything."""
+    config = _load_config(config_path)
+    partners = PartnerRegistry.load(config.partners_file)
+    table = RouteTable.from_config(config.routes) if config.routes else RouteTable.default()
+    validator = Validator(SchemaRegistry(list(config.schema_dirs)))
+    data = file.read_bytes()
+    report = validator.validate(data, str(file))
+    root = parse_untrusted(data)
+    if envelope.is_envelope(root):
+        parsed = envelope.parse(root)
+        sender, receiver, functie = (
+            parsed.zender.organisatie,
+            parsed.ontvanger.organisatie,
+            parsed.functie or parsed.kind.value,
+        )
+    elif report.message is not None:
+        header = root.find("{*}Header")
+        afz = (header.findtext("{*}Afzender") if header is not None else None) or ""
+        ont = (header.findtext("{*}Ontvanger") if header is not None else None) or ""
+        retour = report.message.kind.value == "retour"
+        sender, receiver = (ont, afz) if retour else (afz, ont)
+        functie = report.message.code
+    else:
+        raise UsageOrIOError(f"{file}: not an iWmo/iJw message or envelope")
+    partner = partners.get(sender or "")
+    if partner is None:
+        raise click.ClickException(f"sender {sender} is not a known partner (IB213)")
+    outcome = table.route(
+        RoutedMessage(
+            functie,
+            report.message.standard.value if report.message else None,
+            partner.id,
+            partner.kind,
+            receiver or "",
+        )
+    )
+    if isinstance(outcome, Refusal):
+        _emit(
+            {"refused": outcome.code, "reason": outcome.reason},
+            as_json,
+            f"REFUSED {outcome.code}: {outcome.reason}",
+        )
+        sys.exit(EXIT_INVALID)
+    rows = []
+    for d in outcome:
+        target = partners.get(d.partner)
+        rows.append(
+            {
+                "partner": d.partner,
+                "copy": d.copy,
+                "rule": d.rule,
+                "adapter": target.delivery.adapter if target else None,
+                "known": target is not None,
+            }
+        )
+    human = "\n".join(
+        f"→ {r['partner']} via {r['adapter']}{' (copy)' if r['copy'] else ''}  [{r['rule']}]"
+        for r in rows
+    )
+    if not report.valid:
+        human += f"\n(note: the message itself is invalid: {report.errors[0].rule})"
+    _emit(
+        {"functie": functie, "sender": sender, "destinations": rows, "valid": report.valid},
+        as_json,
+        human,
+    )
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""The adapter protocol and the two ways a delivery can fail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class AdapterError(Exception):
+    """An adapter cannot be created (unknown name, bad settings)."""
+
+
+class DeliveryFailed(Exception):
+    """A delivery attempt failed; subclasses say whether trying again can help."""
+
+    retryable = True
+
+
+class RetryableError(DeliveryFailed):
+    """Time-out, connection refused, 5xx, Fo03 with plek=server: try again later."""
+
+
+class PermanentError(DeliveryFailed):
+    """The partner refused the message itself (4xx, Fo03 with plek=client): dead-letter it."""
+
+    retryable = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One delivery attempt of one message to one partner."""
+
+    delivery_id: int
+    message_id: str
+    destination: str
+    envelope: bytes
+    referentienummer: str
+    functie: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable over retries and replays, so the receiver can drop duplicates."""
+        return f"{self.referentienummer}:{self.destination}"
+
+
+class Adapter(Protocol):
+    holds: bool
+    """True for the inbox: the message waits in the gateway until the partner pulls it."""
+
+    def __init__(self, settings: dict[str, Any], *, timeout: float) -> None: ...
+
+    async def deliver(self, item: Outbound) -> None:
+        """Deliver or raise :class:`RetryableError` / :class:`PermanentError`."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,138 @@
+"""The broker interface: the durable heart of the gateway, behind which SQLite and Kafka sit.
+
+A message is *accepted* in one durable step together with one delivery record per
+destination; only then does the caller get its Bv03. Deliveries move
+pending → inflight (leased) → delivered | retry (scheduled) | dead, or are held in a
+partner's inbox until acknowledged. A lease that runs out (a worker died) makes the delivery
+claimable again, so a crash never strands a message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class StorageError(Exception):
+    """The store could not durably record something (disk full, I/O error)."""
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    INFLIGHT = "inflight"
+    RETRY = "retry"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+    INBOX = "inbox"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    destination: str
+    adapter: str
+    copy: bool
+    held: bool
+    """True for inbox deliveries: stored as 'inbox' and never pushed."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """Everything stored about an accepted message (no payload fields in the clear)."""
+
+    id: str
+    kind: str
+    zender: str
+    zender_applicatie: str
+    ontvanger: str
+    referentienummer: str
+    cross_ref: str | None
+    functie: str | None
+    message_code: str | None
+    identificatie: str | None
+    payload_sender: str | None
+    digest: str
+    envelope: bytes
+    bv03_ref: str
+    bv03_tijdstip: str
+    heen_id: str | None = None
+    retourcodes: str | None = None
+    deliveries: tuple[PlannedDelivery, ...] = ()
+    actor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptOutcome:
+    """``accepted``, ``duplicate`` (same content again: same Bv03), ``conflict`` (same
+    zender+referentienummer, other content: StUF016) or ``tr056`` (Identificatie reused)."""
+
+    status: str
+    message_id: str
+    bv03_ref: str
+    bv03_tijdstip: str
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed delivery, leased to one worker."""
+
+    delivery_id: int
+    message_id: str
+    destination: str
+    adapter: str
+    attempts: int
+    referentienummer: str
+    functie: str
+    envelope: bytes
+
+
+@dataclass(slots=True)
+class MessageView:
+    """A message as operators and partners see it: metadata, deliveries, history, conversation."""
+
+    data: dict[str, Any]
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    conversation: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.data,
+            "deliveries": self.deliveries,
+            "events": self.events,
+            "conversation": self.conversation,
+        }
+
+
+class Broker(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def accept(self, message: NewMessage) -> AcceptOutcome: ...
+
+    async def claim(self, limit: int, lease_seconds: float) -> list[Job]: ...
+    async def delivered(self, job: Job) -> None: ...
+    async def retry(self, job: Job, error: str, at: float) -> None: ...
+    async def dead(self, job: Job, error: str) -> None: ...
+    async def next_due(self) -> float | None: ...
+
+    async def find_message(self, referentienummer: str) -> dict[str, Any] | None: ...
+    async def find_heen(
+        self, payload_sender: str, message_code: str, identificatie: str
+    ) -> dict[str, Any] | None: ...
+    async def view(self, message_id: str) -> MessageView | None: ...
+    async def inbox(self, partner: str, limit: int) -> list[dict[str, Any]]: ...
+    async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None: ...
+    async def ack(self, partner: str, message_id: str) -> bool: ...
+    async def dead_letters(self, partner: str | None, limit: int) -> list[dict[str, Any]]: ...
+    async def replay(
+        self,
+        *,
+        message_id: str | None = None,
+        dead_only: bool = True,
+        since: float | None = None,
+        partner: str | None = None,
+        actor: str = "",
+    ) -> int: ...
+    async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]: ...
+    async def counts(self) -> dict[str, int]: ...

@@ -1,0 +1,589 @@
+"""The embedded broker: one SQLite file in WAL mode, no server to run.
+
+Durability without one fsync per message: every write goes through a single writer thread
+that takes whatever operations are queued (up to ``batch_max``), runs them in one transaction
+(each in its own savepoint, so one bad operation does not sink the others) and commits once
+with ``synchronous=FULL``. Callers await their own operation's result, which is only set after
+that commit returned, so an ``accept`` that resolved is on disk (group commit).
+
+Reads use their own connection; WAL lets them run while the writer writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from gateway.broker.base import (
+    AcceptOutcome,
+    DeliveryState,
+    Job,
+    MessageView,
+    NewMessage,
+    StorageError,
+)
+from gateway.standards import MESSAGES, Kind
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    received_at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    zender TEXT NOT NULL,
+    zender_applicatie TEXT NOT NULL,
+    ontvanger TEXT NOT NULL,
+    referentienummer TEXT NOT NULL,
+    cross_ref TEXT,
+    functie TEXT,
+    message_code TEXT,
+    identificatie TEXT,
+    payload_sender TEXT,
+    digest TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    bv03_ref TEXT NOT NULL,
+    bv03_tijdstip TEXT NOT NULL,
+    heen_id TEXT,
+    retourcodes TEXT,
+    UNIQUE (zender, referentienummer)
+);
+CREATE INDEX IF NOT EXISTS messages_referentie ON messages (referentienummer);
+CREATE INDEX IF NOT EXISTS messages_heen ON messages (heen_id);
+CREATE INDEX IF NOT EXISTS messages_identificatie
+    ON messages (payload_sender, message_code, identificatie);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL REFERENCES messages (id),
+    destination TEXT NOT NULL,
+    adapter TEXT NOT NULL,
+    copy INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    lease_until REAL,
+    last_error TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_message ON deliveries (message_id);
+CREATE INDEX IF NOT EXISTS deliveries_destination ON deliveries (destination, state);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_message ON events (message_id);
+"""
+
+log = structlog.get_logger("ggk.broker")
+
+Op = Callable[[sqlite3.Connection], Any]
+
+AWAITING_RETOUR = tuple(
+    sorted(m.code for m in MESSAGES.values() if m.kind is Kind.HEEN and m.pair is not None)
+)
+"""Heenberichten that must be answered by a retourbericht (OP090)."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+class SqliteBroker:
+    """The embedded default broker (see module docstring)."""
+
+    def __init__(
+        self, path: Path, *, batch_max: int = 512, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = path
+        self.batch_max = batch_max
+        self.clock = clock
+        self.wake = asyncio.Event()
+        """Set whenever new work may be due; delivery workers wait on it."""
+        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._write_db: sqlite3.Connection | None = None
+        self._read_db: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._lock_file: IO[bytes] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _exclusive_lock(self.path.with_suffix(".lock"))
+        self._write_db = await asyncio.to_thread(_connect, self.path)
+        await asyncio.to_thread(self._write_db.executescript, SCHEMA)
+        recovered = await asyncio.to_thread(self._recover_leases)
+        if recovered:
+            log.warning("broker.leases_recovered", deliveries=recovered)
+        self._read_db = await asyncio.to_thread(_connect, self.path)
+        self._queue = asyncio.Queue()
+        self._writer_task = asyncio.create_task(self._writer(), name="sqlite-writer")
+
+    def _recover_leases(self) -> int:
+        """Deliveries in flight belonged to a process that is gone (we hold the lock now):
+        make them due at once instead of waiting for their leases to run out."""
+        db = self._write_db
+        assert db is not None
+        now = self.clock()
+        db.execute("BEGIN IMMEDIATE")
+        rows = db.execute(
+            "UPDATE deliveries SET state = 'retry', next_attempt_at = ?, "
+            "lease_until = NULL, updated_at = ? WHERE state = 'inflight' "
+            "RETURNING message_id, destination",
+            (now, now),
+        ).fetchall()
+        for row in rows:
+            _event(
+                db,
+                row["message_id"],
+                now,
+                "lease_recovered",
+                f"{row['destination']}: in flight when the gateway stopped",
+            )
+        db.execute("COMMIT")
+        return len(rows)
+
+    async def close(self) -> None:
+        if self._queue is not None and self._writer_task is not None:
+            await self._queue.put(None)
+            await self._writer_task
+        for db in (self._write_db, self._read_db):
+            if db is not None:
+                db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    # --- the single writer -------------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    await self._queue.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                results = await asyncio.to_thread(self._apply, [op for op, _ in batch])
+            except Exception as exc:  # the commit itself failed: nothing in the batch holds
+                error = StorageError(f"commit failed: {exc}")
+                results = [error] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _apply(self, ops: list[Op]) -> list[Any]:
+        db = self._write_db
+        assert db is not None
+        results: list[Any] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                db.execute("SAVEPOINT op")
+                try:
+                    results.append(op(db))
+                    db.execute("RELEASE op")
+                except sqlite3.Error as exc:
+                    db.execute("ROLLBACK TO op")
+                    db.execute("RELEASE op")
+                    results.append(StorageError(str(exc)))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return results
+
+    async def _write(self, op: Op) -> Any:
+        if self._queue is None:
+            raise StorageError("broker is not started")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, future))
+        return await future
+
+    async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        def run() -> list[sqlite3.Row]:
+            assert self._read_db is not None
+            with self._read_lock:
+                return self._read_db.execute(sql, params).fetchall()
+
+        return await asyncio.to_thread(run)
+
+    # --- accepting ---------------------------------------------------------------------------
+
+    async def accept(self, message: NewMessage) -> AcceptOutcome:
+        now = self.clock()
+
+        def op(db: sqlite3.Connection) -> AcceptOutcome:
+            existing = db.execute(
+                "SELECT id, digest, bv03_ref, bv03_tijdstip FROM messages "
+                "WHERE zender = ? AND referentienummer = ?",
+                (message.zender, message.referentienummer),
+            ).fetchone()
+            if existing is not None:
+                status = "duplicate" if existing["digest"] == message.digest else "conflict"
+                _event(db, existing["id"], now, f"{status}_submission", message.actor)
+                return AcceptOutcome(
+                    status, existing["id"], existing["bv03_ref"], existing["bv03_tijdstip"]
+                )
+            if message.identificatie and message.payload_sender and message.message_code:
+                reused = db.execute(
+                    "SELECT id FROM messages WHERE payload_sender = ? AND message_code = ? "
+                    "AND identificatie = ? AND kind = ? LIMIT 1",
+                    (
+                        message.payload_sender,
+                        message.message_code,
+                        message.identificatie,
+                        message.kind,
+                    ),
+                ).fetchone()
+                if reused is not None:
+                    return AcceptOutcome("tr056", reused["id"], "", "")
+            db.execute(
+                "INSERT INTO messages (id, received_at, kind, zender, zender_applicatie, "
+                "ontvanger, referentienummer, cross_ref, functie, message_code, identificatie, "
+                "payload_sender, digest, envelope, bv03_ref, bv03_tijdstip, heen_id, "
+                "retourcodes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.id,
+                    now,
+                    message.kind,
+                    message.zender,
+                    message.zender_applicatie,
+                    message.ontvanger,
+                    message.referentienummer,
+                    message.cross_ref,
+                    message.functie,
+                    message.message_code,
+                    message.identificatie,
+                    message.payload_sender,
+                    message.digest,
+                    message.envelope,
+                    message.bv03_ref,
+                    message.bv03_tijdstip,
+                    message.heen_id,
+                    message.retourcodes,
+                ),
+            )
+            _event(db, message.id, now, "accepted", message.actor)
+            for planned in message.deliveries:
+                state = DeliveryState.INBOX if planned.held else DeliveryState.PENDING
+                db.execute(
+                    "INSERT INTO deliveries (message_id, destination, adapter, copy, state, "
+                    "next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        message.id,
+                        planned.destination,
+                        planned.adapter,
+                        int(planned.copy),
+                        state.value,
+                        now,
+                        now,
+                    ),
+                )
+                _event(
+                    db,
+                    message.id,
+                    now,
+                    "routed",
+                    f"{planned.destination} via {planned.adapter}"
+                    + (" (copy)" if planned.copy else ""),
+                )
+            if message.heen_id:
+                _event(
+                    db,
+                    message.heen_id,
+                    now,
+                    "retour_received",
+                    f"{message.functie} {message.id} {message.retourcodes or ''}".strip(),
+                )
+            return AcceptOutcome("accepted", message.id, message.bv03_ref, message.bv03_tijdstip)
+
+        outcome: AcceptOutcome = await self._write(op)
+        if outcome.status == "accepted":
+            self.wake.set()
+        return outcome
+
+    # --- delivering --------------------------------------------------------------------------
+
+    async def claim(self, limit: int, lease_seconds: float) -> list[Job]:
+        now = self.clock()
+
+        def op(db: sqlite3.Connection) -> list[Job]:
+            rows = db.execute(
+                "UPDATE deliveries SET state = 'inflight', lease_until = ?, "
+                "attempts = attempts + 1, updated_at = ? WHERE id IN ("
+                " SELECT id FROM deliveries WHERE"
+                " (state IN ('pending', 'retry') AND next_attempt_at <= ?)"
+                " OR (state = 'inflight' AND lease_until < ?)"
+                " ORDER BY next_attempt_at, id LIMIT ?)"
+                " RETURNING id, message_id, destination, adapter, attempts",
+                (now + lease_seconds, now, now, now, limit),
+            ).fetchall()
+            jobs = []
+            for row in sorted(rows, key=lambda r: r["id"]):
+                msg = db.execute(
+                    "SELECT referentienummer, functie, envelope FROM messages WHERE id = ?",
+                    (row["message_id"],),
+                ).fetchone()
+                jobs.append(
+                    Job(
+                        row["id"],
+                        row["message_id"],
+                        row["destination"],
+                        row["adapter"],
+                        row["attempts"],
+                        msg["referentienummer"],
+                        msg["functie"] or "",
+                        bytes(msg["envelope"]),
+                    )
+                )
+            return jobs
+
+        jobs: list[Job] = await self._write(op)
+        return jobs
+
+    async def _finish(
+        self, job: Job, state: DeliveryState, *, error: str | None, at: float | None, event: str
+    ) -> None:
+        now = self.clock()
+
+        def op(db: sqlite3.Connection) -> None:
+            updated = db.execute(
+                "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = "
+                "COALESCE(?, next_attempt_at), lease_until = NULL, updated_at = ? "
+                "WHERE id = ? AND attempts = ? AND state = 'inflight'",
+                (state.value, error, at, now, job.delivery_id, job.attempts),
+            ).rowcount
+            if updated:  # a stale worker whose lease ran out must not overwrite a newer attempt
+                detail = f"{job.destination} attempt {job.attempts}"
+                if error:
+                    detail += f": {error}"
+                _event(db, job.message_id, now, event, detail)
+
+        await self._write(op)
+
+    async def delivered(self, job: Job) -> None:
+        await self._finish(job, DeliveryState.DELIVERED, error=None, at=None, event="delivered")
+
+    async def retry(self, job: Job, error: str, at: float) -> None:
+        await self._finish(job, DeliveryState.RETRY, error=error, at=at, event="retry_scheduled")
+
+    async def dead(self, job: Job, error: str) -> None:
+        await self._finish(job, DeliveryState.DEAD, error=error, at=None, event="dead_lettered")
+
+    async def next_due(self) -> float | None:
+        rows = await self._read(
+            "SELECT MIN(CASE WHEN state = 'inflight' THEN lease_until ELSE next_attempt_at END) "
+            "AS due FROM deliveries WHERE state IN ('pending', 'retry', 'inflight')"
+        )
+        due = rows[0]["due"] if rows else None
+        return float(due) if due is not None else None
+
+    # --- queries -----------------------------------------------------------------------------
+
+    async def find_message(self, referentienummer: str) -> dict[str, Any] | None:
+        rows = await self._read(
+            "SELECT id, zender, ontvanger, kind, functie, message_code, identificatie, "
+            "payload_sender, referentienummer FROM messages WHERE referentienummer = ? "
+            "ORDER BY received_at LIMIT 1",
+            (referentienummer,),
+        )
+        return dict(rows[0]) if rows else None
+
+    async def find_heen(
+        self, payload_sender: str, message_code: str, identificatie: str
+    ) -> dict[str, Any] | None:
+        rows = await self._read(
+            "SELECT id, zender, ontvanger, referentienummer FROM messages WHERE "
+            "payload_sender = ? AND message_code = ? AND identificatie = ? AND kind = 'Di01' "
+            "ORDER BY received_at DESC LIMIT 1",
+            (payload_sender, message_code, identificatie),
+        )
+        return dict(rows[0]) if rows else None
+
+    async def view(self, message_id: str) -> MessageView | None:
+        rows = await self._read(
+            "SELECT id, received_at, kind, zender, ontvanger, referentienummer, cross_ref, "
+            "functie, message_code, heen_id, retourcodes FROM messages WHERE id = ? "
+            "OR referentienummer = ? LIMIT 1",
+            (message_id, message_id),
+        )
+        if not rows:
+            return None
+        data = dict(rows[0])
+        mid = data["id"]
+        deliveries = [
+            dict(r)
+            for r in await self._read(
+                "SELECT destination, adapter, copy, state, attempts, next_attempt_at, last_error, "
+                "updated_at FROM deliveries WHERE message_id = ? ORDER BY id",
+                (mid,),
+            )
+        ]
+        events = [
+            dict(r)
+            for r in await self._read(
+                "SELECT at, event, detail FROM events WHERE message_id = ? ORDER BY id", (mid,)
+            )
+        ]
+        heen_id = data["heen_id"] or mid
+        conversation = [
+            dict(r)
+            for r in await self._read(
+                "SELECT id, kind, functie, zender, ontvanger, received_at, retourcodes "
+                "FROM messages WHERE id = ? OR heen_id = ? ORDER BY received_at",
+                (heen_id, heen_id),
+            )
+        ]
+        return MessageView(data, deliveries, events, conversation)
+
+    async def inbox(self, partner: str, limit: int) -> list[dict[str, Any]]:
+        rows = await self._read(
+            "SELECT m.id, m.kind, m.functie, m.zender, m.referentienummer, m.cross_ref, "
+            "m.received_at FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            "WHERE d.destination = ? AND d.state = 'inbox' ORDER BY d.id LIMIT ?",
+            (partner, limit),
+        )
+        return [dict(r) for r in rows]
+
+    async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
+        rows = await self._read(
+            "SELECT m.envelope FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            "WHERE d.destination = ? AND m.id = ? AND d.state IN ('inbox', 'delivered') "
+            "AND d.adapter = 'inbox'",
+            (partner, message_id),
+        )
+        return bytes(rows[0]["envelope"]) if rows else None
+
+    async def ack(self, partner: str, message_id: str) -> bool:
+        now = self.clock()
+
+        def op(db: sqlite3.Connection) -> bool:
+            updated = db.execute(
+                "UPDATE deliveries SET state = 'delivered', updated_at = ? WHERE "
+                "destination = ? AND message_id = ? AND state = 'inbox'",
+                (now, partner, message_id),
+            ).rowcount
+            if updated:
+                _event(db, message_id, now, "delivered", f"{partner} fetched from inbox")
+            return bool(updated)
+
+        result: bool = await self._write(op)
+        return result
+
+    async def dead_letters(self, partner: str | None, limit: int) -> list[dict[str, Any]]:
+        rows = await self._read(
+            "SELECT m.id, m.functie, m.zender, d.destination, d.attempts, d.last_error, "
+            "d.updated_at FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            "WHERE d.state = 'dead' AND (? IS NULL OR d.destination = ?) ORDER BY d.id LIMIT ?",
+            (partner, partner, limit),
+        )
+        return [dict(r) for r in rows]
+
+    async def replay(
+        self,
+        *,
+        message_id: str | None = None,
+        dead_only: bool = True,
+        since: float | None = None,
+        partner: str | None = None,
+        actor: str = "",
+    ) -> int:
+        now = self.clock()
+
+        def op(db: sqlite3.Connection) -> int:
+            states = ("dead",) if dead_only else ("dead", "delivered", "retry")
+            marks = ", ".join("?" for _ in states)
+            rows = db.execute(
+                f"SELECT d.id, d.message_id, d.destination FROM deliveries d "
+                f"JOIN messages m ON m.id = d.message_id WHERE d.state IN ({marks}) "
+                "AND d.adapter != 'inbox' AND (? IS NULL OR d.message_id = ? "
+                "OR m.referentienummer = ?) AND (? IS NULL OR m.received_at >= ?) "
+                "AND (? IS NULL OR d.destination = ?)",
+                (*states, message_id, message_id, message_id, since, since, partner, partner),
+            ).fetchall()
+            for row in rows:
+                db.execute(
+                    "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, "
+                    "attempts = 0, last_error = NULL, updated_at = ? WHERE id = ?",
+                    (now, now, row["id"]),
+                )
+                _event(
+                    db,
+                    row["message_id"],
+                    now,
+                    "replayed",
+                    f"{row['destination']} by {actor or 'operator'}",
+                )
+            return len(rows)
+
+        count: int = await self._write(op)
+        if count:
+            self.wake.set()
+        return count
+
+    async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]:
+        rows = await self._read(
+            "SELECT m.id, m.functie, m.zender, m.ontvanger, m.referentienummer, m.received_at "
+            "FROM messages m WHERE m.kind = 'Di01' AND m.received_at < ? "
+            f"AND m.functie IN ({', '.join('?' for _ in AWAITING_RETOUR)}) "
+            "AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.heen_id = m.id) "
+            "ORDER BY m.received_at LIMIT ?",
+            (older_than, *AWAITING_RETOUR, limit),
+        )
+        return [dict(r) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._read("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
+        return {r["state"]: int(r["n"]) for r in rows}
+
+
+def _exclusive_lock(path: Path) -> IO[bytes]:
+    """One gateway process per database: the embedded broker is not a distributed system."""
+    handle = path.open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StorageError(
+            f"{path.parent} is in use by another gateway process; the embedded "
+            "broker serves one process (use the Kafka backend for more)"
+        ) from None
+    return handle
+
+
+def _event(db: sqlite3.Connection, message_id: str, at: float, event: str, detail: str) -> None:
+    db.execute(
+        "INSERT INTO events (message_id, at, event, detail) VALUES (?, ?, ?, ?)",
+        (message_id, at, event, detail),
+    )

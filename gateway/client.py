@@ -1,0 +1,117 @@
+"""A small client of a running gateway, used by the operator CLI (``ggk submit``, ``status``…).
+
+It finds the gateway's URL and trust anchor in the gateway configuration and the credentials in
+``secrets/tokens.toml`` next to it (as written by ``ggk init``), unless given explicitly.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from gateway import soap
+from gateway.config import GatewayConfig
+
+
+class ClientError(Exception):
+    """The gateway could not be reached or answered with an error; the text says which."""
+
+
+@dataclass
+class GatewayClient:
+    base_url: str
+    token: str | None = None
+    ca: str | None = None
+    timeout: float = 60.0
+
+    @classmethod
+    def for_config(
+        cls, config: GatewayConfig, *, partner: str | None = None, token: str | None = None
+    ) -> GatewayClient:
+        if token is None:
+            token = _token_from_secrets(config.path.parent / "secrets" / "tokens.toml", partner)
+        ca = str(config.tls.client_ca) if config.tls and config.tls.client_ca else None
+        return cls(config.base_url, token, ca)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            return requests.request(
+                method,
+                self.base_url + path,
+                headers=headers,
+                verify=self.ca or True,
+                timeout=self.timeout,
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            raise ClientError(f"cannot reach the gateway at {self.base_url}: {exc}") from None
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            raise ClientError(f"HTTP {response.status_code} from {path}") from None
+        if response.status_code >= 400:
+            code = f" [{body['code']}]" if body.get("code") else ""
+            raise ClientError(f"HTTP {response.status_code}{code}: {body.get('title')}")
+        return body
+
+    def submit_raw(self, payload: bytes, idempotency_key: str | None = None) -> Any:
+        headers = {"Content-Type": "application/xml"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return self._json("POST", "/api/v1/messages", data=payload, headers=headers)
+
+    def submit_envelope(self, envelope_xml: bytes, soap_action: str) -> requests.Response:
+        return self._request(
+            "POST",
+            "/ggk/OntvangAsynchroon",
+            data=soap.wrap_request(envelope_xml),
+            headers={"Content-Type": soap.CONTENT_TYPE, "SOAPAction": f'"{soap_action}"'},
+        )
+
+    def status(self, message_id: str) -> Any:
+        return self._json("GET", f"/api/v1/messages/{message_id}")
+
+    def inbox(self, limit: int = 100) -> Any:
+        return self._json("GET", f"/api/v1/inbox?limit={limit}")
+
+    def inbox_envelope(self, message_id: str) -> bytes:
+        response = self._request("GET", f"/api/v1/inbox/{message_id}")
+        if response.status_code != 200:
+            raise ClientError(f"HTTP {response.status_code} fetching {message_id}")
+        return response.content
+
+    def ack(self, message_id: str) -> Any:
+        return self._json("POST", f"/api/v1/inbox/{message_id}/ack")
+
+    def dead_letters(self, partner: str | None = None, limit: int = 10000) -> Any:
+        query = f"?limit={limit}" + (f"&partner={partner}" if partner else "")
+        return self._json("GET", f"/api/v1/admin/dead-letters{query}")
+
+    def replay(self, **body: Any) -> Any:
+        return self._json("POST", "/api/v1/admin/replay", json=body)
+
+    def overdue(self, days: float | None = None) -> Any:
+        return self._json("GET", "/api/v1/admin/overdue" + (f"?days={days}" if days else ""))
+
+
+def _token_from_secrets(path: Path, partner: str | None) -> str | None:
+    if not path.is_file():
+        return None
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    if partner is None:
+        token = data.get("admin")
+    else:
+        token = data.get("partners", {}).get(partner)
+        if token is None:
+            raise ClientError(f"no token for partner {partner} in {path}")
+    return str(token) if token else None

@@ -1,0 +1,142 @@
+"""Gateway configuration: one TOML file; relative paths are relative to that file.
+
+Secrets are not in it: partner tokens and the admin token are stored as SHA-256 digests, keys
+and certificates are files referenced by path (``ggk init`` creates them with 0600/0700).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.xmlsafe import DEFAULT_MAX_BYTES
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+    client_ca: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    max_attempts: int = 8
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    timeout: float = 30.0
+    concurrency: int = 16
+    lease_seconds: float = 120.0
+    poll_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    path: Path
+    organisatie: str = "GGK"
+    applicatie: str = "ggk-gateway"
+    host: str = "127.0.0.1"
+    port: int = 8443
+    data_dir: Path = Path("data")
+    plain_http: bool = False
+    max_message_bytes: int = DEFAULT_MAX_BYTES
+    business_rules: str = "reject"
+    schema_dirs: tuple[Path, ...] = ()
+    tls: TlsConfig | None = None
+    admin_token_sha256: str | None = None
+    partners_file: Path = Path("partners.toml")
+    routes: list[dict[str, Any]] = field(default_factory=list)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    overdue_days: float = 3.0
+    public_url: str | None = None
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "gateway.sqlite"
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "http" if self.plain_http else "https"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load(path: Path) -> GatewayConfig:
+    """Read and check a gateway configuration file."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    base = path.resolve().parent
+
+    def rel(value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else base / p
+
+    gw = raw.get("gateway", {})
+    tls_raw = raw.get("tls")
+    tls = None
+    if tls_raw:
+        try:
+            tls = TlsConfig(
+                rel(tls_raw["cert"]),
+                rel(tls_raw["key"]),
+                rel(tls_raw["client_ca"]) if tls_raw.get("client_ca") else None,
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{path}: [tls] needs {exc}") from None
+    delivery = DeliveryConfig(**raw.get("delivery", {}))
+    config = GatewayConfig(
+        path=path.resolve(),
+        organisatie=str(gw.get("organisatie", "GGK")),
+        applicatie=str(gw.get("applicatie", "ggk-gateway")),
+        host=str(gw.get("host", "127.0.0.1")),
+        port=int(gw.get("port", 8443)),
+        data_dir=rel(str(gw.get("data_dir", "data"))),
+        plain_http=bool(gw.get("plain_http", False)),
+        max_message_bytes=int(gw.get("max_message_bytes", DEFAULT_MAX_BYTES)),
+        business_rules=str(gw.get("business_rules", "reject")),
+        schema_dirs=tuple(rel(d) for d in gw.get("schema_dirs", [])),
+        tls=tls,
+        admin_token_sha256=raw.get("auth", {}).get("admin_token_sha256"),
+        partners_file=rel(str(gw.get("partners", "partners.toml"))),
+        routes=list(raw.get("route", [])),
+        delivery=delivery,
+        overdue_days=float(raw.get("retour", {}).get("overdue_days", 3.0)),
+        public_url=gw.get("public_url"),
+    )
+    check(config)
+    return config
+
+
+def check(config: GatewayConfig) -> None:
+    if config.business_rules not in ("reject", "record"):
+        raise ConfigError(f"{config.path}: business_rules is 'reject' or 'record'")
+    if config.plain_http and not _is_loopback(config.host):
+        raise ConfigError(
+            f"{config.path}: plain_http is only allowed on a loopback address, not {config.host}"
+        )
+    if not config.plain_http and config.tls is None:
+        raise ConfigError(
+            f"{config.path}: [tls] cert and key are required (or plain_http = "
+            "true on loopback for development)"
+        )
+    if config.delivery.max_attempts < 1:
+        raise ConfigError(f"{config.path}: delivery.max_attempts must be at least 1")

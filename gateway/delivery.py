@@ -1,0 +1,161 @@
+"""Delivery workers: claim due deliveries, hand them to adapters, record the outcome.
+
+At-least-once: a delivery is marked delivered only after the adapter returned, so a crash in
+between means it is delivered again after restart (its lease runs out); the idempotency key
+(referentienummer + destination) lets receivers drop that duplicate. Failures are classified
+by the adapter: retryable ones are rescheduled with exponential backoff and full jitter until
+``max_attempts``, permanent ones go to the dead-letter state at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+
+import structlog
+
+import adapters
+from adapters.base import Adapter, DeliveryFailed, Outbound
+from gateway.broker.base import Broker, Job
+from gateway.config import DeliveryConfig
+from gateway.metrics import DELIVERIES
+from routing.partners import PartnerRegistry
+
+log = structlog.get_logger("ggk.delivery")
+
+
+def backoff(
+    attempt: int, base: float, cap: float, rng: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based): base·2^(n-1), capped, jittered
+    between half and the full value so retries of many messages spread out."""
+    ceiling = min(cap, base * 2.0 ** (attempt - 1))
+    return ceiling * (0.5 + 0.5 * rng())
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        broker: Broker,
+        partners: PartnerRegistry,
+        config: DeliveryConfig,
+        *,
+        wake: asyncio.Event | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.broker = broker
+        self.partners = partners
+        self.config = config
+        self.wake = wake or asyncio.Event()
+        self.clock = clock
+        self._adapters: dict[str, Adapter] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def adapter_for(self, destination: str) -> Adapter:
+        adapter = self._adapters.get(destination)
+        if adapter is None:
+            partner = self.partners.get(destination)
+            if partner is None:
+                raise adapters.AdapterError(f"no partner {destination}")
+            adapter = adapters.create(
+                partner.delivery.adapter, partner.delivery.settings, timeout=self.config.timeout
+            )
+            self._adapters[destination] = adapter
+        return adapter
+
+    async def run(self) -> None:
+        """Claim and deliver until :meth:`stop` is called."""
+        while not self._stopping:
+            free = self.config.concurrency - len(self._inflight)
+            jobs = await self.broker.claim(free, self.config.lease_seconds) if free > 0 else []
+            for job in jobs:
+                task = asyncio.create_task(self._attempt(job))
+                self._inflight.add(task)
+                task.add_done_callback(self._done)
+            if jobs and len(jobs) == free:
+                await asyncio.sleep(0)
+                continue
+            await self._wait_for_work()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.wake.set()
+
+    async def _wait_for_work(self) -> None:
+        self.wake.clear()  # before reading the schedule, so no wake-up is lost in between
+        due = await self.broker.next_due()
+        timeout = self.config.poll_interval
+        if due is not None:
+            timeout = max(0.0, min(timeout, due - self.clock()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout)
+
+    async def _attempt(self, job: Job) -> None:
+        outbound = Outbound(
+            job.delivery_id,
+            job.message_id,
+            job.destination,
+            job.envelope,
+            job.referentienummer,
+            job.functie,
+            job.attempts,
+        )
+        started = self.clock()
+        try:
+            adapter = self.adapter_for(job.destination)
+            await asyncio.wait_for(adapter.deliver(outbound), self.config.timeout)
+        except DeliveryFailed as exc:
+            await self._failed(job, str(exc) or type(exc).__name__, exc.retryable)
+            return
+        except TimeoutError:
+            await self._failed(job, f"timed out after {self.config.timeout:g} s", True)
+            return
+        except adapters.AdapterError as exc:
+            await self._failed(job, str(exc), False)
+            return
+        await self.broker.delivered(job)
+        DELIVERIES.labels(result="delivered").inc()
+        log.info(
+            "delivery.delivered",
+            message_id=job.message_id,
+            destination=job.destination,
+            attempt=job.attempts,
+            seconds=round(self.clock() - started, 4),
+        )
+
+    async def _failed(self, job: Job, error: str, retryable: bool) -> None:
+        if retryable and job.attempts < self.config.max_attempts:
+            wait = backoff(job.attempts, self.config.backoff_base, self.config.backoff_max)
+            await self.broker.retry(job, error, self.clock() + wait)
+            DELIVERIES.labels(result="retry").inc()
+            log.info(
+                "delivery.retry",
+                message_id=job.message_id,
+                destination=job.destination,
+                attempt=job.attempts,
+                wait=round(wait, 3),
+                error=error,
+            )
+        else:
+            await self.broker.dead(job, error)
+            DELIVERIES.labels(result="dead").inc()
+            log.warning(
+                "delivery.dead_lettered",
+                message_id=job.message_id,
+                destination=job.destination,
+                attempt=job.attempts,
+                error=error,
+                permanent=not retryable,
+            )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wake.set()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        for adapter in self._adapters.values():
+            await adapter.close()

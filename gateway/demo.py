@@ -1,0 +1,125 @@
+"""``ggk init DIR``: a complete, working demo setup in one directory.
+
+Partners are the DOWR gemeenten (Deventer 0150, Olst-Wijhe 0175, Raalte 0177), two
+zorgaanbieders, CAK, SVB and CORV. Each gets a random bearer token (only its digest goes into
+``partners.toml``; the tokens themselves into ``secrets/tokens.toml``, mode 0600) and a client
+certificate from a development CA. WMO301/305/307 are copied to CAK for the eigen bijdrage.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.devpki import DevCA
+from routing.partners import token_digest
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPartner:
+    id: str
+    name: str
+    kind: str
+    adapter: str = "inbox"
+
+
+DEMO_PARTNERS = (
+    DemoPartner("0150", "Gemeente Deventer", "gemeente"),
+    DemoPartner("0175", "Gemeente Olst-Wijhe", "gemeente"),
+    DemoPartner("0177", "Gemeente Raalte", "gemeente"),
+    DemoPartner("12345678", "Zorggroep Salland", "aanbieder"),
+    DemoPartner("87654321", "Jeugdhulp IJsselland", "aanbieder", "directory"),
+    DemoPartner("CAK", "CAK (eigen bijdrage)", "cak", "directory"),
+    DemoPartner("SVB", "SVB (pgb trekkingsrecht)", "svb"),
+    DemoPartner("CORV", "CORV (justitie/jeugd)", "corv"),
+)
+
+
+def _private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def init(directory: Path, *, port: int = 8443, force: bool = False) -> Path:
+    """Write the demo setup; returns the path of ``gateway.toml``."""
+    config = directory / "gateway.toml"
+    if config.exists() and not force:
+        raise FileExistsError(f"{config} exists; use --force to overwrite the demo setup")
+    directory.mkdir(parents=True, exist_ok=True)
+    for sub in ("data", "secrets", "drop"):
+        (directory / sub).mkdir(exist_ok=True)
+        (directory / sub).chmod(0o700)
+    ca = DevCA(directory / "pki")
+    server = ca.issue("server", "localhost", server=True)
+    admin_token = secrets.token_urlsafe(32)
+    tokens = {p.id: secrets.token_urlsafe(32) for p in DEMO_PARTNERS}
+
+    partner_entries = []
+    for p in DEMO_PARTNERS:
+        client = ca.issue(f"client-{p.id}", p.id, organisation=p.name)
+        delivery = f'adapter = "{p.adapter}"'
+        if p.adapter == "directory":
+            delivery += f'\npath = "drop/{p.id}"'
+        partner_entries.append(
+            f'[[partner]]\nid = "{p.id}"\nname = "{p.name}"\nkind = "{p.kind}"\n'
+            f'token_sha256 = "{token_digest(tokens[p.id])}"\ncert_sha256 = "{client.sha256}"\n'
+            f"[partner.delivery]\n{delivery}\n"
+        )
+    partners_text = "# Partners of the demo gateway (written by ggk init).\n\n" + "\n".join(
+        partner_entries
+    )
+    # Directory adapter paths are relative to where the gateway runs; make them absolute.
+    partners_text = partners_text.replace('path = "drop/', f'path = "{directory.resolve()}/drop/')
+    (directory / "partners.toml").write_text(partners_text, encoding="utf-8")
+
+    config.write_text(
+        f"""# ggk-gateway demo configuration (written by ggk init).
+[gateway]
+organisatie = "GGK"
+applicatie = "ggk-gateway"
+host = "127.0.0.1"
+port = {port}
+data_dir = "data"
+partners = "partners.toml"
+business_rules = "reject"   # or "record": deliver and only record level 2-4 rule violations
+
+[tls]
+cert = "{server.cert.relative_to(directory)}"
+key = "{server.key.relative_to(directory)}"
+client_ca = "pki/ca.crt"     # client certificates are optional; they identify a partner
+
+[auth]
+admin_token_sha256 = "{token_digest(admin_token)}"
+
+[delivery]
+max_attempts = 8
+backoff_base = 1.0
+backoff_max = 300.0
+timeout = 30.0
+concurrency = 16
+
+[retour]
+overdue_days = 3
+
+[[route]]
+name = "eigen bijdrage: copy to CAK"
+messages = ["WMO301", "WMO305", "WMO307"]
+action = "copy"
+copy_to = ["CAK"]
+
+[[route]]
+name = "deliver to the addressee"
+action = "deliver"
+""",
+        encoding="utf-8",
+    )
+    token_lines = "\n".join(f'"{pid}" = "{tok}"' for pid, tok in tokens.items())
+    _private(
+        directory / "secrets" / "tokens.toml",
+        "# Demo credentials. Keep this file private (mode 0600).\n"
+        f'admin = "{admin_token}"\n\n[partners]\n{token_lines}\n',
+    )
+    return config

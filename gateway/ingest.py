@@ -1,0 +1,372 @@
+"""Accepting a message: from an authenticated envelope to a durable record and a Bv03.
+
+The stages run in the order of the design (docs/architecture.md): envelope checks → payload
+validation → authorisation (a partner only speaks for itself) → routing → retour correlation →
+durable accept with duplicate detection. Each stage returns a :class:`Rejected` value with the
+StUF/GGk foutcode the sender gets in its Fo03; nothing is stored for a rejected message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from lxml import etree
+
+from gateway import envelope as env
+from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
+from gateway.report import Problem, Severity
+from gateway.standards import Kind, MessageType
+from gateway.validation import Validator, envelope_matches_payload
+from routing.partners import Partner, PartnerRegistry
+from routing.table import Refusal, RoutedMessage, RouteTable
+
+log = structlog.get_logger("ggk.ingest")
+
+# Rule ids of envelope/payload problems → the foutcode a sender gets (docs/errors.md).
+ENVELOPE_CODES = {
+    "IB009": "IB009",
+    "CC06": "CC06",
+    "ENV-BESTANDSNAAM": "StUF055",
+    "ENV-FUNCTIE": "IB240",
+    "ENV-KIND": "StUF040",
+    "ENV-ZENDER": "StUF052",
+    "ENV-ONTVANGER": "IB210",
+    "XML-SIZE": "IB007",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is calling: a partner (token or client certificate), or an operator (admin)."""
+
+    partner: Partner | None
+    admin: bool = False
+    peer: str = ""
+    via: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.partner.id if self.partner else ("admin" if self.admin else "anonymous")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+    referentienummer: str
+    zender: env.Systeem
+    bv03_ref: str
+    bv03_tijdstip: str
+    duplicate: bool
+    destinations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: str
+    plek: str
+    omschrijving: str
+    cross_ref: str = ""
+    zender: env.Systeem | None = None
+    details: str | None = None
+
+
+def _describe(problem: Problem) -> str:
+    where = f" at {problem.path}" if problem.path else ""
+    code = f" [{problem.retourcode}]" if problem.retourcode else ""
+    return f"{problem.rule}{code}{where}: {problem.message}"
+
+
+class Ingress:
+    """The accept path shared by SOAP, REST and ``ggk submit``."""
+
+    def __init__(
+        self,
+        *,
+        validator: Validator,
+        partners: PartnerRegistry,
+        routes: RouteTable,
+        broker: Broker,
+        gateway: env.Systeem,
+        reject_rule_violations: bool = True,
+    ) -> None:
+        self.validator = validator
+        self.partners = partners
+        self.routes = routes
+        self.broker = broker
+        self.gateway = gateway
+        self.reject_rule_violations = reject_rule_violations
+
+    async def accept_envelope(
+        self, element: etree._Element, identity: Identity
+    ) -> Accepted | Rejected:
+        try:
+            envelope = env.parse(element)
+        except env.EnvelopeError as exc:
+            first = exc.problems[0]
+            return Rejected(
+                ENVELOPE_CODES.get(first.rule, "StUF055"),
+                "client",
+                _describe(first)[:200],
+                cross_ref=_ref_of(element),
+            )
+        rejected = self._check_envelope(envelope, identity)
+        if rejected is not None:
+            return rejected
+        raw: bytes = etree.tostring(element, encoding="UTF-8", xml_declaration=True)
+
+        message: MessageType | None = None
+        payload_root: etree._Element | None = None
+        if envelope.kind is not env.Kind.FO01 and envelope.payload_is_xml:
+            result = self.validator.validate_payload(envelope.payload)
+            errors = result.report.errors
+            blocking = [p for p in errors if p.level == 1 or self.reject_rule_violations]
+            if blocking:
+                first = blocking[0]
+                code = "StUF055" if first.level == 1 else "StUF058"
+                return self._reject(
+                    envelope, code, "client", _describe(first), details=f"{len(errors)} problem(s)"
+                )
+            if result.identified is None or result.root is None:
+                return self._reject(envelope, "StUF055", "client", "payload not identified")
+            message, payload_root = result.identified.message, result.root
+            mismatch = [
+                p
+                for p in envelope_matches_payload(envelope, message, payload_root)
+                if p.severity is Severity.ERROR
+            ]
+            if mismatch:
+                return self._reject(
+                    envelope,
+                    ENVELOPE_CODES.get(mismatch[0].rule, "StUF055"),
+                    "client",
+                    _describe(mismatch[0]),
+                )
+            sender = identity.partner
+            assert sender is not None
+            if sender.kind.party is not message.sender:
+                return self._reject(
+                    envelope,
+                    "IB234",
+                    "client",
+                    f"a {sender.kind.value} may not send {message.code}",
+                )
+        return await self._route_and_store(envelope, raw, identity, message, payload_root)
+
+    def _check_envelope(self, envelope: env.Envelope, identity: Identity) -> Rejected | None:
+        errors = [p for p in env.check(envelope) if p.severity is Severity.ERROR]
+        if errors:
+            return self._reject(
+                envelope,
+                ENVELOPE_CODES.get(errors[0].rule, "StUF055"),
+                "client",
+                _describe(errors[0]),
+            )
+        if identity.partner is None:
+            return self._reject(envelope, "StUF052", "client", "sender is not authenticated")
+        if envelope.zender.organisatie != identity.partner.id:
+            log.warning(
+                "message.spoofed_sender",
+                authenticated=identity.partner.id,
+                claimed=envelope.zender.organisatie,
+                peer=identity.peer,
+            )
+            return self._reject(
+                envelope,
+                "StUF052",
+                "client",
+                f"authenticated as {identity.partner.id}, may not send as "
+                f"{envelope.zender.organisatie}",
+            )
+        if self.partners.get(envelope.ontvanger.organisatie) is None:
+            return self._reject(
+                envelope,
+                "IB210",
+                "client",
+                f"receiving organisation {envelope.ontvanger.organisatie} "
+                "is unknown to the gateway",
+            )
+        return None
+
+    def _reject(
+        self,
+        envelope: env.Envelope,
+        code: str,
+        plek: str,
+        omschrijving: str,
+        details: str | None = None,
+    ) -> Rejected:
+        log.info(
+            "message.rejected",
+            referentienummer=envelope.referentienummer,
+            zender=envelope.zender.organisatie,
+            functie=envelope.functie,
+            code=code,
+        )
+        return Rejected(
+            code, plek, omschrijving[:200], envelope.referentienummer, envelope.zender, details
+        )
+
+    async def _route_and_store(
+        self,
+        envelope: env.Envelope,
+        raw: bytes,
+        identity: Identity,
+        message: MessageType | None,
+        payload_root: etree._Element | None,
+    ) -> Accepted | Rejected:
+        assert identity.partner is not None
+        receiver = envelope.ontvanger.organisatie
+        heen_id: str | None = None
+        if envelope.kind is not env.Kind.DI01 and envelope.cross_ref:
+            heen = await self.broker.find_message(envelope.cross_ref)
+            if heen is not None:
+                if heen["zender"] != receiver:
+                    return self._reject(
+                        envelope,
+                        "StUF043",
+                        "client",
+                        f"crossRefnummer points at a message of "
+                        f"{heen['zender']}, not of {receiver}",
+                    )
+                heen_id = heen["id"]
+        routed = RoutedMessage(
+            functie=envelope.functie or envelope.kind.value,
+            standard=message.standard.value if message else None,
+            sender=identity.partner.id,
+            sender_kind=identity.partner.kind,
+            receiver=receiver,
+        )
+        destinations = self.routes.route(routed)
+        if isinstance(destinations, Refusal):
+            return self._reject(envelope, destinations.code, "client", destinations.reason)
+        planned = []
+        for destination in destinations:
+            partner = self.partners.get(destination.partner)
+            if partner is None:
+                return self._reject(
+                    envelope,
+                    "IB210",
+                    "server",
+                    f"route {destination.rule!r} names unknown partner {destination.partner}",
+                )
+            planned.append(
+                PlannedDelivery(
+                    partner.id,
+                    partner.delivery.adapter,
+                    destination.copy,
+                    partner.delivery.adapter == "inbox",
+                )
+            )
+        header = _payload_header(payload_root, message)
+        record = NewMessage(
+            id=uuid.uuid4().hex,
+            kind=envelope.kind.value,
+            zender=envelope.zender.organisatie,
+            zender_applicatie=envelope.zender.applicatie,
+            ontvanger=receiver,
+            referentienummer=envelope.referentienummer,
+            cross_ref=envelope.cross_ref,
+            functie=envelope.functie,
+            message_code=message.code if message else None,
+            identificatie=header.get("identificatie"),
+            payload_sender=header.get("sender"),
+            digest=content_digest(envelope),
+            envelope=raw,
+            bv03_ref=env.new_referentienummer(),
+            bv03_tijdstip=env.tijdstip_now(),
+            heen_id=heen_id,
+            retourcodes=header.get("retourcodes"),
+            deliveries=tuple(planned),
+            actor=f"{identity.name} via {identity.via}",
+        )
+        try:
+            outcome: AcceptOutcome = await self.broker.accept(record)
+        except StorageError as exc:
+            log.error(
+                "message.store_failed", referentienummer=envelope.referentienummer, error=str(exc)
+            )
+            return self._reject(envelope, "StUF046", "server", "storing the message failed")
+        if outcome.status == "conflict":
+            return self._reject(
+                envelope,
+                "StUF016",
+                "client",
+                "zender and referentienummer were used before for another message",
+            )
+        if outcome.status == "tr056":
+            return self._reject(
+                envelope,
+                "StUF058",
+                "client",
+                f"TR056 [9056]: {header.get('sender')} already sent a "
+                f"{record.message_code} with Identificatie "
+                f"{header.get('identificatie')}",
+            )
+        log.info(
+            "message.accepted",
+            message_id=outcome.message_id,
+            referentienummer=envelope.referentienummer,
+            zender=record.zender,
+            ontvanger=receiver,
+            functie=envelope.functie,
+            destinations=[p.destination for p in planned],
+            duplicate=outcome.status == "duplicate",
+            retour_of=heen_id,
+        )
+        return Accepted(
+            outcome.message_id,
+            envelope.referentienummer,
+            envelope.zender,
+            outcome.bv03_ref,
+            outcome.bv03_tijdstip,
+            outcome.status == "duplicate",
+            tuple(p.destination for p in planned),
+        )
+
+
+def content_digest(envelope: env.Envelope) -> str:
+    """What makes a re-offer "the same message": routing facts and payload, not the envelope's
+    serialisation or tijdstipBericht (StUF 4.2: identical re-offers get the earlier answer)."""
+    digest = hashlib.sha256()
+    for part in (
+        envelope.kind.value,
+        envelope.zender.organisatie,
+        envelope.ontvanger.organisatie,
+        envelope.functie or "",
+        envelope.cross_ref or "",
+    ):
+        digest.update(part.encode() + b"\x00")
+    digest.update(envelope.payload)
+    return digest.hexdigest()
+
+
+def _payload_header(root: etree._Element | None, message: MessageType | None) -> dict[str, Any]:
+    """Routing facts of the payload header; for a retour the sender is Header/Ontvanger."""
+    if root is None or message is None:
+        return {}
+    header = root.find("{*}Header")
+    if header is None:
+        return {}
+    retour = message.kind is Kind.RETOUR
+    sender = header.findtext("{*}Ontvanger" if retour else "{*}Afzender")
+    codes = (
+        [c.text or "" for c in root.iter("{*}RetourCode")]
+        if retour or (message.number == 325)
+        else []
+    )
+    return {
+        "sender": sender,
+        "identificatie": header.findtext(
+            "{*}IdentificatieRetour" if retour else "{*}BerichtIdentificatie/{*}Identificatie"
+        ),
+        "retourcodes": ",".join(sorted(set(codes))) or None,
+    }
+
+
+def _ref_of(element: etree._Element) -> str:
+    found = element.findtext(f".//{{{env.STUF_NS}}}referentienummer")
+    return found or ""

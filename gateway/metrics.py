@@ -1,0 +1,27 @@
+"""Prometheus metrics. Labels carry message types and codes only, never identities or BSNs."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+ACCEPTED = Counter(
+    "ggk_messages_accepted_total",
+    "Messages durably accepted (Bv03 sent).",
+    ["functie", "duplicate"],
+    registry=REGISTRY,
+)
+REJECTED = Counter(
+    "ggk_messages_rejected_total", "Messages refused with a Fo03.", ["code"], registry=REGISTRY
+)
+DELIVERIES = Counter(
+    "ggk_delivery_attempts_total", "Delivery attempt outcomes.", ["result"], registry=REGISTRY
+)
+BV03_SECONDS = Histogram(
+    "ggk_bv03_seconds",
+    "Time from request received to Bv03/Fo03 sent.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+DELIVERY_STATES = Gauge("ggk_deliveries", "Deliveries by state.", ["state"], registry=REGISTRY)

@@ -1,0 +1,505 @@
+"""The gateway's HTTP face: StUF-GGk SOAP ingress, the REST API, health and metrics.
+
+One aiohttp application; TLS with optional client certificates (mutual TLS identifies a
+partner by its certificate fingerprint), bearer tokens as the alternative. Handlers are thin:
+they authenticate, translate HTTP to the :class:`~gateway.ingest.Ingress` and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import signal
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from lxml import etree
+from prometheus_client import generate_latest
+
+from gateway import envelope as env
+from gateway import soap
+from gateway.broker.sqlite import SqliteBroker
+from gateway.config import GatewayConfig, TlsConfig
+from gateway.delivery import DeliveryService
+from gateway.ingest import Identity, Ingress, Rejected
+from gateway.metrics import ACCEPTED, BV03_SECONDS, DELIVERY_STATES, REGISTRY, REJECTED
+from gateway.openapi import OPENAPI
+from gateway.schemas import SchemaRegistry
+from gateway.standards import Kind
+from gateway.validation import Validator
+from gateway.xmlsafe import ParseLimits, parse_untrusted
+from routing.partners import PartnerRegistry
+from routing.table import RouteTable
+
+log = structlog.get_logger("ggk.server")
+
+STUF_GGK_DIR = Path(__file__).resolve().parent.parent / "schemas" / "stuf-ggk"
+WSDL_PATH = "ggk0210/ggk0210_OntvangAsynchroon.wsdl"
+SOAP_PATH = "/ggk/OntvangAsynchroon"
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+_SAFE_FILE = re.compile(r"^[A-Za-z0-9_./-]+\.(xsd|wsdl)$")
+
+
+@dataclass
+class Gateway:
+    """Everything a running gateway holds; built by :func:`build`."""
+
+    config: GatewayConfig
+    partners: PartnerRegistry
+    broker: SqliteBroker
+    ingress: Ingress
+    delivery: DeliveryService
+    limits: ParseLimits
+
+    @property
+    def systeem(self) -> env.Systeem:
+        return env.Systeem(self.config.organisatie, self.config.applicatie)
+
+
+def build(config: GatewayConfig) -> Gateway:
+    partners = PartnerRegistry.load(config.partners_file)
+    routes = (
+        RouteTable.from_config(config.routes, str(config.path))
+        if config.routes
+        else (RouteTable.default())
+    )
+    for rule in routes.rules:
+        for partner in rule.copy_to:
+            if partners.get(partner) is None:
+                raise ValueError(f"route {rule.name!r} copies to unknown partner {partner}")
+    limits = ParseLimits(max_bytes=config.max_message_bytes)
+    registry = SchemaRegistry(list(config.schema_dirs))
+    registry.compile_all()
+    validator = Validator(registry, limits)
+    broker = SqliteBroker(config.database)
+    ingress = Ingress(
+        validator=validator,
+        partners=partners,
+        routes=routes,
+        broker=broker,
+        gateway=env.Systeem(config.organisatie, config.applicatie),
+        reject_rule_violations=config.business_rules == "reject",
+    )
+    delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake)
+    return Gateway(config, partners, broker, ingress, delivery, limits)
+
+
+# --- authentication ------------------------------------------------------------------------
+
+
+def identify(request: web.Request, gw: Gateway) -> Identity:
+    peer = request.remote or ""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    if ssl_object is not None:
+        der = ssl_object.getpeercert(binary_form=True)
+        if der:
+            partner = gw.partners.by_certificate(der)
+            if partner is not None:
+                return Identity(partner, peer=peer, via="mtls")
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        token = auth[7:].strip()
+        admin = gw.config.admin_token_sha256
+        if admin and hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), admin):
+            return Identity(None, admin=True, peer=peer, via="token")
+        partner = gw.partners.by_token(token)
+        if partner is not None:
+            return Identity(partner, peer=peer, via="token")
+    return Identity(None, peer=peer)
+
+
+def _problem(status: int, title: str, **extra: Any) -> web.Response:
+    return web.json_response({"status": status, "title": title, **extra}, status=status)
+
+
+def _need_partner(identity: Identity) -> web.Response | None:
+    if identity.partner is None:
+        return _problem(
+            401, "a partner credential (client certificate or bearer token) is required"
+        )
+    return None
+
+
+def _need_admin(identity: Identity) -> web.Response | None:
+    if not identity.admin:
+        return _problem(403 if identity.partner else 401, "an admin credential is required")
+    return None
+
+
+# --- SOAP ----------------------------------------------------------------------------------
+
+
+async def soap_endpoint(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY_KEY]
+    if "wsdl" in request.query:
+        return wsdl(request)
+    started = time.perf_counter()
+    try:
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _fault(gw, "IB007", "client", "message larger than the limit", None, 413)
+    try:
+        element = soap.unwrap(data, request.headers.get("SOAPAction"), gw.limits)
+    except soap.SoapFault as exc:
+        REJECTED.labels(code=exc.code).inc()
+        return _fault(gw, exc.code, exc.plek, exc.omschrijving, None, exc.http_status)
+    result = await gw.ingress.accept_envelope(element, identify(request, gw))
+    BV03_SECONDS.observe(time.perf_counter() - started)
+    if isinstance(result, Rejected):
+        REJECTED.labels(code=result.code).inc()
+        return _fault(gw, result.code, result.plek, result.omschrijving, result, 500)
+    ACCEPTED.labels(functie=_functie(element), duplicate=str(result.duplicate).lower()).inc()
+    body = soap.bv03(
+        zender=gw.systeem,
+        ontvanger=result.zender,
+        cross_ref=result.referentienummer,
+        referentienummer=result.bv03_ref,
+        tijdstip=result.bv03_tijdstip,
+    )
+    return web.Response(body=body, content_type="text/xml", charset="utf-8")
+
+
+def _functie(element: etree._Element) -> str:
+    return element.findtext(f".//{{{env.STUF_NS}}}functie") or "Fo01"
+
+
+def _fault(
+    gw: Gateway, code: str, plek: str, omschrijving: str, rejected: Rejected | None, status: int
+) -> web.Response:
+    body = soap.fault(
+        code=code,
+        plek=plek,
+        omschrijving=omschrijving,
+        zender=gw.systeem,
+        ontvanger=rejected.zender if rejected and rejected.zender else env.Systeem("", "onbekend"),
+        cross_ref=rejected.cross_ref if rejected else "",
+        details=rejected.details if rejected else None,
+    )
+    return web.Response(body=body, status=status, content_type="text/xml", charset="utf-8")
+
+
+def wsdl(request: web.Request) -> web.Response:
+    """Our WSDL with absolute import locations and this server's address."""
+    base = f"{request.scheme}://{request.host}"
+    text = (STUF_GGK_DIR / WSDL_PATH).read_text(encoding="utf-8")
+    text = text.replace(
+        'location="../stuf0301_types.wsdl"', f'location="{base}/ggk/wsdl/stuf0301_types.wsdl"'
+    )
+    text = text.replace(
+        'schemaLocation="ggk0210_msg.xsd"',
+        f'schemaLocation="{base}/ggk/wsdl/ggk0210/ggk0210_msg.xsd"',
+    )
+    text = text.replace(
+        'location="http://127.0.0.1/ggk/OntvangAsynchroon"', f'location="{base}{SOAP_PATH}"'
+    )
+    return web.Response(text=text, content_type="text/xml", charset="utf-8")
+
+
+async def schema_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = (STUF_GGK_DIR / name).resolve()
+    if (
+        not _SAFE_FILE.match(name)
+        or STUF_GGK_DIR.resolve() not in path.parents
+        or (not path.is_file())
+    ):
+        return _problem(404, "no such schema file")
+    return web.Response(body=path.read_bytes(), content_type="text/xml", charset="utf-8")
+
+
+# --- REST ----------------------------------------------------------------------------------
+
+
+async def submit_message(request: web.Request) -> web.Response:
+    """POST a raw iWmo/iJw message; the gateway wraps it in a Di01/Du01 for the sender."""
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
+    if (refused := _need_partner(identity)) is not None:
+        return refused
+    assert identity.partner is not None
+    payload = await request.read()
+    result = gw.ingress.validator.validate_payload(payload, "request")
+    if result.identified is None or result.root is None:
+        errors = result.report.errors
+        return _problem(
+            422,
+            errors[0].message if errors else "not an iWmo/iJw message",
+            code="StUF055",
+            problems=[p.to_dict() for p in errors],
+        )
+    message, root = result.identified.message, result.root
+    header = root.find("{*}Header")
+    afzender = header.findtext("{*}Afzender") if header is not None else None
+    ontvanger = header.findtext("{*}Ontvanger") if header is not None else None
+    referentienummer = request.headers.get("Idempotency-Key") or None
+    if referentienummer is not None and not env.UUID4.match(referentienummer):
+        return _problem(
+            400,
+            "Idempotency-Key must be a lower-case UUID v4 (it becomes the "
+            "envelope referentienummer)",
+        )
+    zender, applicatie = identity.partner.id, gw.config.applicatie
+    if message.kind is Kind.RETOUR:
+        assert message.pair is not None
+        heen_code = f"{message.standard.message_prefix}{message.pair}"
+        ident = (
+            header.findtext("{*}BerichtIdentificatie/{*}Identificatie")
+            if (header is not None)
+            else None
+        )
+        heen = await gw.broker.find_heen(afzender or "", heen_code, ident or "")
+        cross_ref = request.query.get("cross_ref") or (heen["referentienummer"] if heen else None)
+        if not cross_ref:
+            return _problem(
+                422,
+                f"no {heen_code} with Identificatie {ident} from {afzender} "
+                "passed this gateway; give ?cross_ref=<Di01 referentienummer>",
+                code="StUF043",
+            )
+        data = env.build_du01(
+            payload,
+            zender=zender,
+            zender_applicatie=applicatie,
+            ontvanger=afzender or "",
+            functie=message.code,
+            cross_ref=cross_ref,
+            referentienummer=referentienummer,
+        )
+    else:
+        data = env.build_di01(
+            payload,
+            zender=zender,
+            zender_applicatie=applicatie,
+            ontvanger=ontvanger or "",
+            functie=message.code,
+            referentienummer=referentienummer,
+        )
+    outcome = await gw.ingress.accept_envelope(parse_untrusted(data, _no_limit(gw)), identity)
+    if isinstance(outcome, Rejected):
+        REJECTED.labels(code=outcome.code).inc()
+        status = 503 if outcome.code == "StUF046" else 403 if outcome.code == "StUF052" else 422
+        return _problem(status, outcome.omschrijving, code=outcome.code)
+    ACCEPTED.labels(functie=message.code, duplicate=str(outcome.duplicate).lower()).inc()
+    return web.json_response(
+        {
+            "id": outcome.message_id,
+            "referentienummer": outcome.referentienummer,
+            "duplicate": outcome.duplicate,
+            "destinations": list(outcome.destinations),
+        },
+        status=202,
+    )
+
+
+def _no_limit(gw: Gateway) -> ParseLimits:
+    # The envelope we just built is 4/3 of a payload that already passed the size limit.
+    return ParseLimits(max_bytes=gw.limits.max_bytes * 2, max_depth=gw.limits.max_depth)
+
+
+async def message_status(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
+    if identity.partner is None and not identity.admin:
+        return _problem(401, "a credential is required")
+    view = await gw.broker.view(request.match_info["id"])
+    if view is None:
+        return _problem(404, "no such message")
+    if not identity.admin:
+        assert identity.partner is not None
+        involved = {
+            view.data["zender"],
+            view.data["ontvanger"],
+            *(d["destination"] for d in view.deliveries),
+        }
+        if identity.partner.id not in involved:
+            return _problem(404, "no such message")
+    return web.json_response(view.to_dict())
+
+
+async def inbox(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
+    if (refused := _need_partner(identity)) is not None:
+        return refused
+    assert identity.partner is not None
+    limit = min(int(request.query.get("limit", "100")), 1000)
+    items = await gw.broker.inbox(identity.partner.id, limit)
+    return web.json_response({"partner": identity.partner.id, "messages": items})
+
+
+async def inbox_item(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
+    if (refused := _need_partner(identity)) is not None:
+        return refused
+    assert identity.partner is not None
+    data = await gw.broker.inbox_envelope(identity.partner.id, request.match_info["id"])
+    if data is None:
+        return _problem(404, "no such message in your inbox")
+    return web.Response(body=data, content_type="text/xml", charset="utf-8")
+
+
+async def inbox_ack(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
+    if (refused := _need_partner(identity)) is not None:
+        return refused
+    assert identity.partner is not None
+    if not await gw.broker.ack(identity.partner.id, request.match_info["id"]):
+        return _problem(404, "no such message waiting in your inbox")
+    return web.json_response({"acknowledged": request.match_info["id"]})
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    if (refused := _need_admin(identify(request, gw))) is not None:
+        return refused
+    items = await gw.broker.dead_letters(
+        request.query.get("partner"), min(int(request.query.get("limit", "100")), 10000)
+    )
+    return web.json_response({"dead_letters": items})
+
+
+async def replay(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
+    if (refused := _need_admin(identity)) is not None:
+        return refused
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        return _problem(400, "body must be JSON")
+    count = await gw.broker.replay(
+        message_id=body.get("message_id"),
+        dead_only=bool(body.get("dead_only", True)),
+        since=float(body["since"]) if body.get("since") is not None else None,
+        partner=body.get("partner"),
+        actor=f"admin@{identity.peer}",
+    )
+    log.info(
+        "admin.replay",
+        count=count,
+        message_id=body.get("message_id"),
+        partner=body.get("partner"),
+        peer=identity.peer,
+    )
+    return web.json_response({"replayed": count})
+
+
+async def overdue(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    if (refused := _need_admin(identify(request, gw))) is not None:
+        return refused
+    days = float(request.query.get("days", gw.config.overdue_days))
+    items = await gw.broker.overdue(time.time() - days * 86400, 10000)
+    return web.json_response({"days": days, "overdue": items})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    try:
+        await gw.broker.counts()
+    except Exception as exc:  # any failure to read the store means not ready
+        return _problem(503, f"store unavailable: {type(exc).__name__}")
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    for state, count in (await gw.broker.counts()).items():
+        DELIVERY_STATES.labels(state=state).set(count)
+    return web.Response(
+        body=generate_latest(REGISTRY),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
+
+
+# --- assembly ------------------------------------------------------------------------------
+
+
+def make_app(gw: Gateway) -> web.Application:
+    app = web.Application(client_max_size=gw.config.max_message_bytes + 64 * 1024)
+    app[GATEWAY_KEY] = gw
+    app.router.add_post(SOAP_PATH, soap_endpoint)
+    app.router.add_get(SOAP_PATH, soap_endpoint)
+    app.router.add_get("/ggk/wsdl/{name:.+}", schema_file)
+    app.router.add_post("/api/v1/messages", submit_message)
+    app.router.add_get("/api/v1/messages/{id}", message_status)
+    app.router.add_get("/api/v1/inbox", inbox)
+    app.router.add_get("/api/v1/inbox/{id}", inbox_item)
+    app.router.add_post("/api/v1/inbox/{id}/ack", inbox_ack)
+    app.router.add_get("/api/v1/admin/dead-letters", dead_letters)
+    app.router.add_post("/api/v1/admin/replay", replay)
+    app.router.add_get("/api/v1/admin/overdue", overdue)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def server_ssl(tls: TlsConfig) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    if tls.client_ca is not None:
+        context.load_verify_locations(cafile=str(tls.client_ca))
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+async def run(
+    config: GatewayConfig, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set); deliveries run alongside."""
+    gw = build(config)
+    await gw.broker.start()
+    runner = web.AppRunner(make_app(gw), access_log=None)
+    await runner.setup()
+    context = server_ssl(config.tls) if config.tls and not config.plain_http else None
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
+    await site.start()
+    worker = asyncio.create_task(gw.delivery.run(), name="delivery")
+    if stop is None:  # we own the process: stop on SIGINT/SIGTERM
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "gateway.listening",
+        url=config.base_url,
+        soap=f"{config.base_url}{SOAP_PATH}",
+        mtls=bool(config.tls and config.tls.client_ca),
+        data=str(config.data_dir),
+    )
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("gateway.stopping")
+        await runner.cleanup()
+        await gw.delivery.stop()
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        await gw.broker.close()

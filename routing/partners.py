@@ -1,0 +1,116 @@
+"""The partner registry: every organisation the gateway talks to, and how to reach it.
+
+A partner is keyed by the value it uses as StUF ``organisatie``: a CBS gemeentecode (``0150``),
+an AGB code (``12345678``) or a fixed chain-party name (``CAK``, ``SVB``, ``CORV``). Secrets are
+stored as SHA-256 digests only: the bearer token's, and the client certificate's fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import tomllib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from gateway.standards import Party
+
+
+class PartnerKind(StrEnum):
+    GEMEENTE = "gemeente"
+    AANBIEDER = "aanbieder"
+    CAK = "cak"
+    SVB = "svb"
+    CORV = "corv"
+
+    @property
+    def party(self) -> Party | None:
+        """The iWmo/iJw header party this kind may send as, if any."""
+        if self is PartnerKind.GEMEENTE:
+            return Party.GEMEENTE
+        if self is PartnerKind.AANBIEDER:
+            return Party.AANBIEDER
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How messages for a partner leave the gateway: an adapter name and its settings."""
+
+    adapter: str = "inbox"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    id: str
+    name: str
+    kind: PartnerKind
+    token_sha256: str | None = None
+    cert_sha256: str | None = None
+    delivery: Delivery = field(default_factory=Delivery)
+
+
+class RegistryError(Exception):
+    """The partner file cannot be used; the message says which entry and why."""
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class PartnerRegistry:
+    def __init__(self, partners: list[Partner]) -> None:
+        self._by_id: dict[str, Partner] = {}
+        for partner in partners:
+            if partner.id in self._by_id:
+                raise RegistryError(f"partner {partner.id} is listed twice")
+            self._by_id[partner.id] = partner
+        self._by_cert = {p.cert_sha256.lower(): p for p in partners if p.cert_sha256}
+
+    @classmethod
+    def load(cls, path: Path) -> PartnerRegistry:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise RegistryError(f"{path}: {exc}") from None
+        partners = []
+        for i, entry in enumerate(data.get("partner", [])):
+            try:
+                delivery = entry.get("delivery", {})
+                partners.append(
+                    Partner(
+                        id=str(entry["id"]),
+                        name=str(entry.get("name", entry["id"])),
+                        kind=PartnerKind(entry["kind"]),
+                        token_sha256=entry.get("token_sha256"),
+                        cert_sha256=entry.get("cert_sha256"),
+                        delivery=Delivery(
+                            adapter=str(delivery.get("adapter", "inbox")),
+                            settings={k: v for k, v in delivery.items() if k != "adapter"},
+                        ),
+                    )
+                )
+            except (KeyError, ValueError) as exc:
+                raise RegistryError(f"{path}: partner #{i + 1}: bad or missing {exc}") from None
+        return cls(partners)
+
+    def get(self, partner_id: str) -> Partner | None:
+        return self._by_id.get(partner_id)
+
+    def all(self) -> list[Partner]:
+        return list(self._by_id.values())
+
+    def by_token(self, token: str) -> Partner | None:
+        """The partner whose token digest matches; compared in constant time."""
+        digest = token_digest(token)
+        found = None
+        for partner in self._by_id.values():
+            if partner.token_sha256 and hmac.compare_digest(partner.token_sha256, digest):
+                found = partner
+        return found
+
+    def by_certificate(self, der: bytes) -> Partner | None:
+        return self._by_cert.get(hashlib.sha256(der).hexdigest())

@@ -1,0 +1,318 @@
+"""Test kit: a demo setup in a temporary directory, a real partner server on loopback, the
+gateway running for real (in-process or as a ``ggk serve`` subprocess), and clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import ssl
+import tomllib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import requests
+import zeep
+from aiohttp import web
+from lxml import etree
+from zeep.transports import Transport
+
+from gateway import demo, soap
+from gateway import envelope as env
+from gateway.config import GatewayConfig
+from gateway.config import load as load_config
+from gateway.server import run
+
+STUF = env.STUF_NS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Setup:
+    """A ``ggk init`` directory with a few partners pointed at a loopback sink."""
+
+    directory: Path
+    port: int
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "gateway.toml"
+
+    def config(self) -> GatewayConfig:
+        return load_config(self.config_path)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca(self) -> str:
+        return str(self.directory / "pki" / "ca.crt")
+
+    def token(self, partner: str | None = None) -> str:
+        data = tomllib.loads((self.directory / "secrets" / "tokens.toml").read_text())
+        return str(data["admin"] if partner is None else data["partners"][partner])
+
+    def client_cert(self, partner: str) -> tuple[str, str]:
+        pki = self.directory / "pki"
+        return str(pki / f"client-{partner}.crt"), str(pki / f"client-{partner}.key")
+
+    def ssl_context(self, partner: str | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca)
+        if partner:
+            context.load_cert_chain(*self.client_cert(partner))
+        return context
+
+
+def make_setup(directory: Path, sink_port: int, **delivery: float) -> Setup:
+    """``ggk init`` plus: 12345678 delivered by the stuf adapter and 87654321 by http, both to
+    the sink on ``sink_port``; fast backoff so retry tests take milliseconds."""
+    port = free_port()
+    demo.init(directory, port=port)
+    partners = (directory / "partners.toml").read_text()
+    partners = _delivery(
+        partners, "12345678", f'adapter = "stuf"\nurl = "http://127.0.0.1:{sink_port}/soap"\n'
+    )
+    partners = _delivery(
+        partners, "87654321", f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"\n'
+    )
+    (directory / "partners.toml").write_text(partners)
+    config = (directory / "gateway.toml").read_text()
+    settings = {
+        "max_attempts": 4,
+        "backoff_base": 0.05,
+        "backoff_max": 0.2,
+        "timeout": 5.0,
+        **delivery,
+    }
+    for key, value in settings.items():
+        config = re.sub(rf"^{key} = .*$", f"{key} = {value}", config, flags=re.M)
+    (directory / "gateway.toml").write_text(config)
+    return Setup(directory, port)
+
+
+def _delivery(text: str, partner: str, delivery: str) -> str:
+    blocks = text.split("[[partner]]")
+    for i, block in enumerate(blocks):
+        if f'id = "{partner}"' in block:
+            head = block.split("[partner.delivery]")[0]
+            blocks[i] = f"{head}[partner.delivery]\n{delivery}\n"
+    return "[[partner]]".join(blocks)
+
+
+@dataclass
+class Sink:
+    """A partner's receiving system: a StUF OntvangAsynchroon endpoint and a plain HTTP one.
+
+    ``fail_next`` makes the next N requests fail with ``fail_with``: 'http503', or 'fo03-server'
+    / 'fo03-client' (a SOAP fault carrying a Fo03 with that plek)."""
+
+    port: int = field(default_factory=free_port)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    fail_next: int = 0
+    fail_with: str = "http503"
+    requests_seen: int = 0
+    _runner: web.AppRunner | None = None
+
+    def referenties(self) -> list[str]:
+        return [r["referentienummer"] for r in self.received]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests_seen += 1
+        body = await request.read()
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            if self.fail_with == "http503":
+                return web.Response(status=503, text="busy")
+            plek = self.fail_with.split("-")[1]
+            return web.Response(
+                status=500,
+                body=soap.fault(
+                    code="StUF058",
+                    plek=plek,
+                    omschrijving="partner refuses",
+                    cross_ref="x",
+                    zender=env.Systeem("12345678", "ZorgSuite"),
+                    ontvanger=env.Systeem("GGK", "GGk"),
+                ),
+                content_type="text/xml",
+            )
+        root = etree.fromstring(body)
+        if request.path == "/soap":
+            root = root.find(f"{{{soap.SOAP11_NS}}}Body")[0]
+        ref = root.findtext(f".//{{{STUF}}}referentienummer")
+        self.received.append(
+            {
+                "path": request.path,
+                "referentienummer": ref,
+                "idempotency_key": request.headers.get("Idempotency-Key"),
+                "soap_action": request.headers.get("SOAPAction"),
+                "envelope": root,
+            }
+        )
+        if request.path == "/http":
+            return web.Response(status=204)
+        return web.Response(
+            body=soap.bv03(
+                zender=env.Systeem("12345678", "ZorgSuite"),
+                ontvanger=env.Systeem("GGK", "GGk"),
+                cross_ref=ref or "",
+                referentienummer=str(uuid.uuid4()),
+                tijdstip=env.tijdstip_now(),
+            ),
+            content_type="text/xml",
+        )
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/soap", self._handle)
+        app.router.add_post("/http", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+@contextlib.asynccontextmanager
+async def running(setup: Setup) -> AsyncIterator[None]:
+    """The gateway served in this event loop, stopped (cleanly) on exit."""
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run(setup.config(), ready=ready, stop=stop))
+    done, _ = await asyncio.wait(
+        {task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED, timeout=30
+    )
+    if task in done:
+        task.result()  # raises the start-up error
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def eventually(check: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll ``check()`` (sync or async) until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def zeep_client(setup: Setup, partner: str) -> zeep.Client:
+    """A zeep client built from the gateway's own WSDL, authenticating with mutual TLS."""
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise replace our CA
+    session.verify = setup.ca
+    session.cert = setup.client_cert(partner)
+    return zeep.Client(
+        f"{setup.url}/ggk/OntvangAsynchroon?wsdl", transport=Transport(session=session)
+    )
+
+
+def di01_kwargs(
+    payload: bytes,
+    *,
+    zender: str,
+    ontvanger: str,
+    functie: str,
+    referentienummer: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "stuurgegevens": {
+            "berichtcode": "Di01",
+            "zender": {"organisatie": zender, "applicatie": "DOWRsociaal"},
+            "ontvanger": {"organisatie": ontvanger, "applicatie": "GGk"},
+            "referentienummer": referentienummer or str(uuid.uuid4()),
+            "tijdstipBericht": env.tijdstip_now(),
+            "functie": functie,
+        },
+        "parameters": {
+            "applicatieVersie": "0001",
+            "applicatieSubversie": "0000",
+            "functieVersie": "0003",
+            "functieSubversie": "0002",
+            "bericht": {"xmlBestand": payload},
+        },
+    }
+
+
+async def post_soap(
+    setup: Setup,
+    envelope_xml: bytes,
+    *,
+    partner: str | None = None,
+    token: str | None = None,
+    action: str | None = None,
+) -> tuple[int, bytes]:
+    """POST an envelope over SOAP with aiohttp (client certificate or bearer token)."""
+    root = etree.fromstring(envelope_xml)
+    headers = {
+        "Content-Type": soap.CONTENT_TYPE,
+        "SOAPAction": f'"{action or soap.soap_action_for(root)}"',
+    }
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{setup.url}/ggk/OntvangAsynchroon",
+            data=soap.wrap_request(envelope_xml),
+            headers=headers,
+            ssl=setup.ssl_context(partner),
+        ) as response,
+    ):
+        return response.status, await response.read()
+
+
+def fo03_code(body: bytes) -> str | None:
+    return etree.fromstring(body).findtext(
+        f".//{{{STUF}}}Fo03Bericht/{{{STUF}}}body/{{{STUF}}}code"
+    )
+
+
+async def rest(
+    setup: Setup,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    partner_cert: str | None = None,
+    **kwargs: Any,
+) -> tuple[int, Any]:
+    headers = kwargs.pop("headers", {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method,
+            f"{setup.url}{path}",
+            headers=headers,
+            ssl=setup.ssl_context(partner_cert),
+            **kwargs,
+        ) as response,
+    ):
+        if response.content_type == "application/json":
+            return response.status, await response.json()
+        return response.status, await response.read()

@@ -1,0 +1,157 @@
+"""The SQLite broker on a real file: group commit, leases, fencing, duplicates, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
+from gateway.broker.sqlite import SqliteBroker
+from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
+from gateway.config import check as check_config
+from gateway.delivery import backoff
+
+
+def message(n: int, *, digest: str = "d", held: bool = False) -> NewMessage:
+    return NewMessage(
+        id=f"m{n}",
+        kind="Di01",
+        zender="0150",
+        zender_applicatie="App",
+        ontvanger="12345678",
+        referentienummer=f"ref-{n}",
+        cross_ref=None,
+        functie="WMO301",
+        message_code="WMO301",
+        identificatie=f"ID{n}",
+        payload_sender="0150",
+        digest=digest,
+        envelope=b"<e/>",
+        bv03_ref=f"bv-{n}",
+        bv03_tijdstip="20260101000000000",
+        deliveries=(PlannedDelivery("12345678", "inbox" if held else "http", False, held),),
+    )
+
+
+async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> None:
+    broker = SqliteBroker(tmp_path / "b.sqlite")
+    await broker.start()
+    applied: list[int] = []
+    original = broker._apply
+
+    def counting(ops: list) -> list:  # type: ignore[type-arg]
+        applied.append(len(ops))
+        return original(ops)
+
+    broker._apply = counting  # type: ignore[method-assign]
+    outcomes = await asyncio.gather(*(broker.accept(message(i)) for i in range(300)))
+    assert {o.status for o in outcomes} == {"accepted"}
+    assert sum(applied) == 300 and len(applied) < 30, applied
+    assert (await broker.counts()) == {"pending": 300}
+    await broker.close()
+
+
+async def test_duplicate_conflict_and_tr056(tmp_path: Path) -> None:
+    broker = SqliteBroker(tmp_path / "b.sqlite")
+    await broker.start()
+    assert (await broker.accept(message(1))).status == "accepted"
+    again = await broker.accept(message(1))
+    assert (again.status, again.bv03_ref) == ("duplicate", "bv-1")
+    assert (await broker.accept(message(1, digest="other"))).status == "conflict"
+    reused = dataclasses.replace(message(2), identificatie="ID1")  # new ref, same Identificatie
+    assert (await broker.accept(reused)).status == "tr056"
+    assert (await broker.counts()) == {"pending": 1}  # nothing stored for either refusal
+    await broker.close()
+
+
+async def test_expired_lease_is_claimed_again_and_stale_worker_is_fenced(tmp_path: Path) -> None:
+    now = [1000.0]
+    broker = SqliteBroker(tmp_path / "b.sqlite", clock=lambda: now[0])
+    await broker.start()
+    await broker.accept(message(1))
+    (job,) = await broker.claim(10, lease_seconds=30)
+    assert await broker.claim(10, lease_seconds=30) == []  # leased
+    now[0] += 31  # the worker died; its lease ran out
+    (again,) = await broker.claim(10, lease_seconds=30)
+    assert again.attempts == 2
+    await broker.delivered(job)  # the stale worker reports late: ignored
+    assert (await broker.counts()) == {"inflight": 1}
+    await broker.delivered(again)
+    assert (await broker.counts()) == {"delivered": 1}
+    await broker.close()
+
+
+async def test_survives_reopen_and_replays_dead_letters(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    broker = SqliteBroker(path)
+    await broker.start()
+    await broker.accept(message(1))
+    (job,) = await broker.claim(1, 30)
+    await broker.dead(job, "HTTP 400")
+    await broker.close()
+    broker = SqliteBroker(path)
+    await broker.start()
+    assert [d["last_error"] for d in await broker.dead_letters(None, 10)] == ["HTTP 400"]
+    assert await broker.replay(dead_only=True, actor="test") == 1
+    (job,) = await broker.claim(1, 30)
+    assert job.attempts == 1 and job.message_id == "m1"
+    view = await broker.view("ref-1")
+    assert view is not None and [e["event"] for e in view.events][-1] == "replayed"
+    await broker.close()
+
+
+async def test_inbox_hold_and_ack(tmp_path: Path) -> None:
+    broker = SqliteBroker(tmp_path / "b.sqlite")
+    await broker.start()
+    await broker.accept(message(1, held=True))
+    assert await broker.claim(10, 30) == []  # held deliveries are never pushed
+    assert [m["id"] for m in await broker.inbox("12345678", 10)] == ["m1"]
+    assert await broker.inbox_envelope("0150", "m1") is None
+    assert await broker.ack("0150", "m1") is False
+    assert await broker.ack("12345678", "m1") is True
+    assert await broker.inbox("12345678", 10) == []
+    await broker.close()
+
+
+def test_backoff_grows_exponentially_with_jitter_and_cap() -> None:
+    assert backoff(1, 1.0, 300, rng=lambda: 1.0) == 1.0
+    assert backoff(4, 1.0, 300, rng=lambda: 1.0) == 8.0
+    assert backoff(4, 1.0, 300, rng=lambda: 0.0) == 4.0
+    assert backoff(20, 1.0, 300, rng=lambda: 1.0) == 300.0
+    waits = {backoff(3, 1.0, 300) for _ in range(50)}
+    assert len(waits) > 1 and all(2.0 <= w <= 4.0 for w in waits)
+
+
+def test_plain_http_only_on_loopback_and_sane_delivery_settings(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    with pytest.raises(ConfigError, match="loopback"):
+        check_config(GatewayConfig(path=path, plain_http=True, host="0.0.0.0"))
+    with pytest.raises(ConfigError, match="tls"):
+        check_config(GatewayConfig(path=path, plain_http=False, tls=None))
+    check_config(GatewayConfig(path=path, plain_http=True, host="127.0.0.1"))
+    with pytest.raises(ConfigError, match="max_attempts"):
+        check_config(
+            GatewayConfig(path=path, plain_http=True, delivery=DeliveryConfig(max_attempts=0))
+        )
+
+
+async def test_one_process_per_database_and_leases_recovered_on_start(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    first = SqliteBroker(path)
+    await first.start()
+    await first.accept(message(1))
+    await first.claim(1, lease_seconds=3600)  # then the process "dies" holding the lease
+    second = SqliteBroker(path)
+    with pytest.raises(StorageError, match="another gateway process"):
+        await second.start()
+    await first.close()
+    third = SqliteBroker(path)
+    await third.start()
+    (job,) = await third.claim(1, 30)  # due at once, not after the hour-long lease
+    assert job.attempts == 2
+    view = await third.view("m1")
+    assert view is not None and "lease_recovered" in [e["event"] for e in view.events]
+    await third.close()
