@@ -101,7 +101,8 @@ class GatewayClient:
         return self._json("POST", "/api/v1/admin/replay", json=body)
 
     def overdue(self, days: float | None = None) -> Any:
-        return self._json("GET", "/api/v1/admin/overdue" + (f"?days={days}" if days else ""))
+        query = f"?days={days}" if days is not None else ""
+        return self._json("GET", f"/api/v1/admin/overdue{query}")
 
 
 def _token_from_secrets(path: Path, partner: str | None) -> str | None:

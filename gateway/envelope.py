@@ -255,10 +255,6 @@ def check(env: Envelope) -> list[Problem]:
                 severity=Severity.WARNING,
             )
         )
-    if env.kind is not Kind.FO01 and not env.applicatie_versie:
-        problems.append(
-            Problem("CC06", "applicatieVersie must be filled", path="parameters/applicatieVersie")
-        )
     if env.bestandsnaam is not None and not _FILE_NAME.match(env.bestandsnaam):
         problems.append(
             Problem(

@@ -29,7 +29,6 @@ log = structlog.get_logger("ggk.ingest")
 # Rule ids of envelope/payload problems → the foutcode a sender gets (docs/errors.md).
 ENVELOPE_CODES = {
     "IB009": "IB009",
-    "CC06": "CC06",
     "ENV-BESTANDSNAAM": "StUF055",
     "ENV-FUNCTIE": "IB240",
     "ENV-KIND": "StUF040",

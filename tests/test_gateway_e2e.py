@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +30,7 @@ from tests.gatewaykit import (
 )
 
 WMO301 = sample("iwmo/wmo301.xml").encode()
+GGK = str(Path(sys.executable).parent / "ggk")
 
 
 @pytest.fixture
@@ -381,3 +384,92 @@ def test_zeep_sees_the_operations_and_actions_of_the_facts_sheet(tmp_path: Path)
     service = next(iter(client.wsdl.services.values()))
     assert service.name == "StUFOntvangAsynchroonGGK0210Service"
     assert list(service.ports) == ["OntvangAsynchroon"]
+
+
+async def test_older_0310_envelope_namespace_is_accepted(setup: Setup, sink: Sink) -> None:
+    async with running(setup):
+        data = env.build_di01(
+            WMO301,
+            zender="0150",
+            zender_applicatie="DOWRsociaal",
+            ontvanger="12345678",
+            functie="WMO301",
+            generation=env.Generation.GGK0310,
+        )
+        status, body = await post_soap(setup, data, partner="0150")
+        assert status == 200, body
+        await eventually(lambda: len(sink.received) == 1)
+
+
+async def test_overdue_lists_heen_without_retour(setup: Setup) -> None:
+    async with running(setup):
+        ref = str(uuid.uuid4())
+        heen = env.build_di01(
+            WMO301,
+            zender="0150",
+            zender_applicatie="DOWRsociaal",
+            ontvanger="12345678",
+            functie="WMO301",
+            referentienummer=ref,
+        )
+        assert (await post_soap(setup, heen, partner="0150"))[0] == 200
+        _, body = await rest(setup, "GET", "/api/v1/admin/overdue?days=0", token=setup.token())
+        assert [o["referentienummer"] for o in body["overdue"]] == [ref]
+        retour = env.build_du01(
+            sample("iwmo/wmo302.xml").encode(),
+            zender="12345678",
+            zender_applicatie="ZorgSuite",
+            ontvanger="0150",
+            functie="WMO302",
+            cross_ref=ref,
+        )
+        assert (await post_soap(setup, retour, partner="12345678"))[0] == 200
+        _, body = await rest(setup, "GET", "/api/v1/admin/overdue?days=0", token=setup.token())
+        assert body["overdue"] == []
+
+
+async def _ggk(setup: Setup, *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        GGK,
+        *args,
+        "--config",
+        str(setup.config_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_operator_cli_against_a_running_gateway(
+    setup: Setup, sink: Sink, tmp_path: Path
+) -> None:
+    sink.fail_next, sink.fail_with = 1, "fo03-client"
+    async with running(setup):
+        samples = Path(__file__).resolve().parent.parent / "samples"
+        code, out = await _ggk(
+            setup, "submit", str(samples / "iwmo" / "wmo301.xml"), "--as", "0150", "--json"
+        )
+        assert code == 0, out
+        message_id = json.loads(out)[0]["id"]
+        code, out = await _ggk(
+            setup, "submit", str(samples / "invalid" / "wmo301-bsn-elfproef.xml"), "--as", "0150"
+        )
+        assert code == 1 and "StUF058" in out
+        code, out = await _ggk(setup, "routes", "check", str(samples / "iwmo" / "wmo305.xml"))
+        assert code == 0 and "→ CAK via directory (copy)" in out and "→ 0150 via inbox" in out
+
+        async def dead() -> bool:
+            return message_id in (await _ggk(setup, "dlq", "list"))[1]
+
+        await eventually(dead)
+        code, out = await _ggk(setup, "replay", "--dlq", "--json")
+        assert code == 0 and json.loads(out) == {"replayed": 1}
+        await eventually(lambda: len(sink.received) == 1)
+        code, out = await _ggk(setup, "status", message_id, "--json")
+        assert code == 0 and "replayed" in [e["event"] for e in json.loads(out)["events"]]
+        code, out = await _ggk(setup, "overdue", "--days", "0")
+        assert code == 0 and message_id in out
+        code, out = await _ggk(setup, "inbox", "0150", "--save", str(tmp_path / "got"))
+        assert code == 0 and "inbox is empty" in out

@@ -1,0 +1,221 @@
+"""Load run against a real gateway: accepted msg/s, Bv03 latency, delivered msg/s.
+
+Run: ``python -m benchmarks.load`` (``--messages``, ``--concurrency``, ``--rate``).
+
+It makes a fresh ``ggk init`` setup in a temporary directory, starts ``ggk serve`` as its own
+process, and sends JW301 toewijzingen from gemeente 0175 to zorgaanbieder 87654321 as
+StUF-GGk ggk_Di01 over SOAP 1.1 with mutual TLS (keep-alive connections). 87654321 is
+delivered by the http adapter to a sink on loopback in this process. Each message has its own
+referentienummer and Identificatie, so every one is a new, fully validated message.
+
+Two phases: *saturation* (``--concurrency`` requests in flight, as fast as it goes) and
+*fixed rate* (``--rate`` messages per second offered, open loop, for latency). The load
+generator shares the 2-core machine with the gateway, which the figures include.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from gateway import demo, soap
+from gateway import envelope as env
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+GGK = str(Path(sys.executable).parent / "ggk")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = 0.0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.count += 1
+        self.last = time.perf_counter()
+        return web.Response(status=204)
+
+
+def message(i: int, template: str) -> bytes:
+    payload = template.replace("JW301B0001", f"B{i:011d}").replace(">12345678<", ">87654321<")
+    data = env.build_di01(
+        payload.encode(),
+        zender="0175",
+        zender_applicatie="DOWRsociaal",
+        ontvanger="87654321",
+        functie="JW301",
+        referentienummer=str(uuid.uuid4()),
+    )
+    return soap.wrap_request(data)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def send(
+    session: aiohttp.ClientSession, url: str, body: bytes, latencies: list[float]
+) -> None:
+    started = time.perf_counter()
+    async with session.post(
+        url,
+        data=body,
+        headers={
+            "Content-Type": soap.CONTENT_TYPE,
+            "SOAPAction": '"http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Di01"',
+        },
+    ) as r:
+        await r.read()
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status}")
+    latencies.append(time.perf_counter() - started)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=3000, help="saturation phase size")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=300.0, help="fixed-rate phase, msg/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="fixed-rate phase length")
+    args = parser.parse_args()
+
+    template = (SAMPLES / "ijw" / "jw301.xml").read_text()
+    sink = Sink()
+    app = web.Application()
+    app.router.add_post("/http", sink.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    sink_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "gw"
+        port = free_port()
+        demo.init(directory, port=port)
+        partners = (directory / "partners.toml").read_text()
+        partners = partners.replace(
+            f'adapter = "directory"\npath = "{directory.resolve()}/drop/87654321"',
+            f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"',
+        )
+        (directory / "partners.toml").write_text(partners)
+        server = await asyncio.create_subprocess_exec(
+            GGK, "serve", "--config", str(directory / "gateway.toml"), "--log-level", "WARNING"
+        )
+        try:
+            ssl_context = ssl.create_default_context(cafile=str(directory / "pki" / "ca.crt"))
+            ssl_context.load_cert_chain(
+                str(directory / "pki" / "client-0175.crt"),
+                str(directory / "pki" / "client-0175.key"),
+            )
+            url = f"https://127.0.0.1:{port}/ggk/OntvangAsynchroon"
+            connector = aiohttp.TCPConnector(ssl=ssl_context, limit=args.concurrency)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                await wait_healthy(session, f"https://127.0.0.1:{port}/healthz")
+                bodies = [message(i, template) for i in range(args.messages)]
+                warm = [message(10**9 + i, template) for i in range(50)]
+                await asyncio.gather(*(send(session, url, b, []) for b in warm))
+                await wait_delivered(sink, 50)
+
+                # phase 1: saturation
+                latencies: list[float] = []
+                queue: asyncio.Queue[bytes] = asyncio.Queue()
+                for b in bodies:
+                    queue.put_nowait(b)
+                before = sink.count
+                started = time.perf_counter()
+
+                async def worker() -> None:
+                    while not queue.empty():
+                        await send(session, url, queue.get_nowait(), latencies)
+
+                await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+                accepted_s = time.perf_counter() - started
+                await wait_delivered(sink, before + args.messages)
+                delivered_s = sink.last - started
+                print(
+                    f"# load benchmark: {args.messages} JW301 over SOAP/mTLS, "
+                    f"{args.concurrency} in flight, http delivery to a loopback sink\n"
+                )
+                print(
+                    "| phase | accepted msg/s | delivered msg/s | Bv03 p50 ms | p95 ms | p99 ms |"
+                )
+                print("|---|---|---|---|---|---|")
+                print(
+                    f"| saturation | {args.messages / accepted_s:,.0f} | "
+                    f"{args.messages / delivered_s:,.0f} | "
+                    f"{statistics.median(latencies) * 1000:.1f} | "
+                    f"{percentile(latencies, 0.95) * 1000:.1f} | "
+                    f"{percentile(latencies, 0.99) * 1000:.1f} |"
+                )
+
+                # phase 2: fixed offered rate (open loop)
+                total = int(args.rate * args.seconds)
+                fixed = [message(2 * 10**9 + i, template) for i in range(total)]
+                latencies = []
+                before = sink.count
+                started = time.perf_counter()
+                tasks = []
+                for i, body in enumerate(fixed):
+                    delay = started + i / args.rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    tasks.append(asyncio.create_task(send(session, url, body, latencies)))
+                await asyncio.gather(*tasks)
+                elapsed = time.perf_counter() - started
+                await wait_delivered(sink, before + total)
+                print(
+                    f"| {args.rate:g} msg/s offered | {total / elapsed:,.0f} | "
+                    f"{total / (sink.last - started):,.0f} | "
+                    f"{statistics.median(latencies) * 1000:.1f} | "
+                    f"{percentile(latencies, 0.95) * 1000:.1f} | "
+                    f"{percentile(latencies, 0.99) * 1000:.1f} |"
+                )
+        finally:
+            server.terminate()
+            await server.wait()
+            await runner.cleanup()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(300):
+        try:
+            async with session.get(url) as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("gateway did not become healthy")
+
+
+async def wait_delivered(sink: Sink, count: int, timeout: float = 300) -> None:
+    deadline = time.perf_counter() + timeout
+    while sink.count < count:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"only {sink.count} of {count} delivered")
+        await asyncio.sleep(0.01)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
