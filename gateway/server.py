@@ -37,7 +37,7 @@ from gateway.schemas import SchemaRegistry
 from gateway.standards import Kind
 from gateway.validation import Validator
 from gateway.xmlsafe import ParseLimits, parse_untrusted
-from routing.partners import PartnerRegistry
+from routing.partners import Partner, PartnerRegistry
 from routing.table import RouteTable
 
 log = structlog.get_logger("ggk.server")
@@ -122,18 +122,24 @@ def _problem(status: int, title: str, **extra: Any) -> web.Response:
     return web.json_response({"status": status, "title": title, **extra}, status=status)
 
 
-def _need_partner(identity: Identity) -> web.Response | None:
+def as_partner(request: web.Request) -> tuple[Gateway, Identity, Partner] | web.Response:
+    """The gateway and the calling partner, or the 401 to answer instead."""
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
     if identity.partner is None:
         return _problem(
             401, "a partner credential (client certificate or bearer token) is required"
         )
-    return None
+    return gw, identity, identity.partner
 
 
-def _need_admin(identity: Identity) -> web.Response | None:
+def as_admin(request: web.Request) -> tuple[Gateway, Identity] | web.Response:
+    """The gateway and the operator's identity, or the 401/403 to answer instead."""
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
     if not identity.admin:
         return _problem(403 if identity.partner else 401, "an admin credential is required")
-    return None
+    return gw, identity
 
 
 # --- SOAP ----------------------------------------------------------------------------------
@@ -222,11 +228,10 @@ async def schema_file(request: web.Request) -> web.StreamResponse:
 
 async def submit_message(request: web.Request) -> web.Response:
     """POST a raw iWmo/iJw message; the gateway wraps it in a Di01/Du01 for the sender."""
-    gw = request.app[GATEWAY_KEY]
-    identity = identify(request, gw)
-    if (refused := _need_partner(identity)) is not None:
-        return refused
-    assert identity.partner is not None
+    auth = as_partner(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, identity, partner = auth
     payload = await request.read()
     result = gw.ingress.validator.validate_payload(payload, "request")
     if result.identified is None or result.root is None:
@@ -248,7 +253,7 @@ async def submit_message(request: web.Request) -> web.Response:
             "Idempotency-Key must be a lower-case UUID v4 (it becomes the "
             "envelope referentienummer)",
         )
-    zender, applicatie = identity.partner.id, gw.config.applicatie
+    zender, applicatie = partner.id, gw.config.applicatie
     if message.kind is Kind.RETOUR:
         assert message.pair is not None
         heen_code = f"{message.standard.message_prefix}{message.pair}"
@@ -327,43 +332,41 @@ async def message_status(request: web.Request) -> web.Response:
 
 
 async def inbox(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY_KEY]
-    identity = identify(request, gw)
-    if (refused := _need_partner(identity)) is not None:
-        return refused
-    assert identity.partner is not None
+    auth = as_partner(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, _, partner = auth
     limit = min(int(request.query.get("limit", "100")), 1000)
-    items = await gw.broker.inbox(identity.partner.id, limit)
-    return web.json_response({"partner": identity.partner.id, "messages": items})
+    items = await gw.broker.inbox(partner.id, limit)
+    return web.json_response({"partner": partner.id, "messages": items})
 
 
 async def inbox_item(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY_KEY]
-    identity = identify(request, gw)
-    if (refused := _need_partner(identity)) is not None:
-        return refused
-    assert identity.partner is not None
-    data = await gw.broker.inbox_envelope(identity.partner.id, request.match_info["id"])
+    auth = as_partner(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, _, partner = auth
+    data = await gw.broker.inbox_envelope(partner.id, request.match_info["id"])
     if data is None:
         return _problem(404, "no such message in your inbox")
     return web.Response(body=data, content_type="text/xml", charset="utf-8")
 
 
 async def inbox_ack(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY_KEY]
-    identity = identify(request, gw)
-    if (refused := _need_partner(identity)) is not None:
-        return refused
-    assert identity.partner is not None
-    if not await gw.broker.ack(identity.partner.id, request.match_info["id"]):
+    auth = as_partner(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, _, partner = auth
+    if not await gw.broker.ack(partner.id, request.match_info["id"]):
         return _problem(404, "no such message waiting in your inbox")
     return web.json_response({"acknowledged": request.match_info["id"]})
 
 
 async def dead_letters(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY_KEY]
-    if (refused := _need_admin(identify(request, gw))) is not None:
-        return refused
+    auth = as_admin(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, _ = auth
     items = await gw.broker.dead_letters(
         request.query.get("partner"), min(int(request.query.get("limit", "100")), 10000)
     )
@@ -371,10 +374,10 @@ async def dead_letters(request: web.Request) -> web.Response:
 
 
 async def replay(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY_KEY]
-    identity = identify(request, gw)
-    if (refused := _need_admin(identity)) is not None:
-        return refused
+    auth = as_admin(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, identity = auth
     try:
         body = await request.json()
     except json.JSONDecodeError:
@@ -397,9 +400,10 @@ async def replay(request: web.Request) -> web.Response:
 
 
 async def overdue(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY_KEY]
-    if (refused := _need_admin(identify(request, gw))) is not None:
-        return refused
+    auth = as_admin(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, _ = auth
     days = float(request.query.get("days", gw.config.overdue_days))
     items = await gw.broker.overdue(time.time() - days * 86400, 10000)
     return web.json_response({"days": days, "overdue": items})
