@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import getpass
 import json
+import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 from rich.console import Console
 from rich.progress import Progress
 
-from gateway import demo, envelope, logs, server, soap
+from gateway import audit, demo, envelope, logs, server, soap
 from gateway.client import ClientError, GatewayClient
 from gateway.config import ConfigError, GatewayConfig
 from gateway.config import check as check_config
 from gateway.config import load as load_config
+from gateway.keyring import Keyring, KeyringError
 from gateway.report import ValidationReport
 from gateway.schemas import SchemaError, SchemaRegistry
 from gateway.standards import parse_namespace
@@ -587,6 +591,235 @@ def routes_check(file: Path, config_path: Path, as_json: bool) -> None:
         {"functie": functie, "sender": sender, "destinations": rows, "valid": report.valid},
         as_json,
         human,
+    )
+
+
+def _keyring(config: GatewayConfig) -> Keyring:
+    try:
+        return Keyring.load(config.keyring)
+    except KeyringError as exc:
+        raise UsageOrIOError(str(exc)) from None
+
+
+def _audit_db(config: GatewayConfig, *, write: bool = False) -> sqlite3.Connection:
+    """The gateway database; read-only unless an audit record must be appended."""
+    if not config.database.exists():
+        raise UsageOrIOError(f"no gateway database at {config.database}")
+    mode = "rw" if write else "ro"
+    db = sqlite3.connect(
+        f"file:{config.database}?mode={mode}", uri=True, timeout=30, isolation_level=None
+    )
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def _audit_admin_act(config: GatewayConfig, keyring: Keyring, action: str, outcome: str) -> None:
+    db = _audit_db(config, write=True)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        audit.append(
+            db,
+            keyring,
+            audit.AuditEvent(
+                action=action, actor=f"operator {getpass.getuser()}", origin="cli", outcome=outcome
+            ),
+            time.time(),
+        )
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+@main.group()
+def keys() -> None:
+    """The keyring of the audit log and the payload store."""
+
+
+@keys.command("rotate")
+@_config_option
+@_json_option
+def keys_rotate(config_path: Path, as_json: bool) -> None:
+    """Add a new data key and make it active; older records stay readable.
+
+    A running gateway keeps encrypting with the key it loaded until it is restarted.
+    """
+    config = _load_config(config_path)
+    if config.keyring is None:
+        raise UsageOrIOError("the keyring comes from $GGK_KEYRING; rotate it where it is kept")
+    ring = _keyring(config)
+    old = ring.active
+    new = ring.rotate()
+    ring.save(config.keyring)
+    if config.database.exists():
+        _audit_admin_act(config, ring, "key_rotated", f"{old} -> {new}")
+    _emit(
+        {"previous": old, "active": new},
+        as_json,
+        f"active data key is now {new} (was {old}); restart the gateway to use it",
+    )
+
+
+@main.group(name="audit")
+def audit_group() -> None:
+    """The encrypted, tamper-evident audit log."""
+
+
+@audit_group.command("verify")
+@click.option(
+    "--checkpoints",
+    "checkpoint_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="Checkpoints exported earlier (ggk audit checkpoint --export).",
+)
+@_config_option
+@_json_option
+def audit_verify(checkpoint_file: Path | None, config_path: Path, as_json: bool) -> None:
+    """Check the whole chain and every signed checkpoint; name the first bad record."""
+    config = _load_config(config_path)
+    ring = _keyring(config)
+    external = audit.load_exported_checkpoints(checkpoint_file) if checkpoint_file else None
+    db = _audit_db(config)
+    try:
+        verdict = audit.verify(db, ring.verify_key, external)
+    finally:
+        db.close()
+    data = {
+        "ok": verdict.ok,
+        "records": verdict.records,
+        "checkpoints": verdict.checkpoints,
+        "bad_record": verdict.bad_seq,
+        "reason": verdict.reason,
+    }
+    human = (
+        f"audit log intact: {verdict.records} records, {verdict.checkpoints} signed checkpoints"
+        if verdict.ok
+        else f"AUDIT LOG DAMAGED at record {verdict.bad_seq}: {verdict.reason}"
+    )
+    _emit(data, as_json, human)
+    sys.exit(EXIT_OK if verdict.ok else EXIT_INVALID)
+
+
+@audit_group.command("search")
+@click.option("--message", default=None, help="Message id or referentienummer.")
+@click.option("--bsn", default=None, help="Found through its keyed pseudonym only.")
+@click.option("--partner", default=None)
+@click.option("--since", type=click.DateTime(), default=None)
+@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)
+@_config_option
+@_json_option
+def audit_search(
+    message: str | None,
+    bsn: str | None,
+    partner: str | None,
+    since: datetime | None,
+    limit: int,
+    config_path: Path,
+    as_json: bool,
+) -> None:
+    """Audit records by message, BSN, partner and/or time."""
+    if not (message or bsn or partner or since):
+        raise click.UsageError("give at least one of --message, --bsn, --partner, --since")
+    config = _load_config(config_path)
+    ring = _keyring(config) if bsn else None
+    db = _audit_db(config)
+    try:
+        rows = audit.search(
+            db,
+            ring,
+            message=message,
+            bsn=bsn,
+            partner=partner,
+            since=since.timestamp() if since else None,
+            limit=limit,
+        )
+    finally:
+        db.close()
+    human = "\n".join(
+        f"{r['seq']:>7}  {_when(r['at'])}  {r['action']:<18} {r['functie']:<7} "
+        f"{r['zender']} → {r['ontvanger']}  {r['outcome']}  [{r['actor']}]"
+        for r in rows
+    )
+    _emit(rows, as_json, human or "no matching audit records")
+
+
+@audit_group.command("export")
+@click.option(
+    "--decrypt",
+    is_flag=True,
+    required=True,
+    help="Decrypt the sensitive fields (needs the keyring; the export is audited).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (mode 0600); default standard output.",
+)
+@_config_option
+def audit_export(decrypt: bool, out: Path | None, config_path: Path) -> None:
+    """Every audit record as JSON lines, sensitive fields decrypted."""
+    config = _load_config(config_path)
+    ring = _keyring(config)
+    db = _audit_db(config)
+    count = 0
+    try:
+        handle: TextIO
+        if out is not None:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            handle = os.fdopen(fd, "w", encoding="utf-8")
+        else:
+            handle = sys.stdout
+        try:
+            for record in audit.export(db, ring):
+                record["secret_key_id"] = record.pop("key_id")
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+        except KeyringError as exc:
+            raise UsageOrIOError(str(exc)) from None
+        finally:
+            if out is not None:
+                handle.close()
+    finally:
+        db.close()
+    _audit_admin_act(config, ring, "audit_exported", f"{count} records decrypted")
+    if out is not None:
+        click.echo(f"exported {count} records to {out}", err=True)
+
+
+@audit_group.command("checkpoint")
+@click.option(
+    "--export",
+    "export_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append the signed checkpoint to this file (keep it elsewhere).",
+)
+@_config_option
+@_json_option
+def audit_checkpoint(export_to: Path | None, config_path: Path, as_json: bool) -> None:
+    """Sign the current head of the chain now, and optionally export it."""
+    config = _load_config(config_path)
+    ring = _keyring(config)
+    db = _audit_db(config, write=True)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        made = audit.checkpoint(db, ring, time.time())
+        db.execute("COMMIT")
+        if made is None:
+            row = db.execute("SELECT * FROM audit_checkpoint ORDER BY seq DESC LIMIT 1").fetchone()
+            if row is None:
+                raise UsageOrIOError("the audit log is empty")
+            made = {**dict(row), "public_key": audit.public_key_text(ring.verify_key)}
+    finally:
+        db.close()
+    if export_to is not None:
+        with export_to.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(made) + "\n")
+    _emit(
+        made,
+        as_json,
+        f"checkpoint at record {made['seq']} ({made['hash'][:16]}…)"
+        + (f", appended to {export_to}" if export_to else ""),
     )
 
 

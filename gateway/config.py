@@ -56,6 +56,10 @@ class GatewayConfig:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     overdue_days: float = 3.0
     public_url: str | None = None
+    keyring: Path | None = None
+    """Audit/payload keys (mode 0600); None means $GGK_KEYRING."""
+    retention_days: float = 30.0
+    checkpoint_seconds: float = 60.0
 
     @property
     def database(self) -> Path:
@@ -121,6 +125,9 @@ def load(path: Path) -> GatewayConfig:
         delivery=delivery,
         overdue_days=float(raw.get("retour", {}).get("overdue_days", 3.0)),
         public_url=gw.get("public_url"),
+        keyring=rel(str(raw["audit"]["keyring"])) if raw.get("audit", {}).get("keyring") else None,
+        retention_days=float(raw.get("audit", {}).get("retention_days", 30.0)),
+        checkpoint_seconds=float(raw.get("audit", {}).get("checkpoint_seconds", 60.0)),
     )
     check(config)
     return config
@@ -137,6 +144,10 @@ def check(config: GatewayConfig) -> None:
         raise ConfigError(
             f"{config.path}: [tls] cert and key are required (or plain_http = "
             "true on loopback for development)"
+        )
+    if config.retention_days <= 0 or config.checkpoint_seconds <= 0:
+        raise ConfigError(
+            f"{config.path}: audit retention_days and checkpoint_seconds must be positive"
         )
     if config.delivery.max_attempts < 1:
         raise ConfigError(f"{config.path}: delivery.max_attempts must be at least 1")

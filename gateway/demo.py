@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.devpki import DevCA
+from gateway.keyring import Keyring
 from routing.partners import token_digest
 
 
@@ -49,9 +50,10 @@ def init(directory: Path, *, port: int = 8443, force: bool = False) -> Path:
     if config.exists() and not force:
         raise FileExistsError(f"{config} exists; use --force to overwrite the demo setup")
     directory.mkdir(parents=True, exist_ok=True)
-    for sub in ("data", "secrets", "drop"):
+    for sub in ("data", "secrets", "drop", "keys"):
         (directory / sub).mkdir(exist_ok=True)
         (directory / sub).chmod(0o700)
+    Keyring.generate().save(directory / "keys" / "keyring.json")
     ca = DevCA(directory / "pki")
     server = ca.issue("server", "localhost", server=True)
     admin_token = secrets.token_urlsafe(32)
@@ -103,6 +105,11 @@ concurrency = 16
 
 [retour]
 overdue_days = 3
+
+[audit]
+keyring = "keys/keyring.json"  # AES-256 data keys, BSN pseudonym key, checkpoint signing key
+retention_days = 30            # payloads are purged after this; metadata and audit stay
+checkpoint_seconds = 60        # how often the audit chain head is signed
 
 [[route]]
 name = "eigen bijdrage: copy to CAK"

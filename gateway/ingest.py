@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from lxml import etree
 
+from gateway import audit
 from gateway import envelope as env
 from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
 from gateway.report import Problem, Severity
@@ -71,6 +72,7 @@ class Rejected:
     cross_ref: str = ""
     zender: env.Systeem | None = None
     details: str | None = None
+    functie: str | None = None
 
 
 def _describe(problem: Problem) -> str:
@@ -102,6 +104,26 @@ class Ingress:
     async def accept_envelope(
         self, element: etree._Element, identity: Identity
     ) -> Accepted | Rejected:
+        """Accept or refuse; every refusal is audited (nothing else is stored for it)."""
+        result = await self._accept(element, identity)
+        if isinstance(result, Rejected):
+            event = audit.AuditEvent(
+                action="rejected",
+                referentienummer=result.cross_ref,
+                zender=result.zender.organisatie if result.zender else "",
+                functie=result.functie or "",
+                actor=f"{identity.name} via {identity.via}",
+                origin=identity.peer,
+                outcome=result.code,
+                secret={"omschrijving": result.omschrijving},
+            )
+            try:
+                await self.broker.audit_event(event)
+            except StorageError:
+                log.error("audit.write_failed", code=result.code)
+        return result
+
+    async def _accept(self, element: etree._Element, identity: Identity) -> Accepted | Rejected:
         try:
             envelope = env.parse(element)
         except env.EnvelopeError as exc:
@@ -206,7 +228,13 @@ class Ingress:
             code=code,
         )
         return Rejected(
-            code, plek, omschrijving[:200], envelope.referentienummer, envelope.zender, details
+            code,
+            plek,
+            omschrijving[:200],
+            envelope.referentienummer,
+            envelope.zender,
+            details,
+            envelope.functie,
         )
 
     async def _route_and_store(
@@ -281,6 +309,11 @@ class Ingress:
             retourcodes=header.get("retourcodes"),
             deliveries=tuple(planned),
             actor=f"{identity.name} via {identity.via}",
+            origin=identity.peer,
+            bsns=tuple(sorted({(el.text or "").strip() for el in payload_root.iter("{*}Bsn")}))
+            if payload_root is not None
+            else (),
+            payload_digest=hashlib.sha256(envelope.payload).hexdigest(),
         )
         try:
             outcome: AcceptOutcome = await self.broker.accept(record)

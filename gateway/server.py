@@ -27,10 +27,12 @@ from prometheus_client import generate_latest
 
 from gateway import envelope as env
 from gateway import soap
+from gateway.broker.base import StorageError
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import GatewayConfig, TlsConfig
 from gateway.delivery import DeliveryService
 from gateway.ingest import Identity, Ingress, Rejected
+from gateway.keyring import Keyring
 from gateway.metrics import ACCEPTED, BV03_SECONDS, DELIVERY_STATES, REGISTRY, REJECTED
 from gateway.openapi import OPENAPI
 from gateway.schemas import SchemaRegistry
@@ -80,7 +82,7 @@ def build(config: GatewayConfig) -> Gateway:
     registry = SchemaRegistry(list(config.schema_dirs))
     registry.compile_all()
     validator = Validator(registry, limits)
-    broker = SqliteBroker(config.database)
+    broker = SqliteBroker(config.database, Keyring.load(config.keyring))
     ingress = Ingress(
         validator=validator,
         partners=partners,
@@ -460,6 +462,22 @@ def make_app(gw: Gateway) -> web.Application:
     return app
 
 
+async def maintenance(gw: Gateway) -> None:
+    """Sign the audit chain head every checkpoint_seconds; apply retention hourly."""
+    next_purge = 0.0
+    while True:
+        await asyncio.sleep(gw.config.checkpoint_seconds)
+        try:
+            await gw.broker.checkpoint()
+            if time.time() >= next_purge:
+                purged = await gw.broker.purge(time.time() - gw.config.retention_days * 86400)
+                if purged:
+                    log.info("retention.purged", messages=purged)
+                next_purge = time.time() + 3600
+        except StorageError as exc:
+            log.error("maintenance.failed", error=str(exc))
+
+
 def server_ssl(tls: TlsConfig) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -482,6 +500,7 @@ async def run(
     site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
     await site.start()
     worker = asyncio.create_task(gw.delivery.run(), name="delivery")
+    upkeep = asyncio.create_task(maintenance(gw), name="maintenance")
     if stop is None:  # we own the process: stop on SIGINT/SIGTERM
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -503,7 +522,8 @@ async def run(
         log.info("gateway.stopping")
         await runner.cleanup()
         await gw.delivery.stop()
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        for task in (worker, upkeep):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await gw.broker.close()

@@ -8,6 +8,7 @@ import contextlib
 import re
 import socket
 import ssl
+import sys
 import tomllib
 import uuid
 from collections.abc import AsyncIterator
@@ -316,3 +317,21 @@ async def rest(
         if response.content_type == "application/json":
             return response.status, await response.json()
         return response.status, await response.read()
+
+
+GGK = str(Path(sys.executable).parent / "ggk")
+
+
+async def ggk(setup: Setup, *args: str) -> tuple[int, str]:
+    """Run the installed ``ggk`` command against ``setup``; (exit code, combined output)."""
+    process = await asyncio.create_subprocess_exec(
+        GGK,
+        *args,
+        "--config",
+        str(setup.config_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode()

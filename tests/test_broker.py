@@ -13,6 +13,9 @@ from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
 from gateway.config import check as check_config
 from gateway.delivery import backoff
+from gateway.keyring import Keyring
+
+KEYS = Keyring.generate()
 
 
 def message(n: int, *, digest: str = "d", held: bool = False) -> NewMessage:
@@ -37,7 +40,7 @@ def message(n: int, *, digest: str = "d", held: bool = False) -> NewMessage:
 
 
 async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> None:
-    broker = SqliteBroker(tmp_path / "b.sqlite")
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
     await broker.start()
     applied: list[int] = []
     original = broker._apply
@@ -55,7 +58,7 @@ async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> 
 
 
 async def test_duplicate_conflict_and_tr056(tmp_path: Path) -> None:
-    broker = SqliteBroker(tmp_path / "b.sqlite")
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
     await broker.start()
     assert (await broker.accept(message(1))).status == "accepted"
     again = await broker.accept(message(1))
@@ -69,7 +72,7 @@ async def test_duplicate_conflict_and_tr056(tmp_path: Path) -> None:
 
 async def test_expired_lease_is_claimed_again_and_stale_worker_is_fenced(tmp_path: Path) -> None:
     now = [1000.0]
-    broker = SqliteBroker(tmp_path / "b.sqlite", clock=lambda: now[0])
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS, clock=lambda: now[0])
     await broker.start()
     await broker.accept(message(1))
     (job,) = await broker.claim(10, lease_seconds=30)
@@ -86,13 +89,13 @@ async def test_expired_lease_is_claimed_again_and_stale_worker_is_fenced(tmp_pat
 
 async def test_survives_reopen_and_replays_dead_letters(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
-    broker = SqliteBroker(path)
+    broker = SqliteBroker(path, KEYS)
     await broker.start()
     await broker.accept(message(1))
     (job,) = await broker.claim(1, 30)
     await broker.dead(job, "HTTP 400")
     await broker.close()
-    broker = SqliteBroker(path)
+    broker = SqliteBroker(path, KEYS)
     await broker.start()
     assert [d["last_error"] for d in await broker.dead_letters(None, 10)] == ["HTTP 400"]
     assert await broker.replay(dead_only=True, actor="test") == 1
@@ -104,7 +107,7 @@ async def test_survives_reopen_and_replays_dead_letters(tmp_path: Path) -> None:
 
 
 async def test_inbox_hold_and_ack(tmp_path: Path) -> None:
-    broker = SqliteBroker(tmp_path / "b.sqlite")
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
     await broker.start()
     await broker.accept(message(1, held=True))
     assert await broker.claim(10, 30) == []  # held deliveries are never pushed
@@ -140,15 +143,15 @@ def test_plain_http_only_on_loopback_and_sane_delivery_settings(tmp_path: Path) 
 
 async def test_one_process_per_database_and_leases_recovered_on_start(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
-    first = SqliteBroker(path)
+    first = SqliteBroker(path, KEYS)
     await first.start()
     await first.accept(message(1))
     await first.claim(1, lease_seconds=3600)  # then the process "dies" holding the lease
-    second = SqliteBroker(path)
+    second = SqliteBroker(path, KEYS)
     with pytest.raises(StorageError, match="another gateway process"):
         await second.start()
     await first.close()
-    third = SqliteBroker(path)
+    third = SqliteBroker(path, KEYS)
     await third.start()
     (job,) = await third.claim(1, 30)  # due at once, not after the hour-long lease
     assert job.attempts == 2

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import signal
-import sys
 import uuid
 from pathlib import Path
 
 from tests.conftest import sample
-from tests.gatewaykit import Setup, Sink, eventually, make_setup, rest
+from tests.gatewaykit import GGK, Setup, Sink, eventually, ggk, make_setup, rest
 
-GGK = str(Path(sys.executable).parent / "ggk")
 JW301 = sample("ijw/jw301.xml")
 
 
@@ -68,3 +68,25 @@ async def test_kill_9_after_bv03_loses_nothing(tmp_path: Path) -> None:
         gateway.terminate()
         await gateway.wait()
         await sink.stop()
+    data_dir = setup.directory / "data"
+    files = [p for p in data_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "gateway.sqlite" for p in files)
+    for path in files:  # database, WAL, lock: no BSN, no payload, in any form we can think of
+        content = path.read_bytes()
+        for needle in (b"999990019", b"Jansen", base64.b64encode(JW301.encode()[:60])):
+            assert needle not in content, f"{needle!r} in {path.name}"
+    code, out = await ggk(setup, "audit", "verify")
+    assert code == 0 and "audit log intact" in out
+    code, out = await ggk(setup, "audit", "search", "--bsn", "999990019", "--json")
+    assert code == 0 and len({r["object"] for r in json.loads(out)}) == 25
+    code, out = await ggk(setup, "keys", "rotate")
+    assert code == 0 and "active data key" in out
+    code, out = await ggk(
+        setup, "audit", "export", "--decrypt", "--out", str(tmp_path / "export.jsonl")
+    )
+    assert code == 0
+    exported = [json.loads(line) for line in (tmp_path / "export.jsonl").read_text().splitlines()]
+    assert exported[-1]["action"] == "key_rotated"
+    assert any(r["secret"] and r["secret"].get("bsn") == ["999990019"] for r in exported)
+    code, out = await ggk(setup, "audit", "verify")
+    assert code == 0, out

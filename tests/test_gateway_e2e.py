@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.gatewaykit import (
     di01_kwargs,
     eventually,
     fo03_code,
+    ggk,
     make_setup,
     post_soap,
     rest,
@@ -30,7 +30,6 @@ from tests.gatewaykit import (
 )
 
 WMO301 = sample("iwmo/wmo301.xml").encode()
-GGK = str(Path(sys.executable).parent / "ggk")
 
 
 @pytest.fixture
@@ -428,48 +427,34 @@ async def test_overdue_lists_heen_without_retour(setup: Setup) -> None:
         assert body["overdue"] == []
 
 
-async def _ggk(setup: Setup, *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        GGK,
-        *args,
-        "--config",
-        str(setup.config_path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode()
-
-
 async def test_operator_cli_against_a_running_gateway(
     setup: Setup, sink: Sink, tmp_path: Path
 ) -> None:
     sink.fail_next, sink.fail_with = 1, "fo03-client"
     async with running(setup):
         samples = Path(__file__).resolve().parent.parent / "samples"
-        code, out = await _ggk(
+        code, out = await ggk(
             setup, "submit", str(samples / "iwmo" / "wmo301.xml"), "--as", "0150", "--json"
         )
         assert code == 0, out
         message_id = json.loads(out)[0]["id"]
-        code, out = await _ggk(
+        code, out = await ggk(
             setup, "submit", str(samples / "invalid" / "wmo301-bsn-elfproef.xml"), "--as", "0150"
         )
         assert code == 1 and "StUF058" in out
-        code, out = await _ggk(setup, "routes", "check", str(samples / "iwmo" / "wmo305.xml"))
+        code, out = await ggk(setup, "routes", "check", str(samples / "iwmo" / "wmo305.xml"))
         assert code == 0 and "→ CAK via directory (copy)" in out and "→ 0150 via inbox" in out
 
         async def dead() -> bool:
-            return message_id in (await _ggk(setup, "dlq", "list"))[1]
+            return message_id in (await ggk(setup, "dlq", "list"))[1]
 
         await eventually(dead)
-        code, out = await _ggk(setup, "replay", "--dlq", "--json")
+        code, out = await ggk(setup, "replay", "--dlq", "--json")
         assert code == 0 and json.loads(out) == {"replayed": 1}
         await eventually(lambda: len(sink.received) == 1)
-        code, out = await _ggk(setup, "status", message_id, "--json")
+        code, out = await ggk(setup, "status", message_id, "--json")
         assert code == 0 and "replayed" in [e["event"] for e in json.loads(out)["events"]]
-        code, out = await _ggk(setup, "overdue", "--days", "0")
+        code, out = await ggk(setup, "overdue", "--days", "0")
         assert code == 0 and message_id in out
-        code, out = await _ggk(setup, "inbox", "0150", "--save", str(tmp_path / "got"))
+        code, out = await ggk(setup, "inbox", "0150", "--save", str(tmp_path / "got"))
         assert code == 0 and "inbox is empty" in out

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gateway.audit import AuditEvent
 
 
 class StorageError(Exception):
@@ -59,6 +62,10 @@ class NewMessage:
     retourcodes: str | None = None
     deliveries: tuple[PlannedDelivery, ...] = ()
     actor: str = ""
+    origin: str = ""
+    bsns: tuple[str, ...] = ()
+    """The payload's BSNs: only ever stored encrypted, and as keyed pseudonyms."""
+    payload_digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,4 +142,7 @@ class Broker(Protocol):
         actor: str = "",
     ) -> int: ...
     async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]: ...
+    async def audit_event(self, event: AuditEvent) -> None: ...
+    async def checkpoint(self) -> dict[str, Any] | None: ...
+    async def purge(self, older_than: float) -> int: ...
     async def counts(self) -> dict[str, int]: ...

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import structlog
 
+from gateway import audit
 from gateway.broker.base import (
     AcceptOutcome,
     DeliveryState,
@@ -31,6 +32,7 @@ from gateway.broker.base import (
     NewMessage,
     StorageError,
 )
+from gateway.keyring import Keyring
 from gateway.standards import MESSAGES, Kind
 
 SCHEMA = """
@@ -49,6 +51,8 @@ CREATE TABLE IF NOT EXISTS messages (
     payload_sender TEXT,
     digest TEXT NOT NULL,
     envelope BLOB NOT NULL,
+    envelope_key TEXT,
+    purged_at REAL,
     bv03_ref TEXT NOT NULL,
     bv03_tijdstip TEXT NOT NULL,
     heen_id TEXT,
@@ -111,9 +115,15 @@ class SqliteBroker:
     """The embedded default broker (see module docstring)."""
 
     def __init__(
-        self, path: Path, *, batch_max: int = 512, clock: Callable[[], float] = time.time
+        self,
+        path: Path,
+        keyring: Keyring,
+        *,
+        batch_max: int = 512,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
+        self.keyring = keyring
         self.batch_max = batch_max
         self.clock = clock
         self.wake = asyncio.Event()
@@ -133,7 +143,7 @@ class SqliteBroker:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = _exclusive_lock(self.path.with_suffix(".lock"))
         self._write_db = await asyncio.to_thread(_connect, self.path)
-        await asyncio.to_thread(self._write_db.executescript, SCHEMA)
+        await asyncio.to_thread(self._write_db.executescript, SCHEMA + audit.SCHEMA)
         self._checkpoint_db = await asyncio.to_thread(_connect, self.path)
         self._checkpoint_task = asyncio.create_task(self._checkpointer(), name="sqlite-checkpoint")
         recovered = await asyncio.to_thread(self._recover_leases)
@@ -168,7 +178,7 @@ class SqliteBroker:
             (now, now),
         ).fetchall()
         for row in rows:
-            _event(
+            self._record(
                 db,
                 row["message_id"],
                 now,
@@ -177,6 +187,95 @@ class SqliteBroker:
             )
         db.execute("COMMIT")
         return len(rows)
+
+    # --- history and audit --------------------------------------------------------------------
+
+    def _record(
+        self,
+        db: sqlite3.Connection,
+        message_id: str,
+        at: float,
+        event: str,
+        detail: str,
+        *,
+        actor: str = "",
+        origin: str = "",
+        outcome: str = "",
+        bsns: tuple[str, ...] = (),
+        secret: dict[str, Any] | None = None,
+    ) -> None:
+        """A message's history event and its audit record, in the caller's transaction."""
+        db.execute(
+            "INSERT INTO events (message_id, at, event, detail) VALUES (?, ?, ?, ?)",
+            (message_id, at, event, detail),
+        )
+        meta = db.execute(
+            "SELECT referentienummer, zender, ontvanger, functie FROM messages WHERE id = ?",
+            (message_id,),
+        ).fetchone()
+        audit.append(
+            db,
+            self.keyring,
+            audit.AuditEvent(
+                action=event,
+                object=message_id,
+                referentienummer=meta["referentienummer"] if meta else "",
+                zender=meta["zender"] if meta else "",
+                ontvanger=meta["ontvanger"] if meta else "",
+                functie=(meta["functie"] or "") if meta else "",
+                actor=actor,
+                origin=origin,
+                outcome=outcome or detail,
+                bsns=bsns,
+                secret=secret or {},
+            ),
+            at,
+        )
+
+    def _open(self, message_id: str, key_id: str | None, sealed: bytes) -> bytes:
+        if key_id is None:
+            raise StorageError(f"the payload of {message_id} was purged (retention)")
+        return self.keyring.decrypt(key_id, bytes(sealed), _envelope_aad(message_id))
+
+    async def audit_event(self, event: audit.AuditEvent) -> None:
+        """An audit record that belongs to no stored message (a rejection, an admin act)."""
+        now = self.clock()
+        await self._write(lambda db: audit.append(db, self.keyring, event, now))
+
+    async def checkpoint(self) -> dict[str, Any] | None:
+        now = self.clock()
+        result: dict[str, Any] | None = await self._write(
+            lambda db: audit.checkpoint(db, self.keyring, now)
+        )
+        return result
+
+    async def purge(self, older_than: float) -> int:
+        """Retention: drop the payloads of messages received before ``older_than`` whose
+        deliveries are all finished. Metadata, history and audit stay; the purge is audited."""
+        now = self.clock()
+
+        def op(db: sqlite3.Connection) -> int:
+            rows = db.execute(
+                "UPDATE messages SET envelope = X'', envelope_key = NULL, purged_at = ? "
+                "WHERE received_at < ? AND purged_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
+                "deliveries d WHERE d.message_id = messages.id AND d.state IN "
+                "('pending', 'inflight', 'retry', 'inbox')) RETURNING id",
+                (now, older_than),
+            ).fetchall()
+            for row in rows:
+                self._record(
+                    db,
+                    row["id"],
+                    now,
+                    "payload_purged",
+                    "retention",
+                    actor="retention",
+                    outcome="purged",
+                )
+            return len(rows)
+
+        count: int = await self._write(op)
+        return count
 
     async def close(self) -> None:
         if self._checkpoint_task is not None:
@@ -274,7 +373,16 @@ class SqliteBroker:
             ).fetchone()
             if existing is not None:
                 status = "duplicate" if existing["digest"] == message.digest else "conflict"
-                _event(db, existing["id"], now, f"{status}_submission", message.actor)
+                self._record(
+                    db,
+                    existing["id"],
+                    now,
+                    f"{status}_submission",
+                    message.actor,
+                    actor=message.actor,
+                    origin=message.origin,
+                    outcome=status,
+                )
                 return AcceptOutcome(
                     status, existing["id"], existing["bv03_ref"], existing["bv03_tijdstip"]
                 )
@@ -291,11 +399,12 @@ class SqliteBroker:
                 ).fetchone()
                 if reused is not None:
                     return AcceptOutcome("tr056", reused["id"], "", "")
+            key_id, sealed = self.keyring.encrypt(message.envelope, _envelope_aad(message.id))
             db.execute(
                 "INSERT INTO messages (id, received_at, kind, zender, zender_applicatie, "
                 "ontvanger, referentienummer, cross_ref, functie, message_code, identificatie, "
-                "payload_sender, digest, envelope, bv03_ref, bv03_tijdstip, heen_id, "
-                "retourcodes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "payload_sender, digest, envelope, envelope_key, bv03_ref, bv03_tijdstip, heen_id, "
+                "retourcodes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.id,
                     now,
@@ -310,14 +419,26 @@ class SqliteBroker:
                     message.identificatie,
                     message.payload_sender,
                     message.digest,
-                    message.envelope,
+                    sealed,
+                    key_id,
                     message.bv03_ref,
                     message.bv03_tijdstip,
                     message.heen_id,
                     message.retourcodes,
                 ),
             )
-            _event(db, message.id, now, "accepted", message.actor)
+            self._record(
+                db,
+                message.id,
+                now,
+                "accepted",
+                message.actor,
+                actor=message.actor,
+                origin=message.origin,
+                outcome="accepted",
+                bsns=message.bsns,
+                secret={"payload_sha256": message.payload_digest},
+            )
             for planned in message.deliveries:
                 state = DeliveryState.INBOX if planned.held else DeliveryState.PENDING
                 db.execute(
@@ -333,7 +454,7 @@ class SqliteBroker:
                         now,
                     ),
                 )
-                _event(
+                self._record(
                     db,
                     message.id,
                     now,
@@ -342,7 +463,7 @@ class SqliteBroker:
                     + (" (copy)" if planned.copy else ""),
                 )
             if message.heen_id:
-                _event(
+                self._record(
                     db,
                     message.heen_id,
                     now,
@@ -375,7 +496,8 @@ class SqliteBroker:
             jobs = []
             for row in sorted(rows, key=lambda r: r["id"]):
                 msg = db.execute(
-                    "SELECT referentienummer, functie, envelope FROM messages WHERE id = ?",
+                    "SELECT referentienummer, functie, envelope, envelope_key FROM messages "
+                    "WHERE id = ?",
                     (row["message_id"],),
                 ).fetchone()
                 jobs.append(
@@ -387,7 +509,7 @@ class SqliteBroker:
                         row["attempts"],
                         msg["referentienummer"],
                         msg["functie"] or "",
-                        bytes(msg["envelope"]),
+                        self._open(row["message_id"], msg["envelope_key"], msg["envelope"]),
                     )
                 )
             return jobs
@@ -411,7 +533,7 @@ class SqliteBroker:
                 detail = f"{job.destination} attempt {job.attempts}"
                 if error:
                     detail += f": {error}"
-                _event(db, job.message_id, now, event, detail)
+                self._record(db, job.message_id, now, event, detail)
 
         await self._write(op)
 
@@ -501,12 +623,15 @@ class SqliteBroker:
 
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
         rows = await self._read(
-            "SELECT m.envelope FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            "SELECT m.envelope, m.envelope_key FROM deliveries d "
+            "JOIN messages m ON m.id = d.message_id "
             "WHERE d.destination = ? AND m.id = ? AND d.state IN ('inbox', 'delivered') "
-            "AND d.adapter = 'inbox'",
+            "AND d.adapter = 'inbox' AND m.purged_at IS NULL",
             (partner, message_id),
         )
-        return bytes(rows[0]["envelope"]) if rows else None
+        if not rows:
+            return None
+        return self._open(message_id, rows[0]["envelope_key"], rows[0]["envelope"])
 
     async def ack(self, partner: str, message_id: str) -> bool:
         now = self.clock()
@@ -518,7 +643,7 @@ class SqliteBroker:
                 (now, partner, message_id),
             ).rowcount
             if updated:
-                _event(db, message_id, now, "delivered", f"{partner} fetched from inbox")
+                self._record(db, message_id, now, "delivered", f"{partner} fetched from inbox")
             return bool(updated)
 
         result: bool = await self._write(op)
@@ -550,8 +675,9 @@ class SqliteBroker:
             rows = db.execute(
                 f"SELECT d.id, d.message_id, d.destination FROM deliveries d "
                 f"JOIN messages m ON m.id = d.message_id WHERE d.state IN ({marks}) "
-                "AND d.adapter != 'inbox' AND (? IS NULL OR d.message_id = ? "
-                "OR m.referentienummer = ?) AND (? IS NULL OR m.received_at >= ?) "
+                "AND d.adapter != 'inbox' AND m.purged_at IS NULL "
+                "AND (? IS NULL OR d.message_id = ? OR m.referentienummer = ?) "
+                "AND (? IS NULL OR m.received_at >= ?) "
                 "AND (? IS NULL OR d.destination = ?)",
                 (*states, message_id, message_id, message_id, since, since, partner, partner),
             ).fetchall()
@@ -561,12 +687,13 @@ class SqliteBroker:
                     "attempts = 0, last_error = NULL, updated_at = ? WHERE id = ?",
                     (now, now, row["id"]),
                 )
-                _event(
+                self._record(
                     db,
                     row["message_id"],
                     now,
                     "replayed",
                     f"{row['destination']} by {actor or 'operator'}",
+                    actor=actor or "operator",
                 )
             return len(rows)
 
@@ -605,8 +732,5 @@ def _exclusive_lock(path: Path) -> IO[bytes]:
     return handle
 
 
-def _event(db: sqlite3.Connection, message_id: str, at: float, event: str, detail: str) -> None:
-    db.execute(
-        "INSERT INTO events (message_id, at, event, detail) VALUES (?, ?, ?, ?)",
-        (message_id, at, event, detail),
-    )
+def _envelope_aad(message_id: str) -> bytes:
+    return f"ggk-envelope:{message_id}".encode()

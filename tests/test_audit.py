@@ -1,0 +1,266 @@
+"""The audit log: every kind of tampering is caught; keys rotate; wrong or missing keys fail
+clearly; retention purges payloads but keeps the trail; BSNs only as pseudonyms."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gateway import audit
+from gateway.audit import record_hash
+from gateway.broker.base import NewMessage, PlannedDelivery
+from gateway.broker.sqlite import SqliteBroker
+from gateway.keyring import Keyring, KeyringError
+
+BSN = "999990019"
+
+
+def message(n: int) -> NewMessage:
+    return NewMessage(
+        id=f"m{n}",
+        kind="Di01",
+        zender="0150",
+        zender_applicatie="App",
+        ontvanger="12345678",
+        referentienummer=f"ref-{n}",
+        cross_ref=None,
+        functie="WMO301",
+        message_code="WMO301",
+        identificatie=f"ID{n}",
+        payload_sender="0150",
+        digest="d",
+        envelope=b"<e>payload</e>",
+        bv03_ref=f"bv-{n}",
+        bv03_tijdstip="20260101000000000",
+        actor="0150 via token",
+        origin="127.0.0.1",
+        bsns=(BSN,) if n == 2 else (),
+        payload_digest="ab" * 32,
+        deliveries=(PlannedDelivery("12345678", "http", False, False),),
+    )
+
+
+@pytest.fixture
+async def logged(tmp_path: Path) -> tuple[Path, Keyring]:
+    """A database with 12 audit records and a signed checkpoint at the end."""
+    keys = Keyring.generate()
+    path = tmp_path / "gateway.sqlite"
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    for n in range(1, 5):
+        await broker.accept(message(n))
+    for job in await broker.claim(10, 30):
+        await broker.delivered(job)
+    assert await broker.checkpoint() is not None
+    await broker.close()
+    return path, keys
+
+
+def _db(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def _verdict(path: Path, keys: Keyring, external: list | None = None) -> audit.Verdict:  # type: ignore[type-arg]
+    db = _db(path)
+    try:
+        return audit.verify(db, keys.verify_key, external)
+    finally:
+        db.close()
+
+
+def _rows(db: sqlite3.Connection) -> list[dict]:  # type: ignore[type-arg]
+    return [dict(r) for r in db.execute("SELECT * FROM audit ORDER BY seq")]
+
+
+def alter(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE audit SET outcome = 'delivered' WHERE seq = 3")
+
+
+def delete(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM audit WHERE seq = 3")
+
+
+def reorder(db: sqlite3.Connection) -> None:
+    rows = _rows(db)
+    a, b = rows[2], rows[3]
+    cols = [c for c in a if c != "seq"]
+    for row, other in ((a, b), (b, a)):
+        db.execute(
+            f"UPDATE audit SET {', '.join(f'{c} = ?' for c in cols)} WHERE seq = ?",
+            (*(other[c] for c in cols), row["seq"]),
+        )
+
+
+def insert(db: sqlite3.Connection) -> None:
+    rows = _rows(db)
+    for row in reversed(rows[2:]):
+        db.execute("UPDATE audit SET seq = seq + 1 WHERE seq = ?", (row["seq"],))
+    forged = {
+        **rows[2],
+        "seq": 3,
+        "action": "delivered",
+        "outcome": "forged",
+        "prev_hash": rows[1]["hash"],
+    }
+    forged["hash"] = record_hash(forged)
+    db.execute(
+        f"INSERT INTO audit ({', '.join(forged)}) VALUES ({', '.join('?' for _ in forged)})",
+        tuple(forged.values()),
+    )
+
+
+def truncate(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM audit WHERE seq > 8")
+
+
+def rebuild(db: sqlite3.Connection) -> None:
+    """Alter a record and recompute every hash after it: only the signature catches this."""
+    db.execute("UPDATE audit SET outcome = 'rewritten' WHERE seq = 3")
+    prev = _rows(db)[1]["hash"]
+    for row in _rows(db)[2:]:
+        row["prev_hash"] = prev
+        row["hash"] = record_hash(row)
+        db.execute(
+            "UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
+            (row["prev_hash"], row["hash"], row["seq"]),
+        )
+        prev = row["hash"]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "bad", "words"),
+    [
+        (alter, 3, "altered"),
+        (delete, 3, "missing"),
+        (reorder, 3, "does not follow"),
+        (insert, 4, "does not follow"),
+        (truncate, 12, "truncated"),
+        (rebuild, 12, "rewritten"),
+    ],
+    ids=["alter", "delete", "reorder", "insert", "truncate", "rebuild-chain"],
+)
+async def test_verify_catches_tampering(
+    logged: tuple[Path, Keyring], tamper: Callable[[sqlite3.Connection], None], bad: int, words: str
+) -> None:
+    path, keys = logged
+    intact = _verdict(path, keys)
+    assert intact.ok and intact.records == 12 and intact.checkpoints == 1
+    db = _db(path)
+    tamper(db)
+    db.close()
+    verdict = _verdict(path, keys)
+    assert not verdict.ok and verdict.bad_seq == bad and words in verdict.reason, verdict
+
+
+async def test_truncation_with_checkpoints_removed_needs_the_exported_copy(
+    logged: tuple[Path, Keyring],
+) -> None:
+    path, keys = logged
+    db = _db(path)
+    exported = [dict(r) for r in db.execute("SELECT * FROM audit_checkpoint")]
+    db.execute("DELETE FROM audit WHERE seq > 8")
+    db.execute("DELETE FROM audit_checkpoint")
+    db.close()
+    assert _verdict(path, keys).ok  # the local evidence is gone with the records...
+    verdict = _verdict(path, keys, exported)  # ...the copy kept elsewhere is not
+    assert not verdict.ok and "truncated" in verdict.reason
+
+
+async def test_forged_checkpoint_signature(logged: tuple[Path, Keyring]) -> None:
+    path, _ = logged
+    other = Keyring.generate()
+    verdict = _verdict(path, other)
+    assert not verdict.ok and "invalid signature" in verdict.reason
+
+
+async def test_sensitive_fields_encrypted_and_searchable_by_pseudonym_only(
+    logged: tuple[Path, Keyring],
+) -> None:
+    path, keys = logged
+    for name in path.parent.iterdir():
+        assert BSN.encode() not in name.read_bytes(), f"plaintext BSN in {name}"
+        assert b"<e>payload</e>" not in name.read_bytes(), f"plaintext payload in {name}"
+    db = _db(path)
+    found = audit.search(db, keys, bsn=BSN)
+    assert [(r["action"], r["object"]) for r in found] == [("accepted", "m2")]
+    assert audit.search(db, keys, bsn="111222011") == []
+    assert {r["action"] for r in audit.search(db, keys, message="ref-1")} == {
+        "accepted",
+        "routed",
+        "delivered",
+    }
+    exported = list(audit.export(db, keys))
+    accepted = next(r for r in exported if r["action"] == "accepted" and r["object"] == "m2")
+    assert accepted["secret"] == {"payload_sha256": "ab" * 32, "bsn": [BSN]}
+    db.close()
+
+
+async def test_rotation_keeps_old_records_readable_and_wrong_key_fails(
+    logged: tuple[Path, Keyring], tmp_path: Path
+) -> None:
+    path, keys = logged
+    old = keys.active
+    keys.rotate()
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    await broker.accept(message(9))
+    await broker.close()
+    db = _db(path)
+    records = list(audit.export(db, keys))
+    used = {r["key_id"] for r in records if r["key_id"]}
+    assert used == {old, keys.active}
+    stranger = Keyring.generate()
+    with pytest.raises(KeyringError, match="not in the keyring"):
+        list(audit.export(db, stranger))
+    stranger.data_keys[old] = stranger.data_keys[stranger.active]  # same id, wrong bytes
+    with pytest.raises(KeyringError, match="wrong key"):
+        list(audit.export(db, stranger))
+    db.close()
+
+
+def test_keyring_file_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "keyring.json"
+    with pytest.raises(KeyringError, match="does not exist"):
+        Keyring.load(path)
+    Keyring.generate().save(path)
+    assert Keyring.load(path).active
+    path.chmod(0o644)
+    with pytest.raises(KeyringError, match="readable by others"):
+        Keyring.load(path)
+    monkeypatch.delenv("GGK_KEYRING", raising=False)
+    with pytest.raises(KeyringError, match="no keyring"):
+        Keyring.load(None)
+    path.chmod(0o600)
+    monkeypatch.setenv("GGK_KEYRING", path.read_text())
+    assert Keyring.load(None).active == Keyring.load(path).active
+    monkeypatch.setenv("GGK_KEYRING", json.dumps({"active": "x"}))
+    with pytest.raises(KeyringError, match="malformed"):
+        Keyring.load(None)
+
+
+async def test_retention_purges_finished_payloads_and_audits_it(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    keys = Keyring.generate()
+    broker = SqliteBroker(tmp_path / "g.sqlite", keys, clock=lambda: now[0])
+    await broker.start()
+    await broker.accept(message(1))
+    await broker.accept(message(2))
+    first, _in_flight = await broker.claim(10, 30)
+    await broker.delivered(first)  # m1 finished; m2 still in flight
+    now[0] += 40 * 86400
+    assert await broker.purge(now[0] - 30 * 86400) == 1
+    assert await broker.purge(now[0] - 30 * 86400) == 0
+    view = await broker.view("m1")
+    assert view is not None and view.events[-1]["event"] == "payload_purged"
+    assert await broker.replay(message_id="m1", dead_only=False) == 0  # nothing left to send
+    await broker.close()
+    db = _db(tmp_path / "g.sqlite")
+    assert db.execute("SELECT length(envelope) FROM messages WHERE id = 'm1'").fetchone()[0] == 0
+    assert audit.verify(db, keys.verify_key).ok
+    db.close()
