@@ -8,7 +8,8 @@ StUF-GGk ggk_Di01 over SOAP 1.1 with mutual TLS (keep-alive connections). 876543
 delivered by the http adapter to a sink on loopback in this process. Each message has its own
 referentienummer and Identificatie, so every one is a new, fully validated message.
 
-Two phases: *saturation* (``--concurrency`` requests in flight, as fast as it goes) and
+Per audit setting (``--audit both`` measures on and off in one run, each on a fresh
+gateway), two phases: *saturation* (``--concurrency`` requests in flight, as fast as it goes) and
 *fixed rate* (``--rate`` messages per second offered, open loop, for latency). The load
 generator shares the 2-core machine with the gateway, which the figures include.
 """
@@ -84,24 +85,11 @@ async def send(
     latencies.append(time.perf_counter() - started)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=3000, help="saturation phase size")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rate", type=float, default=300.0, help="fixed-rate phase, msg/s")
-    parser.add_argument("--seconds", type=float, default=10.0, help="fixed-rate phase length")
-    args = parser.parse_args()
-
-    template = (SAMPLES / "ijw" / "jw301.xml").read_text()
-    sink = Sink()
-    app = web.Application()
-    app.router.add_post("/http", sink.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    sink_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
+async def measure(
+    args: argparse.Namespace, template: str, sink: Sink, sink_port: int, audit_on: bool
+) -> list[str]:
+    """One fresh gateway; returns the table rows of its saturation and fixed-rate phases."""
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "gw"
         port = free_port()
@@ -112,8 +100,13 @@ async def main() -> None:
             f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"',
         )
         (directory / "partners.toml").write_text(partners)
+        if not audit_on:
+            config = (directory / "gateway.toml").read_text()
+            (directory / "gateway.toml").write_text(
+                config.replace("[audit]\n", "[audit]\nenabled = false\n")
+            )
         server = await asyncio.create_subprocess_exec(
-            GGK, "serve", "--config", str(directory / "gateway.toml"), "--log-level", "WARNING"
+            GGK, "serve", "--config", str(directory / "gateway.toml"), "--log-level", "ERROR"
         )
         try:
             ssl_context = ssl.create_default_context(cafile=str(directory / "pki" / "ca.crt"))
@@ -123,18 +116,19 @@ async def main() -> None:
             )
             url = f"https://127.0.0.1:{port}/ggk/OntvangAsynchroon"
             connector = aiohttp.TCPConnector(ssl=ssl_context, limit=args.concurrency)
+            label = "on" if audit_on else "off"
             async with aiohttp.ClientSession(connector=connector) as session:
                 await wait_healthy(session, f"https://127.0.0.1:{port}/healthz")
-                bodies = [message(i, template) for i in range(args.messages)]
                 warm = [message(10**9 + i, template) for i in range(50)]
+                before = sink.count
                 await asyncio.gather(*(send(session, url, b, []) for b in warm))
-                await wait_delivered(sink, 50)
+                await wait_delivered(sink, before + 50)
 
-                # phase 1: saturation
+                bodies = [message(i, template) for i in range(args.messages)]
                 latencies: list[float] = []
                 queue: asyncio.Queue[bytes] = asyncio.Queue()
-                for b in bodies:
-                    queue.put_nowait(b)
+                for body in bodies:
+                    queue.put_nowait(body)
                 before = sink.count
                 started = time.perf_counter()
 
@@ -145,24 +139,16 @@ async def main() -> None:
                 await asyncio.gather(*(worker() for _ in range(args.concurrency)))
                 accepted_s = time.perf_counter() - started
                 await wait_delivered(sink, before + args.messages)
-                delivered_s = sink.last - started
-                print(
-                    f"# load benchmark: {args.messages} JW301 over SOAP/mTLS, "
-                    f"{args.concurrency} in flight, http delivery to a loopback sink\n"
-                )
-                print(
-                    "| phase | accepted msg/s | delivered msg/s | Bv03 p50 ms | p95 ms | p99 ms |"
-                )
-                print("|---|---|---|---|---|---|")
-                print(
-                    f"| saturation | {args.messages / accepted_s:,.0f} | "
-                    f"{args.messages / delivered_s:,.0f} | "
-                    f"{statistics.median(latencies) * 1000:.1f} | "
-                    f"{percentile(latencies, 0.95) * 1000:.1f} | "
-                    f"{percentile(latencies, 0.99) * 1000:.1f} |"
+                rows.append(
+                    row(
+                        f"saturation, audit {label}",
+                        args.messages,
+                        accepted_s,
+                        sink.last - started,
+                        latencies,
+                    )
                 )
 
-                # phase 2: fixed offered rate (open loop)
                 total = int(args.rate * args.seconds)
                 fixed = [message(2 * 10**9 + i, template) for i in range(total)]
                 latencies = []
@@ -177,17 +163,63 @@ async def main() -> None:
                 await asyncio.gather(*tasks)
                 elapsed = time.perf_counter() - started
                 await wait_delivered(sink, before + total)
-                print(
-                    f"| {args.rate:g} msg/s offered | {total / elapsed:,.0f} | "
-                    f"{total / (sink.last - started):,.0f} | "
-                    f"{statistics.median(latencies) * 1000:.1f} | "
-                    f"{percentile(latencies, 0.95) * 1000:.1f} | "
-                    f"{percentile(latencies, 0.99) * 1000:.1f} |"
+                rows.append(
+                    row(
+                        f"{args.rate:g} msg/s offered, audit {label}",
+                        total,
+                        elapsed,
+                        sink.last - started,
+                        latencies,
+                    )
                 )
         finally:
             server.terminate()
             await server.wait()
-            await runner.cleanup()
+    return rows
+
+
+def row(
+    phase: str, count: int, accepted_s: float, delivered_s: float, latencies: list[float]
+) -> str:
+    return (
+        f"| {phase} | {count / accepted_s:,.0f} | {count / delivered_s:,.0f} | "
+        f"{statistics.median(latencies) * 1000:.1f} | "
+        f"{percentile(latencies, 0.95) * 1000:.1f} | "
+        f"{percentile(latencies, 0.99) * 1000:.1f} |"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=3000, help="saturation phase size")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=300.0, help="fixed-rate phase, msg/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="fixed-rate phase length")
+    parser.add_argument("--audit", choices=("on", "off", "both"), default="both")
+    args = parser.parse_args()
+
+    template = (SAMPLES / "ijw" / "jw301.xml").read_text()
+    sink = Sink()
+    app = web.Application()
+    app.router.add_post("/http", sink.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    sink_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.audit]
+    print(
+        f"# load benchmark: JW301 over SOAP/mTLS, {args.concurrency} in flight at "
+        "saturation, http delivery to a loopback sink\n"
+    )
+    print("| phase | accepted msg/s | delivered msg/s | Bv03 p50 ms | p95 ms | p99 ms |")
+    print("|---|---|---|---|---|---|")
+    try:
+        for audit_on in modes:
+            for line in await measure(args, template, sink, sink_port, audit_on):
+                print(line, flush=True)
+    finally:
+        await runner.cleanup()
 
 
 def free_port() -> int:

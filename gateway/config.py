@@ -60,6 +60,8 @@ class GatewayConfig:
     """Audit/payload keys (mode 0600); None means $GGK_KEYRING."""
     retention_days: float = 30.0
     checkpoint_seconds: float = 60.0
+    audit_enabled: bool = True
+    """Off only to measure what auditing costs (benchmarks); a warning is logged."""
 
     @property
     def database(self) -> Path:
@@ -128,6 +130,7 @@ def load(path: Path) -> GatewayConfig:
         keyring=rel(str(raw["audit"]["keyring"])) if raw.get("audit", {}).get("keyring") else None,
         retention_days=float(raw.get("audit", {}).get("retention_days", 30.0)),
         checkpoint_seconds=float(raw.get("audit", {}).get("checkpoint_seconds", 60.0)),
+        audit_enabled=bool(raw.get("audit", {}).get("enabled", True)),
     )
     check(config)
     return config

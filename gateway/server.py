@@ -82,7 +82,11 @@ def build(config: GatewayConfig) -> Gateway:
     registry = SchemaRegistry(list(config.schema_dirs))
     registry.compile_all()
     validator = Validator(registry, limits)
-    broker = SqliteBroker(config.database, Keyring.load(config.keyring))
+    broker = SqliteBroker(
+        config.database, Keyring.load(config.keyring), audit_enabled=config.audit_enabled
+    )
+    if not config.audit_enabled:
+        log.warning("audit.disabled", reason="[audit] enabled = false; for measurements only")
     ingress = Ingress(
         validator=validator,
         partners=partners,

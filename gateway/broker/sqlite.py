@@ -121,9 +121,11 @@ class SqliteBroker:
         *,
         batch_max: int = 512,
         clock: Callable[[], float] = time.time,
+        audit_enabled: bool = True,
     ) -> None:
         self.path = path
         self.keyring = keyring
+        self.audit_enabled = audit_enabled
         self.batch_max = batch_max
         self.clock = clock
         self.wake = asyncio.Event()
@@ -209,6 +211,8 @@ class SqliteBroker:
             "INSERT INTO events (message_id, at, event, detail) VALUES (?, ?, ?, ?)",
             (message_id, at, event, detail),
         )
+        if not self.audit_enabled:
+            return
         meta = db.execute(
             "SELECT referentienummer, zender, ontvanger, functie FROM messages WHERE id = ?",
             (message_id,),
@@ -239,6 +243,8 @@ class SqliteBroker:
 
     async def audit_event(self, event: audit.AuditEvent) -> None:
         """An audit record that belongs to no stored message (a rejection, an admin act)."""
+        if not self.audit_enabled:
+            return
         now = self.clock()
         await self._write(lambda db: audit.append(db, self.keyring, event, now))
 
