@@ -25,6 +25,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from gateway import audit, demo, envelope, logs, server, soap
+from gateway.broker.base import StorageError
+from gateway.broker.sqlite import reencrypt_payloads
 from gateway.client import ClientError, GatewayClient
 from gateway.config import ConfigError, GatewayConfig
 from gateway.config import check as check_config
@@ -636,12 +638,19 @@ def keys() -> None:
 
 
 @keys.command("rotate")
+@click.option(
+    "--reencrypt",
+    is_flag=True,
+    help="Also re-encrypt stored payloads with the new key (gateway stopped).",
+)
 @_config_option
 @_json_option
-def keys_rotate(config_path: Path, as_json: bool) -> None:
+def keys_rotate(reencrypt: bool, config_path: Path, as_json: bool) -> None:
     """Add a new data key and make it active; older records stay readable.
 
     A running gateway keeps encrypting with the key it loaded until it is restarted.
+    --reencrypt needs the gateway stopped; audit records keep their key (the hash chain
+    covers their ciphertext).
     """
     config = _load_config(config_path)
     if config.keyring is None:
@@ -649,13 +658,27 @@ def keys_rotate(config_path: Path, as_json: bool) -> None:
     ring = _keyring(config)
     old = ring.active
     new = ring.rotate()
-    ring.save(config.keyring)
+    ring.save(config.keyring)  # first: payloads may only move to a key that is on disk
+    count = 0
+    if reencrypt and config.database.exists():
+        try:
+            count = reencrypt_payloads(config.database, ring)
+        except (StorageError, KeyringError) as exc:
+            raise UsageOrIOError(
+                f"key rotated to {new}, payloads not re-encrypted: {exc}"
+            ) from None
     if config.database.exists():
-        _audit_admin_act(config, ring, "key_rotated", f"{old} -> {new}")
+        done = f", {count} payloads re-encrypted" if reencrypt else ""
+        _audit_admin_act(config, ring, "key_rotated", f"{old} -> {new}{done}")
     _emit(
-        {"previous": old, "active": new},
+        {"previous": old, "active": new, "reencrypted": count},
         as_json,
-        f"active data key is now {new} (was {old}); restart the gateway to use it",
+        f"active data key is now {new} (was {old})"
+        + (
+            f"; {count} stored payloads re-encrypted"
+            if reencrypt
+            else "; restart the gateway to use it"
+        ),
     )
 
 

@@ -25,8 +25,8 @@ from aiohttp import web
 from lxml import etree
 from prometheus_client import generate_latest
 
+from gateway import audit, soap
 from gateway import envelope as env
-from gateway import soap
 from gateway.broker.base import StorageError
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import GatewayConfig, TlsConfig
@@ -466,6 +466,11 @@ def make_app(gw: Gateway) -> web.Application:
     return app
 
 
+def _digest(path: Path) -> str:
+    """Recorded at every start, so a changed configuration is visible in the audit log."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 async def maintenance(gw: Gateway) -> None:
     """Sign the audit chain head every checkpoint_seconds; apply retention hourly."""
     next_purge = 0.0
@@ -498,6 +503,15 @@ async def run(
     """Serve until SIGINT/SIGTERM (or ``stop`` is set); deliveries run alongside."""
     gw = build(config)
     await gw.broker.start()
+    await gw.broker.audit_event(
+        audit.AuditEvent(
+            action="gateway_started",
+            actor="gateway",
+            origin=f"{config.host}:{config.port}",
+            outcome=f"config sha256 {_digest(config.path)}, partners sha256 "
+            f"{_digest(config.partners_file)}",
+        )
+    )
     runner = web.AppRunner(make_app(gw), access_log=None)
     await runner.setup()
     context = server_ssl(config.tls) if config.tls and not config.plain_http else None

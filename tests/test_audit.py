@@ -12,8 +12,8 @@ import pytest
 
 from gateway import audit
 from gateway.audit import record_hash
-from gateway.broker.base import NewMessage, PlannedDelivery
-from gateway.broker.sqlite import SqliteBroker
+from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
+from gateway.broker.sqlite import SqliteBroker, reencrypt_payloads
 from gateway.keyring import Keyring, KeyringError
 
 BSN = "999990019"
@@ -263,4 +263,29 @@ async def test_retention_purges_finished_payloads_and_audits_it(tmp_path: Path) 
     db = _db(tmp_path / "g.sqlite")
     assert db.execute("SELECT length(envelope) FROM messages WHERE id = 'm1'").fetchone()[0] == 0
     assert audit.verify(db, keys.verify_key).ok
+    db.close()
+
+
+async def test_reencrypt_payloads_after_rotation(tmp_path: Path) -> None:
+    keys = Keyring.generate()
+    path = tmp_path / "g.sqlite"
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    await broker.accept(message(1))
+    old = keys.active
+    keys.rotate()
+    with pytest.raises(StorageError, match="in use"):
+        reencrypt_payloads(path, keys)  # not while a gateway holds the database
+    await broker.close()
+    assert reencrypt_payloads(path, keys) == 1
+    assert reencrypt_payloads(path, keys) == 0
+    del keys.data_keys[old]  # payloads no longer need the old key...
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    (job,) = await broker.claim(1, 30)
+    assert job.envelope == b"<e>payload</e>"
+    await broker.close()
+    db = _db(path)
+    with pytest.raises(KeyringError, match="not in the keyring"):  # ...audit records do
+        list(audit.export(db, keys))
     db.close()

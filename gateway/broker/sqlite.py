@@ -738,5 +738,38 @@ def _exclusive_lock(path: Path) -> IO[bytes]:
     return handle
 
 
+def reencrypt_payloads(path: Path, keyring: Keyring) -> int:
+    """Re-encrypt every stored payload with the keyring's active key (gateway stopped).
+
+    Audit records keep the key they were written with: the hash chain covers their
+    ciphertext, so re-encrypting them would be indistinguishable from tampering.
+    """
+    lock = _exclusive_lock(path.with_suffix(".lock"))
+    try:
+        db = _connect(path)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute(
+                "SELECT id, envelope, envelope_key FROM messages WHERE "
+                "envelope_key IS NOT NULL AND envelope_key != ?",
+                (keyring.active,),
+            ).fetchall()
+            for row in rows:
+                plain = keyring.decrypt(
+                    row["envelope_key"], bytes(row["envelope"]), _envelope_aad(row["id"])
+                )
+                key_id, sealed = keyring.encrypt(plain, _envelope_aad(row["id"]))
+                db.execute(
+                    "UPDATE messages SET envelope = ?, envelope_key = ? WHERE id = ?",
+                    (sealed, key_id, row["id"]),
+                )
+            db.execute("COMMIT")
+            return len(rows)
+        finally:
+            db.close()
+    finally:
+        lock.close()
+
+
 def _envelope_aad(message_id: str) -> bytes:
     return f"ggk-envelope:{message_id}".encode()
