@@ -31,6 +31,7 @@ from gateway.client import ClientError, GatewayClient
 from gateway.config import ConfigError, GatewayConfig
 from gateway.config import check as check_config
 from gateway.config import load as load_config
+from gateway.identify import parties
 from gateway.keyring import Keyring, KeyringError
 from gateway.report import ValidationReport
 from gateway.schemas import SchemaError, SchemaRegistry
@@ -544,11 +545,8 @@ def routes_check(file: Path, config_path: Path, as_json: bool) -> None:
             parsed.functie or parsed.kind.value,
         )
     elif report.message is not None:
-        header = root.find("{*}Header")
-        afz = (header.findtext("{*}Afzender") if header is not None else None) or ""
-        ont = (header.findtext("{*}Ontvanger") if header is not None else None) or ""
-        retour = report.message.kind.value == "retour"
-        sender, receiver = (ont, afz) if retour else (afz, ont)
+        found = parties(root, report.message)
+        sender, receiver = (found.sender, found.receiver) if found else ("", "")
         functie = report.message.code
     else:
         raise UsageOrIOError(f"{file}: not an iWmo/iJw message or envelope")

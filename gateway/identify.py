@@ -16,6 +16,7 @@ from gateway.schemas import CompiledSchema, SchemaRegistry
 from gateway.standards import (
     BY_BERICHTCODE,
     LEGACY_BERICHTCODES,
+    Kind,
     MessageType,
     NamespaceInfo,
     parse_namespace,
@@ -158,3 +159,31 @@ def _cross_check(root: etree._Element, ident: Identified) -> list[Problem]:
                 )
             )
     return problems
+
+
+@dataclass(frozen=True, slots=True)
+class Parties:
+    """Who sends a message to whom, and the sender's own Identificatie for it."""
+
+    sender: str
+    receiver: str
+    identificatie: str
+
+
+def parties(root: etree._Element, message: MessageType) -> Parties | None:
+    """Read sender, receiver and Identificatie from the payload header.
+
+    A retourbericht copies the heen header unchanged (iwmo-ijw.md 4.2): its sender is
+    Header/Ontvanger, its destination Header/Afzender, and its own identification is
+    IdentificatieRetour. Every place that routes, authorises or deduplicates uses this.
+    """
+    header = root.find("{*}Header")
+    if header is None:
+        return None
+    afzender = (header.findtext("{*}Afzender") or "").strip()
+    ontvanger = (header.findtext("{*}Ontvanger") or "").strip()
+    if message.kind is Kind.RETOUR:
+        ident = header.findtext("{*}IdentificatieRetour") or ""
+        return Parties(ontvanger, afzender, ident.strip())
+    ident = header.findtext("{*}BerichtIdentificatie/{*}Identificatie") or ""
+    return Parties(afzender, ontvanger, ident.strip())

@@ -19,6 +19,7 @@ from lxml import etree
 from gateway import audit
 from gateway import envelope as env
 from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
+from gateway.identify import parties
 from gateway.report import Problem, Severity
 from gateway.standards import Kind, MessageType
 from gateway.validation import Validator, envelope_matches_payload
@@ -380,21 +381,14 @@ def _payload_header(root: etree._Element | None, message: MessageType | None) ->
     """Routing facts of the payload header; for a retour the sender is Header/Ontvanger."""
     if root is None or message is None:
         return {}
-    header = root.find("{*}Header")
-    if header is None:
+    found = parties(root, message)
+    if found is None:
         return {}
-    retour = message.kind is Kind.RETOUR
-    sender = header.findtext("{*}Ontvanger" if retour else "{*}Afzender")
-    codes = (
-        [c.text or "" for c in root.iter("{*}RetourCode")]
-        if retour or (message.number == 325)
-        else []
-    )
+    answers = message.kind is Kind.RETOUR or message.number == 325
+    codes = [c.text or "" for c in root.iter("{*}RetourCode")] if answers else []
     return {
-        "sender": sender,
-        "identificatie": header.findtext(
-            "{*}IdentificatieRetour" if retour else "{*}BerichtIdentificatie/{*}Identificatie"
-        ),
+        "sender": found.sender,
+        "identificatie": found.identificatie,
         "retourcodes": ",".join(sorted(set(codes))) or None,
     }
 

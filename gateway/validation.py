@@ -15,16 +15,15 @@ from datetime import date
 from lxml import etree
 
 from gateway import envelope as env
-from gateway.identify import Identified, identify
+from gateway.identify import Identified, identify, parties
 from gateway.report import Problem, ValidationReport
 from gateway.rules import RULES, MessageContext, Rule
 from gateway.rules.base import reading_cache
 from gateway.schemas import SchemaRegistry
+from gateway.soap import SOAP11_NS
 from gateway.standards import Kind, MessageType
 from gateway.xmlsafe import DEFAULT_LIMITS, ParseLimits, UnsafeXml, parse_untrusted
 from gateway.xsderrors import problems_from_log
-
-SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
 @dataclass(slots=True)
@@ -165,11 +164,6 @@ def _without_duplicates(xsd: list[Problem], earlier: list[Problem]) -> list[Prob
     return [p for p in xsd if p.path not in covered]
 
 
-def _header_text(root: etree._Element, name: str) -> str | None:
-    el = root.find(f"{{*}}Header/{{*}}{name}")
-    return el.text.strip() if el is not None and el.text else None
-
-
 def envelope_matches_payload(
     envelope: env.Envelope, message: MessageType, root: etree._Element
 ) -> list[Problem]:
@@ -200,10 +194,8 @@ def envelope_matches_payload(
                 found=envelope.kind.value,
             )
         )
-    afzender, ontvanger = _header_text(root, "Afzender"), _header_text(root, "Ontvanger")
-    sender, receiver = (
-        (ontvanger, afzender) if message.kind is Kind.RETOUR else (afzender, ontvanger)
-    )
+    found = parties(root, message)
+    sender, receiver = (found.sender, found.receiver) if found else ("", "")
     if envelope.zender.organisatie != sender:
         problems.append(
             Problem(

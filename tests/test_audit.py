@@ -12,36 +12,12 @@ import pytest
 
 from gateway import audit
 from gateway.audit import record_hash
-from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
+from gateway.broker.base import StorageError
 from gateway.broker.sqlite import SqliteBroker, reencrypt_payloads
 from gateway.keyring import Keyring, KeyringError
+from tests.conftest import stored_message
 
 BSN = "999990019"
-
-
-def message(n: int) -> NewMessage:
-    return NewMessage(
-        id=f"m{n}",
-        kind="Di01",
-        zender="0150",
-        zender_applicatie="App",
-        ontvanger="12345678",
-        referentienummer=f"ref-{n}",
-        cross_ref=None,
-        functie="WMO301",
-        message_code="WMO301",
-        identificatie=f"ID{n}",
-        payload_sender="0150",
-        digest="d",
-        envelope=b"<e>payload</e>",
-        bv03_ref=f"bv-{n}",
-        bv03_tijdstip="20260101000000000",
-        actor="0150 via token",
-        origin="127.0.0.1",
-        bsns=(BSN,) if n == 2 else (),
-        payload_digest="ab" * 32,
-        deliveries=(PlannedDelivery("12345678", "http", False, False),),
-    )
 
 
 @pytest.fixture
@@ -52,7 +28,7 @@ async def logged(tmp_path: Path) -> tuple[Path, Keyring]:
     broker = SqliteBroker(path, keys)
     await broker.start()
     for n in range(1, 5):
-        await broker.accept(message(n))
+        await broker.accept(stored_message(n, bsns=(BSN,) if n == 2 else ()))
     for job in await broker.claim(10, 30):
         await broker.delivered(job)
     assert await broker.checkpoint() is not None
@@ -209,7 +185,7 @@ async def test_rotation_keeps_old_records_readable_and_wrong_key_fails(
     keys.rotate()
     broker = SqliteBroker(path, keys)
     await broker.start()
-    await broker.accept(message(9))
+    await broker.accept(stored_message(9))
     await broker.close()
     db = _db(path)
     records = list(audit.export(db, keys))
@@ -249,8 +225,8 @@ async def test_retention_purges_finished_payloads_and_audits_it(tmp_path: Path) 
     keys = Keyring.generate()
     broker = SqliteBroker(tmp_path / "g.sqlite", keys, clock=lambda: now[0])
     await broker.start()
-    await broker.accept(message(1))
-    await broker.accept(message(2))
+    await broker.accept(stored_message(1))
+    await broker.accept(stored_message(2, bsns=(BSN,)))
     first, _in_flight = await broker.claim(10, 30)
     await broker.delivered(first)  # m1 finished; m2 still in flight
     now[0] += 40 * 86400
@@ -271,7 +247,7 @@ async def test_reencrypt_payloads_after_rotation(tmp_path: Path) -> None:
     path = tmp_path / "g.sqlite"
     broker = SqliteBroker(path, keys)
     await broker.start()
-    await broker.accept(message(1))
+    await broker.accept(stored_message(1))
     old = keys.active
     keys.rotate()
     with pytest.raises(StorageError, match="in use"):

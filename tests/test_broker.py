@@ -8,35 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
+from gateway.broker.base import StorageError
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
 from gateway.config import check as check_config
 from gateway.delivery import backoff
 from gateway.keyring import Keyring
+from tests.conftest import stored_message
 
 KEYS = Keyring.generate()
-
-
-def message(n: int, *, digest: str = "d", held: bool = False) -> NewMessage:
-    return NewMessage(
-        id=f"m{n}",
-        kind="Di01",
-        zender="0150",
-        zender_applicatie="App",
-        ontvanger="12345678",
-        referentienummer=f"ref-{n}",
-        cross_ref=None,
-        functie="WMO301",
-        message_code="WMO301",
-        identificatie=f"ID{n}",
-        payload_sender="0150",
-        digest=digest,
-        envelope=b"<e/>",
-        bv03_ref=f"bv-{n}",
-        bv03_tijdstip="20260101000000000",
-        deliveries=(PlannedDelivery("12345678", "inbox" if held else "http", False, held),),
-    )
 
 
 async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> None:
@@ -50,7 +30,7 @@ async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> 
         return original(ops)
 
     broker._apply = counting  # type: ignore[method-assign]
-    outcomes = await asyncio.gather(*(broker.accept(message(i)) for i in range(300)))
+    outcomes = await asyncio.gather(*(broker.accept(stored_message(i)) for i in range(300)))
     assert {o.status for o in outcomes} == {"accepted"}
     assert sum(applied) == 300 and len(applied) < 30, applied
     assert (await broker.counts()) == {"pending": 300}
@@ -60,11 +40,13 @@ async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> 
 async def test_duplicate_conflict_and_tr056(tmp_path: Path) -> None:
     broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
     await broker.start()
-    assert (await broker.accept(message(1))).status == "accepted"
-    again = await broker.accept(message(1))
+    assert (await broker.accept(stored_message(1))).status == "accepted"
+    again = await broker.accept(stored_message(1))
     assert (again.status, again.bv03_ref) == ("duplicate", "bv-1")
-    assert (await broker.accept(message(1, digest="other"))).status == "conflict"
-    reused = dataclasses.replace(message(2), identificatie="ID1")  # new ref, same Identificatie
+    assert (await broker.accept(stored_message(1, digest="other"))).status == "conflict"
+    reused = dataclasses.replace(
+        stored_message(2), identificatie="ID1"
+    )  # new ref, same Identificatie
     assert (await broker.accept(reused)).status == "tr056"
     assert (await broker.counts()) == {"pending": 1}  # nothing stored for either refusal
     await broker.close()
@@ -74,7 +56,7 @@ async def test_expired_lease_is_claimed_again_and_stale_worker_is_fenced(tmp_pat
     now = [1000.0]
     broker = SqliteBroker(tmp_path / "b.sqlite", KEYS, clock=lambda: now[0])
     await broker.start()
-    await broker.accept(message(1))
+    await broker.accept(stored_message(1))
     (job,) = await broker.claim(10, lease_seconds=30)
     assert await broker.claim(10, lease_seconds=30) == []  # leased
     now[0] += 31  # the worker died; its lease ran out
@@ -91,7 +73,7 @@ async def test_survives_reopen_and_replays_dead_letters(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
     broker = SqliteBroker(path, KEYS)
     await broker.start()
-    await broker.accept(message(1))
+    await broker.accept(stored_message(1))
     (job,) = await broker.claim(1, 30)
     await broker.dead(job, "HTTP 400")
     await broker.close()
@@ -109,7 +91,7 @@ async def test_survives_reopen_and_replays_dead_letters(tmp_path: Path) -> None:
 async def test_inbox_hold_and_ack(tmp_path: Path) -> None:
     broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
     await broker.start()
-    await broker.accept(message(1, held=True))
+    await broker.accept(stored_message(1, held=True))
     assert await broker.claim(10, 30) == []  # held deliveries are never pushed
     assert [m["id"] for m in await broker.inbox("12345678", 10)] == ["m1"]
     assert await broker.inbox_envelope("0150", "m1") is None
@@ -145,7 +127,7 @@ async def test_one_process_per_database_and_leases_recovered_on_start(tmp_path: 
     path = tmp_path / "b.sqlite"
     first = SqliteBroker(path, KEYS)
     await first.start()
-    await first.accept(message(1))
+    await first.accept(stored_message(1))
     await first.claim(1, lease_seconds=3600)  # then the process "dies" holding the lease
     second = SqliteBroker(path, KEYS)
     with pytest.raises(StorageError, match="another gateway process"):

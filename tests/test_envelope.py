@@ -6,7 +6,8 @@ import pytest
 from lxml import etree
 
 from gateway import envelope as env
-from gateway.validation import SOAP11_NS, Validator
+from gateway.soap import SOAP11_NS
+from gateway.validation import Validator
 from gateway.xmlsafe import parse_untrusted
 from tests.conftest import sample
 

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from lxml import etree
 
+from gateway.identify import parties
 from gateway.report import Problem
 from gateway.standards import Kind, MessageType
 
@@ -100,17 +101,10 @@ def identificatie_key(root: etree._Element, message: MessageType) -> Identificat
 
     A retour's header is a copy of the heen header, so its sender is Header/Ontvanger.
     """
-    header = root.find("{*}Header")
-    if header is None:
+    found = parties(root, message)
+    if found is None or not found.sender or not found.identificatie:
         return None
-    if message.kind is Kind.RETOUR:
-        sender, ident = header.findtext("{*}Ontvanger"), header.findtext("{*}IdentificatieRetour")
-    else:
-        sender = header.findtext("{*}Afzender")
-        ident = header.findtext("{*}BerichtIdentificatie/{*}Identificatie")
-    if not sender or not ident:
-        return None
-    return IdentificatieKey(sender.strip(), message.code, ident.strip())
+    return IdentificatieKey(found.sender, message.code, found.identificatie)
 
 
 def check_unique_identificatie(
