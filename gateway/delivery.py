@@ -19,7 +19,7 @@ import structlog
 
 import adapters
 from adapters.base import Adapter, DeliveryFailed, Outbound
-from gateway.broker.base import Broker, Job
+from gateway.broker.base import Broker, Job, StorageError
 from gateway.config import DeliveryConfig
 from gateway.metrics import DELIVERIES
 from routing.partners import PartnerRegistry
@@ -71,7 +71,12 @@ class DeliveryService:
         """Claim and deliver until :meth:`stop` is called."""
         while not self._stopping:
             free = self.config.concurrency - len(self._inflight)
-            jobs = await self.broker.claim(free, self.config.lease_seconds) if free > 0 else []
+            try:
+                jobs = await self.broker.claim(free, self.config.lease_seconds) if free else []
+            except StorageError as exc:  # e.g. disk full: keep the workers alive, try later
+                log.error("delivery.claim_failed", error=str(exc))
+                await asyncio.sleep(self.config.poll_interval)
+                continue
             for job in jobs:
                 task = asyncio.create_task(self._attempt(job))
                 self._inflight.add(task)

@@ -140,3 +140,19 @@ async def test_one_process_per_database_and_leases_recovered_on_start(tmp_path: 
     view = await third.view("m1")
     assert view is not None and "lease_recovered" in [e["event"] for e in view.events]
     await third.close()
+
+
+async def test_unreadable_payload_is_dead_lettered_alone(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    broker = SqliteBroker(path, KEYS)
+    await broker.start()
+    await broker.accept(stored_message(1))
+    await broker.close()
+    broker = SqliteBroker(path, Keyring.generate())  # the key of m1's payload is gone
+    await broker.start()
+    await broker.accept(stored_message(2))
+    (job,) = await broker.claim(10, 30)
+    assert job.message_id == "m2"
+    (dead,) = await broker.dead_letters(None, 10)
+    assert dead["id"] == "m1" and "not in the keyring" in dead["last_error"]
+    await broker.close()

@@ -32,7 +32,7 @@ from gateway.broker.base import (
     NewMessage,
     StorageError,
 )
-from gateway.keyring import Keyring
+from gateway.keyring import Keyring, KeyringError
 from gateway.standards import MESSAGES, Kind
 
 SCHEMA = """
@@ -344,6 +344,10 @@ class SqliteBroker:
                     db.execute("ROLLBACK TO op")
                     db.execute("RELEASE op")
                     results.append(StorageError(str(exc)))
+                except Exception as exc:  # one caller's failure must not sink the batch
+                    db.execute("ROLLBACK TO op")
+                    db.execute("RELEASE op")
+                    results.append(exc)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -506,6 +510,24 @@ class SqliteBroker:
                     "WHERE id = ?",
                     (row["message_id"],),
                 ).fetchone()
+                try:
+                    envelope = self._open(row["message_id"], msg["envelope_key"], msg["envelope"])
+                except (KeyringError, StorageError) as exc:
+                    # Retrying cannot help: dead-letter this one, keep claiming the others.
+                    db.execute(
+                        "UPDATE deliveries SET state = 'dead', last_error = ?, "
+                        "lease_until = NULL, updated_at = ? WHERE id = ?",
+                        (str(exc)[:300], now, row["id"]),
+                    )
+                    self._record(
+                        db,
+                        row["message_id"],
+                        now,
+                        "dead_lettered",
+                        f"{row['destination']}: {exc}",
+                        outcome="unreadable",
+                    )
+                    continue
                 jobs.append(
                     Job(
                         row["id"],
@@ -515,7 +537,7 @@ class SqliteBroker:
                         row["attempts"],
                         msg["referentienummer"],
                         msg["functie"] or "",
-                        self._open(row["message_id"], msg["envelope_key"], msg["envelope"]),
+                        envelope,
                     )
                 )
             return jobs
