@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import click
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress
 
 from gateway import audit, demo, envelope, logs, server, soap
+from gateway.broker import kafka_topics
 from gateway.broker.base import StorageError
 from gateway.broker.sqlite import reencrypt_payloads
 from gateway.client import ClientError, GatewayClient
@@ -841,6 +843,46 @@ def audit_checkpoint(export_to: Path | None, config_path: Path, as_json: bool) -
         as_json,
         f"checkpoint at record {made['seq']} ({made['hash'][:16]}…)"
         + (f", appended to {export_to}" if export_to else ""),
+    )
+
+
+@main.group()
+def kafka() -> None:
+    """The Apache Kafka backend (for gateways that outgrow one machine)."""
+
+
+@kafka.command("init")
+@click.option(
+    "--bootstrap",
+    required=True,
+    envvar="GGK_KAFKA_BOOTSTRAP",
+    help="Bootstrap servers, e.g. 127.0.0.1:9092.",
+)
+@click.option("--prefix", default="ggk", show_default=True)
+@click.option("--partitions", type=click.IntRange(1), default=12, show_default=True)
+@click.option(
+    "--replication",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Use 1 for a single-broker development cluster.",
+)
+@_json_option
+def kafka_init(
+    bootstrap: str, prefix: str, partitions: int, replication: int, as_json: bool
+) -> None:
+    """Create the backend's topics (idempotent: existing topics are left as they are)."""
+    topics = kafka_topics.plan(prefix, partitions=partitions, replication=replication)
+    try:
+        created, existing = asyncio.run(kafka_topics.create(bootstrap, topics))
+    except KafkaError as exc:
+        raise UsageOrIOError(f"kafka at {bootstrap}: {exc}") from None
+    _emit(
+        {"created": created, "existing": existing},
+        as_json,
+        "\n".join(
+            [f"created  {name}" for name in created] + [f"exists   {name}" for name in existing]
+        ),
     )
 
 

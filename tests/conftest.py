@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -57,3 +58,51 @@ def stored_message(
         payload_digest="ab" * 32,
         deliveries=(PlannedDelivery("12345678", "inbox" if held else "http", False, held),),
     )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node Kafka 4.x (KRaft) on 127.0.0.1, started once for the session by
+    scripts/kafka-dev.sh and stopped afterwards. Needs Java 17+ and Maven, no mocks."""
+    import asyncio
+    import socket
+    import subprocess
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    node = tmp_path_factory.mktemp("kafka")
+    script = str(ROOT / "scripts" / "kafka-dev.sh")
+    started = subprocess.run(
+        [script, "start", str(node), str(ports[0]), str(ports[1])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if started.returncode != 0:
+        raise RuntimeError(f"could not start Kafka:\n{started.stdout}\n{started.stderr}")
+    bootstrap = f"127.0.0.1:{ports[0]}"
+
+    async def ready() -> None:
+        for _ in range(120):
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            try:
+                await admin.start()
+                await admin.list_topics()
+                return
+            except Exception:  # not ready yet: the controller may still be electing itself
+                await asyncio.sleep(0.5)
+            finally:
+                await admin.close()
+        raise RuntimeError(f"Kafka on {bootstrap} did not answer")
+
+    try:
+        asyncio.run(ready())
+        yield bootstrap
+    finally:
+        subprocess.run([script, "stop", str(node)], timeout=60, check=False)

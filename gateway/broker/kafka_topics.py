@@ -1,0 +1,90 @@
+"""The topic layout of the Kafka backend, and creating it (``ggk kafka init``).
+
+Topics (``<prefix>`` defaults to ``ggk``):
+
+- ``<prefix>.accepted``: every accepted message, keyed by its receiver;
+- ``<prefix>.deliver.<adapter>``: one per adapter kind, keyed by receiver, so one receiver's
+  deliveries stay in one partition and keep their order;
+- ``<prefix>.retry.<seconds>s``: delayed retries, one topic per backoff step;
+- ``<prefix>.dlq``: dead letters, kept until replayed;
+- ``<prefix>.audit``: the audit log; one partition, because its hash chain needs one order;
+- ``<prefix>.status``: compacted, keyed by message id: the latest state of every message, from
+  which each gateway process can answer status queries.
+
+This module only plans and creates topics; the backend that uses them is separate work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+ADAPTERS = ("stuf", "http", "directory", "inbox")
+RETRY_DELAYS = (10, 60, 600, 3600)
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    name: str
+    partitions: int
+    replication: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def plan(
+    prefix: str = "ggk",
+    *,
+    partitions: int = 12,
+    replication: int = 3,
+    retry_delays: tuple[int, ...] = RETRY_DELAYS,
+) -> list[Topic]:
+    """Every topic the backend needs, with partitions and replication."""
+    if partitions < 1 or replication < 1:
+        raise ValueError("partitions and replication must be at least 1")
+    durable = {"min.insync.replicas": str(min(2, replication))}
+    topics = [
+        Topic(
+            f"{prefix}.accepted", partitions, replication, {**durable, "retention.ms": str(WEEK_MS)}
+        )
+    ]
+    topics += [
+        Topic(f"{prefix}.deliver.{adapter}", partitions, replication, durable)
+        for adapter in ADAPTERS
+    ]
+    topics += [
+        Topic(f"{prefix}.retry.{seconds}s", partitions, replication, durable)
+        for seconds in retry_delays
+    ]
+    topics.append(
+        Topic(f"{prefix}.dlq", partitions, replication, {**durable, "retention.ms": "-1"})
+    )
+    topics.append(Topic(f"{prefix}.audit", 1, replication, {**durable, "retention.ms": "-1"}))
+    topics.append(
+        Topic(f"{prefix}.status", partitions, replication, {**durable, "cleanup.policy": "compact"})
+    )
+    return topics
+
+
+async def create(bootstrap_servers: str, topics: list[Topic]) -> tuple[list[str], list[str]]:
+    """Create what is missing; returns (created, already there). Safe to run again."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t.name not in existing]
+        if missing:
+            # another process may create them at the same moment: that is fine
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [
+                        NewTopic(t.name, t.partitions, t.replication, topic_configs=t.config)
+                        for t in missing
+                    ]
+                )
+        return [t.name for t in missing], sorted(t.name for t in topics if t.name in existing)
+    finally:
+        await admin.close()

@@ -1,0 +1,117 @@
+"""Against a real Apache Kafka broker: the topic layout, ``ggk kafka init``, and the
+producer settings the backend relies on (idempotent, acks=all, per-receiver keys)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from gateway.broker import kafka_topics
+
+pytestmark = pytest.mark.kafka
+GGK = str(Path(sys.executable).parent / "ggk")
+
+
+def test_plan_has_every_topic_the_backend_needs() -> None:
+    names = [t.name for t in kafka_topics.plan("x", partitions=6, replication=3)]
+    assert names[0] == "x.accepted" and "x.dlq" in names and "x.status" in names
+    assert {f"x.deliver.{a}" for a in kafka_topics.ADAPTERS} <= set(names)
+    by_name = {t.name: t for t in kafka_topics.plan("x", partitions=6, replication=3)}
+    assert by_name["x.audit"].partitions == 1  # one order for the hash chain
+    assert by_name["x.status"].config["cleanup.policy"] == "compact"
+    assert by_name["x.accepted"].config["min.insync.replicas"] == "2"
+    with pytest.raises(ValueError):
+        kafka_topics.plan(partitions=0)
+
+
+def test_ggk_kafka_init_creates_topics_once(kafka_bootstrap: str) -> None:
+    args = [
+        GGK,
+        "kafka",
+        "init",
+        "--bootstrap",
+        kafka_bootstrap,
+        "--prefix",
+        "t1",
+        "--partitions",
+        "3",
+        "--replication",
+        "1",
+        "--json",
+    ]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert first.returncode == 0, first.stderr
+    created = json.loads(first.stdout)["created"]
+    assert (
+        len(created) == len(kafka_topics.plan("t1")) and json.loads(first.stdout)["existing"] == []
+    )
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert json.loads(again.stdout) == {"created": [], "existing": sorted(created)}
+
+    async def partitions() -> dict[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(["t1.accepted", "t1.audit"])
+            return {d["topic"]: len(d["partitions"]) for d in described}
+        finally:
+            await admin.close()
+
+    assert asyncio.run(partitions()) == {"t1.accepted": 3, "t1.audit": 1}
+
+
+def test_unreachable_cluster_is_a_clear_error() -> None:
+    result = subprocess.run(
+        [GGK, "kafka", "init", "--bootstrap", "127.0.0.1:1", "--replication", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2 and "kafka at 127.0.0.1:1" in result.stderr
+
+
+async def test_idempotent_producer_keeps_one_receivers_order(kafka_bootstrap: str) -> None:
+    topics = kafka_topics.plan("t2", partitions=4, replication=1)
+    await kafka_topics.create(kafka_bootstrap, topics)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all"
+    )
+    await producer.start()
+    try:
+        sends = [
+            await producer.send("t2.deliver.http", f"{r}:{i}".encode(), key=r.encode())
+            for i in range(30)
+            for r in ("0150", "12345678")
+        ]
+        acked = await asyncio.gather(*sends)  # pipelined: one round trip for many messages
+    finally:
+        await producer.stop()
+    assert len({(m.partition, m.offset) for m in acked}) == 60
+    consumer = AIOKafkaConsumer(
+        "t2.deliver.http",
+        bootstrap_servers=kafka_bootstrap,
+        group_id="t2-workers",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen: dict[str, list[int]] = {}
+    try:
+        while sum(len(v) for v in seen.values()) < 60:
+            batch = await consumer.getmany(timeout_ms=2000)
+            for records in batch.values():
+                for record in records:
+                    receiver, n = record.value.decode().split(":")
+                    seen.setdefault(receiver, []).append(int(n))
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+    assert seen == {"0150": list(range(30)), "12345678": list(range(30))}
