@@ -29,7 +29,7 @@ from gateway import audit, demo, envelope, logs, server, soap
 from gateway.broker import kafka_topics
 from gateway.broker.base import StorageError
 from gateway.broker.sqlite import reencrypt_payloads
-from gateway.client import ClientError, GatewayClient
+from gateway.client import ClientError, GatewayClient, Unreachable
 from gateway.config import ConfigError, GatewayConfig
 from gateway.config import check as check_config
 from gateway.config import load as load_config
@@ -272,6 +272,8 @@ def _emit(data: object, as_json: bool, human: str) -> None:
 def _call(fn: Callable[[], T]) -> T:
     try:
         return fn()
+    except Unreachable as exc:
+        raise UsageOrIOError(str(exc)) from None
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -286,6 +288,10 @@ def init(directory: Path, port: int, force: bool) -> None:
         config = demo.init(directory, port=port, force=force)
     except FileExistsError as exc:
         raise UsageOrIOError(str(exc)) from None
+    except OSError as exc:
+        raise UsageOrIOError(
+            f"cannot write the demo setup to {directory}: {exc.strerror}"
+        ) from None
     click.echo(f"wrote {config}")
     click.echo(
         f"  partners:     {directory / 'partners.toml'} ({len(demo.DEMO_PARTNERS)} partners)"
@@ -358,6 +364,8 @@ def submit(files: tuple[Path, ...], partner: str, config_path: Path, as_json: bo
         else:
             try:
                 results.append({"file": str(path), **client.submit_raw(data)})
+            except Unreachable as exc:
+                raise UsageOrIOError(str(exc)) from None
             except ClientError as exc:
                 results.append({"file": str(path), "error": str(exc)})
                 failed += 1
@@ -538,7 +546,10 @@ def routes_check(file: Path, config_path: Path, as_json: bool) -> None:
     validator = Validator(SchemaRegistry(list(config.schema_dirs)))
     data = file.read_bytes()
     report = validator.validate(data, str(file))
-    root = parse_untrusted(data)
+    try:
+        root = parse_untrusted(data)
+    except UnsafeXml as exc:
+        raise UsageOrIOError(f"{file}: {exc.message}") from None
     if envelope.is_envelope(root):
         parsed = envelope.parse(root)
         sender, receiver, functie = (
@@ -612,6 +623,9 @@ def _audit_db(config: GatewayConfig, *, write: bool = False) -> sqlite3.Connecti
         f"file:{config.database}?mode={mode}", uri=True, timeout=30, isolation_level=None
     )
     db.row_factory = sqlite3.Row
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit'").fetchone() is None:
+        db.close()
+        raise UsageOrIOError(f"{config.database} has no audit log (made by an older version?)")
     return db
 
 

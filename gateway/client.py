@@ -18,7 +18,11 @@ from gateway.config import GatewayConfig
 
 
 class ClientError(Exception):
-    """The gateway could not be reached or answered with an error; the text says which."""
+    """The gateway answered with an error; the text says which."""
+
+
+class Unreachable(ClientError):
+    """The gateway could not be reached at all (an I/O problem, not an answer)."""
 
 
 @dataclass
@@ -51,7 +55,10 @@ class GatewayClient:
                 **kwargs,
             )
         except requests.RequestException as exc:
-            raise ClientError(f"cannot reach the gateway at {self.base_url}: {exc}") from None
+            reason = type(exc).__name__
+            if isinstance(exc, requests.ConnectionError):
+                reason = "connection refused or unreachable (is `ggk serve` running?)"
+            raise Unreachable(f"cannot reach the gateway at {self.base_url}: {reason}") from None
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, path, **kwargs)

@@ -91,3 +91,24 @@ def test_schema_dir_and_schemas_list(tmp_path: Path) -> None:
 def test_usage_error_exits_2() -> None:
     assert ggk("validate").returncode == 2
     assert ggk("validate", "--max-size", "0", "x").returncode == 2
+
+
+def test_operator_commands_fail_cleanly(tmp_path: Path) -> None:
+    """Wrong paths, non-XML input, a gateway that is not running: a sentence, exit 2."""
+    result = ggk("init", "/proc/no/such/place")
+    assert result.returncode == 2 and "cannot write the demo setup" in result.stderr
+    assert "Traceback" not in result.stderr
+    config = tmp_path / "demo" / "gateway.toml"
+    assert ggk("init", str(tmp_path / "demo"), "--port", "1").returncode == 0
+    assert ggk("init", str(tmp_path / "demo")).returncode == 2  # exists; --force to overwrite
+    checks = [
+        ("routes", "check", "/etc/hostname"),
+        ("status", "some-id"),
+        ("submit", "--as", "0150", str(SAMPLES / "iwmo" / "wmo301.xml")),
+        ("audit", "verify"),
+        ("submit", "--as", "no-such-partner", str(SAMPLES / "iwmo" / "wmo301.xml")),
+    ]
+    for args in checks:
+        result = ggk(*args, "--config", str(config))
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr and result.stderr.startswith("Error:"), args
