@@ -47,6 +47,8 @@ class GatewayConfig:
     data_dir: Path = Path("data")
     plain_http: bool = False
     max_message_bytes: int = DEFAULT_MAX_BYTES
+    body_timeout: float = 60.0
+    """Seconds a client may take to send its request body (slow-body protection)."""
     business_rules: str = "reject"
     schema_dirs: tuple[Path, ...] = ()
     tls: TlsConfig | None = None
@@ -118,6 +120,7 @@ def load(path: Path) -> GatewayConfig:
         data_dir=rel(str(gw.get("data_dir", "data"))),
         plain_http=bool(gw.get("plain_http", False)),
         max_message_bytes=int(gw.get("max_message_bytes", DEFAULT_MAX_BYTES)),
+        body_timeout=float(gw.get("body_timeout", 60.0)),
         business_rules=str(gw.get("business_rules", "reject")),
         schema_dirs=tuple(rel(d) for d in gw.get("schema_dirs", [])),
         tls=tls,

@@ -156,10 +156,9 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
     if "wsdl" in request.query:
         return wsdl(request)
     started = time.perf_counter()
-    try:
-        data = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _fault(gw, "IB007", "client", "message larger than the limit", None, 413)
+    data = await read_body(request, gw)
+    if isinstance(data, web.Response):
+        return data
     try:
         element = soap.unwrap(data, request.headers.get("SOAPAction"), gw.limits)
     except soap.SoapFault as exc:
@@ -200,6 +199,21 @@ def _fault(
     return web.Response(body=body, status=status, content_type="text/xml", charset="utf-8")
 
 
+async def read_body(request: web.Request, gw: Gateway) -> bytes | web.Response:
+    """The request body, bounded in size (413) and in time (408): a client that trickles its
+    body must not hold a connection and a handler forever."""
+    soap_request = request.path == SOAP_PATH
+    try:
+        return await asyncio.wait_for(request.read(), gw.config.body_timeout)
+    except web.HTTPRequestEntityTooLarge:
+        if soap_request:
+            return _fault(gw, "IB007", "client", "message larger than the limit", None, 413)
+        return _problem(413, "message larger than the limit", code="IB007")
+    except TimeoutError:
+        log.warning("request.body_timeout", peer=request.remote, path=request.path)
+        return web.Response(status=408, text="request body not received in time")
+
+
 def wsdl(request: web.Request) -> web.Response:
     """Our WSDL with absolute import locations and this server's address."""
     base = f"{request.scheme}://{request.host}"
@@ -238,7 +252,9 @@ async def submit_message(request: web.Request) -> web.Response:
     if isinstance(auth, web.Response):
         return auth
     gw, identity, partner = auth
-    payload = await request.read()
+    payload = await read_body(request, gw)
+    if isinstance(payload, web.Response):
+        return payload
     result = gw.ingress.validator.validate_payload(payload, "request")
     if result.identified is None or result.root is None:
         errors = result.report.errors
