@@ -84,6 +84,20 @@ class DevCA:
         self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         _write_key(directory / "ca.key", self.key)
 
+    @classmethod
+    def load(cls, directory: Path, *, days: int = 730) -> DevCA:
+        """An existing development CA (``ca.crt`` and ``ca.key`` in ``directory``)."""
+        ca = cls.__new__(cls)
+        ca.directory, ca.days = directory, days
+        ca.cert_path = directory / "ca.crt"
+        ca.cert = x509.load_pem_x509_certificate(ca.cert_path.read_bytes())
+        ca.name = ca.cert.subject
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{directory / 'ca.key'} is not an EC key of a ggk dev CA")
+        ca.key = key
+        return ca
+
     def issue(
         self,
         stem: str,
@@ -91,17 +105,19 @@ class DevCA:
         *,
         server: bool = False,
         organisation: str = "ggk-gateway development",
+        not_after: dt.datetime | None = None,
     ) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
+        expires = not_after or now + dt.timedelta(days=self.days)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name, organisation))
             .issuer_name(self.name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=self.days))
+            .not_valid_before(min(now, expires) - dt.timedelta(days=1))
+            .not_valid_after(expires)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(
