@@ -282,7 +282,8 @@ def _call(fn: Callable[[], T]) -> T:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing demo setup.")
-def init(directory: Path, port: int, force: bool) -> None:
+@_json_option
+def init(directory: Path, port: int, force: bool, as_json: bool) -> None:
     """Write a working demo setup: config, partners, dev CA, tokens, data directory."""
     try:
         config = demo.init(directory, port=port, force=force)
@@ -292,13 +293,28 @@ def init(directory: Path, port: int, force: bool) -> None:
         raise UsageOrIOError(
             f"cannot write the demo setup to {directory}: {exc.strerror}"
         ) from None
-    click.echo(f"wrote {config}")
-    click.echo(
-        f"  partners:     {directory / 'partners.toml'} ({len(demo.DEMO_PARTNERS)} partners)"
+    files = {
+        "config": str(config),
+        "partners": str(directory / "partners.toml"),
+        "pki": str(directory / "pki"),
+        "tokens": str(directory / "secrets" / "tokens.toml"),
+        "keyring": str(directory / "keys" / "keyring.json"),
+        "partner_ids": [p.id for p in demo.DEMO_PARTNERS],
+    }
+    _emit(
+        files,
+        as_json,
+        "\n".join(
+            [
+                f"wrote {config}",
+                f"  partners:     {files['partners']} ({len(demo.DEMO_PARTNERS)} partners)",
+                f"  certificates: {files['pki']} (dev CA, server, one client per partner)",
+                f"  tokens:       {files['tokens']} (mode 0600)",
+                f"  keyring:      {files['keyring']} (mode 0600)",
+                f"start it with: ggk serve --config {config}",
+            ]
+        ),
     )
-    click.echo(f"  certificates: {directory / 'pki'} (dev CA, server, one client per partner)")
-    click.echo(f"  tokens:       {directory / 'secrets' / 'tokens.toml'} (mode 0600)")
-    click.echo(f"start it with: ggk serve --config {config}")
 
 
 @main.command()
