@@ -47,6 +47,9 @@ class GatewayConfig:
     data_dir: Path = Path("data")
     plain_http: bool = False
     max_message_bytes: int = DEFAULT_MAX_BYTES
+    max_database_mb: int | None = None
+    """A quota for the message database: when reached, new messages are refused (StUF046)
+    instead of filling the disk. None: no quota beyond the disk itself."""
     body_timeout: float = 60.0
     """Seconds a client may take to send its request body (slow-body protection)."""
     business_rules: str = "reject"
@@ -121,6 +124,7 @@ def load(path: Path) -> GatewayConfig:
         plain_http=bool(gw.get("plain_http", False)),
         max_message_bytes=int(gw.get("max_message_bytes", DEFAULT_MAX_BYTES)),
         body_timeout=float(gw.get("body_timeout", 60.0)),
+        max_database_mb=int(gw["max_database_mb"]) if gw.get("max_database_mb") else None,
         business_rules=str(gw.get("business_rules", "reject")),
         schema_dirs=tuple(rel(d) for d in gw.get("schema_dirs", [])),
         tls=tls,

@@ -87,6 +87,8 @@ port = {port}
 data_dir = "data"
 partners = "partners.toml"
 business_rules = "reject"   # or "record": deliver and only record level 2-4 rule violations
+body_timeout = 60           # seconds a client may take to send its request body (else 408)
+# max_database_mb = 10240   # quota: refuse new messages (StUF046) before the disk fills
 
 [tls]
 cert = "{server.cert.relative_to(directory)}"

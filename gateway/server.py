@@ -83,7 +83,10 @@ def build(config: GatewayConfig) -> Gateway:
     registry.compile_all()
     validator = Validator(registry, limits)
     broker = SqliteBroker(
-        config.database, Keyring.load(config.keyring), audit_enabled=config.audit_enabled
+        config.database,
+        Keyring.load(config.keyring),
+        audit_enabled=config.audit_enabled,
+        max_bytes=config.max_database_mb * 1024 * 1024 if config.max_database_mb else None,
     )
     if not config.audit_enabled:
         log.warning("audit.disabled", reason="[audit] enabled = false; for measurements only")

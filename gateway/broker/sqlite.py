@@ -122,9 +122,11 @@ class SqliteBroker:
         batch_max: int = 512,
         clock: Callable[[], float] = time.time,
         audit_enabled: bool = True,
+        max_bytes: int | None = None,
     ) -> None:
         self.path = path
         self.keyring = keyring
+        self.max_bytes = max_bytes
         self.audit_enabled = audit_enabled
         self.batch_max = batch_max
         self.clock = clock
@@ -146,6 +148,11 @@ class SqliteBroker:
         self._lock_file = _exclusive_lock(self.path.with_suffix(".lock"))
         self._write_db = await asyncio.to_thread(_connect, self.path)
         await asyncio.to_thread(self._write_db.executescript, SCHEMA + audit.SCHEMA)
+        if self.max_bytes is not None:
+            # SQLite refuses to grow past this (SQLITE_FULL, transaction rolled back), which
+            # the writer reports as StorageError: new messages get StUF046, nothing half-done.
+            page_size = self._write_db.execute("PRAGMA page_size").fetchone()[0]
+            self._write_db.execute(f"PRAGMA max_page_count = {self.max_bytes // page_size}")
         self._checkpoint_db = await asyncio.to_thread(_connect, self.path)
         self._checkpoint_task = asyncio.create_task(self._checkpointer(), name="sqlite-checkpoint")
         recovered = await asyncio.to_thread(self._recover_leases)
