@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import json
 import os
+import re
 import signal
 import uuid
 from pathlib import Path
@@ -92,7 +93,10 @@ def http_head(length: int) -> bytes:
 
 async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path) -> None:
     setup = make_setup(tmp_path / "gw", 1)
-    config = setup.config_path.read_text().replace("[gateway]\n", "[gateway]\nbody_timeout = 2\n")
+    config = re.sub(
+        r"^body_timeout = .*$", "body_timeout = 2", setup.config_path.read_text(), flags=re.M
+    )
+    assert "body_timeout = 2" in config
     setup.config_path.write_text(config)
     log = (tmp_path / "gateway.log").open("wb")
     process = await asyncio.create_subprocess_exec(
