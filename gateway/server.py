@@ -106,7 +106,15 @@ def build(config: GatewayConfig) -> Gateway:
 
 
 def identify(request: web.Request, gw: Gateway) -> Identity:
+    """Who is calling: an explicit admin token first, then the client certificate (mutual
+    TLS), then a partner token. A certificate outranks a partner token, so a connection
+    authenticated as one partner cannot be used to speak as another."""
     peer = request.remote or ""
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth.startswith("Bearer ") else None
+    admin = gw.config.admin_token_sha256
+    if token and admin and hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), admin):
+        return Identity(None, admin=True, peer=peer, via="token")
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport else None
     if ssl_object is not None:
@@ -115,12 +123,7 @@ def identify(request: web.Request, gw: Gateway) -> Identity:
             partner = gw.partners.by_certificate(der)
             if partner is not None:
                 return Identity(partner, peer=peer, via="mtls")
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        token = auth[7:].strip()
-        admin = gw.config.admin_token_sha256
-        if admin and hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), admin):
-            return Identity(None, admin=True, peer=peer, via="token")
+    if token:
         partner = gw.partners.by_token(token)
         if partner is not None:
             return Identity(partner, peer=peer, via="token")

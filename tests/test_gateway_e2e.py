@@ -305,6 +305,17 @@ async def test_admin_endpoints_need_admin(setup: Setup) -> None:
             )
         )[0] == 403
         assert (await rest(setup, "GET", "/api/v1/inbox", token="not-a-token"))[0] == 401
+        # an operator tool on a partner's mTLS connection may still act as admin by token...
+        assert (
+            await rest(
+                setup, "GET", "/api/v1/admin/dead-letters", token=setup.token(), partner_cert="0150"
+            )
+        )[0] == 200
+        # ...but a partner token cannot override the certificate's partner
+        status, listing = await rest(
+            setup, "GET", "/api/v1/inbox", token=setup.token("0177"), partner_cert="0150"
+        )
+        assert status == 200 and listing["partner"] == "0150"
 
 
 async def test_health_metrics_openapi_and_wsdl(setup: Setup) -> None:

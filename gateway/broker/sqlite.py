@@ -686,7 +686,8 @@ class SqliteBroker:
 
     async def dead_letters(self, partner: str | None, limit: int) -> list[dict[str, Any]]:
         rows = await self._read(
-            "SELECT m.id, m.functie, m.zender, d.destination, d.attempts, d.last_error, "
+            "SELECT m.id, m.referentienummer, m.functie, m.zender, d.destination, d.attempts, "
+            "d.last_error, "
             "d.updated_at FROM deliveries d JOIN messages m ON m.id = d.message_id "
             "WHERE d.state = 'dead' AND (? IS NULL OR d.destination = ?) ORDER BY d.id LIMIT ?",
             (partner, partner, limit),
