@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from gateway.broker.base import NewMessage, PlannedDelivery
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
+
+# Hypothesis: 200 examples per property in the test suite; benchmarks/fuzz.py selects "long".
+settings.register_profile("ci", max_examples=200)
+settings.register_profile(
+    "long", max_examples=int(os.environ.get("GGK_FUZZ_EXAMPLES", "2000")), database=None
+)
+settings.load_profile(os.environ.get("GGK_HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
