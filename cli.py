@@ -33,6 +33,7 @@ from gateway.client import ClientError, GatewayClient, Unreachable
 from gateway.config import ConfigError, GatewayConfig
 from gateway.config import check as check_config
 from gateway.config import load as load_config
+from gateway.devpki import DevCA
 from gateway.identify import parties
 from gateway.keyring import Keyring, KeyringError
 from gateway.report import ValidationReport
@@ -914,6 +915,28 @@ def kafka_init(
             [f"created  {name}" for name in created] + [f"exists   {name}" for name in existing]
         ),
     )
+
+
+@main.group()
+def certs() -> None:
+    """Certificates of the development CA written by ggk init."""
+
+
+@certs.command("revoke")
+@click.argument("partner")
+@_config_option
+def certs_revoke(partner: str, config_path: Path) -> None:
+    """Revoke a partner's development client certificate (add it to pki/crl.pem).
+
+    The gateway reads the CRL at start: restart it to refuse the certificate.
+    """
+    config = _load_config(config_path)
+    pki = config.path.parent / "pki"
+    cert = pki / f"client-{partner}.crt"
+    if not cert.is_file() or not (pki / "ca.key").is_file():
+        raise UsageOrIOError(f"no development certificate for {partner} in {pki}")
+    crl = DevCA.load(pki).revoke(cert)
+    click.echo(f"revoked {cert.name}; {crl} updated; restart the gateway to apply")
 
 
 def _when(timestamp: float) -> str:

@@ -24,6 +24,8 @@ class TlsConfig:
     cert: Path
     key: Path
     client_ca: Path | None
+    crl: Path | None = None
+    """Client certificates listed here are refused in the handshake (revocation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,7 @@ def load(path: Path) -> GatewayConfig:
                 rel(tls_raw["cert"]),
                 rel(tls_raw["key"]),
                 rel(tls_raw["client_ca"]) if tls_raw.get("client_ca") else None,
+                rel(tls_raw["crl"]) if tls_raw.get("crl") else None,
             )
         except KeyError as exc:
             raise ConfigError(f"{path}: [tls] needs {exc}") from None

@@ -56,6 +56,7 @@ def init(directory: Path, *, port: int = 8443, force: bool = False) -> Path:
     Keyring.generate().save(directory / "keys" / "keyring.json")
     ca = DevCA(directory / "pki")
     server = ca.issue("server", "localhost", server=True)
+    ca.write_crl()
     admin_token = secrets.token_urlsafe(32)
     tokens = {p.id: secrets.token_urlsafe(32) for p in DEMO_PARTNERS}
 
@@ -94,6 +95,7 @@ body_timeout = 60           # seconds a client may take to send its request body
 cert = "{server.cert.relative_to(directory)}"
 key = "{server.key.relative_to(directory)}"
 client_ca = "pki/ca.crt"     # client certificates are optional; they identify a partner
+crl = "pki/crl.pem"          # revoked client certificates (ggk certs revoke; restart to apply)
 
 [auth]
 admin_token_sha256 = "{token_digest(admin_token)}"

@@ -84,6 +84,37 @@ class DevCA:
         self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         _write_key(directory / "ca.key", self.key)
 
+    def write_crl(self, revoked: list[int] | None = None) -> Path:
+        """(Re)write ``crl.pem`` listing the given serial numbers, signed by this CA."""
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.name)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(now + dt.timedelta(days=self.days))
+        )
+        for serial in revoked or []:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(now - dt.timedelta(minutes=1))
+                .build()
+            )
+        crl = builder.sign(self.key, hashes.SHA256())
+        path = self.directory / "crl.pem"
+        path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    def revoke(self, cert_path: Path) -> Path:
+        """Add a certificate issued by this CA to the CRL (keeps earlier revocations)."""
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        serials = [cert.serial_number]
+        existing = self.directory / "crl.pem"
+        if existing.exists():
+            old = x509.load_pem_x509_crl(existing.read_bytes())
+            serials += [r.serial_number for r in old if r.serial_number != cert.serial_number]
+        return self.write_crl(serials)
+
     @classmethod
     def load(cls, directory: Path, *, days: int = 730) -> DevCA:
         """An existing development CA (``ca.crt`` and ``ca.key`` in ``directory``)."""

@@ -516,6 +516,9 @@ def server_ssl(tls: TlsConfig) -> ssl.SSLContext:
     if tls.client_ca is not None:
         context.load_verify_locations(cafile=str(tls.client_ca))
         context.verify_mode = ssl.CERT_OPTIONAL
+        if tls.crl is not None:
+            context.load_verify_locations(cafile=str(tls.crl))
+            context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     return context
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from gateway import envelope as env
 from gateway import soap
 from gateway.devpki import DevCA
 from tests.conftest import sample
-from tests.gatewaykit import Setup, fo03_code, make_setup, running
+from tests.gatewaykit import GGK, Setup, fo03_code, make_setup, running
 
 WMO301 = sample("iwmo/wmo301.xml").encode()
 
@@ -102,3 +103,20 @@ async def test_tls_below_1_2_is_refused(setup: Setup) -> None:
         setup, _client(setup, setup.client_cert("0150"), max_version=ssl.TLSVersion.TLSv1_2)
     )
     assert status == 200
+
+
+async def test_revoked_certificate_is_refused_after_restart(tmp_path: Path) -> None:
+    s = make_setup(tmp_path / "gw", 1)
+    result = subprocess.run(
+        [GGK, "certs", "revoke", "0177", "--config", str(s.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    async with running(s):
+        with pytest.raises(aiohttp.ClientError):
+            await _send(s, _client(s, s.client_cert("0177")))
+        status, _ = await _send(s, _client(s, s.client_cert("0150")))
+        assert status == 200
