@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import signal
 import uuid
 from pathlib import Path
@@ -64,6 +65,11 @@ async def test_kill_9_after_bv03_loses_nothing(tmp_path: Path) -> None:
         await asyncio.sleep(0.5)
         assert sorted(sink.referenties()) == sorted(refs), "lost or duplicated deliveries"
         assert b"999990019" not in log.read_bytes()  # no BSN in the logs
+        secrets = (setup.directory / "secrets" / "tokens.toml").read_text()
+        tokens = re.findall(r'= "([A-Za-z0-9_-]{20,})"', secrets)
+        assert len(tokens) == 9  # admin + 8 partners: the grep below really checks them
+        for token in tokens:
+            assert token.encode() not in log.read_bytes(), "a token appears in the log"
     finally:
         gateway.terminate()
         await gateway.wait()

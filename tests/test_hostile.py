@@ -183,6 +183,11 @@ async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path) -> None:
         assert growth < 150 * 1024, f"RSS grew by {growth / 1024:.0f} MiB"
         logged = (tmp_path / "gateway.log").read_bytes()
         assert b"Traceback" not in logged and b"999990019" not in logged
+        secrets = (setup.directory / "secrets" / "tokens.toml").read_text()
+        tokens = re.findall(r'= "([A-Za-z0-9_-]{20,})"', secrets)
+        assert len(tokens) == 9  # admin + 8 partners: the grep below really checks them
+        for token in tokens:
+            assert token.encode() not in logged, "a token appears in the gateway log"
     finally:
         if process.returncode is None:
             os.kill(process.pid, signal.SIGTERM)
