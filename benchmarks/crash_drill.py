@@ -24,8 +24,6 @@ import asyncio
 import random
 import re
 import shutil
-import socket
-import ssl
 import sys
 import tempfile
 import time
@@ -37,12 +35,18 @@ import aiohttp
 from aiohttp import web
 from lxml import etree
 
-from gateway import demo, soap
+from benchmarks.harness import (
+    DI01_ACTION,
+    SAMPLES,
+    client_tls,
+    demo_gateway,
+    start_gateway,
+    start_sink,
+)
 from gateway import envelope as env
+from gateway import soap
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-GGK = str(Path(sys.executable).parent / "ggk")
-DI01 = "http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Di01"
+DI01 = DI01_ACTION
 IDENTIFICATIE = re.compile(rb"<ijw:Identificatie>([^<]+)<")
 
 
@@ -66,13 +70,6 @@ class Sink:
         return web.Response(status=204)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class Drill:
     def __init__(self, directory: Path, port: int, seed: int) -> None:
         self.directory = directory
@@ -82,28 +79,11 @@ class Drill:
         self.confirmed: set[str] = set()
         self.offers = 0
         self.template = (SAMPLES / "ijw" / "jw301.xml").read_text()
-        context = ssl.create_default_context(cafile=str(directory / "pki" / "ca.crt"))
-        context.load_cert_chain(
-            str(directory / "pki" / "client-0175.crt"), str(directory / "pki" / "client-0175.key")
-        )
-        self.ssl = context
+        self.ssl = client_tls(directory)
         self.url = f"https://127.0.0.1:{port}"
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            GGK, "serve", "--config", str(self.directory / "gateway.toml"), "--log-level", "ERROR"
-        )
-        deadline = time.monotonic() + 60
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                try:
-                    async with session.get(f"{self.url}/healthz", ssl=self.ssl) as r:
-                        if r.status == 200:
-                            return
-                except (aiohttp.ClientError, OSError):
-                    pass
-                await asyncio.sleep(0.05)
-        raise RuntimeError("gateway did not come up")
+        self.process = await start_gateway(self.directory, self.url, self.ssl)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -152,32 +132,10 @@ async def main() -> None:
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
 
     sink = Sink()
-    app = web.Application()
-    app.router.add_post("/http", sink.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    sink_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, sink_port = await start_sink(sink.handle)
     tmp = Path(tempfile.mkdtemp(prefix="ggk-drill-"))
     directory = tmp / "gw"
-    port = free_port()
-    demo.init(directory, port=port)
-    partners = (
-        (directory / "partners.toml")
-        .read_text()
-        .replace(
-            f'adapter = "directory"\npath = "{directory.resolve()}/drop/87654321"',
-            f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"',
-        )
-    )
-    (directory / "partners.toml").write_text(partners)
-    config = (directory / "gateway.toml").read_text()
-    (directory / "gateway.toml").write_text(
-        config.replace("backoff_base = 1.0", "backoff_base = 0.1")
-        .replace("backoff_max = 300.0", "backoff_max = 1.0")
-        .replace("max_attempts = 8", "max_attempts = 1000")
-    )
+    port = demo_gateway(directory, sink_port, backoff_base=0.1, backoff_max=1.0, max_attempts=1000)
 
     drill = Drill(directory, port, seed)
     started = time.monotonic()

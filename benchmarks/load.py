@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import ssl
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -30,11 +27,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from gateway import demo, soap
+from benchmarks.harness import SAMPLES, client_tls, demo_gateway, start_gateway, start_sink
 from gateway import envelope as env
-
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-GGK = str(Path(sys.executable).parent / "ggk")
+from gateway import soap
 
 
 class Sink:
@@ -92,33 +87,18 @@ async def measure(
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "gw"
-        port = free_port()
-        demo.init(directory, port=port)
-        partners = (directory / "partners.toml").read_text()
-        partners = partners.replace(
-            f'adapter = "directory"\npath = "{directory.resolve()}/drop/87654321"',
-            f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"',
-        )
-        (directory / "partners.toml").write_text(partners)
+        port = demo_gateway(directory, sink_port)
         if not audit_on:
-            config = (directory / "gateway.toml").read_text()
-            (directory / "gateway.toml").write_text(
-                config.replace("[audit]\n", "[audit]\nenabled = false\n")
-            )
-        server = await asyncio.create_subprocess_exec(
-            GGK, "serve", "--config", str(directory / "gateway.toml"), "--log-level", "ERROR"
-        )
+            config = directory / "gateway.toml"
+            config.write_text(config.read_text().replace("[audit]\n", "[audit]\nenabled = false\n"))
+        base = f"https://127.0.0.1:{port}"
+        ssl_context = client_tls(directory)
+        server = await start_gateway(directory, base, ssl_context)
         try:
-            ssl_context = ssl.create_default_context(cafile=str(directory / "pki" / "ca.crt"))
-            ssl_context.load_cert_chain(
-                str(directory / "pki" / "client-0175.crt"),
-                str(directory / "pki" / "client-0175.key"),
-            )
             url = f"https://127.0.0.1:{port}/ggk/OntvangAsynchroon"
             connector = aiohttp.TCPConnector(ssl=ssl_context, limit=args.concurrency)
             label = "on" if audit_on else "off"
             async with aiohttp.ClientSession(connector=connector) as session:
-                await wait_healthy(session, f"https://127.0.0.1:{port}/healthz")
                 warm = [message(10**9 + i, template) for i in range(50)]
                 before = sink.count
                 await asyncio.gather(*(send(session, url, b, []) for b in warm))
@@ -200,13 +180,7 @@ async def main() -> None:
 
     template = (SAMPLES / "ijw" / "jw301.xml").read_text()
     sink = Sink()
-    app = web.Application()
-    app.router.add_post("/http", sink.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    sink_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, sink_port = await start_sink(sink.handle)
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.audit]
     print(
         f"# load benchmark: JW301 over SOAP/mTLS, {args.concurrency} in flight at "
@@ -220,25 +194,6 @@ async def main() -> None:
                 print(line, flush=True)
     finally:
         await runner.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(300):
-        try:
-            async with session.get(url) as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("gateway did not become healthy")
 
 
 async def wait_delivered(sink: Sink, count: int, timeout: float = 300) -> None:

@@ -21,8 +21,6 @@ import argparse
 import asyncio
 import itertools
 import shutil
-import socket
-import ssl
 import sys
 import tempfile
 import time
@@ -32,12 +30,18 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from gateway import demo, soap
+from benchmarks.harness import (
+    DI01_ACTION,
+    SAMPLES,
+    client_tls,
+    demo_gateway,
+    start_gateway,
+    start_sink,
+)
 from gateway import envelope as env
+from gateway import soap
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-GGK = str(Path(sys.executable).parent / "ggk")
-DI01 = "http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Di01"
+DI01 = DI01_ACTION
 BASE, CAP, TIMEOUT = 0.2, 2.0, 1.0
 
 
@@ -69,25 +73,12 @@ class Partner:
         return web.Response(status=204)
 
     async def up(self) -> None:
-        app = web.Application()
-        app.router.add_post("/http", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = await start_sink(self.handle, self.port)
 
     async def down(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def main() -> None:
@@ -100,45 +91,23 @@ async def main() -> None:
     await partner.up()
     tmp = Path(tempfile.mkdtemp(prefix="ggk-outage-"))
     directory = tmp / "gw"
-    port = free_port()
-    demo.init(directory, port=port)
-    (directory / "partners.toml").write_text(
-        (directory / "partners.toml")
-        .read_text()
-        .replace(
-            f'adapter = "directory"\npath = "{directory.resolve()}/drop/87654321"',
-            f'adapter = "http"\nurl = "http://127.0.0.1:{partner.port}/http"',
-        )
+    port = demo_gateway(
+        directory,
+        partner.port,
+        backoff_base=BASE,
+        backoff_max=CAP,
+        timeout=TIMEOUT,
+        max_attempts=1000,
     )
-    (directory / "gateway.toml").write_text(
-        (directory / "gateway.toml")
-        .read_text()
-        .replace("backoff_base = 1.0", f"backoff_base = {BASE}")
-        .replace("backoff_max = 300.0", f"backoff_max = {CAP}")
-        .replace("timeout = 30.0", f"timeout = {TIMEOUT}")
-        .replace("max_attempts = 8", "max_attempts = 1000")
-    )
-    process = await asyncio.create_subprocess_exec(
-        GGK, "serve", "--config", str(directory / "gateway.toml"), "--log-level", "ERROR"
-    )
-    context = ssl.create_default_context(cafile=str(directory / "pki" / "ca.crt"))
-    context.load_cert_chain(
-        str(directory / "pki" / "client-0175.crt"), str(directory / "pki" / "client-0175.key")
-    )
+    context = client_tls(directory)
     url = f"https://127.0.0.1:{port}"
+    process = await start_gateway(directory, url, context)
     admin = (directory / "secrets" / "tokens.toml").read_text().split('admin = "')[1].split('"')[0]
     template = (SAMPLES / "ijw" / "jw301.xml").read_text()
     sent: list[str] = []
     started = time.monotonic()
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(f"{url}/healthz", ssl=context) as r:
-                        if r.status == 200:
-                            break
-                except (aiohttp.ClientError, OSError):
-                    await asyncio.sleep(0.1)
 
             async def send_steadily(stop: asyncio.Event) -> None:
                 i = 0
