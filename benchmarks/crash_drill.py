@@ -46,7 +46,6 @@ from benchmarks.harness import (
 from gateway import envelope as env
 from gateway import soap
 
-DI01 = DI01_ACTION
 IDENTIFICATIE = re.compile(rb"<ijw:Identificatie>([^<]+)<")
 
 
@@ -112,7 +111,10 @@ class Drill:
                         f"{self.url}/ggk/OntvangAsynchroon",
                         data=body,
                         ssl=self.ssl,
-                        headers={"Content-Type": soap.CONTENT_TYPE, "SOAPAction": f'"{DI01}"'},
+                        headers={
+                            "Content-Type": soap.CONTENT_TYPE,
+                            "SOAPAction": f'"{DI01_ACTION}"',
+                        },
                     ) as r:
                         answer = await r.read()
                     if r.status == 200 and b"Bv03Bericht" in answer:

@@ -41,7 +41,6 @@ from benchmarks.harness import (
 from gateway import envelope as env
 from gateway import soap
 
-DI01 = DI01_ACTION
 BASE, CAP, TIMEOUT = 0.2, 2.0, 1.0
 
 
@@ -132,7 +131,10 @@ async def main() -> None:
                         f"{url}/ggk/OntvangAsynchroon",
                         data=body,
                         ssl=context,
-                        headers={"Content-Type": soap.CONTENT_TYPE, "SOAPAction": f'"{DI01}"'},
+                        headers={
+                            "Content-Type": soap.CONTENT_TYPE,
+                            "SOAPAction": f'"{DI01_ACTION}"',
+                        },
                     ) as r:
                         await r.read()
                         if r.status != 200:

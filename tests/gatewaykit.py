@@ -231,6 +231,22 @@ def zeep_client(setup: Setup, partner: str) -> zeep.Client:
     )
 
 
+def deventer_wmo301(
+    referentienummer: str | None = None, generation: env.Generation = env.Generation.GGK0210
+) -> bytes:
+    """The WMO301 sample as a Di01 from gemeente Deventer (0150) to zorgaanbieder 12345678."""
+    payload = Path(__file__).resolve().parent.parent / "samples" / "iwmo" / "wmo301.xml"
+    return env.build_di01(
+        payload.read_bytes(),
+        zender="0150",
+        zender_applicatie="DOWRsociaal",
+        ontvanger="12345678",
+        functie="WMO301",
+        referentienummer=referentienummer,
+        generation=generation,
+    )
+
+
 def di01_kwargs(
     payload: bytes,
     *,

@@ -18,6 +18,7 @@ from tests.conftest import sample
 from tests.gatewaykit import (
     Setup,
     Sink,
+    deventer_wmo301,
     di01_kwargs,
     eventually,
     fo03_code,
@@ -122,13 +123,7 @@ async def test_permanent_failure_dead_letters_then_replay_delivers(
 async def test_server_side_fo03_is_retried(setup: Setup, sink: Sink) -> None:
     sink.fail_next, sink.fail_with = 1, "fo03-server"
     async with running(setup):
-        data = env.build_di01(
-            WMO301,
-            zender="0150",
-            zender_applicatie="DOWRsociaal",
-            ontvanger="12345678",
-            functie="WMO301",
-        )
+        data = deventer_wmo301()
         assert (await post_soap(setup, data, partner="0150"))[0] == 200
         await eventually(lambda: len(sink.received) == 1)
         assert sink.requests_seen == 2
@@ -136,13 +131,7 @@ async def test_server_side_fo03_is_retried(setup: Setup, sink: Sink) -> None:
 
 async def test_duplicate_gets_same_bv03_and_is_routed_once(setup: Setup, sink: Sink) -> None:
     async with running(setup):
-        data = env.build_di01(
-            WMO301,
-            zender="0150",
-            zender_applicatie="DOWRsociaal",
-            ontvanger="12345678",
-            functie="WMO301",
-        )
+        data = deventer_wmo301()
         first = await post_soap(setup, data, partner="0150")
         second = await post_soap(setup, data, partner="0150")
         assert first == second and first[0] == 200  # the identical Bv03, byte for byte
@@ -160,14 +149,7 @@ async def test_duplicate_gets_same_bv03_and_is_routed_once(setup: Setup, sink: S
 async def test_spoofed_sender_gets_fo03_and_nothing_is_stored(setup: Setup, sink: Sink) -> None:
     async with running(setup):
         ref = str(uuid.uuid4())
-        data = env.build_di01(
-            WMO301,
-            zender="0150",
-            zender_applicatie="DOWRsociaal",
-            ontvanger="12345678",
-            functie="WMO301",
-            referentienummer=ref,
-        )
+        data = deventer_wmo301(referentienummer=ref)
         status, body = await post_soap(setup, data, partner="0177")  # Raalte's certificate
         assert status == 500 and fo03_code(body) == "StUF052"
         assert b"<faultcode>soapenv:Client</faultcode>" in body
@@ -186,14 +168,7 @@ async def test_du01_retour_goes_back_to_the_heen_sender_and_shows_in_status(
 ) -> None:
     async with running(setup):
         heen_ref = str(uuid.uuid4())
-        heen = env.build_di01(
-            WMO301,
-            zender="0150",
-            zender_applicatie="DOWRsociaal",
-            ontvanger="12345678",
-            functie="WMO301",
-            referentienummer=heen_ref,
-        )
+        heen = deventer_wmo301(referentienummer=heen_ref)
         assert (await post_soap(setup, heen, partner="0150"))[0] == 200
         retour = env.build_du01(
             sample("iwmo/wmo302.xml").encode(),
@@ -333,13 +308,7 @@ async def test_health_metrics_openapi_and_wsdl(setup: Setup) -> None:
 
 async def test_soap_layer_refusals(setup: Setup) -> None:
     async with running(setup):
-        data = env.build_di01(
-            WMO301,
-            zender="0150",
-            zender_applicatie="DOWRsociaal",
-            ontvanger="12345678",
-            functie="WMO301",
-        )
+        data = deventer_wmo301()
         wrong_action = await post_soap(
             setup, data, partner="0150", action="http://www.egem.nl/StUF/StUF0301/Fo01"
         )
@@ -398,14 +367,7 @@ def test_zeep_sees_the_operations_and_actions_of_the_facts_sheet(tmp_path: Path)
 
 async def test_older_0310_envelope_namespace_is_accepted(setup: Setup, sink: Sink) -> None:
     async with running(setup):
-        data = env.build_di01(
-            WMO301,
-            zender="0150",
-            zender_applicatie="DOWRsociaal",
-            ontvanger="12345678",
-            functie="WMO301",
-            generation=env.Generation.GGK0310,
-        )
+        data = deventer_wmo301(generation=env.Generation.GGK0310)
         status, body = await post_soap(setup, data, partner="0150")
         assert status == 200, body
         await eventually(lambda: len(sink.received) == 1)
@@ -414,14 +376,7 @@ async def test_older_0310_envelope_namespace_is_accepted(setup: Setup, sink: Sin
 async def test_overdue_lists_heen_without_retour(setup: Setup) -> None:
     async with running(setup):
         ref = str(uuid.uuid4())
-        heen = env.build_di01(
-            WMO301,
-            zender="0150",
-            zender_applicatie="DOWRsociaal",
-            ontvanger="12345678",
-            functie="WMO301",
-            referentienummer=ref,
-        )
+        heen = deventer_wmo301(referentienummer=ref)
         assert (await post_soap(setup, heen, partner="0150"))[0] == 200
         _, body = await rest(setup, "GET", "/api/v1/admin/overdue?days=0", token=setup.token())
         assert [o["referentienummer"] for o in body["overdue"]] == [ref]
