@@ -92,14 +92,12 @@ class Ingress:
         partners: PartnerRegistry,
         routes: RouteTable,
         broker: Broker,
-        gateway: env.Systeem,
         reject_rule_violations: bool = True,
     ) -> None:
         self.validator = validator
         self.partners = partners
         self.routes = routes
         self.broker = broker
-        self.gateway = gateway
         self.reject_rule_violations = reject_rule_violations
 
     async def accept_envelope(
@@ -129,6 +127,7 @@ class Ingress:
             envelope = env.parse(element)
         except env.EnvelopeError as exc:
             first = exc.problems[0]
+            log.info("message.rejected", referentienummer=_ref_of(element), rule=first.rule)
             return Rejected(
                 ENVELOPE_CODES.get(first.rule, "StUF055"),
                 "client",

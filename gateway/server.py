@@ -95,7 +95,6 @@ def build(config: GatewayConfig) -> Gateway:
         partners=partners,
         routes=routes,
         broker=broker,
-        gateway=env.Systeem(config.organisatie, config.applicatie),
         reject_rule_violations=config.business_rules == "reject",
     )
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake)
