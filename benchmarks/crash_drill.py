@@ -37,9 +37,9 @@ from lxml import etree
 
 from benchmarks.harness import (
     DI01_ACTION,
-    SAMPLES,
     client_tls,
     demo_gateway,
+    jw301_request,
     start_gateway,
     start_sink,
 )
@@ -77,7 +77,6 @@ class Drill:
         self.process: asyncio.subprocess.Process | None = None
         self.confirmed: set[str] = set()
         self.offers = 0
-        self.template = (SAMPLES / "ijw" / "jw301.xml").read_text()
         self.ssl = client_tls(directory)
         self.url = f"https://127.0.0.1:{port}"
 
@@ -91,19 +90,7 @@ class Drill:
     async def sender(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         while not stop.is_set():
             ref = str(uuid.uuid4())
-            payload = self.template.replace("JW301B0001", f"C{ref[:11]}").replace(
-                ">12345678<", ">87654321<"
-            )
-            body = soap.wrap_request(
-                env.build_di01(
-                    payload.encode(),
-                    zender="0175",
-                    zender_applicatie="DOWRsociaal",
-                    ontvanger="87654321",
-                    functie="JW301",
-                    referentienummer=ref,
-                )
-            )
+            body = jw301_request(f"C{ref[:11]}", ref)
             while True:  # re-offer unchanged until answered (StUF 03.01 §4.4)
                 self.offers += 1
                 try:

@@ -16,12 +16,30 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from gateway import demo
+from gateway import demo, soap
+from gateway import envelope as env
 
 GGK = str(Path(sys.executable).parent / "ggk")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 DI01_ACTION = "http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Di01"
 SINK_PARTNER = "87654321"
+JW301 = (SAMPLES / "ijw" / "jw301.xml").read_text()
+
+
+def jw301_request(identificatie: str, referentienummer: str) -> bytes:
+    """The JW301 sample as a SOAP ggk_Di01 from gemeente 0175 to the sink partner, with its
+    own Identificatie (at most 12 characters; TR056 refuses a reused one)."""
+    payload = JW301.replace("JW301B0001", identificatie).replace(">12345678<", f">{SINK_PARTNER}<")
+    return soap.wrap_request(
+        env.build_di01(
+            payload.encode(),
+            zender="0175",
+            zender_applicatie="DOWRsociaal",
+            ontvanger=SINK_PARTNER,
+            functie="JW301",
+            referentienummer=referentienummer,
+        )
+    )
 
 
 def free_port() -> int:

@@ -27,8 +27,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from benchmarks.harness import SAMPLES, client_tls, demo_gateway, start_gateway, start_sink
-from gateway import envelope as env
+from benchmarks.harness import client_tls, demo_gateway, jw301_request, start_gateway, start_sink
 from gateway import soap
 
 
@@ -44,17 +43,8 @@ class Sink:
         return web.Response(status=204)
 
 
-def message(i: int, template: str) -> bytes:
-    payload = template.replace("JW301B0001", f"B{i:011d}").replace(">12345678<", ">87654321<")
-    data = env.build_di01(
-        payload.encode(),
-        zender="0175",
-        zender_applicatie="DOWRsociaal",
-        ontvanger="87654321",
-        functie="JW301",
-        referentienummer=str(uuid.uuid4()),
-    )
-    return soap.wrap_request(data)
+def message(i: int) -> bytes:
+    return jw301_request(f"B{i:011d}", str(uuid.uuid4()))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -81,7 +71,7 @@ async def send(
 
 
 async def measure(
-    args: argparse.Namespace, template: str, sink: Sink, sink_port: int, audit_on: bool
+    args: argparse.Namespace, sink: Sink, sink_port: int, audit_on: bool
 ) -> list[str]:
     """One fresh gateway; returns the table rows of its saturation and fixed-rate phases."""
     rows = []
@@ -99,12 +89,12 @@ async def measure(
             connector = aiohttp.TCPConnector(ssl=ssl_context, limit=args.concurrency)
             label = "on" if audit_on else "off"
             async with aiohttp.ClientSession(connector=connector) as session:
-                warm = [message(10**9 + i, template) for i in range(50)]
+                warm = [message(10**9 + i) for i in range(50)]
                 before = sink.count
                 await asyncio.gather(*(send(session, url, b, []) for b in warm))
                 await wait_delivered(sink, before + 50)
 
-                bodies = [message(i, template) for i in range(args.messages)]
+                bodies = [message(i) for i in range(args.messages)]
                 latencies: list[float] = []
                 queue: asyncio.Queue[bytes] = asyncio.Queue()
                 for body in bodies:
@@ -130,7 +120,7 @@ async def measure(
                 )
 
                 total = int(args.rate * args.seconds)
-                fixed = [message(2 * 10**9 + i, template) for i in range(total)]
+                fixed = [message(2 * 10**9 + i) for i in range(total)]
                 latencies = []
                 before = sink.count
                 started = time.perf_counter()
@@ -178,7 +168,6 @@ async def main() -> None:
     parser.add_argument("--audit", choices=("on", "off", "both"), default="both")
     args = parser.parse_args()
 
-    template = (SAMPLES / "ijw" / "jw301.xml").read_text()
     sink = Sink()
     runner, sink_port = await start_sink(sink.handle)
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.audit]
@@ -190,7 +179,7 @@ async def main() -> None:
     print("|---|---|---|---|---|---|")
     try:
         for audit_on in modes:
-            for line in await measure(args, template, sink, sink_port, audit_on):
+            for line in await measure(args, sink, sink_port, audit_on):
                 print(line, flush=True)
     finally:
         await runner.cleanup()

@@ -32,13 +32,12 @@ from aiohttp import web
 
 from benchmarks.harness import (
     DI01_ACTION,
-    SAMPLES,
     client_tls,
     demo_gateway,
+    jw301_request,
     start_gateway,
     start_sink,
 )
-from gateway import envelope as env
 from gateway import soap
 
 BASE, CAP, TIMEOUT = 0.2, 2.0, 1.0
@@ -102,7 +101,6 @@ async def main() -> None:
     url = f"https://127.0.0.1:{port}"
     process = await start_gateway(directory, url, context)
     admin = (directory / "secrets" / "tokens.toml").read_text().split('admin = "')[1].split('"')[0]
-    template = (SAMPLES / "ijw" / "jw301.xml").read_text()
     sent: list[str] = []
     started = time.monotonic()
     try:
@@ -114,19 +112,7 @@ async def main() -> None:
                     ref = str(uuid.uuid4())
                     if i % 10 == 9:
                         partner.permanent.add(ref)
-                    payload = template.replace("JW301B0001", f"O{i:011d}").replace(
-                        ">12345678<", ">87654321<"
-                    )
-                    body = soap.wrap_request(
-                        env.build_di01(
-                            payload.encode(),
-                            zender="0175",
-                            zender_applicatie="DOWRsociaal",
-                            ontvanger="87654321",
-                            functie="JW301",
-                            referentienummer=ref,
-                        )
-                    )
+                    body = jw301_request(f"O{i:011d}", ref)
                     async with session.post(
                         f"{url}/ggk/OntvangAsynchroon",
                         data=body,
