@@ -40,6 +40,31 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """``[kafka]``: where the cluster is and how to reach it (the backend when
+    ``[gateway] broker = "kafka"``)."""
+
+    bootstrap: str
+    prefix: str = "ggk"
+    node: str = ""
+    """A stable name for this gateway process (its transactional id); two processes must not
+    share one. Default: the host name and the listening port."""
+    create_topics: bool = False
+    """Create missing topics at start (development); production runs ``ggk kafka init``."""
+    partitions: int = 12
+    replication: int = 3
+    security_protocol: str = "PLAINTEXT"
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password_env: str | None = None
+    """The name of the environment variable holding the SASL password (never the password)."""
+    linger_ms: int = 5
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     path: Path
     organisatie: str = "GGK"
@@ -69,6 +94,9 @@ class GatewayConfig:
     checkpoint_seconds: float = 60.0
     audit_enabled: bool = True
     """Off only to measure what auditing costs (benchmarks); a warning is logged."""
+    broker: str = "sqlite"
+    """``sqlite`` (embedded, one process) or ``kafka`` (several processes; see ``kafka``)."""
+    kafka: KafkaConfig | None = None
 
     @property
     def database(self) -> Path:
@@ -117,6 +145,7 @@ def load(path: Path) -> GatewayConfig:
         except KeyError as exc:
             raise ConfigError(f"{path}: [tls] needs {exc}") from None
     delivery = DeliveryConfig(**raw.get("delivery", {}))
+    kafka = _kafka(raw["kafka"], path, rel) if "kafka" in raw else None
     config = GatewayConfig(
         path=path.resolve(),
         organisatie=str(gw.get("organisatie", "GGK")),
@@ -141,12 +170,30 @@ def load(path: Path) -> GatewayConfig:
         retention_days=float(raw.get("audit", {}).get("retention_days", 30.0)),
         checkpoint_seconds=float(raw.get("audit", {}).get("checkpoint_seconds", 60.0)),
         audit_enabled=bool(raw.get("audit", {}).get("enabled", True)),
+        broker=str(gw.get("broker", "sqlite")),
+        kafka=kafka,
     )
     check(config)
     return config
 
 
+def _kafka(raw: dict[str, Any], path: Path, rel: Any) -> KafkaConfig:
+    if "bootstrap" not in raw:
+        raise ConfigError(f"{path}: [kafka] needs bootstrap (host:port,...)")
+    paths = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    try:
+        return KafkaConfig(
+            **{k: (rel(v) if k in paths else v) for k, v in raw.items()},
+        )
+    except TypeError as exc:
+        raise ConfigError(f"{path}: [kafka]: {exc}") from None
+
+
 def check(config: GatewayConfig) -> None:
+    if config.broker not in ("sqlite", "kafka"):
+        raise ConfigError(f"{config.path}: broker is 'sqlite' or 'kafka', not {config.broker!r}")
+    if config.broker == "kafka" and config.kafka is None:
+        raise ConfigError(f"{config.path}: broker = 'kafka' needs a [kafka] table")
     if config.business_rules not in ("reject", "record"):
         raise ConfigError(f"{config.path}: business_rules is 'reject' or 'record'")
     if config.plain_http and not _is_loopback(config.host):

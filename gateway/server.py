@@ -14,6 +14,7 @@ import hmac
 import json
 import re
 import signal
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from prometheus_client import generate_latest
 
 from gateway import audit, soap
 from gateway import envelope as env
-from gateway.broker.base import StorageError
+from gateway.broker.base import Broker, StorageError
+from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import GatewayConfig, TlsConfig
 from gateway.delivery import DeliveryService
@@ -57,7 +59,7 @@ class Gateway:
 
     config: GatewayConfig
     partners: PartnerRegistry
-    broker: SqliteBroker
+    broker: Broker
     ingress: Ingress
     delivery: DeliveryService
     limits: ParseLimits
@@ -82,12 +84,17 @@ def build(config: GatewayConfig) -> Gateway:
     registry = SchemaRegistry(list(config.schema_dirs))
     registry.compile_all()
     validator = Validator(registry, limits)
-    broker = SqliteBroker(
+    store = SqliteBroker(
         config.database,
         Keyring.load(config.keyring),
         audit_enabled=config.audit_enabled,
         max_bytes=config.max_database_mb * 1024 * 1024 if config.max_database_mb else None,
     )
+    broker: Broker = store
+    if config.broker == "kafka":
+        assert config.kafka is not None  # config.check
+        # the SQLite file becomes this process's view of the cluster (and its audit chain)
+        broker = KafkaBroker(config.kafka, store, node=f"{socket.gethostname()}-{config.port}")
     if not config.audit_enabled:
         log.warning("audit.disabled", reason="[audit] enabled = false; for measurements only")
     ingress = Ingress(

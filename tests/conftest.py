@@ -79,6 +79,10 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     from aiokafka.admin import AIOKafkaAdminClient
 
+    existing = os.environ.get("GGK_TEST_KAFKA")
+    if existing:  # a broker that is already running (development, or an existing cluster)
+        yield existing
+        return
     ports = []
     for _ in range(2):
         with socket.socket() as probe:

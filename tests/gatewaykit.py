@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import ssl
@@ -45,10 +46,11 @@ class Setup:
 
     directory: Path
     port: int
+    config_name: str = "gateway.toml"
 
     @property
     def config_path(self) -> Path:
-        return self.directory / "gateway.toml"
+        return self.directory / self.config_name
 
     def config(self) -> GatewayConfig:
         return load_config(self.config_path)
@@ -103,6 +105,30 @@ def make_setup(directory: Path, sink_port: int, **delivery: float) -> Setup:
     return Setup(directory, port)
 
 
+def use_kafka(setup: Setup, bootstrap: str, prefix: str) -> Setup:
+    """Switch ``setup`` to the Kafka backend on a development cluster (one broker)."""
+    text = setup.config_path.read_text()
+    text = text.replace("[gateway]\n", '[gateway]\nbroker = "kafka"\n', 1)
+    text += (
+        f'\n[kafka]\nbootstrap = "{bootstrap}"\nprefix = "{prefix}"\n'
+        "create_topics = true\npartitions = 4\nreplication = 1\n"
+    )
+    setup.config_path.write_text(text)
+    return setup
+
+
+def another_process(setup: Setup, name: str) -> Setup:
+    """A second gateway process on the same partners, keys and cluster: its own port, its own
+    data directory (its view of the cluster)."""
+    port = free_port()
+    text = setup.config_path.read_text()
+    text = re.sub(r"^port = .*$", f"port = {port}", text, count=1, flags=re.M)
+    text = re.sub(r"^data_dir = .*$", f'data_dir = "data-{name}"', text, count=1, flags=re.M)
+    text = text.replace("create_topics = true\n", f'create_topics = true\nnode = "{name}"\n')
+    (setup.directory / f"gateway-{name}.toml").write_text(text)
+    return Setup(setup.directory, port, f"gateway-{name}.toml")
+
+
 def _delivery(text: str, partner: str, delivery: str) -> str:
     blocks = text.split("[[partner]]")
     for i, block in enumerate(blocks):
@@ -123,6 +149,8 @@ class Sink:
     received: list[dict[str, Any]] = field(default_factory=list)
     fail_next: int = 0
     fail_with: str = "http503"
+    delay: float = 0.0
+    """Seconds to wait before answering (a receiver under load)."""
     requests_seen: int = 0
     _runner: web.AppRunner | None = None
 
@@ -132,6 +160,8 @@ class Sink:
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests_seen += 1
         body = await request.read()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.fail_next > 0:
             self.fail_next -= 1
             if self.fail_with == "http503":
@@ -336,6 +366,31 @@ async def rest(
 
 
 GGK = str(Path(sys.executable).parent / "ggk")
+
+
+async def serve(setup: Setup, log: Path) -> asyncio.subprocess.Process:
+    """``ggk serve`` as a subprocess (output appended to ``log``), once it answers /healthz."""
+    handle = log.open("ab")
+    process = await asyncio.create_subprocess_exec(
+        GGK,
+        "serve",
+        "--config",
+        str(setup.config_path),
+        stdout=handle,
+        stderr=handle,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the log survives a kill -9
+    )
+
+    async def healthy() -> bool:
+        if process.returncode is not None:
+            raise AssertionError(f"ggk serve exited with {process.returncode}; see {log}")
+        try:
+            return (await rest(setup, "GET", "/healthz"))[0] == 200
+        except OSError:
+            return False
+
+    await eventually(healthy, timeout=60, interval=0.1)
+    return process
 
 
 async def ggk(setup: Setup, *args: str) -> tuple[int, str]:

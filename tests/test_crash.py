@@ -12,32 +12,16 @@ import uuid
 from pathlib import Path
 
 from tests.conftest import sample
-from tests.gatewaykit import GGK, Setup, Sink, eventually, ggk, make_setup, rest
+from tests.gatewaykit import Sink, eventually, ggk, make_setup, rest, serve
 
 JW301 = sample("ijw/jw301.xml")
-
-
-async def _start(setup: Setup, log: Path) -> asyncio.subprocess.Process:
-    handle = log.open("ab")
-    process = await asyncio.create_subprocess_exec(
-        GGK, "serve", "--config", str(setup.config_path), stdout=handle, stderr=handle
-    )
-
-    async def healthy() -> bool:
-        try:
-            return (await rest(setup, "GET", "/healthz"))[0] == 200
-        except OSError:
-            return False
-
-    await eventually(healthy, timeout=30, interval=0.1)
-    return process
 
 
 async def test_kill_9_after_bv03_loses_nothing(tmp_path: Path) -> None:
     sink = Sink()  # not started: the partner is down while messages are accepted
     setup = make_setup(tmp_path / "gw", sink.port, max_attempts=1000, backoff_max=0.1)
     log = tmp_path / "gateway.log"
-    gateway = await _start(setup, log)
+    gateway = await serve(setup, log)
     refs = []
     try:
         for i in range(25):
@@ -59,7 +43,7 @@ async def test_kill_9_after_bv03_loses_nothing(tmp_path: Path) -> None:
         os.kill(gateway.pid, signal.SIGKILL)
         await gateway.wait()
     await sink.start()
-    gateway = await _start(setup, log)
+    gateway = await serve(setup, log)
     try:
         await eventually(lambda: set(sink.referenties()) >= set(refs), timeout=60)
         await asyncio.sleep(0.5)

@@ -21,11 +21,12 @@ GGK = str(Path(sys.executable).parent / "ggk")
 
 def test_plan_has_every_topic_the_backend_needs() -> None:
     names = [t.name for t in kafka_topics.plan("x", partitions=6, replication=3)]
-    assert names[0] == "x.accepted" and "x.dlq" in names and "x.status" in names
+    assert names[0] == "x.accepted" and "x.dlq" in names and "x.events" in names
     assert {f"x.deliver.{a}" for a in kafka_topics.ADAPTERS} <= set(names)
     by_name = {t.name: t for t in kafka_topics.plan("x", partitions=6, replication=3)}
     assert by_name["x.audit"].partitions == 1  # one order for the hash chain
-    assert by_name["x.status"].config["cleanup.policy"] == "compact"
+    assert by_name["x.events"].config["retention.ms"] == "-1"  # a new process reads it all
+    assert int(by_name["x.deliver.http"].config["max.message.bytes"]) > 25 * 1024 * 1024
     assert by_name["x.accepted"].config["min.insync.replicas"] == "2"
     with pytest.raises(ValueError):
         kafka_topics.plan(partitions=0)

@@ -9,6 +9,7 @@ claimable again, so a crash never strands a message.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -112,6 +113,9 @@ class MessageView:
 
 
 class Broker(Protocol):
+    wake: asyncio.Event
+    """Set whenever new work may be due; delivery workers wait on it."""
+
     async def start(self) -> None: ...
     async def close(self) -> None: ...
 

@@ -8,16 +8,18 @@ Topics (``<prefix>`` defaults to ``ggk``):
 - ``<prefix>.retry.<seconds>s``: delayed retries, one topic per backoff step;
 - ``<prefix>.dlq``: dead letters, kept until replayed;
 - ``<prefix>.audit``: the audit log; one partition, because its hash chain needs one order;
-- ``<prefix>.status``: compacted, keyed by message id: the latest state of every message, from
-  which each gateway process can answer status queries.
+- ``<prefix>.events``: keyed by message id: every message and every change of its deliveries,
+  from which each gateway process keeps its local view (status, inbox, dead letters, audit).
+  Not compacted: a process joining later reads the whole history.
 
-This module only plans and creates topics; the backend that uses them is separate work.
+Topics that carry envelopes allow records up to 32 MiB (the gateway accepts 25 MB messages).
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -45,7 +47,7 @@ def plan(
     """Every topic the backend needs, with partitions and replication."""
     if partitions < 1 or replication < 1:
         raise ValueError("partitions and replication must be at least 1")
-    durable = {"min.insync.replicas": str(min(2, replication))}
+    durable = {"min.insync.replicas": str(min(2, replication)), "max.message.bytes": str(32 << 20)}
     topics = [
         Topic(
             f"{prefix}.accepted", partitions, replication, {**durable, "retention.ms": str(WEEK_MS)}
@@ -64,14 +66,17 @@ def plan(
     )
     topics.append(Topic(f"{prefix}.audit", 1, replication, {**durable, "retention.ms": "-1"}))
     topics.append(
-        Topic(f"{prefix}.status", partitions, replication, {**durable, "cleanup.policy": "compact"})
+        Topic(f"{prefix}.events", partitions, replication, {**durable, "retention.ms": "-1"})
     )
     return topics
 
 
-async def create(bootstrap_servers: str, topics: list[Topic]) -> tuple[list[str], list[str]]:
-    """Create what is missing; returns (created, already there). Safe to run again."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def create(
+    bootstrap_servers: str, topics: list[Topic], settings: dict[str, Any] | None = None
+) -> tuple[list[str], list[str]]:
+    """Create what is missing; returns (created, already there). Safe to run again.
+    ``settings``: TLS/SASL client settings (see ``gateway.broker.kafka.client_settings``)."""
+    admin = AIOKafkaAdminClient(**{"bootstrap_servers": bootstrap_servers, **(settings or {})})
     await admin.start()
     try:
         existing = set(await admin.list_topics())

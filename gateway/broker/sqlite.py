@@ -187,7 +187,7 @@ class SqliteBroker:
             (now, now),
         ).fetchall()
         for row in rows:
-            self._record(
+            self.record(
                 db,
                 row["message_id"],
                 now,
@@ -199,7 +199,7 @@ class SqliteBroker:
 
     # --- history and audit --------------------------------------------------------------------
 
-    def _record(
+    def record(
         self,
         db: sqlite3.Connection,
         message_id: str,
@@ -246,18 +246,18 @@ class SqliteBroker:
     def _open(self, message_id: str, key_id: str | None, sealed: bytes) -> bytes:
         if key_id is None:
             raise StorageError(f"the payload of {message_id} was purged (retention)")
-        return self.keyring.decrypt(key_id, bytes(sealed), _envelope_aad(message_id))
+        return self.keyring.decrypt(key_id, bytes(sealed), envelope_aad(message_id))
 
     async def audit_event(self, event: audit.AuditEvent) -> None:
         """An audit record that belongs to no stored message (a rejection, an admin act)."""
         if not self.audit_enabled:
             return
         now = self.clock()
-        await self._write(lambda db: audit.append(db, self.keyring, event, now))
+        await self.write(lambda db: audit.append(db, self.keyring, event, now))
 
     async def checkpoint(self) -> dict[str, Any] | None:
         now = self.clock()
-        result: dict[str, Any] | None = await self._write(
+        result: dict[str, Any] | None = await self.write(
             lambda db: audit.checkpoint(db, self.keyring, now)
         )
         return result
@@ -276,7 +276,7 @@ class SqliteBroker:
                 (now, older_than),
             ).fetchall()
             for row in rows:
-                self._record(
+                self.record(
                     db,
                     row["id"],
                     now,
@@ -287,7 +287,7 @@ class SqliteBroker:
                 )
             return len(rows)
 
-        count: int = await self._write(op)
+        count: int = await self.write(op)
         return count
 
     async def close(self) -> None:
@@ -362,18 +362,24 @@ class SqliteBroker:
             raise
         return results
 
-    async def _write(self, op: Op) -> Any:
+    async def write(self, op: Op) -> Any:
         if self._queue is None:
             raise StorageError("broker is not started")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         await self._queue.put((op, future))
         return await future
 
-    async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        def run() -> list[sqlite3.Row]:
+    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        rows: list[sqlite3.Row] = await self.query(lambda db: db.execute(sql, params).fetchall())
+        return rows
+
+    async def query(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn`` on the read connection (WAL: it does not wait for the writer)."""
+
+        def run() -> Any:
             assert self._read_db is not None
             with self._read_lock:
-                return self._read_db.execute(sql, params).fetchall()
+                return fn(self._read_db)
 
         return await asyncio.to_thread(run)
 
@@ -383,116 +389,111 @@ class SqliteBroker:
         now = self.clock()
 
         def op(db: sqlite3.Connection) -> AcceptOutcome:
-            existing = db.execute(
-                "SELECT id, digest, bv03_ref, bv03_tijdstip FROM messages "
-                "WHERE zender = ? AND referentienummer = ?",
-                (message.zender, message.referentienummer),
-            ).fetchone()
-            if existing is not None:
-                status = "duplicate" if existing["digest"] == message.digest else "conflict"
-                self._record(
-                    db,
-                    existing["id"],
-                    now,
-                    f"{status}_submission",
-                    message.actor,
-                    actor=message.actor,
-                    origin=message.origin,
-                    outcome=status,
-                )
-                return AcceptOutcome(
-                    status, existing["id"], existing["bv03_ref"], existing["bv03_tijdstip"]
-                )
-            if message.identificatie and message.payload_sender and message.message_code:
-                reused = db.execute(
-                    "SELECT id FROM messages WHERE payload_sender = ? AND message_code = ? "
-                    "AND identificatie = ? AND kind = ? LIMIT 1",
-                    (
-                        message.payload_sender,
-                        message.message_code,
-                        message.identificatie,
-                        message.kind,
-                    ),
-                ).fetchone()
-                if reused is not None:
-                    return AcceptOutcome("tr056", reused["id"], "", "")
-            key_id, sealed = self.keyring.encrypt(message.envelope, _envelope_aad(message.id))
-            db.execute(
-                "INSERT INTO messages (id, received_at, kind, zender, zender_applicatie, "
-                "ontvanger, referentienummer, cross_ref, functie, message_code, identificatie, "
-                "payload_sender, digest, envelope, envelope_key, bv03_ref, bv03_tijdstip, heen_id, "
-                "retourcodes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message.id,
-                    now,
-                    message.kind,
-                    message.zender,
-                    message.zender_applicatie,
-                    message.ontvanger,
-                    message.referentienummer,
-                    message.cross_ref,
-                    message.functie,
-                    message.message_code,
-                    message.identificatie,
-                    message.payload_sender,
-                    message.digest,
-                    sealed,
-                    key_id,
-                    message.bv03_ref,
-                    message.bv03_tijdstip,
-                    message.heen_id,
-                    message.retourcodes,
-                ),
-            )
-            self._record(
-                db,
-                message.id,
-                now,
-                "accepted",
-                message.actor,
-                actor=message.actor,
-                origin=message.origin,
-                outcome="accepted",
-                bsns=message.bsns,
-                secret={"payload_sha256": message.payload_digest},
-            )
-            for planned in message.deliveries:
-                state = DeliveryState.INBOX if planned.held else DeliveryState.PENDING
-                db.execute(
-                    "INSERT INTO deliveries (message_id, destination, adapter, copy, state, "
-                    "next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        message.id,
-                        planned.destination,
-                        planned.adapter,
-                        int(planned.copy),
-                        state.value,
+            earlier = prior_outcome(db, message)
+            if earlier is not None:
+                if earlier.status != "tr056":
+                    self.record(
+                        db,
+                        earlier.message_id,
                         now,
-                        now,
-                    ),
-                )
-                self._record(
-                    db,
-                    message.id,
-                    now,
-                    "routed",
-                    f"{planned.destination} via {planned.adapter}"
-                    + (" (copy)" if planned.copy else ""),
-                )
-            if message.heen_id:
-                self._record(
-                    db,
-                    message.heen_id,
-                    now,
-                    "retour_received",
-                    f"{message.functie} {message.id} {message.retourcodes or ''}".strip(),
-                )
+                        f"{earlier.status}_submission",
+                        message.actor,
+                        actor=message.actor,
+                        origin=message.origin,
+                        outcome=earlier.status,
+                    )
+                return earlier
+            self.store_message(db, message, now)
             return AcceptOutcome("accepted", message.id, message.bv03_ref, message.bv03_tijdstip)
 
-        outcome: AcceptOutcome = await self._write(op)
+        outcome: AcceptOutcome = await self.write(op)
         if outcome.status == "accepted":
             self.wake.set()
         return outcome
+
+    def store_message(
+        self,
+        db: sqlite3.Connection,
+        message: NewMessage,
+        now: float,
+        sealed: tuple[str, bytes] | None = None,
+    ) -> None:
+        """Insert an accepted message, its deliveries and their history, in the caller's
+        transaction. ``sealed`` is the envelope already encrypted (key id, ciphertext), as the
+        Kafka backend receives it; otherwise it is encrypted here."""
+        key_id, ciphertext = sealed or self.keyring.encrypt(
+            message.envelope, envelope_aad(message.id)
+        )
+        db.execute(
+            "INSERT INTO messages (id, received_at, kind, zender, zender_applicatie, "
+            "ontvanger, referentienummer, cross_ref, functie, message_code, identificatie, "
+            "payload_sender, digest, envelope, envelope_key, bv03_ref, bv03_tijdstip, heen_id, "
+            "retourcodes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message.id,
+                now,
+                message.kind,
+                message.zender,
+                message.zender_applicatie,
+                message.ontvanger,
+                message.referentienummer,
+                message.cross_ref,
+                message.functie,
+                message.message_code,
+                message.identificatie,
+                message.payload_sender,
+                message.digest,
+                ciphertext,
+                key_id,
+                message.bv03_ref,
+                message.bv03_tijdstip,
+                message.heen_id,
+                message.retourcodes,
+            ),
+        )
+        self.record(
+            db,
+            message.id,
+            now,
+            "accepted",
+            message.actor,
+            actor=message.actor,
+            origin=message.origin,
+            outcome="accepted",
+            bsns=message.bsns,
+            secret={"payload_sha256": message.payload_digest},
+        )
+        for planned in message.deliveries:
+            state = DeliveryState.INBOX if planned.held else DeliveryState.PENDING
+            db.execute(
+                "INSERT INTO deliveries (message_id, destination, adapter, copy, state, "
+                "next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.id,
+                    planned.destination,
+                    planned.adapter,
+                    int(planned.copy),
+                    state.value,
+                    now,
+                    now,
+                ),
+            )
+            self.record(
+                db,
+                message.id,
+                now,
+                "routed",
+                f"{planned.destination} via {planned.adapter}"
+                + (" (copy)" if planned.copy else ""),
+            )
+        if message.heen_id:
+            self.record(
+                db,
+                message.heen_id,
+                now,
+                "retour_received",
+                f"{message.functie} {message.id} {message.retourcodes or ''}".strip(),
+            )
 
     # --- delivering --------------------------------------------------------------------------
 
@@ -526,7 +527,7 @@ class SqliteBroker:
                         "lease_until = NULL, updated_at = ? WHERE id = ?",
                         (str(exc)[:300], now, row["id"]),
                     )
-                    self._record(
+                    self.record(
                         db,
                         row["message_id"],
                         now,
@@ -549,7 +550,7 @@ class SqliteBroker:
                 )
             return jobs
 
-        jobs: list[Job] = await self._write(op)
+        jobs: list[Job] = await self.write(op)
         return jobs
 
     async def _finish(
@@ -568,9 +569,9 @@ class SqliteBroker:
                 detail = f"{job.destination} attempt {job.attempts}"
                 if error:
                     detail += f": {error}"
-                self._record(db, job.message_id, now, event, detail)
+                self.record(db, job.message_id, now, event, detail)
 
-        await self._write(op)
+        await self.write(op)
 
     async def delivered(self, job: Job) -> None:
         await self._finish(job, DeliveryState.DELIVERED, error=None, at=None, event="delivered")
@@ -582,7 +583,7 @@ class SqliteBroker:
         await self._finish(job, DeliveryState.DEAD, error=error, at=None, event="dead_lettered")
 
     async def next_due(self) -> float | None:
-        rows = await self._read(
+        rows = await self.read(
             "SELECT MIN(CASE WHEN state = 'inflight' THEN lease_until ELSE next_attempt_at END) "
             "AS due FROM deliveries WHERE state IN ('pending', 'retry', 'inflight')"
         )
@@ -592,7 +593,7 @@ class SqliteBroker:
     # --- queries -----------------------------------------------------------------------------
 
     async def find_message(self, referentienummer: str) -> dict[str, Any] | None:
-        rows = await self._read(
+        rows = await self.read(
             "SELECT id, zender, ontvanger, kind, functie, message_code, identificatie, "
             "payload_sender, referentienummer FROM messages WHERE referentienummer = ? "
             "ORDER BY received_at LIMIT 1",
@@ -603,7 +604,7 @@ class SqliteBroker:
     async def find_heen(
         self, payload_sender: str, message_code: str, identificatie: str
     ) -> dict[str, Any] | None:
-        rows = await self._read(
+        rows = await self.read(
             "SELECT id, zender, ontvanger, referentienummer FROM messages WHERE "
             "payload_sender = ? AND message_code = ? AND identificatie = ? AND kind = 'Di01' "
             "ORDER BY received_at DESC LIMIT 1",
@@ -612,7 +613,7 @@ class SqliteBroker:
         return dict(rows[0]) if rows else None
 
     async def view(self, message_id: str) -> MessageView | None:
-        rows = await self._read(
+        rows = await self.read(
             "SELECT id, received_at, kind, zender, ontvanger, referentienummer, cross_ref, "
             "functie, message_code, heen_id, retourcodes FROM messages WHERE id = ? "
             "OR referentienummer = ? LIMIT 1",
@@ -624,7 +625,7 @@ class SqliteBroker:
         mid = data["id"]
         deliveries = [
             dict(r)
-            for r in await self._read(
+            for r in await self.read(
                 "SELECT destination, adapter, copy, state, attempts, next_attempt_at, last_error, "
                 "updated_at FROM deliveries WHERE message_id = ? ORDER BY id",
                 (mid,),
@@ -632,14 +633,14 @@ class SqliteBroker:
         ]
         events = [
             dict(r)
-            for r in await self._read(
+            for r in await self.read(
                 "SELECT at, event, detail FROM events WHERE message_id = ? ORDER BY id", (mid,)
             )
         ]
         heen_id = data["heen_id"] or mid
         conversation = [
             dict(r)
-            for r in await self._read(
+            for r in await self.read(
                 "SELECT id, kind, functie, zender, ontvanger, received_at, retourcodes "
                 "FROM messages WHERE id = ? OR heen_id = ? ORDER BY received_at",
                 (heen_id, heen_id),
@@ -648,7 +649,7 @@ class SqliteBroker:
         return MessageView(data, deliveries, events, conversation)
 
     async def inbox(self, partner: str, limit: int) -> list[dict[str, Any]]:
-        rows = await self._read(
+        rows = await self.read(
             "SELECT m.id, m.kind, m.functie, m.zender, m.referentienummer, m.cross_ref, "
             "m.received_at FROM deliveries d JOIN messages m ON m.id = d.message_id "
             "WHERE d.destination = ? AND d.state = 'inbox' ORDER BY d.id LIMIT ?",
@@ -657,7 +658,7 @@ class SqliteBroker:
         return [dict(r) for r in rows]
 
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
-        rows = await self._read(
+        rows = await self.read(
             "SELECT m.envelope, m.envelope_key FROM deliveries d "
             "JOIN messages m ON m.id = d.message_id "
             "WHERE d.destination = ? AND m.id = ? AND d.state IN ('inbox', 'delivered') "
@@ -678,14 +679,14 @@ class SqliteBroker:
                 (now, partner, message_id),
             ).rowcount
             if updated:
-                self._record(db, message_id, now, "delivered", f"{partner} fetched from inbox")
+                self.record(db, message_id, now, "delivered", f"{partner} fetched from inbox")
             return bool(updated)
 
-        result: bool = await self._write(op)
+        result: bool = await self.write(op)
         return result
 
     async def dead_letters(self, partner: str | None, limit: int) -> list[dict[str, Any]]:
-        rows = await self._read(
+        rows = await self.read(
             "SELECT m.id, m.referentienummer, m.functie, m.zender, d.destination, d.attempts, "
             "d.last_error, "
             "d.updated_at FROM deliveries d JOIN messages m ON m.id = d.message_id "
@@ -706,24 +707,14 @@ class SqliteBroker:
         now = self.clock()
 
         def op(db: sqlite3.Connection) -> int:
-            states = ("dead",) if dead_only else ("dead", "delivered", "retry")
-            marks = ", ".join("?" for _ in states)
-            rows = db.execute(
-                f"SELECT d.id, d.message_id, d.destination FROM deliveries d "
-                f"JOIN messages m ON m.id = d.message_id WHERE d.state IN ({marks}) "
-                "AND d.adapter != 'inbox' AND m.purged_at IS NULL "
-                "AND (? IS NULL OR d.message_id = ? OR m.referentienummer = ?) "
-                "AND (? IS NULL OR m.received_at >= ?) "
-                "AND (? IS NULL OR d.destination = ?)",
-                (*states, message_id, message_id, message_id, since, since, partner, partner),
-            ).fetchall()
+            rows = replay_candidates(db, message_id, dead_only, since, partner)
             for row in rows:
                 db.execute(
                     "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, "
                     "attempts = 0, last_error = NULL, updated_at = ? WHERE id = ?",
                     (now, now, row["id"]),
                 )
-                self._record(
+                self.record(
                     db,
                     row["message_id"],
                     now,
@@ -733,13 +724,13 @@ class SqliteBroker:
                 )
             return len(rows)
 
-        count: int = await self._write(op)
+        count: int = await self.write(op)
         if count:
             self.wake.set()
         return count
 
     async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]:
-        rows = await self._read(
+        rows = await self.read(
             "SELECT m.id, m.functie, m.zender, m.ontvanger, m.referentienummer, m.received_at "
             "FROM messages m WHERE m.kind = 'Di01' AND m.received_at < ? "
             f"AND m.functie IN ({', '.join('?' for _ in AWAITING_RETOUR)}) "
@@ -750,8 +741,56 @@ class SqliteBroker:
         return [dict(r) for r in rows]
 
     async def counts(self) -> dict[str, int]:
-        rows = await self._read("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
+        rows = await self.read("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
         return {r["state"]: int(r["n"]) for r in rows}
+
+
+def prior_outcome(db: sqlite3.Connection, message: NewMessage) -> AcceptOutcome | None:
+    """What an earlier message decides for this one: ``duplicate`` or ``conflict`` (same zender
+    and referentienummer), ``tr056`` (Identificatie reused), or None: it is new."""
+    existing = db.execute(
+        "SELECT id, digest, bv03_ref, bv03_tijdstip FROM messages "
+        "WHERE zender = ? AND referentienummer = ?",
+        (message.zender, message.referentienummer),
+    ).fetchone()
+    if existing is not None:
+        status = "duplicate" if existing["digest"] == message.digest else "conflict"
+        return AcceptOutcome(
+            status, existing["id"], existing["bv03_ref"], existing["bv03_tijdstip"]
+        )
+    if message.identificatie and message.payload_sender and message.message_code:
+        reused = db.execute(
+            "SELECT id FROM messages WHERE payload_sender = ? AND message_code = ? "
+            "AND identificatie = ? AND kind = ? LIMIT 1",
+            (message.payload_sender, message.message_code, message.identificatie, message.kind),
+        ).fetchone()
+        if reused is not None:
+            return AcceptOutcome("tr056", reused["id"], "", "")
+    return None
+
+
+def replay_candidates(
+    db: sqlite3.Connection,
+    message_id: str | None,
+    dead_only: bool,
+    since: float | None,
+    partner: str | None,
+) -> list[sqlite3.Row]:
+    """The pushed deliveries an operator's replay selects (inbox deliveries are fetched, not
+    pushed; purged payloads cannot be sent again)."""
+    states = ("dead",) if dead_only else ("dead", "delivered", "retry")
+    marks = ", ".join("?" for _ in states)
+    rows: list[sqlite3.Row] = db.execute(
+        f"SELECT d.id, d.message_id, d.destination, d.adapter, m.referentienummer, m.functie, "
+        f"m.envelope, m.envelope_key FROM deliveries d "
+        f"JOIN messages m ON m.id = d.message_id WHERE d.state IN ({marks}) "
+        "AND d.adapter != 'inbox' AND m.purged_at IS NULL "
+        "AND (? IS NULL OR d.message_id = ? OR m.referentienummer = ?) "
+        "AND (? IS NULL OR m.received_at >= ?) "
+        "AND (? IS NULL OR d.destination = ?)",
+        (*states, message_id, message_id, message_id, since, since, partner, partner),
+    ).fetchall()
+    return rows
 
 
 def _exclusive_lock(path: Path) -> IO[bytes]:
@@ -786,9 +825,9 @@ def reencrypt_payloads(path: Path, keyring: Keyring) -> int:
             ).fetchall()
             for row in rows:
                 plain = keyring.decrypt(
-                    row["envelope_key"], bytes(row["envelope"]), _envelope_aad(row["id"])
+                    row["envelope_key"], bytes(row["envelope"]), envelope_aad(row["id"])
                 )
-                key_id, sealed = keyring.encrypt(plain, _envelope_aad(row["id"]))
+                key_id, sealed = keyring.encrypt(plain, envelope_aad(row["id"]))
                 db.execute(
                     "UPDATE messages SET envelope = ?, envelope_key = ? WHERE id = ?",
                     (sealed, key_id, row["id"]),
@@ -801,5 +840,5 @@ def reencrypt_payloads(path: Path, keyring: Keyring) -> int:
         lock.close()
 
 
-def _envelope_aad(message_id: str) -> bytes:
+def envelope_aad(message_id: str) -> bytes:
     return f"ggk-envelope:{message_id}".encode()

@@ -1,0 +1,995 @@
+"""The Kafka backend: several gateway processes share the work over Apache Kafka.
+
+Kafka holds the truth; each process keeps a local SQLite *view* of it (the embedded broker's
+schema, so status, inbox, dead letters, overdue and the audit chain are answered by the same
+SQL). Four loops per process:
+
+1. **Accept** (request path): a message new to the view is produced to ``<p>.accepted``, keyed
+   by its receiver, with an idempotent ``acks=all`` producer; the Bv03 is
+   returned only after the broker acknowledged. Concurrent requests share the producer's
+   batches (pipelined, not one round trip per message).
+2. **Router** (consumer group ``<p>.router`` on ``accepted``): one owner per key at a time, by
+   Kafka's group protocol (a resend has the same receiver, so it meets its original at the
+   same owner). It decides duplicate / conflict / TR056 against the view, then in
+   one Kafka transaction writes the ``message`` record to ``<p>.events``, one ``deliver``
+   record per pushed delivery to ``<p>.deliver.<adapter>`` (keyed by receiver: one receiver's
+   deliveries keep their order), and its consumer offsets. A partition changes owner only
+   after the view has read every committed event, so the new owner decides with all earlier
+   decisions in view.
+3. **Delivery** (consumer group ``<p>.delivery`` on the deliver and retry topics): feeds the
+   :class:`~gateway.delivery.DeliveryService` through :meth:`claim`, one delivery per receiver
+   at a time (order), and commits an offset only when every record before it was delivered,
+   rescheduled (``<p>.retry.<n>s`` with a not-before time) or dead-lettered (``<p>.dlq``).
+   A record redelivered after a crash or rebalance is skipped when the view already has it
+   delivered in the same round; what slips through carries the same Idempotency-Key.
+4. **View** (every partition of ``<p>.events`` and ``<p>.audit``, ``read_committed``): applies
+   records to the local SQLite view, with the offsets in the same transaction (exactly once
+   across restarts). Every record is audited in the local hash chain, so each process holds a
+   complete, tamper-evident audit trail of the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import heapq
+import itertools
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+from aiokafka.structs import ConsumerRecord
+
+from gateway import audit
+from gateway.broker import kafka_records as rec
+from gateway.broker import kafka_topics
+from gateway.broker.base import AcceptOutcome, Job, MessageView, NewMessage, StorageError
+from gateway.broker.sqlite import SqliteBroker, envelope_aad, prior_outcome, replay_candidates
+from gateway.config import KafkaConfig
+from gateway.keyring import KeyringError
+
+log = structlog.get_logger("ggk.kafka")
+
+VIEW_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kafka_positions (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS kafka_rounds (
+    message_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    round INTEGER NOT NULL DEFAULT 0,
+    finished INTEGER NOT NULL DEFAULT -1,
+    PRIMARY KEY (message_id, destination)
+);
+"""
+
+MAX_RECORD_BYTES = 32 * 1024 * 1024
+"""Above the largest message the gateway accepts (25 MB) plus its sealing and metadata."""
+BUFFER_RECORDS = 2000
+"""Delivery records held in memory at most; the fetch loop waits when this many are."""
+
+
+def client_settings(config: KafkaConfig) -> dict[str, Any]:
+    """Connection settings shared by producers, consumers and the admin client."""
+    settings: dict[str, Any] = {
+        "bootstrap_servers": config.bootstrap,
+        "security_protocol": config.security_protocol,
+    }
+    if config.security_protocol in ("SSL", "SASL_SSL"):
+        settings["ssl_context"] = create_ssl_context(
+            cafile=config.ssl_cafile, certfile=config.ssl_certfile, keyfile=config.ssl_keyfile
+        )
+    if config.sasl_mechanism:
+        settings["sasl_mechanism"] = config.sasl_mechanism
+        settings["sasl_plain_username"] = config.sasl_username
+        if config.sasl_password_env:
+            password = os.environ.get(config.sasl_password_env)
+            if password is None:
+                raise StorageError(f"${config.sasl_password_env} (the SASL password) is not set")
+            settings["sasl_plain_password"] = password
+    return settings
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A delivery record taken from Kafka and not yet finished."""
+
+    tp: TopicPartition
+    offset: int
+    meta: dict[str, Any]
+    blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Routed:
+    """What the router remembers of a message it routed, until the view has it."""
+
+    message_id: str
+    digest: str
+    status: str = ""
+    """Set when the decision came from the view (duplicate, conflict, tr056)."""
+
+
+class _Offsets:
+    """Per partition: the offsets taken but not finished. The committable offset is the lowest
+    unfinished one (or one past the highest taken): nothing before it is still owed."""
+
+    def __init__(self) -> None:
+        self.open: dict[TopicPartition, set[int]] = {}
+        self.next: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+
+    def taken(self, tp: TopicPartition, offset: int) -> None:
+        self.open.setdefault(tp, set()).add(offset)
+        self.next[tp] = max(self.next.get(tp, 0), offset + 1)
+
+    def finished(self, tp: TopicPartition, offset: int) -> None:
+        if tp in self.open:
+            self.open[tp].discard(offset)
+
+    def due(self) -> dict[TopicPartition, int]:
+        """Offsets to commit now (those that moved since the last commit)."""
+        out = {}
+        for tp, nxt in self.next.items():
+            pending = self.open.get(tp)
+            offset = min(pending) if pending else nxt
+            if self.committed.get(tp) != offset:
+                out[tp] = offset
+        return out
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in tps:
+            self.open.pop(tp, None)
+            self.next.pop(tp, None)
+            self.committed.pop(tp, None)
+
+
+class KafkaBroker:
+    """The Kafka backend (see module docstring); the same interface as the embedded broker."""
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        local: SqliteBroker,
+        *,
+        node: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.local = local
+        self.keyring = local.keyring
+        self.clock = clock
+        self.node = config.node or node or socket.gethostname()
+        self.wake = asyncio.Event()
+        p = config.prefix
+        self.t_accepted = f"{p}.accepted"
+        self.t_events = f"{p}.events"
+        self.t_audit = f"{p}.audit"
+        self.t_dlq = f"{p}.dlq"
+        self.deliver_topics = [f"{p}.deliver.{a}" for a in kafka_topics.ADAPTERS if a != "inbox"]
+        self.retry_topics = {s: f"{p}.retry.{s}s" for s in kafka_topics.RETRY_DELAYS}
+        self._producer: AIOKafkaProducer | None = None
+        self._router_producer: AIOKafkaProducer | None = None
+        self._view_consumer: AIOKafkaConsumer | None = None
+        self._router: AIOKafkaConsumer | None = None
+        self._delivery: AIOKafkaConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        # view
+        self._positions: dict[TopicPartition, int] = {}
+        self._view_moved = asyncio.Condition()
+        # router
+        self._router_lock = asyncio.Lock()
+        self._routed: dict[str, _Routed] = {}
+        # delivery
+        self._offsets = _Offsets()
+        self._ready: dict[str, deque[_Pending]] = {}
+        self._waiting: list[tuple[float, int, _Pending]] = []
+        self._busy: set[str] = set()
+        self._inflight: dict[int, _Pending] = {}
+        self._buffered = 0
+        self._space = asyncio.Event()
+        self._ids = itertools.count(1)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.local.start()
+        await self.local.write(_create_view_tables)
+        settings = client_settings(self.config)
+        try:
+            if self.config.create_topics:
+                await kafka_topics.create(
+                    self.config.bootstrap,
+                    kafka_topics.plan(
+                        self.config.prefix,
+                        partitions=self.config.partitions,
+                        replication=self.config.replication,
+                    ),
+                    settings,
+                )
+            self._producer = AIOKafkaProducer(
+                **settings,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=self.config.linger_ms,
+                max_request_size=MAX_RECORD_BYTES,
+            )
+            await self._producer.start()
+            self._router_producer = AIOKafkaProducer(
+                **settings,
+                transactional_id=f"{self.config.prefix}.router.{self.node}",
+                linger_ms=self.config.linger_ms,
+                max_request_size=MAX_RECORD_BYTES,
+            )
+            await self._router_producer.start()
+            await self._start_view(settings)
+            self._tasks.append(asyncio.create_task(self._view_loop(), name="kafka-view"))
+            await self._catch_up()
+            self._router = AIOKafkaConsumer(
+                **settings,
+                group_id=f"{self.config.prefix}.router",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                max_partition_fetch_bytes=MAX_RECORD_BYTES,
+            )
+            self._router.subscribe([self.t_accepted], listener=_RouterListener(self))
+            await self._router.start()
+            self._delivery = AIOKafkaConsumer(
+                **settings,
+                group_id=f"{self.config.prefix}.delivery",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                max_partition_fetch_bytes=MAX_RECORD_BYTES,
+            )
+            self._delivery.subscribe(
+                [*self.deliver_topics, *self.retry_topics.values()],
+                listener=_DeliveryListener(self),
+            )
+            await self._delivery.start()
+        except KafkaError as exc:
+            await self.close()
+            raise StorageError(f"kafka at {self.config.bootstrap}: {exc}") from None
+        self._tasks += [
+            asyncio.create_task(self._router_loop(), name="kafka-router"),
+            asyncio.create_task(self._fetch_loop(), name="kafka-fetch"),
+            asyncio.create_task(self._commit_loop(), name="kafka-commit"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._delivery is not None:
+            with contextlib.suppress(KafkaError):
+                await self._commit()
+        for client in (
+            self._delivery,
+            self._router,
+            self._view_consumer,
+            self._router_producer,
+            self._producer,
+        ):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+        self._delivery = self._router = self._view_consumer = None
+        self._producer = self._router_producer = None
+        await self.local.close()
+
+    async def _send(self, topic: str, value: bytes, key: str) -> Any:
+        """Produce one record and wait for the broker's acknowledgement (acks=all)."""
+        if self._producer is None:
+            raise StorageError("kafka backend is not started")
+        try:
+            future = await self._producer.send(topic, value, key=key.encode())
+            return await future
+        except KafkaError as exc:
+            raise StorageError(f"kafka: {exc}") from None
+
+    # --- the view ----------------------------------------------------------------------------
+
+    async def _start_view(self, settings: dict[str, Any]) -> None:
+        consumer = AIOKafkaConsumer(
+            **settings,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        )
+        await consumer.start()
+        self._view_consumer = consumer
+        tps = []
+        for topic in (self.t_events, self.t_audit):
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                raise StorageError(f"topic {topic} does not exist: run `ggk kafka init` first")
+            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        stored = await self.local.read("SELECT topic, partition, next_offset FROM kafka_positions")
+        known = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in stored}
+        for tp in tps:
+            if tp in known:
+                consumer.seek(tp, known[tp])
+                self._positions[tp] = known[tp]
+            else:
+                await consumer.seek_to_beginning(tp)
+                self._positions[tp] = 0
+
+    async def _catch_up(self) -> None:
+        """Wait until the view has applied every committed event there is now."""
+        assert self._view_consumer is not None
+        ends = await self._view_consumer.end_offsets(list(self._positions))
+        behind = sum(max(0, o - self._positions.get(tp, 0)) for tp, o in ends.items())
+        if behind:
+            log.info("kafka.view_catching_up", records=behind)
+        await self.wait_applied(ends)
+
+    async def wait_applied(self, offsets: dict[TopicPartition, int]) -> None:
+        async with self._view_moved:
+            await self._view_moved.wait_for(
+                lambda: all(self._positions.get(tp, 0) >= o for tp, o in offsets.items())
+            )
+
+    async def _view_loop(self) -> None:
+        assert self._view_consumer is not None
+        while True:
+            try:
+                batch = await self._view_consumer.getmany(timeout_ms=200, max_records=1000)
+            except KafkaError as exc:
+                log.warning("kafka.view_fetch_failed", error=str(exc))
+                await asyncio.sleep(1)
+                continue
+            if not batch:
+                # an empty fetch still moves the position past transaction markers
+                moved = {tp: await self._view_consumer.position(tp) for tp in self._positions}
+                if any(moved[tp] > self._positions[tp] for tp in moved):
+                    await self.local.write(functools.partial(_store_positions, positions=moved))
+                    await self._moved(moved)
+                continue
+            records = [r for recs in batch.values() for r in recs]
+            positions = {tp: recs[-1].offset + 1 for tp, recs in batch.items()}
+            await self.local.write(
+                functools.partial(self._apply, records=records, positions=positions)
+            )
+            self._forget_routed(records)
+            await self._moved(positions)
+            self.wake.set()
+
+    async def _moved(self, positions: dict[TopicPartition, int]) -> None:
+        async with self._view_moved:
+            for tp, offset in positions.items():
+                self._positions[tp] = max(self._positions.get(tp, 0), offset)
+            self._view_moved.notify_all()
+
+    def _apply(
+        self,
+        db: sqlite3.Connection,
+        records: list[ConsumerRecord[bytes, bytes]],
+        positions: dict[TopicPartition, int],
+    ) -> None:
+        for record in records:
+            db.execute("SAVEPOINT record")
+            try:
+                self._apply_one(db, record)
+            except (rec.RecordError, KeyringError, KeyError, sqlite3.IntegrityError) as exc:
+                db.execute("ROLLBACK TO record")
+                log.error(
+                    "kafka.view_record_skipped",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    error=str(exc)[:200],
+                )
+            db.execute("RELEASE record")
+        _store_positions(db, positions)
+
+    def _apply_one(self, db: sqlite3.Connection, record: ConsumerRecord[bytes, bytes]) -> None:
+        meta, blob = rec.unframe(record.value)
+        kind = meta["t"]
+        if kind == "message":
+            message, sealed, received_at = rec.read_message(self.keyring, meta, blob)
+            self.local.store_message(db, message, received_at, sealed=sealed)
+            db.executemany(
+                "INSERT OR IGNORE INTO kafka_rounds (message_id, destination) VALUES (?, ?)",
+                [(message.id, d.destination) for d in message.deliveries],
+            )
+        elif kind == "delivery":
+            self._apply_delivery(db, meta)
+        elif kind == "event":
+            self.local.record(
+                db,
+                meta["message_id"],
+                meta["at"],
+                meta["event"],
+                meta["detail"],
+                actor=meta.get("actor", ""),
+                origin=meta.get("origin", ""),
+                outcome=meta.get("outcome", ""),
+            )
+        elif kind == "audit":
+            if self.local.audit_enabled:
+                event, at = rec.read_audit(self.keyring, meta)
+                audit.append(db, self.keyring, event, at)
+        else:
+            raise rec.RecordError(f"unknown record type {kind!r}")
+
+    def _apply_delivery(self, db: sqlite3.Connection, meta: dict[str, Any]) -> None:
+        state = meta["state"]
+        db.execute(
+            "UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, "
+            "next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ? "
+            "WHERE message_id = ? AND destination = ?",
+            (
+                state,
+                meta["attempts"],
+                meta.get("error"),
+                meta.get("next_at"),
+                meta["at"],
+                meta["message_id"],
+                meta["destination"],
+            ),
+        )
+        if state == "pending":  # replayed: a new round
+            db.execute(
+                "UPDATE kafka_rounds SET round = ? WHERE message_id = ? AND destination = ?",
+                (meta["round"], meta["message_id"], meta["destination"]),
+            )
+        elif state in ("delivered", "dead"):
+            db.execute(
+                "UPDATE kafka_rounds SET finished = MAX(finished, ?) "
+                "WHERE message_id = ? AND destination = ?",
+                (meta["round"], meta["message_id"], meta["destination"]),
+            )
+        self.local.record(
+            db,
+            meta["message_id"],
+            meta["at"],
+            meta["event"],
+            meta["detail"],
+            actor=meta.get("actor", ""),
+        )
+
+    async def _event(self, message_id: str, **fields: Any) -> None:
+        """A history record for ``message_id``; returns once the local view has applied it
+        (so this process reads its own writes)."""
+        meta = {"message_id": message_id, "at": self.clock(), **fields}
+        sent = await self._send(self.t_events, rec.frame(meta), message_id)
+        await self.wait_applied({TopicPartition(sent.topic, sent.partition): sent.offset + 1})
+
+    # --- accepting ---------------------------------------------------------------------------
+
+    async def accept(self, message: NewMessage) -> AcceptOutcome:
+        earlier = await self.local.query(lambda db: prior_outcome(db, message))
+        if earlier is not None:
+            if earlier.status != "tr056":
+                await self._event(
+                    earlier.message_id,
+                    t="event",
+                    event=f"{earlier.status}_submission",
+                    detail=message.actor,
+                    actor=message.actor,
+                    origin=message.origin,
+                    outcome=earlier.status,
+                )
+            outcome: AcceptOutcome = earlier
+            return outcome
+        value = rec.message_record(self.keyring, message, self.clock())
+        # keyed by receiver: one receiver's messages are routed in the order accepted (and a
+        # resend of a message, which has the same receiver, meets its original at one owner)
+        await self._send(self.t_accepted, value, message.ontvanger)
+        return AcceptOutcome("accepted", message.id, message.bv03_ref, message.bv03_tijdstip)
+
+    # --- routing -----------------------------------------------------------------------------
+
+    async def _router_loop(self) -> None:
+        assert self._router is not None
+        while True:
+            try:
+                batch = await self._router.getmany(timeout_ms=500, max_records=500)
+            except KafkaError as exc:
+                log.warning("kafka.router_fetch_failed", error=str(exc))
+                await asyncio.sleep(1)
+                continue
+            if not batch:
+                continue
+            async with self._router_lock:
+                try:
+                    await self._route(batch)
+                except KafkaError as exc:
+                    # nothing of the transaction holds: read the same records again
+                    log.error("kafka.route_failed", error=str(exc))
+                    for tp, records in batch.items():
+                        self._router.seek(tp, records[0].offset)
+                    await asyncio.sleep(1)
+
+    async def _route(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        producer = self._router_producer
+        assert producer is not None
+        decided: dict[str, _Routed] = {}
+        async with producer.transaction():
+            sends = []
+            for records in batch.values():
+                for record in records:
+                    sends += await self._route_one(producer, record, decided)
+            await asyncio.gather(*sends)
+            await producer.send_offsets_to_transaction(
+                {tp: records[-1].offset + 1 for tp, records in batch.items()},
+                f"{self.config.prefix}.router",
+            )
+        self._routed.update(decided)
+
+    async def _route_one(
+        self,
+        producer: AIOKafkaProducer,
+        record: ConsumerRecord[bytes, bytes],
+        decided: dict[str, _Routed],
+    ) -> list[asyncio.Future[Any]]:
+        try:
+            meta, blob = rec.unframe(record.value)
+            message, _, _ = rec.read_message(self.keyring, meta, blob)
+        except (rec.RecordError, KeyringError) as exc:
+            log.error("kafka.accepted_unreadable", offset=record.offset, error=str(exc)[:200])
+            return []
+        key = _dedupe_key(message.zender, message.referentienummer)
+        known = decided.get(key) or self._routed.get(key)
+        if known is None:
+            earlier = await self.local.query(lambda db: prior_outcome(db, message))
+            if earlier is not None:
+                known = _Routed(earlier.message_id, "", earlier.status)
+        if known is not None:
+            if known.message_id == message.id:
+                return []  # the same record again (a producer retry): already routed
+            # Another process accepted the same zender+referentienummer (or Identificatie) at
+            # the same moment, before its view knew: the first one routed wins; this one is
+            # recorded against it and not delivered.
+            status = known.status or ("duplicate" if known.digest == message.digest else "conflict")
+            late = {
+                "t": "event",
+                "message_id": known.message_id,
+                "at": self.clock(),
+                "event": f"late_{status}",
+                "detail": f"{message.id} from {message.actor}: not delivered",
+                "actor": message.actor,
+                "origin": message.origin,
+                "outcome": status,
+            }
+            log.warning("kafka.late_duplicate", message_id=message.id, outcome=status)
+            return [
+                await producer.send(self.t_events, rec.frame(late), key=known.message_id.encode())
+            ]
+        decided[key] = _Routed(message.id, message.digest)
+        sends = [await producer.send(self.t_events, record.value, key=message.id.encode())]
+        for planned in message.deliveries:
+            if planned.held:
+                continue
+            deliver = {
+                "t": "deliver",
+                "message_id": message.id,
+                "destination": planned.destination,
+                "adapter": planned.adapter,
+                "referentienummer": message.referentienummer,
+                "functie": message.functie or "",
+                "key_id": meta["key_id"],
+                "attempts": 0,
+                "round": 0,
+            }
+            sends.append(
+                await producer.send(
+                    self._deliver_topic(planned.adapter),
+                    rec.frame(deliver, blob),
+                    key=planned.destination.encode(),
+                )
+            )
+        return sends
+
+    def _deliver_topic(self, adapter: str) -> str:
+        topic = f"{self.config.prefix}.deliver.{adapter}"
+        # adapters from plug-ins share the http topic: order per receiver still holds
+        return topic if topic in self.deliver_topics else f"{self.config.prefix}.deliver.http"
+
+    def _forget_routed(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """The view now knows these messages: the router's own memory of them can go."""
+        if not self._routed:
+            return
+        for record in records:
+            if record.topic != self.t_events or record.value is None:
+                continue
+            head = record.value.partition(b"\n")[0]
+            if b'"t":"message"' not in head:
+                continue
+            with contextlib.suppress(rec.RecordError, KeyError):
+                meta, _ = rec.unframe(record.value)
+                self._routed.pop(_dedupe_key(meta["zender"], meta["referentienummer"]), None)
+
+    # --- delivering --------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        assert self._delivery is not None
+        while True:
+            if self._buffered >= BUFFER_RECORDS:
+                self._space.clear()
+                await self._space.wait()
+                continue
+            try:
+                batch = await self._delivery.getmany(timeout_ms=500, max_records=500)
+            except KafkaError as exc:
+                log.warning("kafka.delivery_fetch_failed", error=str(exc))
+                await asyncio.sleep(1)
+                continue
+            for tp, records in batch.items():
+                for record in records:
+                    self._take(tp, record)
+            if batch:
+                self.wake.set()
+
+    def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            meta, blob = rec.unframe(record.value)
+        except rec.RecordError as exc:
+            log.error(
+                "kafka.deliver_unreadable", topic=tp.topic, offset=record.offset, error=str(exc)
+            )
+            return  # never committed past silently: see _Offsets; logged for the operator
+        self._offsets.taken(tp, record.offset)
+        pending = _Pending(tp, record.offset, meta, blob)
+        self._buffered += 1
+        not_before = float(meta.get("not_before") or 0)
+        if not_before > self.clock():
+            heapq.heappush(self._waiting, (not_before, next(self._ids), pending))
+        else:
+            self._ready.setdefault(meta["destination"], deque()).append(pending)
+
+    async def claim(self, limit: int, lease_seconds: float) -> list[Job]:
+        now = self.clock()
+        while self._waiting and self._waiting[0][0] <= now:
+            _, _, pending = heapq.heappop(self._waiting)
+            self._ready.setdefault(pending.meta["destination"], deque()).append(pending)
+        picked: list[_Pending] = []
+        for destination, queue in list(self._ready.items()):
+            if len(picked) >= limit:
+                break
+            if destination in self._busy or not queue:
+                continue
+            picked.append(queue.popleft())
+            self._busy.add(destination)
+            if not queue:
+                del self._ready[destination]
+        if not picked:
+            return []
+        done = await self.local.query(lambda db: _finished_rounds(db, picked))
+        jobs = []
+        for pending in picked:
+            meta = pending.meta
+            if done.get((meta["message_id"], meta["destination"]), -1) >= meta["round"]:
+                log.info("kafka.already_delivered", message_id=meta["message_id"])
+                self._release(pending)
+                continue
+            try:
+                envelope = self.keyring.decrypt(
+                    meta["key_id"], pending.blob, envelope_aad(meta["message_id"])
+                )
+            except KeyringError as exc:
+                await self._finish_dead(pending, f"unreadable: {exc}", int(meta["attempts"]))
+                continue
+            delivery_id = next(self._ids)
+            self._inflight[delivery_id] = pending
+            jobs.append(
+                Job(
+                    delivery_id,
+                    meta["message_id"],
+                    meta["destination"],
+                    meta["adapter"],
+                    int(meta["attempts"]) + 1,
+                    meta["referentienummer"],
+                    meta["functie"],
+                    envelope,
+                )
+            )
+        return jobs
+
+    def _release(self, pending: _Pending) -> None:
+        self._offsets.finished(pending.tp, pending.offset)
+        self._busy.discard(pending.meta["destination"])
+        self._buffered -= 1
+        self._space.set()
+        self.wake.set()
+
+    async def _state(self, pending: _Pending, state: str, attempts: int, **fields: Any) -> None:
+        await self._event(
+            pending.meta["message_id"],
+            t="delivery",
+            destination=pending.meta["destination"],
+            state=state,
+            attempts=attempts,
+            round=pending.meta["round"],
+            **fields,
+        )
+
+    async def delivered(self, job: Job) -> None:
+        pending = self._inflight.pop(job.delivery_id)
+        try:
+            await self._state(
+                pending,
+                "delivered",
+                job.attempts,
+                event="delivered",
+                detail=f"{job.destination} attempt {job.attempts}",
+            )
+        finally:
+            self._release(pending)
+
+    async def retry(self, job: Job, error: str, at: float) -> None:
+        pending = self._inflight.pop(job.delivery_id)
+        try:
+            wait = at - self.clock()
+            delay = next(
+                (s for s in sorted(self.retry_topics) if s >= wait), max(self.retry_topics)
+            )
+            meta = {**pending.meta, "attempts": job.attempts, "not_before": at}
+            await self._send(
+                self.retry_topics[delay], rec.frame(meta, pending.blob), job.destination
+            )
+            await self._state(
+                pending,
+                "retry",
+                job.attempts,
+                error=error[:300],
+                next_at=at,
+                event="retry_scheduled",
+                detail=f"{job.destination} attempt {job.attempts}: {error}",
+            )
+        finally:
+            self._release(pending)
+
+    async def dead(self, job: Job, error: str) -> None:
+        pending = self._inflight.pop(job.delivery_id)
+        await self._finish_dead(pending, error, job.attempts)
+
+    async def _finish_dead(self, pending: _Pending, error: str, attempts: int) -> None:
+        try:
+            meta = {**pending.meta, "attempts": attempts, "error": error[:300]}
+            meta.pop("not_before", None)
+            await self._send(self.t_dlq, rec.frame(meta, pending.blob), meta["destination"])
+            await self._state(
+                pending,
+                "dead",
+                attempts,
+                error=error[:300],
+                event="dead_lettered",
+                detail=f"{meta['destination']} attempt {attempts}: {error}",
+            )
+        finally:
+            self._release(pending)
+
+    async def next_due(self) -> float | None:
+        return self._waiting[0][0] if self._waiting else None
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            try:
+                await self._commit()
+            except KafkaError as exc:  # e.g. a rebalance is under way: the next round retries
+                log.info("kafka.commit_deferred", error=str(exc))
+
+    async def _commit(self) -> None:
+        if self._delivery is None:
+            return
+        assigned = self._delivery.assignment()
+        offsets = {tp: o for tp, o in self._offsets.due().items() if tp in assigned}
+        if offsets:
+            await self._delivery.commit(offsets)
+            self._offsets.committed.update(offsets)
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        """Partitions move to another process: finish what is in flight (briefly), commit,
+        and drop what was buffered; the new owner reads it from the committed offset."""
+        deadline = self.clock() + 10
+        while self.clock() < deadline and any(p.tp in revoked for p in self._inflight.values()):
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(KafkaError):
+            await self._commit()
+        for destination, queue in list(self._ready.items()):
+            kept = deque(p for p in queue if p.tp not in revoked)
+            self._buffered -= len(queue) - len(kept)
+            if kept:
+                self._ready[destination] = kept
+            else:
+                del self._ready[destination]
+        kept_waiting = [w for w in self._waiting if w[2].tp not in revoked]
+        self._buffered -= len(self._waiting) - len(kept_waiting)
+        self._waiting = kept_waiting
+        heapq.heapify(self._waiting)
+        self._offsets.forget(revoked)
+        self._space.set()
+
+    # --- queries: the local view answers them --------------------------------------------------
+
+    async def find_message(self, referentienummer: str) -> dict[str, Any] | None:
+        return await self.local.find_message(referentienummer)
+
+    async def find_heen(
+        self, payload_sender: str, message_code: str, identificatie: str
+    ) -> dict[str, Any] | None:
+        return await self.local.find_heen(payload_sender, message_code, identificatie)
+
+    async def view(self, message_id: str) -> MessageView | None:
+        return await self.local.view(message_id)
+
+    async def inbox(self, partner: str, limit: int) -> list[dict[str, Any]]:
+        return await self.local.inbox(partner, limit)
+
+    async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
+        return await self.local.inbox_envelope(partner, message_id)
+
+    async def ack(self, partner: str, message_id: str) -> bool:
+        rows = await self.local.read(
+            "SELECT attempts FROM deliveries WHERE destination = ? AND message_id = ? "
+            "AND state = 'inbox'",
+            (partner, message_id),
+        )
+        if not rows:
+            return False
+        await self._event(
+            message_id,
+            t="delivery",
+            destination=partner,
+            state="delivered",
+            attempts=rows[0]["attempts"],
+            round=0,
+            event="delivered",
+            detail=f"{partner} fetched from inbox",
+        )
+        return True
+
+    async def dead_letters(self, partner: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self.local.dead_letters(partner, limit)
+
+    async def replay(
+        self,
+        *,
+        message_id: str | None = None,
+        dead_only: bool = True,
+        since: float | None = None,
+        partner: str | None = None,
+        actor: str = "",
+    ) -> int:
+        """Push the selected deliveries again in a new round: a ``deliver`` record (from the
+        view's copy of the dead letter) and a ``pending`` state for the view."""
+
+        def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = replay_candidates(db, message_id, dead_only, since, partner)
+            out = []
+            for row in rows:
+                current = db.execute(
+                    "SELECT round FROM kafka_rounds WHERE message_id = ? AND destination = ?",
+                    (row["message_id"], row["destination"]),
+                ).fetchone()
+                out.append({**dict(row), "round": (current["round"] if current else 0) + 1})
+            return out
+
+        rows: list[dict[str, Any]] = await self.local.query(select)
+        for row in rows:
+            deliver = {
+                "t": "deliver",
+                "message_id": row["message_id"],
+                "destination": row["destination"],
+                "adapter": row["adapter"],
+                "referentienummer": row["referentienummer"],
+                "functie": row["functie"] or "",
+                "key_id": row["envelope_key"],
+                "attempts": 0,
+                "round": row["round"],
+            }
+            # the state first: a fast delivery must not be overtaken by its own 'pending'
+            await self._event(
+                row["message_id"],
+                t="delivery",
+                destination=row["destination"],
+                state="pending",
+                attempts=0,
+                round=row["round"],
+                event="replayed",
+                detail=f"{row['destination']} by {actor or 'operator'}",
+                actor=actor or "operator",
+            )
+            await self._send(
+                self._deliver_topic(row["adapter"]),
+                rec.frame(deliver, bytes(row["envelope"])),
+                row["destination"],
+            )
+        return len(rows)
+
+    async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]:
+        return await self.local.overdue(older_than, limit)
+
+    async def audit_event(self, event: audit.AuditEvent) -> None:
+        if not self.local.audit_enabled:
+            return
+        value = rec.audit_record(self.keyring, event, self.clock(), uuid.uuid4().hex)
+        await self._send(self.t_audit, value, "audit")
+
+    async def checkpoint(self) -> dict[str, Any] | None:
+        return await self.local.checkpoint()
+
+    async def purge(self, older_than: float) -> int:
+        return await self.local.purge(older_than)
+
+    async def counts(self) -> dict[str, int]:
+        return await self.local.counts()
+
+
+class _RouterListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.broker._router_lock:  # the batch under way commits first
+            pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if assigned:
+            await self.broker._catch_up()
+
+
+class _DeliveryListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.broker._revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
+def _create_view_tables(db: sqlite3.Connection) -> None:
+    for statement in VIEW_SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _dedupe_key(zender: str, referentienummer: str) -> str:
+    return f"{zender}/{referentienummer}"
+
+
+def _store_positions(db: sqlite3.Connection, positions: dict[TopicPartition, int]) -> None:
+    db.executemany(
+        "INSERT INTO kafka_positions (topic, partition, next_offset) VALUES (?, ?, ?) "
+        "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = "
+        "MAX(next_offset, excluded.next_offset)",
+        [(tp.topic, tp.partition, offset) for tp, offset in positions.items()],
+    )
+
+
+def _finished_rounds(db: sqlite3.Connection, picked: list[_Pending]) -> dict[tuple[str, str], int]:
+    out = {}
+    for pending in picked:
+        key = (pending.meta["message_id"], pending.meta["destination"])
+        row = db.execute(
+            "SELECT finished FROM kafka_rounds WHERE message_id = ? AND destination = ?", key
+        ).fetchone()
+        if row is not None:
+            out[key] = int(row["finished"])
+    return out

@@ -1,0 +1,214 @@
+"""The Kafka backend against a real Apache Kafka broker: gateways (in-process and ``ggk serve``
+subprocesses) accept over TLS, route through Kafka and deliver to a loopback partner."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from gateway import envelope as env
+from tests.conftest import sample
+from tests.gatewaykit import (
+    Setup,
+    Sink,
+    another_process,
+    deventer_wmo301,
+    eventually,
+    fo03_code,
+    make_setup,
+    post_soap,
+    rest,
+    running,
+    serve,
+    use_kafka,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    s = Sink()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, sink: Sink, kafka_bootstrap: str) -> Setup:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    return use_kafka(make_setup(tmp_path / "gw", sink.port), kafka_bootstrap, prefix)
+
+
+def jw301_for(ontvanger: str, zender: str = "0175") -> bytes:
+    """A JW301 from gemeente ``zender`` to zorgaanbieder ``ontvanger`` (pushed by http), with
+    its own Identificatie (TR056 refuses a reused one)."""
+    payload = (
+        sample("ijw/jw301.xml")
+        .replace("JW301B0001", uuid.uuid4().hex[:12])
+        .replace(">12345678<", f">{ontvanger}<")
+    )
+    return env.build_di01(
+        payload.encode(),
+        zender=zender,
+        zender_applicatie="DOWRsociaal",
+        ontvanger=ontvanger,
+        functie="JW301",
+    )
+
+
+def delivered_once(sink: Sink) -> Counter[str]:
+    """What the receiver keeps: one message per Idempotency-Key (what a receiver dedupes on)."""
+    return Counter(r["idempotency_key"] for r in sink.received)
+
+
+async def test_accept_route_deliver_and_status(setup: Setup, sink: Sink) -> None:
+    async with running(setup):
+        ref = str(uuid.uuid4())
+        status, body = await post_soap(setup, deventer_wmo301(ref), partner="0150")
+        assert status == 200 and b"Bv03" in body, body
+        await eventually(lambda: ref in sink.referenties(), timeout=30)
+        admin = setup.token()
+
+        async def delivered() -> bool:
+            code, view = await rest(setup, "GET", f"/api/v1/messages/{ref}", token=admin)
+            states = {d["destination"]: d["state"] for d in view.get("deliveries", [])}
+            return code == 200 and states.get("12345678") == "delivered"
+
+        await eventually(delivered, timeout=30)
+        _, view = await rest(setup, "GET", f"/api/v1/messages/{ref}", token=admin)
+        events = [e["event"] for e in view["events"]]
+        assert events[0] == "accepted" and "delivered" in events
+        # the same message again: the same Bv03, not a second delivery
+        again, body2 = await post_soap(setup, deventer_wmo301(ref), partner="0150")
+        assert again == 200 and b"Bv03" in body2
+        # other content under the same referentienummer: StUF016 (conflict)
+        wmo301 = sample("iwmo/wmo301.xml").encode()
+        other = deventer_wmo301(ref).replace(
+            base64.b64encode(wmo301),
+            base64.b64encode(wmo301.replace(b"Hendrika Maria", b"Hendrika Johanna")),
+        )
+        code, fault = await post_soap(setup, other, partner="0150")
+        assert code == 500 and fo03_code(fault) == "StUF016", fault
+        await asyncio.sleep(1)
+        assert sink.referenties().count(ref) == 1
+
+
+async def test_one_receivers_messages_arrive_in_order(setup: Setup, sink: Sink) -> None:
+    async with running(setup):
+        sent = []
+        for _ in range(40):
+            data = jw301_for("87654321")
+            status, body = await post_soap(setup, data, partner="0175")
+            assert status == 200, body
+            sent.append(env.parse(etree.fromstring(data)).referentienummer)
+        await eventually(lambda: len(set(sink.referenties())) >= len(sent), timeout=60)
+        order = list(dict.fromkeys(sink.referenties()))
+        assert order == sent
+
+
+async def test_partner_down_then_back_is_retried_through_the_retry_topic(
+    setup: Setup, sink: Sink
+) -> None:
+    sink.fail_next, sink.fail_with = 2, "http503"
+    async with running(setup):
+        data = jw301_for("87654321")
+        ref = env.parse(etree.fromstring(data)).referentienummer
+        status, _ = await post_soap(setup, data, partner="0175")
+        assert status == 200
+        await eventually(lambda: ref in sink.referenties(), timeout=30)
+        assert sink.requests_seen == 3
+        _, view = await rest(setup, "GET", f"/api/v1/messages/{ref}", token=setup.token())
+        events = [e["event"] for e in view["events"]]
+        assert events.count("retry_scheduled") == 2, events
+
+
+async def test_dead_letter_and_replay(setup: Setup, sink: Sink) -> None:
+    sink.fail_next, sink.fail_with = 1, "fo03-client"  # refused for good: dead at once
+    async with running(setup):
+        ref = str(uuid.uuid4())
+        status, _ = await post_soap(setup, deventer_wmo301(ref), partner="0150")
+        assert status == 200
+        admin = setup.token()
+
+        async def dead() -> list[dict[str, str]]:
+            _, items = await rest(setup, "GET", "/api/v1/admin/dead-letters", token=admin)
+            return [i for i in items["dead_letters"] if i["referentienummer"] == ref]
+
+        await eventually(dead, timeout=30)
+        assert ref not in sink.referenties()
+        code, result = await rest(
+            setup, "POST", "/api/v1/admin/replay", token=admin, json={"message_id": ref}
+        )
+        assert code == 200 and result["replayed"] == 1, result
+        await eventually(lambda: ref in sink.referenties(), timeout=30)
+        assert not await dead()
+
+
+async def _submit_jw301(setup: Setup, ontvanger: str) -> str:
+    """A JW301 over REST (partner token of gemeente 0175); returns its referentienummer."""
+    ref = str(uuid.uuid4())
+    payload = (
+        sample("ijw/jw301.xml")
+        .replace("JW301B0001", uuid.uuid4().hex[:12])
+        .replace(">12345678<", f">{ontvanger}<")
+    )
+    status, body = await rest(
+        setup,
+        "POST",
+        "/api/v1/messages",
+        token=setup.token("0175"),
+        data=payload.encode(),
+        headers={"Idempotency-Key": ref},
+    )
+    assert status == 202, body
+    return ref
+
+
+async def test_two_processes_share_the_work_and_survive_kill_9(
+    setup: Setup, sink: Sink, tmp_path: Path
+) -> None:
+    """Two ``ggk serve`` processes on one cluster; one is killed (-9) while messages are in
+    flight. Every message accepted by either is delivered; each Idempotency-Key arrives, and
+    the survivor answers status for messages the dead one accepted."""
+    sink.delay = 0.05  # slower than the submissions: a backlog is queued when the kill comes
+    other = another_process(setup, "b")
+    logs = tmp_path / "a.log", tmp_path / "b.log"
+    a, b = await serve(setup, logs[0]), await serve(other, logs[1])
+    receivers = ("87654321", "12345678")
+    refs: list[str] = []
+    try:
+        for i in range(120):
+            refs.append(await _submit_jw301(setup if i % 2 else other, receivers[i % 4 // 2]))
+        os.kill(a.pid, signal.SIGKILL)  # with deliveries still queued and in flight
+        await a.wait()
+        assert len(sink.received) < len(refs), "no backlog at the kill: the test proves nothing"
+        for i in range(60):
+            refs.append(await _submit_jw301(other, receivers[i % 2]))
+        expected = {
+            f"{ref}:{receivers[n % 4 // 2] if n < 120 else receivers[n % 2]}"
+            for n, ref in enumerate(refs)
+        }
+        await eventually(lambda: set(delivered_once(sink)) >= expected, timeout=90, interval=0.2)
+        await asyncio.sleep(1)
+        assert set(delivered_once(sink)) == expected
+        both = [log.read_text().count("delivery.delivered") for log in logs]
+        assert all(both), f"deliveries per process: {both}"  # the work was shared
+        _, view = await rest(other, "GET", f"/api/v1/messages/{refs[1]}", token=other.token())
+        assert {d["state"] for d in view["deliveries"]} == {"delivered"}, view
+    finally:
+        for process in (a, b):
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+    for log in logs:
+        assert "Traceback" not in log.read_text() and "999990019" not in log.read_text()
