@@ -41,7 +41,7 @@ import sqlite3
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -470,12 +470,13 @@ class KafkaBroker:
             actor=meta.get("actor", ""),
         )
 
-    async def _event(self, message_id: str, **fields: Any) -> None:
-        """A history record for ``message_id``; returns once the local view has applied it
-        (so this process reads its own writes)."""
+    async def _event(self, message_id: str, *, wait_view: bool = True, **fields: Any) -> None:
+        """A history record for ``message_id``, acknowledged by the cluster; with ``wait_view``
+        also applied to the local view (so this process reads its own writes)."""
         meta = {"message_id": message_id, "at": self.clock(), **fields}
         sent = await self._send(self.t_events, rec.frame(meta), message_id)
-        await self.wait_applied({TopicPartition(sent.topic, sent.partition): sent.offset + 1})
+        if wait_view:
+            await self.wait_applied({TopicPartition(sent.topic, sent.partition): sent.offset + 1})
 
     # --- accepting ---------------------------------------------------------------------------
 
@@ -684,6 +685,7 @@ class KafkaBroker:
             if done.get((meta["message_id"], meta["destination"]), -1) >= meta["round"]:
                 log.info("kafka.already_delivered", message_id=meta["message_id"])
                 self._release(pending)
+                self._settled(pending)
                 continue
             try:
                 envelope = self.keyring.decrypt(
@@ -709,15 +711,21 @@ class KafkaBroker:
         return jobs
 
     def _release(self, pending: _Pending) -> None:
-        self._offsets.finished(pending.tp, pending.offset)
+        """The receiver may have its next message: this one's attempt is over (its outcome is
+        still being recorded; the offset waits for that, see :meth:`_settled`)."""
         self._busy.discard(pending.meta["destination"])
+        self.wake.set()
+
+    def _settled(self, pending: _Pending) -> None:
+        """The outcome is in Kafka: the offset may be committed past this record."""
+        self._offsets.finished(pending.tp, pending.offset)
         self._buffered -= 1
         self._space.set()
-        self.wake.set()
 
     async def _state(self, pending: _Pending, state: str, attempts: int, **fields: Any) -> None:
         await self._event(
             pending.meta["message_id"],
+            wait_view=False,
             t="delivery",
             destination=pending.meta["destination"],
             state=state,
@@ -728,25 +736,24 @@ class KafkaBroker:
 
     async def delivered(self, job: Job) -> None:
         pending = self._inflight.pop(job.delivery_id)
-        try:
-            await self._state(
+        await self._outcome(
+            pending,
+            self._state(
                 pending,
                 "delivered",
                 job.attempts,
                 event="delivered",
                 detail=f"{job.destination} attempt {job.attempts}",
-            )
-        finally:
-            self._release(pending)
+            ),
+        )
 
     async def retry(self, job: Job, error: str, at: float) -> None:
         pending = self._inflight.pop(job.delivery_id)
-        try:
-            wait = at - self.clock()
-            delay = next(
-                (s for s in sorted(self.retry_topics) if s >= wait), max(self.retry_topics)
-            )
-            meta = {**pending.meta, "attempts": job.attempts, "not_before": at}
+        wait = at - self.clock()
+        delay = next((s for s in sorted(self.retry_topics) if s >= wait), max(self.retry_topics))
+        meta = {**pending.meta, "attempts": job.attempts, "not_before": at}
+
+        async def record() -> None:
             await self._send(
                 self.retry_topics[delay], rec.frame(meta, pending.blob), job.destination
             )
@@ -759,17 +766,18 @@ class KafkaBroker:
                 event="retry_scheduled",
                 detail=f"{job.destination} attempt {job.attempts}: {error}",
             )
-        finally:
-            self._release(pending)
+
+        await self._outcome(pending, record())
 
     async def dead(self, job: Job, error: str) -> None:
         pending = self._inflight.pop(job.delivery_id)
         await self._finish_dead(pending, error, job.attempts)
 
     async def _finish_dead(self, pending: _Pending, error: str, attempts: int) -> None:
-        try:
-            meta = {**pending.meta, "attempts": attempts, "error": error[:300]}
-            meta.pop("not_before", None)
+        meta = {**pending.meta, "attempts": attempts, "error": error[:300]}
+        meta.pop("not_before", None)
+
+        async def record() -> None:
             await self._send(self.t_dlq, rec.frame(meta, pending.blob), meta["destination"])
             await self._state(
                 pending,
@@ -779,8 +787,23 @@ class KafkaBroker:
                 event="dead_lettered",
                 detail=f"{meta['destination']} attempt {attempts}: {error}",
             )
-        finally:
-            self._release(pending)
+
+        await self._outcome(pending, record())
+
+    async def _outcome(self, pending: _Pending, record: Coroutine[Any, Any, None]) -> None:
+        """Record an attempt's outcome in Kafka, then let the offset move past it. If Kafka
+        cannot take it, the record is queued again: attempted once more (same Idempotency-Key)
+        rather than lost."""
+        self._release(pending)
+        try:
+            await record
+        except StorageError as exc:
+            log.error(
+                "kafka.outcome_not_recorded", message_id=pending.meta["message_id"], error=str(exc)
+            )
+            self._ready.setdefault(pending.meta["destination"], deque()).appendleft(pending)
+            return
+        self._settled(pending)
 
     async def next_due(self) -> float | None:
         return self._waiting[0][0] if self._waiting else None
