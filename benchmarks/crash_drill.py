@@ -81,7 +81,7 @@ class Drill:
         self.url = f"https://127.0.0.1:{port}"
 
     async def start(self) -> None:
-        self.process = await start_gateway(self.directory, self.url, self.ssl)
+        self.process = await start_gateway(self.directory / "gateway.toml", self.url, self.ssl)
 
     def kill(self) -> None:
         assert self.process is not None

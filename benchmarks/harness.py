@@ -5,12 +5,14 @@ the gateway to be healthy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import ssl
+import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -23,19 +25,21 @@ GGK = str(Path(sys.executable).parent / "ggk")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 DI01_ACTION = "http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Di01"
 SINK_PARTNER = "87654321"
+SECOND_SINK_PARTNER = "12345678"
+"""Also delivered to the sink by ``demo_gateway``: a load with two receivers."""
 JW301 = (SAMPLES / "ijw" / "jw301.xml").read_text()
 
 
-def jw301_request(identificatie: str, referentienummer: str) -> bytes:
-    """The JW301 sample as a SOAP ggk_Di01 from gemeente 0175 to the sink partner, with its
+def jw301_request(identificatie: str, referentienummer: str, receiver: str = SINK_PARTNER) -> bytes:
+    """The JW301 sample as a SOAP ggk_Di01 from gemeente 0175 to a sink partner, with its
     own Identificatie (at most 12 characters; TR056 refuses a reused one)."""
-    payload = JW301.replace("JW301B0001", identificatie).replace(">12345678<", f">{SINK_PARTNER}<")
+    payload = JW301.replace("JW301B0001", identificatie).replace(">12345678<", f">{receiver}<")
     return soap.wrap_request(
         env.build_di01(
             payload.encode(),
             zender="0175",
             zender_applicatie="DOWRsociaal",
-            ontvanger=SINK_PARTNER,
+            ontvanger=receiver,
             functie="JW301",
             referentienummer=referentienummer,
         )
@@ -64,17 +68,23 @@ async def start_sink(
 
 
 def demo_gateway(directory: Path, sink_port: int, **settings: object) -> int:
-    """``ggk init`` into ``directory`` with 87654321 delivered to the sink; ``settings``
-    replace existing gateway.toml values (e.g. backoff_base=0.1). Returns the gateway's port."""
+    """``ggk init`` into ``directory`` with 87654321 and 12345678 delivered to the sink;
+    ``settings`` replace existing gateway.toml values (e.g. backoff_base=0.1). Returns the
+    gateway's port."""
     port = free_port()
     demo.init(directory, port=port)
     partners = directory / "partners.toml"
-    partners.write_text(
-        partners.read_text().replace(
-            f'adapter = "directory"\npath = "{directory.resolve()}/drop/{SINK_PARTNER}"',
-            f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"',
-        )
+    text = partners.read_text().replace(
+        f'adapter = "directory"\npath = "{directory.resolve()}/drop/{SINK_PARTNER}"',
+        f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"',
     )
+    blocks = text.split("[[partner]]")
+    for i, block in enumerate(blocks):
+        if f'id = "{SECOND_SINK_PARTNER}"' in block:
+            blocks[i] = block.replace(
+                'adapter = "inbox"', f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"'
+            )
+    partners.write_text("[[partner]]".join(blocks))
     config = (directory / "gateway.toml").read_text()
     for key, value in settings.items():
         line = f"{key} = {str(value).lower() if isinstance(value, bool) else value}"
@@ -83,6 +93,43 @@ def demo_gateway(directory: Path, sink_port: int, **settings: object) -> int:
             raise KeyError(f"{key} is not a setting of the demo gateway.toml")
     (directory / "gateway.toml").write_text(config)
     return port
+
+
+def use_kafka(config: Path, bootstrap: str, prefix: str, partitions: int = 4) -> None:
+    """Switch a gateway.toml to the Kafka backend on a development cluster (one broker;
+    topics created at start)."""
+    text = config.read_text()
+    text = text.replace("[gateway]\n", '[gateway]\nbroker = "kafka"\n', 1)
+    text += (
+        f'\n[kafka]\nbootstrap = "{bootstrap}"\nprefix = "{prefix}"\n'
+        f"create_topics = true\npartitions = {partitions}\nreplication = 1\n"
+    )
+    config.write_text(text)
+
+
+def another_process(config: Path, name: str) -> tuple[Path, int]:
+    """A second gateway process on the same partners, keys and Kafka cluster: its own port,
+    data directory (its view of the cluster) and node name. Returns (its config, its port)."""
+    port = free_port()
+    text = config.read_text()
+    text = re.sub(r"^port = .*$", f"port = {port}", text, count=1, flags=re.M)
+    text = re.sub(r"^data_dir = .*$", f'data_dir = "data-{name}"', text, count=1, flags=re.M)
+    text = text.replace("\n[kafka]\n", f'\n[kafka]\nnode = "{name}"\n')
+    other = config.with_name(f"gateway-{name}.toml")
+    other.write_text(text)
+    return other, port
+
+
+@contextlib.contextmanager
+def kafka_node(directory: Path) -> Iterator[str]:
+    """A single-node Kafka (KRaft) on 127.0.0.1 via scripts/kafka-dev.sh; yields bootstrap."""
+    script = str(Path(__file__).resolve().parent.parent / "scripts" / "kafka-dev.sh")
+    port, controller = free_port(), free_port()
+    subprocess.run([script, "start", str(directory), str(port), str(controller)], check=True)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([script, "stop", str(directory)], check=False)
 
 
 def client_tls(directory: Path, partner: str = "0175") -> ssl.SSLContext:
@@ -109,10 +156,11 @@ async def wait_healthy(url: str, context: ssl.SSLContext, timeout: float = 60) -
 
 
 async def start_gateway(
-    directory: Path, url: str, context: ssl.SSLContext, log_level: str = "ERROR"
+    config: Path, url: str, context: ssl.SSLContext, log_level: str = "ERROR"
 ) -> asyncio.subprocess.Process:
+    """``ggk serve --config config`` as its own process, once it answers /healthz."""
     process = await asyncio.create_subprocess_exec(
-        GGK, "serve", "--config", str(directory / "gateway.toml"), "--log-level", log_level
+        GGK, "serve", "--config", str(config), "--log-level", log_level
     )
     await wait_healthy(url, context)
     return process

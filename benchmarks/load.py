@@ -3,31 +3,48 @@
 Run: ``python -m benchmarks.load`` (``--messages``, ``--concurrency``, ``--rate``).
 
 It makes a fresh ``ggk init`` setup in a temporary directory, starts ``ggk serve`` as its own
-process, and sends JW301 toewijzingen from gemeente 0175 to zorgaanbieder 87654321 as
-StUF-GGk ggk_Di01 over SOAP 1.1 with mutual TLS (keep-alive connections). 87654321 is
-delivered by the http adapter to a sink on loopback in this process. Each message has its own
+process, and sends JW301 toewijzingen from gemeente 0175 to zorgaanbieders as StUF-GGk
+ggk_Di01 over SOAP 1.1 with mutual TLS (keep-alive connections), delivered by the http adapter
+to a sink on loopback in this process. Each message has its own
 referentienummer and Identificatie, so every one is a new, fully validated message.
 
-Per audit setting (``--audit both`` measures on and off in one run, each on a fresh
-gateway), two phases: *saturation* (``--concurrency`` requests in flight, as fast as it goes) and
-*fixed rate* (``--rate`` messages per second offered, open loop, for latency). The load
-generator shares the 2-core machine with the gateway, which the figures include.
+Scenarios, each on a fresh gateway: the embedded SQLite backend with the audit log on and
+off (``--audit``), and with ``--backend both`` (or ``kafka``) the Kafka backend with one and
+with two ``ggk serve`` processes (requests spread over them), on a single-node Kafka started
+for the run (or ``--kafka host:port``). Messages alternate between two receivers (87654321,
+12345678), both delivered over HTTP to the sink. Per scenario, two phases: *saturation*
+(``--concurrency`` requests in flight, as fast as it goes) and *fixed rate* (``--rate``
+messages per second offered, open loop, for latency). The load generator (and the Kafka
+broker) share the 2-core machine with the gateway, which the figures include.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
-from benchmarks.harness import client_tls, demo_gateway, jw301_request, start_gateway, start_sink
+from benchmarks.harness import (
+    SECOND_SINK_PARTNER,
+    SINK_PARTNER,
+    another_process,
+    client_tls,
+    demo_gateway,
+    jw301_request,
+    kafka_node,
+    start_gateway,
+    start_sink,
+    use_kafka,
+)
 from gateway import soap
 
 
@@ -43,8 +60,21 @@ class Sink:
         return web.Response(status=204)
 
 
+@dataclass(frozen=True)
+class Scenario:
+    backend: str
+    audit: bool = True
+    processes: int = 1
+
+    @property
+    def label(self) -> str:
+        where = "sqlite" if self.backend == "sqlite" else f"kafka ×{self.processes}"
+        return f"{where}, audit {'on' if self.audit else 'off'}"
+
+
 def message(i: int) -> bytes:
-    return jw301_request(f"B{i:011d}", str(uuid.uuid4()))
+    receiver = (SINK_PARTNER, SECOND_SINK_PARTNER)[i % 2]
+    return jw301_request(f"B{i:011d}", str(uuid.uuid4()), receiver)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,11 +83,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def send(
-    session: aiohttp.ClientSession, url: str, body: bytes, latencies: list[float]
+    session: aiohttp.ClientSession, urls: list[str], body: bytes, latencies: list[float]
 ) -> None:
     started = time.perf_counter()
     async with session.post(
-        url,
+        urls[len(latencies) % len(urls)],
         data=body,
         headers={
             "Content-Type": soap.CONTENT_TYPE,
@@ -71,27 +101,42 @@ async def send(
 
 
 async def measure(
-    args: argparse.Namespace, sink: Sink, sink_port: int, audit_on: bool
+    args: argparse.Namespace,
+    sink: Sink,
+    sink_port: int,
+    scenario: Scenario,
+    bootstrap: str | None,
 ) -> list[str]:
-    """One fresh gateway; returns the table rows of its saturation and fixed-rate phases."""
+    """One fresh gateway (or two); returns the table rows of its saturation and fixed-rate
+    phases."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "gw"
         port = demo_gateway(directory, sink_port)
-        if not audit_on:
-            config = directory / "gateway.toml"
+        config = directory / "gateway.toml"
+        if not scenario.audit:
             config.write_text(config.read_text().replace("[audit]\n", "[audit]\nenabled = false\n"))
-        base = f"https://127.0.0.1:{port}"
+        configs, ports = [config], [port]
+        if scenario.backend == "kafka":
+            assert bootstrap is not None
+            use_kafka(config, bootstrap, f"bench{uuid.uuid4().hex[:8]}")
+            for n in range(1, scenario.processes):
+                other, other_port = another_process(config, f"p{n}")
+                configs.append(other)
+                ports.append(other_port)
         ssl_context = client_tls(directory)
-        server = await start_gateway(directory, base, ssl_context)
+        servers = [
+            await start_gateway(c, f"https://127.0.0.1:{p}", ssl_context)
+            for c, p in zip(configs, ports, strict=True)
+        ]
         try:
-            url = f"https://127.0.0.1:{port}/ggk/OntvangAsynchroon"
+            urls = [f"https://127.0.0.1:{p}/ggk/OntvangAsynchroon" for p in ports]
+            label = scenario.label
             connector = aiohttp.TCPConnector(ssl=ssl_context, limit=args.concurrency)
-            label = "on" if audit_on else "off"
             async with aiohttp.ClientSession(connector=connector) as session:
                 warm = [message(10**9 + i) for i in range(50)]
                 before = sink.count
-                await asyncio.gather(*(send(session, url, b, []) for b in warm))
+                await asyncio.gather(*(send(session, urls, b, []) for b in warm))
                 await wait_delivered(sink, before + 50)
 
                 bodies = [message(i) for i in range(args.messages)]
@@ -104,14 +149,14 @@ async def measure(
 
                 async def worker() -> None:
                     while not queue.empty():
-                        await send(session, url, queue.get_nowait(), latencies)
+                        await send(session, urls, queue.get_nowait(), latencies)
 
                 await asyncio.gather(*(worker() for _ in range(args.concurrency)))
                 accepted_s = time.perf_counter() - started
                 await wait_delivered(sink, before + args.messages)
                 rows.append(
                     row(
-                        f"saturation, audit {label}",
+                        f"{label}: saturation",
                         args.messages,
                         accepted_s,
                         sink.last - started,
@@ -129,13 +174,13 @@ async def measure(
                     delay = started + i / args.rate - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(send(session, url, body, latencies)))
+                    tasks.append(asyncio.create_task(send(session, urls, body, latencies)))
                 await asyncio.gather(*tasks)
                 elapsed = time.perf_counter() - started
                 await wait_delivered(sink, before + total)
                 rows.append(
                     row(
-                        f"{args.rate:g} msg/s offered, audit {label}",
+                        f"{label}: {args.rate:g} msg/s offered",
                         total,
                         elapsed,
                         sink.last - started,
@@ -143,8 +188,10 @@ async def measure(
                     )
                 )
         finally:
-            server.terminate()
-            await server.wait()
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                await server.wait()
     return rows
 
 
@@ -166,21 +213,33 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0, help="fixed-rate phase, msg/s")
     parser.add_argument("--seconds", type=float, default=10.0, help="fixed-rate phase length")
     parser.add_argument("--audit", choices=("on", "off", "both"), default="both")
+    parser.add_argument("--backend", choices=("sqlite", "kafka", "both"), default="sqlite")
+    parser.add_argument("--kafka", help="bootstrap of a running cluster (default: start one)")
     args = parser.parse_args()
 
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.audit]
+    scenarios = []
+    if args.backend in ("sqlite", "both"):
+        scenarios += [Scenario("sqlite", audit) for audit in modes]
+    if args.backend in ("kafka", "both"):
+        scenarios += [Scenario("kafka", True, n) for n in (1, 2)]
     sink = Sink()
     runner, sink_port = await start_sink(sink.handle)
-    modes = {"on": [True], "off": [False], "both": [True, False]}[args.audit]
     print(
         f"# load benchmark: JW301 over SOAP/mTLS, {args.concurrency} in flight at "
-        "saturation, http delivery to a loopback sink\n"
+        "saturation, http delivery to a loopback sink (two receivers)\n"
     )
-    print("| phase | accepted msg/s | delivered msg/s | Bv03 p50 ms | p95 ms | p99 ms |")
+    print("| scenario: phase | accepted msg/s | delivered msg/s | Bv03 p50 ms | p95 ms | p99 ms |")
     print("|---|---|---|---|---|---|")
     try:
-        for audit_on in modes:
-            for line in await measure(args, sink, sink_port, audit_on):
-                print(line, flush=True)
+        with contextlib.ExitStack() as stack:
+            bootstrap = args.kafka
+            if bootstrap is None and args.backend != "sqlite":
+                node = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                bootstrap = stack.enter_context(kafka_node(node / "kafka"))
+            for scenario in scenarios:
+                for line in await measure(args, sink, sink_port, scenario, bootstrap):
+                    print(line, flush=True)
     finally:
         await runner.cleanup()
 

@@ -99,7 +99,7 @@ async def main() -> None:
     )
     context = client_tls(directory)
     url = f"https://127.0.0.1:{port}"
-    process = await start_gateway(directory, url, context)
+    process = await start_gateway(directory / "gateway.toml", url, context)
     admin = (directory / "secrets" / "tokens.toml").read_text().split('admin = "')[1].split('"')[0]
     sent: list[str] = []
     started = time.monotonic()

@@ -24,6 +24,7 @@ from aiohttp import web
 from lxml import etree
 from zeep.transports import Transport
 
+from benchmarks import harness
 from gateway import demo, soap
 from gateway import envelope as env
 from gateway.config import GatewayConfig
@@ -107,26 +108,14 @@ def make_setup(directory: Path, sink_port: int, **delivery: float) -> Setup:
 
 def use_kafka(setup: Setup, bootstrap: str, prefix: str) -> Setup:
     """Switch ``setup`` to the Kafka backend on a development cluster (one broker)."""
-    text = setup.config_path.read_text()
-    text = text.replace("[gateway]\n", '[gateway]\nbroker = "kafka"\n', 1)
-    text += (
-        f'\n[kafka]\nbootstrap = "{bootstrap}"\nprefix = "{prefix}"\n'
-        "create_topics = true\npartitions = 4\nreplication = 1\n"
-    )
-    setup.config_path.write_text(text)
+    harness.use_kafka(setup.config_path, bootstrap, prefix)
     return setup
 
 
 def another_process(setup: Setup, name: str) -> Setup:
-    """A second gateway process on the same partners, keys and cluster: its own port, its own
-    data directory (its view of the cluster)."""
-    port = free_port()
-    text = setup.config_path.read_text()
-    text = re.sub(r"^port = .*$", f"port = {port}", text, count=1, flags=re.M)
-    text = re.sub(r"^data_dir = .*$", f'data_dir = "data-{name}"', text, count=1, flags=re.M)
-    text = text.replace("create_topics = true\n", f'create_topics = true\nnode = "{name}"\n')
-    (setup.directory / f"gateway-{name}.toml").write_text(text)
-    return Setup(setup.directory, port, f"gateway-{name}.toml")
+    """A second gateway process on the same partners, keys and cluster."""
+    config, port = harness.another_process(setup.config_path, name)
+    return Setup(setup.directory, port, config.name)
 
 
 def _delivery(text: str, partner: str, delivery: str) -> str:
