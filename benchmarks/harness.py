@@ -99,7 +99,9 @@ def use_kafka(config: Path, bootstrap: str, prefix: str, partitions: int = 4) ->
     """Switch a gateway.toml to the Kafka backend on a development cluster (one broker;
     topics created at start)."""
     text = config.read_text()
-    text = text.replace("[gateway]\n", '[gateway]\nbroker = "kafka"\n', 1)
+    text, found = re.subn(r"^broker = .*$", 'broker = "kafka"', text, count=1, flags=re.M)
+    if not found:
+        text = text.replace("[gateway]\n", '[gateway]\nbroker = "kafka"\n', 1)
     text += (
         f'\n[kafka]\nbootstrap = "{bootstrap}"\nprefix = "{prefix}"\n'
         f"create_topics = true\npartitions = {partitions}\nreplication = 1\n"

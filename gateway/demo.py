@@ -86,6 +86,7 @@ applicatie = "ggk-gateway"
 host = "127.0.0.1"
 port = {port}
 data_dir = "data"
+broker = "sqlite"            # or "kafka": several processes share the work (see [kafka] below)
 partners = "partners.toml"
 business_rules = "reject"   # or "record": deliver and only record level 2-4 rule violations
 body_timeout = 60           # seconds a client may take to send its request body (else 408)
@@ -114,6 +115,14 @@ overdue_days = 3
 keyring = "keys/keyring.json"  # AES-256 data keys, BSN pseudonym key, checkpoint signing key
 retention_days = 30            # payloads are purged after this; metadata and audit stay
 checkpoint_seconds = 60        # how often the audit chain head is signed
+
+# Several gateway processes over Apache Kafka (docs/kafka.md): put broker = "kafka" in
+# [gateway] and describe the cluster; run `ggk kafka init` once.
+# [kafka]
+# bootstrap = "kafka1:9092,kafka2:9092,kafka3:9092"
+# prefix = "ggk"
+# security_protocol = "SSL"            # or SASL_SSL (sasl_mechanism, sasl_username,
+# ssl_cafile = "pki/kafka-ca.crt"      # sasl_password_env = "GGK_KAFKA_PASSWORD")
 
 [[route]]
 name = "eigen bijdrage: copy to CAK"

@@ -378,7 +378,13 @@ async def serve(setup: Setup, log: Path) -> asyncio.subprocess.Process:
         except OSError:
             return False
 
-    await eventually(healthy, timeout=60, interval=0.1)
+    try:
+        await eventually(healthy, timeout=60, interval=0.1)
+    except BaseException:  # never leave a gateway running behind a failed test
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
     return process
 
 

@@ -183,10 +183,13 @@ async def test_two_processes_share_the_work_and_survive_kill_9(
     sink.delay = 0.05  # slower than the submissions: a backlog is queued when the kill comes
     other = another_process(setup, "b")
     logs = tmp_path / "a.log", tmp_path / "b.log"
-    a, b = await serve(setup, logs[0]), await serve(other, logs[1])
+    processes: list[asyncio.subprocess.Process] = []
     receivers = ("87654321", "12345678")
     refs: list[str] = []
     try:
+        processes.append(await serve(setup, logs[0]))
+        processes.append(await serve(other, logs[1]))
+        a = processes[0]
         for i in range(120):
             refs.append(await _submit_jw301(setup if i % 2 else other, receivers[i % 4 // 2]))
         os.kill(a.pid, signal.SIGKILL)  # with deliveries still queued and in flight
@@ -206,7 +209,7 @@ async def test_two_processes_share_the_work_and_survive_kill_9(
         _, view = await rest(other, "GET", f"/api/v1/messages/{refs[1]}", token=other.token())
         assert {d["state"] for d in view["deliveries"]} == {"delivered"}, view
     finally:
-        for process in (a, b):
+        for process in processes:
             if process.returncode is None:
                 process.terminate()
                 await process.wait()
