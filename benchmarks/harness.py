@@ -57,7 +57,7 @@ async def start_sink(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]], port: int = 0
 ) -> tuple[web.AppRunner, int]:
     """An HTTP partner on 127.0.0.1 answering POST /http; returns (runner, port)."""
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)  # 1 MB declaraties and more
     app.router.add_post("/http", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -67,22 +67,25 @@ async def start_sink(
     return runner, bound
 
 
-def demo_gateway(directory: Path, sink_port: int, **settings: object) -> int:
-    """``ggk init`` into ``directory`` with 87654321 and 12345678 delivered to the sink;
-    ``settings`` replace existing gateway.toml values (e.g. backoff_base=0.1). Returns the
-    gateway's port."""
+def demo_gateway(
+    directory: Path,
+    sink_port: int,
+    receivers: tuple[str, ...] = (SINK_PARTNER, SECOND_SINK_PARTNER),
+    **settings: object,
+) -> int:
+    """``ggk init`` into ``directory`` with the ``receivers`` delivered over HTTP to the sink
+    on ``sink_port``; ``settings`` replace existing gateway.toml values (e.g.
+    backoff_base=0.1). Returns the gateway's port."""
     port = free_port()
     demo.init(directory, port=port)
     partners = directory / "partners.toml"
-    text = partners.read_text().replace(
-        f'adapter = "directory"\npath = "{directory.resolve()}/drop/{SINK_PARTNER}"',
-        f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"',
-    )
-    blocks = text.split("[[partner]]")
+    blocks = partners.read_text().split("[[partner]]")
     for i, block in enumerate(blocks):
-        if f'id = "{SECOND_SINK_PARTNER}"' in block:
-            blocks[i] = block.replace(
-                'adapter = "inbox"', f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"'
+        if any(f'id = "{partner}"' in block for partner in receivers):
+            head = block.split("[partner.delivery]")[0]
+            blocks[i] = (
+                f'{head}[partner.delivery]\nadapter = "http"\n'
+                f'url = "http://127.0.0.1:{sink_port}/http"\n\n'
             )
     partners.write_text("[[partner]]".join(blocks))
     config = (directory / "gateway.toml").read_text()
