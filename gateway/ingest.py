@@ -20,6 +20,7 @@ from gateway import audit
 from gateway import envelope as env
 from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
 from gateway.identify import parties
+from gateway.offload import PayloadValidator
 from gateway.report import Problem, Severity
 from gateway.standards import Kind, MessageType
 from gateway.validation import Validator, envelope_matches_payload
@@ -93,8 +94,11 @@ class Ingress:
         routes: RouteTable,
         broker: Broker,
         reject_rule_violations: bool = True,
+        payloads: PayloadValidator | None = None,
     ) -> None:
         self.validator = validator
+        self.payloads = payloads or PayloadValidator(validator, ())
+        """Large payloads to a worker process once started (see gateway.offload)."""
         self.partners = partners
         self.routes = routes
         self.broker = broker
@@ -142,7 +146,7 @@ class Ingress:
         message: MessageType | None = None
         payload_root: etree._Element | None = None
         if envelope.kind is not env.Kind.FO01 and envelope.payload_is_xml:
-            result = self.validator.validate_payload(envelope.payload)
+            result = await self.payloads.validate_payload(envelope.payload)
             errors = result.report.errors
             blocking = [p for p in errors if p.level == 1 or self.reject_rule_violations]
             if blocking:

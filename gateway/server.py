@@ -37,6 +37,7 @@ from gateway.delivery import DeliveryService
 from gateway.ingest import Identity, Ingress, Rejected
 from gateway.keyring import Keyring
 from gateway.metrics import ACCEPTED, BV03_SECONDS, DELIVERY_STATES, REGISTRY, REJECTED
+from gateway.offload import PayloadValidator
 from gateway.openapi import OPENAPI
 from gateway.schemas import SchemaRegistry
 from gateway.standards import Kind
@@ -104,6 +105,7 @@ def build(config: GatewayConfig) -> Gateway:
         routes=routes,
         broker=broker,
         reject_rule_violations=config.business_rules == "reject",
+        payloads=PayloadValidator(validator, config.schema_dirs),
     )
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake)
     return Gateway(config, partners, broker, ingress, delivery, limits)
@@ -268,7 +270,7 @@ async def submit_message(request: web.Request) -> web.Response:
     payload = await read_body(request, gw)
     if isinstance(payload, web.Response):
         return payload
-    result = gw.ingress.validator.validate_payload(payload, "request")
+    result = await gw.ingress.payloads.validate_payload(payload)
     if result.identified is None or result.root is None:
         errors = result.report.errors
         return _problem(
@@ -534,7 +536,12 @@ async def run(
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop`` is set); deliveries run alongside."""
     gw = build(config)
-    await gw.broker.start()
+    await gw.ingress.payloads.start()
+    try:
+        await gw.broker.start()
+    except BaseException:
+        gw.ingress.payloads.close()
+        raise
     await gw.broker.audit_event(
         audit.AuditEvent(
             action="gateway_started",
@@ -582,3 +589,4 @@ async def run(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await gw.broker.close()
+        gw.ingress.payloads.close()
