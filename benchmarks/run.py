@@ -425,10 +425,11 @@ async def main(args: argparse.Namespace) -> None:
     try:
         with contextlib.ExitStack() as stack:
             bootstrap = args.kafka
-            if bootstrap is None and any(SCENARIOS[n].backend == "kafka" for n in names):
-                node = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-                bootstrap = stack.enter_context(kafka_node(node / "kafka"))
             for name in names:
+                if bootstrap is None and SCENARIOS[name].backend == "kafka":
+                    # started only now: an idle JVM beside the SQLite scenarios disturbs them
+                    node = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                    bootstrap = stack.enter_context(kafka_node(node / "kafka"))
                 print(f"… {name}", flush=True)
                 result = await run_scenario(SCENARIOS[name], args, sink, sink_port, bootstrap)
                 results.append(result)
