@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -135,6 +136,32 @@ def kafka_node(directory: Path) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([script, "stop", str(directory)], check=False)
+
+
+def prepare_gateways(
+    directory: Path,
+    sink_port: int,
+    *,
+    receivers: tuple[str, ...] = (SINK_PARTNER, SECOND_SINK_PARTNER),
+    audit: bool = True,
+    kafka: str | None = None,
+    processes: int = 1,
+) -> tuple[list[Path], list[int]]:
+    """A demo setup for one scenario: the embedded backend, or ``processes`` gateway
+    processes on the Kafka cluster at ``kafka`` (a fresh topic prefix). Returns the config
+    files and ports of the processes to start."""
+    port = demo_gateway(directory, sink_port, receivers=receivers)
+    config = directory / "gateway.toml"
+    if not audit:
+        config.write_text(config.read_text().replace("[audit]\n", "[audit]\nenabled = false\n"))
+    configs, ports = [config], [port]
+    if kafka is not None:
+        use_kafka(config, kafka, f"bench{uuid.uuid4().hex[:8]}")
+        for n in range(1, processes):
+            other, other_port = another_process(config, f"p{n}")
+            configs.append(other)
+            ports.append(other_port)
+    return configs, ports
 
 
 def client_tls(directory: Path, partner: str = "0175") -> ssl.SSLContext:

@@ -31,33 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 from benchmarks.harness import (
     SECOND_SINK_PARTNER,
     SINK_PARTNER,
-    another_process,
     client_tls,
-    demo_gateway,
     jw301_request,
     kafka_node,
+    prepare_gateways,
     start_gateway,
     start_sink,
-    use_kafka,
 )
+from benchmarks.run import Sink
 from gateway import soap
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.count = 0
-        self.last = 0.0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.count += 1
-        self.last = time.perf_counter()
-        return web.Response(status=204)
 
 
 @dataclass(frozen=True)
@@ -112,18 +98,13 @@ async def measure(
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "gw"
-        port = demo_gateway(directory, sink_port)
-        config = directory / "gateway.toml"
-        if not scenario.audit:
-            config.write_text(config.read_text().replace("[audit]\n", "[audit]\nenabled = false\n"))
-        configs, ports = [config], [port]
-        if scenario.backend == "kafka":
-            assert bootstrap is not None
-            use_kafka(config, bootstrap, f"bench{uuid.uuid4().hex[:8]}")
-            for n in range(1, scenario.processes):
-                other, other_port = another_process(config, f"p{n}")
-                configs.append(other)
-                ports.append(other_port)
+        configs, ports = prepare_gateways(
+            directory,
+            sink_port,
+            audit=scenario.audit,
+            kafka=bootstrap if scenario.backend == "kafka" else None,
+            processes=scenario.processes,
+        )
         ssl_context = client_tls(directory)
         servers = [
             await start_gateway(c, f"https://127.0.0.1:{p}", ssl_context)
@@ -137,7 +118,7 @@ async def measure(
                 warm = [message(10**9 + i) for i in range(50)]
                 before = sink.count
                 await asyncio.gather(*(send(session, urls, b, []) for b in warm))
-                await wait_delivered(sink, before + 50)
+                await sink.wait_for(before + 50)
 
                 bodies = [message(i) for i in range(args.messages)]
                 latencies: list[float] = []
@@ -153,7 +134,7 @@ async def measure(
 
                 await asyncio.gather(*(worker() for _ in range(args.concurrency)))
                 accepted_s = time.perf_counter() - started
-                await wait_delivered(sink, before + args.messages)
+                await sink.wait_for(before + args.messages)
                 rows.append(
                     row(
                         f"{label}: saturation",
@@ -177,7 +158,7 @@ async def measure(
                     tasks.append(asyncio.create_task(send(session, urls, body, latencies)))
                 await asyncio.gather(*tasks)
                 elapsed = time.perf_counter() - started
-                await wait_delivered(sink, before + total)
+                await sink.wait_for(before + total)
                 rows.append(
                     row(
                         f"{label}: {args.rate:g} msg/s offered",
@@ -242,14 +223,6 @@ async def main() -> None:
                     print(line, flush=True)
     finally:
         await runner.cleanup()
-
-
-async def wait_delivered(sink: Sink, count: int, timeout: float = 300) -> None:
-    deadline = time.perf_counter() + timeout
-    while sink.count < count:
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"only {sink.count} of {count} delivered")
-        await asyncio.sleep(0.01)
 
 
 if __name__ == "__main__":

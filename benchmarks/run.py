@@ -23,7 +23,6 @@ import ssl
 import tempfile
 import time
 import tomllib
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,14 +31,7 @@ from aiohttp import web
 
 from benchmarks import mix
 from benchmarks.ceilings import sqlite_ceiling, validate_ceiling
-from benchmarks.harness import (
-    another_process,
-    demo_gateway,
-    kafka_node,
-    start_gateway,
-    start_sink,
-    use_kafka,
-)
+from benchmarks.harness import kafka_node, prepare_gateways, start_gateway, start_sink
 from gateway import soap
 
 
@@ -288,18 +280,16 @@ async def run_scenario(
     result = ScenarioResult(scenario)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "gw"
-        port = demo_gateway(directory, sink_port, receivers=mix.RECEIVERS)
-        config = directory / "gateway.toml"
-        if not scenario.audit:
-            config.write_text(config.read_text().replace("[audit]\n", "[audit]\nenabled = false\n"))
-        configs, ports = [config], [port]
         if scenario.backend == "kafka":
             assert bootstrap is not None
-            use_kafka(config, bootstrap, f"bench{uuid.uuid4().hex[:8]}")
-            for n in range(1, scenario.processes):
-                other, other_port = another_process(config, f"p{n}")
-                configs.append(other)
-                ports.append(other_port)
+        configs, ports = prepare_gateways(
+            directory,
+            sink_port,
+            receivers=mix.RECEIVERS,
+            audit=scenario.audit,
+            kafka=bootstrap if scenario.backend == "kafka" else None,
+            processes=scenario.processes,
+        )
         check = ssl.create_default_context(cafile=str(directory / "pki" / "ca.crt"))
         servers = [
             await start_gateway(c, f"https://127.0.0.1:{p}", check)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from hypothesis import settings
 from gateway.broker.base import NewMessage, PlannedDelivery
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
+from tests.gatewaykit import Sink
 
 # Hypothesis: 200 examples per property in the test suite; benchmarks/fuzz.py selects "long".
 settings.register_profile("ci", max_examples=200)
@@ -67,6 +68,15 @@ def stored_message(
         payload_digest="ab" * 32,
         deliveries=(PlannedDelivery("12345678", "inbox" if held else "http", False, held),),
     )
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    """A partner's receiving system on loopback (StUF and plain HTTP endpoints)."""
+    partner = Sink()
+    await partner.start()
+    yield partner
+    await partner.stop()
 
 
 @pytest.fixture(scope="session")

@@ -170,7 +170,9 @@ class Sink:
             )
         root = etree.fromstring(body)
         if request.path == "/soap":
-            root = root.find(f"{{{soap.SOAP11_NS}}}Body")[0]
+            body_element = root.find(f"{{{soap.SOAP11_NS}}}Body")
+            assert body_element is not None
+            root = body_element[0]
         ref = root.findtext(f".//{{{STUF}}}referentienummer")
         self.received.append(
             {
@@ -245,8 +247,9 @@ def zeep_client(setup: Setup, partner: str) -> zeep.Client:
     session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise replace our CA
     session.verify = setup.ca
     session.cert = setup.client_cert(partner)
-    return zeep.Client(
-        f"{setup.url}/ggk/OntvangAsynchroon?wsdl", transport=Transport(session=session)
+    transport = Transport(session=session)  # type: ignore[no-untyped-call]
+    return zeep.Client(  # type: ignore[no-untyped-call]
+        f"{setup.url}/ggk/OntvangAsynchroon?wsdl", transport=transport
     )
 
 
@@ -401,3 +404,33 @@ async def ggk(setup: Setup, *args: str) -> tuple[int, str]:
     out, _ = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode()
+
+
+def jw301_payload(ontvanger: str = "87654321", identificatie: str | None = None) -> bytes:
+    """The JW301 sample from gemeente 0175 to ``ontvanger`` with its own Identificatie (TR056
+    refuses a reused one)."""
+    text = (
+        (Path(__file__).resolve().parent.parent / "samples" / "ijw" / "jw301.xml")
+        .read_text()
+        .replace("JW301B0001", identificatie or uuid.uuid4().hex[:12])
+        .replace(">12345678<", f">{ontvanger}<")
+    )
+    return text.encode()
+
+
+async def submit_jw301(
+    setup: Setup, ontvanger: str = "87654321", identificatie: str | None = None
+) -> str:
+    """A JW301 over REST with gemeente 0175's token; asserts 202, returns its
+    referentienummer."""
+    ref = str(uuid.uuid4())
+    status, body = await rest(
+        setup,
+        "POST",
+        "/api/v1/messages",
+        token=setup.token("0175"),
+        data=jw301_payload(ontvanger, identificatie),
+        headers={"Idempotency-Key": ref},
+    )
+    assert status == 202, body
+    return ref

@@ -8,11 +8,10 @@ import json
 import os
 import re
 import signal
-import uuid
 from pathlib import Path
 
 from tests.conftest import sample
-from tests.gatewaykit import Sink, eventually, ggk, make_setup, rest, serve
+from tests.gatewaykit import Sink, eventually, ggk, make_setup, serve, submit_jw301
 
 JW301 = sample("ijw/jw301.xml")
 
@@ -25,19 +24,7 @@ async def test_kill_9_after_bv03_loses_nothing(tmp_path: Path) -> None:
     refs = []
     try:
         for i in range(25):
-            payload = JW301.replace("JW301B0001", f"JW301B{i:04d}").replace(
-                ">12345678<", ">87654321<"
-            )
-            ref = str(uuid.uuid4())
-            status, body = await rest(
-                setup,
-                "POST",
-                "/api/v1/messages",
-                token=setup.token("0175"),
-                data=payload.encode(),
-                headers={"Idempotency-Key": ref},
-            )
-            assert status == 202, body
+            ref = await submit_jw301(setup, identificatie=f"JW301B{i:04d}")
             refs.append(ref)
     finally:
         os.kill(gateway.pid, signal.SIGKILL)

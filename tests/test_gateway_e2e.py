@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +30,6 @@ from tests.gatewaykit import (
 )
 
 WMO301 = sample("iwmo/wmo301.xml").encode()
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    await s.start()
-    yield s
-    await s.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import os
 import signal
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,23 +23,17 @@ from tests.gatewaykit import (
     deventer_wmo301,
     eventually,
     fo03_code,
+    jw301_payload,
     make_setup,
     post_soap,
     rest,
     running,
     serve,
+    submit_jw301,
     use_kafka,
 )
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    await s.start()
-    yield s
-    await s.stop()
 
 
 @pytest.fixture
@@ -49,17 +42,11 @@ def setup(tmp_path: Path, sink: Sink, kafka_bootstrap: str) -> Setup:
     return use_kafka(make_setup(tmp_path / "gw", sink.port), kafka_bootstrap, prefix)
 
 
-def jw301_for(ontvanger: str, zender: str = "0175") -> bytes:
-    """A JW301 from gemeente ``zender`` to zorgaanbieder ``ontvanger`` (pushed by http), with
-    its own Identificatie (TR056 refuses a reused one)."""
-    payload = (
-        sample("ijw/jw301.xml")
-        .replace("JW301B0001", uuid.uuid4().hex[:12])
-        .replace(">12345678<", f">{ontvanger}<")
-    )
+def jw301_for(ontvanger: str) -> bytes:
+    """A JW301 Di01 from gemeente 0175 to zorgaanbieder ``ontvanger``."""
     return env.build_di01(
-        payload.encode(),
-        zender=zender,
+        jw301_payload(ontvanger),
+        zender="0175",
         zender_applicatie="DOWRsociaal",
         ontvanger=ontvanger,
         functie="JW301",
@@ -154,26 +141,6 @@ async def test_dead_letter_and_replay(setup: Setup, sink: Sink) -> None:
         assert not await dead()
 
 
-async def _submit_jw301(setup: Setup, ontvanger: str) -> str:
-    """A JW301 over REST (partner token of gemeente 0175); returns its referentienummer."""
-    ref = str(uuid.uuid4())
-    payload = (
-        sample("ijw/jw301.xml")
-        .replace("JW301B0001", uuid.uuid4().hex[:12])
-        .replace(">12345678<", f">{ontvanger}<")
-    )
-    status, body = await rest(
-        setup,
-        "POST",
-        "/api/v1/messages",
-        token=setup.token("0175"),
-        data=payload.encode(),
-        headers={"Idempotency-Key": ref},
-    )
-    assert status == 202, body
-    return ref
-
-
 async def test_two_processes_share_the_work_and_survive_kill_9(
     setup: Setup, sink: Sink, tmp_path: Path
 ) -> None:
@@ -191,12 +158,12 @@ async def test_two_processes_share_the_work_and_survive_kill_9(
         processes.append(await serve(other, logs[1]))
         a = processes[0]
         for i in range(120):
-            refs.append(await _submit_jw301(setup if i % 2 else other, receivers[i % 4 // 2]))
+            refs.append(await submit_jw301(setup if i % 2 else other, receivers[i % 4 // 2]))
         os.kill(a.pid, signal.SIGKILL)  # with deliveries still queued and in flight
         await a.wait()
         assert len(sink.received) < len(refs), "no backlog at the kill: the test proves nothing"
         for i in range(60):
-            refs.append(await _submit_jw301(other, receivers[i % 2]))
+            refs.append(await submit_jw301(other, receivers[i % 2]))
         expected = {
             f"{ref}:{receivers[n % 4 // 2] if n < 120 else receivers[n % 2]}"
             for n, ref in enumerate(refs)

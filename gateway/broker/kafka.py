@@ -239,29 +239,15 @@ class KafkaBroker:
             await self._start_view(settings)
             self._tasks.append(asyncio.create_task(self._view_loop(), name="kafka-view"))
             await self._catch_up()
-            self._router = AIOKafkaConsumer(
-                **settings,
-                group_id=f"{self.config.prefix}.router",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                isolation_level="read_committed",
-                max_partition_fetch_bytes=MAX_RECORD_BYTES,
+            self._router = await self._group_consumer(
+                settings, "router", [self.t_accepted], _RouterListener(self)
             )
-            self._router.subscribe([self.t_accepted], listener=_RouterListener(self))
-            await self._router.start()
-            self._delivery = AIOKafkaConsumer(
-                **settings,
-                group_id=f"{self.config.prefix}.delivery",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                isolation_level="read_committed",
-                max_partition_fetch_bytes=MAX_RECORD_BYTES,
-            )
-            self._delivery.subscribe(
+            self._delivery = await self._group_consumer(
+                settings,
+                "delivery",
                 [*self.deliver_topics, *self.retry_topics.values()],
-                listener=_DeliveryListener(self),
+                _DeliveryListener(self),
             )
-            await self._delivery.start()
         except KafkaError as exc:
             await self.close()
             raise StorageError(f"kafka at {self.config.bootstrap}: {exc}") from None
@@ -270,6 +256,27 @@ class KafkaBroker:
             asyncio.create_task(self._fetch_loop(), name="kafka-fetch"),
             asyncio.create_task(self._commit_loop(), name="kafka-commit"),
         ]
+
+    async def _group_consumer(
+        self,
+        settings: dict[str, Any],
+        group: str,
+        topics: list[str],
+        listener: ConsumerRebalanceListener,
+    ) -> AIOKafkaConsumer:
+        """A member of ``<prefix>.<group>``: offsets committed by us only after the work is
+        done, committed records only (``read_committed``), from the start for a new group."""
+        consumer = AIOKafkaConsumer(
+            **settings,
+            group_id=f"{self.config.prefix}.{group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        )
+        consumer.subscribe(topics, listener=listener)
+        await consumer.start()
+        return consumer
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -354,12 +361,7 @@ class KafkaBroker:
     async def _view_loop(self) -> None:
         assert self._view_consumer is not None
         while True:
-            try:
-                batch = await self._view_consumer.getmany(timeout_ms=200, max_records=1000)
-            except KafkaError as exc:
-                log.warning("kafka.view_fetch_failed", error=str(exc))
-                await asyncio.sleep(1)
-                continue
+            batch = await _fetch(self._view_consumer, "view", timeout_ms=200, max_records=1000)
             if not batch:
                 # an empty fetch still moves the position past transaction markers
                 moved = {tp: await self._view_consumer.position(tp) for tp in self._positions}
@@ -506,12 +508,7 @@ class KafkaBroker:
     async def _router_loop(self) -> None:
         assert self._router is not None
         while True:
-            try:
-                batch = await self._router.getmany(timeout_ms=500, max_records=500)
-            except KafkaError as exc:
-                log.warning("kafka.router_fetch_failed", error=str(exc))
-                await asyncio.sleep(1)
-                continue
+            batch = await _fetch(self._router, "router", timeout_ms=500, max_records=500)
             if not batch:
                 continue
             async with self._router_lock:
@@ -632,12 +629,7 @@ class KafkaBroker:
                 self._space.clear()
                 await self._space.wait()
                 continue
-            try:
-                batch = await self._delivery.getmany(timeout_ms=500, max_records=500)
-            except KafkaError as exc:
-                log.warning("kafka.delivery_fetch_failed", error=str(exc))
-                await asyncio.sleep(1)
-                continue
+            batch = await _fetch(self._delivery, "delivery", timeout_ms=500, max_records=500)
             for tp, records in batch.items():
                 for record in records:
                     self._take(tp, record)
@@ -985,6 +977,21 @@ class _DeliveryListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         return None
+
+
+async def _fetch(
+    consumer: AIOKafkaConsumer, loop_name: str, **options: int
+) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    """One fetch; a cluster that cannot be reached is logged and waited for, not fatal."""
+    try:
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+            **options
+        )
+        return batch
+    except KafkaError as exc:
+        log.warning("kafka.fetch_failed", loop=loop_name, error=str(exc))
+        await asyncio.sleep(1)
+        return {}
 
 
 def _create_view_tables(db: sqlite3.Connection) -> None:
