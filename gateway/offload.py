@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -35,11 +38,19 @@ _worker: Validator | None = None
 
 
 def _start_worker(schema_dirs: tuple[str, ...], limits: ParseLimits) -> None:
-    """Runs once in the worker process: compile the same schemas as the gateway."""
+    """Runs once in the worker process: compile the same schemas as the gateway, and end
+    this process when the gateway is gone (even killed with -9, which nobody tells us)."""
     global _worker
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     registry = SchemaRegistry([Path(d) for d in schema_dirs])
     registry.compile_all()
     _worker = Validator(registry, limits)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _validate(data: bytes) -> ValidationReport:

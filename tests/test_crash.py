@@ -16,12 +16,31 @@ from tests.gatewaykit import Sink, eventually, ggk, make_setup, serve, submit_jw
 JW301 = sample("ijw/jw301.xml")
 
 
+def children(pid: int) -> list[int]:
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper does not count)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 async def test_kill_9_after_bv03_loses_nothing(tmp_path: Path) -> None:
     sink = Sink()  # not started: the partner is down while messages are accepted
     setup = make_setup(tmp_path / "gw", sink.port, max_attempts=1000, backoff_max=0.1)
     log = tmp_path / "gateway.log"
     gateway = await serve(setup, log)
     refs = []
+    workers = children(gateway.pid)
+    assert workers, "the gateway has no validation worker process"
     try:
         for i in range(25):
             ref = await submit_jw301(setup, identificatie=f"JW301B{i:04d}")
@@ -29,6 +48,8 @@ async def test_kill_9_after_bv03_loses_nothing(tmp_path: Path) -> None:
     finally:
         os.kill(gateway.pid, signal.SIGKILL)
         await gateway.wait()
+    # its validation worker must not outlive it (nobody tells a process its parent got -9)
+    await eventually(lambda: not any(alive(pid) for pid in workers), 10)
     await sink.start()
     gateway = await serve(setup, log)
     try:
