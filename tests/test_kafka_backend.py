@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from lxml import etree
 
 from gateway import envelope as env
@@ -182,3 +183,38 @@ async def test_two_processes_share_the_work_and_survive_kill_9(
                 await process.wait()
     for log in logs:
         assert "Traceback" not in log.read_text() and "999990019" not in log.read_text()
+
+
+async def test_unreadable_records_go_to_the_dead_letter_topic(
+    setup: Setup, sink: Sink, kafka_bootstrap: str
+) -> None:
+    """A record no version can read (corrupt, foreign) is kept in ``<p>.dlq``, not dropped,
+    and the partition behind it keeps moving."""
+    prefix = setup.config().kafka.prefix  # type: ignore[union-attr]
+    async with running(setup):
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(f"{prefix}.accepted", b"garbage", key=b"87654321")
+            await producer.send_and_wait(f"{prefix}.deliver.http", b"{}", key=b"87654321")
+        finally:
+            await producer.stop()
+        data = jw301_for("87654321")
+        ref = env.parse(etree.fromstring(data)).referentienummer
+        status, _ = await post_soap(setup, data, partner="0175")
+        assert status == 200
+        await eventually(lambda: ref in sink.referenties(), timeout=30)
+        consumer = AIOKafkaConsumer(
+            f"{prefix}.dlq", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            got: list[bytes] = []
+            for _ in range(20):
+                batch = await consumer.getmany(timeout_ms=500)
+                got += [r.value for records in batch.values() for r in records if r.value]
+                if len(got) >= 2:
+                    break
+        finally:
+            await consumer.stop()
+        assert sorted(got) == [b"garbage", b"{}"]

@@ -232,6 +232,9 @@ class KafkaBroker:
             self._router_producer = AIOKafkaProducer(
                 **settings,
                 transactional_id=f"{self.config.prefix}.router.{self.node}",
+                # a process killed inside a transaction holds back every read_committed
+                # reader of those partitions until the broker aborts it: after 10 s, not 60
+                transaction_timeout_ms=10_000,
                 linger_ms=self.config.linger_ms,
                 max_request_size=MAX_RECORD_BYTES,
             )
@@ -514,7 +517,7 @@ class KafkaBroker:
             async with self._router_lock:
                 try:
                     await self._route(batch)
-                except KafkaError as exc:
+                except (KafkaError, KeyringError) as exc:
                     # nothing of the transaction holds: read the same records again
                     log.error("kafka.route_failed", error=str(exc))
                     for tp, records in batch.items():
@@ -546,9 +549,12 @@ class KafkaBroker:
         try:
             meta, blob = rec.unframe(record.value)
             message, _, _ = rec.read_message(self.keyring, meta, blob)
-        except (rec.RecordError, KeyringError) as exc:
+        except rec.RecordError as exc:
+            # cannot ever be read: kept as it is in the dead-letter topic, not dropped
             log.error("kafka.accepted_unreadable", offset=record.offset, error=str(exc)[:200])
-            return []
+            return [await producer.send(self.t_dlq, record.value or b"", key=b"unreadable")]
+        # a KeyringError (this process lacks the key it was sealed with) propagates: the
+        # batch is not committed and is retried, loudly, until the keyring is fixed
         key = _dedupe_key(message.zender, message.referentienummer)
         known = decided.get(key) or self._routed.get(key)
         if known is None:
@@ -632,18 +638,24 @@ class KafkaBroker:
             batch = await _fetch(self._delivery, "delivery", timeout_ms=500, max_records=500)
             for tp, records in batch.items():
                 for record in records:
-                    self._take(tp, record)
+                    await self._take(tp, record)
             if batch:
                 self.wake.set()
 
-    def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             meta, blob = rec.unframe(record.value)
         except rec.RecordError as exc:
+            # cannot ever be read: kept as it is in the dead-letter topic before the offset
+            # moves past it (if even that fails, the offset stays and it is read again)
             log.error(
                 "kafka.deliver_unreadable", topic=tp.topic, offset=record.offset, error=str(exc)
             )
-            return  # never committed past silently: see _Offsets; logged for the operator
+            self._offsets.taken(tp, record.offset)
+            with contextlib.suppress(StorageError):
+                await self._send(self.t_dlq, record.value or b"", "unreadable")
+                self._offsets.finished(tp, record.offset)
+            return
         self._offsets.taken(tp, record.offset)
         pending = _Pending(tp, record.offset, meta, blob)
         self._buffered += 1
@@ -746,9 +758,7 @@ class KafkaBroker:
         meta = {**pending.meta, "attempts": job.attempts, "not_before": at}
 
         async def record() -> None:
-            await self._send(
-                self.retry_topics[delay], rec.frame(meta, pending.blob), job.destination
-            )
+            # the state first: the retried attempt's own outcome must come after it
             await self._state(
                 pending,
                 "retry",
@@ -757,6 +767,9 @@ class KafkaBroker:
                 next_at=at,
                 event="retry_scheduled",
                 detail=f"{job.destination} attempt {job.attempts}: {error}",
+            )
+            await self._send(
+                self.retry_topics[delay], rec.frame(meta, pending.blob), job.destination
             )
 
         await self._outcome(pending, record())
