@@ -335,7 +335,7 @@ def serve(config_path: Path, host: str | None, port: int | None, log_level: str)
     logs.configure(log_level.upper())
     try:
         asyncio.run(server.run(config))
-    except (OSError, RegistryError, ValueError, SchemaError) as exc:
+    except (OSError, RegistryError, ValueError, SchemaError, StorageError) as exc:
         raise UsageOrIOError(f"cannot start: {exc}") from None
 
 

@@ -116,3 +116,19 @@ async def test_idempotent_producer_keeps_one_receivers_order(kafka_bootstrap: st
     finally:
         await consumer.stop()
     assert seen == {"0150": list(range(30)), "12345678": list(range(30))}
+
+
+def test_serve_with_an_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
+    subprocess.run([GGK, "init", str(tmp_path / "gw")], check=True, capture_output=True)
+    config = tmp_path / "gw" / "gateway.toml"
+    text = config.read_text().replace('broker = "sqlite"', 'broker = "kafka"', 1)
+    config.write_text(text + '\n[kafka]\nbootstrap = "127.0.0.1:1"\n')
+    result = subprocess.run(
+        [GGK, "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "kafka at 127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
