@@ -422,16 +422,7 @@ class KafkaBroker:
         elif kind == "delivery":
             self._apply_delivery(db, meta)
         elif kind == "event":
-            self.local.record(
-                db,
-                meta["message_id"],
-                meta["at"],
-                meta["event"],
-                meta["detail"],
-                actor=meta.get("actor", ""),
-                origin=meta.get("origin", ""),
-                outcome=meta.get("outcome", ""),
-            )
+            self._history(db, meta)
         elif kind == "audit":
             if self.local.audit_enabled:
                 event, at = rec.read_audit(self.keyring, meta)
@@ -466,6 +457,10 @@ class KafkaBroker:
                 "WHERE message_id = ? AND destination = ?",
                 (meta["round"], meta["message_id"], meta["destination"]),
             )
+        self._history(db, meta)
+
+    def _history(self, db: sqlite3.Connection, meta: dict[str, Any]) -> None:
+        """The event in the message's history and in this process's audit chain."""
         self.local.record(
             db,
             meta["message_id"],
@@ -473,6 +468,8 @@ class KafkaBroker:
             meta["event"],
             meta["detail"],
             actor=meta.get("actor", ""),
+            origin=meta.get("origin", ""),
+            outcome=meta.get("outcome", ""),
         )
 
     async def _event(self, message_id: str, *, wait_view: bool = True, **fields: Any) -> None:
