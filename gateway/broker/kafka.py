@@ -10,8 +10,8 @@ SQL). Four loops per process:
    batches (pipelined, not one round trip per message).
 2. **Router** (consumer group ``<p>.router`` on ``accepted``): one owner per key at a time, by
    Kafka's group protocol (a resend has the same receiver, so it meets its original at the
-   same owner). It decides duplicate / conflict / TR056 against the view, then in
-   one Kafka transaction writes the ``message`` record to ``<p>.events``, one ``deliver``
+   same owner). It decides duplicate / conflict / TR056 against the view, then, one Kafka
+   transaction per fetched batch, writes each ``message`` record to ``<p>.events``, one ``deliver``
    record per pushed delivery to ``<p>.deliver.<adapter>`` (keyed by receiver: one receiver's
    deliveries keep their order), and its consumer offsets. A partition changes owner only
    after the view has read every committed event, so the new owner decides with all earlier
