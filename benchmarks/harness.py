@@ -5,6 +5,7 @@ the gateway to be healthy."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import re
 import socket
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway import demo, soap
 from gateway import envelope as env
@@ -128,14 +130,42 @@ def another_process(config: Path, name: str) -> tuple[Path, int]:
 
 @contextlib.contextmanager
 def kafka_node(directory: Path) -> Iterator[str]:
-    """A single-node Kafka (KRaft) on 127.0.0.1 via scripts/kafka-dev.sh; yields bootstrap."""
+    """A single-node Kafka (KRaft) on 127.0.0.1 via scripts/kafka-dev.sh, answering requests
+    when it is yielded (its bootstrap address); stopped on exit. Java 17+ and Maven needed."""
     script = str(Path(__file__).resolve().parent.parent / "scripts" / "kafka-dev.sh")
     port, controller = free_port(), free_port()
-    subprocess.run([script, "start", str(directory), str(port), str(controller)], check=True)
+    started = subprocess.run(
+        [script, "start", str(directory), str(port), str(controller)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if started.returncode != 0:
+        raise RuntimeError(f"could not start Kafka:\n{started.stdout}\n{started.stderr}")
+    bootstrap = f"127.0.0.1:{port}"
     try:
-        yield f"127.0.0.1:{port}"
+        # in a thread of its own: callers may or may not be inside an event loop
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _answering(bootstrap)).result()
+        yield bootstrap
     finally:
-        subprocess.run([script, "stop", str(directory)], check=False)
+        subprocess.run([script, "stop", str(directory)], timeout=60, check=False)
+
+
+async def _answering(bootstrap: str) -> None:
+    """Until the broker answers a metadata request (its controller may still be electing)."""
+    for _ in range(120):
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception:  # not ready yet
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+    raise RuntimeError(f"Kafka on {bootstrap} did not answer")
 
 
 def prepare_gateways(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from benchmarks.harness import kafka_node
 from gateway.broker.base import NewMessage, PlannedDelivery
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
@@ -83,49 +84,9 @@ async def sink() -> AsyncIterator[Sink]:
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real single-node Kafka 4.x (KRaft) on 127.0.0.1, started once for the session by
     scripts/kafka-dev.sh and stopped afterwards. Needs Java 17+ and Maven, no mocks."""
-    import asyncio
-    import socket
-    import subprocess
-
-    from aiokafka.admin import AIOKafkaAdminClient
-
     existing = os.environ.get("GGK_TEST_KAFKA")
     if existing:  # a broker that is already running (development, or an existing cluster)
         yield existing
         return
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    node = tmp_path_factory.mktemp("kafka")
-    script = str(ROOT / "scripts" / "kafka-dev.sh")
-    started = subprocess.run(
-        [script, "start", str(node), str(ports[0]), str(ports[1])],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if started.returncode != 0:
-        raise RuntimeError(f"could not start Kafka:\n{started.stdout}\n{started.stderr}")
-    bootstrap = f"127.0.0.1:{ports[0]}"
-
-    async def ready() -> None:
-        for _ in range(120):
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-            try:
-                await admin.start()
-                await admin.list_topics()
-                return
-            except Exception:  # not ready yet: the controller may still be electing itself
-                await asyncio.sleep(0.5)
-            finally:
-                await admin.close()
-        raise RuntimeError(f"Kafka on {bootstrap} did not answer")
-
-    try:
-        asyncio.run(ready())
+    with kafka_node(tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield bootstrap
-    finally:
-        subprocess.run([script, "stop", str(node)], timeout=60, check=False)

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import ssl
 import sys
 import tomllib
@@ -25,6 +24,7 @@ from lxml import etree
 from zeep.transports import Transport
 
 from benchmarks import harness
+from benchmarks.harness import free_port
 from gateway import demo, soap
 from gateway import envelope as env
 from gateway.config import GatewayConfig
@@ -32,13 +32,6 @@ from gateway.config import load as load_config
 from gateway.server import run
 
 STUF = env.STUF_NS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
