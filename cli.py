@@ -34,11 +34,13 @@ from gateway.config import ConfigError, GatewayConfig
 from gateway.config import check as check_config
 from gateway.config import load as load_config
 from gateway.devpki import DevCA
+from gateway.envelope import named_message
 from gateway.identify import parties
 from gateway.keyring import Keyring, KeyringError
 from gateway.report import ValidationReport
+from gateway.safefiles import UnsafeName, file_name, private_dir, write_new
 from gateway.schemas import SchemaError, SchemaRegistry
-from gateway.standards import parse_namespace
+from gateway.standards import MESSAGES, parse_namespace
 from gateway.validation import Validator
 from gateway.xmlsafe import DEFAULT_MAX_BYTES, ParseLimits, UnsafeXml, parse_untrusted
 from routing.partners import PartnerRegistry, RegistryError
@@ -447,10 +449,15 @@ def inbox(partner: str, save: Path | None, config_path: Path, as_json: bool) -> 
     listing = _call(lambda: client.inbox(1000))
     items = listing["messages"]
     if save is not None:
-        save.mkdir(parents=True, exist_ok=True)
+        private_dir(save)
         for item in items:
+            name = _inbox_file_name(item)
             data = _call(partial(client.inbox_envelope, item["id"]))
-            (save / f"{item['functie'] or item['kind']}_{item['id']}.xml").write_bytes(data)
+            if not write_new(save, name, data):
+                raise click.ClickException(
+                    f"{save / name} exists; not overwritten (message {item['id']} is not "
+                    "acknowledged and stays in the inbox)"
+                )
             _call(partial(client.ack, item["id"]))
     human = (
         "\n".join(
@@ -462,6 +469,22 @@ def inbox(partner: str, save: Path | None, config_path: Path, as_json: bool) -> 
     if save is not None:
         human += f"\nsaved and acknowledged {len(items)} message(s) in {save}"
     _emit(listing, as_json, human)
+
+
+def _inbox_file_name(item: dict[str, Any]) -> str:
+    """``<functie>_<id>.xml`` from checked parts only: the functie is the sender's choice, so
+    anything but a known message code (or Di01/Du01/Fo01) becomes ``bericht``."""
+    functie = str(item.get("functie") or item.get("kind") or "")
+    message = named_message(functie)
+    known = message.code if message is not None else functie
+    if known not in {m.code for m in MESSAGES.values()} | {"Di01", "Du01", "Fo01"}:
+        known = "bericht"
+    try:
+        return file_name(known, str(item["id"]))
+    except UnsafeName:
+        raise click.ClickException(
+            f"the gateway sent an unusable message id: {item['id']!r}"
+        ) from None
 
 
 @main.group()
@@ -731,21 +754,32 @@ def audit_verify(checkpoint_file: Path | None, config_path: Path, as_json: bool)
     """Check the whole chain and every signed checkpoint; name the first bad record."""
     config = _load_config(config_path)
     ring = _keyring(config)
-    external = audit.load_exported_checkpoints(checkpoint_file) if checkpoint_file else None
+    try:
+        external = audit.load_exported_checkpoints(checkpoint_file) if checkpoint_file else None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UsageOrIOError(f"{checkpoint_file}: not a checkpoint file ({exc})") from None
     db = _audit_db(config)
     try:
-        verdict = audit.verify(db, ring.verify_key, external)
+        verdict = audit.verify(db, ring, external)
     finally:
         db.close()
     data = {
         "ok": verdict.ok,
         "records": verdict.records,
         "checkpoints": verdict.checkpoints,
+        "unsigned_tail": verdict.unsigned_tail,
         "bad_record": verdict.bad_seq,
         "reason": verdict.reason,
     }
+    tail = (
+        f"; {verdict.unsigned_tail} record(s) after the last signed checkpoint (a gateway "
+        "that is running or was killed; those could be cut off unnoticed)"
+        if verdict.unsigned_tail
+        else "; every record is covered by a signed checkpoint"
+    )
     human = (
-        f"audit log intact: {verdict.records} records, {verdict.checkpoints} signed checkpoints"
+        f"audit log intact: {verdict.records} records, {verdict.checkpoints} signed "
+        f"checkpoints{tail}"
         if verdict.ok
         else f"AUDIT LOG DAMAGED at record {verdict.bad_seq}: {verdict.reason}"
     )
@@ -807,19 +841,29 @@ def audit_search(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="File to write (mode 0600); default standard output.",
+    help="File to write (mode 0600, never through a symlink); default standard output.",
 )
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @_config_option
-def audit_export(decrypt: bool, out: Path | None, config_path: Path) -> None:
+def audit_export(decrypt: bool, out: Path | None, force: bool, config_path: Path) -> None:
     """Every audit record as JSON lines, sensitive fields decrypted."""
     config = _load_config(config_path)
     ring = _keyring(config)
+    if out is not None and out.is_symlink():
+        raise UsageOrIOError(f"{out} is a symbolic link; not followed")
+    if out is not None and out.exists() and not force:
+        raise UsageOrIOError(f"{out} exists; give --force to replace it")
     db = _audit_db(config)
     count = 0
     try:
         handle: TextIO
         if out is not None:
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
+            try:
+                fd = os.open(out, flags, 0o600)
+            except OSError as exc:
+                raise UsageOrIOError(f"cannot write {out}: {exc.strerror}") from None
+            os.fchmod(fd, 0o600)  # a replaced file may have been more open
             handle = os.fdopen(fd, "w", encoding="utf-8")
         else:
             handle = sys.stdout

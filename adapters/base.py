@@ -11,9 +11,19 @@ class AdapterError(Exception):
 
 
 class DeliveryFailed(Exception):
-    """A delivery attempt failed; subclasses say whether trying again can help."""
+    """A delivery attempt failed; subclasses say whether trying again can help.
+
+    ``summary`` is ours (a status, a foutcode, an exception type): it is shown in status views
+    and logs. ``detail`` is whatever the receiving partner said, which may quote BSNs and
+    names: it is only ever stored sealed in the audit log.
+    """
 
     retryable = True
+
+    def __init__(self, summary: str, detail: str | None = None) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.detail = detail
 
 
 class RetryableError(DeliveryFailed):

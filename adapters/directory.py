@@ -1,22 +1,25 @@
 """Directory: an atomic file drop for batch or SFTP pick-up.
 
-Each message is written to a temporary name, flushed to disk, renamed into place and the
-directory entry flushed too, so a reader never sees half a file and a crash never loses an
-acknowledged one. The name is derived from the referentienummer, so a retry or replay
-overwrites the same file instead of creating a duplicate.
+Each message becomes one file, named ``<functie>_<referentienummer>_<message id>.xml``: unique
+per message (a referentienummer is unique per zender only, so it alone would let one sender
+overwrite another's file), built only from checked components (never a path), written under
+a temporary name, flushed, and linked into place so a reader never sees half a file and a
+crash never loses an acknowledged one. An existing name is never overwritten: a retry or
+replay of a message whose file is already there with the same bytes counts as delivered;
+anything else under that name (another file, a symlink) is a permanent failure for an
+operator to look at. The folder is 0700 and files 0600 (see gateway.safefiles).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
+import stat
 from pathlib import Path
 from typing import Any
 
 from adapters.base import AdapterError, Outbound, PermanentError, RetryableError
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+from gateway.safefiles import UnsafeName, file_name, private_dir, write_new
 
 
 class DirectoryAdapter:
@@ -30,26 +33,22 @@ class DirectoryAdapter:
         self.path = Path(str(path))
 
     def _write(self, item: Outbound) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        name = _SAFE.sub("_", f"{item.functie}_{item.referentienummer}.xml")
-        final = self.path / name
-        temp = self.path / f".{name}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        private_dir(self.path)
         try:
-            os.write(fd, item.envelope)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, final)
-        dir_fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            functie_part = file_name(item.functie or "bericht", suffix="")
+        except UnsafeName:
+            functie_part = "bericht"
+        name = file_name(functie_part, item.referentienummer, item.message_id)
+        if not write_new(self.path, name, item.envelope) and not _holds(
+            self.path / name, item.envelope
+        ):
+            raise UnsafeName(f"{name} exists and is not this message; not overwritten")
 
     async def deliver(self, item: Outbound) -> None:
         try:
             await asyncio.to_thread(self._write, item)
+        except UnsafeName as exc:
+            raise PermanentError(str(exc)) from None
         except PermissionError as exc:
             raise PermanentError(f"cannot write to {self.path}: {exc.strerror}") from None
         except OSError as exc:
@@ -57,3 +56,16 @@ class DirectoryAdapter:
 
     async def close(self) -> None:
         return None
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """True when ``path`` is a regular file (not a symlink) with exactly ``data``: the same
+    message delivered before (a retry after a lost acknowledgement, or a replay)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(len(data) + 1) == data

@@ -53,7 +53,7 @@ class HttpAdapter:
                 status = response.status
                 await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}"[:300]) from None
+            raise RetryableError(type(exc).__name__, str(exc)[:1000]) from None
         if 200 <= status < 300:
             return
         if status >= 500 or status in RETRYABLE_STATUS:

@@ -10,6 +10,7 @@ the message itself was refused: permanent.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from zeep.transports import Transport
 
 from adapters.base import AdapterError, Outbound, PermanentError, RetryableError
 from gateway.soap import SOAP11_NS, soap_action_for
+from gateway.xmlsafe import parse_own
 
 WSDL = (
     Path(__file__).resolve().parent.parent
@@ -30,6 +32,12 @@ WSDL = (
     / "ggk0210_OntvangAsynchroon.wsdl"
 )
 STUF_NS = "http://www.egem.nl/StUF/StUF0301"
+_NOT_CODE = re.compile(r"[^A-Za-z0-9]")
+
+
+def _code(value: str | None) -> str:
+    """A foutcode as the partner sent it, reduced to what a code can be (it is shown)."""
+    return _NOT_CODE.sub("", value or "")[:12] or "?"
 
 
 class StufAdapter:
@@ -56,7 +64,7 @@ class StufAdapter:
         self.binding = self.client.service._binding
 
     def _call(self, item: Outbound) -> None:
-        body = etree.fromstring(item.envelope)
+        body = parse_own(item.envelope)
         operation = soap_action_for(body).rsplit("/", 1)[-1]
         soap = etree.Element(f"{{{SOAP11_NS}}}Envelope", nsmap={"soapenv": SOAP11_NS})
         etree.SubElement(soap, f"{{{SOAP11_NS}}}Body").append(body)
@@ -72,10 +80,11 @@ class StufAdapter:
             detail = fault.detail
             plek = detail.findtext(f".//{{{STUF_NS}}}plek") if detail is not None else None
             code = detail.findtext(f".//{{{STUF_NS}}}code") if detail is not None else None
-            text = f"Fo03 {code or fault.code}: {fault.message}"[:300]
+            summary = f"Fo03 {_code(code or fault.code)}"
+            text = str(fault.message or "")[:1000] or None  # the partner's words: sealed
             if plek == "client":
-                raise PermanentError(text) from None
-            raise RetryableError(text) from None
+                raise PermanentError(summary, text) from None
+            raise RetryableError(summary, text) from None
         except zeep.exceptions.TransportError as exc:
             if (
                 exc.status_code
@@ -85,7 +94,7 @@ class StufAdapter:
                 raise PermanentError(f"HTTP {exc.status_code}") from None
             raise RetryableError(f"HTTP {exc.status_code}") from None
         except (requests.RequestException, OSError, zeep.exceptions.Error) as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}"[:300]) from None
+            raise RetryableError(type(exc).__name__, str(exc)[:1000]) from None
 
     async def deliver(self, item: Outbound) -> None:
         await asyncio.to_thread(self._call, item)

@@ -7,10 +7,13 @@ the payload digest) encrypted with AES-256-GCM under a key id, the record's sequ
 bound in as additional authenticated data. BSNs are searchable only through their keyed HMAC
 pseudonyms.
 
-Tamper evidence: every record carries the SHA-256 of its own canonical form including the
-previous record's hash, so altering, inserting, deleting or reordering records breaks the
-chain; Ed25519-signed checkpoints (seq, hash), which can be exported outside the gateway,
-catch truncation and a chain rebuilt by someone without the signing key.
+Tamper evidence: every record carries a keyed hash (HMAC-SHA256 under the keyring's chain
+key) of its own canonical form including the previous record's hash, so altering, inserting,
+deleting or reordering records breaks the chain, and nobody without the keyring can forge a
+record that fits. Ed25519-signed checkpoints (seq, hash), written at start, every
+``checkpoint_seconds`` and at a clean stop, and exportable outside the gateway, catch
+truncation; ``verify`` reports how many records follow the last signature (the tail that a
+truncation could remove unnoticed) and rebuilds the BSN search index to compare it.
 
 Appends take the caller's SQLite connection inside its transaction, so an "accepted" record
 commits atomically with the message it describes (see gateway/broker/sqlite.py).
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -98,8 +102,9 @@ def _aad(seq: int) -> bytes:
     return f"ggk-audit:{seq}".encode()
 
 
-def record_hash(row: dict[str, Any]) -> str:
-    """SHA-256 over the canonical JSON of a record (everything but its own hash)."""
+def record_hash(row: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 (``key``: the keyring's chain key) over the canonical JSON of a record
+    (everything but its own hash)."""
     secret = row["secret"]
     canonical = json.dumps(
         [
@@ -114,7 +119,7 @@ def record_hash(row: dict[str, Any]) -> str:
         ensure_ascii=False,
         separators=(",", ":"),
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def append(db: sqlite3.Connection, keyring: Keyring, event: AuditEvent, at: float) -> int:
@@ -139,7 +144,7 @@ def append(db: sqlite3.Connection, keyring: Keyring, event: AuditEvent, at: floa
         "secret": secret,
         "prev_hash": prev,
     }
-    row["hash"] = record_hash(row)
+    row["hash"] = record_hash(row, keyring.chain_key)
     db.execute(
         f"INSERT INTO audit ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
         tuple(row.values()),
@@ -184,82 +189,126 @@ class Verdict:
     checkpoints: int
     bad_seq: int | None = None
     reason: str = ""
+    unsigned_tail: int = 0
+    """Records after the last signed checkpoint: a truncation of these would go unnoticed."""
+
+
+class _Tampered(Exception):
+    def __init__(self, seq: int | None, reason: str) -> None:
+        super().__init__(reason)
+        self.seq = seq
+        self.reason = reason
 
 
 def verify(
     db: sqlite3.Connection,
-    verify_key: Ed25519PublicKey,
+    keyring: Keyring,
     external: list[dict[str, Any]] | None = None,
 ) -> Verdict:
-    """Walk the whole chain and every checkpoint; name the first bad record and why."""
+    """Walk the whole chain, every checkpoint and the BSN index; name the first bad record
+    and why. Malformed rows are findings too, never exceptions."""
     db.row_factory = sqlite3.Row
+    hashes: dict[int, str] = {}
+    checkpoints: list[dict[str, Any]] = []
+    try:
+        hashes = _walk_chain(db, keyring.chain_key)
+        checkpoints = [dict(r) for r in db.execute("SELECT * FROM audit_checkpoint ORDER BY seq")]
+        signed = _check_signatures(keyring.verify_key, hashes, checkpoints, external or [])
+        _check_bsn_index(db)
+    except _Tampered as exc:
+        return Verdict(False, len(hashes), len(checkpoints), exc.seq, exc.reason)
+    except sqlite3.Error as exc:
+        return Verdict(False, len(hashes), len(checkpoints), None, f"unreadable log: {exc}")
+    return Verdict(True, len(hashes), len(checkpoints), unsigned_tail=len(hashes) - signed)
+
+
+def _walk_chain(db: sqlite3.Connection, key: bytes) -> dict[int, str]:
     expected_seq, prev = 1, GENESIS
     hashes: dict[int, str] = {}
-    count = 0
     for row in db.execute("SELECT * FROM audit ORDER BY seq"):
         data = dict(row)
         seq = data["seq"]
         if seq != expected_seq:
-            return Verdict(
-                False,
-                count,
-                0,
+            raise _Tampered(
                 expected_seq,
                 f"record {expected_seq} is missing (next present is {seq}): records were deleted",
             )
         if data["prev_hash"] != prev:
-            return Verdict(
-                False,
-                count,
-                0,
+            raise _Tampered(
                 seq,
-                f"record {seq} does not follow record "
-                f"{seq - 1}: records were inserted, reordered or replaced",
+                f"record {seq} does not follow record {seq - 1}: records were inserted, "
+                "reordered or replaced",
             )
-        if record_hash(data) != data["hash"]:
-            return Verdict(
-                False,
-                count,
-                0,
+        try:
+            fits = hmac.compare_digest(record_hash(data, key), str(data["hash"]))
+        except (TypeError, ValueError, KeyError):
+            fits = False
+        if not fits and seq == 1:
+            raise _Tampered(
                 seq,
-                f"record {seq} was altered (its content does not match its hash)",
+                "record 1 does not fit this keyring's chain key: a wrong keyring for this "
+                "database, or the record was forged",
             )
+        if not fits:
+            raise _Tampered(seq, f"record {seq} was altered or forged (its keyed hash differs)")
         prev = data["hash"]
         hashes[seq] = prev
         expected_seq += 1
-        count += 1
-    checkpoints = [dict(r) for r in db.execute("SELECT * FROM audit_checkpoint ORDER BY seq")]
-    for source, items in (("checkpoint", checkpoints), ("exported checkpoint", external or [])):
+    return hashes
+
+
+def _check_signatures(
+    verify_key: Ed25519PublicKey,
+    hashes: dict[int, str],
+    checkpoints: list[dict[str, Any]],
+    external: list[dict[str, Any]],
+) -> int:
+    """Every checkpoint is signed, inside the log and equal to it; returns the highest
+    signed sequence number (0: none)."""
+    signed = 0
+    for source, items in (("checkpoint", checkpoints), ("exported checkpoint", external)):
         for cp in items:
-            seq = int(cp["seq"])
             try:
+                seq = int(cp["seq"])
                 verify_key.verify(base64.b64decode(cp["signature"]), f"{seq}:{cp['hash']}".encode())
-            except (InvalidSignature, ValueError):
-                return Verdict(
-                    False,
-                    count,
-                    len(checkpoints),
-                    seq,
-                    f"{source} at record {seq} has an invalid signature",
-                )
+            except (InvalidSignature, ValueError, TypeError, KeyError):
+                raise _Tampered(
+                    _int_or_none(cp.get("seq")), f"a {source} has an invalid signature"
+                ) from None
             if seq not in hashes:
-                return Verdict(
-                    False,
-                    count,
-                    len(checkpoints),
+                raise _Tampered(
                     seq,
-                    f"{source} covers record {seq} but the log ends at "
-                    f"{count}: the log was truncated",
+                    f"{source} covers record {seq} but the log ends at {len(hashes)}: "
+                    "the log was truncated",
                 )
             if hashes[seq] != cp["hash"]:
-                return Verdict(
-                    False,
-                    count,
-                    len(checkpoints),
-                    seq,
-                    f"record {seq} differs from the signed {source}: the chain was rewritten",
+                raise _Tampered(
+                    seq, f"record {seq} differs from the signed {source}: the chain was rewritten"
                 )
-    return Verdict(True, count, len(checkpoints))
+            signed = max(signed, seq)
+    return signed
+
+
+def _check_bsn_index(db: sqlite3.Connection) -> None:
+    """The BSN search index (audit_bsn) must be exactly what the chained records say; an
+    added or removed entry would make a search find or miss a citizen's records."""
+    indexed: dict[int, set[str]] = {}
+    for row in db.execute("SELECT pseudonym, seq FROM audit_bsn"):
+        indexed.setdefault(row[1], set()).add(row[0])
+    for row in db.execute("SELECT seq, bsn_pseudonyms FROM audit WHERE bsn_pseudonyms != ''"):
+        want = set(str(row[1]).split(","))
+        if indexed.pop(row[0], set()) != want:
+            raise _Tampered(row[0], f"the BSN search index differs from record {row[0]}")
+    if indexed:
+        seq = min(indexed)
+        raise _Tampered(seq, f"the BSN search index has entries for record {seq} it lacks")
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def search(
@@ -315,4 +364,9 @@ def export(db: sqlite3.Connection, keyring: Keyring) -> Iterator[dict[str, Any]]
 
 
 def load_exported_checkpoints(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The checkpoints of a file written by ``ggk audit checkpoint --export``; a line that
+    is not a JSON object is a ValueError."""
+    items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not all(isinstance(item, dict) for item in items):
+        raise ValueError("every line must be a JSON object")
+    return items

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.standards import BY_CODE
 from gateway.xmlsafe import DEFAULT_MAX_BYTES
 
 
@@ -26,6 +27,22 @@ class TlsConfig:
     client_ca: Path | None
     crl: Path | None = None
     """Client certificates listed here are refused in the handshake (revocation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """``[limits]``: what one connection, one peer and all callers together may hold."""
+
+    header_timeout: float = 10.0
+    """Seconds from connect (TLS handshake included) until a request's headers are in."""
+    keepalive_timeout: float = 15.0
+    """Seconds an idle keep-alive connection is kept open."""
+    max_connections: int = 1000
+    max_connections_per_peer: int = 100
+    """Beyond these a new connection gets a 503 and is closed."""
+    inflight_body_mb: int = 100
+    """Request bodies held in memory at once (all callers); a request whose body would pass
+    it waits (up to body_timeout, then 503) instead of growing memory without bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +96,17 @@ class GatewayConfig:
     instead of filling the disk. None: no quota beyond the disk itself."""
     body_timeout: float = 60.0
     """Seconds a client may take to send its request body (slow-body protection)."""
+    limits: ConnectionLimits = field(default_factory=lambda: ConnectionLimits())
+    text_functies: tuple[str, ...] = ()
+    """Functies (never an iWmo/iJw message code) whose free text payloads are accepted."""
     business_rules: str = "reject"
     schema_dirs: tuple[Path, ...] = ()
     tls: TlsConfig | None = None
     admin_token_sha256: str | None = None
+    metrics_token_sha256: str | None = None
+    """A scrape token for /metrics (besides the admin token)."""
+    metrics_from_loopback: bool = False
+    """Let loopback callers read /metrics without a token (a scraper on the same host)."""
     partners_file: Path = Path("partners.toml")
     routes: list[dict[str, Any]] = field(default_factory=list)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
@@ -110,7 +134,7 @@ class GatewayConfig:
         return f"{scheme}://{self.host}:{self.port}"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -144,7 +168,11 @@ def load(path: Path) -> GatewayConfig:
             )
         except KeyError as exc:
             raise ConfigError(f"{path}: [tls] needs {exc}") from None
-    delivery = DeliveryConfig(**raw.get("delivery", {}))
+    try:
+        delivery = DeliveryConfig(**raw.get("delivery", {}))
+        limits = ConnectionLimits(**raw.get("limits", {}))
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     kafka = _kafka(raw["kafka"], path, rel) if "kafka" in raw else None
     config = GatewayConfig(
         path=path.resolve(),
@@ -156,11 +184,15 @@ def load(path: Path) -> GatewayConfig:
         plain_http=bool(gw.get("plain_http", False)),
         max_message_bytes=int(gw.get("max_message_bytes", DEFAULT_MAX_BYTES)),
         body_timeout=float(gw.get("body_timeout", 60.0)),
+        limits=limits,
+        text_functies=tuple(str(f) for f in gw.get("text_functies", [])),
         max_database_mb=int(gw["max_database_mb"]) if gw.get("max_database_mb") else None,
         business_rules=str(gw.get("business_rules", "reject")),
         schema_dirs=tuple(rel(d) for d in gw.get("schema_dirs", [])),
         tls=tls,
         admin_token_sha256=raw.get("auth", {}).get("admin_token_sha256"),
+        metrics_token_sha256=raw.get("auth", {}).get("metrics_token_sha256"),
+        metrics_from_loopback=bool(raw.get("auth", {}).get("metrics_from_loopback", False)),
         partners_file=rel(str(gw.get("partners", "partners.toml"))),
         routes=list(raw.get("route", [])),
         delivery=delivery,
@@ -196,7 +228,7 @@ def check(config: GatewayConfig) -> None:
         raise ConfigError(f"{config.path}: broker = 'kafka' needs a [kafka] table")
     if config.business_rules not in ("reject", "record"):
         raise ConfigError(f"{config.path}: business_rules is 'reject' or 'record'")
-    if config.plain_http and not _is_loopback(config.host):
+    if config.plain_http and not is_loopback(config.host):
         raise ConfigError(
             f"{config.path}: plain_http is only allowed on a loopback address, not {config.host}"
         )
@@ -208,6 +240,22 @@ def check(config: GatewayConfig) -> None:
     if config.retention_days <= 0 or config.checkpoint_seconds <= 0:
         raise ConfigError(
             f"{config.path}: audit retention_days and checkpoint_seconds must be positive"
+        )
+    named = [f for f in config.text_functies if BY_CODE.get(f.strip().upper())]
+    if named:
+        raise ConfigError(
+            f"{config.path}: text_functies may not name iWmo/iJw messages ({', '.join(named)}): "
+            "those are always validated as XML"
+        )
+    lim = config.limits
+    if min(lim.header_timeout, lim.keepalive_timeout, config.body_timeout) <= 0 or (
+        min(lim.max_connections, lim.max_connections_per_peer, lim.inflight_body_mb) < 1
+    ):
+        raise ConfigError(f"{config.path}: [limits] and body_timeout must be positive")
+    if lim.inflight_body_mb * 1024 * 1024 < config.max_message_bytes:
+        raise ConfigError(
+            f"{config.path}: [limits] inflight_body_mb must hold at least one message of "
+            "max_message_bytes"
         )
     if config.delivery.max_attempts < 1:
         raise ConfigError(f"{config.path}: delivery.max_attempts must be at least 1")

@@ -19,6 +19,7 @@ import structlog
 
 import adapters
 from adapters.base import Adapter, DeliveryFailed, Outbound
+from gateway.audit import AuditEvent
 from gateway.broker.base import Broker, Job, StorageError
 from gateway.config import DeliveryConfig
 from gateway.metrics import DELIVERIES
@@ -114,7 +115,7 @@ class DeliveryService:
             adapter = self.adapter_for(job.destination)
             await asyncio.wait_for(adapter.deliver(outbound), self.config.timeout)
         except DeliveryFailed as exc:
-            await self._failed(job, str(exc) or type(exc).__name__, exc.retryable)
+            await self._failed(job, exc.summary or type(exc).__name__, exc.retryable, exc.detail)
             return
         except TimeoutError:
             await self._failed(job, f"timed out after {self.config.timeout:g} s", True)
@@ -132,7 +133,13 @@ class DeliveryService:
             seconds=round(self.clock() - started, 4),
         )
 
-    async def _failed(self, job: Job, error: str, retryable: bool) -> None:
+    async def _failed(
+        self, job: Job, error: str, retryable: bool, detail: str | None = None
+    ) -> None:
+        """Record a failed attempt: our summary in the delivery's state and history, the
+        partner's own text (``detail``) sealed in the audit log only."""
+        if detail:
+            await self._seal_detail(job, error, detail)
         if retryable and job.attempts < self.config.max_attempts:
             wait = backoff(job.attempts, self.config.backoff_base, self.config.backoff_max)
             await self.broker.retry(job, error, self.clock() + wait)
@@ -144,6 +151,7 @@ class DeliveryService:
                 attempt=job.attempts,
                 wait=round(wait, 3),
                 error=error,
+                detail_chars=len(detail or ""),
             )
         else:
             await self.broker.dead(job, error)
@@ -154,8 +162,25 @@ class DeliveryService:
                 destination=job.destination,
                 attempt=job.attempts,
                 error=error,
+                detail_chars=len(detail or ""),
                 permanent=not retryable,
             )
+
+    async def _seal_detail(self, job: Job, summary: str, detail: str) -> None:
+        event = AuditEvent(
+            action="delivery_failure_text",
+            object=job.message_id,
+            referentienummer=job.referentienummer,
+            ontvanger=job.destination,
+            functie=job.functie,
+            actor="gateway",
+            outcome=summary,
+            secret={"partner_text": detail},
+        )
+        try:
+            await self.broker.audit_event(event)
+        except StorageError:
+            log.error("audit.write_failed", action=event.action)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -91,6 +91,16 @@ partners = "partners.toml"
 business_rules = "reject"   # or "record": deliver and only record level 2-4 rule violations
 body_timeout = 60           # seconds a client may take to send its request body (else 408)
 # max_database_mb = 10240   # quota: refuse new messages (StUF046) before the disk fills
+text_functies = []          # functies whose free text payloads are accepted (closed list;
+                            # iWmo/iJw functies such as WMO301 are always validated as XML)
+# public_url = "https://ggk.example.nl"  # the address the WSDL gives (default: host:port)
+
+[limits]
+header_timeout = 10         # seconds from connect (TLS included) to a request's headers
+keepalive_timeout = 15      # seconds an idle keep-alive connection stays open
+max_connections = 1000      # all callers together; beyond: 503 and close
+max_connections_per_peer = 100
+inflight_body_mb = 100      # request bodies in memory at once; more wait (then 503)
 
 [tls]
 cert = "{server.cert.relative_to(directory)}"
@@ -100,6 +110,8 @@ crl = "pki/crl.pem"          # revoked client certificates (ggk certs revoke; re
 
 [auth]
 admin_token_sha256 = "{token_digest(admin_token)}"
+# metrics_token_sha256 = "..."  # sha256 of a scrape token for /metrics (else the admin token)
+metrics_from_loopback = false   # true: callers on this host read /metrics without a token
 
 [delivery]
 max_attempts = 8

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from pathlib import Path
 from lxml import etree
 
 from gateway.report import Problem, Severity
+from gateway.standards import BY_CODE, NAMESPACE_ROOT, MessageType
 from gateway.xsderrors import problems_from_log
 
 STUF_NS = "http://www.egem.nl/StUF/StUF0301"
@@ -111,10 +113,13 @@ def is_envelope(root: etree._Element) -> bool:
     return qname.namespace == STUF_NS and qname.localname == "Fo01Bericht"
 
 
-_schemas: dict[str, etree.XMLSchema] = {}
+_local = threading.local()
 
 
 def _schema_for(namespace: str) -> etree.XMLSchema:
+    """The envelope schema, one instance per thread: an lxml XMLSchema keeps its error log
+    on the instance, so large envelopes read in a worker thread need their own."""
+    _schemas: dict[str, etree.XMLSchema] = _local.__dict__.setdefault("schemas", {})
     schema = _schemas.get(namespace)
     if schema is None:
         files = {
@@ -159,6 +164,17 @@ def _systeem(el: etree._Element | None) -> Systeem:
 
 def parse(root: etree._Element) -> Envelope:
     """Validate an envelope against its schema and read it; raises :class:`EnvelopeError`."""
+    if not is_envelope(root):
+        raise EnvelopeError(
+            [
+                Problem(
+                    "ENV-ELEMENT",
+                    "the message is not a StUF-GGk ggk_Di01, ggk_Du01 or StUF Fo01",
+                    expected=f"{DI01_ELEMENT}, {DU01_ELEMENT} or Fo01Bericht",
+                    found=repr(etree.QName(root).localname[:60]),
+                )
+            ]
+        )
     qname = etree.QName(root)
     namespace = qname.namespace or ""
     schema = _schema_for(namespace)
@@ -265,6 +281,54 @@ def check(env: Envelope) -> list[Problem]:
             )
         )
     return problems
+
+
+def named_message(functie: str | None) -> MessageType | None:
+    """The iWmo/iJw message a functie names (``WMO301``, also written ``wmo301``), or None.
+
+    This decides how a payload is checked, never the payload's own label (xmlBestand versus
+    tekstBestand, or xmime:contentType): a label is the sender's claim and costs nothing to
+    change, so a message type announced by its functie is always parsed and validated as XML.
+    """
+    return BY_CODE.get((functie or "").strip().upper())
+
+
+def functie_label(functie: str | None) -> str:
+    """A functie as logs and metrics may show it: a message code exactly as the catalogue
+    writes it, or ``other`` (a partner's free text never becomes a label or log field)."""
+    message = named_message(functie)
+    return message.code if message is not None and message.code == functie else "other"
+
+
+_ISTANDAARD_MARK = NAMESPACE_ROOT.encode()
+
+
+def looks_like_istandaard(payload: bytes) -> bool:
+    """True when a payload carries an iStandaarden namespace anywhere: such content is an
+    iWmo/iJw message (or meant to pass as one) whatever its functie or label says."""
+    return _ISTANDAARD_MARK in payload
+
+
+def check_text_payload(envelope: Envelope, allowed: frozenset[str]) -> Problem | None:
+    """A Di01/Du01 whose functie names no iWmo/iJw message may only carry a free payload for
+    the functies the configuration allows (a closed list), and never iWmo/iJw content."""
+    functie = envelope.functie or ""
+    if functie not in allowed:
+        return Problem(
+            "ENV-FUNCTIE",
+            "functie names no iWmo/iJw message and is not an allowed text functie",
+            path="stuurgegevens/functie",
+            expected="an iWmo/iJw message code (e.g. WMO301) or a configured text functie",
+            found=repr(functie[:40]),
+        )
+    if looks_like_istandaard(envelope.payload):
+        return Problem(
+            "ENV-FUNCTIE",
+            "payload is iWmo/iJw content; its functie must name the message",
+            path="stuurgegevens/functie",
+            found=repr(functie[:40]),
+        )
+    return None
 
 
 # --- building -------------------------------------------------------------------------------

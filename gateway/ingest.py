@@ -8,6 +8,7 @@ StUF/GGk foutcode the sender gets in its Fo03; nothing is stored for a rejected 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class Ingress:
         broker: Broker,
         reject_rule_violations: bool = True,
         payloads: PayloadValidator | None = None,
+        text_functies: frozenset[str] = frozenset(),
     ) -> None:
         self.validator = validator
         self.payloads = payloads or PayloadValidator(validator, ())
@@ -103,32 +105,70 @@ class Ingress:
         self.routes = routes
         self.broker = broker
         self.reject_rule_violations = reject_rule_violations
+        self.text_functies = text_functies
+        """Functies (not iWmo/iJw messages) whose free payloads are accepted: a closed list."""
 
     async def accept_envelope(
-        self, element: etree._Element, identity: Identity
+        self, element: etree._Element, identity: Identity, *, offload: bool = False
     ) -> Accepted | Rejected:
-        """Accept or refuse; every refusal is audited (nothing else is stored for it)."""
-        result = await self._accept(element, identity)
+        """Accept or refuse; every refusal is audited (nothing else is stored for it).
+        ``offload``: a large envelope, read in a thread instead of on the event loop."""
+        result = await self._accept(element, identity, offload)
         if isinstance(result, Rejected):
-            event = audit.AuditEvent(
-                action="rejected",
+            await self._audit_refusal(
+                identity,
+                result.code,
                 referentienummer=result.cross_ref,
                 zender=result.zender.organisatie if result.zender else "",
                 functie=result.functie or "",
-                actor=f"{identity.name} via {identity.via}",
-                origin=identity.peer,
-                outcome=result.code,
-                secret={"omschrijving": result.omschrijving},
+                omschrijving=result.omschrijving,
             )
-            try:
-                await self.broker.audit_event(event)
-            except StorageError:
-                log.error("audit.write_failed", code=result.code)
         return result
 
-    async def _accept(self, element: etree._Element, identity: Identity) -> Accepted | Rejected:
+    async def refused_unauthenticated(self, identity: Identity) -> None:
+        """Audit a request refused before its body was read: nobody we know sent it."""
+        log.info("message.rejected", code="StUF052", peer=identity.peer, reason="no credential")
+        await self._audit_refusal(identity, "StUF052")
+
+    async def refused_transport(self, identity: Identity, code: str) -> None:
+        """Audit a request refused at the SOAP layer (not XML, not SOAP 1.1, ...)."""
+        log.info("message.rejected", code=code, peer=identity.peer, stage="soap")
+        await self._audit_refusal(identity, code)
+
+    async def _audit_refusal(
+        self,
+        identity: Identity,
+        code: str,
+        *,
+        referentienummer: str = "",
+        zender: str = "",
+        functie: str = "",
+        omschrijving: str = "",
+    ) -> None:
+        event = audit.AuditEvent(
+            action="rejected",
+            referentienummer=referentienummer,
+            zender=zender,
+            functie=functie,
+            actor=f"{identity.name} via {identity.via or '-'}",
+            origin=identity.peer,
+            outcome=code,
+            secret={"omschrijving": omschrijving} if omschrijving else {},
+        )
         try:
-            envelope = env.parse(element)
+            await self.broker.audit_event(event)
+        except StorageError:
+            log.error("audit.write_failed", code=code)
+
+    async def _accept(
+        self, element: etree._Element, identity: Identity, offload: bool
+    ) -> Accepted | Rejected:
+        if identity.partner is None:  # nothing of an unknown caller's message is read
+            return Rejected("StUF052", "client", "sender is not authenticated")
+        try:
+            envelope = (
+                await asyncio.to_thread(env.parse, element) if offload else env.parse(element)
+            )
         except env.EnvelopeError as exc:
             first = exc.problems[0]
             log.info("message.rejected", referentienummer=_ref_of(element), rule=first.rule)
@@ -145,41 +185,55 @@ class Ingress:
 
         message: MessageType | None = None
         payload_root: etree._Element | None = None
-        if envelope.kind is not env.Kind.FO01 and envelope.payload_is_xml:
-            result = await self.payloads.validate_payload(envelope.payload)
-            errors = result.report.errors
-            blocking = [p for p in errors if p.level == 1 or self.reject_rule_violations]
-            if blocking:
-                first = blocking[0]
-                code = "StUF055" if first.level == 1 else "StUF058"
-                return self._reject(
-                    envelope, code, "client", _describe(first), details=f"{len(errors)} problem(s)"
-                )
-            if result.identified is None or result.root is None:
-                return self._reject(envelope, "StUF055", "client", "payload not identified")
-            message, payload_root = result.identified.message, result.root
-            mismatch = [
-                p
-                for p in envelope_matches_payload(envelope, message, payload_root)
-                if p.severity is Severity.ERROR
-            ]
-            if mismatch:
-                return self._reject(
-                    envelope,
-                    ENVELOPE_CODES.get(mismatch[0].rule, "StUF055"),
-                    "client",
-                    _describe(mismatch[0]),
-                )
-            sender = identity.partner
-            assert sender is not None
-            if sender.kind.party is not message.sender:
-                return self._reject(
-                    envelope,
-                    "IB234",
-                    "client",
-                    f"a {sender.kind.value} may not send {message.code}",
-                )
+        if envelope.kind is not env.Kind.FO01:
+            if env.named_message(envelope.functie) is None:
+                problem = env.check_text_payload(envelope, self.text_functies)
+                if problem is not None:
+                    return self._reject(envelope, "IB240", "client", _describe(problem))
+            else:
+                checked = await self._check_payload(envelope, identity)
+                if isinstance(checked, Rejected):
+                    return checked
+                message, payload_root = checked
         return await self._route_and_store(envelope, raw, identity, message, payload_root)
+
+    async def _check_payload(
+        self, envelope: env.Envelope, identity: Identity
+    ) -> tuple[MessageType, etree._Element] | Rejected:
+        """The payload of a functie that names an iWmo/iJw message: that message, as XML,
+        passing XSD, rules, envelope/payload agreement and the sender-kind check, whatever
+        the envelope's label (xmlBestand, tekstBestand, contentType) claims."""
+        result = await self.payloads.validate_payload(envelope.payload)
+        errors = result.report.errors
+        blocking = [p for p in errors if p.level == 1 or self.reject_rule_violations]
+        if blocking:
+            first = blocking[0]
+            code = "StUF055" if first.level == 1 else "StUF058"
+            return self._reject(
+                envelope, code, "client", _describe(first), details=f"{len(errors)} problem(s)"
+            )
+        if result.identified is None or result.root is None:
+            return self._reject(envelope, "StUF055", "client", "payload not identified")
+        message, payload_root = result.identified.message, result.root
+        mismatch = [
+            p
+            for p in envelope_matches_payload(envelope, message, payload_root)
+            if p.severity is Severity.ERROR
+        ]
+        if mismatch:
+            return self._reject(
+                envelope,
+                ENVELOPE_CODES.get(mismatch[0].rule, "StUF055"),
+                "client",
+                _describe(mismatch[0]),
+            )
+        sender = identity.partner
+        assert sender is not None
+        if sender.kind.party is not message.sender:
+            return self._reject(
+                envelope, "IB234", "client", f"a {sender.kind.value} may not send {message.code}"
+            )
+        return message, payload_root
 
     def _check_envelope(self, envelope: env.Envelope, identity: Identity) -> Rejected | None:
         errors = [p for p in env.check(envelope) if p.severity is Severity.ERROR]
@@ -190,8 +244,7 @@ class Ingress:
                 "client",
                 _describe(errors[0]),
             )
-        if identity.partner is None:
-            return self._reject(envelope, "StUF052", "client", "sender is not authenticated")
+        assert identity.partner is not None  # checked before the envelope was read
         if envelope.zender.organisatie != identity.partner.id:
             log.warning(
                 "message.spoofed_sender",
@@ -226,9 +279,9 @@ class Ingress:
     ) -> Rejected:
         log.info(
             "message.rejected",
-            referentienummer=envelope.referentienummer,
-            zender=envelope.zender.organisatie,
-            functie=envelope.functie,
+            referentienummer=envelope.referentienummer[:40],
+            zender=envelope.zender.organisatie[:20],
+            functie=env.functie_label(envelope.functie),
             code=code,
         )
         return Rejected(
@@ -253,16 +306,14 @@ class Ingress:
         receiver = envelope.ontvanger.organisatie
         heen_id: str | None = None
         if envelope.kind is not env.Kind.DI01 and envelope.cross_ref:
-            heen = await self.broker.find_message(envelope.cross_ref)
+            # A conversation belongs to its two parties: a Du01/Fo01 is linked only to a
+            # message its ontvanger sent to its zender. Any other reference is treated exactly
+            # like one this gateway never saw (routed by the envelope, not linked), so the
+            # answer says nothing about other partners' messages.
+            heen = await self.broker.find_conversation(
+                envelope.cross_ref, zender=receiver, ontvanger=identity.partner.id
+            )
             if heen is not None:
-                if heen["zender"] != receiver:
-                    return self._reject(
-                        envelope,
-                        "StUF043",
-                        "client",
-                        f"crossRefnummer points at a message of "
-                        f"{heen['zender']}, not of {receiver}",
-                    )
                 heen_id = heen["id"]
         routed = RoutedMessage(
             functie=envelope.functie or envelope.kind.value,
@@ -348,7 +399,7 @@ class Ingress:
             referentienummer=envelope.referentienummer,
             zender=record.zender,
             ontvanger=receiver,
-            functie=envelope.functie,
+            functie=env.functie_label(envelope.functie),
             destinations=[p.destination for p in planned],
             duplicate=outcome.status == "duplicate",
             retour_of=heen_id,
@@ -398,4 +449,4 @@ def _payload_header(root: etree._Element | None, message: MessageType | None) ->
 
 def _ref_of(element: etree._Element) -> str:
     found = element.findtext(f".//{{{env.STUF_NS}}}referentienummer")
-    return found or ""
+    return (found or "")[:40]  # an unchecked envelope's: at most a UUID's length is echoed

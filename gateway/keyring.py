@@ -157,6 +157,12 @@ class Keyring:
         """Keyed HMAC of a BSN: searchable, not reversible without the key."""
         return hmac.new(self.pseudonym_key, value.encode(), hashlib.sha256).hexdigest()
 
+    @property
+    def chain_key(self) -> bytes:
+        """The HMAC key of the audit chain, derived from the pseudonym key (so existing
+        keyrings have it): whoever lacks the keyring cannot compute a valid record hash."""
+        return hmac.new(self.pseudonym_key, b"ggk audit chain v1", hashlib.sha256).digest()
+
     def sign(self, data: bytes) -> bytes:
         return self.signing_key.sign(data)
 

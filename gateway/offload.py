@@ -108,8 +108,8 @@ class PayloadValidator:
         result = PayloadResult(report)
         if report.message is None:
             return result  # not identified: the report says why, nothing to route
-        try:
-            result.root = parse_untrusted(data, self.validator.limits)
+        try:  # a large tree: built in a thread, so the loop goes on serving others
+            result.root = await asyncio.to_thread(parse_untrusted, data, self.validator.limits)
         except UnsafeXml:  # it parsed in the worker with the same limits: cannot happen
             return self.validator.validate_payload(data)
         identified = identify(result.root, self.validator.registry)

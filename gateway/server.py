@@ -13,15 +13,18 @@ import gc
 import hashlib
 import hmac
 import json
+import math
 import re
 import signal
 import socket
 import ssl
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp.http_exceptions
 import structlog
 from aiohttp import web
 from lxml import etree
@@ -29,15 +32,17 @@ from prometheus_client import generate_latest
 
 from gateway import audit, soap
 from gateway import envelope as env
+from gateway.admission import BodyBudget, BudgetExhausted
 from gateway.broker.base import Broker, StorageError
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
-from gateway.config import GatewayConfig, TlsConfig
+from gateway.config import GatewayConfig, TlsConfig, is_loopback
+from gateway.connections import GuardedSite
 from gateway.delivery import DeliveryService
 from gateway.ingest import Identity, Ingress, Rejected
 from gateway.keyring import Keyring
 from gateway.metrics import ACCEPTED, BV03_SECONDS, DELIVERY_STATES, REGISTRY, REJECTED
-from gateway.offload import PayloadValidator
+from gateway.offload import LARGE_PAYLOAD_BYTES, PayloadValidator
 from gateway.openapi import OPENAPI
 from gateway.schemas import SchemaRegistry
 from gateway.standards import Kind
@@ -53,6 +58,14 @@ WSDL_PATH = "ggk0210/ggk0210_OntvangAsynchroon.wsdl"
 SOAP_PATH = "/ggk/OntvangAsynchroon"
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9_./-]+\.(xsd|wsdl)$")
+ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
+"""Request Content-Encodings decoded (within the size limit); anything else is a 400."""
+SOAP_ALLOWANCE = 64 * 1024
+"""Bytes a request may carry beyond max_message_bytes (SOAP wrapper, HTTP framing)."""
+SOAP_MAX_MARKUP = 2_000
+"""A SOAP request carries a few dozen tags (the payload is base64 text)."""
+PAYLOAD_MAX_MARKUP = 2_000_000
+"""An iWmo/iJw message has a tag per ~25 bytes; 2 million covers a 25 MiB one."""
 
 
 @dataclass
@@ -65,6 +78,9 @@ class Gateway:
     ingress: Ingress
     delivery: DeliveryService
     limits: ParseLimits
+    soap_limits: ParseLimits
+    """For SOAP requests: few tags allowed (the payload is base64 text inside)."""
+    bodies: BodyBudget
 
     @property
     def systeem(self) -> env.Systeem:
@@ -82,7 +98,7 @@ def build(config: GatewayConfig) -> Gateway:
         for partner in rule.copy_to:
             if partners.get(partner) is None:
                 raise ValueError(f"route {rule.name!r} copies to unknown partner {partner}")
-    limits = ParseLimits(max_bytes=config.max_message_bytes)
+    limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=PAYLOAD_MAX_MARKUP)
     registry = SchemaRegistry(list(config.schema_dirs))
     registry.compile_all()
     validator = Validator(registry, limits)
@@ -106,9 +122,12 @@ def build(config: GatewayConfig) -> Gateway:
         broker=broker,
         reject_rule_violations=config.business_rules == "reject",
         payloads=PayloadValidator(validator, config.schema_dirs),
+        text_functies=frozenset(config.text_functies),
     )
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake)
-    return Gateway(config, partners, broker, ingress, delivery, limits)
+    soap_limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=SOAP_MAX_MARKUP)
+    bodies = BodyBudget(config.limits.inflight_body_mb * 1024 * 1024)
+    return Gateway(config, partners, broker, ingress, delivery, limits, soap_limits, bodies)
 
 
 # --- authentication ------------------------------------------------------------------------
@@ -140,7 +159,74 @@ def identify(request: web.Request, gw: Gateway) -> Identity:
 
 
 def _problem(status: int, title: str, **extra: Any) -> web.Response:
-    return web.json_response({"status": status, "title": title, **extra}, status=status)
+    return web.json_response(
+        {"status": status, "title": title, **extra},
+        status=status,
+        content_type="application/problem+json",
+    )
+
+
+class BadParameter(Exception):
+    """A query parameter that cannot be used; answered as a 400 problem document."""
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadParameter(f"{name} is a whole number from {low} to {high}")
+    return int(raw)
+
+
+def query_float(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and low <= value <= high):
+        raise BadParameter(f"{name} is a number from {low:g} to {high:g}")
+    return value
+
+
+def may_scrape(request: web.Request, gw: Gateway) -> bool:
+    if identify(request, gw).admin:
+        return True
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth.startswith("Bearer ") else ""
+    scrape = gw.config.metrics_token_sha256
+    if token and scrape:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        if hmac.compare_digest(digest, scrape):
+            return True
+    return gw.config.metrics_from_loopback and is_loopback(request.remote or "")
+
+
+@web.middleware
+async def problems_not_tracebacks(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every refusal is a 4xx problem document and anything unforeseen a bare 500: never a
+    traceback (which could quote a header, and with it a token) in an answer or the log."""
+    if "\x00" in request.path or "\x00" in request.query_string:
+        return _problem(400, "NUL in the request target")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ACCEPTED_ENCODINGS:
+        return _problem(400, "unsupported Content-Encoding; send identity, gzip or deflate")
+    try:
+        return await handler(request)
+    except BadParameter as exc:
+        return _problem(400, str(exc))
+    except web.HTTPException:
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:
+        log.error("request.failed", path=request.path, error=type(exc).__name__)
+        return _problem(500, "internal error; the operator can find it in the log")
 
 
 def as_partner(request: web.Request) -> tuple[Gateway, Identity, Partner] | web.Response:
@@ -168,18 +254,39 @@ def as_admin(request: web.Request) -> tuple[Gateway, Identity] | web.Response:
 
 async def soap_endpoint(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY_KEY]
-    if "wsdl" in request.query:
-        return wsdl(request)
+    if request.method == "GET":
+        if "wsdl" in request.query:
+            return wsdl(request)
+        return _problem(405, "POST a SOAP request; GET ?wsdl for the service description")
     started = time.perf_counter()
-    data = await read_body(request, gw)
-    if isinstance(data, web.Response):
-        return data
-    try:
-        element = soap.unwrap(data, request.headers.get("SOAPAction"), gw.limits)
-    except soap.SoapFault as exc:
-        REJECTED.labels(code=exc.code).inc()
-        return _fault(gw, exc.code, exc.plek, exc.omschrijving, None, exc.http_status)
-    result = await gw.ingress.accept_envelope(element, identify(request, gw))
+    identity = identify(request, gw)
+    if identity.partner is None:
+        # Nothing of an unknown caller is read or parsed: its body stays unread and the
+        # connection is closed after the answer.
+        REJECTED.labels(code="StUF052").inc()
+        await gw.ingress.refused_unauthenticated(identity)
+        response = _fault(gw, "StUF052", "client", "sender is not authenticated", None, 500)
+        response.force_close()
+        return response
+    async with admitted(request, gw) as data:
+        if isinstance(data, web.Response):
+            return data
+        large = len(data) > LARGE_PAYLOAD_BYTES
+        try:
+            if large:  # parsing megabytes must not stall the loop (health checks, others)
+                element = await asyncio.to_thread(
+                    soap.unwrap, data, request.headers.get("SOAPAction"), gw.soap_limits
+                )
+            else:
+                element = soap.unwrap(data, request.headers.get("SOAPAction"), gw.soap_limits)
+        except soap.SoapFault as exc:
+            REJECTED.labels(code=exc.code).inc()
+            await gw.ingress.refused_transport(identity, exc.code)
+            return _fault(
+                gw, exc.code, exc.plek, exc.omschrijving, None, exc.http_status, exc.faultcode
+            )
+        del data
+        result = await gw.ingress.accept_envelope(element, identity, offload=large)
     BV03_SECONDS.observe(time.perf_counter() - started)
     if isinstance(result, Rejected):
         REJECTED.labels(code=result.code).inc()
@@ -196,11 +303,19 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
 
 
 def _functie(element: etree._Element) -> str:
-    return element.findtext(f".//{{{env.STUF_NS}}}functie") or "Fo01"
+    """A metric label from a closed set: a known message code, Fo01, or ``other``."""
+    functie = element.findtext(f".//{{{env.STUF_NS}}}functie")
+    return "Fo01" if functie is None else env.functie_label(functie)
 
 
 def _fault(
-    gw: Gateway, code: str, plek: str, omschrijving: str, rejected: Rejected | None, status: int
+    gw: Gateway,
+    code: str,
+    plek: str,
+    omschrijving: str,
+    rejected: Rejected | None,
+    status: int,
+    faultcode: str | None = None,
 ) -> web.Response:
     body = soap.fault(
         code=code,
@@ -210,28 +325,53 @@ def _fault(
         ontvanger=rejected.zender if rejected and rejected.zender else env.Systeem("", "onbekend"),
         cross_ref=rejected.cross_ref if rejected else "",
         details=rejected.details if rejected else None,
+        faultcode=faultcode,
     )
     return web.Response(body=body, status=status, content_type="text/xml", charset="utf-8")
 
 
-async def read_body(request: web.Request, gw: Gateway) -> bytes | web.Response:
-    """The request body, bounded in size (413) and in time (408): a client that trickles its
-    body must not hold a connection and a handler forever."""
-    soap_request = request.path == SOAP_PATH
+def _too_large(request: web.Request, gw: Gateway) -> web.Response:
+    if request.path == SOAP_PATH:
+        return _fault(gw, "IB007", "client", "message larger than the limit", None, 413)
+    return _problem(413, "message larger than the limit", code="IB007")
+
+
+@contextlib.asynccontextmanager
+async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | web.Response]:
+    """The body of an authenticated request, read within the memory budget (503 when the
+    budget stays full), bounded in size (413, told by Content-Length before anything is
+    read) and in time (408: a client that trickles its body must not hold a handler)."""
+    limit = gw.config.max_message_bytes + SOAP_ALLOWANCE
+    length = request.content_length
+    if length is not None and length > limit:
+        response = _too_large(request, gw)
+        response.force_close()
+        yield response
+        return
     try:
-        return await asyncio.wait_for(request.read(), gw.config.body_timeout)
-    except web.HTTPRequestEntityTooLarge:
-        if soap_request:
-            return _fault(gw, "IB007", "client", "message larger than the limit", None, 413)
-        return _problem(413, "message larger than the limit", code="IB007")
-    except TimeoutError:
-        log.warning("request.body_timeout", peer=request.remote, path=request.path)
-        return web.Response(status=408, text="request body not received in time")
+        async with gw.bodies.reserve(length or limit, gw.config.body_timeout):
+            try:
+                data = await asyncio.wait_for(request.read(), gw.config.body_timeout)
+            except web.HTTPRequestEntityTooLarge:
+                yield _too_large(request, gw)
+                return
+            except TimeoutError:
+                log.warning("request.body_timeout", peer=request.remote, path=request.path)
+                yield web.Response(status=408, text="request body not received in time")
+                return
+            except (web.RequestPayloadError, aiohttp.http_exceptions.HttpProcessingError):
+                yield _problem(400, "the request body could not be read (encoding or framing)")
+                return
+            yield data
+    except BudgetExhausted:
+        log.warning("request.body_budget_full", peer=request.remote, path=request.path)
+        yield _problem(503, "the gateway is busy with large messages; try again later")
 
 
 def wsdl(request: web.Request) -> web.Response:
-    """Our WSDL with absolute import locations and this server's address."""
-    base = f"{request.scheme}://{request.host}"
+    """Our WSDL with absolute import locations and the configured public address (never the
+    request's Host header, which the caller chooses)."""
+    base = request.app[GATEWAY_KEY].config.base_url
     text = (STUF_GGK_DIR / WSDL_PATH).read_text(encoding="utf-8")
     text = text.replace(
         'location="../stuf0301_types.wsdl"', f'location="{base}/ggk/wsdl/stuf0301_types.wsdl"'
@@ -267,9 +407,15 @@ async def submit_message(request: web.Request) -> web.Response:
     if isinstance(auth, web.Response):
         return auth
     gw, identity, partner = auth
-    payload = await read_body(request, gw)
-    if isinstance(payload, web.Response):
-        return payload
+    async with admitted(request, gw) as payload:
+        if isinstance(payload, web.Response):
+            return payload
+        return await _submit(request, gw, identity, partner, payload)
+
+
+async def _submit(
+    request: web.Request, gw: Gateway, identity: Identity, partner: Partner, payload: bytes
+) -> web.Response:
     result = await gw.ingress.payloads.validate_payload(payload)
     if result.identified is None or result.root is None:
         errors = result.report.errors
@@ -299,13 +445,17 @@ async def submit_message(request: web.Request) -> web.Response:
             if (header is not None)
             else None
         )
-        heen = await gw.broker.find_heen(afzender or "", heen_code, ident or "")
+        # Only a heen message addressed to the caller can be answered by it; any other looks
+        # exactly like one this gateway never saw.
+        heen = await gw.broker.find_heen(
+            afzender or "", heen_code, ident or "", ontvanger=partner.id
+        )
         cross_ref = request.query.get("cross_ref") or (heen["referentienummer"] if heen else None)
         if not cross_ref:
             return _problem(
                 422,
-                f"no {heen_code} with Identificatie {ident} from {afzender} "
-                "passed this gateway; give ?cross_ref=<Di01 referentienummer>",
+                f"no {heen_code} with this Identificatie was sent to you through this "
+                "gateway; give ?cross_ref=<Di01 referentienummer>",
                 code="StUF043",
             )
         data = env.build_du01(
@@ -326,7 +476,13 @@ async def submit_message(request: web.Request) -> web.Response:
             functie=message.code,
             referentienummer=referentienummer,
         )
-    outcome = await gw.ingress.accept_envelope(parse_untrusted(data, _no_limit(gw)), identity)
+    large = len(data) > LARGE_PAYLOAD_BYTES
+    element = (
+        await asyncio.to_thread(parse_untrusted, data, _no_limit(gw))
+        if large
+        else parse_untrusted(data, _no_limit(gw))
+    )
+    outcome = await gw.ingress.accept_envelope(element, identity, offload=large)
     if isinstance(outcome, Rejected):
         REJECTED.labels(code=outcome.code).inc()
         status = 503 if outcome.code == "StUF046" else 403 if outcome.code == "StUF052" else 422
@@ -353,18 +509,10 @@ async def message_status(request: web.Request) -> web.Response:
     identity = identify(request, gw)
     if identity.partner is None and not identity.admin:
         return _problem(401, "a credential is required")
-    view = await gw.broker.view(request.match_info["id"])
-    if view is None:
+    viewer = None if identity.admin else identity.partner.id if identity.partner else None
+    view = await gw.broker.view(request.match_info["id"], viewer)
+    if view is None:  # also for messages of others: no existence oracle
         return _problem(404, "no such message")
-    if not identity.admin:
-        assert identity.partner is not None
-        involved = {
-            view.data["zender"],
-            view.data["ontvanger"],
-            *(d["destination"] for d in view.deliveries),
-        }
-        if identity.partner.id not in involved:
-            return _problem(404, "no such message")
     return web.json_response(view.to_dict())
 
 
@@ -373,7 +521,7 @@ async def inbox(request: web.Request) -> web.Response:
     if isinstance(auth, web.Response):
         return auth
     gw, _, partner = auth
-    limit = min(int(request.query.get("limit", "100")), 1000)
+    limit = query_int(request, "limit", 100, 1, 1000)
     items = await gw.broker.inbox(partner.id, limit)
     return web.json_response({"partner": partner.id, "messages": items})
 
@@ -405,7 +553,7 @@ async def dead_letters(request: web.Request) -> web.Response:
         return auth
     gw, _ = auth
     items = await gw.broker.dead_letters(
-        request.query.get("partner"), min(int(request.query.get("limit", "100")), 10000)
+        request.query.get("partner"), query_int(request, "limit", 100, 1, 10000)
     )
     return web.json_response({"dead_letters": items})
 
@@ -416,14 +564,25 @@ async def replay(request: web.Request) -> web.Response:
         return auth
     gw, identity = auth
     try:
-        body = await request.json()
-    except json.JSONDecodeError:
-        return _problem(400, "body must be JSON")
+        body = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _problem(400, "body must be a JSON object")
+    if not isinstance(body, dict):
+        return _problem(400, "body must be a JSON object")
+    message_id, partner, since = body.get("message_id"), body.get("partner"), body.get("since")
+    if not all(v is None or isinstance(v, str) for v in (message_id, partner)):
+        return _problem(400, "message_id and partner are strings")
+    if since is not None and not (
+        isinstance(since, int | float) and not isinstance(since, bool) and math.isfinite(since)
+    ):
+        return _problem(400, "since is a number (seconds since the epoch)")
+    if not isinstance(body.get("dead_only", True), bool):
+        return _problem(400, "dead_only is true or false")
     count = await gw.broker.replay(
-        message_id=body.get("message_id"),
-        dead_only=bool(body.get("dead_only", True)),
-        since=float(body["since"]) if body.get("since") is not None else None,
-        partner=body.get("partner"),
+        message_id=message_id,
+        dead_only=body.get("dead_only", True),
+        since=float(since) if since is not None else None,
+        partner=partner,
         actor=f"admin@{identity.peer}",
     )
     log.info(
@@ -441,7 +600,7 @@ async def overdue(request: web.Request) -> web.Response:
     if isinstance(auth, web.Response):
         return auth
     gw, _ = auth
-    days = float(request.query.get("days", gw.config.overdue_days))
+    days = query_float(request, "days", gw.config.overdue_days, 0.0, 36500.0)
     items = await gw.broker.overdue(time.time() - days * 86400, 10000)
     return web.json_response({"days": days, "overdue": items})
 
@@ -460,7 +619,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition, for the admin token, the scrape token, or (when configured)
+    any loopback caller: its counters describe partners' traffic."""
     gw = request.app[GATEWAY_KEY]
+    if not may_scrape(request, gw):
+        return _problem(401, "metrics need the admin or the scrape token")
     for state, count in (await gw.broker.counts()).items():
         DELIVERY_STATES.labels(state=state).set(count)
     return web.Response(
@@ -477,7 +640,10 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def make_app(gw: Gateway) -> web.Application:
-    app = web.Application(client_max_size=gw.config.max_message_bytes + 64 * 1024)
+    app = web.Application(
+        client_max_size=gw.config.max_message_bytes + SOAP_ALLOWANCE,
+        middlewares=[problems_not_tracebacks],
+    )
     app[GATEWAY_KEY] = gw
     app.router.add_post(SOAP_PATH, soap_endpoint)
     app.router.add_get(SOAP_PATH, soap_endpoint)
@@ -551,10 +717,15 @@ async def run(
             f"{_digest(config.partners_file)}",
         )
     )
-    runner = web.AppRunner(make_app(gw), access_log=None)
+    await gw.broker.checkpoint()  # a signed head at start: nothing before it can be cut off
+    runner = web.AppRunner(
+        make_app(gw),
+        access_log=None,
+        keepalive_timeout=config.limits.keepalive_timeout,
+    )
     await runner.setup()
     context = server_ssl(config.tls) if config.tls and not config.plain_http else None
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
+    site = GuardedSite(runner, config.host, config.port, ssl_context=context, limits=config.limits)
     await site.start()
     worker = asyncio.create_task(gw.delivery.run(), name="delivery")
     upkeep = asyncio.create_task(maintenance(gw), name="maintenance")
@@ -588,5 +759,7 @@ async def run(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        with contextlib.suppress(StorageError):
+            await gw.broker.checkpoint()  # and at a clean stop: the tail is signed
         await gw.broker.close()
         gw.ingress.payloads.close()

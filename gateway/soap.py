@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from lxml import etree
 
 from gateway import envelope as env
-from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
+from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_own, parse_untrusted
 
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
 CONTENT_TYPE = "text/xml; charset=utf-8"
+MUST_UNDERSTAND = f"{{{SOAP11_NS}}}mustUnderstand"
 
 SOAP_ACTIONS: dict[str, str] = {
     f"{env.Generation.GGK0210.value}/ggk_Di01": env.DI01_ELEMENT,
@@ -45,6 +46,8 @@ class SoapFault(Exception):
     plek: str
     omschrijving: str
     http_status: int = 500
+    faultcode: str | None = None
+    """A SOAP faultcode other than Client/Server (``soapenv:MustUnderstand``)."""
 
 
 def unwrap(data: bytes, soap_action: str | None, limits: ParseLimits) -> etree._Element:
@@ -66,6 +69,22 @@ def unwrap(data: bytes, soap_action: str | None, limits: ParseLimits) -> etree._
         raise SoapFault("StUF001", "client", "SOAP 1.2 is not supported; use SOAP 1.1", 500)
     if qname.namespace != SOAP11_NS or qname.localname != "Envelope":
         raise SoapFault("StUF055", "client", "request is not a SOAP 1.1 Envelope")
+    if root.xpath("boolean(//processing-instruction())"):
+        # WS-I Basic Profile R1009: a SOAP message must not contain processing instructions.
+        raise SoapFault("StUF055", "client", "a SOAP message may not hold processing instructions")
+    header = root.find(f"{{{SOAP11_NS}}}Header")
+    if header is not None:
+        for block in header:
+            if isinstance(block.tag, str) and block.get(MUST_UNDERSTAND) in ("1", "true"):
+                # SOAP 1.1 section 4.2.3: a mandatory header we do not process is a fault.
+                raise SoapFault(
+                    "StUF055",
+                    "client",
+                    f"SOAP header {etree.QName(block).localname[:60]} must be understood "
+                    "and is not supported",
+                    500,
+                    faultcode="soapenv:MustUnderstand",
+                )
     body = root.find(f"{{{SOAP11_NS}}}Body")
     children = [c for c in body if isinstance(c.tag, str)] if body is not None else []
     if len(children) != 1:
@@ -92,7 +111,7 @@ def _wrap(body_child: etree._Element) -> bytes:
 
 def wrap_request(envelope_xml: bytes) -> bytes:
     """A SOAP 1.1 request around an envelope we send (trusted, our own bytes)."""
-    return _wrap(etree.fromstring(envelope_xml))
+    return _wrap(parse_own(envelope_xml))
 
 
 def bv03(
@@ -128,8 +147,10 @@ def fault(
     ontvanger: env.Systeem,
     cross_ref: str,
     details: str | None = None,
+    faultcode: str | None = None,
 ) -> bytes:
-    """A SOAP 1.1 Fault: faultcode Client/Server from plek, faultstring, detail = Fo03Bericht."""
+    """A SOAP 1.1 Fault: faultcode Client/Server from plek (or ``faultcode``), faultstring,
+    detail = Fo03Bericht."""
     fo03 = env.build_fout(
         "Fo03",
         zender=zender.organisatie,
@@ -145,7 +166,7 @@ def fault(
     soap = etree.Element(f"{{{SOAP11_NS}}}Envelope", nsmap={"soapenv": SOAP11_NS})
     body = etree.SubElement(soap, f"{{{SOAP11_NS}}}Body")
     f = etree.SubElement(body, f"{{{SOAP11_NS}}}Fault")
-    etree.SubElement(f, "faultcode").text = f"soapenv:{plek.capitalize()}"
+    etree.SubElement(f, "faultcode").text = faultcode or f"soapenv:{plek.capitalize()}"
     etree.SubElement(f, "faultstring").text = omschrijving[:200]
     etree.SubElement(f, "detail").append(fo03)
     data: bytes = etree.tostring(soap, encoding="UTF-8", xml_declaration=True)

@@ -124,7 +124,15 @@ class Validator:
             report.problems.extend(exc.problems)
             return report
         report.problems.extend(env.check(envelope))
-        if envelope.kind is env.Kind.FO01 or not envelope.payload_is_xml:
+        if envelope.kind is env.Kind.FO01:
+            return report
+        if env.named_message(envelope.functie) is None:
+            # Not an iWmo/iJw functie: a free payload, which a gateway accepts only for its
+            # configured text functies, and never iWmo/iJw content under another name.
+            if env.looks_like_istandaard(envelope.payload):
+                problem = env.check_text_payload(envelope, frozenset({envelope.functie or ""}))
+                assert problem is not None
+                report.problems.append(problem)
             return report
         inner = self.validate_payload(envelope.payload, report.source)
         report.message = inner.report.message

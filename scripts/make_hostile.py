@@ -12,6 +12,7 @@ import base64
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,7 +29,7 @@ DU01 = "http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Du01"
 SOAP_OPEN = b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
 
 
-def di01(payload: bytes = WMO301, **overrides: str) -> bytes:
+def di01(payload: bytes = WMO301, **overrides: Any) -> bytes:
     fields = {
         "zender": "0150",
         "zender_applicatie": "DOWRsociaal",
@@ -36,7 +37,7 @@ def di01(payload: bytes = WMO301, **overrides: str) -> bytes:
         "functie": "WMO301",
         **overrides,
     }
-    return soap.wrap_request(env.build_di01(payload, **fields))  # type: ignore[arg-type]
+    return soap.wrap_request(env.build_di01(payload, **fields))
 
 
 def du01(payload: bytes) -> bytes:
@@ -196,7 +197,329 @@ def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
         ),
         "no-credentials.xml": (di01(), {**refused("StUF052"), "as": None}),
     }
+    c.update(label_cases())
+    c.update(conversation_cases())
+    c.update(soap_cases())
+    c.update(payload_cases())
+    c.update(credential_cases())
     return c
+
+
+def wmo301(identificatie: str, old: bytes = b"", new: bytes = b"") -> bytes:
+    """The WMO301 sample with its own Identificatie (a reused one is TR056), optionally with
+    one more replacement."""
+    payload = WMO301.replace(b"WMO301A0001", identificatie.encode())
+    return payload.replace(old, new) if old else payload
+
+
+BAD_BSN = (b">999990019<", b">123456789<")
+SPOOFED_AFZENDER = (b"<wmo301:Afzender>0150<", b"<wmo301:Afzender>0177<")
+
+
+def label_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """An iWmo/iJw functie means an iWmo/iJw message, whatever the payload's label says."""
+    gen0310 = {"generation": env.Generation.GGK0310}
+    return {
+        "label-text-0210-spoofed-afzender.xml": (
+            di01(wmo301("WMO301L0001", *SPOOFED_AFZENDER), bestandsnaam="wmo301.txt"),
+            refused("StUF052"),
+        ),
+        "label-text-0210-bad-bsn.xml": (
+            di01(wmo301("WMO301L0002", *BAD_BSN), bestandsnaam="wmo301.txt"),
+            refused("StUF058"),
+        ),
+        "label-text-0210-xsd-invalid.xml": (
+            di01(wmo301("WMO301L0003", b">999990019<", b">9999X<"), bestandsnaam="a.txt"),
+            refused("StUF055"),
+        ),
+        "label-text-0210-not-xml.xml": (
+            di01(b"Naam;Bsn\nJansen;999990019\n", bestandsnaam="clienten.csv"),
+            refused("StUF055"),
+        ),
+        "label-text-plain-0310-spoofed-afzender.xml": (
+            di01(wmo301("WMO301L0004", *SPOOFED_AFZENDER), bestandsnaam="w.txt", **gen0310),
+            refused("StUF052"),
+        ),
+        "label-text-plain-0310-bad-bsn.xml": (
+            di01(wmo301("WMO301L0005", *BAD_BSN), bestandsnaam="w.txt", **gen0310),
+            refused("StUF058"),
+        ),
+        "label-octet-stream-0310-bad-bsn.xml": (
+            di01(wmo301("WMO301L0006", *BAD_BSN), **gen0310).replace(
+                b'contentType="application/xml"', b'contentType="application/octet-stream"'
+            ),
+            refused("StUF058"),
+        ),
+        "label-octet-stream-0310-valid.xml": (
+            di01(wmo301("WMO301L0007"), **gen0310).replace(
+                b'contentType="application/xml"', b'contentType="application/octet-stream"'
+            ),
+            {**ACCEPTED, "note": "a valid WMO301 is checked as one whatever its label"},
+        ),
+        "label-text-0210-type-not-for-sender.xml": (
+            di01(
+                (SAMPLES / "iwmo" / "wmo305.xml").read_bytes(),
+                functie="WMO305",
+                bestandsnaam="w.txt",
+            ),
+            refused("StUF052"),
+        ),
+        "text-functie-not-allowed.xml": (
+            di01(b"a;b;c\n", functie="Bijlage", bestandsnaam="bijlage.csv"),
+            refused("IB240"),
+        ),
+        "text-functie-carrying-wmo301.xml": (
+            di01(wmo301("WMO301L0008", *SPOOFED_AFZENDER), functie="Bijlage", bestandsnaam="b.txt"),
+            refused("IB240"),
+        ),
+        "xml-functie-unknown-carrying-wmo301.xml": (
+            di01(wmo301("WMO301L0009"), functie="Dummy"),
+            refused("IB240"),
+        ),
+        "functie-lower-case.xml": (di01(wmo301("WMO301L0010"), functie="wmo301"), refused("IB240")),
+        "functie-path-traversal.xml": (
+            di01(b"x", functie="../../../tmp/x", bestandsnaam="abcd.txt"),
+            refused("IB240"),
+        ),
+        "bestandsnaam-path-traversal.xml": (
+            di01(b"x", functie="Bijlage", bestandsnaam="../../etc/cron.d/x"),
+            refused("StUF055"),
+        ),
+        "heen-in-du01.xml": (
+            soap.wrap_request(
+                env.build_du01(
+                    wmo301("WMO301L0011"),
+                    zender="0150",
+                    zender_applicatie="DOWRsociaal",
+                    ontvanger="12345678",
+                    functie="WMO301",
+                    cross_ref="0e09a81f-64a0-4793-b946-d6538fb3f37e",
+                )
+            ),
+            {**refused("StUF040"), "soapaction": DU01},
+        ),
+    }
+
+
+OWNED_REF = "5b1c1f0e-3c47-4c39-9d36-0f6b7d1a2e11"
+"""The referentienummer of a WMO301 from 0150 to 12345678 that the corpus sends first."""
+
+
+def retour_from(partner: str, cross_ref: str, identificatie: str) -> bytes:
+    """A WMO302 from zorgaanbieder ``partner`` to 0150 answering ``cross_ref``."""
+    payload = WMO302.replace(b">12345678<", f">{partner}<".encode()).replace(
+        b"WMO302R0001", identificatie.encode()
+    )
+    return soap.wrap_request(
+        env.build_du01(
+            payload,
+            zender=partner,
+            zender_applicatie="ZorgSuite",
+            ontvanger="0150",
+            functie="WMO302",
+            cross_ref=cross_ref,
+        )
+    )
+
+
+def conversation_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """A conversation belongs to its two parties: another partner's reference answers
+    exactly like one the gateway never saw (accepted, routed by the envelope, not linked)."""
+    unknown = "0e09a81f-64a0-4793-b946-d6538fb3f37e"
+    fo01 = env.build_fo01(
+        zender="87654321",
+        zender_applicatie="ZorgSuite",
+        ontvanger="0150",
+        cross_ref=OWNED_REF,
+        code="StUF058",
+        plek="client",
+        omschrijving="refused",
+    )
+    return {
+        "conversation-heen-of-0150.xml": (
+            di01(wmo301("WMO301C0001"), referentienummer=OWNED_REF),
+            {**ACCEPTED, "note": "the heen message the next cases refer to"},
+        ),
+        "conversation-intruder-du01.xml": (
+            retour_from("87654321", OWNED_REF, "WMO302C0001"),
+            {
+                **ACCEPTED,
+                "as": "87654321",
+                "soapaction": DU01,
+                "note": "same answer as an unknown reference; not linked (test_trust_boundary)",
+            },
+        ),
+        "conversation-intruder-du01-unknown-ref.xml": (
+            retour_from("87654321", unknown, "WMO302C0002"),
+            {**ACCEPTED, "as": "87654321", "soapaction": DU01},
+        ),
+        "conversation-intruder-fo01.xml": (
+            soap.wrap_request(fo01),
+            {
+                **ACCEPTED,
+                "as": "87654321",
+                "soapaction": f"{env.STUF_NS}/Fo01",
+                "note": "same answer as an unknown reference; not linked",
+            },
+        ),
+        "conversation-owner-du01.xml": (
+            retour_from("12345678", OWNED_REF, "WMO302C0003"),
+            {**ACCEPTED, "as": "12345678", "soapaction": DU01},
+        ),
+    }
+
+
+def soap_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    good = di01()
+    body = good.split(b"<soapenv:Body>", 1)[1].split(b"</soapenv:Body>", 1)[0]
+
+    def with_header(header: bytes, payload: bytes = body) -> bytes:
+        return (
+            SOAP_OPEN
+            + b"<soapenv:Header>"
+            + header
+            + b"</soapenv:Header><soapenv:Body>"
+            + payload
+            + b"</soapenv:Body></soapenv:Envelope>"
+        )
+
+    must = b'<x:Security xmlns:x="urn:x" soapenv:mustUnderstand="%s"/>'
+    fresh = di01(wmo301("WMO301S0001"))
+    fresh_body = fresh.split(b"<soapenv:Body>", 1)[1].split(b"</soapenv:Body>", 1)[0]
+    fault = {"faultcode": "soapenv:MustUnderstand"}
+    return {
+        "soap-must-understand-1.xml": (with_header(must % b"1"), {**refused("StUF055"), **fault}),
+        "soap-must-understand-true.xml": (
+            with_header(must % b"true"),
+            {**refused("StUF055"), **fault},
+        ),
+        "soap-must-understand-0.xml": (
+            with_header(must % b"0", fresh_body),
+            {**ACCEPTED, "note": "an optional header is ignored"},
+        ),
+        "soap-header-element-flood.xml": (with_header(b"<a/>" * 5000), refused("StUF055")),
+        "soap-comment-flood.xml": (wrap(b"<!---->" * 5000 + body), refused("StUF055")),
+        "soap-unknown-body-element.xml": (
+            wrap(b'<x:Bestel xmlns:x="urn:x"/>'),
+            {**refused("StUF055"), "soapaction": None},
+        ),
+        "soap-body-bv03.xml": (
+            wrap(b'<StUF:Bv03Bericht xmlns:StUF="http://www.egem.nl/StUF/StUF0301"/>'),
+            {**refused("StUF055"), "soapaction": None},
+        ),
+        "soap-body-envelope-other-namespace.xml": (
+            wrap(body.replace(env.Generation.GGK0210.value.encode(), b"urn:not-ggk")),
+            {**refused("StUF055"), "soapaction": None},
+        ),
+        "soap-body-text-only.xml": (wrap(b"just text"), refused("StUF055")),
+        "soap-processing-instruction.xml": (
+            wrap(b"<?evil data?>" + body),
+            {**refused("StUF055"), "note": "PI as a Body child"},
+        ),
+        "du01-without-crossref.xml": (
+            good.replace(b"envelopHeenbericht-ggk_Di01", b"envelopRetourbericht-ggk_Du01").replace(
+                b"<StUF:berichtcode>Di01", b"<StUF:berichtcode>Du01"
+            ),
+            {**refused("StUF055"), "soapaction": DU01},
+        ),
+        "referentienummer-path-traversal.xml": (
+            di01(referentienummer="../../../../etc/passwd"),
+            refused("IB009"),
+        ),
+        "zender-applicatie-oversized.xml": (
+            di01(zender_applicatie="A" * 5000),
+            refused("StUF055"),
+        ),
+    }
+
+
+def payload_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """Hostile payloads inside a well-formed envelope."""
+    body = wmo301("WMO301P0001").split(b"?>", 1)[1]
+    laughs = (
+        b'<!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1)) * 10) for i in range(1, 10))
+        + b"]>"
+    )
+    return {
+        "payload-billion-laughs.xml": (di01(laughs + body), refused("StUF055")),
+        "payload-bom.xml": (di01(b"\xef\xbb\xbf" + wmo301("WMO301P0002")), refused("StUF055")),
+        "payload-utf16.xml": (
+            di01(
+                wmo301("WMO301P0003")
+                .decode()
+                .replace('encoding="UTF-8"', 'encoding="UTF-16"')
+                .encode("utf-16")
+            ),
+            refused("StUF055"),
+        ),
+        "payload-deep-nesting.xml": (
+            di01(
+                body.replace(
+                    b"</wmo301:Bericht>", b"<a>" * 100 + b"</a>" * 100 + b"</wmo301:Bericht>"
+                )
+            ),
+            refused("StUF055"),
+        ),
+        "payload-xinclude.xml": (
+            di01(
+                body.replace(
+                    b"<wmo301:Header>",
+                    b'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="file:///etc/passwd"/>'
+                    b"<wmo301:Header>",
+                )
+            ),
+            refused("StUF055"),
+        ),
+        "payload-schema-location-network.xml": (
+            di01(
+                wmo301("WMO301P0004").replace(
+                    b"<wmo301:Bericht ",
+                    b'<wmo301:Bericht xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+                    b'xsi:schemaLocation="http://www.istandaarden.nl/iwmo/3_2/wmo301/schema '
+                    b'http://127.0.0.1:9/evil.xsd" ',
+                )
+            ),
+            {**ACCEPTED, "note": "schemaLocation is never followed; our compiled XSD decides"},
+        ),
+        "payload-truncated.xml": (di01(body[: len(body) // 2]), refused("StUF055")),
+        "payload-empty.xml": (di01(b""), refused("StUF055")),
+        "payload-two-messages.xml": (di01(body + body), refused("StUF055")),
+        "payload-other-standard-functie.xml": (
+            di01((SAMPLES / "ijw" / "jw301.xml").read_bytes(), zender="0175", functie="WMO301"),
+            {**refused("StUF052"), "note": "sent as 0150: the zender check comes first"},
+        ),
+    }
+
+
+def credential_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """Who may speak: a token or certificate of one partner never speaks for another."""
+    return {
+        "token-of-0177-as-0150.xml": (
+            di01(wmo301("WMO301T0001")),
+            {**refused("StUF052"), "as": None, "token": "0177"},
+        ),
+        "token-bogus.xml": (
+            di01(wmo301("WMO301T0002")),
+            {**refused("StUF052"), "as": None, "token": "bogus"},
+        ),
+        "token-admin-on-soap.xml": (
+            di01(wmo301("WMO301T0003")),
+            {**refused("StUF052"), "as": None, "token": "admin"},
+        ),
+        "certificate-0150-token-0177-as-0177.xml": (
+            di01(wmo301("WMO301T0004"), zender="0177"),
+            {**refused("StUF052"), "token": "0177", "note": "the certificate outranks the token"},
+        ),
+        "token-of-0150.xml": (
+            di01(wmo301("WMO301T0005")),
+            {**ACCEPTED, "as": None, "token": "0150"},
+        ),
+        "cak-speaks-for-0150.xml": (
+            di01(wmo301("WMO301T0006")),
+            {**refused("StUF052"), "as": "CAK"},
+        ),
+    }
 
 
 GENERATED: dict[str, dict[str, object]] = {
@@ -215,12 +538,116 @@ GENERATED: dict[str, dict[str, object]] = {
         "code": None,
         "builds": "Content-Length 10,000, 100 bytes, then close",
     },
+    "generated-unauthenticated-23mb-bodies": {
+        **refused("StUF052"),
+        "as": None,
+        "builds": "six parallel 23 MiB bodies of empty Header elements, no credential: unread",
+    },
+    "generated-authenticated-23mb-bodies": {
+        **refused("StUF055"),
+        "builds": "six parallel 23 MiB bodies of empty Header elements from 0150: refused "
+        "before a tree is built; RSS +300 MiB at most, /healthz within 100 ms throughout",
+    },
+    "generated-valid-20mb-message": {
+        **ACCEPTED,
+        "builds": "a valid WMO323 of ~15 MB (a 20 MB SOAP request, one base64 text node)",
+    },
     "generated-slow-body": {
         "status": 408,
         "code": None,
         "builds": "headers, then a body trickling slower than body_timeout",
     },
 }
+
+
+def http(
+    method: str,
+    path: str,
+    status: int,
+    *,
+    token: str | None = None,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+    absent: str | None = None,
+) -> dict[str, object]:
+    """A request to the REST/HTTP side: ``token`` names whose token it carries (a partner id
+    or ``admin``), ``absent`` a text the answer must not contain."""
+    case: dict[str, object] = {"request": f"{method} {path}", "status": status, "code": None}
+    for key, value in (("token", token), ("body", body), ("headers", headers), ("absent", absent)):
+        if value is not None:
+            case[key] = value
+    return case
+
+
+HTTP: dict[str, dict[str, object]] = {
+    "http-inbox-limit-not-a-number": http("GET", "/api/v1/inbox?limit=abc", 400, token="12345678"),
+    "http-inbox-limit-negative": http("GET", "/api/v1/inbox?limit=-1", 400, token="12345678"),
+    "http-inbox-limit-huge": http(
+        "GET", "/api/v1/inbox?limit=99999999999999999999", 400, token="12345678"
+    ),
+    "http-inbox-no-credential": http("GET", "/api/v1/inbox", 401),
+    "http-dead-letters-limit-abc": http(
+        "GET", "/api/v1/admin/dead-letters?limit=abc", 400, token="admin"
+    ),
+    "http-dead-letters-partner-token": http("GET", "/api/v1/admin/dead-letters", 403, token="0150"),
+    "http-overdue-days-nan": http("GET", "/api/v1/admin/overdue?days=nan", 400, token="admin"),
+    "http-overdue-days-infinite": http("GET", "/api/v1/admin/overdue?days=inf", 400, token="admin"),
+    "http-overdue-days-negative": http("GET", "/api/v1/admin/overdue?days=-3", 400, token="admin"),
+    "http-replay-not-json": http("POST", "/api/v1/admin/replay", 400, token="admin", body="{"),
+    "http-replay-json-array": http("POST", "/api/v1/admin/replay", 400, token="admin", body="[]"),
+    "http-replay-since-text": http(
+        "POST", "/api/v1/admin/replay", 400, token="admin", body='{"since": "yesterday"}'
+    ),
+    "http-replay-since-nan": http(
+        "POST", "/api/v1/admin/replay", 400, token="admin", body='{"since": NaN}'
+    ),
+    "http-replay-message-id-number": http(
+        "POST", "/api/v1/admin/replay", 400, token="admin", body='{"message_id": 5}'
+    ),
+    "http-replay-not-utf8": http("POST", "/api/v1/admin/replay", 400, token="admin", body="\udcff"),
+    "http-submit-not-xml": http("POST", "/api/v1/messages", 422, token="0150", body="hello"),
+    "http-submit-bad-idempotency-key": http(
+        "POST",
+        "/api/v1/messages",
+        400,
+        token="0150",
+        body=WMO301.decode(),
+        headers={"Idempotency-Key": "../../x"},
+    ),
+    "http-submit-gzip-not-gzip": http(
+        "POST",
+        "/api/v1/messages",
+        400,
+        token="0150",
+        body="this is not gzip",
+        headers={"Content-Encoding": "gzip"},
+    ),
+    "http-submit-unknown-content-encoding": http(
+        "POST",
+        "/api/v1/messages",
+        400,
+        token="0150",
+        body="x",
+        headers={"Content-Encoding": "x-evil"},
+    ),
+    "http-status-nul-in-path": http("GET", "/api/v1/messages/a%00b", 400, token="0150"),
+    "http-status-unknown-id": http("GET", "/api/v1/messages/" + "f" * 32, 404, token="0150"),
+    "http-status-very-long-id": http("GET", "/api/v1/messages/" + "a" * 4000, 404, token="0150"),
+    "http-metrics-anonymous": http("GET", "/metrics", 401),
+    "http-metrics-partner-token": http("GET", "/metrics", 401, token="0150"),
+    "http-metrics-admin": http("GET", "/metrics", 200, token="admin"),
+    "http-wsdl-host-header": http(
+        "GET",
+        "/ggk/OntvangAsynchroon?wsdl",
+        200,
+        headers={"Host": "evil.example"},
+        absent="evil.example",
+    ),
+    "http-soap-get-without-wsdl": http("GET", "/ggk/OntvangAsynchroon", 405),
+    "http-schema-file-traversal": http("GET", "/ggk/wsdl/..%2f..%2fgateway.toml", 404),
+    "http-unknown-path": http("GET", "/admin", 404),
+}
+"""Hostile requests to the REST and HTTP side, answered by a problem document, not a 500."""
 
 
 def main() -> None:
@@ -230,6 +657,7 @@ def main() -> None:
         (OUT / name).write_bytes(data)
         expected[name] = {"soapaction": DI01, "as": "0150", **outcome}
     expected.update(GENERATED)
+    expected.update(HTTP)
     (OUT / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
     print(f"wrote {len(expected)} cases to {OUT.relative_to(ROOT)}")
 

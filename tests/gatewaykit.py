@@ -131,6 +131,8 @@ class Sink:
     received: list[dict[str, Any]] = field(default_factory=list)
     fail_next: int = 0
     fail_with: str = "http503"
+    fault_text: str = "partner refuses"
+    """The omschrijving of the Fo03s it answers with (a partner's words, may quote BSNs)."""
     delay: float = 0.0
     """Seconds to wait before answering (a receiver under load)."""
     requests_seen: int = 0
@@ -154,7 +156,7 @@ class Sink:
                 body=soap.fault(
                     code="StUF058",
                     plek=plek,
-                    omschrijving="partner refuses",
+                    omschrijving=self.fault_text,
                     cross_ref="x",
                     zender=env.Systeem("12345678", "ZorgSuite"),
                     ontvanger=env.Systeem("GGK", "GGk"),
@@ -345,7 +347,7 @@ async def rest(
             **kwargs,
         ) as response,
     ):
-        if response.content_type == "application/json":
+        if response.content_type in ("application/json", "application/problem+json"):
             return response.status, await response.json()
         return response.status, await response.read()
 

@@ -3,6 +3,7 @@ clearly; retention purges payloads but keeps the trail; BSNs only as pseudonyms.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -45,7 +46,7 @@ def _db(path: Path) -> sqlite3.Connection:
 def _verdict(path: Path, keys: Keyring, external: list | None = None) -> audit.Verdict:  # type: ignore[type-arg]
     db = _db(path)
     try:
-        return audit.verify(db, keys.verify_key, external)
+        return audit.verify(db, keys, external)
     finally:
         db.close()
 
@@ -54,15 +55,20 @@ def _rows(db: sqlite3.Connection) -> list[dict]:  # type: ignore[type-arg]
     return [dict(r) for r in db.execute("SELECT * FROM audit ORDER BY seq")]
 
 
-def alter(db: sqlite3.Connection) -> None:
+TRUE_KEY = b"use the keyring's chain key"
+"""A marker: tamper functions given it recompute hashes with the real chain key (an insider
+with the keyring); any other key is an outsider's guess."""
+
+
+def alter(db: sqlite3.Connection, key: bytes) -> None:
     db.execute("UPDATE audit SET outcome = 'delivered' WHERE seq = 3")
 
 
-def delete(db: sqlite3.Connection) -> None:
+def delete(db: sqlite3.Connection, key: bytes) -> None:
     db.execute("DELETE FROM audit WHERE seq = 3")
 
 
-def reorder(db: sqlite3.Connection) -> None:
+def reorder(db: sqlite3.Connection, key: bytes) -> None:
     rows = _rows(db)
     a, b = rows[2], rows[3]
     cols = [c for c in a if c != "seq"]
@@ -73,7 +79,7 @@ def reorder(db: sqlite3.Connection) -> None:
         )
 
 
-def insert(db: sqlite3.Connection) -> None:
+def insert(db: sqlite3.Connection, key: bytes) -> None:
     rows = _rows(db)
     for row in reversed(rows[2:]):
         db.execute("UPDATE audit SET seq = seq + 1 WHERE seq = ?", (row["seq"],))
@@ -84,24 +90,25 @@ def insert(db: sqlite3.Connection) -> None:
         "outcome": "forged",
         "prev_hash": rows[1]["hash"],
     }
-    forged["hash"] = record_hash(forged)
+    forged["hash"] = record_hash(forged, key)
     db.execute(
         f"INSERT INTO audit ({', '.join(forged)}) VALUES ({', '.join('?' for _ in forged)})",
         tuple(forged.values()),
     )
 
 
-def truncate(db: sqlite3.Connection) -> None:
+def truncate(db: sqlite3.Connection, key: bytes) -> None:
     db.execute("DELETE FROM audit WHERE seq > 8")
 
 
-def rebuild(db: sqlite3.Connection) -> None:
-    """Alter a record and recompute every hash after it: only the signature catches this."""
+def rebuild(db: sqlite3.Connection, key: bytes) -> None:
+    """Alter a record and recompute every hash after it: with the real chain key only the
+    signature catches this; with any other key the first rewritten record does."""
     db.execute("UPDATE audit SET outcome = 'rewritten' WHERE seq = 3")
     prev = _rows(db)[1]["hash"]
     for row in _rows(db)[2:]:
         row["prev_hash"] = prev
-        row["hash"] = record_hash(row)
+        row["hash"] = record_hash(row, key)
         db.execute(
             "UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
             (row["prev_hash"], row["hash"], row["seq"]),
@@ -109,29 +116,99 @@ def rebuild(db: sqlite3.Connection) -> None:
         prev = row["hash"]
 
 
+def append_forged_tail(db: sqlite3.Connection, key: bytes) -> None:
+    """Add a record after the last checkpoint, chained with the hash someone computed."""
+    last = _rows(db)[-1]
+    forged = {**last, "seq": last["seq"] + 1, "outcome": "forged", "prev_hash": last["hash"]}
+    forged["hash"] = record_hash(forged, key)
+    db.execute(
+        f"INSERT INTO audit ({', '.join(forged)}) VALUES ({', '.join('?' for _ in forged)})",
+        tuple(forged.values()),
+    )
+
+
+def bsn_index_added(db: sqlite3.Connection, key: bytes) -> None:
+    db.execute("INSERT INTO audit_bsn (pseudonym, seq) VALUES ('ab', 5)")
+
+
+def bsn_index_removed(db: sqlite3.Connection, key: bytes) -> None:
+    db.execute("DELETE FROM audit_bsn")
+
+
+def malformed_row(db: sqlite3.Connection, key: bytes) -> None:
+    db.execute("UPDATE audit SET at = 'yesterday' WHERE seq = 6")
+
+
+def bad_checkpoint(db: sqlite3.Connection, key: bytes) -> None:
+    db.execute("UPDATE audit_checkpoint SET signature = 'not base64!'")
+
+
 @pytest.mark.parametrize(
-    ("tamper", "bad", "words"),
+    ("tamper", "key", "bad", "words"),
     [
-        (alter, 3, "altered"),
-        (delete, 3, "missing"),
-        (reorder, 3, "does not follow"),
-        (insert, 4, "does not follow"),
-        (truncate, 12, "truncated"),
-        (rebuild, 12, "rewritten"),
+        (alter, None, 3, "altered"),
+        (delete, None, 3, "missing"),
+        (reorder, None, 3, "does not follow"),
+        (insert, TRUE_KEY, 4, "does not follow"),
+        (insert, b"guess", 3, "forged"),
+        (truncate, None, 12, "truncated"),
+        (rebuild, TRUE_KEY, 12, "rewritten"),
+        (rebuild, b"guess", 3, "forged"),
+        (append_forged_tail, b"guess", 13, "forged"),
+        (append_forged_tail, hashlib.sha256(b"").digest(), 13, "forged"),
+        (bsn_index_added, None, 5, "BSN search index"),
+        (bsn_index_removed, None, 3, "BSN search index"),
+        (malformed_row, None, 6, "altered or forged"),
+        (bad_checkpoint, None, 12, "invalid signature"),
     ],
-    ids=["alter", "delete", "reorder", "insert", "truncate", "rebuild-chain"],
+    ids=[
+        "alter",
+        "delete",
+        "reorder",
+        "insert-with-key",
+        "insert-without-key",
+        "truncate",
+        "rebuild-chain-with-key",
+        "rebuild-chain-without-key",
+        "forged-tail",
+        "forged-tail-plain-sha256-key",
+        "bsn-index-entry-added",
+        "bsn-index-entry-removed",
+        "malformed-row",
+        "checkpoint-signature-garbage",
+    ],
 )
 async def test_verify_catches_tampering(
-    logged: tuple[Path, Keyring], tamper: Callable[[sqlite3.Connection], None], bad: int, words: str
+    logged: tuple[Path, Keyring],
+    tamper: Callable[[sqlite3.Connection, bytes], None],
+    key: bytes | None,
+    bad: int,
+    words: str,
 ) -> None:
     path, keys = logged
     intact = _verdict(path, keys)
     assert intact.ok and intact.records == 12 and intact.checkpoints == 1
+    assert intact.unsigned_tail == 0
     db = _db(path)
-    tamper(db)
+    tamper(db, keys.chain_key if key in (None, TRUE_KEY) else key)  # type: ignore[arg-type]
     db.close()
     verdict = _verdict(path, keys)
     assert not verdict.ok and verdict.bad_seq == bad and words in verdict.reason, verdict
+
+
+async def test_unsigned_tail_is_reported_and_signed_at_stop(tmp_path: Path) -> None:
+    keys = Keyring.generate()
+    path = tmp_path / "gateway.sqlite"
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    await broker.accept(stored_message(1))
+    await broker.checkpoint()
+    await broker.accept(stored_message(2))
+    verdict = _verdict(path, keys)
+    assert verdict.ok and verdict.unsigned_tail == 2  # accepted + routed of message 2
+    await broker.checkpoint()
+    await broker.close()
+    assert _verdict(path, keys).unsigned_tail == 0
 
 
 async def test_truncation_with_checkpoints_removed_needs_the_exported_copy(
@@ -149,10 +226,17 @@ async def test_truncation_with_checkpoints_removed_needs_the_exported_copy(
 
 
 async def test_forged_checkpoint_signature(logged: tuple[Path, Keyring]) -> None:
-    path, _ = logged
+    path, keys = logged
     other = Keyring.generate()
+    other.pseudonym_key = keys.pseudonym_key  # same chain key, another signing key
     verdict = _verdict(path, other)
     assert not verdict.ok and "invalid signature" in verdict.reason
+
+
+async def test_another_keyring_is_named_as_such(logged: tuple[Path, Keyring]) -> None:
+    path, _ = logged
+    verdict = _verdict(path, Keyring.generate())
+    assert not verdict.ok and verdict.bad_seq == 1 and "wrong keyring" in verdict.reason
 
 
 async def test_sensitive_fields_encrypted_and_searchable_by_pseudonym_only(
@@ -238,7 +322,7 @@ async def test_retention_purges_finished_payloads_and_audits_it(tmp_path: Path) 
     await broker.close()
     db = _db(tmp_path / "g.sqlite")
     assert db.execute("SELECT length(envelope) FROM messages WHERE id = 'm1'").fetchone()[0] == 0
-    assert audit.verify(db, keys.verify_key).ok
+    assert audit.verify(db, keys).ok
     db.close()
 
 

@@ -57,7 +57,7 @@ async def test_full_store_refuses_cleanly_and_recovers(tmp_path: Path) -> None:
         stored = {r[0] for r in db.execute("SELECT referentienummer FROM messages")}
         assert set(confirmed) <= stored and not set(refused) & stored
         keys = Keyring.load(setup.directory / "keys" / "keyring.json")
-        assert audit.verify(db, keys.verify_key).ok
+        assert audit.verify(db, keys).ok
         db.close()
 
         setup.config_path.write_text(

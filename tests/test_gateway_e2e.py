@@ -57,7 +57,7 @@ async def test_zeep_di01_gets_bv03_and_partner_receives_it(setup: Setup, sink: S
         assert payload == WMO301
         # the copy for CAK (directory adapter) is on disk too
         drop = setup.directory / "drop" / "CAK"
-        await eventually(lambda: list(drop.glob(f"WMO301_{ref}.xml")))
+        await eventually(lambda: list(drop.glob(f"WMO301_{ref}_*.xml")))
 
 
 async def test_partner_down_then_back_is_retried_with_backoff(setup: Setup, sink: Sink) -> None:
@@ -288,7 +288,8 @@ async def test_health_metrics_openapi_and_wsdl(setup: Setup) -> None:
     async with running(setup):
         assert (await rest(setup, "GET", "/healthz"))[1] == {"status": "ok"}
         assert (await rest(setup, "GET", "/readyz"))[1] == {"status": "ready"}
-        status, body = await rest(setup, "GET", "/metrics")
+        assert (await rest(setup, "GET", "/metrics"))[0] == 401
+        status, body = await rest(setup, "GET", "/metrics", token=setup.token())
         assert status == 200 and b"ggk_messages_accepted_total" in body
         status, spec = await rest(setup, "GET", "/api/v1/openapi.json")
         assert spec["openapi"].startswith("3.") and "/api/v1/messages" in spec["paths"]

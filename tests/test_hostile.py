@@ -10,17 +10,22 @@ import json
 import os
 import re
 import signal
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import requests
+import yarl
 from lxml import etree
 
+from benchmarks.validate import big_declaratie
 from gateway import envelope as env
 from gateway import soap
 from tests.conftest import sample
-from tests.gatewaykit import GGK, Setup, eventually, fo03_code, make_setup, rest
+from tests.gatewaykit import GGK, Setup, eventually, fo03_code, make_setup, rest, serve
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((HOSTILE / "expected.json").read_text())
@@ -46,10 +51,35 @@ async def post(
     partner: str | None = "0150",
     soapaction: str | None = DI01,
     headers: dict[str, str] | None = None,
+    token: str | None = None,
 ) -> tuple[int, str | None]:
+    return (
+        await post_full(
+            setup, body, partner=partner, soapaction=soapaction, headers=headers, token=token
+        )
+    )[:2]
+
+
+async def post_full(
+    setup: Setup,
+    body: bytes,
+    *,
+    partner: str | None = "0150",
+    soapaction: str | None = DI01,
+    headers: dict[str, str] | None = None,
+    token: str | None = None,
+) -> tuple[int, str | None, str | None]:
+    """(HTTP status, Bv03 or the Fo03 foutcode, the SOAP faultcode) of one SOAP request."""
     all_headers = {"Content-Type": soap.CONTENT_TYPE, **(headers or {})}
     if soapaction is not None:
         all_headers["SOAPAction"] = f'"{soapaction}"'
+    if token is not None:
+        secret = (
+            "bogus-token-of-nobody-0123456789"
+            if token == "bogus"
+            else setup.token(None if token == "admin" else token)
+        )
+        all_headers["Authorization"] = f"Bearer {secret}"
     async with (
         aiohttp.ClientSession() as session,
         session.post(
@@ -61,11 +91,38 @@ async def post(
     ):
         data = await response.read()
     if response.status == 200:
-        return 200, "Bv03" if b"Bv03Bericht" in data else "?"
+        return 200, "Bv03" if b"Bv03Bericht" in data else "?", None
     try:
-        return response.status, fo03_code(data)
+        root = etree.fromstring(data)
     except etree.XMLSyntaxError:
-        return response.status, None
+        return response.status, None, None
+    return response.status, fo03_code(data), root.findtext(".//faultcode")
+
+
+async def http_case(setup: Setup, want: dict[str, Any]) -> tuple[int, str | None]:
+    """One REST/HTTP case: (status, a text of ``absent`` found in the answer, or None)."""
+    method, path = want["request"].split(" ", 1)
+    headers = dict(want.get("headers", {}))
+    token = want.get("token")
+    if token is not None:
+        headers["Authorization"] = f"Bearer {setup.token(None if token == 'admin' else token)}"
+    body = want.get("body")
+    data = body.encode("utf-8", "surrogateescape") if body is not None else None
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.request(
+            method,
+            yarl.URL(f"{setup.url}{path}", encoded=True),
+            data=data,
+            headers=headers,
+            ssl=setup.ssl_context(None),
+            skip_auto_headers=["Content-Encoding"],
+            compress=False,
+        ) as response,
+    ):
+        answer = await response.read()
+    absent = want.get("absent")
+    return response.status, absent if absent and absent.encode() in answer else None
 
 
 async def raw_request(setup: Setup, head: bytes, chunks: list[bytes], pause: float) -> bytes:
@@ -129,14 +186,23 @@ async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path) -> None:
         for name, want in EXPECTED.items():
             if name.startswith("generated-"):
                 continue
-            got = await post(
+            if "request" in want:
+                got_http = await http_case(setup, want)
+                if got_http != (want["status"], None):
+                    mismatches.append((name, got_http, (want["status"], None)))
+                continue
+            full = await post_full(
                 setup,
                 (HOSTILE / name).read_bytes(),
                 partner=want["as"],
                 soapaction=want["soapaction"],
+                token=want.get("token"),
             )
-            if got != (want["status"], want["code"]):
-                mismatches.append((name, got, (want["status"], want["code"])))
+            if full[:2] != (want["status"], want["code"]) or (
+                "faultcode" in want and full[2] != want["faultcode"]
+            ):
+                documented = (want["status"], want["code"], want.get("faultcode"))
+                mismatches.append((name, full, documented))
 
         got = await post(setup, wrap(b"<r>" + b"x" * 30_000_000 + b"</r>"))
         if got != (413, "IB007"):
@@ -204,3 +270,128 @@ def env_payload(soap_request: bytes, old: bytes = b"", new: bytes = b"") -> byte
     if not old:
         return text.encode()
     return base64.b64encode(base64.b64decode(text).replace(old, new))
+
+
+HEADER_FLOOD = 23 * 1024 * 1024
+"""23 MiB: just under the 25 MiB limit, so the size check alone does not refuse it."""
+
+
+def header_flood() -> bytes:
+    """A SOAP request whose Header holds millions of empty elements (about 23 MiB)."""
+    head = SOAP_OPEN + b"<soapenv:Header>"
+    tail = b"</soapenv:Header><soapenv:Body><r/></soapenv:Body></soapenv:Envelope>"
+    return head + b"<a/>" * ((HEADER_FLOOD - len(head) - len(tail)) // 4) + tail
+
+
+class Watch:
+    """Samples a process's RSS and the gateway's /healthz latency while an attack runs. The
+    health checks run in a thread of their own on one kept-alive connection, so the latency
+    is the gateway's, not that of this test's event loop, busy sending the attack."""
+
+    def __init__(self, setup: Setup, pid: int) -> None:
+        self.setup, self.pid = setup, pid
+        self.peak_rss = rss_kib(pid)
+        self.slowest_health = 0.0
+        self.health_failures = 0
+        self._stop = threading.Event()
+
+    def _rss(self) -> None:
+        while not self._stop.is_set():
+            self.peak_rss = max(self.peak_rss, rss_kib(self.pid))
+            time.sleep(0.01)
+
+    def _health(self) -> None:
+        with requests.Session() as session:
+            session.trust_env = False
+            session.verify = self.setup.ca
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                try:
+                    ok = session.get(f"{self.setup.url}/healthz", timeout=5).status_code == 200
+                except requests.RequestException:
+                    ok = False
+                self.health_failures += 0 if ok else 1
+                self.slowest_health = max(self.slowest_health, time.perf_counter() - started)
+                time.sleep(0.05)
+
+    async def during(self, attack: Any) -> Any:
+        threads = [threading.Thread(target=self._rss), threading.Thread(target=self._health)]
+        for thread in threads:
+            thread.start()
+        try:
+            return await attack
+        finally:
+            self._stop.set()
+            for thread in threads:
+                await asyncio.to_thread(thread.join)
+
+
+async def unread_or_refused(setup: Setup, body: bytes) -> tuple[int, str | None] | str:
+    """An unauthenticated post: the documented Fo03, or the connection closed on us while we
+    were still sending (the gateway answers and hangs up without reading)."""
+    try:
+        return await post(setup, body, partner=None)
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+        return "closed unread"
+
+
+async def test_large_bodies_cost_bounded_memory_and_never_stall_health(tmp_path: Path) -> None:
+    """Issue #11 point 4 and 6: six parallel 23 MiB bodies of empty Header elements, from
+    nobody and from a partner, raise the gateway's RSS by at most 300 MiB while /healthz keeps
+    answering within 100 ms; a valid message of about 20 MB is accepted."""
+    setup = make_setup(tmp_path / "gw", 1)
+    log = tmp_path / "gateway.log"
+    process = await serve(setup, log)
+    try:
+        flood = header_flood()
+        for _ in range(5):  # warm up: schemas, TLS, allocator
+            await post(setup, wrap(b"<r/>"))
+        baseline = rss_kib(process.pid)
+
+        watch = Watch(setup, process.pid)
+        outcomes = await watch.during(
+            asyncio.gather(*(unread_or_refused(setup, flood) for _ in range(6)))
+        )
+        want = EXPECTED["generated-unauthenticated-23mb-bodies"]
+        assert all(o in ("closed unread", (want["status"], want["code"])) for o in outcomes)
+        anonymous_growth = (watch.peak_rss - baseline) / 1024
+        anonymous_health = watch.slowest_health
+
+        baseline = rss_kib(process.pid)
+        watch = Watch(setup, process.pid)
+        outcomes = await watch.during(asyncio.gather(*(post(setup, flood) for _ in range(6))))
+        want = EXPECTED["generated-authenticated-23mb-bodies"]
+        assert outcomes == [(want["status"], want["code"])] * 6, outcomes
+        partner_growth = (watch.peak_rss - baseline) / 1024
+        partner_health = watch.slowest_health
+
+        payload = big_declaratie(15_000_000)
+        request = soap.wrap_request(
+            env.build_di01(
+                payload,
+                zender="12345678",
+                zender_applicatie="ZorgSuite",
+                ontvanger="0150",
+                functie="WMO323",
+            )
+        )
+        watch = Watch(setup, process.pid)
+        got = await watch.during(post(setup, request, partner="12345678"))
+        want = EXPECTED["generated-valid-20mb-message"]
+        assert got == (want["status"], want["code"]), got
+        print(
+            f"\nunauthenticated 6×23 MiB: RSS +{anonymous_growth:.0f} MiB, slowest /healthz "
+            f"{anonymous_health * 1000:.0f} ms; from 0150: RSS +{partner_growth:.0f} MiB, "
+            f"slowest /healthz {partner_health * 1000:.0f} ms; valid {len(request) / 1e6:.1f} MB "
+            f"request accepted, slowest /healthz {watch.slowest_health * 1000:.0f} ms"
+        )
+        assert anonymous_growth <= 300 and partner_growth <= 300
+        assert watch.health_failures == 0
+        assert anonymous_health < 0.1 and partner_health < 0.1
+        assert process.returncode is None
+        logged = log.read_bytes()
+        assert b"Traceback" not in logged and b"999990019" not in logged
+    finally:
+        if process.returncode is None:
+            os.kill(process.pid, signal.SIGTERM)
+        await process.wait()

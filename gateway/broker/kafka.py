@@ -851,16 +851,22 @@ class KafkaBroker:
 
     # --- queries: the local view answers them --------------------------------------------------
 
-    async def find_message(self, referentienummer: str) -> dict[str, Any] | None:
-        return await self.local.find_message(referentienummer)
+    async def find_conversation(
+        self, referentienummer: str, *, zender: str, ontvanger: str
+    ) -> dict[str, Any] | None:
+        return await self.local.find_conversation(
+            referentienummer, zender=zender, ontvanger=ontvanger
+        )
 
     async def find_heen(
-        self, payload_sender: str, message_code: str, identificatie: str
+        self, payload_sender: str, message_code: str, identificatie: str, *, ontvanger: str
     ) -> dict[str, Any] | None:
-        return await self.local.find_heen(payload_sender, message_code, identificatie)
+        return await self.local.find_heen(
+            payload_sender, message_code, identificatie, ontvanger=ontvanger
+        )
 
-    async def view(self, message_id: str) -> MessageView | None:
-        return await self.local.view(message_id)
+    async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:
+        return await self.local.view(message_id, viewer)
 
     async def inbox(self, partner: str, limit: int) -> list[dict[str, Any]]:
         return await self.local.inbox(partner, limit)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -93,13 +94,37 @@ log = structlog.get_logger("ggk.broker")
 
 Op = Callable[[sqlite3.Connection], Any]
 
+_VISIBLE = (
+    "(? IS NULL OR m.zender = ? OR m.ontvanger = ? OR EXISTS (SELECT 1 FROM deliveries v "
+    "WHERE v.message_id = m.id AND v.destination = ?))"
+)
+"""A message row ``m`` a viewer (bound four times; NULL = an operator) sent or received."""
+
 AWAITING_RETOUR = tuple(
     sorted(m.code for m in MESSAGES.values() if m.kind is Kind.HEEN and m.pair is not None)
 )
 """Heenberichten that must be answered by a retourbericht (OP090)."""
 
 
+def private_database(path: Path) -> None:
+    """The database file (created if missing) and its -wal/-shm companions are mode 0600 and
+    its folder 0700, whoever created them and whatever the umask: they hold sealed
+    payloads, audit records and pseudonyms. SQLite gives -wal and -shm the database's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.stat().st_uid == os.getuid():
+        os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for companion in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{companion}", 0o600)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
+    private_database(path)
     db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
@@ -144,7 +169,7 @@ class SqliteBroker:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(self.path)
         self._lock_file = _exclusive_lock(self.path.with_suffix(".lock"))
         self._write_db = await asyncio.to_thread(_connect, self.path)
         await asyncio.to_thread(self._write_db.executescript, SCHEMA + audit.SCHEMA)
@@ -592,32 +617,33 @@ class SqliteBroker:
 
     # --- queries -----------------------------------------------------------------------------
 
-    async def find_message(self, referentienummer: str) -> dict[str, Any] | None:
+    async def find_conversation(
+        self, referentienummer: str, *, zender: str, ontvanger: str
+    ) -> dict[str, Any] | None:
         rows = await self.read(
-            "SELECT id, zender, ontvanger, kind, functie, message_code, identificatie, "
-            "payload_sender, referentienummer FROM messages WHERE referentienummer = ? "
-            "ORDER BY received_at LIMIT 1",
-            (referentienummer,),
+            "SELECT id, zender, ontvanger, kind, functie, referentienummer FROM messages "
+            "WHERE referentienummer = ? AND zender = ? AND ontvanger = ? LIMIT 1",
+            (referentienummer, zender, ontvanger),
         )
         return dict(rows[0]) if rows else None
 
     async def find_heen(
-        self, payload_sender: str, message_code: str, identificatie: str
+        self, payload_sender: str, message_code: str, identificatie: str, *, ontvanger: str
     ) -> dict[str, Any] | None:
         rows = await self.read(
             "SELECT id, zender, ontvanger, referentienummer FROM messages WHERE "
             "payload_sender = ? AND message_code = ? AND identificatie = ? AND kind = 'Di01' "
-            "ORDER BY received_at DESC LIMIT 1",
-            (payload_sender, message_code, identificatie),
+            "AND ontvanger = ? ORDER BY received_at DESC LIMIT 1",
+            (payload_sender, message_code, identificatie, ontvanger),
         )
         return dict(rows[0]) if rows else None
 
-    async def view(self, message_id: str) -> MessageView | None:
+    async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:
         rows = await self.read(
             "SELECT id, received_at, kind, zender, ontvanger, referentienummer, cross_ref, "
-            "functie, message_code, heen_id, retourcodes FROM messages WHERE id = ? "
-            "OR referentienummer = ? LIMIT 1",
-            (message_id, message_id),
+            "functie, message_code, heen_id, retourcodes FROM messages m WHERE (id = ? "
+            f"OR referentienummer = ?) AND {_VISIBLE} ORDER BY received_at LIMIT 1",
+            (message_id, message_id, viewer, viewer, viewer, viewer),
         )
         if not rows:
             return None
@@ -627,23 +653,29 @@ class SqliteBroker:
             dict(r)
             for r in await self.read(
                 "SELECT destination, adapter, copy, state, attempts, next_attempt_at, last_error, "
-                "updated_at FROM deliveries WHERE message_id = ? ORDER BY id",
-                (mid,),
+                "updated_at FROM deliveries WHERE message_id = ? AND (? IS NULL OR ? = ? "
+                "OR destination = ?) ORDER BY id",
+                (mid, viewer, viewer, data["zender"], viewer),
             )
         ]
-        events = [
-            dict(r)
-            for r in await self.read(
-                "SELECT at, event, detail FROM events WHERE message_id = ? ORDER BY id", (mid,)
-            )
-        ]
+        events = (
+            [
+                dict(r)
+                for r in await self.read(
+                    "SELECT at, event, detail FROM events WHERE message_id = ? ORDER BY id", (mid,)
+                )
+            ]
+            if viewer is None or viewer == data["zender"]
+            else []
+        )
         heen_id = data["heen_id"] or mid
         conversation = [
             dict(r)
             for r in await self.read(
                 "SELECT id, kind, functie, zender, ontvanger, received_at, retourcodes "
-                "FROM messages WHERE id = ? OR heen_id = ? ORDER BY received_at",
-                (heen_id, heen_id),
+                f"FROM messages m WHERE (id = ? OR heen_id = ?) AND {_VISIBLE} "
+                "ORDER BY received_at",
+                (heen_id, heen_id, viewer, viewer, viewer, viewer),
             )
         ]
         return MessageView(data, deliveries, events, conversation)
@@ -795,7 +827,7 @@ def replay_candidates(
 
 def _exclusive_lock(path: Path) -> IO[bytes]:
     """One gateway process per database: the embedded broker is not a distributed system."""
-    handle = path.open("ab")
+    handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

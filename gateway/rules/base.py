@@ -196,10 +196,27 @@ def element_path(el: etree._Element) -> str:
         parent = node.getparent()
         assert parent is not None
         name = etree.QName(node).localname
-        same = [s for s in parent if s.tag == node.tag]
-        steps.append(f"{name}[{same.index(node) + 1}]" if len(same) > 1 else name)
+        position, count = _position(parent, node)
+        steps.append(f"{name}[{position}]" if count > 1 else name)
         node = parent
     return "/".join(reversed(steps)) or "."
+
+
+def _position(parent: etree._Element, node: etree._Element) -> tuple[int, int]:
+    """(1-based position among same-tag siblings, how many there are). Within a rule run the
+    positions of a parent's children are computed once, so a finding on each of n siblings
+    costs n, not n² (a sibling scan per finding)."""
+    cache = _cache.get()
+    key = ("positions", parent, node.tag)
+    table = cache.get(key) if cache is not None else None
+    if table is None:
+        same = [s for s in parent if s.tag == node.tag]
+        table = {s: i + 1 for i, s in enumerate(same)}
+        table[None] = len(same)  # type: ignore[index]
+        if cache is not None:
+            cache[key] = table
+    positions: dict[etree._Element | None, int] = table  # type: ignore[assignment]
+    return positions[node], positions[None]
 
 
 def header(ctx: MessageContext) -> etree._Element:

@@ -1,0 +1,47 @@
+"""Admission of request bodies: memory for bodies is a budget, not a free-for-all.
+
+Reading a body costs its size in memory, and parsing it more. Every caller's body is
+reserved against one byte budget (``[limits] inflight_body_mb``) before a byte is read; a
+request that does not fit waits its turn (bounded by ``body_timeout``) with its bytes left in
+the kernel's socket buffers, so six parallel 23 MiB bodies cost what the budget allows and
+not six times their size. Unauthenticated callers never get this far: the server refuses
+their bodies unread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+
+class BudgetExhausted(Exception):
+    """The body could not be admitted in time (the gateway is busy with large bodies)."""
+
+
+class BodyBudget:
+    """A byte semaphore: reserve ``n`` bytes, release them when the request is done."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.in_use = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, size: int, timeout: float) -> AsyncIterator[None]:
+        """Hold ``size`` bytes (at most the whole budget) for the duration of the block."""
+        size = max(0, min(size, self.capacity))
+        async with self._changed:
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self.in_use + size <= self.capacity), timeout
+                )
+            except TimeoutError:
+                raise BudgetExhausted from None
+            self.in_use += size
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.in_use -= size
+                self._changed.notify_all()
