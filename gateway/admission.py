@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import AsyncIterator
 
 
@@ -45,3 +46,35 @@ class BodyBudget:
             async with self._changed:
                 self.in_use -= size
                 self._changed.notify_all()
+
+
+class BodyTooLarge(Exception):
+    """The decoded body is larger than the limit."""
+
+
+class BadEncoding(Exception):
+    """The body is not what its Content-Encoding says."""
+
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
+    """Undo a ``gzip``/``deflate`` Content-Encoding, producing at most ``limit`` bytes.
+
+    The server does not decompress on its own: a 48 KB gzip bomb would otherwise be expanded
+    in the connection's buffers before any limit applies. Here the output is cut at
+    ``limit + 1`` bytes, so a bomb costs at most the limit.
+    """
+    if encoding in ("", "identity"):
+        return data
+    try:
+        inflater = zlib.decompressobj(_WBITS[encoding])
+        out = inflater.decompress(data, limit + 1)
+    except (KeyError, zlib.error):
+        raise BadEncoding(encoding) from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyTooLarge
+    if not inflater.eof:
+        raise BadEncoding(encoding)
+    return out

@@ -181,7 +181,6 @@ class Ingress:
         rejected = self._check_envelope(envelope, identity)
         if rejected is not None:
             return rejected
-        raw: bytes = etree.tostring(element, encoding="UTF-8", xml_declaration=True)
 
         message: MessageType | None = None
         payload_root: etree._Element | None = None
@@ -195,7 +194,14 @@ class Ingress:
                 if isinstance(checked, Rejected):
                     return checked
                 message, payload_root = checked
-        return await self._route_and_store(envelope, raw, identity, message, payload_root)
+        # Serialising, hashing and collecting BSNs cost tens of milliseconds for a message of
+        # megabytes: done in a thread for a large one, so the loop goes on serving others.
+        facts = (
+            await asyncio.to_thread(_stored_facts, element, envelope, payload_root)
+            if offload
+            else _stored_facts(element, envelope, payload_root)
+        )
+        return await self._route_and_store(envelope, facts, identity, message, payload_root)
 
     async def _check_payload(
         self, envelope: env.Envelope, identity: Identity
@@ -297,7 +303,7 @@ class Ingress:
     async def _route_and_store(
         self,
         envelope: env.Envelope,
-        raw: bytes,
+        facts: _StoredFacts,
         identity: Identity,
         message: MessageType | None,
         payload_root: etree._Element | None,
@@ -356,8 +362,8 @@ class Ingress:
             message_code=message.code if message else None,
             identificatie=header.get("identificatie"),
             payload_sender=header.get("sender"),
-            digest=content_digest(envelope),
-            envelope=raw,
+            digest=facts.digest,
+            envelope=facts.raw,
             bv03_ref=env.new_referentienummer(),
             bv03_tijdstip=env.tijdstip_now(),
             heen_id=heen_id,
@@ -365,10 +371,8 @@ class Ingress:
             deliveries=tuple(planned),
             actor=f"{identity.name} via {identity.via}",
             origin=identity.peer,
-            bsns=tuple(sorted({(el.text or "").strip() for el in payload_root.iter("{*}Bsn")}))
-            if payload_root is not None
-            else (),
-            payload_digest=hashlib.sha256(envelope.payload).hexdigest(),
+            bsns=facts.bsns,
+            payload_digest=facts.payload_digest,
         )
         try:
             outcome: AcceptOutcome = await self.broker.accept(record)
@@ -413,6 +417,29 @@ class Ingress:
             outcome.status == "duplicate",
             tuple(p.destination for p in planned),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredFacts:
+    raw: bytes
+    """The envelope as accepted (what is stored, sealed, and delivered)."""
+    digest: str
+    payload_digest: str
+    bsns: tuple[str, ...]
+
+
+def _stored_facts(
+    element: etree._Element, envelope: env.Envelope, payload_root: etree._Element | None
+) -> _StoredFacts:
+    raw: bytes = etree.tostring(element, encoding="UTF-8", xml_declaration=True)
+    bsns = (
+        tuple(sorted({(el.text or "").strip() for el in payload_root.iter("{*}Bsn")}))
+        if payload_root is not None
+        else ()
+    )
+    return _StoredFacts(
+        raw, content_digest(envelope), hashlib.sha256(envelope.payload).hexdigest(), bsns
+    )
 
 
 def content_digest(envelope: env.Envelope) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import hashlib
 import hmac
@@ -32,7 +33,7 @@ from prometheus_client import generate_latest
 
 from gateway import audit, soap
 from gateway import envelope as env
-from gateway.admission import BodyBudget, BudgetExhausted
+from gateway.admission import BadEncoding, BodyBudget, BodyTooLarge, BudgetExhausted, decode_body
 from gateway.broker.base import Broker, StorageError
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
@@ -62,6 +63,9 @@ ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
 """Request Content-Encodings decoded (within the size limit); anything else is a 400."""
 SOAP_ALLOWANCE = 64 * 1024
 """Bytes a request may carry beyond max_message_bytes (SOAP wrapper, HTTP framing)."""
+ENVELOPE_ALLOWANCE = 8 * 1024
+"""Bytes of a Di01/Du01 around its base64 payload (stuurgegevens, parameters)."""
+LARGE_PARSES = 2
 SOAP_MAX_MARKUP = 2_000
 """A SOAP request carries a few dozen tags (the payload is base64 text)."""
 PAYLOAD_MAX_MARKUP = 2_000_000
@@ -81,6 +85,10 @@ class Gateway:
     soap_limits: ParseLimits
     """For SOAP requests: few tags allowed (the payload is base64 text inside)."""
     bodies: BodyBudget
+    large_parses: asyncio.Semaphore = dataclasses.field(
+        default_factory=lambda: asyncio.Semaphore(LARGE_PARSES)
+    )
+    """Large requests parsed in threads at once: more would only fight over the GIL."""
 
     @property
     def systeem(self) -> env.Systeem:
@@ -274,9 +282,10 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
         large = len(data) > LARGE_PAYLOAD_BYTES
         try:
             if large:  # parsing megabytes must not stall the loop (health checks, others)
-                element = await asyncio.to_thread(
-                    soap.unwrap, data, request.headers.get("SOAPAction"), gw.soap_limits
-                )
+                async with gw.large_parses:
+                    element = await asyncio.to_thread(
+                        soap.unwrap, data, request.headers.get("SOAPAction"), gw.soap_limits
+                    )
             else:
                 element = soap.unwrap(data, request.headers.get("SOAPAction"), gw.soap_limits)
         except soap.SoapFault as exc:
@@ -349,7 +358,9 @@ async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | w
         yield response
         return
     try:
-        async with gw.bodies.reserve(length or limit, gw.config.body_timeout):
+        encoded = request.headers.get("Content-Encoding", "identity").lower() != "identity"
+        reserve = limit if length is None or encoded else length
+        async with gw.bodies.reserve(reserve, gw.config.body_timeout):
             try:
                 data = await asyncio.wait_for(request.read(), gw.config.body_timeout)
             except web.HTTPRequestEntityTooLarge:
@@ -360,7 +371,17 @@ async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | w
                 yield web.Response(status=408, text="request body not received in time")
                 return
             except (web.RequestPayloadError, aiohttp.http_exceptions.HttpProcessingError):
-                yield _problem(400, "the request body could not be read (encoding or framing)")
+                yield _problem(400, "the request body could not be read (framing)")
+                return
+            encoding = request.headers.get("Content-Encoding", "").strip().lower()
+            try:
+                if encoding not in ("", "identity"):
+                    data = await asyncio.to_thread(decode_body, data, encoding, limit)
+            except BodyTooLarge:
+                yield _too_large(request, gw)
+                return
+            except BadEncoding:
+                yield _problem(400, f"the request body is not valid {encoding}")
                 return
             yield data
     except BudgetExhausted:
@@ -416,6 +437,14 @@ async def submit_message(request: web.Request) -> web.Response:
 async def _submit(
     request: web.Request, gw: Gateway, identity: Identity, partner: Partner, payload: bytes
 ) -> web.Response:
+    fits = (gw.config.max_message_bytes - ENVELOPE_ALLOWANCE) * 3 // 4
+    if len(payload) > fits:
+        return _problem(
+            413,
+            f"payload is {len(payload):,} bytes; base64 in a Di01 it must fit the "
+            f"{gw.config.max_message_bytes:,}-byte message limit (at most {fits:,} bytes)",
+            code="IB007",
+        )
     result = await gw.ingress.payloads.validate_payload(payload)
     if result.identified is None or result.root is None:
         errors = result.report.errors
@@ -477,11 +506,11 @@ async def _submit(
             referentienummer=referentienummer,
         )
     large = len(data) > LARGE_PAYLOAD_BYTES
-    element = (
-        await asyncio.to_thread(parse_untrusted, data, _no_limit(gw))
-        if large
-        else parse_untrusted(data, _no_limit(gw))
-    )
+    if large:
+        async with gw.large_parses:
+            element = await asyncio.to_thread(parse_untrusted, data, _no_limit(gw))
+    else:
+        element = parse_untrusted(data, _no_limit(gw))
     outcome = await gw.ingress.accept_envelope(element, identity, offload=large)
     if isinstance(outcome, Rejected):
         REJECTED.labels(code=outcome.code).inc()
@@ -722,6 +751,7 @@ async def run(
         make_app(gw),
         access_log=None,
         keepalive_timeout=config.limits.keepalive_timeout,
+        auto_decompress=False,  # bodies are decoded within their limit (decode_body)
     )
     await runner.setup()
     context = server_ssl(config.tls) if config.tls and not config.plain_http else None

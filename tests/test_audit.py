@@ -91,9 +91,13 @@ def insert(db: sqlite3.Connection, key: bytes) -> None:
         "prev_hash": rows[1]["hash"],
     }
     forged["hash"] = record_hash(forged, key)
+    _insert(db, forged)
+
+
+def _insert(db: sqlite3.Connection, row: dict[str, object]) -> None:
     db.execute(
-        f"INSERT INTO audit ({', '.join(forged)}) VALUES ({', '.join('?' for _ in forged)})",
-        tuple(forged.values()),
+        f"INSERT INTO audit ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+        tuple(row.values()),
     )
 
 
@@ -121,10 +125,7 @@ def append_forged_tail(db: sqlite3.Connection, key: bytes) -> None:
     last = _rows(db)[-1]
     forged = {**last, "seq": last["seq"] + 1, "outcome": "forged", "prev_hash": last["hash"]}
     forged["hash"] = record_hash(forged, key)
-    db.execute(
-        f"INSERT INTO audit ({', '.join(forged)}) VALUES ({', '.join('?' for _ in forged)})",
-        tuple(forged.values()),
-    )
+    _insert(db, forged)
 
 
 def bsn_index_added(db: sqlite3.Connection, key: bytes) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import requests
 import yarl
 from lxml import etree
 
@@ -44,20 +44,9 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-async def post(
-    setup: Setup,
-    body: bytes,
-    *,
-    partner: str | None = "0150",
-    soapaction: str | None = DI01,
-    headers: dict[str, str] | None = None,
-    token: str | None = None,
-) -> tuple[int, str | None]:
-    return (
-        await post_full(
-            setup, body, partner=partner, soapaction=soapaction, headers=headers, token=token
-        )
-    )[:2]
+async def post(setup: Setup, body: bytes, **options: Any) -> tuple[int, str | None]:
+    """(HTTP status, Bv03 or the Fo03 foutcode) of one SOAP request (see post_full)."""
+    return (await post_full(setup, body, **options))[:2]
 
 
 async def post_full(
@@ -284,9 +273,9 @@ def header_flood() -> bytes:
 
 
 class Watch:
-    """Samples a process's RSS and the gateway's /healthz latency while an attack runs. The
-    health checks run in a thread of their own on one kept-alive connection, so the latency
-    is the gateway's, not that of this test's event loop, busy sending the attack."""
+    """Samples a process's RSS while an attack runs, and the gateway's /healthz latency from
+    a probe process of its own (tests/healthprobe.py), so the latency is the gateway's, not
+    that of this test process, busy sending the attack."""
 
     def __init__(self, setup: Setup, pid: int) -> None:
         self.setup, self.pid = setup, pid
@@ -300,30 +289,30 @@ class Watch:
             self.peak_rss = max(self.peak_rss, rss_kib(self.pid))
             time.sleep(0.01)
 
-    def _health(self) -> None:
-        with requests.Session() as session:
-            session.trust_env = False
-            session.verify = self.setup.ca
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                try:
-                    ok = session.get(f"{self.setup.url}/healthz", timeout=5).status_code == 200
-                except requests.RequestException:
-                    ok = False
-                self.health_failures += 0 if ok else 1
-                self.slowest_health = max(self.slowest_health, time.perf_counter() - started)
-                time.sleep(0.05)
-
     async def during(self, attack: Any) -> Any:
-        threads = [threading.Thread(target=self._rss), threading.Thread(target=self._health)]
-        for thread in threads:
-            thread.start()
+        probe = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.healthprobe",
+            self.setup.url,
+            self.setup.ca,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert probe.stdout is not None
+        assert (await asyncio.wait_for(probe.stdout.readline(), 30)).strip() == b"ready"
+        sampler = threading.Thread(target=self._rss)
+        sampler.start()
         try:
             return await attack
         finally:
             self._stop.set()
-            for thread in threads:
-                await asyncio.to_thread(thread.join)
+            await asyncio.to_thread(sampler.join)
+            probe.terminate()
+            result = json.loads(await asyncio.wait_for(probe.stdout.readline(), 30))
+            await probe.wait()
+            self.slowest_health = result["slowest"]
+            self.health_failures = result["failures"]
 
 
 async def unread_or_refused(setup: Setup, body: bytes) -> tuple[int, str | None] | str:
@@ -379,6 +368,22 @@ async def test_large_bodies_cost_bounded_memory_and_never_stall_health(tmp_path:
         got = await watch.during(post(setup, request, partner="12345678"))
         want = EXPECTED["generated-valid-20mb-message"]
         assert got == (want["status"], want["code"]), got
+        # The same size over REST (wrapped by the gateway), and one byte past what fits.
+        other = payload.replace(b">WMO323A0001<", b">WMO323A0002<", 1)
+        assert other != payload
+        status, answer = await rest(
+            setup, "POST", "/api/v1/messages", token=setup.token("12345678"), data=other
+        )
+        assert status == 202, answer
+        fits = (25 * 1024 * 1024 - 8 * 1024) * 3 // 4
+        status, answer = await rest(
+            setup,
+            "POST",
+            "/api/v1/messages",
+            token=setup.token("12345678"),
+            data=b" " * (fits + 1),
+        )
+        assert status == 413 and answer["code"] == "IB007"
         print(
             f"\nunauthenticated 6×23 MiB: RSS +{anonymous_growth:.0f} MiB, slowest /healthz "
             f"{anonymous_health * 1000:.0f} ms; from 0150: RSS +{partner_growth:.0f} MiB, "

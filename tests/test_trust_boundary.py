@@ -5,6 +5,7 @@ partner's error text is sealed, library logs are JSON without tracebacks, files 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import ssl
 import stat
 import time
 import uuid
+import zlib
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from adapters.base import Outbound, PermanentError
 from adapters.directory import DirectoryAdapter
 from gateway import audit
 from gateway import envelope as env
+from gateway.admission import BadEncoding, BodyTooLarge, decode_body
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConnectionLimits
 from gateway.connections import ConnectionTable
@@ -165,24 +168,33 @@ async def test_directory_files_never_collide_escape_or_overwrite(tmp_path: Path)
     assert target.read_text() == "keep"
 
 
+def allow_text_functie(setup: Setup, functie: str) -> None:
+    config = setup.config_path.read_text()
+    setup.config_path.write_text(
+        config.replace("text_functies = []", f"text_functies = [{json.dumps(functie)}]")
+    )
+
+
+async def send_text(setup: Setup, functie: str) -> None:
+    """A text payload from zorgaanbieder 12345678 to gemeente 0150 (an inbox partner)."""
+    text = env.build_di01(
+        b"hello",
+        zender="12345678",
+        zender_applicatie="ZorgSuite",
+        ontvanger="0150",
+        functie=functie,
+        bestandsnaam="note.txt",
+    )
+    code, body = await post_soap(setup, text, token=setup.token("12345678"))
+    assert code == 200, fo03_code(body)
+
+
 async def test_inbox_save_builds_names_only_from_checked_parts(
     setup: Setup, tmp_path: Path
 ) -> None:
-    config = setup.config_path.read_text().replace(
-        "text_functies = []", 'text_functies = ["../../../evil"]'
-    )
-    setup.config_path.write_text(config)
+    allow_text_functie(setup, "../../../evil")
     async with running(setup):
-        text = env.build_di01(
-            b"hello",
-            zender="12345678",
-            zender_applicatie="ZorgSuite",
-            ontvanger="0150",
-            functie="../../../evil",
-            bestandsnaam="note.txt",
-        )
-        code, body = await post_soap(setup, text, token=setup.token("12345678"))
-        assert code == 200, fo03_code(body)
+        await send_text(setup, "../../../evil")
         save = tmp_path / "a" / "b" / "save"
         exit_code, out = await ggk(setup, "inbox", "0150", "--save", str(save))
         assert exit_code == 0, out
@@ -333,24 +345,37 @@ async def test_audit_export_refuses_existing_files_and_symlinks(
 
 
 async def test_metric_labels_come_from_closed_sets(setup: Setup) -> None:
-    config = setup.config_path.read_text().replace(
-        "text_functies = []", 'text_functies = ["Bijlage 999990019"]'
-    )
-    setup.config_path.write_text(config)
+    allow_text_functie(setup, "Bijlage 999990019")
     async with running(setup):
-        text = env.build_di01(
-            b"hello",
-            zender="12345678",
-            zender_applicatie="ZorgSuite",
-            ontvanger="0150",
-            functie="Bijlage 999990019",
-            bestandsnaam="note.txt",
-        )
-        code, _ = await post_soap(setup, text, token=setup.token("12345678"))
-        assert code == 200
+        await send_text(setup, "Bijlage 999990019")
         status, body = await rest(setup, "GET", "/metrics", token=setup.token())
     assert status == 200
     labels = set(re.findall(rb'functie="([^"]*)"', body))
     known = {m.code.encode() for m in MESSAGES.values()} | {b"other", b"Fo01"}
     assert b"999990019" not in body and labels <= known
     assert b"other" in labels
+
+
+def test_encoded_bodies_are_decoded_within_the_limit() -> None:
+    data = b"<a>" + b"x" * 100_000 + b"</a>"
+    assert decode_body(gzip.compress(data), "gzip", 200_000) == data
+    assert decode_body(zlib.compress(data), "deflate", 200_000) == data
+    with pytest.raises(BodyTooLarge):
+        decode_body(gzip.compress(b"a" * 50_000_000), "gzip", 1_000_000)
+    with pytest.raises(BadEncoding):
+        decode_body(b"not gzip", "gzip", 1_000)
+    with pytest.raises(BadEncoding):
+        decode_body(gzip.compress(data)[:-20], "gzip", 200_000)  # cut short
+
+
+async def test_a_gzip_encoded_submit_is_accepted(setup: Setup) -> None:
+    async with running(setup):
+        status, body = await rest(
+            setup,
+            "POST",
+            "/api/v1/messages",
+            token=setup.token("0150"),
+            data=gzip.compress(WMO301),
+            headers={"Content-Encoding": "gzip"},
+        )
+    assert status == 202, body
