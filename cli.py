@@ -25,10 +25,11 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress
 
-from gateway import audit, demo, envelope, logs, server, soap
+from gateway import audit, demo, envelope, freshen, logs, server, soap
 from gateway.broker import kafka_topics
 from gateway.broker.base import StorageError
 from gateway.broker.sqlite import reencrypt_payloads
+from gateway.bundled import SchemasMissing
 from gateway.client import ClientError, GatewayClient, Unreachable
 from gateway.config import ConfigError, GatewayConfig
 from gateway.config import check as check_config
@@ -207,7 +208,7 @@ def schemas() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--compile", "compile_all", is_flag=True, help="Also compile every schema.")
 def schemas_list(schema_dirs: tuple[Path, ...], as_json: bool, compile_all: bool) -> None:
-    """List the message schemas found, by namespace."""
+    """List the message schemas found, by namespace, and the StUF-GGk envelope schemas."""
     registry = _registry(schema_dirs)
     rows = []
     for ns in registry.namespaces():
@@ -229,14 +230,18 @@ def schemas_list(schema_dirs: tuple[Path, ...], as_json: bool, compile_all: bool
                 "bericht_xsd_versie": described.bericht_xsd_versie,
             }
         )
+    envelopes = [
+        {"namespace": ns, "message": label, "release": None, "file": str(path)}
+        for ns, label, path in envelope.envelope_schemas()
+    ]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(rows + envelopes, indent=2))
         return
-    for row in rows:
+    for row in rows + envelopes:
         click.echo(
-            f"{row['message'] or '?':8} {row['release'] or '?':5} {row['namespace']}  {row['file']}"
+            f"{row['message'] or '-':8} {row['release'] or '-':5} {row['namespace']}  {row['file']}"
         )
-    click.echo(f"{len(rows)} message schemas")
+    click.echo(f"{len(rows)} message schemas, {len(envelopes)} envelope schemas")
 
 
 # --- the gateway ----------------------------------------------------------------------------
@@ -261,9 +266,24 @@ def _load_config(path: Path) -> GatewayConfig:
         raise UsageOrIOError(str(exc)) from None
 
 
+def _remember_url(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    ctx.meta["ggk.url"] = value
+
+
+_url_option = click.option(
+    "--url",
+    default=None,
+    expose_value=False,
+    callback=_remember_url,
+    envvar="GGK_URL",
+    help="The gateway's address (default: from the configuration, public_url or host:port).",
+)
+
+
 def _client(config_path: Path, partner: str | None = None) -> GatewayClient:
+    url = click.get_current_context().meta.get("ggk.url")
     try:
-        return GatewayClient.for_config(_load_config(config_path), partner=partner)
+        return GatewayClient.for_config(_load_config(config_path), partner=partner, url=url)
     except ClientError as exc:
         raise UsageOrIOError(str(exc)) from None
 
@@ -284,14 +304,19 @@ def _call(fn: Callable[[], T]) -> T:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
-@click.option("--force", is_flag=True, help="Overwrite an existing demo setup.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Make new keys, certificates and tokens; the old data is moved aside.",
+)
 @_json_option
 def init(directory: Path, port: int, force: bool, as_json: bool) -> None:
     """Write a working demo setup: config, partners, dev CA, tokens, data directory."""
     try:
         config = demo.init(directory, port=port, force=force)
-    except FileExistsError as exc:
-        raise UsageOrIOError(str(exc)) from None
+    except demo.DemoExists as exc:
+        _emit({"config": str(directory / "gateway.toml"), "kept": True}, as_json, str(exc))
+        return
     except OSError as exc:
         raise UsageOrIOError(
             f"cannot write the demo setup to {directory}: {exc.strerror}"
@@ -337,7 +362,15 @@ def serve(config_path: Path, host: str | None, port: int | None, log_level: str)
     logs.configure(log_level.upper())
     try:
         asyncio.run(server.run(config))
-    except (OSError, RegistryError, ValueError, SchemaError, StorageError) as exc:
+    except (
+        OSError,
+        RegistryError,
+        ValueError,
+        SchemaError,
+        SchemasMissing,
+        StorageError,
+        KeyringError,
+    ) as exc:
         raise UsageOrIOError(f"cannot start: {exc}") from None
 
 
@@ -346,9 +379,17 @@ def serve(config_path: Path, host: str | None, port: int | None, log_level: str)
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--as", "partner", required=True, help="Partner id to submit as (its token).")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Send with a new Identificatie (and referentienummer), so a sample can be sent again.",
+)
 @_config_option
+@_url_option
 @_json_option
-def submit(files: tuple[Path, ...], partner: str, config_path: Path, as_json: bool) -> None:
+def submit(
+    files: tuple[Path, ...], partner: str, fresh: bool, config_path: Path, as_json: bool
+) -> None:
     """Submit messages through a running gateway: raw iWmo/iJw (REST) or envelopes (SOAP)."""
     client = _client(config_path, partner)
     results: list[dict[str, Any]] = []
@@ -362,11 +403,14 @@ def submit(files: tuple[Path, ...], partner: str, config_path: Path, as_json: bo
             failed += 1
             continue
         if envelope.is_envelope(root):
+            if fresh:
+                data = freshen.fresh_envelope(data)
             response = _call(partial(client.submit_envelope, data, soap.soap_action_for(root)))
             if response.status_code == 200:
-                results.append({"file": str(path), "result": "Bv03"})
+                ref = parse_untrusted(data).findtext(f".//{{{envelope.STUF_NS}}}referentienummer")
+                results.append({"file": str(path), "result": "Bv03", "referentienummer": ref})
             else:
-                fout = parse_untrusted(response.content).find(f".//{{{envelope.STUF_NS}}}body")
+                fout = _fo03_body(response.content)
                 results.append(
                     {
                         "file": str(path),
@@ -381,6 +425,8 @@ def submit(files: tuple[Path, ...], partner: str, config_path: Path, as_json: bo
                 )
                 failed += 1
         else:
+            if fresh:
+                data = freshen.fresh_payload(data)
             try:
                 results.append({"file": str(path), **client.submit_raw(data)})
             except Unreachable as exc:
@@ -398,16 +444,27 @@ def submit(files: tuple[Path, ...], partner: str, config_path: Path, as_json: bo
                     f"REFUSED  {r['file']}: {r['error']}{code} {r.get('omschrijving') or ''}"
                 )
             else:
+                follow = r.get("id") or r.get("referentienummer")
                 click.echo(
-                    f"accepted {r['file']}: {r.get('id', r.get('result'))} "
-                    f"→ {', '.join(r.get('destinations', [])) or 'routed'}"
+                    f"accepted {r['file']}: {follow} "
+                    f"→ {', '.join(r.get('destinations', [])) or 'routed'} "
+                    f"(ggk status {follow})"
                 )
     sys.exit(EXIT_INVALID if failed else EXIT_OK)
+
+
+def _fo03_body(answer: bytes) -> Any:
+    """The StUF body of a Fo03 answer, or None when the answer is not XML (a proxy's page)."""
+    try:
+        return parse_untrusted(answer).find(f".//{{{envelope.STUF_NS}}}body")
+    except UnsafeXml:
+        return None
 
 
 @main.command()
 @click.argument("message_id")
 @_config_option
+@_url_option
 @_json_option
 def status(message_id: str, config_path: Path, as_json: bool) -> None:
     """Status, deliveries, history and conversation of a message (id or referentienummer)."""
@@ -442,23 +499,27 @@ def status(message_id: str, config_path: Path, as_json: bool) -> None:
     help="Fetch the envelopes into this directory and acknowledge them.",
 )
 @_config_option
+@_url_option
 @_json_option
 def inbox(partner: str, save: Path | None, config_path: Path, as_json: bool) -> None:
-    """List (and with --save: fetch and acknowledge) a partner's waiting messages."""
+    """List (and with --save: fetch and acknowledge) a partner's waiting messages, all of
+    them, a page of 1,000 at a time."""
     client = _client(config_path, partner)
-    listing = _call(lambda: client.inbox(1000))
-    items = listing["messages"]
-    if save is not None:
-        private_dir(save)
-        for item in items:
-            name = _inbox_file_name(item)
-            data = _call(partial(client.inbox_envelope, item["id"]))
-            if not write_new(save, name, data):
-                raise click.ClickException(
-                    f"{save / name} exists; not overwritten (message {item['id']} is not "
-                    "acknowledged and stays in the inbox)"
-                )
-            _call(partial(client.ack, item["id"]))
+    items: list[dict[str, Any]] = []
+    with _progress(as_json) as bar:
+        task = bar.add_task("saving" if save else "listing", total=None)
+        if save is None:
+            for page in _pages(client.inbox_pages()):
+                items += page
+                bar.advance(task, len(page))
+        else:
+            private_dir(save)
+            # acknowledged messages leave the inbox: the first page is always the next one
+            while page := _call(lambda: client.inbox(1000))["messages"]:
+                for item in page:
+                    _save_and_ack(client, save, item)
+                    bar.advance(task)
+                items += page
     human = (
         "\n".join(
             f"{i['id']}  {i['functie'] or i['kind']}  from {i['zender']}  {_when(i['received_at'])}"
@@ -468,7 +529,33 @@ def inbox(partner: str, save: Path | None, config_path: Path, as_json: bool) -> 
     )
     if save is not None:
         human += f"\nsaved and acknowledged {len(items)} message(s) in {save}"
-    _emit(listing, as_json, human)
+    _emit({"partner": partner, "messages": items}, as_json, human)
+
+
+def _save_and_ack(client: GatewayClient, folder: Path, item: dict[str, Any]) -> None:
+    """Write one inbox message to ``folder`` and only then acknowledge it."""
+    name = _inbox_file_name(item)
+    data = _call(partial(client.inbox_envelope, item["id"]))
+    if not write_new(folder, name, data):
+        raise click.ClickException(
+            f"{folder / name} exists; not overwritten (message {item['id']} is not "
+            "acknowledged and stays in the inbox)"
+        )
+    _call(partial(client.ack, item["id"]))
+
+
+def _progress(as_json: bool) -> Progress:
+    """A progress line on stderr for long work (not for --json or when not a terminal)."""
+    return Progress(disable=as_json or not sys.stderr.isatty(), console=Console(stderr=True))
+
+
+def _pages(pages: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+    """Pages from the gateway, its errors as clear CLI errors."""
+    while True:
+        page = _call(lambda: next(pages, None))
+        if page is None:
+            return
+        yield page
 
 
 def _inbox_file_name(item: dict[str, Any]) -> str:
@@ -495,16 +582,29 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--partner", default=None)
 @_config_option
+@_url_option
 @_json_option
 def dlq_list(partner: str | None, config_path: Path, as_json: bool) -> None:
-    """List dead-lettered deliveries."""
-    data = _call(lambda: _client(config_path).dead_letters(partner))
+    """List dead-lettered deliveries (all of them, a page at a time)."""
+    letters = _all_dead_letters(_client(config_path), partner, as_json)
     human = "\n".join(
-        f"{d['id']}  {d['functie']}  → {d['destination']}  {d['attempts']} "
-        f"attempt(s): {d['last_error']}"
-        for d in data["dead_letters"]
+        f"{d['id']}  {d['functie'] or d.get('kind') or '-'}  → {d['destination']}  "
+        f"{d['attempts']} attempt(s): {d['last_error'] or '-'}"
+        for d in letters
     )
-    _emit(data, as_json, human or "no dead letters")
+    _emit({"dead_letters": letters}, as_json, human or "no dead letters")
+
+
+def _all_dead_letters(
+    client: GatewayClient, partner: str | None, as_json: bool
+) -> list[dict[str, Any]]:
+    letters: list[dict[str, Any]] = []
+    with _progress(as_json) as bar:
+        task = bar.add_task("dead letters", total=None)
+        for page in _pages(client.all_dead_letters(partner)):
+            letters += page
+            bar.advance(task, len(page))
+    return letters
 
 
 @main.command()
@@ -518,6 +618,7 @@ def dlq_list(partner: str | None, config_path: Path, as_json: bool) -> None:
 )
 @click.option("--partner", default=None, help="Only deliveries to this partner.")
 @_config_option
+@_url_option
 @_json_option
 def replay(
     message_id: str | None,
@@ -535,6 +636,9 @@ def replay(
         result = _call(
             lambda: client.replay(message_id=message_id, dead_only=False, partner=partner)
         )
+        if not result["replayed"]:
+            _emit(result, as_json, f"nothing to replay: no deliveries of {message_id}")
+            sys.exit(EXIT_INVALID)
         _emit(result, as_json, f"replayed {result['replayed']} delivery(ies)")
         return
     if since is not None:
@@ -543,10 +647,10 @@ def replay(
         )
         _emit(result, as_json, f"replayed {result['replayed']} delivery(ies)")
         return
-    dead = _call(lambda: client.dead_letters(partner))["dead_letters"]
+    dead = _all_dead_letters(client, partner, as_json)
     ids = sorted({d["id"] for d in dead})
     total = 0
-    with Progress(disable=as_json or not sys.stderr.isatty(), console=Console(stderr=True)) as bar:
+    with _progress(as_json) as bar:
         task = bar.add_task("replaying", total=len(ids))
         for mid in ids:
             total += _call(partial(client.replay, message_id=mid, partner=partner))["replayed"]
@@ -557,6 +661,7 @@ def replay(
 @main.command()
 @click.option("--days", type=float, default=None, help="Default: [retour] overdue_days.")
 @_config_option
+@_url_option
 @_json_option
 def overdue(days: float | None, config_path: Path, as_json: bool) -> None:
     """Heenberichten still without a retourbericht after N days (OP090)."""
@@ -969,7 +1074,8 @@ def certs() -> None:
 @certs.command("revoke")
 @click.argument("partner")
 @_config_option
-def certs_revoke(partner: str, config_path: Path) -> None:
+@_json_option
+def certs_revoke(partner: str, config_path: Path, as_json: bool) -> None:
     """Revoke a partner's development client certificate (add it to pki/crl.pem).
 
     The gateway reads the CRL at start: restart it to refuse the certificate.
@@ -979,8 +1085,20 @@ def certs_revoke(partner: str, config_path: Path) -> None:
     cert = pki / f"client-{partner}.crt"
     if not cert.is_file() or not (pki / "ca.key").is_file():
         raise UsageOrIOError(f"no development certificate for {partner} in {pki}")
-    crl = DevCA.load(pki).revoke(cert)
-    click.echo(f"revoked {cert.name}; {crl} updated; restart the gateway to apply")
+    ca = DevCA.load(pki)
+    if ca.is_revoked(cert):
+        _emit(
+            {"partner": partner, "certificate": str(cert), "revoked": True, "changed": False},
+            as_json,
+            f"{cert.name} was revoked already; nothing changed",
+        )
+        return
+    crl = ca.revoke(cert)
+    _emit(
+        {"partner": partner, "certificate": str(cert), "revoked": True, "changed": True},
+        as_json,
+        f"revoked {cert.name}; {crl} updated; restart the gateway to apply",
+    )
 
 
 def _when(timestamp: float) -> str:

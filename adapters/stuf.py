@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -21,16 +20,10 @@ from lxml import etree
 from zeep.transports import Transport
 
 from adapters.base import AdapterError, Outbound, PermanentError, RetryableError
+from gateway.bundled import ontvang_wsdl
 from gateway.soap import SOAP11_NS, soap_action_for
 from gateway.xmlsafe import parse_own
 
-WSDL = (
-    Path(__file__).resolve().parent.parent
-    / "schemas"
-    / "stuf-ggk"
-    / "ggk0210"
-    / "ggk0210_OntvangAsynchroon.wsdl"
-)
 STUF_NS = "http://www.egem.nl/StUF/StUF0301"
 _NOT_CODE = re.compile(r"[^A-Za-z0-9]")
 
@@ -60,7 +53,7 @@ class StufAdapter:
         transport = Transport(  # type: ignore[no-untyped-call]
             session=session, timeout=seconds, operation_timeout=seconds
         )
-        self.client = zeep.Client(str(WSDL), transport=transport)  # type: ignore[no-untyped-call]
+        self.client = zeep.Client(str(ontvang_wsdl()), transport=transport)  # type: ignore[no-untyped-call]
         self.binding = self.client.service._binding
 
     def _call(self, item: Outbound) -> None:

@@ -304,6 +304,32 @@ def _check_bsn_index(db: sqlite3.Connection) -> None:
         raise _Tampered(seq, f"the BSN search index has entries for record {seq} it lacks")
 
 
+def keyring_mismatch(db: sqlite3.Connection, keyring: Keyring) -> str | None:
+    """Why ``keyring`` cannot be the one this database was written with, or None.
+
+    Checked at start (a gateway must not run on a keyring that cannot open its data, e.g.
+    after ``ggk init --force`` replaced the keys): the first audit record must carry this
+    keyring's chain hash, and the key of the newest sealed record must be in it.
+    """
+    first = db.execute("SELECT * FROM audit WHERE seq = 1").fetchone()
+    if first is None:
+        return None
+    columns = [d[0] for d in db.execute("SELECT * FROM audit LIMIT 0").description]
+    row = dict(zip(columns, first, strict=True))
+    try:
+        fits = hmac.compare_digest(record_hash(row, keyring.chain_key), str(row["hash"]))
+    except (TypeError, ValueError, KeyError):
+        fits = False
+    if not fits:
+        return "the keyring does not match this database (its audit chain has other keys)"
+    newest = db.execute(
+        "SELECT key_id FROM audit WHERE key_id IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    if newest is not None and newest[0] not in keyring.data_keys:
+        return f"the keyring lacks data key {newest[0]}, with which this database was written"
+    return None
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)

@@ -7,9 +7,11 @@ It finds the gateway's URL and trust anchor in the gateway configuration and the
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -34,12 +36,19 @@ class GatewayClient:
 
     @classmethod
     def for_config(
-        cls, config: GatewayConfig, *, partner: str | None = None, token: str | None = None
+        cls,
+        config: GatewayConfig,
+        *,
+        partner: str | None = None,
+        token: str | None = None,
+        url: str | None = None,
     ) -> GatewayClient:
+        """A client of the gateway ``config`` describes (or of ``url``, e.g. another host
+        running the same setup), with the token of ``partner`` (None: the admin token)."""
         if token is None:
             token = _token_from_secrets(config.path.parent / "secrets" / "tokens.toml", partner)
         ca = str(config.tls.client_ca) if config.tls and config.tls.client_ca else None
-        return cls(config.base_url, token, ca)
+        return cls((url or config.base_url).rstrip("/"), token, ca)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = kwargs.pop("headers", {})
@@ -88,8 +97,16 @@ class GatewayClient:
     def status(self, message_id: str) -> Any:
         return self._json("GET", f"/api/v1/messages/{message_id}")
 
-    def inbox(self, limit: int = 100) -> Any:
-        return self._json("GET", f"/api/v1/inbox?limit={limit}")
+    def inbox(self, limit: int = 100, after: int = 0) -> Any:
+        return self._json("GET", f"/api/v1/inbox?limit={limit}&after={after}")
+
+    def inbox_pages(self, limit: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Every waiting message, a page at a time (no cap)."""
+        after: int | None = 0
+        while after is not None:
+            page = self.inbox(limit, after)
+            yield page["messages"]
+            after = page.get("next")
 
     def inbox_envelope(self, message_id: str) -> bytes:
         response = self._request("GET", f"/api/v1/inbox/{message_id}")
@@ -100,9 +117,19 @@ class GatewayClient:
     def ack(self, message_id: str) -> Any:
         return self._json("POST", f"/api/v1/inbox/{message_id}/ack")
 
-    def dead_letters(self, partner: str | None = None, limit: int = 10000) -> Any:
-        query = f"?limit={limit}" + (f"&partner={partner}" if partner else "")
-        return self._json("GET", f"/api/v1/admin/dead-letters{query}")
+    def dead_letters(self, partner: str | None = None, limit: int = 10000, after: int = 0) -> Any:
+        query = urlencode(
+            {"limit": limit, "after": after, **({"partner": partner} if partner else {})}
+        )
+        return self._json("GET", f"/api/v1/admin/dead-letters?{query}")
+
+    def all_dead_letters(self, partner: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Every dead letter, a page at a time (no cap)."""
+        after: int | None = 0
+        while after is not None:
+            page = self.dead_letters(partner, 10000, after)
+            yield page["dead_letters"]
+            after = page.get("next")
 
     def replay(self, **body: Any) -> Any:
         return self._json("POST", "/api/v1/admin/replay", json=body)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,17 +39,41 @@ DEMO_PARTNERS = (
 )
 
 
+def _move_aside(directory: Path) -> list[Path]:
+    """Rename ``data`` and ``drop`` to ``<name>.replaced-<time>``; returns the new names."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = []
+    for name in ("data", "drop"):
+        old = directory / name
+        if old.is_dir() and any(old.iterdir()):
+            target = directory / f"{name}.replaced-{stamp}"
+            old.rename(target)
+            moved.append(target)
+    return moved
+
+
 def _private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
 
 
+class DemoExists(Exception):
+    """The folder already holds a demo setup, which is kept."""
+
+
 def init(directory: Path, *, port: int = 8443, force: bool = False) -> Path:
-    """Write the demo setup; returns the path of ``gateway.toml``."""
+    """Write the demo setup; returns the path of ``gateway.toml``.
+
+    An existing setup is kept (:class:`DemoExists`), so the quick start can run twice. With
+    ``force`` keys, certificates and tokens are made anew, and the data written with the old
+    keys (database, file drops) is moved aside, never left for new keys that cannot open it.
+    """
     config = directory / "gateway.toml"
     if config.exists() and not force:
-        raise FileExistsError(f"{config} exists; use --force to overwrite the demo setup")
+        raise DemoExists(f"{config} exists; kept (ggk init --force makes a new one)")
+    if force:
+        _move_aside(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for sub in ("data", "secrets", "drop", "keys"):
         (directory / sub).mkdir(exist_ok=True)
@@ -74,8 +99,6 @@ def init(directory: Path, *, port: int = 8443, force: bool = False) -> Path:
     partners_text = "# Partners of the demo gateway (written by ggk init).\n\n" + "\n".join(
         partner_entries
     )
-    # Directory adapter paths are relative to where the gateway runs; make them absolute.
-    partners_text = partners_text.replace('path = "drop/', f'path = "{directory.resolve()}/drop/')
     (directory / "partners.toml").write_text(partners_text, encoding="utf-8")
 
     config.write_text(

@@ -105,6 +105,14 @@ class DevCA:
         path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
         return path
 
+    def is_revoked(self, cert_path: Path) -> bool:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        existing = self.directory / "crl.pem"
+        if not existing.exists():
+            return False
+        crl = x509.load_pem_x509_crl(existing.read_bytes())
+        return crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+
     def revoke(self, cert_path: Path) -> Path:
         """Add a certificate issued by this CA to the CRL (keeps earlier revocations)."""
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())

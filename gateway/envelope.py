@@ -20,13 +20,13 @@ from pathlib import Path
 
 from lxml import etree
 
+from gateway.bundled import stuf_ggk_dir
 from gateway.report import Problem, Severity
 from gateway.standards import BY_CODE, NAMESPACE_ROOT, MessageType
 from gateway.xsderrors import problems_from_log
 
 STUF_NS = "http://www.egem.nl/StUF/StUF0301"
 XMIME_NS = "http://www.w3.org/2005/05/xmlmime"
-ENVELOPE_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "stuf-ggk"
 
 
 class Generation(StrEnum):
@@ -116,19 +116,27 @@ def is_envelope(root: etree._Element) -> bool:
 _local = threading.local()
 
 
+_ENVELOPE_FILES = {
+    Generation.GGK0210.value: ("ggk0210", "ggk0210/ggk0210_msg.xsd"),
+    Generation.GGK0310.value: ("ggk0310", "ggk0310/ggk0310_msg.xsd"),
+    STUF_NS: ("StUF0301", "stuf0301.xsd"),
+}
+"""Envelope namespace → (label, schema file below schemas/stuf-ggk)."""
+
+
+def envelope_schemas() -> list[tuple[str, str, Path]]:
+    """(namespace, label, file) of every envelope schema the gateway validates against."""
+    return [(ns, label, stuf_ggk_dir() / file) for ns, (label, file) in _ENVELOPE_FILES.items()]
+
+
 def _schema_for(namespace: str) -> etree.XMLSchema:
     """The envelope schema, one instance per thread: an lxml XMLSchema keeps its error log
     on the instance, so large envelopes read in a worker thread need their own."""
     _schemas: dict[str, etree.XMLSchema] = _local.__dict__.setdefault("schemas", {})
     schema = _schemas.get(namespace)
     if schema is None:
-        files = {
-            Generation.GGK0210.value: "ggk0210/ggk0210_msg.xsd",
-            Generation.GGK0310.value: "ggk0310/ggk0310_msg.xsd",
-            STUF_NS: "stuf0301.xsd",
-        }
         parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-        doc = etree.parse(str(ENVELOPE_SCHEMA_DIR / files[namespace]), parser)
+        doc = etree.parse(str(stuf_ggk_dir() / _ENVELOPE_FILES[namespace][1]), parser)
         schema = etree.XMLSchema(doc)
         _schemas[namespace] = schema
     return schema

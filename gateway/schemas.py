@@ -17,12 +17,11 @@ from urllib.parse import unquote, urlparse
 
 from lxml import etree
 
+from gateway.bundled import schema_root
 from gateway.standards import NamespaceInfo, parse_namespace
 from gateway.xmlsafe import parse_trusted_file
 
 XS = "http://www.w3.org/2001/XMLSchema"
-BUNDLED_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-"""The project's own XSDs (``schemas/iwmo``, ``schemas/ijw``) in a source checkout."""
 
 
 class SchemaError(Exception):
@@ -112,10 +111,9 @@ class SchemaRegistry:
         self._files: dict[str, SchemaFile] = {}
         self._compiled: dict[str, CompiledSchema] = {}
         self._lock = threading.Lock()
-        if include_bundled:
+        if include_bundled:  # the project's own XSDs (schemas/iwmo, schemas/ijw)
             for sub in ("iwmo", "ijw"):
-                if (BUNDLED_SCHEMA_DIR / sub).is_dir():
-                    self.add_directory(BUNDLED_SCHEMA_DIR / sub)
+                self.add_directory(schema_root() / sub)
         for directory in directories:
             self.add_directory(directory)
 

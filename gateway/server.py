@@ -37,6 +37,7 @@ from gateway.admission import BadEncoding, BodyBudget, BodyTooLarge, BudgetExhau
 from gateway.broker.base import Broker, StorageError
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
+from gateway.bundled import ontvang_wsdl, stuf_ggk_dir
 from gateway.config import GatewayConfig, TlsConfig, is_loopback
 from gateway.connections import GuardedSite
 from gateway.delivery import DeliveryService
@@ -54,8 +55,6 @@ from routing.table import RouteTable
 
 log = structlog.get_logger("ggk.server")
 
-STUF_GGK_DIR = Path(__file__).resolve().parent.parent / "schemas" / "stuf-ggk"
-WSDL_PATH = "ggk0210/ggk0210_OntvangAsynchroon.wsdl"
 SOAP_PATH = "/ggk/OntvangAsynchroon"
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9_./-]+\.(xsd|wsdl)$")
@@ -65,6 +64,7 @@ SOAP_ALLOWANCE = 64 * 1024
 """Bytes a request may carry beyond max_message_bytes (SOAP wrapper, HTTP framing)."""
 ENVELOPE_ALLOWANCE = 8 * 1024
 """Bytes of a Di01/Du01 around its base64 payload (stuurgegevens, parameters)."""
+MAX_CURSOR = 2**63 - 1
 LARGE_PARSES = 2
 SOAP_MAX_MARKUP = 2_000
 """A SOAP request carries a few dozen tags (the payload is base64 text)."""
@@ -211,6 +211,37 @@ def may_scrape(request: web.Request, gw: Gateway) -> bool:
         if hmac.compare_digest(digest, scrape):
             return True
     return gw.config.metrics_from_loopback and is_loopback(request.remote or "")
+
+
+access_log = structlog.get_logger("ggk.access")
+
+
+@web.middleware
+async def access_lines(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """One JSON line per request (method, path without its query, status, duration, who), so
+    4xx and 5xx are visible to a log shipper. The query and headers are never logged: they
+    can carry identifiers and credentials."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        access_log.info(
+            "http.request",
+            method=request.method[:10],
+            path=request.path[:200],
+            status=status,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+            caller=identify(request, request.app[GATEWAY_KEY]).name,
+            peer=request.remote,
+        )
 
 
 @web.middleware
@@ -393,7 +424,7 @@ def wsdl(request: web.Request) -> web.Response:
     """Our WSDL with absolute import locations and the configured public address (never the
     request's Host header, which the caller chooses)."""
     base = request.app[GATEWAY_KEY].config.base_url
-    text = (STUF_GGK_DIR / WSDL_PATH).read_text(encoding="utf-8")
+    text = ontvang_wsdl().read_text(encoding="utf-8")
     text = text.replace(
         'location="../stuf0301_types.wsdl"', f'location="{base}/ggk/wsdl/stuf0301_types.wsdl"'
     )
@@ -409,12 +440,9 @@ def wsdl(request: web.Request) -> web.Response:
 
 async def schema_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    path = (STUF_GGK_DIR / name).resolve()
-    if (
-        not _SAFE_FILE.match(name)
-        or STUF_GGK_DIR.resolve() not in path.parents
-        or (not path.is_file())
-    ):
+    root = stuf_ggk_dir().resolve()
+    path = (root / name).resolve()
+    if not _SAFE_FILE.match(name) or root not in path.parents or (not path.is_file()):
         return _problem(404, "no such schema file")
     return web.Response(body=path.read_bytes(), content_type="text/xml", charset="utf-8")
 
@@ -551,8 +579,10 @@ async def inbox(request: web.Request) -> web.Response:
         return auth
     gw, _, partner = auth
     limit = query_int(request, "limit", 100, 1, 1000)
-    items = await gw.broker.inbox(partner.id, limit)
-    return web.json_response({"partner": partner.id, "messages": items})
+    items = await gw.broker.inbox(partner.id, limit, query_int(request, "after", 0, 0, MAX_CURSOR))
+    return web.json_response(
+        {"partner": partner.id, "messages": items, "next": _next(items, limit)}
+    )
 
 
 async def inbox_item(request: web.Request) -> web.Response:
@@ -581,10 +611,15 @@ async def dead_letters(request: web.Request) -> web.Response:
     if isinstance(auth, web.Response):
         return auth
     gw, _ = auth
-    items = await gw.broker.dead_letters(
-        request.query.get("partner"), query_int(request, "limit", 100, 1, 10000)
-    )
-    return web.json_response({"dead_letters": items})
+    limit = query_int(request, "limit", 100, 1, 10000)
+    after = query_int(request, "after", 0, 0, MAX_CURSOR)
+    items = await gw.broker.dead_letters(request.query.get("partner"), limit, after)
+    return web.json_response({"dead_letters": items, "next": _next(items, limit)})
+
+
+def _next(items: list[dict[str, Any]], limit: int) -> int | None:
+    """The ``after`` of the next page, or None when this page was the last."""
+    return int(items[-1]["cursor"]) if len(items) == limit else None
 
 
 async def replay(request: web.Request) -> web.Response:
@@ -671,7 +706,7 @@ async def openapi(request: web.Request) -> web.Response:
 def make_app(gw: Gateway) -> web.Application:
     app = web.Application(
         client_max_size=gw.config.max_message_bytes + SOAP_ALLOWANCE,
-        middlewares=[problems_not_tracebacks],
+        middlewares=[access_lines, problems_not_tracebacks],
     )
     app[GATEWAY_KEY] = gw
     app.router.add_post(SOAP_PATH, soap_endpoint)

@@ -89,7 +89,7 @@ class PartnerRegistry:
                         cert_sha256=entry.get("cert_sha256"),
                         delivery=Delivery(
                             adapter=str(delivery.get("adapter", "inbox")),
-                            settings={k: v for k, v in delivery.items() if k != "adapter"},
+                            settings=_settings(delivery, path.resolve().parent),
                         ),
                     )
                 )
@@ -114,3 +114,17 @@ class PartnerRegistry:
 
     def by_certificate(self, der: bytes) -> Partner | None:
         return self._by_cert.get(hashlib.sha256(der).hexdigest())
+
+
+FILE_SETTINGS = ("path", "ca_file", "cert_file", "key_file")
+"""Adapter settings that name files or folders: relative ones are relative to partners.toml,
+so a setup folder (like the demo) can be moved as a whole."""
+
+
+def _settings(delivery: dict[str, Any], base: Path) -> dict[str, Any]:
+    settings = {k: v for k, v in delivery.items() if k != "adapter"}
+    for key in FILE_SETTINGS:
+        value = settings.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            settings[key] = str(base / value)
+    return settings

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from pathlib import Path
@@ -88,5 +91,30 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if existing:  # a broker that is already running (development, or an existing cluster)
         yield existing
         return
+    missing = missing_kafka_tools()
+    if missing:
+        if os.environ.get("CI"):  # CI installs them (.ci/run): their absence is a failure
+            pytest.fail(f"the Kafka tests need {missing} (.ci/run installs them)")
+        pytest.skip(f"the Kafka tests need {missing}: install them or set GGK_TEST_KAFKA")
     with kafka_node(tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield bootstrap
+
+
+def missing_kafka_tools() -> str | None:
+    """What is missing to start the development broker: Java 17+ and Maven (for the jars,
+    unless scripts/kafka-dev.sh fetched them already)."""
+    java = shutil.which("java")
+    if java is None:
+        return "Java 17 or newer (no java on PATH)"
+    version = subprocess.run(
+        [java, "-version"], capture_output=True, text=True, timeout=60, check=False
+    ).stderr
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', version)
+    major = int(found.group(1)) if found else 0
+    if major == 1 and found and found.group(2):  # "1.8.0_x" is Java 8
+        major = int(found.group(2))
+    if major < 17:
+        return f"Java 17 or newer (found {version.splitlines()[0] if version else 'none'})"
+    if not (ROOT / ".kafka" / "libs" / ".complete").exists() and shutil.which("mvn") is None:
+        return "Maven (to fetch the Kafka jars) or scripts/kafka-dev.sh fetch run once"
+    return None

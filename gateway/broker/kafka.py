@@ -868,8 +868,8 @@ class KafkaBroker:
     async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:
         return await self.local.view(message_id, viewer)
 
-    async def inbox(self, partner: str, limit: int) -> list[dict[str, Any]]:
-        return await self.local.inbox(partner, limit)
+    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[dict[str, Any]]:
+        return await self.local.inbox(partner, limit, after)
 
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
         return await self.local.inbox_envelope(partner, message_id)
@@ -894,8 +894,10 @@ class KafkaBroker:
         )
         return True
 
-    async def dead_letters(self, partner: str | None, limit: int) -> list[dict[str, Any]]:
-        return await self.local.dead_letters(partner, limit)
+    async def dead_letters(
+        self, partner: str | None, limit: int, after: int = 0
+    ) -> list[dict[str, Any]]:
+        return await self.local.dead_letters(partner, limit, after)
 
     async def replay(
         self,

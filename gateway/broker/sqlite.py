@@ -173,6 +173,11 @@ class SqliteBroker:
         self._lock_file = _exclusive_lock(self.path.with_suffix(".lock"))
         self._write_db = await asyncio.to_thread(_connect, self.path)
         await asyncio.to_thread(self._write_db.executescript, SCHEMA + audit.SCHEMA)
+        mismatch = await asyncio.to_thread(audit.keyring_mismatch, self._write_db, self.keyring)
+        if mismatch is not None:
+            self._write_db.close()
+            self._lock_file.close()
+            raise StorageError(f"{self.path}: {mismatch}")
         if self.max_bytes is not None:
             # SQLite refuses to grow past this (SQLITE_FULL, transaction rolled back), which
             # the writer reports as StorageError: new messages get StUF046, nothing half-done.
@@ -680,12 +685,13 @@ class SqliteBroker:
         ]
         return MessageView(data, deliveries, events, conversation)
 
-    async def inbox(self, partner: str, limit: int) -> list[dict[str, Any]]:
+    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[dict[str, Any]]:
         rows = await self.read(
-            "SELECT m.id, m.kind, m.functie, m.zender, m.referentienummer, m.cross_ref, "
-            "m.received_at FROM deliveries d JOIN messages m ON m.id = d.message_id "
-            "WHERE d.destination = ? AND d.state = 'inbox' ORDER BY d.id LIMIT ?",
-            (partner, limit),
+            "SELECT d.id AS cursor, m.id, m.kind, m.functie, m.zender, m.referentienummer, "
+            "m.cross_ref, m.received_at FROM deliveries d JOIN messages m ON m.id = "
+            "d.message_id WHERE d.destination = ? AND d.state = 'inbox' AND d.id > ? "
+            "ORDER BY d.id LIMIT ?",
+            (partner, after, limit),
         )
         return [dict(r) for r in rows]
 
@@ -717,13 +723,15 @@ class SqliteBroker:
         result: bool = await self.write(op)
         return result
 
-    async def dead_letters(self, partner: str | None, limit: int) -> list[dict[str, Any]]:
+    async def dead_letters(
+        self, partner: str | None, limit: int, after: int = 0
+    ) -> list[dict[str, Any]]:
         rows = await self.read(
-            "SELECT m.id, m.referentienummer, m.functie, m.zender, d.destination, d.attempts, "
-            "d.last_error, "
-            "d.updated_at FROM deliveries d JOIN messages m ON m.id = d.message_id "
-            "WHERE d.state = 'dead' AND (? IS NULL OR d.destination = ?) ORDER BY d.id LIMIT ?",
-            (partner, partner, limit),
+            "SELECT d.id AS cursor, m.id, m.referentienummer, m.functie, m.zender, "
+            "d.destination, d.attempts, d.last_error, d.updated_at FROM deliveries d "
+            "JOIN messages m ON m.id = d.message_id WHERE d.state = 'dead' "
+            "AND (? IS NULL OR d.destination = ?) AND d.id > ? ORDER BY d.id LIMIT ?",
+            (partner, partner, after, limit),
         )
         return [dict(r) for r in rows]
 
