@@ -42,7 +42,7 @@ def fresh_payload(data: bytes) -> bytes:
 def fresh_envelope(data: bytes) -> bytes:
     """A ggk_Di01/Du01 with a new referentienummer and a fresh payload inside."""
     root = parse_own(data)
-    reference = root.find(f".//{{{env.STUF_NS}}}stuurgegevens/{{{env.STUF_NS}}}referentienummer")
+    reference = root.find(f"{{*}}stuurgegevens/{{{env.STUF_NS}}}referentienummer")
     if reference is not None:
         reference.text = env.new_referentienummer()
     for holder in root.iter("{*}xmlBestand", "{*}bericht"):

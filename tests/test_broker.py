@@ -148,7 +148,9 @@ async def test_unreadable_payload_is_dead_lettered_alone(tmp_path: Path) -> None
     await broker.start()
     await broker.accept(stored_message(1))
     await broker.close()
-    broker = SqliteBroker(path, Keyring.generate())  # the key of m1's payload is gone
+    lost = Keyring.generate()  # the data key of m1's payload is gone (same chain key)
+    lost.pseudonym_key = KEYS.pseudonym_key
+    broker = SqliteBroker(path, lost)
     await broker.start()
     await broker.accept(stored_message(2))
     (job,) = await broker.claim(10, 30)
