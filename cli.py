@@ -484,7 +484,7 @@ def status(message_id: str, config_path: Path, as_json: bool) -> None:
     if len(view["conversation"]) > 1:
         lines.append("  conversation:")
         lines += [
-            f"    {c['functie']} {c['id']} {c.get('retourcodes') or ''}"
+            f"    {c['functie'] or c['kind']} {c['id']} {c.get('retourcodes') or ''}"
             for c in view["conversation"]
         ]
     _emit(view, as_json, "\n".join(lines))

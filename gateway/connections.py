@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 
 from gateway.config import ConnectionLimits
+from gateway.metrics import CONNECTIONS_CLOSED
 
 log = structlog.get_logger("ggk.connections")
 
@@ -41,15 +42,18 @@ class ConnectionTable:
         self.timed_out = 0
 
     def admit(self, peer: str) -> bool:
-        if (
-            self.total >= self.limits.max_connections
-            or self.by_peer[peer] >= self.limits.max_connections_per_peer
-        ):
-            self.refused += 1
-            return False
+        if self.total >= self.limits.max_connections:
+            return self._refuse("total_cap")
+        if self.by_peer[peer] >= self.limits.max_connections_per_peer:
+            return self._refuse("per_peer_cap")
         self.total += 1
         self.by_peer[peer] += 1
         return True
+
+    def _refuse(self, reason: str) -> bool:
+        self.refused += 1
+        CONNECTIONS_CLOSED.labels(reason=reason).inc()
+        return False
 
     def release(self, peer: str) -> None:
         self.total -= 1
@@ -89,6 +93,7 @@ class ConnectionGuard(asyncio.Protocol):
     def _headers_late(self) -> None:
         self.deadline = None
         self.table.timed_out += 1
+        CONNECTIONS_CLOSED.labels(reason="header_timeout").inc()
         log.info("connection.header_timeout", peer=self.peer)
         if isinstance(self.transport, asyncio.WriteTransport):
             self.transport.abort()

@@ -25,3 +25,16 @@ BV03_SECONDS = Histogram(
     registry=REGISTRY,
 )
 DELIVERY_STATES = Gauge("ggk_deliveries", "Deliveries by state.", ["state"], registry=REGISTRY)
+CONNECTIONS_CLOSED = Counter(
+    "ggk_connections_closed_total",
+    "Connections refused or closed by the gateway's limits.",
+    ["reason"],  # per_peer_cap, total_cap, header_timeout
+    registry=REGISTRY,
+)
+for _reason in ("per_peer_cap", "total_cap", "header_timeout"):
+    CONNECTIONS_CLOSED.labels(reason=_reason)  # present at 0
+BODY_BUDGET_WAITS = Counter(
+    "ggk_body_budget_refusals_total",
+    "Requests answered 503 because the memory budget for bodies stayed full.",
+    registry=REGISTRY,
+)

@@ -43,7 +43,14 @@ from gateway.connections import GuardedSite
 from gateway.delivery import DeliveryService
 from gateway.ingest import Identity, Ingress, Rejected
 from gateway.keyring import Keyring
-from gateway.metrics import ACCEPTED, BV03_SECONDS, DELIVERY_STATES, REGISTRY, REJECTED
+from gateway.metrics import (
+    ACCEPTED,
+    BODY_BUDGET_WAITS,
+    BV03_SECONDS,
+    DELIVERY_STATES,
+    REGISTRY,
+    REJECTED,
+)
 from gateway.offload import LARGE_PAYLOAD_BYTES, PayloadValidator
 from gateway.openapi import OPENAPI
 from gateway.schemas import SchemaRegistry
@@ -417,6 +424,7 @@ async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | w
             yield data
     except BudgetExhausted:
         log.warning("request.body_budget_full", peer=request.remote, path=request.path)
+        BODY_BUDGET_WAITS.inc()
         yield _problem(503, "the gateway is busy with large messages; try again later")
 
 

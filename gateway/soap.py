@@ -90,8 +90,8 @@ def unwrap(data: bytes, soap_action: str | None, limits: ParseLimits) -> etree._
     if len(children) != 1:
         raise SoapFault("StUF055", "client", "SOAP Body must hold exactly one StUF message")
     message = children[0]
-    if soap_action:
-        action = soap_action.strip().strip('"')
+    action = (soap_action or "").strip().strip('"')
+    if action:  # absent or "" (JAX-WS Dispatch, WS-I R1109): dispatch on the Body alone
         announced = SOAP_ACTIONS.get(action)
         if announced is None:
             raise SoapFault("StUF037", "client", f"unknown SOAPAction {action[:120]!r}")

@@ -397,6 +397,10 @@ def soap_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
             with_header(must % b"0", fresh_body),
             {**ACCEPTED, "note": "an optional header is ignored"},
         ),
+        "soapaction-empty.xml": (
+            di01(wmo301("WMO301S0002")),
+            {**ACCEPTED, "soapaction": "", "note": 'SOAPAction: "" (JAX-WS Dispatch, WS-I)'},
+        ),
         "soap-header-element-flood.xml": (with_header(b"<a/>" * 5000), refused("StUF055")),
         "soap-comment-flood.xml": (wrap(b"<!---->" * 5000 + body), refused("StUF055")),
         "soap-unknown-body-element.xml": (

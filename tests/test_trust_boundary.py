@@ -245,6 +245,12 @@ async def test_connections_are_bounded_per_peer_and_in_time(setup: Setup) -> Non
         for _, w in held:
             w.close()
         await eventually(lambda: _healthz_ok(setup))
+        _, metrics = await rest(setup, "GET", "/metrics", token=setup.token())
+        for reason in ("per_peer_cap", "header_timeout"):
+            counted = re.search(
+                rf'ggk_connections_closed_total{{reason="{reason}"}} (\d+)'.encode(), metrics
+            )
+            assert counted and int(counted.group(1)) >= 1, reason
 
 
 async def _healthz_ok(setup: Setup) -> bool:
