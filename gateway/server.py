@@ -53,6 +53,7 @@ from gateway.metrics import (
 )
 from gateway.offload import LARGE_PAYLOAD_BYTES, PayloadValidator
 from gateway.openapi import OPENAPI
+from gateway.problems import problem, problems_not_tracebacks, query_float, query_int
 from gateway.schemas import SchemaRegistry
 from gateway.standards import Kind
 from gateway.validation import Validator
@@ -65,8 +66,6 @@ log = structlog.get_logger("ggk.server")
 SOAP_PATH = "/ggk/OntvangAsynchroon"
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9_./-]+\.(xsd|wsdl)$")
-ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
-"""Request Content-Encodings decoded (within the size limit); anything else is a 400."""
 SOAP_ALLOWANCE = 64 * 1024
 """Bytes a request may carry beyond max_message_bytes (SOAP wrapper, HTTP framing)."""
 ENVELOPE_ALLOWANCE = 8 * 1024
@@ -173,40 +172,6 @@ def identify(request: web.Request, gw: Gateway) -> Identity:
     return Identity(None, peer=peer)
 
 
-def _problem(status: int, title: str, **extra: Any) -> web.Response:
-    return web.json_response(
-        {"status": status, "title": title, **extra},
-        status=status,
-        content_type="application/problem+json",
-    )
-
-
-class BadParameter(Exception):
-    """A query parameter that cannot be used; answered as a 400 problem document."""
-
-
-def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadParameter(f"{name} is a whole number from {low} to {high}")
-    return int(raw)
-
-
-def query_float(request: web.Request, name: str, default: float, low: float, high: float) -> float:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and low <= value <= high):
-        raise BadParameter(f"{name} is a number from {low:g} to {high:g}")
-    return value
-
-
 def may_scrape(request: web.Request, gw: Gateway) -> bool:
     if identify(request, gw).admin:
         return True
@@ -251,38 +216,12 @@ async def access_lines(
         )
 
 
-@web.middleware
-async def problems_not_tracebacks(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every refusal is a 4xx problem document and anything unforeseen a bare 500: never a
-    traceback (which could quote a header, and with it a token) in an answer or the log."""
-    if "\x00" in request.path or "\x00" in request.query_string:
-        return _problem(400, "NUL in the request target")
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ACCEPTED_ENCODINGS:
-        return _problem(400, "unsupported Content-Encoding; send identity, gzip or deflate")
-    try:
-        return await handler(request)
-    except BadParameter as exc:
-        return _problem(400, str(exc))
-    except web.HTTPException:
-        raise
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception as exc:
-        log.error("request.failed", path=request.path, error=type(exc).__name__)
-        return _problem(500, "internal error; the operator can find it in the log")
-
-
 def as_partner(request: web.Request) -> tuple[Gateway, Identity, Partner] | web.Response:
     """The gateway and the calling partner, or the 401 to answer instead."""
     gw = request.app[GATEWAY_KEY]
     identity = identify(request, gw)
     if identity.partner is None:
-        return _problem(
-            401, "a partner credential (client certificate or bearer token) is required"
-        )
+        return problem(401, "a partner credential (client certificate or bearer token) is required")
     return gw, identity, identity.partner
 
 
@@ -291,7 +230,7 @@ def as_admin(request: web.Request) -> tuple[Gateway, Identity] | web.Response:
     gw = request.app[GATEWAY_KEY]
     identity = identify(request, gw)
     if not identity.admin:
-        return _problem(403 if identity.partner else 401, "an admin credential is required")
+        return problem(403 if identity.partner else 401, "an admin credential is required")
     return gw, identity
 
 
@@ -303,7 +242,7 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
         if "wsdl" in request.query:
             return wsdl(request)
-        return _problem(405, "POST a SOAP request; GET ?wsdl for the service description")
+        return problem(405, "POST a SOAP request; GET ?wsdl for the service description")
     started = time.perf_counter()
     identity = identify(request, gw)
     if identity.partner is None:
@@ -380,7 +319,7 @@ def _fault(
 def _too_large(request: web.Request, gw: Gateway) -> web.Response:
     if request.path == SOAP_PATH:
         return _fault(gw, "IB007", "client", "message larger than the limit", None, 413)
-    return _problem(413, "message larger than the limit", code="IB007")
+    return problem(413, "message larger than the limit", code="IB007")
 
 
 @contextlib.asynccontextmanager
@@ -409,7 +348,7 @@ async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | w
                 yield web.Response(status=408, text="request body not received in time")
                 return
             except (web.RequestPayloadError, aiohttp.http_exceptions.HttpProcessingError):
-                yield _problem(400, "the request body could not be read (framing)")
+                yield problem(400, "the request body could not be read (framing)")
                 return
             encoding = request.headers.get("Content-Encoding", "").strip().lower()
             try:
@@ -419,13 +358,13 @@ async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | w
                 yield _too_large(request, gw)
                 return
             except BadEncoding:
-                yield _problem(400, f"the request body is not valid {encoding}")
+                yield problem(400, f"the request body is not valid {encoding}")
                 return
             yield data
     except BudgetExhausted:
         log.warning("request.body_budget_full", peer=request.remote, path=request.path)
         BODY_BUDGET_WAITS.inc()
-        yield _problem(503, "the gateway is busy with large messages; try again later")
+        yield problem(503, "the gateway is busy with large messages; try again later")
 
 
 def wsdl(request: web.Request) -> web.Response:
@@ -451,7 +390,7 @@ async def schema_file(request: web.Request) -> web.StreamResponse:
     root = stuf_ggk_dir().resolve()
     path = (root / name).resolve()
     if not _SAFE_FILE.match(name) or root not in path.parents or (not path.is_file()):
-        return _problem(404, "no such schema file")
+        return problem(404, "no such schema file")
     return web.Response(body=path.read_bytes(), content_type="text/xml", charset="utf-8")
 
 
@@ -475,7 +414,7 @@ async def _submit(
 ) -> web.Response:
     fits = (gw.config.max_message_bytes - ENVELOPE_ALLOWANCE) * 3 // 4
     if len(payload) > fits:
-        return _problem(
+        return problem(
             413,
             f"payload is {len(payload):,} bytes; base64 in a Di01 it must fit the "
             f"{gw.config.max_message_bytes:,}-byte message limit (at most {fits:,} bytes)",
@@ -484,7 +423,7 @@ async def _submit(
     result = await gw.ingress.payloads.validate_payload(payload)
     if result.identified is None or result.root is None:
         errors = result.report.errors
-        return _problem(
+        return problem(
             422,
             errors[0].message if errors else "not an iWmo/iJw message",
             code="StUF055",
@@ -496,7 +435,7 @@ async def _submit(
     ontvanger = header.findtext("{*}Ontvanger") if header is not None else None
     referentienummer = request.headers.get("Idempotency-Key") or None
     if referentienummer is not None and not env.UUID4.match(referentienummer):
-        return _problem(
+        return problem(
             400,
             "Idempotency-Key must be a lower-case UUID v4 (it becomes the "
             "envelope referentienummer)",
@@ -517,7 +456,7 @@ async def _submit(
         )
         cross_ref = request.query.get("cross_ref") or (heen["referentienummer"] if heen else None)
         if not cross_ref:
-            return _problem(
+            return problem(
                 422,
                 f"no {heen_code} with this Identificatie was sent to you through this "
                 "gateway; give ?cross_ref=<Di01 referentienummer>",
@@ -551,7 +490,7 @@ async def _submit(
     if isinstance(outcome, Rejected):
         REJECTED.labels(code=outcome.code).inc()
         status = 503 if outcome.code == "StUF046" else 403 if outcome.code == "StUF052" else 422
-        return _problem(status, outcome.omschrijving, code=outcome.code)
+        return problem(status, outcome.omschrijving, code=outcome.code)
     ACCEPTED.labels(functie=message.code, duplicate=str(outcome.duplicate).lower()).inc()
     return web.json_response(
         {
@@ -573,11 +512,11 @@ async def message_status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
     identity = identify(request, gw)
     if identity.partner is None and not identity.admin:
-        return _problem(401, "a credential is required")
+        return problem(401, "a credential is required")
     viewer = None if identity.admin else identity.partner.id if identity.partner else None
     view = await gw.broker.view(request.match_info["id"], viewer)
     if view is None:  # also for messages of others: no existence oracle
-        return _problem(404, "no such message")
+        return problem(404, "no such message")
     return web.json_response(view.to_dict())
 
 
@@ -600,7 +539,7 @@ async def inbox_item(request: web.Request) -> web.Response:
     gw, _, partner = auth
     data = await gw.broker.inbox_envelope(partner.id, request.match_info["id"])
     if data is None:
-        return _problem(404, "no such message in your inbox")
+        return problem(404, "no such message in your inbox")
     return web.Response(body=data, content_type="text/xml", charset="utf-8")
 
 
@@ -610,7 +549,7 @@ async def inbox_ack(request: web.Request) -> web.Response:
         return auth
     gw, _, partner = auth
     if not await gw.broker.ack(partner.id, request.match_info["id"]):
-        return _problem(404, "no such message waiting in your inbox")
+        return problem(404, "no such message waiting in your inbox")
     return web.json_response({"acknowledged": request.match_info["id"]})
 
 
@@ -638,18 +577,18 @@ async def replay(request: web.Request) -> web.Response:
     try:
         body = json.loads(await request.read())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return _problem(400, "body must be a JSON object")
+        return problem(400, "body must be a JSON object")
     if not isinstance(body, dict):
-        return _problem(400, "body must be a JSON object")
+        return problem(400, "body must be a JSON object")
     message_id, partner, since = body.get("message_id"), body.get("partner"), body.get("since")
     if not all(v is None or isinstance(v, str) for v in (message_id, partner)):
-        return _problem(400, "message_id and partner are strings")
+        return problem(400, "message_id and partner are strings")
     if since is not None and not (
         isinstance(since, int | float) and not isinstance(since, bool) and math.isfinite(since)
     ):
-        return _problem(400, "since is a number (seconds since the epoch)")
+        return problem(400, "since is a number (seconds since the epoch)")
     if not isinstance(body.get("dead_only", True), bool):
-        return _problem(400, "dead_only is true or false")
+        return problem(400, "dead_only is true or false")
     count = await gw.broker.replay(
         message_id=message_id,
         dead_only=body.get("dead_only", True),
@@ -686,7 +625,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await gw.broker.counts()
     except Exception as exc:  # any failure to read the store means not ready
-        return _problem(503, f"store unavailable: {type(exc).__name__}")
+        return problem(503, f"store unavailable: {type(exc).__name__}")
     return web.json_response({"status": "ready"})
 
 
@@ -695,7 +634,7 @@ async def metrics(request: web.Request) -> web.Response:
     any loopback caller: its counters describe partners' traffic."""
     gw = request.app[GATEWAY_KEY]
     if not may_scrape(request, gw):
-        return _problem(401, "metrics need the admin or the scrape token")
+        return problem(401, "metrics need the admin or the scrape token")
     for state, count in (await gw.broker.counts()).items():
         DELIVERY_STATES.labels(state=state).set(count)
     return web.Response(

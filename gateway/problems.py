@@ -1,0 +1,76 @@
+"""HTTP refusals as problem documents (RFC 9457), strict query parameters, and the
+middleware that turns anything unforeseen into a bare 500 instead of a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger("ggk.server")
+
+ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
+"""Request Content-Encodings decoded (within the size limit); anything else is a 400."""
+
+
+def problem(status: int, title: str, **extra: Any) -> web.Response:
+    """An ``application/problem+json`` answer; ``extra`` adds members such as ``code``."""
+    return web.json_response(
+        {"status": status, "title": title, **extra},
+        status=status,
+        content_type="application/problem+json",
+    )
+
+
+class BadParameter(Exception):
+    """A query parameter that cannot be used; answered as a 400 problem document."""
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadParameter(f"{name} is a whole number from {low} to {high}")
+    return int(raw)
+
+
+def query_float(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and low <= value <= high):
+        raise BadParameter(f"{name} is a number from {low:g} to {high:g}")
+    return value
+
+
+@web.middleware
+async def problems_not_tracebacks(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every refusal is a 4xx problem document and anything unforeseen a bare 500: never a
+    traceback (which could quote a header, and with it a token) in an answer or the log."""
+    if "\x00" in request.path or "\x00" in request.query_string:
+        return problem(400, "NUL in the request target")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ACCEPTED_ENCODINGS:
+        return problem(400, "unsupported Content-Encoding; send identity, gzip or deflate")
+    try:
+        return await handler(request)
+    except BadParameter as exc:
+        return problem(400, str(exc))
+    except web.HTTPException:
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:
+        log.error("request.failed", path=request.path, error=type(exc).__name__)
+        return problem(500, "internal error; the operator can find it in the log")
