@@ -642,9 +642,11 @@ def replay(
         _emit(result, as_json, f"replayed {result['replayed']} delivery(ies)")
         return
     if since is not None:
-        result = _call(
-            lambda: client.replay(since=since.timestamp(), dead_only=False, partner=partner)
-        )
+        with _progress(as_json) as bar:  # one transaction in the gateway: a spinner, no total
+            bar.add_task("replaying", total=None)
+            result = _call(
+                lambda: client.replay(since=since.timestamp(), dead_only=False, partner=partner)
+            )
         _emit(result, as_json, f"replayed {result['replayed']} delivery(ies)")
         return
     dead = _all_dead_letters(client, partner, as_json)
@@ -865,7 +867,12 @@ def audit_verify(checkpoint_file: Path | None, config_path: Path, as_json: bool)
         raise UsageOrIOError(f"{checkpoint_file}: not a checkpoint file ({exc})") from None
     db = _audit_db(config)
     try:
-        verdict = audit.verify(db, ring, external)
+        total = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+        with _progress(as_json) as bar:
+            task = bar.add_task("verifying", total=total)
+            verdict = audit.verify(
+                db, ring, external, progress=lambda done: bar.update(task, completed=done)
+            )
     finally:
         db.close()
     data = {

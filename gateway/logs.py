@@ -20,15 +20,22 @@ import structlog
 SENSITIVE_KEYS = frozenset(
     {"bsn", "payload", "envelope", "body", "token", "password", "authorization", "secret"}
 )
-_BEARER = re.compile(r"(?i)\b(bearer|token|authorization)([\s:=\"']+)[A-Za-z0-9._~+/=-]{8,}")
-_NINE_DIGITS = re.compile(r"(?<![0-9A-Za-z])[0-9]{9}(?![0-9A-Za-z])")
+_SCRUB = re.compile(
+    r"(?i)\b(?P<word>bearer|token|authorization)(?P<sep>[\s:=\"']+)[A-Za-z0-9._~+/=-]{8,}"
+    r"|(?<![0-9A-Za-z])[0-9]{9}(?![0-9A-Za-z])"
+)
+
+
+def _scrubbed(match: re.Match[str]) -> str:
+    if match.group("word"):
+        return f"{match.group('word')}{match.group('sep')}[removed]"
+    return "[9 digits removed]"
 
 
 def redact_text(text: str) -> str:
     """Blank credentials and BSN-shaped numbers inside free text (library messages,
-    tracebacks)."""
-    text = _BEARER.sub(r"\1\2[removed]", text)
-    return _NINE_DIGITS.sub("[9 digits removed]", text)
+    tracebacks): one pass over the text."""
+    return _SCRUB.sub(_scrubbed, text)
 
 
 def drop_sensitive(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

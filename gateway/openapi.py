@@ -1,29 +1,239 @@
-"""The OpenAPI 3.1 description of the REST API, served at ``/api/v1/openapi.json``."""
+"""The OpenAPI 3.1 description of the REST API, served at ``/api/v1/openapi.json``.
+
+Every operation has an ``operationId`` and typed responses, every refusal is an
+``application/problem+json`` document (RFC 9457), so a client generator produces a complete
+typed client. ``tests/test_openapi.py`` checks the document against the OpenAPI 3.1 schema
+and the live answers against it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-_PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
 _XML = {"application/xml": {"schema": {"type": "string"}}}
+_REFUSALS = {
+    400: "a malformed parameter, body or Content-Encoding",
+    401: "no or unknown credential",
+    403: "not allowed for this credential",
+    404: "not found (or not the caller's)",
+    413: "larger than the message limit (code IB007)",
+    422: "message refused; code is the StUF/GGk foutcode",
+    503: "busy (body budget full) or store unavailable",
+}
 
 
-def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"200": ok} if "description" in ok else ok
-    for code in codes:
-        out[str(code)] = {
-            "description": {
-                401: "no or unknown credential",
-                403: "not allowed for this credential",
-                404: "not found (or not yours)",
-                422: "message refused; code is the StUF/GGk foutcode",
-                400: "bad request",
-                503: "store unavailable",
-            }[code],
-            "content": {"application/json": {"schema": _PROBLEM}},
+def _answers(ok_status: int, ok: dict[str, Any], *refusals: int) -> dict[str, Any]:
+    out: dict[str, Any] = {str(ok_status): ok}
+    for status in refusals:
+        out[str(status)] = {
+            "description": _REFUSALS[status],
+            "content": {"application/problem+json": {"schema": _ref("Problem")}},
         }
     return out
 
+
+def _path_id() -> dict[str, Any]:
+    return {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _paging(maximum: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": 100},
+        },
+        {
+            "name": "after",
+            "in": "query",
+            "description": "the `next` of the previous page (cursor pagination)",
+            "schema": {"type": "integer", "minimum": 0, "default": 0},
+        },
+    ]
+
+
+_TIME = {"type": "number", "description": "seconds since 1970-01-01T00:00:00Z"}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_CURSOR = {
+    "type": ["integer", "null"],
+    "description": "pass as `after` for the next page; null on the last page",
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "required": ["status", "title"],
+        "properties": {
+            "status": {"type": "integer"},
+            "title": {"type": "string"},
+            "code": {"type": "string", "description": "StUF/GGk foutcode, where one applies"},
+            "problems": {"type": "array", "items": _ref("Finding")},
+        },
+    },
+    "Finding": {
+        "type": "object",
+        "description": "one validation finding",
+        "properties": {
+            "rule": {"type": "string"},
+            "message": {"type": "string"},
+            "path": _NULLABLE_STRING,
+            "line": {"type": ["integer", "null"]},
+            "expected": _NULLABLE_STRING,
+            "found": _NULLABLE_STRING,
+            "level": {"type": ["integer", "null"]},
+            "retourcode": _NULLABLE_STRING,
+            "severity": {"type": "string"},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["id", "referentienummer", "duplicate", "destinations"],
+        "properties": {
+            "id": {"type": "string"},
+            "referentienummer": {"type": "string"},
+            "duplicate": {"type": "boolean"},
+            "destinations": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Delivery": {
+        "type": "object",
+        "properties": {
+            "destination": {"type": "string"},
+            "adapter": {"type": "string"},
+            "copy": {"type": "integer"},
+            "state": {
+                "type": "string",
+                "enum": ["pending", "inflight", "retry", "delivered", "dead", "inbox"],
+            },
+            "attempts": {"type": "integer"},
+            "next_attempt_at": _TIME,
+            "last_error": {**_NULLABLE_STRING, "description": "our summary, never partner text"},
+            "updated_at": _TIME,
+        },
+    },
+    "Event": {
+        "type": "object",
+        "properties": {"at": _TIME, "event": {"type": "string"}, "detail": {"type": "string"}},
+    },
+    "ConversationItem": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string"},
+            "functie": _NULLABLE_STRING,
+            "zender": {"type": "string"},
+            "ontvanger": {"type": "string"},
+            "received_at": _TIME,
+            "retourcodes": _NULLABLE_STRING,
+        },
+    },
+    "MessageView": {
+        "type": "object",
+        "required": ["id", "kind", "zender", "ontvanger", "referentienummer"],
+        "properties": {
+            "id": {"type": "string"},
+            "received_at": _TIME,
+            "kind": {"type": "string", "enum": ["Di01", "Du01", "Fo01"]},
+            "zender": {"type": "string"},
+            "ontvanger": {"type": "string"},
+            "referentienummer": {"type": "string"},
+            "cross_ref": _NULLABLE_STRING,
+            "functie": _NULLABLE_STRING,
+            "message_code": _NULLABLE_STRING,
+            "heen_id": _NULLABLE_STRING,
+            "retourcodes": _NULLABLE_STRING,
+            "deliveries": {"type": "array", "items": _ref("Delivery")},
+            "events": {"type": "array", "items": _ref("Event")},
+            "conversation": {"type": "array", "items": _ref("ConversationItem")},
+        },
+    },
+    "InboxItem": {
+        "type": "object",
+        "properties": {
+            "cursor": {"type": "integer"},
+            "id": {"type": "string"},
+            "kind": {"type": "string"},
+            "functie": _NULLABLE_STRING,
+            "zender": {"type": "string"},
+            "referentienummer": {"type": "string"},
+            "cross_ref": _NULLABLE_STRING,
+            "received_at": _TIME,
+        },
+    },
+    "Inbox": {
+        "type": "object",
+        "required": ["partner", "messages", "next"],
+        "properties": {
+            "partner": {"type": "string"},
+            "messages": {"type": "array", "items": _ref("InboxItem")},
+            "next": _CURSOR,
+        },
+    },
+    "Acknowledged": {
+        "type": "object",
+        "required": ["acknowledged"],
+        "properties": {"acknowledged": {"type": "string"}},
+    },
+    "DeadLetter": {
+        "type": "object",
+        "properties": {
+            "cursor": {"type": "integer"},
+            "id": {"type": "string"},
+            "referentienummer": {"type": "string"},
+            "functie": _NULLABLE_STRING,
+            "zender": {"type": "string"},
+            "destination": {"type": "string"},
+            "attempts": {"type": "integer"},
+            "last_error": _NULLABLE_STRING,
+            "updated_at": _TIME,
+        },
+    },
+    "DeadLetters": {
+        "type": "object",
+        "required": ["dead_letters", "next"],
+        "properties": {
+            "dead_letters": {"type": "array", "items": _ref("DeadLetter")},
+            "next": _CURSOR,
+        },
+    },
+    "ReplayRequest": {
+        "type": "object",
+        "properties": {
+            "message_id": {"type": "string"},
+            "dead_only": {"type": "boolean", "default": True},
+            "since": _TIME,
+            "partner": {"type": "string"},
+        },
+    },
+    "Replayed": {
+        "type": "object",
+        "required": ["replayed"],
+        "properties": {"replayed": {"type": "integer", "minimum": 0}},
+    },
+    "Overdue": {
+        "type": "object",
+        "required": ["days", "overdue"],
+        "properties": {
+            "days": {"type": "number"},
+            "overdue": {"type": "array", "items": _ref("ConversationItem")},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string"}},
+    },
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -40,38 +250,19 @@ OPENAPI: dict[str, Any] = {
             "bearer": {"type": "http", "scheme": "bearer"},
             "mtls": {"type": "mutualTLS"},
         },
-        "schemas": {
-            "Problem": {
-                "type": "object",
-                "required": ["status", "title"],
-                "properties": {
-                    "status": {"type": "integer"},
-                    "title": {"type": "string"},
-                    "code": {"type": "string"},
-                    "problems": {"type": "array"},
-                },
-            },
-            "Accepted": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "referentienummer": {"type": "string"},
-                    "duplicate": {"type": "boolean"},
-                    "destinations": {"type": "array", "items": {"type": "string"}},
-                },
-            },
-        },
+        "schemas": SCHEMAS,
     },
     "security": [{"bearer": []}, {"mtls": []}],
     "paths": {
         "/api/v1/messages": {
             "post": {
+                "operationId": "submitMessage",
                 "summary": "Submit a raw iWmo/iJw message as the authenticated partner",
                 "parameters": [
                     {
                         "name": "Idempotency-Key",
                         "in": "header",
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", "format": "uuid"},
                         "description": "lower-case UUID v4; becomes the envelope "
                         "referentienummer so a retried submission is recognised",
                     },
@@ -84,20 +275,13 @@ OPENAPI: dict[str, Any] = {
                     },
                 ],
                 "requestBody": {"required": True, "content": _XML},
-                "responses": _responses(
-                    {
-                        "202": {
-                            "description": "durably accepted",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Accepted"}
-                                }
-                            },
-                        }
-                    },
+                "responses": _answers(
+                    202,
+                    {"description": "durably accepted", "content": _json(_ref("Accepted"))},
                     400,
                     401,
                     403,
+                    413,
                     422,
                     503,
                 ),
@@ -105,91 +289,135 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/messages/{id}": {
             "get": {
-                "summary": "Status, deliveries, history and conversation of a message (by id or "
-                "referentienummer)",
-                "parameters": [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": _responses({"description": "the message"}, 401, 404),
+                "operationId": "getMessage",
+                "summary": "A message the caller sent or received: deliveries, history, "
+                "conversation (by id or referentienummer)",
+                "parameters": [_path_id()],
+                "responses": _answers(
+                    200,
+                    {"description": "the message", "content": _json(_ref("MessageView"))},
+                    400,
+                    401,
+                    404,
+                ),
             }
         },
         "/api/v1/inbox": {
             "get": {
-                "summary": "Messages waiting for the authenticated partner",
-                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer"}}],
-                "responses": _responses({"description": "waiting messages"}, 401),
+                "operationId": "listInbox",
+                "summary": "Messages waiting for the authenticated partner, a page at a time",
+                "parameters": _paging(1000),
+                "responses": _answers(
+                    200,
+                    {"description": "waiting messages", "content": _json(_ref("Inbox"))},
+                    400,
+                    401,
+                ),
             }
         },
         "/api/v1/inbox/{id}": {
             "get": {
+                "operationId": "getInboxEnvelope",
                 "summary": "The StUF-GGk envelope of one waiting message",
-                "parameters": [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": _responses({"description": "the envelope", "content": _XML}, 401, 404),
+                "parameters": [_path_id()],
+                "responses": _answers(
+                    200, {"description": "the envelope", "content": _XML}, 400, 401, 404
+                ),
             }
         },
         "/api/v1/inbox/{id}/ack": {
             "post": {
+                "operationId": "acknowledgeInboxMessage",
                 "summary": "Acknowledge a fetched message; it leaves the inbox",
-                "parameters": [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": _responses({"description": "acknowledged"}, 401, 404),
+                "parameters": [_path_id()],
+                "responses": _answers(
+                    200,
+                    {"description": "acknowledged", "content": _json(_ref("Acknowledged"))},
+                    400,
+                    401,
+                    404,
+                ),
             }
         },
         "/api/v1/admin/dead-letters": {
             "get": {
-                "summary": "Dead-lettered deliveries (admin)",
-                "responses": _responses({"description": "dead letters"}, 401, 403),
+                "operationId": "listDeadLetters",
+                "summary": "Dead-lettered deliveries (admin), a page at a time",
+                "parameters": [
+                    *_paging(10000),
+                    {"name": "partner", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": _answers(
+                    200,
+                    {"description": "dead letters", "content": _json(_ref("DeadLetters"))},
+                    400,
+                    401,
+                    403,
+                ),
             }
         },
         "/api/v1/admin/replay": {
             "post": {
+                "operationId": "replay",
                 "summary": "Deliver again: one message, the dead letters, or since a time (admin)",
-                "requestBody": {
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "message_id": {"type": "string"},
-                                    "dead_only": {"type": "boolean"},
-                                    "since": {"type": "number"},
-                                    "partner": {"type": "string"},
-                                },
-                            }
-                        }
-                    }
-                },
-                "responses": _responses({"description": "number replayed"}, 400, 401, 403),
+                "requestBody": {"required": True, "content": _json(_ref("ReplayRequest"))},
+                "responses": _answers(
+                    200,
+                    {"description": "number replayed", "content": _json(_ref("Replayed"))},
+                    400,
+                    401,
+                    403,
+                ),
             }
         },
         "/api/v1/admin/overdue": {
             "get": {
+                "operationId": "listOverdue",
                 "summary": "Heenberichten without a retourbericht after N days (admin)",
-                "responses": _responses({"description": "overdue messages"}, 401, 403),
+                "parameters": [
+                    {
+                        "name": "days",
+                        "in": "query",
+                        "schema": {"type": "number", "minimum": 0, "maximum": 36500},
+                    }
+                ],
+                "responses": _answers(
+                    200,
+                    {"description": "overdue messages", "content": _json(_ref("Overdue"))},
+                    400,
+                    401,
+                    403,
+                ),
             }
         },
         "/healthz": {
             "get": {
+                "operationId": "health",
                 "summary": "Process is up",
                 "security": [],
-                "responses": {"200": {"description": "ok"}},
+                "responses": {"200": {"description": "ok", "content": _json(_ref("Status"))}},
             }
         },
         "/readyz": {
             "get": {
+                "operationId": "ready",
                 "summary": "Store reachable",
                 "security": [],
-                "responses": _responses({"description": "ready"}, 503),
+                "responses": _answers(
+                    200, {"description": "ready", "content": _json(_ref("Status"))}, 503
+                ),
             }
         },
         "/metrics": {
             "get": {
-                "summary": "Prometheus metrics",
-                "security": [],
-                "responses": {"200": {"description": "text exposition"}},
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (admin or scrape token)",
+                "security": [{"bearer": []}],
+                "responses": _answers(
+                    200,
+                    {"description": "text exposition", "content": {"text/plain": {}}},
+                    401,
+                ),
             }
         },
     },

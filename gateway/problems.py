@@ -23,6 +23,7 @@ def problem(status: int, title: str, **extra: Any) -> web.Response:
         {"status": status, "title": title, **extra},
         status=status,
         content_type="application/problem+json",
+        headers={"WWW-Authenticate": 'Bearer realm="ggk-gateway"'} if status == 401 else None,
     )
 
 

@@ -540,7 +540,7 @@ async def inbox_item(request: web.Request) -> web.Response:
     data = await gw.broker.inbox_envelope(partner.id, request.match_info["id"])
     if data is None:
         return problem(404, "no such message in your inbox")
-    return web.Response(body=data, content_type="text/xml", charset="utf-8")
+    return web.Response(body=data, content_type="application/xml", charset="utf-8")
 
 
 async def inbox_ack(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 MUST_UNDERSTAND = f"{{{SOAP11_NS}}}mustUnderstand"
+_HAS_PI = etree.XPath("boolean(//processing-instruction())")
 
 SOAP_ACTIONS: dict[str, str] = {
     f"{env.Generation.GGK0210.value}/ggk_Di01": env.DI01_ELEMENT,
@@ -69,7 +70,7 @@ def unwrap(data: bytes, soap_action: str | None, limits: ParseLimits) -> etree._
         raise SoapFault("StUF001", "client", "SOAP 1.2 is not supported; use SOAP 1.1", 500)
     if qname.namespace != SOAP11_NS or qname.localname != "Envelope":
         raise SoapFault("StUF055", "client", "request is not a SOAP 1.1 Envelope")
-    if root.xpath("boolean(//processing-instruction())"):
+    if _HAS_PI(root):
         # WS-I Basic Profile R1009: a SOAP message must not contain processing instructions.
         raise SoapFault("StUF055", "client", "a SOAP message may not hold processing instructions")
     header = root.find(f"{{{SOAP11_NS}}}Header")
