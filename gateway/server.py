@@ -221,7 +221,10 @@ def as_partner(request: web.Request) -> tuple[Gateway, Identity, Partner] | web.
     gw = request.app[GATEWAY_KEY]
     identity = identify(request, gw)
     if identity.partner is None:
-        return problem(401, "a partner credential (client certificate or bearer token) is required")
+        return unread(
+            request,
+            problem(401, "a partner credential (client certificate or bearer token) is required"),
+        )
     return gw, identity, identity.partner
 
 
@@ -230,8 +233,17 @@ def as_admin(request: web.Request) -> tuple[Gateway, Identity] | web.Response:
     gw = request.app[GATEWAY_KEY]
     identity = identify(request, gw)
     if not identity.admin:
-        return problem(403 if identity.partner else 401, "an admin credential is required")
+        status = 403 if identity.partner else 401
+        return unread(request, problem(status, "an admin credential is required"))
     return gw, identity
+
+
+def unread(request: web.Request, response: web.Response) -> web.Response:
+    """A refusal before the body was read: close the connection after it, so the body is not
+    drained (read and thrown away) for the next request on a kept-alive connection."""
+    if request.can_read_body:
+        response.force_close()
+    return response
 
 
 # --- SOAP ----------------------------------------------------------------------------------
@@ -250,9 +262,9 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
         # connection is closed after the answer.
         REJECTED.labels(code="StUF052").inc()
         await gw.ingress.refused_unauthenticated(identity)
-        response = _fault(gw, "StUF052", "client", "sender is not authenticated", None, 500)
-        response.force_close()
-        return response
+        return unread(
+            request, _fault(gw, "StUF052", "client", "sender is not authenticated", None, 500)
+        )
     async with admitted(request, gw) as data:
         if isinstance(data, web.Response):
             return data
