@@ -22,7 +22,7 @@ from adapters.base import Adapter, DeliveryFailed, Outbound
 from gateway.audit import AuditEvent
 from gateway.broker.base import Broker, Job, StorageError
 from gateway.config import DeliveryConfig
-from gateway.metrics import DELIVERIES
+from gateway.metrics import DELIVERIES, DELIVERY_FAILURES, DELIVERY_SECONDS, failure_class
 from routing.partners import PartnerRegistry
 
 log = structlog.get_logger("ggk.delivery")
@@ -115,14 +115,20 @@ class DeliveryService:
             adapter = self.adapter_for(job.destination)
             await asyncio.wait_for(adapter.deliver(outbound), self.config.timeout)
         except DeliveryFailed as exc:
-            await self._failed(job, exc.summary or type(exc).__name__, exc.retryable, exc.detail)
+            summary = exc.summary or type(exc).__name__
+            DELIVERY_FAILURES.labels(**{"class": failure_class(summary)}).inc()
+            await self._failed(job, summary, exc.retryable, exc.detail)
             return
         except TimeoutError:
+            DELIVERY_FAILURES.labels(**{"class": "timeout"}).inc()
             await self._failed(job, f"timed out after {self.config.timeout:g} s", True)
             return
         except adapters.AdapterError as exc:
+            DELIVERY_FAILURES.labels(**{"class": "configuration"}).inc()
             await self._failed(job, str(exc), False)
             return
+        finally:
+            DELIVERY_SECONDS.observe(max(0.0, self.clock() - started))
         await self.broker.delivered(job)
         DELIVERIES.labels(result="delivered").inc()
         log.info(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -38,3 +40,75 @@ BODY_BUDGET_WAITS = Counter(
     "Requests answered 503 because the memory budget for bodies stayed full.",
     registry=REGISTRY,
 )
+
+# --- what an operator runs on (issue 15): refreshed from the store at each scrape ----------
+# Labels: destination = a partner id from partners.toml (a closed set the operator configured),
+# class/status/state = fixed vocabularies. Never a sender's free text.
+
+QUEUE_DEPTH = Gauge(
+    "ggk_queue_depth",
+    "Deliveries not finished (pending, retry, in flight, waiting in an inbox), per partner.",
+    ["destination"],
+    registry=REGISTRY,
+)
+QUEUE_OLDEST_SECONDS = Gauge(
+    "ggk_queue_oldest_seconds",
+    "Age of the oldest unfinished delivery's message, per partner (0 when none).",
+    ["destination"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Gauge(
+    "ggk_dead_letters", "Dead-lettered deliveries, per partner.", ["destination"], registry=REGISTRY
+)
+OVERDUE_RETOURS = Gauge(
+    "ggk_overdue_retours",
+    "Heenberichten without a retourbericht after [retour] overdue_days (OP090).",
+    registry=REGISTRY,
+)
+STORE_BYTES = Gauge(
+    "ggk_store_bytes", "Size of the local store (database and WAL).", registry=REGISTRY
+)
+CHECKPOINT_AGE_SECONDS = Gauge(
+    "ggk_audit_checkpoint_age_seconds",
+    "Seconds since the newest signed audit checkpoint (records after it are unsigned).",
+    registry=REGISTRY,
+)
+DELIVERY_SECONDS = Histogram(
+    "ggk_delivery_attempt_seconds",
+    "Duration of one delivery attempt (the adapter's call), successful or not.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+FAILURE_CLASSES = ("timeout", "connection", "http", "fo03", "configuration", "other")
+DELIVERY_FAILURES = Counter(
+    "ggk_delivery_failures_total",
+    "Failed delivery attempts by class.",
+    ["class"],
+    registry=REGISTRY,
+)
+for _class in FAILURE_CLASSES:
+    DELIVERY_FAILURES.labels(**{"class": _class})
+HTTP_REFUSALS = Counter(
+    "ggk_http_refusals_total",
+    "Requests answered with a 4xx/5xx status, before or after identification.",
+    ["status"],
+    registry=REGISTRY,
+)
+BUILD = Info("ggk_build", "The running gateway.", registry=REGISTRY)
+try:
+    BUILD.info({"version": version("ggk-gateway")})
+except PackageNotFoundError:  # running from a tree that was never installed
+    BUILD.info({"version": "unknown"})
+
+
+def failure_class(summary: str) -> str:
+    """The class of a delivery failure from our own summary text (never partner text)."""
+    if summary.startswith("timed out"):
+        return "timeout"
+    if summary.startswith("HTTP "):
+        return "http"
+    if summary.startswith("Fo03 "):
+        return "fo03"
+    if "Connect" in summary or "Connection" in summary or summary in ("OSError", "TimeoutError"):
+        return "connection"
+    return "other"

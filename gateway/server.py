@@ -47,9 +47,16 @@ from gateway.metrics import (
     ACCEPTED,
     BODY_BUDGET_WAITS,
     BV03_SECONDS,
+    CHECKPOINT_AGE_SECONDS,
+    DEAD_LETTERS,
     DELIVERY_STATES,
+    HTTP_REFUSALS,
+    OVERDUE_RETOURS,
+    QUEUE_DEPTH,
+    QUEUE_OLDEST_SECONDS,
     REGISTRY,
     REJECTED,
+    STORE_BYTES,
 )
 from gateway.offload import LARGE_PAYLOAD_BYTES, PayloadValidator
 from gateway.openapi import OPENAPI
@@ -205,6 +212,8 @@ async def access_lines(
         status = exc.status
         raise
     finally:
+        if status >= 400:
+            HTTP_REFUSALS.labels(status=str(status)).inc()
         access_log.info(
             "http.request",
             method=request.method[:10],
@@ -649,10 +658,28 @@ async def metrics(request: web.Request) -> web.Response:
         return problem(401, "metrics need the admin or the scrape token")
     for state, count in (await gw.broker.counts()).items():
         DELIVERY_STATES.labels(state=state).set(count)
+    await refresh_operations(gw)
     return web.Response(
         body=generate_latest(REGISTRY),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
+
+
+async def refresh_operations(gw: Gateway) -> None:
+    """Set the store-derived gauges; every configured partner is present, at 0 when idle."""
+    now = time.time()
+    snapshot = await gw.broker.ops_snapshot(now - gw.config.overdue_days * 86400)
+    queues = {q.destination: q for q in snapshot.queues}
+    for partner in (p.id for p in gw.partners.all()):
+        queue = queues.get(partner)
+        QUEUE_DEPTH.labels(destination=partner).set(queue.waiting if queue else 0)
+        oldest = queue.oldest_received_at if queue else None
+        QUEUE_OLDEST_SECONDS.labels(destination=partner).set(now - oldest if oldest else 0)
+        DEAD_LETTERS.labels(destination=partner).set(queue.dead if queue else 0)
+    OVERDUE_RETOURS.set(snapshot.overdue)
+    STORE_BYTES.set(snapshot.store_bytes)
+    if snapshot.last_checkpoint_at is not None:
+        CHECKPOINT_AGE_SECONDS.set(now - snapshot.last_checkpoint_at)
 
 
 async def openapi(request: web.Request) -> web.Response:

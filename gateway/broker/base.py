@@ -94,6 +94,26 @@ class Job:
     envelope: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class DestinationQueue:
+    """Deliveries to one partner that are not finished: how many, and how old the oldest."""
+
+    destination: str
+    waiting: int
+    oldest_received_at: float | None
+    dead: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpsSnapshot:
+    """What an operator's dashboard reads from the store at scrape time."""
+
+    queues: tuple[DestinationQueue, ...]
+    overdue: int
+    store_bytes: int
+    last_checkpoint_at: float | None
+
+
 @dataclass(slots=True)
 class MessageView:
     """A message as operators and partners see it: metadata, deliveries, history, conversation."""
@@ -168,3 +188,7 @@ class Broker(Protocol):
     async def checkpoint(self) -> dict[str, Any] | None: ...
     async def purge(self, older_than: float) -> int: ...
     async def counts(self) -> dict[str, int]: ...
+    async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
+        """Queues per destination, overdue heenberichten (received before ``overdue_before``
+        and unanswered), store size and the newest signed audit checkpoint."""
+        ...

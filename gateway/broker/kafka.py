@@ -54,7 +54,14 @@ from aiokafka.structs import ConsumerRecord
 from gateway import audit
 from gateway.broker import kafka_records as rec
 from gateway.broker import kafka_topics
-from gateway.broker.base import AcceptOutcome, Job, MessageView, NewMessage, StorageError
+from gateway.broker.base import (
+    AcceptOutcome,
+    Job,
+    MessageView,
+    NewMessage,
+    OpsSnapshot,
+    StorageError,
+)
 from gateway.broker.sqlite import SqliteBroker, envelope_aad, prior_outcome, replay_candidates
 from gateway.config import KafkaConfig
 from gateway.keyring import KeyringError
@@ -971,6 +978,9 @@ class KafkaBroker:
 
     async def counts(self) -> dict[str, int]:
         return await self.local.counts()
+
+    async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
+        return await self.local.ops_snapshot(overdue_before)
 
 
 class _RouterListener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -28,9 +28,11 @@ from gateway import audit
 from gateway.broker.base import (
     AcceptOutcome,
     DeliveryState,
+    DestinationQueue,
     Job,
     MessageView,
     NewMessage,
+    OpsSnapshot,
     StorageError,
 )
 from gateway.keyring import Keyring, KeyringError
@@ -783,6 +785,36 @@ class SqliteBroker:
     async def counts(self) -> dict[str, int]:
         rows = await self.read("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
         return {r["state"]: int(r["n"]) for r in rows}
+
+    async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
+        rows = await self.read(
+            "SELECT d.destination, SUM(d.state IN ('pending', 'retry', 'inflight', 'inbox')) "
+            "AS waiting, MIN(CASE WHEN d.state IN ('pending', 'retry', 'inflight', 'inbox') "
+            "THEN m.received_at END) AS oldest, SUM(d.state = 'dead') AS dead "
+            "FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            "WHERE d.state != 'delivered' GROUP BY d.destination"
+        )
+        overdue = await self.read(
+            "SELECT COUNT(*) AS n FROM messages m WHERE m.kind = 'Di01' AND m.received_at < ? "
+            f"AND m.functie IN ({', '.join('?' for _ in AWAITING_RETOUR)}) "
+            "AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.heen_id = m.id)",
+            (overdue_before, *AWAITING_RETOUR),
+        )
+        checkpoint = await self.read("SELECT MAX(at) AS at FROM audit_checkpoint")
+        size = sum(
+            os.stat(f"{self.path}{suffix}").st_size
+            for suffix in ("", "-wal")
+            if os.path.exists(f"{self.path}{suffix}")
+        )
+        return OpsSnapshot(
+            queues=tuple(
+                DestinationQueue(r["destination"], int(r["waiting"]), r["oldest"], int(r["dead"]))
+                for r in rows
+            ),
+            overdue=int(overdue[0]["n"]),
+            store_bytes=size,
+            last_checkpoint_at=checkpoint[0]["at"] if checkpoint else None,
+        )
 
 
 def prior_outcome(db: sqlite3.Connection, message: NewMessage) -> AcceptOutcome | None:
