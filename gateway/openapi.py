@@ -56,7 +56,7 @@ def _paging(maximum: int) -> list[dict[str, Any]]:
             "name": "after",
             "in": "query",
             "description": "the `next` of the previous page (cursor pagination)",
-            "schema": {"type": "integer", "minimum": 0, "default": 0},
+            "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0},
         },
     ]
 
@@ -208,11 +208,12 @@ SCHEMAS: dict[str, Any] = {
     },
     "ReplayRequest": {
         "type": "object",
+        "description": "one of message_id, since, or neither (all dead letters); null = absent",
         "properties": {
-            "message_id": {"type": "string"},
+            "message_id": _NULLABLE_STRING,
             "dead_only": {"type": "boolean", "default": True},
-            "since": _TIME,
-            "partner": {"type": "string"},
+            "since": {**_TIME, "type": ["number", "null"]},
+            "partner": _NULLABLE_STRING,
         },
     },
     "Replayed": {

@@ -3,7 +3,12 @@ gateway's answers match it (issue #15.2): a client generated from it gets what i
 
 from __future__ import annotations
 
+import asyncio
+import re
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +19,7 @@ from openapi_spec_validator import validate
 from gateway.openapi import OPENAPI, SCHEMAS
 from gateway.server import build, make_app
 from tests.conftest import SAMPLES
-from tests.gatewaykit import Setup, Sink, make_setup, rest, running
+from tests.gatewaykit import Setup, Sink, make_setup, rest, running, serve
 
 WMO301 = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
 WMO323 = (SAMPLES / "iwmo" / "wmo323.xml").read_bytes()
@@ -120,3 +125,63 @@ async def test_live_answers_match_the_document(setup: Setup) -> None:
                 assert body["status"] == response.status
                 if response.status == 401:
                     assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+ST = str(Path(sys.executable).parent / "st")
+
+
+def schemathesis(setup: Setup, token: str, *selection: str) -> subprocess.CompletedProcess[str]:
+    """A bounded schemathesis run (every check) against the live gateway's own document."""
+    return subprocess.run(
+        [
+            ST,
+            "run",
+            f"{setup.url}/api/v1/openapi.json",
+            "--tls-verify",
+            setup.ca,
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--checks",
+            "all",
+            "--max-examples",
+            "25",
+            "--seed",
+            "20261130",
+            *selection,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
+    """Every operation, every check, as a partner and as the operator. The one exception:
+    submitMessage is not held to `positive_data_acceptance`, because a schema-valid string is
+    rarely a valid iWmo/iJw message, and refusing it (422 with the foutcode) is the contract."""
+    setup = make_setup(tmp_path / "gw", 1)
+    process = await serve(setup, tmp_path / "gateway.log")
+    try:
+        runs = [
+            (setup.token("0150"), ("--exclude-operation-id", "submitMessage")),
+            (setup.token(), ("--exclude-operation-id", "submitMessage")),
+            (
+                setup.token("0150"),
+                (
+                    "--include-operation-id",
+                    "submitMessage",
+                    "--exclude-checks",
+                    "positive_data_acceptance",
+                ),
+            ),
+        ]
+        for token, selection in runs:
+            done = await asyncio.to_thread(schemathesis, setup, token, *selection)
+            assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+            generated = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
+            assert generated and int(generated.group(2)) >= 50, done.stdout[-2000:]
+    finally:
+        process.terminate()
+        await process.wait()
+    assert b"Traceback" not in (tmp_path / "gateway.log").read_bytes()
