@@ -1108,8 +1108,13 @@ def certs_revoke(partner: str, config_path: Path, as_json: bool) -> None:
     )
 
 
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+def _when(timestamp: float | str) -> str:
+    """Local time of an epoch number (audit records) or an RFC 3339 string (REST answers)."""
+    if isinstance(timestamp, str):
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone()
+    else:
+        moment = datetime.fromtimestamp(timestamp)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 if __name__ == "__main__":

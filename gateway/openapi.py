@@ -61,7 +61,8 @@ def _paging(maximum: int) -> list[dict[str, Any]]:
     ]
 
 
-_TIME = {"type": "number", "description": "seconds since 1970-01-01T00:00:00Z"}
+_TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
+_EPOCH = {"type": ["number", "null"], "description": "seconds since 1970-01-01T00:00:00Z"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _CURSOR = {
     "type": ["integer", "null"],
@@ -116,7 +117,7 @@ SCHEMAS: dict[str, Any] = {
                 "enum": ["pending", "inflight", "retry", "delivered", "dead", "inbox"],
             },
             "attempts": {"type": "integer"},
-            "next_attempt_at": _TIME,
+            "next_attempt_at": {**_TIME, "type": ["string", "null"]},
             "last_error": {**_NULLABLE_STRING, "description": "our summary, never partner text"},
             "updated_at": _TIME,
         },
@@ -212,7 +213,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "message_id": _NULLABLE_STRING,
             "dead_only": {"type": "boolean", "default": True},
-            "since": {**_TIME, "type": ["number", "null"]},
+            "since": _EPOCH,
             "partner": _NULLABLE_STRING,
         },
     },

@@ -22,6 +22,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -538,7 +539,7 @@ async def message_status(request: web.Request) -> web.Response:
     view = await gw.broker.view(request.match_info["id"], viewer)
     if view is None:  # also for messages of others: no existence oracle
         return problem(404, "no such message")
-    return web.json_response(view.to_dict())
+    return web.json_response(with_times(view.to_dict()))
 
 
 async def inbox(request: web.Request) -> web.Response:
@@ -549,7 +550,11 @@ async def inbox(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, 1000)
     items = await gw.broker.inbox(partner.id, limit, query_int(request, "after", 0, 0, MAX_CURSOR))
     return web.json_response(
-        {"partner": partner.id, "messages": items, "next": _next(items, limit)}
+        {
+            "partner": partner.id,
+            "messages": [with_times(i) for i in items],
+            "next": _next(items, limit),
+        }
     )
 
 
@@ -582,7 +587,9 @@ async def dead_letters(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, 10000)
     after = query_int(request, "after", 0, 0, MAX_CURSOR)
     items = await gw.broker.dead_letters(request.query.get("partner"), limit, after)
-    return web.json_response({"dead_letters": items, "next": _next(items, limit)})
+    return web.json_response(
+        {"dead_letters": [with_times(i) for i in items], "next": _next(items, limit)}
+    )
 
 
 def _next(items: list[dict[str, Any]], limit: int) -> int | None:
@@ -634,7 +641,7 @@ async def overdue(request: web.Request) -> web.Response:
     gw, _ = auth
     days = query_float(request, "days", gw.config.overdue_days, 0.0, 36500.0)
     items = await gw.broker.overdue(time.time() - days * 86400, 10000)
-    return web.json_response({"days": days, "overdue": items})
+    return web.json_response({"days": days, "overdue": [with_times(i) for i in items]})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -663,6 +670,30 @@ async def metrics(request: web.Request) -> web.Response:
         body=generate_latest(REGISTRY),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
+
+
+TIME_FIELDS = ("received_at", "updated_at", "next_attempt_at", "at")
+
+
+def rfc3339(value: object) -> object:
+    """Epoch seconds as an RFC 3339 UTC timestamp with milliseconds (None stays None)."""
+    if not isinstance(value, int | float):
+        return value
+    moment = datetime.fromtimestamp(value, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def with_times(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as the REST API shows it: times as RFC 3339, nested lists too."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in TIME_FIELDS:
+            out[key] = rfc3339(value)
+        elif isinstance(value, list):
+            out[key] = [with_times(v) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out
 
 
 async def refresh_operations(gw: Gateway) -> None:

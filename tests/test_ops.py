@@ -54,7 +54,8 @@ async def test_operator_metrics_from_a_live_gateway(tmp_path: Path, sink: Sink) 
     depth = {re.search(r'destination="([^"]+)"', k).group(1) for k, _ in metrics["ggk_queue_depth"]}  # type: ignore[union-attr]
     assert depth == partners  # every configured partner, present at 0 when idle
     assert ('{destination="12345678"}', 1.0) in metrics["ggk_dead_letters"]
-    assert ('{class="fo03"}', 1.0) in metrics["ggk_delivery_failures_total"]
+    # counters are per process (other in-process tests add to them): at least this one
+    assert dict(metrics["ggk_delivery_failures_total"])['{class="fo03"}'] >= 1
     assert any('status="401"' in k and v >= 1 for k, v in metrics["ggk_http_refusals_total"])
     assert metrics["ggk_store_bytes"][0][1] > 0
     assert 0 <= metrics["ggk_audit_checkpoint_age_seconds"][0][1] < 60  # signed at start
