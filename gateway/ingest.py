@@ -145,15 +145,19 @@ class Ingress:
         functie: str = "",
         omschrijving: str = "",
     ) -> None:
+        label = env.functie_label(functie) if functie else ""
+        secret = {"omschrijving": omschrijving} if omschrijving else {}
+        if label == "other":  # a sender's free text stays out of the clear columns
+            secret["functie"] = functie
         event = audit.AuditEvent(
             action="rejected",
-            referentienummer=referentienummer,
-            zender=zender,
-            functie=functie,
+            referentienummer=referentienummer[:40],
+            zender=zender[:20],
+            functie=label,
             actor=f"{identity.name} via {identity.via or '-'}",
             origin=identity.peer,
             outcome=code,
-            secret={"omschrijving": omschrijving} if omschrijving else {},
+            secret=secret,
         )
         try:
             await self.broker.audit_event(event)
