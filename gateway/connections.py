@@ -12,6 +12,7 @@ the same deadline, through asyncio's ``ssl_handshake_timeout``).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import Counter
 from typing import Any
 
@@ -131,6 +132,26 @@ class ConnectionGuard(asyncio.Protocol):
         self.admitted = False
         self.table.release(self.peer)
         self.inner.connection_lost(exc)
+
+
+class LoggedHandshake(ssl.SSLObject):
+    """An SSLObject that logs why a TLS handshake failed (a revoked or foreign client
+    certificate, an old protocol version). asyncio reports these only in debug mode, so an
+    operator would otherwise never see a partner being refused in the handshake."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            CONNECTIONS_CLOSED.labels(reason="tls_handshake").inc()
+            log.warning(
+                "tls.handshake_failed",
+                reason=str(exc.reason or type(exc).__name__)[:80],
+                verify=str(getattr(exc, "verify_message", "") or "")[:80] or None,
+            )
+            raise
 
 
 class GuardedSite(web.TCPSite):

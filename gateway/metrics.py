@@ -30,10 +30,10 @@ DELIVERY_STATES = Gauge("ggk_deliveries", "Deliveries by state.", ["state"], reg
 CONNECTIONS_CLOSED = Counter(
     "ggk_connections_closed_total",
     "Connections refused or closed by the gateway's limits.",
-    ["reason"],  # per_peer_cap, total_cap, header_timeout
+    ["reason"],  # per_peer_cap, total_cap, header_timeout, tls_handshake
     registry=REGISTRY,
 )
-for _reason in ("per_peer_cap", "total_cap", "header_timeout"):
+for _reason in ("per_peer_cap", "total_cap", "header_timeout", "tls_handshake"):
     CONNECTIONS_CLOSED.labels(reason=_reason)  # present at 0
 BODY_BUDGET_WAITS = Counter(
     "ggk_body_budget_refusals_total",

@@ -40,7 +40,7 @@ from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.bundled import ontvang_wsdl, stuf_ggk_dir
 from gateway.config import GatewayConfig, TlsConfig, is_loopback
-from gateway.connections import GuardedSite
+from gateway.connections import GuardedSite, LoggedHandshake
 from gateway.delivery import DeliveryService
 from gateway.ingest import Identity, Ingress, Rejected
 from gateway.keyring import Keyring
@@ -767,6 +767,7 @@ async def maintenance(gw: Gateway) -> None:
 
 def server_ssl(tls: TlsConfig) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.sslobject_class = LoggedHandshake  # failed handshakes reach the log
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(tls.cert), str(tls.key))
     if tls.client_ca is not None:

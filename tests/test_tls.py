@@ -15,6 +15,7 @@ import pytest
 from gateway import envelope as env
 from gateway import soap
 from gateway.devpki import DevCA
+from gateway.metrics import REGISTRY
 from tests.conftest import sample
 from tests.gatewaykit import GGK, Setup, fo03_code, make_setup, running
 
@@ -115,8 +116,17 @@ async def test_revoked_certificate_is_refused_after_restart(tmp_path: Path) -> N
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+    def refused_handshakes() -> float:
+        sample = REGISTRY.get_sample_value(
+            "ggk_connections_closed_total", {"reason": "tls_handshake"}
+        )
+        return sample or 0.0
+
     async with running(s):
+        before = refused_handshakes()
         with pytest.raises(aiohttp.ClientError):
             await _send(s, _client(s, s.client_cert("0177")))
+        assert refused_handshakes() == before + 1  # counted and logged (tls.handshake_failed)
         status, _ = await _send(s, _client(s, s.client_cert("0150")))
         assert status == 200
