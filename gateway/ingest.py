@@ -125,14 +125,10 @@ class Ingress:
             )
         return result
 
-    async def refused_unauthenticated(self, identity: Identity) -> None:
-        """Audit a request refused before its body was read: nobody we know sent it."""
-        log.info("message.rejected", code="StUF052", peer=identity.peer, reason="no credential")
-        await self._audit_refusal(identity, "StUF052")
-
-    async def refused_transport(self, identity: Identity, code: str) -> None:
-        """Audit a request refused at the SOAP layer (not XML, not SOAP 1.1, ...)."""
-        log.info("message.rejected", code=code, peer=identity.peer, stage="soap")
+    async def refused_before_envelope(self, identity: Identity, code: str, stage: str) -> None:
+        """Audit a request refused before an envelope could be read (no credential, not
+        SOAP 1.1, ...): nothing of its content is known, only who and where from."""
+        log.info("message.rejected", code=code, peer=identity.peer, stage=stage)
         await self._audit_refusal(identity, code)
 
     async def _audit_refusal(

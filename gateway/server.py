@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp.http_exceptions
 import structlog
@@ -70,6 +70,7 @@ from routing.partners import Partner, PartnerRegistry
 from routing.table import RouteTable
 
 log = structlog.get_logger("ggk.server")
+T = TypeVar("T")
 
 SOAP_PATH = "/ggk/OntvangAsynchroon"
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
@@ -155,15 +156,36 @@ def build(config: GatewayConfig) -> Gateway:
 # --- authentication ------------------------------------------------------------------------
 
 
+IDENTITY_KEY: web.RequestKey[Identity] = web.RequestKey("identity", Identity)
+
+
+def _bearer(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() or None if auth.startswith("Bearer ") else None
+
+
+def _token_is(token: str | None, sha256_hex: str | None) -> bool:
+    """Does ``token`` hash to the configured digest (constant-time comparison)?"""
+    if not token or not sha256_hex:
+        return False
+    return hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), sha256_hex)
+
+
 def identify(request: web.Request, gw: Gateway) -> Identity:
     """Who is calling: an explicit admin token first, then the client certificate (mutual
     TLS), then a partner token. A certificate outranks a partner token, so a connection
-    authenticated as one partner cannot be used to speak as another."""
+    authenticated as one partner cannot be used to speak as another. Worked out once per
+    request (handlers and the access log ask alike)."""
+    known: Identity | None = request.get(IDENTITY_KEY)
+    if known is None:
+        known = request[IDENTITY_KEY] = _identify(request, gw)
+    return known
+
+
+def _identify(request: web.Request, gw: Gateway) -> Identity:
     peer = request.remote or ""
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth.startswith("Bearer ") else None
-    admin = gw.config.admin_token_sha256
-    if token and admin and hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), admin):
+    token = _bearer(request)
+    if _token_is(token, gw.config.admin_token_sha256):
         return Identity(None, admin=True, peer=peer, via="token")
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport else None
@@ -181,16 +203,19 @@ def identify(request: web.Request, gw: Gateway) -> Identity:
 
 
 def may_scrape(request: web.Request, gw: Gateway) -> bool:
-    if identify(request, gw).admin:
+    if identify(request, gw).admin or _token_is(_bearer(request), gw.config.metrics_token_sha256):
         return True
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth.startswith("Bearer ") else ""
-    scrape = gw.config.metrics_token_sha256
-    if token and scrape:
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        if hmac.compare_digest(digest, scrape):
-            return True
     return gw.config.metrics_from_loopback and is_loopback(request.remote or "")
+
+
+async def off_loop(gw: Gateway, large: bool, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread when the input is large (at most LARGE_PARSES at once, more
+    would only fight over the GIL), inline otherwise: parsing megabytes must not stall the
+    loop that answers health checks and other partners."""
+    if not large:
+        return fn(*args)
+    async with gw.large_parses:
+        return await asyncio.to_thread(fn, *args)
 
 
 access_log = structlog.get_logger("ggk.access")
@@ -271,7 +296,7 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
         # Nothing of an unknown caller is read or parsed: its body stays unread and the
         # connection is closed after the answer.
         REJECTED.labels(code="StUF052").inc()
-        await gw.ingress.refused_unauthenticated(identity)
+        await gw.ingress.refused_before_envelope(identity, "StUF052", "no credential")
         return unread(
             request, _fault(gw, "StUF052", "client", "sender is not authenticated", None, 500)
         )
@@ -280,16 +305,12 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
             return data
         large = len(data) > LARGE_PAYLOAD_BYTES
         try:
-            if large:  # parsing megabytes must not stall the loop (health checks, others)
-                async with gw.large_parses:
-                    element = await asyncio.to_thread(
-                        soap.unwrap, data, request.headers.get("SOAPAction"), gw.soap_limits
-                    )
-            else:
-                element = soap.unwrap(data, request.headers.get("SOAPAction"), gw.soap_limits)
+            element = await off_loop(
+                gw, large, soap.unwrap, data, request.headers.get("SOAPAction"), gw.soap_limits
+            )
         except soap.SoapFault as exc:
             REJECTED.labels(code=exc.code).inc()
-            await gw.ingress.refused_transport(identity, exc.code)
+            await gw.ingress.refused_before_envelope(identity, exc.code, "soap")
             return _fault(
                 gw, exc.code, exc.plek, exc.omschrijving, None, exc.http_status, exc.faultcode
             )
@@ -356,8 +377,10 @@ async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | w
         response.force_close()
         yield response
         return
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    encoded = encoding not in ("", "identity")
     try:
-        encoded = request.headers.get("Content-Encoding", "identity").lower() != "identity"
+        # a Content-Length of an encoded body says nothing about its decoded size
         reserve = limit if length is None or encoded else length
         async with gw.bodies.reserve(reserve, gw.config.body_timeout):
             try:
@@ -372,9 +395,8 @@ async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | w
             except (web.RequestPayloadError, aiohttp.http_exceptions.HttpProcessingError):
                 yield problem(400, "the request body could not be read (framing)")
                 return
-            encoding = request.headers.get("Content-Encoding", "").strip().lower()
             try:
-                if encoding not in ("", "identity"):
+                if encoded:
                     data = await asyncio.to_thread(decode_body, data, encoding, limit)
             except BodyTooLarge:
                 yield _too_large(request, gw)
@@ -503,11 +525,7 @@ async def _submit(
             referentienummer=referentienummer,
         )
     large = len(data) > LARGE_PAYLOAD_BYTES
-    if large:
-        async with gw.large_parses:
-            element = await asyncio.to_thread(parse_untrusted, data, _no_limit(gw))
-    else:
-        element = parse_untrusted(data, _no_limit(gw))
+    element = await off_loop(gw, large, parse_untrusted, data, _no_limit(gw))
     outcome = await gw.ingress.accept_envelope(element, identity, offload=large)
     if isinstance(outcome, Rejected):
         REJECTED.labels(code=outcome.code).inc()
