@@ -20,10 +20,12 @@ class DeliveryFailed(Exception):
 
     retryable = True
 
-    def __init__(self, summary: str, detail: str | None = None) -> None:
+    def __init__(self, summary: str, detail: str | None = None, *, kind: str = "other") -> None:
         super().__init__(summary)
         self.summary = summary
         self.detail = detail
+        self.kind = kind
+        """``connection``, ``http``, ``fo03`` or ``other``: the failure class in metrics."""
 
 
 class RetryableError(DeliveryFailed):

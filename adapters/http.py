@@ -53,12 +53,12 @@ class HttpAdapter:
                 status = response.status
                 await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RetryableError(type(exc).__name__, str(exc)[:1000]) from None
+            raise RetryableError(type(exc).__name__, str(exc)[:1000], kind="connection") from None
         if 200 <= status < 300:
             return
         if status >= 500 or status in RETRYABLE_STATUS:
-            raise RetryableError(f"HTTP {status}")
-        raise PermanentError(f"HTTP {status}")
+            raise RetryableError(f"HTTP {status}", kind="http")
+        raise PermanentError(f"HTTP {status}", kind="http")
 
     async def close(self) -> None:
         if self._session is not None:

@@ -76,18 +76,18 @@ class StufAdapter:
             summary = f"Fo03 {_code(code or fault.code)}"
             text = str(fault.message or "")[:1000] or None  # the partner's words: sealed
             if plek == "client":
-                raise PermanentError(summary, text) from None
-            raise RetryableError(summary, text) from None
+                raise PermanentError(summary, text, kind="fo03") from None
+            raise RetryableError(summary, text, kind="fo03") from None
         except zeep.exceptions.TransportError as exc:
             if (
                 exc.status_code
                 and 400 <= exc.status_code < 500
                 and exc.status_code not in (408, 429)
             ):
-                raise PermanentError(f"HTTP {exc.status_code}") from None
-            raise RetryableError(f"HTTP {exc.status_code}") from None
+                raise PermanentError(f"HTTP {exc.status_code}", kind="http") from None
+            raise RetryableError(f"HTTP {exc.status_code}", kind="http") from None
         except (requests.RequestException, OSError, zeep.exceptions.Error) as exc:
-            raise RetryableError(type(exc).__name__, str(exc)[:1000]) from None
+            raise RetryableError(type(exc).__name__, str(exc)[:1000], kind="connection") from None
 
     async def deliver(self, item: Outbound) -> None:
         await asyncio.to_thread(self._call, item)

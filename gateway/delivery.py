@@ -22,7 +22,7 @@ from adapters.base import Adapter, DeliveryFailed, Outbound
 from gateway.audit import AuditEvent
 from gateway.broker.base import Broker, Job, StorageError
 from gateway.config import DeliveryConfig
-from gateway.metrics import DELIVERIES, DELIVERY_FAILURES, DELIVERY_SECONDS, failure_class
+from gateway.metrics import DELIVERIES, DELIVERY_FAILURES, DELIVERY_SECONDS
 from routing.partners import PartnerRegistry
 
 log = structlog.get_logger("ggk.delivery")
@@ -115,9 +115,8 @@ class DeliveryService:
             adapter = self.adapter_for(job.destination)
             await asyncio.wait_for(adapter.deliver(outbound), self.config.timeout)
         except DeliveryFailed as exc:
-            summary = exc.summary or type(exc).__name__
-            DELIVERY_FAILURES.labels(**{"class": failure_class(summary)}).inc()
-            await self._failed(job, summary, exc.retryable, exc.detail)
+            DELIVERY_FAILURES.labels(**{"class": exc.kind}).inc()
+            await self._failed(job, exc.summary or type(exc).__name__, exc.retryable, exc.detail)
             return
         except TimeoutError:
             DELIVERY_FAILURES.labels(**{"class": "timeout"}).inc()

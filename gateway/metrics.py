@@ -99,16 +99,3 @@ try:
     BUILD.info({"version": version("ggk-gateway")})
 except PackageNotFoundError:  # running from a tree that was never installed
     BUILD.info({"version": "unknown"})
-
-
-def failure_class(summary: str) -> str:
-    """The class of a delivery failure from our own summary text (never partner text)."""
-    if summary.startswith("timed out"):
-        return "timeout"
-    if summary.startswith("HTTP "):
-        return "http"
-    if summary.startswith("Fo03 "):
-        return "fo03"
-    if "Connect" in summary or "Connection" in summary or summary in ("OSError", "TimeoutError"):
-        return "connection"
-    return "other"
