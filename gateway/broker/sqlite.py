@@ -107,6 +107,13 @@ AWAITING_RETOUR = tuple(
 )
 """Heenberichten that must be answered by a retourbericht (OP090)."""
 
+_OVERDUE = (
+    "m.kind = 'Di01' AND m.received_at < ? "
+    f"AND m.functie IN ({', '.join('?' for _ in AWAITING_RETOUR)}) "
+    "AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.heen_id = m.id)"
+)
+"""Message rows ``m`` still without a retour (bind: received before, then AWAITING_RETOUR)."""
+
 
 def private_database(path: Path) -> None:
     """The database file (created if missing) and its -wal/-shm companions are mode 0600 and
@@ -774,10 +781,7 @@ class SqliteBroker:
     async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]:
         rows = await self.read(
             "SELECT m.id, m.functie, m.zender, m.ontvanger, m.referentienummer, m.received_at "
-            "FROM messages m WHERE m.kind = 'Di01' AND m.received_at < ? "
-            f"AND m.functie IN ({', '.join('?' for _ in AWAITING_RETOUR)}) "
-            "AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.heen_id = m.id) "
-            "ORDER BY m.received_at LIMIT ?",
+            f"FROM messages m WHERE {_OVERDUE} ORDER BY m.received_at LIMIT ?",
             (older_than, *AWAITING_RETOUR, limit),
         )
         return [dict(r) for r in rows]
@@ -795,9 +799,7 @@ class SqliteBroker:
             "WHERE d.state != 'delivered' GROUP BY d.destination"
         )
         overdue = await self.read(
-            "SELECT COUNT(*) AS n FROM messages m WHERE m.kind = 'Di01' AND m.received_at < ? "
-            f"AND m.functie IN ({', '.join('?' for _ in AWAITING_RETOUR)}) "
-            "AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.heen_id = m.id)",
+            f"SELECT COUNT(*) AS n FROM messages m WHERE {_OVERDUE}",
             (overdue_before, *AWAITING_RETOUR),
         )
         checkpoint = await self.read("SELECT MAX(at) AS at FROM audit_checkpoint")
