@@ -39,6 +39,8 @@ from gateway.envelope import named_message
 from gateway.identify import parties
 from gateway.keyring import Keyring, KeyringError
 from gateway.report import ValidationReport
+from gateway.rules import catalogue as rule_catalogue
+from gateway.rules import render as render_rules
 from gateway.safefiles import UnsafeName, file_name, private_dir, write_new
 from gateway.schemas import SchemaError, SchemaRegistry
 from gateway.standards import MESSAGES, parse_namespace
@@ -242,6 +244,47 @@ def schemas_list(schema_dirs: tuple[Path, ...], as_json: bool, compile_all: bool
             f"{row['message'] or '-':8} {row['release'] or '-':5} {row['namespace']}  {row['file']}"
         )
     click.echo(f"{len(rows)} message schemas, {len(envelopes)} envelope schemas")
+
+
+@main.group()
+def rules() -> None:
+    """The iWmo/iJw 3.2 rule catalogue and how the gateway checks each rule."""
+
+
+@rules.command("list")
+@click.option(
+    "--message",
+    "message_code",
+    metavar="CODE",
+    help="Only the rules that concern one message, e.g. WMO301 or JW323.",
+)
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in rule_catalogue.Status]),
+    help="Only rules the gateway treats this way.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def rules_list(message_code: str | None, status: str | None, as_json: bool) -> None:
+    """List the rules: id, control level, retourcode, status, messages, summary."""
+    if message_code is not None:
+        known = {m.code for m in MESSAGES.values()}
+        if message_code.upper() not in known:
+            raise click.BadParameter(
+                f"{message_code!r} is not an iWmo/iJw 3.2 message; one of "
+                + ", ".join(sorted(known)),
+                param_hint="--message",
+            )
+        entries = rule_catalogue.for_message(message_code)
+    else:
+        entries = list(rule_catalogue.catalogue().values())
+    if status is not None:
+        entries = [e for e in entries if e.status.value == status]
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False))
+        return
+    for entry in entries:
+        click.echo(render_rules.line(entry))
+    click.echo(f"{len(entries)} rules")
 
 
 # --- the gateway ----------------------------------------------------------------------------

@@ -50,6 +50,9 @@ def big_declaratie(target_bytes: int = 1_000_000) -> bytes:
         for template in templates:
             n += 1
             client = etree.fromstring(template)
+            bsn = client.find("{*}Bsn")
+            assert bsn is not None
+            bsn.text = test_bsn(n)  # a client occurs once per claim (TR101)
             for ref in client.iter("{*}ReferentieNummer", "{*}VorigReferentieNummer"):
                 ref.text = f"{ref.text}-{n}"[:20]
             clienten.append(client)
@@ -63,6 +66,18 @@ def big_declaratie(target_bytes: int = 1_000_000) -> bytes:
     totaal[1].text = "C" if total < 0 else "D"
     body: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
     return body
+
+
+def test_bsn(n: int) -> str:
+    """A distinct BSN of the 9xxxxxxxx test range for each n < 1,000,000 that passes the
+    eleven-test (CS002): the eighth digit is chosen so the check digit is not 10."""
+    head = f"9{n:06d}"
+    for eighth in "0123456789":
+        prefix = head + eighth
+        weighted = sum(w * int(d) for w, d in zip((9, 8, 7, 6, 5, 4, 3, 2), prefix, strict=True))
+        if weighted % 11 < 10:
+            return f"{prefix}{weighted % 11}"
+    raise AssertionError("unreachable: the eighth digit reaches every remainder")
 
 
 def _signed(client: etree._Element) -> int:

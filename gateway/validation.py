@@ -44,14 +44,14 @@ class Validator:
     rules: Sequence[Rule] = field(default_factory=lambda: list(RULES))
     today: date | None = None
     """The receiver's system date for TR135; None means the real date at each call."""
-    _selected: dict[int, list[Rule]] = field(default_factory=dict, init=False, repr=False)
+    _selected: dict[str, list[Rule]] = field(default_factory=dict, init=False, repr=False)
 
     def _rules_for(self, message: MessageType) -> list[Rule]:
         """The rules that apply to a message type, selected once per type."""
-        selected = self._selected.get(message.number)
+        selected = self._selected.get(message.code)
         if selected is None:
             selected = [r for r in self.rules if r.applies_to(message)]
-            self._selected[message.number] = selected
+            self._selected[message.code] = selected
         return selected
 
     def validate(self, data: bytes, source: str = "-") -> ValidationReport:

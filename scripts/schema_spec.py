@@ -74,13 +74,25 @@ class MessageSpec:
 
 
 NB = ("pattern", r".*[^\s].*")
+# Free text: at least one non-space character, line breaks allowed ("." stops at a line end).
+# Accepts exactly what the official ``([.\s]*\S+[.\s]*)+`` accepts, without its nested
+# quantifiers (exponential backtracking in a backtracking regex engine such as Python's).
+FREE_TEXT = ("pattern", r"\s*\S[\s\S]*")
 
 
-def _text(name: str, max_len: int | None, doc: str, min_len: int = 1) -> SimpleType:
+def _text(
+    name: str,
+    max_len: int | None,
+    doc: str,
+    min_len: int = 1,
+    pattern: tuple[str, str] | None = NB,
+) -> SimpleType:
+    """A string type; ``pattern`` None where the official type has lengths only."""
     facets: list[tuple[str, str]] = [("minLength", str(min_len))]
     if max_len is not None:
         facets.append(("maxLength", str(max_len)))
-    facets.append(NB)
+    if pattern is not None:
+        facets.append(pattern)
     return SimpleType(name, "xs:string", tuple(facets), doc=doc)
 
 
@@ -167,7 +179,12 @@ def simple_types(std: Standard) -> list[SimpleType]:
             (("maxLength", "9"), ("pattern", "[0-9]{9}")),
             doc="BSN, 9 digits (RS015, RS037); eleven-test CS002 is a business rule",
         ),
-        _text("LDT_Commentaar", None, "Free text, not empty (RS031); no maximum length"),
+        _text(
+            "LDT_Commentaar",
+            None,
+            "Free text, not empty (RS031), line breaks allowed; no maximum length",
+            pattern=FREE_TEXT,
+        ),
         _code("LDT_Communicatievorm", 1, ["1", "2", "3"], "COD747"),
         SimpleType(
             "LDT_Datum", "xs:date", (("pattern", "[^:Z]*"),), doc="Date without time zone (RS032)"
@@ -188,7 +205,12 @@ def simple_types(std: Standard) -> list[SimpleType]:
         _int("LDT_Huisnummer", 0, 99999, "RS001/RS004"),
         _text("LDT_HuisnummerToevoeging", 4, "RS011"),
         _text("LDT_IdentificatieBericht", 12, "RS017, RS033"),
-        _text("LDT_IdentificatieDeclaratie", 12, "RS017; CS319 applies in WMO323/JW323"),
+        _text(
+            "LDT_IdentificatieDeclaratie",
+            12,
+            "RS017; CS319 applies in WMO323/JW323",
+            pattern=None,
+        ),
         _code("LDT_JaNee", 1, ["1", "2"], "COD260"),
         _code("LDT_JuridischeStatus", 2, ["01", "02", "03", "04", "05", "11", "12"], "WJ232"),
         _code("LDT_LandCode", 2, COUNTRIES, "COD032"),
@@ -218,7 +240,7 @@ def simple_types(std: Standard) -> list[SimpleType]:
         _code("LDT_RedenVerzoek", 1, ["1", "2"], "WJ758"),
         _code("LDT_RedenWijziging", 2, [f"{n:02d}" for n in range(1, 15)], "WMO002/JZ002"),
         _text("LDT_Referentie", 36, "ReferentieAanbieder (RS024)"),
-        _text("LDT_ReferentieNummer", 20, "ProductReferentie numbers (RS019)"),
+        _text("LDT_ReferentieNummer", 20, "ProductReferentie numbers (RS019)", pattern=None),
         _int("LDT_RelatieVolgorde", 0, 99, "RS001/RS002"),
         _code("LDT_RetourCode", 4, RETOURCODES_WJ001, "WJ001"),
         _code("LDT_SoortRelatie", 2, [f"{n:02d}" for n in range(3, 26)], "COD472"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker.base import StorageError
+from gateway.broker.base import NewMessage, StorageError
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
 from gateway.config import check as check_config
@@ -49,6 +49,25 @@ async def test_duplicate_conflict_and_tr056(tmp_path: Path) -> None:
     )  # new ref, same Identificatie
     assert (await broker.accept(reused)).status == "tr056"
     assert (await broker.counts()) == {"pending": 1}  # nothing stored for either refusal
+    await broker.close()
+
+
+async def test_tr056_concerns_heenberichten_only(tmp_path: Path) -> None:
+    """A retour (Du01) reusing an IdentificatieRetour is not refused: TR056 lists heen only."""
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+
+    def retour(n: int) -> NewMessage:
+        return dataclasses.replace(
+            stored_message(n),
+            kind="Du01",
+            functie="WMO302",
+            message_code="WMO302",
+            identificatie="R1",
+        )
+
+    assert (await broker.accept(retour(1))).status == "accepted"
+    assert (await broker.accept(retour(2))).status == "accepted"
     await broker.close()
 
 

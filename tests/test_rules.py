@@ -63,6 +63,18 @@ W323, J319, J323, J325, J305 = (
     "ijw/jw305.xml",
 )
 
+J306 = "ijw/jw306.xml"
+CONTACTS_END = "</wmo301:Contact>\n    </wmo301:Contactgegevens>"
+CONTACT_01 = (
+    "</wmo301:Contact><wmo301:Contact><wmo301:Soort>01</wmo301:Soort><wmo301:Telefoon>"
+    "<iwmo:Telefoon01><iwmo:Telefoonnummer>0570123456</iwmo:Telefoonnummer>"
+    "<iwmo:Landnummer>0031</iwmo:Landnummer></iwmo:Telefoon01>"
+    "</wmo301:Telefoon>"
+)
+PRODUCT_01 = (
+    "<wmo301:Product>\n          <iwmo:Categorie>01</iwmo:Categorie>\n        </wmo301:Product>\n"
+)
+
 CASES: list[tuple[str, str, list[Edit]]] = [
     ("TR135", J305, [sub("<ijw:Dagtekening>2026-10-08<", "<ijw:Dagtekening>2099-10-08<")]),
     ("IV034", W301, [sub("<iwmo:BerichtXsdVersie>1.0.0<", "<iwmo:BerichtXsdVersie>1.0.9<")]),
@@ -127,9 +139,10 @@ CASES: list[tuple[str, str, list[Edit]]] = [
         ],
     ),
     ("CD075", W301, [cut("<wmo301:Einddatum>2027-04-04<", "<wmo301:Einddatum>2027-04-04<")]),
-    ("CD076", W301, [cut("<wmo301:Einddatum>2027-10-04<", "<wmo301:Einddatum>2027-10-04<")]),
+    ("CD076", W315, [cut("<wmo315:ToewijzingEinddatum>", "<wmo315:ToewijzingEinddatum>")]),
     ("CD041", W301, [cut("<wmo301:Omvang>", "</wmo301:Omvang>")]),
     ("CD077", W301, [sub("</wmo301:Omvang>", "</wmo301:Omvang><wmo301:Budget>5</wmo301:Budget>")]),
+    ("CD078", W301, [sub("</wmo301:Omvang>", "</wmo301:Omvang><wmo301:Budget>5</wmo301:Budget>")]),
     ("CD080", W301, [cut("<iwmo:Code>02A01<", "<iwmo:Code>02A01<")]),
     ("CD095", W315, [cut("<iwmo:Code>02A01<", "<iwmo:Code>02A01<")]),
     ("CD096", W317, [cut("<iwmo:Code>01A03<", "<iwmo:Code>01A03<")]),
@@ -217,8 +230,8 @@ CASES: list[tuple[str, str, list[Edit]]] = [
     ("TR101", W305, [dup("wmo305:StartProduct", sub(">1<", ">3<"))]),
     ("CD085", W319, [cut("<wmo319:RedenAfwijzingVerzoek>", "<wmo319:RedenAfwijzingVerzoek>")]),
     ("CD086", W319, [sub("<wmo319:VerzoekAntwoord>1<", "<wmo319:VerzoekAntwoord>2<")]),
-    ("TR377", J319, [sub("<jw319:RedenAfwijzingVerzoek>8<", "<jw319:RedenAfwijzingVerzoek>5<")]),
-    ("TR409", J319, [cut("<jw319:Woonplaatsbeginsel>", "</jw319:Woonplaatsbeginsel>")]),
+    ("TR377", J319, [cut("<jw319:Woonplaatsbeginsel>", "</jw319:Woonplaatsbeginsel>")]),
+    ("TR409", J319, [sub("<jw319:RedenAfwijzingVerzoek>8<", "<jw319:RedenAfwijzingVerzoek>5<")]),
     (
         "CS100",
         W323,
@@ -229,7 +242,8 @@ CASES: list[tuple[str, str, list[Edit]]] = [
             )
         ],
     ),
-    ("TR018", W323, [sub("<iwmo:Einddatum>2026-09-30<", "<iwmo:Einddatum>2026-08-30<")]),
+    ("TR137", W323, [sub("<iwmo:Einddatum>2026-09-30<", "<iwmo:Einddatum>2026-08-30<")]),
+    ("TR137", W323, [sub("<iwmo:Dagtekening>2026-11-03<", "<iwmo:Dagtekening>2026-10-30<")]),
     (
         "CS340",
         W323,
@@ -313,8 +327,208 @@ CASES: list[tuple[str, str, list[Edit]]] = [
         ],
     ),
     ("TR316", W323, [sub(">P2026090007<", ">P2026100001<")]),
-    ("TR101", W323, [sub(">P2026100002<", ">P2026100001<")]),
+    ("TR101", W323, [dup("wmo323:Prestatie")]),
+    ("TR101", W301, [dup("wmo301:Relatie")]),
+    ("TR101", W301, [sub("<wmo301:ToewijzingNummer>1002<", "<wmo301:ToewijzingNummer>1001<")]),
+    ("TR101", W301, [sub(CONTACTS_END, CONTACT_01 + CONTACTS_END)]),
+    ("TR101", W307, [dup("wmo307:StopProduct", sub(">1<", ">3<"))]),
+    ("TR101", W315, [dup("wmo315:AangevraagdProduct")]),
+    ("TR101", W317, [dup("wmo317:OngewijzigdProduct")]),
+    ("TR101", W317, [dup("wmo317:NieuwProduct")]),
+    ("TR101", J325, [dup("jw325:Prestatie")]),
+    (
+        "TR416",
+        W323,
+        [
+            dup("wmo323:Prestatie", sub("P2026100001", "P2026100009")),
+            sub("<iwmo:TotaalBedrag>132500<", "<iwmo:TotaalBedrag>232500<"),
+        ],
+    ),
+    (
+        "TR134",
+        W301,
+        [sub("<wmo301:Toewijzingsdatum>2026-10-01<", "<wmo301:Toewijzingsdatum>2026-10-02<")],
+    ),
+    ("TR134", W305, [sub("<wmo305:Begindatum>2026-10-07<", "<wmo305:Begindatum>2026-10-09<")]),
+    ("TR134", W307, [sub("<wmo307:Einddatum>2026-10-30<", "<wmo307:Einddatum>2026-11-03<")]),
+    (
+        "TR134",
+        W323,
+        [
+            sub(
+                "<wmo323:DeclaratieDagtekening>2026-11-03<",
+                "<wmo323:DeclaratieDagtekening>2026-11-04<",
+            )
+        ],
+    ),
+    (
+        "TR134",
+        J325,
+        [
+            sub("<ijw:Begindatum>2026-10-01<", "<ijw:Begindatum>2026-11-20<"),
+            sub("<ijw:Einddatum>2026-10-31<", "<ijw:Einddatum>2026-11-21<"),
+        ],
+    ),
+    (
+        "TR380",
+        W317,
+        [
+            sub(
+                "<wmo317:GewensteIngangsdatum>2026-12-01<",
+                "<wmo317:GewensteIngangsdatum>2026-11-01<",
+            ),
+            sub("<wmo317:Einddatum>2027-10-04<", "<wmo317:Einddatum>2026-11-10<"),
+        ],
+    ),
+    ("TR342", J325, [sub("<jw325:RetourCode>0611<", "<jw325:RetourCode>0200<")]),
+    ("TR342", J325, [cut("<jw325:Clienten>", "</jw325:Clienten>")]),
+    ("TR342", J325, [sub("<jw325:RetourCode>0200<", "<jw325:RetourCode>0001<", 3)]),
+    (
+        "TR302",
+        W301,
+        [sub("<iwmo:Categorie>01</iwmo:Categorie>", "<iwmo:Categorie>02</iwmo:Categorie>")],
+    ),
+    ("TR302", W301, [sub(PRODUCT_01, "")]),
+    ("TR002", W301, [sub("<iwmo:Datum>1948-03-12<", "<iwmo:Datum>1906-09-30<")]),
+    (
+        "TR335",
+        W323,
+        [
+            sub(
+                "<iwmo:Begindatum>2026-09-01</iwmo:Begindatum>\n              <iwmo:Einddatum>2026-09-30",
+                "<iwmo:Begindatum>2021-11-01</iwmo:Begindatum>\n              <iwmo:Einddatum>2021-11-02",
+            )
+        ],
+    ),
     ("TR342", J325, [sub("<ijw:TotaalBedrag>87500<", "<ijw:TotaalBedrag>80000<")]),
+]
+
+
+HULPMIDDEL = (
+    sub(
+        "<iwmo:Categorie>02</iwmo:Categorie>\n          <iwmo:Code>02A01<",
+        "<iwmo:Categorie>11</iwmo:Categorie>\n          <iwmo:Code>11X01<",
+    ),
+)
+
+NEAR_MISSES: list[tuple[str, str, list[Edit]]] = [
+    # overlap: iWmo hulpmiddelen (11-14) may overlap, also at category level and with a
+    # product without Categorie; deleted and adjacent assignments do not overlap
+    ("TR302", W301, [*HULPMIDDEL, sub("<iwmo:Categorie>01<", "<iwmo:Categorie>11<")]),
+    ("TR302", W301, [*HULPMIDDEL, sub(PRODUCT_01, "")]),
+    (
+        "TR302",
+        W301,
+        [
+            sub("<iwmo:Categorie>01<", "<iwmo:Categorie>02<"),
+            sub("<wmo301:Einddatum>2027-04-04<", "<wmo301:Einddatum>2026-10-05<"),
+            sub(
+                "<wmo301:Einddatum>2026-10-05</wmo301:Einddatum>",
+                "<wmo301:Einddatum>2026-10-05</wmo301:Einddatum>"
+                "<wmo301:RedenWijziging>13</wmo301:RedenWijziging>",
+            ),
+        ],
+    ),
+    (
+        "TR302",
+        W301,
+        [
+            sub("<iwmo:Categorie>01<", "<iwmo:Categorie>02<"),
+            sub("<wmo301:Ingangsdatum>2026-10-05<", "<wmo301:Ingangsdatum>2027-10-05<", 2),
+            sub("<wmo301:Einddatum>2027-04-04<", "<wmo301:Einddatum>2028-04-04<"),
+        ],
+    ),
+    # TR101: a ReferentieNummer may recur under another client; another Soort is another key
+    ("TR101", W323, [sub(">P2026100002<", ">P2026100001<")]),
+    ("TR101", W301, [sub(CONTACTS_END, CONTACT_01.replace(">01<", ">02<") + CONTACTS_END)]),
+    # TR416: a debit and a credit of the same period and product are fine
+    (
+        "TR416",
+        W323,
+        [
+            sub("<iwmo:Begindatum>2026-09-01<", "<iwmo:Begindatum>2026-10-07<"),
+            sub("<iwmo:Einddatum>2026-09-30<", "<iwmo:Einddatum>2026-10-31<"),
+        ],
+    ),
+    # TR416 is per client: another client's prestatie on the same ToewijzingNummer is its own
+    (
+        "TR416",
+        W323,
+        [
+            sub("<wmo323:ToewijzingNummer>1002<", "<wmo323:ToewijzingNummer>1001<"),
+            sub("<wmo323:ProductCategorie>01<", "<wmo323:ProductCategorie>02<"),
+            sub("<wmo323:ProductCode>01A03<", "<wmo323:ProductCode>02A01<"),
+            sub(
+                "<iwmo:Begindatum>2026-10-01</iwmo:Begindatum>\n              <iwmo:Einddatum>",
+                "<iwmo:Begindatum>2026-10-07</iwmo:Begindatum>\n              <iwmo:Einddatum>",
+            ),
+        ],
+    ),
+    # yyyymmdd arithmetic: exactly 120 (5) years is allowed; an unknown birth date is exempt
+    ("TR002", W301, [sub("<iwmo:Datum>1948-03-12<", "<iwmo:Datum>1906-10-01<")]),
+    (
+        "TR002",
+        W301,
+        [
+            sub(
+                "<iwmo:Datum>1948-03-12</iwmo:Datum>",
+                "<iwmo:Datum>1900-01-01</iwmo:Datum><iwmo:DatumGebruik>3</iwmo:DatumGebruik>",
+            )
+        ],
+    ),
+    (
+        "TR335",
+        W323,
+        [
+            sub(
+                "<iwmo:Begindatum>2026-09-01</iwmo:Begindatum>\n              <iwmo:Einddatum>2026-09-30",
+                "<iwmo:Begindatum>2021-11-01</iwmo:Begindatum>\n              <iwmo:Einddatum>2021-11-03",
+            )
+        ],
+    ),
+    # dates on the Dagtekening itself
+    ("TR134", W305, [sub("<wmo305:Begindatum>2026-10-07<", "<wmo305:Begindatum>2026-10-08<")]),
+    (
+        "TR380",
+        W317,
+        [
+            sub(
+                "<wmo317:GewensteIngangsdatum>2026-12-01<",
+                "<wmo317:GewensteIngangsdatum>2026-11-10<",
+            )
+        ],
+    ),
+    (
+        "TR380",
+        W317,
+        [
+            sub(
+                "<wmo317:GewensteIngangsdatum>2026-12-01<",
+                "<wmo317:GewensteIngangsdatum>2026-10-01<",
+                2,
+            ),
+            sub("<wmo317:Einddatum>2027-05-31<", "<wmo317:Einddatum>2026-10-31<"),
+        ],
+    ),
+    # TR342: nothing rejected, everything granted; a rejected claim grants 0
+    (
+        "TR342",
+        J325,
+        [
+            cut("<jw325:Clienten>", "</jw325:Clienten>"),
+            sub("<ijw:TotaalBedrag>87500<", "<ijw:TotaalBedrag>132500<"),
+        ],
+    ),
+    (
+        "TR342",
+        J325,
+        [
+            sub("<jw325:RetourCode>0200<", "<jw325:RetourCode>0001<", 3),
+            sub("<ijw:TotaalBedrag>87500<", "<ijw:TotaalBedrag>0<"),
+        ],
+    ),
+    # TR135 and TR056 concern heenberichten: a retour copies the heen Dagtekening as it was
+    ("TR135", J306, [sub("<ijw:Dagtekening>2026-10-08<", "<ijw:Dagtekening>2099-10-08<")]),
 ]
 
 
@@ -345,6 +559,20 @@ def test_rule_fires_on_mutation_and_not_on_clean_sample(
     assert fired[0].path and fired[0].line
 
 
+@pytest.mark.parametrize(
+    ("rule_id", "base", "edits"),
+    NEAR_MISSES,
+    ids=[f"{r}-{b.split('/')[-1][:-4]}-{i}" for i, (r, b, _) in enumerate(NEAR_MISSES)],
+)
+def test_rule_stays_silent_on_a_near_miss(
+    validator: Validator, rule_id: str, base: str, edits: list[Edit]
+) -> None:
+    report = validator.validate(_apply(base, edits), base)
+    xsd = [p for p in report.problems if p.rule.startswith("XSD")]
+    assert not xsd, f"mutation broke the XSD instead: {xsd}"
+    assert rule_id not in {p.rule for p in report.problems}, report.problems
+
+
 def test_every_registered_rule_has_a_case() -> None:
     covered = {rule_id for rule_id, _, _ in CASES}
     missing = sorted({r.id for r in RULES} - covered)
@@ -354,7 +582,7 @@ def test_every_registered_rule_has_a_case() -> None:
 def test_in_message_rules_map_to_0001_and_cross_rules_to_their_own_code() -> None:
     by_id = {r.id: r for r in RULES}
     assert by_id["CS002"].retourcode == "0001" and by_id["CS002"].level == 2
-    assert by_id["TR346"].retourcode == "9346"
+    assert by_id["TR346"].retourcode == "9346" and by_id["TR346"].level == 4
     assert by_id["TR319"].retourcode == "9319"
     assert by_id["TR135"].retourcode == "8848" and by_id["TR135"].level == 4
 

@@ -47,6 +47,14 @@ def test_retour_key_is_its_own_identificatie_and_sender() -> None:
     assert key == IdentificatieKey("12345678", "WMO302", "WMO302R0001")
 
 
+def test_tr056_is_not_checked_on_a_retour(store: StateStore) -> None:
+    root = parse_untrusted(sample("iwmo/wmo302.xml").encode())
+    message = BY_CODE["WMO302"]
+    key = identificatie_key(root, message)
+    assert key is not None and store.remember(key) is True
+    assert check_unique_identificatie(root, message, store) == []
+
+
 def test_sqlite_remember_is_atomic_under_concurrency(tmp_path: Path) -> None:
     store = SqliteStateStore(tmp_path / "s.sqlite")
     key = IdentificatieKey("0150", "WMO301", "X1")

@@ -821,7 +821,7 @@ class SqliteBroker:
 
 def prior_outcome(db: sqlite3.Connection, message: NewMessage) -> AcceptOutcome | None:
     """What an earlier message decides for this one: ``duplicate`` or ``conflict`` (same zender
-    and referentienummer), ``tr056`` (Identificatie reused), or None: it is new."""
+    and referentienummer), ``tr056`` (a heenbericht's Identificatie reused), or None: it is new."""
     existing = db.execute(
         "SELECT id, digest, bv03_ref, bv03_tijdstip FROM messages "
         "WHERE zender = ? AND referentienummer = ?",
@@ -832,7 +832,12 @@ def prior_outcome(db: sqlite3.Connection, message: NewMessage) -> AcceptOutcome 
         return AcceptOutcome(
             status, existing["id"], existing["bv03_ref"], existing["bv03_tijdstip"]
         )
-    if message.identificatie and message.payload_sender and message.message_code:
+    if (
+        message.kind == "Di01"  # TR056 concerns heenberichten only
+        and message.identificatie
+        and message.payload_sender
+        and message.message_code
+    ):
         reused = db.execute(
             "SELECT id FROM messages WHERE payload_sender = ? AND message_code = ? "
             "AND identificatie = ? AND kind = ? LIMIT 1",

@@ -18,6 +18,7 @@ from functools import lru_cache
 from lxml import etree
 
 from gateway.report import Problem, Severity, line_of
+from gateway.rules import catalogue
 from gateway.standards import MessageType
 
 
@@ -47,16 +48,19 @@ Check = Callable[[MessageContext], Iterable[Finding]]
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """A check with its catalogue metadata: the data says what, the predicate says how."""
+
     id: str
     description: str
-    messages: frozenset[int]
+    messages: frozenset[str]
+    """Message codes (``WMO301``, ``JW301``) this check runs on."""
     check: Check
     level: int = 2
     retourcode: str | None = "0001"
     severity: Severity = Severity.ERROR
 
     def applies_to(self, message: MessageType) -> bool:
-        return message.number in self.messages
+        return message.code in self.messages
 
     def run(self, ctx: MessageContext) -> Iterator[Problem]:
         for finding in self.check(ctx):
@@ -78,27 +82,31 @@ RULES: list[Rule] = []
 """Every registered in-message rule, in registration order."""
 
 
-def rule(
-    rule_id: str,
-    description: str,
-    *,
-    messages: Iterable[int],
-    level: int = 2,
-    retourcode: str | None = "0001",
-    severity: Severity = Severity.ERROR,
-) -> Callable[[Check], Check]:
-    """Register a check under its official rule id."""
+def rule(rule_id: str, *, messages: Iterable[int] | None = None) -> Callable[[Check], Check]:
+    """Register a check under its official rule id.
+
+    Level, retourcode, severity, summary and the messages come from the rule catalogue
+    (:mod:`gateway.rules.catalogue`); ``messages`` narrows a check to some of the catalogued
+    message numbers when one rule id is checked by several predicates.
+    """
+    meta = catalogue.entry(rule_id)
+    if meta.status is not catalogue.Status.RULE:
+        raise catalogue.CatalogueError(f"{rule_id} is catalogued as {meta.status}, not as a rule")
+    numbers = set(meta.numbers if messages is None else messages)
+    if not numbers <= set(meta.numbers):
+        raise catalogue.CatalogueError(
+            f"{rule_id} is not catalogued for {sorted(numbers - set(meta.numbers))}"
+        )
+    codes = frozenset(f"{s.message_prefix}{n}" for s in meta.standards for n in numbers)
 
     def register(check: Check) -> Check:
         RULES.append(
-            Rule(rule_id, description, frozenset(messages), check, level, retourcode, severity)
+            Rule(rule_id, meta.summary, codes, check, meta.level, meta.retourcode, meta.severity)
         )
         return check
 
     return register
 
-
-HEEN_WITH_BSN = (301, 305, 307, 315, 317, 323, 325)
 
 # --- reading helpers --------------------------------------------------------------------------
 #
@@ -179,8 +187,16 @@ def text(el: etree._Element | None, path: str) -> str | None:
 
 
 def as_date(el: etree._Element | None, path: str) -> date | None:
+    """The date at ``path``; within a rule run parsed once, however many rules read it."""
+    cache = _cache.get()
+    key = ("date", el, path)
+    if cache is not None and key in cache:
+        return cache[key]  # type: ignore[return-value]
     value = text(el, path)
-    return date.fromisoformat(value) if value else None
+    parsed = date.fromisoformat(value) if value else None
+    if cache is not None:
+        cache[key] = parsed
+    return parsed
 
 
 def as_int(el: etree._Element | None, path: str) -> int | None:
@@ -223,3 +239,11 @@ def header(ctx: MessageContext) -> etree._Element:
     found = first(ctx.root, "Header")
     assert found is not None  # guaranteed by the XSD
     return found
+
+
+def yyyymmdd(el: etree._Element | None, path: str) -> int | None:
+    """A date as the number yyyymmdd: the official checks compare and add years this way
+    (``translate(date, '-', '')``), which is exact where calendar arithmetic must guess
+    (29 February, 31st of a shorter month)."""
+    value = text(el, path)
+    return int(value.replace("-", "")) if value else None

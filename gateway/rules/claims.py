@@ -9,7 +9,17 @@ from datetime import date
 
 from lxml import etree
 
-from gateway.rules.base import Finding, MessageContext, as_date, as_int, every, first, rule, text
+from gateway.rules.base import (
+    Finding,
+    MessageContext,
+    as_date,
+    as_int,
+    every,
+    first,
+    rule,
+    text,
+    yyyymmdd,
+)
 
 EARLIEST = date(2021, 1, 1)
 EURO = "83"
@@ -36,7 +46,7 @@ def _periods(ctx: MessageContext) -> Iterator[etree._Element]:
             yield periode
 
 
-@rule("CS100", "Claimed periods start on or after 2021-01-01", messages=(323, 325))
+@rule("CS100")
 def periods_after_2021(ctx: MessageContext) -> Iterator[Finding]:
     for periode in _periods(ctx):
         begin = as_date(periode, "Begindatum")
@@ -49,20 +59,7 @@ def periods_after_2021(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-@rule("TR018", "A period's Einddatum is not before its Begindatum", messages=(323, 325))
-def period_order(ctx: MessageContext) -> Iterator[Finding]:
-    for periode in _periods(ctx):
-        begin, end = as_date(periode, "Begindatum"), as_date(periode, "Einddatum")
-        if begin and end and end < begin:
-            yield Finding(
-                first(periode, "Einddatum"),
-                "Einddatum before Begindatum",
-                f"on or after {begin}",
-                str(end),
-            )
-
-
-@rule("CS340", "DeclaratiePeriode is exactly one calendar month", messages=(323,))
+@rule("CS340")
 def claim_period_is_month(ctx: MessageContext) -> Iterator[Finding]:
     periode = first(ctx.root, "Declaratie/DeclaratiePeriode")
     begin, end = as_date(periode, "Begindatum"), as_date(periode, "Einddatum")
@@ -78,7 +75,7 @@ def claim_period_is_month(ctx: MessageContext) -> Iterator[Finding]:
         )
 
 
-@rule("CS337", "ProductPeriode lies within one calendar month", messages=(323,))
+@rule("CS337")
 def product_period_in_month(ctx: MessageContext) -> Iterator[Finding]:
     for p in _prestaties(ctx):
         begin, end = as_date(p, "ProductPeriode/Begindatum"), as_date(p, "ProductPeriode/Einddatum")
@@ -91,13 +88,7 @@ def product_period_in_month(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-@rule(
-    "TR319",
-    "A prestatie's ProductPeriode does not end after the DeclaratiePeriode",
-    messages=(323,),
-    level=3,
-    retourcode="9319",
-)
+@rule("TR319")
 def product_period_not_future(ctx: MessageContext) -> Iterator[Finding]:
     claim_end = as_date(first(ctx.root, "Declaratie/DeclaratiePeriode"), "Einddatum")
     for p in _prestaties(ctx):
@@ -111,24 +102,20 @@ def product_period_not_future(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-@rule(
-    "TR335",
-    "ProductPeriode Einddatum not more than 5 years before DeclaratieDagtekening",
-    messages=(323,),
-)
+@rule("TR335")
 def not_too_old(ctx: MessageContext) -> Iterator[Finding]:
-    dagtekening = as_date(first(ctx.root, "Declaratie"), "DeclaratieDagtekening")
+    """yyyymmdd arithmetic as the official check: 5 years = 50000 on the number."""
+    dagtekening = yyyymmdd(first(ctx.root, "Declaratie"), "DeclaratieDagtekening")
     if dagtekening is None:
         return
-    limit = date(dagtekening.year - 5, dagtekening.month, min(dagtekening.day, 28))
     for p in _prestaties(ctx):
-        end = as_date(p, "ProductPeriode/Einddatum")
-        if end and end < limit:
+        end = yyyymmdd(p, "ProductPeriode/Einddatum")
+        if end is not None and end + 50_000 < dagtekening:
             yield Finding(
                 first(p, "ProductPeriode/Einddatum"),
-                "prestatie older than 5 years",
-                f"on or after {limit}",
-                str(end),
+                "ProductPeriode ends more than 5 years before the DeclaratieDagtekening",
+                "Einddatum + 5 years on or after the DeclaratieDagtekening",
+                text(p, "ProductPeriode/Einddatum"),
             )
 
 
@@ -147,7 +134,7 @@ def _amounts(ctx: MessageContext) -> Iterator[etree._Element]:
             yield el
 
 
-@rule("CS325", "An amount of 0 is a debit (D)", messages=(323, 325))
+@rule("CS325")
 def zero_is_debit(ctx: MessageContext) -> Iterator[Finding]:
     for el in _amounts(ctx):
         value = (
@@ -157,7 +144,7 @@ def zero_is_debit(ctx: MessageContext) -> Iterator[Finding]:
             yield Finding(first(el, "DebetCredit"), "amount 0 must be marked D", "D", "C")
 
 
-@rule("CD060", "VorigReferentieNummer is given exactly for credit prestaties", messages=(323, 325))
+@rule("CD060")
 def credit_refers_to_debit(ctx: MessageContext) -> Iterator[Finding]:
     for p in _prestaties(ctx):
         credit = text(p, "IngediendBedrag/DebetCredit") == "C"
@@ -178,9 +165,7 @@ def credit_refers_to_debit(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-@rule(
-    "CD087", "ProductTarief is required unless Eenheid = 83 (euro's), then absent", messages=(323,)
-)
+@rule("CD087")
 def tariff_unless_euros(ctx: MessageContext) -> Iterator[Finding]:
     for p in _prestaties(ctx):
         euros = text(p, "Eenheid") == EURO
@@ -196,7 +181,7 @@ def tariff_unless_euros(ctx: MessageContext) -> Iterator[Finding]:
             yield Finding(p, "ProductTarief is required", "ProductTarief", "none")
 
 
-@rule("CS339", "For Eenheid 83 (euro's) the Bedrag equals GeleverdVolume", messages=(323,))
+@rule("CS339")
 def euros_equal_volume(ctx: MessageContext) -> Iterator[Finding]:
     for p in _prestaties(ctx):
         if text(p, "Eenheid") == EURO:
@@ -220,13 +205,7 @@ def expected_amount(volume: int, tarief: int, eenheid: str | None) -> tuple[int,
     return volume * tarief, tolerance
 
 
-@rule(
-    "TR346",
-    "IngediendBedrag = GeleverdVolume x ProductTarief when Eenheid is not 83",
-    messages=(323,),
-    level=3,
-    retourcode="9346",
-)
+@rule("TR346")
 def amount_is_volume_times_tariff(ctx: MessageContext) -> Iterator[Finding]:
     for p in _prestaties(ctx):
         eenheid = text(p, "Eenheid")
@@ -245,7 +224,7 @@ def amount_is_volume_times_tariff(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-@rule("TR358", "TotaalIngediendBedrag is the signed sum of all IngediendBedragen", messages=(323,))
+@rule("TR358")
 def total_is_sum(ctx: MessageContext) -> Iterator[Finding]:
     total_el = first(ctx.root, "Declaratie/TotaalIngediendBedrag")
     total = signed(total_el, "TotaalBedrag")
@@ -263,7 +242,7 @@ def _as_dc(cents: int) -> str:
     return f"{abs(cents)} {'C' if cents < 0 else 'D'}"
 
 
-@rule("TR315", "VorigReferentieNummer is unique within the claim", messages=(323,))
+@rule("TR315")
 def previous_reference_unique(ctx: MessageContext) -> Iterator[Finding]:
     seen: set[str] = set()
     for p in _prestaties(ctx):
@@ -280,7 +259,7 @@ def previous_reference_unique(ctx: MessageContext) -> Iterator[Finding]:
         seen.add(previous)
 
 
-@rule("TR316", "A debit is not credited in the same claim", messages=(323,))
+@rule("TR316")
 def no_credit_of_own_debit(ctx: MessageContext) -> Iterator[Finding]:
     prestaties = _prestaties(ctx)
     own = {text(p, "ProductReferentie/ReferentieNummer") for p in prestaties}
@@ -295,38 +274,76 @@ def no_credit_of_own_debit(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-@rule("TR101", "ProductReferentie/ReferentieNummer is unique within the message", messages=(323,))
-def unique_prestatie(ctx: MessageContext) -> Iterator[Finding]:
-    seen: set[str | None] = set()
-    for p in _prestaties(ctx):
-        ref = text(p, "ProductReferentie/ReferentieNummer")
-        if ref in seen:
-            yield Finding(
-                first(p, "ProductReferentie/ReferentieNummer"),
-                "duplicate prestatie",
-                "unique ReferentieNummer",
-                ref,
-            )
-        seen.add(ref)
+# Codes that do not reject the class they are on (WJ001): no remark, not judged, fully granted.
+NOT_REJECTING = frozenset({"0200", "0233", "8001"})
 
 
-@rule(
-    "TR342", "Rejected prestaties add up to TotaalIngediend minus TotaalToegekend", messages=(325,)
-)
+def _rejecting(el: etree._Element | None) -> list[str]:
+    if el is None:
+        return []
+    codes = (c.text.strip() for c in every(el, "RetourCodes/RetourCode") if c.text)
+    return [c for c in codes if c not in NOT_REJECTING]
+
+
+@rule("TR342")
 def answer_adds_up(ctx: MessageContext) -> Iterator[Finding]:
     antwoord = first(ctx.root, "DeclaratieAntwoord")
     if antwoord is None:
         return
-    prestaties = _prestaties(ctx)
-    if not prestaties:
-        return  # fully granted, or the Declaratie class itself was rejected
-    ingediend = signed(first(antwoord, "TotaalIngediendBedrag"), "TotaalBedrag")
     toegekend = signed(first(antwoord, "TotaalToegekendBedrag"), "TotaalBedrag")
+    if _rejecting(antwoord):
+        if toegekend != 0:
+            yield Finding(
+                first(antwoord, "TotaalToegekendBedrag"),
+                "the declaratie is rejected as a whole, yet an amount is granted",
+                "0",
+                _as_dc(toegekend),
+            )
+        return
+    prestaties = _prestaties(ctx)
+    for p in prestaties:
+        if not _rejecting(p):
+            codes = first(p, "RetourCodes")
+            yield Finding(
+                codes if codes is not None else p,
+                "a prestatie that is not rejected is listed",
+                "only rejected prestaties",
+                ", ".join(c.text or "" for c in every(p, "RetourCodes/RetourCode")),
+            )
+    ingediend = signed(first(antwoord, "TotaalIngediendBedrag"), "TotaalBedrag")
     rejected = sum(signed(first(p, "IngediendBedrag"), "Bedrag") for p in prestaties)
     if rejected != ingediend - toegekend:
         yield Finding(
             first(antwoord, "TotaalToegekendBedrag"),
-            "rejected prestaties do not account for the difference",
+            "the listed (rejected) prestaties do not account for TotaalIngediend - TotaalToegekend",
             _as_dc(ingediend - toegekend),
             _as_dc(rejected),
         )
+
+
+@rule("TR416")
+def one_debit_per_period_and_product(ctx: MessageContext) -> Iterator[Finding]:
+    """Per client, as TR101: a prestatie is the client's, its ToewijzingNummer the client's
+    assignment (the official JW323 example repeats a ToewijzingNummer under two clients)."""
+    seen: set[tuple[str | None, ...]] = set()
+    for p in _prestaties(ctx):
+        if text(p, "IngediendBedrag/DebetCredit") != "D":
+            continue
+        prestaties = p.getparent()  # Client/Prestaties/Prestatie
+        client = prestaties.getparent() if prestaties is not None else None
+        key = (
+            text(client, "Bsn"),
+            text(p, "ProductPeriode/Begindatum"),
+            text(p, "ProductPeriode/Einddatum"),
+            text(p, "ProductCategorie"),
+            text(p, "ProductCode"),
+            text(p, "ToewijzingNummer"),
+        )
+        if key in seen:
+            yield Finding(
+                p,
+                "a second debit for the same ProductPeriode, product and ToewijzingNummer",
+                "one debit prestatie per period and product",
+                f"{key[3]}/{key[4] or '-'} {key[1]}..{key[2]} toewijzing {key[5]}",
+            )
+        seen.add(key)

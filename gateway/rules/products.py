@@ -3,8 +3,6 @@ start/stop records, requests and answers (iwmo-ijw.md 5.4 and its TR table)."""
 
 from __future__ import annotations
 
-import itertools
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -67,10 +65,7 @@ def products(ctx: MessageContext, *, with_product_only: bool = False) -> list[Pr
     return found
 
 
-REQUESTS = (301, 315, 317)
-
-
-@rule("CS003", "Einddatum is not before the Ingangsdatum of the same product", messages=REQUESTS)
+@rule("CS003")
 def end_after_start(ctx: MessageContext) -> Iterator[Finding]:
     for p in products(ctx):
         start, end = p.start, p.end
@@ -83,53 +78,52 @@ def end_after_start(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-@rule("CD079", "Product is required when there is no Budget", messages=REQUESTS)
+@rule("CD079")
 def product_without_budget(ctx: MessageContext) -> Iterator[Finding]:
     for p in products(ctx, with_product_only=True):
         if first(p.el, "Budget") is None and first(p.el, "Product") is None:
             yield Finding(p.el, "neither Product nor Budget given", "Product", "no Product")
 
 
-@rule("CD075", "An end date is required when a Budget is given", messages=REQUESTS)
+@rule("CD075")
 def end_with_budget(ctx: MessageContext) -> Iterator[Finding]:
     for p in products(ctx):
         if first(p.el, "Budget") is not None and p.end is None:
             yield Finding(p.el, f"{p.end_field} is required with a Budget", p.end_field, "none")
 
 
-@rule("CD076", "An end date is required when Frequentie = 2 (per week)", messages=REQUESTS)
+@rule("CD076")
 def end_with_weekly(ctx: MessageContext) -> Iterator[Finding]:
     for p in products(ctx):
         if text(p.el, "Omvang/Frequentie") == "2" and p.end is None:
             yield Finding(p.el, f"{p.end_field} is required with Frequentie 2", p.end_field, "none")
 
 
-@rule("CD041", "Omvang is required when Product/Code is given", messages=REQUESTS)
+@rule("CD041")
 def volume_with_code(ctx: MessageContext) -> Iterator[Finding]:
     for p in products(ctx, with_product_only=True):
         if text(p.el, "Product/Code") and first(p.el, "Omvang") is None:
             yield Finding(p.el, "Omvang is required with a product Code", "Omvang", "none")
 
 
-@rule("CD077", "Omvang and Budget exclude each other (CD077/CD078)", messages=REQUESTS)
-def volume_or_budget(ctx: MessageContext) -> Iterator[Finding]:
+@rule("CD077")
+def no_volume_with_budget(ctx: MessageContext) -> Iterator[Finding]:
     for p in products(ctx):
-        if first(p.el, "Omvang") is not None and first(p.el, "Budget") is not None:
-            yield Finding(
-                first(p.el, "Budget"),
-                "Omvang and Budget are both given",
-                "either Omvang or Budget",
-                "both",
-            )
+        omvang = first(p.el, "Omvang")
+        if omvang is not None and first(p.el, "Budget") is not None:
+            yield Finding(omvang, "Omvang given beside a Budget", "no Omvang", "Omvang")
+
+
+@rule("CD078")
+def no_budget_with_volume(ctx: MessageContext) -> Iterator[Finding]:
+    for p in products(ctx):
+        budget = first(p.el, "Budget")
+        if budget is not None and first(p.el, "Omvang") is not None:
+            yield Finding(budget, "Budget given beside an Omvang", "no Budget", budget.text)
 
 
 def _no_code_rule(rule_id: str, number: int) -> None:
-    @rule(
-        rule_id,
-        "Omvang must be absent without a product Code when the end date is after "
-        "2020-12-31 or empty",
-        messages=(number,),
-    )
+    @rule(rule_id, messages=(number,))
     def check(ctx: MessageContext) -> Iterator[Finding]:
         for p in products(ctx, with_product_only=True):
             omvang = first(p.el, "Omvang")
@@ -145,12 +139,7 @@ _no_code_rule("CD096", 317)
 
 
 def _frequency_rule(rule_id: str, numbers: tuple[int, ...]) -> None:
-    @rule(
-        rule_id,
-        "Eenheid 14/16/83/84 needs Frequentie 2, 4 or 6 when the end date is after "
-        "2020-12-31 or empty",
-        messages=numbers,
-    )
+    @rule(rule_id, messages=numbers)
     def check(ctx: MessageContext) -> Iterator[Finding]:
         for p in products(ctx):
             eenheid, freq = text(p.el, "Omvang/Eenheid"), text(p.el, "Omvang/Frequentie")
@@ -171,7 +160,7 @@ _frequency_rule("CS338", (301, 317))
 _frequency_rule("CS343", (315,))
 
 
-@rule("CS335", "RedenWijziging 13 (verwijderd) only when Einddatum = Ingangsdatum", messages=(301,))
+@rule("CS335")
 def deleted_has_equal_dates(ctx: MessageContext) -> Iterator[Finding]:
     for p in products(ctx):
         if text(p.el, "RedenWijziging") == "13" and p.start != p.end:
@@ -183,7 +172,7 @@ def deleted_has_equal_dates(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-@rule("CS336", "RedenWijziging 01 (vervallen) must not be used", messages=(301,))
+@rule("CS336")
 def obsolete_reason(ctx: MessageContext) -> Iterator[Finding]:
     for p in products(ctx):
         if text(p.el, "RedenWijziging") == "01":
@@ -192,44 +181,7 @@ def obsolete_reason(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-def _is_deleted(p: ProductView) -> bool:
-    return text(p.el, "RedenWijziging") in ("13", "01") and p.start == p.end
-
-
-def _overlap_rule(rule_id: str, number: int) -> None:
-    @rule(
-        rule_id,
-        "The same product occurs more than once only with non-overlapping periods",
-        messages=(number,),
-    )
-    def check(ctx: MessageContext) -> Iterator[Finding]:
-        groups: dict[str, list[ProductView]] = defaultdict(list)
-        for p in products(ctx, with_product_only=True):
-            if _is_deleted(p):
-                continue
-            key = text(p.el, "Product/Code") or text(p.el, "Product/Categorie") or "-"
-            groups[key].append(p)
-        for key, group in groups.items():
-            spans = sorted(
-                ((p.start or date.min, p.end or date.max, p) for p in group),
-                key=lambda span: (span[0], span[1]),
-            )
-            for (_, end_a, _), (start_b, _, p_b) in itertools.pairwise(spans):
-                if start_b <= end_a:
-                    yield Finding(
-                        p_b.el,
-                        f"product {key} overlaps an earlier one",
-                        f"starts after {end_a}",
-                        str(start_b),
-                    )
-
-
-_overlap_rule("TR302", 301)
-_overlap_rule("TR386", 315)
-_overlap_rule("TR410", 317)
-
-
-@rule("TR383", "ReferentieAanbieder is unique per AangevraagdProduct", messages=(315,))
+@rule("TR383")
 def unique_request_reference(ctx: MessageContext) -> Iterator[Finding]:
     seen: set[str] = set()
     for p in products(ctx):
@@ -244,9 +196,7 @@ def unique_request_reference(ctx: MessageContext) -> Iterator[Finding]:
         seen.add(ref)
 
 
-@rule(
-    "CD043", "BeschikkingIngangsdatum is given exactly when BeschikkingNummer is", messages=(315,)
-)
+@rule("CD043")
 def decision_date_with_number(ctx: MessageContext) -> Iterator[Finding]:
     for p in products(ctx):
         number = first(p.el, "BeschikkingNummer") is not None
@@ -270,7 +220,7 @@ def _referrers(ctx: MessageContext) -> Iterator[etree._Element]:
             yield verwijzer
 
 
-@rule("CD066", "A referrer with a ZorgverlenerCode has no Naam", messages=(315,))
+@rule("CD066")
 def referrer_code_excludes_name(ctx: MessageContext) -> Iterator[Finding]:
     for v in _referrers(ctx):
         if (
@@ -286,7 +236,7 @@ def referrer_code_excludes_name(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-@rule("CD067", "A professional referrer without ZorgverlenerCode needs a Naam", messages=(315,))
+@rule("CD067")
 def referrer_needs_name(ctx: MessageContext) -> Iterator[Finding]:
     for v in _referrers(ctx):
         if (
@@ -297,7 +247,7 @@ def referrer_needs_name(ctx: MessageContext) -> Iterator[Finding]:
             yield Finding(v, "Naam is required without a ZorgverlenerCode", "Naam", "none")
 
 
-@rule("CD068", "Only referrer types 02-05 carry a ZorgverlenerCode", messages=(315,))
+@rule("CD068")
 def referrer_code_only_for_professionals(ctx: MessageContext) -> Iterator[Finding]:
     for v in _referrers(ctx):
         if (
@@ -312,7 +262,7 @@ def referrer_code_only_for_professionals(ctx: MessageContext) -> Iterator[Findin
             )
 
 
-@rule("TR352", "A VOW holds at least one OngewijzigdProduct or TeWijzigenProduct", messages=(317,))
+@rule("TR352")
 def request_keeps_something(ctx: MessageContext) -> Iterator[Finding]:
     verzoek = first(ctx.root, "Client/Verzoek")
     if (
@@ -328,7 +278,7 @@ def request_keeps_something(ctx: MessageContext) -> Iterator[Finding]:
         )
 
 
-@rule("TR353", "A VOW holds at least one TeWijzigenProduct or NieuwProduct", messages=(317,))
+@rule("TR353")
 def request_changes_something(ctx: MessageContext) -> Iterator[Finding]:
     verzoek = first(ctx.root, "Client/Verzoek")
     if (
@@ -353,7 +303,7 @@ def _start_stop(ctx: MessageContext) -> list[etree._Element]:
     )
 
 
-@rule("CS058", "StatusAanlevering is 1 (new) or 3 (delete)", messages=(305, 307))
+@rule("CS058")
 def delivery_status(ctx: MessageContext) -> Iterator[Finding]:
     for el in _start_stop(ctx):
         status = text(el, "StatusAanlevering")
@@ -366,7 +316,7 @@ def delivery_status(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-@rule("TR018", "A stop's Einddatum is not before its Begindatum", messages=(307,))
+@rule("TR018")
 def stop_after_start(ctx: MessageContext) -> Iterator[Finding]:
     for el in every(ctx.root, "Client/StopProducten/StopProduct"):
         begin, end = as_date(el, "Begindatum"), as_date(el, "Einddatum")
@@ -379,32 +329,10 @@ def stop_after_start(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-_KEY_FIELDS = (
-    "ToewijzingNummer",
-    "Product/Categorie",
-    "Product/Code",
-    "Begindatum",
-    "RedenBeeindiging",
-    "Einddatum",
-)
-
-
-@rule("TR101", "No two start/stop records with the same logical key (IV008)", messages=(305, 307))
-def unique_start_stop_key(ctx: MessageContext) -> Iterator[Finding]:
-    seen: set[tuple[str | None, ...]] = set()
-    for el in _start_stop(ctx):
-        key = tuple(text(el, f) for f in _KEY_FIELDS)
-        if key in seen:
-            yield Finding(el, "a record with the same key occurs twice", "unique key", "duplicate")
-        seen.add(key)
-
-
 # --- answers (319) ----------------------------------------------------------------------------
 
 
-@rule(
-    "CD085", "RedenAfwijzingVerzoek is required when the request is rejected (1)", messages=(319,)
-)
+@rule("CD085")
 def rejection_has_reason(ctx: MessageContext) -> Iterator[Finding]:
     antwoord = first(ctx.root, "Antwoord")
     if text(antwoord, "VerzoekAntwoord") == "1" and text(antwoord, "RedenAfwijzingVerzoek") is None:
@@ -413,11 +341,7 @@ def rejection_has_reason(ctx: MessageContext) -> Iterator[Finding]:
         )
 
 
-@rule(
-    "CD086",
-    "RedenAfwijzingVerzoek is absent while the request is in onderzoek (2)",
-    messages=(319,),
-)
+@rule("CD086")
 def investigation_has_no_reason(ctx: MessageContext) -> Iterator[Finding]:
     antwoord = first(ctx.root, "Antwoord")
     reason = first(antwoord, "RedenAfwijzingVerzoek") if antwoord is not None else None
@@ -430,26 +354,31 @@ def investigation_has_no_reason(ctx: MessageContext) -> Iterator[Finding]:
         )
 
 
-@rule("TR377", "Woonplaatsbeginsel only with RedenAfwijzingVerzoek 8", messages=(319,))
+@rule("TR377")
+def reason_8_names_gemeente(ctx: MessageContext) -> Iterator[Finding]:
+    antwoord = first(ctx.root, "Antwoord")
+    if (
+        antwoord is not None
+        and text(antwoord, "RedenAfwijzingVerzoek") == "8"
+        and first(antwoord, "Woonplaatsbeginsel") is None
+    ):
+        yield Finding(
+            antwoord,
+            "RedenAfwijzingVerzoek 8 without the Woonplaatsbeginsel class",
+            "Woonplaatsbeginsel",
+            "none",
+        )
+
+
+@rule("TR409")
 def residence_only_with_reason_8(ctx: MessageContext) -> Iterator[Finding]:
     antwoord = first(ctx.root, "Antwoord")
     wpb = first(antwoord, "Woonplaatsbeginsel") if antwoord is not None else None
     reason = text(antwoord, "RedenAfwijzingVerzoek")
     if wpb is not None and reason != "8":
-        yield Finding(wpb, "Woonplaatsbeginsel given while the reason is not 8", "reason 8", reason)
-
-
-@rule("TR409", "RedenAfwijzingVerzoek 8 names the responsible gemeente (iJw)", messages=(319,))
-def reason_8_names_gemeente(ctx: MessageContext) -> Iterator[Finding]:
-    if ctx.message.standard.value != "ijw":
-        return
-    antwoord = first(ctx.root, "Antwoord")
-    if (
-        text(antwoord, "RedenAfwijzingVerzoek") == "8"
-        and first(antwoord, "Woonplaatsbeginsel") is None
-        if antwoord is not None
-        else False
-    ):
         yield Finding(
-            antwoord, "reason 8 without Woonplaatsbeginsel/Gemeente", "Woonplaatsbeginsel", "none"
+            wpb,
+            "Woonplaatsbeginsel given while RedenAfwijzingVerzoek is not 8",
+            "RedenAfwijzingVerzoek 8",
+            reason,
         )

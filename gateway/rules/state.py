@@ -110,21 +110,21 @@ def identificatie_key(root: etree._Element, message: MessageType) -> Identificat
 def check_unique_identificatie(
     root: etree._Element, message: MessageType, store: StateStore
 ) -> list[Problem]:
-    """TR056 (level 3, retourcode 9056): has this sender used this Identificatie before?"""
+    """TR056 (level 3, retourcode 9056): has this sender used this Identificatie before?
+
+    Heenberichten only: the rule lists them, and a retour's IdentificatieRetour is not in it.
+    """
+    if message.kind is Kind.RETOUR:
+        return []
     key = identificatie_key(root, message)
     if key is None or not store.seen(key):
         return []
-    field = (
-        "IdentificatieRetour"
-        if message.kind is Kind.RETOUR
-        else ("BerichtIdentificatie/Identificatie")
-    )
     return [
         Problem(
             "TR056",
             f"{key.sender} already sent a {key.message_code} with Identificatie "
             f"{key.identificatie}",
-            path=f"Header/{field}",
+            path="Header/BerichtIdentificatie/Identificatie",
             expected="an Identificatie not used before by this sender for this message type",
             found=key.identificatie,
             level=3,
