@@ -34,6 +34,13 @@ def stuf_ggk_dir() -> Path:
     return schema_root() / "stuf-ggk"
 
 
-def ontvang_wsdl() -> Path:
-    """Our WSDL of OntvangAsynchroon (ggk0210), used by the stuf adapter and served at ?wsdl."""
-    return stuf_ggk_dir() / "ggk0210" / "ggk0210_OntvangAsynchroon.wsdl"
+WSDL_GENERATIONS = ("0210", "0310")
+"""The envelope generations whose OntvangAsynchroon WSDL we publish (?wsdl=0210, ?wsdl=0310)."""
+
+
+def ontvang_wsdl(generation: str = "0210") -> Path:
+    """Our WSDL of OntvangAsynchroon for one envelope generation: ggk0210 (the current one, used
+    by the stuf adapter and served at ?wsdl) or ggk0310 (the 0310 bundle's, ?wsdl=0310)."""
+    if generation not in WSDL_GENERATIONS:
+        raise ValueError(f"no WSDL for envelope generation {generation!r}")
+    return stuf_ggk_dir() / f"ggk{generation}" / f"ggk{generation}_OntvangAsynchroon.wsdl"

@@ -564,3 +564,23 @@ def build_fo01(
             tijdstip=tijdstip,
         )
     )
+
+
+def reply_zender(element: etree._Element) -> Systeem | None:
+    """The zender of an envelope that was refused before it was checked, if it can be read:
+    the Fo03 goes back to it (its ontvanger). Only values within the schema's lengths."""
+    zender = element.find(f"{{*}}stuurgegevens/{{{STUF_NS}}}zender")
+    if zender is None:
+        return None
+    organisatie = (zender.findtext(f"{{{STUF_NS}}}organisatie") or "").strip()
+    applicatie = (zender.findtext(f"{{{STUF_NS}}}applicatie") or "").strip()
+    if not (0 < len(organisatie) <= 200 and 3 <= len(applicatie) <= 50):
+        return None
+    return Systeem(organisatie, applicatie)
+
+
+def reply_reference(element: etree._Element) -> str:
+    """The referentienummer of an unchecked envelope, for the Fo03's crossRefnummer: at most
+    a UUID's length is echoed."""
+    found = element.findtext(f"{{*}}stuurgegevens/{{{STUF_NS}}}referentienummer")
+    return (found or "").strip()[:40]

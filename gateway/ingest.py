@@ -171,13 +171,15 @@ class Ingress:
             )
         except env.EnvelopeError as exc:
             first = exc.problems[0]
-            log.info("message.rejected", referentienummer=_ref_of(element), rule=first.rule)
+            log.info(
+                "message.rejected", referentienummer=env.reply_reference(element), rule=first.rule
+            )
             return Rejected(
                 ENVELOPE_CODES.get(first.rule, "StUF055"),
                 "client",
                 _describe(first)[:200],
-                cross_ref=_ref_of(element),
-                zender=_zender_of(element),
+                cross_ref=env.reply_reference(element),
+                zender=env.reply_zender(element),
             )
         rejected = self._check_envelope(envelope, identity)
         if rejected is not None:
@@ -473,21 +475,3 @@ def _payload_header(root: etree._Element | None, message: MessageType | None) ->
         "identificatie": found.identificatie,
         "retourcodes": ",".join(sorted(set(codes))) or None,
     }
-
-
-def _zender_of(element: etree._Element) -> env.Systeem | None:
-    """The zender of an envelope that failed its schema, if it can be read: the Fo03 goes
-    back to it (its ontvanger), checked against the schema's lengths."""
-    zender = element.find(f"{{*}}stuurgegevens/{{{env.STUF_NS}}}zender")
-    if zender is None:
-        return None
-    organisatie = (zender.findtext(f"{{{env.STUF_NS}}}organisatie") or "").strip()
-    applicatie = (zender.findtext(f"{{{env.STUF_NS}}}applicatie") or "").strip()
-    if not (0 < len(organisatie) <= 200 and 3 <= len(applicatie) <= 50):
-        return None
-    return env.Systeem(organisatie, applicatie)
-
-
-def _ref_of(element: etree._Element) -> str:
-    found = element.findtext(f".//{{{env.STUF_NS}}}referentienummer")
-    return (found or "")[:40]  # an unchecked envelope's: at most a UUID's length is echoed

@@ -245,7 +245,8 @@ OPENAPI: dict[str, Any] = {
         "description": "Submit iWmo/iJw messages, follow them, pull an inbox. "
         "Authenticate with a client certificate (mutual TLS) or "
         "'Authorization: Bearer <token>'. StUF-GGk SOAP is at "
-        "/ggk/OntvangAsynchroon (WSDL: ?wsdl).",
+        "/ggk/OntvangAsynchroon (WSDL: ?wsdl for the 0210 envelopes, ?wsdl=0310 for the "
+        "0310 bundle's; both generations are accepted there).",
     },
     "components": {
         "securitySchemes": {

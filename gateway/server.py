@@ -38,7 +38,7 @@ from gateway.admission import BadEncoding, BodyBudget, BodyTooLarge, BudgetExhau
 from gateway.broker.base import Broker, StorageError
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
-from gateway.bundled import ontvang_wsdl, stuf_ggk_dir
+from gateway.bundled import WSDL_GENERATIONS, ontvang_wsdl, stuf_ggk_dir
 from gateway.config import GatewayConfig, TlsConfig, is_loopback
 from gateway.connections import GuardedSite, LoggedHandshake
 from gateway.delivery import DeliveryService
@@ -289,7 +289,9 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
         if "wsdl" in request.query:
             return wsdl(request)
-        return problem(405, "POST a SOAP request; GET ?wsdl for the service description")
+        return problem(
+            405, "POST a SOAP request; GET ?wsdl (or ?wsdl=0310) for the service description"
+        )
     started = time.perf_counter()
     identity = identify(request, gw)
     if identity.partner is None:
@@ -311,8 +313,9 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
         except soap.SoapFault as exc:
             REJECTED.labels(code=exc.code).inc()
             await gw.ingress.refused_before_envelope(identity, exc.code, "soap")
+            readable = Rejected(exc.code, exc.plek, exc.omschrijving, exc.cross_ref, exc.zender)
             return _fault(
-                gw, exc.code, exc.plek, exc.omschrijving, None, exc.http_status, exc.faultcode
+                gw, exc.code, exc.plek, exc.omschrijving, readable, exc.http_status, exc.faultcode
             )
         del data
         result = await gw.ingress.accept_envelope(element, identity, offload=large)
@@ -412,16 +415,24 @@ async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | w
 
 
 def wsdl(request: web.Request) -> web.Response:
-    """Our WSDL with absolute import locations and the configured public address (never the
-    request's Host header, which the caller chooses)."""
+    """Our WSDL of one envelope generation (``?wsdl`` or ``?wsdl=0210``: the current one;
+    ``?wsdl=0310``: the 0310 bundle's), with absolute import locations and the configured public
+    address (never the request's Host header, which the caller chooses). Both generations are
+    accepted at the same address."""
+    generation = request.query.get("wsdl") or "0210"
+    if generation not in WSDL_GENERATIONS:
+        return problem(
+            404, "no such WSDL; ?wsdl (0210) or ?wsdl=" + " or ?wsdl=".join(WSDL_GENERATIONS)
+        )
     base = request.app[GATEWAY_KEY].config.base_url
-    text = ontvang_wsdl().read_text(encoding="utf-8")
+    folder = f"ggk{generation}"
+    text = ontvang_wsdl(generation).read_text(encoding="utf-8")
     text = text.replace(
         'location="../stuf0301_types.wsdl"', f'location="{base}/ggk/wsdl/stuf0301_types.wsdl"'
     )
     text = text.replace(
-        'schemaLocation="ggk0210_msg.xsd"',
-        f'schemaLocation="{base}/ggk/wsdl/ggk0210/ggk0210_msg.xsd"',
+        f'schemaLocation="{folder}_msg.xsd"',
+        f'schemaLocation="{base}/ggk/wsdl/{folder}/{folder}_msg.xsd"',
     )
     text = text.replace(
         'location="http://127.0.0.1/ggk/OntvangAsynchroon"', f'location="{base}{SOAP_PATH}"'

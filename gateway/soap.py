@@ -49,6 +49,10 @@ class SoapFault(Exception):
     http_status: int = 500
     faultcode: str | None = None
     """A SOAP faultcode other than Client/Server (``soapenv:MustUnderstand``)."""
+    cross_ref: str = ""
+    """The refused message's referentienummer, when its stuurgegevens could be read."""
+    zender: env.Systeem | None = None
+    """Its zender (the Fo03's ontvanger), when readable."""
 
 
 def unwrap(data: bytes, soap_action: str | None, limits: ParseLimits) -> etree._Element:
@@ -70,37 +74,50 @@ def unwrap(data: bytes, soap_action: str | None, limits: ParseLimits) -> etree._
         raise SoapFault("StUF001", "client", "SOAP 1.2 is not supported; use SOAP 1.1", 500)
     if qname.namespace != SOAP11_NS or qname.localname != "Envelope":
         raise SoapFault("StUF055", "client", "request is not a SOAP 1.1 Envelope")
-    if _HAS_PI(root):
-        # WS-I Basic Profile R1009: a SOAP message must not contain processing instructions.
-        raise SoapFault("StUF055", "client", "a SOAP message may not hold processing instructions")
-    header = root.find(f"{{{SOAP11_NS}}}Header")
-    if header is not None:
-        for block in header:
-            if isinstance(block.tag, str) and block.get(MUST_UNDERSTAND) in ("1", "true"):
-                # SOAP 1.1 section 4.2.3: a mandatory header we do not process is a fault.
-                raise SoapFault(
-                    "StUF055",
-                    "client",
-                    f"SOAP header {etree.QName(block).localname[:60]} must be understood "
-                    "and is not supported",
-                    500,
-                    faultcode="soapenv:MustUnderstand",
-                )
     body = root.find(f"{{{SOAP11_NS}}}Body")
     children = [c for c in body if isinstance(c.tag, str)] if body is not None else []
     if len(children) != 1:
         raise SoapFault("StUF055", "client", "SOAP Body must hold exactly one StUF message")
     message = children[0]
+    # From here on the Fo03 can name the refused message and go back to its zender.
+    if _HAS_PI(root):
+        # WS-I Basic Profile R1009: a SOAP message must not contain processing instructions.
+        raise _about(message, "StUF055", "a SOAP message may not hold processing instructions")
+    header = root.find(f"{{{SOAP11_NS}}}Header")
+    if header is not None:
+        for block in header:
+            if isinstance(block.tag, str) and block.get(MUST_UNDERSTAND) in ("1", "true"):
+                # SOAP 1.1 section 4.2.3: a mandatory header we do not process is a fault.
+                raise _about(
+                    message,
+                    "StUF055",
+                    f"SOAP header {etree.QName(block).localname[:60]} must be understood "
+                    "and is not supported",
+                    faultcode="soapenv:MustUnderstand",
+                )
     action = (soap_action or "").strip().strip('"')
     if action:  # absent or "" (JAX-WS Dispatch, WS-I R1109): dispatch on the Body alone
         announced = SOAP_ACTIONS.get(action)
         if announced is None:
-            raise SoapFault("StUF037", "client", f"unknown SOAPAction {action[:120]!r}")
+            raise _about(message, "StUF037", f"unknown SOAPAction {action[:120]!r}")
         if announced != etree.QName(message).localname:
-            raise SoapFault(
-                "StUF037", "client", "SOAPAction does not match the message in the SOAP Body"
-            )
+            raise _about(message, "StUF037", "SOAPAction does not match the message in the Body")
     return message
+
+
+def _about(
+    message: etree._Element, code: str, omschrijving: str, faultcode: str | None = None
+) -> SoapFault:
+    """A client fault about a readable StUF message: its Fo03 names the message
+    (crossRefnummer) and is addressed to its zender."""
+    return SoapFault(
+        code,
+        "client",
+        omschrijving,
+        faultcode=faultcode,
+        cross_ref=env.reply_reference(message),
+        zender=env.reply_zender(message),
+    )
 
 
 def _wrap(body_child: etree._Element) -> bytes:

@@ -236,15 +236,16 @@ async def eventually(check: Any, timeout: float = 15.0, interval: float = 0.05) 
         await asyncio.sleep(interval)
 
 
-def zeep_client(setup: Setup, partner: str) -> zeep.Client:
-    """A zeep client built from the gateway's own WSDL, authenticating with mutual TLS."""
+def zeep_client(setup: Setup, partner: str, generation: str = "0210") -> zeep.Client:
+    """A zeep client built from the gateway's own WSDL of one envelope generation (``?wsdl``
+    or ``?wsdl=0310``), authenticating with mutual TLS."""
     session = requests.Session()
     session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise replace our CA
     session.verify = setup.ca
     session.cert = setup.client_cert(partner)
     transport = Transport(session=session)  # type: ignore[no-untyped-call]
     return zeep.Client(  # type: ignore[no-untyped-call]
-        f"{setup.url}/ggk/OntvangAsynchroon?wsdl", transport=transport
+        f"{setup.url}/ggk/OntvangAsynchroon?wsdl={generation}", transport=transport
     )
 
 

@@ -7,6 +7,8 @@ compared with, never shipped. Point ``GGK_OFFICIAL_DIR`` at an extracted copy of
     git --git-dir <mirror> archive HEAD packages/api/jw packages/api/wmo | tar -x -C .official
 
 Those copies carry a markdown title line before some documents; :func:`xml_bytes` cuts it.
+The official StUF-GGk bundles (``VNG-Realisatie/StUF-koppelvlak-iWmo-iJw``, docs/documenten)
+go unzipped below ``.official/ggk/<zip name>/`` (tests/test_wsdl_clients.py).
 Tests that need the material skip with this explanation when it is absent.
 """
 

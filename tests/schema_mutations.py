@@ -46,7 +46,7 @@ VALUES: dict[str, str] = {
 }
 
 
-def _leaf_paths(root: etree._Element) -> Iterator[tuple[str, etree._Element]]:
+def leaf_paths(root: etree._Element) -> Iterator[tuple[str, etree._Element]]:
     """(index-free local path, element) of every text-only element, first occurrence only."""
     seen: set[str] = set()
     for el in root.iter():
@@ -62,7 +62,7 @@ def _leaf_paths(root: etree._Element) -> Iterator[tuple[str, etree._Element]]:
 def mutations(sample: Path) -> Iterator[tuple[str, bytes]]:
     """(key, document) for every leaf of the sample and every probe value."""
     tree = etree.parse(str(sample))
-    for path, el in list(_leaf_paths(tree.getroot())):
+    for path, el in list(leaf_paths(tree.getroot())):
         original = el.text
         for name, value in VALUES.items():
             el.text = value

@@ -305,6 +305,14 @@ async def test_soap_layer_refusals(setup: Setup) -> None:
             setup, data, partner="0150", action="http://www.egem.nl/StUF/StUF0301/Fo01"
         )
         assert fo03_code(wrong_action[1]) == "StUF037"
+        # the envelope was readable: the Fo03 names it and goes back to its zender
+        s = env.STUF_NS
+        fo03 = etree.fromstring(wrong_action[1]).find(f".//{{{s}}}Fo03Bericht/{{{s}}}stuurgegevens")
+        assert fo03 is not None
+        sent_ref = etree.fromstring(data).findtext(f".//{{{s}}}referentienummer")
+        assert sent_ref and fo03.findtext(f"{{{s}}}crossRefnummer") == sent_ref
+        assert fo03.findtext(f"{{{s}}}ontvanger/{{{s}}}organisatie") == "0150"
+        assert fo03.findtext(f"{{{s}}}ontvanger/{{{s}}}applicatie") == "DOWRsociaal"
         soap12 = (
             b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body/></e:Envelope>'
         )
@@ -355,6 +363,23 @@ def test_zeep_sees_the_operations_and_actions_of_the_facts_sheet(tmp_path: Path)
     service = next(iter(client.wsdl.services.values()))
     assert service.name == "StUFOntvangAsynchroonGGK0210Service"
     assert list(service.ports) == ["OntvangAsynchroon"]
+
+
+async def test_zeep_from_the_served_0310_wsdl_gets_bv03(setup: Setup, sink: Sink) -> None:
+    async with running(setup):
+        status, listing = await rest(setup, "GET", "/ggk/OntvangAsynchroon?wsdl=0310")
+        assert status == 200 and b"StUFOntvangAsynchroonGGK0310Service" in listing
+        assert f'location="{setup.url}/ggk/OntvangAsynchroon"'.encode() in listing
+        assert (await rest(setup, "GET", "/ggk/OntvangAsynchroon?wsdl=0999"))[0] == 404
+        client = await asyncio.to_thread(zeep_client, setup, "0150", "0310")
+        ref = str(uuid.uuid4())
+        kwargs = di01_kwargs(
+            WMO301, zender="0150", ontvanger="12345678", functie="WMO301", referentienummer=ref
+        )
+        kwargs["parameters"]["bericht"] = {"_value_1": WMO301, "contentType": "text/xml"}
+        bv03 = await asyncio.to_thread(client.service.ggk_Di01, **kwargs)
+        assert bv03.berichtcode == "Bv03" and bv03.crossRefnummer == ref
+        await eventually(lambda: ref in sink.referenties())
 
 
 async def test_older_0310_envelope_namespace_is_accepted(setup: Setup, sink: Sink) -> None:
