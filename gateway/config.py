@@ -7,6 +7,7 @@ and certificates are files referenced by path (``ggk init`` creates them with 06
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,21 @@ class KafkaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EbmsConfig:
+    """``[ebms]``: the gateway as a Digikoppeling ebMS2 MSH."""
+
+    oin: str
+    """The gateway's own OIN: its PartyId in every CPA it takes part in."""
+    cpa_dir: Path
+    """Where imported CPAs are kept (one file per cpaid)."""
+    schema_dir: Path | None = None
+    """A folder with the OASIS ``cpp-cpa-2_0.xsd`` (and its imports): CPAs are validated
+    against it before anything else."""
+    loopback_http: bool = False
+    """Accept ``http://`` CPA endpoints on the loopback address (tests with a local peer)."""
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     path: Path
     organisatie: str = "GGK"
@@ -121,6 +137,7 @@ class GatewayConfig:
     broker: str = "sqlite"
     """``sqlite`` (embedded, one process) or ``kafka`` (several processes; see ``kafka``)."""
     kafka: KafkaConfig | None = None
+    ebms: EbmsConfig | None = None
 
     @property
     def database(self) -> Path:
@@ -174,6 +191,7 @@ def load(path: Path) -> GatewayConfig:
     except TypeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     kafka = _kafka(raw["kafka"], path, rel) if "kafka" in raw else None
+    ebms = _ebms(raw["ebms"], path, rel) if "ebms" in raw else None
     config = GatewayConfig(
         path=path.resolve(),
         organisatie=str(gw.get("organisatie", "GGK")),
@@ -204,6 +222,7 @@ def load(path: Path) -> GatewayConfig:
         audit_enabled=bool(raw.get("audit", {}).get("enabled", True)),
         broker=str(gw.get("broker", "sqlite")),
         kafka=kafka,
+        ebms=ebms,
     )
     check(config)
     return config
@@ -219,6 +238,21 @@ def _kafka(raw: dict[str, Any], path: Path, rel: Any) -> KafkaConfig:
         )
     except TypeError as exc:
         raise ConfigError(f"{path}: [kafka]: {exc}") from None
+
+
+def _ebms(raw: dict[str, Any], path: Path, rel: Any) -> EbmsConfig:
+    oin = str(raw.get("oin", ""))
+    if not re.match(r"^[0-9]{20}(_[OTA]{1,3})?$", oin):
+        raise ConfigError(f"{path}: [ebms] oin must be the gateway's OIN (20 digits), not {oin!r}")
+    unknown = set(raw) - {"oin", "cpa_dir", "schema_dir", "loopback_http"}
+    if unknown:
+        raise ConfigError(f"{path}: [ebms] has unknown settings {sorted(unknown)}")
+    return EbmsConfig(
+        oin=oin,
+        cpa_dir=rel(str(raw.get("cpa_dir", "cpa"))),
+        schema_dir=rel(str(raw["schema_dir"])) if raw.get("schema_dir") else None,
+        loopback_http=bool(raw.get("loopback_http", False)),
+    )
 
 
 def check(config: GatewayConfig) -> None:

@@ -159,6 +159,12 @@ checkpoint_seconds = 60        # how often the audit chain head is signed
 # security_protocol = "SSL"            # or SASL_SSL (sasl_mechanism, sasl_username,
 # ssl_cafile = "pki/kafka-ca.crt"      # sasl_password_env = "GGK_KAFKA_PASSWORD")
 
+# Digikoppeling ebMS2 (docs/ebms.md): POST /ebms for partners' MSHs; CPAs with `ggk cpa import`.
+# [ebms]
+# oin = "00000001234567890000"         # this gateway's OIN (its PartyId in every CPA)
+# cpa_dir = "cpa"
+# schema_dir = "xsd/ebms2"             # folder with the OASIS cpp-cpa-2_0.xsd (validates CPAs)
+
 [[route]]
 name = "eigen bijdrage: copy to CAK"
 messages = ["WMO301", "WMO305", "WMO307"]

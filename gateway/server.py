@@ -42,6 +42,8 @@ from gateway.bundled import WSDL_GENERATIONS, ontvang_wsdl, stuf_ggk_dir
 from gateway.config import GatewayConfig, TlsConfig, is_loopback
 from gateway.connections import GuardedSite, LoggedHandshake
 from gateway.delivery import DeliveryService
+from gateway.ebms.cpastore import CpaStore
+from gateway.ebms.inbound import EbmsInbound
 from gateway.ingest import Identity, Ingress, Rejected
 from gateway.keyring import Keyring
 from gateway.metrics import (
@@ -104,6 +106,8 @@ class Gateway:
         default_factory=lambda: asyncio.Semaphore(LARGE_PARSES)
     )
     """Large requests parsed in threads at once: more would only fight over the GIL."""
+    ebms: EbmsInbound | None = None
+    """The Digikoppeling ebMS2 endpoint, when ``[ebms]`` is configured."""
 
     @property
     def systeem(self) -> env.Systeem:
@@ -150,7 +154,10 @@ def build(config: GatewayConfig) -> Gateway:
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake)
     soap_limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=SOAP_MAX_MARKUP)
     bodies = BodyBudget(config.limits.inflight_body_mb * 1024 * 1024)
-    return Gateway(config, partners, broker, ingress, delivery, limits, soap_limits, bodies)
+    gateway = Gateway(config, partners, broker, ingress, delivery, limits, soap_limits, bodies)
+    if config.ebms is not None:
+        gateway.ebms = EbmsInbound(config, CpaStore(config.ebms, partners), ingress, limits)
+    return gateway
 
 
 # --- authentication ------------------------------------------------------------------------
@@ -332,6 +339,21 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
         tijdstip=result.bv03_tijdstip,
     )
     return web.Response(body=body, content_type="text/xml", charset="utf-8")
+
+
+async def ebms_endpoint(request: web.Request) -> web.StreamResponse:
+    """``POST /ebms``: a partner's ebMS2 MSH (gateway/ebms/inbound.py)."""
+    gw = request.app[GATEWAY_KEY]
+    if gw.ebms is None:
+        return unread(request, problem(404, "ebMS2 is not configured on this gateway"))
+    identity = identify(request, gw)
+    local_peer = gw.config.plain_http and is_loopback(request.remote or "")
+    if identity.partner is None and not (local_peer and gw.ebms.loopback_test_mode):
+        return unread(request, problem(401, "a partner client certificate is required"))
+    async with admitted(request, gw) as body:
+        if isinstance(body, web.Response):
+            return body
+        return await gw.ebms.handle(request, body, identity)
 
 
 def _functie(element: etree._Element) -> str:
@@ -758,6 +780,7 @@ def make_app(gw: Gateway) -> web.Application:
     app.router.add_post(SOAP_PATH, soap_endpoint)
     app.router.add_get(SOAP_PATH, soap_endpoint)
     app.router.add_get("/ggk/wsdl/{name:.+}", schema_file)
+    app.router.add_post("/ebms", ebms_endpoint)
     app.router.add_post("/api/v1/messages", submit_message)
     app.router.add_get("/api/v1/messages/{id}", message_status)
     app.router.add_get("/api/v1/inbox", inbox)
@@ -789,6 +812,8 @@ async def maintenance(gw: Gateway) -> None:
                 purged = await gw.broker.purge(time.time() - gw.config.retention_days * 86400)
                 if purged:
                     log.info("retention.purged", messages=purged)
+                if gw.ebms is not None:
+                    await asyncio.to_thread(gw.ebms.forget_old)
                 next_purge = time.time() + 3600
         except StorageError as exc:
             log.error("maintenance.failed", error=str(exc))
@@ -873,5 +898,7 @@ async def run(
                 await task
         with contextlib.suppress(StorageError):
             await gw.broker.checkpoint()  # and at a clean stop: the tail is signed
+        if gw.ebms is not None:
+            await gw.ebms.close()
         await gw.broker.close()
         gw.ingress.payloads.close()

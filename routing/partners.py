@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -51,6 +52,8 @@ class Partner:
     token_sha256: str | None = None
     cert_sha256: str | None = None
     delivery: Delivery = field(default_factory=Delivery)
+    oin: str | None = None
+    """The partner's OIN (Digikoppeling PartyId): how a CPA party is mapped to it."""
 
 
 class RegistryError(Exception):
@@ -69,6 +72,16 @@ class PartnerRegistry:
                 raise RegistryError(f"partner {partner.id} is listed twice")
             self._by_id[partner.id] = partner
         self._by_cert = {p.cert_sha256.lower(): p for p in partners if p.cert_sha256}
+        self._by_oin: dict[str, Partner] = {}
+        for partner in partners:
+            if partner.oin is None:
+                continue
+            if partner.oin in self._by_oin:
+                raise RegistryError(
+                    f"partners {self._by_oin[partner.oin].id} and {partner.id} share OIN "
+                    f"{partner.oin}"
+                )
+            self._by_oin[partner.oin] = partner
 
     @classmethod
     def load(cls, path: Path) -> PartnerRegistry:
@@ -91,6 +104,7 @@ class PartnerRegistry:
                             adapter=str(delivery.get("adapter", "inbox")),
                             settings=_settings(delivery, path.resolve().parent),
                         ),
+                        oin=_oin(entry.get("oin")),
                     )
                 )
             except (KeyError, ValueError) as exc:
@@ -114,6 +128,20 @@ class PartnerRegistry:
 
     def by_certificate(self, der: bytes) -> Partner | None:
         return self._by_cert.get(hashlib.sha256(der).hexdigest())
+
+    def by_oin(self, oin: str) -> Partner | None:
+        return self._by_oin.get(oin)
+
+
+_OIN = re.compile(r"^[0-9]{20}(_[OTA]{1,3})?$")
+
+
+def _oin(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _OIN.match(value):
+        raise ValueError(f"oin {str(value)[:40]!r} (20 digits)")
+    return value
 
 
 FILE_SETTINGS = ("path", "ca_file", "cert_file", "key_file")

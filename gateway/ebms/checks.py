@@ -1,0 +1,153 @@
+"""An incoming ebMS message compared with its CPA: every disagreement as an ebMS error.
+
+The codes and locations follow what the receiving MSH of the chain (ebms-core) answers, so a
+partner's MSH sees the same MessageError from us as from any other Digikoppeling party
+(ebms2-digikoppeling.md 5, 6, 14 and the peer's behaviour table).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from gateway.ebms.cpa import ActionBinding, Channel
+from gateway.ebms.cpastore import Link
+from gateway.ebms.message import TO_PARTY_MSH, EbmsError, EbmsMessage, eb, soap
+
+HEADER = "//Header/MessageHeader"
+
+
+def _version(message: EbmsMessage) -> list[EbmsError]:
+    """eb:version 2.0 and soap:mustUnderstand 1 on the header blocks."""
+    errors = []
+    header = message.envelope.find(soap("Header"))
+    assert header is not None
+    for block in header:
+        if not isinstance(block.tag, str) or not block.tag.startswith(eb("")):
+            continue
+        name = block.tag.split("}")[1]
+        if block.get(eb("version")) != "2.0":
+            errors.append(EbmsError("Inconsistent", f"//Header/{name}", "eb:version is not 2.0"))
+        if block.get(soap("mustUnderstand")) not in ("1", "true"):
+            errors.append(
+                EbmsError("Inconsistent", f"//Header/{name}", "soap:mustUnderstand is not 1")
+            )
+    return errors
+
+
+def _parties(message: EbmsMessage, link: Link) -> list[EbmsError]:
+    errors = []
+    for tag, party, expected in (
+        ("From", message.sender, link.theirs),
+        ("To", message.receiver, link.ours),
+    ):
+        if party.party_id != expected.oin or (party.party_type or "") != expected.party_id_type:
+            errors.append(
+                EbmsError(
+                    "Inconsistent",
+                    f"{HEADER}/{tag}/PartyId",
+                    f"PartyId is not the CPA's {tag.lower()} party",
+                )
+            )
+        if party.role is None:
+            errors.append(EbmsError("Inconsistent", f"{HEADER}/{tag}/Role", "Role is missing"))
+        elif party.role != expected.role:
+            errors.append(
+                EbmsError("ValueNotRecognized", f"{HEADER}/{tag}/Role", "Role is not the CPA's")
+            )
+    return errors
+
+
+def binding(message: EbmsMessage, link: Link) -> ActionBinding | None:
+    """The sender's CanSend binding for the message's service and action, if the CPA has it
+    and this gateway can receive it."""
+    key = (message.service_name, message.action)
+    if key not in link.ours.receives:
+        return None
+    return link.theirs.sends.get(key)
+
+
+def _channel(message: EbmsMessage, channel: Channel) -> list[EbmsError]:
+    errors = []
+    ack = message.ack_requested
+    if (ack is not None) != channel.ack_requested:
+        errors.append(
+            EbmsError("Inconsistent", "//Header/AckRequested", "AckRequested differs from the CPA")
+        )
+    elif ack is not None:
+        if ack.get(soap("actor")) != TO_PARTY_MSH:
+            errors.append(
+                EbmsError("NotSupported", "//Header/AckRequested", "only toPartyMSH is supported")
+            )
+        signed = ack.get(eb("signed")) == "true"
+        if signed != channel.ack_signature_requested:
+            errors.append(
+                EbmsError(
+                    "Inconsistent", "//Header/AckRequested", "eb:signed does not match the CPA"
+                )
+            )
+    if message.duplicate_elimination != channel.duplicate_elimination:
+        errors.append(
+            EbmsError(
+                "Inconsistent",
+                f"{HEADER}/DuplicateElimination",
+                "DuplicateElimination does not match the CPA",
+            )
+        )
+    if (message.sync_reply is not None) != (channel.sync_reply_mode != "none"):
+        errors.append(
+            EbmsError("Inconsistent", "//Header/SyncReply", "SyncReply does not match the CPA")
+        )
+    return errors
+
+
+def check(message: EbmsMessage, link: Link, *, now: datetime | None = None) -> list[EbmsError]:
+    """Every way a business message disagrees with its CPA (empty: it agrees)."""
+    errors = _version(message) + _parties(message, link)
+    if message.message_order:
+        errors.append(
+            EbmsError("NotSupported", "//Header/MessageOrder", "MessageOrder is not supported")
+        )
+    found = binding(message, link)
+    if found is None:
+        errors.append(
+            EbmsError(
+                "ValueNotRecognized",
+                f"{HEADER}/Action",
+                f"{message.action[:60]!r} of {message.service_name[:80]!r} is not in the CPA",
+            )
+        )
+    else:
+        errors += _channel(message, found.channel)
+        if found.channel.profile.signed:
+            errors.append(
+                EbmsError(
+                    "SecurityFailure",
+                    "//Header/Signature",
+                    "signed profiles are not accepted by this gateway yet",
+                )
+            )
+    moment = now or datetime.now(UTC)
+    if message.time_to_live is not None and message.time_to_live < moment:
+        errors.append(
+            EbmsError(
+                "TimeToLiveExpired", f"{HEADER}/MessageData/TimeToLive", "TimeToLive has passed"
+            )
+        )
+    if message.ref_to_message_id is not None:
+        errors.append(
+            EbmsError(
+                "ValueNotRecognized",
+                f"{HEADER}/MessageData/RefToMessageId",
+                "RefToMessageId names no message this gateway sent",
+            )
+        )
+    for reference in message.references:
+        if not reference.startswith("cid:"):
+            errors.append(EbmsError("MimeProblem", reference[:100], "URI cannot be resolved"))
+        elif reference[4:] not in message.parts:
+            errors.append(EbmsError("MimeProblem", reference[:100], "MIME part not found"))
+    if found is not None and not message.references:
+        errors.append(
+            EbmsError("Inconsistent", "//Body/Manifest", "a business message needs its payload")
+        )
+    return errors

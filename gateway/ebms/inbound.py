@@ -1,0 +1,272 @@
+"""The inbound MSH: ``POST /ebms`` from a partner's ebMS2 MSH into the normal accept path.
+
+Order of work for one request (ebms2-digikoppeling.md 2-7):
+
+1. ``SOAPAction: "ebXML"`` (quoted) or a SOAP fault, as ebms-core answers;
+2. read the message; an unreadable one, or an unknown CPAId, is a SOAP fault (no MessageError
+   can be addressed);
+3. the caller must be the CPA's other party: its client certificate's partner (or, with
+   ``[ebms] loopback_http`` on a plain-HTTP loopback gateway for tests, the party itself);
+4. signals: Ping → Pong, StatusRequest → StatusResponse; others are logged;
+5. business messages: checked against the CPA (MessageError on any disagreement), duplicates
+   answered with their stored signal, the payload (a StUF-GGk envelope) accepted exactly as a
+   SOAP request would be, and only then acknowledged: in the HTTP response when the CPA says
+   ``mshSignalsOnly`` and the message asks SyncReply, else 204 and a separate POST.
+
+A StUF-level refusal (the envelope fails its checks) is answered with a MessageError
+``DeliveryFailure`` naming the StUF foutcode, stored like an acknowledgment so a resend gets it
+again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from gateway.config import GatewayConfig, is_loopback
+from gateway.ebms import checks
+from gateway.ebms import message as ebms
+from gateway.ebms.cpastore import CpaStore, Link
+from gateway.ebms.received import ReceivedStore
+from gateway.ingest import Accepted, Identity
+from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
+
+if TYPE_CHECKING:
+    from gateway.ingest import Ingress
+
+log = structlog.get_logger("ggk.ebms")
+ACK_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What goes back: the HTTP response now, and a signal to POST afterwards, if any."""
+
+    response: web.Response
+    later: bytes | None = None
+
+
+def _fault(text: str) -> web.Response:
+    return web.Response(
+        body=ebms.soap_fault(text), status=500, content_type="text/xml", charset="utf-8"
+    )
+
+
+def _digest(message: ebms.EbmsMessage) -> str:
+    """What a resend has in common with the first sending: the MessageId and the payload
+    bytes in Manifest order. Not the MIME boundary, nor Content-IDs or ConversationId, which
+    senders regenerate (ebms-core changes the boundary; hand-built resends change more)."""
+    h = hashlib.sha256(message.message_id.encode())
+    for reference in message.references:
+        part = message.parts.get(reference.removeprefix("cid:"))
+        h.update(b"\0" + (part.data if part is not None else b""))
+    return h.hexdigest()
+
+
+class EbmsInbound:
+    def __init__(
+        self, config: GatewayConfig, store: CpaStore, ingress: Ingress, limits: ParseLimits
+    ) -> None:
+        assert config.ebms is not None
+        self.config = config
+        self.store = store
+        self.ingress = ingress
+        self.limits = limits
+        self.links: dict[str, Link] = store.load()
+        for cpaid, problems in store.problems.items():
+            log.warning("ebms.cpa_unusable", cpaid=cpaid, problems=problems)
+        self.received = ReceivedStore(config.data_dir / "ebms.sqlite")
+        self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    def forget_old(self) -> int:
+        """Drop received MessageIds past every CPA's resend window: (1 + Retries) x
+        RetryInterval, or PersistDuration when longer; 5 days when a CPA says neither
+        (Digikoppeling's default)."""
+        window = timedelta(days=5)
+        for link in self.links.values():
+            for binding in link.theirs.sends.values():
+                channel = binding.channel
+                if channel.retries is not None and channel.retry_interval is not None:
+                    window = max(window, channel.retry_interval * (1 + channel.retries))
+                if channel.persist_duration is not None:
+                    window = max(window, channel.persist_duration)
+        return self.received.forget_before(time.time() - window.total_seconds())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
+        self.received.close()
+
+    # --- the request --------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request, body: bytes, identity: Identity) -> web.Response:
+        if request.headers.get("SOAPAction", "").strip() != ebms.SOAP_ACTION:
+            return _fault('SOAPAction must be "ebXML"')
+        try:
+            message = await asyncio.to_thread(
+                ebms.read, request.headers.get("Content-Type", ""), body
+            )
+        except ebms.EbmsParseError as exc:
+            return _fault(f"not an ebMS message: {exc}")
+        link = self.links.get(message.cpaid)
+        if link is None:
+            return _fault(f"CPA {message.cpaid[:80]!r} not found")
+        if not self._is_their_party(request, identity, link):
+            log.warning("ebms.wrong_caller", cpaid=link.cpa.cpaid, caller=identity.name)
+            return _fault("the caller is not the other party of this CPA")
+        answer = await (
+            self._signal(message, link) if message.is_signal else self._business(message, link)
+        )
+        if answer.later is not None:
+            self._post_later(link, answer.later)
+        return answer.response
+
+    @property
+    def loopback_test_mode(self) -> bool:
+        """Tests against a local peer: a plain-HTTP loopback gateway with ``[ebms]
+        loopback_http`` takes an uncertified loopback caller for the CPA's party."""
+        assert self.config.ebms is not None
+        return self.config.ebms.loopback_http and self.config.plain_http
+
+    def _is_their_party(self, request: web.Request, identity: Identity, link: Link) -> bool:
+        if identity.partner is not None:
+            return identity.partner.id == link.partner.id
+        return self.loopback_test_mode and is_loopback(request.remote or "")
+
+    # --- signals ------------------------------------------------------------------------------
+
+    async def _signal(self, message: ebms.EbmsMessage, link: Link) -> Answer:
+        action = message.action
+        if action == "Ping":
+            return self._reply(ebms.pong(message, self.host), sync=False)
+        if action == "StatusRequest":
+            asked = message.envelope.findtext(
+                f"{ebms.soap('Body')}/{ebms.eb('StatusRequest')}/{ebms.eb('RefToMessageId')}"
+            )
+            known = self.received.get((asked or "").strip())
+            status, when = ("Received", None) if known else ("NotRecognized", None)
+            body = ebms.status_response(message, status, when, self.host)
+            return self._reply(body, sync=False)
+        log.info("ebms.signal", action=action[:40], cpaid=link.cpa.cpaid)
+        return Answer(web.Response(status=204))
+
+    # --- business messages -----------------------------------------------------------------------
+
+    async def _business(self, message: ebms.EbmsMessage, link: Link) -> Answer:
+        binding = checks.binding(message, link)
+        sync = binding is not None and binding.channel.sync_reply_mode != "none"
+        sync = sync and message.sync_reply is not None
+        errors = checks.check(message, link)
+        if errors:
+            log.info(
+                "ebms.message_error",
+                cpaid=link.cpa.cpaid,
+                codes=[e.code for e in errors][:5],
+            )
+            return self._reply(ebms.message_error(message, errors, self.host), sync=sync)
+        assert binding is not None
+        digest = _digest(message)
+        earlier = await asyncio.to_thread(self.received.get, message.message_id)
+        if earlier is not None:
+            if earlier.digest != digest:
+                error = ebms.EbmsError(
+                    "Inconsistent",
+                    "//Header/MessageHeader/MessageData/MessageId",
+                    "this MessageId was used for another message",
+                )
+                body = ebms.message_error(message, [error], self.host)
+                return self._reply(body, sync=sync)
+            log.info("ebms.duplicate", cpaid=link.cpa.cpaid)
+            if earlier.answer is None:
+                return Answer(web.Response(status=204))
+            return self._reply(earlier.answer, sync=sync)
+        answer = await self._accept(message, link)
+        stored = await asyncio.to_thread(
+            self.received.remember, message.message_id, link.cpa.cpaid, digest, answer
+        )
+        if stored.answer is None:  # best effort, accepted: nothing to signal
+            return Answer(web.Response(status=204))
+        return self._reply(stored.answer, sync=sync)
+
+    async def _accept(self, message: ebms.EbmsMessage, link: Link) -> bytes | None:
+        """Accept the payload as a StUF-GGk envelope from the CPA's partner; the signal to
+        send back (an Acknowledgment when asked for, a MessageError when refused)."""
+        payload = message.parts[message.references[0][4:]].data
+        identity = Identity(link.partner, peer="ebms", via="ebms")
+        try:
+            element = parse_untrusted(payload, self.limits)
+        except UnsafeXml as exc:
+            error = ebms.EbmsError("DeliveryFailure", message.references[0], exc.message[:200])
+            return ebms.message_error(message, [error], self.host)
+        result = await self.ingress.accept_envelope(element, identity)
+        if not isinstance(result, Accepted):
+            text = f"{result.code}: {result.omschrijving}"
+            error = ebms.EbmsError("DeliveryFailure", message.references[0], text)
+            return ebms.message_error(message, [error], self.host)
+        log.info(
+            "ebms.accepted",
+            cpaid=link.cpa.cpaid,
+            message_id=result.message_id,
+            duplicate=result.duplicate,
+        )
+        binding = checks.binding(message, link)
+        if binding is not None and binding.channel.ack_requested:
+            return ebms.acknowledgment(message, self.host)
+        return None
+
+    # --- answering ----------------------------------------------------------------------------
+
+    def _reply(self, signal: bytes, *, sync: bool) -> Answer:
+        if sync:
+            response = web.Response(
+                body=signal, status=200, content_type="text/xml", charset="utf-8"
+            )
+            response.headers["SOAPAction"] = ebms.SOAP_ACTION
+            return Answer(response)
+        return Answer(web.Response(status=204), later=signal)
+
+    def _post_later(self, link: Link, signal: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._post(link, signal))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, link: Link, signal: bytes) -> None:
+        """POST a signal to the partner's endpoint; a few tries. When all fail the partner
+        resends its message (reliable profiles) and gets the stored signal again."""
+        endpoint = link.theirs.default_channel.endpoint
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        headers = {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": ebms.SOAP_ACTION}
+        for attempt in range(1, ACK_ATTEMPTS + 1):
+            try:
+                async with self._session.post(
+                    endpoint, data=signal, headers=headers, ssl=self._client_ssl(endpoint)
+                ) as response:
+                    if response.status < 300:
+                        return
+                    log.warning("ebms.signal_refused", status=response.status, attempt=attempt)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                log.warning("ebms.signal_failed", error=type(exc).__name__, attempt=attempt)
+            await asyncio.sleep(0.5 * 2**attempt)
+
+    def _client_ssl(self, endpoint: str) -> ssl.SSLContext | bool:
+        if not endpoint.startswith("https://"):
+            return False
+        context = ssl.create_default_context()
+        tls = self.config.tls
+        if tls is not None:
+            context.load_cert_chain(str(tls.cert), str(tls.key))
+        return context

@@ -1,0 +1,470 @@
+"""The ebMS 2.0 message: reading one off the wire and building the signals an MSH answers with.
+
+Reading is strict where the profile is (namespaces, qualified ``eb:`` attributes, version 2.0,
+the header order of the schema) and lenient where ebms-core is (the SOAP part is the first MIME
+part whatever ``start`` says; payload Content-IDs without ``@``). Nothing here decides what to
+do with a message; :mod:`gateway.ebms.checks` compares it with its CPA and the inbound
+endpoint acts (ebms2-digikoppeling.md 2-6).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from lxml import etree
+
+from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_own, parse_untrusted
+
+SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+EB = "http://www.oasis-open.org/committees/ebxml-msg/schema/msg-header-2_0.xsd"
+XLINK = "http://www.w3.org/1999/xlink"
+MSH_SERVICE = "urn:oasis:names:tc:ebxml-msg:service"
+TO_PARTY_MSH = "urn:oasis:names:tc:ebxml-msg:actor:toPartyMSH"
+NEXT_ACTOR = "http://schemas.xmlsoap.org/soap/actor/next"
+SOAP_ACTION = '"ebXML"'
+ERRORS_CONTEXT = "urn:oasis:names:tc:ebxml-msg:service:errors"
+HEADER_LIMITS = ParseLimits(max_bytes=1024 * 1024, max_depth=32)
+
+
+def eb(name: str) -> str:
+    return f"{{{EB}}}{name}"
+
+
+def soap(name: str) -> str:
+    return f"{{{SOAP}}}{name}"
+
+
+class EbmsParseError(ValueError):
+    """The request is not an ebMS message the gateway can read at all (answered with a SOAP
+    fault, as ebms-core does, because no MessageError can be addressed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    content_id: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartyRef:
+    party_id: str
+    party_type: str | None
+    role: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EbmsMessage:
+    """An ebMS message as read: its header fields and the MIME parts."""
+
+    envelope: etree._Element
+    soap_bytes: bytes
+    sender: PartyRef
+    receiver: PartyRef
+    cpaid: str
+    conversation_id: str
+    service_type: str | None
+    service: str
+    action: str
+    message_id: str
+    timestamp: str
+    ref_to_message_id: str | None
+    time_to_live: datetime | None
+    duplicate_elimination: bool
+    ack_requested: etree._Element | None
+    sync_reply: etree._Element | None
+    acknowledgment: etree._Element | None
+    error_list: etree._Element | None
+    message_order: bool
+    references: tuple[str, ...]
+    """``cid:`` hrefs of the Manifest, without the scheme."""
+    parts: dict[str, Part] = field(default_factory=dict)
+    """Payload parts by Content-ID (without angle brackets)."""
+
+    @property
+    def is_signal(self) -> bool:
+        return self.service == MSH_SERVICE and self.service_type is None
+
+    @property
+    def service_name(self) -> str:
+        return f"{self.service_type}:{self.service}" if self.service_type else self.service
+
+
+def _content_id(value: str | None) -> str:
+    return (value or "").strip().removeprefix("<").removesuffix(">")
+
+
+def split_mime(content_type: str, body: bytes) -> tuple[bytes, dict[str, Part]]:
+    """(SOAP part, payload parts) of an HTTP body: a single ``text/xml`` envelope, or
+    ``multipart/related`` whose first part is the envelope."""
+    if not content_type.lower().lstrip().startswith("multipart/"):
+        return body, {}
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body
+    )
+    if not message.is_multipart():
+        raise EbmsParseError("multipart Content-Type without parts")
+    parts = list(message.iter_parts())
+    if not parts:
+        raise EbmsParseError("multipart body without parts")
+    envelope = parts[0].get_payload(decode=True)
+    if not isinstance(envelope, bytes):
+        raise EbmsParseError("the SOAP part is empty")
+    payloads: dict[str, Part] = {}
+    for part in parts[1:]:
+        data = part.get_payload(decode=True)
+        cid = _content_id(part.get("Content-ID"))
+        if isinstance(data, bytes) and cid:
+            payloads[cid] = Part(cid, part.get_content_type(), data)
+    return envelope, payloads
+
+
+def _text(el: etree._Element | None, name: str) -> str | None:
+    if el is None:
+        return None
+    found = el.find(eb(name))
+    return found.text.strip() if found is not None and found.text else None
+
+
+def _party(el: etree._Element | None, where: str) -> PartyRef:
+    if el is None:
+        raise EbmsParseError(f"MessageHeader has no {where}")
+    pid = el.find(eb("PartyId"))
+    if pid is None or not (pid.text or "").strip():
+        raise EbmsParseError(f"MessageHeader/{where} has no PartyId")
+    return PartyRef((pid.text or "").strip(), pid.get(eb("type")), _text(el, "Role"))
+
+
+def _time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise EbmsParseError(f"not an xsd:dateTime: {text[:40]!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def read(content_type: str, body: bytes) -> EbmsMessage:
+    """Read an ebMS message (no CPA yet); :class:`EbmsParseError` when it cannot be read."""
+    soap_bytes, parts = split_mime(content_type, body)
+    try:
+        envelope = parse_untrusted(soap_bytes, HEADER_LIMITS)
+    except UnsafeXml as exc:
+        raise EbmsParseError(f"the SOAP part is not usable XML: {exc.message}") from None
+    if envelope.tag != soap("Envelope"):
+        raise EbmsParseError("the SOAP part is not a SOAP 1.1 Envelope")
+    header = envelope.find(soap("Header"))
+    body_el = envelope.find(soap("Body"))
+    mh = header.find(eb("MessageHeader")) if header is not None else None
+    if mh is None or body_el is None:
+        raise EbmsParseError("no eb:MessageHeader in the SOAP Header (or no Body)")
+    data = mh.find(eb("MessageData"))
+    service_el = mh.find(eb("Service"))
+    message_id = _text(data, "MessageId")
+    cpaid = _text(mh, "CPAId")
+    if service_el is None or not message_id or not cpaid or data is None:
+        raise EbmsParseError("MessageHeader lacks CPAId, Service or MessageData/MessageId")
+    manifest = body_el.find(eb("Manifest"))
+    references = tuple(
+        (r.get(f"{{{XLINK}}}href") or "").strip()
+        for r in (manifest.findall(eb("Reference")) if manifest is not None else [])
+    )
+
+    def block(name: str) -> etree._Element | None:
+        return header.find(eb(name)) if header is not None else None
+
+    return EbmsMessage(
+        envelope=envelope,
+        soap_bytes=soap_bytes,
+        sender=_party(mh.find(eb("From")), "From"),
+        receiver=_party(mh.find(eb("To")), "To"),
+        cpaid=cpaid,
+        conversation_id=_text(mh, "ConversationId") or "",
+        service_type=service_el.get(eb("type")),
+        service=(service_el.text or "").strip(),
+        action=_text(mh, "Action") or "",
+        message_id=message_id,
+        timestamp=_text(data, "Timestamp") or "",
+        ref_to_message_id=_text(data, "RefToMessageId"),
+        time_to_live=_time(_text(data, "TimeToLive")),
+        duplicate_elimination=mh.find(eb("DuplicateElimination")) is not None,
+        ack_requested=block("AckRequested"),
+        sync_reply=block("SyncReply"),
+        acknowledgment=block("Acknowledgment"),
+        error_list=block("ErrorList"),
+        message_order=block("MessageOrder") is not None,
+        references=references,
+        parts=parts,
+    )
+
+
+# --- building ----------------------------------------------------------------------------------
+
+
+def new_message_id(host: str) -> str:
+    """``UUID@host``, the form Digikoppeling asks for (BP EB013)."""
+    return f"{uuid.uuid4()}@{host}"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class EbmsError:
+    """One eb:Error of a MessageError (ebms2-digikoppeling.md 6.4)."""
+
+    code: str
+    location: str | None
+    description: str
+
+
+def _envelope() -> tuple[etree._Element, etree._Element, etree._Element]:
+    root = etree.Element(soap("Envelope"), nsmap={"soap": SOAP, "eb": EB, "xlink": XLINK})
+    header = etree.SubElement(root, soap("Header"))
+    body = etree.SubElement(root, soap("Body"))
+    return root, header, body
+
+
+def _message_header(
+    header: etree._Element,
+    *,
+    sender: PartyRef,
+    receiver: PartyRef,
+    cpaid: str,
+    conversation_id: str,
+    service: tuple[str | None, str],
+    action: str,
+    message_id: str,
+    timestamp: str,
+    ref_to: str | None = None,
+    time_to_live: datetime | None = None,
+) -> etree._Element:
+    """An eb:MessageHeader in the schema's element order; Roles only where the party has one
+    (signals carry none)."""
+    mh = etree.SubElement(header, eb("MessageHeader"))
+    mh.set(eb("version"), "2.0")
+    mh.set(soap("mustUnderstand"), "1")
+    for tag, party in (("From", sender), ("To", receiver)):
+        el = etree.SubElement(mh, eb(tag))
+        pid = etree.SubElement(el, eb("PartyId"))
+        if party.party_type:
+            pid.set(eb("type"), party.party_type)
+        pid.text = party.party_id
+        if party.role:
+            etree.SubElement(el, eb("Role")).text = party.role
+    etree.SubElement(mh, eb("CPAId")).text = cpaid
+    etree.SubElement(mh, eb("ConversationId")).text = conversation_id
+    service_el = etree.SubElement(mh, eb("Service"))
+    if service[0]:
+        service_el.set(eb("type"), service[0])
+    service_el.text = service[1]
+    etree.SubElement(mh, eb("Action")).text = action
+    data = etree.SubElement(mh, eb("MessageData"))
+    etree.SubElement(data, eb("MessageId")).text = message_id
+    etree.SubElement(data, eb("Timestamp")).text = timestamp
+    if ref_to is not None:
+        etree.SubElement(data, eb("RefToMessageId")).text = ref_to
+    if time_to_live is not None:
+        etree.SubElement(data, eb("TimeToLive")).text = (
+            time_to_live.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        )
+    return mh
+
+
+def _signal_header(
+    header: etree._Element, answered: EbmsMessage, action: str, host: str
+) -> etree._Element:
+    """The MessageHeader of a signal answering ``answered``: parties swapped, no Role, the
+    MSH service, the same CPAId and ConversationId, RefToMessageId = the answered message."""
+    return _message_header(
+        header,
+        sender=PartyRef(answered.receiver.party_id, answered.receiver.party_type, None),
+        receiver=PartyRef(answered.sender.party_id, answered.sender.party_type, None),
+        cpaid=answered.cpaid,
+        conversation_id=answered.conversation_id,
+        service=(None, MSH_SERVICE),
+        action=action,
+        message_id=new_message_id(host),
+        timestamp=now(),
+        ref_to=answered.message_id,
+    )
+
+
+def _bytes(root: etree._Element) -> bytes:
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return data
+
+
+def acknowledgment(answered: EbmsMessage, host: str) -> bytes:
+    """The Acknowledgment of a reliably sent message (a single-part ``text/xml`` signal)."""
+    root, header, _ = _envelope()
+    _signal_header(header, answered, "Acknowledgment", host)
+    ack = etree.SubElement(header, eb("Acknowledgment"))
+    ack.set(eb("version"), "2.0")
+    ack.set(soap("mustUnderstand"), "1")
+    ack.set(soap("actor"), TO_PARTY_MSH)
+    etree.SubElement(ack, eb("Timestamp")).text = now()
+    etree.SubElement(ack, eb("RefToMessageId")).text = answered.message_id
+    sender = etree.SubElement(ack, eb("From"))
+    pid = etree.SubElement(sender, eb("PartyId"))
+    if answered.receiver.party_type:
+        pid.set(eb("type"), answered.receiver.party_type)
+    pid.text = answered.receiver.party_id
+    return _bytes(root)
+
+
+def message_error(answered: EbmsMessage, errors: list[EbmsError], host: str) -> bytes:
+    """A MessageError signal naming what was wrong with ``answered``."""
+    root, header, _ = _envelope()
+    _signal_header(header, answered, "MessageError", host)
+    error_list = etree.SubElement(header, eb("ErrorList"))
+    error_list.set(eb("version"), "2.0")
+    error_list.set(soap("mustUnderstand"), "1")
+    error_list.set(eb("highestSeverity"), "Error")
+    for error in errors:
+        el = etree.SubElement(error_list, eb("Error"))
+        el.set(eb("codeContext"), ERRORS_CONTEXT)
+        el.set(eb("errorCode"), error.code)
+        el.set(eb("severity"), "Error")
+        if error.location:
+            el.set(eb("location"), error.location)
+        description = etree.SubElement(el, eb("Description"))
+        description.set("{http://www.w3.org/XML/1998/namespace}lang", "en-US")
+        description.text = error.description[:500]
+    return _bytes(root)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A business message to send: what the CPA and the application decide."""
+
+    cpaid: str
+    sender: PartyRef
+    receiver: PartyRef
+    service_type: str | None
+    service: str
+    action: str
+    conversation_id: str
+    message_id: str
+    payload: bytes
+    payload_type: str = "application/xml"
+    ack_requested: bool = True
+    ack_signed: bool = False
+    duplicate_elimination: bool = True
+    sync_reply: bool = False
+    time_to_live: datetime | None = None
+    timestamp: str = field(default_factory=now)
+
+
+def business_message(out: Outgoing) -> tuple[str, bytes]:
+    """(Content-Type, body) of a ``multipart/related`` ebMS message: the SOAP envelope first
+    (Content-ID = the MessageId, as ebms-core does), then the payload referenced by the
+    Manifest. Deterministic apart from nothing: a resend of the same ``Outgoing`` is
+    byte-identical."""
+    root, header, body = _envelope()
+    mh = _message_header(
+        header,
+        sender=out.sender,
+        receiver=out.receiver,
+        cpaid=out.cpaid,
+        conversation_id=out.conversation_id,
+        service=(out.service_type, out.service),
+        action=out.action,
+        message_id=out.message_id,
+        timestamp=out.timestamp,
+        time_to_live=out.time_to_live,
+    )
+    if out.duplicate_elimination:
+        etree.SubElement(mh, eb("DuplicateElimination"))
+    if out.ack_requested:
+        ack = etree.SubElement(header, eb("AckRequested"))
+        ack.set(eb("version"), "2.0")
+        ack.set(soap("mustUnderstand"), "1")
+        ack.set(soap("actor"), TO_PARTY_MSH)
+        ack.set(eb("signed"), "true" if out.ack_signed else "false")
+    if out.sync_reply:
+        sync = etree.SubElement(header, eb("SyncReply"))
+        sync.set(eb("version"), "2.0")
+        sync.set(soap("mustUnderstand"), "1")
+        sync.set(soap("actor"), NEXT_ACTOR)
+    payload_id = f"{out.message_id.split('@')[0]}-payload"
+    manifest = etree.SubElement(body, eb("Manifest"))
+    manifest.set(eb("version"), "2.0")
+    reference = etree.SubElement(manifest, eb("Reference"))
+    reference.set(f"{{{XLINK}}}href", f"cid:{payload_id}")
+    reference.set(f"{{{XLINK}}}type", "simple")
+    boundary = f"=_ggk_{out.message_id.split('@')[0]}"
+    parts = [
+        ("text/xml; charset=UTF-8", f"<{out.message_id}>", _bytes(root)),
+        (out.payload_type, f"<{payload_id}>", out.payload),
+    ]
+    chunks = []
+    for content_type, content_id, data_bytes in parts:
+        head = f"--{boundary}\r\nContent-Type: {content_type}\r\nContent-ID: {content_id}\r\n"
+        chunks.append(head.encode() + b"\r\n" + data_bytes + b"\r\n")
+    body_bytes = b"".join(chunks) + f"--{boundary}--\r\n".encode()
+    content_type = (
+        f'multipart/related; boundary="{boundary}"; type="text/xml"; '
+        f'start="<{out.message_id}>"; start-info="text/xml"'
+    )
+    return content_type, body_bytes
+
+
+def ping(cpaid: str, sender: PartyRef, receiver: PartyRef, host: str) -> bytes:
+    """An ebMS Ping to the other party of a CPA (answered by a Pong)."""
+    root, header, _ = _envelope()
+    message_id = new_message_id(host)
+    _message_header(
+        header,
+        sender=PartyRef(sender.party_id, sender.party_type, None),
+        receiver=PartyRef(receiver.party_id, receiver.party_type, None),
+        cpaid=cpaid,
+        conversation_id=message_id.split("@")[0],
+        service=(None, MSH_SERVICE),
+        action="Ping",
+        message_id=message_id,
+        timestamp=now(),
+    )
+    return _bytes(root)
+
+
+def pong(answered: EbmsMessage, host: str) -> bytes:
+    root, header, _ = _envelope()
+    _signal_header(header, answered, "Pong", host)
+    return _bytes(root)
+
+
+def status_response(answered: EbmsMessage, status: str, received: str | None, host: str) -> bytes:
+    """The StatusResponse to a StatusRequest: ``Received`` (with when) or ``NotRecognized``."""
+    root, header, body = _envelope()
+    _signal_header(header, answered, "StatusResponse", host)
+    asked = answered.envelope.find(f"{soap('Body')}/{eb('StatusRequest')}/{eb('RefToMessageId')}")
+    response = etree.SubElement(body, eb("StatusResponse"))
+    response.set(eb("version"), "2.0")
+    response.set(eb("messageStatus"), status)
+    etree.SubElement(response, eb("RefToMessageId")).text = (
+        (asked.text or "").strip() if asked is not None else ""
+    )
+    if received is not None:
+        etree.SubElement(response, eb("Timestamp")).text = received
+    return _bytes(root)
+
+
+def soap_fault(text: str) -> bytes:
+    """A SOAP 1.1 client fault for requests no MessageError can answer."""
+    root = etree.Element(soap("Envelope"), nsmap={"soap": SOAP})
+    fault = etree.SubElement(etree.SubElement(root, soap("Body")), soap("Fault"))
+    etree.SubElement(fault, "faultcode").text = "soap:Client"
+    etree.SubElement(fault, "faultstring").text = text[:200]
+    return _bytes(root)
+
+
+def reparse(data: bytes) -> etree._Element:
+    """A signal we built, read back (our own bytes)."""
+    return parse_own(data)

@@ -1,0 +1,200 @@
+"""Test CPAs for the ebMS2 tests: two parties, the GGk envelope actions, one Digikoppeling profile.
+
+Written from the facts of ebms2-digikoppeling.md 9 (element order of cpp-cpa-2_0.xsd, the DK
+BusinessTransactionCharacteristics, a signal channel and an action channel per party). Test
+OINs and test values only; never an official CPA.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from lxml import etree
+
+from gateway.ebms.cpa import CPPA, DS
+
+XLINK = "http://www.w3.org/1999/xlink"
+ACTIONS = ("ggk_Di01", "ggk_Du01", "Fo01")
+SERVICE = ("urn:osb:services", "TEST:GgkGateway:1:0")
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One party of a test CPA."""
+
+    oin: str
+    name: str
+    role: str
+    endpoint: str
+    signing_der: bytes | None = None
+
+
+GATEWAY = Side("00000002222222222000", "PythonGateway", "Gemeente", "http://127.0.0.1:18099/ebms")
+PEER = Side("00000001111111111000", "EbmsCorePeer", "GGK", "http://127.0.0.1:18888/ebms")
+
+
+def _e(
+    parent: etree._Element | None, local: str, text: str | None = None, /, **attrs: str
+) -> etree._Element:
+    """A cpp-cpa element with qualified attributes (xlink:type/href on the xlink carriers)."""
+    tag = f"{{{CPPA}}}{local}"
+    el = etree.Element(tag) if parent is None else etree.SubElement(parent, tag)
+    xlinked = local in ("PartyRef", "ProcessSpecification", "Role")
+    for key, value in attrs.items():
+        ns = XLINK if key in ("type", "href") and xlinked else CPPA
+        el.set(f"{{{ns}}}{key}", value)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _party(
+    root: etree._Element, me: Side, other_prefix: str, prefix: str, profile: str, sync: bool
+) -> None:
+    reliable = profile.startswith("osb-rm")
+    signed = profile.endswith("-s")
+    info = _e(
+        root,
+        "PartyInfo",
+        partyName=me.name,
+        defaultMshChannelId=f"{prefix}_signal",
+        defaultMshPackageId="MshSignalPackage",
+    )
+    _e(info, "PartyId", me.oin, type="urn:osb:oin")
+    _e(info, "PartyRef", type="simple", href="http://example.invalid/party")
+    role = _e(info, "CollaborationRole")
+    _e(
+        role,
+        "ProcessSpecification",
+        name="TEST_GgkGateway",
+        version="1.0",
+        type="simple",
+        href="http://example.invalid/process",
+    )
+    _e(role, "Role", name=me.role, type="simple", href="http://example.invalid/role")
+    binding = _e(role, "ServiceBinding")
+    _e(binding, "Service", SERVICE[1], type=SERVICE[0])
+    auth = "transient-and-persistent" if signed else "transient"
+    for can, mine, theirs in (("CanSend", "S", "R"), ("CanReceive", "R", "S")):
+        for action in ACTIONS:
+            el = _e(binding, can)
+            this = _e(
+                el,
+                "ThisPartyActionBinding",
+                id=f"{prefix}_{mine}_{action}",
+                action=action,
+                packageId="MessagePackage",
+            )
+            _e(
+                this,
+                "BusinessTransactionCharacteristics",
+                isAuthenticated=auth,
+                isAuthorizationRequired="true",
+                isConfidential="transient",
+                isIntelligibleCheckRequired="false",
+                isNonRepudiationReceiptRequired="false",
+                isNonRepudiationRequired="true" if signed else "false",
+                isTamperProof=auth,
+                timeToPerform="P2D",
+            )
+            _e(this, "ChannelId", f"{prefix}_action")
+            _e(el, "OtherPartyActionBinding", f"{other_prefix}_{theirs}_{action}")
+    if signed:
+        assert me.signing_der is not None, "a signed profile needs the party's certificate"
+        cert = _e(info, "Certificate", certId=f"{prefix}_cert")
+        key_info = etree.SubElement(cert, f"{{{DS}}}KeyInfo")
+        x509 = etree.SubElement(key_info, f"{{{DS}}}X509Data")
+        etree.SubElement(x509, f"{{{DS}}}X509Certificate").text = base64.b64encode(
+            me.signing_der
+        ).decode()
+        security = _e(info, "SecurityDetails", securityId=f"{prefix}_security")
+        anchors = _e(security, "TrustAnchors")
+        _e(anchors, "AnchorCertificateRef", certId=f"{prefix}_cert")
+    for channel, rm in ((f"{prefix}_signal", False), (f"{prefix}_action", reliable)):
+        dc = _e(
+            info,
+            "DeliveryChannel",
+            channelId=channel,
+            transportId=f"{prefix}_transport",
+            docExchangeId=f"{channel}_dx",
+        )
+        _e(
+            dc,
+            "MessagingCharacteristics",
+            syncReplyMode="mshSignalsOnly" if sync else "none",
+            ackRequested="always" if rm else "never",
+            ackSignatureRequested="never",
+            duplicateElimination="always" if rm else "never",
+            actor="urn:oasis:names:tc:ebxml-msg:actor:toPartyMSH",
+        )
+    transport = _e(info, "Transport", transportId=f"{prefix}_transport")
+    sender = _e(transport, "TransportSender")
+    _e(sender, "TransportProtocol", "HTTP", version="1.1")
+    receiver = _e(transport, "TransportReceiver")
+    _e(receiver, "TransportProtocol", "HTTP", version="1.1")
+    _e(receiver, "Endpoint", uri=me.endpoint, type="allPurpose")
+    for channel, rm in ((f"{prefix}_signal", False), (f"{prefix}_action", reliable)):
+        dx = _e(info, "DocExchange", docExchangeId=f"{channel}_dx")
+        for side in ("ebXMLSenderBinding", "ebXMLReceiverBinding"):
+            b = _e(dx, side, version="2.0")
+            if rm:
+                r = _e(b, "ReliableMessaging")
+                _e(r, "Retries", "3")
+                _e(r, "RetryInterval", "PT1M")
+                _e(r, "MessageOrderSemantics", "NotGuaranteed")
+                _e(b, "PersistDuration", "PT10M")
+            if signed and side == "ebXMLSenderBinding":
+                nr = _e(b, "SenderNonRepudiation")
+                _e(nr, "NonRepudiationProtocol", "http://www.w3.org/2000/09/xmldsig#")
+                _e(nr, "HashFunction", "http://www.w3.org/2001/04/xmlenc#sha256")
+                _e(nr, "SignatureAlgorithm", "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+                _e(nr, "SigningCertificateRef", certId=f"{prefix}_cert")
+            elif signed:
+                nr = _e(b, "ReceiverNonRepudiation")
+                _e(nr, "NonRepudiationProtocol", "http://www.w3.org/2000/09/xmldsig#")
+                _e(nr, "HashFunction", "http://www.w3.org/2001/04/xmlenc#sha256")
+                _e(nr, "SignatureAlgorithm", "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+                _e(nr, "SigningSecurityDetailsRef", securityId=f"{prefix}_security")
+
+
+def make_cpa(
+    profile: str = "osb-rm",
+    *,
+    cpaid: str = "CPA_TEST_gateway_1",
+    peer: Side = PEER,
+    gateway: Side = GATEWAY,
+    sync: bool = False,
+    start: str = "2024-01-01T00:00:00Z",
+    end: str = "2099-12-31T00:00:00Z",
+) -> bytes:
+    """A CPA between ``peer`` (party A) and ``gateway`` (party B)."""
+    root = etree.Element(
+        f"{{{CPPA}}}CollaborationProtocolAgreement", nsmap={"tns": CPPA, "ds": DS, "xlink": XLINK}
+    )
+    root.set(f"{{{CPPA}}}cpaid", cpaid)
+    root.set(f"{{{CPPA}}}version", "2_0b")
+    _e(root, "Status", value="agreed")
+    _e(root, "Start", start)
+    _e(root, "End", end)
+    _party(root, peer, "B", "A", profile, sync)
+    _party(root, gateway, "A", "B", profile, sync)
+    for part_id, mime in (("MsgHdr", "text/xml"), ("XMLMsg", "application/xml")):
+        _e(root, "SimplePart", id=part_id, mimetype=mime)
+    for package, parts in (
+        ("MshSignalPackage", ("MsgHdr",)),
+        ("MessagePackage", ("MsgHdr", "XMLMsg")),
+    ):
+        pkg = _e(root, "Packaging", id=package)
+        _e(pkg, "ProcessingCapabilities", generate="true", parse="true")
+        composite = _e(pkg, "CompositeList")
+        comp = _e(
+            composite,
+            "Composite",
+            id=f"{package}_c",
+            mimetype="multipart/related",
+            mimeparameters="type=text/xml",
+        )
+        for part in parts:
+            _e(comp, "Constituent", idref=part)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
