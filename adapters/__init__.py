@@ -6,6 +6,7 @@ one in its own package (``[project.entry-points."ggk.adapters"] mine = "pkg.mod:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -16,6 +17,7 @@ BUILT_IN = {
     "stuf": "adapters.stuf:StufAdapter",
     "directory": "adapters.directory:DirectoryAdapter",
     "inbox": "adapters.inbox:InboxAdapter",
+    "ebms": "adapters.ebms:EbmsAdapter",
 }
 
 
@@ -27,15 +29,25 @@ def available() -> dict[str, str]:
     return found
 
 
-def create(name: str, settings: dict[str, Any], *, timeout: float) -> Adapter:
-    """Instantiate adapter ``name`` for one partner's ``settings``."""
+def create(
+    name: str,
+    settings: dict[str, Any],
+    *,
+    timeout: float,
+    context: Mapping[str, Any] | None = None,
+) -> Adapter:
+    """Instantiate adapter ``name`` for one partner's ``settings``; adapters that say
+    ``uses_context`` also get the running gateway's shared services."""
     target = available().get(name)
     if target is None:
         raise AdapterError(f"unknown adapter {name!r}; available: {', '.join(sorted(available()))}")
     module_name, _, class_name = target.partition(":")
     module = __import__(module_name, fromlist=[class_name])
     factory = getattr(module, class_name)
-    adapter: Adapter = factory(settings, timeout=timeout)
+    if getattr(factory, "uses_context", False):
+        adapter: Adapter = factory(settings, timeout=timeout, context=context or {})
+    else:
+        adapter = factory(settings, timeout=timeout)
     return adapter
 
 

@@ -20,12 +20,27 @@ class DeliveryFailed(Exception):
 
     retryable = True
 
-    def __init__(self, summary: str, detail: str | None = None, *, kind: str = "other") -> None:
+    def __init__(
+        self,
+        summary: str,
+        detail: str | None = None,
+        *,
+        kind: str = "other",
+        retry_after: float | None = None,
+        max_attempts: int | None = None,
+    ) -> None:
         super().__init__(summary)
         self.summary = summary
         self.detail = detail
         self.kind = kind
-        """``connection``, ``http``, ``fo03`` or ``other``: the failure class in metrics."""
+        """``connection``, ``http``, ``fo03``, ``ebms`` or ``other``: the failure class in
+        metrics."""
+        self.retry_after = retry_after
+        """Seconds until the next attempt when the protocol fixes them (an ebMS CPA's
+        RetryInterval); None: the gateway's exponential backoff."""
+        self.max_attempts = max_attempts
+        """Attempts the protocol allows in all (an ebMS CPA's 1 + Retries); None: the
+        gateway's ``[delivery] max_attempts``."""
 
 
 class RetryableError(DeliveryFailed):
@@ -58,6 +73,11 @@ class Outbound:
 
 class Adapter(Protocol):
     holds: bool
+    """True for the inbox: the message waits in the gateway until the partner pulls it."""
+    uses_context: bool = False
+    """True when the adapter needs the running gateway's shared services (``context`` in its
+    constructor; the ebMS adapter's CPAs and acknowledgment state)."""
+
     """True for the inbox: the message waits in the gateway until the partner pulls it."""
 
     def __init__(self, settings: dict[str, Any], *, timeout: float) -> None: ...

@@ -14,6 +14,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -46,7 +47,10 @@ class DeliveryService:
         *,
         wake: asyncio.Event | None = None,
         clock: Callable[[], float] = time.time,
+        context: dict[str, Any] | None = None,
     ) -> None:
+        self.context = context or {}
+        """Shared services handed to adapters that ask for them (``uses_context``)."""
         self.broker = broker
         self.partners = partners
         self.config = config
@@ -63,7 +67,10 @@ class DeliveryService:
             if partner is None:
                 raise adapters.AdapterError(f"no partner {destination}")
             adapter = adapters.create(
-                partner.delivery.adapter, partner.delivery.settings, timeout=self.config.timeout
+                partner.delivery.adapter,
+                partner.delivery.settings,
+                timeout=self.config.timeout,
+                context=self.context,
             )
             self._adapters[destination] = adapter
         return adapter
@@ -116,7 +123,14 @@ class DeliveryService:
             await asyncio.wait_for(adapter.deliver(outbound), self.config.timeout)
         except DeliveryFailed as exc:
             DELIVERY_FAILURES.labels(**{"class": exc.kind}).inc()
-            await self._failed(job, exc.summary or type(exc).__name__, exc.retryable, exc.detail)
+            await self._failed(
+                job,
+                exc.summary or type(exc).__name__,
+                exc.retryable,
+                exc.detail,
+                retry_after=exc.retry_after,
+                max_attempts=exc.max_attempts,
+            )
             return
         except TimeoutError:
             DELIVERY_FAILURES.labels(**{"class": "timeout"}).inc()
@@ -139,14 +153,27 @@ class DeliveryService:
         )
 
     async def _failed(
-        self, job: Job, error: str, retryable: bool, detail: str | None = None
+        self,
+        job: Job,
+        error: str,
+        retryable: bool,
+        detail: str | None = None,
+        *,
+        retry_after: float | None = None,
+        max_attempts: int | None = None,
     ) -> None:
         """Record a failed attempt: our summary in the delivery's state and history, the
-        partner's own text (``detail``) sealed in the audit log only."""
+        partner's own text (``detail``) sealed in the audit log only. A protocol that fixes
+        its own schedule (ebMS: the CPA's RetryInterval and Retries) overrides the backoff."""
         if detail:
             await self._seal_detail(job, error, detail)
-        if retryable and job.attempts < self.config.max_attempts:
-            wait = backoff(job.attempts, self.config.backoff_base, self.config.backoff_max)
+        allowed = max_attempts if max_attempts is not None else self.config.max_attempts
+        if retryable and job.attempts < allowed:
+            wait = (
+                retry_after
+                if retry_after is not None
+                else backoff(job.attempts, self.config.backoff_base, self.config.backoff_max)
+            )
             await self.broker.retry(job, error, self.clock() + wait)
             DELIVERIES.labels(result="retry").inc()
             log.info(

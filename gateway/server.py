@@ -151,12 +151,16 @@ def build(config: GatewayConfig) -> Gateway:
         payloads=PayloadValidator(validator, config.schema_dirs),
         text_functies=frozenset(config.text_functies),
     )
-    delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake)
+    context: dict[str, Any] = {}
+    inbound: EbmsInbound | None = None
+    if config.ebms is not None:
+        inbound = EbmsInbound(config, CpaStore(config.ebms, partners), ingress, limits)
+        context["ebms"] = inbound.outbound
+    delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake, context=context)
     soap_limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=SOAP_MAX_MARKUP)
     bodies = BodyBudget(config.limits.inflight_body_mb * 1024 * 1024)
     gateway = Gateway(config, partners, broker, ingress, delivery, limits, soap_limits, bodies)
-    if config.ebms is not None:
-        gateway.ebms = EbmsInbound(config, CpaStore(config.ebms, partners), ingress, limits)
+    gateway.ebms = inbound
     return gateway
 
 

@@ -17,6 +17,7 @@ from benchmarks.harness import kafka_node
 from gateway.broker.base import NewMessage, PlannedDelivery
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
+from tests.ebmskit import Capture, capturing
 from tests.gatewaykit import Sink
 
 # Hypothesis: 200 examples per property in the test suite; benchmarks/fuzz.py selects "long".
@@ -118,3 +119,10 @@ def missing_kafka_tools() -> str | None:
     if not (ROOT / ".kafka" / "libs" / ".complete").exists() and shutil.which("mvn") is None:
         return "Maven (to fetch the Kafka jars) or scripts/kafka-dev.sh fetch run once"
     return None
+
+
+@pytest.fixture
+async def capture() -> AsyncIterator[Capture]:
+    """A partner MSH's endpoint on loopback (tests/ebmskit.py)."""
+    async with capturing() as cap:
+        yield cap

@@ -1,4 +1,6 @@
-"""Test CPAs for the ebMS2 tests: two parties, the GGk envelope actions, one Digikoppeling profile.
+"""Kit for the ebMS2 tests: test CPAs, a partner MSH's endpoint, a gateway linked by a CPA.
+
+Test CPAs: two parties, the GGk envelope actions, one Digikoppeling profile.
 
 Written from the facts of ebms2-digikoppeling.md 9 (element order of cpp-cpa-2_0.xsd, the DK
 BusinessTransactionCharacteristics, a signal channel and an action channel per party). Test
@@ -8,12 +10,28 @@ OINs and test values only; never an official CPA.
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import aiohttp
+from aiohttp import web
 from lxml import etree
 
+from benchmarks.harness import free_port
+from gateway import envelope as env
+from gateway.config import load as load_config
+from gateway.ebms import message as ebms
 from gateway.ebms.cpa import CPPA, DS
+from gateway.ebms.cpastore import CpaStore
+from routing.partners import PartnerRegistry
+from tests.gatewaykit import Setup, _delivery, make_setup
 
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 XLINK = "http://www.w3.org/1999/xlink"
 ACTIONS = ("ggk_Di01", "ggk_Du01", "Fo01")
 SERVICE = ("urn:osb:services", "TEST:GgkGateway:1:0")
@@ -50,7 +68,14 @@ def _e(
 
 
 def _party(
-    root: etree._Element, me: Side, other_prefix: str, prefix: str, profile: str, sync: bool
+    root: etree._Element,
+    me: Side,
+    other_prefix: str,
+    prefix: str,
+    profile: str,
+    sync: bool,
+    retries: int = 3,
+    retry_interval: str = "PT1M",
 ) -> None:
     reliable = profile.startswith("osb-rm")
     signed = profile.endswith("-s")
@@ -140,8 +165,8 @@ def _party(
             b = _e(dx, side, version="2.0")
             if rm:
                 r = _e(b, "ReliableMessaging")
-                _e(r, "Retries", "3")
-                _e(r, "RetryInterval", "PT1M")
+                _e(r, "Retries", str(retries))
+                _e(r, "RetryInterval", retry_interval)
                 _e(r, "MessageOrderSemantics", "NotGuaranteed")
                 _e(b, "PersistDuration", "PT10M")
             if signed and side == "ebXMLSenderBinding":
@@ -167,6 +192,8 @@ def make_cpa(
     sync: bool = False,
     start: str = "2024-01-01T00:00:00Z",
     end: str = "2099-12-31T00:00:00Z",
+    retries: int = 3,
+    retry_interval: str = "PT1M",
 ) -> bytes:
     """A CPA between ``peer`` (party A) and ``gateway`` (party B)."""
     root = etree.Element(
@@ -177,8 +204,8 @@ def make_cpa(
     _e(root, "Status", value="agreed")
     _e(root, "Start", start)
     _e(root, "End", end)
-    _party(root, peer, "B", "A", profile, sync)
-    _party(root, gateway, "A", "B", profile, sync)
+    _party(root, peer, "B", "A", profile, sync, retries, retry_interval)
+    _party(root, gateway, "A", "B", profile, sync, retries, retry_interval)
     for part_id, mime in (("MsgHdr", "text/xml"), ("XMLMsg", "application/xml")):
         _e(root, "SimplePart", id=part_id, mimetype=mime)
     for package, parts in (
@@ -198,3 +225,127 @@ def make_cpa(
         for part in parts:
             _e(comp, "Constituent", idref=part)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+# --- a gateway with an imported CPA and a partner MSH endpoint ------------------------------
+
+
+@dataclasses.dataclass
+class Capture:
+    """The partner MSH's endpoint: stores every signal POSTed to it."""
+
+    port: int = dataclasses.field(default_factory=free_port)
+    received: list[bytes] = dataclasses.field(default_factory=list)
+    content_types: list[str] = dataclasses.field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        assert request.headers["SOAPAction"] == '"ebXML"'
+        self.content_types.append(request.headers.get("Content-Type", ""))
+        self.received.append(await request.read())
+        return web.Response(status=204)
+
+    def actions(self) -> list[str]:
+        return [ebms.read("text/xml", body).action for body in self.received]
+
+
+def gateway_with_cpa(
+    tmp_path: Path,
+    capture: Capture,
+    *,
+    sync: bool = False,
+    outbound: bool = False,
+    retries: int = 3,
+    retry_interval: str = "PT1M",
+) -> Setup:
+    """Gateway with 0150 as the partner behind the peer's OIN (delivered to over ebMS when
+    ``outbound``), 12345678 pulling its inbox, and the CPA imported."""
+    setup = make_setup(tmp_path / "gw", free_port())
+    partners = setup.directory / "partners.toml"
+    text = partners.read_text().replace(
+        'id = "0150"\nname = "Gemeente Deventer"\nkind = "gemeente"\n',
+        f'id = "0150"\nname = "Gemeente Deventer"\nkind = "gemeente"\noin = "{PEER.oin}"\n',
+    )
+    text = _delivery(text, "12345678", 'adapter = "inbox"\n')
+    if outbound:
+        text = _delivery(text, "0150", 'adapter = "ebms"\ncpa = "CPA_TEST_gateway_1"\n')
+    partners.write_text(text)
+    with setup.config_path.open("a") as file:
+        file.write(f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n')
+    peer = Side(PEER.oin, PEER.name, PEER.role, f"http://127.0.0.1:{capture.port}/ebms")
+    gateway = Side(GATEWAY.oin, GATEWAY.name, GATEWAY.role, f"{setup.url}/ebms")
+    config = load_config(setup.config_path)
+    assert config.ebms is not None
+    store = CpaStore(config.ebms, PartnerRegistry.load(config.partners_file))
+    store.add(
+        make_cpa(
+            "osb-rm",
+            peer=peer,
+            gateway=gateway,
+            sync=sync,
+            retries=retries,
+            retry_interval=retry_interval,
+        )
+    )
+    return setup
+
+
+def di01(referentienummer: str | None = None) -> bytes:
+    return env.build_di01(
+        (SAMPLES / "iwmo" / "wmo301.xml").read_bytes(),
+        zender="0150",
+        zender_applicatie="DOWRsociaal",
+        ontvanger="12345678",
+        functie="WMO301",
+        referentienummer=referentienummer,
+    )
+
+
+def outgoing(payload: bytes, **changes: object) -> ebms.Outgoing:
+    out = ebms.Outgoing(
+        cpaid="CPA_TEST_gateway_1",
+        sender=ebms.PartyRef(PEER.oin, "urn:osb:oin", PEER.role),
+        receiver=ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", GATEWAY.role),
+        service_type=SERVICE[0],
+        service=SERVICE[1],
+        action="ggk_Di01",
+        conversation_id=str(uuid.uuid4()),
+        message_id=f"{uuid.uuid4()}@peer.test",
+        payload=payload,
+        time_to_live=datetime.now(UTC) + timedelta(minutes=5),
+    )
+    return dataclasses.replace(out, **changes)  # type: ignore[arg-type]
+
+
+async def post_ebms(
+    setup: Setup,
+    out: ebms.Outgoing | tuple[str, bytes],
+    *,
+    partner: str | None = "0150",
+    soap_action: str = '"ebXML"',
+) -> tuple[int, bytes]:
+    content_type, body = out if isinstance(out, tuple) else ebms.business_message(out)
+    connector = aiohttp.TCPConnector(ssl=setup.ssl_context(partner))
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.post(
+            f"{setup.url}/ebms",
+            data=body,
+            headers={"Content-Type": content_type, "SOAPAction": soap_action},
+        ) as response,
+    ):
+        return response.status, await response.read()
+
+
+@contextlib.asynccontextmanager
+async def capturing() -> AsyncIterator[Capture]:
+    """A :class:`Capture` listening on loopback for the duration."""
+    cap = Capture()
+    app = web.Application()
+    app.router.add_post("/ebms", cap.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", cap.port).start()
+    try:
+        yield cap
+    finally:
+        await runner.cleanup()

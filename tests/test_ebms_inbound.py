@@ -8,118 +8,25 @@ signals go, is a capture server on loopback.
 from __future__ import annotations
 
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
 from lxml import etree
 
 from gateway import envelope as env
-from gateway.config import load as load_config
 from gateway.ebms import message as ebms
-from gateway.ebms.cpastore import CpaStore
-from routing.partners import PartnerRegistry
 from tests.conftest import sample
-from tests.ebmskit import GATEWAY, PEER, SERVICE, Side, make_cpa
-from tests.gatewaykit import Setup, _delivery, eventually, free_port, make_setup, rest, running
-
-
-@dataclasses.dataclass
-class Capture:
-    """The partner MSH's endpoint: stores every signal POSTed to it."""
-
-    port: int = dataclasses.field(default_factory=free_port)
-    received: list[bytes] = dataclasses.field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        assert request.headers["SOAPAction"] == '"ebXML"'
-        self.received.append(await request.read())
-        return web.Response(status=204)
-
-    def actions(self) -> list[str]:
-        return [ebms.read("text/xml", body).action for body in self.received]
-
-
-@pytest.fixture
-async def capture() -> AsyncIterator[Capture]:
-    cap = Capture()
-    app = web.Application()
-    app.router.add_post("/ebms", cap.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", cap.port).start()
-    yield cap
-    await runner.cleanup()
-
-
-def _setup(tmp_path: Path, capture: Capture, *, sync: bool = False) -> Setup:
-    setup = make_setup(tmp_path / "gw", free_port())
-    partners = setup.directory / "partners.toml"
-    text = partners.read_text().replace(
-        'id = "0150"\nname = "Gemeente Deventer"\nkind = "gemeente"\n',
-        f'id = "0150"\nname = "Gemeente Deventer"\nkind = "gemeente"\noin = "{PEER.oin}"\n',
-    )
-    partners.write_text(_delivery(text, "12345678", 'adapter = "inbox"\n'))
-    with setup.config_path.open("a") as config:
-        config.write(f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n')
-    peer = Side(PEER.oin, PEER.name, PEER.role, f"http://127.0.0.1:{capture.port}/ebms")
-    gateway = Side(GATEWAY.oin, GATEWAY.name, GATEWAY.role, f"{setup.url}/ebms")
-    config = load_config(setup.config_path)
-    assert config.ebms is not None
-    store = CpaStore(config.ebms, PartnerRegistry.load(config.partners_file))
-    store.add(make_cpa("osb-rm", peer=peer, gateway=gateway, sync=sync))
-    return setup
-
-
-def _di01(referentienummer: str | None = None) -> bytes:
-    return env.build_di01(
-        sample("iwmo/wmo301.xml").encode(),
-        zender="0150",
-        zender_applicatie="DOWRsociaal",
-        ontvanger="12345678",
-        functie="WMO301",
-        referentienummer=referentienummer,
-    )
-
-
-def _outgoing(payload: bytes, **changes: object) -> ebms.Outgoing:
-    out = ebms.Outgoing(
-        cpaid="CPA_TEST_gateway_1",
-        sender=ebms.PartyRef(PEER.oin, "urn:osb:oin", PEER.role),
-        receiver=ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", GATEWAY.role),
-        service_type=SERVICE[0],
-        service=SERVICE[1],
-        action="ggk_Di01",
-        conversation_id=str(uuid.uuid4()),
-        message_id=f"{uuid.uuid4()}@peer.test",
-        payload=payload,
-        time_to_live=datetime.now(UTC) + timedelta(minutes=5),
-    )
-    return dataclasses.replace(out, **changes)  # type: ignore[arg-type]
-
-
-async def _post(
-    setup: Setup,
-    out: ebms.Outgoing | tuple[str, bytes],
-    *,
-    partner: str | None = "0150",
-    soap_action: str = '"ebXML"',
-) -> tuple[int, bytes]:
-    content_type, body = out if isinstance(out, tuple) else ebms.business_message(out)
-    connector = aiohttp.TCPConnector(ssl=setup.ssl_context(partner))
-    async with (
-        aiohttp.ClientSession(connector=connector) as session,
-        session.post(
-            f"{setup.url}/ebms",
-            data=body,
-            headers={"Content-Type": content_type, "SOAPAction": soap_action},
-        ) as response,
-    ):
-        return response.status, await response.read()
+from tests.ebmskit import (
+    GATEWAY,
+    PEER,
+    Capture,
+    di01,
+    gateway_with_cpa,
+    outgoing,
+    post_ebms,
+)
+from tests.gatewaykit import Setup, eventually, rest, running
 
 
 def _errors(signal: bytes) -> list[tuple[str | None, str | None]]:
@@ -138,10 +45,10 @@ async def _inbox(setup: Setup) -> list[dict[str, object]]:
 async def test_message_is_accepted_then_acknowledged_asynchronously(
     tmp_path: Path, capture: Capture
 ) -> None:
-    setup = _setup(tmp_path, capture)
+    setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
-        out = _outgoing(_di01())
-        status, body = await _post(setup, out)
+        out = outgoing(di01())
+        status, body = await post_ebms(setup, out)
         assert (status, body) == (204, b"")
         await eventually(lambda: capture.received)
         ack = ebms.read("text/xml", capture.received[0])
@@ -150,7 +57,7 @@ async def test_message_is_accepted_then_acknowledged_asynchronously(
         assert ack.acknowledgment is not None
         assert [m["functie"] for m in await _inbox(setup)] == ["WMO301"]
         # a resend (the peer lost the ack) gets the same ack again and is not accepted twice
-        assert (await _post(setup, out))[0] == 204
+        assert (await post_ebms(setup, out))[0] == 204
         await eventually(lambda: len(capture.received) == 2)
         assert capture.received[1] == capture.received[0]
         assert len(await _inbox(setup)) == 1
@@ -159,20 +66,20 @@ async def test_message_is_accepted_then_acknowledged_asynchronously(
 async def test_sync_reply_returns_the_acknowledgment_in_the_response(
     tmp_path: Path, capture: Capture
 ) -> None:
-    setup = _setup(tmp_path, capture, sync=True)
+    setup = gateway_with_cpa(tmp_path, capture, sync=True)
     async with running(setup):
-        out = _outgoing(_di01(), sync_reply=True)
-        status, body = await _post(setup, out)
+        out = outgoing(di01(), sync_reply=True)
+        status, body = await post_ebms(setup, out)
         assert status == 200
         assert ebms.read("text/xml", body).action == "Acknowledgment"
-        again = await _post(setup, out)
+        again = await post_ebms(setup, out)
         assert again == (200, body)  # the stored ack, byte for byte
-        other = dataclasses.replace(out, payload=_di01())
-        status, refused = await _post(setup, other)
+        other = dataclasses.replace(out, payload=di01())
+        status, refused = await post_ebms(setup, other)
         assert status == 200 and _errors(refused) == [
             ("Inconsistent", "//Header/MessageHeader/MessageData/MessageId")
         ]
-        missing = await _post(setup, _outgoing(_di01(), sync_reply=True, ack_requested=False))
+        missing = await post_ebms(setup, outgoing(di01(), sync_reply=True, ack_requested=False))
         assert _errors(missing[1]) == [("Inconsistent", "//Header/AckRequested")]
         assert capture.received == []  # everything came back synchronously
         assert len(await _inbox(setup)) == 1
@@ -196,9 +103,9 @@ async def test_sync_reply_returns_the_acknowledgment_in_the_response(
 async def test_disagreement_with_the_cpa_is_a_message_error(
     tmp_path: Path, capture: Capture, changes: dict[str, object], expected: tuple[str, str | None]
 ) -> None:
-    setup = _setup(tmp_path, capture)
+    setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
-        assert (await _post(setup, _outgoing(_di01(), **changes)))[0] == 204
+        assert (await post_ebms(setup, outgoing(di01(), **changes)))[0] == 204
         await eventually(lambda: capture.received)
         error = ebms.read("text/xml", capture.received[0])
         assert error.action == "MessageError"
@@ -213,7 +120,7 @@ async def test_disagreement_with_the_cpa_is_a_message_error(
 async def test_a_refused_envelope_is_a_delivery_failure_naming_the_stuf_code(
     tmp_path: Path, capture: Capture
 ) -> None:
-    setup = _setup(tmp_path, capture)
+    setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
         foreign = env.build_di01(
             sample("ijw/jw301.xml").encode(),
@@ -222,7 +129,7 @@ async def test_a_refused_envelope_is_a_delivery_failure_naming_the_stuf_code(
             ontvanger="12345678",
             functie="JW301",
         )
-        assert (await _post(setup, _outgoing(foreign)))[0] == 204
+        assert (await post_ebms(setup, outgoing(foreign)))[0] == 204
         await eventually(lambda: capture.received)
         root = etree.fromstring(capture.received[0])
         (description,) = root.iter(ebms.eb("Description"))
@@ -233,23 +140,23 @@ async def test_a_refused_envelope_is_a_delivery_failure_naming_the_stuf_code(
 async def test_what_no_message_error_can_answer_is_a_soap_fault(
     tmp_path: Path, capture: Capture
 ) -> None:
-    setup = _setup(tmp_path, capture)
+    setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
-        out = _outgoing(_di01())
-        status, body = await _post(setup, out, soap_action="ebXML")
+        out = outgoing(di01())
+        status, body = await post_ebms(setup, out, soap_action="ebXML")
         assert status == 500 and b"SOAPAction" in body
-        status, body = await _post(setup, dataclasses.replace(out, cpaid="CPA_UNKNOWN"))
+        status, body = await post_ebms(setup, dataclasses.replace(out, cpaid="CPA_UNKNOWN"))
         assert status == 500 and b"not found" in body
-        status, body = await _post(setup, ("text/xml", b"<nonsense/>"))
+        status, body = await post_ebms(setup, ("text/xml", b"<nonsense/>"))
         assert status == 500 and b"not an ebMS message" in body
-        status, body = await _post(setup, out, partner="0175")  # another partner's certificate
+        status, body = await post_ebms(setup, out, partner="0175")  # another partner's certificate
         assert status == 500 and b"not the other party" in body
-        assert (await _post(setup, out, partner=None))[0] == 401
+        assert (await post_ebms(setup, out, partner=None))[0] == 401
         assert capture.received == [] and await _inbox(setup) == []
 
 
 async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> None:
-    setup = _setup(tmp_path, capture)
+    setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
         ping = ebms.ping(
             "CPA_TEST_gateway_1",
@@ -257,7 +164,7 @@ async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> N
             ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
             "peer.test",
         )
-        assert (await _post(setup, ("text/xml; charset=UTF-8", ping)))[0] == 204
+        assert (await post_ebms(setup, ("text/xml; charset=UTF-8", ping)))[0] == 204
         await eventually(lambda: capture.received)
         assert capture.actions() == ["Pong"]
         pong = ebms.read("text/xml", capture.received[0])
@@ -285,15 +192,15 @@ async def test_a_crash_before_the_record_still_accepts_the_resend_once(
     and acknowledged, and the message stays accepted once."""
     import sqlite3
 
-    setup = _setup(tmp_path, capture, sync=True)
+    setup = gateway_with_cpa(tmp_path, capture, sync=True)
     async with running(setup):
-        out = _outgoing(_di01(), sync_reply=True)
-        assert (await _post(setup, out))[0] == 200
+        out = outgoing(di01(), sync_reply=True)
+        assert (await post_ebms(setup, out))[0] == 200
         db = sqlite3.connect(setup.directory / "data" / "ebms.sqlite")
         with db:
             assert db.execute("DELETE FROM received").rowcount == 1
         db.close()
-        status, body = await _post(setup, out)
+        status, body = await post_ebms(setup, out)
         assert status == 200 and ebms.read("text/xml", body).action == "Acknowledgment"
         assert len(await _inbox(setup)) == 1
 

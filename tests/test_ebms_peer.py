@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from lxml import etree
 
 from gateway import envelope as env
 from gateway.config import load as load_config
@@ -26,7 +30,7 @@ from gateway.ebms.cpastore import CpaStore
 from routing.partners import PartnerRegistry
 from tests.conftest import missing_kafka_tools, sample
 from tests.ebmskit import GATEWAY, PEER, Side, make_cpa
-from tests.gatewaykit import Setup, eventually, free_port, make_setup, rest, running
+from tests.gatewaykit import Setup, _delivery, eventually, free_port, make_setup, rest, running
 
 KIT = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "ebms-peer"
 pytestmark = pytest.mark.ebms
@@ -98,6 +102,15 @@ class Peer:
         }
         return str(self.call("POST", "/ebms/messages", body))
 
+    def inbox(self) -> list[str]:
+        found = self.call("GET", "/ebms/messages/unprocessed")
+        return [str(m) for m in found] if isinstance(found, list) else []
+
+    def message(self, message_id: str) -> dict[str, Any]:
+        found = self.call("GET", f"/ebms/messages/{urllib.parse.quote(message_id, safe='')}")
+        assert isinstance(found, dict)
+        return found
+
     def events(self) -> list[dict[str, str]]:
         found = self.call("GET", "/ebms/events/unprocessed?eventTypes=DELIVERED&eventTypes=FAILED")
         return list(found) if isinstance(found, list) else []  # type: ignore[arg-type]
@@ -161,21 +174,17 @@ class PlainSetup(Setup):
         return f"http://127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-async def linked(tmp_path: Path, peer: Peer) -> AsyncIterator[Setup]:
+@contextlib.asynccontextmanager
+async def _linked(tmp_path: Path, peer: Peer, outbound_cpa: str) -> AsyncIterator[Setup]:
     """A plain-HTTP loopback gateway (the peer kit speaks HTTP) with both CPAs imported on
-    both sides; 0150 is the partner behind the peer's OIN, 12345678 pulls its inbox."""
+    both sides; 0150 is the partner behind the peer's OIN (delivered to over ebMS under
+    ``outbound_cpa``), 12345678 pulls its inbox."""
     setup = make_setup(tmp_path / "gw", free_port())
     text = (setup.directory / "partners.toml").read_text()
     text = text.replace('kind = "gemeente"\n', f'kind = "gemeente"\noin = "{PEER.oin}"\n', 1)
-    blocks = text.split("[[partner]]")
-    blocks = [
-        b.split("[partner.delivery]")[0] + '[partner.delivery]\nadapter = "inbox"\n'
-        if 'id = "12345678"' in b
-        else b
-        for b in blocks
-    ]
-    (setup.directory / "partners.toml").write_text("[[partner]]".join(blocks))
+    text = _delivery(text, "0150", f'adapter = "ebms"\ncpa = "{outbound_cpa}"\n')
+    text = _delivery(text, "12345678", 'adapter = "inbox"\n')
+    (setup.directory / "partners.toml").write_text(text)
     config = setup.config_path.read_text()
     config = config.replace("[tls]", "[unused_tls]").replace(
         f"port = {setup.port}\n", f"port = {setup.port}\nplain_http = true\n"
@@ -192,6 +201,12 @@ async def linked(tmp_path: Path, peer: Peer) -> AsyncIterator[Setup]:
     plain = PlainSetup(setup.directory, setup.port)
     async with running(plain):
         yield plain
+
+
+@pytest.fixture
+async def linked(tmp_path: Path, peer: Peer) -> AsyncIterator[Setup]:
+    async with _linked(tmp_path, peer, ASYNC_CPA) as setup:
+        yield setup
 
 
 def _di01() -> bytes:
@@ -278,3 +293,40 @@ async def test_a_resent_message_gets_the_same_ack_and_is_accepted_once(
     assert second[second.index("<") :] == ack  # the stored ack, byte for byte
     _, listing = await rest(linked, "GET", "/api/v1/inbox", token=linked.token("12345678"))
     assert len(listing["messages"]) == 1
+
+
+@pytest.mark.parametrize("cpaid", [ASYNC_CPA, SYNC_CPA])
+async def test_gateway_message_reaches_the_peer_and_is_acknowledged(
+    tmp_path: Path, peer: Peer, cpaid: str
+) -> None:
+    async with _linked(tmp_path, peer, cpaid) as linked:
+        before = set(await asyncio.to_thread(peer.inbox))
+        status, accepted = await rest(
+            linked,
+            "POST",
+            "/api/v1/messages",
+            token=linked.token("12345678"),
+            data=sample("iwmo/wmo305.xml").encode(),
+            headers={"Content-Type": "application/xml"},
+        )
+        assert status == 202, accepted
+
+        async def delivered() -> bool:
+            _, view = await rest(
+                linked,
+                "GET",
+                f"/api/v1/messages/{accepted['id']}",
+                token=linked.token("12345678"),
+            )
+            return any(
+                d["destination"] == "0150" and d["state"] == "delivered" for d in view["deliveries"]
+            )
+
+        await eventually(delivered, timeout=60, interval=0.5)
+        arrived = set(await asyncio.to_thread(peer.inbox)) - before
+        assert len(arrived) == 1
+        message = await asyncio.to_thread(peer.message, arrived.pop())
+        envelope = base64.b64decode(message["dataSources"][0]["content"])
+        assert env.parse(etree.fromstring(envelope)).payload == sample("iwmo/wmo305.xml").encode()
+        assert message["properties"]["cpaId"] == cpaid
+        assert message["properties"]["action"] == "ggk_Di01"

@@ -36,7 +36,9 @@ from gateway.config import GatewayConfig, is_loopback
 from gateway.ebms import checks
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
+from gateway.ebms.outbound import EbmsOutbound
 from gateway.ebms.received import ReceivedStore
+from gateway.ebms.sent import SentStore
 from gateway.ingest import Accepted, Identity
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
 
@@ -85,6 +87,8 @@ class EbmsInbound:
         for cpaid, problems in store.problems.items():
             log.warning("ebms.cpa_unusable", cpaid=cpaid, problems=problems)
         self.received = ReceivedStore(config.data_dir / "ebms.sqlite")
+        self.outbound = EbmsOutbound(config, self.links, SentStore(config.data_dir / "ebms.sqlite"))
+        """The sending side, sharing the CPAs; its answers arrive here as signals."""
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -108,6 +112,8 @@ class EbmsInbound:
             task.cancel()
         if self._session is not None:
             await self._session.close()
+        await self.outbound.close()
+        self.outbound.sent.close()
         self.received.close()
 
     # --- the request --------------------------------------------------------------------------
@@ -160,7 +166,11 @@ class EbmsInbound:
             status, when = ("Received", None) if known else ("NotRecognized", None)
             body = ebms.status_response(message, status, when, self.host)
             return self._reply(body, sync=False)
-        log.info("ebms.signal", action=action[:40], cpaid=link.cpa.cpaid)
+        if action in ("Acknowledgment", "MessageError"):
+            recorded = await self.outbound.answered(message, link.cpa.cpaid)
+            log.info("ebms.answer", action=action, cpaid=link.cpa.cpaid, recorded=recorded)
+        else:
+            log.info("ebms.signal", action=action[:40], cpaid=link.cpa.cpaid)
         return Answer(web.Response(status=204))
 
     # --- business messages -----------------------------------------------------------------------

@@ -29,18 +29,26 @@ class Received:
     received_at: float
 
 
+def state_database(path: Path, table: str) -> sqlite3.Connection:
+    """The ebMS state file (0600 in a 0700 folder; WAL, synchronous=FULL) with ``table``
+    (its CREATE statement) in place. Shared by the received and the sent records."""
+    private_dir(path.parent)
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute(table)
+    path.chmod(0o600)
+    return db
+
+
 class ReceivedStore:
     def __init__(self, path: Path) -> None:
-        private_dir(path.parent)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
+        self._db = state_database(
+            path,
             "CREATE TABLE IF NOT EXISTS received (message_id TEXT PRIMARY KEY, cpaid TEXT NOT "
-            "NULL, digest TEXT NOT NULL, answer BLOB, received_at REAL NOT NULL)"
+            "NULL, digest TEXT NOT NULL, answer BLOB, received_at REAL NOT NULL)",
         )
-        path.chmod(0o600)
+        self._lock = threading.Lock()
 
     def get(self, message_id: str) -> Received | None:
         with self._lock:

@@ -1,0 +1,238 @@
+"""The outbound MSH: a StUF-GGk envelope to a partner's MSH under its CPA.
+
+One delivery attempt (called by the ``ebms`` adapter, so the gateway's delivery service keeps
+the queue, leases, dead letters and replay):
+
+1. the CPA's binding for the envelope's kind (Di01/Du01/Fo01 → the configured action names);
+2. the message, byte-identical on every attempt: MessageId from the delivery, Timestamp from
+   the first attempt (recorded), TimeToLive = Timestamp + RetryInterval x (Retries + 1);
+3. an answer recorded earlier ends it: Acknowledgment → delivered, MessageError → dead letter;
+   TimeToLive passed → dead letter;
+4. POST to the partner's endpoint; a synchronous answer is read from the response, otherwise
+   the attempt waits a little for the asynchronous one (POSTed to our ``/ebms``) and else asks
+   to be tried again after the CPA's RetryInterval, at most 1 + Retries times in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+from adapters.base import AdapterError, Outbound, PermanentError, RetryableError
+from gateway.config import GatewayConfig
+from gateway.ebms import message as ebms
+from gateway.ebms.cpa import ActionBinding, Channel, service_name
+from gateway.ebms.cpastore import Link
+from gateway.ebms.sent import ACKNOWLEDGED, SentStore
+from gateway.xmlsafe import parse_own
+
+log = structlog.get_logger("ggk.ebms")
+DEFAULT_ACTIONS = {"Di01": "ggk_Di01", "Du01": "ggk_Du01", "Fo01": "Fo01"}
+ACK_WAIT = 10.0
+"""Seconds an attempt waits for an asynchronous Acknowledgment before handing back."""
+RETRYABLE_STATUS = {408, 429}
+
+
+def envelope_kind(envelope: bytes) -> str:
+    """``Di01``, ``Du01`` or ``Fo01`` from a stored envelope's root element (our own bytes)."""
+    local = parse_own(envelope).tag.rsplit("}", 1)[-1]
+    if local.endswith("Di01"):
+        return "Di01"
+    if local.endswith("Du01"):
+        return "Du01"
+    if local.startswith("Fo01"):
+        return "Fo01"
+    raise AdapterError(f"cannot send a {local[:40]} over ebMS")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one envelope goes: the link, our sending binding and their receiving one."""
+
+    link: Link
+    ours: ActionBinding
+    theirs: ActionBinding
+
+
+class EbmsOutbound:
+    def __init__(self, config: GatewayConfig, links: dict[str, Link], sent: SentStore) -> None:
+        self.config = config
+        self.links = links
+        self.sent = sent
+        self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # --- answers from the partner (via the inbound endpoint) -------------------------------
+
+    async def answered(self, signal: ebms.EbmsMessage, cpaid: str) -> bool:
+        """An Acknowledgment or MessageError for a message we sent: recorded, waiters woken."""
+        ref = signal.ref_to_message_id
+        if ref is None:
+            return False
+        if signal.action == "Acknowledgment":
+            outcome = ACKNOWLEDGED
+        else:
+            codes = [
+                e.get(ebms.eb("errorCode")) or "?" for e in signal.envelope.iter(ebms.eb("Error"))
+            ]
+            outcome = f"error:{(codes or ['?'])[0][:40]}"
+        recorded = await asyncio.to_thread(self.sent.answer, ref, cpaid, outcome)
+        waiter = self._waiters.get(ref)
+        if waiter is not None:
+            waiter.set()
+        return recorded
+
+    # --- one attempt -------------------------------------------------------------------------
+
+    def route(self, item: Outbound, settings: dict[str, Any]) -> Route:
+        cpaid = str(settings.get("cpa", ""))
+        link = self.links.get(cpaid)
+        if link is None:
+            raise PermanentError(f"no usable CPA {cpaid[:80]!r} for {item.destination}")
+        actions = {**DEFAULT_ACTIONS, **settings.get("actions", {})}
+        action = actions[envelope_kind(item.envelope)]
+        ours = [b for (_, a), b in link.ours.sends.items() if a == action]
+        if len(ours) != 1:
+            raise PermanentError(f"the CPA {cpaid} does not let us send {action!r} (once)")
+        binding = ours[0]
+        theirs = link.theirs.receives.get(
+            (service_name(binding.service_type, binding.service), action)
+        )
+        if theirs is None:
+            raise PermanentError(f"the partner cannot receive {action!r} under CPA {cpaid}")
+        return Route(link, binding, theirs)
+
+    async def attempt(self, item: Outbound, settings: dict[str, Any]) -> None:
+        route = self.route(item, settings)
+        channel = route.ours.channel
+        message_id = f"{item.message_id}.{item.delivery_id}@{self.host}"
+        record = await asyncio.to_thread(
+            self.sent.first_attempt, message_id, route.link.cpa.cpaid, ebms.now()
+        )
+        if self._settled(record.outcome):
+            return
+        timestamp = datetime.fromisoformat(record.timestamp.replace("Z", "+00:00"))
+        ttl = None
+        if channel.ack_requested and channel.retry_interval is not None:
+            ttl = timestamp + channel.retry_interval * ((channel.retries or 0) + 1)
+            if datetime.now(UTC) > ttl:
+                raise PermanentError(
+                    "ebMS TimeToLive passed without an Acknowledgment", kind="ebms"
+                )
+        out = ebms.Outgoing(
+            cpaid=route.link.cpa.cpaid,
+            sender=ebms.PartyRef(
+                route.link.ours.oin, route.link.ours.party_id_type, route.link.ours.role
+            ),
+            receiver=ebms.PartyRef(
+                route.link.theirs.oin, route.link.theirs.party_id_type, route.link.theirs.role
+            ),
+            service_type=route.ours.service_type,
+            service=route.ours.service,
+            action=route.ours.action,
+            conversation_id=item.referentienummer,
+            message_id=message_id,
+            payload=item.envelope,
+            ack_requested=channel.ack_requested,
+            ack_signed=channel.ack_signature_requested,
+            duplicate_elimination=channel.duplicate_elimination,
+            sync_reply=channel.sync_reply_mode != "none",
+            time_to_live=ttl,
+            timestamp=record.timestamp,
+        )
+        content_type, body = ebms.business_message(out)
+        waiter = self._waiters.setdefault(message_id, asyncio.Event())
+        try:
+            status, answer = await self._post(
+                route.theirs.channel.endpoint, content_type, body, channel
+            )
+            if status == 200 and answer.strip():
+                try:
+                    signal = ebms.read("text/xml", answer)
+                except ebms.EbmsParseError as exc:
+                    raise RetryableError(
+                        "unreadable synchronous ebMS answer", str(exc), kind="ebms"
+                    ) from None
+                await self.answered(signal, route.link.cpa.cpaid)
+            elif not 200 <= status < 300:
+                self._http_failure(status, channel)
+            if not channel.ack_requested:
+                return  # best effort: a 2xx is all there is
+            if not waiter.is_set():
+                wait = ACK_WAIT
+                if channel.retry_interval is not None:
+                    wait = min(wait, channel.retry_interval.total_seconds() / 2)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), wait)
+            latest = await asyncio.to_thread(self.sent.get, message_id)
+            if latest is not None and self._settled(latest.outcome):
+                return
+            raise RetryableError(
+                "no ebMS Acknowledgment yet",
+                kind="ebms",
+                retry_after=channel.retry_interval.total_seconds()
+                if channel.retry_interval
+                else None,
+                max_attempts=(channel.retries or 0) + 1,
+            )
+        finally:
+            self._waiters.pop(message_id, None)
+
+    @staticmethod
+    def _settled(outcome: str | None) -> bool:
+        """True when the partner acknowledged; a MessageError ends the delivery (dead letter)."""
+        if outcome is None:
+            return False
+        if outcome == ACKNOWLEDGED:
+            return True
+        raise PermanentError(f"ebMS MessageError {outcome.removeprefix('error:')}", kind="ebms")
+
+    def _http_failure(self, status: int, channel: Channel) -> None:
+        retry_after = channel.retry_interval.total_seconds() if channel.retry_interval else None
+        attempts = (channel.retries or 0) + 1 if channel.ack_requested else None
+        if status >= 500 or status in RETRYABLE_STATUS:
+            raise RetryableError(
+                f"HTTP {status}", kind="http", retry_after=retry_after, max_attempts=attempts
+            )
+        raise PermanentError(f"HTTP {status}", kind="http")
+
+    async def _post(
+        self, endpoint: str, content_type: str, body: bytes, channel: Channel
+    ) -> tuple[int, bytes]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        headers = {"Content-Type": content_type, "SOAPAction": ebms.SOAP_ACTION}
+        try:
+            async with self._session.post(
+                endpoint, data=body, headers=headers, ssl=self._client_ssl(endpoint)
+            ) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RetryableError(
+                type(exc).__name__,
+                kind="connection",
+                retry_after=channel.retry_interval.total_seconds()
+                if channel.retry_interval
+                else None,
+                max_attempts=(channel.retries or 0) + 1 if channel.ack_requested else None,
+            ) from None
+
+    def _client_ssl(self, endpoint: str) -> ssl.SSLContext | bool:
+        if not endpoint.startswith("https://"):
+            return False
+        context = ssl.create_default_context()
+        if self.config.tls is not None:
+            context.load_cert_chain(str(self.config.tls.cert), str(self.config.tls.key))
+        return context

@@ -1,0 +1,94 @@
+"""The outbound ebMS2 side: the ``ebms`` adapter sending to a partner MSH under its CPA.
+
+The partner MSH is a capture server on loopback that answers 204; the test plays its side of
+the exchange by POSTing Acknowledgments or MessageErrors to the gateway's ``/ebms`` over TLS
+with the partner's certificate. Against the real ebms-core: tests/test_ebms_peer.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.ebms import message as ebms
+from tests.conftest import sample
+from tests.ebmskit import Capture, gateway_with_cpa, post_ebms
+from tests.gatewaykit import Setup, eventually, rest, running
+
+
+async def _submit_to_0150(setup: Setup) -> str:
+    status, accepted = await rest(
+        setup,
+        "POST",
+        "/api/v1/messages",
+        token=setup.token("12345678"),
+        data=sample("iwmo/wmo305.xml").encode(),
+        headers={"Content-Type": "application/xml"},
+    )
+    assert status == 202, accepted
+    return str(accepted["id"])
+
+
+async def _delivery(setup: Setup, message_id: str) -> dict[str, object]:
+    _, view = await rest(
+        setup, "GET", f"/api/v1/messages/{message_id}", token=setup.token("12345678")
+    )
+    return next(d for d in view["deliveries"] if d["destination"] == "0150")
+
+
+def _answer(capture: Capture, index: int, action: str) -> bytes:
+    """The partner MSH's Acknowledgment (or a MessageError) for a message it received."""
+    message = ebms.read(capture.content_types[index], capture.received[index])
+    if action == "Acknowledgment":
+        return ebms.acknowledgment(message, "peer.test")
+    error = ebms.EbmsError("ValueNotRecognized", "//Header/MessageHeader/Action", "unknown")
+    return ebms.message_error(message, [error], "peer.test")
+
+
+async def test_delivered_when_the_partner_acknowledges(tmp_path: Path, capture: Capture) -> None:
+    setup = gateway_with_cpa(tmp_path, capture, outbound=True, retry_interval="PT2S")
+    async with running(setup):
+        message_id = await _submit_to_0150(setup)
+        await eventually(lambda: capture.received)
+        message = ebms.read(capture.content_types[0], capture.received[0])
+        assert message.action == "ggk_Di01" and message.ack_requested is not None
+        assert message.sender.party_id != message.receiver.party_id
+        status, _ = await post_ebms(setup, ("text/xml", _answer(capture, 0, "Acknowledgment")))
+        assert status == 204
+
+        async def delivered() -> bool:
+            return (await _delivery(setup, message_id))["state"] == "delivered"
+
+        await eventually(delivered, timeout=20)
+
+
+async def test_without_an_ack_the_identical_message_is_resent_on_the_cpa_schedule(
+    tmp_path: Path, capture: Capture
+) -> None:
+    setup = gateway_with_cpa(tmp_path, capture, outbound=True, retries=1, retry_interval="PT1S")
+    async with running(setup):
+        message_id = await _submit_to_0150(setup)
+        await eventually(lambda: len(capture.received) >= 2, timeout=20)
+        assert capture.received[1] == capture.received[0]  # byte-identical resend
+
+        async def dead() -> bool:
+            return (await _delivery(setup, message_id))["state"] == "dead"
+
+        await eventually(dead, timeout=20)  # 1 + Retries attempts, then a dead letter
+        assert len(capture.received) == 2
+
+
+async def test_a_message_error_is_a_dead_letter_with_its_code(
+    tmp_path: Path, capture: Capture
+) -> None:
+    setup = gateway_with_cpa(tmp_path, capture, outbound=True, retry_interval="PT2S")
+    async with running(setup):
+        message_id = await _submit_to_0150(setup)
+        await eventually(lambda: capture.received)
+        await post_ebms(setup, ("text/xml", _answer(capture, 0, "MessageError")))
+
+        async def dead() -> dict[str, object] | None:
+            delivery = await _delivery(setup, message_id)
+            return delivery if delivery["state"] == "dead" else None
+
+        delivery = await eventually(dead, timeout=20)
+        assert "ValueNotRecognized" in str(delivery.get("last_error"))
