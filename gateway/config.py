@@ -95,6 +95,10 @@ class EbmsConfig:
     against it before anything else."""
     loopback_http: bool = False
     """Accept ``http://`` CPA endpoints on the loopback address (tests with a local peer)."""
+    signing_key: Path | None = None
+    """PEM RSA key this gateway signs with in the signed profiles (osb-*-s)."""
+    signing_cert: Path | None = None
+    """PEM certificate of that key: the one our side of a signed CPA carries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +248,14 @@ def _ebms(raw: dict[str, Any], path: Path, rel: Any) -> EbmsConfig:
     oin = str(raw.get("oin", ""))
     if not re.match(r"^[0-9]{20}(_[OTA]{1,3})?$", oin):
         raise ConfigError(f"{path}: [ebms] oin must be the gateway's OIN (20 digits), not {oin!r}")
-    unknown = set(raw) - {"oin", "cpa_dir", "schema_dir", "loopback_http"}
+    unknown = set(raw) - {
+        "oin",
+        "cpa_dir",
+        "schema_dir",
+        "loopback_http",
+        "signing_key",
+        "signing_cert",
+    }
     if unknown:
         raise ConfigError(f"{path}: [ebms] has unknown settings {sorted(unknown)}")
     return EbmsConfig(
@@ -252,6 +263,8 @@ def _ebms(raw: dict[str, Any], path: Path, rel: Any) -> EbmsConfig:
         cpa_dir=rel(str(raw.get("cpa_dir", "cpa"))),
         schema_dir=rel(str(raw["schema_dir"])) if raw.get("schema_dir") else None,
         loopback_http=bool(raw.get("loopback_http", False)),
+        signing_key=rel(str(raw["signing_key"])) if raw.get("signing_key") else None,
+        signing_cert=rel(str(raw["signing_cert"])) if raw.get("signing_cert") else None,
     )
 
 

@@ -17,9 +17,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from benchmarks.harness import free_port
@@ -28,6 +33,7 @@ from gateway.config import load as load_config
 from gateway.ebms import message as ebms
 from gateway.ebms.cpa import CPPA, DS
 from gateway.ebms.cpastore import CpaStore
+from gateway.ebms.signing import Algorithms, Signer
 from routing.partners import PartnerRegistry
 from tests.gatewaykit import Setup, _delivery, make_setup
 
@@ -256,9 +262,11 @@ def gateway_with_cpa(
     outbound: bool = False,
     retries: int = 3,
     retry_interval: str = "PT1M",
+    peer_signer: Signer | None = None,
 ) -> Setup:
     """Gateway with 0150 as the partner behind the peer's OIN (delivered to over ebMS when
-    ``outbound``), 12345678 pulling its inbox, and the CPA imported."""
+    ``outbound``), 12345678 pulling its inbox, and the CPA imported. With ``peer_signer`` the
+    CPA is osb-rm-s: the gateway gets a signing key of its own (``keys/ebms-signing.*``)."""
     setup = make_setup(tmp_path / "gw", free_port())
     partners = setup.directory / "partners.toml"
     text = partners.read_text().replace(
@@ -269,16 +277,35 @@ def gateway_with_cpa(
     if outbound:
         text = _delivery(text, "0150", 'adapter = "ebms"\ncpa = "CPA_TEST_gateway_1"\n')
     partners.write_text(text)
+    ebms_table = f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n'
+    ours: Signer | None = None
+    if peer_signer is not None:
+        ours = write_signer(setup.directory / "keys", "ebms-signing")
+        ebms_table += (
+            'signing_key = "keys/ebms-signing.key"\nsigning_cert = "keys/ebms-signing.crt"\n'
+        )
     with setup.config_path.open("a") as file:
-        file.write(f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n')
-    peer = Side(PEER.oin, PEER.name, PEER.role, f"http://127.0.0.1:{capture.port}/ebms")
-    gateway = Side(GATEWAY.oin, GATEWAY.name, GATEWAY.role, f"{setup.url}/ebms")
+        file.write(ebms_table)
+    peer = Side(
+        PEER.oin,
+        PEER.name,
+        PEER.role,
+        f"http://127.0.0.1:{capture.port}/ebms",
+        peer_signer.certificate if peer_signer else None,
+    )
+    gateway = Side(
+        GATEWAY.oin,
+        GATEWAY.name,
+        GATEWAY.role,
+        f"{setup.url}/ebms",
+        ours.certificate if ours else None,
+    )
     config = load_config(setup.config_path)
     assert config.ebms is not None
     store = CpaStore(config.ebms, PartnerRegistry.load(config.partners_file))
     store.add(
         make_cpa(
-            "osb-rm",
+            "osb-rm-s" if peer_signer else "osb-rm",
             peer=peer,
             gateway=gateway,
             sync=sync,
@@ -349,3 +376,47 @@ async def capturing() -> AsyncIterator[Capture]:
         yield cap
     finally:
         await runner.cleanup()
+
+
+def write_signer(directory: Path, name: str) -> Signer:
+    """A fresh RSA key and self-signed certificate as ``name.key``/``name.crt`` (PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return save_signer(directory, name, key, cert)
+
+
+def save_signer(
+    directory: Path, name: str, key: rsa.RSAPrivateKey, cert: x509.Certificate
+) -> Signer:
+    """``key`` and ``cert`` as ``name.key``/``name.crt`` (PEM), loaded back as a Signer."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return Signer.load(directory / f"{name}.key", directory / f"{name}.crt")
+
+
+def signed_by(signer: Signer, profile_hash: str = "http://www.w3.org/2001/04/xmlenc#sha256") -> Any:
+    """A ``seal`` for :func:`gateway.ebms.message.business_message`: signs as osb-rm-s."""
+    algorithms = Algorithms(profile_hash, "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+
+    def seal(root: etree._Element, parts: dict[str, bytes]) -> None:
+        signer.sign(root, parts, algorithms)
+
+    return seal

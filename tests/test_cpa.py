@@ -244,3 +244,36 @@ def test_without_an_ebms_table_the_commands_say_so(tmp_path: Path) -> None:
     (tmp_path / "gateway.toml").write_text("[gateway]\nplain_http = true\n")
     code, out = _ggk("cpa", "list", "--config", str(tmp_path / "gateway.toml"))
     assert code == 2 and "no [ebms] table" in out
+
+
+def test_a_signed_cpa_needs_our_key_and_its_certificate(tmp_path: Path) -> None:
+    from gateway.config import load as load_config
+    from gateway.ebms.cpastore import CpaStore
+    from routing.partners import PartnerRegistry
+    from tests.ebmskit import write_signer
+
+    config_path = _setup(tmp_path)
+    ours, other = write_signer(tmp_path / "keys", "ours"), write_signer(tmp_path / "keys", "x")
+    peer = Side(PEER.oin, PEER.name, PEER.role, PEER.endpoint, _certificate())
+    gateway = Side(GATEWAY.oin, GATEWAY.name, GATEWAY.role, GATEWAY.endpoint, ours.certificate)
+    signed = make_cpa("osb-rm-s", peer=peer, gateway=gateway)
+
+    def store(extra: str = "") -> CpaStore:
+        text = config_path.read_text().split("[ebms]")[0]
+        config_path.write_text(
+            text + f'[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n{extra}'
+        )
+        config = load_config(config_path)
+        assert config.ebms is not None
+        return CpaStore(config.ebms, PartnerRegistry.load(config.partners_file))
+
+    with pytest.raises(CpaError, match="set \\[ebms\\] signing_key"):
+        store().check(signed)
+    keys = 'signing_key = "keys/{0}.key"\nsigning_cert = "keys/{0}.crt"\n'
+    with pytest.raises(CpaError, match="is not \\[ebms\\] signing_cert"):
+        store(keys.format("x")).check(signed)
+    assert store(keys.format("ours")).check(signed).cpa.profiles == {Profile.RM_SIGNED}
+    del other
+    asks = signed.replace(b'ackSignatureRequested="never"', b'ackSignatureRequested="always"')
+    with pytest.raises(CpaError, match="signed acknowledgments"):
+        store(keys.format("ours")).check(asks)

@@ -12,29 +12,47 @@ import base64
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.parse
 import urllib.request
+import uuid
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from lxml import etree
 
 from gateway import envelope as env
 from gateway.config import load as load_config
 from gateway.ebms.cpastore import CpaStore
+from gateway.ebms.signing import Signer
 from routing.partners import PartnerRegistry
 from tests.conftest import missing_kafka_tools, sample
-from tests.ebmskit import GATEWAY, PEER, Side, make_cpa
-from tests.gatewaykit import Setup, _delivery, eventually, free_port, make_setup, rest, running
+from tests.ebmskit import GATEWAY, PEER, Side, make_cpa, save_signer
+from tests.gatewaykit import (
+    Setup,
+    _delivery,
+    eventually,
+    free_port,
+    make_setup,
+    rest,
+    running,
+    serve,
+)
 
 KIT = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "ebms-peer"
 pytestmark = pytest.mark.ebms
 ASYNC_CPA, SYNC_CPA = "CPA_TEST_peer_async", "CPA_TEST_peer_sync"
+SIGNED_CPA = "CPA_TEST_peer_signed"
 
 
 def _skip_without_kit() -> None:
@@ -154,16 +172,49 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
         )
 
 
-def _cpa(cpaid: str, peer: Peer, gateway_port: int, *, sync: bool = False) -> bytes:
+def _cpa(
+    cpaid: str,
+    peer: Peer,
+    gateway_port: int,
+    *,
+    sync: bool = False,
+    gateway_cert: bytes | None = None,
+    retry_interval: str = "PT1M",
+) -> bytes:
+    """A CPA between the peer and the gateway; with ``gateway_cert`` osb-rm-s, the peer signing
+    with ebms-core's built-in test key (its certificate is in the kit)."""
+    peer_cert = None
+    if gateway_cert is not None:
+        pem = (KIT / "certs" / "ebms-core-localhost.pem").read_bytes()
+        peer_cert = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
     return make_cpa(
-        "osb-rm",
+        "osb-rm-s" if gateway_cert else "osb-rm",
         cpaid=cpaid,
         sync=sync,
-        peer=Side(PEER.oin, PEER.name, PEER.role, f"http://127.0.0.1:{peer.ebms_port}/ebms"),
+        retries=10,
+        retry_interval=retry_interval,
+        peer=Side(
+            PEER.oin, PEER.name, PEER.role, f"http://127.0.0.1:{peer.ebms_port}/ebms", peer_cert
+        ),
         gateway=Side(
-            GATEWAY.oin, GATEWAY.name, GATEWAY.role, f"http://127.0.0.1:{gateway_port}/ebms"
+            GATEWAY.oin,
+            GATEWAY.name,
+            GATEWAY.role,
+            f"http://127.0.0.1:{gateway_port}/ebms",
+            gateway_cert,
         ),
     )
+
+
+def _trusted_signer(directory: Path) -> Signer:
+    """The key ebms-core's default truststore trusts (its built-in test keystore, from the
+    kit's jar at run time): the peer verifies signatures only with certificates it trusts."""
+    with zipfile.ZipFile(KIT / "ebms-admin-2.20.2.jar") as jar:
+        key, cert, _ = pkcs12.load_key_and_certificates(
+            jar.read("nl/clockwork/ebms/keystore.p12"), b"password"
+        )
+    assert isinstance(key, rsa.RSAPrivateKey) and cert is not None
+    return save_signer(directory, "ebms-signing", key, cert)
 
 
 class PlainSetup(Setup):
@@ -174,11 +225,12 @@ class PlainSetup(Setup):
         return f"http://127.0.0.1:{self.port}"
 
 
-@contextlib.asynccontextmanager
-async def _linked(tmp_path: Path, peer: Peer, outbound_cpa: str) -> AsyncIterator[Setup]:
-    """A plain-HTTP loopback gateway (the peer kit speaks HTTP) with both CPAs imported on
-    both sides; 0150 is the partner behind the peer's OIN (delivered to over ebMS under
-    ``outbound_cpa``), 12345678 pulls its inbox."""
+def _prepare(
+    tmp_path: Path, peer: Peer, outbound_cpa: str, retry_interval: str = "PT1M"
+) -> PlainSetup:
+    """A plain-HTTP loopback gateway setup (the peer kit speaks HTTP) with the three CPAs
+    imported on both sides; 0150 is the partner behind the peer's OIN (delivered to over ebMS
+    under ``outbound_cpa``), 12345678 pulls its inbox."""
     setup = make_setup(tmp_path / "gw", free_port())
     text = (setup.directory / "partners.toml").read_text()
     text = text.replace('kind = "gemeente"\n', f'kind = "gemeente"\noin = "{PEER.oin}"\n', 1)
@@ -190,15 +242,29 @@ async def _linked(tmp_path: Path, peer: Peer, outbound_cpa: str) -> AsyncIterato
         f"port = {setup.port}\n", f"port = {setup.port}\nplain_http = true\n"
     )
     config += f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n'
+    config += 'signing_key = "keys/ebms-signing.key"\nsigning_cert = "keys/ebms-signing.crt"\n'
+    signer = _trusted_signer(setup.directory / "keys")
     setup.config_path.write_text(config)
     loaded = load_config(setup.config_path)
     assert loaded.ebms is not None
     store = CpaStore(loaded.ebms, PartnerRegistry.load(loaded.partners_file))
-    for cpaid, sync in ((ASYNC_CPA, False), (SYNC_CPA, True)):
-        cpa = _cpa(cpaid, peer, setup.port, sync=sync)
+    for cpaid, sync, cert in (
+        (ASYNC_CPA, False, None),
+        (SYNC_CPA, True, None),
+        (SIGNED_CPA, False, signer.certificate),
+    ):
+        cpa = _cpa(
+            cpaid, peer, setup.port, sync=sync, gateway_cert=cert, retry_interval=retry_interval
+        )
         store.add(cpa)
         peer.load_cpa(cpa)
-    plain = PlainSetup(setup.directory, setup.port)
+    return PlainSetup(setup.directory, setup.port)
+
+
+@contextlib.asynccontextmanager
+async def _linked(tmp_path: Path, peer: Peer, outbound_cpa: str) -> AsyncIterator[Setup]:
+    """:func:`_prepare`, served in this event loop."""
+    plain = _prepare(tmp_path, peer, outbound_cpa)
     async with running(plain):
         yield plain
 
@@ -210,8 +276,10 @@ async def linked(tmp_path: Path, peer: Peer) -> AsyncIterator[Setup]:
 
 
 def _di01() -> bytes:
+    """A WMO301 from 0150 to 12345678 with its own Identificatie (TR056 refuses a reused one)."""
+    payload = sample("iwmo/wmo301.xml").replace("WMO301A0001", uuid.uuid4().hex[:12])
     return env.build_di01(
-        sample("iwmo/wmo301.xml").encode(),
+        payload.encode(),
         zender="0150",
         zender_applicatie="DOWRsociaal",
         ontvanger="12345678",
@@ -229,7 +297,7 @@ async def _delivered(peer: Peer, message_id: str) -> str:
     return str(await eventually(lambda: asyncio.to_thread(outcome), timeout=60, interval=0.5))
 
 
-@pytest.mark.parametrize("cpaid", [ASYNC_CPA, SYNC_CPA])
+@pytest.mark.parametrize("cpaid", [ASYNC_CPA, SYNC_CPA, SIGNED_CPA])
 async def test_peer_message_is_accepted_and_acknowledged(
     linked: Setup, peer: Peer, cpaid: str
 ) -> None:
@@ -295,7 +363,7 @@ async def test_a_resent_message_gets_the_same_ack_and_is_accepted_once(
     assert len(listing["messages"]) == 1
 
 
-@pytest.mark.parametrize("cpaid", [ASYNC_CPA, SYNC_CPA])
+@pytest.mark.parametrize("cpaid", [ASYNC_CPA, SYNC_CPA, SIGNED_CPA])
 async def test_gateway_message_reaches_the_peer_and_is_acknowledged(
     tmp_path: Path, peer: Peer, cpaid: str
 ) -> None:
@@ -330,3 +398,32 @@ async def test_gateway_message_reaches_the_peer_and_is_acknowledged(
         assert env.parse(etree.fromstring(envelope)).payload == sample("iwmo/wmo305.xml").encode()
         assert message["properties"]["cpaId"] == cpaid
         assert message["properties"]["action"] == "ggk_Di01"
+
+
+async def test_kill_9_while_receiving_loses_nothing_and_accepts_each_message_once(
+    tmp_path: Path, peer: Peer
+) -> None:
+    """The gateway is killed (-9) while the peer's messages arrive: some are accepted and not
+    yet acknowledged, some not received at all. The peer resends on its CPA schedule; after the
+    restart every message is acknowledged and accepted exactly once."""
+    setup = _prepare(tmp_path, peer, ASYNC_CPA, retry_interval="PT3S")
+    log = tmp_path / "gateway.log"
+    gateway = await serve(setup, log)
+    sent: list[str] = []
+    try:
+        for _ in range(6):
+            sent.append(await asyncio.to_thread(peer.send, ASYNC_CPA, _di01()))
+        # killed as soon as the first is accepted: the rest are on their way or not yet sent
+        await eventually(lambda: b'"ebms.accepted"' in log.read_bytes(), timeout=60, interval=0.01)
+    finally:
+        os.kill(gateway.pid, signal.SIGKILL)
+        await gateway.wait()
+    gateway = await serve(setup, log)
+    try:
+        outcomes = [await _delivered(peer, message_id) for message_id in sent]
+        assert outcomes == ["DELIVERED"] * len(sent)
+        _, listing = await rest(setup, "GET", "/api/v1/inbox", token=setup.token("12345678"))
+        assert len(listing["messages"]) == len(sent)  # none lost, none twice
+    finally:
+        os.kill(gateway.pid, signal.SIGTERM)
+        await gateway.wait()

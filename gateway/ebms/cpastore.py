@@ -18,6 +18,7 @@ from lxml import etree
 
 from gateway.config import EbmsConfig
 from gateway.ebms.cpa import Cpa, CpaError, CpaParty, load_schema, parse
+from gateway.ebms.signing import Signer
 from gateway.safefiles import private_dir, write_new
 from routing.partners import Partner, PartnerRegistry
 
@@ -48,6 +49,12 @@ class CpaStore:
                 ) from None
         self.problems: dict[str, list[str]] = {}
         """cpaid → why an imported CPA was skipped by the last :meth:`load`."""
+        self.signer: Signer | None = None
+        if config.signing_key is not None and config.signing_cert is not None:
+            try:
+                self.signer = Signer.load(config.signing_key, config.signing_cert)
+            except (OSError, ValueError) as exc:
+                raise CpaError([f"[ebms] signing_key/signing_cert: {exc}"]) from None
 
     @property
     def validates_schema(self) -> bool:
@@ -73,7 +80,37 @@ class CpaStore:
                     f'oin = "{theirs.oin}" to its entry in partners.toml'
                 ]
             )
+        self._check_signing(ours, theirs)
         return Link(cpa, ours, theirs, partner)
+
+    def _check_signing(self, ours: CpaParty, theirs: CpaParty) -> None:
+        """A signed channel of ours needs our key, and the CPA must carry its certificate;
+        signed acknowledgments are not supported yet."""
+        problems: list[str] = []
+        channels = [b.channel for b in ours.sends.values()] + [ours.default_channel]
+        for channel in channels:
+            if channel.signing_certificate is None:
+                continue
+            if self.signer is None:
+                problems.append(
+                    f"channel {channel.id!r} signs (osb-*-s): set [ebms] signing_key and "
+                    "signing_cert"
+                )
+            elif channel.signing_certificate != self.signer.certificate:
+                problems.append(
+                    f"channel {channel.id!r}: the CPA's signing certificate is not "
+                    "[ebms] signing_cert"
+                )
+        for party in (ours, theirs):
+            for binding in (*party.sends.values(), *party.receives.values()):
+                if binding.channel.ack_signature_requested:
+                    problems.append(
+                        f"channel {binding.channel.id!r} asks signed acknowledgments "
+                        "(ackSignatureRequested), which this gateway does not give yet"
+                    )
+                    break
+        if problems:
+            raise CpaError(sorted(set(problems)))
 
     def path(self, cpaid: str) -> Path:
         return self.config.cpa_dir / f"{cpaid}.xml"

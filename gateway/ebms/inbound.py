@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import structlog
 from aiohttp import web
+from lxml import etree
 
 from gateway.config import GatewayConfig, is_loopback
 from gateway.ebms import checks
@@ -39,8 +40,9 @@ from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
 from gateway.ebms.received import ReceivedStore
 from gateway.ebms.sent import SentStore
+from gateway.ebms.signing import Algorithms
 from gateway.ingest import Accepted, Identity
-from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
+from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_own, parse_untrusted
 
 if TYPE_CHECKING:
     from gateway.ingest import Ingress
@@ -87,7 +89,9 @@ class EbmsInbound:
         for cpaid, problems in store.problems.items():
             log.warning("ebms.cpa_unusable", cpaid=cpaid, problems=problems)
         self.received = ReceivedStore(config.data_dir / "ebms.sqlite")
-        self.outbound = EbmsOutbound(config, self.links, SentStore(config.data_dir / "ebms.sqlite"))
+        self.outbound = EbmsOutbound(
+            config, self.links, SentStore(config.data_dir / "ebms.sqlite"), store.signer
+        )
         """The sending side, sharing the CPAs; its answers arrive here as signals."""
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
         self._tasks: set[asyncio.Task[None]] = set()
@@ -157,14 +161,14 @@ class EbmsInbound:
     async def _signal(self, message: ebms.EbmsMessage, link: Link) -> Answer:
         action = message.action
         if action == "Ping":
-            return self._reply(ebms.pong(message, self.host), sync=False)
+            return self._reply(self._seal(ebms.pong(message, self.host), link), sync=False)
         if action == "StatusRequest":
             asked = message.envelope.findtext(
                 f"{ebms.soap('Body')}/{ebms.eb('StatusRequest')}/{ebms.eb('RefToMessageId')}"
             )
             known = self.received.get((asked or "").strip())
             status, when = ("Received", None) if known else ("NotRecognized", None)
-            body = ebms.status_response(message, status, when, self.host)
+            body = self._seal(ebms.status_response(message, status, when, self.host), link)
             return self._reply(body, sync=False)
         if action in ("Acknowledgment", "MessageError"):
             recorded = await self.outbound.answered(message, link.cpa.cpaid)
@@ -186,7 +190,9 @@ class EbmsInbound:
                 cpaid=link.cpa.cpaid,
                 codes=[e.code for e in errors][:5],
             )
-            return self._reply(ebms.message_error(message, errors, self.host), sync=sync)
+            return self._reply(
+                self._seal(ebms.message_error(message, errors, self.host), link), sync=sync
+            )
         assert binding is not None
         digest = _digest(message)
         earlier = await asyncio.to_thread(self.received.get, message.message_id)
@@ -197,7 +203,7 @@ class EbmsInbound:
                     "//Header/MessageHeader/MessageData/MessageId",
                     "this MessageId was used for another message",
                 )
-                body = ebms.message_error(message, [error], self.host)
+                body = self._seal(ebms.message_error(message, [error], self.host), link)
                 return self._reply(body, sync=sync)
             log.info("ebms.duplicate", cpaid=link.cpa.cpaid)
             if earlier.answer is None:
@@ -220,12 +226,12 @@ class EbmsInbound:
             element = parse_untrusted(payload, self.limits)
         except UnsafeXml as exc:
             error = ebms.EbmsError("DeliveryFailure", message.references[0], exc.message[:200])
-            return ebms.message_error(message, [error], self.host)
+            return self._seal(ebms.message_error(message, [error], self.host), link)
         result = await self.ingress.accept_envelope(element, identity)
         if not isinstance(result, Accepted):
             text = f"{result.code}: {result.omschrijving}"
             error = ebms.EbmsError("DeliveryFailure", message.references[0], text)
-            return ebms.message_error(message, [error], self.host)
+            return self._seal(ebms.message_error(message, [error], self.host), link)
         log.info(
             "ebms.accepted",
             cpaid=link.cpa.cpaid,
@@ -234,10 +240,22 @@ class EbmsInbound:
         )
         binding = checks.binding(message, link)
         if binding is not None and binding.channel.ack_requested:
-            return ebms.acknowledgment(message, self.host)
+            return self._seal(ebms.acknowledgment(message, self.host), link)
         return None
 
     # --- answering ----------------------------------------------------------------------------
+
+    def _seal(self, signal: bytes, link: Link) -> bytes:
+        """A signal signed as our signal channel says (signed profiles), else as built."""
+        channel = link.ours.default_channel
+        signer = self.store.signer
+        if channel.signing_certificate is None or signer is None:
+            return signal
+        root = parse_own(signal)
+        algorithms = Algorithms(channel.hash_function or "", channel.signature_algorithm or "")
+        signer.sign(root, {}, algorithms)
+        sealed: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        return sealed
 
     def _reply(self, signal: bytes, *, sync: bool) -> Answer:
         if sync:

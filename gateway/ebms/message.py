@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -362,7 +363,9 @@ class Outgoing:
     timestamp: str = field(default_factory=now)
 
 
-def business_message(out: Outgoing) -> tuple[str, bytes]:
+def business_message(
+    out: Outgoing, *, seal: Callable[[etree._Element, dict[str, bytes]], None] | None = None
+) -> tuple[str, bytes]:
     """(Content-Type, body) of a ``multipart/related`` ebMS message: the SOAP envelope first
     (Content-ID = the MessageId, as ebms-core does), then the payload referenced by the
     Manifest. Deterministic apart from nothing: a resend of the same ``Outgoing`` is
@@ -399,6 +402,8 @@ def business_message(out: Outgoing) -> tuple[str, bytes]:
     reference = etree.SubElement(manifest, eb("Reference"))
     reference.set(f"{{{XLINK}}}href", f"cid:{payload_id}")
     reference.set(f"{{{XLINK}}}type", "simple")
+    if seal is not None:  # the signed profiles: over the envelope and the payload part
+        seal(root, {payload_id: out.payload})
     boundary = f"=_ggk_{out.message_id.split('@')[0]}"
     parts = [
         ("text/xml; charset=UTF-8", f"<{out.message_id}>", _bytes(root)),

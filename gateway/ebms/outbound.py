@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+from lxml import etree
 
 from adapters.base import AdapterError, Outbound, PermanentError, RetryableError
 from gateway.config import GatewayConfig
@@ -31,6 +32,7 @@ from gateway.ebms import message as ebms
 from gateway.ebms.cpa import ActionBinding, Channel, service_name
 from gateway.ebms.cpastore import Link
 from gateway.ebms.sent import ACKNOWLEDGED, SentStore
+from gateway.ebms.signing import Algorithms, Signer
 from gateway.xmlsafe import parse_own
 
 log = structlog.get_logger("ggk.ebms")
@@ -62,8 +64,15 @@ class Route:
 
 
 class EbmsOutbound:
-    def __init__(self, config: GatewayConfig, links: dict[str, Link], sent: SentStore) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        links: dict[str, Link],
+        sent: SentStore,
+        signer: Signer | None = None,
+    ) -> None:
         self.config = config
+        self.signer = signer
         self.links = links
         self.sent = sent
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
@@ -152,7 +161,17 @@ class EbmsOutbound:
             time_to_live=ttl,
             timestamp=record.timestamp,
         )
-        content_type, body = ebms.business_message(out)
+        seal = None
+        if channel.signing_certificate is not None:
+            if self.signer is None:
+                raise PermanentError("the CPA signs this action; [ebms] has no signing key")
+            algorithms = Algorithms(channel.hash_function or "", channel.signature_algorithm or "")
+            signer = self.signer
+
+            def seal(root: etree._Element, parts: dict[str, bytes]) -> None:
+                signer.sign(root, parts, algorithms)
+
+        content_type, body = ebms.business_message(out, seal=seal)
         waiter = self._waiters.setdefault(message_id, asyncio.Event())
         try:
             status, answer = await self._post(
