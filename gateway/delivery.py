@@ -100,10 +100,14 @@ class DeliveryService:
 
     async def _wait_for_work(self) -> None:
         self.wake.clear()  # before reading the schedule, so no wake-up is lost in between
-        due = await self.broker.next_due()
         timeout = self.config.poll_interval
-        if due is not None:
-            timeout = max(0.0, min(timeout, due - self.clock()))
+        if len(self._inflight) < self.config.concurrency:
+            # Only with a free slot does work that is due matter; with every slot taken (slow
+            # partners, ebMS waiting for acknowledgments) a due delivery would make this a busy
+            # loop. A finished attempt sets ``wake``.
+            due = await self.broker.next_due()
+            if due is not None:
+                timeout = max(0.0, min(timeout, due - self.clock()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout)
 

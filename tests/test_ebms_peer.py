@@ -1,4 +1,4 @@
-"""Against a real, independent MSH: ebms-core 2.20.2 (../shared/tools/ebms-peer), peer → gateway.
+"""Against a real, independent MSH: ebms-core 2.20.2 (../shared/tools/ebms-peer), both ways.
 
 The peer loads the same CPAs as the gateway and sends through its REST API; it reports DELIVERED
 only when our Acknowledgment reached it (async: POSTed to its endpoint; sync: in our HTTP
@@ -10,49 +10,34 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import time
-import urllib.parse
-import urllib.request
-import uuid
-import zipfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 from lxml import etree
 
 from gateway import envelope as env
-from gateway.config import load as load_config
-from gateway.ebms.cpastore import CpaStore
-from gateway.ebms.signing import Signer
-from routing.partners import PartnerRegistry
 from tests.conftest import missing_kafka_tools, sample
-from tests.ebmskit import GATEWAY, PEER, Side, make_cpa, save_signer
-from tests.gatewaykit import (
-    Setup,
-    _delivery,
-    eventually,
-    free_port,
-    make_setup,
-    rest,
-    running,
-    serve,
+from tests.ebmskit import GATEWAY, PEER
+from tests.ebmspeer import (
+    ASYNC_CPA,
+    KIT,
+    SIGNED_CPA,
+    SYNC_CPA,
+    Peer,
+    di01,
+    prepare,
+    started_peer,
 )
+from tests.gatewaykit import Setup, eventually, rest, running, serve
+from tests.relay import Relay
 
-KIT = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "ebms-peer"
 pytestmark = pytest.mark.ebms
-ASYNC_CPA, SYNC_CPA = "CPA_TEST_peer_async", "CPA_TEST_peer_sync"
-SIGNED_CPA = "CPA_TEST_peer_signed"
 
 
 def _skip_without_kit() -> None:
@@ -64,207 +49,20 @@ def _skip_without_kit() -> None:
         pytest.skip(f"the ebMS peer tests need {missing}")
 
 
-@dataclass
-class Peer:
-    name: str
-    home: Path
-    web_port: int
-    ebms_port: int
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}/service/rest/v19"
-
-    def call(self, method: str, path: str, body: object = None) -> object:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            f"{self.api}{path}",
-            data=data,
-            method=method,
-            headers={
-                "Content-Type": "application/json",
-                "Accept": "application/json, text/plain, */*",
-            },
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            raw = response.read()
-        return json.loads(raw) if raw.strip().startswith((b"{", b"[")) else raw.decode()
-
-    def load_cpa(self, cpa: bytes) -> None:
-        request = urllib.request.Request(
-            f"{self.api}/cpas?overwrite=true",
-            data=cpa,
-            method="POST",
-            headers={"Content-Type": "text/plain"},
-        )
-        urllib.request.urlopen(request, timeout=60).read()
-
-    def send(self, cpaid: str, payload: bytes, action: str = "ggk_Di01") -> str:
-        body = {
-            "properties": {
-                "cpaId": cpaid,
-                "fromPartyId": f"urn:osb:oin:{PEER.oin}",
-                "fromRole": PEER.role,
-                "toPartyId": f"urn:osb:oin:{GATEWAY.oin}",
-                "toRole": GATEWAY.role,
-                "service": "urn:osb:services:TEST:GgkGateway:1:0",
-                "action": action,
-            },
-            "dataSources": [
-                {
-                    "name": "envelop.xml",
-                    "contentType": "application/xml",
-                    "content": base64.b64encode(payload).decode(),
-                }
-            ],
-        }
-        return str(self.call("POST", "/ebms/messages", body))
-
-    def inbox(self) -> list[str]:
-        found = self.call("GET", "/ebms/messages/unprocessed")
-        return [str(m) for m in found] if isinstance(found, list) else []
-
-    def message(self, message_id: str) -> dict[str, Any]:
-        found = self.call("GET", f"/ebms/messages/{urllib.parse.quote(message_id, safe='')}")
-        assert isinstance(found, dict)
-        return found
-
-    def events(self) -> list[dict[str, str]]:
-        found = self.call("GET", "/ebms/events/unprocessed?eventTypes=DELIVERED&eventTypes=FAILED")
-        return list(found) if isinstance(found, list) else []  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
     _skip_without_kit()
     home = tmp_path_factory.mktemp("ebms-peer")
-    found = Peer("gwtest", home, free_port(), free_port())
-    seed = tmp_path_factory.mktemp("seed") / "cpa.xml"
-    seed.write_bytes(_cpa(ASYNC_CPA, found, 1))  # any CPA with the peer's own endpoint
-    started = subprocess.run(
-        [
-            str(KIT / "start.sh"),
-            "--name",
-            found.name,
-            "--cpa",
-            str(seed),
-            "--web-port",
-            str(found.web_port),
-            "--ebms-port",
-            str(found.ebms_port),
-        ],
-        env={**os.environ, "EBMS_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
+    with started_peer(home, tmp_path_factory.mktemp("seed") / "cpa.xml") as found:
         yield found
-    finally:
-        subprocess.run(
-            [str(KIT / "stop.sh"), found.name],
-            env={**os.environ, "EBMS_HOME": str(home)},
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-
-
-def _cpa(
-    cpaid: str,
-    peer: Peer,
-    gateway_port: int,
-    *,
-    sync: bool = False,
-    gateway_cert: bytes | None = None,
-    retry_interval: str = "PT1M",
-) -> bytes:
-    """A CPA between the peer and the gateway; with ``gateway_cert`` osb-rm-s, the peer signing
-    with ebms-core's built-in test key (its certificate is in the kit)."""
-    peer_cert = None
-    if gateway_cert is not None:
-        pem = (KIT / "certs" / "ebms-core-localhost.pem").read_bytes()
-        peer_cert = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-    return make_cpa(
-        "osb-rm-s" if gateway_cert else "osb-rm",
-        cpaid=cpaid,
-        sync=sync,
-        retries=10,
-        retry_interval=retry_interval,
-        peer=Side(
-            PEER.oin, PEER.name, PEER.role, f"http://127.0.0.1:{peer.ebms_port}/ebms", peer_cert
-        ),
-        gateway=Side(
-            GATEWAY.oin,
-            GATEWAY.name,
-            GATEWAY.role,
-            f"http://127.0.0.1:{gateway_port}/ebms",
-            gateway_cert,
-        ),
-    )
-
-
-def _trusted_signer(directory: Path) -> Signer:
-    """The key ebms-core's default truststore trusts (its built-in test keystore, from the
-    kit's jar at run time): the peer verifies signatures only with certificates it trusts."""
-    with zipfile.ZipFile(KIT / "ebms-admin-2.20.2.jar") as jar:
-        key, cert, _ = pkcs12.load_key_and_certificates(
-            jar.read("nl/clockwork/ebms/keystore.p12"), b"password"
-        )
-    assert isinstance(key, rsa.RSAPrivateKey) and cert is not None
-    return save_signer(directory, "ebms-signing", key, cert)
-
-
-class PlainSetup(Setup):
-    """The same gateway setup served over plain HTTP on loopback."""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def _prepare(
-    tmp_path: Path, peer: Peer, outbound_cpa: str, retry_interval: str = "PT1M"
-) -> PlainSetup:
-    """A plain-HTTP loopback gateway setup (the peer kit speaks HTTP) with the three CPAs
-    imported on both sides; 0150 is the partner behind the peer's OIN (delivered to over ebMS
-    under ``outbound_cpa``), 12345678 pulls its inbox."""
-    setup = make_setup(tmp_path / "gw", free_port())
-    text = (setup.directory / "partners.toml").read_text()
-    text = text.replace('kind = "gemeente"\n', f'kind = "gemeente"\noin = "{PEER.oin}"\n', 1)
-    text = _delivery(text, "0150", f'adapter = "ebms"\ncpa = "{outbound_cpa}"\n')
-    text = _delivery(text, "12345678", 'adapter = "inbox"\n')
-    (setup.directory / "partners.toml").write_text(text)
-    config = setup.config_path.read_text()
-    config = config.replace("[tls]", "[unused_tls]").replace(
-        f"port = {setup.port}\n", f"port = {setup.port}\nplain_http = true\n"
-    )
-    config += f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n'
-    config += 'signing_key = "keys/ebms-signing.key"\nsigning_cert = "keys/ebms-signing.crt"\n'
-    signer = _trusted_signer(setup.directory / "keys")
-    setup.config_path.write_text(config)
-    loaded = load_config(setup.config_path)
-    assert loaded.ebms is not None
-    store = CpaStore(loaded.ebms, PartnerRegistry.load(loaded.partners_file))
-    for cpaid, sync, cert in (
-        (ASYNC_CPA, False, None),
-        (SYNC_CPA, True, None),
-        (SIGNED_CPA, False, signer.certificate),
-    ):
-        cpa = _cpa(
-            cpaid, peer, setup.port, sync=sync, gateway_cert=cert, retry_interval=retry_interval
-        )
-        store.add(cpa)
-        peer.load_cpa(cpa)
-    return PlainSetup(setup.directory, setup.port)
 
 
 @contextlib.asynccontextmanager
-async def _linked(tmp_path: Path, peer: Peer, outbound_cpa: str) -> AsyncIterator[Setup]:
-    """:func:`_prepare`, served in this event loop."""
-    plain = _prepare(tmp_path, peer, outbound_cpa)
+async def _linked(
+    tmp_path: Path, peer: Peer, outbound_cpa: str, **options: Any
+) -> AsyncIterator[Setup]:
+    """:func:`tests.ebmspeer.prepare`, served in this event loop."""
+    plain = prepare(tmp_path, peer, outbound_cpa, **options)
     async with running(plain):
         yield plain
 
@@ -273,18 +71,6 @@ async def _linked(tmp_path: Path, peer: Peer, outbound_cpa: str) -> AsyncIterato
 async def linked(tmp_path: Path, peer: Peer) -> AsyncIterator[Setup]:
     async with _linked(tmp_path, peer, ASYNC_CPA) as setup:
         yield setup
-
-
-def _di01() -> bytes:
-    """A WMO301 from 0150 to 12345678 with its own Identificatie (TR056 refuses a reused one)."""
-    payload = sample("iwmo/wmo301.xml").replace("WMO301A0001", uuid.uuid4().hex[:12])
-    return env.build_di01(
-        payload.encode(),
-        zender="0150",
-        zender_applicatie="DOWRsociaal",
-        ontvanger="12345678",
-        functie="WMO301",
-    )
 
 
 async def _delivered(peer: Peer, message_id: str) -> str:
@@ -302,7 +88,7 @@ async def test_peer_message_is_accepted_and_acknowledged(
     linked: Setup, peer: Peer, cpaid: str
 ) -> None:
     started = time.monotonic()
-    message_id = await asyncio.to_thread(peer.send, cpaid, _di01())
+    message_id = await asyncio.to_thread(peer.send, cpaid, di01())
     assert await _delivered(peer, message_id) == "DELIVERED"
     _, listing = await rest(linked, "GET", "/api/v1/inbox", token=linked.token("12345678"))
     assert [m["functie"] for m in listing["messages"]] == ["WMO301"]
@@ -352,7 +138,7 @@ async def test_a_resent_message_gets_the_same_ack_and_is_accepted_once(
     linked: Setup, tmp_path: Path
 ) -> None:
     payload = tmp_path / "di01.xml"
-    payload.write_bytes(_di01())
+    payload.write_bytes(di01())
     message_id = f"kit-{time.time_ns()}@peer.test"
     first = await asyncio.to_thread(_kit_send, linked, payload, message_id)
     second = await asyncio.to_thread(_kit_send, linked, payload, message_id)
@@ -363,34 +149,45 @@ async def test_a_resent_message_gets_the_same_ack_and_is_accepted_once(
     assert len(listing["messages"]) == 1
 
 
+async def _submit_wmo305(linked: Setup) -> str:
+    """A WMO305 from 12345678 to 0150 (delivered over ebMS to the peer); its message id."""
+    status, accepted = await rest(
+        linked,
+        "POST",
+        "/api/v1/messages",
+        token=linked.token("12345678"),
+        data=sample("iwmo/wmo305.xml").encode(),
+        headers={"Content-Type": "application/xml"},
+    )
+    assert status == 202, accepted
+    return str(accepted["id"])
+
+
+async def _delivery_to_peer(linked: Setup, message_id: str) -> dict[str, Any]:
+    """The message's delivery to 0150 as its sender sees it."""
+    _, view = await rest(
+        linked, "GET", f"/api/v1/messages/{message_id}", token=linked.token("12345678")
+    )
+    found: dict[str, Any] = next(d for d in view["deliveries"] if d["destination"] == "0150")
+    return found
+
+
+async def _finished(linked: Setup, message_id: str, state: str = "delivered") -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        delivery = await _delivery_to_peer(linked, message_id)
+        return delivery if delivery["state"] == state else None
+
+    found: dict[str, Any] = await eventually(reached, timeout=60, interval=0.5)
+    return found
+
+
 @pytest.mark.parametrize("cpaid", [ASYNC_CPA, SYNC_CPA, SIGNED_CPA])
 async def test_gateway_message_reaches_the_peer_and_is_acknowledged(
     tmp_path: Path, peer: Peer, cpaid: str
 ) -> None:
     async with _linked(tmp_path, peer, cpaid) as linked:
         before = set(await asyncio.to_thread(peer.inbox))
-        status, accepted = await rest(
-            linked,
-            "POST",
-            "/api/v1/messages",
-            token=linked.token("12345678"),
-            data=sample("iwmo/wmo305.xml").encode(),
-            headers={"Content-Type": "application/xml"},
-        )
-        assert status == 202, accepted
-
-        async def delivered() -> bool:
-            _, view = await rest(
-                linked,
-                "GET",
-                f"/api/v1/messages/{accepted['id']}",
-                token=linked.token("12345678"),
-            )
-            return any(
-                d["destination"] == "0150" and d["state"] == "delivered" for d in view["deliveries"]
-            )
-
-        await eventually(delivered, timeout=60, interval=0.5)
+        await _finished(linked, await _submit_wmo305(linked))
         arrived = set(await asyncio.to_thread(peer.inbox)) - before
         assert len(arrived) == 1
         message = await asyncio.to_thread(peer.message, arrived.pop())
@@ -400,19 +197,97 @@ async def test_gateway_message_reaches_the_peer_and_is_acknowledged(
         assert message["properties"]["action"] == "ggk_Di01"
 
 
+async def test_a_message_we_refuse_fails_at_the_peer_and_reaches_nobody(
+    linked: Setup, peer: Peer
+) -> None:
+    """XSD-invalid content: our MessageError (DeliveryFailure) reaches the peer, which reports
+    the delivery FAILED; nothing is accepted."""
+    payload = sample("iwmo/wmo301.xml").replace("WMO301A0001", "X" * 40)  # beyond its length
+    invalid = env.build_di01(
+        payload.encode(),
+        zender="0150",
+        zender_applicatie="DOWRsociaal",
+        ontvanger="12345678",
+        functie="WMO301",
+    )
+    message_id = await asyncio.to_thread(peer.send, ASYNC_CPA, invalid)
+    assert await _delivered(peer, message_id) == "FAILED"
+    _, listing = await rest(linked, "GET", "/api/v1/inbox", token=linked.token("12345678"))
+    assert listing["messages"] == []
+
+
+async def test_a_message_error_from_the_peer_dead_letters_our_message(
+    tmp_path: Path, peer: Peer
+) -> None:
+    """The peer's copy of the CPA does not know our action: its MessageError (async, to our
+    endpoint) ends the delivery as a dead letter naming the code, without resends."""
+    unknown = lambda cpa: cpa.replace(b"ggk_Di01", b"ggk_Xx01")  # noqa: E731
+    async with _linked(tmp_path, peer, ASYNC_CPA, peer_copy=unknown) as linked:
+        delivery = await _finished(linked, await _submit_wmo305(linked), "dead")
+        assert "ValueNotRecognized" in delivery["last_error"]
+        assert delivery["attempts"] == 1
+
+
+async def test_the_peer_unreachable_then_back_gets_the_message_once(
+    tmp_path: Path, peer: Peer
+) -> None:
+    """The link is down (connections refused): the gateway resends on the CPA's RetryInterval
+    until the peer acknowledges; the peer holds the message once."""
+    relay = Relay(peer.ebms_port)
+    async with _linked(
+        tmp_path, peer, ASYNC_CPA, retry_interval="PT2S", peer_port=relay.port
+    ) as linked:
+        before = set(await asyncio.to_thread(peer.inbox))
+        message_id = await _submit_wmo305(linked)
+        await eventually(
+            lambda: _attempted(linked, message_id, at_least=2), timeout=60, interval=0.2
+        )
+        await relay.up()
+        try:
+            await _finished(linked, message_id)
+        finally:
+            await relay.down()
+        assert len(set(await asyncio.to_thread(peer.inbox)) - before) == 1
+
+
+async def test_a_lost_acknowledgment_makes_us_resend_and_the_peer_keeps_one(
+    tmp_path: Path, peer: Peer
+) -> None:
+    """Sync CPA: the peer got the message but its Acknowledgment never came back. The gateway
+    resends the identical message; the peer eliminates the duplicate and acknowledges again."""
+    relay = Relay(peer.ebms_port)
+    relay.lose_answers = 1
+    await relay.up()
+    try:
+        async with _linked(
+            tmp_path, peer, SYNC_CPA, retry_interval="PT2S", peer_port=relay.port
+        ) as linked:
+            before = set(await asyncio.to_thread(peer.inbox))
+            delivery = await _finished(linked, await _submit_wmo305(linked))
+            assert delivery["attempts"] >= 2 and relay.connections >= 2
+            assert len(set(await asyncio.to_thread(peer.inbox)) - before) == 1
+    finally:
+        await relay.down()
+
+
+async def _attempted(linked: Setup, message_id: str, at_least: int) -> bool:
+    delivery = await _delivery_to_peer(linked, message_id)
+    return int(delivery["attempts"]) >= at_least and delivery["state"] != "delivered"
+
+
 async def test_kill_9_while_receiving_loses_nothing_and_accepts_each_message_once(
     tmp_path: Path, peer: Peer
 ) -> None:
     """The gateway is killed (-9) while the peer's messages arrive: some are accepted and not
     yet acknowledged, some not received at all. The peer resends on its CPA schedule; after the
     restart every message is acknowledged and accepted exactly once."""
-    setup = _prepare(tmp_path, peer, ASYNC_CPA, retry_interval="PT3S")
+    setup = prepare(tmp_path, peer, ASYNC_CPA, retry_interval="PT3S")
     log = tmp_path / "gateway.log"
     gateway = await serve(setup, log)
     sent: list[str] = []
     try:
         for _ in range(6):
-            sent.append(await asyncio.to_thread(peer.send, ASYNC_CPA, _di01()))
+            sent.append(await asyncio.to_thread(peer.send, ASYNC_CPA, di01()))
         # killed as soon as the first is accepted: the rest are on their way or not yet sent
         await eventually(lambda: b'"ebms.accepted"' in log.read_bytes(), timeout=60, interval=0.01)
     finally:

