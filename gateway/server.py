@@ -156,6 +156,9 @@ def build(config: GatewayConfig) -> Gateway:
     if config.ebms is not None:
         inbound = EbmsInbound(config, CpaStore(config.ebms, partners), ingress, limits)
         context["ebms"] = inbound.outbound
+        if isinstance(broker, KafkaBroker):  # answers may reach another process than the sender
+            inbound.outbound.share = broker.share_ebms_answer
+            broker.ebms_answer_listener = inbound.outbound.answer_from_cluster
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake, context=context)
     soap_limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=SOAP_MAX_MARKUP)
     bodies = BodyBudget(config.limits.inflight_body_mb * 1024 * 1024)

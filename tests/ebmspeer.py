@@ -215,12 +215,14 @@ def prepare(
     retry_interval: str = "PT1M",
     *,
     peer_port: int | None = None,
+    gateway_port: int | None = None,
     peer_copy: Callable[[bytes], bytes] = lambda cpa: cpa,
 ) -> PlainSetup:
     """A plain-HTTP loopback gateway setup (the peer kit speaks HTTP) with the three CPAs
     imported on both sides; 0150 is the partner behind the peer's OIN (delivered to over ebMS
     under ``outbound_cpa``), 12345678 pulls its inbox. ``peer_copy`` makes the peer's copy of
-    each CPA disagree with ours."""
+    each CPA disagree with ours; ``gateway_port`` puts our endpoint in the CPAs elsewhere (a
+    relay in front of several processes)."""
     setup = make_setup(tmp_path / "gw", free_port())
     text = (setup.directory / "partners.toml").read_text()
     text = text.replace('kind = "gemeente"\n', f'kind = "gemeente"\noin = "{PEER.oin}"\n', 1)
@@ -246,7 +248,7 @@ def prepare(
         cpa = peer_cpa(
             cpaid,
             peer,
-            setup.port,
+            gateway_port or setup.port,
             sync=sync,
             gateway_cert=cert,
             retry_interval=retry_interval,

@@ -36,6 +36,15 @@ class Relay:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        await self._drop_connections()
+
+    async def retarget(self, target: int) -> None:
+        """Forward to ``target`` from now on; open connections (kept alive by a client) are
+        closed, so the next request connects anew."""
+        self.target = target
+        await self._drop_connections()
+
+    async def _drop_connections(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -62,6 +71,8 @@ class Relay:
                 await upstream_in.read(1)
             else:
                 await _pump(upstream_in, client_out)
+        except asyncio.CancelledError:  # the relay goes down: the connections with it
+            pass
         finally:
             forward.cancel()
             for writer in (client_out, upstream_out):

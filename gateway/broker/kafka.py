@@ -210,6 +210,10 @@ class KafkaBroker:
         self._buffered = 0
         self._space = asyncio.Event()
         self._ids = itertools.count(1)
+        # ebMS
+        self.ebms_answer_listener: Callable[[str, str, str], None] | None = None
+        """Given every ebMS answer published by any process (:meth:`share_ebms_answer`), in the
+        view's writer thread: the process that sent the message records it."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -430,6 +434,9 @@ class KafkaBroker:
             self._apply_delivery(db, meta)
         elif kind == "event":
             self._history(db, meta)
+        elif kind == "ebms_answer":
+            if self.ebms_answer_listener is not None:
+                self.ebms_answer_listener(meta["ref"], meta["cpaid"], meta["outcome"])
         elif kind == "audit":
             if self.local.audit_enabled:
                 event, at = rec.read_audit(self.keyring, meta)
@@ -486,6 +493,14 @@ class KafkaBroker:
         sent = await self._send(self.t_events, rec.frame(meta), message_id)
         if wait_view:
             await self.wait_applied({TopicPartition(sent.topic, sent.partition): sent.offset + 1})
+
+    async def share_ebms_answer(self, ref: str, cpaid: str, outcome: str) -> None:
+        """An Acknowledgment or MessageError that reached this process for a message it did not
+        send: the partner's MSH answers the CPA's one endpoint, while the sender is whichever
+        process owns that partner's deliveries. Published on ``events`` (keyed by the
+        MessageId), every process's view applies it, the sender's records it."""
+        meta = {"t": "ebms_answer", "ref": ref, "cpaid": cpaid, "outcome": outcome}
+        await self._send(self.t_events, rec.frame(meta), ref)
 
     # --- accepting ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -78,6 +79,11 @@ class EbmsOutbound:
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
         self._waiters: dict[str, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
+        self.share: Callable[[str, str, str], Awaitable[None]] | None = None
+        """Set with the Kafka backend: passes an answer for a message another process sent
+        on to the cluster (:meth:`gateway.broker.kafka.KafkaBroker.share_ebms_answer`)."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop the attempts wait in (an answer from the cluster wakes them from a thread)."""
 
     async def close(self) -> None:
         if self._session is not None:
@@ -98,10 +104,23 @@ class EbmsOutbound:
             ]
             outcome = f"error:{(codes or ['?'])[0][:40]}"
         recorded = await asyncio.to_thread(self.sent.answer, ref, cpaid, outcome)
+        if recorded:
+            self._wake(ref)
+        elif self.share is not None and await asyncio.to_thread(self.sent.get, ref) is None:
+            await self.share(ref, cpaid, outcome)  # another process sent it
+            log.info("ebms.answer_shared", cpaid=cpaid)
+            return True
+        return recorded
+
+    def answer_from_cluster(self, ref: str, cpaid: str, outcome: str) -> None:
+        """An answer another process received (Kafka view thread): recorded if we sent it."""
+        if self.sent.answer(ref, cpaid, outcome) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake, ref)
+
+    def _wake(self, ref: str) -> None:
         waiter = self._waiters.get(ref)
         if waiter is not None:
             waiter.set()
-        return recorded
 
     # --- one attempt -------------------------------------------------------------------------
 
@@ -124,6 +143,7 @@ class EbmsOutbound:
         return Route(link, binding, theirs)
 
     async def attempt(self, item: Outbound, settings: dict[str, Any]) -> None:
+        self._loop = asyncio.get_running_loop()
         route = self.route(item, settings)
         channel = route.ours.channel
         message_id = f"{item.message_id}.{item.delivery_id}@{self.host}"
