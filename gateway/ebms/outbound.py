@@ -94,7 +94,7 @@ class EbmsOutbound:
     async def answered(self, signal: ebms.EbmsMessage, cpaid: str) -> bool:
         """An Acknowledgment or MessageError for a message we sent: recorded, waiters woken."""
         ref = signal.ref_to_message_id
-        if ref is None:
+        if ref is None or len(ref) > 256:  # ours are far shorter; nothing else goes on to Kafka
             return False
         if signal.action == "Acknowledgment":
             outcome = ACKNOWLEDGED
