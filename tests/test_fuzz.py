@@ -6,19 +6,27 @@ precise error or a report — never another exception — and routing keeps its 
 
 from __future__ import annotations
 
-from datetime import date
+import contextlib
+from datetime import UTC, date, datetime, timedelta
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import envelope as env
 from gateway import soap
+from gateway.ebms import message as ebms
+from gateway.ebms.signing import Algorithms, SignatureProblem, Signer, verify
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
 from routing.partners import PartnerKind
 from routing.table import Action, Destination, Refusal, RoutedMessage, RouteRule, RouteTable
 from tests.conftest import sample
+from tests.ebmskit import di01, outgoing, signed_by
 
 VALIDATOR = Validator(SchemaRegistry(), today=date(2026, 11, 22))
 SEEDS = [
@@ -168,3 +176,80 @@ def test_route_matcher_invariants(
     assert Destination(receiver, False, outcome[partners.index(receiver)].rule) in outcome
     assert all(d.partner != sender for d in outcome if d.copy), "no copy back to the sender"
     assert all(d.copy for d in outcome if d.partner != receiver)
+
+
+def _ebms_seeds() -> tuple[list[tuple[str, bytes]], Signer]:
+    """An ebMS business message as sent, unsigned and signed (osb-rm-s, a fresh test key)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    signer = Signer(key, cert.public_bytes(serialization.Encoding.DER))
+    plain = ebms.business_message(outgoing(di01()))
+    signed = ebms.business_message(outgoing(di01()), seal=signed_by(signer))
+    return [plain, signed], signer
+
+
+EBMS_SEEDS, EBMS_SIGNER = _ebms_seeds()
+SHA256 = Algorithms(
+    "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+)
+
+
+@st.composite
+def mutated_ebms(draw: st.DrawFn) -> tuple[str, bytes]:
+    """An ebMS request with a few random byte changes in its MIME body or Content-Type."""
+    content_type, body = draw(st.sampled_from(EBMS_SEEDS))
+    data = bytearray(body)
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        kind = draw(st.sampled_from(["flip", "insert", "delete", "cut", "header"]))
+        if kind == "flip" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "insert":
+            data[at:at] = draw(
+                st.sampled_from([b"\r\n", b"--", b"=?utf-8?b?w6k=?=", b"\xff\xfe", b"Content-ID: "])
+            )
+        elif kind == "delete":
+            del data[at : at + draw(st.integers(1, 40))]
+        elif kind == "cut":
+            del data[at:]
+        else:
+            content_type = draw(
+                st.sampled_from(
+                    [
+                        content_type.replace("boundary=", "boundary=x"),
+                        "multipart/related",
+                        'multipart/related; boundary=""',
+                        "multipart/mixed; boundary=" + "a" * 300,
+                        content_type + "; charset=\xe9",
+                    ]
+                )
+            )
+    return content_type, bytes(data)
+
+
+@EXAMPLES
+@given(mutated_ebms())
+def test_ebms_reader_and_signature_check_only_raise_their_own_errors(
+    request_: tuple[str, bytes],
+) -> None:
+    """Whatever a partner's MSH sends: the reader says it is unreadable, or the signature
+    check says what is wrong with it — never another exception."""
+    content_type, body = request_
+    try:
+        message = ebms.read(content_type, body)
+    except ebms.EbmsParseError:
+        return
+    parts = {cid: part.data for cid, part in message.parts.items()}
+    with contextlib.suppress(SignatureProblem):
+        verify(message.envelope, parts, certificate=EBMS_SIGNER.certificate, algorithms=SHA256)
