@@ -52,7 +52,10 @@ class DeliveryConfig:
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     timeout: float = 30.0
-    concurrency: int = 16
+    concurrency: int = 64
+    """Deliveries in flight across all receivers."""
+    per_receiver: int = 16
+    """Deliveries in flight to one receiver: a slow one holds at most this many slots."""
     lease_seconds: float = 120.0
     poll_interval: float = 1.0
 

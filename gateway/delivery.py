@@ -80,7 +80,13 @@ class DeliveryService:
         while not self._stopping:
             free = self.config.concurrency - len(self._inflight)
             try:
-                jobs = await self.broker.claim(free, self.config.lease_seconds) if free else []
+                jobs = (
+                    await self.broker.claim(
+                        free, self.config.lease_seconds, self.config.per_receiver
+                    )
+                    if free
+                    else []
+                )
             except StorageError as exc:  # e.g. disk full: keep the workers alive, try later
                 log.error("delivery.claim_failed", error=str(exc))
                 await asyncio.sleep(self.config.poll_interval)
@@ -106,8 +112,10 @@ class DeliveryService:
             # partners, ebMS waiting for acknowledgments) a due delivery would make this a busy
             # loop. A finished attempt sets ``wake``.
             due = await self.broker.next_due()
-            if due is not None:
-                timeout = max(0.0, min(timeout, due - self.clock()))
+            if due is not None and due > self.clock():
+                timeout = min(timeout, due - self.clock())
+            # Due already, yet the claim just left it: its receiver is at ``per_receiver``.
+            # A finished attempt sets ``wake``; new work does too.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout)
 

@@ -141,7 +141,8 @@ max_attempts = 8
 backoff_base = 1.0
 backoff_max = 300.0
 timeout = 30.0
-concurrency = 16
+concurrency = 64                 # deliveries in flight across all receivers (docs/architecture.md)
+per_receiver = 16                # ... and to one receiver: a slow one never takes every slot
 
 [retour]
 overdue_days = 3

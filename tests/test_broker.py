@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from benchmarks.harness import start_sink
-from gateway.broker.base import NewMessage, StorageError
+from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
 from gateway.config import check as check_config
@@ -237,3 +237,86 @@ async def test_with_every_slot_busy_the_delivery_loop_waits_instead_of_polling(
         await asyncio.gather(task, return_exceptions=True)
         await broker.close()
         await runner.cleanup()
+
+
+def _to(n: int, destination: str) -> NewMessage:
+    return dataclasses.replace(
+        stored_message(n), deliveries=(PlannedDelivery(destination, "http", False, False),)
+    )
+
+
+async def test_claims_keep_at_most_the_cap_in_flight_per_receiver(tmp_path: Path) -> None:
+    """A receiver with a backlog at the head of the queue gets its cap; the others behind it
+    are claimed in the same call, and nothing more for it until one of its deliveries ends."""
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    for n in range(30):  # the oldest 30 are all for X
+        await broker.accept(_to(n, "X"))
+    for n in range(30, 34):
+        await broker.accept(_to(n, f"R{n}"))
+    first = await broker.claim(10, 30, per_destination=3)
+    assert sorted(j.destination for j in first) == ["R30", "R31", "R32", "R33", "X", "X", "X"]
+    assert await broker.claim(10, 30, per_destination=3) == []  # X at its cap, the rest done
+    await broker.delivered(next(j for j in first if j.destination == "X"))
+    (again,) = await broker.claim(10, 30, per_destination=3)
+    assert again.destination == "X" and again.message_id == "m3"  # the next oldest of X
+    await broker.close()
+
+
+async def test_a_receiver_that_hangs_holds_its_cap_and_the_others_are_delivered(
+    tmp_path: Path,
+) -> None:
+    """12345678 accepts our requests and never answers; its backlog is older than 87654321's
+    message. With four slots and two per receiver, 87654321 is still delivered at once."""
+    arrived, end = asyncio.Event(), asyncio.Event()
+    hanging = 0
+
+    async def never(request: web.Request) -> web.Response:
+        nonlocal hanging
+        await request.read()
+        hanging += 1
+        await end.wait()  # the test's end; the adapter's timeout is a minute
+        return web.Response(status=204)
+
+    async def answers(request: web.Request) -> web.Response:
+        await request.read()
+        arrived.set()
+        return web.Response(status=204)
+
+    slow_runner, slow_port = await start_sink(never)
+    fast_runner, fast_port = await start_sink(answers)
+    partners_file = tmp_path / "partners.toml"
+    partners_file.write_text(
+        "".join(
+            f'[[partner]]\nid = "{partner}"\nname = "Zorg"\nkind = "aanbieder"\n'
+            f'[partner.delivery]\nadapter = "http"\nurl = "http://127.0.0.1:{port}/http"\n'
+            for partner, port in (("12345678", slow_port), ("87654321", fast_port))
+        )
+    )
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    for n in range(5):
+        await broker.accept(_to(n, "12345678"))
+    await broker.accept(_to(5, "87654321"))
+    service = DeliveryService(
+        broker,
+        PartnerRegistry.load(partners_file),
+        DeliveryConfig(concurrency=4, per_receiver=2, timeout=60),
+    )
+    task = asyncio.create_task(service.run())
+    try:
+        await asyncio.wait_for(arrived.wait(), 15)
+        for _ in range(100):  # the delivery is recorded just after the answer
+            if (await broker.counts()).get("delivered"):
+                break
+            await asyncio.sleep(0.05)
+        assert (await broker.counts()) == {"delivered": 1, "inflight": 2, "pending": 3}
+        assert hanging == 2  # its cap, not every slot
+    finally:
+        end.set()
+        await service.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await broker.close()
+        await slow_runner.cleanup()
+        await fast_runner.cleanup()

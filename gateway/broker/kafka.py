@@ -684,7 +684,11 @@ class KafkaBroker:
         else:
             self._ready.setdefault(meta["destination"], deque()).append(pending)
 
-    async def claim(self, limit: int, lease_seconds: float) -> list[Job]:
+    async def claim(
+        self, limit: int, lease_seconds: float, per_destination: int | None = None
+    ) -> list[Job]:
+        """Ready deliveries, at most one in flight per receiver (partition order), so
+        ``per_destination`` is met whatever its value."""
         now = self.clock()
         while self._waiting and self._waiting[0][0] <= now:
             _, _, pending = heapq.heappop(self._waiting)
