@@ -309,3 +309,8 @@ def check(config: GatewayConfig) -> None:
         )
     if config.delivery.max_attempts < 1:
         raise ConfigError(f"{config.path}: delivery.max_attempts must be at least 1")
+    if not 1 <= config.delivery.per_receiver <= config.delivery.concurrency:
+        raise ConfigError(
+            f"{config.path}: delivery.per_receiver must be at least 1 and at most "
+            f"delivery.concurrency ({config.delivery.concurrency})"
+        )

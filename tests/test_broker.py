@@ -143,6 +143,9 @@ def test_plain_http_only_on_loopback_and_sane_delivery_settings(tmp_path: Path) 
         check_config(
             GatewayConfig(path=path, plain_http=True, delivery=DeliveryConfig(max_attempts=0))
         )
+    for wrong in (DeliveryConfig(per_receiver=0), DeliveryConfig(concurrency=8, per_receiver=9)):
+        with pytest.raises(ConfigError, match="per_receiver"):
+            check_config(GatewayConfig(path=path, plain_http=True, delivery=wrong))
 
 
 async def test_one_process_per_database_and_leases_recovered_on_start(tmp_path: Path) -> None:
