@@ -378,8 +378,8 @@ async def capturing() -> AsyncIterator[Capture]:
         await runner.cleanup()
 
 
-def write_signer(directory: Path, name: str) -> Signer:
-    """A fresh RSA key and self-signed certificate as ``name.key``/``name.crt`` (PEM)."""
+def fresh_key(name: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """A new RSA key and a self-signed certificate for it (30 days), for signing tests."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.now(UTC)
@@ -393,7 +393,18 @@ def write_signer(directory: Path, name: str) -> Signer:
         .not_valid_after(now + timedelta(days=30))
         .sign(key, hashes.SHA256())
     )
-    return save_signer(directory, name, key, cert)
+    return key, cert
+
+
+def fresh_signer(name: str) -> Signer:
+    """:func:`fresh_key` as a Signer, in memory."""
+    key, cert = fresh_key(name)
+    return Signer(key, cert.public_bytes(serialization.Encoding.DER))
+
+
+def write_signer(directory: Path, name: str) -> Signer:
+    """:func:`fresh_key` as ``name.key``/``name.crt`` (PEM)."""
+    return save_signer(directory, name, *fresh_key(name))
 
 
 def save_signer(

@@ -228,18 +228,27 @@ async def test_with_every_slot_busy_the_delivery_loop_waits_instead_of_polling(
         await asyncio.sleep(1.5)  # the poll interval is 1 s: one or two reads, not thousands
         assert reads - before <= 3, reads - before
         release.set()
-        for _ in range(300):
-            if (await broker.counts()).get("delivered") == 2:
-                break
-            await asyncio.sleep(0.05)
+        await _delivered(broker, 2)
         assert (await broker.counts()) == {"delivered": 2}
     finally:
         release.set()
-        await service.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await _stopped(service, task)
         await broker.close()
         await runner.cleanup()
+
+
+async def _delivered(broker: SqliteBroker, count: int) -> None:
+    """Until ``count`` deliveries are recorded (just after the partner's answer), at most 15 s."""
+    for _ in range(300):
+        if (await broker.counts()).get("delivered") == count:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _stopped(service: DeliveryService, task: asyncio.Task[None]) -> None:
+    await service.stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _to(n: int, destination: str) -> NewMessage:
@@ -309,17 +318,12 @@ async def test_a_receiver_that_hangs_holds_its_cap_and_the_others_are_delivered(
     task = asyncio.create_task(service.run())
     try:
         await asyncio.wait_for(arrived.wait(), 15)
-        for _ in range(100):  # the delivery is recorded just after the answer
-            if (await broker.counts()).get("delivered"):
-                break
-            await asyncio.sleep(0.05)
+        await _delivered(broker, 1)
         assert (await broker.counts()) == {"delivered": 1, "inflight": 2, "pending": 3}
         assert hanging == 2  # its cap, not every slot
     finally:
         end.set()
-        await service.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await _stopped(service, task)
         await broker.close()
         await slow_runner.cleanup()
         await fast_runner.cleanup()

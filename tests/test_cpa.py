@@ -13,15 +13,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from cli import main
 from gateway.ebms.cpa import CpaError, Profile, load_schema, parse
-from tests.ebmskit import GATEWAY, PEER, Side, make_cpa
+from tests.ebmskit import GATEWAY, PEER, Side, fresh_signer, make_cpa
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 XSD_DIR = SHARED / "standards" / "ebms2-xsd"
@@ -33,20 +29,7 @@ needs_xsd = pytest.mark.skipif(
 
 
 def _certificate() -> bytes:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "signer")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.DER)
+    return fresh_signer("signer").certificate
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,8 @@ precise error or a report — never another exception — and routing keeps its 
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +22,7 @@ from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
 from routing.partners import PartnerKind
 from routing.table import Action, Destination, Refusal, RoutedMessage, RouteRule, RouteTable
 from tests.conftest import sample
-from tests.ebmskit import di01, outgoing, signed_by
+from tests.ebmskit import di01, fresh_signer, outgoing, signed_by
 
 VALIDATOR = Validator(SchemaRegistry(), today=date(2026, 11, 22))
 SEEDS = [
@@ -180,20 +176,7 @@ def test_route_matcher_invariants(
 
 def _ebms_seeds() -> tuple[list[tuple[str, bytes]], Signer]:
     """An ebMS business message as sent, unsigned and signed (osb-rm-s, a fresh test key)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    signer = Signer(key, cert.public_bytes(serialization.Encoding.DER))
+    signer = fresh_signer("fuzz")
     plain = ebms.business_message(outgoing(di01()))
     signed = ebms.business_message(outgoing(di01()), seal=signed_by(signer))
     return [plain, signed], signer
