@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+import structlog
 from lxml import etree
 
 from gateway import envelope as env
@@ -19,11 +20,15 @@ from gateway.identify import Identified, identify, parties
 from gateway.report import Problem, ValidationReport
 from gateway.rules import RULES, MessageContext, Rule
 from gateway.rules.base import reading_cache
+from gateway.rules.screen import Screen, ScreenError, compile_screen, names_of
+from gateway.rules.screens import KEYS, tests_for
 from gateway.schemas import SchemaRegistry
 from gateway.soap import SOAP11_NS
 from gateway.standards import Kind, MessageType
 from gateway.xmlsafe import DEFAULT_LIMITS, ParseLimits, UnsafeXml, parse_untrusted
 from gateway.xsderrors import problems_from_log
+
+log = structlog.get_logger("ggk.validation")
 
 
 @dataclass(slots=True)
@@ -44,7 +49,11 @@ class Validator:
     rules: Sequence[Rule] = field(default_factory=lambda: list(RULES))
     today: date | None = None
     """The receiver's system date for TR135; None means the real date at each call."""
+    screen: bool = True
+    """Ask the compiled screen (:mod:`gateway.rules.screen`) which rules may fire and run only
+    those; False runs every rule in Python (the reference the screen is tested against)."""
     _selected: dict[str, list[Rule]] = field(default_factory=dict, init=False, repr=False)
+    _screens: dict[object, Screen | None] = field(default_factory=dict, init=False, repr=False)
 
     def _rules_for(self, message: MessageType) -> list[Rule]:
         """The rules that apply to a message type, selected once per type."""
@@ -53,6 +62,27 @@ class Validator:
             selected = [r for r in self.rules if r.applies_to(message)]
             self._selected[message.code] = selected
         return selected
+
+    def _screen_for(self, identified: Identified) -> Screen | None:
+        """The compiled screen of a message type and schema file, built on first use. A schema
+        the screen cannot be built for (an operator's bundle that names things otherwise) is
+        validated with every rule in Python: slower, never less strict."""
+        key = (identified.message.code, identified.schema.file.path)
+        if key not in self._screens:
+            tests = tests_for(identified.message) if self.screen else {}
+            screen = None
+            if tests:
+                try:
+                    screen = compile_screen(tests, KEYS, names_of(identified.schema.file.path))
+                except ScreenError as exc:
+                    log.warning(
+                        "rule_screen_unavailable",
+                        message=identified.message.code,
+                        schema=identified.schema.file.path.name,
+                        reason=str(exc),
+                    )
+            self._screens[key] = screen
+        return self._screens[key]
 
     def validate(self, data: bytes, source: str = "-") -> ValidationReport:
         """Validate raw bytes: a bare iWmo/iJw message, a StUF-GGk envelope or a SOAP request."""
@@ -109,8 +139,13 @@ class Validator:
             today=self.today or date.today(),
             xsd_versions=(schema.file.basisschema_xsd_versie, schema.file.bericht_xsd_versie),
         )
+        rules = self._rules_for(outcome.message)
+        screen = self._screen_for(outcome)
+        if screen is not None:
+            flagged = screen.flagged(root, ctx.today, ctx.xsd_versions)
+            rules = [r for r in rules if r.id in flagged or r.id not in screen.screened]
         with reading_cache():
-            for rule in self._rules_for(outcome.message):
+            for rule in rules:
                 report.problems.extend(rule.run(ctx))
         return result
 

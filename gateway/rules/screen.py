@@ -1,0 +1,237 @@
+"""A screen in C before the rules in Python: which rules can possibly fire on this message?
+
+Each business rule is a Python function that explains a violation well (element, path, line,
+expected and found), but from Python every lxml look-up costs microseconds, and a valid
+message — the overwhelming case — pays for all of them to learn nothing. So, as the official
+iStandaarden checks are published (XSLT), each screened rule also has an XPath 1.0 test that
+libxslt evaluates in C. All of a message type's tests are compiled into one stylesheet; one
+transform per message answers which rules *may* fire, and only those rules (plus the rules
+without a screen) run in Python. A screen may over-approximate — a flagged rule whose Python
+check finds nothing costs time, not correctness — but it must never miss: the Python rule stays
+the authority, and ``tests/test_screen.py`` checks on every rule case, near miss, sample and a
+mutation corpus that whatever Python reports, the screen flagged.
+
+Tests are written with local names, as the Python rules read them (``Client/Naam``); the
+compiler qualifies each name with the namespace the message's XSD declares it in (the message
+namespace, the basisschema's, or both when the two declare it), so one text serves iWmo and
+iJw, and a name neither schema declares is an error at compile time, not a silent miss.
+Macros keep the tests short: ``S(x)`` is ``normalize-space(x)``, ``N(x)`` an integer allowing
+a leading ``+`` (``xs:integer`` does), ``D(x)`` an ``xs:date`` as the number yyyymmdd.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from lxml import etree
+
+from gateway.xmlsafe import parse_trusted_file
+
+XSL_NS = "http://www.w3.org/1999/XSL/Transform"
+XS_NS = "http://www.w3.org/2001/XMLSchema"
+
+_MACROS = {
+    "S": "normalize-space({})",
+    "N": "number(translate(normalize-space({}), '+', ''))",
+    "D": "number(translate(normalize-space({}), '-', ''))",
+}
+_NAME = re.compile(r"(?<![\w$.'-])([A-Z][A-Za-z0-9]*)(?![\w(:-])")
+_LITERAL = re.compile(r"('[^']*'|\"[^\"]*\")")
+_KEY_USE = re.compile(r"key\('([\w-]+)'")
+
+
+class ScreenError(Exception):
+    """A screen test that cannot be compiled: an unknown name, a missing key, bad XPath."""
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """An ``xsl:key``: uniqueness tests count the nodes sharing a key value in C."""
+
+    match: str
+    use: str
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Which namespace(s) declare each element name for one message type."""
+
+    message_ns: str
+    basis_ns: str
+    message: frozenset[str]
+    basis: frozenset[str]
+    standard: frozenset[str]
+    """Every name the standard's schemas declare: a name outside it is a typo."""
+
+    def qualify(self, name: str) -> str:
+        in_message, in_basis = name in self.message, name in self.basis
+        if in_message and in_basis:
+            return f"*[self::m:{name} or self::b:{name}]"
+        if in_basis:
+            return f"b:{name}"
+        if in_message or name in self.standard:
+            return f"m:{name}"  # another message's element: selects nothing here, as in Python
+        raise ScreenError(f"{name!r} is declared in no schema beside {self.message_ns}")
+
+
+def _declared(path: Path) -> tuple[str, frozenset[str], dict[str, Path]]:
+    """(target namespace, element names declared, imported namespace → file) of one XSD."""
+    root = parse_trusted_file(str(path)).getroot()
+    names = frozenset(el.get("name", "") for el in root.iter(f"{{{XS_NS}}}element")) - {""}
+    imports = {
+        el.get("namespace", ""): _beside(path, el.get("schemaLocation", ""))
+        for el in root.iter(f"{{{XS_NS}}}import")
+    }
+    return root.get("targetNamespace", ""), names, imports
+
+
+def _beside(path: Path, location: str) -> Path:
+    """An imported file next to ``path``, matched without regard to case as the registry's
+    resolver does (an official bundle ships ``Basisschema.xsd`` imported as ``basisschema``)."""
+    wanted = path.parent / location
+    if wanted.exists():
+        return wanted
+    for candidate in wanted.parent.glob("*"):
+        if candidate.name.lower() == wanted.name.lower():
+            return candidate
+    raise ScreenError(f"{path.name} imports {location}, which is not beside it")
+
+
+@lru_cache(maxsize=64)
+def names_of(message_xsd: Path) -> Names:
+    """The element names of a message XSD and of the basisschema it imports."""
+    message_ns, message, imports = _declared(message_xsd)
+    basis = [(ns, p) for ns, p in imports.items() if ns.endswith("/basisschema/schema")]
+    if len(basis) != 1:
+        raise ScreenError(f"{message_xsd.name} does not import exactly one basisschema")
+    basis_ns, basis_path = basis[0]
+    _, basis_names, _ = _declared(basis_path)
+    standard = frozenset().union(*(_declared(p)[1] for p in message_xsd.parent.glob("*.xsd")))
+    return Names(message_ns, basis_ns, message, basis_names, standard)
+
+
+def expand(test: str, names: Names) -> str:
+    """Macros expanded and every element name qualified; string literals left alone."""
+    test = _expand_macros(test)
+    parts = _LITERAL.split(test)
+    for i in range(0, len(parts), 2):  # even parts are outside literals
+        parts[i] = _NAME.sub(lambda m: _qualified(m, names), parts[i])
+    return "".join(parts)
+
+
+def _qualified(match: re.Match[str], names: Names) -> str:
+    """A name step qualified; a name after one colon is already a prefixed name (``m:X``),
+    one after an axis (``preceding-sibling::X``) is a step like any other."""
+    text, at = match.string, match.start()
+    if text[at - 1 : at] == ":" and text[at - 2 : at] != "::":
+        return match.group(1)
+    return names.qualify(match.group(1))
+
+
+def _expand_macros(test: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(test):
+        name = test[i]
+        if (
+            name in _MACROS
+            and test[i + 1 : i + 2] == "("
+            and (i == 0 or not (test[i - 1].isalnum() or test[i - 1] in "_-:$"))
+        ):
+            depth, j = 0, i + 1
+            while True:
+                if j >= len(test):
+                    raise ScreenError(f"unbalanced {name}( in {test!r}")
+                depth += {"(": 1, ")": -1}.get(test[j], 0)
+                if depth == 0:
+                    break
+                j += 1
+            out.append(_MACROS[name].format(_expand_macros(test[i + 2 : j])))
+            i = j + 1
+        else:
+            out.append(name)
+            i += 1
+    return "".join(out)
+
+
+VARIABLES: dict[str, str] = {
+    "dag": "D(Header/BerichtIdentificatie/Dagtekening)",
+    "claim_end": "D(Declaratie/DeclaratiePeriode/Einddatum)",
+    "claim_dag": "D(Declaratie/DeclaratieDagtekening)",
+}
+"""Values several tests compare against, computed once per message (context: the root)."""
+
+
+def stylesheet(tests: Mapping[str, str], keys: Mapping[str, Key], names: Names) -> bytes:
+    """One stylesheet that writes the id of every rule whose test holds, space-separated."""
+    wanted = {k for test in tests.values() for k in _KEY_USE.findall(test)}
+    missing = wanted - set(keys)
+    if missing:
+        raise ScreenError(f"tests use undefined keys {sorted(missing)}")
+    used_variables = {v for v in VARIABLES if any(f"${v}" in t for t in tests.values())}
+    lines = [
+        f'<xsl:stylesheet version="1.0" xmlns:xsl="{XSL_NS}"'
+        f" xmlns:m={quoteattr(names.message_ns)} xmlns:b={quoteattr(names.basis_ns)}>",
+        '<xsl:output method="text"/>',
+        '<xsl:param name="today" select="0"/>',
+        '<xsl:param name="basis_xsd" select="\'\'"/>',
+        '<xsl:param name="bericht_xsd" select="\'\'"/>',
+        '<xsl:param name="basis_known" select="false()"/>',
+        '<xsl:param name="bericht_known" select="false()"/>',
+    ]
+    for name in sorted(wanted):
+        key = keys[name]
+        lines.append(
+            f'<xsl:key name="{name}" match={quoteattr(expand(key.match, names))}'
+            f" use={quoteattr(expand(key.use, names))}/>"
+        )
+    lines += ['<xsl:template match="/">', '<xsl:for-each select="*">']
+    for name in sorted(used_variables):
+        select = expand(VARIABLES[name], names)
+        lines.append(f"<xsl:variable name={quoteattr(name)} select={quoteattr(select)}/>")
+    for rule_id, test in tests.items():
+        lines.append(f"<xsl:if test={quoteattr(expand(test, names))}>{rule_id} </xsl:if>")
+    lines += ["</xsl:for-each>", "</xsl:template>", "</xsl:stylesheet>"]
+    return "\n".join(lines).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """The compiled screen of one message type: which of its rules may fire."""
+
+    screened: frozenset[str]
+    """Rule ids this screen answers for; other rules must run regardless."""
+    transform: etree.XSLT
+
+    def flagged(
+        self, root: etree._Element, today: date, xsd_versions: tuple[str | None, str | None]
+    ) -> frozenset[str]:
+        basis, bericht = xsd_versions
+        result = self.transform(
+            root,
+            today=str(int(today.strftime("%Y%m%d"))),
+            basis_xsd=etree.XSLT.strparam(basis or ""),
+            bericht_xsd=etree.XSLT.strparam(bericht or ""),
+            basis_known="true()" if basis is not None else "false()",
+            bericht_known="true()" if bericht is not None else "false()",
+        )
+        return frozenset(str(result).split())
+
+
+def compile_screen(tests: Mapping[str, str], keys: Mapping[str, Key], names: Names) -> Screen:
+    """Compile the tests of one message type; a bad test is a :class:`ScreenError`."""
+    source = stylesheet(tests, keys, names)
+    try:
+        transform = etree.XSLT(
+            etree.XML(source),
+            access_control=etree.XSLTAccessControl.DENY_ALL,  # type: ignore[attr-defined]
+        )
+    except etree.XSLTParseError as exc:
+        raise ScreenError(f"screen does not compile: {exc}") from exc
+    return Screen(frozenset(tests), transform)

@@ -1,0 +1,229 @@
+"""The C screen never hides a finding: with it, every report equals the all-Python report.
+
+The reference is ``Validator(screen=False)``, which runs every rule in Python. Equal reports
+on every rule case and near miss (tests/test_rules.py), every sample, and a corpus of mutated
+samples mean the screen flagged whatever Python finds there; the compiler's own errors (an
+unknown element name, an undefined key) are shown separately.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.identify import identify
+from gateway.report import ValidationReport
+from gateway.rules.screen import Key, ScreenError, compile_screen, expand, names_of
+from gateway.rules.screens import SCREENED_NUMBERS
+from gateway.schemas import SchemaRegistry
+from gateway.validation import Validator
+from gateway.xmlsafe import parse_untrusted
+from tests.conftest import TODAY, sample
+from tests.test_rules import CASES, NEAR_MISSES, Edit, _apply
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SCREENED_SAMPLES = sorted(
+    f"{standard}/{prefix}{n}.xml"
+    for standard, prefix in (("iwmo", "wmo"), ("ijw", "jw"))
+    for n in SCREENED_NUMBERS
+)
+WMO301_XSD = Path(__file__).resolve().parent.parent / "schemas" / "iwmo" / "3_2" / "wmo301.xsd"
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[Validator, Validator]:
+    registry = SchemaRegistry()
+    return Validator(registry, today=TODAY), Validator(registry, today=TODAY, screen=False)
+
+
+def _seen(report: ValidationReport) -> list[tuple[object, ...]]:
+    return [(p.rule, p.path, p.line, p.message, p.expected, p.found) for p in report.problems]
+
+
+def _same(pair: tuple[Validator, Validator], data: bytes) -> ValidationReport:
+    screened, python = (v.validate(data) for v in pair)
+    assert _seen(screened) == _seen(python)
+    return python
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "base", "edits"),
+    CASES + NEAR_MISSES,
+    ids=[f"{r}-{b.split('/')[-1][:-4]}-{i}" for i, (r, b, _) in enumerate(CASES + NEAR_MISSES)],
+)
+def test_screened_report_equals_python_on_every_rule_case(
+    pair: tuple[Validator, Validator], rule_id: str, base: str, edits: list[Edit]
+) -> None:
+    _same(pair, _apply(base, edits))
+
+
+def test_screened_report_equals_python_on_every_sample(
+    pair: tuple[Validator, Validator],
+) -> None:
+    files = sorted(SAMPLES.rglob("*.xml"))
+    assert len(files) > 30
+    fired = set()
+    for path in files:
+        fired |= {p.rule for p in _same(pair, path.read_bytes()).problems}
+    assert {"CS002", "CS089", "TR346", "TR358", "CS340", "CD066"} <= fired
+
+
+@pytest.mark.parametrize("base", SCREENED_SAMPLES)
+def test_every_rule_of_a_screened_type_is_screened_and_silent_on_its_sample(
+    pair: tuple[Validator, Validator], base: str
+) -> None:
+    """What the screen is for: on a clean message no rule reaches Python."""
+    screened, _ = pair
+    root = parse_untrusted(sample(base).encode())
+    identified = identify(root, screened.registry)
+    assert not isinstance(identified, list)
+    screen = screened._screen_for(identified)
+    assert screen is not None
+    applying = {r.id for r in screened._rules_for(identified.message)}
+    assert applying <= screen.screened, sorted(applying - screen.screened)
+    assert screen.flagged(root, TODAY, ("1.0.0", "1.0.0")) == frozenset()
+
+
+def test_the_screen_hands_the_xsd_versions_to_iv034(pair: tuple[Validator, Validator]) -> None:
+    screened, _ = pair
+    root = parse_untrusted(sample("iwmo/wmo301.xml").encode())
+    identified = identify(root, screened.registry)
+    assert not isinstance(identified, list)
+    screen = screened._screen_for(identified)
+    assert screen is not None
+    assert screen.flagged(root, TODAY, (None, None)) == frozenset()
+    flagged = screen.flagged(root, TODAY, ("1.0.0", "1.0.0"))
+    assert flagged == frozenset()
+    assert "IV034" in screen.flagged(root, TODAY, ("1.0.0", "9.9.9"))
+
+
+# --- mutation corpus ----------------------------------------------------------------------------
+
+_TEXT = re.compile(r">([^<>\s][^<>]*)<")
+_VALUES = {
+    "date": [
+        "2020-12-31",
+        "2021-01-01",
+        "2026-10-01",
+        "2026-10-31",
+        "2026-11-30",
+        "2026-02-28",
+        "2024-02-29",
+        "2026-10-08",
+        "1900-01-01",
+        "1906-10-01",
+        "2099-01-01",
+        "2026-09-01",
+    ],
+    "code": [
+        "01",
+        "02",
+        "03",
+        "04",
+        "05",
+        "06",
+        "11",
+        "13",
+        "14",
+        "16",
+        "83",
+        "84",
+        "1",
+        "2",
+        "3",
+        "4",
+        "6",
+        "8",
+        "C",
+        "D",
+        "NL",
+        "BE",
+        "0",
+    ],
+    "number": ["0", "+0", "1", "2", "45", "100", "117", "6250", "87500", "132500", "-1"],
+}
+
+
+def _kind(value: str) -> str | None:
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return "date"
+    if re.fullmatch(r"[0-9A-Z]{1,2}", value):
+        return "code"
+    if re.fullmatch(r"\d{1,9}", value):
+        return "number"
+    return None
+
+
+def _mutate(text: str, seed: int, edits: int) -> str:
+    """Replace ``edits`` text values by values of the same shape that rules care about."""
+    rng = random.Random(seed)
+    spots = [m for m in _TEXT.finditer(text) if _kind(m.group(1))]
+    for m in sorted(rng.sample(spots, min(edits, len(spots))), key=lambda m: -m.start()):
+        kind = _kind(m.group(1))
+        assert kind is not None
+        text = text[: m.start(1)] + rng.choice(_VALUES[kind]) + text[m.end(1) :]
+    return text
+
+
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+@given(
+    base=st.sampled_from(SCREENED_SAMPLES),
+    seed=st.integers(0, 2**32),
+    edits=st.integers(1, 4),
+)
+def test_screened_report_equals_python_on_mutated_samples(
+    pair: tuple[Validator, Validator], base: str, seed: int, edits: int
+) -> None:
+    _same(pair, _mutate(sample(base), seed, edits).encode())
+
+
+def test_the_mutation_corpus_reaches_the_rules(pair: tuple[Validator, Validator]) -> None:
+    """The corpus is not all XSD errors: many mutants are XSD-valid and many fire rules."""
+    _, python = pair
+    rules_fired: set[str] = set()
+    valid_with_findings = 0
+    for base in SCREENED_SAMPLES:
+        for seed in range(40):
+            report = python.validate(_mutate(sample(base), seed, 2).encode())
+            found = {p.rule for p in report.problems}
+            if found and not any(r.startswith(("XSD", "RS", "CS015")) for r in found):
+                valid_with_findings += 1
+                rules_fired |= found
+    assert valid_with_findings > 60, valid_with_findings
+    assert len(rules_fired) > 15, sorted(rules_fired)
+
+
+# --- the compiler ---------------------------------------------------------------------------------
+
+
+def test_names_are_qualified_by_the_schema_that_declares_them() -> None:
+    names = names_of(WMO301_XSD)
+    assert expand("Client/Naam/NaamGebruik", names) == (
+        "m:Client/*[self::m:Naam or self::b:Naam]/b:NaamGebruik"
+    )
+    assert expand("S(Soort) = 'NL'", names) == "normalize-space(m:Soort) = 'NL'"
+    assert expand("D(Client/Geboortedatum/Datum)", names) == (
+        "number(translate(normalize-space(m:Client/m:Geboortedatum/b:Datum), '-', ''))"
+    )
+    assert expand("preceding-sibling::Contact", names) == "preceding-sibling::m:Contact"
+    assert expand("m:Client", names) == "m:Client"
+
+
+def test_an_unknown_name_or_key_is_an_error_not_a_silent_miss() -> None:
+    names = names_of(WMO301_XSD)
+    with pytest.raises(ScreenError, match="Clientt"):
+        compile_screen({"CS002": "Clientt/Bsn"}, {}, names)
+    with pytest.raises(ScreenError, match="undefined keys"):
+        compile_screen({"TR101": "count(key('nope', 1)) > 1"}, {}, names)
+    with pytest.raises(ScreenError, match="does not compile"):
+        compile_screen({"TR101": "Client[["}, {"k": Key("Client", "Bsn")}, names)
