@@ -1,7 +1,10 @@
 """Crash drill: steady load, ``kill -9`` of the gateway at random moments, restarts; then
 compare what got a Bv03 with what the partner received.
 
-Run: ``python -m benchmarks.crash_drill --kills 20`` (``--seed`` repeats a run).
+Run: ``python -m benchmarks.crash_drill --kills 20`` (``--seed`` repeats a run);
+``--backend kafka`` runs ``--processes`` (default 3) gateways on a three-broker cluster
+(``benchmarks/kafka_cluster.py``, replication 3, ``min.insync.replicas`` 2), kills a random
+one each time, and restarts one broker (-9, then started again) halfway through.
 
 A fresh ``ggk init`` setup; ``ggk serve`` as a subprocess; a partner sink (http adapter) in
 this process that records every delivery and its Idempotency-Key. Senders behave as StUF
@@ -14,21 +17,27 @@ all deliveries and reports:
 - redelivered: deliveries the partner saw more than once, all with the same idempotency key
   (at-least-once: a delivery in flight when the gateway died is sent again);
 - duplicates after the receiver drops repeated idempotency keys: one payload Identificatie
-  delivered under two keys, i.e. one message accepted twice (must be 0).
+  delivered under two keys, i.e. one message accepted twice (must be 0);
+- recovery: per kill, the seconds until every receiver was delivered to again (the killed
+  process's delivery partitions or leases taken over), median and max over the kills.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import re
 import shutil
+import ssl
+import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -37,12 +46,15 @@ from lxml import etree
 
 from benchmarks.harness import (
     DI01_ACTION,
+    another_process,
     client_tls,
     demo_gateway,
     jw301_request,
     start_gateway,
     start_sink,
+    use_kafka,
 )
+from benchmarks.kafka_cluster import KafkaCluster, kafka_cluster
 from gateway import envelope as env
 from gateway import soap
 
@@ -57,11 +69,14 @@ class Sink:
     def __init__(self) -> None:
         self.keys: Counter[str] = Counter()
         self.keys_by_identificatie: dict[str, set[str]] = {}
+        self.arrivals: dict[str, list[float]] = {}
+        """Per receiver (the key's suffix), when each delivery arrived."""
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        key = request.headers.get("Idempotency-Key", "?").split(":")[0]
+        key, _, receiver = request.headers.get("Idempotency-Key", "?").partition(":")
         self.keys[key] += 1
+        self.arrivals.setdefault(receiver, []).append(time.monotonic())
         payload = env.parse(etree.fromstring(body)).payload
         found = IDENTIFICATIE.search(payload)
         ident = found.group(1).decode() if found else "?"
@@ -69,35 +84,67 @@ class Sink:
         return web.Response(status=204)
 
 
+@dataclass
+class Gateway:
+    """One ``ggk serve`` process of the drill."""
+
+    config: Path
+    url: str
+    process: asyncio.subprocess.Process | None = None
+
+
+@dataclass
+class Kill:
+    """One kill -9 and when it happened."""
+
+    at: float
+
+
+@dataclass
 class Drill:
-    def __init__(self, directory: Path, port: int, seed: int) -> None:
-        self.directory = directory
-        self.port = port
-        self.rng = random.Random(seed)
-        self.process: asyncio.subprocess.Process | None = None
-        self.confirmed: set[str] = set()
-        self.offers = 0
-        self.ssl = client_tls(directory)
-        self.url = f"https://127.0.0.1:{port}"
+    gateways: list[Gateway]
+    rng: random.Random
+    tls: ssl.SSLContext
+    confirmed: dict[str, int] = field(default_factory=dict)
+    """Referentienummer → index of the gateway that answered it with a Bv03."""
+    offers: int = 0
+    kills: list[Kill] = field(default_factory=list)
 
-    async def start(self) -> None:
-        self.process = await start_gateway(self.directory / "gateway.toml", self.url, self.ssl)
+    async def start(self, index: int) -> None:
+        gateway = self.gateways[index]
+        gateway.process = await start_gateway(gateway.config, gateway.url, self.tls)
 
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()  # SIGKILL
+    async def kill_and_restart(self, index: int, sink: Sink) -> None:
+        gateway = self.gateways[index]
+        assert gateway.process is not None
+        gateway.process.kill()  # SIGKILL
+        self.kills.append(Kill(time.monotonic()))
+        await gateway.process.wait()
+        await self.start(index)
 
-    async def sender(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+    async def sender(
+        self,
+        number: int,
+        session: aiohttp.ClientSession,
+        stop: asyncio.Event,
+        interval: float = 0.0,
+    ) -> None:
+        """Send new messages until ``stop`` (one every ``interval`` s at most), each re-offered
+        unchanged — to the next process when this one does not answer — until its Bv03."""
+        target = number % len(self.gateways)
         while not stop.is_set():
+            if interval:
+                await asyncio.sleep(interval)
             ref = str(uuid.uuid4())
             body = jw301_request(f"C{ref[:11]}", ref)
             while True:  # re-offer unchanged until answered (StUF 03.01 §4.4)
                 self.offers += 1
+                gateway = self.gateways[target]
                 try:
                     async with session.post(
-                        f"{self.url}/ggk/OntvangAsynchroon",
+                        f"{gateway.url}/ggk/OntvangAsynchroon",
                         data=body,
-                        ssl=self.ssl,
+                        ssl=self.tls,
                         headers={
                             "Content-Type": soap.CONTENT_TYPE,
                             "SOAPAction": f'"{DI01_ACTION}"',
@@ -105,11 +152,26 @@ class Drill:
                     ) as r:
                         answer = await r.read()
                     if r.status == 200 and b"Bv03Bericht" in answer:
-                        self.confirmed.add(ref)
+                        self.confirmed[ref] = target
                         break
+                    if r.status == 503 or b"StUF046" in answer:
+                        raise OSError(f"HTTP {r.status}")  # busy, or storing failed: try again
                     raise RuntimeError(f"refused: HTTP {r.status} {answer[:200]!r}")
                 except (TimeoutError, aiohttp.ClientError, OSError):
+                    target = (target + 1) % len(self.gateways)  # another process, same message
                     await asyncio.sleep(0.05)
+
+
+def recovery_seconds(drill: Drill, sink: Sink) -> list[float]:
+    """Per kill: seconds until every receiver got a delivery again (receivers with nothing
+    after the kill, the end of the load, are left out of that kill)."""
+    out = []
+    for kill in drill.kills:
+        gaps = [next((t for t in times if t > kill.at), None) for times in sink.arrivals.values()]
+        found = [g - kill.at for g in gaps if g is not None]
+        if found:
+            out.append(max(found))
+    return out
 
 
 async def main() -> None:
@@ -117,74 +179,132 @@ async def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--backend", choices=("sqlite", "kafka"), default="sqlite")
+    parser.add_argument("--processes", type=int, default=None, help="kafka: default 3")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="messages/s over all senders (default: flat out)"
+    )
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
+    processes = 1 if args.backend == "sqlite" else (args.processes or 3)
 
     sink = Sink()
     runner, sink_port = await start_sink(sink.handle)
     tmp = Path(tempfile.mkdtemp(prefix="ggk-drill-"))
     directory = tmp / "gw"
     port = demo_gateway(directory, sink_port, backoff_base=0.1, backoff_max=1.0, max_attempts=1000)
-
-    drill = Drill(directory, port, seed)
     started = time.monotonic()
-    try:
-        await drill.start()
-        stop = asyncio.Event()
-        timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            senders = [
-                asyncio.create_task(drill.sender(session, stop)) for _ in range(args.senders)
-            ]
-            for kill in range(1, args.kills + 1):
-                await asyncio.sleep(drill.rng.uniform(0.3, 2.0))
-                drill.kill()
-                assert drill.process is not None
-                await drill.process.wait()
-                await drill.start()
-                print(
-                    f"\rkill {kill}/{args.kills}: {len(drill.confirmed)} confirmed, "
-                    f"{sum(sink.keys.values())} deliveries",
-                    end="",
-                    file=sys.stderr,
-                )
-            stop.set()
-            await asyncio.gather(*senders)
-        print(file=sys.stderr)
-        deadline = time.monotonic() + 120
-        while not drill.confirmed <= set(sink.keys) and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(1.0)
-        lost = drill.confirmed - set(sink.keys)
-        unconfirmed_delivered = set(sink.keys) - drill.confirmed
-        redelivered = sum(n - 1 for n in sink.keys.values() if n > 1)
-        doubled = sum(1 for keys in sink.keys_by_identificatie.values() if len(keys) > 1)
+    broker_restart = ""
+    with contextlib.ExitStack() as stack:
+        cluster: KafkaCluster | None = None
+        config = directory / "gateway.toml"
+        gateways = [Gateway(config, f"https://127.0.0.1:{port}")]
+        if args.backend == "kafka":
+            print("starting a three-broker Kafka cluster …", file=sys.stderr)
+            cluster = stack.enter_context(kafka_cluster(tmp / "kafka"))
+            use_kafka(config, cluster.bootstrap, f"d{seed}", replication=3)
+            for name in "bcdefgh"[: processes - 1]:
+                other, other_port = another_process(config, name)
+                gateways.append(Gateway(other, f"https://127.0.0.1:{other_port}"))
+        drill = Drill(gateways, random.Random(seed), client_tls(directory))
+        try:
+            for index in range(len(gateways)):
+                await drill.start(index)
+            stop = asyncio.Event()
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                senders = [
+                    asyncio.create_task(
+                        drill.sender(n, session, stop, args.senders / args.rate if args.rate else 0)
+                    )
+                    for n in range(args.senders)
+                ]
+                for kill in range(1, args.kills + 1):
+                    await asyncio.sleep(drill.rng.uniform(0.3, 2.0))
+                    await drill.kill_and_restart(drill.rng.randrange(len(gateways)), sink)
+                    if cluster is not None and kill == args.kills // 2:
+                        node = drill.rng.randrange(1, 4)
+                        cluster.kill(node)
+                        await asyncio.sleep(5)
+                        cluster.start(node)
+                        broker_restart = f", broker {node} killed (-9) and restarted"
+                    print(
+                        f"\rkill {kill}/{args.kills}: {len(drill.confirmed)} confirmed, "
+                        f"{sum(sink.keys.values())} deliveries",
+                        end="",
+                        file=sys.stderr,
+                    )
+                stop.set()
+                await asyncio.gather(*senders)
+            print(file=sys.stderr)
+            await _all_delivered(drill, sink)
+            report(drill, sink, args, seed, processes, time.monotonic() - started, broker_restart)
+        finally:
+            for gateway in gateways:
+                if gateway.process is not None and gateway.process.returncode is None:
+                    gateway.process.terminate()
+                    await gateway.process.wait()
+            await runner.cleanup()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _all_delivered(drill: Drill, sink: Sink, stalled_after: float = 90) -> None:
+    """Until every confirmed message arrived, or nothing new arrived for ``stalled_after``
+    seconds (a backlog still draining is waited for; a stuck one is reported as lost)."""
+    last_count, last_change = -1, time.monotonic()
+    while not set(drill.confirmed) <= set(sink.keys):
+        count = sum(sink.keys.values())
+        if count != last_count:
+            last_count, last_change = count, time.monotonic()
+            missing = len(set(drill.confirmed) - set(sink.keys))
+            print(f"\rwaiting for {missing} deliveries …", end="", file=sys.stderr)
+        elif time.monotonic() - last_change > stalled_after:
+            break
+        await asyncio.sleep(0.5)
+    print(file=sys.stderr)
+    await asyncio.sleep(1.0)
+
+
+def report(
+    drill: Drill,
+    sink: Sink,
+    args: argparse.Namespace,
+    seed: int,
+    processes: int,
+    seconds: float,
+    broker_restart: str,
+) -> None:
+    """The table, after waiting for deliveries; exits non-zero on a loss or a double."""
+    confirmed = set(drill.confirmed)
+    lost = confirmed - set(sink.keys)
+    unconfirmed_delivered = set(sink.keys) - confirmed
+    redelivered = sum(n - 1 for n in sink.keys.values() if n > 1)
+    doubled = sum(1 for keys in sink.keys_by_identificatie.values() if len(keys) > 1)
+    recovery = recovery_seconds(drill, sink)
+    print(
+        f"# crash drill (seed {seed}, {args.backend}, {processes} gateway process(es)): "
+        f"{args.kills} × kill -9 under load{broker_restart}, {args.senders} senders, "
+        f"{seconds:.0f} s\n"
+    )
+    print(
+        "| Bv03s (messages) | offers incl. re-offers | delivered (unique) | lost | "
+        "redelivered, same key | duplicates after dedup by key | recovery s median / max |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    spread = (
+        f"{statistics.median(recovery):.2f} / {max(recovery):.2f}" if recovery else "none measured"
+    )
+    print(
+        f"| {len(confirmed)} | {drill.offers} | {len(sink.keys)} | {len(lost)} | "
+        f"{redelivered} | {doubled} | {spread} |"
+    )
+    if unconfirmed_delivered:
         print(
-            f"# crash drill (seed {seed}): {args.kills} × kill -9 under load, "
-            f"{args.senders} senders, {time.monotonic() - started:.0f} s\n"
+            f"\n{len(unconfirmed_delivered)} delivered messages never got a Bv03 "
+            "(should be 0: every offer is repeated until answered)"
         )
-        print(
-            "| Bv03s (messages) | offers incl. re-offers | delivered (unique) | lost | "
-            "redelivered, same key | duplicates after dedup by key |"
-        )
-        print("|---|---|---|---|---|---|")
-        print(
-            f"| {len(drill.confirmed)} | {drill.offers} | {len(sink.keys)} | {len(lost)} | "
-            f"{redelivered} | {doubled} |"
-        )
-        if unconfirmed_delivered:
-            print(
-                f"\n{len(unconfirmed_delivered)} delivered messages never got a Bv03 "
-                "(should be 0: every offer is repeated until answered)"
-            )
-        if lost or doubled:
-            raise SystemExit(f"LOST {len(lost)} messages that got a Bv03; {doubled} accepted twice")
-    finally:
-        if drill.process is not None and drill.process.returncode is None:
-            drill.process.terminate()
-            await drill.process.wait()
-        await runner.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
+    if lost or doubled:
+        raise SystemExit(f"LOST {len(lost)} messages that got a Bv03; {doubled} accepted twice")
 
 
 if __name__ == "__main__":

@@ -101,16 +101,18 @@ def demo_gateway(
     return port
 
 
-def use_kafka(config: Path, bootstrap: str, prefix: str, partitions: int = 4) -> None:
-    """Switch a gateway.toml to the Kafka backend on a development cluster (one broker;
-    topics created at start)."""
+def use_kafka(
+    config: Path, bootstrap: str, prefix: str, partitions: int = 4, replication: int = 1
+) -> None:
+    """Switch a gateway.toml to the Kafka backend on a development cluster (one broker
+    unless ``replication`` says more; topics created at start)."""
     text = config.read_text()
     text, found = re.subn(r"^broker = .*$", 'broker = "kafka"', text, count=1, flags=re.M)
     if not found:
         text = text.replace("[gateway]\n", '[gateway]\nbroker = "kafka"\n', 1)
     text += (
         f'\n[kafka]\nbootstrap = "{bootstrap}"\nprefix = "{prefix}"\n'
-        f"create_topics = true\npartitions = {partitions}\nreplication = 1\n"
+        f"create_topics = true\npartitions = {partitions}\nreplication = {replication}\n"
     )
     config.write_text(text)
 

@@ -55,6 +55,7 @@ SCENARIOS = {
         Scenario("sqlite-token", mtls=False),
         Scenario("kafka", backend="kafka"),
         Scenario("kafka-2", backend="kafka", processes=2),
+        Scenario("kafka-3", backend="kafka", processes=3),
     )
 }
 

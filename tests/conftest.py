@@ -92,13 +92,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if existing:  # a broker that is already running (development, or an existing cluster)
         yield existing
         return
+    require_kafka_tools()
+    with kafka_node(tmp_path_factory.mktemp("kafka")) as bootstrap:
+        yield bootstrap
+
+
+def require_kafka_tools() -> None:
+    """Skip (fail on CI, which installs them) when Java 17+ or the Kafka jars are missing."""
     missing = missing_kafka_tools()
     if missing:
         if os.environ.get("CI"):  # CI installs them (.ci/run): their absence is a failure
             pytest.fail(f"the Kafka tests need {missing} (.ci/run installs them)")
         pytest.skip(f"the Kafka tests need {missing}: install them or set GGK_TEST_KAFKA")
-    with kafka_node(tmp_path_factory.mktemp("kafka")) as bootstrap:
-        yield bootstrap
 
 
 def missing_kafka_tools() -> str | None:

@@ -227,3 +227,10 @@ def test_an_unknown_name_or_key_is_an_error_not_a_silent_miss() -> None:
         compile_screen({"TR101": "count(key('nope', 1)) > 1"}, {}, names)
     with pytest.raises(ScreenError, match="does not compile"):
         compile_screen({"TR101": "Client[["}, {"k": Key("Client", "Bsn")}, names)
+
+
+def test_a_screen_that_fails_while_running_flags_every_rule() -> None:
+    """An XPath fault at run time (count() of a number) costs time, never a check."""
+    screen = compile_screen({"CS002": "count(1) > 0", "CS318": "1 = 0"}, {}, names_of(WMO301_XSD))
+    root = parse_untrusted(sample("iwmo/wmo301.xml").encode())
+    assert screen.flagged(root, TODAY, (None, None)) == frozenset({"CS002", "CS318"})
