@@ -94,31 +94,25 @@ class Gateway:
 
 
 @dataclass
-class Kill:
-    """One kill -9 and when it happened."""
-
-    at: float
-
-
-@dataclass
 class Drill:
     gateways: list[Gateway]
     rng: random.Random
     tls: ssl.SSLContext
-    confirmed: dict[str, int] = field(default_factory=dict)
-    """Referentienummer → index of the gateway that answered it with a Bv03."""
+    confirmed: set[str] = field(default_factory=set)
+    """Referentienummers answered with a Bv03."""
     offers: int = 0
-    kills: list[Kill] = field(default_factory=list)
+    kills: list[float] = field(default_factory=list)
+    """When each kill -9 was sent (monotonic clock)."""
 
     async def start(self, index: int) -> None:
         gateway = self.gateways[index]
         gateway.process = await start_gateway(gateway.config, gateway.url, self.tls)
 
-    async def kill_and_restart(self, index: int, sink: Sink) -> None:
+    async def kill_and_restart(self, index: int) -> None:
         gateway = self.gateways[index]
         assert gateway.process is not None
         gateway.process.kill()  # SIGKILL
-        self.kills.append(Kill(time.monotonic()))
+        self.kills.append(time.monotonic())
         await gateway.process.wait()
         await self.start(index)
 
@@ -152,7 +146,7 @@ class Drill:
                     ) as r:
                         answer = await r.read()
                     if r.status == 200 and b"Bv03Bericht" in answer:
-                        self.confirmed[ref] = target
+                        self.confirmed.add(ref)
                         break
                     if r.status == 503 or b"StUF046" in answer:
                         raise OSError(f"HTTP {r.status}")  # busy, or storing failed: try again
@@ -166,9 +160,9 @@ def recovery_seconds(drill: Drill, sink: Sink) -> list[float]:
     """Per kill: seconds until every receiver got a delivery again (receivers with nothing
     after the kill, the end of the load, are left out of that kill)."""
     out = []
-    for kill in drill.kills:
-        gaps = [next((t for t in times if t > kill.at), None) for times in sink.arrivals.values()]
-        found = [g - kill.at for g in gaps if g is not None]
+    for killed_at in drill.kills:
+        gaps = [next((t for t in times if t > killed_at), None) for times in sink.arrivals.values()]
+        found = [g - killed_at for g in gaps if g is not None]
         if found:
             out.append(max(found))
     return out
@@ -221,7 +215,7 @@ async def main() -> None:
                 ]
                 for kill in range(1, args.kills + 1):
                     await asyncio.sleep(drill.rng.uniform(0.3, 2.0))
-                    await drill.kill_and_restart(drill.rng.randrange(len(gateways)), sink)
+                    await drill.kill_and_restart(drill.rng.randrange(len(gateways)))
                     if cluster is not None and kill == args.kills // 2:
                         node = drill.rng.randrange(1, 4)
                         cluster.kill(node)
@@ -252,11 +246,11 @@ async def _all_delivered(drill: Drill, sink: Sink, stalled_after: float = 90) ->
     """Until every confirmed message arrived, or nothing new arrived for ``stalled_after``
     seconds (a backlog still draining is waited for; a stuck one is reported as lost)."""
     last_count, last_change = -1, time.monotonic()
-    while not set(drill.confirmed) <= set(sink.keys):
+    while not drill.confirmed <= set(sink.keys):
         count = sum(sink.keys.values())
         if count != last_count:
             last_count, last_change = count, time.monotonic()
-            missing = len(set(drill.confirmed) - set(sink.keys))
+            missing = len(drill.confirmed - set(sink.keys))
             print(f"\rwaiting for {missing} deliveries …", end="", file=sys.stderr)
         elif time.monotonic() - last_change > stalled_after:
             break
@@ -275,7 +269,7 @@ def report(
     broker_restart: str,
 ) -> None:
     """The table, after waiting for deliveries; exits non-zero on a loss or a double."""
-    confirmed = set(drill.confirmed)
+    confirmed = drill.confirmed
     lost = confirmed - set(sink.keys)
     unconfirmed_delivered = set(sink.keys) - confirmed
     redelivered = sum(n - 1 for n in sink.keys.values() if n > 1)
