@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import structlog
 from lxml import etree
@@ -53,7 +54,9 @@ class Validator:
     """Ask the compiled screen (:mod:`gateway.rules.screen`) which rules may fire and run only
     those; False runs every rule in Python (the reference the screen is tested against)."""
     _selected: dict[str, list[Rule]] = field(default_factory=dict, init=False, repr=False)
-    _screens: dict[object, Screen | None] = field(default_factory=dict, init=False, repr=False)
+    _screens: dict[tuple[str, Path], Screen | None] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def _rules_for(self, message: MessageType) -> list[Rule]:
         """The rules that apply to a message type, selected once per type."""
