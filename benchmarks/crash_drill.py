@@ -292,6 +292,8 @@ def report(
         f"| {len(confirmed)} | {drill.offers} | {len(sink.keys)} | {len(lost)} | "
         f"{redelivered} | {doubled} | {spread} |"
     )
+    if recovery:
+        print("\nrecovery per kill, in order (s): " + " ".join(f"{r:.2f}" for r in recovery))
     if unconfirmed_delivered:
         print(
             f"\n{len(unconfirmed_delivered)} delivered messages never got a Bv03 "
