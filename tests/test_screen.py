@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from gateway.identify import identify
 from gateway.report import ValidationReport
 from gateway.rules.screen import Key, ScreenError, compile_screen, expand, names_of
-from gateway.rules.screens import SCREENED_NUMBERS
+from gateway.rules.screens import KEY_SET_LIMIT, SCREENED_NUMBERS
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
 from gateway.xmlsafe import parse_untrusted
@@ -248,3 +248,25 @@ def test_a_screen_that_fails_while_running_flags_every_rule() -> None:
     screen = compile_screen({"CS002": "count(1) > 0", "CS318": "1 = 0"}, {}, names_of(WMO301_XSD))
     root = parse_untrusted(sample("iwmo/wmo301.xml").encode())
     assert screen.flagged(root, TODAY, (None, None)) == frozenset({"CS002", "CS318"})
+
+
+def test_a_big_set_is_left_to_the_linear_python_check(pair: tuple[Validator, Validator]) -> None:
+    """Hostile size: key() copies a value's group on every call (n equal values: n² in
+    libxslt). Above KEY_SET_LIMIT candidates the uniqueness tests flag without looking and the
+    Python rules, linear, decide: here 2,001 products with distinct ToewijzingNummers."""
+    screened, _ = pair
+    text = sample("iwmo/wmo301.xml")
+    tag = "wmo301:ToegewezenProduct"
+    start, end = text.index(f"<{tag}>"), text.index(f"</{tag}>") + len(tag) + 3
+    block = text[start:end]
+    products = "".join(block.replace(">1001<", f">{9000 + i}<") for i in range(KEY_SET_LIMIT + 1))
+    data = (text[:start] + products + text[end:]).encode()
+    root = parse_untrusted(data)
+    identified = identify(root, screened.registry)
+    assert not isinstance(identified, list)
+    screen = screened._screen_for(identified)
+    assert screen is not None
+    assert "TR101" in screen.flagged(root, TODAY, ("1.0.0", "1.0.0"))
+    report = _same(pair, data)
+    assert "TR101" not in {p.rule for p in report.problems}
+    assert "TR302" in {p.rule for p in report.problems}  # equal products do overlap
