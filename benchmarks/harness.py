@@ -147,27 +147,36 @@ def kafka_node(directory: Path) -> Iterator[str]:
         raise RuntimeError(f"could not start Kafka:\n{started.stdout}\n{started.stderr}")
     bootstrap = f"127.0.0.1:{port}"
     try:
-        # in a thread of its own: callers may or may not be inside an event loop
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, _answering(bootstrap)).result()
+        wait_for_brokers(bootstrap, 1)
         yield bootstrap
     finally:
         subprocess.run([script, "stop", str(directory)], timeout=60, check=False)
 
 
-async def _answering(bootstrap: str) -> None:
-    """Until the broker answers a metadata request (its controller may still be electing)."""
-    for _ in range(120):
+def wait_for_brokers(bootstrap: str, count: int, timeout: float = 180) -> None:
+    """Until ``count`` brokers are registered in the cluster's metadata (a controller may
+    still be electing). In a thread of its own: callers may or may not be in an event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _brokers(bootstrap, count, timeout)).result()
+
+
+async def _brokers(bootstrap: str, count: int, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    seen = 0
+    while loop.time() < deadline:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         try:
             await admin.start()
-            await admin.list_topics()
-            return
-        except Exception:  # not ready yet
-            await asyncio.sleep(0.5)
+            seen = len((await admin.describe_cluster()).get("brokers", []))
+            if seen >= count:
+                return
+        except Exception:  # not ready yet: nodes still starting or electing
+            pass
         finally:
             await admin.close()
-    raise RuntimeError(f"Kafka on {bootstrap} did not answer")
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"only {seen} of {count} Kafka brokers answered within {timeout:.0f} s")
 
 
 def prepare_gateways(

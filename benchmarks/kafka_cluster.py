@@ -9,9 +9,7 @@ killed node's partitions move within seconds instead of the production defaults'
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import os
 import signal
@@ -21,9 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
-
-from benchmarks.harness import free_port
+from benchmarks.harness import free_port, wait_for_brokers
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBS = ROOT / ".kafka" / "libs"
@@ -152,29 +148,3 @@ def kafka_cluster(directory: Path, nodes: int = 3) -> Iterator[KafkaCluster]:
         yield cluster
     finally:
         cluster.stop()
-
-
-def wait_for_brokers(bootstrap: str, count: int, timeout: float = 180) -> None:
-    """Until ``count`` brokers are registered with the cluster's metadata."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, _brokers(bootstrap, count, timeout)).result()
-
-
-async def _brokers(bootstrap: str, count: int, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    seen = 0
-    while loop.time() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        try:
-            await admin.start()
-            described = await admin.describe_cluster()
-            seen = len(described.get("brokers", []))
-            if seen >= count:
-                return
-        except Exception:  # not ready yet: nodes still starting or electing
-            pass
-        finally:
-            await admin.close()
-        await asyncio.sleep(1)
-    raise RuntimeError(f"only {seen} of {count} Kafka brokers registered within {timeout:.0f} s")
