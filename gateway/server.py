@@ -129,17 +129,24 @@ def build(config: GatewayConfig) -> Gateway:
     registry = SchemaRegistry(list(config.schema_dirs))
     registry.compile_all()
     validator = Validator(registry, limits)
+    kafka = config.broker == "kafka"
     store = SqliteBroker(
         config.database,
         Keyring.load(config.keyring),
-        audit_enabled=config.audit_enabled,
+        # on Kafka the file is a view; the cluster's audit trail is the ledger
+        audit_enabled=config.audit_enabled and not kafka,
         max_bytes=config.max_database_mb * 1024 * 1024 if config.max_database_mb else None,
     )
     broker: Broker = store
-    if config.broker == "kafka":
+    if kafka:
         assert config.kafka is not None  # config.check
-        # the SQLite file becomes this process's view of the cluster (and its audit chain)
-        broker = KafkaBroker(config.kafka, store, node=f"{socket.gethostname()}-{config.port}")
+        # the SQLite file becomes this process's view of the cluster
+        broker = KafkaBroker(
+            config.kafka,
+            store,
+            node=f"{socket.gethostname()}-{config.port}",
+            audit_enabled=config.audit_enabled,
+        )
     if not config.audit_enabled:
         log.warning("audit.disabled", reason="[audit] enabled = false; for measurements only")
     ingress = Ingress(

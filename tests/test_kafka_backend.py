@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import uuid
@@ -16,6 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from lxml import etree
 
 from gateway import envelope as env
+from gateway.broker.kafka_ledger import Chain, Checkpoint
+from gateway.keyring import Keyring
 from tests.conftest import sample
 from tests.gatewaykit import (
     Setup,
@@ -24,6 +27,7 @@ from tests.gatewaykit import (
     deventer_wmo301,
     eventually,
     fo03_code,
+    ggk,
     jw301_payload,
     make_setup,
     post_soap,
@@ -183,6 +187,106 @@ async def test_two_processes_share_the_work_and_survive_kill_9(
                 await process.wait()
     for log in logs:
         assert "Traceback" not in log.read_text() and "999990019" not in log.read_text()
+    # the audit chains moved to the survivor at the kill and continued without a gap
+    code, out = await ggk(other, "audit", "verify", "--json")
+    verdict = json.loads(out)
+    assert code == 0 and verdict["ok"], out
+    assert verdict["records"] >= 2 * len(refs)  # each message: accepted and delivered
+
+
+async def test_the_cluster_audit_trail_is_kept_once_and_verified(
+    setup: Setup, sink: Sink, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """Two processes share the audit chains (group ``<p>.ledger``: each partition chained
+    and signed by one owner); ``ggk audit verify`` recomputes every chain from the cluster.
+    A checkpoint that contradicts the log, or one signed with another key, is found."""
+    other = another_process(setup, "b")
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        processes.append(await serve(setup, tmp_path / "a.log"))
+        processes.append(await serve(other, tmp_path / "b.log"))
+        refs = [await submit_jw301(setup if i % 2 else other) for i in range(30)]
+        await eventually(lambda: set(sink.referenties()) >= set(refs), timeout=60)
+    finally:
+        for process in processes:
+            process.terminate()  # a clean stop signs the chains' heads
+            await process.wait()
+    code, out = await ggk(setup, "audit", "verify", "--json")
+    verdict = json.loads(out)
+    assert code == 0 and verdict["ok"], out
+    assert verdict["unsigned_tail"] == 0, verdict
+    assert verdict["records"] >= 2 * len(refs) + 2  # accepted, delivered; two starts
+
+    # search and export read the cluster's trail, from either process's configuration
+    code, out = await ggk(other, "audit", "search", "--message", refs[3], "--json")
+    assert code == 0 and [r["action"] for r in json.loads(out)] == ["accepted", "delivered"], out
+    code, out = await ggk(setup, "audit", "search", "--bsn", "999990019", "--json")
+    assert code == 0 and len(json.loads(out)) == len(refs), out  # sealed: found by the keyring
+    assert "999990019" not in out
+    exported = tmp_path / "export.jsonl"
+    code, out = await ggk(setup, "audit", "export", "--decrypt", "--out", str(exported))
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert code == 0 and sum(1 for r in lines if r["secret"] and r["secret"].get("bsn")) == 30
+    code, out = await ggk(setup, "audit", "search", "--partner", "0175", "--json")
+    assert code == 0 and len(json.loads(out)) >= 2 * len(refs), out
+    code, out = await ggk(setup, "audit", "search", "--since", "2026-01-01", "--json")
+    assert "audit_exported" in [r["action"] for r in json.loads(out)]  # the act is audited
+    signed = tmp_path / "checkpoints.jsonl"
+    code, out = await ggk(setup, "audit", "checkpoint", "--export", str(signed))
+    assert code == 0 and signed.read_text().count('"checkpoint"') >= 2, out
+    code, out = await ggk(setup, "audit", "verify", "--checkpoints", str(signed), "--json")
+    assert code == 0 and json.loads(out)["unsigned_tail"] == 1, out  # the export act
+
+    prefix = setup.config().kafka.prefix  # type: ignore[union-attr]
+    ledger = await read_topic(kafka_bootstrap, f"{prefix}.ledger")
+    checkpoints = [Checkpoint.from_record(value) for value in ledger]
+    assert len({c.node for c in checkpoints}) == 2  # the work was shared
+    newest = max(checkpoints, key=lambda c: c.records)
+
+    # as if the records before that checkpoint had been altered after it was signed
+    keyring = Keyring.load(setup.config().keyring)
+    contradicting = Checkpoint(
+        newest.topic, newest.partition, newest.offset, newest.records, "f" * 64, 0.0, "x"
+    )
+    signed = Checkpoint.sign(keyring, contradicting.source, _chain(contradicting), "x")
+    await produce(kafka_bootstrap, f"{prefix}.ledger", *signed.to_record())
+    code, out = await ggk(setup, "audit", "verify", "--json")
+    verdict = json.loads(out)
+    assert code == 1 and not verdict["ok"]
+    assert "altered, removed or inserted" in verdict["reason"], verdict
+
+    forged = Checkpoint.sign(Keyring.generate(), newest.source, _chain(newest), "mallory")
+    await produce(kafka_bootstrap, f"{prefix}.ledger", *forged.to_record())
+    code, out = await ggk(setup, "audit", "verify")
+    assert code == 1 and "invalid signature" in out, out
+
+
+def _chain(checkpoint: Checkpoint) -> Chain:
+    return Chain(checkpoint.hash, checkpoint.records, checkpoint.offset)
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[bytes]:
+    """Every record value of ``topic`` (one partition) from its start."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        values: list[bytes] = []
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch:
+                return values
+            values += [r.value for records in batch.values() for r in records if r.value]
+    finally:
+        await consumer.stop()
+
+
+async def produce(bootstrap: str, topic: str, value: bytes, key: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()
 
 
 async def test_unreadable_records_go_to_the_dead_letter_topic(

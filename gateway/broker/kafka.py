@@ -24,14 +24,19 @@ SQL). Four loops per process:
    delivered in the same round; what slips through carries the same Idempotency-Key.
 4. **View** (every partition of ``<p>.events`` and ``<p>.audit``, ``read_committed``): applies
    records to the local SQLite view, with the offsets in the same transaction (exactly once
-   across restarts). Every record is audited in the local hash chain, so each process holds a
-   complete, tamper-evident audit trail of the cluster.
+   across restarts). The view holds no audit chain: the records themselves are the cluster's
+   audit trail, chained per partition by one owner each (5).
+5. **Ledger** (consumer group ``<p>.ledger`` on ``events`` and ``audit``): keeps the hash
+   chains of the partitions this process owns and publishes their signed heads
+   (:mod:`gateway.broker.kafka_ledger`), so the audit work is done once in the cluster, not
+   once per process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -62,6 +67,7 @@ from gateway.broker.base import (
     OpsSnapshot,
     StorageError,
 )
+from gateway.broker.kafka_ledger import LedgerError, LedgerKeeper
 from gateway.broker.sqlite import SqliteBroker, envelope_aad, prior_outcome, replay_candidates
 from gateway.config import KafkaConfig
 from gateway.keyring import KeyringError
@@ -175,9 +181,14 @@ class KafkaBroker:
         *,
         node: str | None = None,
         clock: Callable[[], float] = time.time,
+        audit_enabled: bool = True,
     ) -> None:
+        """``local``: this process's view; it must not keep an audit chain of its own
+        (``audit_enabled=False``): the ledger is the cluster's. ``audit_enabled`` here turns
+        the cluster's audit records and ledger on (off only for measurements)."""
         self.config = config
         self.local = local
+        self.audit_enabled = audit_enabled
         self.keyring = local.keyring
         self.clock = clock
         self.node = config.node or node or socket.gethostname()
@@ -195,6 +206,7 @@ class KafkaBroker:
         self._router: AIOKafkaConsumer | None = None
         self._delivery: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.ledger: LedgerKeeper | None = None
         # view
         self._positions: dict[TopicPartition, int] = {}
         self._view_moved = asyncio.Condition()
@@ -253,6 +265,19 @@ class KafkaBroker:
             await self._start_view(settings)
             self._tasks.append(asyncio.create_task(self._view_loop(), name="kafka-view"))
             await self._catch_up()
+            if self.audit_enabled:
+                self.ledger = LedgerKeeper(
+                    settings,
+                    self.config.prefix,
+                    [self.t_events, self.t_audit],
+                    self.keyring,
+                    self.node,
+                    self._send,
+                )
+                try:
+                    await self.ledger.start()
+                except LedgerError as exc:
+                    raise StorageError(str(exc)) from None
             self._router = await self._group_consumer(
                 settings, "router", [self.t_accepted], _RouterListener(self)
             )
@@ -299,6 +324,9 @@ class KafkaBroker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self.ledger is not None:
+            await self.ledger.close()
+            self.ledger = None
         if self._delivery is not None:
             with contextlib.suppress(KafkaError):
                 await self._commit()
@@ -339,10 +367,7 @@ class KafkaBroker:
         self._view_consumer = consumer
         tps = []
         for topic in (self.t_events, self.t_audit):
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic)
+            partitions = await kafka_topics.partitions(consumer, topic)
             if not partitions:
                 raise StorageError(f"topic {topic} does not exist: run `ggk kafka init` first")
             tps += [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -438,9 +463,7 @@ class KafkaBroker:
             if self.ebms_answer_listener is not None:
                 self.ebms_answer_listener(meta["ref"], meta["cpaid"], meta["outcome"])
         elif kind == "audit":
-            if self.local.audit_enabled:
-                event, at = rec.read_audit(self.keyring, meta)
-                audit.append(db, self.keyring, event, at)
+            pass  # the record itself is the audit trail (the ledger chains it)
         else:
             raise rec.RecordError(f"unknown record type {kind!r}")
 
@@ -984,13 +1007,22 @@ class KafkaBroker:
         return await self.local.overdue(older_than, limit)
 
     async def audit_event(self, event: audit.AuditEvent) -> None:
-        if not self.local.audit_enabled:
+        if not self.audit_enabled:
             return
         value = rec.audit_record(self.keyring, event, self.clock(), uuid.uuid4().hex)
         await self._send(self.t_audit, value, "audit")
 
     async def checkpoint(self) -> dict[str, Any] | None:
-        return await self.local.checkpoint()
+        """Sign and publish the heads of the chains this process owns (the ledger)."""
+        if self.ledger is None:
+            return None
+        try:
+            made = await self.ledger.checkpoint()
+        except KafkaError as exc:
+            raise StorageError(f"kafka: {exc}") from None
+        if not made:
+            return None
+        return {"checkpoints": len(made), "records": sum(c.records for c in made)}
 
     async def purge(self, older_than: float) -> int:
         return await self.local.purge(older_than)
@@ -999,7 +1031,10 @@ class KafkaBroker:
         return await self.local.counts()
 
     async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
-        return await self.local.ops_snapshot(overdue_before)
+        snapshot = await self.local.ops_snapshot(overdue_before)
+        if self.ledger is None:
+            return snapshot
+        return dataclasses.replace(snapshot, last_checkpoint_at=self.ledger.last_checkpoint_at())
 
 
 class _RouterListener(ConsumerRebalanceListener):  # type: ignore[misc]

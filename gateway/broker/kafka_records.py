@@ -101,13 +101,13 @@ def message_record(keyring: Keyring, message: NewMessage, received_at: float) ->
 
 
 def read_message(
-    keyring: Keyring, meta: dict[str, Any], blob: bytes, *, open_secret: bool = True
+    keyring: Keyring | None, meta: dict[str, Any], blob: bytes, *, open_secret: bool = True
 ) -> tuple[NewMessage, tuple[str, bytes], float]:
     """The message (envelope left empty), its sealed envelope (key id, blob), when received.
-    ``open_secret=False`` leaves the BSNs and payload digest sealed (and the message without
-    them): for readers that only route it."""
-    sealed = meta.get("secret") if open_secret else None
-    secret = _open_secret(keyring, sealed, meta["id"]) if sealed else {}
+    ``open_secret=False`` (or no keyring) leaves the BSNs and payload digest sealed (and the
+    message without them): for readers that only route it."""
+    sealed = meta.get("secret") if open_secret and keyring is not None else None
+    secret = _open_secret(keyring, sealed, meta["id"]) if sealed and keyring else {}
     try:
         message = NewMessage(
             **{name: meta[name] for name in _MESSAGE_CLEAR},

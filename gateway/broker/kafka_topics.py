@@ -11,6 +11,8 @@ Topics (``<prefix>`` defaults to ``ggk``):
 - ``<prefix>.events``: keyed by message id: every message and every change of its deliveries,
   from which each gateway process keeps its local view (status, inbox, dead letters, audit).
   Not compacted: a process joining later reads the whole history.
+- ``<prefix>.ledger``: signed heads of the per-partition audit chains over ``events`` and
+  ``audit`` (gateway/broker/kafka_ledger.py); compacted, keyed by source partition.
 
 Topics that carry envelopes allow records up to 32 MiB (the gateway accepts 25 MB messages).
 """
@@ -21,6 +23,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -68,6 +71,9 @@ def plan(
     topics.append(
         Topic(f"{prefix}.events", partitions, replication, {**durable, "retention.ms": "-1"})
     )
+    # the signed heads of the audit chains: only the newest per source partition matters
+    compacted = {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)}
+    topics.append(Topic(f"{prefix}.ledger", 1, replication, {**durable, **compacted}))
     return topics
 
 
@@ -93,3 +99,13 @@ async def create(
         return [t.name for t in missing], sorted(t.name for t in topics if t.name in existing)
     finally:
         await admin.close()
+
+
+async def partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic``, empty when it does not exist (a consumer's metadata knows
+    only the topics it asked about: refreshed once)."""
+    found: set[int] | None = consumer.partitions_for_topic(topic)
+    if not found:
+        await consumer._client.force_metadata_update()
+        found = consumer.partitions_for_topic(topic)
+    return found or set()
