@@ -867,6 +867,11 @@ def keys_rotate(reencrypt: bool, config_path: Path, as_json: bool) -> None:
     config = _load_config(config_path)
     if config.keyring is None:
         raise UsageOrIOError("the keyring comes from $GGK_KEYRING; rotate it where it is kept")
+    if reencrypt and config.broker == "kafka":
+        raise click.UsageError(
+            "--reencrypt is for the embedded backend: on Kafka the payloads stay sealed in the "
+            "cluster's topics under the key they were written with (docs/kafka.md)"
+        )
     ring = _keyring(config)
     old = ring.active
     new = ring.rotate()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -144,6 +146,34 @@ async def test_dead_letter_and_replay(setup: Setup, sink: Sink) -> None:
         assert code == 200 and result["replayed"] == 1, result
         await eventually(lambda: ref in sink.referenties(), timeout=30)
         assert not await dead()
+
+
+async def test_views_keep_no_payloads_an_inbox_download_reads_kafka(setup: Setup) -> None:
+    """A process's view holds every message's metadata but no envelope; an inbox download
+    (and a replay, above) fetches the message's ``events`` record by its position."""
+    async with running(setup):
+        status, _ = await rest(
+            setup,
+            "POST",
+            "/api/v1/messages",
+            token=setup.token("12345678"),
+            data=sample("iwmo/wmo305.xml").encode(),
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert status == 202
+
+        async def listed() -> list[dict[str, str]]:
+            _, listing = await rest(setup, "GET", "/api/v1/inbox", token=setup.token("0150"))
+            return list(listing["messages"])
+
+        (item,) = await eventually(listed, timeout=30)
+        status, body = await rest(setup, "GET", f"/api/v1/inbox/{item['id']}", partner_cert="0150")
+        assert status == 200 and env.parse(etree.fromstring(body)).functie == "WMO305"
+        path = f"/api/v1/inbox/{item['id']}"
+        assert (await rest(setup, "GET", path, token=setup.token("0177")))[0] == 404
+    with contextlib.closing(sqlite3.connect(setup.config().database)) as db:
+        stored = db.execute("SELECT COUNT(*), SUM(length(envelope)) FROM messages").fetchone()
+    assert stored == (1, 0)
 
 
 async def test_two_processes_share_the_work_and_survive_kill_9(

@@ -68,6 +68,7 @@ from gateway.broker.base import (
     StorageError,
 )
 from gateway.broker.kafka_ledger import LedgerError, LedgerKeeper
+from gateway.broker.kafka_payloads import PayloadReader
 from gateway.broker.sqlite import SqliteBroker, envelope_aad, prior_outcome, replay_candidates
 from gateway.config import KafkaConfig
 from gateway.keyring import KeyringError
@@ -81,6 +82,11 @@ CREATE TABLE IF NOT EXISTS kafka_positions (
     next_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, partition)
 );
+CREATE TABLE IF NOT EXISTS kafka_payloads (
+    message_id TEXT PRIMARY KEY,
+    partition INTEGER NOT NULL,
+    record_offset INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kafka_rounds (
     message_id TEXT NOT NULL,
     destination TEXT NOT NULL,
@@ -89,6 +95,9 @@ CREATE TABLE IF NOT EXISTS kafka_rounds (
     PRIMARY KEY (message_id, destination)
 );
 """
+
+_SKIPPABLE = (rec.RecordError, KeyringError, KeyError, sqlite3.IntegrityError)
+"""What makes the view skip a record (logged) instead of stopping."""
 
 MAX_RECORD_BYTES = 32 * 1024 * 1024
 """Above the largest message the gateway accepts (25 MB) plus its sealing and metadata."""
@@ -207,6 +216,7 @@ class KafkaBroker:
         self._delivery: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.ledger: LedgerKeeper | None = None
+        self._payloads: PayloadReader | None = None
         # view
         self._positions: dict[TopicPartition, int] = {}
         self._view_moved = asyncio.Condition()
@@ -263,6 +273,8 @@ class KafkaBroker:
             )
             await self._router_producer.start()
             await self._start_view(settings)
+            self._payloads = PayloadReader(settings, self.t_events)
+            await self._payloads.start()
             self._tasks.append(asyncio.create_task(self._view_loop(), name="kafka-view"))
             await self._catch_up()
             if self.audit_enabled:
@@ -327,6 +339,9 @@ class KafkaBroker:
         if self.ledger is not None:
             await self.ledger.close()
             self.ledger = None
+        if self._payloads is not None:
+            await self._payloads.close()
+            self._payloads = None
         if self._delivery is not None:
             with contextlib.suppress(KafkaError):
                 await self._commit()
@@ -429,28 +444,47 @@ class KafkaBroker:
         records: list[ConsumerRecord[bytes, bytes]],
         positions: dict[TopicPartition, int],
     ) -> None:
-        for record in records:
-            db.execute("SAVEPOINT record")
-            try:
+        # the whole batch at once; only a batch with a bad record is applied one by one (a
+        # savepoint per record costs two statements each on the common path)
+        db.execute("SAVEPOINT batch")
+        try:
+            for record in records:
                 self._apply_one(db, record)
-            except (rec.RecordError, KeyringError, KeyError, sqlite3.IntegrityError) as exc:
-                db.execute("ROLLBACK TO record")
-                log.error(
-                    "kafka.view_record_skipped",
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    error=str(exc)[:200],
-                )
-            db.execute("RELEASE record")
+        except _SKIPPABLE:
+            db.execute("ROLLBACK TO batch")
+            for record in records:
+                self._apply_alone(db, record)
+        db.execute("RELEASE batch")
         _store_positions(db, positions)
+
+    def _apply_alone(self, db: sqlite3.Connection, record: ConsumerRecord[bytes, bytes]) -> None:
+        """One record in its own savepoint: one that cannot be applied is logged and skipped."""
+        db.execute("SAVEPOINT record")
+        try:
+            self._apply_one(db, record)
+        except _SKIPPABLE as exc:
+            db.execute("ROLLBACK TO record")
+            log.error(
+                "kafka.view_record_skipped",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                error=str(exc)[:200],
+            )
+        db.execute("RELEASE record")
 
     def _apply_one(self, db: sqlite3.Connection, record: ConsumerRecord[bytes, bytes]) -> None:
         meta, blob = rec.unframe(record.value)
         kind = meta["t"]
         if kind == "message":
-            message, sealed, received_at = rec.read_message(self.keyring, meta, blob)
-            self.local.store_message(db, message, received_at, sealed=sealed)
+            message, (key_id, _), received_at = rec.read_message(self.keyring, meta, blob)
+            # the envelope stays in Kafka; the view keeps where (kafka_payloads.py)
+            self.local.store_message(db, message, received_at, sealed=(key_id, b""))
+            db.execute(
+                "INSERT OR IGNORE INTO kafka_payloads (message_id, partition, record_offset) "
+                "VALUES (?, ?, ?)",
+                (message.id, record.partition, record.offset),
+            )
             db.executemany(
                 "INSERT OR IGNORE INTO kafka_rounds (message_id, destination) VALUES (?, ?)",
                 [(message.id, d.destination) for d in message.deliveries],
@@ -921,7 +955,30 @@ class KafkaBroker:
         return await self.local.inbox(partner, limit, after)
 
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
-        return await self.local.inbox_envelope(partner, message_id)
+        sealed = await self.local.inbox_sealed(partner, message_id)
+        if sealed is None:
+            return None
+        key_id, stored = sealed
+        if key_id is not None:
+            stored = await self._sealed_envelope(message_id, stored)
+        return self.local.open_envelope(message_id, key_id, stored)
+
+    async def _sealed_envelope(self, message_id: str, stored: bytes) -> bytes:
+        """A message's sealed envelope: from the ``events`` record the view points at (a view
+        made before views kept no envelopes still has it: ``stored``)."""
+        if stored:
+            return stored
+        rows = await self.local.read(
+            "SELECT partition, record_offset FROM kafka_payloads WHERE message_id = ?",
+            (message_id,),
+        )
+        if not rows or self._payloads is None:
+            raise StorageError(f"the view does not know where the payload of {message_id} is")
+        value = await self._payloads.read(rows[0]["partition"], rows[0]["record_offset"])
+        try:
+            return rec.unframe(value)[1]
+        except rec.RecordError as exc:
+            raise StorageError(f"the events record of {message_id}: {exc}") from None
 
     async def ack(self, partner: str, message_id: str) -> bool:
         rows = await self.local.read(
@@ -996,10 +1053,9 @@ class KafkaBroker:
                 detail=f"{row['destination']} by {actor or 'operator'}",
                 actor=actor or "operator",
             )
+            sealed = await self._sealed_envelope(row["message_id"], bytes(row["envelope"]))
             await self._send(
-                self._deliver_topic(row["adapter"]),
-                rec.frame(deliver, bytes(row["envelope"])),
-                row["destination"],
+                self._deliver_topic(row["adapter"]), rec.frame(deliver, sealed), row["destination"]
             )
         return len(rows)
 

@@ -311,7 +311,8 @@ class SqliteBroker:
             at,
         )
 
-    def _open(self, message_id: str, key_id: str | None, sealed: bytes) -> bytes:
+    def open_envelope(self, message_id: str, key_id: str | None, sealed: bytes) -> bytes:
+        """The envelope, decrypted; StorageError when retention purged it."""
         if key_id is None:
             raise StorageError(f"the payload of {message_id} was purged (retention)")
         return self.keyring.decrypt(key_id, bytes(sealed), envelope_aad(message_id))
@@ -586,7 +587,9 @@ class SqliteBroker:
                     (row["message_id"],),
                 ).fetchone()
                 try:
-                    envelope = self._open(row["message_id"], msg["envelope_key"], msg["envelope"])
+                    envelope = self.open_envelope(
+                        row["message_id"], msg["envelope_key"], msg["envelope"]
+                    )
                 except (KeyringError, StorageError) as exc:
                     # Retrying cannot help: dead-letter this one, keep claiming the others.
                     db.execute(
@@ -733,6 +736,12 @@ class SqliteBroker:
         return [dict(r) for r in rows]
 
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
+        sealed = await self.inbox_sealed(partner, message_id)
+        return None if sealed is None else self.open_envelope(message_id, *sealed)
+
+    async def inbox_sealed(self, partner: str, message_id: str) -> tuple[str | None, bytes] | None:
+        """The sealed envelope (key id, ciphertext) of a message in ``partner``'s inbox; None
+        when it is not there (or not the partner's)."""
         rows = await self.read(
             "SELECT m.envelope, m.envelope_key FROM deliveries d "
             "JOIN messages m ON m.id = d.message_id "
@@ -742,7 +751,7 @@ class SqliteBroker:
         )
         if not rows:
             return None
-        return self._open(message_id, rows[0]["envelope_key"], rows[0]["envelope"])
+        return rows[0]["envelope_key"], bytes(rows[0]["envelope"])
 
     async def ack(self, partner: str, message_id: str) -> bool:
         now = self.clock()
