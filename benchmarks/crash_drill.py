@@ -46,6 +46,7 @@ from lxml import etree
 
 from benchmarks.harness import (
     DI01_ACTION,
+    GGK,
     another_process,
     client_tls,
     demo_gateway,
@@ -232,14 +233,38 @@ async def main() -> None:
                 await asyncio.gather(*senders)
             print(file=sys.stderr)
             await _all_delivered(drill, sink)
-            report(drill, sink, args, seed, processes, time.monotonic() - started, broker_restart)
+            seconds = time.monotonic() - started
+            if cluster is not None:  # the audit chains survived every kill: checked on the cluster
+                await _stop_all(gateways)
+                verdict = await _audit_verdict(config)
+            report(drill, sink, args, seed, processes, seconds, broker_restart)
+            if cluster is not None:
+                print(f"\n`ggk audit verify` on the cluster afterwards: {verdict}")
+                if "intact" not in verdict:
+                    raise SystemExit("the cluster's audit trail does not verify")
         finally:
-            for gateway in gateways:
-                if gateway.process is not None and gateway.process.returncode is None:
-                    gateway.process.terminate()
-                    await gateway.process.wait()
+            await _stop_all(gateways)
             await runner.cleanup()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _stop_all(gateways: list[Gateway]) -> None:
+    for gateway in gateways:
+        if gateway.process is not None and gateway.process.returncode is None:
+            gateway.process.terminate()
+    for gateway in gateways:
+        if gateway.process is not None:
+            await gateway.process.wait()
+
+
+async def _audit_verdict(config: Path) -> str:
+    """``ggk audit verify`` of the whole cluster (the chains of every partition, recomputed
+    from Kafka, against every signed checkpoint): its one-line answer."""
+    process = await asyncio.create_subprocess_exec(
+        GGK, "audit", "verify", "--config", str(config), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    return out.decode().strip()
 
 
 async def _all_delivered(drill: Drill, sink: Sink, stalled_after: float = 90) -> None:

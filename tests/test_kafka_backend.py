@@ -261,6 +261,8 @@ async def test_the_cluster_audit_trail_is_kept_once_and_verified(
     assert code == 0 and len(json.loads(out)) >= 2 * len(refs), out
     code, out = await ggk(setup, "audit", "search", "--since", "2026-01-01", "--json")
     assert "audit_exported" in [r["action"] for r in json.loads(out)]  # the act is audited
+    code, out = await ggk(setup, "keys", "rotate", "--reencrypt")
+    assert code == 2 and "sealed in the cluster's topics" in out, out  # nothing to re-encrypt
     signed = tmp_path / "checkpoints.jsonl"
     code, out = await ggk(setup, "audit", "checkpoint", "--export", str(signed))
     assert code == 0 and signed.read_text().count('"checkpoint"') >= 2, out
@@ -278,8 +280,8 @@ async def test_the_cluster_audit_trail_is_kept_once_and_verified(
     contradicting = Checkpoint(
         newest.topic, newest.partition, newest.offset, newest.records, "f" * 64, 0.0, "x"
     )
-    signed = Checkpoint.sign(keyring, contradicting.source, _chain(contradicting), "x")
-    await produce(kafka_bootstrap, f"{prefix}.ledger", *signed.to_record())
+    lying = Checkpoint.sign(keyring, contradicting.source, _chain(contradicting), "x")
+    await produce(kafka_bootstrap, f"{prefix}.ledger", *lying.to_record())
     code, out = await ggk(setup, "audit", "verify", "--json")
     verdict = json.loads(out)
     assert code == 1 and not verdict["ok"]

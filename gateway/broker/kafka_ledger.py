@@ -196,8 +196,14 @@ class LedgerKeeper:
             **self.settings,
             group_id=self.group,
             enable_auto_commit=False,
+            # never "latest": a partition the listener could not position must not start
+            # past records it never chained (the loop positions it again)
+            auto_offset_reset="none",
             isolation_level="read_committed",
             max_partition_fetch_bytes=32 * 1024 * 1024,
+            # nobody waits for the chains: read in large, infrequent fetches
+            fetch_min_bytes=1024 * 1024,
+            fetch_max_wait_ms=1000,
         )
         self._owner.subscribe(self.sources, listener=_OwnerListener(self))
         await self._owner.start()
@@ -280,6 +286,9 @@ class LedgerKeeper:
         key = self.keyring.chain_key
         while True:
             try:
+                unplaced = owner.assignment() - set(self.chains)
+                if unplaced:  # the listener failed for these (Kafka unreachable)
+                    await self._assigned(unplaced)
                 batch = await owner.getmany(timeout_ms=500, max_records=2000)
             except KafkaError as exc:
                 log.warning("kafka.fetch_failed", loop="ledger", error=str(exc))
