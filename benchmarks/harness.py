@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway import demo, soap
 from gateway import envelope as env
+from gateway.broker.base import NewMessage, PlannedDelivery
 
 GGK = str(Path(sys.executable).parent / "ggk")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -237,3 +238,37 @@ async def start_gateway(
     )
     await wait_healthy(url, context)
     return process
+
+
+def stored_message(
+    n: int,
+    *,
+    digest: str = "d",
+    held: bool = False,
+    bsns: tuple[str, ...] = (),
+    envelope: bytes = b"<e>payload</e>",
+) -> NewMessage:
+    """A message record as the ingest stage hands it to a broker (for broker-level tests and
+    benchmarks)."""
+    return NewMessage(
+        id=f"m{n}",
+        kind="Di01",
+        zender="0150",
+        zender_applicatie="App",
+        ontvanger="12345678",
+        referentienummer=f"ref-{n}",
+        cross_ref=None,
+        functie="WMO301",
+        message_code="WMO301",
+        identificatie=f"ID{n}",
+        payload_sender="0150",
+        digest=digest,
+        envelope=envelope,
+        bv03_ref=f"bv-{n}",
+        bv03_tijdstip="20260101000000000",
+        actor="0150 via token",
+        origin="127.0.0.1",
+        bsns=bsns,
+        payload_digest="ab" * 32,
+        deliveries=(PlannedDelivery("12345678", "inbox" if held else "http", False, held),),
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from benchmarks.harness import start_sink
+from benchmarks.harness import start_sink, stored_message
 from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
@@ -17,7 +17,6 @@ from gateway.config import check as check_config
 from gateway.delivery import DeliveryService, backoff
 from gateway.keyring import Keyring
 from routing.partners import PartnerRegistry
-from tests.conftest import stored_message
 
 KEYS = Keyring.generate()
 

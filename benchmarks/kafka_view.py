@@ -1,0 +1,106 @@
+"""What one more Kafka gateway process costs per message: applying the cluster's events to its
+view (issue 17).
+
+Every process applies every message and delivery change of the cluster to its SQLite view
+(docs/kafka.md, "Partition-scoped state"); that is the part of the work that grows with the
+number of processes. This measures it alone, without Kafka: ``--messages`` records as the
+router writes them (a 3.5 KB envelope, one delivery, then its "delivered" state) applied
+by :meth:`KafkaBroker._apply` in batches of 500, as the view loop does, to a fresh SQLite file.
+
+Variants, interleaved over ``--rounds``: the view as it is (no audit chain, no envelope
+copy, BSNs left sealed) and with a per-process audit chain on every applied record (what
+every process did before the ledger; ``audit`` below).
+
+    python -m benchmarks.kafka_view --messages 2000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka.structs import ConsumerRecord
+
+from benchmarks.harness import stored_message
+from gateway.broker import kafka_records as rec
+from gateway.broker.kafka import KafkaBroker, _create_view_tables
+from gateway.broker.sqlite import SqliteBroker
+from gateway.config import KafkaConfig
+from gateway.keyring import Keyring
+
+BATCH = 500
+ENVELOPE = b"<e>" + b"x" * 3500 + b"</e>"
+
+
+def records(keyring: Keyring, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """The events a router and a delivery write for ``count`` messages."""
+    out: list[ConsumerRecord[bytes, bytes]] = []
+    for n in range(count):
+        m = stored_message(n, digest=f"d{n}", bsns=("999993653",), envelope=ENVELOPE)
+        delivered = {
+            "t": "delivery",
+            "message_id": m.id,
+            "destination": "12345678",
+            "state": "delivered",
+            "attempts": 1,
+            "at": time.time(),
+            "event": "delivered",
+            "detail": "http",
+            "round": 0,
+        }
+        for value in (rec.message_record(keyring, m, time.time()), rec.frame(delivered)):
+            offset = len(out)
+            out.append(
+                ConsumerRecord("x.events", 0, offset, 0, 0, None, value, None, 0, len(value), ())
+            )
+    return out
+
+
+async def apply_all(
+    keyring: Keyring, batch: list[ConsumerRecord[bytes, bytes]], *, audit: bool
+) -> float:
+    """CPU seconds (this process, writer thread included) to apply ``batch`` to a new view."""
+    with tempfile.TemporaryDirectory() as directory:
+        local = SqliteBroker(Path(directory) / "view.sqlite", keyring, audit_enabled=audit)
+        view = KafkaBroker(KafkaConfig(bootstrap="unused"), local, node="bench")
+        await local.start()
+        await local.write(_create_view_tables)
+        started = time.process_time()
+        for first in range(0, len(batch), BATCH):
+            part = batch[first : first + BATCH]
+            await local.write(functools.partial(view._apply, records=part, positions={}))
+        spent = time.process_time() - started
+        await local.close()
+    return spent
+
+
+async def main(args: argparse.Namespace) -> None:
+    keyring = Keyring.generate()
+    batch = records(keyring, args.messages)
+    spent: dict[str, list[float]] = {"view": [], "audit": []}
+    for _ in range(args.rounds):
+        for name in spent:
+            cpu = await apply_all(keyring, batch, audit=name == "audit")
+            spent[name].append(cpu / args.messages * 1000)
+    print(f"# view apply, {args.messages} messages (+1 delivery each), {args.rounds} rounds")
+    print("| variant | CPU s per 1,000 messages, median | rounds |")
+    print("|---|---:|---|")
+    for name, values in spent.items():
+        rounds = ", ".join(f"{v:.3f}" for v in values)
+        print(f"| {name} | {statistics.median(values):.3f} | {rounds} |")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    asyncio.run(main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    cli()
