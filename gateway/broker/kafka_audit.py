@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from gateway.audit import CLEAR_FIELDS, AuditEvent
 from gateway.broker import kafka_records as rec
-from gateway.broker.kafka_ledger import read_partition, source_partitions
+from gateway.broker.kafka_ledger import read_partition, source_partitions, trail_reader
 from gateway.keyring import Keyring
 
 _Meta = tuple[str, str, str, str]
@@ -79,12 +79,7 @@ async def entries(
 ) -> AsyncIterator[Entry]:
     """Every audit record of the cluster, partition by partition, in each partition's order;
     with ``open_secrets`` the sealed parts (BSNs, payload digest, details) opened."""
-    consumer = AIOKafkaConsumer(
-        **settings,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=32 * 1024 * 1024,
-    )
+    consumer = trail_reader(settings)
     await consumer.start()
     try:
         # a message's later records are in the same partition (keyed by its id)

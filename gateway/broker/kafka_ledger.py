@@ -403,12 +403,7 @@ async def verify_cluster(
     removed along with the records it signed). ``progress`` is told every 10,000 records
     how many were read."""
     verdict = ClusterVerdict()
-    consumer = AIOKafkaConsumer(
-        **settings,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=32 * 1024 * 1024,
-    )
+    consumer = trail_reader(settings)
     await consumer.start()
     try:
         sources = await source_partitions(consumer, prefix)
@@ -492,6 +487,16 @@ async def read_partition(
         batch = await consumer.getmany(tp, timeout_ms=1000)
         for record in batch.get(tp, []):
             yield record
+
+
+def trail_reader(settings: dict[str, Any]) -> AIOKafkaConsumer:
+    """A consumer for reading the trail from its start: no group, committed records only."""
+    return AIOKafkaConsumer(
+        **settings,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+    )
 
 
 async def source_partitions(consumer: AIOKafkaConsumer, prefix: str) -> list[TopicPartition]:
