@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
 
-from gateway.broker import kafka_topics
+from gateway.broker import kafka_audit, kafka_ledger, kafka_topics
 
 pytestmark = pytest.mark.kafka
 GGK = str(Path(sys.executable).parent / "ggk")
@@ -28,8 +29,42 @@ def test_plan_has_every_topic_the_backend_needs() -> None:
     assert by_name["x.events"].config["retention.ms"] == "-1"  # a new process reads it all
     assert int(by_name["x.deliver.http"].config["max.message.bytes"]) > 25 * 1024 * 1024
     assert by_name["x.accepted"].config["min.insync.replicas"] == "2"
+    assert by_name["x.ledger"].partitions == 1  # the chains' signed heads
+    assert by_name["x.ledger"].config["cleanup.policy"] == "compact"  # newest per chain kept
     with pytest.raises(ValueError):
         kafka_topics.plan(partitions=0)
+
+
+def test_the_trail_shows_a_record_it_cannot_read() -> None:
+    """A foreign record in ``events`` is an audit record of its own kind: never skipped by a
+    search or an export (and chained like any other)."""
+    garbage = record(7, b"?")
+    entry = kafka_audit._entry(garbage, None, {})
+    assert entry is not None and entry.event.action == "unreadable_record"
+    assert entry.position == "events:2:7" and entry.at == 1_700_000_000.0
+
+
+def test_a_chain_is_a_function_of_the_log() -> None:
+    """Two owners reading the same records compute the same head; an altered, removed,
+    reordered or cut-off record gives another one (what ``ggk audit verify`` detects)."""
+    key = b"k" * 32
+
+    def head(*records: ConsumerRecord[bytes, bytes]) -> str:
+        chain = kafka_ledger.Chain()
+        for item in records:
+            chain.add(key, item)
+        return chain.hash
+
+    a, b = record(0, b"a"), record(1, b"b")
+    assert head(a, b) == head(a, b)
+    variants = {head(a, b), head(a, record(1, b"B")), head(b), head(b, a), head(a), head()}
+    assert len(variants) == 6
+
+
+def record(offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        "x.events", 2, offset, 1_700_000_000_000, 0, b"k", value, None, 1, len(value), ()
+    )
 
 
 def test_ggk_kafka_init_creates_topics_once(kafka_bootstrap: str) -> None:

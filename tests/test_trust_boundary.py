@@ -21,6 +21,7 @@ import pytest
 
 from adapters.base import Outbound, PermanentError
 from adapters.directory import DirectoryAdapter
+from benchmarks.harness import stored_message
 from gateway import audit
 from gateway import envelope as env
 from gateway.admission import BadEncoding, BodyTooLarge, decode_body
@@ -29,7 +30,7 @@ from gateway.config import ConnectionLimits
 from gateway.connections import ConnectionTable
 from gateway.keyring import Keyring
 from gateway.standards import MESSAGES
-from tests.conftest import SAMPLES, stored_message
+from tests.conftest import SAMPLES
 from tests.gatewaykit import (
     Setup,
     Sink,

@@ -1048,7 +1048,9 @@ class KafkaBroker:
                 "attempts": 0,
                 "round": row["round"],
             }
-            # the state first: a fast delivery must not be overtaken by its own 'pending'
+            # the payload before anything is recorded: a replay that cannot read it changes
+            # nothing; then the state: a fast delivery must not be overtaken by its 'pending'
+            sealed = await self._sealed_envelope(row["message_id"], bytes(row["envelope"]))
             await self._event(
                 row["message_id"],
                 t="delivery",
@@ -1060,7 +1062,6 @@ class KafkaBroker:
                 detail=f"{row['destination']} by {actor or 'operator'}",
                 actor=actor or "operator",
             )
-            sealed = await self._sealed_envelope(row["message_id"], bytes(row["envelope"]))
             await self._send(
                 self._deliver_topic(row["adapter"]), rec.frame(deliver, sealed), row["destination"]
             )

@@ -96,11 +96,22 @@ async def entries(
 def _entry(
     record: ConsumerRecord[bytes, bytes], keyring: Keyring | None, messages: dict[str, _Meta]
 ) -> Entry | None:
-    try:
-        meta, blob = rec.unframe(record.value)
-    except rec.RecordError:
-        return None  # kept in the dead-letter topic by the router; not an audit record
     position = f"{record.topic.rsplit('.', 1)[-1]}:{record.partition}:{record.offset}"
+    try:
+        return _read_entry(record, position, keyring, messages)
+    except (rec.RecordError, KeyError, TypeError, ValueError) as exc:
+        # not an audit record this version can read: shown as such, never skipped silently
+        event = AuditEvent(action="unreadable_record", outcome=type(exc).__name__)
+        return Entry(position, float(record.timestamp) / 1000, event)
+
+
+def _read_entry(
+    record: ConsumerRecord[bytes, bytes],
+    position: str,
+    keyring: Keyring | None,
+    messages: dict[str, _Meta],
+) -> Entry | None:
+    meta, blob = rec.unframe(record.value)
     kind = meta.get("t")
     if kind == "message":
         message, _, at = rec.read_message(keyring, meta, blob)
