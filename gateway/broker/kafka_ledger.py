@@ -195,6 +195,7 @@ class LedgerKeeper:
         self._owner = AIOKafkaConsumer(
             **self.settings,
             group_id=self.group,
+            group_instance_id=self.node,  # as the router and delivery groups (kafka.py)
             enable_auto_commit=False,
             # never "latest": a partition the listener could not position must not start
             # past records it never chained (the loop positions it again)
