@@ -121,8 +121,15 @@ async def test_partner_down_then_back_is_retried_through_the_retry_topic(
         assert status == 200
         await eventually(lambda: ref in sink.referenties(), timeout=30)
         assert sink.requests_seen == 3
-        _, view = await rest(setup, "GET", f"/api/v1/messages/{ref}", token=setup.token())
-        events = [e["event"] for e in view["events"]]
+
+        async def history() -> list[str]:
+            """The message's events, once the view has applied its delivery (the view
+            follows Kafka a fetch behind: up to 20 ms)."""
+            _, view = await rest(setup, "GET", f"/api/v1/messages/{ref}", token=setup.token())
+            events = [str(e["event"]) for e in view["events"]]
+            return events if "delivered" in events else []
+
+        events = await eventually(history, timeout=10)
         assert events.count("retry_scheduled") == 2, events
 
 

@@ -383,9 +383,10 @@ class KafkaBroker:
             isolation_level="read_committed",
             max_partition_fetch_bytes=MAX_RECORD_BYTES,
             # fewer, larger fetches under load (each process reads every partition): a
-            # fetch waits up to 100 ms for 64 KiB instead of returning with the first record
+            # fetch waits up to 20 ms for 64 KiB instead of returning with the first record
+            # (the view follows Kafka by at most that much more; wait_applied callers too)
             fetch_min_bytes=64 * 1024,
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=20,
         )
         await consumer.start()
         self._view_consumer = consumer
