@@ -9,7 +9,8 @@ Topics (``<prefix>`` defaults to ``ggk``):
 - ``<prefix>.dlq``: dead letters, kept until replayed;
 - ``<prefix>.audit``: the audit log; one partition, because its hash chain needs one order;
 - ``<prefix>.events``: keyed by message id: every message and every change of its deliveries,
-  from which each gateway process keeps its local view (status, inbox, dead letters, audit).
+  from which each gateway process keeps its local view (status, inbox, dead letters); with
+  ``audit``, the cluster's audit trail (chained by the ledger).
   Not compacted: a process joining later reads the whole history.
 - ``<prefix>.ledger``: signed heads of the per-partition audit chains over ``events`` and
   ``audit`` (gateway/broker/kafka_ledger.py); compacted, keyed by source partition.
