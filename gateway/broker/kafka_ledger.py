@@ -246,13 +246,9 @@ class LedgerKeeper:
         while await reader.position(ledger) < end:
             batch = await reader.getmany(ledger, timeout_ms=500)
             for record in batch.get(ledger, []):
-                try:
-                    checkpoint = Checkpoint.from_record(record.value)
-                except LedgerError as exc:
-                    log.error("kafka.ledger_unreadable", offset=record.offset, error=str(exc))
-                    continue
-                if not checkpoint.valid(self.keyring.verify_key):
-                    log.error("kafka.ledger_bad_signature", offset=record.offset)
+                checkpoint, problem = signed_checkpoint(record, self.keyring)
+                if checkpoint is None:
+                    log.error("kafka.ledger_record_refused", offset=record.offset, error=problem)
                     continue
                 known = self.published.get(checkpoint.source)
                 if known is None or checkpoint.offset >= known.offset:
@@ -318,7 +314,7 @@ class LedgerKeeper:
                 for tp, c in self.chains.items()
                 if (only is None or tp in only)
                 and c.records
-                and c.offset > self.published.get(tp, _NONE).offset
+                and (tp not in self.published or c.offset > self.published[tp].offset)
             ]
         made = []
         for tp, chain in heads:
@@ -328,9 +324,6 @@ class LedgerKeeper:
             self.published[tp] = checkpoint
             made.append(checkpoint)
         return made
-
-
-_NONE = Checkpoint("", 0, -1, 0, GENESIS, 0.0, "")
 
 
 class _OwnerListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -441,20 +434,29 @@ async def _all_checkpoints(
     if not await kafka_topics.partitions(consumer, topic):
         verdict.ledger_problems.append(f"no topic {topic}: run `ggk kafka init`")
         return out
-    for record in await _read_all(consumer, ledger):
-        try:
-            checkpoint = Checkpoint.from_record(record.value)
-        except LedgerError as exc:
-            verdict.ledger_problems.append(f"ledger record {record.offset}: {exc}")
-            continue
-        if not checkpoint.valid(keyring.verify_key):
-            verdict.ledger_problems.append(
-                f"ledger record {record.offset} ({checkpoint.topic} partition "
-                f"{checkpoint.partition}) has an invalid signature: forged, or another keyring"
-            )
+    async for record in read_partition(consumer, ledger):
+        checkpoint, problem = signed_checkpoint(record, keyring)
+        if checkpoint is None:
+            verdict.ledger_problems.append(f"ledger record {record.offset}: {problem}")
             continue
         out.setdefault(checkpoint.source, []).append(checkpoint)
     return out
+
+
+def signed_checkpoint(
+    record: ConsumerRecord[bytes, bytes], keyring: Keyring
+) -> tuple[Checkpoint | None, str]:
+    """A ledger record as a checkpoint this keyring signed, or None and why not."""
+    try:
+        checkpoint = Checkpoint.from_record(record.value)
+    except LedgerError as exc:
+        return None, str(exc)
+    if not checkpoint.valid(keyring.verify_key):
+        return None, (
+            f"{checkpoint.topic} partition {checkpoint.partition}: invalid signature "
+            "(forged, or another keyring)"
+        )
+    return checkpoint, ""
 
 
 async def newest_checkpoints(
@@ -468,12 +470,6 @@ async def newest_checkpoints(
     finally:
         await consumer.stop()
     return [max(items, key=lambda c: c.offset) for _, items in sorted(found.items())]
-
-
-async def _read_all(
-    consumer: AIOKafkaConsumer, tp: TopicPartition
-) -> list[ConsumerRecord[bytes, bytes]]:
-    return [record async for record in read_partition(consumer, tp)]
 
 
 async def read_partition(
