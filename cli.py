@@ -722,6 +722,82 @@ def overdue(days: float | None, config_path: Path, as_json: bool) -> None:
     _emit(data, as_json, human or f"nothing overdue (> {data['days']:g} days)")
 
 
+_MONTH_HELP = "A month, YYYY-MM (inclusive)."
+
+
+@main.command(name="stats")
+@click.option("--gemeente", default=None, help="Only this gemeente (operator).")
+@click.option("--from", "first", default=None, help=_MONTH_HELP)
+@click.option("--to", "last", default=None, help=_MONTH_HELP)
+@click.option(
+    "--as-partner",
+    "partner",
+    default=None,
+    help="Ask with this gemeente's token (it sees its own figures only).",
+)
+@click.option("--csv", "as_csv", is_flag=True, help="CSV: gemeente,maand,categorie,maat,waarde.")
+@_config_option
+@_url_option
+@_json_option
+def stats_command(
+    gemeente: str | None,
+    first: str | None,
+    last: str | None,
+    partner: str | None,
+    as_csv: bool,
+    config_path: Path,
+    as_json: bool,
+) -> None:
+    """Beleidsinformatie per gemeente, month and product category: toewijzingen, starts,
+    stops, verzoeken, unique clients, declared and granted amounts, doorlooptijden. Small
+    cells are shown as "<N" (configured by [figures] min_cell)."""
+    if as_csv and as_json:
+        raise click.UsageError("give --json or --csv, not both")
+    client = _client(config_path, partner)
+    query = {"gemeente": gemeente, "from": first, "to": last}
+    if as_csv:
+        click.echo(_call(lambda: client.figures_csv(**query)), nl=False)
+        return
+    data = _call(lambda: client.figures(**query))
+    _emit(data, as_json, _figures_table(data))
+
+
+def _figures_table(data: dict[str, Any]) -> str:
+    """The figures for a terminal: one block per gemeente-month, categories as lines."""
+    if not data["rows"]:
+        return "no figures yet (no toewijzing, start, stop, verzoek or declaratie in range)"
+    columns = ("verzoeken", "toewijzingen", "starts", "stops", "clienten")
+    head = f"{'categorie':<10}" + "".join(f"{c:>13}" for c in columns)
+    head += f"{'gedeclareerd':>15}{'toegekend':>15}"
+    lines = [f"(counts below {data['threshold']} are shown as <{data['threshold']})"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in data["rows"]:
+        groups.setdefault((row["gemeente"], row["month"]), []).append(row)
+    for total in data["totals"]:
+        lines += ["", f"gemeente {total['gemeente']}, {total['month']}", head]
+        rows = groups.get((total["gemeente"], total["month"]), [])
+        lines += [_figures_line(row, columns) for row in [*rows, total]]
+    for d in data["doorlooptijden"]:
+        shown = (
+            f"median {d['median_days']} d, p90 {d['p90_days']} d over {d['n']}"
+            if d["median_days"] is not None
+            else f"{d['n']} cases: not shown"
+        )
+        lines.append(f"doorlooptijd {d['doorlooptijd']}  {d['gemeente']} {d['month']}: {shown}")
+    return "\n".join(lines)
+
+
+def _figures_line(row: dict[str, Any], columns: tuple[str, ...]) -> str:
+    def euro(value: object) -> str:
+        return f"{value / 100:,.2f}" if isinstance(value, int) else str(value)
+
+    return (
+        f"{row['categorie']:<10}"
+        + "".join(f"{row[c]!s:>13}" for c in columns)
+        + f"{euro(row['gedeclareerd_eurocent']):>15}{euro(row['toegekend_eurocent']):>15}"
+    )
+
+
 @main.group()
 def routes() -> None:
     """The route table."""

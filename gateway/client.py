@@ -138,6 +138,19 @@ class GatewayClient:
         query = f"?days={days}" if days is not None else ""
         return self._json("GET", f"/api/v1/admin/overdue{query}")
 
+    def figures(self, **query: str | None) -> Any:
+        """Beleidsinformatie (``gemeente``, ``from``, ``to``) as JSON."""
+        wanted = urlencode({k: v for k, v in query.items() if v})
+        return self._json("GET", f"/api/v1/stats?{wanted}")
+
+    def figures_csv(self, **query: str | None) -> str:
+        wanted = urlencode({"format": "csv", **{k: v for k, v in query.items() if v}})
+        response = self._request("GET", f"/api/v1/stats?{wanted}")
+        if response.status_code != 200:
+            self._json("GET", f"/api/v1/stats?{wanted}")  # raises with the problem's title
+            raise ClientError(f"HTTP {response.status_code} from /api/v1/stats")
+        return response.text
+
 
 def _token_from_secrets(path: Path, partner: str | None) -> str | None:
     if not path.is_file():

@@ -138,6 +138,8 @@ class GatewayConfig:
     keyring: Path | None = None
     """Audit/payload keys (mode 0600); None means $GGK_KEYRING."""
     retention_days: float = 30.0
+    figures_min_cell: int = 5
+    """Beleidsinformatie: counts below this are shown as "<N" (gateway/stats.py)."""
     checkpoint_seconds: float = 60.0
     audit_enabled: bool = True
     """Off only to measure what auditing costs (benchmarks); a warning is logged."""
@@ -199,38 +201,44 @@ def load(path: Path) -> GatewayConfig:
         raise ConfigError(f"{path}: {exc}") from None
     kafka = _kafka(raw["kafka"], path, rel) if "kafka" in raw else None
     ebms = _ebms(raw["ebms"], path, rel) if "ebms" in raw else None
-    config = GatewayConfig(
-        path=path.resolve(),
-        organisatie=str(gw.get("organisatie", "GGK")),
-        applicatie=str(gw.get("applicatie", "ggk-gateway")),
-        host=str(gw.get("host", "127.0.0.1")),
-        port=int(gw.get("port", 8443)),
-        data_dir=rel(str(gw.get("data_dir", "data"))),
-        plain_http=bool(gw.get("plain_http", False)),
-        max_message_bytes=int(gw.get("max_message_bytes", DEFAULT_MAX_BYTES)),
-        body_timeout=float(gw.get("body_timeout", 60.0)),
-        limits=limits,
-        text_functies=tuple(str(f) for f in gw.get("text_functies", [])),
-        max_database_mb=int(gw["max_database_mb"]) if gw.get("max_database_mb") else None,
-        business_rules=str(gw.get("business_rules", "reject")),
-        schema_dirs=tuple(rel(d) for d in gw.get("schema_dirs", [])),
-        tls=tls,
-        admin_token_sha256=raw.get("auth", {}).get("admin_token_sha256"),
-        metrics_token_sha256=raw.get("auth", {}).get("metrics_token_sha256"),
-        metrics_from_loopback=bool(raw.get("auth", {}).get("metrics_from_loopback", False)),
-        partners_file=rel(str(gw.get("partners", "partners.toml"))),
-        routes=list(raw.get("route", [])),
-        delivery=delivery,
-        overdue_days=float(raw.get("retour", {}).get("overdue_days", 3.0)),
-        public_url=gw.get("public_url"),
-        keyring=rel(str(raw["audit"]["keyring"])) if raw.get("audit", {}).get("keyring") else None,
-        retention_days=float(raw.get("audit", {}).get("retention_days", 30.0)),
-        checkpoint_seconds=float(raw.get("audit", {}).get("checkpoint_seconds", 60.0)),
-        audit_enabled=bool(raw.get("audit", {}).get("enabled", True)),
-        broker=str(gw.get("broker", "sqlite")),
-        kafka=kafka,
-        ebms=ebms,
-    )
+    try:  # a number where the file has text: one line naming the file, not a traceback
+        config = GatewayConfig(
+            path=path.resolve(),
+            organisatie=str(gw.get("organisatie", "GGK")),
+            applicatie=str(gw.get("applicatie", "ggk-gateway")),
+            host=str(gw.get("host", "127.0.0.1")),
+            port=int(gw.get("port", 8443)),
+            data_dir=rel(str(gw.get("data_dir", "data"))),
+            plain_http=bool(gw.get("plain_http", False)),
+            max_message_bytes=int(gw.get("max_message_bytes", DEFAULT_MAX_BYTES)),
+            body_timeout=float(gw.get("body_timeout", 60.0)),
+            limits=limits,
+            text_functies=tuple(str(f) for f in gw.get("text_functies", [])),
+            max_database_mb=int(gw["max_database_mb"]) if gw.get("max_database_mb") else None,
+            business_rules=str(gw.get("business_rules", "reject")),
+            schema_dirs=tuple(rel(d) for d in gw.get("schema_dirs", [])),
+            tls=tls,
+            admin_token_sha256=raw.get("auth", {}).get("admin_token_sha256"),
+            metrics_token_sha256=raw.get("auth", {}).get("metrics_token_sha256"),
+            metrics_from_loopback=bool(raw.get("auth", {}).get("metrics_from_loopback", False)),
+            partners_file=rel(str(gw.get("partners", "partners.toml"))),
+            routes=list(raw.get("route", [])),
+            delivery=delivery,
+            overdue_days=float(raw.get("retour", {}).get("overdue_days", 3.0)),
+            public_url=gw.get("public_url"),
+            keyring=rel(str(raw["audit"]["keyring"]))
+            if raw.get("audit", {}).get("keyring")
+            else None,
+            retention_days=float(raw.get("audit", {}).get("retention_days", 30.0)),
+            figures_min_cell=int(raw.get("figures", {}).get("min_cell", 5)),
+            checkpoint_seconds=float(raw.get("audit", {}).get("checkpoint_seconds", 60.0)),
+            audit_enabled=bool(raw.get("audit", {}).get("enabled", True)),
+            broker=str(gw.get("broker", "sqlite")),
+            kafka=kafka,
+            ebms=ebms,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     check(config)
     return config
 
@@ -287,6 +295,8 @@ def check(config: GatewayConfig) -> None:
             f"{config.path}: [tls] cert and key are required (or plain_http = "
             "true on loopback for development)"
         )
+    if not 1 <= config.figures_min_cell <= 1000:
+        raise ConfigError(f"{config.path}: [figures] min_cell is between 1 and 1000")
     if config.retention_days <= 0 or config.checkpoint_seconds <= 0:
         raise ConfigError(
             f"{config.path}: audit retention_days and checkpoint_seconds must be positive"

@@ -147,6 +147,9 @@ per_receiver = 16                # ... and to one receiver: a slow one never tak
 [retour]
 overdue_days = 3
 
+[figures]
+min_cell = 5  # beleidsinformatie: counts below this are shown as "<5" (docs/figures.md)
+
 [audit]
 keyring = "keys/keyring.json"  # AES-256 data keys, BSN pseudonym key, checkpoint signing key
 retention_days = 30            # payloads are purged after this; metadata and audit stay

@@ -20,6 +20,7 @@ from lxml import etree
 from gateway import audit
 from gateway import envelope as env
 from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
+from gateway.figures import Fact, FigureKeys, extract
 from gateway.identify import parties
 from gateway.offload import PayloadValidator
 from gateway.report import Problem, Severity
@@ -97,8 +98,11 @@ class Ingress:
         reject_rule_violations: bool = True,
         payloads: PayloadValidator | None = None,
         text_functies: frozenset[str] = frozenset(),
+        figure_keys: FigureKeys | None = None,
     ) -> None:
         self.validator = validator
+        self.figure_keys = figure_keys
+        """Keys of the beleidsinformatie facts (gateway/figures.py); None: none are taken."""
         self.payloads = payloads or PayloadValidator(validator, ())
         """Large payloads to a worker process once started (see gateway.offload)."""
         self.partners = partners
@@ -199,10 +203,11 @@ class Ingress:
                 message, payload_root = checked
         # Serialising, hashing and collecting BSNs cost tens of milliseconds for a message of
         # megabytes: done in a thread for a large one, so the loop goes on serving others.
+        counted = (message, self.figure_keys) if message and self.figure_keys else None
         facts = (
-            await asyncio.to_thread(_stored_facts, element, envelope, payload_root)
+            await asyncio.to_thread(_stored_facts, element, envelope, payload_root, counted)
             if offload
-            else _stored_facts(element, envelope, payload_root)
+            else _stored_facts(element, envelope, payload_root, counted)
         )
         return await self._route_and_store(envelope, facts, identity, message, payload_root)
 
@@ -376,6 +381,7 @@ class Ingress:
             origin=identity.peer,
             bsns=facts.bsns,
             payload_digest=facts.payload_digest,
+            facts=facts.figures,
         )
         try:
             outcome: AcceptOutcome = await self.broker.accept(record)
@@ -429,10 +435,14 @@ class _StoredFacts:
     digest: str
     payload_digest: str
     bsns: tuple[str, ...]
+    figures: tuple[Fact, ...]
 
 
 def _stored_facts(
-    element: etree._Element, envelope: env.Envelope, payload_root: etree._Element | None
+    element: etree._Element,
+    envelope: env.Envelope,
+    payload_root: etree._Element | None,
+    counted: tuple[MessageType, FigureKeys] | None,
 ) -> _StoredFacts:
     raw: bytes = etree.tostring(element, encoding="UTF-8", xml_declaration=True)
     bsns = (
@@ -440,8 +450,9 @@ def _stored_facts(
         if payload_root is not None
         else ()
     )
+    figures = extract(payload_root, *counted) if payload_root is not None and counted else ()
     return _StoredFacts(
-        raw, content_digest(envelope), hashlib.sha256(envelope.payload).hexdigest(), bsns
+        raw, content_digest(envelope), hashlib.sha256(envelope.payload).hexdigest(), bsns, figures
     )
 
 

@@ -163,6 +163,19 @@ class Keyring:
         keyrings have it): whoever lacks the keyring cannot compute a valid record hash."""
         return hmac.new(self.pseudonym_key, b"ggk audit chain v1", hashlib.sha256).digest()
 
+    @property
+    def figures_key(self) -> bytes:
+        """The key of beleidsinformatie pseudonyms and references (gateway/figures.py):
+        derived like the chain key, and different from the audit pseudonyms, so the
+        figures cannot be joined to the audit log by BSN."""
+        return hmac.new(self.pseudonym_key, b"ggk figures v1", hashlib.sha256).digest()
+
+    @property
+    def portal_key(self) -> bytes:
+        """The key of portal session cookies and CSRF tokens: every process holding the
+        keyring can check a session, no one else can make one."""
+        return hmac.new(self.pseudonym_key, b"ggk portal sessions v1", hashlib.sha256).digest()
+
     def sign(self, data: bytes) -> bytes:
         return self.signing_key.sign(data)
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.stats import DURATIONS
+from gateway.stats import MEASURES as FIGURE_MEASURES
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -19,6 +22,7 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+_MONTH = {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"}
 _XML = {"application/xml": {"schema": {"type": "string"}}}
 _REFUSALS = {
     400: "a malformed parameter, body or Content-Encoding",
@@ -230,6 +234,43 @@ SCHEMAS: dict[str, Any] = {
             "overdue": {"type": "array", "items": _ref("ConversationItem")},
         },
     },
+    "Figure": {
+        "description": "an integer; '<5' for a small cell, 'x' for one hidden so that "
+        "another cannot be recovered from the total",
+        "oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^(<[0-9]+|x)$"}],
+    },
+    "FigureRow": {
+        "type": "object",
+        "required": ["gemeente", "month", "categorie", *FIGURE_MEASURES],
+        "properties": {
+            "gemeente": {"type": "string"},
+            "month": {"type": "string"},
+            "categorie": {"type": "string"},
+            **{name: _ref("Figure") for name in FIGURE_MEASURES},
+        },
+    },
+    "Doorlooptijd": {
+        "type": "object",
+        "required": ["gemeente", "month", "doorlooptijd", "n", "median_days", "p90_days"],
+        "properties": {
+            "gemeente": {"type": "string"},
+            "month": {"type": "string"},
+            "doorlooptijd": {"type": "string", "enum": list(DURATIONS)},
+            "n": _ref("Figure"),
+            "median_days": {"type": ["number", "null"]},
+            "p90_days": {"type": ["number", "null"]},
+        },
+    },
+    "Figures": {
+        "type": "object",
+        "required": ["threshold", "rows", "totals", "doorlooptijden"],
+        "properties": {
+            "threshold": {"type": "integer"},
+            "rows": {"type": "array", "items": _ref("FigureRow")},
+            "totals": {"type": "array", "items": _ref("FigureRow")},
+            "doorlooptijden": {"type": "array", "items": _ref("Doorlooptijd")},
+        },
+    },
     "Status": {
         "type": "object",
         "required": ["status"],
@@ -387,6 +428,36 @@ OPENAPI: dict[str, Any] = {
                 "responses": _answers(
                     200,
                     {"description": "overdue messages", "content": _json(_ref("Overdue"))},
+                    400,
+                    401,
+                    403,
+                ),
+            }
+        },
+        "/api/v1/stats": {
+            "get": {
+                "operationId": "getFigures",
+                "summary": "Beleidsinformatie per gemeente, month and product category, small "
+                "cells suppressed (a gemeente its own; the operator all)",
+                "parameters": [
+                    {"name": "gemeente", "in": "query", "schema": {"type": "string"}},
+                    {"name": "from", "in": "query", "schema": _MONTH},
+                    {"name": "to", "in": "query", "schema": _MONTH},
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["json", "csv"]},
+                    },
+                ],
+                "responses": _answers(
+                    200,
+                    {
+                        "description": "the figures (CSV: gemeente,maand,categorie,maat,waarde)",
+                        "content": {
+                            **_json(_ref("Figures")),
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
                     400,
                     401,
                     403,

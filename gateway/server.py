@@ -32,7 +32,7 @@ from aiohttp import web
 from lxml import etree
 from prometheus_client import generate_latest
 
-from gateway import audit, soap
+from gateway import audit, soap, stats
 from gateway import envelope as env
 from gateway.admission import BadEncoding, BodyBudget, BodyTooLarge, BudgetExhausted, decode_body
 from gateway.broker.base import Broker, StorageError
@@ -44,6 +44,7 @@ from gateway.connections import GuardedSite, LoggedHandshake
 from gateway.delivery import DeliveryService
 from gateway.ebms.cpastore import CpaStore
 from gateway.ebms.inbound import EbmsInbound
+from gateway.figures import FigureKeys
 from gateway.ingest import Identity, Ingress, Rejected
 from gateway.keyring import Keyring
 from gateway.metrics import (
@@ -63,12 +64,13 @@ from gateway.metrics import (
 )
 from gateway.offload import LARGE_PAYLOAD_BYTES, PayloadValidator
 from gateway.openapi import OPENAPI
+from gateway.portal import PortalDeps, SessionKeys, portal_app
 from gateway.problems import problem, problems_not_tracebacks, query_float, query_int
 from gateway.schemas import SchemaRegistry
 from gateway.standards import Kind
 from gateway.validation import Validator
 from gateway.xmlsafe import ParseLimits, parse_untrusted
-from routing.partners import Partner, PartnerRegistry
+from routing.partners import Partner, PartnerKind, PartnerRegistry
 from routing.table import RouteTable
 
 log = structlog.get_logger("ggk.server")
@@ -102,6 +104,8 @@ class Gateway:
     soap_limits: ParseLimits
     """For SOAP requests: few tags allowed (the payload is base64 text inside)."""
     bodies: BodyBudget
+    keyring: Keyring
+    """The keys of this gateway's data (also the portal's session key is derived from it)."""
     large_parses: asyncio.Semaphore = dataclasses.field(
         default_factory=lambda: asyncio.Semaphore(LARGE_PARSES)
     )
@@ -157,6 +161,7 @@ def build(config: GatewayConfig) -> Gateway:
         reject_rule_violations=config.business_rules == "reject",
         payloads=PayloadValidator(validator, config.schema_dirs),
         text_functies=frozenset(config.text_functies),
+        figure_keys=FigureKeys(store.keyring.figures_key),
     )
     context: dict[str, Any] = {}
     inbound: EbmsInbound | None = None
@@ -169,7 +174,9 @@ def build(config: GatewayConfig) -> Gateway:
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake, context=context)
     soap_limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=SOAP_MAX_MARKUP)
     bodies = BodyBudget(config.limits.inflight_body_mb * 1024 * 1024)
-    gateway = Gateway(config, partners, broker, ingress, delivery, limits, soap_limits, bodies)
+    gateway = Gateway(
+        config, partners, broker, ingress, delivery, limits, soap_limits, bodies, store.keyring
+    )
     gateway.ebms = inbound
     return gateway
 
@@ -216,11 +223,16 @@ def _identify(request: web.Request, gw: Gateway) -> Identity:
             partner = gw.partners.by_certificate(der)
             if partner is not None:
                 return Identity(partner, peer=peer, via="mtls")
-    if token:
-        partner = gw.partners.by_token(token)
-        if partner is not None:
-            return Identity(partner, peer=peer, via="token")
-    return Identity(None, peer=peer)
+    return identify_token(gw, token, peer) if token else Identity(None, peer=peer)
+
+
+def identify_token(gw: Gateway, token: str | None, peer: str) -> Identity:
+    """Who a token proves: the operator (admin token), a partner, or no one. The portal's
+    sign-in asks this too, so a token proves exactly the same there as on the API."""
+    if _token_is(token, gw.config.admin_token_sha256):
+        return Identity(None, admin=True, peer=peer, via="token")
+    partner = gw.partners.by_token(token) if token else None
+    return Identity(partner, peer=peer, via="token" if partner else "")
 
 
 def may_scrape(request: web.Request, gw: Gateway) -> bool:
@@ -497,15 +509,48 @@ async def submit_message(request: web.Request) -> web.Response:
     async with admitted(request, gw) as payload:
         if isinstance(payload, web.Response):
             return payload
-        return await _submit(request, gw, identity, partner, payload)
+        submitted = await submit_payload(
+            gw,
+            identity,
+            partner,
+            payload,
+            referentienummer=request.headers.get("Idempotency-Key") or None,
+            cross_ref=request.query.get("cross_ref") or None,
+        )
+        return submitted.response()
 
 
-async def _submit(
-    request: web.Request, gw: Gateway, identity: Identity, partner: Partner, payload: bytes
-) -> web.Response:
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What a raw submission came to: 202 and the accepted message, or a problem document."""
+
+    status: int
+    body: dict[str, Any]
+
+    def response(self) -> web.Response:
+        if self.status >= 400:
+            return problem(self.status, **self.body)
+        return web.json_response(self.body, status=self.status)
+
+
+def _refused(status: int, title: str, **extra: Any) -> Submitted:
+    return Submitted(status, {"title": title, **extra})
+
+
+async def submit_payload(
+    gw: Gateway,
+    identity: Identity,
+    partner: Partner,
+    payload: bytes,
+    *,
+    referentienummer: str | None = None,
+    cross_ref: str | None = None,
+) -> Submitted:
+    """Validate a raw iWmo/iJw message, wrap it in a Di01/Du01 for ``partner`` and accept it
+    (the REST API and the portal's upload alike)."""
     fits = (gw.config.max_message_bytes - ENVELOPE_ALLOWANCE) * 3 // 4
     if len(payload) > fits:
-        return problem(
+        return _refused(
             413,
             f"payload is {len(payload):,} bytes; base64 in a Di01 it must fit the "
             f"{gw.config.max_message_bytes:,}-byte message limit (at most {fits:,} bytes)",
@@ -514,7 +559,7 @@ async def _submit(
     result = await gw.ingress.payloads.validate_payload(payload)
     if result.identified is None or result.root is None:
         errors = result.report.errors
-        return problem(
+        return _refused(
             422,
             errors[0].message if errors else "not an iWmo/iJw message",
             code="StUF055",
@@ -524,9 +569,8 @@ async def _submit(
     header = root.find("{*}Header")
     afzender = header.findtext("{*}Afzender") if header is not None else None
     ontvanger = header.findtext("{*}Ontvanger") if header is not None else None
-    referentienummer = request.headers.get("Idempotency-Key") or None
     if referentienummer is not None and not env.UUID4.match(referentienummer):
-        return problem(
+        return _refused(
             400,
             "Idempotency-Key must be a lower-case UUID v4 (it becomes the "
             "envelope referentienummer)",
@@ -545,9 +589,9 @@ async def _submit(
         heen = await gw.broker.find_heen(
             afzender or "", heen_code, ident or "", ontvanger=partner.id
         )
-        cross_ref = request.query.get("cross_ref") or (heen["referentienummer"] if heen else None)
+        cross_ref = cross_ref or (heen["referentienummer"] if heen else None)
         if not cross_ref:
-            return problem(
+            return _refused(
                 422,
                 f"no {heen_code} with this Identificatie was sent to you through this "
                 "gateway; give ?cross_ref=<Di01 referentienummer>",
@@ -577,16 +621,16 @@ async def _submit(
     if isinstance(outcome, Rejected):
         REJECTED.labels(code=outcome.code).inc()
         status = 503 if outcome.code == "StUF046" else 403 if outcome.code == "StUF052" else 422
-        return problem(status, outcome.omschrijving, code=outcome.code)
+        return _refused(status, outcome.omschrijving, code=outcome.code)
     ACCEPTED.labels(functie=message.code, duplicate=str(outcome.duplicate).lower()).inc()
-    return web.json_response(
+    return Submitted(
+        202,
         {
             "id": outcome.message_id,
             "referentienummer": outcome.referentienummer,
             "duplicate": outcome.duplicate,
             "destinations": list(outcome.destinations),
         },
-        status=202,
     )
 
 
@@ -709,6 +753,37 @@ async def overdue(request: web.Request) -> web.Response:
     return web.json_response({"days": days, "overdue": [with_times(i) for i in items]})
 
 
+_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+
+
+async def figures(request: web.Request) -> web.Response:
+    """Beleidsinformatie: a gemeente reads its own figures, the operator everyone's."""
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
+    asked = request.query.get("gemeente") or None
+    if identity.admin:
+        gemeente = asked
+    elif identity.partner is None:
+        return problem(401, "a credential is required")
+    elif identity.partner.kind is not PartnerKind.GEMEENTE:
+        return problem(403, "figures are for gemeenten and the operator")
+    elif asked not in (None, identity.partner.id):
+        return problem(403, "a gemeente reads its own figures only")
+    else:
+        gemeente = identity.partner.id
+    first, last = request.query.get("from"), request.query.get("to")
+    if any(m is not None and not _MONTH.match(m) for m in (first, last)):
+        return problem(400, "from and to are months, YYYY-MM")
+    wanted = request.query.get("format", "json")
+    if wanted not in ("json", "csv"):
+        return problem(400, "format is json or csv")
+    raw = await gw.broker.figures(stats.Scope(gemeente, first, last))
+    published = stats.publish(raw, gw.config.figures_min_cell)
+    if wanted == "csv":
+        return web.Response(text=stats.to_csv(published), content_type="text/csv")
+    return web.json_response(published)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -803,11 +878,39 @@ def make_app(gw: Gateway) -> web.Application:
     app.router.add_get("/api/v1/admin/dead-letters", dead_letters)
     app.router.add_post("/api/v1/admin/replay", replay)
     app.router.add_get("/api/v1/admin/overdue", overdue)
+    app.router.add_get("/api/v1/stats", figures)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/portal", _to_portal)
+    app.add_subapp("/portal", portal_app(_portal_deps(gw), app._client_max_size))
     return app
+
+
+async def _to_portal(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther("/portal/")
+
+
+def _portal_deps(gw: Gateway) -> PortalDeps:
+    """What the portal may use of this gateway: the same broker, partners and checks as the
+    API (a page shows nothing an API call by the same identity would not)."""
+
+    async def submit(identity: Identity, partner: Partner, payload: bytes) -> Submitted:
+        return await submit_payload(gw, identity, partner, payload)
+
+    return PortalDeps(
+        broker=gw.broker,
+        partners=gw.partners,
+        keys=SessionKeys(gw.keyring.portal_key),
+        identify=lambda request: identify(request, gw),
+        by_token=lambda token, peer: identify_token(gw, token, peer),
+        validate=gw.ingress.payloads.validate_payload,
+        submit=submit,
+        overdue_days=gw.config.overdue_days,
+        min_cell=gw.config.figures_min_cell,
+        max_upload=gw.config.max_message_bytes,
+    )
 
 
 def _digest(path: Path) -> str:

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from lxml import etree
 
 from gateway import envelope as env
+from gateway import stats
 from gateway.broker.kafka_ledger import Chain, Checkpoint
 from gateway.keyring import Keyring
 from tests.conftest import sample
@@ -95,6 +96,17 @@ async def test_accept_route_deliver_and_status(setup: Setup, sink: Sink) -> None
         assert code == 500 and fo03_code(fault) == "StUF016", fault
         await asyncio.sleep(1)
         assert sink.referenties().count(ref) == 1
+        # beleidsinformatie: the facts travelled sealed in the record and the view counted
+        # them once (the re-offer is not a second toewijzing)
+        code, figures = await rest(setup, "GET", "/api/v1/stats?gemeente=0150", token=admin)
+        assert code == 200 and [r["toewijzingen"] for r in figures["rows"]] == ["<5", "<5"]
+        with contextlib.closing(sqlite3.connect(setup.config().database)) as db:
+            db.row_factory = sqlite3.Row
+            cells = stats.count(db, stats.Scope("0150")).cells
+        assert sorted((c.categorie, c.counts["toewijzingen"]) for c in cells) == [
+            ("01", 1),
+            ("02", 1),
+        ]
 
 
 async def test_one_receivers_messages_arrive_in_order(setup: Setup, sink: Sink) -> None:

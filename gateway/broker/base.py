@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gateway.audit import AuditEvent
+    from gateway.figures import Fact
+    from gateway.stats import RawFigures, Scope
 
 
 class StorageError(Exception):
@@ -67,6 +69,8 @@ class NewMessage:
     bsns: tuple[str, ...] = ()
     """The payload's BSNs: only ever stored encrypted, and as keyed pseudonyms."""
     payload_digest: str = ""
+    facts: tuple[Fact, ...] = ()
+    """Beleidsinformatie of the payload (gateway/figures.py): pseudonymous, no BSN."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,11 @@ class Broker(Protocol):
         """Up to ``limit`` waiting messages whose ``cursor`` is past ``after`` (paging)."""
         ...
 
+    async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` messages ``partner`` sent: Bv03, delivery states, newest
+        retour (functie and retourcodes)."""
+        ...
+
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None: ...
     async def ack(self, partner: str, message_id: str) -> bool: ...
     async def dead_letters(
@@ -190,6 +199,10 @@ class Broker(Protocol):
     async def checkpoint(self) -> dict[str, Any] | None: ...
     async def purge(self, older_than: float) -> int: ...
     async def counts(self) -> dict[str, int]: ...
+    async def figures(self, scope: Scope) -> RawFigures:
+        """The beleidsinformatie facts of ``scope``, counted (gateway/stats.py publishes)."""
+        ...
+
     async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
         """Queues per destination, overdue heenberichten (received before ``overdue_before``
         and unanswered), store size and the newest signed audit checkpoint."""

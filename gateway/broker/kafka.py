@@ -56,7 +56,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import ConsumerRecord
 
-from gateway import audit
+from gateway import audit, stats
 from gateway.broker import kafka_records as rec
 from gateway.broker import kafka_topics
 from gateway.broker.base import (
@@ -489,7 +489,7 @@ class KafkaBroker:
         if kind == "message":
             # BSNs and payload digest stay sealed: the view keeps no audit, queries don't need them
             message, (key_id, _), received_at = rec.read_message(
-                self.keyring, meta, blob, open_secret=False
+                self.keyring, meta, blob, open_secret=False, open_facts=True
             )
             # the envelope stays in Kafka; the view keeps where (kafka_payloads.py)
             self.local.store_message(db, message, received_at, sealed=(key_id, b""))
@@ -967,6 +967,9 @@ class KafkaBroker:
     async def inbox(self, partner: str, limit: int, after: int = 0) -> list[dict[str, Any]]:
         return await self.local.inbox(partner, limit, after)
 
+    async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
+        return await self.local.sent(partner, limit)
+
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
         sealed = await self.local.inbox_sealed(partner, message_id)
         if sealed is None:
@@ -1075,6 +1078,10 @@ class KafkaBroker:
 
     async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]:
         return await self.local.overdue(older_than, limit)
+
+    async def figures(self, scope: stats.Scope) -> stats.RawFigures:
+        """From this process's view: every process's view holds every message's facts."""
+        return await self.local.figures(scope)
 
     async def audit_event(self, event: audit.AuditEvent) -> None:
         if not self.audit_enabled:

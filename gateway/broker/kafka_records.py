@@ -25,6 +25,7 @@ from typing import Any
 from gateway.audit import AuditEvent
 from gateway.broker.base import NewMessage, PlannedDelivery
 from gateway.broker.sqlite import envelope_aad
+from gateway.figures import Fact, FactKind
 from gateway.keyring import Keyring
 
 
@@ -97,17 +98,38 @@ def message_record(keyring: Keyring, message: NewMessage, received_at: float) ->
         {"bsns": list(message.bsns), "payload_digest": message.payload_digest},
         message.id,
     )
+    if message.facts:  # pseudonymous, but still about people: sealed like the rest
+        facts = [asdict(f) for f in message.facts]
+        meta["facts"] = _seal_secret(keyring, {"facts": facts}, f"{message.id}:facts")
     return frame(meta, sealed_envelope)
 
 
 def read_message(
-    keyring: Keyring | None, meta: dict[str, Any], blob: bytes, *, open_secret: bool = True
+    keyring: Keyring | None,
+    meta: dict[str, Any],
+    blob: bytes,
+    *,
+    open_secret: bool = True,
+    open_facts: bool = False,
 ) -> tuple[NewMessage, tuple[str, bytes], float]:
     """The message (envelope left empty), its sealed envelope (key id, blob), when received.
     ``open_secret=False`` (or no keyring) leaves the BSNs and payload digest sealed (and the
-    message without them): for readers that only route it."""
+    message without them): for readers that only route it. ``open_facts`` opens the
+    beleidsinformatie (for the view that counts it)."""
     sealed = meta.get("secret") if open_secret and keyring is not None else None
     secret = _open_secret(keyring, sealed, meta["id"]) if sealed and keyring else {}
+    sealed_facts = meta.get("facts") if open_facts and keyring is not None else None
+    try:
+        facts = (
+            tuple(
+                Fact(**{**f, "kind": FactKind(f["kind"])})
+                for f in _open_secret(keyring, sealed_facts, f"{meta['id']}:facts")["facts"]
+            )
+            if sealed_facts and keyring
+            else ()
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"message record with unreadable facts: {exc}") from None
     try:
         message = NewMessage(
             **{name: meta[name] for name in _MESSAGE_CLEAR},
@@ -115,6 +137,7 @@ def read_message(
             deliveries=tuple(PlannedDelivery(**d) for d in meta["deliveries"]),
             bsns=tuple(secret.get("bsns", ())),
             payload_digest=secret.get("payload_digest", ""),
+            facts=facts,
         )
     except (KeyError, TypeError) as exc:
         raise RecordError(f"message record incomplete: {exc}") from None

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import structlog
 
-from gateway import audit
+from gateway import audit, stats
 from gateway.broker.base import (
     AcceptOutcome,
     DeliveryState,
@@ -36,6 +36,7 @@ from gateway.broker.base import (
     OpsSnapshot,
     StorageError,
 )
+from gateway.figures import Fact
 from gateway.keyring import Keyring, KeyringError
 from gateway.standards import MESSAGES, Kind
 
@@ -91,6 +92,23 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_message ON events (message_id);
+CREATE TABLE IF NOT EXISTS facts (
+    message_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    standard TEXT NOT NULL,
+    gemeente TEXT NOT NULL,
+    aanbieder TEXT NOT NULL,
+    categorie TEXT NOT NULL,
+    month TEXT NOT NULL,
+    client TEXT,
+    key TEXT NOT NULL,
+    amount INTEGER,
+    link TEXT,
+    follows TEXT
+);
+CREATE INDEX IF NOT EXISTS facts_gemeente ON facts (gemeente, month);
+CREATE INDEX IF NOT EXISTS facts_link ON facts (link);
 """
 
 log = structlog.get_logger("ggk.broker")
@@ -563,6 +581,8 @@ class SqliteBroker:
                 "retour_received",
                 f"{message.functie} {message.id} {message.retourcodes or ''}".strip(),
             )
+        if message.facts:
+            store_facts(db, message.id, now, message.facts)
 
     # --- delivering --------------------------------------------------------------------------
 
@@ -735,6 +755,18 @@ class SqliteBroker:
         )
         return [dict(r) for r in rows]
 
+    async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
+        rows = await self.read(
+            "SELECT m.id, m.kind, m.functie, m.ontvanger, m.referentienummer, m.received_at, "
+            "m.bv03_ref, (SELECT GROUP_CONCAT(d.state) FROM deliveries d "
+            "WHERE d.message_id = m.id) AS states, "
+            "(SELECT r.functie || ' ' || COALESCE(r.retourcodes, '') FROM messages r "
+            "WHERE r.heen_id = m.id ORDER BY r.received_at DESC LIMIT 1) AS retour "
+            "FROM messages m WHERE m.zender = ? ORDER BY m.received_at DESC LIMIT ?",
+            (partner, limit),
+        )
+        return [dict(r) for r in rows]
+
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
         sealed = await self.inbox_sealed(partner, message_id)
         return None if sealed is None else self.open_envelope(message_id, *sealed)
@@ -822,6 +854,10 @@ class SqliteBroker:
             (older_than, *AWAITING_RETOUR, limit),
         )
         return [dict(r) for r in rows]
+
+    async def figures(self, scope: stats.Scope) -> stats.RawFigures:
+        result: stats.RawFigures = await self.query(lambda db: stats.count(db, scope))
+        return result
 
     async def counts(self) -> dict[str, int]:
         rows = await self.read("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
@@ -985,3 +1021,34 @@ def _capped(
         if len(leased) >= limit or len(chosen) == len(candidates):
             break  # enough, or nothing was skipped: there is no more to find
     return leased
+
+
+def store_facts(
+    db: sqlite3.Connection, message_id: str, at: float, facts: tuple[Fact, ...]
+) -> None:
+    """A message's beleidsinformatie; a fact without a business date counts in the month the
+    message arrived (UTC)."""
+    arrived = time.strftime("%Y-%m", time.gmtime(at))
+    db.executemany(
+        "INSERT INTO facts (message_id, at, kind, standard, gemeente, aanbieder, categorie, "
+        "month, client, key, amount, link, follows) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                message_id,
+                at,
+                f.kind.value,
+                f.standard,
+                f.gemeente,
+                f.aanbieder,
+                f.categorie,
+                f.month or arrived,
+                f.client,
+                f.key,
+                f.amount,
+                f.link,
+                f.follows,
+            )
+            for f in facts
+        ],
+    )

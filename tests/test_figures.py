@@ -1,0 +1,307 @@
+"""Beleidsinformatie: facts taken from accepted messages, counted, and published with small
+cells suppressed; through a real gateway (REST, CLI) on a real SQLite file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from lxml import etree
+
+from gateway import stats
+from gateway.broker.kafka_records import message_record, read_message, unframe
+from gateway.figures import Fact, FactKind, FigureKeys, extract
+from gateway.keyring import Keyring
+from gateway.standards import parse_namespace
+from tests.gatewaykit import Setup, Sink, ggk, make_setup, rest, running
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+KEYS = FigureKeys(b"k" * 32)
+
+
+def facts_of(name: str, text: str | None = None) -> tuple[Fact, ...]:
+    root = etree.fromstring((text or (SAMPLES / name).read_text()).encode())
+    info = parse_namespace(etree.QName(root).namespace)
+    assert info is not None and info.message is not None
+    return extract(root, info.message, KEYS)
+
+
+def bsn(n: int) -> str:
+    """The n-th nine-digit number from 100000000 up that passes the elfproef."""
+    candidate = 100_000_000
+    found = -1
+    while True:
+        digits = [int(c) for c in str(candidate)]
+        if (
+            sum(d * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True)) - digits[8]
+        ) % 11 == 0:
+            found += 1
+            if found == n:
+                return str(candidate)
+        candidate += 1
+
+
+# --- taking the facts --------------------------------------------------------------------
+
+
+def test_a_toewijzing_counts_each_product_with_its_category_and_month() -> None:
+    facts = facts_of("ijw/jw301.xml")
+    assert [(f.kind, f.gemeente, f.aanbieder, f.categorie, f.month) for f in facts] == [
+        (FactKind.TOEWIJZING, "0175", "12345678", "45", "2026-10"),
+        (FactKind.TOEWIJZING, "0175", "12345678", "43", "2026-10"),
+    ]
+    assert facts[0].client == facts[1].client  # one client, two products
+
+
+def test_declaratie_amounts_are_signed_cents_and_the_antwoord_follows_it() -> None:
+    declared = facts_of("ijw/jw323.xml")
+    assert [(f.categorie, f.month, f.amount) for f in declared] == [
+        ("45", "2026-10", 100000),
+        ("45", "2026-09", -12500),  # DebetCredit C
+        ("43", "2026-10", 45000),
+    ]
+    answer = facts_of("ijw/jw325.xml")
+    assert [(f.kind, f.amount) for f in answer] == [
+        (FactKind.ANTWOORD, 87500),
+        (FactKind.AFGEWEZEN, 45000),
+    ]
+    assert {f.follows for f in answer} == {declared[0].link}
+
+
+def test_a_start_follows_its_toewijzing_and_a_withdrawn_one_counts_nothing() -> None:
+    toewijzing = facts_of("ijw/jw301.xml")[0]
+    start = facts_of("ijw/jw305.xml")
+    assert len(start) == 1 and start[0].follows == toewijzing.link
+    withdrawn = (SAMPLES / "ijw/jw305.xml").read_text()
+    status = "<jw305:StatusAanlevering>1</jw305:StatusAanlevering>"
+    assert status in withdrawn
+    assert facts_of("", withdrawn.replace(status, status.replace(">1<", ">3<"))) == ()
+
+
+def test_facts_carry_no_bsn_and_a_pseudonym_of_their_own() -> None:
+    keyring = Keyring.generate()
+    keys = FigureKeys(keyring.figures_key)
+    root = etree.fromstring((SAMPLES / "ijw/jw323.xml").read_bytes())
+    info = parse_namespace(etree.QName(root).namespace)
+    assert info is not None and info.message is not None
+    facts = extract(root, info.message, keys)
+    text = repr(facts)
+    for number in ("999990019", "999990032", "P2026100001", "JW323B0001"):
+        assert number not in text
+    assert facts[0].client != keyring.pseudonym("999990019")  # not joinable to the audit log
+
+
+def test_retourberichten_and_requests_to_change_count_nothing() -> None:
+    for name in ("ijw/jw302.xml", "iwmo/wmo317.xml", "iwmo/wmo319.xml", "iwmo/wmo320.xml"):
+        assert facts_of(name) == ()
+
+
+def test_facts_travel_sealed_in_a_kafka_record() -> None:
+    from benchmarks.harness import stored_message
+
+    keyring = Keyring.generate()
+    facts = facts_of("ijw/jw323.xml")
+    message = stored_message(1)
+    message = type(message)(**{**_fields(message), "facts": facts})
+    value = message_record(keyring, message, 1.0)
+    assert b"2026-10" not in value and b"declaratie" not in value
+    meta, blob = unframe(value)
+    assert read_message(keyring, meta, blob, open_secret=False).__getitem__(0).facts == ()
+    opened = read_message(keyring, meta, blob, open_secret=False, open_facts=True)[0]
+    assert opened.facts == facts
+
+
+def _fields(message: object) -> dict[str, object]:
+    return {name: getattr(message, name) for name in message.__slots__}  # type: ignore[attr-defined]
+
+
+# --- suppression ---------------------------------------------------------------------------
+
+
+def test_a_lone_small_cell_takes_the_next_smallest_with_it() -> None:
+    assert stats.suppressed_in_group({"45": 7, "43": 6, "44": 1}, 5) == ({"44", "43"}, False)
+    assert stats.suppressed_in_group({"45": 2}, 5) == ({"45"}, True)
+    assert stats.suppressed_in_group({"45": 3, "43": 0}, 5) == ({"45"}, True)
+    assert stats.suppressed_in_group({"45": 3, "43": 2, "44": 9}, 5) == ({"45", "43"}, False)
+    assert stats.suppressed_in_group({"45": 9, "43": 0}, 5) == (set(), False)
+
+
+@given(
+    st.dictionaries(st.sampled_from("ABCDEFGH"), st.integers(0, 30), min_size=1),
+    st.integers(2, 10),
+)
+def test_no_suppressed_cell_can_be_recovered_from_the_total(
+    sizes: dict[str, int], threshold: int
+) -> None:
+    hidden, hide_total = stats.suppressed_in_group(sizes, threshold)
+    for name, size in sizes.items():
+        assert name in hidden or size == 0 or size >= threshold
+    # a shown total minus the shown cells must not isolate exactly one hidden cell
+    assert len(hidden) != 1 or hide_total
+    if not hide_total:
+        assert sum(sizes.values()) == 0 or sum(sizes.values()) >= threshold
+
+
+def raw_figures(cells: list[stats.Cell]) -> stats.RawFigures:
+    months: dict[tuple[str, str], int] = {}
+    for c in cells:
+        months[c.gemeente, c.month] = months.get((c.gemeente, c.month), 0) + c.counts["clienten"]
+    return stats.RawFigures(tuple(cells), months, months, ())
+
+
+def cell(categorie: str, toewijzingen: int) -> stats.Cell:
+    counts = dict.fromkeys(stats.COUNTS, 0) | {
+        "toewijzingen": toewijzingen,
+        "clienten": toewijzingen,
+    }
+    amounts = {"gedeclareerd_eurocent": 100 * toewijzingen, "toegekend_eurocent": 90 * toewijzingen}
+    return stats.Cell("0175", "2026-10", categorie, counts, amounts, toewijzingen)
+
+
+def test_published_marks_small_cells_and_those_hidden_for_their_sake() -> None:
+    published = stats.publish(raw_figures([cell("43", 6), cell("44", 1), cell("45", 7)]), 5)
+    shown = {r["categorie"]: r for r in published["rows"]}
+    assert shown["44"]["toewijzingen"] == "<5"
+    assert shown["43"]["toewijzingen"] == "x"  # 6 is not small: hidden for 44's sake
+    assert shown["45"]["toewijzingen"] == 7
+    assert published["totals"][0]["toewijzingen"] == 14
+    assert shown["44"]["gedeclareerd_eurocent"] == "<5"
+    assert shown["45"]["toegekend_eurocent"] == 630
+    assert published["totals"][0]["gedeclareerd_eurocent"] == 1400
+
+
+def test_csv_is_one_figure_per_line() -> None:
+    published = stats.publish(raw_figures([cell("45", 7)]), 5)
+    rows = list(csv.reader(io.StringIO(stats.to_csv(published))))
+    assert rows[0] == ["gemeente", "maand", "categorie", "maat", "waarde"]
+    assert ["0175", "2026-10", "45", "toewijzingen", "7"] in rows
+    assert ["0175", "2026-10", "totaal", "toewijzingen", "7"] in rows
+    assert len(rows) == 1 + 2 * len(stats.MEASURES)
+
+
+def test_a_threshold_below_one_is_refused() -> None:
+    with pytest.raises(ValueError):
+        stats.publish(raw_figures([]), 0)
+
+
+# --- through a running gateway -------------------------------------------------------------
+
+
+def jw(name: str, **swap: str) -> bytes:
+    text = (SAMPLES / "ijw" / f"{name}.xml").read_text()
+    for old, new in swap.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text.encode()
+
+
+async def post(setup: Setup, partner: str, payload: bytes) -> None:
+    status, body = await rest(
+        setup, "POST", "/api/v1/messages", token=setup.token(partner), data=payload
+    )
+    assert status == 202, body
+
+
+async def the_flow(setup: Setup) -> None:
+    """Gemeente 0175: seven clients get a toewijzing of category 45 and one of 43 (one of
+    them 44 instead); one start; one declaratie with its antwoord."""
+    for i in range(7):
+        second = "44" if i == 0 else "43"
+        await post(
+            setup,
+            "0175",
+            jw(
+                "jw301",
+                JW301B0001=f"T{uuid.uuid4().hex[:10]}",
+                **{
+                    "999990019": bsn(i),
+                    ">1001<": f">3{i}01<",
+                    ">1002<": f">3{i}02<",
+                    "<ijw:Categorie>43<": f"<ijw:Categorie>{second}<",
+                },
+            ),
+        )
+    await post(setup, "12345678", jw("jw305", **{"999990019": bsn(0), ">1001<": ">3001<"}))
+    await post(setup, "12345678", jw("jw323"))
+    await post(setup, "0175", jw("jw325"))
+
+
+@pytest.fixture
+def setup(tmp_path: Path, sink: Sink) -> Setup:
+    return make_setup(tmp_path / "gw", sink.port)
+
+
+async def test_figures_over_rest_and_cli(setup: Setup) -> None:
+    async with running(setup):
+        await the_flow(setup)
+        code, figures = await rest(setup, "GET", "/api/v1/stats", token=setup.token())
+        assert code == 200, figures
+        rows = {(r["month"], r["categorie"]): r for r in figures["rows"]}
+        october = {k[1]: v for k, v in rows.items() if k[0] == "2026-10"}
+        assert october["45"]["toewijzingen"] == 7
+        assert october["44"]["toewijzingen"] == "<5"
+        assert october["43"]["toewijzingen"] == "x"
+        assert october["45"]["starts"] == "<5"
+        assert october["45"]["clienten"] == 8  # seven toewijzingen plus a declared client
+        assert october["45"]["gedeclareerd_eurocent"] == "<5"  # two declaring clients
+        total = next(t for t in figures["totals"] if t["month"] == "2026-10")
+        assert total["toewijzingen"] == 14
+        assert total["clienten"] == 9  # and the client declared under 43
+        assert "999990019" not in str(figures)
+
+        # a gemeente sees its own figures only; an aanbieder none; nobody without a credential
+        code, own = await rest(setup, "GET", "/api/v1/stats", token=setup.token("0175"))
+        assert code == 200 and own["rows"] == figures["rows"]
+        code, other = await rest(setup, "GET", "/api/v1/stats", token=setup.token("0150"))
+        assert code == 200 and other["rows"] == []
+        for query, token, expected in (
+            ("?gemeente=0175", setup.token("0150"), 403),
+            ("", setup.token("12345678"), 403),
+            ("", None, 401),
+            ("?from=2026-13", setup.token(), 400),
+            ("?format=xlsx", setup.token(), 400),
+        ):
+            code, problem = await rest(setup, "GET", f"/api/v1/stats{query}", token=token)
+            assert code == expected, (query, problem)
+        code, september = await rest(
+            setup, "GET", "/api/v1/stats?from=2026-09&to=2026-09", token=setup.token()
+        )
+        assert {r["month"] for r in september["rows"]} == {"2026-09"}
+
+        code, text = await ggk(setup, "stats", "--csv")
+        assert code == 0, text
+        assert "0175,2026-10,45,toewijzingen,7" in text
+        code, text = await ggk(setup, "stats", "--as-partner", "0175")
+        assert code == 0 and "gemeente 0175, 2026-10" in text, text
+        code, text = await ggk(setup, "stats", "--as-partner", "12345678")
+        assert code != 0 and "Traceback" not in text and "403" in text, text
+
+    # the raw counts behind the suppression, read from the store file itself
+    db = sqlite3.connect(setup.config().database)
+    db.row_factory = sqlite3.Row
+    raw = stats.count(db, stats.Scope("0175"))
+    cells = {(c.month, c.categorie): c for c in raw.cells}
+    assert cells["2026-10", "45"].amounts == {
+        "gedeclareerd_eurocent": 100000,
+        "toegekend_eurocent": 100000,
+    }
+    assert cells["2026-09", "45"].amounts["toegekend_eurocent"] == -12500  # a credit line
+    assert cells["2026-10", "43"].amounts == {
+        "gedeclareerd_eurocent": 45000,
+        "toegekend_eurocent": 0,  # rejected in the antwoord
+    }
+    assert cells["2026-10", "43"].counts["toewijzingen"] == 6
+    names = {d.name: d for d in raw.durations}
+    assert len(names["declaratie_antwoord"].days) == 1
+    assert len(names["toewijzing_start"].days) == 1
+    published = stats.publish(raw, 1)
+    assert published["doorlooptijden"][0]["median_days"] is not None
+    dumped = "\n".join(str(tuple(r)) for r in db.execute("SELECT * FROM facts"))
+    assert bsn(0) not in dumped and "999990019" not in dumped
+    db.close()

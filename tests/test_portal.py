@@ -1,0 +1,345 @@
+"""The portal in a real headless Chromium (Debian's, driven by Playwright): sign-in by token
+and by client certificate, upload valid and invalid, inbox download and acknowledge, the
+figures page, an operator's replay; axe-core (WCAG 2.1 A/AA rules) in every page; and the
+attacks a browser makes possible (CSRF, XSS through file names and Fo03 texts, session
+fixation, another partner's pages). Screenshots go to ``$GGK_ARTIFACTS/portal`` (default
+``test-artifacts/portal``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.gatewaykit import Setup, Sink, eventually, make_setup, rest, running
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright not installed")
+axe_base = pytest.importorskip(
+    "axe_playwright_python.base", reason="axe-playwright-python not installed"
+)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium (`.ci/run` installs Debian's chromium)"
+)
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+ARTIFACTS = Path(os.environ.get("GGK_ARTIFACTS", "test-artifacts")) / "portal"
+AXE_RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+@pytest.fixture
+def setup(tmp_path: Path, sink: Sink) -> Setup:
+    return make_setup(tmp_path / "gw", sink.port)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox"], headless=True
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def new_page(browser: Any, setup: Setup, certificate: str | None = None) -> Any:
+    """A fresh browser profile; with ``certificate`` it presents that partner's client
+    certificate to the gateway. Any JavaScript dialog fails the test (an XSS that ran)."""
+    options: dict[str, Any] = {"ignore_https_errors": True, "accept_downloads": True}
+    if certificate:
+        crt, key = setup.client_cert(certificate)
+        options["client_certificates"] = [{"origin": setup.url, "certPath": crt, "keyPath": key}]
+    context = await browser.new_context(**options)
+    page = await context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda dialog: page.dialogs.append(dialog.message))
+    return page
+
+
+async def accessible(page: Any, name: str) -> None:
+    """axe-core in the page: no serious or critical WCAG 2.1 A/AA violation; and a
+    screenshot kept."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    await page.evaluate(axe_base.AXE_SCRIPT)
+    result = await page.evaluate(
+        "rules => axe.run(document, {runOnly: {type: 'tag', values: rules}})", AXE_RULES
+    )
+    bad = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{name}: {bad}"
+    assert page.dialogs == [], f"{name}: a script ran: {page.dialogs}"
+
+
+async def sign_in_with_token(page: Any, setup: Setup, partner: str | None) -> None:
+    await page.goto(f"{setup.url}/portal/")
+    assert page.url.endswith("/portal/signin")
+    await page.fill("#token", setup.token(partner))
+    await page.click("form:has(#token) button[type=submit]")
+    await page.wait_for_load_state()
+
+
+def write(tmp: Path, name: str, data: bytes) -> Path:
+    path = tmp / name
+    path.write_bytes(data)
+    return path
+
+
+async def test_a_provider_uploads_and_a_gemeente_downloads(
+    setup: Setup, browser: Any, tmp_path: Path
+) -> None:
+    async with running(setup):
+        provider = await new_page(browser, setup)
+        await sign_in_with_token(provider, setup, "12345678")
+        assert "/portal/inbox" in provider.url
+        await accessible(provider, "01-provider-inbox")
+
+        # an invalid message: the report, nothing sent
+        await provider.click("text=Upload")
+        invalid = (
+            (SAMPLES / "ijw" / "jw305.xml")
+            .read_bytes()
+            .replace(b"<jw305:Geslacht>", b"<jw305:Geslacht>9", 1)
+        )
+        await provider.set_input_files("#file", str(write(tmp_path, "jw305-fout.xml", invalid)))
+        await provider.click("button[value=send]")
+        await provider.wait_for_load_state()
+        assert "not valid" in await provider.inner_text("main")
+        await accessible(provider, "02-upload-invalid")
+
+        # a valid one: checked, wrapped and accepted (Bv03)
+        valid = (
+            (SAMPLES / "ijw" / "jw305.xml")
+            .read_bytes()
+            .replace(b"JW305B0001", f"P{uuid.uuid4().hex[:10]}".encode())
+        )
+        await provider.set_input_files("#file", str(write(tmp_path, "jw305.xml", valid)))
+        await provider.click("button[value=send]")
+        await provider.wait_for_load_state()
+        text = await provider.inner_text("main")
+        assert "Accepted (Bv03)" in text and "0175" in text, text
+        await accessible(provider, "03-upload-accepted")
+        await provider.click("text=Sent")
+        assert "JW305" in await provider.inner_text("main")
+        await accessible(provider, "04-provider-sent")
+
+        # the gemeente signs in with its client certificate and downloads it
+        gemeente = await new_page(browser, setup, certificate="0175")
+        await gemeente.goto(f"{setup.url}/portal/signin")
+        await gemeente.click("text=Sign in with this certificate")
+        await gemeente.wait_for_load_state()
+        assert "/portal/inbox" in gemeente.url
+        assert "JW305" in await gemeente.inner_text("main")
+        await accessible(gemeente, "05-gemeente-inbox")
+        async with gemeente.expect_download() as waiting:
+            await gemeente.click("a:has-text('Download')")
+        download = await waiting.value
+        envelope = Path(await download.path()).read_bytes()
+        assert b"Di01" in envelope and re.fullmatch(
+            r"[0-9a-f]{32}\.xml", download.suggested_filename
+        )
+        await gemeente.click("button:has-text('Acknowledge')")
+        await gemeente.wait_for_load_state()
+        assert "No messages are waiting" in await gemeente.inner_text("main")
+
+        await gemeente.click("text=Figures")
+        assert await gemeente.locator(
+            "svg[role=img]"
+        ).count() >= 1 or "No figures" in await gemeente.inner_text("main")
+        await accessible(gemeente, "06-gemeente-figures")
+
+
+async def test_the_operator_replays_a_dead_letter_and_sees_the_figures(
+    setup: Setup, sink: Sink, browser: Any
+) -> None:
+    sink.fail_next, sink.fail_with = 1, "fo03-client"
+    sink.fault_text = "<script>alert('fo03')</script><img src=x onerror=alert(2)>"
+    async with running(setup):
+        ref = str(uuid.uuid4())
+        payload = (
+            (SAMPLES / "ijw" / "jw301.xml")
+            .read_bytes()
+            .replace(b"JW301B0001", f"T{uuid.uuid4().hex[:10]}".encode())
+        )
+        status, body = await rest(
+            setup,
+            "POST",
+            "/api/v1/messages",
+            token=setup.token("0175"),
+            data=payload,
+            headers={"Idempotency-Key": ref},
+        )
+        assert status == 202, body
+
+        async def dead() -> bool:
+            _, letters = await rest(setup, "GET", "/api/v1/admin/dead-letters", token=setup.token())
+            return bool(letters["dead_letters"])
+
+        await eventually(dead)
+        operator = await new_page(browser, setup)
+        await sign_in_with_token(operator, setup, None)
+        assert "/portal/queues" in operator.url
+        await accessible(operator, "10-operator-queues")
+        await operator.click("text=Dead letters")
+        await accessible(operator, "11-operator-dead-letters")  # the Fo03 text is inert
+        await operator.click("a:has-text('Replay')")
+        await accessible(operator, "12-operator-replay-confirm")
+        await operator.click("button:has-text('Replay the dead-lettered deliveries')")
+        await operator.wait_for_load_state()
+        assert "1 dead-lettered delivery(ies)" in await operator.inner_text("main")
+        await eventually(lambda: ref in sink.referenties())
+        await operator.click("text=Figures")
+        assert "0175" in await operator.inner_text("main")
+        await accessible(operator, "13-operator-figures")
+
+
+async def test_a_file_name_is_text_not_markup(setup: Setup, browser: Any, tmp_path: Path) -> None:
+    async with running(setup):
+        page = await new_page(browser, setup)
+        await sign_in_with_token(page, setup, "12345678")
+        await page.goto(f"{setup.url}/portal/upload")
+        name = "<img src=x onerror=alert(1)><script>alert(3)</script>.xml"
+        path = write(tmp_path, "upload.xml", b"<not-a-message/>")
+        await page.set_input_files(
+            "#file", files=[{"name": name, "mimeType": "text/xml", "buffer": path.read_bytes()}]
+        )
+        await page.click("button[value=check]")
+        await page.wait_for_load_state()
+        assert name in await page.inner_text("main")
+        assert await page.locator("main img, main script").count() == 0
+        await accessible(page, "20-hostile-file-name")
+
+
+# --- the attacks a browser makes possible (without a browser: each is one request) ---------
+
+
+async def session_cookie(setup: Setup, partner: str | None) -> tuple[aiohttp.ClientSession, str]:
+    """A client signed in through the form (pre-session cookie, CSRF token, token)."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    client = aiohttp.ClientSession(cookie_jar=jar)
+    async with client.get(f"{setup.url}/portal/signin", ssl=setup.ssl_context()) as page:
+        csrf = _hidden(await page.text(), "csrf")
+    async with client.post(
+        f"{setup.url}/portal/signin",
+        data={"csrf": csrf, "method": "token", "token": setup.token(partner)},
+        ssl=setup.ssl_context(),
+        allow_redirects=False,
+    ) as answer:
+        assert answer.status == 303, await answer.text()
+    async with client.get(f"{setup.url}/portal/overdue", ssl=setup.ssl_context()) as page:
+        return client, _hidden(await page.text(), "csrf")
+
+
+def _hidden(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+async def test_csrf_origin_fixation_and_other_partners_pages(setup: Setup) -> None:
+    async with running(setup):
+        client, csrf = await session_cookie(setup, "0175")
+        url, tls = setup.url, setup.ssl_context()
+        async with client:
+            # a form without the session's token, or from another site, changes nothing
+            for data, headers in (
+                ({"csrf": "forged"}, {}),
+                ({}, {}),
+                ({"csrf": csrf}, {"Origin": "https://evil.example"}),
+            ):
+                async with client.post(
+                    f"{url}/portal/signout",
+                    data=data,
+                    headers=headers,
+                    ssl=tls,
+                    allow_redirects=False,
+                ) as answer:
+                    assert answer.status == 403, (data, headers)
+            # another partner's message, an operator page, a provider-only page
+            for path, expected in (
+                (f"/portal/inbox/{uuid.uuid4().hex}", 404),
+                ("/portal/inbox/..%2F..%2Fgateway.toml", 404),
+                ("/portal/queues", 403),
+                ("/portal/dead-letters", 403),
+                (f"/portal/replay/{uuid.uuid4().hex}", 403),
+            ):
+                async with client.get(f"{url}{path}", ssl=tls, allow_redirects=False) as answer:
+                    assert answer.status == expected, path
+                    assert answer.headers["Content-Security-Policy"].startswith(
+                        "default-src 'none'"
+                    )
+            async with client.post(
+                f"{url}/portal/replay/{uuid.uuid4().hex}",
+                data={"csrf": csrf, "confirm": "yes"},
+                ssl=tls,
+                allow_redirects=False,
+            ) as answer:
+                assert answer.status == 403
+            # the session holds; signing out with the token works
+            async with client.post(
+                f"{url}/portal/signout", data={"csrf": csrf}, ssl=tls, allow_redirects=False
+            ) as answer:
+                assert answer.status == 303
+
+        # an aanbieder has no figures; nobody unsigned reaches a page
+        provider, _ = await session_cookie(setup, "12345678")
+        async with (
+            provider,
+            provider.get(f"{url}/portal/figures", ssl=tls, allow_redirects=False) as answer,
+        ):
+            assert answer.status == 403
+        async with (
+            aiohttp.ClientSession() as anonymous,
+            anonymous.get(f"{url}/portal/inbox", ssl=tls, allow_redirects=False) as answer,
+        ):
+            assert answer.status == 303 and answer.headers["Location"] == "/portal/signin"
+
+
+async def test_a_planted_cookie_is_never_promoted_and_sign_in_is_rate_limited(
+    setup: Setup,
+) -> None:
+    async with running(setup):
+        url, tls = setup.url, setup.ssl_context()
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as client:
+            planted = "eyJwIjoiMDE3NSJ9.forged"
+            jar.update_cookies({"__Host-ggk-session": planted})
+            async with client.get(f"{url}/portal/inbox", ssl=tls, allow_redirects=False) as a:
+                assert a.status == 303  # a forged session is no session
+            async with client.get(f"{url}/portal/signin", ssl=tls) as page:
+                csrf = _hidden(await page.text(), "csrf")
+            async with client.post(
+                f"{url}/portal/signin",
+                data={"csrf": csrf, "method": "token", "token": setup.token("0175")},
+                ssl=tls,
+                allow_redirects=False,
+            ) as answer:
+                minted = answer.cookies["__Host-ggk-session"]
+                assert minted.value != planted
+                assert minted["secure"] and minted["httponly"] and minted["samesite"] == "Strict"
+
+            statuses = []
+            for _ in range(12):
+                async with client.get(f"{url}/portal/signin", ssl=tls) as page:
+                    csrf = _hidden(await page.text(), "csrf")
+                async with client.post(
+                    f"{url}/portal/signin",
+                    data={"csrf": csrf, "method": "token", "token": "wrong"},
+                    ssl=tls,
+                ) as answer:
+                    statuses.append(answer.status)
+            assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429], statuses
+            await asyncio.sleep(0)
