@@ -75,17 +75,18 @@ class FigureKeys:
     pseudonyms are stable across restarts and processes but differ from the audit log's."""
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def digest(self, *parts: str) -> str:
-        data = "\x1f".join(parts).encode()
-        return hmac.new(self._key, data, hashlib.sha256).hexdigest()[:32]
+        mac = self._keyed.copy()  # the key schedule is done once, not per digest
+        mac.update("\x1f".join(parts).encode())
+        return mac.hexdigest()[:32]
 
 
 def extract(root: etree._Element, message: MessageType, keys: FigureKeys) -> tuple[Fact, ...]:
     """The facts of one validated payload (an empty tuple for messages that count nothing:
     retourberichten, 317/319)."""
-    header = root.find("{*}Header")
+    header = _child(root, "Header")
     if header is None:
         return ()
     reader = _Reader(root, message, keys)
@@ -108,14 +109,14 @@ class _Reader:
         self.root = root
         self.keys = keys
         self.standard = "wmo" if message.standard is Standard.IWMO else "jw"
-        header = root.find("{*}Header")
+        header = _child(root, "Header")
         assert header is not None
-        afzender = _text(header, "Afzender")
-        ontvanger = _text(header, "Ontvanger")
+        self.header = _fields(header)
+        afzender, ontvanger = self.header.get("Afzender", ""), self.header.get("Ontvanger", "")
         from_gemeente = message.header_afzender.value == "gemeente"
         self.gemeente = afzender if from_gemeente else ontvanger
         self.aanbieder = ontvanger if from_gemeente else afzender
-        self.identificatie = _text(header, "BerichtIdentificatie/{*}Identificatie")
+        self.identificatie = self.header.get("BerichtIdentificatie/Identificatie", "")
 
     def fact(
         self,
@@ -145,8 +146,9 @@ class _Reader:
 
     def client(self, element: etree._Element | None) -> str | None:
         """The figures pseudonym of the element's Bsn."""
-        bsn = _text(element, "Bsn") if element is not None else ""
-        return self.keys.digest("bsn", bsn) if bsn else None
+        bsn = _child(element, "Bsn") if element is not None else None
+        text = (bsn.text or "").strip() if bsn is not None else ""
+        return self.keys.digest("bsn", text) if text else None
 
     def toewijzing_link(self, nummer: str) -> str:
         # a ToewijzingNummer is unique within its gemeente (and standard)
@@ -158,16 +160,18 @@ class _Reader:
     def declaratie_link(self, identificatie: str) -> str:
         return self.keys.digest("declaratie", self.standard, self.aanbieder, identificatie)
 
+    def products(self, path: str) -> Iterator[dict[str, str]]:
+        return (_fields(p) for p in _all(self.root, path))
+
     def toewijzingen(self) -> Iterator[Fact]:
-        client = self.client(self.root.find("{*}Client"))
-        for product in self.root.iterfind("{*}Client/{*}ToegewezenProducten/{*}ToegewezenProduct"):
-            nummer = _text(product, "ToewijzingNummer")
-            referentie = _text(product, "ReferentieAanbieder")
-            link = self.toewijzing_link(nummer)
+        client = self.client(_child(self.root, "Client"))
+        for product in self.products("Client/ToegewezenProducten/ToegewezenProduct"):
+            referentie = product.get("ReferentieAanbieder")
+            link = self.toewijzing_link(product.get("ToewijzingNummer", ""))
             yield self.fact(
                 FactKind.TOEWIJZING,
-                _text(product, "Product/{*}Categorie"),
-                _month(_text(product, "Toewijzingsdatum")),
+                product.get("Product/Categorie", ""),
+                _month(product.get("Toewijzingsdatum", "")),
                 client,
                 key=link,
                 link=link,
@@ -175,18 +179,15 @@ class _Reader:
             )
 
     def starts_stops(self, kind: FactKind) -> Iterator[Fact]:
-        client = self.client(self.root.find("{*}Client"))
-        container = (
-            "StartProducten/{*}StartProduct"
-            if kind is FactKind.START
-            else ("StopProducten/{*}StopProduct")
-        )
-        for product in self.root.iterfind(f"{{*}}Client/{{*}}{container}"):
-            if _text(product, "StatusAanlevering") == "3":
+        client = self.client(_child(self.root, "Client"))
+        start = kind is FactKind.START
+        path = "Client/StartProducten/StartProduct" if start else "Client/StopProducten/StopProduct"
+        for product in self.products(path):
+            if product.get("StatusAanlevering") == "3":
                 continue  # a withdrawn report (StatusAanlevering 3: verwijderen) counts nothing
-            nummer = _text(product, "ToewijzingNummer")
-            categorie = _text(product, "Product/{*}Categorie")
-            date = _text(product, "Begindatum" if kind is FactKind.START else "Einddatum")
+            nummer = product.get("ToewijzingNummer")
+            categorie = product.get("Product/Categorie", "")
+            date = product.get("Begindatum" if start else "Einddatum", "")
             follows = self.toewijzing_link(nummer) if nummer else None
             yield self.fact(
                 kind,
@@ -198,75 +199,122 @@ class _Reader:
             )
 
     def verzoeken(self) -> Iterator[Fact]:
-        client = self.client(self.root.find("{*}Client"))
-        for product in self.root.iterfind(
-            "{*}Client/{*}AangevraagdeProducten/{*}AangevraagdProduct"
-        ):
-            link = self.verzoek_link(_text(product, "ReferentieAanbieder"))
+        client = self.client(_child(self.root, "Client"))
+        for product in self.products("Client/AangevraagdeProducten/AangevraagdProduct"):
+            link = self.verzoek_link(product.get("ReferentieAanbieder", ""))
             yield self.fact(
                 FactKind.VERZOEK,
-                _text(product, "Product/{*}Categorie"),
+                product.get("Product/Categorie", ""),
                 "",  # a verzoek counts in the month it arrived
                 client,
                 key=link,
                 link=link,
             )
 
+    def prestaties(
+        self, clienten: etree._Element | None
+    ) -> Iterator[tuple[str | None, dict[str, str]]]:
+        """(client pseudonym, the prestatie's fields) of every Client/Prestaties/Prestatie."""
+        if clienten is None:
+            return
+        for client_element in _all(clienten, "Client"):
+            client = self.client(client_element)
+            for prestatie in _all(client_element, "Prestaties/Prestatie"):
+                yield client, _fields(prestatie)
+
     def declaraties(self) -> Iterator[Fact]:
         link = self.declaratie_link(self.identificatie)
-        for client_element in self.root.iterfind("{*}Declaratie/{*}Clienten/{*}Client"):
-            client = self.client(client_element)
-            for prestatie in client_element.iterfind("{*}Prestaties/{*}Prestatie"):
-                yield self.fact(
-                    FactKind.DECLARATIE,
-                    _text(prestatie, "ProductCategorie"),
-                    _month(_text(prestatie, "ProductPeriode/{*}Begindatum")),
-                    client,
-                    key=self.keys.digest(
-                        "prestatie", link, _text(prestatie, "ProductReferentie/{*}ReferentieNummer")
-                    ),
-                    amount=_amount(prestatie.find("{*}IngediendBedrag")),
-                    link=link,
-                )
+        declaratie = _child(self.root, "Declaratie")
+        clienten = _child(declaratie, "Clienten") if declaratie is not None else None
+        for client, prestatie in self.prestaties(clienten):
+            yield self.fact(
+                FactKind.DECLARATIE,
+                prestatie.get("ProductCategorie", ""),
+                _month(prestatie.get("ProductPeriode/Begindatum", "")),
+                client,
+                key=self.keys.digest(
+                    "prestatie", link, prestatie.get("ProductReferentie/ReferentieNummer", "")
+                ),
+                amount=_amount(prestatie, "IngediendBedrag/Bedrag"),
+                link=link,
+            )
 
     def antwoorden(self) -> Iterator[Fact]:
-        header = self.root.find("{*}Header")
-        assert header is not None
-        answered = self.declaratie_link(_text(header, "DeclaratieIdentificatie/{*}Identificatie"))
-        answer = self.root.find("{*}DeclaratieAntwoord")
+        answered = self.declaratie_link(
+            self.header.get("DeclaratieIdentificatie/Identificatie", "")
+        )
+        answer = _child(self.root, "DeclaratieAntwoord")
+        totals = _fields(answer) if answer is not None else {}
         yield self.fact(
             FactKind.ANTWOORD,
             UNKNOWN_CATEGORY,
             "",
             None,
             key=self.keys.digest("antwoord", answered),
-            amount=_amount(answer.find("{*}TotaalToegekendBedrag"), total=True)
-            if answer is not None
-            else None,
+            amount=_amount(totals, "TotaalToegekendBedrag/TotaalBedrag"),
             follows=answered,
         )
-        if answer is None:
-            return
-        for client_element in answer.iterfind("{*}Clienten/{*}Client"):
-            client = self.client(client_element)
-            for prestatie in client_element.iterfind("{*}Prestaties/{*}Prestatie"):
-                yield self.fact(
-                    FactKind.AFGEWEZEN,
-                    _text(prestatie, "ProductCategorie"),
-                    _month(_text(prestatie, "ProductPeriode/{*}Begindatum")),
-                    client,
-                    key=self.keys.digest(
-                        "afgewezen",
-                        answered,
-                        _text(prestatie, "ProductReferentie/{*}ReferentieNummer"),
-                    ),
-                    amount=_amount(prestatie.find("{*}IngediendBedrag")),
-                    follows=answered,
-                )
+        clienten = _child(answer, "Clienten") if answer is not None else None
+        for client, prestatie in self.prestaties(clienten):
+            yield self.fact(
+                FactKind.AFGEWEZEN,
+                prestatie.get("ProductCategorie", ""),
+                _month(prestatie.get("ProductPeriode/Begindatum", "")),
+                client,
+                key=self.keys.digest(
+                    "afgewezen", answered, prestatie.get("ProductReferentie/ReferentieNummer", "")
+                ),
+                amount=_amount(prestatie, "IngediendBedrag/Bedrag"),
+                follows=answered,
+            )
 
 
-def _text(element: etree._Element, path: str) -> str:
-    return (element.findtext(f"{{*}}{path}") or "").strip()
+def _child(element: etree._Element, name: str) -> etree._Element | None:
+    """The first child named ``name`` in any namespace. A walk over the children: lxml's
+    ElementPath with ``{*}`` wildcards cost most of the extraction's time."""
+    suffix = "}" + name
+    for child in element:
+        tag = child.tag
+        if isinstance(tag, str) and (tag.endswith(suffix) or tag == name):
+            return child
+    return None
+
+
+def _all(element: etree._Element, path: str) -> Iterator[etree._Element]:
+    """Every element at ``path`` (local names separated by ``/``) below ``element``."""
+    *parents, last = path.split("/")
+    node: etree._Element | None = element
+    for name in parents:
+        node = _child(node, name) if node is not None else None
+    if node is None:
+        return
+    suffix = "}" + last
+    for child in node:
+        tag = child.tag
+        if isinstance(tag, str) and (tag.endswith(suffix) or tag == last):
+            yield child
+
+
+def _fields(element: etree._Element) -> dict[str, str]:
+    """The texts of an element's children and grandchildren by local name (``Bsn``,
+    ``ProductPeriode/Begindatum``), the first of each name: one walk over the subtree instead
+    of a search per field."""
+    out: dict[str, str] = {}
+    for child in element:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        name = tag.rpartition("}")[2]
+        if len(child):
+            for grandchild in child:
+                inner = grandchild.tag
+                if isinstance(inner, str):
+                    out.setdefault(
+                        f"{name}/{inner.rpartition('}')[2]}", (grandchild.text or "").strip()
+                    )
+        else:
+            out.setdefault(name, (child.text or "").strip())
+    return out
 
 
 def _month(date: str) -> str:
@@ -275,12 +323,11 @@ def _month(date: str) -> str:
     return month if len(month) == 7 and month[4] == "-" and month.replace("-", "").isdigit() else ""
 
 
-def _amount(element: etree._Element | None, *, total: bool = False) -> int | None:
-    """A CDT_BedragMetDC / CDT_TotaalBedragMetDC in signed euro cents (credit negative)."""
-    if element is None:
-        return None
-    text = _text(element, "TotaalBedrag" if total else "Bedrag")
+def _amount(fields: dict[str, str], path: str) -> int | None:
+    """A CDT_BedragMetDC / CDT_TotaalBedragMetDC (``path`` names its amount element) in
+    signed euro cents (credit negative)."""
+    text = fields.get(path, "")
     if not text.isdigit():
         return None
-    value = int(text)
-    return -value if _text(element, "DebetCredit") == "C" else value
+    credit = fields.get(f"{path.rpartition('/')[0]}/DebetCredit") == "C"
+    return -int(text) if credit else int(text)

@@ -67,6 +67,7 @@ from gateway.openapi import OPENAPI
 from gateway.portal import PortalDeps, SessionKeys, portal_app
 from gateway.problems import problem, problems_not_tracebacks, query_float, query_int
 from gateway.schemas import SchemaRegistry
+from gateway.sightings import CertificateSightings
 from gateway.standards import Kind
 from gateway.validation import Validator
 from gateway.xmlsafe import ParseLimits, parse_untrusted
@@ -112,6 +113,8 @@ class Gateway:
     """Large requests parsed in threads at once: more would only fight over the GIL."""
     ebms: EbmsInbound | None = None
     """The Digikoppeling ebMS2 endpoint, when ``[ebms]`` is configured."""
+    certificates: CertificateSightings = dataclasses.field(default_factory=CertificateSightings)
+    """When the client certificate each partner last presented expires (partner health)."""
 
     @property
     def systeem(self) -> env.Systeem:
@@ -222,6 +225,7 @@ def _identify(request: web.Request, gw: Gateway) -> Identity:
         if der:
             partner = gw.partners.by_certificate(der)
             if partner is not None:
+                gw.certificates.saw(partner.id, der)
                 return Identity(partner, peer=peer, via="mtls")
     return identify_token(gw, token, peer) if token else Identity(None, peer=peer)
 
@@ -907,6 +911,7 @@ def _portal_deps(gw: Gateway) -> PortalDeps:
         by_token=lambda token, peer: identify_token(gw, token, peer),
         validate=gw.ingress.payloads.validate_payload,
         submit=submit,
+        certificate=gw.certificates.of,
         overdue_days=gw.config.overdue_days,
         min_cell=gw.config.figures_min_cell,
         max_upload=gw.config.max_message_bytes,

@@ -135,15 +135,18 @@ GROUP BY gemeente, month
 """
 
 _DURATIONS = """
-SELECT later.gemeente AS gemeente, strftime('%Y-%m', later.first_at, 'unixepoch') AS month,
-  (later.first_at - earlier.first_at) / 86400.0 AS days
-FROM (SELECT gemeente, key, follows, MIN(at) AS first_at FROM facts
-      WHERE kind = ? AND follows IS NOT NULL AND {gemeente} GROUP BY gemeente, key, follows)
-  AS later
-JOIN (SELECT gemeente, link, MIN(at) AS first_at FROM facts
-      WHERE kind = ? AND link IS NOT NULL AND {gemeente} GROUP BY gemeente, link) AS earlier
-  ON earlier.link = later.follows AND earlier.gemeente = later.gemeente
+SELECT gemeente, month, days FROM (
+  SELECT later.gemeente AS gemeente, strftime('%Y-%m', later.first_at, 'unixepoch') AS month,
+    (later.first_at - (SELECT MIN(earlier.at) FROM facts AS earlier
+                       WHERE earlier.link = later.follows AND earlier.kind = ?
+                       AND earlier.gemeente = later.gemeente)) / 86400.0 AS days
+  FROM (SELECT gemeente, key, follows, MIN(at) AS first_at FROM facts
+        WHERE kind = ? AND follows IS NOT NULL AND {gemeente} GROUP BY gemeente, key, follows)
+    AS later)
+WHERE days IS NOT NULL
 """
+"""Each later fact (its first arrival) with the first arrival of the fact it follows, found
+through the link index: one pass over the later kind, one index probe each."""
 
 
 def count(db: sqlite3.Connection, scope: Scope) -> RawFigures:
@@ -169,7 +172,7 @@ def count(db: sqlite3.Connection, scope: Scope) -> RawFigures:
     one = scope.gemeente is not None
     query = _DURATIONS.format(gemeente="gemeente = ?" if one else "1 = 1")
     for name, (earlier, later) in DURATIONS.items():
-        bound = (later, scope.gemeente, earlier, scope.gemeente) if one else (later, earlier)
+        bound = (earlier, later, scope.gemeente) if one else (earlier, later)
         for row in db.execute(query, bound):
             if _in_scope(scope, row["gemeente"], row["month"]):
                 durations[row["gemeente"], row["month"], name].append(max(0.0, row["days"]))

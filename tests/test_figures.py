@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 
@@ -211,8 +212,11 @@ async def post(setup: Setup, partner: str, payload: bytes) -> None:
 async def the_flow(setup: Setup) -> None:
     """Gemeente 0175: seven clients get a toewijzing of category 45 and one of 43 (one of
     them 44 instead); one start; one declaratie with its antwoord."""
+    await post(setup, "12345678", jw("jw315"))  # a verzoek om toewijzing, VOT-2026-0042
     for i in range(7):
         second = "44" if i == 0 else "43"
+        # the first client's toewijzing answers the verzoek
+        answer = "<jw301:ReferentieAanbieder>VOT-2026-0042</jw301:ReferentieAanbieder>" * (i == 0)
         await post(
             setup,
             "0175",
@@ -221,7 +225,7 @@ async def the_flow(setup: Setup) -> None:
                 JW301B0001=f"T{uuid.uuid4().hex[:10]}",
                 **{
                     "999990019": bsn(i),
-                    ">1001<": f">3{i}01<",
+                    ">1001</jw301:ToewijzingNummer>": f">3{i}01</jw301:ToewijzingNummer>{answer}",
                     ">1002<": f">3{i}02<",
                     "<ijw:Categorie>43<": f"<ijw:Categorie>{second}<",
                 },
@@ -239,12 +243,16 @@ def setup(tmp_path: Path, sink: Sink) -> Setup:
 
 async def test_figures_over_rest_and_cli(setup: Setup) -> None:
     async with running(setup):
+        before = time.strftime("%Y-%m", time.gmtime())
         await the_flow(setup)
         code, figures = await rest(setup, "GET", "/api/v1/stats", token=setup.token())
         assert code == 200, figures
         rows = {(r["month"], r["categorie"]): r for r in figures["rows"]}
         october = {k[1]: v for k, v in rows.items() if k[0] == "2026-10"}
         assert october["45"]["toewijzingen"] == 7
+        # a verzoek has no business date: it counts in the month it arrived
+        arrived = {r["month"] for r in figures["rows"] if r["verzoeken"] != 0}
+        assert arrived and arrived <= {before, time.strftime("%Y-%m", time.gmtime())}
         assert october["44"]["toewijzingen"] == "<5"
         assert october["43"]["toewijzingen"] == "x"
         assert october["45"]["starts"] == "<5"
@@ -300,6 +308,7 @@ async def test_figures_over_rest_and_cli(setup: Setup) -> None:
     names = {d.name: d for d in raw.durations}
     assert len(names["declaratie_antwoord"].days) == 1
     assert len(names["toewijzing_start"].days) == 1
+    assert len(names["verzoek_toewijzing"].days) == 1
     published = stats.publish(raw, 1)
     assert published["doorlooptijden"][0]["median_days"] is not None
     dumped = "\n".join(str(tuple(r)) for r in db.execute("SELECT * FROM facts"))

@@ -107,6 +107,7 @@ async def http_case(setup: Setup, want: dict[str, Any]) -> tuple[int, str | None
             ssl=setup.ssl_context(None),
             skip_auto_headers=["Content-Encoding"],
             compress=False,
+            allow_redirects=False,  # a redirect (the portal's to its sign-in) is the answer
         ) as response,
     ):
         answer = await response.read()

@@ -135,6 +135,9 @@ async def test_a_provider_uploads_and_a_gemeente_downloads(
         await provider.click("text=Sent")
         assert "JW305" in await provider.inner_text("main")
         await accessible(provider, "04-provider-sent")
+        await provider.click("a:has-text('JW305')")
+        assert "accepted" in await provider.inner_text("main")  # its history
+        await accessible(provider, "04b-provider-message")
 
         # the gemeente signs in with its client certificate and downloads it
         gemeente = await new_page(browser, setup, certificate="0175")
@@ -143,6 +146,11 @@ async def test_a_provider_uploads_and_a_gemeente_downloads(
         await gemeente.wait_for_load_state()
         assert "/portal/inbox" in gemeente.url
         assert "JW305" in await gemeente.inner_text("main")
+        operator = await new_page(browser, setup)
+        await sign_in_with_token(operator, setup, None)
+        row = await operator.inner_text("tr:has-text('(0175')")
+        assert re.search(r"expires \d{4}-\d\d-\d\d", row), row  # seen at the sign-in
+        await operator.context.close()
         await accessible(gemeente, "05-gemeente-inbox")
         async with gemeente.expect_download() as waiting:
             await gemeente.click("a:has-text('Download')")
@@ -205,6 +213,31 @@ async def test_the_operator_replays_a_dead_letter_and_sees_the_figures(
         assert "0175" in await operator.inner_text("main")
         await accessible(operator, "13-operator-figures")
 
+        # the audit trail: by referentienummer, then by BSN (never echoed, never in a URL)
+        await operator.click("text=Audit")
+        await operator.fill("#message", ref)
+        await operator.click("button:has-text('Search')")
+        await operator.wait_for_load_state()
+        found = await operator.inner_text("main")
+        assert "accepted" in found and "dead" in found, found
+        await accessible(operator, "14-operator-audit")
+        await operator.fill("#message", "")
+        await operator.fill("#bsn", "999990019")
+        await operator.click("button:has-text('Search')")
+        await operator.wait_for_load_state()
+        assert "accepted" in await operator.inner_text("main")
+        assert "999990019" not in await operator.content()
+        assert "999990019" not in operator.url
+        await operator.fill("#message", ref)
+        await operator.click("button:has-text('Search')")
+        await operator.wait_for_load_state()
+        assert "audit_searched" in await operator.inner_text("main")  # the search is audited
+
+        # partner health: the replayed delivery is the last one to 12345678
+        await operator.click("text=Queues")
+        row = await operator.inner_text("tr:has-text('(12345678')")
+        assert "UTC" in row and "not seen since start" in row, row
+
 
 async def test_a_file_name_is_text_not_markup(setup: Setup, browser: Any, tmp_path: Path) -> None:
     async with running(setup):
@@ -251,6 +284,12 @@ def _hidden(html: str, name: str) -> str:
 
 async def test_csrf_origin_fixation_and_other_partners_pages(setup: Setup) -> None:
     async with running(setup):
+        # a message between two others: 0150 to zorgaanbieder 12345678
+        payload = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
+        status, theirs = await rest(
+            setup, "POST", "/api/v1/messages", token=setup.token("0150"), data=payload
+        )
+        assert status == 202, theirs
         client, csrf = await session_cookie(setup, "0175")
         url, tls = setup.url, setup.ssl_context()
         async with client:
@@ -271,6 +310,9 @@ async def test_csrf_origin_fixation_and_other_partners_pages(setup: Setup) -> No
             # another partner's message, an operator page, a provider-only page
             for path, expected in (
                 (f"/portal/inbox/{uuid.uuid4().hex}", 404),
+                (f"/portal/messages/{uuid.uuid4().hex}", 404),
+                (f"/portal/messages/{theirs['id']}", 404),
+                (f"/portal/inbox/{theirs['id']}", 404),
                 ("/portal/inbox/..%2F..%2Fgateway.toml", 404),
                 ("/portal/queues", 403),
                 ("/portal/dead-letters", 403),

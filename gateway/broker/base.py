@@ -175,6 +175,11 @@ class Broker(Protocol):
         """Up to ``limit`` waiting messages whose ``cursor`` is past ``after`` (paging)."""
         ...
 
+    async def delivery_health(self, destination: str) -> dict[str, Any]:
+        """``last_delivered_at``, ``retrying``, ``last_failure_at``, ``last_error`` (the
+        gateway's own words, never the partner's) of deliveries to ``destination``."""
+        ...
+
     async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` messages ``partner`` sent: Bv03, delivery states, newest
         retour (functie and retourcodes)."""
@@ -196,6 +201,19 @@ class Broker(Protocol):
     ) -> int: ...
     async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]: ...
     async def audit_event(self, event: AuditEvent) -> None: ...
+    async def audit_search(
+        self,
+        *,
+        message: str | None = None,
+        bsn: str | None = None,
+        partner: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Audit records matching every criterion, oldest first (a BSN by its pseudonym on
+        the embedded backend; on Kafka the whole trail is read)."""
+        ...
+
     async def checkpoint(self) -> dict[str, Any] | None: ...
     async def purge(self, older_than: float) -> int: ...
     async def counts(self) -> dict[str, int]: ...

@@ -57,8 +57,8 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import ConsumerRecord
 
 from gateway import audit, stats
+from gateway.broker import kafka_audit, kafka_topics
 from gateway.broker import kafka_records as rec
-from gateway.broker import kafka_topics
 from gateway.broker.base import (
     AcceptOutcome,
     Job,
@@ -967,6 +967,9 @@ class KafkaBroker:
     async def inbox(self, partner: str, limit: int, after: int = 0) -> list[dict[str, Any]]:
         return await self.local.inbox(partner, limit, after)
 
+    async def delivery_health(self, destination: str) -> dict[str, Any]:
+        return await self.local.delivery_health(destination)
+
     async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
         return await self.local.sent(partner, limit)
 
@@ -1078,6 +1081,28 @@ class KafkaBroker:
 
     async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]:
         return await self.local.overdue(older_than, limit)
+
+    async def audit_search(
+        self,
+        *,
+        message: str | None = None,
+        bsn: str | None = None,
+        partner: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """The cluster's trail (the view keeps none): read from the topics, as
+        ``ggk audit search`` does."""
+        return await kafka_audit.search(
+            client_settings(self.config),
+            self.config.prefix,
+            self.keyring,
+            limit=limit,
+            message=message,
+            bsn=bsn,
+            partner=partner,
+            since=since,
+        )
 
     async def figures(self, scope: stats.Scope) -> stats.RawFigures:
         """From this process's view: every process's view holds every message's facts."""

@@ -855,6 +855,28 @@ class SqliteBroker:
         )
         return [dict(r) for r in rows]
 
+    async def audit_search(
+        self,
+        *,
+        message: str | None = None,
+        bsn: str | None = None,
+        partner: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self.query(
+            lambda db: audit.search(
+                db,
+                self.keyring,
+                message=message,
+                bsn=bsn,
+                partner=partner,
+                since=since,
+                limit=limit,
+            )
+        )
+        return found
+
     async def figures(self, scope: stats.Scope) -> stats.RawFigures:
         result: stats.RawFigures = await self.query(lambda db: stats.count(db, scope))
         return result
@@ -862,6 +884,35 @@ class SqliteBroker:
     async def counts(self) -> dict[str, int]:
         rows = await self.read("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
         return {r["state"]: int(r["n"]) for r in rows}
+
+    async def delivery_health(self, destination: str) -> dict[str, Any]:
+        """When a delivery to ``destination`` last succeeded, how many are being retried, and
+        the newest error of those retried or dead (each query walks one index range)."""
+
+        def read(db: sqlite3.Connection) -> dict[str, Any]:
+            last = db.execute(
+                "SELECT updated_at FROM deliveries WHERE destination = ? AND state = 'delivered' "
+                "ORDER BY id DESC LIMIT 1",
+                (destination,),
+            ).fetchone()
+            retrying = db.execute(
+                "SELECT COUNT(*) AS n FROM deliveries WHERE destination = ? AND state = 'retry'",
+                (destination,),
+            ).fetchone()
+            failure = db.execute(
+                "SELECT last_error, updated_at FROM deliveries WHERE destination = ? "
+                "AND state IN ('retry', 'dead') ORDER BY updated_at DESC LIMIT 1",
+                (destination,),
+            ).fetchone()
+            return {
+                "last_delivered_at": last["updated_at"] if last else None,
+                "retrying": int(retrying["n"]),
+                "last_failure_at": failure["updated_at"] if failure else None,
+                "last_error": failure["last_error"] if failure else None,
+            }
+
+        result: dict[str, Any] = await self.query(read)
+        return result
 
     async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
         rows = await self.read(

@@ -9,6 +9,7 @@ checks (a partner sees its own inbox and messages; operator pages need the opera
 
 from __future__ import annotations
 
+import calendar
 import re
 import secrets
 import time
@@ -21,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from gateway import stats
+from gateway.audit import AuditEvent
 from gateway.broker.base import Broker
 from gateway.ingest import Identity
 from gateway.portal.charts import bar_chart
@@ -32,6 +34,7 @@ from gateway.portal.session import (
     SessionKeys,
     SignInLimiter,
 )
+from gateway.sightings import Sighting
 from routing.partners import Partner, PartnerKind, PartnerRegistry
 
 log = structlog.get_logger("ggk.portal")
@@ -62,6 +65,8 @@ class PortalDeps:
     """Who a token proves (token, peer), exactly as the API checks a bearer token."""
     validate: Callable[[bytes], Awaitable[Any]]
     submit: Callable[[Identity, Partner, bytes], Awaitable[Any]]
+    certificate: Callable[[str], Sighting | None]
+    """The certificate a partner last presented (its expiry), if it did."""
     overdue_days: float
     min_cell: int
     max_upload: int
@@ -329,6 +334,30 @@ class Portal:
         items = await self.deps.broker.sent(visitor.partner.id, PAGE)
         return self.render(request, "sent.html", visitor=visitor, items=items)
 
+    async def message(self, request: web.Request) -> web.StreamResponse:
+        """One message with its deliveries, history and conversation (heen and retours), as
+        ``GET /api/v1/messages/{id}`` shows it to the same identity."""
+        visitor = self.visitor(request)
+        if visitor is None:
+            return self.denied(request, visitor)
+        message_id = request.match_info["id"]
+        viewer = None if visitor.admin else visitor.partner.id if visitor.partner else ""
+        view = (
+            await self.deps.broker.view(message_id, viewer)
+            if _MESSAGE_ID.match(message_id)
+            else None
+        )
+        if view is None:
+            return self.render(
+                request,
+                "message.html",
+                404,
+                visitor=visitor,
+                title="Not found",
+                text="There is no such message among yours.",
+            )
+        return self.render(request, "message_view.html", visitor=visitor, message=view.to_dict())
+
     async def overdue(self, request: web.Request) -> web.StreamResponse:
         visitor = self.visitor(request)
         if visitor is None:
@@ -435,15 +464,21 @@ class Portal:
         now = time.time()
         snapshot = await self.deps.broker.ops_snapshot(now - self.deps.overdue_days * 86400)
         queues = {q.destination: q for q in snapshot.queues}
-        rows = [
-            {
-                "partner": p,
-                "waiting": queues[p.id].waiting if p.id in queues else 0,
-                "oldest": queues[p.id].oldest_received_at if p.id in queues else None,
-                "dead": queues[p.id].dead if p.id in queues else 0,
-            }
-            for p in self.deps.partners.all()
-        ]
+        rows = []
+        for p in self.deps.partners.all():
+            queue = queues.get(p.id)
+            seen = self.deps.certificate(p.id)
+            rows.append(
+                {
+                    "partner": p,
+                    "waiting": queue.waiting if queue else 0,
+                    "oldest": queue.oldest_received_at if queue else None,
+                    "dead": queue.dead if queue else 0,
+                    "certificate_expires": seen.not_after if seen else None,
+                    "certificate_days": (seen.not_after - now) / 86400 if seen else None,
+                    **await self.deps.broker.delivery_health(p.id),
+                }
+            )
         return self.render(
             request, "queues.html", visitor=visitor, rows=rows, snapshot=snapshot, now=now
         )
@@ -501,6 +536,78 @@ class Portal:
             text=f"{count} dead-lettered delivery(ies) of {message_id} scheduled again.",
         )
 
+    async def audit_page(self, request: web.Request) -> web.StreamResponse:
+        visitor = self.visitor(request)
+        if visitor is None or not visitor.admin:
+            return self.denied(request, visitor)
+        return self.render(request, "audit.html", visitor=visitor, rows=None, asked={})
+
+    async def audit_search(self, request: web.Request) -> web.StreamResponse:
+        """Search the audit trail. A POST, so a BSN never lands in a URL (browser history,
+        proxies); the search itself is recorded, the BSN sealed in the record."""
+        visitor = self.visitor(request)
+        if visitor is None or not visitor.admin:
+            return self.denied(request, visitor)
+        data = await self.form(request, visitor)
+        if data is None:
+            return self.refused_form(request, visitor)
+        asked = {
+            name: value.strip()[:100]
+            for name in ("message", "bsn", "partner", "since")
+            if isinstance(value := data.get(name), str) and value.strip()
+        }
+        since = _day(asked.get("since"))
+        if "since" in asked and since is None:
+            return self.render(
+                request,
+                "audit.html",
+                400,
+                visitor=visitor,
+                rows=None,
+                asked=asked,
+                error="Since is a date, YYYY-MM-DD.",
+            )
+        if "bsn" in asked and not asked["bsn"].isdigit():
+            return self.render(
+                request,
+                "audit.html",
+                400,
+                visitor=visitor,
+                rows=None,
+                asked=asked,
+                error="A BSN is nine digits.",
+            )
+        if not asked:
+            return self.render(
+                request,
+                "audit.html",
+                400,
+                visitor=visitor,
+                rows=None,
+                asked=asked,
+                error="Give at least one criterion.",
+            )
+        rows = await self.deps.broker.audit_search(
+            message=asked.get("message"),
+            bsn=asked.get("bsn"),
+            partner=asked.get("partner"),
+            since=since,
+            limit=PAGE,
+        )
+        await self.deps.broker.audit_event(
+            AuditEvent(
+                action="audit_searched",
+                actor=f"portal operator@{request.remote}",
+                origin=request.remote or "",
+                outcome=f"{len(rows)} record(s); by "
+                + ", ".join(sorted(asked)),  # the names of the criteria, not their values
+                object=asked.get("message", ""),
+                bsns=(asked["bsn"],) if "bsn" in asked else (),
+            )
+        )
+        asked.pop("bsn", None)  # not echoed into the page
+        return self.render(request, "audit.html", visitor=visitor, rows=rows, asked=asked)
+
 
 def routes(portal: Portal) -> list[web.RouteDef]:
     return [
@@ -512,6 +619,7 @@ def routes(portal: Portal) -> list[web.RouteDef]:
         web.get("/inbox/{id}", portal.download),
         web.post("/inbox/{id}/ack", portal.acknowledge),
         web.get("/sent", portal.sent),
+        web.get("/messages/{id}", portal.message),
         web.get("/overdue", portal.overdue),
         web.get("/upload", portal.upload_page),
         web.post("/upload", portal.upload),
@@ -520,6 +628,8 @@ def routes(portal: Portal) -> list[web.RouteDef]:
         web.get("/dead-letters", portal.dead_letters),
         web.get("/replay/{id}", portal.replay_page),
         web.post("/replay/{id}", portal.replay),
+        web.get("/audit", portal.audit_page),
+        web.post("/audit", portal.audit_search),
     ]
 
 
@@ -558,6 +668,16 @@ def _when(value: object) -> str:
     if not isinstance(value, int | float):
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value)) + " UTC"
+
+
+def _day(text: str | None) -> float | None:
+    """Midnight UTC of a YYYY-MM-DD date, as epoch seconds; None when it is not one."""
+    if not text:
+        return None
+    try:
+        return calendar.timegm(time.strptime(text, "%Y-%m-%d"))
+    except ValueError:
+        return None
 
 
 def _euro(value: object) -> str:
