@@ -430,3 +430,27 @@ async def submit_jw301(
     )
     assert status == 202, body
     return ref
+
+
+async def portal_session(setup: Setup, partner: str | None) -> tuple[aiohttp.ClientSession, str]:
+    """A client signed in to the portal through its form (pre-session cookie, CSRF token,
+    token); and the CSRF token of its session's forms."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    client = aiohttp.ClientSession(cookie_jar=jar)
+    async with client.get(f"{setup.url}/portal/signin", ssl=setup.ssl_context()) as page:
+        csrf = hidden_field(await page.text(), "csrf")
+    async with client.post(
+        f"{setup.url}/portal/signin",
+        data={"csrf": csrf, "method": "token", "token": setup.token(partner)},
+        ssl=setup.ssl_context(),
+        allow_redirects=False,
+    ) as answer:
+        assert answer.status == 303, await answer.text()
+    async with client.get(f"{setup.url}/portal/overdue", ssl=setup.ssl_context()) as page:
+        return client, hidden_field(await page.text(), "csrf")
+
+
+def hidden_field(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, html[:500]
+    return found.group(1)

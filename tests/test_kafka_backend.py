@@ -33,6 +33,7 @@ from tests.gatewaykit import (
     ggk,
     jw301_payload,
     make_setup,
+    portal_session,
     post_soap,
     rest,
     running,
@@ -241,6 +242,39 @@ async def test_two_processes_share_the_work_and_survive_kill_9(
     verdict = json.loads(out)
     assert code == 0 and verdict["ok"], out
     assert verdict["records"] >= 2 * len(refs)  # each message: accepted and delivered
+
+
+async def test_a_portal_session_holds_on_every_process_and_its_audit_search_reads_kafka(
+    setup: Setup, sink: Sink, tmp_path: Path
+) -> None:
+    """Portal sessions are signed cookies, not server state: signed in at one process, the
+    operator is signed in at the other; the portal's audit search reads the cluster's trail."""
+    other = another_process(setup, "b")
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        processes.append(await serve(setup, tmp_path / "a.log"))
+        processes.append(await serve(other, tmp_path / "b.log"))
+        ref = await submit_jw301(setup)
+        await eventually(lambda: ref in sink.referenties(), timeout=60)
+        client, csrf = await portal_session(setup, None)  # signed in at process a
+        async with client:
+            tls = other.ssl_context()
+            async with client.get(f"{other.url}/portal/queues", ssl=tls) as page:
+                assert page.status == 200 and "87654321" in await page.text()
+
+            async def found() -> bool:
+                async with client.post(
+                    f"{other.url}/portal/audit", data={"csrf": csrf, "message": ref}, ssl=tls
+                ) as page:
+                    text = await page.text()
+                    assert page.status == 200, text
+                    return "accepted" in text and "delivered" in text
+
+            await eventually(found, timeout=30)
+    finally:
+        for process in processes:
+            process.terminate()
+            await process.wait()
 
 
 async def test_the_cluster_audit_trail_is_kept_once_and_verified(

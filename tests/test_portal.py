@@ -19,7 +19,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.gatewaykit import Setup, Sink, eventually, make_setup, rest, running
+from tests.gatewaykit import (
+    Setup,
+    Sink,
+    eventually,
+    hidden_field,
+    make_setup,
+    portal_session,
+    rest,
+    running,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright not installed")
@@ -259,29 +268,6 @@ async def test_a_file_name_is_text_not_markup(setup: Setup, browser: Any, tmp_pa
 # --- the attacks a browser makes possible (without a browser: each is one request) ---------
 
 
-async def session_cookie(setup: Setup, partner: str | None) -> tuple[aiohttp.ClientSession, str]:
-    """A client signed in through the form (pre-session cookie, CSRF token, token)."""
-    jar = aiohttp.CookieJar(unsafe=True)
-    client = aiohttp.ClientSession(cookie_jar=jar)
-    async with client.get(f"{setup.url}/portal/signin", ssl=setup.ssl_context()) as page:
-        csrf = _hidden(await page.text(), "csrf")
-    async with client.post(
-        f"{setup.url}/portal/signin",
-        data={"csrf": csrf, "method": "token", "token": setup.token(partner)},
-        ssl=setup.ssl_context(),
-        allow_redirects=False,
-    ) as answer:
-        assert answer.status == 303, await answer.text()
-    async with client.get(f"{setup.url}/portal/overdue", ssl=setup.ssl_context()) as page:
-        return client, _hidden(await page.text(), "csrf")
-
-
-def _hidden(html: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', html)
-    assert found, html[:500]
-    return found.group(1)
-
-
 async def test_csrf_origin_fixation_and_other_partners_pages(setup: Setup) -> None:
     async with running(setup):
         # a message between two others: 0150 to zorgaanbieder 12345678
@@ -290,7 +276,7 @@ async def test_csrf_origin_fixation_and_other_partners_pages(setup: Setup) -> No
             setup, "POST", "/api/v1/messages", token=setup.token("0150"), data=payload
         )
         assert status == 202, theirs
-        client, csrf = await session_cookie(setup, "0175")
+        client, csrf = await portal_session(setup, "0175")
         url, tls = setup.url, setup.ssl_context()
         async with client:
             # a form without the session's token, or from another site, changes nothing
@@ -337,7 +323,7 @@ async def test_csrf_origin_fixation_and_other_partners_pages(setup: Setup) -> No
                 assert answer.status == 303
 
         # an aanbieder has no figures; nobody unsigned reaches a page
-        provider, _ = await session_cookie(setup, "12345678")
+        provider, _ = await portal_session(setup, "12345678")
         async with (
             provider,
             provider.get(f"{url}/portal/figures", ssl=tls, allow_redirects=False) as answer,
@@ -362,7 +348,7 @@ async def test_a_planted_cookie_is_never_promoted_and_sign_in_is_rate_limited(
             async with client.get(f"{url}/portal/inbox", ssl=tls, allow_redirects=False) as a:
                 assert a.status == 303  # a forged session is no session
             async with client.get(f"{url}/portal/signin", ssl=tls) as page:
-                csrf = _hidden(await page.text(), "csrf")
+                csrf = hidden_field(await page.text(), "csrf")
             async with client.post(
                 f"{url}/portal/signin",
                 data={"csrf": csrf, "method": "token", "token": setup.token("0175")},
@@ -376,7 +362,7 @@ async def test_a_planted_cookie_is_never_promoted_and_sign_in_is_rate_limited(
             statuses = []
             for _ in range(12):
                 async with client.get(f"{url}/portal/signin", ssl=tls) as page:
-                    csrf = _hidden(await page.text(), "csrf")
+                    csrf = hidden_field(await page.text(), "csrf")
                 async with client.post(
                     f"{url}/portal/signin",
                     data={"csrf": csrf, "method": "token", "token": "wrong"},
