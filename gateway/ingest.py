@@ -160,7 +160,9 @@ class Ingress:
             secret=secret,
         )
         try:
-            await self.broker.audit_event(event)
+            await self.broker.audit_event(
+                event, refused_by=identity.partner.id if identity.partner else None
+            )
         except StorageError:
             log.error("audit.write_failed", code=code)
 

@@ -757,9 +757,6 @@ async def overdue(request: web.Request) -> web.Response:
     return web.json_response({"days": days, "overdue": [with_times(i) for i in items]})
 
 
-_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-
-
 async def figures(request: web.Request) -> web.Response:
     """Beleidsinformatie: a gemeente reads its own figures, the operator everyone's."""
     gw = request.app[GATEWAY_KEY]
@@ -776,7 +773,7 @@ async def figures(request: web.Request) -> web.Response:
     else:
         gemeente = identity.partner.id
     first, last = request.query.get("from"), request.query.get("to")
-    if any(m is not None and not _MONTH.match(m) for m in (first, last)):
+    if any(m is not None and not stats.MONTH.fullmatch(m) for m in (first, last)):
         return problem(400, "from and to are months, YYYY-MM")
     wanted = request.query.get("format", "json")
     if wanted not in ("json", "csv"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sqlite3
 import statistics
 from collections import defaultdict
@@ -44,6 +45,9 @@ DURATIONS = {
     "declaratie_antwoord": ("declaratie", "antwoord"),
 }
 """Doorlooptijd name → (kind of the earlier fact, kind of the later one that follows it)."""
+
+MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+"""A month as the figures name it, ``YYYY-MM`` (matched whole: ``MONTH.fullmatch``)."""
 
 Value = int | str
 """A published figure: a number, or the suppression mark (``"<5"``)."""

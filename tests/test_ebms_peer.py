@@ -340,10 +340,13 @@ async def test_on_kafka_an_answer_reaching_another_process_ends_the_delivery(
     second = another_process(setup, "b")
     other = PlainSetup(second.directory, second.port, second.config_name)
     logs = {setup.port: tmp_path / "a.log", other.port: tmp_path / "b.log"}
-    processes = [await serve(setup, logs[setup.port]), await serve(other, logs[other.port])]
-    await relay.up()
+    processes: list[asyncio.subprocess.Process] = []
     crossed = 0
     try:
+        # started inside the try: when the second cannot start, the first is still stopped
+        processes.append(await serve(setup, logs[setup.port]))
+        processes.append(await serve(other, logs[other.port]))
+        await relay.up()
         await relay.retarget(setup.port)
         for _ in range(4):  # the first rounds may see partitions move while the group settles
             shared_before = logs[relay.target].read_text().count('"ebms.answer_shared"')

@@ -271,6 +271,38 @@ async def test_a_portal_session_holds_on_every_process_and_its_audit_search_read
                     return "accepted" in text and "delivered" in text
 
             await eventually(found, timeout=30)
+
+        # a refusal at process a joins 0175's list in every view (from the audit record)
+        again = await rest(
+            setup,
+            "POST",
+            "/api/v1/messages",
+            token=setup.token("0175"),
+            data=jw301_payload("87654321", identificatie="TR056TWICE"),
+        )
+        assert again[0] == 202, again
+
+        async def seen() -> bool:  # TR056 is checked against the view: once it holds the first
+            path = f"/api/v1/messages/{again[1]['id']}"
+            return (await rest(setup, "GET", path, token=setup.token()))[0] == 200
+
+        await eventually(seen, timeout=30)
+        refused = await rest(
+            setup,
+            "POST",
+            "/api/v1/messages",
+            token=setup.token("0175"),
+            data=jw301_payload("87654321", identificatie="TR056TWICE"),
+        )
+        assert refused[0] == 422 and refused[1]["code"] == "StUF058", refused
+        gemeente, _ = await portal_session(other, "0175")
+        async with gemeente:
+
+            async def listed() -> bool:
+                async with gemeente.get(f"{other.url}/portal/sent", ssl=tls) as page:
+                    return "StUF058" in await page.text()
+
+            await eventually(listed, timeout=30)
     finally:
         for process in processes:
             process.terminate()

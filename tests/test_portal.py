@@ -22,10 +22,13 @@ import pytest
 from tests.gatewaykit import (
     Setup,
     Sink,
+    deventer_wmo301,
     eventually,
+    fo03_code,
     hidden_field,
     make_setup,
     portal_session,
+    post_soap,
     rest,
     running,
 )
@@ -141,8 +144,15 @@ async def test_a_provider_uploads_and_a_gemeente_downloads(
         text = await provider.inner_text("main")
         assert "Accepted (Bv03)" in text and "0175" in text, text
         await accessible(provider, "03-upload-accepted")
+        # the same Identificatie again: refused (TR056), and listed with the Fo03 code
+        await provider.set_input_files("#file", str(write(tmp_path, "jw305.xml", valid)))
+        await provider.click("button[value=send]")
+        await provider.wait_for_load_state()
+        assert "Refused (Fo03 StUF058)" in await provider.inner_text("main")
         await provider.click("text=Sent")
         assert "JW305" in await provider.inner_text("main")
+        refused = await provider.inner_text("table:has(caption:has-text('refused'))")
+        assert "StUF058" in refused, refused
         await accessible(provider, "04-provider-sent")
         await provider.click("a:has-text('JW305')")
         assert "accepted" in await provider.inner_text("main")  # its history
@@ -276,6 +286,16 @@ async def test_csrf_origin_fixation_and_other_partners_pages(setup: Setup) -> No
             setup, "POST", "/api/v1/messages", token=setup.token("0150"), data=payload
         )
         assert status == 202, theirs
+        # 0177 claims to be 0150 (StUF052): the refusal is 0177's, not 0150's
+        status, fault = await post_soap(setup, deventer_wmo301(), partner="0177")
+        assert status == 500 and fo03_code(fault) == "StUF052"
+        for partner, listed in (("0150", False), ("0177", True)):
+            viewer, _ = await portal_session(setup, partner)
+            async with (
+                viewer,
+                viewer.get(f"{setup.url}/portal/sent", ssl=setup.ssl_context()) as page,
+            ):
+                assert ("StUF052" in await page.text()) is listed, partner
         client, csrf = await portal_session(setup, "0175")
         url, tls = setup.url, setup.ssl_context()
         async with client:

@@ -200,7 +200,16 @@ class Broker(Protocol):
         actor: str = "",
     ) -> int: ...
     async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]: ...
-    async def audit_event(self, event: AuditEvent) -> None: ...
+    async def audit_event(self, event: AuditEvent, *, refused_by: str | None = None) -> None:
+        """An audit record that belongs to no stored message. ``refused_by``: the
+        authenticated partner whose submission this refusal answers; the refusal (code,
+        functie, referentienummer) joins that partner's own list (the portal's Sent page)."""
+        ...
+
+    async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` refusals (Fo03s) of ``partner``'s submissions."""
+        ...
+
     async def audit_search(
         self,
         *,

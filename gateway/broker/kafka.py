@@ -57,6 +57,7 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import ConsumerRecord
 
 from gateway import audit, stats
+from gateway.audit import AuditEvent
 from gateway.broker import kafka_audit, kafka_topics
 from gateway.broker import kafka_records as rec
 from gateway.broker.base import (
@@ -69,7 +70,13 @@ from gateway.broker.base import (
 )
 from gateway.broker.kafka_ledger import LedgerError, LedgerKeeper
 from gateway.broker.kafka_payloads import PayloadReader
-from gateway.broker.sqlite import SqliteBroker, envelope_aad, prior_outcome, replay_candidates
+from gateway.broker.sqlite import (
+    SqliteBroker,
+    envelope_aad,
+    prior_outcome,
+    replay_candidates,
+    store_refusal,
+)
 from gateway.config import KafkaConfig
 from gateway.keyring import KeyringError
 
@@ -510,7 +517,11 @@ class KafkaBroker:
             if self.ebms_answer_listener is not None:
                 self.ebms_answer_listener(meta["ref"], meta["cpaid"], meta["outcome"])
         elif kind == "audit":
-            pass  # the record itself is the audit trail (the ledger chains it)
+            # the record itself is the audit trail (the ledger chains it); a refusal also
+            # joins its sender's list
+            if meta.get("refused_by"):
+                event = AuditEvent(**meta["event"])
+                store_refusal(db, float(meta["at"]), str(meta["refused_by"]), event)
         else:
             raise rec.RecordError(f"unknown record type {kind!r}")
 
@@ -967,6 +978,9 @@ class KafkaBroker:
     async def inbox(self, partner: str, limit: int, after: int = 0) -> list[dict[str, Any]]:
         return await self.local.inbox(partner, limit, after)
 
+    async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
+        return await self.local.refusals(partner, limit)
+
     async def delivery_health(self, destination: str) -> dict[str, Any]:
         return await self.local.delivery_health(destination)
 
@@ -1108,10 +1122,12 @@ class KafkaBroker:
         """From this process's view: every process's view holds every message's facts."""
         return await self.local.figures(scope)
 
-    async def audit_event(self, event: audit.AuditEvent) -> None:
+    async def audit_event(self, event: audit.AuditEvent, *, refused_by: str | None = None) -> None:
         if not self.audit_enabled:
             return
-        value = rec.audit_record(self.keyring, event, self.clock(), uuid.uuid4().hex)
+        value = rec.audit_record(
+            self.keyring, event, self.clock(), uuid.uuid4().hex, refused_by=refused_by
+        )
         await self._send(self.t_audit, value, "audit")
 
     async def checkpoint(self) -> dict[str, Any] | None:

@@ -144,8 +144,14 @@ def read_message(
     return message, (meta["key_id"], blob), float(meta["at"])
 
 
-def audit_record(keyring: Keyring, event: AuditEvent, at: float, nonce: str) -> bytes:
+def audit_record(
+    keyring: Keyring, event: AuditEvent, at: float, nonce: str, refused_by: str | None = None
+) -> bytes:
+    """An audit record; ``refused_by`` names the authenticated partner a refusal answers
+    (each view lists it among that partner's refusals)."""
     meta: dict[str, Any] = {"t": "audit", "at": at, "nonce": nonce}
+    if refused_by is not None:
+        meta["refused_by"] = refused_by
     clear = asdict(event)
     secret = {"bsns": list(clear.pop("bsns")), "secret": clear.pop("secret")}
     meta["event"] = clear

@@ -109,6 +109,14 @@ CREATE TABLE IF NOT EXISTS facts (
 );
 CREATE INDEX IF NOT EXISTS facts_gemeente ON facts (gemeente, month);
 CREATE INDEX IF NOT EXISTS facts_link ON facts (link);
+CREATE TABLE IF NOT EXISTS refusals (
+    at REAL NOT NULL,
+    partner TEXT NOT NULL,
+    functie TEXT NOT NULL,
+    referentienummer TEXT NOT NULL,
+    code TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refusals_partner ON refusals (partner, at);
 """
 
 log = structlog.get_logger("ggk.broker")
@@ -335,12 +343,26 @@ class SqliteBroker:
             raise StorageError(f"the payload of {message_id} was purged (retention)")
         return self.keyring.decrypt(key_id, bytes(sealed), envelope_aad(message_id))
 
-    async def audit_event(self, event: audit.AuditEvent) -> None:
+    async def audit_event(self, event: audit.AuditEvent, *, refused_by: str | None = None) -> None:
         """An audit record that belongs to no stored message (a rejection, an admin act)."""
         if not self.audit_enabled:
             return
         now = self.clock()
-        await self.write(lambda db: audit.append(db, self.keyring, event, now))
+
+        def op(db: sqlite3.Connection) -> None:
+            audit.append(db, self.keyring, event, now)
+            if refused_by is not None:
+                store_refusal(db, now, refused_by, event)
+
+        await self.write(op)
+
+    async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
+        rows = await self.read(
+            "SELECT at, functie, referentienummer, code FROM refusals WHERE partner = ? "
+            "ORDER BY at DESC LIMIT ?",
+            (partner, limit),
+        )
+        return [dict(r) for r in rows]
 
     async def checkpoint(self) -> dict[str, Any] | None:
         now = self.clock()
@@ -1102,4 +1124,15 @@ def store_facts(
             )
             for f in facts
         ],
+    )
+
+
+def store_refusal(db: sqlite3.Connection, at: float, partner: str, event: audit.AuditEvent) -> None:
+    """A refused submission in its sender's list: only what the audit record shows in the
+    clear (code, functie label, referentienummer), under the authenticated partner, never
+    under the zender the refused envelope claimed."""
+    db.execute(
+        "INSERT INTO refusals (at, partner, functie, referentienummer, code) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (at, partner, event.functie, event.referentienummer, event.outcome),
     )

@@ -9,6 +9,7 @@ checks (a partner sees its own inbox and messages; operator pages need the opera
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import re
 import secrets
@@ -43,10 +44,13 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-_MESSAGE_ID = re.compile(r"^[0-9a-f]{32}$")
-_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+_MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 PAGE = 200
 """Rows on a listing page."""
+SIGNIN_FORM_BYTES = 4096
+UPLOADS_AT_ONCE = 2
+"""Portal uploads read at once (each up to max_message_bytes): the portal is for partners
+without software, bulk belongs on the API, whose body budget bounds it."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -92,6 +96,7 @@ class Portal:
     def __init__(self, deps: PortalDeps) -> None:
         self.deps = deps
         self.limiter = SignInLimiter()
+        self.uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("gateway.portal", "templates"),
             autoescape=True,
@@ -185,6 +190,15 @@ class Portal:
     async def signin_page(
         self, request: web.Request, status: int = 200, error: str = ""
     ) -> web.Response:
+        if request.scheme != "https":  # its cookies are Secure: a browser would drop them
+            return self.render(
+                request,
+                "message.html",
+                503,
+                title="The portal needs HTTPS",
+                text="This gateway serves plain HTTP (a development setting); the portal's "
+                "sign-in works over HTTPS only.",
+            )
         # a fresh pre-session nonce for every form: the double-submit CSRF of the sign-in
         nonce = secrets.token_urlsafe(18)
         presented = self.deps.identify(request).partner
@@ -217,6 +231,11 @@ class Portal:
             )
         if not _same_origin(request):
             return await self.signin_page(request, 403, "The form was not sent from this portal.")
+        if request.content_length is None or request.content_length > SIGNIN_FORM_BYTES:
+            # the only form read before anyone is known: a few hundred bytes, or not at all
+            response = await self.signin_page(request, 413, "The sign-in form is too large.")
+            response.force_close()
+            return response
         data = await request.post()
         token = data.get("csrf")
         if not self.deps.keys.csrf_ok(
@@ -286,7 +305,7 @@ class Portal:
         message_id = request.match_info["id"]
         data = (
             await self.deps.broker.inbox_envelope(visitor.partner.id, message_id)
-            if _MESSAGE_ID.match(message_id)
+            if _MESSAGE_ID.fullmatch(message_id)
             else None
         )
         if data is None:
@@ -313,7 +332,7 @@ class Portal:
         if await self.form(request, visitor) is None:
             return self.refused_form(request, visitor)
         message_id = request.match_info["id"]
-        done = _MESSAGE_ID.match(message_id) and await self.deps.broker.ack(
+        done = _MESSAGE_ID.fullmatch(message_id) and await self.deps.broker.ack(
             visitor.partner.id, message_id
         )
         if not done:
@@ -332,7 +351,8 @@ class Portal:
         if visitor is None or visitor.partner is None:
             return self.denied(request, visitor)
         items = await self.deps.broker.sent(visitor.partner.id, PAGE)
-        return self.render(request, "sent.html", visitor=visitor, items=items)
+        refused = await self.deps.broker.refusals(visitor.partner.id, PAGE)
+        return self.render(request, "sent.html", visitor=visitor, items=items, refused=refused)
 
     async def message(self, request: web.Request) -> web.StreamResponse:
         """One message with its deliveries, history and conversation (heen and retours), as
@@ -344,7 +364,7 @@ class Portal:
         viewer = None if visitor.admin else visitor.partner.id if visitor.partner else ""
         view = (
             await self.deps.broker.view(message_id, viewer)
-            if _MESSAGE_ID.match(message_id)
+            if _MESSAGE_ID.fullmatch(message_id)
             else None
         )
         if view is None:
@@ -384,6 +404,21 @@ class Portal:
         visitor = self.visitor(request)
         if visitor is None or visitor.partner is None:
             return self.denied(request, visitor)
+        if self.uploads.locked():
+            return self.render(
+                request,
+                "upload.html",
+                503,
+                visitor=visitor,
+                report=None,
+                outcome=None,
+                error="The gateway is checking other uploads; try again in a moment.",
+            )
+        async with self.uploads:
+            return await self._upload(request, visitor)
+
+    async def _upload(self, request: web.Request, visitor: Visitor) -> web.StreamResponse:
+        assert visitor.partner is not None
         data = await self.form(request, visitor)
         if data is None:
             return self.refused_form(request, visitor)
@@ -436,7 +471,7 @@ class Portal:
             visitor.partner.id if visitor.partner else (request.query.get("gemeente") or None)
         )
         first, last = request.query.get("from") or None, request.query.get("to") or None
-        if any(m is not None and not _MONTH.match(m) for m in (first, last)):
+        if any(m is not None and not stats.MONTH.fullmatch(m) for m in (first, last)):
             first = last = None
         raw = await self.deps.broker.figures(stats.Scope(gemeente, first, last))
         published = stats.publish(raw, self.deps.min_cell)
@@ -495,7 +530,9 @@ class Portal:
         if visitor is None or not visitor.admin:
             return self.denied(request, visitor)
         message_id = request.match_info["id"]
-        view = await self.deps.broker.view(message_id) if _MESSAGE_ID.match(message_id) else None
+        view = (
+            await self.deps.broker.view(message_id) if _MESSAGE_ID.fullmatch(message_id) else None
+        )
         if view is None:
             return self.render(
                 request,
@@ -515,7 +552,7 @@ class Portal:
         if data is None:
             return self.refused_form(request, visitor)
         message_id = request.match_info["id"]
-        if not _MESSAGE_ID.match(message_id) or data.get("confirm") != "yes":
+        if not _MESSAGE_ID.fullmatch(message_id) or data.get("confirm") != "yes":
             return self.render(
                 request,
                 "message.html",
