@@ -222,22 +222,37 @@ class _Reader:
             for prestatie in _all(client_element, "Prestaties/Prestatie"):
                 yield client, _fields(prestatie)
 
+    def prestatie_fact(
+        self,
+        kind: FactKind,
+        client: str | None,
+        prestatie: dict[str, str],
+        of: str,
+        *,
+        link: str | None = None,
+        follows: str | None = None,
+    ) -> Fact:
+        """A declared (``link``: its declaratie) or rejected (``follows``: the declaratie
+        answered) prestatie, ``of`` the declaratie's link."""
+        return self.fact(
+            kind,
+            prestatie.get("ProductCategorie", ""),
+            _month(prestatie.get("ProductPeriode/Begindatum", "")),
+            client,
+            key=self.keys.digest(
+                kind.value, of, prestatie.get("ProductReferentie/ReferentieNummer", "")
+            ),
+            amount=_amount(prestatie, "IngediendBedrag/Bedrag"),
+            link=link,
+            follows=follows,
+        )
+
     def declaraties(self) -> Iterator[Fact]:
         link = self.declaratie_link(self.identificatie)
         declaratie = _child(self.root, "Declaratie")
         clienten = _child(declaratie, "Clienten") if declaratie is not None else None
         for client, prestatie in self.prestaties(clienten):
-            yield self.fact(
-                FactKind.DECLARATIE,
-                prestatie.get("ProductCategorie", ""),
-                _month(prestatie.get("ProductPeriode/Begindatum", "")),
-                client,
-                key=self.keys.digest(
-                    "prestatie", link, prestatie.get("ProductReferentie/ReferentieNummer", "")
-                ),
-                amount=_amount(prestatie, "IngediendBedrag/Bedrag"),
-                link=link,
-            )
+            yield self.prestatie_fact(FactKind.DECLARATIE, client, prestatie, link, link=link)
 
     def antwoorden(self) -> Iterator[Fact]:
         answered = self.declaratie_link(
@@ -256,16 +271,8 @@ class _Reader:
         )
         clienten = _child(answer, "Clienten") if answer is not None else None
         for client, prestatie in self.prestaties(clienten):
-            yield self.fact(
-                FactKind.AFGEWEZEN,
-                prestatie.get("ProductCategorie", ""),
-                _month(prestatie.get("ProductPeriode/Begindatum", "")),
-                client,
-                key=self.keys.digest(
-                    "afgewezen", answered, prestatie.get("ProductReferentie/ReferentieNummer", "")
-                ),
-                amount=_amount(prestatie, "IngediendBedrag/Bedrag"),
-                follows=answered,
+            yield self.prestatie_fact(
+                FactKind.AFGEWEZEN, client, prestatie, answered, follows=answered
             )
 
 

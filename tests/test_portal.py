@@ -391,3 +391,34 @@ async def test_a_planted_cookie_is_never_promoted_and_sign_in_is_rate_limited(
                     statuses.append(answer.status)
             assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429], statuses
             await asyncio.sleep(0)
+
+
+async def test_the_audit_search_refuses_bad_criteria_without_echoing_a_bsn(setup: Setup) -> None:
+    async with running(setup):
+        operator, csrf = await portal_session(setup, None)
+        async with operator:
+            for form, expected in (
+                ({}, "Give at least one criterion."),
+                ({"since": "30-11-2026"}, "Since is a date"),
+                ({"bsn": "99999x019"}, "A BSN is nine digits."),
+            ):
+                async with operator.post(
+                    f"{setup.url}/portal/audit",
+                    data={"csrf": csrf, **form},
+                    ssl=setup.ssl_context(),
+                ) as page:
+                    text = await page.text()
+                    assert page.status == 400 and expected in text, (form, text[:300])
+                    assert "99999x019" not in text
+            # a partner is not the operator
+            partner, partner_csrf = await portal_session(setup, "0150")
+            async with (
+                partner,
+                partner.post(
+                    f"{setup.url}/portal/audit",
+                    data={"csrf": partner_csrf, "message": "x"},
+                    ssl=setup.ssl_context(),
+                    allow_redirects=False,
+                ) as page,
+            ):
+                assert page.status == 403

@@ -137,13 +137,8 @@ class Portal:
     def denied(self, request: web.Request, visitor: Visitor | None) -> web.StreamResponse:
         if visitor is None:
             raise web.HTTPSeeOther("/portal/signin")
-        return self.render(
-            request,
-            "message.html",
-            403,
-            visitor=visitor,
-            title="Not for you",
-            text="This page is not available with your sign-in.",
+        return self.notice(
+            request, visitor, 403, "Not for you", "This page is not available with your sign-in."
         )
 
     async def form(self, request: web.Request, visitor: Visitor) -> dict[str, Any] | None:
@@ -159,14 +154,19 @@ class Portal:
             return None
         return data
 
+    def notice(
+        self, request: web.Request, visitor: Visitor | None, status: int, title: str, text: str
+    ) -> web.Response:
+        """A page that only says something (not found, refused, done)."""
+        return self.render(request, "message.html", status, visitor=visitor, title=title, text=text)
+
     def refused_form(self, request: web.Request, visitor: Visitor) -> web.Response:
-        return self.render(
+        return self.notice(
             request,
-            "message.html",
+            visitor,
             403,
-            visitor=visitor,
-            title="Form refused",
-            text="The form was not sent from this portal or has expired. Open the page again.",
+            "Form refused",
+            "The form was not sent from this portal or has expired. Open the page again.",
         )
 
     def identity(self, request: web.Request, visitor: Visitor) -> Identity:
@@ -191,12 +191,12 @@ class Portal:
         self, request: web.Request, status: int = 200, error: str = ""
     ) -> web.Response:
         if request.scheme != "https":  # its cookies are Secure: a browser would drop them
-            return self.render(
+            return self.notice(
                 request,
-                "message.html",
+                None,
                 503,
-                title="The portal needs HTTPS",
-                text="This gateway serves plain HTTP (a development setting); the portal's "
+                "The portal needs HTTPS",
+                "This gateway serves plain HTTP (a development setting); the portal's "
                 "sign-in works over HTTPS only.",
             )
         # a fresh pre-session nonce for every form: the double-submit CSRF of the sign-in
@@ -309,13 +309,8 @@ class Portal:
             else None
         )
         if data is None:
-            return self.render(
-                request,
-                "message.html",
-                404,
-                visitor=visitor,
-                title="Not found",
-                text="There is no such message in your inbox.",
+            return self.notice(
+                request, visitor, 404, "Not found", "There is no such message in your inbox."
             )
         return web.Response(
             body=data,
@@ -336,13 +331,12 @@ class Portal:
             visitor.partner.id, message_id
         )
         if not done:
-            return self.render(
+            return self.notice(
                 request,
-                "message.html",
+                visitor,
                 404,
-                visitor=visitor,
-                title="Not found",
-                text="There is no such message waiting in your inbox.",
+                "Not found",
+                "There is no such message waiting in your inbox.",
             )
         raise web.HTTPSeeOther("/portal/inbox")
 
@@ -368,13 +362,8 @@ class Portal:
             else None
         )
         if view is None:
-            return self.render(
-                request,
-                "message.html",
-                404,
-                visitor=visitor,
-                title="Not found",
-                text="There is no such message among yours.",
+            return self.notice(
+                request, visitor, 404, "Not found", "There is no such message among yours."
             )
         return self.render(request, "message_view.html", visitor=visitor, message=view.to_dict())
 
@@ -534,14 +523,7 @@ class Portal:
             await self.deps.broker.view(message_id) if _MESSAGE_ID.fullmatch(message_id) else None
         )
         if view is None:
-            return self.render(
-                request,
-                "message.html",
-                404,
-                visitor=visitor,
-                title="Not found",
-                text="There is no such message.",
-            )
+            return self.notice(request, visitor, 404, "Not found", "There is no such message.")
         return self.render(request, "replay.html", visitor=visitor, message=view.to_dict())
 
     async def replay(self, request: web.Request) -> web.StreamResponse:
@@ -553,24 +535,19 @@ class Portal:
             return self.refused_form(request, visitor)
         message_id = request.match_info["id"]
         if not _MESSAGE_ID.fullmatch(message_id) or data.get("confirm") != "yes":
-            return self.render(
-                request,
-                "message.html",
-                400,
-                visitor=visitor,
-                title="Not replayed",
-                text="Confirm the replay on its page.",
+            return self.notice(
+                request, visitor, 400, "Not replayed", "Confirm the replay on its page."
             )
         count = await self.deps.broker.replay(
             message_id=message_id, dead_only=True, actor=f"portal operator@{request.remote}"
         )
         log.info("portal.replay", message_id=message_id, count=count, peer=request.remote)
-        return self.render(
+        return self.notice(
             request,
-            "message.html",
-            visitor=visitor,
-            title="Replayed",
-            text=f"{count} dead-lettered delivery(ies) of {message_id} scheduled again.",
+            visitor,
+            200,
+            "Replayed",
+            f"{count} dead-lettered delivery(ies) of {message_id} scheduled again.",
         )
 
     async def audit_page(self, request: web.Request) -> web.StreamResponse:
@@ -594,35 +571,19 @@ class Portal:
             if isinstance(value := data.get(name), str) and value.strip()
         }
         since = _day(asked.get("since"))
-        if "since" in asked and since is None:
+        problem = (
+            "Give at least one criterion."
+            if not asked
+            else "Since is a date, YYYY-MM-DD."
+            if "since" in asked and since is None
+            else "A BSN is nine digits."
+            if "bsn" in asked and not asked["bsn"].isdigit()
+            else None
+        )
+        if problem is not None:
+            asked.pop("bsn", None)  # never echoed into the page
             return self.render(
-                request,
-                "audit.html",
-                400,
-                visitor=visitor,
-                rows=None,
-                asked=asked,
-                error="Since is a date, YYYY-MM-DD.",
-            )
-        if "bsn" in asked and not asked["bsn"].isdigit():
-            return self.render(
-                request,
-                "audit.html",
-                400,
-                visitor=visitor,
-                rows=None,
-                asked=asked,
-                error="A BSN is nine digits.",
-            )
-        if not asked:
-            return self.render(
-                request,
-                "audit.html",
-                400,
-                visitor=visitor,
-                rows=None,
-                asked=asked,
-                error="Give at least one criterion.",
+                request, "audit.html", 400, visitor=visitor, rows=None, asked=asked, error=problem
             )
         rows = await self.deps.broker.audit_search(
             message=asked.get("message"),
