@@ -573,11 +573,18 @@ def http(
     body: str | None = None,
     headers: dict[str, str] | None = None,
     absent: str | None = None,
+    note: str | None = None,
 ) -> dict[str, object]:
     """A request to the REST/HTTP side: ``token`` names whose token it carries (a partner id
-    or ``admin``), ``absent`` a text the answer must not contain."""
+    or ``admin``), ``absent`` a text the answer must not contain, ``note`` why it matters."""
     case: dict[str, object] = {"request": f"{method} {path}", "status": status, "code": None}
-    for key, value in (("token", token), ("body", body), ("headers", headers), ("absent", absent)):
+    for key, value in (
+        ("token", token),
+        ("body", body),
+        ("headers", headers),
+        ("absent", absent),
+        ("note", note),
+    ):
         if value is not None:
             case[key] = value
     return case
@@ -650,6 +657,102 @@ HTTP: dict[str, dict[str, object]] = {
     "http-soap-get-without-wsdl": http("GET", "/ggk/OntvangAsynchroon", 405),
     "http-schema-file-traversal": http("GET", "/ggk/wsdl/..%2f..%2fgateway.toml", 404),
     "http-unknown-path": http("GET", "/admin", 404),
+    "http-inbox-item-unknown-id": http(
+        "GET",
+        "/api/v1/inbox/ffffffffffffffffffffffffffffffff",
+        404,
+        token="12345678",
+        note="looked up in the partner's own inbox before any payload is read "
+        "(on Kafka: before its events record is fetched)",
+    ),
+    "http-inbox-item-very-long-id": http(
+        "GET", "/api/v1/inbox/" + "a" * 4000, 404, token="12345678"
+    ),
+    "http-inbox-item-nul-in-path": http("GET", "/api/v1/inbox/a%00b", 400, token="12345678"),
+    "http-stats-other-gemeente": http(
+        "GET",
+        "/api/v1/stats?gemeente=0175",
+        403,
+        token="0150",
+        note="a gemeente reads its own figures only; asking for another's is refused, "
+        "not answered empty",
+    ),
+    "http-stats-aanbieder": http("GET", "/api/v1/stats", 403, token="12345678"),
+    "http-stats-no-credential": http("GET", "/api/v1/stats", 401),
+    "http-stats-sql-in-gemeente": http(
+        "GET",
+        "/api/v1/stats?gemeente=0150%27%20OR%20%271%27=%271",
+        403,
+        token="0150",
+        note="never reaches the store for a gemeente; for the operator it is a bound parameter",
+    ),
+    "http-stats-sql-in-gemeente-admin": http(
+        "GET", "/api/v1/stats?gemeente=0150%27%20OR%20%271%27=%271", 200, token="admin"
+    ),
+    "http-stats-month-out-of-range": http("GET", "/api/v1/stats?from=2026-13", 400, token="admin"),
+    "http-stats-month-nul": http("GET", "/api/v1/stats?to=2026-1%00", 400, token="admin"),
+    "http-stats-unknown-format": http(
+        "GET", "/api/v1/stats?format=..%2F..%2Fetc%2Fpasswd", 400, token="admin"
+    ),
+    "portal-page-with-an-api-token": http(
+        "GET",
+        "/portal/inbox",
+        303,
+        token="0175",
+        note="a bearer token is not a portal session: the portal signs in through its form "
+        "only (a browser cannot be made to send a token, so no CSRF through one)",
+    ),
+    "portal-operator-page-with-the-admin-token": http("GET", "/portal/queues", 303, token="admin"),
+    "portal-replay-without-session": http(
+        "POST",
+        "/portal/replay/ffffffffffffffffffffffffffffffff",
+        303,
+        body="confirm=yes",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    "portal-download-traversal": http("GET", "/portal/inbox/..%2F..%2Fgateway.toml", 303),
+    "portal-signin-cross-site": http(
+        "POST",
+        "/portal/signin",
+        403,
+        body="method=token&token=x",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": "https://evil.example",
+        },
+        note="refused before the token is looked at (login CSRF)",
+    ),
+    "portal-signin-without-csrf": http(
+        "POST",
+        "/portal/signin",
+        403,
+        body="method=token&token=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    "portal-signin-forged-session-cookie": http(
+        "GET",
+        "/portal/inbox",
+        303,
+        headers={"Cookie": "__Host-ggk-session=eyJwIjoiMDE3NSIsImEiOnRydWV9.AAAA"},
+    ),
+    "portal-signin-huge-cookie": http(
+        "GET", "/portal/inbox", 303, headers={"Cookie": "__Host-ggk-session=" + "A" * 4000 + ".x"}
+    ),
+    "http-stats-month-trailing-newline": http(
+        "GET",
+        "/api/v1/stats?from=2026-10%0A",
+        400,
+        token="admin",
+        note="a month is matched whole: `$` would let a trailing newline through",
+    ),
+    "portal-signin-huge-body": http(
+        "POST",
+        "/portal/signin",
+        413,
+        body="token=" + "A" * 10000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        note="the one form read before anyone is known is bounded (4 KiB), not the message limit",
+    ),
 }
 """Hostile requests to the REST and HTTP side, answered by a problem document, not a 500."""
 
