@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -116,7 +115,3 @@ class SignInLimiter:
         if len(self._failures) >= self.peers:
             stalest = min(self._failures, key=lambda p: self._failures[p][-1])
             del self._failures[stalest]
-
-
-def now() -> float:
-    return time.time()

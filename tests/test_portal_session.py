@@ -1,0 +1,52 @@
+"""Portal sessions and the sign-in limiter, without a browser."""
+
+from __future__ import annotations
+
+from gateway.portal.session import SESSION_SECONDS, SessionKeys, SignInLimiter
+
+KEYS = SessionKeys(b"k" * 32)
+
+
+def test_a_session_reads_back_until_it_expires() -> None:
+    session, cookie = KEYS.mint("0150", False, "token", now=1000.0)
+    assert KEYS.read(cookie, 1000.0 + SESSION_SECONDS - 1) == session
+    assert KEYS.read(cookie, 1000.0 + SESSION_SECONDS) is None
+
+
+def test_an_altered_forged_or_foreign_cookie_is_no_session() -> None:
+    _, cookie = KEYS.mint("0150", False, "token", now=1000.0)
+    payload, mac = cookie.split(".")
+    _, admin = KEYS.mint(None, True, "token", now=1000.0)
+    for bad in (
+        f"{admin.split('.')[0]}.{mac}",  # another payload under this signature
+        f"{payload}.{mac[:-1]}A",
+        f"{payload}.",
+        "",
+        "a.b.c",
+        "x" * 5000,
+        cookie.replace(".", ""),
+    ):
+        assert KEYS.read(bad, 1000.0) is None, bad
+    assert SessionKeys(b"o" * 32).read(cookie, 1000.0) is None  # another gateway's key
+
+
+def test_csrf_tokens_belong_to_one_nonce() -> None:
+    token = KEYS.csrf("nonce-a")
+    assert KEYS.csrf_ok("nonce-a", token)
+    assert not KEYS.csrf_ok("nonce-b", token)
+    assert not KEYS.csrf_ok(None, token)
+    assert not KEYS.csrf_ok("nonce-a", None)
+    assert not KEYS.csrf_ok("nonce-a", token + "x" * 200)
+
+
+def test_the_limiter_blocks_after_the_attempts_and_forgets_after_the_window() -> None:
+    limiter = SignInLimiter(attempts=3, window=60.0, peers=2)
+    for second in range(3):
+        assert not limiter.blocked("10.0.0.1", float(second))
+        limiter.failed("10.0.0.1", float(second))
+    assert limiter.blocked("10.0.0.1", 10.0)
+    assert not limiter.blocked("10.0.0.1", 61.0)  # the first failure left the window
+    # bounded memory: a third peer pushes out the stalest
+    limiter.failed("10.0.0.2", 100.0)
+    limiter.failed("10.0.0.3", 101.0)
+    assert len(limiter._failures) <= 2
