@@ -306,7 +306,7 @@ def _p90(days: tuple[float, ...]) -> float:
 
 def long_rows(published: dict[str, Any]) -> Iterator[tuple[str, str, str, str, Value]]:
     """The figures as tidy rows (gemeente, maand, categorie, maat, waarde): the CSV."""
-    for row in _cells_and_totals(published):
+    for row in cells_and_totals(published):
         for name in MEASURES:
             yield row["gemeente"], row["month"], row["categorie"], name, row[name]
     for d in published["doorlooptijden"]:
@@ -333,7 +333,7 @@ def to_csv(published: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def _cells_and_totals(published: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def cells_and_totals(published: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Each gemeente-month's category rows, then its total."""
     rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in published["rows"]:

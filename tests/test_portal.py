@@ -228,8 +228,10 @@ async def test_the_operator_replays_a_dead_letter_and_sees_the_figures(
         await operator.wait_for_load_state()
         assert "1 dead-lettered delivery(ies)" in await operator.inner_text("main")
         await eventually(lambda: ref in sink.referenties())
-        await operator.click("text=Figures")
-        assert "0175" in await operator.inner_text("main")
+        await operator.click("text=Figures")  # first a gemeente to choose
+        await operator.click("a:has-text('(0175)')")
+        await operator.wait_for_load_state()
+        assert "0175" in await operator.inner_text("table") and "gemeente=0175" in operator.url
         await accessible(operator, "13-operator-figures")
 
         # the audit trail: by referentienummer, then by BSN (never echoed, never in a URL)

@@ -462,6 +462,24 @@ class Portal:
         first, last = request.query.get("from") or None, request.query.get("to") or None
         if any(m is not None and not stats.MONTH.fullmatch(m) for m in (first, last)):
             first = last = None
+        gemeenten = sorted(
+            (p for p in self.deps.partners.all() if p.kind is PartnerKind.GEMEENTE),
+            key=lambda p: p.id,
+        )
+        if gemeente is None:
+            # the operator picks one gemeente: every gemeente at once is the batch report
+            # (`ggk stats`, seconds for a national year), not a page
+            return self.render(
+                request,
+                "figures.html",
+                visitor=visitor,
+                figures=None,
+                charts=[],
+                gemeente="",
+                first=first or "",
+                last=last or "",
+                gemeenten=gemeenten,
+            )
         raw = await self.deps.broker.figures(stats.Scope(gemeente, first, last))
         published = stats.publish(raw, self.deps.min_cell)
         charts = [
@@ -473,10 +491,12 @@ class Portal:
             "figures.html",
             visitor=visitor,
             figures=published,
+            table=list(stats.cells_and_totals(published)),
             charts=charts,
-            gemeente=gemeente or "",
+            gemeente=gemeente,
             first=first or "",
             last=last or "",
+            gemeenten=gemeenten,
         )
 
     # --- operator pages --------------------------------------------------------------------
