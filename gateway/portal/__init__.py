@@ -6,8 +6,12 @@ from importlib import resources
 
 from aiohttp import web
 
+from gateway.portal.common import CommonPages
+from gateway.portal.operator import OperatorPages
+from gateway.portal.pages import PortalDeps, hardened, templates
+from gateway.portal.partner import PartnerPages
 from gateway.portal.session import SessionKeys
-from gateway.portal.views import Portal, PortalDeps, hardened, routes
+from gateway.portal.signin import SignIn
 
 __all__ = ["PortalDeps", "SessionKeys", "portal_app"]
 
@@ -22,7 +26,34 @@ async def _stylesheet(request: web.Request) -> web.Response:
 
 def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
     """The portal as an aiohttp sub-application, to be mounted at ``/portal``."""
+    environment = templates()
+    signin = SignIn(deps, environment)
+    partner = PartnerPages(deps, environment)
+    common = CommonPages(deps, environment)
+    operator = OperatorPages(deps, environment)
     app = web.Application(middlewares=[hardened], client_max_size=max_body)
-    app.add_routes(routes(Portal(deps)))
-    app.router.add_get("/static/portal.css", _stylesheet)
+    app.add_routes(
+        [
+            web.get("/", signin.home),
+            web.get("/signin", signin.signin_page),
+            web.post("/signin", signin.signin),
+            web.post("/signout", signin.signout),
+            web.get("/inbox", partner.inbox),
+            web.get("/inbox/{id}", partner.download),
+            web.post("/inbox/{id}/ack", partner.acknowledge),
+            web.get("/sent", partner.sent),
+            web.get("/upload", partner.upload_page),
+            web.post("/upload", partner.upload),
+            web.get("/messages/{id}", common.message),
+            web.get("/overdue", common.overdue),
+            web.get("/figures", common.figures),
+            web.get("/queues", operator.queues),
+            web.get("/dead-letters", operator.dead_letters),
+            web.get("/replay/{id}", operator.replay_page),
+            web.post("/replay/{id}", operator.replay),
+            web.get("/audit", operator.audit_page),
+            web.post("/audit", operator.audit_search),
+            web.get("/static/portal.css", _stylesheet),
+        ]
+    )
     return app

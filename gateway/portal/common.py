@@ -1,0 +1,113 @@
+"""Pages for partners and the operator alike, each showing what the visitor may see: one
+message with its conversation, overdue retours, beleidsinformatie."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway import stats
+from gateway.portal.charts import bar_chart
+from gateway.portal.pages import MESSAGE_ID, PAGE, Pages
+from routing.partners import PartnerKind
+
+
+class CommonPages(Pages):
+    async def message(self, request: web.Request) -> web.StreamResponse:
+        """One message with its deliveries, history and conversation (heen and retours), as
+        ``GET /api/v1/messages/{id}`` shows it to the same identity."""
+        visitor = self.visitor(request)
+        if visitor is None:
+            return self.denied(request, visitor)
+        message_id = request.match_info["id"]
+        viewer = None if visitor.admin else visitor.partner.id if visitor.partner else ""
+        view = (
+            await self.deps.broker.view(message_id, viewer)
+            if MESSAGE_ID.fullmatch(message_id)
+            else None
+        )
+        if view is None:
+            return self.notice(
+                request, visitor, 404, "Not found", "There is no such message among yours."
+            )
+        return self.render(request, "message_view.html", visitor=visitor, message=view.to_dict())
+
+    async def overdue(self, request: web.Request) -> web.StreamResponse:
+        visitor = self.visitor(request)
+        if visitor is None:
+            return self.denied(request, visitor)
+        before = time.time() - self.deps.overdue_days * 86400
+        items = await self.deps.broker.overdue(before, 10_000)
+        if visitor.partner is not None:  # a partner: the heenberichten it sent
+            items = [i for i in items if i["zender"] == visitor.partner.id]
+        return self.render(
+            request,
+            "overdue.html",
+            visitor=visitor,
+            items=items[:PAGE],
+            days=self.deps.overdue_days,
+        )
+
+    async def figures(self, request: web.Request) -> web.StreamResponse:
+        visitor = self.visitor(request)
+        if visitor is None:
+            return self.denied(request, visitor)
+        if visitor.partner is not None and visitor.partner.kind is not PartnerKind.GEMEENTE:
+            return self.denied(request, visitor)
+        gemeente = (
+            visitor.partner.id if visitor.partner else (request.query.get("gemeente") or None)
+        )
+        first, last = request.query.get("from") or None, request.query.get("to") or None
+        if any(m is not None and not stats.MONTH.fullmatch(m) for m in (first, last)):
+            first = last = None
+        gemeenten = sorted(
+            (p for p in self.deps.partners.all() if p.kind is PartnerKind.GEMEENTE),
+            key=lambda p: p.id,
+        )
+        if gemeente is None:
+            # the operator picks one gemeente: every gemeente at once is the batch report
+            # (`ggk stats`, seconds for a national year), not a page
+            return self.render(
+                request,
+                "figures.html",
+                visitor=visitor,
+                figures=None,
+                charts=[],
+                gemeente="",
+                first=first or "",
+                last=last or "",
+                gemeenten=gemeenten,
+            )
+        raw = await self.deps.broker.figures(stats.Scope(gemeente, first, last))
+        published = stats.publish(raw, self.deps.min_cell)
+        charts = [
+            (g, bar_chart(f"Toewijzingen per month, gemeente {g}", points))
+            for g, points in _toewijzingen_per_month(published)
+        ]
+        return self.render(
+            request,
+            "figures.html",
+            visitor=visitor,
+            figures=published,
+            table=list(stats.cells_and_totals(published)),
+            charts=charts,
+            gemeente=gemeente,
+            first=first or "",
+            last=last or "",
+            gemeenten=gemeenten,
+        )
+
+    # --- operator pages --------------------------------------------------------------------
+
+
+def _toewijzingen_per_month(
+    published: dict[str, Any],
+) -> list[tuple[str, list[tuple[str, stats.Value]]]]:
+    by_gemeente: dict[str, list[tuple[str, stats.Value]]] = {}
+    for total in published["totals"]:
+        by_gemeente.setdefault(total["gemeente"], []).append(
+            (total["month"], total["toewijzingen"])
+        )
+    return sorted(by_gemeente.items())

@@ -1,0 +1,211 @@
+"""What every portal page stands on: who the visitor is, rendering, forms, the headers.
+
+Server-rendered HTML (Jinja2, autoescaped: every partner-supplied text is escaped), no
+JavaScript at all, a Content Security Policy that allows none, and the same identities as
+the API: a partner signs in with its client certificate or its token, the operator with the
+admin token. Every page asks the same broker the REST API asks, with the same permission
+checks (a partner sees its own inbox and messages; operator pages need the operator).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from gateway.broker.base import Broker
+from gateway.ingest import Identity
+from gateway.portal.session import SESSION_COOKIE, Session, SessionKeys
+from gateway.sightings import Sighting
+from routing.partners import Partner, PartnerRegistry
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
+"""A message id as the gateway makes them (matched whole): nothing else reaches the store."""
+PAGE = 200
+"""Rows on a listing page."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class PortalDeps:
+    """What the portal needs of the gateway, handed in (the portal does not import the
+    server): the broker, partners, the API's caller identification and raw submission."""
+
+    broker: Broker
+    partners: PartnerRegistry
+    keys: SessionKeys
+    identify: Callable[[web.Request], Identity]
+    """Who the connection is (its client certificate), as the API sees it."""
+    by_token: Callable[[str, str], Identity]
+    """Who a token proves (token, peer), exactly as the API checks a bearer token."""
+    validate: Callable[[bytes], Awaitable[Any]]
+    submit: Callable[[Identity, Partner, bytes], Awaitable[Any]]
+    certificate: Callable[[str], Sighting | None]
+    """The certificate a partner last presented (its expiry), if it did."""
+    overdue_days: float
+    min_cell: int
+    max_upload: int
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """A signed-in browser: its session and, for a partner, the partner."""
+
+    session: Session
+    partner: Partner | None
+
+    @property
+    def admin(self) -> bool:
+        return self.session.admin
+
+
+def templates() -> jinja2.Environment:
+    """The portal's templates: autoescaped, and a missing value is an error, not a blank."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("gateway.portal", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters["when"] = when
+    environment.filters["euro"] = euro
+    return environment
+
+
+class Pages:
+    """The plumbing every group of pages shares."""
+
+    def __init__(self, deps: PortalDeps, environment: jinja2.Environment) -> None:
+        self.deps = deps
+        self.templates = environment
+
+    def render(
+        self, request: web.Request, name: str, status: int = 200, **context: Any
+    ) -> web.Response:
+        visitor: Visitor | None = context.pop("visitor", None)
+        html = self.templates.get_template(name).render(
+            visitor=visitor,
+            csrf=self.deps.keys.csrf(visitor.session.nonce) if visitor else "",
+            path=request.path,
+            **context,
+        )
+        return web.Response(text=html, status=status, content_type="text/html")
+
+    def visitor(self, request: web.Request) -> Visitor | None:
+        """The signed-in visitor, or None. A session proven by a certificate holds only on a
+        connection that still presents that partner's certificate."""
+        session = self.deps.keys.read(request.cookies.get(SESSION_COOKIE), time.time())
+        if session is None:
+            return None
+        partner = self.deps.partners.get(session.partner) if session.partner else None
+        if session.partner and partner is None:
+            return None  # the partner was removed since
+        if session.via == "certificate":
+            presented = self.deps.identify(request)
+            if presented.partner is None or presented.partner.id != session.partner:
+                return None
+        return Visitor(session, partner)
+
+    def denied(self, request: web.Request, visitor: Visitor | None) -> web.StreamResponse:
+        if visitor is None:
+            raise web.HTTPSeeOther("/portal/signin")
+        return self.notice(
+            request, visitor, 403, "Not for you", "This page is not available with your sign-in."
+        )
+
+    async def form(self, request: web.Request, visitor: Visitor) -> dict[str, Any] | None:
+        """The posted form when its CSRF token is the session's and it comes from this
+        site; None otherwise."""
+        if not same_origin(request):
+            return None
+        data = dict(await request.post())
+        token = data.get("csrf")
+        if not self.deps.keys.csrf_ok(
+            visitor.session.nonce, token if isinstance(token, str) else None
+        ):
+            return None
+        return data
+
+    def notice(
+        self, request: web.Request, visitor: Visitor | None, status: int, title: str, text: str
+    ) -> web.Response:
+        """A page that only says something (not found, refused, done)."""
+        return self.render(request, "message.html", status, visitor=visitor, title=title, text=text)
+
+    def refused_form(self, request: web.Request, visitor: Visitor) -> web.Response:
+        return self.notice(
+            request,
+            visitor,
+            403,
+            "Form refused",
+            "The form was not sent from this portal or has expired. Open the page again.",
+        )
+
+    def identity(self, request: web.Request, visitor: Visitor) -> Identity:
+        return Identity(
+            visitor.partner,
+            admin=visitor.admin,
+            peer=request.remote or "",
+            via=f"portal-{visitor.session.via}",
+        )
+
+
+@web.middleware
+async def hardened(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every portal answer: no scripts, no framing, no caching, no sniffing, no referrer
+    to other sites."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+        _harden(response)
+        raise
+    _harden(response)
+    return response
+
+
+def _harden(response: web.StreamResponse) -> None:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on
+    # its own POSTs, and the Origin check (below) needs the real one
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+
+
+def same_origin(request: web.Request) -> bool:
+    """A browser's POST names its origin; one from another site is refused (a request
+    without Origin, from a non-browser client, still needs the CSRF token)."""
+    origin = request.headers.get("Origin")
+    return origin is None or origin == f"{request.scheme}://{request.host}"
+
+
+def when(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value)) + " UTC"
+
+
+def day(text: str | None) -> float | None:
+    """Midnight UTC of a YYYY-MM-DD date, as epoch seconds; None when it is not one."""
+    if not text:
+        return None
+    try:
+        return calendar.timegm(time.strptime(text, "%Y-%m-%d"))
+    except ValueError:
+        return None
+
+
+def euro(value: object) -> str:
+    return f"€ {value / 100:,.2f}" if isinstance(value, int) else str(value)

@@ -1,0 +1,144 @@
+"""A partner's own pages: its inbox, what it sent (and what was refused), uploads."""
+
+from __future__ import annotations
+
+import asyncio
+
+import jinja2
+from aiohttp import web
+
+from gateway.portal.pages import MESSAGE_ID, PAGE, Pages, PortalDeps, Visitor
+
+UPLOADS_AT_ONCE = 2
+"""Portal uploads read at once (each up to max_message_bytes): the portal is for partners
+without software, bulk belongs on the API, whose body budget bounds it."""
+
+
+class PartnerPages(Pages):
+    def __init__(self, deps: PortalDeps, environment: jinja2.Environment) -> None:
+        super().__init__(deps, environment)
+        self.uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
+    async def inbox(self, request: web.Request) -> web.StreamResponse:
+        visitor = self.visitor(request)
+        if visitor is None or visitor.partner is None:
+            return self.denied(request, visitor)
+        items = await self.deps.broker.inbox(visitor.partner.id, PAGE)
+        return self.render(request, "inbox.html", visitor=visitor, items=items)
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        visitor = self.visitor(request)
+        if visitor is None or visitor.partner is None:
+            return self.denied(request, visitor)
+        message_id = request.match_info["id"]
+        data = (
+            await self.deps.broker.inbox_envelope(visitor.partner.id, message_id)
+            if MESSAGE_ID.fullmatch(message_id)
+            else None
+        )
+        if data is None:
+            return self.notice(
+                request, visitor, 404, "Not found", "There is no such message in your inbox."
+            )
+        return web.Response(
+            body=data,
+            content_type="application/xml",
+            charset="utf-8",
+            # the id was checked to be 32 hex digits: the file name holds nothing else
+            headers={"Content-Disposition": f'attachment; filename="{message_id}.xml"'},
+        )
+
+    async def acknowledge(self, request: web.Request) -> web.StreamResponse:
+        visitor = self.visitor(request)
+        if visitor is None or visitor.partner is None:
+            return self.denied(request, visitor)
+        if await self.form(request, visitor) is None:
+            return self.refused_form(request, visitor)
+        message_id = request.match_info["id"]
+        done = MESSAGE_ID.fullmatch(message_id) and await self.deps.broker.ack(
+            visitor.partner.id, message_id
+        )
+        if not done:
+            return self.notice(
+                request,
+                visitor,
+                404,
+                "Not found",
+                "There is no such message waiting in your inbox.",
+            )
+        raise web.HTTPSeeOther("/portal/inbox")
+
+    async def sent(self, request: web.Request) -> web.StreamResponse:
+        visitor = self.visitor(request)
+        if visitor is None or visitor.partner is None:
+            return self.denied(request, visitor)
+        items = await self.deps.broker.sent(visitor.partner.id, PAGE)
+        refused = await self.deps.broker.refusals(visitor.partner.id, PAGE)
+        return self.render(request, "sent.html", visitor=visitor, items=items, refused=refused)
+
+    async def upload_page(self, request: web.Request) -> web.StreamResponse:
+        visitor = self.visitor(request)
+        if visitor is None or visitor.partner is None:
+            return self.denied(request, visitor)
+        return self.render(request, "upload.html", visitor=visitor, report=None, outcome=None)
+
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        visitor = self.visitor(request)
+        if visitor is None or visitor.partner is None:
+            return self.denied(request, visitor)
+        if self.uploads.locked():
+            return self.render(
+                request,
+                "upload.html",
+                503,
+                visitor=visitor,
+                report=None,
+                outcome=None,
+                error="The gateway is checking other uploads; try again in a moment.",
+            )
+        async with self.uploads:
+            return await self._upload(request, visitor)
+
+    async def _upload(self, request: web.Request, visitor: Visitor) -> web.StreamResponse:
+        assert visitor.partner is not None
+        data = await self.form(request, visitor)
+        if data is None:
+            return self.refused_form(request, visitor)
+        field = data.get("file")
+        if not isinstance(field, web.FileField):
+            return self.render(
+                request,
+                "upload.html",
+                400,
+                visitor=visitor,
+                report=None,
+                outcome=None,
+                error="Choose a message file.",
+            )
+        payload = field.file.read(self.deps.max_upload + 1)
+        if len(payload) > self.deps.max_upload:
+            return self.render(
+                request,
+                "upload.html",
+                413,
+                visitor=visitor,
+                report=None,
+                outcome=None,
+                error=f"The file is larger than {self.deps.max_upload:,} bytes.",
+            )
+        result = await self.deps.validate(payload)
+        outcome = None
+        if data.get("action") == "send" and result.report.valid:
+            outcome = await self.deps.submit(
+                self.identity(request, visitor), visitor.partner, payload
+            )
+        return self.render(
+            request,
+            "upload.html",
+            visitor=visitor,
+            filename=field.filename,
+            report=result.report,
+            outcome=outcome,
+        )
+
+    # --- figures (gemeenten and the operator) -----------------------------------------------
