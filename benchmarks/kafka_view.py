@@ -8,8 +8,10 @@ router writes them (a 3.5 KB envelope, one delivery, then its "delivered" state)
 by :meth:`KafkaBroker._apply` in batches of 500, as the view loop does, to a fresh SQLite file.
 
 Variants, interleaved over ``--rounds``: the view as it is (no audit chain, no envelope
-copy, BSNs left sealed) and with a per-process audit chain on every applied record (what
-every process did before the ledger; ``audit`` below).
+copy, BSNs left sealed); the same with each message carrying the beleidsinformatie of a
+JW301 (two facts, sealed: what a view opens and counts, issue 18); and with a per-process
+audit chain on every applied record (what every process did before the ledger; ``audit``
+below).
 
     python -m benchmarks.kafka_view --messages 2000 --rounds 3
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import statistics
 import tempfile
@@ -25,23 +28,39 @@ import time
 from pathlib import Path
 
 from aiokafka.structs import ConsumerRecord
+from lxml import etree
 
 from benchmarks.harness import stored_message
 from gateway.broker import kafka_records as rec
 from gateway.broker.kafka import KafkaBroker, _create_view_tables
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import KafkaConfig
+from gateway.figures import Fact, FigureKeys, extract
 from gateway.keyring import Keyring
+from gateway.standards import parse_namespace
 
 BATCH = 500
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 ENVELOPE = b"<e>" + b"x" * 3500 + b"</e>"
 
 
-def records(keyring: Keyring, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+def sample_facts() -> tuple[Fact, ...]:
+    """The beleidsinformatie of the JW301 sample (two toewijzingen): what most messages of
+    the mix carry in their record."""
+    root = etree.parse(str(SAMPLES / "ijw" / "jw301.xml")).getroot()
+    info = parse_namespace(etree.QName(root).namespace)
+    assert info is not None and info.message is not None
+    return extract(root, info.message, FigureKeys(b"k" * 32))
+
+
+def records(
+    keyring: Keyring, count: int, facts: tuple[Fact, ...] = ()
+) -> list[ConsumerRecord[bytes, bytes]]:
     """The events a router and a delivery write for ``count`` messages."""
     out: list[ConsumerRecord[bytes, bytes]] = []
     for n in range(count):
         m = stored_message(n, digest=f"d{n}", bsns=("999993653",), envelope=ENVELOPE)
+        m = dataclasses.replace(m, facts=facts)
         delivered = {
             "t": "delivery",
             "message_id": m.id,
@@ -81,10 +100,12 @@ async def apply_all(
 
 async def main(args: argparse.Namespace) -> None:
     keyring = Keyring.generate()
-    batch = records(keyring, args.messages)
-    spent: dict[str, list[float]] = {"view": [], "audit": []}
+    plain = records(keyring, args.messages)
+    batches = {"view": plain, "view with facts": records(keyring, args.messages, sample_facts())}
+    batches["audit"] = plain
+    spent: dict[str, list[float]] = {name: [] for name in batches}
     for _ in range(args.rounds):
-        for name in spent:
+        for name, batch in batches.items():
             cpu = await apply_all(keyring, batch, audit=name == "audit")
             spent[name].append(cpu / args.messages * 1000)
     print(f"# view apply, {args.messages} messages (+1 delivery each), {args.rounds} rounds")
