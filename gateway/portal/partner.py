@@ -76,6 +76,14 @@ class PartnerPages(Pages):
         refused = await self.deps.broker.refusals(visitor.partner.id, PAGE)
         return self.render(request, "sent.html", visitor=visitor, items=items, refused=refused)
 
+    def upload_refused(
+        self, request: web.Request, visitor: Visitor, status: int, error: str
+    ) -> web.Response:
+        """The upload page again, saying why nothing was checked or sent."""
+        return self.render(
+            request, "upload.html", status, visitor=visitor, report=None, outcome=None, error=error
+        )
+
     async def upload_page(self, request: web.Request) -> web.StreamResponse:
         visitor = self.visitor(request)
         if visitor is None or visitor.partner is None:
@@ -87,14 +95,11 @@ class PartnerPages(Pages):
         if visitor is None or visitor.partner is None:
             return self.denied(request, visitor)
         if self.uploads.locked():
-            return self.render(
+            return self.upload_refused(
                 request,
-                "upload.html",
+                visitor,
                 503,
-                visitor=visitor,
-                report=None,
-                outcome=None,
-                error="The gateway is checking other uploads; try again in a moment.",
+                "The gateway is checking other uploads; try again in a moment.",
             )
         async with self.uploads:
             return await self._upload(request, visitor)
@@ -106,25 +111,11 @@ class PartnerPages(Pages):
             return self.refused_form(request, visitor)
         field = data.get("file")
         if not isinstance(field, web.FileField):
-            return self.render(
-                request,
-                "upload.html",
-                400,
-                visitor=visitor,
-                report=None,
-                outcome=None,
-                error="Choose a message file.",
-            )
+            return self.upload_refused(request, visitor, 400, "Choose a message file.")
         payload = field.file.read(self.deps.max_upload + 1)
         if len(payload) > self.deps.max_upload:
-            return self.render(
-                request,
-                "upload.html",
-                413,
-                visitor=visitor,
-                report=None,
-                outcome=None,
-                error=f"The file is larger than {self.deps.max_upload:,} bytes.",
+            return self.upload_refused(
+                request, visitor, 413, f"The file is larger than {self.deps.max_upload:,} bytes."
             )
         result = await self.deps.validate(payload)
         outcome = None
@@ -140,5 +131,3 @@ class PartnerPages(Pages):
             report=result.report,
             outcome=outcome,
         )
-
-    # --- figures (gemeenten and the operator) -----------------------------------------------
