@@ -338,6 +338,11 @@ async def test_csrf_origin_fixation_and_other_partners_pages(setup: Setup) -> No
                 allow_redirects=False,
             ) as answer:
                 assert answer.status == 403
+            # 0175's session on a connection presenting 0150's certificate: no session
+            async with client.get(
+                f"{url}/portal/inbox", ssl=setup.ssl_context("0150"), allow_redirects=False
+            ) as answer:
+                assert answer.status == 303
             # the session holds; signing out with the token works
             async with client.post(
                 f"{url}/portal/signout", data={"csrf": csrf}, ssl=tls, allow_redirects=False

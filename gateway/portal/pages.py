@@ -103,16 +103,20 @@ class Pages:
 
     def visitor(self, request: web.Request) -> Visitor | None:
         """The signed-in visitor, or None. A session proven by a certificate holds only on a
-        connection that still presents that partner's certificate."""
+        connection that still presents that partner's certificate; a partner's session never
+        holds on a connection presenting another partner's certificate (as on the API, the
+        certificate outranks anything else)."""
         session = self.deps.keys.read(request.cookies.get(SESSION_COOKIE), time.time())
         if session is None:
             return None
         partner = self.deps.partners.get(session.partner) if session.partner else None
         if session.partner and partner is None:
             return None  # the partner was removed since
-        if session.via == "certificate":
-            presented = self.deps.identify(request)
-            if presented.partner is None or presented.partner.id != session.partner:
+        if partner is not None:
+            presented = self.deps.identify(request).partner
+            if presented is not None and presented.id != partner.id:
+                return None
+            if presented is None and session.via == "certificate":
                 return None
         return Visitor(session, partner)
 
