@@ -75,6 +75,32 @@ def test_declaratie_amounts_are_signed_cents_and_the_antwoord_follows_it() -> No
     assert {f.follows for f in answer} == {declared[0].link}
 
 
+def test_prestaties_out_of_their_order_are_read_one_by_one_never_misaligned() -> None:
+    """The fast walk expects category, begin, amount and debet/credit per prestatie; one
+    without its DebetCredit (not valid, but the walk must not pair the next prestatie's
+    fields with this one) is read element by element."""
+    text = (SAMPLES / "ijw/jw323.xml").read_text()
+    credit = "<ijw:DebetCredit>C</ijw:DebetCredit>"
+    assert text.count(credit) == 1
+    facts = facts_of("", text.replace(credit, ""))
+    assert [(f.categorie, f.month, f.amount) for f in facts] == [
+        ("45", "2026-10", 100000),
+        ("45", "2026-09", 12500),  # no DebetCredit: read as debet
+        ("43", "2026-10", 45000),
+    ]
+
+
+def test_a_declaratie_is_summed_per_client_category_and_month() -> None:
+    text = (SAMPLES / "ijw/jw323.xml").read_text()
+    september = "<ijw:Begindatum>2026-09-01</ijw:Begindatum>"
+    assert september in text
+    facts = facts_of("", text.replace(september, "<ijw:Begindatum>2026-10-01</ijw:Begindatum>"))
+    assert [(f.categorie, f.month, f.amount) for f in facts] == [
+        ("45", "2026-10", 100000 - 12500),  # one client's two October lines: one row
+        ("43", "2026-10", 45000),
+    ]
+
+
 def test_a_start_follows_its_toewijzing_and_a_withdrawn_one_counts_nothing() -> None:
     toewijzing = facts_of("ijw/jw301.xml")[0]
     start = facts_of("ijw/jw305.xml")
