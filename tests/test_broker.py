@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from benchmarks.harness import start_sink, stored_message
+from benchmarks.harness import free_port, start_sink, stored_message
+from gateway import demo
 from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
 from gateway.config import check as check_config
+from gateway.config import load as load_config
 from gateway.delivery import DeliveryService, backoff
 from gateway.keyring import Keyring
 from routing.partners import PartnerRegistry
@@ -145,6 +147,20 @@ def test_plain_http_only_on_loopback_and_sane_delivery_settings(tmp_path: Path) 
     for wrong in (DeliveryConfig(per_receiver=0), DeliveryConfig(concurrency=8, per_receiver=9)):
         with pytest.raises(ConfigError, match="per_receiver"):
             check_config(GatewayConfig(path=path, plain_http=True, delivery=wrong))
+
+
+def test_a_number_that_is_not_one_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    demo.init(tmp_path / "gw", port=free_port())
+    config = tmp_path / "gw" / "gateway.toml"
+    text = config.read_text()
+    assert "min_cell = 5" in text
+    for wrong, why in (('"many"', "many"), ("0", "min_cell"), ("1001", "min_cell")):
+        config.write_text(text.replace("min_cell = 5", f"min_cell = {wrong}"))
+        with pytest.raises(ConfigError, match=why):
+            load_config(config)
+    config.write_text(text.replace("port = ", 'port = "eighty" #', 1))
+    with pytest.raises(ConfigError, match="eighty"):
+        load_config(config)
 
 
 async def test_one_process_per_database_and_leases_recovered_on_start(tmp_path: Path) -> None:
