@@ -161,20 +161,25 @@ class Keyring:
     def chain_key(self) -> bytes:
         """The HMAC key of the audit chain, derived from the pseudonym key (so existing
         keyrings have it): whoever lacks the keyring cannot compute a valid record hash."""
-        return hmac.new(self.pseudonym_key, b"ggk audit chain v1", hashlib.sha256).digest()
+        return self._derived(b"ggk audit chain v1")
 
     @property
     def figures_key(self) -> bytes:
         """The key of beleidsinformatie pseudonyms and references (gateway/figures.py):
         derived like the chain key, and different from the audit pseudonyms, so the
         figures cannot be joined to the audit log by BSN."""
-        return hmac.new(self.pseudonym_key, b"ggk figures v1", hashlib.sha256).digest()
+        return self._derived(b"ggk figures v1")
 
     @property
     def portal_key(self) -> bytes:
         """The key of portal session cookies and CSRF tokens: every process holding the
         keyring can check a session, no one else can make one."""
-        return hmac.new(self.pseudonym_key, b"ggk portal sessions v1", hashlib.sha256).digest()
+        return self._derived(b"ggk portal sessions v1")
+
+    def _derived(self, label: bytes) -> bytes:
+        """A key for one purpose, derived from the pseudonym key (so every existing keyring
+        has it) and independent of every other purpose's."""
+        return hmac.new(self.pseudonym_key, label, hashlib.sha256).digest()
 
     def sign(self, data: bytes) -> bytes:
         return self.signing_key.sign(data)
