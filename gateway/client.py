@@ -70,15 +70,7 @@ class GatewayClient:
             raise Unreachable(f"cannot reach the gateway at {self.base_url}: {reason}") from None
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._request(method, path, **kwargs)
-        try:
-            body = response.json()
-        except ValueError:
-            raise ClientError(f"HTTP {response.status_code} from {path}") from None
-        if response.status_code >= 400:
-            code = f" [{body['code']}]" if body.get("code") else ""
-            raise ClientError(f"HTTP {response.status_code}{code}: {body.get('title')}")
-        return body
+        return _body(self._request(method, path, **kwargs), path)
 
     def submit_raw(self, payload: bytes, idempotency_key: str | None = None) -> Any:
         headers = {"Content-Type": "application/xml"}
@@ -147,9 +139,21 @@ class GatewayClient:
         wanted = urlencode({"format": "csv", **{k: v for k, v in query.items() if v}})
         response = self._request("GET", f"/api/v1/stats?{wanted}")
         if response.status_code != 200:
-            self._json("GET", f"/api/v1/stats?{wanted}")  # raises with the problem's title
+            _body(response, "/api/v1/stats")  # a problem document: raises with its title
             raise ClientError(f"HTTP {response.status_code} from /api/v1/stats")
         return response.text
+
+
+def _body(response: requests.Response, path: str) -> Any:
+    """A JSON answer, or the ClientError its problem document (or status) describes."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise ClientError(f"HTTP {response.status_code} from {path}") from None
+    if response.status_code >= 400:
+        code = f" [{body['code']}]" if body.get("code") else ""
+        raise ClientError(f"HTTP {response.status_code}{code}: {body.get('title')}")
+    return body
 
 
 def _token_from_secrets(path: Path, partner: str | None) -> str | None:
