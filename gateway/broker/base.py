@@ -175,9 +175,9 @@ class Broker(Protocol):
         """Up to ``limit`` waiting messages whose ``cursor`` is past ``after`` (paging)."""
         ...
 
-    async def delivery_health(self, destination: str) -> dict[str, Any]:
-        """``last_delivered_at``, ``retrying``, ``last_failure_at``, ``last_error`` (the
-        gateway's own words, never the partner's) of deliveries to ``destination``."""
+    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
+        """Per destination: ``last_delivered_at``, ``retrying``, ``last_failure_at``,
+        ``last_error`` (the gateway's own words, never the partner's)."""
         ...
 
     async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:

@@ -981,8 +981,8 @@ class KafkaBroker:
     async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
         return await self.local.refusals(partner, limit)
 
-    async def delivery_health(self, destination: str) -> dict[str, Any]:
-        return await self.local.delivery_health(destination)
+    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
+        return await self.local.delivery_health(destinations)
 
     async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
         return await self.local.sent(partner, limit)

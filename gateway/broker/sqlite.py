@@ -907,11 +907,12 @@ class SqliteBroker:
         rows = await self.read("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
         return {r["state"]: int(r["n"]) for r in rows}
 
-    async def delivery_health(self, destination: str) -> dict[str, Any]:
-        """When a delivery to ``destination`` last succeeded, how many are being retried, and
-        the newest error of those retried or dead (each query walks one index range)."""
+    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
+        """Per destination: when a delivery last succeeded, how many are being retried, and
+        the newest error of those retried or dead (each query walks one index range; all
+        of them in one trip to the reader thread)."""
 
-        def read(db: sqlite3.Connection) -> dict[str, Any]:
+        def health(db: sqlite3.Connection, destination: str) -> dict[str, Any]:
             last = db.execute(
                 "SELECT updated_at FROM deliveries WHERE destination = ? AND state = 'delivered' "
                 "ORDER BY id DESC LIMIT 1",
@@ -933,7 +934,9 @@ class SqliteBroker:
                 "last_error": failure["last_error"] if failure else None,
             }
 
-        result: dict[str, Any] = await self.query(read)
+        result: dict[str, dict[str, Any]] = await self.query(
+            lambda db: {d: health(db, d) for d in destinations}
+        )
         return result
 
     async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:

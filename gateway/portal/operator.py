@@ -22,8 +22,10 @@ class OperatorPages(Pages):
         now = time.time()
         snapshot = await self.deps.broker.ops_snapshot(now - self.deps.overdue_days * 86400)
         queues = {q.destination: q for q in snapshot.queues}
+        partners = list(self.deps.partners.all())
+        health = await self.deps.broker.delivery_health([p.id for p in partners])
         rows = []
-        for p in self.deps.partners.all():
+        for p in partners:
             queue = queues.get(p.id)
             seen = self.deps.certificate(p.id)
             rows.append(
@@ -34,7 +36,7 @@ class OperatorPages(Pages):
                     "dead": queue.dead if queue else 0,
                     "certificate_expires": seen.not_after if seen else None,
                     "certificate_days": (seen.not_after - now) / 86400 if seen else None,
-                    **await self.deps.broker.delivery_health(p.id),
+                    **health[p.id],
                 }
             )
         return self.render(
