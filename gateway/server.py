@@ -69,7 +69,7 @@ from gateway.problems import problem, problems_not_tracebacks, query_float, quer
 from gateway.schemas import SchemaRegistry
 from gateway.sightings import CertificateSightings
 from gateway.standards import Kind
-from gateway.validation import Validator
+from gateway.validation import PayloadResult, Validator
 from gateway.xmlsafe import ParseLimits, parse_untrusted
 from routing.partners import Partner, PartnerKind, PartnerRegistry
 from routing.table import RouteTable
@@ -549,9 +549,11 @@ async def submit_payload(
     *,
     referentienummer: str | None = None,
     cross_ref: str | None = None,
+    validated: PayloadResult | None = None,
 ) -> Submitted:
     """Validate a raw iWmo/iJw message, wrap it in a Di01/Du01 for ``partner`` and accept it
-    (the REST API and the portal's upload alike)."""
+    (the REST API and the portal's upload alike). ``validated``: the payload's validation
+    when the caller has it already (the portal showed its report)."""
     fits = (gw.config.max_message_bytes - ENVELOPE_ALLOWANCE) * 3 // 4
     if len(payload) > fits:
         return _refused(
@@ -560,7 +562,9 @@ async def submit_payload(
             f"{gw.config.max_message_bytes:,}-byte message limit (at most {fits:,} bytes)",
             code="IB007",
         )
-    result = await gw.ingress.payloads.validate_payload(payload)
+    result = (
+        validated if validated is not None else await gw.ingress.payloads.validate_payload(payload)
+    )
     if result.identified is None or result.root is None:
         errors = result.report.errors
         return _refused(
@@ -897,8 +901,10 @@ def _portal_deps(gw: Gateway) -> PortalDeps:
     """What the portal may use of this gateway: the same broker, partners and checks as the
     API (a page shows nothing an API call by the same identity would not)."""
 
-    async def submit(identity: Identity, partner: Partner, payload: bytes) -> Submitted:
-        return await submit_payload(gw, identity, partner, payload)
+    async def submit(
+        identity: Identity, partner: Partner, payload: bytes, validated: PayloadResult
+    ) -> Submitted:
+        return await submit_payload(gw, identity, partner, payload, validated=validated)
 
     return PortalDeps(
         broker=gw.broker,

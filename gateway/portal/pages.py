@@ -50,7 +50,8 @@ class PortalDeps:
     by_token: Callable[[str, str], Identity]
     """Who a token proves (token, peer), exactly as the API checks a bearer token."""
     validate: Callable[[bytes], Awaitable[Any]]
-    submit: Callable[[Identity, Partner, bytes], Awaitable[Any]]
+    submit: Callable[[Identity, Partner, bytes, Any], Awaitable[Any]]
+    """Accept a payload as the API does, given its validation (not repeated)."""
     certificate: Callable[[str], Sighting | None]
     """The certificate a partner last presented (its expiry), if it did."""
     overdue_days: float

@@ -121,7 +121,7 @@ class PartnerPages(Pages):
         outcome = None
         if data.get("action") == "send" and result.report.valid:
             outcome = await self.deps.submit(
-                self.identity(request, visitor), visitor.partner, payload
+                self.identity(request, visitor), visitor.partner, payload, result
             )
         return self.render(
             request,
