@@ -82,7 +82,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS deliveries_message ON deliveries (message_id);
+-- (message_id, destination), unique (routing plans a partner once per message), not
+-- (message_id) alone: with equalities on message_id and destination the planner took
+-- deliveries_destination and walked every delivery that receiver ever had
+-- (tests/test_query_plans.py); a unique index it knows to be one row
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_message_destination
+    ON deliveries (message_id, destination);
+DROP INDEX IF EXISTS deliveries_message;
 CREATE INDEX IF NOT EXISTS deliveries_destination ON deliveries (destination, state);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -945,7 +951,10 @@ class SqliteBroker:
             "AS waiting, MIN(CASE WHEN d.state IN ('pending', 'retry', 'inflight', 'inbox') "
             "THEN m.received_at END) AS oldest, SUM(d.state = 'dead') AS dead "
             "FROM deliveries d JOIN messages m ON m.id = d.message_id "
-            "WHERE d.state != 'delivered' GROUP BY d.destination"
+            # the states named, not != 'delivered': an index range per state, not a walk
+            # over every delivery ever made
+            "WHERE d.state IN ('pending', 'retry', 'inflight', 'inbox', 'dead') "
+            "GROUP BY d.destination"
         )
         overdue = await self.read(
             f"SELECT COUNT(*) AS n FROM messages m WHERE {_OVERDUE}",
