@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -342,3 +344,63 @@ async def test_a_receiver_that_hangs_holds_its_cap_and_the_others_are_delivered(
         await broker.close()
         await slow_runner.cleanup()
         await fast_runner.cleanup()
+
+
+def _retour(n: int, heen: str) -> NewMessage:
+    return dataclasses.replace(
+        stored_message(n), kind="Du01", functie="WMO302", heen_id=heen, identificatie=None
+    )
+
+
+def _as_written_before_the_counts(path: Path) -> None:
+    """Undo what this version added to the file: as an earlier version left it."""
+    with sqlite3.connect(path) as db:
+        for trigger in ("deliveries_counted", "deliveries_recounted", "deliveries_uncounted"):
+            db.execute(f"DROP TRIGGER {trigger}")
+        db.execute("DROP TABLE delivery_counts")
+        db.execute("DROP INDEX messages_unanswered")
+        db.execute("ALTER TABLE messages DROP COLUMN answered_at")
+
+
+async def test_a_file_from_before_is_upgraded_with_its_counts_and_answers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "b.sqlite"
+    broker = SqliteBroker(path, KEYS)
+    await broker.start()
+    for n in (1, 2, 3):  # three heenberichten; 1 is answered, 2 is dead, 3 waits
+        await broker.accept(stored_message(n))
+    await broker.accept(_retour(4, heen="m1"))
+    jobs = await broker.claim(10, 30, per_destination=10)
+    for job in jobs:
+        await (broker.dead(job, "gone") if job.message_id == "m2" else broker.delivered(job))
+    before = await broker.counts()
+    await broker.close()
+    _as_written_before_the_counts(path)
+
+    broker = SqliteBroker(path, KEYS)
+    await broker.start()
+    try:
+        assert before == {"delivered": 3, "dead": 1}
+        assert await broker.counts() == before
+        assert [m["id"] for m in await broker.overdue(time.time() + 1, 10)] == ["m2", "m3"]
+        await broker.accept(stored_message(5))  # the triggers count from here on
+        assert await broker.counts() == {"delivered": 3, "dead": 1, "pending": 1}
+        assert await broker.replay(dead_only=True, actor="test") == 1
+        assert await broker.counts() == {"delivered": 3, "pending": 2}
+    finally:
+        await broker.close()
+
+
+async def test_a_retour_applied_before_its_heenbericht_still_answers_it(tmp_path: Path) -> None:
+    """A Kafka view can apply a retour before the heenbericht it answers (they are keyed to
+    different partitions of ``events``): the heenbericht must not look overdue."""
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    try:
+        await broker.accept(_retour(2, heen="m1"))
+        await broker.accept(stored_message(1))
+        await broker.accept(stored_message(3))
+        assert [m["id"] for m in await broker.overdue(time.time() + 1, 10)] == ["m3"]
+    finally:
+        await broker.close()
