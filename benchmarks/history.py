@@ -36,6 +36,8 @@ from gateway.config import KafkaConfig
 from gateway.keyring import Keyring
 
 YEAR = 365 * 86400.0
+RETENTION = 30 * 86400.0
+"""``[audit] retention_days``' default."""
 CHUNK = 50_000
 
 
@@ -69,6 +71,8 @@ def _rows(count: int, partners: int, now: float) -> Iterator[tuple[tuple[Any, ..
                 "bv",
                 "20260101000000000",
                 heen_id,
+                # retention has already dropped the payloads older than RETENTION
+                at + RETENTION if at < now - RETENTION else None,
                 answered_at,
             )
             state = "inbox" if m % 97 == 0 else "dead" if m % 1009 == 0 else "delivered"
@@ -82,7 +86,7 @@ def fill(path: Path, count: int, partners: int, now: float) -> None:
     columns = [
         "id", "received_at", "kind", "zender", "zender_applicatie", "ontvanger",
         "referentienummer", "functie", "digest", "envelope", "bv03_ref", "bv03_tijdstip",
-        "heen_id", "answered_at",
+        "heen_id", "purged_at", "answered_at",
     ]  # fmt: skip
     if "answered_at" not in {row[1] for row in db.execute("PRAGMA table_info(messages)")}:
         columns.pop()  # code from before the column
@@ -169,6 +173,8 @@ async def measure(path: Path, count: int, repeat: int, now: float) -> list[tuple
         ("metrics scrape: delivery counts", lambda i: broker.counts()),
         ("metrics scrape: queues and overdue", lambda i: broker.ops_snapshot(now - 14 * 86400)),
         ("overdue retours (100)", lambda i: broker.overdue(now - 14 * 86400, 100)),
+        # the hourly retention run, in the writer: every accept waits for it
+        ("retention run (an hour's worth)", lambda i: broker.purge(now - RETENTION + i * 3600)),
     ]
     measured = [(name, await _median_ms(repeat, make)) for name, make in results]
     await broker.close()

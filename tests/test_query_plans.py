@@ -3,7 +3,8 @@
 Every statement the per-message paths run (accept, claim, an attempt's outcome, status, inbox,
 acknowledge, the Kafka view applying an event) must be planned on an index that narrows it to
 that message: never a scan of a growing table, never a walk of every delivery a receiver ever
-had. What a metrics scrape and the overdue list read must not scan the history either. Checked on SQLite's own plans for the statements actually run (traced on a real file), not
+had. What a metrics scrape, the overdue list and the hourly retention run read must not scan
+the history either. Checked on SQLite's own plans for the statements actually run (traced on a real file), not
 on copies of them in this file. The defect this guards against was real: with an equality on
 both ``message_id`` and ``destination`` the planner took ``deliveries_destination`` and each
 delivery update of the Kafka view, each acknowledgement and each partner's status read walked
@@ -110,10 +111,11 @@ async def test_embedded_per_message_statements_use_a_narrowing_index(tmp_path: P
         assert await broker.ack(RECEIVER, "m2000") is True
         await broker.sent("0150", 10)
         await broker.delivery_health([RECEIVER])
-        # what every metrics scrape reads, and the operator's overdue list
+        # what every metrics scrape reads, the operator's overdue list, the hourly retention
         await broker.counts()
         await broker.ops_snapshot(0.0)
         await broker.overdue(0.0, 10)
+        await broker.purge(0.0)
         checked = _per_message(statements)
         assert len(checked) >= 10, checked  # the trace saw the paths above
         with sqlite3.connect(tmp_path / "b.sqlite") as db:

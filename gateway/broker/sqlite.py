@@ -79,6 +79,9 @@ CREATE INDEX IF NOT EXISTS messages_unanswered ON messages (received_at)
     WHERE kind = 'Di01' AND answered_at IS NULL;
 -- a partner's newest sent messages without sorting all it ever sent
 CREATE INDEX IF NOT EXISTS messages_zender_received ON messages (zender, received_at);
+-- the payloads retention has not dropped yet: the hourly run (in the writer, so every accept
+-- waits for it) reads those, not every message ever received
+CREATE INDEX IF NOT EXISTS messages_unpurged ON messages (received_at) WHERE purged_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_identificatie
     ON messages (payload_sender, message_code, identificatie);
 CREATE TABLE IF NOT EXISTS deliveries (
