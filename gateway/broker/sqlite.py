@@ -183,17 +183,18 @@ _OVERDUE = (
 read from the partial index ``messages_unanswered``, so it costs what is unanswered."""
 
 
-def _upgrade(db: sqlite3.Connection) -> list[str]:
+def _upgrade(db: sqlite3.Connection, path: Path) -> list[str]:
     """Bring a file written by an earlier version up to the schema, before SCHEMA runs (its
     indexes name the new column; its triggers must find the counts already taken). Each step
-    in one transaction; the names of the steps that ran. Nothing else writes yet: the caller
-    holds the file's lock."""
+    in one transaction, announced before it starts (on a large file it reads every row once);
+    the names of the steps that ran. Nothing else writes yet: the caller holds the lock."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
     if not columns:
         return []  # a new file: SCHEMA makes it whole
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     ran = []
     if "answered_at" not in columns:
+        log.warning("broker.store_upgrading", path=str(path), step="answered_at")
         db.execute("BEGIN IMMEDIATE")
         db.execute("ALTER TABLE messages ADD COLUMN answered_at REAL")
         db.execute(
@@ -203,6 +204,7 @@ def _upgrade(db: sqlite3.Connection) -> list[str]:
         db.execute("COMMIT")
         ran.append("answered_at")
     if "delivery_counts" not in tables:
+        log.warning("broker.store_upgrading", path=str(path), step="delivery_counts")
         db.execute("BEGIN IMMEDIATE")
         db.execute(DELIVERY_COUNTS)
         db.execute(
@@ -308,9 +310,9 @@ class SqliteBroker:
         private_database(self.path)
         self._lock_file = _exclusive_lock(self.path.with_suffix(".lock"))
         self._write_db = await asyncio.to_thread(_connect, self.path)
-        upgraded = await asyncio.to_thread(_upgrade, self._write_db)
+        upgraded = await asyncio.to_thread(_upgrade, self._write_db, self.path)
         if upgraded:
-            log.warning("broker.store_upgraded", path=str(self.path), steps=upgraded)
+            log.info("broker.store_upgraded", path=str(self.path), steps=upgraded)
         await asyncio.to_thread(self._write_db.executescript, SCHEMA + audit.SCHEMA)
         mismatch = await asyncio.to_thread(audit.keyring_mismatch, self._write_db, self.keyring)
         if mismatch is not None:
