@@ -352,8 +352,8 @@ def _retour(n: int, heen: str) -> NewMessage:
     )
 
 
-def _as_written_before_the_counts(path: Path) -> None:
-    """Undo what this version added to the file: as an earlier version left it."""
+def _as_an_earlier_version_left_it(path: Path) -> None:
+    """Undo what answered_at and the delivery counts added to the file."""
     with sqlite3.connect(path) as db:
         for trigger in ("deliveries_counted", "deliveries_recounted", "deliveries_uncounted"):
             db.execute(f"DROP TRIGGER {trigger}")
@@ -376,7 +376,7 @@ async def test_a_file_from_before_is_upgraded_with_its_counts_and_answers(
         await (broker.dead(job, "gone") if job.message_id == "m2" else broker.delivered(job))
     before = await broker.counts()
     await broker.close()
-    _as_written_before_the_counts(path)
+    _as_an_earlier_version_left_it(path)
 
     broker = SqliteBroker(path, KEYS)
     await broker.start()

@@ -67,7 +67,7 @@ def _faults(db: sqlite3.Connection, statements: list[str]) -> list[str]:
             if scanned and _table(statement, scanned.group(1)) in GROWING:
                 found.append(f"{step}: {statement[:160]}")
             names_one_message = re.search(r"\bmessage_id\s*=|\bm\.id\s*=\s*'", statement)
-            if names_one_message and "USING INDEX deliveries_destination" in step:
+            if names_one_message and re.search(r"USING (COVERING )?INDEX deliveries_dest", step):
                 found.append(f"{step}: {statement[:160]}")
     return found
 
