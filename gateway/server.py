@@ -143,6 +143,8 @@ def build(config: GatewayConfig) -> Gateway:
         # on Kafka the file is a view; the cluster's audit trail is the ledger
         audit_enabled=config.audit_enabled and not kafka,
         max_bytes=config.max_database_mb * 1024 * 1024 if config.max_database_mb else None,
+        # a view is rebuilt from Kafka; the messages' durability is the cluster's acks=all
+        durable=not kafka,
     )
     broker: Broker = store
     if kafka:

@@ -14,12 +14,14 @@ from aiohttp import web
 from benchmarks.harness import free_port, start_sink, stored_message
 from gateway import demo
 from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
+from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
 from gateway.config import check as check_config
 from gateway.config import load as load_config
 from gateway.delivery import DeliveryService, backoff
 from gateway.keyring import Keyring
+from gateway.server import build
 from routing.partners import PartnerRegistry
 
 KEYS = Keyring.generate()
@@ -404,3 +406,28 @@ async def test_a_retour_applied_before_its_heenbericht_still_answers_it(tmp_path
         assert [m["id"] for m in await broker.overdue(time.time() + 1, 10)] == ["m3"]
     finally:
         await broker.close()
+
+
+async def test_the_embedded_store_waits_for_the_disk_and_a_kafka_view_need_not(
+    tmp_path: Path,
+) -> None:
+    """An accepted message on the embedded backend has been fsynced before its Bv03
+    (``synchronous=FULL``); a Kafka view, rebuilt from the cluster, commits without waiting."""
+    for durable, expected in ((True, 2), (False, 1)):  # FULL, NORMAL
+        broker = SqliteBroker(tmp_path / f"{durable}.sqlite", KEYS, durable=durable)
+        await broker.start()
+        try:
+            assert broker._write_db is not None
+            assert broker._write_db.execute("PRAGMA synchronous").fetchone()[0] == expected
+        finally:
+            await broker.close()
+    demo.init(tmp_path / "gw", port=free_port())
+    embedded = build(load_config(tmp_path / "gw" / "gateway.toml"))
+    assert isinstance(embedded.broker, SqliteBroker) and embedded.broker.durable
+    toml = tmp_path / "gw" / "gateway.toml"
+    toml.write_text(
+        toml.read_text().replace('broker = "sqlite"', 'broker = "kafka"', 1)
+        + '\n[kafka]\nbootstrap = "127.0.0.1:9"\n'
+    )
+    on_kafka = build(load_config(toml))
+    assert isinstance(on_kafka.broker, KafkaBroker) and not on_kafka.broker.local.durable

@@ -286,8 +286,13 @@ class SqliteBroker:
         clock: Callable[[], float] = time.time,
         audit_enabled: bool = True,
         max_bytes: int | None = None,
+        durable: bool = True,
     ) -> None:
+        """``durable=False`` commits without waiting for the disk (``synchronous=NORMAL``):
+        for a file that can be rebuilt from elsewhere (a Kafka view, which stores its Kafka
+        positions in the same transactions: after a power loss it re-reads what it lost)."""
         self.path = path
+        self.durable = durable
         self.keyring = keyring
         self.max_bytes = max_bytes
         self.audit_enabled = audit_enabled
@@ -310,6 +315,8 @@ class SqliteBroker:
         private_database(self.path)
         self._lock_file = _exclusive_lock(self.path.with_suffix(".lock"))
         self._write_db = await asyncio.to_thread(_connect, self.path)
+        if not self.durable:
+            self._write_db.execute("PRAGMA synchronous=NORMAL")
         upgraded = await asyncio.to_thread(_upgrade, self._write_db, self.path)
         if upgraded:
             log.info("broker.store_upgraded", path=str(self.path), steps=upgraded)
