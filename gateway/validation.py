@@ -76,7 +76,13 @@ class Validator:
             screen = None
             if tests:
                 try:
-                    screen = compile_screen(tests, KEYS, names_of(identified.schema.file.path))
+                    file = identified.schema.file
+                    screen = compile_screen(
+                        tests,
+                        KEYS,
+                        names_of(file.path),
+                        (file.basisschema_xsd_versie, file.bericht_xsd_versie),
+                    )
                 except ScreenError as exc:
                     log.warning(
                         "rule_screen_unavailable",
@@ -145,7 +151,7 @@ class Validator:
         rules = self._rules_for(outcome.message)
         screen = self._screen_for(outcome)
         if screen is not None:
-            flagged = screen.flagged(root, ctx.today, ctx.xsd_versions)
+            flagged = screen.flagged(root, ctx.today)
             rules = [r for r in rules if r.id in flagged or r.id not in screen.screened]
         with reading_cache():
             for rule in rules:

@@ -226,3 +226,15 @@ def test_hostile_requests_are_refused_as_unreadable(
 ) -> None:
     with pytest.raises(ebms.EbmsParseError, match=words):
         ebms.read(content_type, body)
+
+
+def test_a_content_id_outside_ascii_is_a_missing_part_not_a_crash() -> None:
+    """The MIME reader keeps headers as compat32 strings, except one with bytes outside
+    ASCII, which comes back as a Header object (found by the fuzzer): read, its Content-ID
+    matches no Manifest reference, which the CPA check answers with MimeProblem."""
+    content_type, body = ebms.business_message(outgoing(di01()))
+    at = body.index(b"Content-ID: <", body.index(b"Content-ID: <") + 1) + len(b"Content-ID: <")
+    message = ebms.read(content_type, body[:at] + b"\xff" + body[at:])
+    assert len(message.references) == 1 and len(message.parts) == 1
+    assert message.references[0][4:] not in message.parts
+    assert "\ufffd" in next(iter(message.parts))

@@ -390,28 +390,35 @@ class SqliteBroker:
         outcome: str = "",
         bsns: tuple[str, ...] = (),
         secret: dict[str, Any] | None = None,
+        about: NewMessage | None = None,
     ) -> None:
-        """A message's history event and its audit record, in the caller's transaction."""
+        """A message's history event and its audit record, in the caller's transaction.
+        ``about``: the message itself when the caller has it in hand (as it is stored), so
+        its parties are not read back from the table once per record."""
         db.execute(
             "INSERT INTO events (message_id, at, event, detail) VALUES (?, ?, ?, ?)",
             (message_id, at, event, detail),
         )
         if not self.audit_enabled:
             return
-        meta = db.execute(
-            "SELECT referentienummer, zender, ontvanger, functie FROM messages WHERE id = ?",
-            (message_id,),
-        ).fetchone()
+        if about is not None and about.id == message_id:
+            parties = (about.referentienummer, about.zender, about.ontvanger, about.functie)
+        else:
+            parties = db.execute(
+                "SELECT referentienummer, zender, ontvanger, functie FROM messages WHERE id = ?",
+                (message_id,),
+            ).fetchone() or ("", "", "", "")
+        referentienummer, zender, ontvanger, functie = parties
         audit.append(
             db,
             self.keyring,
             audit.AuditEvent(
                 action=event,
                 object=message_id,
-                referentienummer=meta["referentienummer"] if meta else "",
-                zender=meta["zender"] if meta else "",
-                ontvanger=meta["ontvanger"] if meta else "",
-                functie=(meta["functie"] or "") if meta else "",
+                referentienummer=referentienummer,
+                zender=zender,
+                ontvanger=ontvanger,
+                functie=functie or "",
                 actor=actor,
                 origin=origin,
                 outcome=outcome or detail,
@@ -658,6 +665,7 @@ class SqliteBroker:
             outcome="accepted",
             bsns=message.bsns,
             secret={"payload_sha256": message.payload_digest},
+            about=message,
         )
         for planned in message.deliveries:
             state = DeliveryState.INBOX if planned.held else DeliveryState.PENDING
@@ -681,6 +689,7 @@ class SqliteBroker:
                 "routed",
                 f"{planned.destination} via {planned.adapter}"
                 + (" (copy)" if planned.copy else ""),
+                about=message,
             )
         if message.heen_id:
             db.execute(

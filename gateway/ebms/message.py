@@ -96,8 +96,11 @@ class EbmsMessage:
         return f"{self.service_type}:{self.service}" if self.service_type else self.service
 
 
-def _content_id(value: str | None) -> str:
-    return (value or "").strip().removeprefix("<").removesuffix(">")
+def _content_id(value: object) -> str:
+    """A part's Content-ID without its angle brackets. Under ``compat32`` a header with bytes
+    outside ASCII comes back as an ``email.header.Header``, not a string: ``str()`` turns
+    those bytes into U+FFFD, so such an id matches no Manifest reference."""
+    return str(value or "").strip().removeprefix("<").removesuffix(">")
 
 
 def split_mime(content_type: str, body: bytes) -> tuple[bytes, dict[str, Part]]:

@@ -64,15 +64,6 @@ def _header(message: MessageType) -> Tests:
 
 # --- client -----------------------------------------------------------------------------------
 
-_BSN = (
-    "9 * substring(S(.), 1, 1) + 8 * substring(S(.), 2, 1) + 7 * substring(S(.), 3, 1)"
-    " + 6 * substring(S(.), 4, 1) + 5 * substring(S(.), 5, 1) + 4 * substring(S(.), 6, 1)"
-    " + 3 * substring(S(.), 7, 1) + 2 * substring(S(.), 8, 1) - substring(S(.), 9, 1)"
-)
-CS002 = (
-    ".//Bsn[not(string-length(S(.)) = 9 and translate(S(.), '0123456789', '') = ''"
-    f" and ({_BSN}) mod 11 = 0)]"
-)
 _BIRTH = "(Client/Geboortedatum | Client/Relaties/Relatie/Geboortedatum)"
 _NAMES = "(Client/Naam | Client/Relaties/Relatie/Naam)"
 _CONTACTS = "(Client/Relaties/Relatie/Contact | Client/Contactgegevens/Contact)"
@@ -288,13 +279,19 @@ def _dates(table: dict[int, tuple[str, ...]], number: int, test: str) -> str | N
 
 SCREENED_NUMBERS = frozenset({301, 305, 307, 315, 323})
 
+IN_PYTHON = frozenset({"CS002"})
+"""Rules of the screened types that have no test because their Python check is cheaper than
+any XPath for it: CS002 (the BSN eleven-test) is one ``iter()`` walk in C and a sum per Bsn,
+5 µs on a WMO301 and 3 ms on a 1 MB declaratie against 11 µs and 8 ms in the screen
+(``normalize-space`` and ``substring`` nine times per Bsn)."""
+
 
 def tests_for(message: MessageType) -> Tests:
     """Every screen test of one message type; empty for the types left to Python."""
     n = message.number
     if n not in SCREENED_NUMBERS:
         return {}
-    tests = _header(message) | {"CS002": CS002}
+    tests = _header(message)
     if n in (301, 305, 307, 315):
         tests |= CLIENT
     if n == 301:
