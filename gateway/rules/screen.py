@@ -240,9 +240,10 @@ def grouped(tests: Mapping[str, str]) -> dict[str | None, list[tuple[str, str]]]
 
     A test ``P[a][b]`` (P a path of names, or a union of such paths) holds when some node of P
     satisfies ``a`` and ``b``; written as ``a and b`` inside one ``xsl:for-each`` over P, the
-    tests on the same P walk it once instead of once each (on a WMO301 ~20 % of the screen's
-    time). Only tests whose predicates cannot depend on position are regrouped; a node set
-    one test alone uses, and every other test, stay as written (key ``None``)."""
+    tests on the same P walk it once instead of once each (the nine product tests of a
+    WMO301: 28 → 22 µs). Only tests whose predicates cannot depend on position (no
+    ``position()``, ``last()`` or bare number) are regrouped; a node set one test alone uses,
+    and every other test, stay as written (key ``None``)."""
     split: dict[str, tuple[str, str]] = {}
     for rule_id, test in tests.items():
         parts = _node_test(test)
