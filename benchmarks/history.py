@@ -41,9 +41,12 @@ RETENTION = 30 * 86400.0
 CHUNK = 50_000
 
 
-def _rows(count: int, partners: int, now: float) -> Iterator[tuple[tuple[Any, ...], ...]]:
+def _rows(
+    count: int, partners: int, now: float, inbox_every: int, dead_every: int
+) -> Iterator[tuple[tuple[Any, ...], ...]]:
     """(message, delivery) rows: a heenbericht, then mostly (98 %) its retour the other way.
-    A message row ends with when it was answered (for the versions that keep that)."""
+    A message row ends with when it was answered (for the versions that keep that); every
+    ``inbox_every``-th delivery waits in an inbox, every ``dead_every``-th is dead."""
     rng = random.Random(7)
     heen_functie = AWAITING_RETOUR[0]
     for n in range(0, count - 1, 2):
@@ -75,12 +78,16 @@ def _rows(count: int, partners: int, now: float) -> Iterator[tuple[tuple[Any, ..
                 at + RETENTION if at < now - RETENTION else None,
                 answered_at,
             )
-            state = "inbox" if m % 97 == 0 else "dead" if m % 1009 == 0 else "delivered"
+            state = (
+                "inbox" if m % inbox_every == 0 else "dead" if m % dead_every == 0 else "delivered"
+            )
             adapter = "inbox" if state == "inbox" else "http"
             yield message, (f"m{m}", ontvanger, adapter, 0, state, at + i, at + i)
 
 
-def fill(path: Path, count: int, partners: int, now: float) -> None:
+def fill(
+    path: Path, count: int, partners: int, now: float, inbox_every: int = 97, dead_every: int = 1009
+) -> None:
     """The rows, in bulk, into a file that already has the schema of the code under test
     (the gateway's own path would take hours for a million; the rows are what it leaves)."""
     db = sqlite3.connect(path, isolation_level=None)
@@ -95,7 +102,7 @@ def fill(path: Path, count: int, partners: int, now: float) -> None:
     insert = (
         f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
     )
-    rows = _rows(count, partners, now)
+    rows = _rows(count, partners, now, inbox_every, dead_every)
     done = 0
     while done < count:
         chunk = list(itertools.islice(rows, CHUNK))
@@ -123,14 +130,16 @@ async def _median_ms(repeat: int, make: Callable[[int], Awaitable[Any]]) -> floa
     return statistics.median(times)
 
 
-async def measure(path: Path, count: int, repeat: int, now: float) -> list[tuple[str, float]]:
+async def measure(
+    path: Path, count: int, repeat: int, now: float, inbox_every: int = 97
+) -> list[tuple[str, float]]:
     broker = SqliteBroker(path, Keyring.generate(), audit_enabled=False)
     await broker.start()
     kafka = KafkaBroker(KafkaConfig(bootstrap="127.0.0.1:9"), broker, node="history")
     await broker.write(_create_view_tables)
     rng = random.Random(11)
     picks = [rng.randrange(count) for _ in range(repeat)]
-    inbox = [n for n in range(0, count, 97)][-repeat:]
+    inbox = [n for n in range(0, count, inbox_every)][-repeat:]
     rows = await broker.read(
         f"SELECT id, zender, ontvanger FROM messages WHERE id IN ({', '.join('?' for _ in picks)})",
         tuple(f"m{n}" for n in picks),
@@ -193,9 +202,9 @@ async def main(args: argparse.Namespace) -> None:
         await schema.close()
         print(f"filling {args.messages:,} messages over {args.partners} partners …", flush=True)
         started = time.perf_counter()
-        fill(path, args.messages, args.partners, now)
+        fill(path, args.messages, args.partners, now, args.inbox_every, args.dead_every)
         print(f"  {time.perf_counter() - started:.0f} s, {path.stat().st_size / 2**20:.0f} MiB")
-        measured = await measure(path, args.messages, args.repeat, now)
+        measured = await measure(path, args.messages, args.repeat, now, args.inbox_every)
     print(f"\n| operation ({args.messages:,} messages in the store) | median ms |")
     print("|---|---:|")
     for name, ms in measured:
@@ -207,6 +216,12 @@ def cli() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--partners", type=int, default=340)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--inbox-every", type=int, default=97, help="every n-th delivery waits in an inbox"
+    )
+    parser.add_argument(
+        "--dead-every", type=int, default=1009, help="every n-th delivery is a dead letter"
+    )
     asyncio.run(main(parser.parse_args()))
 
 

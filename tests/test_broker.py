@@ -354,18 +354,29 @@ def _retour(n: int, heen: str) -> NewMessage:
     )
 
 
-def _as_an_earlier_version_left_it(path: Path) -> None:
-    """Undo what answered_at and the delivery counts added to the file."""
+def _as_an_earlier_version_left_it(path: Path, counts_per_state: bool) -> None:
+    """Undo what answered_at and the delivery counts added to the file; with
+    ``counts_per_state``, leave counts per state only, as db59f4e kept them."""
     with sqlite3.connect(path) as db:
         for trigger in ("deliveries_counted", "deliveries_recounted", "deliveries_uncounted"):
             db.execute(f"DROP TRIGGER {trigger}")
         db.execute("DROP TABLE delivery_counts")
-        db.execute("DROP INDEX messages_unanswered")
-        db.execute("ALTER TABLE messages DROP COLUMN answered_at")
+        if counts_per_state:
+            db.executescript(
+                "CREATE TABLE delivery_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) "
+                "WITHOUT ROWID; INSERT INTO delivery_counts (state, n) SELECT state, COUNT(*) "
+                "FROM deliveries GROUP BY state; CREATE TRIGGER deliveries_counted AFTER INSERT "
+                "ON deliveries BEGIN INSERT INTO delivery_counts (state, n) VALUES (NEW.state, 1) "
+                "ON CONFLICT (state) DO UPDATE SET n = n + 1; END;"
+            )
+        else:
+            db.execute("DROP INDEX messages_unanswered")
+            db.execute("ALTER TABLE messages DROP COLUMN answered_at")
 
 
+@pytest.mark.parametrize("counts_per_state", [False, True], ids=["no-counts", "per-state"])
 async def test_a_file_from_before_is_upgraded_with_its_counts_and_answers(
-    tmp_path: Path,
+    tmp_path: Path, counts_per_state: bool
 ) -> None:
     path = tmp_path / "b.sqlite"
     broker = SqliteBroker(path, KEYS)
@@ -378,7 +389,7 @@ async def test_a_file_from_before_is_upgraded_with_its_counts_and_answers(
         await (broker.dead(job, "gone") if job.message_id == "m2" else broker.delivered(job))
     before = await broker.counts()
     await broker.close()
-    _as_an_earlier_version_left_it(path)
+    _as_an_earlier_version_left_it(path, counts_per_state)
 
     broker = SqliteBroker(path, KEYS)
     await broker.start()
@@ -390,6 +401,47 @@ async def test_a_file_from_before_is_upgraded_with_its_counts_and_answers(
         assert await broker.counts() == {"delivered": 3, "dead": 1, "pending": 1}
         assert await broker.replay(dead_only=True, actor="test") == 1
         assert await broker.counts() == {"delivered": 3, "pending": 2}
+        (queue,) = (await broker.ops_snapshot(0.0)).queues
+        assert (queue.destination, queue.waiting, queue.dead) == ("12345678", 2, 0)
+    finally:
+        await broker.close()
+
+
+async def test_the_ops_snapshot_counts_queues_and_dead_letters_per_receiver(
+    tmp_path: Path,
+) -> None:
+    """What every scrape reads: waiting (pending, retried, in flight, in an inbox) and dead
+    per receiver, and the oldest waiting message; delivered ones count nowhere."""
+    now = [1000.0]
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS, clock=lambda: now[0])
+    await broker.start()
+    try:
+        other = PlannedDelivery("87654321", "http", False, False)
+        for n in range(1, 7):
+            now[0] = 1000.0 + n
+            message = stored_message(n, held=n == 6)
+            if n in (4, 5):
+                message = dataclasses.replace(message, ontvanger="87654321", deliveries=(other,))
+            await broker.accept(message)
+        jobs = {job.message_id: job for job in await broker.claim(10, 30, per_destination=10)}
+        await broker.delivered(jobs["m1"])  # 12345678: m2 dead, m3 retried, m6 in its inbox
+        await broker.dead(jobs["m2"], "gone")
+        await broker.retry(jobs["m3"], "503", now[0] + 60)
+        await broker.dead(jobs["m4"], "gone")  # 87654321: m4 dead, m5 in flight
+        snapshot = await broker.ops_snapshot(0.0)
+        assert [
+            (q.destination, q.waiting, q.oldest_received_at, q.dead) for q in snapshot.queues
+        ] == [
+            ("12345678", 2, 1003.0, 1),
+            ("87654321", 1, 1005.0, 1),
+        ]
+        assert await broker.counts() == {
+            "delivered": 1,
+            "dead": 2,
+            "retry": 1,
+            "inflight": 1,
+            "inbox": 1,
+        }
     finally:
         await broker.close()
 

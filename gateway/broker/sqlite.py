@@ -41,9 +41,12 @@ from gateway.keyring import Keyring, KeyringError
 from gateway.standards import MESSAGES, Kind
 
 DELIVERY_COUNTS = (
-    "CREATE TABLE IF NOT EXISTS delivery_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) "
-    "WITHOUT ROWID"
+    "CREATE TABLE IF NOT EXISTS delivery_counts (destination TEXT NOT NULL, state TEXT NOT NULL, "
+    "n INTEGER NOT NULL, PRIMARY KEY (destination, state)) WITHOUT ROWID"
 )
+_COUNT_TRIGGERS = ("deliveries_counted", "deliveries_recounted", "deliveries_uncounted")
+OPEN_STATES = ("pending", "retry", "inflight", "inbox")
+"""Delivery states still waiting to reach their receiver."""
 
 SCHEMA = (
     """
@@ -106,23 +109,27 @@ CREATE UNIQUE INDEX IF NOT EXISTS deliveries_message_destination
     ON deliveries (message_id, destination);
 DROP INDEX IF EXISTS deliveries_message;
 CREATE INDEX IF NOT EXISTS deliveries_destination ON deliveries (destination, state);
--- deliveries per state, kept by triggers in the same transaction as the change, so a metrics
--- scrape reads six rows instead of counting every delivery ever made
+-- deliveries per receiver and state, kept by triggers in the same transaction as the change,
+-- so a metrics scrape reads a few rows per partner instead of counting every delivery ever
+-- made (the dead letters, kept for ever, included)
 """
     + DELIVERY_COUNTS
     + """;
 CREATE TRIGGER IF NOT EXISTS deliveries_counted AFTER INSERT ON deliveries BEGIN
-    INSERT INTO delivery_counts (state, n) VALUES (NEW.state, 1)
-        ON CONFLICT (state) DO UPDATE SET n = n + 1;
+    INSERT INTO delivery_counts (destination, state, n) VALUES (NEW.destination, NEW.state, 1)
+        ON CONFLICT (destination, state) DO UPDATE SET n = n + 1;
 END;
-CREATE TRIGGER IF NOT EXISTS deliveries_recounted AFTER UPDATE OF state ON deliveries
-    WHEN OLD.state IS NOT NEW.state BEGIN
-    UPDATE delivery_counts SET n = n - 1 WHERE state = OLD.state;
-    INSERT INTO delivery_counts (state, n) VALUES (NEW.state, 1)
-        ON CONFLICT (state) DO UPDATE SET n = n + 1;
+CREATE TRIGGER IF NOT EXISTS deliveries_recounted AFTER UPDATE OF state, destination
+    ON deliveries WHEN OLD.state IS NOT NEW.state OR OLD.destination IS NOT NEW.destination
+BEGIN
+    UPDATE delivery_counts SET n = n - 1
+        WHERE destination = OLD.destination AND state = OLD.state;
+    INSERT INTO delivery_counts (destination, state, n) VALUES (NEW.destination, NEW.state, 1)
+        ON CONFLICT (destination, state) DO UPDATE SET n = n + 1;
 END;
 CREATE TRIGGER IF NOT EXISTS deliveries_uncounted AFTER DELETE ON deliveries BEGIN
-    UPDATE delivery_counts SET n = n - 1 WHERE state = OLD.state;
+    UPDATE delivery_counts SET n = n - 1
+        WHERE destination = OLD.destination AND state = OLD.state;
 END;
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -191,7 +198,6 @@ def _upgrade(db: sqlite3.Connection, path: Path) -> list[str]:
     columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
     if not columns:
         return []  # a new file: SCHEMA makes it whole
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     ran = []
     if "answered_at" not in columns:
         log.warning("broker.store_upgrading", path=str(path), step="answered_at")
@@ -203,13 +209,17 @@ def _upgrade(db: sqlite3.Connection, path: Path) -> list[str]:
         )
         db.execute("COMMIT")
         ran.append("answered_at")
-    if "delivery_counts" not in tables:
+    counted = {row[1] for row in db.execute("PRAGMA table_info(delivery_counts)")}
+    if "destination" not in counted:  # none at all, or per state only (2026-12-01's shape)
         log.warning("broker.store_upgrading", path=str(path), step="delivery_counts")
         db.execute("BEGIN IMMEDIATE")
+        for trigger in _COUNT_TRIGGERS:  # SCHEMA makes them anew, for the new table
+            db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        db.execute("DROP TABLE IF EXISTS delivery_counts")
         db.execute(DELIVERY_COUNTS)
         db.execute(
-            "INSERT INTO delivery_counts (state, n) "
-            "SELECT state, COUNT(*) FROM deliveries GROUP BY state"
+            "INSERT INTO delivery_counts (destination, state, n) "
+            "SELECT destination, state, COUNT(*) FROM deliveries GROUP BY destination, state"
         )
         db.execute("COMMIT")
         ran.append("delivery_counts")
@@ -1004,7 +1014,9 @@ class SqliteBroker:
         return result
 
     async def counts(self) -> dict[str, int]:
-        rows = await self.read("SELECT state, n FROM delivery_counts WHERE n > 0")
+        rows = await self.read(
+            "SELECT state, SUM(n) AS n FROM delivery_counts GROUP BY state HAVING SUM(n) > 0"
+        )
         return {r["state"]: int(r["n"]) for r in rows}
 
     async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
@@ -1040,16 +1052,24 @@ class SqliteBroker:
         return result
 
     async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
-        rows = await self.read(
-            "SELECT d.destination, SUM(d.state IN ('pending', 'retry', 'inflight', 'inbox')) "
-            "AS waiting, MIN(CASE WHEN d.state IN ('pending', 'retry', 'inflight', 'inbox') "
-            "THEN m.received_at END) AS oldest, SUM(d.state = 'dead') AS dead "
-            "FROM deliveries d JOIN messages m ON m.id = d.message_id "
-            # the states named, not != 'delivered': an index range per state, not a walk
-            # over every delivery ever made
-            "WHERE d.state IN ('pending', 'retry', 'inflight', 'inbox', 'dead') "
-            "GROUP BY d.destination"
+        open_states = ", ".join(f"'{state}'" for state in OPEN_STATES)
+        counted = await self.read(
+            "SELECT destination, state, n FROM delivery_counts "
+            f"WHERE n > 0 AND state IN ({open_states}, 'dead')"
         )
+        # the age of each queue: a join over what is open (the states named, an index range
+        # each), never over the dead letters, which are kept for ever
+        oldest = await self.read(
+            "SELECT d.destination, MIN(m.received_at) AS oldest "
+            "FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            f"WHERE d.state IN ({open_states}) GROUP BY d.destination"
+        )
+        waiting: dict[str, int] = {}
+        dead: dict[str, int] = {}
+        for r in counted:
+            into = dead if r["state"] == "dead" else waiting
+            into[r["destination"]] = into.get(r["destination"], 0) + int(r["n"])
+        oldest_at = {r["destination"]: r["oldest"] for r in oldest}
         overdue = await self.read(
             f"SELECT COUNT(*) AS n FROM messages m WHERE {_OVERDUE}",
             (overdue_before, *AWAITING_RETOUR),
@@ -1062,8 +1082,8 @@ class SqliteBroker:
         )
         return OpsSnapshot(
             queues=tuple(
-                DestinationQueue(r["destination"], int(r["waiting"]), r["oldest"], int(r["dead"]))
-                for r in rows
+                DestinationQueue(d, waiting.get(d, 0), oldest_at.get(d), dead.get(d, 0))
+                for d in sorted(waiting.keys() | dead.keys())
             ),
             overdue=int(overdue[0]["n"]),
             store_bytes=size,
