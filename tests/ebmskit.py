@@ -82,6 +82,7 @@ def _party(
     sync: bool,
     retries: int = 3,
     retry_interval: str = "PT1M",
+    ack_signed: bool = False,
 ) -> None:
     reliable = profile.startswith("osb-rm")
     signed = profile.endswith("-s")
@@ -155,7 +156,7 @@ def _party(
             "MessagingCharacteristics",
             syncReplyMode="mshSignalsOnly" if sync else "none",
             ackRequested="always" if rm else "never",
-            ackSignatureRequested="never",
+            ackSignatureRequested="always" if rm and ack_signed else "never",
             duplicateElimination="always" if rm else "never",
             actor="urn:oasis:names:tc:ebxml-msg:actor:toPartyMSH",
         )
@@ -200,8 +201,10 @@ def make_cpa(
     end: str = "2099-12-31T00:00:00Z",
     retries: int = 3,
     retry_interval: str = "PT1M",
+    ack_signed: bool = False,
 ) -> bytes:
-    """A CPA between ``peer`` (party A) and ``gateway`` (party B)."""
+    """A CPA between ``peer`` (party A) and ``gateway`` (party B); ``ack_signed``: the reliable
+    channels ask signed acknowledgments (``ackSignatureRequested="always"``)."""
     root = etree.Element(
         f"{{{CPPA}}}CollaborationProtocolAgreement", nsmap={"tns": CPPA, "ds": DS, "xlink": XLINK}
     )
@@ -210,8 +213,8 @@ def make_cpa(
     _e(root, "Status", value="agreed")
     _e(root, "Start", start)
     _e(root, "End", end)
-    _party(root, peer, "B", "A", profile, sync, retries, retry_interval)
-    _party(root, gateway, "A", "B", profile, sync, retries, retry_interval)
+    _party(root, peer, "B", "A", profile, sync, retries, retry_interval, ack_signed)
+    _party(root, gateway, "A", "B", profile, sync, retries, retry_interval, ack_signed)
     for part_id, mime in (("MsgHdr", "text/xml"), ("XMLMsg", "application/xml")):
         _e(root, "SimplePart", id=part_id, mimetype=mime)
     for package, parts in (
@@ -263,6 +266,7 @@ def gateway_with_cpa(
     retries: int = 3,
     retry_interval: str = "PT1M",
     peer_signer: Signer | None = None,
+    ack_signed: bool = False,
 ) -> Setup:
     """Gateway with 0150 as the partner behind the peer's OIN (delivered to over ebMS when
     ``outbound``), 12345678 pulling its inbox, and the CPA imported. With ``peer_signer`` the
@@ -311,6 +315,7 @@ def gateway_with_cpa(
             sync=sync,
             retries=retries,
             retry_interval=retry_interval,
+            ack_signed=ack_signed,
         )
     )
     return setup

@@ -38,6 +38,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 KIT = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "ebms-peer"
 ASYNC_CPA, SYNC_CPA = "CPA_TEST_peer_async", "CPA_TEST_peer_sync"
 SIGNED_CPA = "CPA_TEST_peer_signed"
+SIGNED_ACK_CPA = "CPA_TEST_peer_signed_ack"
+"""osb-rm-s whose reliable channels ask signed acknowledgments (ackSignatureRequested)."""
 
 
 @dataclass
@@ -158,10 +160,12 @@ def peer_cpa(
     gateway_cert: bytes | None = None,
     retry_interval: str = "PT1M",
     peer_port: int | None = None,
+    ack_signed: bool = False,
 ) -> bytes:
     """A CPA between the peer and the gateway; with ``gateway_cert`` osb-rm-s, the peer signing
     with ebms-core's built-in test key (its certificate is in the kit); ``peer_port``: the
-    peer's endpoint is there (a ``tests.relay.Relay`` in front of it)."""
+    peer's endpoint is there (a ``tests.relay.Relay`` in front of it); ``ack_signed``: signed
+    acknowledgments asked both ways."""
     peer_cert = None
     if gateway_cert is not None:
         pem = (KIT / "certs" / "ebms-core-localhost.pem").read_bytes()
@@ -172,6 +176,7 @@ def peer_cpa(
         sync=sync,
         retries=10,
         retry_interval=retry_interval,
+        ack_signed=ack_signed,
         peer=Side(
             PEER.oin,
             PEER.name,
@@ -244,6 +249,7 @@ def prepare(
         (ASYNC_CPA, False, None),
         (SYNC_CPA, True, None),
         (SIGNED_CPA, False, signer.certificate),
+        (SIGNED_ACK_CPA, False, signer.certificate),
     ):
         cpa = peer_cpa(
             cpaid,
@@ -253,6 +259,7 @@ def prepare(
             gateway_cert=cert,
             retry_interval=retry_interval,
             peer_port=peer_port,
+            ack_signed=cpaid == SIGNED_ACK_CPA,
         )
         store.add(cpa)
         peer.load_cpa(peer_copy(cpa))

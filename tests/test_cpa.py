@@ -257,6 +257,8 @@ def test_a_signed_cpa_needs_our_key_and_its_certificate(tmp_path: Path) -> None:
         store(keys.format("x")).check(signed)
     assert store(keys.format("ours")).check(signed).cpa.profiles == {Profile.RM_SIGNED}
     del other
-    asks = signed.replace(b'ackSignatureRequested="never"', b'ackSignatureRequested="always"')
-    with pytest.raises(CpaError, match="signed acknowledgments"):
-        store(keys.format("ours")).check(asks)
+    asks = make_cpa("osb-rm-s", peer=peer, gateway=gateway, ack_signed=True)
+    assert store(keys.format("ours")).check(asks).cpa.profiles == {Profile.RM_SIGNED}
+    unsigned = make_cpa("osb-rm", peer=peer, gateway=gateway, ack_signed=True)
+    with pytest.raises(CpaError, match="asks signed acknowledgments, but our signal channel"):
+        store(keys.format("ours")).check(unsigned)

@@ -30,6 +30,7 @@ from tests.ebmskit import GATEWAY, PEER
 from tests.ebmspeer import (
     ASYNC_CPA,
     KIT,
+    SIGNED_ACK_CPA,
     SIGNED_CPA,
     SYNC_CPA,
     Peer,
@@ -87,7 +88,7 @@ async def _delivered(peer: Peer, message_id: str) -> str:
     return str(await eventually(lambda: asyncio.to_thread(outcome), timeout=60, interval=0.5))
 
 
-@pytest.mark.parametrize("cpaid", [ASYNC_CPA, SYNC_CPA, SIGNED_CPA])
+@pytest.mark.parametrize("cpaid", [ASYNC_CPA, SYNC_CPA, SIGNED_CPA, SIGNED_ACK_CPA])
 async def test_peer_message_is_accepted_and_acknowledged(
     linked: Setup, peer: Peer, cpaid: str
 ) -> None:
@@ -191,7 +192,7 @@ async def _finished(linked: Setup, message_id: str, state: str = "delivered") ->
     return found
 
 
-@pytest.mark.parametrize("cpaid", [ASYNC_CPA, SYNC_CPA, SIGNED_CPA])
+@pytest.mark.parametrize("cpaid", [ASYNC_CPA, SYNC_CPA, SIGNED_CPA, SIGNED_ACK_CPA])
 async def test_gateway_message_reaches_the_peer_and_is_acknowledged(
     tmp_path: Path, peer: Peer, cpaid: str
 ) -> None:

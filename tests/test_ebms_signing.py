@@ -7,6 +7,7 @@ signing partner. Against the running ebms-core: tests/test_ebms_peer.py.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,15 @@ from lxml import etree
 
 from gateway.ebms import message as ebms
 from gateway.ebms.cpa import parse
-from gateway.ebms.signing import Algorithms, SignatureProblem, Signer, verify
+from gateway.ebms.signing import (
+    Algorithms,
+    SignatureProblem,
+    Signer,
+    check_signed_acknowledgment,
+    reference_digests,
+    signed_references,
+    verify,
+)
 from tests.ebmskit import (
     PEER,
     Capture,
@@ -25,7 +34,7 @@ from tests.ebmskit import (
     signed_by,
     write_signer,
 )
-from tests.gatewaykit import eventually, rest, running
+from tests.gatewaykit import Setup, eventually, rest, running
 
 SHA256 = Algorithms(
     "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
@@ -175,3 +184,88 @@ async def test_the_adapter_signs_what_it_sends(
         sent = ebms.read(capture.content_types[0], capture.received[0])
         assert sent.sender.party_id != PEER.oin
         verify(sent.envelope, _parts(sent), certificate=gateway_cert, algorithms=SHA256)
+
+
+# --- signed acknowledgments (ackSignatureRequested="always") -----------------------------------
+
+
+async def test_a_signed_receipt_repeats_what_the_partner_signed(
+    tmp_path: Path, capture: Capture, signer: Signer
+) -> None:
+    setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer, ack_signed=True)
+    gateway_cert = Signer.load(
+        setup.directory / "keys" / "ebms-signing.key", setup.directory / "keys" / "ebms-signing.crt"
+    ).certificate
+    async with running(setup):
+        sent = ebms.business_message(outgoing(di01(), ack_signed=True), seal=signed_by(signer))
+        assert (await post_ebms(setup, sent))[0] == 204
+        await eventually(lambda: capture.received)
+        ack = ebms.read("text/xml", capture.received[0])
+        assert ack.action == "Acknowledgment"
+        what_was_signed = reference_digests(signed_references(ebms.read(*sent).envelope))
+        assert [uri[:4] for uri, _ in what_was_signed] == ["", "cid:"]
+        check_signed_acknowledgment(
+            ack.envelope, what_was_signed, certificate=gateway_cert, algorithms=SHA256
+        )
+
+
+def _receipt(capture: Capture, signer: Signer | None, *, repeat: bool = True) -> bytes:
+    """The partner's Acknowledgment of the first message it received: signed by ``signer``
+    (unsigned without one), repeating that message's references unless told otherwise."""
+    message = ebms.read(capture.content_types[0], capture.received[0])
+    references = signed_references(message.envelope) if repeat else []
+    ack = ebms.acknowledgment(message, "peer.test", references)
+    if signer is None:
+        return ack
+    root = etree.fromstring(ack)
+    signer.sign(root, {}, SHA256)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+async def test_our_message_ends_only_on_a_signed_receipt_of_what_we_signed(
+    tmp_path: Path, capture: Capture, signer: Signer
+) -> None:
+    """Unsigned, signed by another key, or not repeating our references: not a receipt, the
+    delivery waits (and would be resent). The partner's signed receipt ends it."""
+    setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer, outbound=True, ack_signed=True)
+    async with running(setup):
+        message_id = await _submit_wmo305_to_0150(setup)
+        await eventually(lambda: capture.received)
+        sent = ebms.read(capture.content_types[0], capture.received[0])
+        assert sent.ack_requested is not None
+        assert sent.ack_requested.get(ebms.eb("signed")) == "true"
+        forger = write_signer(tmp_path, "forger")
+        for wrong in (
+            _receipt(capture, None),
+            _receipt(capture, forger),
+            _receipt(capture, signer, repeat=False),
+        ):
+            assert (await post_ebms(setup, ("text/xml", wrong)))[0] == 204
+        await asyncio.sleep(0.5)
+        assert (await _delivery_state(setup, message_id)) != "delivered"
+        assert (await post_ebms(setup, ("text/xml", _receipt(capture, signer))))[0] == 204
+
+        async def delivered() -> bool:
+            return await _delivery_state(setup, message_id) == "delivered"
+
+        await eventually(delivered, timeout=20)
+
+
+async def _submit_wmo305_to_0150(setup: Setup) -> str:
+    status, accepted = await rest(
+        setup,
+        "POST",
+        "/api/v1/messages",
+        token=setup.token("12345678"),
+        data=(Path(__file__).resolve().parent.parent / "samples/iwmo/wmo305.xml").read_bytes(),
+        headers={"Content-Type": "application/xml"},
+    )
+    assert status == 202, accepted
+    return str(accepted["id"])
+
+
+async def _delivery_state(setup: Setup, message_id: str) -> str:
+    _, view = await rest(
+        setup, "GET", f"/api/v1/messages/{message_id}", token=setup.token("12345678")
+    )
+    return str(next(d for d in view["deliveries"] if d["destination"] == "0150")["state"])

@@ -84,8 +84,9 @@ class CpaStore:
         return Link(cpa, ours, theirs, partner)
 
     def _check_signing(self, ours: CpaParty, theirs: CpaParty) -> None:
-        """A signed channel of ours needs our key, and the CPA must carry its certificate;
-        signed acknowledgments are not supported yet."""
+        """A signed channel of ours needs our key, and the CPA must carry its certificate; a
+        channel asking signed acknowledgments needs a signing signal channel on the side that
+        gives them."""
         problems: list[str] = []
         channels = [b.channel for b in ours.sends.values()] + [ours.default_channel]
         for channel in channels:
@@ -101,14 +102,16 @@ class CpaStore:
                     f"channel {channel.id!r}: the CPA's signing certificate is not "
                     "[ebms] signing_cert"
                 )
-        for party in (ours, theirs):
-            for binding in (*party.sends.values(), *party.receives.values()):
-                if binding.channel.ack_signature_requested:
+        # signed acknowledgments: we sign the receipts our signal channel sends, and verify
+        # theirs with the certificate of the partner's signal channel
+        for party, signer_side, who in ((theirs, ours, "our"), (ours, theirs, "the partner's")):
+            for binding in party.sends.values():
+                signals = signer_side.default_channel
+                if binding.channel.ack_signature_requested and signals.signing_certificate is None:
                     problems.append(
-                        f"channel {binding.channel.id!r} asks signed acknowledgments "
-                        "(ackSignatureRequested), which this gateway does not give yet"
+                        f"channel {binding.channel.id!r} asks signed acknowledgments, but "
+                        f"{who} signal channel {signals.id!r} does not sign"
                     )
-                    break
         if problems:
             raise CpaError(sorted(set(problems)))
 

@@ -40,7 +40,7 @@ from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
 from gateway.ebms.received import ReceivedStore
 from gateway.ebms.sent import SentStore
-from gateway.ebms.signing import Algorithms
+from gateway.ebms.signing import Algorithms, signed_references
 from gateway.ingest import Accepted, Identity
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_own, parse_untrusted
 
@@ -240,7 +240,14 @@ class EbmsInbound:
         )
         binding = checks.binding(message, link)
         if binding is not None and binding.channel.ack_requested:
-            return self._seal(ebms.acknowledgment(message, self.host), link)
+            # a signed receipt repeats what the sender signed (its signature was verified
+            # by checks.check before anything was accepted)
+            references = (
+                signed_references(message.envelope)
+                if binding.channel.ack_signature_requested
+                else []
+            )
+            return self._seal(ebms.acknowledgment(message, self.host, references), link)
         return None
 
     # --- answering ----------------------------------------------------------------------------

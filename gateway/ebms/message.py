@@ -9,11 +9,12 @@ endpoint acts (ebms2-digikoppeling.md 2-6).
 
 from __future__ import annotations
 
+import copy
 import email.message
 import email.parser
 import email.policy
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -308,8 +309,13 @@ def _bytes(root: etree._Element) -> bytes:
     return data
 
 
-def acknowledgment(answered: EbmsMessage, host: str) -> bytes:
-    """The Acknowledgment of a reliably sent message (a single-part ``text/xml`` signal)."""
+def acknowledgment(
+    answered: EbmsMessage, host: str, references: Sequence[etree._Element] = ()
+) -> bytes:
+    """The Acknowledgment of a reliably sent message (a single-part ``text/xml`` signal).
+    ``references``: the ``ds:Reference`` elements of the answered message's signature, which
+    a signed acknowledgment repeats, so the receipt says what was signed (ebms2-digikoppeling.md
+    6.2)."""
     root, header, _ = _envelope()
     _signal_header(header, answered, "Acknowledgment", host)
     ack = etree.SubElement(header, eb("Acknowledgment"))
@@ -323,6 +329,8 @@ def acknowledgment(answered: EbmsMessage, host: str) -> bytes:
     if answered.receiver.party_type:
         pid.set(eb("type"), answered.receiver.party_type)
     pid.text = answered.receiver.party_id
+    for reference in references:
+        ack.append(copy.deepcopy(reference))
     return _bytes(root)
 
 

@@ -33,7 +33,15 @@ from gateway.ebms import message as ebms
 from gateway.ebms.cpa import ActionBinding, Channel, service_name
 from gateway.ebms.cpastore import Link
 from gateway.ebms.sent import ACKNOWLEDGED, SentStore
-from gateway.ebms.signing import Algorithms, Signer
+from gateway.ebms.signing import (
+    Algorithms,
+    SignatureProblem,
+    Signer,
+    check_signed_acknowledgment,
+    reference_digests,
+    signed_references,
+    verify,
+)
 from gateway.xmlsafe import parse_own
 
 log = structlog.get_logger("ggk.ebms")
@@ -97,6 +105,9 @@ class EbmsOutbound:
         if ref is None or len(ref) > 256:  # ours are far shorter; nothing else goes on to Kafka
             return False
         if signal.action == "Acknowledgment":
+            if not await asyncio.to_thread(self._receipt_holds, signal, ref, cpaid):
+                log.warning("ebms.receipt_refused", cpaid=cpaid)
+                return False  # not an answer: the message is resent, then given up
             outcome = ACKNOWLEDGED
         else:
             codes = [
@@ -111,6 +122,37 @@ class EbmsOutbound:
             log.info("ebms.answer_shared", cpaid=cpaid)
             return True
         return recorded
+
+    def _receipt_holds(self, signal: ebms.EbmsMessage, ref: str, cpaid: str) -> bool:
+        """Where the CPA asks signed acknowledgments (``ackSignatureRequested="always"``): the
+        Acknowledgment is signed with the partner's certificate from the CPA and repeats the
+        references of the message we signed. The Acknowledgment of a message another process
+        sent (Kafka backend, where the sending record is) is checked for its signature only."""
+        sent = self.sent.get(ref)
+        link = self.links.get(cpaid)
+        if sent is not None:
+            if sent.receipt is None:
+                return True  # this message's channel asks no signed receipt
+        elif link is None or not any(
+            b.channel.ack_signature_requested for b in link.ours.sends.values()
+        ):
+            return True
+        channel = link.theirs.default_channel if link is not None else None
+        if channel is None or channel.signing_certificate is None:
+            return False
+        certificate = channel.signing_certificate
+        algorithms = Algorithms(channel.hash_function or "", channel.signature_algorithm or "")
+        try:
+            if sent is None:
+                verify(signal.envelope, {}, certificate=certificate, algorithms=algorithms)
+            else:
+                assert sent.receipt is not None
+                check_signed_acknowledgment(
+                    signal.envelope, sent.receipt, certificate=certificate, algorithms=algorithms
+                )
+        except SignatureProblem:
+            return False
+        return True
 
     def answer_from_cluster(self, ref: str, cpaid: str, outcome: str) -> None:
         """An answer another process received (Kafka view thread): recorded if we sent it."""
@@ -182,6 +224,7 @@ class EbmsOutbound:
             timestamp=record.timestamp,
         )
         seal = None
+        signed: list[tuple[str, str]] = []
         if channel.signing_certificate is not None:
             if self.signer is None:
                 raise PermanentError("the CPA signs this action; [ebms] has no signing key")
@@ -190,8 +233,11 @@ class EbmsOutbound:
 
             def seal(root: etree._Element, parts: dict[str, bytes]) -> None:
                 signer.sign(root, parts, algorithms)
+                signed[:] = reference_digests(signed_references(root))
 
         content_type, body = ebms.business_message(out, seal=seal)
+        if channel.ack_signature_requested:
+            await asyncio.to_thread(self.sent.expect_receipt, message_id, signed)
         waiter = self._waiters.setdefault(message_id, asyncio.Event())
         try:
             status, answer = await self._post(

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
-from gateway.ebms.message import soap
+from gateway.ebms.message import EB, soap
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
@@ -190,6 +190,43 @@ def verify(
         )
     except (InvalidSignature, ValueError):
         raise SignatureProblem("the signature value does not verify") from None
+
+
+def signed_references(envelope: etree._Element) -> list[etree._Element]:
+    """The ``ds:Reference`` elements of the envelope's signature (none when unsigned): what a
+    signed acknowledgment of it must repeat."""
+    header = envelope.find(soap("Header"))
+    signature = header.find(ds("Signature")) if header is not None else None
+    info = signature.find(ds("SignedInfo")) if signature is not None else None
+    return info.findall(ds("Reference")) if info is not None else []
+
+
+def reference_digests(references: list[etree._Element]) -> list[tuple[str, str]]:
+    """(URI, DigestValue) of each reference, in order: what two copies must agree on."""
+    return [
+        (r.get("URI", ""), "".join((r.findtext(ds("DigestValue")) or "").split()))
+        for r in references
+    ]
+
+
+def check_signed_acknowledgment(
+    ack: etree._Element,
+    expected: list[tuple[str, str]],
+    *,
+    certificate: bytes,
+    algorithms: Algorithms,
+) -> None:
+    """An Acknowledgment asked for signed: signed with the partner's certificate from the CPA,
+    and repeating the references of the message it acknowledges (count, URIs, digests), so it
+    is a receipt for exactly what we sent. :class:`SignatureProblem` says what is wrong."""
+    verify(ack, {}, certificate=certificate, algorithms=algorithms)
+    header = ack.find(soap("Header"))
+    block = header.find(f"{{{EB}}}Acknowledgment") if header is not None else None
+    repeated = block.findall(ds("Reference")) if block is not None else []
+    if reference_digests(repeated) != expected:
+        raise SignatureProblem(
+            "the Acknowledgment does not repeat the references of the message we signed"
+        )
 
 
 @dataclass(frozen=True, slots=True)
