@@ -35,7 +35,7 @@ from gateway.ebms.cpa import CPPA, DS
 from gateway.ebms.cpastore import CpaStore
 from gateway.ebms.signing import Algorithms, Signer
 from routing.partners import PartnerRegistry
-from tests.gatewaykit import Setup, _delivery, make_setup
+from tests.gatewaykit import Setup, _delivery, make_setup, rest
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 XLINK = "http://www.w3.org/1999/xlink"
@@ -436,3 +436,32 @@ def signed_by(signer: Signer, profile_hash: str = "http://www.w3.org/2001/04/xml
         signer.sign(root, parts, algorithms)
 
     return seal
+
+
+async def submit_to_0150(setup: Setup) -> str:
+    """A WMO305 from 12345678 to 0150 over REST (delivered under the CPA); its message id."""
+    status, accepted = await rest(
+        setup,
+        "POST",
+        "/api/v1/messages",
+        token=setup.token("12345678"),
+        data=(SAMPLES / "iwmo" / "wmo305.xml").read_bytes(),
+        headers={"Content-Type": "application/xml"},
+    )
+    assert status == 202, accepted
+    return str(accepted["id"])
+
+
+async def delivery_to_0150(setup: Setup, message_id: str) -> dict[str, Any]:
+    """The message's delivery to 0150 as its sender, 12345678, sees it."""
+    _, view = await rest(
+        setup, "GET", f"/api/v1/messages/{message_id}", token=setup.token("12345678")
+    )
+    found: dict[str, Any] = next(d for d in view["deliveries"] if d["destination"] == "0150")
+    return found
+
+
+def gateway_certificate(setup: Setup) -> bytes:
+    """DER of the signing certificate ``gateway_with_cpa`` gave the gateway."""
+    keys = setup.directory / "keys"
+    return Signer.load(keys / "ebms-signing.key", keys / "ebms-signing.crt").certificate

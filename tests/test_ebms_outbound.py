@@ -10,29 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.ebms import message as ebms
-from tests.conftest import sample
-from tests.ebmskit import Capture, gateway_with_cpa, post_ebms
-from tests.gatewaykit import Setup, eventually, rest, running
-
-
-async def _submit_to_0150(setup: Setup) -> str:
-    status, accepted = await rest(
-        setup,
-        "POST",
-        "/api/v1/messages",
-        token=setup.token("12345678"),
-        data=sample("iwmo/wmo305.xml").encode(),
-        headers={"Content-Type": "application/xml"},
-    )
-    assert status == 202, accepted
-    return str(accepted["id"])
-
-
-async def _delivery(setup: Setup, message_id: str) -> dict[str, object]:
-    _, view = await rest(
-        setup, "GET", f"/api/v1/messages/{message_id}", token=setup.token("12345678")
-    )
-    return next(d for d in view["deliveries"] if d["destination"] == "0150")
+from tests.ebmskit import (
+    Capture,
+    delivery_to_0150,
+    gateway_with_cpa,
+    post_ebms,
+    submit_to_0150,
+)
+from tests.gatewaykit import eventually, running
 
 
 def _answer(capture: Capture, index: int, action: str) -> bytes:
@@ -47,7 +32,7 @@ def _answer(capture: Capture, index: int, action: str) -> bytes:
 async def test_delivered_when_the_partner_acknowledges(tmp_path: Path, capture: Capture) -> None:
     setup = gateway_with_cpa(tmp_path, capture, outbound=True, retry_interval="PT2S")
     async with running(setup):
-        message_id = await _submit_to_0150(setup)
+        message_id = await submit_to_0150(setup)
         await eventually(lambda: capture.received)
         message = ebms.read(capture.content_types[0], capture.received[0])
         assert message.action == "ggk_Di01" and message.ack_requested is not None
@@ -56,7 +41,7 @@ async def test_delivered_when_the_partner_acknowledges(tmp_path: Path, capture: 
         assert status == 204
 
         async def delivered() -> bool:
-            return (await _delivery(setup, message_id))["state"] == "delivered"
+            return (await delivery_to_0150(setup, message_id))["state"] == "delivered"
 
         await eventually(delivered, timeout=20)
 
@@ -66,12 +51,12 @@ async def test_without_an_ack_the_identical_message_is_resent_on_the_cpa_schedul
 ) -> None:
     setup = gateway_with_cpa(tmp_path, capture, outbound=True, retries=1, retry_interval="PT1S")
     async with running(setup):
-        message_id = await _submit_to_0150(setup)
+        message_id = await submit_to_0150(setup)
         await eventually(lambda: len(capture.received) >= 2, timeout=20)
         assert capture.received[1] == capture.received[0]  # byte-identical resend
 
         async def dead() -> bool:
-            return (await _delivery(setup, message_id))["state"] == "dead"
+            return (await delivery_to_0150(setup, message_id))["state"] == "dead"
 
         await eventually(dead, timeout=20)  # 1 + Retries attempts, then a dead letter
         assert len(capture.received) == 2
@@ -82,12 +67,12 @@ async def test_a_message_error_is_a_dead_letter_with_its_code(
 ) -> None:
     setup = gateway_with_cpa(tmp_path, capture, outbound=True, retry_interval="PT2S")
     async with running(setup):
-        message_id = await _submit_to_0150(setup)
+        message_id = await submit_to_0150(setup)
         await eventually(lambda: capture.received)
         await post_ebms(setup, ("text/xml", _answer(capture, 0, "MessageError")))
 
         async def dead() -> dict[str, object] | None:
-            delivery = await _delivery(setup, message_id)
+            delivery = await delivery_to_0150(setup, message_id)
             return delivery if delivery["state"] == "dead" else None
 
         delivery = await eventually(dead, timeout=20)

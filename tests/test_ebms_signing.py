@@ -27,14 +27,17 @@ from gateway.ebms.signing import (
 from tests.ebmskit import (
     PEER,
     Capture,
+    delivery_to_0150,
     di01,
+    gateway_certificate,
     gateway_with_cpa,
     outgoing,
     post_ebms,
     signed_by,
+    submit_to_0150,
     write_signer,
 )
-from tests.gatewaykit import Setup, eventually, rest, running
+from tests.gatewaykit import eventually, rest, running
 
 SHA256 = Algorithms(
     "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
@@ -131,9 +134,7 @@ async def test_signed_message_is_accepted_and_the_ack_is_signed_by_the_gateway(
     tmp_path: Path, capture: Capture, signer: Signer
 ) -> None:
     setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer)
-    gateway_cert = Signer.load(
-        setup.directory / "keys" / "ebms-signing.key", setup.directory / "keys" / "ebms-signing.crt"
-    ).certificate
+    gateway_cert = gateway_certificate(setup)
     async with running(setup):
         out = outgoing(di01())
         signed = ebms.business_message(out, seal=signed_by(signer))
@@ -167,19 +168,9 @@ async def test_the_adapter_signs_what_it_sends(
     tmp_path: Path, capture: Capture, signer: Signer
 ) -> None:
     setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer, outbound=True)
-    gateway_cert = Signer.load(
-        setup.directory / "keys" / "ebms-signing.key", setup.directory / "keys" / "ebms-signing.crt"
-    ).certificate
+    gateway_cert = gateway_certificate(setup)
     async with running(setup):
-        status, _ = await rest(
-            setup,
-            "POST",
-            "/api/v1/messages",
-            token=setup.token("12345678"),
-            data=(Path(__file__).resolve().parent.parent / "samples/iwmo/wmo305.xml").read_bytes(),
-            headers={"Content-Type": "application/xml"},
-        )
-        assert status == 202
+        await submit_to_0150(setup)
         await eventually(lambda: capture.received)
         sent = ebms.read(capture.content_types[0], capture.received[0])
         assert sent.sender.party_id != PEER.oin
@@ -193,9 +184,7 @@ async def test_a_signed_receipt_repeats_what_the_partner_signed(
     tmp_path: Path, capture: Capture, signer: Signer
 ) -> None:
     setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer, ack_signed=True)
-    gateway_cert = Signer.load(
-        setup.directory / "keys" / "ebms-signing.key", setup.directory / "keys" / "ebms-signing.crt"
-    ).certificate
+    gateway_cert = gateway_certificate(setup)
     async with running(setup):
         sent = ebms.business_message(outgoing(di01(), ack_signed=True), seal=signed_by(signer))
         assert (await post_ebms(setup, sent))[0] == 204
@@ -229,7 +218,7 @@ async def test_our_message_ends_only_on_a_signed_receipt_of_what_we_signed(
     delivery waits (and would be resent). The partner's signed receipt ends it."""
     setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer, outbound=True, ack_signed=True)
     async with running(setup):
-        message_id = await _submit_wmo305_to_0150(setup)
+        message_id = await submit_to_0150(setup)
         await eventually(lambda: capture.received)
         sent = ebms.read(capture.content_types[0], capture.received[0])
         assert sent.ack_requested is not None
@@ -242,30 +231,10 @@ async def test_our_message_ends_only_on_a_signed_receipt_of_what_we_signed(
         ):
             assert (await post_ebms(setup, ("text/xml", wrong)))[0] == 204
         await asyncio.sleep(0.5)
-        assert (await _delivery_state(setup, message_id)) != "delivered"
+        assert (await delivery_to_0150(setup, message_id))["state"] != "delivered"
         assert (await post_ebms(setup, ("text/xml", _receipt(capture, signer))))[0] == 204
 
         async def delivered() -> bool:
-            return await _delivery_state(setup, message_id) == "delivered"
+            return (await delivery_to_0150(setup, message_id))["state"] == "delivered"
 
         await eventually(delivered, timeout=20)
-
-
-async def _submit_wmo305_to_0150(setup: Setup) -> str:
-    status, accepted = await rest(
-        setup,
-        "POST",
-        "/api/v1/messages",
-        token=setup.token("12345678"),
-        data=(Path(__file__).resolve().parent.parent / "samples/iwmo/wmo305.xml").read_bytes(),
-        headers={"Content-Type": "application/xml"},
-    )
-    assert status == 202, accepted
-    return str(accepted["id"])
-
-
-async def _delivery_state(setup: Setup, message_id: str) -> str:
-    _, view = await rest(
-        setup, "GET", f"/api/v1/messages/{message_id}", token=setup.token("12345678")
-    )
-    return str(next(d for d in view["deliveries"] if d["destination"] == "0150")["state"])
