@@ -45,8 +45,21 @@ DELIVERY_COUNTS = (
     "n INTEGER NOT NULL, PRIMARY KEY (destination, state)) WITHOUT ROWID"
 )
 _COUNT_TRIGGERS = ("deliveries_counted", "deliveries_recounted", "deliveries_uncounted")
-OPEN_STATES = ("pending", "retry", "inflight", "inbox")
-"""Delivery states still waiting to reach their receiver."""
+_OPEN_STATES = (
+    "("
+    + ", ".join(
+        f"'{s}'"
+        for s in (
+            DeliveryState.PENDING,
+            DeliveryState.RETRY,
+            DeliveryState.INFLIGHT,
+            DeliveryState.INBOX,
+        )
+    )
+    + ")"
+)
+"""SQL list of the delivery states still waiting to reach their receiver (``state IN …``:
+an index range per state, never a walk over every delivery ever made)."""
 
 SCHEMA = (
     """
@@ -481,8 +494,8 @@ class SqliteBroker:
             rows = db.execute(
                 "UPDATE messages SET envelope = X'', envelope_key = NULL, purged_at = ? "
                 "WHERE received_at < ? AND purged_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
-                "deliveries d WHERE d.message_id = messages.id AND d.state IN "
-                "('pending', 'inflight', 'retry', 'inbox')) RETURNING id",
+                f"deliveries d WHERE d.message_id = messages.id AND d.state IN {_OPEN_STATES}) "
+                "RETURNING id",
                 (now, older_than),
             ).fetchall()
             for row in rows:
@@ -1052,17 +1065,16 @@ class SqliteBroker:
         return result
 
     async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
-        open_states = ", ".join(f"'{state}'" for state in OPEN_STATES)
         counted = await self.read(
             "SELECT destination, state, n FROM delivery_counts "
-            f"WHERE n > 0 AND state IN ({open_states}, 'dead')"
+            f"WHERE n > 0 AND (state IN {_OPEN_STATES} OR state = 'dead')"
         )
         # the age of each queue: a join over what is open (the states named, an index range
         # each), never over the dead letters, which are kept for ever
         oldest = await self.read(
             "SELECT d.destination, MIN(m.received_at) AS oldest "
             "FROM deliveries d JOIN messages m ON m.id = d.message_id "
-            f"WHERE d.state IN ({open_states}) GROUP BY d.destination"
+            f"WHERE d.state IN {_OPEN_STATES} GROUP BY d.destination"
         )
         waiting: dict[str, int] = {}
         dead: dict[str, int] = {}
