@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from gateway.ebms.cpa import ActionBinding, Channel
 from gateway.ebms.cpastore import Link
 from gateway.ebms.message import TO_PARTY_MSH, EbmsError, EbmsMessage, eb, soap
-from gateway.ebms.signing import Algorithms, SignatureProblem, verify
+from gateway.ebms.signing import SignatureProblem, verify
 
 HEADER = "//Header/MessageHeader"
 
@@ -104,7 +104,7 @@ def _channel(message: EbmsMessage, channel: Channel) -> list[EbmsError]:
 def _signature(message: EbmsMessage, channel: Channel) -> list[EbmsError]:
     """The message signed by the sender's key as the CPA has it (never the message's own)."""
     assert channel.signing_certificate is not None  # a signed channel (cpa.py)
-    algorithms = Algorithms(channel.hash_function or "", channel.signature_algorithm or "")
+    algorithms = channel.algorithms
     try:
         verify(
             message.envelope,

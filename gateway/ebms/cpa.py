@@ -27,6 +27,7 @@ from typing import cast
 
 from lxml import etree
 
+from gateway.ebms.signing import Algorithms
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
 
 CPPA = "http://www.oasis-open.org/committees/ebxml-cppa/schema/cpp-cpa-2_0.xsd"
@@ -89,6 +90,12 @@ class Channel:
     signing_certificate: bytes | None = None
     """DER of the certificate this party signs with (the verifier's key, never the message's)."""
     encrypted: bool = False
+
+    @property
+    def algorithms(self) -> Algorithms:
+        """What this channel signs and verifies with (its HashFunction and
+        SignatureAlgorithm; empty on an unsigned channel, which ``Algorithms.check`` refuses)."""
+        return Algorithms(self.hash_function or "", self.signature_algorithm or "")
 
     @property
     def profile(self) -> Profile:

@@ -40,7 +40,7 @@ from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
 from gateway.ebms.received import ReceivedStore
 from gateway.ebms.sent import SentStore
-from gateway.ebms.signing import Algorithms, signed_references
+from gateway.ebms.signing import signed_references
 from gateway.ingest import Accepted, Identity
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_own, parse_untrusted
 
@@ -259,7 +259,7 @@ class EbmsInbound:
         if channel.signing_certificate is None or signer is None:
             return signal
         root = parse_own(signal)
-        algorithms = Algorithms(channel.hash_function or "", channel.signature_algorithm or "")
+        algorithms = channel.algorithms
         signer.sign(root, {}, algorithms)
         sealed: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
         return sealed

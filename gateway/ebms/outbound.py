@@ -34,7 +34,6 @@ from gateway.ebms.cpa import ActionBinding, Channel, service_name
 from gateway.ebms.cpastore import Link
 from gateway.ebms.sent import ACKNOWLEDGED, SentStore
 from gateway.ebms.signing import (
-    Algorithms,
     SignatureProblem,
     Signer,
     check_signed_acknowledgment,
@@ -141,7 +140,7 @@ class EbmsOutbound:
         if channel is None or channel.signing_certificate is None:
             return False
         certificate = channel.signing_certificate
-        algorithms = Algorithms(channel.hash_function or "", channel.signature_algorithm or "")
+        algorithms = channel.algorithms
         try:
             if sent is None:
                 verify(signal.envelope, {}, certificate=certificate, algorithms=algorithms)
@@ -228,7 +227,7 @@ class EbmsOutbound:
         if channel.signing_certificate is not None:
             if self.signer is None:
                 raise PermanentError("the CPA signs this action; [ebms] has no signing key")
-            algorithms = Algorithms(channel.hash_function or "", channel.signature_algorithm or "")
+            algorithms = channel.algorithms
             signer = self.signer
 
             def seal(root: etree._Element, parts: dict[str, bytes]) -> None:
