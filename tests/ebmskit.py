@@ -438,14 +438,15 @@ def signed_by(signer: Signer, profile_hash: str = "http://www.w3.org/2001/04/xml
     return seal
 
 
-async def submit_to_0150(setup: Setup) -> str:
-    """A WMO305 from 12345678 to 0150 over REST (delivered under the CPA); its message id."""
+async def submit_to_0150(setup: Setup, payload: bytes | None = None) -> str:
+    """A WMO305 (the sample unless ``payload``) from 12345678 to 0150 over REST, delivered
+    under the CPA; its message id."""
     status, accepted = await rest(
         setup,
         "POST",
         "/api/v1/messages",
         token=setup.token("12345678"),
-        data=(SAMPLES / "iwmo" / "wmo305.xml").read_bytes(),
+        data=payload or (SAMPLES / "iwmo" / "wmo305.xml").read_bytes(),
         headers={"Content-Type": "application/xml"},
     )
     assert status == 202, accepted

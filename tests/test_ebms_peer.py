@@ -26,7 +26,7 @@ from lxml import etree
 
 from gateway import envelope as env
 from tests.conftest import missing_kafka_tools, sample
-from tests.ebmskit import GATEWAY, PEER
+from tests.ebmskit import GATEWAY, PEER, submit_to_0150
 from tests.ebmspeer import (
     ASYNC_CPA,
     KIT,
@@ -160,17 +160,9 @@ def _wmo305() -> bytes:
 
 
 async def _submit_wmo305(linked: Setup, payload: bytes | None = None) -> str:
-    """A WMO305 from 12345678 to 0150 (delivered over ebMS to the peer); its message id."""
-    status, accepted = await rest(
-        linked,
-        "POST",
-        "/api/v1/messages",
-        token=linked.token("12345678"),
-        data=payload or _wmo305(),
-        headers={"Content-Type": "application/xml"},
-    )
-    assert status == 202, accepted
-    return str(accepted["id"])
+    """A WMO305 from 12345678 to 0150 (delivered over ebMS to the peer), with its own
+    Identificatie unless ``payload``; its message id."""
+    return await submit_to_0150(linked, payload or _wmo305())
 
 
 async def _delivery_to_peer(linked: Setup, message_id: str) -> dict[str, Any]:
