@@ -126,6 +126,7 @@ class Gateway:
     tally: RefusalTally = dataclasses.field(default_factory=RefusalTally)
     """Refusals audited in aggregate (no credential, over the rate): see gateway/tally.py."""
     tally_since: float = dataclasses.field(default_factory=time.monotonic)
+    """When the tally was last written (monotonic): the summaries say over how long."""
     large_parses: asyncio.Semaphore = dataclasses.field(
         default_factory=lambda: asyncio.Semaphore(LARGE_PARSES)
     )
