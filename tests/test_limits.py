@@ -15,9 +15,11 @@ import aiohttp
 import pytest
 from lxml import etree
 
+from gateway import soap
 from gateway.config import ConfigError
 from gateway.config import load as load_config
 from gateway.ratelimit import PartnerBuckets
+from tests.conftest import sample
 from tests.gatewaykit import (
     Setup,
     deventer_wmo301,
@@ -29,6 +31,7 @@ from tests.gatewaykit import (
 )
 
 BURST = 5
+DI01 = "http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Di01"
 
 
 def limited(setup: Setup, rate: str, burst: str) -> Setup:
@@ -107,12 +110,20 @@ async def test_a_partner_over_its_rate_is_refused_while_others_are_served(
             )
             admitted.append((status, fo03_code(body) if status != 200 else "Bv03"))
         assert all(s != 429 and code != "StUF046" for s, code in admitted), admitted
-        for _ in range(3):  # beyond the burst, over SOAP
-            status, body = await post_soap(
-                setup, deventer_wmo301(str(uuid.uuid4())), partner="0150"
-            )
+        for _ in range(2):  # beyond the burst, over SOAP
+            status, body, after = await soap_with_retry_after(setup, "0150")
             assert status == 429 and fo03_code(body) == "StUF046", body[:300]
             assert etree.fromstring(body).findtext(".//faultcode") == "soapenv:Server"
+            assert after is not None and int(after) >= 1
+        # a submission over REST (token of 0150) draws on the same bucket
+        status, answer = await rest(
+            setup,
+            "POST",
+            "/api/v1/messages",
+            token=setup.token("0150"),
+            data=sample("iwmo/wmo301.xml").encode(),
+        )
+        assert status == 429 and answer["status"] == 429, answer
         # the same bucket over REST (token of 0150), with a Retry-After
         status, answer, after = await rest_with_retry_after(setup, "0150")
         assert status == 429 and answer["status"] == 429, answer
@@ -157,6 +168,20 @@ async def test_a_partner_over_its_rate_is_refused_while_others_are_served(
     assert summaries[("0150", "429")].startswith("429 x4 ")
     assert summaries[("12345678", "429")].startswith("429 x1 ")
     assert b"Traceback" not in log.read_bytes()
+
+
+async def soap_with_retry_after(setup: Setup, partner: str) -> tuple[int, bytes, str | None]:
+    """A Di01 over SOAP with ``partner``'s certificate: (status, answer, its Retry-After)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{setup.url}/ggk/OntvangAsynchroon",
+            data=soap.wrap_request(deventer_wmo301(str(uuid.uuid4()))),
+            headers={"Content-Type": soap.CONTENT_TYPE, "SOAPAction": f'"{DI01}"'},
+            ssl=setup.ssl_context(partner),
+        ) as response,
+    ):
+        return response.status, await response.read(), response.headers.get("Retry-After")
 
 
 async def rest_with_retry_after(setup: Setup, partner: str) -> tuple[int, object, str | None]:
