@@ -7,6 +7,7 @@ and certificates are files referenced by path (``ggk init`` creates them with 06
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -44,6 +45,12 @@ class ConnectionLimits:
     inflight_body_mb: int = 100
     """Request bodies held in memory at once (all callers); a request whose body would pass
     it waits (up to body_timeout, then 503) instead of growing memory without bound."""
+    partner_rate: float = 100.0
+    """Requests per second one authenticated partner may send, sustained (a token bucket per
+    partner, gateway/ratelimit.py); beyond it: 429 with Retry-After (REST), Fo03 StUF046
+    (SOAP), before the body is read."""
+    partner_burst: int = 200
+    """Requests one partner may send at once before partner_rate applies."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +319,7 @@ def check(config: GatewayConfig) -> None:
         min(lim.max_connections, lim.max_connections_per_peer, lim.inflight_body_mb) < 1
     ):
         raise ConfigError(f"{config.path}: [limits] and body_timeout must be positive")
+    _check_partner_limits(config.path, lim)
     if lim.inflight_body_mb * 1024 * 1024 < config.max_message_bytes:
         raise ConfigError(
             f"{config.path}: [limits] inflight_body_mb must hold at least one message of "
@@ -323,4 +331,28 @@ def check(config: GatewayConfig) -> None:
         raise ConfigError(
             f"{config.path}: delivery.per_receiver must be at least 1 and at most "
             f"delivery.concurrency ({config.delivery.concurrency})"
+        )
+
+
+MAX_PARTNER_RATE = 1_000_000
+"""Beyond any machine: a larger value is a typo (set it high to make the limit moot)."""
+
+
+def _check_partner_limits(path: Path, lim: ConnectionLimits) -> None:
+    """``partner_rate`` a positive finite number, ``partner_burst`` a whole number of at least
+    1 (the bucket could never admit a request otherwise); both within MAX_PARTNER_RATE."""
+    rate, burst = lim.partner_rate, lim.partner_burst
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, int | float)
+        or not (math.isfinite(rate) and 0 < rate <= MAX_PARTNER_RATE)
+    ):
+        raise ConfigError(
+            f"{path}: [limits] partner_rate is requests per second, a number above 0 and at "
+            f"most {MAX_PARTNER_RATE:,}, not {rate!r}"
+        )
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_PARTNER_RATE:
+        raise ConfigError(
+            f"{path}: [limits] partner_burst is a whole number of requests from 1 to "
+            f"{MAX_PARTNER_RATE:,}, not {burst!r}"
         )

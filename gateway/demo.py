@@ -124,6 +124,8 @@ keepalive_timeout = 15      # seconds an idle keep-alive connection stays open
 max_connections = 1000      # all callers together; beyond: 503 and close
 max_connections_per_peer = 100
 inflight_body_mb = 100      # request bodies in memory at once; more wait (then 503)
+partner_rate = 100          # requests/s one partner may send, sustained; beyond: 429
+partner_burst = 200         # requests one partner may send at once (then partner_rate)
 
 [tls]
 cert = "{server.cert.relative_to(directory)}"

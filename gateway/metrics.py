@@ -94,6 +94,20 @@ HTTP_REFUSALS = Counter(
     ["status"],
     registry=REGISTRY,
 )
+RATE_LIMITED = Counter(
+    "ggk_rate_limited_total",
+    "Requests of an authenticated partner refused (429) for exceeding [limits] partner_rate.",
+    ["partner"],  # an id from partners.toml: a closed set the operator configured
+    registry=REGISTRY,
+)
+UNAUTHENTICATED = Counter(
+    "ggk_unauthenticated_refusals_total",
+    "Requests refused for want of a credential (audited in aggregate, not one by one).",
+    ["surface"],  # soap, rest, ebms
+    registry=REGISTRY,
+)
+for _surface in ("soap", "rest", "ebms"):
+    UNAUTHENTICATED.labels(surface=_surface)  # present at 0
 BUILD = Info("ggk_build", "The running gateway.", registry=REGISTRY)
 try:
     BUILD.info({"version": version("ggk-gateway")})

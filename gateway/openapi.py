@@ -496,3 +496,30 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+RATE_LIMITED_OPERATIONS = (
+    ("/api/v1/messages", "post"),
+    ("/api/v1/messages/{id}", "get"),
+    ("/api/v1/inbox", "get"),
+    ("/api/v1/inbox/{id}", "get"),
+    ("/api/v1/inbox/{id}/ack", "post"),
+    ("/api/v1/stats", "get"),
+)
+"""What a partner asks costs a token of its bucket ([limits] partner_rate, gateway/ratelimit.py);
+the operator's admin token is not limited."""
+for _path, _method in RATE_LIMITED_OPERATIONS:
+    OPENAPI["paths"][_path][_method]["responses"]["429"] = {
+        "description": "over the partner's rate ([limits] partner_rate and partner_burst); "
+        "nothing of the request was read",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds until the partner may send again",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+        "content": {"application/problem+json": {"schema": _ref("Problem")}},
+    }
+OPENAPI["paths"]["/api/v1/admin/replay"]["post"]["responses"]["413"] = {
+    "description": "a replay body is a small JSON object (at most 4 KiB)",
+    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+}

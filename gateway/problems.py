@@ -1,5 +1,8 @@
 """HTTP refusals as problem documents (RFC 9457), strict query parameters, and the
-middleware that turns anything unforeseen into a bare 500 instead of a traceback."""
+middleware that turns anything unforeseen into a bare 500 instead of a traceback.
+
+An application may answer the middleware's refusals in its own form for some paths (the SOAP
+endpoint answers with Fo03 faults, never with JSON): see ``REFUSAL_FORM``."""
 
 from __future__ import annotations
 
@@ -15,6 +18,10 @@ log = structlog.get_logger("ggk.server")
 
 ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
 """Request Content-Encodings decoded (within the size limit); anything else is a 400."""
+
+RefusalForm = Callable[[web.Request, int, str], web.Response | None]
+"""(request, status, title) → the refusal in the form its path speaks, or None: a problem."""
+REFUSAL_FORM: web.AppKey[RefusalForm] = web.AppKey("refusal_form")
 
 
 def problem(status: int, title: str, **extra: Any) -> web.Response:
@@ -60,10 +67,12 @@ async def problems_not_tracebacks(
     """Every refusal is a 4xx problem document and anything unforeseen a bare 500: never a
     traceback (which could quote a header, and with it a token) in an answer or the log."""
     if "\x00" in request.path or "\x00" in request.query_string:
-        return problem(400, "NUL in the request target")
+        return _refusal(request, 400, "NUL in the request target")
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ACCEPTED_ENCODINGS:
-        return problem(400, "unsupported Content-Encoding; send identity, gzip or deflate")
+        return _refusal(
+            request, 400, "unsupported Content-Encoding; send identity, gzip or deflate"
+        )
     try:
         return await handler(request)
     except BadParameter as exc:
@@ -73,5 +82,13 @@ async def problems_not_tracebacks(
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:
-        log.error("request.failed", path=request.path, error=type(exc).__name__)
-        return problem(500, "internal error; the operator can find it in the log")
+        # the path is the caller's text: bounded, like the access log's
+        log.error("request.failed", path=request.path[:200], error=type(exc).__name__)
+        return _refusal(request, 500, "internal error; the operator can find it in the log")
+
+
+def _refusal(request: web.Request, status: int, title: str) -> web.Response:
+    """The middleware's refusal in the form of the request's path (``REFUSAL_FORM``)."""
+    form = request.config_dict.get(REFUSAL_FORM)
+    answer = form(request, status, title) if form is not None else None
+    return answer if answer is not None else problem(status, title)

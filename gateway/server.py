@@ -58,17 +58,27 @@ from gateway.metrics import (
     OVERDUE_RETOURS,
     QUEUE_DEPTH,
     QUEUE_OLDEST_SECONDS,
+    RATE_LIMITED,
     REGISTRY,
     REJECTED,
     STORE_BYTES,
+    UNAUTHENTICATED,
 )
 from gateway.offload import LARGE_PAYLOAD_BYTES, PayloadValidator
 from gateway.openapi import OPENAPI
 from gateway.portal import PortalDeps, SessionKeys, portal_app
-from gateway.problems import problem, problems_not_tracebacks, query_float, query_int
+from gateway.problems import (
+    REFUSAL_FORM,
+    problem,
+    problems_not_tracebacks,
+    query_float,
+    query_int,
+)
+from gateway.ratelimit import PartnerBuckets, retry_after
 from gateway.schemas import SchemaRegistry
 from gateway.sightings import CertificateSightings
 from gateway.standards import Kind
+from gateway.tally import RefusalTally
 from gateway.validation import PayloadResult, Validator
 from gateway.xmlsafe import ParseLimits, parse_untrusted
 from routing.partners import Partner, PartnerKind, PartnerRegistry
@@ -80,6 +90,10 @@ T = TypeVar("T")
 SOAP_PATH = "/ggk/OntvangAsynchroon"
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9_./-]+\.(xsd|wsdl)$")
+MAX_SCHEMA_NAME = 200
+"""The bundled schemas' paths are under 80 characters; longer names are refused unread."""
+REPLAY_BODY_BYTES = 4096
+"""POST /api/v1/admin/replay takes a JSON object of four short members."""
 SOAP_ALLOWANCE = 64 * 1024
 """Bytes a request may carry beyond max_message_bytes (SOAP wrapper, HTTP framing)."""
 ENVELOPE_ALLOWANCE = 8 * 1024
@@ -107,6 +121,12 @@ class Gateway:
     bodies: BodyBudget
     keyring: Keyring
     """The keys of this gateway's data (also the portal's session key is derived from it)."""
+    buckets: PartnerBuckets
+    """Each partner's request rate (``[limits] partner_rate``/``partner_burst``)."""
+    tally: RefusalTally = dataclasses.field(default_factory=RefusalTally)
+    """Refusals audited in aggregate (no credential, over the rate): see gateway/tally.py."""
+    tally_since: float = dataclasses.field(default_factory=time.monotonic)
+    """When the tally was last written (monotonic): the summaries say over how long."""
     large_parses: asyncio.Semaphore = dataclasses.field(
         default_factory=lambda: asyncio.Semaphore(LARGE_PARSES)
     )
@@ -179,8 +199,18 @@ def build(config: GatewayConfig) -> Gateway:
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake, context=context)
     soap_limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=SOAP_MAX_MARKUP)
     bodies = BodyBudget(config.limits.inflight_body_mb * 1024 * 1024)
+    buckets = PartnerBuckets(config.limits.partner_rate, config.limits.partner_burst)
     gateway = Gateway(
-        config, partners, broker, ingress, delivery, limits, soap_limits, bodies, store.keyring
+        config,
+        partners,
+        broker,
+        ingress,
+        delivery,
+        limits,
+        soap_limits,
+        bodies,
+        store.keyring,
+        buckets,
     )
     gateway.ebms = inbound
     return gateway
@@ -291,14 +321,19 @@ async def access_lines(
 
 
 def as_partner(request: web.Request) -> tuple[Gateway, Identity, Partner] | web.Response:
-    """The gateway and the calling partner, or the 401 to answer instead."""
+    """The gateway and the calling partner, or the 401 (or 429: over its rate) to answer
+    instead."""
     gw = request.app[GATEWAY_KEY]
     identity = identify(request, gw)
     if identity.partner is None:
+        anonymous(gw, identity, "401", "rest")
         return unread(
             request,
             problem(401, "a partner credential (client certificate or bearer token) is required"),
         )
+    limited = over_rate(request, gw, identity)
+    if limited is not None:
+        return limited
     return gw, identity, identity.partner
 
 
@@ -308,8 +343,45 @@ def as_admin(request: web.Request) -> tuple[Gateway, Identity] | web.Response:
     identity = identify(request, gw)
     if not identity.admin:
         status = 403 if identity.partner else 401
+        if identity.partner is None:
+            anonymous(gw, identity, "401", "rest")
         return unread(request, problem(status, "an admin credential is required"))
     return gw, identity
+
+
+def anonymous(gw: Gateway, identity: Identity, outcome: str, surface: str) -> None:
+    """Count a refusal of a caller without a credential: a metric, and one audit record per
+    interval for all of them (gateway/tally.py), never one per request, so a flood cannot
+    grow the audit log."""
+    UNAUTHENTICATED.labels(surface=surface).inc()
+    gw.tally.note("anonymous", outcome, identity.peer)
+
+
+def over_rate(request: web.Request, gw: Gateway, identity: Identity) -> web.Response | None:
+    """None when the calling partner is within its rate (``[limits] partner_rate``), else the
+    refusal to answer before anything of the request is read: 429 with Retry-After, as a
+    Fo03 StUF046 (the receiver cannot take the message now; re-offer it unchanged) on SOAP
+    and a problem document elsewhere. Counted and audited in aggregate, like anonymous
+    callers: a partner's flood of refusals must not grow the audit log either."""
+    partner = identity.partner
+    if partner is None:
+        return None
+    wait = gw.buckets.take(partner.id)
+    if not wait:
+        return None
+    RATE_LIMITED.labels(partner=partner.id).inc()
+    gw.tally.note(partner.id, "429", identity.peer)
+    after = retry_after(wait)
+    text = (
+        f"more than {gw.buckets.rate:g} requests per second from {partner.id}; "
+        f"try again (the same message, unchanged) after {after} s"
+    )
+    if request.path == SOAP_PATH:
+        response = _fault(gw, "StUF046", "server", text, None, 429)
+    else:
+        response = problem(429, text)
+    response.headers["Retry-After"] = after
+    return unread(request, response)
 
 
 def unread(request: web.Request, response: web.Response) -> web.Response:
@@ -335,12 +407,15 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
     identity = identify(request, gw)
     if identity.partner is None:
         # Nothing of an unknown caller is read or parsed: its body stays unread and the
-        # connection is closed after the answer.
+        # connection is closed after the answer. Audited in aggregate (gateway/tally.py).
         REJECTED.labels(code="StUF052").inc()
-        await gw.ingress.refused_before_envelope(identity, "StUF052", "no credential")
+        anonymous(gw, identity, "StUF052", "soap")
         return unread(
             request, _fault(gw, "StUF052", "client", "sender is not authenticated", None, 500)
         )
+    limited = over_rate(request, gw, identity)
+    if limited is not None:
+        return limited
     async with admitted(request, gw) as data:
         if isinstance(data, web.Response):
             return data
@@ -381,7 +456,11 @@ async def ebms_endpoint(request: web.Request) -> web.StreamResponse:
     identity = identify(request, gw)
     local_peer = gw.config.plain_http and is_loopback(request.remote or "")
     if identity.partner is None and not (local_peer and gw.ebms.loopback_test_mode):
+        anonymous(gw, identity, "401", "ebms")
         return unread(request, problem(401, "a partner client certificate is required"))
+    limited = over_rate(request, gw, identity)
+    if limited is not None:
+        return limited
     async with admitted(request, gw) as body:
         if isinstance(body, web.Response):
             return body
@@ -422,12 +501,39 @@ def _too_large(request: web.Request, gw: Gateway) -> web.Response:
     return problem(413, "message larger than the limit", code="IB007")
 
 
+def soap_refusal(gw: Gateway, request: web.Request, status: int, title: str) -> web.Response | None:
+    """The middleware's refusals (NUL in the target, an unknown Content-Encoding, an
+    unforeseen error) on the SOAP endpoint: a Fo03 fault like every other answer there, not a
+    JSON document a SOAP client cannot read. None elsewhere (a problem document)."""
+    if request.path != SOAP_PATH or request.method != "POST":
+        return None
+    if status >= 500:
+        return _fault(gw, "StUF046", "server", "the message could not be handled", None, 500)
+    return _fault(gw, "StUF055", "client", title, None, 500)
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it passes ``limit`` bytes: for a small limit, less
+    than the application's client_max_size that ``request.read()`` would allow."""
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @contextlib.asynccontextmanager
-async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | web.Response]:
+async def admitted(
+    request: web.Request, gw: Gateway, limit: int | None = None
+) -> AsyncIterator[bytes | web.Response]:
     """The body of an authenticated request, read within the memory budget (503 when the
     budget stays full), bounded in size (413, told by Content-Length before anything is
-    read) and in time (408: a client that trickles its body must not hold a handler)."""
-    limit = gw.config.max_message_bytes + SOAP_ALLOWANCE
+    read) and in time (408: a client that trickles its body must not hold a handler).
+    ``limit``: a smaller size than a message's (the admin API's small JSON bodies)."""
+    small = limit is not None
+    limit = gw.config.max_message_bytes + SOAP_ALLOWANCE if limit is None else limit
     length = request.content_length
     if length is not None and length > limit:
         response = _too_large(request, gw)
@@ -441,7 +547,8 @@ async def admitted(request: web.Request, gw: Gateway) -> AsyncIterator[bytes | w
         reserve = limit if length is None or encoded else length
         async with gw.bodies.reserve(reserve, gw.config.body_timeout):
             try:
-                data = await asyncio.wait_for(request.read(), gw.config.body_timeout)
+                read = _read_at_most(request, limit) if small else request.read()
+                data = await asyncio.wait_for(read, gw.config.body_timeout)
             except web.HTTPRequestEntityTooLarge:
                 yield _too_large(request, gw)
                 return
@@ -495,10 +602,19 @@ def wsdl(request: web.Request) -> web.Response:
 
 
 async def schema_file(request: web.Request) -> web.StreamResponse:
+    """A file of the bundled StUF-GGk schemas. The name is checked before it touches the file
+    system (a NUL, a name longer than the file system allows, a traversal), and a name the
+    file system refuses anyway is a 404 too, not an error."""
     name = request.match_info["name"]
+    if len(name) > MAX_SCHEMA_NAME or not _SAFE_FILE.match(name):
+        return problem(404, "no such schema file")
     root = stuf_ggk_dir().resolve()
-    path = (root / name).resolve()
-    if not _SAFE_FILE.match(name) or root not in path.parents or (not path.is_file()):
+    try:
+        path = (root / name).resolve()
+        found = root in path.parents and path.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
         return problem(404, "no such schema file")
     return web.Response(body=path.read_bytes(), content_type="text/xml", charset="utf-8")
 
@@ -653,7 +769,11 @@ async def message_status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
     identity = identify(request, gw)
     if identity.partner is None and not identity.admin:
+        anonymous(gw, identity, "401", "rest")
         return problem(401, "a credential is required")
+    limited = over_rate(request, gw, identity)
+    if limited is not None:
+        return limited
     viewer = None if identity.admin else identity.partner.id if identity.partner else None
     view = await gw.broker.view(request.match_info["id"], viewer)
     if view is None:  # also for messages of others: no existence oracle
@@ -721,10 +841,14 @@ async def replay(request: web.Request) -> web.Response:
     if isinstance(auth, web.Response):
         return auth
     gw, identity = auth
-    try:
-        body = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return problem(400, "body must be a JSON object")
+    async with admitted(request, gw, REPLAY_BODY_BYTES) as data:
+        if isinstance(data, web.Response):
+            return data
+        try:
+            body = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            # RecursionError: nesting deeper than the interpreter's stack (a few KB of '[')
+            return problem(400, "body must be a JSON object")
     if not isinstance(body, dict):
         return problem(400, "body must be a JSON object")
     message_id, partner, since = body.get("message_id"), body.get("partner"), body.get("since")
@@ -771,7 +895,10 @@ async def figures(request: web.Request) -> web.Response:
     if identity.admin:
         gemeente = asked
     elif identity.partner is None:
+        anonymous(gw, identity, "401", "rest")
         return problem(401, "a credential is required")
+    elif (limited := over_rate(request, gw, identity)) is not None:
+        return limited
     elif identity.partner.kind is not PartnerKind.GEMEENTE:
         return problem(403, "figures are for gemeenten and the operator")
     elif asked not in (None, identity.partner.id):
@@ -873,6 +1000,7 @@ def make_app(gw: Gateway) -> web.Application:
         middlewares=[access_lines, problems_not_tracebacks],
     )
     app[GATEWAY_KEY] = gw
+    app[REFUSAL_FORM] = lambda request, status, title: soap_refusal(gw, request, status, title)
     app.router.add_post(SOAP_PATH, soap_endpoint)
     app.router.add_get(SOAP_PATH, soap_endpoint)
     app.router.add_get("/ggk/wsdl/{name:.+}", schema_file)
@@ -928,12 +1056,27 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+async def audit_refusals(gw: Gateway) -> None:
+    """Write the refusals counted since the last time as one audit record per (who, why)."""
+    now = time.monotonic()
+    events = gw.tally.summaries(now - gw.tally_since)
+    gw.tally_since = now
+    for event in events:
+        log.warning("refusals.summary", actor=event.actor, outcome=event.outcome)
+        try:
+            await gw.broker.audit_event(event)
+        except StorageError:
+            log.error("audit.write_failed", action=event.action)
+
+
 async def maintenance(gw: Gateway) -> None:
-    """Sign the audit chain head every checkpoint_seconds; apply retention hourly."""
+    """Sign the audit chain head every checkpoint_seconds, after the refusals counted since
+    the last one (gateway/tally.py); apply retention hourly."""
     next_purge = 0.0
     while True:
         await asyncio.sleep(gw.config.checkpoint_seconds)
         try:
+            await audit_refusals(gw)
             await gw.broker.checkpoint()
             if time.time() >= next_purge:
                 purged = await gw.broker.purge(time.time() - gw.config.retention_days * 86400)
@@ -1023,6 +1166,7 @@ async def run(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await audit_refusals(gw)  # what was counted since the last checkpoint
         with contextlib.suppress(StorageError):
             await gw.broker.checkpoint()  # and at a clean stop: the tail is signed
         if gw.ebms is not None:

@@ -202,7 +202,36 @@ def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
     c.update(soap_cases())
     c.update(payload_cases())
     c.update(credential_cases())
+    c.update(transport_cases())
     return c
+
+
+def transport_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """The HTTP layer's refusals on the SOAP endpoint: a Fo03 fault there too, never JSON or a
+    bare 500 (``headers`` are sent with the request)."""
+    return {
+        "soap-unknown-content-encoding.xml": (
+            di01(wmo301("WMO301E0001")),
+            {
+                **refused("StUF055"),
+                "headers": {"Content-Encoding": "br"},
+                "note": "refused by the middleware before the handler: still a Fo03",
+            },
+        ),
+        "soap-unauthenticated-bogus-gzip.xml": (
+            b"this is not gzip",
+            {
+                **refused("StUF052"),
+                "as": None,
+                "headers": {"Content-Encoding": "gzip"},
+                "note": "no credential: refused unread, the body is never decoded",
+            },
+        ),
+        "soap-unauthenticated-unknown-body-element.xml": (
+            wrap(b'<x:Bestel xmlns:x="urn:x"/>'),
+            {**refused("StUF052"), "as": None, "soapaction": None},
+        ),
+    }
 
 
 def wmo301(identificatie: str, old: bytes = b"", new: bytes = b"") -> bytes:
@@ -556,6 +585,12 @@ GENERATED: dict[str, dict[str, object]] = {
         **ACCEPTED,
         "builds": "a valid WMO323 of ~15 MB (a 20 MB SOAP request, one base64 text node)",
     },
+    "generated-replay-json-100k-deep": {
+        "status": 413,
+        "code": None,
+        "builds": "POST /api/v1/admin/replay (admin) with JSON nested 100,000 deep (200 KB): "
+        "over the 4 KiB a replay body may have, refused before it is parsed",
+    },
     "generated-slow-body": {
         "status": 408,
         "code": None,
@@ -615,6 +650,21 @@ HTTP: dict[str, dict[str, object]] = {
     "http-replay-message-id-number": http(
         "POST", "/api/v1/admin/replay", 400, token="admin", body='{"message_id": 5}'
     ),
+    "http-replay-json-nested-deep": http(
+        "POST",
+        "/api/v1/admin/replay",
+        400,
+        token="admin",
+        body="[" * 2000 + "]" * 2000,
+        note="within the 4 KiB limit, deeper than Python's recursion limit",
+    ),
+    "http-schema-file-name-too-long": http(
+        "GET",
+        "/ggk/wsdl/" + "a" * 300 + ".xsd",
+        404,
+        note="longer than a file name may be: refused before the file system is asked",
+    ),
+    "http-schema-file-nul": http("GET", "/ggk/wsdl/stuf0301_types.wsdl%00", 400),
     "http-replay-not-utf8": http("POST", "/api/v1/admin/replay", 400, token="admin", body="\udcff"),
     "http-submit-not-xml": http("POST", "/api/v1/messages", 422, token="0150", body="hello"),
     "http-submit-bad-idempotency-key": http(

@@ -91,6 +91,10 @@ def make_setup(directory: Path, sink_port: int, **delivery: float) -> Setup:
         "backoff_base": 0.05,
         "backoff_max": 0.2,
         "timeout": 5.0,
+        # tests send faster than a partner may (sequential requests, hundreds): the rate
+        # limit has its own test (tests/test_limits.py), which sets it low
+        "partner_rate": 10_000,
+        "partner_burst": 10_000,
         **delivery,
     }
     for key, value in settings.items():
