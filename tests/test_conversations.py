@@ -9,6 +9,7 @@ unlinked in the receiver's REST inbox, message status and portal inbox."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -22,12 +23,15 @@ from tests.conftest import SAMPLES
 from tests.gatewaykit import (
     Setup,
     Sink,
+    another_process,
     fo03_code,
     make_setup,
     portal_session,
     post_soap,
     rest,
     running,
+    serve,
+    use_kafka,
 )
 
 WMO301 = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
@@ -237,3 +241,52 @@ def test_the_conversations_setting_is_strict_or_lenient(setup: Setup) -> None:
     setup.config_path.write_text(text.replace('conversations = "strict"', 'conversations = "x"'))
     with pytest.raises(ConfigError, match="conversations is 'strict' or 'lenient'"):
         load(setup.config_path)
+
+
+@pytest.mark.kafka
+async def test_kafka_answers_alike_even_right_after_the_heen_at_another_process(
+    tmp_path: Path, sink: Sink, kafka_bootstrap: str
+) -> None:
+    """Two processes on one cluster: a retour reaching process b just after its heenbericht's
+    Bv03 from process a is linked (b's view waits for the router on a miss, instead of
+    refusing it as unknown); an intruder's answer is refused there like an unknown one."""
+    setup = use_kafka(
+        make_setup(tmp_path / "gw", sink.port), kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}"
+    )
+    other = another_process(setup, "b")
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        processes.append(await serve(setup, tmp_path / "a.log"))
+        processes.append(await serve(other, tmp_path / "b.log"))
+        status, soap_heen = await submit(setup, "0150", heen("WMO301A0001"))
+        assert status == 202, soap_heen
+        status, body = await post_soap(
+            other,
+            du01("12345678", soap_heen["referentienummer"], "WMO302K0001"),
+            partner="12345678",
+        )
+        assert status == 200, body
+        status, rest_heen = await submit(setup, "0150", heen("WMO301A0002"))
+        assert status == 202, rest_heen
+        payload = retour_payload("12345678", "WMO301A0002", "WMO302K0002")
+        status, body = await submit(other, "12345678", payload)
+        assert status == 202, body
+
+        answers = []
+        for n, ref in enumerate((soap_heen["referentienummer"], str(uuid.uuid4()))):
+            status, fault = await post_soap(
+                other, du01("87654321", ref, f"WMO302K001{n}"), partner="87654321"
+            )
+            assert fo03_code(fault) == "StUF043", fault
+            answers.append(answer(status, fault))
+        assert answers[0] == answers[1]
+        for heen_id in (soap_heen["id"], rest_heen["id"]):
+            _, view = await rest(other, "GET", f"/api/v1/messages/{heen_id}", token=other.token())
+            assert len(view["conversation"]) == 2, view
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+    for log in (tmp_path / "a.log", tmp_path / "b.log"):
+        assert "Traceback" not in log.read_text()
