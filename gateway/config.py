@@ -130,6 +130,11 @@ class GatewayConfig:
     text_functies: tuple[str, ...] = ()
     """Functies (never an iWmo/iJw message code) whose free text payloads are accepted."""
     business_rules: str = "reject"
+    conversations: str = "strict"
+    """``strict``: a Du01/Fo01 (or REST retour) must answer a message its ontvanger sent to
+    its zender, else StUF043. ``lenient`` (migrations: heenberichten sent before this gateway
+    carried them): an answer to an unknown reference is routed by its envelope, unlinked, and
+    marked as unlinked in the receiver's inbox (docs/conversations.md)."""
     schema_dirs: tuple[Path, ...] = ()
     tls: TlsConfig | None = None
     admin_token_sha256: str | None = None
@@ -223,6 +228,7 @@ def load(path: Path) -> GatewayConfig:
             text_functies=tuple(str(f) for f in gw.get("text_functies", [])),
             max_database_mb=int(gw["max_database_mb"]) if gw.get("max_database_mb") else None,
             business_rules=str(gw.get("business_rules", "reject")),
+            conversations=str(gw.get("conversations", "strict")),
             schema_dirs=tuple(rel(d) for d in gw.get("schema_dirs", [])),
             tls=tls,
             admin_token_sha256=raw.get("auth", {}).get("admin_token_sha256"),
@@ -293,6 +299,10 @@ def check(config: GatewayConfig) -> None:
         raise ConfigError(f"{config.path}: broker = 'kafka' needs a [kafka] table")
     if config.business_rules not in ("reject", "record"):
         raise ConfigError(f"{config.path}: business_rules is 'reject' or 'record'")
+    if config.conversations not in ("strict", "lenient"):
+        raise ConfigError(
+            f"{config.path}: conversations is 'strict' or 'lenient', not {config.conversations!r}"
+        )
     if config.plain_http and not is_loopback(config.host):
         raise ConfigError(
             f"{config.path}: plain_http is only allowed on a loopback address, not {config.host}"

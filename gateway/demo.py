@@ -112,6 +112,8 @@ data_dir = "data"
 broker = "sqlite"            # or "kafka": several processes share the work (see [kafka] below)
 partners = "partners.toml"
 business_rules = "reject"   # or "record": deliver and only record level 2-4 rule violations
+conversations = "strict"    # a Du01/Fo01 must answer a message between its two parties (else
+                            # StUF043); "lenient" (migrations): deliver it marked unlinked
 body_timeout = 60           # seconds a client may take to send its request body (else 408)
 # max_database_mb = 10240   # quota: refuse new messages (StUF046) before the disk fills
 text_functies = []          # functies whose free text payloads are accepted (closed list;

@@ -42,6 +42,17 @@ ENVELOPE_CODES = {
     "XML-SIZE": "IB007",
 }
 
+NOT_YOUR_CONVERSATION = (
+    "crossRefnummer names no message that the ontvanger sent to you through this gateway"
+)
+"""The one refusal for an unknown reference and for another pair's: no existence oracle."""
+
+ANSWERABLE: dict[env.Kind, tuple[str, ...]] = {
+    env.Kind.DU01: ("Di01",),
+    env.Kind.FO01: ("Di01", "Du01"),
+}
+"""What an answer may refer to: a retour answers a heenbericht; a Fo01 either of them."""
+
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -99,8 +110,13 @@ class Ingress:
         payloads: PayloadValidator | None = None,
         text_functies: frozenset[str] = frozenset(),
         figure_keys: FigureKeys | None = None,
+        lenient_conversations: bool = False,
     ) -> None:
         self.validator = validator
+        self.lenient_conversations = lenient_conversations
+        """``[gateway] conversations = "lenient"``: an answer to a reference that is not a
+        message between its two parties is routed by its envelope and stored unlinked
+        (migrations), instead of refused with StUF043."""
         self.figure_keys = figure_keys
         """Keys of the beleidsinformatie facts (gateway/figures.py); None: none are taken."""
         self.payloads = payloads or PayloadValidator(validator, ())
@@ -321,16 +337,21 @@ class Ingress:
         assert identity.partner is not None
         receiver = envelope.ontvanger.organisatie
         heen_id: str | None = None
-        if envelope.kind is not env.Kind.DI01 and envelope.cross_ref:
-            # A conversation belongs to its two parties: a Du01/Fo01 is linked only to a
-            # message its ontvanger sent to its zender. Any other reference is treated exactly
-            # like one this gateway never saw (routed by the envelope, not linked), so the
-            # answer says nothing about other partners' messages.
+        if envelope.kind is not env.Kind.DI01:
             heen = await self.broker.find_conversation(
-                envelope.cross_ref, zender=receiver, ontvanger=identity.partner.id
+                envelope.cross_ref or "",
+                zender=receiver,
+                ontvanger=identity.partner.id,
+                kinds=ANSWERABLE[envelope.kind],
             )
             if heen is not None:
                 heen_id = heen["id"]
+            elif not self.lenient_conversations:
+                # A conversation belongs to its two parties: a Du01/Fo01 answers only a
+                # message its ontvanger sent to its zender. Another pair's reference gets
+                # exactly the answer of one this gateway never saw (same code, same words, the
+                # same lookup), so the refusal says nothing about other partners' messages.
+                return self._reject(envelope, "StUF043", "client", NOT_YOUR_CONVERSATION)
         routed = RoutedMessage(
             functie=envelope.functie or envelope.kind.value,
             standard=message.standard.value if message else None,

@@ -68,6 +68,12 @@ def _paging(maximum: int) -> list[dict[str, Any]]:
 _TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
 _EPOCH = {"type": ["number", "null"], "description": "seconds since 1970-01-01T00:00:00Z"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
+_UNLINKED = {
+    "type": "boolean",
+    "description": "a Du01/Fo01 whose reference names no message between its two parties: "
+    'accepted only with [gateway] conversations = "lenient" (or before the gateway was '
+    "strict); treat its crossRefnummer as unverified",
+}
 _CURSOR = {
     "type": ["integer", "null"],
     "description": "pass as `after` for the next page; null on the last page",
@@ -156,6 +162,7 @@ SCHEMAS: dict[str, Any] = {
             "functie": _NULLABLE_STRING,
             "message_code": _NULLABLE_STRING,
             "heen_id": _NULLABLE_STRING,
+            "unlinked": _UNLINKED,
             "retourcodes": _NULLABLE_STRING,
             "deliveries": {"type": "array", "items": _ref("Delivery")},
             "events": {"type": "array", "items": _ref("Event")},
@@ -173,6 +180,7 @@ SCHEMAS: dict[str, Any] = {
             "referentienummer": {"type": "string"},
             "cross_ref": _NULLABLE_STRING,
             "received_at": _TIME,
+            "unlinked": _UNLINKED,
         },
     },
     "Inbox": {
@@ -314,8 +322,11 @@ OPENAPI: dict[str, Any] = {
                         "name": "cross_ref",
                         "in": "query",
                         "schema": {"type": "string"},
-                        "description": "for a retour: the Di01 referentienummer, when the "
-                        "heenbericht did not pass this gateway",
+                        "description": "for a retour: the Di01 referentienummer. The "
+                        "payload's BerichtIdentificatie decides: when its heenbericht passed "
+                        "this gateway, cross_ref must name that message (else StUF043); when "
+                        "it did not, the retour is refused (StUF043) unless conversations = "
+                        '"lenient", where cross_ref is required and the retour goes unlinked',
                     },
                 ],
                 "requestBody": {"required": True, "content": _XML},

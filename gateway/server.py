@@ -187,6 +187,7 @@ def build(config: GatewayConfig) -> Gateway:
         payloads=PayloadValidator(validator, config.schema_dirs),
         text_functies=frozenset(config.text_functies),
         figure_keys=FigureKeys(store.keyring.figures_key),
+        lenient_conversations=config.conversations == "lenient",
     )
     context: dict[str, Any] = {}
     inbound: EbmsInbound | None = None
@@ -659,6 +660,45 @@ def _refused(status: int, title: str, **extra: Any) -> Submitted:
     return Submitted(status, {"title": title, **extra})
 
 
+async def _retour_reference(
+    gw: Gateway,
+    partner: Partner,
+    afzender: str,
+    heen_code: str,
+    heen: dict[str, Any] | None,
+    cross_ref: str | None,
+) -> str | Submitted:
+    """The crossRefnummer of a REST retour, or its refusal (StUF043). The heenbericht named
+    by the payload (its BerichtIdentificatie) decides; an explicit ``cross_ref`` must name
+    that same message, so it can never link a retour into another conversation. Without such
+    a heenbericht the retour is refused, unless ``[gateway] conversations = "lenient"``: then
+    ``cross_ref`` (a heenbericht that did not pass this gateway) is required and the retour
+    goes out unlinked; one naming another of this pair's messages is refused as well."""
+    other = _refused(
+        422,
+        "cross_ref does not name the heenbericht that this retour's BerichtIdentificatie "
+        "answers; leave it out",
+        code="StUF043",
+    )
+    if heen is not None:
+        if cross_ref is not None and cross_ref != heen["referentienummer"]:
+            return other
+        return str(heen["referentienummer"])
+    unknown = f"no {heen_code} with this Identificatie was sent to you through this gateway"
+    if gw.config.conversations != "lenient":
+        return _refused(422, unknown, code="StUF043")
+    if not cross_ref:
+        return _refused(
+            422,
+            f"{unknown}; give ?cross_ref=<its Di01 referentienummer> to send it unlinked",
+            code="StUF043",
+        )
+    named = await gw.broker.find_conversation(
+        cross_ref, zender=afzender, ontvanger=partner.id, kinds=("Di01",)
+    )
+    return other if named is not None else cross_ref
+
+
 async def submit_payload(
     gw: Gateway,
     identity: Identity,
@@ -711,18 +751,14 @@ async def submit_payload(
             else None
         )
         # Only a heen message addressed to the caller can be answered by it; any other looks
-        # exactly like one this gateway never saw.
+        # exactly like one this gateway never saw. The payload's own reference decides.
         heen = await gw.broker.find_heen(
             afzender or "", heen_code, ident or "", ontvanger=partner.id
         )
-        cross_ref = cross_ref or (heen["referentienummer"] if heen else None)
-        if not cross_ref:
-            return _refused(
-                422,
-                f"no {heen_code} with this Identificatie was sent to you through this "
-                "gateway; give ?cross_ref=<Di01 referentienummer>",
-                code="StUF043",
-            )
+        linked = await _retour_reference(gw, partner, afzender or "", heen_code, heen, cross_ref)
+        if isinstance(linked, Submitted):
+            return linked
+        cross_ref = linked
         data = env.build_du01(
             payload,
             zender=zender,

@@ -189,10 +189,11 @@ def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
         "du01-uncorrelated.xml": (
             du01(WMO302),
             {
-                **ACCEPTED,
+                **refused("StUF043"),
                 "as": "12345678",
                 "soapaction": DU01,
-                "note": "its Di01 did not pass this gateway: routed by the envelope",
+                "note": 'its Di01 did not pass this gateway (conversations = "lenient" routes '
+                "it by the envelope, marked unlinked)",
             },
         ),
         "no-credentials.xml": (di01(), {**refused("StUF052"), "as": None}),
@@ -352,8 +353,8 @@ def retour_from(partner: str, cross_ref: str, identificatie: str) -> bytes:
 
 
 def conversation_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
-    """A conversation belongs to its two parties: another partner's reference answers
-    exactly like one the gateway never saw (accepted, routed by the envelope, not linked)."""
+    """A conversation belongs to its two parties: another pair's reference is refused
+    exactly like one the gateway never saw (StUF043, the same words: test_trust_boundary)."""
     unknown = "0e09a81f-64a0-4793-b946-d6538fb3f37e"
     fo01 = env.build_fo01(
         zender="87654321",
@@ -372,23 +373,23 @@ def conversation_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
         "conversation-intruder-du01.xml": (
             retour_from("87654321", OWNED_REF, "WMO302C0001"),
             {
-                **ACCEPTED,
+                **refused("StUF043"),
                 "as": "87654321",
                 "soapaction": DU01,
-                "note": "same answer as an unknown reference; not linked (test_trust_boundary)",
+                "note": "the same answer as an unknown reference (test_trust_boundary)",
             },
         ),
         "conversation-intruder-du01-unknown-ref.xml": (
             retour_from("87654321", unknown, "WMO302C0002"),
-            {**ACCEPTED, "as": "87654321", "soapaction": DU01},
+            {**refused("StUF043"), "as": "87654321", "soapaction": DU01},
         ),
         "conversation-intruder-fo01.xml": (
             soap.wrap_request(fo01),
             {
-                **ACCEPTED,
+                **refused("StUF043"),
                 "as": "87654321",
                 "soapaction": f"{env.STUF_NS}/Fo01",
-                "note": "same answer as an unknown reference; not linked",
+                "note": "the same answer as an unknown reference",
             },
         ),
         "conversation-owner-du01.xml": (

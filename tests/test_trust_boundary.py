@@ -82,13 +82,14 @@ async def test_a_conversation_belongs_to_its_two_parties(setup: Setup) -> None:
         assert status == 202, accepted
         heen_id = accepted["id"]
 
-        # Another zorgaanbieder answers 0150's message: the same answer as for a reference
-        # that never passed (Bv03), but it is not linked to the conversation.
+        # Another zorgaanbieder answers 0150's message: refused with the same code as a
+        # reference that never passed (StUF043; tests/test_conversations.py compares the
+        # whole answers), and nothing is linked to the conversation.
         for cross_ref, ident in ((heen_ref, "WMO302X0001"), (str(uuid.uuid4()), "WMO302X0002")):
             code, body = await post_soap(
                 setup, retour("87654321", cross_ref, ident), token=setup.token("87654321")
             )
-            assert code == 200 and b"Bv03Bericht" in body
+            assert code == 500 and fo03_code(body) == "StUF043", body
         _, view = await rest(setup, "GET", f"/api/v1/messages/{heen_id}", token=setup.token())
         assert [c["id"] for c in view["conversation"]] == [heen_id]
         _, late = await rest(setup, "GET", "/api/v1/admin/overdue?days=0", token=setup.token())

@@ -154,10 +154,16 @@ class Broker(Protocol):
     async def next_due(self) -> float | None: ...
 
     async def find_conversation(
-        self, referentienummer: str, *, zender: str, ontvanger: str
+        self,
+        referentienummer: str,
+        *,
+        zender: str,
+        ontvanger: str,
+        kinds: tuple[str, ...] = ("Di01", "Du01"),
     ) -> dict[str, Any] | None:
-        """The message ``zender`` sent to ``ontvanger`` under ``referentienummer`` (the one
-        a retour or Fo01 from ``ontvanger`` may refer to), or None."""
+        """The message of one of ``kinds`` that ``zender`` sent to ``ontvanger`` under
+        ``referentienummer`` (the one a retour or Fo01 from ``ontvanger`` may refer to), or
+        None, the same None whether no such reference exists or it belongs to another pair."""
         ...
 
     async def find_heen(

@@ -110,6 +110,8 @@ MAX_RECORD_BYTES = 32 * 1024 * 1024
 """Above the largest message the gateway accepts (25 MB) plus its sealing and metadata."""
 BUFFER_RECORDS = 2000
 """Delivery records held in memory at most; the fetch loop waits when this many are."""
+SETTLE_SECONDS = 5.0
+"""How long a lookup that found nothing waits for the router and the view to catch up."""
 
 
 def client_settings(config: KafkaConfig) -> dict[str, Any]:
@@ -959,18 +961,62 @@ class KafkaBroker:
     # --- queries: the local view answers them --------------------------------------------------
 
     async def find_conversation(
-        self, referentienummer: str, *, zender: str, ontvanger: str
+        self,
+        referentienummer: str,
+        *,
+        zender: str,
+        ontvanger: str,
+        kinds: tuple[str, ...] = ("Di01", "Du01"),
     ) -> dict[str, Any] | None:
-        return await self.local.find_conversation(
-            referentienummer, zender=zender, ontvanger=ontvanger
-        )
+        def lookup() -> Awaitable[dict[str, Any] | None]:
+            return self.local.find_conversation(
+                referentienummer, zender=zender, ontvanger=ontvanger, kinds=kinds
+            )
+
+        return await lookup() or await self._after_settling(lookup)
 
     async def find_heen(
         self, payload_sender: str, message_code: str, identificatie: str, *, ontvanger: str
     ) -> dict[str, Any] | None:
-        return await self.local.find_heen(
-            payload_sender, message_code, identificatie, ontvanger=ontvanger
-        )
+        def lookup() -> Awaitable[dict[str, Any] | None]:
+            return self.local.find_heen(
+                payload_sender, message_code, identificatie, ontvanger=ontvanger
+            )
+
+        return await lookup() or await self._after_settling(lookup)
+
+    async def _after_settling(
+        self, lookup: Callable[[], Awaitable[dict[str, Any] | None]]
+    ) -> dict[str, Any] | None:
+        """``lookup`` again once the view holds everything accepted before now. A retour can
+        follow its heenbericht's Bv03 before the router (here or in another process) wrote
+        that heenbericht to ``events``; refusing it as unknown would be wrong. Every miss takes
+        this path, so an unknown reference and another pair's answer alike (no oracle)."""
+        try:
+            async with asyncio.timeout(SETTLE_SECONDS):
+                await self._routed_until_now()
+                await self._catch_up()
+        except TimeoutError:
+            log.warning("kafka.settle_timeout", seconds=SETTLE_SECONDS)
+        except KafkaError as exc:
+            log.warning("kafka.settle_failed", error=str(exc)[:200])
+        return await lookup()
+
+    async def _routed_until_now(self) -> None:
+        """Wait until the router group has committed every ``accepted`` record there is now
+        (its offsets commit in the transaction that writes the records to ``events``)."""
+        router = self._router
+        if router is None:
+            return
+        partitions = router.partitions_for_topic(self.t_accepted) or set()
+        ends = await router.end_offsets([TopicPartition(self.t_accepted, p) for p in partitions])
+        while ends:
+            pairs = list(ends.items())
+            committed = await asyncio.gather(*(router.committed(tp) for tp, _ in pairs))
+            behind = zip(pairs, committed, strict=True)
+            ends = {tp: end for (tp, end), done in behind if end > (done or 0)}
+            if ends:
+                await asyncio.sleep(0.05)
 
     async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:
         return await self.local.view(message_id, viewer)

@@ -828,12 +828,19 @@ class SqliteBroker:
     # --- queries -----------------------------------------------------------------------------
 
     async def find_conversation(
-        self, referentienummer: str, *, zender: str, ontvanger: str
+        self,
+        referentienummer: str,
+        *,
+        zender: str,
+        ontvanger: str,
+        kinds: tuple[str, ...] = ("Di01", "Du01"),
     ) -> dict[str, Any] | None:
+        marks = ", ".join("?" * len(kinds))
         rows = await self.read(
             "SELECT id, zender, ontvanger, kind, functie, referentienummer FROM messages "
-            "WHERE referentienummer = ? AND zender = ? AND ontvanger = ? LIMIT 1",
-            (referentienummer, zender, ontvanger),
+            f"WHERE referentienummer = ? AND zender = ? AND ontvanger = ? AND kind IN ({marks}) "
+            "LIMIT 1",
+            (referentienummer, zender, ontvanger, *kinds),
         )
         return dict(rows[0]) if rows else None
 
@@ -859,6 +866,9 @@ class SqliteBroker:
             return None
         data = dict(rows[0])
         mid = data["id"]
+        # an answer whose reference named no message between its two parties ([gateway]
+        # conversations = "lenient", or accepted before that was strict)
+        data["unlinked"] = data["kind"] != "Di01" and data["heen_id"] is None
         deliveries = [
             dict(r)
             for r in await self.read(
@@ -893,12 +903,12 @@ class SqliteBroker:
     async def inbox(self, partner: str, limit: int, after: int = 0) -> list[dict[str, Any]]:
         rows = await self.read(
             "SELECT d.id AS cursor, m.id, m.kind, m.functie, m.zender, m.referentienummer, "
-            "m.cross_ref, m.received_at FROM deliveries d JOIN messages m ON m.id = "
-            "d.message_id WHERE d.destination = ? AND d.state = 'inbox' AND d.id > ? "
-            "ORDER BY d.id LIMIT ?",
+            "m.cross_ref, m.received_at, (m.kind <> 'Di01' AND m.heen_id IS NULL) AS unlinked "
+            "FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            "WHERE d.destination = ? AND d.state = 'inbox' AND d.id > ? ORDER BY d.id LIMIT ?",
             (partner, after, limit),
         )
-        return [dict(r) for r in rows]
+        return [{**dict(r), "unlinked": bool(r["unlinked"])} for r in rows]
 
     async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
         rows = await self.read(
