@@ -202,3 +202,23 @@ async def test_every_answer_is_https_only_and_kept_from_caches(setup: Setup) -> 
             ):
                 assert answer.headers.get("Strict-Transport-Security") == "max-age=31536000", path
                 assert answer.headers.get("Cache-Control") == "no-store", path
+
+
+async def test_plain_http_answers_carry_no_hsts_but_stay_out_of_caches(tmp_path: Path) -> None:
+    """HSTS over plain HTTP would be ignored at best; on a development gateway (plain_http,
+    loopback only) it is left out, ``no-store`` stays."""
+    setup = make_setup(tmp_path / "gw", 9)
+    config = setup.config_path.read_text().replace("[tls]", "[unused_tls]")
+    config = config.replace(f"port = {setup.port}\n", f"port = {setup.port}\nplain_http = true\n")
+    setup.config_path.write_text(config)
+    async with (
+        running(setup),
+        aiohttp.ClientSession() as client,
+        client.get(
+            f"http://127.0.0.1:{setup.port}/api/v1/inbox",
+            headers={"Authorization": f"Bearer {setup.token('12345678')}"},
+        ) as answer,
+    ):
+        assert answer.status == 200
+        assert "Strict-Transport-Security" not in answer.headers
+        assert answer.headers.get("Cache-Control") == "no-store"
