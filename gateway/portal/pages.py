@@ -144,12 +144,17 @@ class Pages:
 
     @contextlib.asynccontextmanager
     async def posted(
-        self, request: web.Request, visitor: Visitor, limit: int
+        self,
+        request: web.Request,
+        visitor: Visitor,
+        limit: int,
+        page: Callable[[int, str], web.Response] | None = None,
     ) -> AsyncIterator[dict[str, Any] | web.Response]:
         """The posted form, held within the gateway's body budget for the block, when it is
         at most ``limit`` bytes, arrives within ``body_timeout``, comes from this site and
         carries the session's CSRF token; otherwise the answer that refuses it (the
-        connection closed when its body was not read)."""
+        connection closed when its body was not read); ``page`` shows a refused body (status,
+        reason) on the form's own page instead of a notice."""
         if not same_origin(request):
             response = self.refused_form(request, visitor)
             response.force_close()
@@ -157,8 +162,11 @@ class Pages:
             return
         async with admitted_form(request, self.deps.bodies, limit, self.deps.body_timeout) as form:
             if isinstance(form, Refusal):
-                response = self.notice(
-                    request, visitor, form.status, "Form not read", form.reason.capitalize() + "."
+                reason = form.reason.capitalize() + "."
+                response = (
+                    page(form.status, reason)
+                    if page is not None
+                    else self.notice(request, visitor, form.status, "Form not read", reason)
                 )
                 response.force_close()
                 yield response

@@ -128,7 +128,12 @@ class PartnerPages(Pages):
 
     async def _upload(self, request: web.Request, visitor: Visitor) -> web.StreamResponse:
         assert visitor.partner is not None
-        async with self.posted(request, visitor, self.deps.max_upload + UPLOAD_ALLOWANCE) as data:
+        limit = self.deps.max_upload + UPLOAD_ALLOWANCE
+
+        def refused(status: int, reason: str) -> web.Response:
+            return self.upload_refused(request, visitor, status, reason)
+
+        async with self.posted(request, visitor, limit, refused) as data:
             if isinstance(data, web.Response):
                 return data
             field = data.get("file")
