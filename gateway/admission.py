@@ -14,6 +14,11 @@ import asyncio
 import contextlib
 import zlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import http_exceptions, web
+from multidict import MultiDictProxy
 
 
 class BudgetExhausted(Exception):
@@ -78,3 +83,53 @@ def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
     if not inflater.eof:
         raise BadEncoding(encoding)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a form was not read: the HTTP status and the gateway's own words for it."""
+
+    status: int
+    reason: str
+
+
+Form = MultiDictProxy[Any]
+
+
+@contextlib.asynccontextmanager
+async def admitted_form(
+    request: web.Request, budget: BodyBudget, limit: int, timeout: float
+) -> AsyncIterator[Form | Refusal]:
+    """A posted form (urlencoded or multipart), read within the one body budget: at most
+    ``limit`` bytes as told by Content-Length before a byte is read (411 without one, 413
+    above it: browsers always send it), reserved against the budget while the caller holds
+    the form (503 when it stays full), and received within ``timeout`` (408: a browser that
+    trickles its body must not hold a handler, an upload slot or budget). A form is a few
+    KB; only the upload form may be as large as a message. Any refusal leaves the body
+    unread: the caller answers and closes the connection."""
+    length = request.content_length
+    if request.headers.get("Transfer-Encoding") or length is None:
+        yield Refusal(411, "a form needs a Content-Length")
+        return
+    if length > limit:
+        yield Refusal(413, f"the form is larger than {limit:,} bytes")
+        return
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        yield Refusal(415, "a form is not sent compressed")
+        return
+    try:
+        async with budget.reserve(length, timeout):
+            try:
+                form = await asyncio.wait_for(request.post(), timeout)
+            except TimeoutError:
+                yield Refusal(408, "the form was not received in time")
+                return
+            except web.HTTPRequestEntityTooLarge:
+                yield Refusal(413, f"the form is larger than {limit:,} bytes")
+                return
+            except (ValueError, web.RequestPayloadError, http_exceptions.HttpProcessingError):
+                yield Refusal(400, "the form could not be read")
+                return
+            yield form
+    except BudgetExhausted:
+        yield Refusal(503, "the gateway is busy with large messages; try again in a moment")

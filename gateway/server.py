@@ -1030,6 +1030,29 @@ async def openapi(request: web.Request) -> web.Response:
 # --- assembly ------------------------------------------------------------------------------
 
 
+HSTS = "max-age=31536000"
+"""A year: a browser that once reached the gateway over HTTPS never tries plain HTTP (and
+never lets a user click through a certificate warning) for it again."""
+
+
+def answer_headers(https: bool) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """Headers every answer carries, set as it is prepared (also for raised HTTP errors and
+    answers of the portal): ``Strict-Transport-Security`` when served over TLS, and
+    ``Cache-Control: no-store`` unless the handler chose caching itself (static files):
+    inbox listings, envelopes, message views and portal pages carry BSNs and messages,
+    which no browser cache or proxy may keep. Two dictionary writes: the hot path stays
+    cheap."""
+
+    async def prepare(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        if https:
+            headers["Strict-Transport-Security"] = HSTS
+        if "Cache-Control" not in headers:
+            headers["Cache-Control"] = "no-store"
+
+    return prepare
+
+
 def make_app(gw: Gateway) -> web.Application:
     app = web.Application(
         client_max_size=gw.config.max_message_bytes + SOAP_ALLOWANCE,
@@ -1037,6 +1060,9 @@ def make_app(gw: Gateway) -> web.Application:
     )
     app[GATEWAY_KEY] = gw
     app[REFUSAL_FORM] = lambda request, status, title: soap_refusal(gw, request, status, title)
+    app.on_response_prepare.append(
+        answer_headers(gw.config.tls is not None and not gw.config.plain_http)
+    )
     app.router.add_post(SOAP_PATH, soap_endpoint)
     app.router.add_get(SOAP_PATH, soap_endpoint)
     app.router.add_get("/ggk/wsdl/{name:.+}", schema_file)
@@ -1084,6 +1110,8 @@ def _portal_deps(gw: Gateway) -> PortalDeps:
         overdue_days=gw.config.overdue_days,
         min_cell=gw.config.figures_min_cell,
         max_upload=gw.config.max_message_bytes,
+        bodies=gw.bodies,
+        body_timeout=gw.config.body_timeout,
     )
 
 

@@ -804,6 +804,18 @@ HTTP: dict[str, dict[str, object]] = {
         headers={"Content-Type": "application/x-www-form-urlencoded"},
         note="the one form read before anyone is known is bounded (4 KiB), not the message limit",
     ),
+    "portal-signin-compressed-form": http(
+        "POST",
+        "/portal/signin",
+        415,
+        body="csrf=x&method=token&token=x",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Encoding": "gzip",
+        },
+        note="a browser never compresses a form: a compressed one is refused unread, never "
+        "inflated (its size says nothing about what it expands to)",
+    ),
 }
 """Hostile requests to the REST and HTTP side, answered by a problem document, not a 500."""
 

@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from lxml import etree
@@ -439,3 +440,49 @@ async def test_unreadable_records_go_to_the_dead_letter_topic(
         finally:
             await consumer.stop()
         assert sorted(got) == [b"garbage", b"{}"]
+
+
+async def test_a_session_signed_out_at_one_process_is_refused_at_every_other(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Sign-out revokes the session for the cluster: the revocation travels on ``events``,
+    so a copy of the cookie presented at another process is refused there too."""
+    other = another_process(setup, "b")
+    processes: list[asyncio.subprocess.Process] = []
+
+    async def inbox_at(where: Setup, cookie: str) -> int:
+        async with (
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as thief,
+            thief.get(
+                f"{where.url}/portal/inbox",
+                headers={"Cookie": f"__Host-ggk-session={cookie}"},
+                ssl=where.ssl_context(),
+                allow_redirects=False,
+            ) as answer,
+        ):
+            return answer.status
+
+    try:
+        processes.append(await serve(setup, tmp_path / "a.log"))
+        processes.append(await serve(other, tmp_path / "b.log"))
+        client, csrf = await portal_session(setup, "0175")  # signed in at process a
+        async with client:
+            copied = next(c.value for c in client.cookie_jar if c.key == "__Host-ggk-session")
+            assert await inbox_at(other, copied) == 200
+            async with client.post(
+                f"{setup.url}/portal/signout",
+                data={"csrf": csrf},
+                ssl=setup.ssl_context(),
+                allow_redirects=False,
+            ) as answer:
+                assert answer.status == 303
+            assert await inbox_at(setup, copied) == 303  # at once where it was signed out
+
+            async def refused_at_b() -> bool:
+                return await inbox_at(other, copied) == 303
+
+            await eventually(refused_at_b, timeout=30)
+    finally:
+        for process in processes:
+            process.terminate()
+            await process.wait()

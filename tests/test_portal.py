@@ -429,3 +429,67 @@ async def test_the_audit_search_refuses_bad_criteria_without_echoing_a_bsn(setup
                 ) as page,
             ):
                 assert page.status == 403
+
+
+# --- signing out ---------------------------------------------------------------------------
+
+
+async def test_signing_out_in_chromium_ends_the_session(setup: Setup, browser: Any) -> None:
+    """A ``__Host-`` cookie is deleted only by a Set-Cookie that is Secure as well: without it
+    Chromium kept the session, and the partner's pages stayed open after "Sign out"."""
+    async with running(setup):
+        page = await new_page(browser, setup)
+        await sign_in_with_token(page, setup, "0175")
+        assert "/portal/inbox" in page.url
+        assert any(c["name"] == "__Host-ggk-session" for c in await page.context.cookies())
+        await page.click("form.signout button[type=submit]")
+        await page.wait_for_load_state()
+        assert page.url.endswith("/portal/signin")
+        assert not [c for c in await page.context.cookies() if c["name"] == "__Host-ggk-session"]
+        for path in ("/portal/inbox", "/portal/sent", "/portal/upload"):
+            await page.goto(f"{setup.url}{path}")
+            assert page.url.endswith("/portal/signin"), path
+            assert "Signed in as" not in await page.inner_text("body"), path
+
+
+async def test_a_copied_session_cookie_dies_at_sign_out_even_after_a_restart(
+    setup: Setup,
+) -> None:
+    url, tls = setup.url, setup.ssl_context()
+
+    async def inbox_with(cookie: str) -> int:
+        async with (
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as thief,
+            thief.get(
+                f"{url}/portal/inbox",
+                headers={"Cookie": f"__Host-ggk-session={cookie}"},
+                ssl=tls,
+                allow_redirects=False,
+            ) as answer,
+        ):
+            return answer.status
+
+    async with running(setup):
+        client, csrf = await portal_session(setup, "0175")
+        other, _ = await portal_session(setup, "0175")  # the same partner, another browser
+        async with client, other:
+            copied = _session_cookie(client)
+            assert await inbox_with(copied) == 200  # a copy works while the session lives
+            async with client.post(
+                f"{url}/portal/signout", data={"csrf": csrf}, ssl=tls, allow_redirects=False
+            ) as answer:
+                assert answer.status == 303
+                deleted = answer.cookies["__Host-ggk-session"]
+                assert deleted["secure"] and deleted["path"] == "/" and deleted["max-age"] == "0"
+            assert await inbox_with(copied) == 303
+            still = _session_cookie(other)
+            assert await inbox_with(still) == 200  # only the session signed out
+    async with running(setup):  # the revocation is stored, not only remembered
+        assert await inbox_with(copied) == 303
+        assert await inbox_with(still) == 200
+
+
+def _session_cookie(client: aiohttp.ClientSession) -> str:
+    found = [c.value for c in client.cookie_jar if c.key == "__Host-ggk-session"]
+    assert found
+    return found[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.broker.revocations import Revocations
 from gateway.portal.session import SESSION_SECONDS, SessionKeys, SignInLimiter
 
 KEYS = SessionKeys(b"k" * 32)
@@ -51,3 +52,16 @@ def test_the_limiter_blocks_after_the_attempts_and_forgets_after_the_window() ->
     limiter.failed("10.0.0.2", 100.0)
     limiter.failed("10.0.0.3", 101.0)
     assert len(limiter._failures) <= 2
+
+
+def test_revocations_are_forgotten_when_their_sessions_expire_and_stay_bounded() -> None:
+    revoked = Revocations(capacity=3)
+    revoked.add("gone", 900.0, now=1000.0)  # already expired: nothing to remember
+    assert not revoked.revoked("gone")
+    for nonce, expires in (("a", 1100.0), ("b", 1200.0), ("c", 1300.0)):
+        revoked.add(nonce, expires, now=1000.0)
+    assert all(revoked.revoked(n) for n in "abc")
+    revoked.add("d", 1400.0, now=1150.0)  # full: "a" expired and makes room
+    assert not revoked.revoked("a") and all(revoked.revoked(n) for n in "bcd")
+    revoked.add("e", 1500.0, now=1150.0)  # full of live ones: the soonest to expire goes
+    assert len(revoked) == 3 and not revoked.revoked("b") and revoked.revoked("e")

@@ -212,6 +212,17 @@ class Broker(Protocol):
         functie, referentienummer) joins that partner's own list (the portal's Sent page)."""
         ...
 
+    async def revoke_session(self, nonce: str, expires: float) -> None:
+        """A portal session signed out before ``expires``: from now on no process honours a
+        cookie carrying ``nonce`` (on Kafka: returns once this process's view has it, and
+        every other process applies it as its view reads on)."""
+        ...
+
+    def session_revoked(self, nonce: str) -> bool:
+        """Whether the session of ``nonce`` was signed out: in memory, checked on every
+        portal page."""
+        ...
+
     async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` refusals (Fo03s) of ``partner``'s submissions."""
         ...

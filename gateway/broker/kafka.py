@@ -58,7 +58,7 @@ from aiokafka.structs import ConsumerRecord
 
 from gateway import audit, stats
 from gateway.audit import AuditEvent
-from gateway.broker import kafka_audit, kafka_topics
+from gateway.broker import kafka_audit, kafka_topics, revocations
 from gateway.broker import kafka_records as rec
 from gateway.broker.base import (
     AcceptOutcome,
@@ -518,6 +518,12 @@ class KafkaBroker:
         elif kind == "ebms_answer":
             if self.ebms_answer_listener is not None:
                 self.ebms_answer_listener(meta["ref"], meta["cpaid"], meta["outcome"])
+        elif kind == "session_revoked":
+            nonce, expires, now = meta["nonce"], meta["expires"], self.clock()
+            if not isinstance(nonce, str) or not isinstance(expires, int | float):
+                raise rec.RecordError("a session revocation without nonce or expiry")
+            revocations.store(db, nonce, float(expires), now)
+            self.local.revocations.add(nonce, float(expires), now)
         elif kind == "audit":
             # the record itself is the audit trail (the ledger chains it); a refusal also
             # joins its sender's list
@@ -584,6 +590,17 @@ class KafkaBroker:
         MessageId), every process's view applies it, the sender's records it."""
         meta = {"t": "ebms_answer", "ref": ref, "cpaid": cpaid, "outcome": outcome}
         await self._send(self.t_events, rec.frame(meta), ref)
+
+    async def revoke_session(self, nonce: str, expires: float) -> None:
+        """A signed-out portal session, for every process: on ``events`` (keyed by the nonce),
+        which every process's view applies (its table and its memory); returns once this
+        process's own view has it."""
+        meta = {"t": "session_revoked", "nonce": nonce, "expires": expires}
+        sent = await self._send(self.t_events, rec.frame(meta), nonce)
+        await self.wait_applied({TopicPartition(sent.topic, sent.partition): sent.offset + 1})
+
+    def session_revoked(self, nonce: str) -> bool:
+        return self.local.session_revoked(nonce)
 
     # --- accepting ---------------------------------------------------------------------------
 

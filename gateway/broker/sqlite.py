@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import sqlite3
@@ -26,6 +27,7 @@ from typing import IO, Any
 import structlog
 
 from gateway import audit, stats
+from gateway.broker import revocations
 from gateway.broker.base import (
     AcceptOutcome,
     DeliveryState,
@@ -331,6 +333,8 @@ class SqliteBroker:
         self._lock_file: IO[bytes] | None = None
         self._checkpoint_db: sqlite3.Connection | None = None
         self._checkpoint_task: asyncio.Task[None] | None = None
+        self.revocations = revocations.Revocations()
+        """Signed-out portal sessions, in memory (loaded at start, added to on sign-out)."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -343,7 +347,9 @@ class SqliteBroker:
         upgraded = await asyncio.to_thread(_upgrade, self._write_db, self.path)
         if upgraded:
             log.info("broker.store_upgraded", path=str(self.path), steps=upgraded)
-        await asyncio.to_thread(self._write_db.executescript, SCHEMA + audit.SCHEMA)
+        await asyncio.to_thread(
+            self._write_db.executescript, SCHEMA + audit.SCHEMA + revocations.SCHEMA
+        )
         mismatch = await asyncio.to_thread(audit.keyring_mismatch, self._write_db, self.keyring)
         if mismatch is not None:
             self._write_db.close()
@@ -360,6 +366,8 @@ class SqliteBroker:
         if recovered:
             log.warning("broker.leases_recovered", deliveries=recovered)
         self._read_db = await asyncio.to_thread(_connect, self.path)
+        now = self.clock()
+        self.revocations.load(await self.query(lambda db: revocations.live(db, now)), now)
         self._queue = asyncio.Queue()
         self._writer_task = asyncio.create_task(self._writer(), name="sqlite-writer")
 
@@ -469,6 +477,16 @@ class SqliteBroker:
                 store_refusal(db, now, refused_by, event)
 
         await self.write(op)
+
+    async def revoke_session(self, nonce: str, expires: float) -> None:
+        now = self.clock()
+        await self.write(
+            functools.partial(revocations.store, nonce=nonce, expires=expires, now=now)
+        )
+        self.revocations.add(nonce, expires, now)
+
+    def session_revoked(self, nonce: str) -> bool:
+        return self.revocations.revoked(nonce)
 
     async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
         rows = await self.read(

@@ -65,8 +65,8 @@ class OperatorPages(Pages):
         if visitor is None or not visitor.admin:
             return self.denied(request, visitor)
         data = await self.form(request, visitor)
-        if data is None:
-            return self.refused_form(request, visitor)
+        if isinstance(data, web.Response):
+            return data
         message_id = request.match_info["id"]
         if not MESSAGE_ID.fullmatch(message_id) or data.get("confirm") != "yes":
             return self.notice(
@@ -97,8 +97,8 @@ class OperatorPages(Pages):
         if visitor is None or not visitor.admin:
             return self.denied(request, visitor)
         data = await self.form(request, visitor)
-        if data is None:
-            return self.refused_form(request, visitor)
+        if isinstance(data, web.Response):
+            return data
         asked = {
             name: value.strip()[:100]
             for name in ("message", "bsn", "partner", "since")

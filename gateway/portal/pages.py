@@ -10,15 +10,17 @@ checks (a partner sees its own inbox and messages; operator pages need the opera
 from __future__ import annotations
 
 import calendar
+import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
+from gateway.admission import BodyBudget, Refusal, admitted_form
 from gateway.broker.base import Broker
 from gateway.ingest import Identity
 from gateway.portal.session import SESSION_COOKIE, Session, SessionKeys
@@ -33,6 +35,10 @@ MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 """A message id as the gateway makes them (matched whole): nothing else reaches the store."""
 PAGE = 200
 """Rows on a listing page."""
+FORM_BYTES = 16 * 1024
+"""A form of the portal (sign-out, acknowledge, replay, audit search): a few hundred bytes."""
+UPLOAD_ALLOWANCE = 64 * 1024
+"""The upload form around its file: multipart framing, the token, the action."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -57,6 +63,9 @@ class PortalDeps:
     overdue_days: float
     min_cell: int
     max_upload: int
+    bodies: BodyBudget
+    """The gateway's one in-flight body budget: a portal form is read within it as well."""
+    body_timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +117,7 @@ class Pages:
         holds on a connection presenting another partner's certificate (as on the API, the
         certificate outranks anything else)."""
         session = self.deps.keys.read(request.cookies.get(SESSION_COOKIE), time.time())
-        if session is None:
+        if session is None or self.deps.broker.session_revoked(session.nonce):
             return None
         partner = self.deps.partners.get(session.partner) if session.partner else None
         if session.partner and partner is None:
@@ -128,18 +137,48 @@ class Pages:
             request, visitor, 403, "Not for you", "This page is not available with your sign-in."
         )
 
-    async def form(self, request: web.Request, visitor: Visitor) -> dict[str, Any] | None:
-        """The posted form when its CSRF token is the session's and it comes from this
-        site; None otherwise."""
+    async def form(self, request: web.Request, visitor: Visitor) -> dict[str, Any] | web.Response:
+        """A small posted form (:meth:`posted`), or the answer that refuses it."""
+        async with self.posted(request, visitor, FORM_BYTES) as data:
+            return data
+
+    @contextlib.asynccontextmanager
+    async def posted(
+        self,
+        request: web.Request,
+        visitor: Visitor,
+        limit: int,
+        page: Callable[[int, str], web.Response] | None = None,
+    ) -> AsyncIterator[dict[str, Any] | web.Response]:
+        """The posted form, held within the gateway's body budget for the block, when it is
+        at most ``limit`` bytes, arrives within ``body_timeout``, comes from this site and
+        carries the session's CSRF token; otherwise the answer that refuses it (the
+        connection closed when its body was not read); ``page`` shows a refused body (status,
+        reason) on the form's own page instead of a notice."""
         if not same_origin(request):
-            return None
-        data = dict(await request.post())
-        token = data.get("csrf")
-        if not self.deps.keys.csrf_ok(
-            visitor.session.nonce, token if isinstance(token, str) else None
-        ):
-            return None
-        return data
+            response = self.refused_form(request, visitor)
+            response.force_close()
+            yield response
+            return
+        async with admitted_form(request, self.deps.bodies, limit, self.deps.body_timeout) as form:
+            if isinstance(form, Refusal):
+                reason = form.reason.capitalize() + "."
+                response = (
+                    page(form.status, reason)
+                    if page is not None
+                    else self.notice(request, visitor, form.status, "Form not read", reason)
+                )
+                response.force_close()
+                yield response
+                return
+            data = dict(form)
+            token = data.get("csrf")
+            if not self.deps.keys.csrf_ok(
+                visitor.session.nonce, token if isinstance(token, str) else None
+            ):
+                yield self.refused_form(request, visitor)
+                return
+            yield data
 
     def notice(
         self, request: web.Request, visitor: Visitor | None, status: int, title: str, text: str
@@ -168,18 +207,22 @@ class Pages:
 @web.middleware
 async def hardened(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every portal answer: no scripts, no framing, no caching, no sniffing, no referrer
-    to other sites."""
+    to other sites; a body the page did not read is not drained."""
     try:
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
-        _harden(response)
+        _harden(request, response)
         raise
-    _harden(response)
+    _harden(request, response)
     return response
 
 
-def _harden(response: web.StreamResponse) -> None:
+def _harden(request: web.Request, response: web.StreamResponse) -> None:
+    if request.can_read_body and not request.content.at_eof():
+        # answered without reading the body (refused, or not a form page): close rather
+        # than read and discard it for the next request on the connection
+        response.force_close()
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on

@@ -7,17 +7,20 @@ import asyncio
 import jinja2
 from aiohttp import web
 
-from gateway.portal.pages import MESSAGE_ID, PAGE, Pages, PortalDeps, Visitor
+from gateway.portal.pages import MESSAGE_ID, PAGE, UPLOAD_ALLOWANCE, Pages, PortalDeps, Visitor
 
 UPLOADS_AT_ONCE = 2
-"""Portal uploads read at once (each up to max_message_bytes): the portal is for partners
-without software, bulk belongs on the API, whose body budget bounds it."""
+"""Portal uploads read at once (each up to max_message_bytes, within the body budget): the
+portal is for partners without software, bulk belongs on the API. One per partner, so two
+slots always leave one for another partner."""
 
 
 class PartnerPages(Pages):
     def __init__(self, deps: PortalDeps, environment: jinja2.Environment) -> None:
         super().__init__(deps, environment)
         self.uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        self.uploading: set[str] = set()
+        """The partners with an upload in flight (at most one each)."""
 
     async def inbox(self, request: web.Request) -> web.StreamResponse:
         visitor = self.visitor(request)
@@ -52,8 +55,8 @@ class PartnerPages(Pages):
         visitor = self.visitor(request)
         if visitor is None or visitor.partner is None:
             return self.denied(request, visitor)
-        if await self.form(request, visitor) is None:
-            return self.refused_form(request, visitor)
+        if isinstance(refused := await self.form(request, visitor), web.Response):
+            return refused
         message_id = request.match_info["id"]
         done = MESSAGE_ID.fullmatch(message_id) and await self.deps.broker.ack(
             visitor.partner.id, message_id
@@ -91,43 +94,71 @@ class PartnerPages(Pages):
         return self.render(request, "upload.html", visitor=visitor, report=None, outcome=None)
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
+        """Check (and send) an uploaded message. Slots are shared fairly: a partner has at
+        most one upload in flight, so one partner (or one stuck browser) never holds every
+        slot; its body arrives within ``body_timeout`` or is cut (408)."""
         visitor = self.visitor(request)
         if visitor is None or visitor.partner is None:
             return self.denied(request, visitor)
+        partner = visitor.partner.id
+        if partner in self.uploading:
+            refused = self.upload_refused(
+                request,
+                visitor,
+                429,
+                "Your previous upload is still being checked; wait for it, then try again.",
+            )
+            refused.force_close()
+            return refused
         if self.uploads.locked():
-            return self.upload_refused(
+            refused = self.upload_refused(
                 request,
                 visitor,
                 503,
                 "The gateway is checking other uploads; try again in a moment.",
             )
-        async with self.uploads:
-            return await self._upload(request, visitor)
+            refused.force_close()
+            return refused
+        self.uploading.add(partner)
+        try:
+            async with self.uploads:
+                return await self._upload(request, visitor)
+        finally:
+            self.uploading.discard(partner)
 
     async def _upload(self, request: web.Request, visitor: Visitor) -> web.StreamResponse:
         assert visitor.partner is not None
-        data = await self.form(request, visitor)
-        if data is None:
-            return self.refused_form(request, visitor)
-        field = data.get("file")
-        if not isinstance(field, web.FileField):
-            return self.upload_refused(request, visitor, 400, "Choose a message file.")
-        payload = field.file.read(self.deps.max_upload + 1)
-        if len(payload) > self.deps.max_upload:
-            return self.upload_refused(
-                request, visitor, 413, f"The file is larger than {self.deps.max_upload:,} bytes."
+        limit = self.deps.max_upload + UPLOAD_ALLOWANCE
+
+        def refused(status: int, reason: str) -> web.Response:
+            return self.upload_refused(request, visitor, status, reason)
+
+        async with self.posted(request, visitor, limit, refused) as data:
+            if isinstance(data, web.Response):
+                return data
+            field = data.get("file")
+            if not isinstance(field, web.FileField):
+                return self.upload_refused(request, visitor, 400, "Choose a message file.")
+            payload = field.file.read(self.deps.max_upload + 1)
+            field.file.close()
+            if len(payload) > self.deps.max_upload:
+                return self.upload_refused(
+                    request,
+                    visitor,
+                    413,
+                    f"The file is larger than {self.deps.max_upload:,} bytes.",
+                )
+            result = await self.deps.validate(payload)
+            outcome = None
+            if data.get("action") == "send" and result.report.valid:
+                outcome = await self.deps.submit(
+                    self.identity(request, visitor), visitor.partner, payload, result
+                )
+            return self.render(
+                request,
+                "upload.html",
+                visitor=visitor,
+                filename=field.filename,
+                report=result.report,
+                outcome=outcome,
             )
-        result = await self.deps.validate(payload)
-        outcome = None
-        if data.get("action") == "send" and result.report.valid:
-            outcome = await self.deps.submit(
-                self.identity(request, visitor), visitor.partner, payload, result
-            )
-        return self.render(
-            request,
-            "upload.html",
-            visitor=visitor,
-            filename=field.filename,
-            report=result.report,
-            outcome=outcome,
-        )

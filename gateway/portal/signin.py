@@ -10,6 +10,8 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from gateway.admission import Form, Refusal, admitted_form
+from gateway.broker.base import StorageError
 from gateway.ingest import Identity
 from gateway.portal.pages import Pages, PortalDeps, same_origin
 from gateway.portal.session import (
@@ -82,12 +84,20 @@ class SignIn(Pages):
             )
         if not same_origin(request):
             return await self.signin_page(request, 403, "The form was not sent from this portal.")
-        if request.content_length is None or request.content_length > SIGNIN_FORM_BYTES:
-            # the only form read before anyone is known: a few hundred bytes, or not at all
-            response = await self.signin_page(request, 413, "The sign-in form is too large.")
-            response.force_close()
-            return response
-        data = await request.post()
+        # the only form read before anyone is known: a few hundred bytes, within the body
+        # budget and body_timeout like every other, or not at all
+        async with admitted_form(
+            request, self.deps.bodies, SIGNIN_FORM_BYTES, self.deps.body_timeout
+        ) as form:
+            if isinstance(form, Refusal):
+                response = await self.signin_page(request, form.status, form.reason.capitalize())
+                response.force_close()
+                return response
+            return await self._signin(request, form, peer, now)
+
+    async def _signin(
+        self, request: web.Request, data: Form, peer: str, now: float
+    ) -> web.StreamResponse:
         token = data.get("csrf")
         if not self.deps.keys.csrf_ok(
             request.cookies.get(PRESESSION_COOKIE), token if isinstance(token, str) else None
@@ -129,13 +139,39 @@ class SignIn(Pages):
             path="/",
             max_age=SESSION_SECONDS,
         )
-        response.del_cookie(PRESESSION_COOKIE, path="/")
+        forget(response, PRESESSION_COOKIE)
         raise response
 
     async def signout(self, request: web.Request) -> web.StreamResponse:
+        """Forget the session in the browser (deleted as it was set, Secure) and revoke it
+        for every process, so a copy of the cookie dies with it."""
         visitor = self.visitor(request)
-        if visitor is not None and await self.form(request, visitor) is None:
-            return self.refused_form(request, visitor)
         response = web.HTTPSeeOther("/portal/signin")
-        response.del_cookie(SESSION_COOKIE, path="/")
+        forget(response, SESSION_COOKIE)
+        if visitor is None:
+            raise response
+        if isinstance(refused := await self.form(request, visitor), web.Response):
+            return refused
+        try:
+            await self.deps.broker.revoke_session(visitor.session.nonce, visitor.session.expires)
+        except StorageError:
+            log.error("portal.signout_not_revoked", peer=request.remote or "")
+            failed = self.notice(
+                request,
+                None,
+                503,
+                "Signed out in this browser only",
+                "The gateway could not record the sign-out; a copy of the session cookie "
+                "stays valid until it expires (at most 20 minutes). Tell the operator.",
+            )
+            forget(failed, SESSION_COOKIE)
+            return failed
+        log.info("portal.signed_out", who=visitor.partner.id if visitor.partner else "operator")
         raise response
+
+
+def forget(response: web.StreamResponse, name: str) -> None:
+    """Delete a cookie the way it was set: a browser ignores a deleting ``Set-Cookie`` for a
+    ``__Host-`` cookie that lacks ``Secure`` (or ``Path=/``), and the session would live on
+    in it until it expires."""
+    response.del_cookie(name, path="/", secure=True, httponly=True, samesite="Strict")
