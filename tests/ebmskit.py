@@ -354,16 +354,18 @@ async def post_ebms(
     *,
     partner: str | None = "0150",
     soap_action: str = '"ebXML"',
+    token: str | None = None,
 ) -> tuple[int, bytes]:
+    """POST to ``/ebms`` with ``partner``'s client certificate (none: ``None``) and, when
+    given, ``token`` as a bearer token."""
     content_type, body = out if isinstance(out, tuple) else ebms.business_message(out)
     connector = aiohttp.TCPConnector(ssl=setup.ssl_context(partner))
+    headers = {"Content-Type": content_type, "SOAPAction": soap_action}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     async with (
         aiohttp.ClientSession(connector=connector) as session,
-        session.post(
-            f"{setup.url}/ebms",
-            data=body,
-            headers={"Content-Type": content_type, "SOAPAction": soap_action},
-        ) as response,
+        session.post(f"{setup.url}/ebms", data=body, headers=headers) as response,
     ):
         return response.status, await response.read()
 

@@ -155,6 +155,23 @@ async def test_what_no_message_error_can_answer_is_a_soap_fault(
         assert capture.received == [] and await _inbox(setup) == []
 
 
+async def test_a_partner_token_without_its_client_certificate_is_refused(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """Digikoppeling authenticates an MSH by its client certificate only: the partner's bearer
+    token (good for its REST API) does not make a caller of ``/ebms``, neither alone nor
+    beside another partner's certificate."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    async with running(setup):
+        out = outgoing(di01())
+        token = setup.token("0150")
+        status, body = await post_ebms(setup, out, partner=None, token=token)
+        assert status == 401 and b"client certificate" in body
+        status, body = await post_ebms(setup, out, partner="0175", token=token)
+        assert status == 500 and b"not the other party" in body
+        assert capture.received == [] and await _inbox(setup) == []
+
+
 async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> None:
     setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):

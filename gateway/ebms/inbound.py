@@ -152,8 +152,12 @@ class EbmsInbound:
         return self.config.ebms.loopback_http and self.config.plain_http
 
     def _is_their_party(self, request: web.Request, identity: Identity, link: Link) -> bool:
-        if identity.partner is not None:
-            return identity.partner.id == link.partner.id
+        """The client certificate's partner is the CPA's partner (a bearer token proves no
+        MSH: Digikoppeling authenticates MSHs by certificate only)."""
+        if identity.partner is not None and identity.partner.id != link.partner.id:
+            return False
+        if identity.partner is not None and identity.via == "mtls":
+            return True
         return self.loopback_test_mode and is_loopback(request.remote or "")
 
     # --- signals ------------------------------------------------------------------------------
