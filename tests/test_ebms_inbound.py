@@ -19,12 +19,16 @@ from gateway.ebms import message as ebms
 from tests.conftest import sample
 from tests.ebmskit import (
     GATEWAY,
+    OTHER,
+    OTHER_CPA,
     PEER,
     Capture,
+    add_second_partner,
     di01,
     gateway_with_cpa,
     outgoing,
     post_ebms,
+    status_request,
 )
 from tests.gatewaykit import Setup, eventually, rest, running
 
@@ -186,6 +190,35 @@ async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> N
         assert capture.actions() == ["Pong"]
         pong = ebms.read("text/xml", capture.received[0])
         assert pong.ref_to_message_id == ebms.read("text/xml", ping).message_id
+
+
+async def test_a_status_request_answers_only_about_the_requesters_own_messages(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """0150 asks about a MessageId 0175 sent (under 0175's own CPA): NotRecognized, as for a
+    MessageId never seen; about its own: Received."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    add_second_partner(setup, capture)
+    async with running(setup):
+        mine = outgoing(di01())
+        theirs = outgoing(
+            di01(),
+            cpaid=OTHER_CPA,
+            sender=ebms.PartyRef(OTHER.oin, "urn:osb:oin", OTHER.role),
+        )
+        assert (await post_ebms(setup, mine))[0] == 204
+        assert (await post_ebms(setup, theirs, partner="0175"))[0] == 204
+        await eventually(lambda: len(capture.received) == 2)
+        answers = []
+        for asked in (theirs.message_id, mine.message_id, "never@peer.test"):
+            request = ("text/xml", status_request(asked))
+            assert (await post_ebms(setup, request))[0] == 204
+            expected = 3 + len(answers)
+            await eventually(lambda: len(capture.received) == expected)  # noqa: B023
+            answer = etree.fromstring(capture.received[-1])
+            (response,) = answer.iter(ebms.eb("StatusResponse"))
+            answers.append(response.get(ebms.eb("messageStatus")))
+        assert answers == ["NotRecognized", "Received", "NotRecognized"]
 
 
 def test_received_message_ids_are_kept_for_the_resend_window_then_dropped(

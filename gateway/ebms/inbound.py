@@ -38,7 +38,7 @@ from gateway.ebms import checks
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
-from gateway.ebms.received import ReceivedStore
+from gateway.ebms.received import Received, ReceivedStore
 from gateway.ebms.sent import SentStore
 from gateway.ebms.signing import signed_references
 from gateway.ingest import Accepted, Identity
@@ -170,9 +170,11 @@ class EbmsInbound:
             asked = message.envelope.findtext(
                 f"{ebms.soap('Body')}/{ebms.eb('StatusRequest')}/{ebms.eb('RefToMessageId')}"
             )
-            known = self.received.get((asked or "").strip())
-            status, when = ("Received", None) if known else ("NotRecognized", None)
-            body = self._seal(ebms.status_response(message, status, when, self.host), link)
+            known = await asyncio.to_thread(self.received.get, (asked or "").strip())
+            status = "Received" if known is not None and self._theirs(known, link) else None
+            body = self._seal(
+                ebms.status_response(message, status or "NotRecognized", None, self.host), link
+            )
             return self._reply(body, sync=False)
         if action in ("Acknowledgment", "MessageError"):
             recorded = await self.outbound.answered(message, link.cpa.cpaid)
@@ -180,6 +182,16 @@ class EbmsInbound:
         else:
             log.info("ebms.signal", action=action[:40], cpaid=link.cpa.cpaid)
         return Answer(web.Response(status=204))
+
+    def _theirs(self, known: Received, link: Link) -> bool:
+        """Was ``known`` received from the partner now asking (under this CPA or another of
+        its CPAs)? A StatusRequest answers only about the requester's own messages: whether
+        another partner's MessageId arrived is none of its business (and MessageIds can be
+        guessed: ebms-core's are ``UUID@host``, but hand-built ones need not be)."""
+        if known.cpaid == link.cpa.cpaid:
+            return True
+        other = self.links.get(known.cpaid)
+        return other is not None and other.partner.id == link.partner.id
 
     # --- business messages -----------------------------------------------------------------------
 
