@@ -8,7 +8,7 @@ signals go, is a capture server on loopback.
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,10 @@ def _errors(signal: bytes) -> list[tuple[str | None, str | None]]:
         (e.get(ebms.eb("errorCode")), e.get(ebms.eb("location")))
         for e in root.iter(ebms.eb("Error"))
     ]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def _inbox(setup: Setup) -> list[dict[str, object]]:
@@ -98,6 +102,14 @@ async def test_sync_reply_returns_the_acknowledgment_in_the_response(
             {"time_to_live": datetime(2020, 1, 1, tzinfo=UTC)},
             ("TimeToLiveExpired", "//Header/MessageHeader/MessageData/TimeToLive"),
         ),
+        (  # a day old: the kit's CPA resends for 4 minutes, the default floor is an hour
+            {"timestamp": _iso(datetime.now(UTC) - timedelta(days=1))},
+            ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp"),
+        ),
+        (  # more than the allowed clock skew (5 minutes) ahead
+            {"timestamp": _iso(datetime.now(UTC) + timedelta(minutes=30))},
+            ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp"),
+        ),
         (
             {"sender": ebms.PartyRef(PEER.oin, "urn:osb:oin", "Gemeente")},
             ("ValueNotRecognized", "//Header/MessageHeader/From/Role"),
@@ -119,6 +131,28 @@ async def test_disagreement_with_the_cpa_is_a_message_error(
             for code, loc in codes
         ), codes
         assert await _inbox(setup) == []
+
+
+async def test_the_timestamp_window_follows_the_cpas_resend_window(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """A reliable sender resends the identical message, its first Timestamp included, until
+    TimeToLive: with the Digikoppeling default of 8 retries 3 hours apart a resend may carry a
+    Timestamp a day old, and is acknowledged; one older than the whole window is not."""
+    setup = gateway_with_cpa(tmp_path, capture, retries=8, retry_interval="PT3H")
+    async with running(setup):
+        now = datetime.now(UTC)
+        resend = outgoing(di01(), timestamp=_iso(now - timedelta(hours=24)))
+        assert (await post_ebms(setup, resend))[0] == 204
+        await eventually(lambda: capture.received)
+        assert capture.actions() == ["Acknowledgment"]
+        stale = outgoing(di01(), timestamp=_iso(now - timedelta(hours=28)))
+        assert (await post_ebms(setup, stale))[0] == 204
+        await eventually(lambda: len(capture.received) == 2)
+        assert _errors(capture.received[1]) == [
+            ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp")
+        ]
+        assert len(await _inbox(setup)) == 1
 
 
 async def test_a_refused_envelope_is_a_delivery_failure_naming_the_stuf_code(

@@ -7,14 +7,67 @@ partner's MSH sees the same MessageError from us as from any other Digikoppeling
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from gateway.ebms.cpa import ActionBinding, Channel
 from gateway.ebms.cpastore import Link
-from gateway.ebms.message import TO_PARTY_MSH, EbmsError, EbmsMessage, eb, soap
+from gateway.ebms.message import (
+    TO_PARTY_MSH,
+    EbmsError,
+    EbmsMessage,
+    EbmsParseError,
+    eb,
+    parse_time,
+    soap,
+)
 from gateway.ebms.signing import SignatureProblem, verify
 
 HEADER = "//Header/MessageHeader"
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampWindow:
+    """How far a received eb:Timestamp may lie from our clock (``[ebms]
+    timestamp_future_seconds`` / ``timestamp_past_seconds``; docs/ebms.md).
+
+    A reliable sender resends the *identical* message, Timestamp included, every
+    RetryInterval, Retries times, and gives up at TimeToLive = Timestamp + RetryInterval x
+    (Retries + 1) (ebms-core; ebms2-digikoppeling.md 7.1). So the past side allows the
+    channel's whole resend window when that is longer than ``past``; the clock skew
+    (``future``) is allowed both ways."""
+
+    future: timedelta = timedelta(minutes=5)
+    past: timedelta = timedelta(hours=1)
+
+    def earliest(self, now: datetime, channel: Channel | None) -> datetime:
+        past = self.past
+        if channel is not None and channel.retries is not None and channel.retry_interval:
+            past = max(past, channel.retry_interval * (1 + channel.retries))
+        return now - past - self.future
+
+    def latest(self, now: datetime) -> datetime:
+        return now + self.future
+
+
+def _timestamp(
+    message: EbmsMessage, channel: Channel | None, window: TimestampWindow, now: datetime
+) -> list[EbmsError]:
+    """eb:Timestamp present and within the window. An old Timestamp is a replay or a message
+    its sender gave up on; the ebMS error for a value that contradicts the agreement is
+    ``Inconsistent`` (ebms-core answers a Timestamp outside the CPA's period the same way)."""
+    where = f"{HEADER}/MessageData/Timestamp"
+    try:
+        sent = parse_time(message.timestamp)
+    except EbmsParseError:
+        sent = None
+    if sent is None:
+        return [EbmsError("Inconsistent", where, "Timestamp is missing or no xsd:dateTime")]
+    if sent > window.latest(now):
+        return [EbmsError("Inconsistent", where, "Timestamp lies in the future")]
+    if sent < window.earliest(now, channel):
+        return [EbmsError("Inconsistent", where, "Timestamp is older than the resend window")]
+    return []
 
 
 def _version(message: EbmsMessage) -> list[EbmsError]:
@@ -117,7 +170,13 @@ def _signature(message: EbmsMessage, channel: Channel) -> list[EbmsError]:
     return []
 
 
-def check(message: EbmsMessage, link: Link, *, now: datetime | None = None) -> list[EbmsError]:
+def check(
+    message: EbmsMessage,
+    link: Link,
+    *,
+    now: datetime | None = None,
+    window: TimestampWindow | None = None,
+) -> list[EbmsError]:
     """Every way a business message disagrees with its CPA (empty: it agrees)."""
     errors = _version(message) + _parties(message, link)
     if message.message_order:
@@ -138,6 +197,9 @@ def check(message: EbmsMessage, link: Link, *, now: datetime | None = None) -> l
         if found.channel.profile.signed:
             errors += _signature(message, found.channel)
     moment = now or datetime.now(UTC)
+    errors += _timestamp(
+        message, found.channel if found else None, window or TimestampWindow(), moment
+    )
     if message.time_to_live is not None and message.time_to_live < moment:
         errors.append(
             EbmsError(

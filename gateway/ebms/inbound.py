@@ -93,6 +93,11 @@ class EbmsInbound:
             config, self.links, SentStore(config.data_dir / "ebms.sqlite"), store.signer
         )
         """The sending side, sharing the CPAs; its answers arrive here as signals."""
+        self.window = checks.TimestampWindow(
+            future=timedelta(seconds=config.ebms.timestamp_future_seconds),
+            past=timedelta(seconds=config.ebms.timestamp_past_seconds),
+        )
+        """How far a received eb:Timestamp may lie from our clock."""
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -199,7 +204,7 @@ class EbmsInbound:
         binding = checks.binding(message, link)
         sync = binding is not None and binding.channel.sync_reply_mode != "none"
         sync = sync and message.sync_reply is not None
-        errors = checks.check(message, link)
+        errors = checks.check(message, link, window=self.window)
         if errors:
             log.info(
                 "ebms.message_error",

@@ -147,7 +147,9 @@ def _party(el: etree._Element | None, where: str) -> PartyRef:
     return PartyRef((pid.text or "").strip(), pid.get(eb("type")), _text(el, "Role"))
 
 
-def _time(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
+    """An xsd:dateTime (UTC when it names no zone); None for none;
+    :class:`EbmsParseError` for anything else."""
     if not text:
         return None
     try:
@@ -199,7 +201,7 @@ def read(content_type: str, body: bytes) -> EbmsMessage:
         message_id=message_id,
         timestamp=_text(data, "Timestamp") or "",
         ref_to_message_id=_text(data, "RefToMessageId"),
-        time_to_live=_time(_text(data, "TimeToLive")),
+        time_to_live=parse_time(_text(data, "TimeToLive")),
         duplicate_elimination=mh.find(eb("DuplicateElimination")) is not None,
         ack_requested=block("AckRequested"),
         sync_reply=block("SyncReply"),
