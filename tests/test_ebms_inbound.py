@@ -210,6 +210,58 @@ async def test_a_partner_token_without_its_client_certificate_is_refused(
         assert capture.received == [] and await _inbox(setup) == []
 
 
+def _doubled(envelope: bytes, tag: str) -> bytes:
+    """``envelope`` with its first ``tag`` element twice (the copy first, a new MessageId)."""
+    root = etree.fromstring(envelope)
+    original = next(root.iter(tag))
+    copy = etree.fromstring(etree.tostring(original))
+    for message_id in copy.iter(ebms.eb("MessageId")):
+        message_id.text = "second@peer.test"
+    parent = original.getparent()
+    assert parent is not None
+    parent.insert(parent.index(original), copy)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+@pytest.mark.parametrize(
+    ("tag", "location"),
+    [
+        ("MessageHeader", "//Header/MessageHeader"),
+        ("MessageId", "//Header/MessageHeader/MessageData/MessageId"),
+        ("AckRequested", "//Header/AckRequested"),
+        ("Manifest", "//Body/Manifest"),
+    ],
+)
+async def test_a_second_singleton_element_is_inconsistent(
+    tmp_path: Path, capture: Capture, tag: str, location: str
+) -> None:
+    """Which of two MessageHeaders (MessageIds, …) is meant? None: a MessageError naming the
+    duplicate, nothing accepted, for a business message and for a Ping alike."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    async with running(setup):
+        content_type, body = ebms.business_message(outgoing(di01()))
+        start = body.index(b"<?xml")
+        end = body.index(b"</soap:Envelope>") + len(b"</soap:Envelope>")
+        doubled = _doubled(body[start:end], ebms.eb(tag))
+        assert (await post_ebms(setup, (content_type, body[:start] + doubled + body[end:])))[
+            0
+        ] == 204
+        await eventually(lambda: capture.received)
+        assert capture.actions() == ["MessageError"]
+        assert ("Inconsistent", location) in _errors(capture.received[0])
+        if tag in ("MessageHeader", "MessageId"):
+            ping = ebms.ping(
+                "CPA_TEST_gateway_1",
+                ebms.PartyRef(PEER.oin, "urn:osb:oin", None),
+                ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
+                "peer.test",
+            )
+            assert (await post_ebms(setup, ("text/xml", _doubled(ping, ebms.eb(tag)))))[0] == 204
+            await eventually(lambda: len(capture.received) == 2)
+            assert capture.actions()[1] == "MessageError"
+        assert await _inbox(setup) == []
+
+
 async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> None:
     setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):

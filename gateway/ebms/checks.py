@@ -17,6 +17,7 @@ from gateway.ebms.message import (
     EbmsError,
     EbmsMessage,
     EbmsParseError,
+    as_signed,
     eb,
     parse_time,
     soap,
@@ -154,20 +155,58 @@ def _channel(message: EbmsMessage, channel: Channel) -> list[EbmsError]:
     return errors
 
 
-def _signature(message: EbmsMessage, channel: Channel) -> list[EbmsError]:
-    """The message signed by the sender's key as the CPA has it (never the message's own)."""
+def _header_fields(message: EbmsMessage) -> tuple[object, ...]:
+    """Everything the checks and the acceptance read from the header and the Manifest."""
+    ack = message.ack_requested
+    return (
+        message.sender,
+        message.receiver,
+        message.cpaid,
+        message.conversation_id,
+        message.service_type,
+        message.service,
+        message.action,
+        message.message_id,
+        message.timestamp,
+        message.ref_to_message_id,
+        message.time_to_live,
+        message.duplicate_elimination,
+        None if ack is None else (ack.get(soap("actor")), ack.get(eb("signed"))),
+        message.message_order,
+        message.references,
+    )
+
+
+def _signed(message: EbmsMessage, channel: Channel) -> EbmsMessage | EbmsError:
+    """The message as its signature covers it, signed by the sender's key as the CPA has it
+    (never the message's own): read from the very tree whose digest was verified, and the
+    same as what the reader found in the envelope, or a ``SecurityFailure``."""
     assert channel.signing_certificate is not None  # a signed channel (cpa.py)
-    algorithms = channel.algorithms
+    where = "//Header/Signature"
     try:
-        verify(
+        covered = verify(
             message.envelope,
             {cid: part.data for cid, part in message.parts.items()},
             certificate=channel.signing_certificate,
-            algorithms=algorithms,
+            algorithms=channel.algorithms,
         )
+        signed = as_signed(message, covered)
     except SignatureProblem as exc:
-        return [EbmsError("SecurityFailure", "//Header/Signature", str(exc))]
-    return []
+        return EbmsError("SecurityFailure", where, str(exc))
+    except EbmsParseError:
+        return EbmsError("SecurityFailure", where, "the signature does not cover the header")
+    if _header_fields(signed) != _header_fields(message):
+        return EbmsError("SecurityFailure", where, "the header read is not the header signed")
+    return signed
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """The outcome of :func:`check`: the message to act on (as signed, on a signed channel)
+    and every disagreement with the CPA (empty: it agrees)."""
+
+    message: EbmsMessage
+    errors: list[EbmsError]
 
 
 def check(
@@ -176,14 +215,24 @@ def check(
     *,
     now: datetime | None = None,
     window: TimestampWindow | None = None,
-) -> list[EbmsError]:
-    """Every way a business message disagrees with its CPA (empty: it agrees)."""
+) -> Checked:
+    """Every way a business message disagrees with its CPA. An ambiguous structure
+    (:attr:`EbmsMessage.problems`) or a signature that does not hold ends the check: nothing
+    else in such a message is worth comparing. On a signed channel everything else is read
+    from what the signature covers."""
+    if message.problems:
+        return Checked(message, list(message.problems))
+    found = binding(message, link)
+    if found is not None and found.channel.profile.signed:
+        signed = _signed(message, found.channel)
+        if isinstance(signed, EbmsError):
+            return Checked(message, [signed])
+        message = signed
     errors = _version(message) + _parties(message, link)
     if message.message_order:
         errors.append(
             EbmsError("NotSupported", "//Header/MessageOrder", "MessageOrder is not supported")
         )
-    found = binding(message, link)
     if found is None:
         errors.append(
             EbmsError(
@@ -194,8 +243,6 @@ def check(
         )
     else:
         errors += _channel(message, found.channel)
-        if found.channel.profile.signed:
-            errors += _signature(message, found.channel)
     moment = now or datetime.now(UTC)
     errors += _timestamp(
         message, found.channel if found else None, window or TimestampWindow(), moment
@@ -223,4 +270,4 @@ def check(
         errors.append(
             EbmsError("Inconsistent", "//Body/Manifest", "a business message needs its payload")
         )
-    return errors
+    return Checked(message, errors)

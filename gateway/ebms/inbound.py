@@ -169,6 +169,17 @@ class EbmsInbound:
 
     async def _signal(self, message: ebms.EbmsMessage, link: Link) -> Answer:
         action = message.action
+        if message.problems:  # ambiguous: which RefToMessageId, which MessageHeader?
+            log.info(
+                "ebms.signal_refused",
+                action=action[:40],
+                cpaid=link.cpa.cpaid,
+                codes=[e.code for e in message.problems][:5],
+            )
+            if action in ("Acknowledgment", "MessageError"):
+                return Answer(web.Response(status=204))  # an error is never answered by one
+            error = ebms.message_error(message, list(message.problems), self.host)
+            return self._reply(self._seal(error, link), sync=False)
         if action == "Ping":
             return self._reply(self._seal(ebms.pong(message, self.host), link), sync=False)
         if action == "StatusRequest":
@@ -204,7 +215,8 @@ class EbmsInbound:
         binding = checks.binding(message, link)
         sync = binding is not None and binding.channel.sync_reply_mode != "none"
         sync = sync and message.sync_reply is not None
-        errors = checks.check(message, link, window=self.window)
+        checked = checks.check(message, link, window=self.window)
+        message, errors = checked.message, checked.errors  # on a signed channel: as signed
         if errors:
             log.info(
                 "ebms.message_error",
