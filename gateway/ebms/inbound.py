@@ -105,8 +105,9 @@ class EbmsInbound:
     def forget_old(self) -> int:
         """Drop received MessageIds past every CPA's resend window: (1 + Retries) x
         RetryInterval, or PersistDuration when longer; 5 days when a CPA says neither
-        (Digikoppeling's default)."""
-        window = timedelta(days=5)
+        (Digikoppeling's default). Never before the Timestamp window has closed on them (plus
+        the clock skew): an older resend is refused by its Timestamp, not accepted twice."""
+        window = max(timedelta(days=5), self.window.past)
         for link in self.links.values():
             for binding in link.theirs.sends.values():
                 channel = binding.channel
@@ -114,6 +115,7 @@ class EbmsInbound:
                     window = max(window, channel.retry_interval * (1 + channel.retries))
                 if channel.persist_duration is not None:
                     window = max(window, channel.persist_duration)
+        window += self.window.future
         return self.received.forget_before(time.time() - window.total_seconds())
 
     async def close(self) -> None:
