@@ -753,6 +753,15 @@ HTTP: dict[str, dict[str, object]] = {
         headers={"Content-Type": "application/x-www-form-urlencoded"},
         note="the one form read before anyone is known is bounded (4 KiB), not the message limit",
     ),
+    "http-ebms-partner-token-without-certificate": http(
+        "POST",
+        "/ebms",
+        401,
+        token="0150",
+        body="<x/>",
+        headers={"Content-Type": "text/xml", "SOAPAction": '"ebXML"'},
+        note="an MSH is its client certificate (Digikoppeling): a REST token is no credential",
+    ),
 }
 """Hostile requests to the REST and HTTP side, answered by a problem document, not a 500."""
 
