@@ -200,6 +200,9 @@ SINGLETONS: dict[str, tuple[str, ...]] = {
     "MessageData": tuple(eb(n) for n in ("MessageId", "Timestamp", "RefToMessageId", "TimeToLive")),
     "From": (eb("Role"),),
     "To": (eb("Role"),),
+    "Acknowledgment": (eb("Timestamp"), eb("RefToMessageId"), eb("From")),
+    "StatusRequest": (eb("RefToMessageId"),),
+    "StatusResponse": (eb("RefToMessageId"), eb("Timestamp")),
 }
 """Elements the schema allows at most once in their parent (msg-header-2_0.xsd; one
 ds:Signature in the Header, ebms2-digikoppeling.md 8.2)."""
