@@ -5,10 +5,14 @@ Order of work for one request (ebms2-digikoppeling.md 2-7):
 1. ``SOAPAction: "ebXML"`` (quoted) or a SOAP fault, as ebms-core answers;
 2. read the message; an unreadable one, or an unknown CPAId, is a SOAP fault (no MessageError
    can be addressed);
-3. the caller must be the CPA's other party: its client certificate's partner (or, with
-   ``[ebms] loopback_http`` on a plain-HTTP loopback gateway for tests, the party itself);
-4. signals: Ping → Pong, StatusRequest → StatusResponse; others are logged;
-5. business messages: checked against the CPA (MessageError on any disagreement), duplicates
+3. the caller must be the CPA's other party: its client certificate's partner, never a
+   bearer token (or, with ``[ebms] loopback_http`` on a plain-HTTP loopback gateway for
+   tests, the party itself);
+4. signals: an ambiguous structure (two MessageHeaders …) is a MessageError (ignored on an
+   Acknowledgment or MessageError); Ping → Pong, StatusRequest → StatusResponse about the
+   requester's own messages only; others are logged;
+5. business messages: checked against the CPA, on a signed channel as the signature covers
+   them, Timestamp within its window (MessageError on any disagreement), duplicates
    answered with their stored signal, the payload (a StUF-GGk envelope) accepted exactly as a
    SOAP request would be, and only then acknowledged: in the HTTP response when the CPA says
    ``mshSignalsOnly`` and the message asks SyncReply, else 204 and a separate POST.
