@@ -214,6 +214,30 @@ def test_a_header_read_outside_the_signature_is_a_security_failure(
     assert honest.errors == [] and honest.message.message_id != "forged@peer.test"
 
 
+def test_an_ack_requested_of_the_next_msh_stays_not_supported_when_signed(
+    tmp_path: Path, capture: Capture, signer: Signer
+) -> None:
+    """AckRequested for the next MSH is outside the signature by design: the signed reading
+    keeps it, and it is answered NotSupported (as ebms-core does), not SecurityFailure."""
+    setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer)
+    config = load_config(setup.config_path)
+    assert config.ebms is not None
+    link = CpaStore(config.ebms, PartnerRegistry.load(config.partners_file)).load()[
+        "CPA_TEST_gateway_1"
+    ]
+    sign = signed_by(signer)
+
+    def seal(root: etree._Element, parts: dict[str, bytes]) -> None:
+        ack = root.find(f".//{ebms.eb('AckRequested')}")
+        assert ack is not None
+        ack.set(ebms.soap("actor"), NEXT_MSH)
+        sign(root, parts)
+
+    message = ebms.read(*ebms.business_message(outgoing(di01()), seal=seal))
+    codes = [(e.code, e.location) for e in checks.check(message, link).errors]
+    assert codes == [("NotSupported", "//Header/AckRequested")]
+
+
 # --- over TLS ----------------------------------------------------------------------------------
 
 

@@ -328,11 +328,17 @@ def as_signed(message: EbmsMessage, covered: etree._Element) -> EbmsMessage:
     verified (the Signature and the next-hop blocks taken out: :func:`signing.verify`), so
     every header field used afterwards is one the signature covers. Kept from the message as
     received: the envelope itself (its Signature, which a signed receipt repeats), the MIME
-    parts (their digests were verified) and SyncReply (for the next hop, outside the
-    signature by design)."""
+    parts (their digests were verified), SyncReply and an AckRequested for the next MSH
+    (outside the signature by design; the latter is refused as NotSupported anyway)."""
     signed = from_envelope(covered, message.soap_bytes, message.parts)
+    ack = message.ack_requested
+    next_hop_ack = ack is not None and ack.get(soap("actor")) in (NEXT_MSH, NEXT_ACTOR)
     return dataclasses.replace(
-        signed, envelope=message.envelope, sync_reply=message.sync_reply, problems=()
+        signed,
+        envelope=message.envelope,
+        sync_reply=message.sync_reply,
+        ack_requested=ack if next_hop_ack else signed.ack_requested,
+        problems=(),
     )
 
 
