@@ -109,6 +109,12 @@ class EbmsConfig:
     """PEM RSA key this gateway signs with in the signed profiles (osb-*-s)."""
     signing_cert: Path | None = None
     """PEM certificate of that key: the one our side of a signed CPA carries."""
+    timestamp_future_seconds: int = 300
+    """How far a received message's eb:Timestamp may lie ahead of our clock (clock skew);
+    also allowed on the past side (docs/ebms.md "The Timestamp window")."""
+    timestamp_past_seconds: int = 3600
+    """How old a received message's eb:Timestamp may be at least; a reliable channel allows
+    its whole resend window, (1 + Retries) x RetryInterval, when that is longer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +285,8 @@ def _ebms(raw: dict[str, Any], path: Path, rel: Any) -> EbmsConfig:
         "loopback_http",
         "signing_key",
         "signing_cert",
+        "timestamp_future_seconds",
+        "timestamp_past_seconds",
     }
     if unknown:
         raise ConfigError(f"{path}: [ebms] has unknown settings {sorted(unknown)}")
@@ -289,7 +297,17 @@ def _ebms(raw: dict[str, Any], path: Path, rel: Any) -> EbmsConfig:
         loopback_http=bool(raw.get("loopback_http", False)),
         signing_key=rel(str(raw["signing_key"])) if raw.get("signing_key") else None,
         signing_cert=rel(str(raw["signing_cert"])) if raw.get("signing_cert") else None,
+        timestamp_future_seconds=_seconds(raw, "timestamp_future_seconds", 300, path),
+        timestamp_past_seconds=_seconds(raw, "timestamp_past_seconds", 3600, path),
     )
+
+
+def _seconds(raw: dict[str, Any], key: str, default: int, path: Path) -> int:
+    """A whole number of seconds from 0 to 10 days."""
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 864_000:
+        raise ConfigError(f"{path}: [ebms] {key} is a number of seconds (0 to 864000)")
+    return value
 
 
 def check(config: GatewayConfig) -> None:

@@ -456,7 +456,10 @@ async def ebms_endpoint(request: web.Request) -> web.StreamResponse:
         return unread(request, problem(404, "ebMS2 is not configured on this gateway"))
     identity = identify(request, gw)
     local_peer = gw.config.plain_http and is_loopback(request.remote or "")
-    if identity.partner is None and not (local_peer and gw.ebms.loopback_test_mode):
+    certified = identity.partner is not None and identity.via == "mtls"
+    if not certified and not (local_peer and gw.ebms.loopback_test_mode):
+        # Digikoppeling's access control is the client certificate only (KVS ch05 "HTTP
+        # Access Control"): a partner's bearer token does not make an MSH caller
         anonymous(gw, identity, "401", "ebms")
         return unread(request, problem(401, "a partner client certificate is required"))
     limited = over_rate(request, gw, identity)

@@ -816,6 +816,15 @@ HTTP: dict[str, dict[str, object]] = {
         note="a browser never compresses a form: a compressed one is refused unread, never "
         "inflated (its size says nothing about what it expands to)",
     ),
+    "http-ebms-partner-token-without-certificate": http(
+        "POST",
+        "/ebms",
+        401,
+        token="0150",
+        body="<x/>",
+        headers={"Content-Type": "text/xml", "SOAPAction": '"ebXML"'},
+        note="an MSH is its client certificate (Digikoppeling): a REST token is no credential",
+    ),
 }
 """Hostile requests to the REST and HTTP side, answered by a problem document, not a 500."""
 

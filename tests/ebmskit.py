@@ -321,6 +321,50 @@ def gateway_with_cpa(
     return setup
 
 
+OTHER = Side("00000001999999999000", "OlstWijhe", "GGK", "http://127.0.0.1:18889/ebms")
+"""A second partner (0175) with a CPA of its own: :func:`add_second_partner`."""
+OTHER_CPA = "CPA_TEST_gateway_2"
+
+
+def add_second_partner(setup: Setup, capture: Capture) -> None:
+    """0175 as a second ebMS partner (:data:`OTHER`'s OIN, CPA :data:`OTHER_CPA`, osb-rm),
+    answered at ``capture`` like the first. Before the gateway starts."""
+    partners = setup.directory / "partners.toml"
+    partners.write_text(
+        partners.read_text().replace(
+            'id = "0175"\nname = "Gemeente Olst-Wijhe"\nkind = "gemeente"\n',
+            f'id = "0175"\nname = "Gemeente Olst-Wijhe"\nkind = "gemeente"\noin = "{OTHER.oin}"\n',
+        )
+    )
+    config = load_config(setup.config_path)
+    assert config.ebms is not None
+    other = dataclasses.replace(OTHER, endpoint=f"http://127.0.0.1:{capture.port}/ebms")
+    gateway = dataclasses.replace(GATEWAY, endpoint=f"{setup.url}/ebms")
+    CpaStore(config.ebms, PartnerRegistry.load(config.partners_file)).add(
+        make_cpa(cpaid=OTHER_CPA, peer=other, gateway=gateway)
+    )
+
+
+def status_request(asked: str, *, cpaid: str = "CPA_TEST_gateway_1", peer: Side = PEER) -> bytes:
+    """A StatusRequest from ``peer`` about the MessageId ``asked`` (a single-part signal)."""
+    root = etree.fromstring(
+        ebms.ping(
+            cpaid,
+            ebms.PartyRef(peer.oin, "urn:osb:oin", None),
+            ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
+            "peer.test",
+        )
+    )
+    action = root.find(f".//{ebms.eb('Action')}")
+    body = root.find(ebms.soap("Body"))
+    assert action is not None and body is not None
+    action.text = "StatusRequest"
+    request = etree.SubElement(body, ebms.eb("StatusRequest"))
+    request.set(ebms.eb("version"), "2.0")
+    etree.SubElement(request, ebms.eb("RefToMessageId")).text = asked
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
 def di01(referentienummer: str | None = None) -> bytes:
     return env.build_di01(
         (SAMPLES / "iwmo" / "wmo301.xml").read_bytes(),
@@ -354,16 +398,18 @@ async def post_ebms(
     *,
     partner: str | None = "0150",
     soap_action: str = '"ebXML"',
+    token: str | None = None,
 ) -> tuple[int, bytes]:
+    """POST to ``/ebms`` with ``partner``'s client certificate (none: ``None``) and, when
+    given, ``token`` as a bearer token."""
     content_type, body = out if isinstance(out, tuple) else ebms.business_message(out)
     connector = aiohttp.TCPConnector(ssl=setup.ssl_context(partner))
+    headers = {"Content-Type": content_type, "SOAPAction": soap_action}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     async with (
         aiohttp.ClientSession(connector=connector) as session,
-        session.post(
-            f"{setup.url}/ebms",
-            data=body,
-            headers={"Content-Type": content_type, "SOAPAction": soap_action},
-        ) as response,
+        session.post(f"{setup.url}/ebms", data=body, headers=headers) as response,
     ):
         return response.status, await response.read()
 

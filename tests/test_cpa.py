@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from lxml import etree
 
 from cli import main
+from gateway.config import ConfigError
+from gateway.config import load as load_config
 from gateway.ebms.cpa import CpaError, Profile, load_schema, parse
 from tests.ebmskit import GATEWAY, PEER, Side, fresh_signer, make_cpa
 
@@ -230,7 +232,6 @@ def test_without_an_ebms_table_the_commands_say_so(tmp_path: Path) -> None:
 
 
 def test_a_signed_cpa_needs_our_key_and_its_certificate(tmp_path: Path) -> None:
-    from gateway.config import load as load_config
     from gateway.ebms.cpastore import CpaStore
     from routing.partners import PartnerRegistry
     from tests.ebmskit import write_signer
@@ -262,3 +263,31 @@ def test_a_signed_cpa_needs_our_key_and_its_certificate(tmp_path: Path) -> None:
     unsigned = make_cpa("osb-rm", peer=peer, gateway=gateway, ack_signed=True)
     with pytest.raises(CpaError, match="asks signed acknowledgments, but our signal channel"):
         store(keys.format("ours")).check(unsigned)
+
+
+@pytest.mark.parametrize(
+    ("extra", "future", "past"),
+    [
+        ("", 300, 3600),
+        ("timestamp_future_seconds = 60\ntimestamp_past_seconds = 86400\n", 60, 86400),
+        ("timestamp_future_seconds = -1\n", None, None),
+        ('timestamp_past_seconds = "1h"\n', None, None),
+        ("timestamp_past_seconds = true\n", None, None),
+        ("timestamp_past_seconds = 9999999\n", None, None),
+    ],
+)
+def test_the_timestamp_window_is_configured_in_whole_seconds(
+    tmp_path: Path, extra: str, future: int | None, past: int | None
+) -> None:
+    config_path = _setup(tmp_path)
+    config_path.write_text(config_path.read_text() + extra)
+    if future is None:
+        with pytest.raises(ConfigError, match="timestamp_"):
+            load_config(config_path)
+        return
+    config = load_config(config_path)
+    assert config.ebms is not None
+    assert (config.ebms.timestamp_future_seconds, config.ebms.timestamp_past_seconds) == (
+        future,
+        past,
+    )

@@ -8,7 +8,7 @@ signals go, is a capture server on loopback.
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,12 +19,16 @@ from gateway.ebms import message as ebms
 from tests.conftest import sample
 from tests.ebmskit import (
     GATEWAY,
+    OTHER,
+    OTHER_CPA,
     PEER,
     Capture,
+    add_second_partner,
     di01,
     gateway_with_cpa,
     outgoing,
     post_ebms,
+    status_request,
 )
 from tests.gatewaykit import Setup, eventually, rest, running
 
@@ -35,6 +39,10 @@ def _errors(signal: bytes) -> list[tuple[str | None, str | None]]:
         (e.get(ebms.eb("errorCode")), e.get(ebms.eb("location")))
         for e in root.iter(ebms.eb("Error"))
     ]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def _inbox(setup: Setup) -> list[dict[str, object]]:
@@ -94,6 +102,14 @@ async def test_sync_reply_returns_the_acknowledgment_in_the_response(
             {"time_to_live": datetime(2020, 1, 1, tzinfo=UTC)},
             ("TimeToLiveExpired", "//Header/MessageHeader/MessageData/TimeToLive"),
         ),
+        (  # a day old: the kit's CPA resends for 4 minutes, the default floor is an hour
+            {"timestamp": _iso(datetime.now(UTC) - timedelta(days=1))},
+            ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp"),
+        ),
+        (  # more than the allowed clock skew (5 minutes) ahead
+            {"timestamp": _iso(datetime.now(UTC) + timedelta(minutes=30))},
+            ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp"),
+        ),
         (
             {"sender": ebms.PartyRef(PEER.oin, "urn:osb:oin", "Gemeente")},
             ("ValueNotRecognized", "//Header/MessageHeader/From/Role"),
@@ -115,6 +131,28 @@ async def test_disagreement_with_the_cpa_is_a_message_error(
             for code, loc in codes
         ), codes
         assert await _inbox(setup) == []
+
+
+async def test_the_timestamp_window_follows_the_cpas_resend_window(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """A reliable sender resends the identical message, its first Timestamp included, until
+    TimeToLive: with the Digikoppeling default of 8 retries 3 hours apart a resend may carry a
+    Timestamp a day old, and is acknowledged; one older than the whole window is not."""
+    setup = gateway_with_cpa(tmp_path, capture, retries=8, retry_interval="PT3H")
+    async with running(setup):
+        now = datetime.now(UTC)
+        resend = outgoing(di01(), timestamp=_iso(now - timedelta(hours=24)))
+        assert (await post_ebms(setup, resend))[0] == 204
+        await eventually(lambda: capture.received)
+        assert capture.actions() == ["Acknowledgment"]
+        stale = outgoing(di01(), timestamp=_iso(now - timedelta(hours=28)))
+        assert (await post_ebms(setup, stale))[0] == 204
+        await eventually(lambda: len(capture.received) == 2)
+        assert _errors(capture.received[1]) == [
+            ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp")
+        ]
+        assert len(await _inbox(setup)) == 1
 
 
 async def test_a_refused_envelope_is_a_delivery_failure_naming_the_stuf_code(
@@ -155,6 +193,75 @@ async def test_what_no_message_error_can_answer_is_a_soap_fault(
         assert capture.received == [] and await _inbox(setup) == []
 
 
+async def test_a_partner_token_without_its_client_certificate_is_refused(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """Digikoppeling authenticates an MSH by its client certificate only: the partner's bearer
+    token (good for its REST API) does not make a caller of ``/ebms``, neither alone nor
+    beside another partner's certificate."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    async with running(setup):
+        out = outgoing(di01())
+        token = setup.token("0150")
+        status, body = await post_ebms(setup, out, partner=None, token=token)
+        assert status == 401 and b"client certificate" in body
+        status, body = await post_ebms(setup, out, partner="0175", token=token)
+        assert status == 500 and b"not the other party" in body
+        assert capture.received == [] and await _inbox(setup) == []
+
+
+def _doubled(envelope: bytes, tag: str) -> bytes:
+    """``envelope`` with its first ``tag`` element twice (the copy first, a new MessageId)."""
+    root = etree.fromstring(envelope)
+    original = next(root.iter(tag))
+    copy = etree.fromstring(etree.tostring(original))
+    for message_id in copy.iter(ebms.eb("MessageId")):
+        message_id.text = "second@peer.test"
+    parent = original.getparent()
+    assert parent is not None
+    parent.insert(parent.index(original), copy)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+@pytest.mark.parametrize(
+    ("tag", "location"),
+    [
+        ("MessageHeader", "//Header/MessageHeader"),
+        ("MessageId", "//Header/MessageHeader/MessageData/MessageId"),
+        ("AckRequested", "//Header/AckRequested"),
+        ("Manifest", "//Body/Manifest"),
+    ],
+)
+async def test_a_second_singleton_element_is_inconsistent(
+    tmp_path: Path, capture: Capture, tag: str, location: str
+) -> None:
+    """Which of two MessageHeaders (MessageIds, …) is meant? None: a MessageError naming the
+    duplicate, nothing accepted, for a business message and for a Ping alike."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    async with running(setup):
+        content_type, body = ebms.business_message(outgoing(di01()))
+        start = body.index(b"<?xml")
+        end = body.index(b"</soap:Envelope>") + len(b"</soap:Envelope>")
+        doubled = _doubled(body[start:end], ebms.eb(tag))
+        assert (await post_ebms(setup, (content_type, body[:start] + doubled + body[end:])))[
+            0
+        ] == 204
+        await eventually(lambda: capture.received)
+        assert capture.actions() == ["MessageError"]
+        assert ("Inconsistent", location) in _errors(capture.received[0])
+        if tag in ("MessageHeader", "MessageId"):
+            ping = ebms.ping(
+                "CPA_TEST_gateway_1",
+                ebms.PartyRef(PEER.oin, "urn:osb:oin", None),
+                ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
+                "peer.test",
+            )
+            assert (await post_ebms(setup, ("text/xml", _doubled(ping, ebms.eb(tag)))))[0] == 204
+            await eventually(lambda: len(capture.received) == 2)
+            assert capture.actions()[1] == "MessageError"
+        assert await _inbox(setup) == []
+
+
 async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> None:
     setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
@@ -169,6 +276,35 @@ async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> N
         assert capture.actions() == ["Pong"]
         pong = ebms.read("text/xml", capture.received[0])
         assert pong.ref_to_message_id == ebms.read("text/xml", ping).message_id
+
+
+async def test_a_status_request_answers_only_about_the_requesters_own_messages(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """0150 asks about a MessageId 0175 sent (under 0175's own CPA): NotRecognized, as for a
+    MessageId never seen; about its own: Received."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    add_second_partner(setup, capture)
+    async with running(setup):
+        mine = outgoing(di01())
+        theirs = outgoing(
+            di01(),
+            cpaid=OTHER_CPA,
+            sender=ebms.PartyRef(OTHER.oin, "urn:osb:oin", OTHER.role),
+        )
+        assert (await post_ebms(setup, mine))[0] == 204
+        assert (await post_ebms(setup, theirs, partner="0175"))[0] == 204
+        await eventually(lambda: len(capture.received) == 2)
+        answers = []
+        for asked in (theirs.message_id, mine.message_id, "never@peer.test"):
+            request = ("text/xml", status_request(asked))
+            assert (await post_ebms(setup, request))[0] == 204
+            expected = 3 + len(answers)
+            await eventually(lambda: len(capture.received) == expected)  # noqa: B023
+            answer = etree.fromstring(capture.received[-1])
+            (response,) = answer.iter(ebms.eb("StatusResponse"))
+            answers.append(response.get(ebms.eb("messageStatus")))
+        assert answers == ["NotRecognized", "Received", "NotRecognized"]
 
 
 def test_received_message_ids_are_kept_for_the_resend_window_then_dropped(

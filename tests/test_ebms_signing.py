@@ -8,13 +8,21 @@ signing partner. Against the running ebms-core: tests/test_ebms_peer.py.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
 
+from gateway.config import load as load_config
+from gateway.ebms import checks
 from gateway.ebms import message as ebms
 from gateway.ebms.cpa import parse
+from gateway.ebms.cpastore import CpaStore
 from gateway.ebms.signing import (
     Algorithms,
     SignatureProblem,
@@ -24,6 +32,7 @@ from gateway.ebms.signing import (
     signed_references,
     verify,
 )
+from routing.partners import PartnerRegistry
 from tests.ebmskit import (
     PEER,
     Capture,
@@ -127,6 +136,108 @@ def test_a_message_signed_by_ebms_core_verifies() -> None:
     )
 
 
+NEXT_MSH = "urn:oasis:names:tc:ebxml-msg:actor:nextMSH"
+
+
+def _forged_header(root: etree._Element) -> None:
+    """Signature wrapping: a second MessageHeader, marked for the next MSH (so the profile's
+    XPath filter leaves it out of the signature), before the signed one, with a new MessageId
+    and a fresh TimeToLive."""
+    header = root.find(ebms.soap("Header"))
+    assert header is not None
+    signed = header.find(ebms.eb("MessageHeader"))
+    assert signed is not None
+    forged = copy.deepcopy(signed)
+    forged.set(ebms.soap("actor"), NEXT_MSH)
+    forged.find(f".//{ebms.eb('MessageId')}").text = "forged@peer.test"  # type: ignore[union-attr]
+    later = datetime.now(UTC) + timedelta(hours=1)
+    forged.find(f".//{ebms.eb('TimeToLive')}").text = later.isoformat()  # type: ignore[union-attr]
+    header.insert(header.index(signed), forged)
+
+
+def _forged_message_id(root: etree._Element) -> None:
+    """The same inside the signed MessageHeader: a nextMSH-marked MessageId first."""
+    data = root.find(f".//{ebms.eb('MessageData')}")
+    assert data is not None
+    forged = etree.Element(ebms.eb("MessageId"), {ebms.soap("actor"): NEXT_MSH})
+    forged.text = "forged@peer.test"
+    data.insert(0, forged)
+
+
+def _forging(signer: Signer, forge: Callable[[etree._Element], None]) -> Any:
+    """A seal that signs, then forges (after the signature: the forgery is not signed)."""
+    sign = signed_by(signer)
+
+    def seal(root: etree._Element, parts: dict[str, bytes]) -> None:
+        sign(root, parts)
+        forge(root)
+
+    return seal
+
+
+@pytest.mark.parametrize("forge", [_forged_header, _forged_message_id])
+def test_the_header_is_read_from_what_the_signature_covers(
+    signer: Signer, forge: Callable[[etree._Element], None]
+) -> None:
+    """The forgery leaves the signature valid (the XPath filter drops it); the reader names
+    it as a problem, and the message read from what verify covered is the signed one."""
+    out = outgoing(di01())
+    message = ebms.read(*ebms.business_message(out, seal=_forging(signer, forge)))
+    assert message.message_id == "forged@peer.test"  # the first found: the forgery
+    assert [p.code for p in message.problems][:1] == ["Inconsistent"]
+    covered = verify(
+        message.envelope, _parts(message), certificate=signer.certificate, algorithms=SHA256
+    )
+    signed = ebms.as_signed(message, covered)
+    assert signed.message_id == out.message_id and signed.problems == ()
+
+
+@pytest.mark.parametrize("forge", [_forged_header, _forged_message_id])
+def test_a_header_read_outside_the_signature_is_a_security_failure(
+    tmp_path: Path, capture: Capture, signer: Signer, forge: Callable[[etree._Element], None]
+) -> None:
+    """Defence in depth: were the reader to miss a forgery (here: its problems dropped), the
+    check still compares what it read with what the signature covers."""
+    setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer)
+    config = load_config(setup.config_path)
+    assert config.ebms is not None
+    link = CpaStore(config.ebms, PartnerRegistry.load(config.partners_file)).load()[
+        "CPA_TEST_gateway_1"
+    ]
+    out = outgoing(di01())
+    message = ebms.read(*ebms.business_message(out, seal=_forging(signer, forge)))
+    checked = checks.check(dataclasses.replace(message, problems=()), link)
+    assert [(e.code, e.description) for e in checked.errors] == [
+        ("SecurityFailure", "the header read is not the header signed")
+    ]
+    honest = checks.check(_signed(signer), link)
+    assert honest.errors == [] and honest.message.message_id != "forged@peer.test"
+
+
+def test_an_ack_requested_of_the_next_msh_stays_not_supported_when_signed(
+    tmp_path: Path, capture: Capture, signer: Signer
+) -> None:
+    """AckRequested for the next MSH is outside the signature by design: the signed reading
+    keeps it, and it is answered NotSupported (as ebms-core does), not SecurityFailure."""
+    setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer)
+    config = load_config(setup.config_path)
+    assert config.ebms is not None
+    link = CpaStore(config.ebms, PartnerRegistry.load(config.partners_file)).load()[
+        "CPA_TEST_gateway_1"
+    ]
+    sign = signed_by(signer)
+
+    def seal(root: etree._Element, parts: dict[str, bytes]) -> None:
+        ack = root.find(f".//{ebms.eb('AckRequested')}")
+        assert ack is not None
+        ack.set(ebms.soap("actor"), NEXT_MSH)
+        sign(root, parts)
+
+    message = ebms.read(*ebms.business_message(outgoing(di01()), seal=seal))
+    codes = [(e.code, e.location) for e in checks.check(message, link).errors]
+    assert codes == [("NotSupported", "//Header/AckRequested")]
+
+
 # --- over TLS ----------------------------------------------------------------------------------
 
 
@@ -160,6 +271,40 @@ async def test_a_message_not_signed_by_the_cpas_key_is_a_security_failure(
         root = etree.fromstring(capture.received[0])
         codes = [e.get(ebms.eb("errorCode")) for e in root.iter(ebms.eb("Error"))]
         assert codes == ["SecurityFailure"]
+        _, listing = await rest(setup, "GET", "/api/v1/inbox", partner_cert="12345678")
+        assert listing["messages"] == []
+
+
+@pytest.mark.parametrize(
+    ("forge", "location"),
+    [
+        (_forged_header, "//Header/MessageHeader"),
+        (_forged_message_id, "//Header/MessageHeader/MessageData/MessageId"),
+    ],
+)
+async def test_a_wrapped_signature_is_refused_and_nothing_accepted(
+    tmp_path: Path,
+    capture: Capture,
+    signer: Signer,
+    forge: Callable[[etree._Element], None],
+    location: str,
+) -> None:
+    """An expired signed message, given a new MessageId and TimeToLive outside the
+    signature: a MessageError Inconsistent naming the duplicate, no Acknowledgment."""
+    setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer)
+    async with running(setup):
+        expired = datetime.now(UTC) - timedelta(minutes=1)
+        out = outgoing(di01(), time_to_live=expired)
+        wrapped = ebms.business_message(out, seal=_forging(signer, forge))
+        assert (await post_ebms(setup, wrapped))[0] == 204
+        await eventually(lambda: capture.received)
+        assert capture.actions() == ["MessageError"]
+        root = etree.fromstring(capture.received[0])
+        errors = [
+            (e.get(ebms.eb("errorCode")), e.get(ebms.eb("location")))
+            for e in root.iter(ebms.eb("Error"))
+        ]
+        assert ("Inconsistent", location) in errors, errors
         _, listing = await rest(setup, "GET", "/api/v1/inbox", partner_cert="12345678")
         assert listing["messages"] == []
 

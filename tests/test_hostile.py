@@ -144,6 +144,8 @@ async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path) -> None:
         r"^body_timeout = .*$", "body_timeout = 2", setup.config_path.read_text(), flags=re.M
     )
     assert "body_timeout = 2" in config
+    # an MSH endpoint without CPAs: what /ebms refuses before any CPA is looked at
+    config += '\n[ebms]\noin = "00000002222222222000"\ncpa_dir = "cpa"\n'
     setup.config_path.write_text(config)
     log = (tmp_path / "gateway.log").open("wb")
     process = await asyncio.create_subprocess_exec(

@@ -7,14 +7,68 @@ partner's MSH sees the same MessageError from us as from any other Digikoppeling
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from gateway.ebms.cpa import ActionBinding, Channel
 from gateway.ebms.cpastore import Link
-from gateway.ebms.message import TO_PARTY_MSH, EbmsError, EbmsMessage, eb, soap
+from gateway.ebms.message import (
+    TO_PARTY_MSH,
+    EbmsError,
+    EbmsMessage,
+    EbmsParseError,
+    as_signed,
+    eb,
+    parse_time,
+    soap,
+)
 from gateway.ebms.signing import SignatureProblem, verify
 
 HEADER = "//Header/MessageHeader"
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampWindow:
+    """How far a received eb:Timestamp may lie from our clock (``[ebms]
+    timestamp_future_seconds`` / ``timestamp_past_seconds``; docs/ebms.md).
+
+    A reliable sender resends the *identical* message, Timestamp included, every
+    RetryInterval, Retries times, and gives up at TimeToLive = Timestamp + RetryInterval x
+    (Retries + 1) (ebms-core; ebms2-digikoppeling.md 7.1). So the past side allows the
+    channel's whole resend window when that is longer than ``past``; the clock skew
+    (``future``) is allowed both ways."""
+
+    future: timedelta = timedelta(minutes=5)
+    past: timedelta = timedelta(hours=1)
+
+    def earliest(self, now: datetime, channel: Channel | None) -> datetime:
+        past = self.past
+        if channel is not None and channel.retries is not None and channel.retry_interval:
+            past = max(past, channel.retry_interval * (1 + channel.retries))
+        return now - past - self.future
+
+    def latest(self, now: datetime) -> datetime:
+        return now + self.future
+
+
+def _timestamp(
+    message: EbmsMessage, channel: Channel | None, window: TimestampWindow, now: datetime
+) -> list[EbmsError]:
+    """eb:Timestamp present and within the window. An old Timestamp is a replay or a message
+    its sender gave up on; the ebMS error for a value that contradicts the agreement is
+    ``Inconsistent`` (ebms-core answers a Timestamp outside the CPA's period the same way)."""
+    where = f"{HEADER}/MessageData/Timestamp"
+    try:
+        sent = parse_time(message.timestamp)
+    except EbmsParseError:
+        sent = None
+    if sent is None:
+        return [EbmsError("Inconsistent", where, "Timestamp is missing or no xsd:dateTime")]
+    if sent > window.latest(now):
+        return [EbmsError("Inconsistent", where, "Timestamp lies in the future")]
+    if sent < window.earliest(now, channel):
+        return [EbmsError("Inconsistent", where, "Timestamp is older than the resend window")]
+    return []
 
 
 def _version(message: EbmsMessage) -> list[EbmsError]:
@@ -101,30 +155,84 @@ def _channel(message: EbmsMessage, channel: Channel) -> list[EbmsError]:
     return errors
 
 
-def _signature(message: EbmsMessage, channel: Channel) -> list[EbmsError]:
-    """The message signed by the sender's key as the CPA has it (never the message's own)."""
+def _header_fields(message: EbmsMessage) -> tuple[object, ...]:
+    """Everything the checks and the acceptance read from the header and the Manifest."""
+    ack = message.ack_requested
+    return (
+        message.sender,
+        message.receiver,
+        message.cpaid,
+        message.conversation_id,
+        message.service_type,
+        message.service,
+        message.action,
+        message.message_id,
+        message.timestamp,
+        message.ref_to_message_id,
+        message.time_to_live,
+        message.duplicate_elimination,
+        None if ack is None else (ack.get(soap("actor")), ack.get(eb("signed"))),
+        message.message_order,
+        message.references,
+    )
+
+
+def _signed(message: EbmsMessage, channel: Channel) -> EbmsMessage | EbmsError:
+    """The message as its signature covers it, signed by the sender's key as the CPA has it
+    (never the message's own): read from the very tree whose digest was verified, and the
+    same as what the reader found in the envelope, or a ``SecurityFailure``."""
     assert channel.signing_certificate is not None  # a signed channel (cpa.py)
-    algorithms = channel.algorithms
+    where = "//Header/Signature"
     try:
-        verify(
+        covered = verify(
             message.envelope,
             {cid: part.data for cid, part in message.parts.items()},
             certificate=channel.signing_certificate,
-            algorithms=algorithms,
+            algorithms=channel.algorithms,
         )
+        signed = as_signed(message, covered)
     except SignatureProblem as exc:
-        return [EbmsError("SecurityFailure", "//Header/Signature", str(exc))]
-    return []
+        return EbmsError("SecurityFailure", where, str(exc))
+    except EbmsParseError:
+        return EbmsError("SecurityFailure", where, "the signature does not cover the header")
+    if _header_fields(signed) != _header_fields(message):
+        return EbmsError("SecurityFailure", where, "the header read is not the header signed")
+    return signed
 
 
-def check(message: EbmsMessage, link: Link, *, now: datetime | None = None) -> list[EbmsError]:
-    """Every way a business message disagrees with its CPA (empty: it agrees)."""
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """The outcome of :func:`check`: the message to act on (as signed, on a signed channel)
+    and every disagreement with the CPA (empty: it agrees)."""
+
+    message: EbmsMessage
+    errors: list[EbmsError]
+
+
+def check(
+    message: EbmsMessage,
+    link: Link,
+    *,
+    now: datetime | None = None,
+    window: TimestampWindow | None = None,
+) -> Checked:
+    """Every way a business message disagrees with its CPA. An ambiguous structure
+    (:attr:`EbmsMessage.problems`) or a signature that does not hold ends the check: nothing
+    else in such a message is worth comparing. On a signed channel everything else is read
+    from what the signature covers."""
+    if message.problems:
+        return Checked(message, list(message.problems))
+    found = binding(message, link)
+    if found is not None and found.channel.profile.signed:
+        signed = _signed(message, found.channel)
+        if isinstance(signed, EbmsError):
+            return Checked(message, [signed])
+        message = signed
     errors = _version(message) + _parties(message, link)
     if message.message_order:
         errors.append(
             EbmsError("NotSupported", "//Header/MessageOrder", "MessageOrder is not supported")
         )
-    found = binding(message, link)
     if found is None:
         errors.append(
             EbmsError(
@@ -135,9 +243,10 @@ def check(message: EbmsMessage, link: Link, *, now: datetime | None = None) -> l
         )
     else:
         errors += _channel(message, found.channel)
-        if found.channel.profile.signed:
-            errors += _signature(message, found.channel)
     moment = now or datetime.now(UTC)
+    errors += _timestamp(
+        message, found.channel if found else None, window or TimestampWindow(), moment
+    )
     if message.time_to_live is not None and message.time_to_live < moment:
         errors.append(
             EbmsError(
@@ -161,4 +270,4 @@ def check(message: EbmsMessage, link: Link, *, now: datetime | None = None) -> l
         errors.append(
             EbmsError("Inconsistent", "//Body/Manifest", "a business message needs its payload")
         )
-    return errors
+    return Checked(message, errors)

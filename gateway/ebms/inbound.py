@@ -5,10 +5,14 @@ Order of work for one request (ebms2-digikoppeling.md 2-7):
 1. ``SOAPAction: "ebXML"`` (quoted) or a SOAP fault, as ebms-core answers;
 2. read the message; an unreadable one, or an unknown CPAId, is a SOAP fault (no MessageError
    can be addressed);
-3. the caller must be the CPA's other party: its client certificate's partner (or, with
-   ``[ebms] loopback_http`` on a plain-HTTP loopback gateway for tests, the party itself);
-4. signals: Ping → Pong, StatusRequest → StatusResponse; others are logged;
-5. business messages: checked against the CPA (MessageError on any disagreement), duplicates
+3. the caller must be the CPA's other party: its client certificate's partner, never a
+   bearer token (or, with ``[ebms] loopback_http`` on a plain-HTTP loopback gateway for
+   tests, the party itself);
+4. signals: an ambiguous structure (two MessageHeaders …) is a MessageError (ignored on an
+   Acknowledgment or MessageError); Ping → Pong, StatusRequest → StatusResponse about the
+   requester's own messages only; others are logged;
+5. business messages: checked against the CPA, on a signed channel as the signature covers
+   them, Timestamp within its window (MessageError on any disagreement), duplicates
    answered with their stored signal, the payload (a StUF-GGk envelope) accepted exactly as a
    SOAP request would be, and only then acknowledged: in the HTTP response when the CPA says
    ``mshSignalsOnly`` and the message asks SyncReply, else 204 and a separate POST.
@@ -38,7 +42,7 @@ from gateway.ebms import checks
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
-from gateway.ebms.received import ReceivedStore
+from gateway.ebms.received import Received, ReceivedStore
 from gateway.ebms.sent import SentStore
 from gateway.ebms.signing import signed_references
 from gateway.ingest import Accepted, Identity
@@ -93,6 +97,11 @@ class EbmsInbound:
             config, self.links, SentStore(config.data_dir / "ebms.sqlite"), store.signer
         )
         """The sending side, sharing the CPAs; its answers arrive here as signals."""
+        self.window = checks.TimestampWindow(
+            future=timedelta(seconds=config.ebms.timestamp_future_seconds),
+            past=timedelta(seconds=config.ebms.timestamp_past_seconds),
+        )
+        """How far a received eb:Timestamp may lie from our clock."""
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -100,8 +109,9 @@ class EbmsInbound:
     def forget_old(self) -> int:
         """Drop received MessageIds past every CPA's resend window: (1 + Retries) x
         RetryInterval, or PersistDuration when longer; 5 days when a CPA says neither
-        (Digikoppeling's default)."""
-        window = timedelta(days=5)
+        (Digikoppeling's default). Never before the Timestamp window has closed on them (plus
+        the clock skew): an older resend is refused by its Timestamp, not accepted twice."""
+        window = max(timedelta(days=5), self.window.past)
         for link in self.links.values():
             for binding in link.theirs.sends.values():
                 channel = binding.channel
@@ -109,6 +119,7 @@ class EbmsInbound:
                     window = max(window, channel.retry_interval * (1 + channel.retries))
                 if channel.persist_duration is not None:
                     window = max(window, channel.persist_duration)
+        window += self.window.future
         return self.received.forget_before(time.time() - window.total_seconds())
 
     async def close(self) -> None:
@@ -152,23 +163,40 @@ class EbmsInbound:
         return self.config.ebms.loopback_http and self.config.plain_http
 
     def _is_their_party(self, request: web.Request, identity: Identity, link: Link) -> bool:
-        if identity.partner is not None:
-            return identity.partner.id == link.partner.id
+        """The client certificate's partner is the CPA's partner (a bearer token proves no
+        MSH: Digikoppeling authenticates MSHs by certificate only)."""
+        if identity.partner is not None and identity.partner.id != link.partner.id:
+            return False
+        if identity.partner is not None and identity.via == "mtls":
+            return True
         return self.loopback_test_mode and is_loopback(request.remote or "")
 
     # --- signals ------------------------------------------------------------------------------
 
     async def _signal(self, message: ebms.EbmsMessage, link: Link) -> Answer:
         action = message.action
+        if message.problems:  # ambiguous: which RefToMessageId, which MessageHeader?
+            log.info(
+                "ebms.signal_refused",
+                action=action[:40],
+                cpaid=link.cpa.cpaid,
+                codes=[e.code for e in message.problems][:5],
+            )
+            if action in ("Acknowledgment", "MessageError"):
+                return Answer(web.Response(status=204))  # an error is never answered by one
+            error = ebms.message_error(message, list(message.problems), self.host)
+            return self._reply(self._seal(error, link), sync=False)
         if action == "Ping":
             return self._reply(self._seal(ebms.pong(message, self.host), link), sync=False)
         if action == "StatusRequest":
             asked = message.envelope.findtext(
                 f"{ebms.soap('Body')}/{ebms.eb('StatusRequest')}/{ebms.eb('RefToMessageId')}"
             )
-            known = self.received.get((asked or "").strip())
-            status, when = ("Received", None) if known else ("NotRecognized", None)
-            body = self._seal(ebms.status_response(message, status, when, self.host), link)
+            known = await asyncio.to_thread(self.received.get, (asked or "").strip())
+            status = "Received" if known is not None and self._theirs(known, link) else None
+            body = self._seal(
+                ebms.status_response(message, status or "NotRecognized", None, self.host), link
+            )
             return self._reply(body, sync=False)
         if action in ("Acknowledgment", "MessageError"):
             recorded = await self.outbound.answered(message, link.cpa.cpaid)
@@ -177,13 +205,24 @@ class EbmsInbound:
             log.info("ebms.signal", action=action[:40], cpaid=link.cpa.cpaid)
         return Answer(web.Response(status=204))
 
+    def _theirs(self, known: Received, link: Link) -> bool:
+        """Was ``known`` received from the partner now asking (under this CPA or another of
+        its CPAs)? A StatusRequest answers only about the requester's own messages: whether
+        another partner's MessageId arrived is none of its business (and MessageIds can be
+        guessed: ebms-core's are ``UUID@host``, but hand-built ones need not be)."""
+        if known.cpaid == link.cpa.cpaid:
+            return True
+        other = self.links.get(known.cpaid)
+        return other is not None and other.partner.id == link.partner.id
+
     # --- business messages -----------------------------------------------------------------------
 
     async def _business(self, message: ebms.EbmsMessage, link: Link) -> Answer:
         binding = checks.binding(message, link)
         sync = binding is not None and binding.channel.sync_reply_mode != "none"
         sync = sync and message.sync_reply is not None
-        errors = checks.check(message, link)
+        checked = checks.check(message, link, window=self.window)
+        message, errors = checked.message, checked.errors  # on a signed channel: as signed
         if errors:
             log.info(
                 "ebms.message_error",

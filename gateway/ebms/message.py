@@ -10,6 +10,7 @@ endpoint acts (ebms2-digikoppeling.md 2-6).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import email.message
 import email.parser
 import email.policy
@@ -28,6 +29,7 @@ XLINK = "http://www.w3.org/1999/xlink"
 MSH_SERVICE = "urn:oasis:names:tc:ebxml-msg:service"
 TO_PARTY_MSH = "urn:oasis:names:tc:ebxml-msg:actor:toPartyMSH"
 NEXT_ACTOR = "http://schemas.xmlsoap.org/soap/actor/next"
+NEXT_MSH = "urn:oasis:names:tc:ebxml-msg:actor:nextMSH"
 SOAP_ACTION = '"ebXML"'
 ERRORS_CONTEXT = "urn:oasis:names:tc:ebxml-msg:service:errors"
 HEADER_LIMITS = ParseLimits(max_bytes=1024 * 1024, max_depth=32)
@@ -44,6 +46,15 @@ def soap(name: str) -> str:
 class EbmsParseError(ValueError):
     """The request is not an ebMS message the gateway can read at all (answered with a SOAP
     fault, as ebms-core does, because no MessageError can be addressed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EbmsError:
+    """One eb:Error of a MessageError (ebms2-digikoppeling.md 6.4)."""
+
+    code: str
+    location: str | None
+    description: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +98,9 @@ class EbmsMessage:
     """``cid:`` hrefs of the Manifest, without the scheme."""
     parts: dict[str, Part] = field(default_factory=dict)
     """Payload parts by Content-ID (without angle brackets)."""
+    problems: tuple[EbmsError, ...] = ()
+    """Structure the reader refuses to choose from (:func:`structure_problems`): answered with
+    a MessageError before anything else is looked at."""
 
     @property
     def is_signal(self) -> bool:
@@ -147,7 +161,9 @@ def _party(el: etree._Element | None, where: str) -> PartyRef:
     return PartyRef((pid.text or "").strip(), pid.get(eb("type")), _text(el, "Role"))
 
 
-def _time(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
+    """An xsd:dateTime (UTC when it names no zone); None for none;
+    :class:`EbmsParseError` for anything else."""
     if not text:
         return None
     try:
@@ -157,6 +173,93 @@ def _time(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+SINGLETONS: dict[str, tuple[str, ...]] = {
+    "Header": (
+        eb("MessageHeader"),
+        eb("AckRequested"),
+        eb("SyncReply"),
+        eb("Acknowledgment"),
+        eb("ErrorList"),
+        eb("MessageOrder"),
+        "{http://www.w3.org/2000/09/xmldsig#}Signature",
+    ),
+    "Body": (eb("Manifest"), eb("StatusRequest"), eb("StatusResponse")),
+    "MessageHeader": tuple(
+        eb(n)
+        for n in (
+            "From",
+            "To",
+            "CPAId",
+            "ConversationId",
+            "Service",
+            "Action",
+            "MessageData",
+            "DuplicateElimination",
+        )
+    ),
+    "MessageData": tuple(eb(n) for n in ("MessageId", "Timestamp", "RefToMessageId", "TimeToLive")),
+    "From": (eb("Role"),),
+    "To": (eb("Role"),),
+    "Acknowledgment": (eb("Timestamp"), eb("RefToMessageId"), eb("From")),
+    "StatusRequest": (eb("RefToMessageId"),),
+    "StatusResponse": (eb("RefToMessageId"), eb("Timestamp")),
+}
+"""Elements the schema allows at most once in their parent (msg-header-2_0.xsd; one
+ds:Signature in the Header, ebms2-digikoppeling.md 8.2)."""
+NEXT_HOP_BLOCKS = (eb("AckRequested"), eb("SyncReply"))
+"""The only eb: elements that may name a next-hop actor: header blocks that are checked on
+their own (AckRequested nextMSH is NotSupported, SyncReply is for SOAP "next")."""
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _path(el: etree._Element) -> str:
+    """``//Header/MessageHeader/…``: an element's place from the SOAP Header or Body down, as
+    the locations of ebms-core's errors read."""
+    names = []
+    node: etree._Element | None = el
+    while node is not None and isinstance(node.tag, str) and node.tag != soap("Envelope"):
+        names.append(_local(node.tag))
+        node = node.getparent()
+    return "//" + "/".join(reversed(names))
+
+
+def structure_problems(envelope: etree._Element) -> tuple[EbmsError, ...]:
+    """What makes it ambiguous which element the message means. A second MessageHeader (or
+    MessageId, AckRequested, ds:Signature …) is never valid, and an eb: element marked for the
+    next hop (``soap:actor`` nextMSH or SOAP "next") is left out of the signature by the
+    profile's XPath filter: a reader that took either could be handed unsigned content
+    beside a valid signature (signature wrapping). Digikoppeling has no intermediaries, so
+    neither has a legitimate use."""
+    problems: list[EbmsError] = []
+    for el in envelope.iter():
+        if not isinstance(el.tag, str):
+            continue
+        singletons = SINGLETONS.get(_local(el.tag)) if el.tag.startswith(f"{{{EB}}}") else None
+        if el.tag in (soap("Header"), soap("Body")):
+            singletons = SINGLETONS[_local(el.tag)]
+        for tag in singletons or ():
+            if len(el.findall(tag)) > 1:
+                where = f"{_path(el)}/{_local(tag)}"
+                problems.append(EbmsError("Inconsistent", where, f"more than one {_local(tag)}"))
+        actor = el.get(soap("actor"))
+        if (
+            actor in (NEXT_MSH, NEXT_ACTOR)
+            and el.tag.startswith(f"{{{EB}}}")
+            and not (el.tag in NEXT_HOP_BLOCKS and el.getparent() is envelope.find(soap("Header")))
+        ):
+            problems.append(
+                EbmsError(
+                    "Inconsistent",
+                    _path(el),
+                    f"{_local(el.tag)} is marked for the next hop (outside the signature)",
+                )
+            )
+    return tuple(problems[:20])
+
+
 def read(content_type: str, body: bytes) -> EbmsMessage:
     """Read an ebMS message (no CPA yet); :class:`EbmsParseError` when it cannot be read."""
     soap_bytes, parts = split_mime(content_type, body)
@@ -164,6 +267,14 @@ def read(content_type: str, body: bytes) -> EbmsMessage:
         envelope = parse_untrusted(soap_bytes, HEADER_LIMITS)
     except UnsafeXml as exc:
         raise EbmsParseError(f"the SOAP part is not usable XML: {exc.message}") from None
+    return from_envelope(envelope, soap_bytes, parts)
+
+
+def from_envelope(
+    envelope: etree._Element, soap_bytes: bytes, parts: dict[str, Part]
+) -> EbmsMessage:
+    """The message an envelope carries (the first of each element; :attr:`EbmsMessage.problems`
+    says when there was more than one to choose from)."""
     if envelope.tag != soap("Envelope"):
         raise EbmsParseError("the SOAP part is not a SOAP 1.1 Envelope")
     header = envelope.find(soap("Header"))
@@ -199,7 +310,7 @@ def read(content_type: str, body: bytes) -> EbmsMessage:
         message_id=message_id,
         timestamp=_text(data, "Timestamp") or "",
         ref_to_message_id=_text(data, "RefToMessageId"),
-        time_to_live=_time(_text(data, "TimeToLive")),
+        time_to_live=parse_time(_text(data, "TimeToLive")),
         duplicate_elimination=mh.find(eb("DuplicateElimination")) is not None,
         ack_requested=block("AckRequested"),
         sync_reply=block("SyncReply"),
@@ -208,6 +319,26 @@ def read(content_type: str, body: bytes) -> EbmsMessage:
         message_order=block("MessageOrder") is not None,
         references=references,
         parts=parts,
+        problems=structure_problems(envelope),
+    )
+
+
+def as_signed(message: EbmsMessage, covered: etree._Element) -> EbmsMessage:
+    """``message`` read again from ``covered``, the envelope exactly as its signature was
+    verified (the Signature and the next-hop blocks taken out: :func:`signing.verify`), so
+    every header field used afterwards is one the signature covers. Kept from the message as
+    received: the envelope itself (its Signature, which a signed receipt repeats), the MIME
+    parts (their digests were verified), SyncReply and an AckRequested for the next MSH
+    (outside the signature by design; the latter is refused as NotSupported anyway)."""
+    signed = from_envelope(covered, message.soap_bytes, message.parts)
+    ack = message.ack_requested
+    next_hop_ack = ack is not None and ack.get(soap("actor")) in (NEXT_MSH, NEXT_ACTOR)
+    return dataclasses.replace(
+        signed,
+        envelope=message.envelope,
+        sync_reply=message.sync_reply,
+        ack_requested=ack if next_hop_ack else signed.ack_requested,
+        problems=(),
     )
 
 
@@ -221,15 +352,6 @@ def new_message_id(host: str) -> str:
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, slots=True)
-class EbmsError:
-    """One eb:Error of a MessageError (ebms2-digikoppeling.md 6.4)."""
-
-    code: str
-    location: str | None
-    description: str
 
 
 def _envelope() -> tuple[etree._Element, etree._Element, etree._Element]:

@@ -143,15 +143,19 @@ class EbmsOutbound:
         algorithms = channel.algorithms
         try:
             if sent is None:
-                verify(signal.envelope, {}, certificate=certificate, algorithms=algorithms)
+                covered = verify(
+                    signal.envelope, {}, certificate=certificate, algorithms=algorithms
+                )
             else:
                 assert sent.receipt is not None
-                check_signed_acknowledgment(
+                covered = check_signed_acknowledgment(
                     signal.envelope, sent.receipt, certificate=certificate, algorithms=algorithms
                 )
-        except SignatureProblem:
+            signed = ebms.as_signed(signal, covered)
+        except (SignatureProblem, ebms.EbmsParseError):
             return False
-        return True
+        # the message it answers, as signed: not a RefToMessageId from outside the signature
+        return signed.ref_to_message_id == ref and signed.cpaid == cpaid
 
     def answer_from_cluster(self, ref: str, cpaid: str, outcome: str) -> None:
         """An answer another process received (Kafka view thread): recorded if we sent it."""

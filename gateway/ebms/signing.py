@@ -75,9 +75,9 @@ class Algorithms:
             )
 
 
-def _envelope_digest(envelope: etree._Element, digest: str, *, exclusive: bool = False) -> str:
-    """The digest of Reference URI="": the document without the Signature and without the
-    header blocks for the next hop, canonicalised."""
+def _covered(envelope: etree._Element) -> etree._Element:
+    """What Reference URI="" covers: a copy of the envelope without the Signature (enveloped
+    transform) and without the header blocks for the next hop (the profile's XPath filter)."""
     document = copy.deepcopy(envelope)
     header = document.find(soap("Header"))
     signature = header.find(ds("Signature")) if header is not None else None
@@ -89,6 +89,11 @@ def _envelope_digest(envelope: etree._Element, digest: str, *, exclusive: bool =
             parent = el.getparent()
             if parent is not None:
                 parent.remove(el)
+    return document
+
+
+def _digest(document: etree._Element, digest: str, *, exclusive: bool = False) -> str:
+    """The digest of a document, canonicalised."""
     canonical = etree.tostring(document, method="c14n", exclusive=exclusive, with_comments=False)
     return base64.b64encode(DIGESTS[digest](canonical).digest()).decode()
 
@@ -106,7 +111,7 @@ def sign(
     header = envelope.find(soap("Header"))
     if header is None:
         raise SignatureProblem("no SOAP Header to put the signature in")
-    envelope_digest = _envelope_digest(envelope, algorithms.digest)
+    envelope_digest = _digest(_covered(envelope), algorithms.digest)
     signature = etree.SubElement(header, ds("Signature"), nsmap={"ds": DS})
     info = etree.SubElement(signature, ds("SignedInfo"))
     etree.SubElement(info, ds("CanonicalizationMethod"), Algorithm=C14N)
@@ -137,9 +142,11 @@ def sign(
 
 def verify(
     envelope: etree._Element, parts: dict[str, bytes], *, certificate: bytes, algorithms: Algorithms
-) -> None:
+) -> etree._Element:
     """Check the envelope's signature with the CPA's certificate; :class:`SignatureProblem`
-    says what is wrong."""
+    says what is wrong. Returns the document its Reference URI="" covers, the very tree
+    whose digest was checked: read the header from it (``message.as_signed``), never from
+    the envelope, where blocks outside the signature could stand beside the signed ones."""
     algorithms.check()
     header = envelope.find(soap("Header"))
     signature = header.find(ds("Signature")) if header is not None else None
@@ -157,6 +164,7 @@ def verify(
     if c14n is None or c14n.get("Algorithm") not in (C14N, EXC_C14N):
         raise SignatureProblem("unsupported CanonicalizationMethod")
     seen: set[str] = set()
+    covered: etree._Element | None = None
     for reference in info.findall(ds("Reference")):
         uri = reference.get("URI", "")
         method = reference.find(ds("DigestMethod"))
@@ -164,10 +172,13 @@ def verify(
             raise SignatureProblem("DigestMethod differs from the CPA's HashFunction")
         expected = (reference.findtext(ds("DigestValue")) or "").strip()
         if uri == "":
+            if covered is not None:
+                raise SignatureProblem('more than one Reference URI=""')
             exclusive_body = any(
                 t.get("Algorithm") == EXC_C14N for t in reference.iter(ds("Transform"))
             )
-            actual = _envelope_digest(envelope, algorithms.digest, exclusive=exclusive_body)
+            covered = _covered(envelope)
+            actual = _digest(covered, algorithms.digest, exclusive=exclusive_body)
         elif uri.startswith("cid:") and uri[4:] in parts:
             actual = base64.b64encode(DIGESTS[algorithms.digest](parts[uri[4:]]).digest()).decode()
         else:
@@ -175,7 +186,7 @@ def verify(
         if actual != expected:
             raise SignatureProblem(f"the digest of Reference {uri[:80]!r} does not match")
         seen.add(uri)
-    if "" not in seen or any(f"cid:{cid}" not in seen for cid in parts):
+    if covered is None or any(f"cid:{cid}" not in seen for cid in parts):
         raise SignatureProblem("the signature does not cover the envelope and every payload part")
     canonical = etree.tostring(info, method="c14n", exclusive=exclusive, with_comments=False)
     public_key = x509.load_der_x509_certificate(certificate).public_key()
@@ -190,6 +201,7 @@ def verify(
         )
     except (InvalidSignature, ValueError):
         raise SignatureProblem("the signature value does not verify") from None
+    return covered
 
 
 def signed_references(envelope: etree._Element) -> list[etree._Element]:
@@ -215,18 +227,20 @@ def check_signed_acknowledgment(
     *,
     certificate: bytes,
     algorithms: Algorithms,
-) -> None:
+) -> etree._Element:
     """An Acknowledgment asked for signed: signed with the partner's certificate from the CPA,
     and repeating the references of the message it acknowledges (count, URIs, digests), so it
-    is a receipt for exactly what we sent. :class:`SignatureProblem` says what is wrong."""
-    verify(ack, {}, certificate=certificate, algorithms=algorithms)
-    header = ack.find(soap("Header"))
+    is a receipt for exactly what we sent. :class:`SignatureProblem` says what is wrong;
+    returns what the signature covers (:func:`verify`), where the references were read."""
+    covered = verify(ack, {}, certificate=certificate, algorithms=algorithms)
+    header = covered.find(soap("Header"))
     block = header.find(f"{{{EB}}}Acknowledgment") if header is not None else None
     repeated = block.findall(ds("Reference")) if block is not None else []
     if reference_digests(repeated) != expected:
         raise SignatureProblem(
             "the Acknowledgment does not repeat the references of the message we signed"
         )
+    return covered
 
 
 @dataclass(frozen=True, slots=True)
