@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from gateway import disclosure
 from gateway.broker.base import Broker
 from gateway.ingest import Identity
 from gateway.portal.session import SESSION_COOKIE, Session, SessionKeys
@@ -80,6 +81,7 @@ def templates() -> jinja2.Environment:
     )
     environment.filters["when"] = when
     environment.filters["euro"] = euro
+    environment.globals["band"] = disclosure.band  # what a rounded figure stands for
     return environment
 
 
