@@ -92,6 +92,8 @@ class RawFigures:
     month_clients: dict[tuple[str, str], int]
     """Distinct clients per (gemeente, month) over all categories (not a sum of cells)."""
     month_declaring: dict[tuple[str, str], int]
+    """Distinct declaring clients per (gemeente, month); not published (an amount's total is
+    shown only when all its cells are, each on its own declaring clients)."""
     durations: tuple[Duration, ...]
 
 
