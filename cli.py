@@ -773,8 +773,8 @@ def _figures_table(data: dict[str, Any]) -> str:
     lines = [
         f"(counts rounded to a multiple of {base}: {base} stands for 1 to "
         f"{disclosure.band(base, base)[1]}, {2 * base} for {disclosure.band(2 * base, base)[0]} "
-        f"to {disclosure.band(2 * base, base)[1]}; a total is the sum of its rounded figures; "
-        "x: an amount not shown)"
+        f"to {disclosure.band(2 * base, base)[1]}; a total is the sum of its rounded figures, "
+        "clienten's the distinct clients rounded; x: an amount not shown)"
     ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in data["rows"]:
