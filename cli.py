@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress
 
-from gateway import audit, demo, envelope, freshen, logs, server, soap
+from gateway import audit, demo, disclosure, envelope, freshen, logs, server, soap
 from gateway.broker import kafka_audit, kafka_ledger, kafka_topics
 from gateway.broker.base import StorageError
 from gateway.broker.kafka import client_settings
@@ -749,8 +749,8 @@ def stats_command(
     as_json: bool,
 ) -> None:
     """Beleidsinformatie per gemeente, month and product category: toewijzingen, starts,
-    stops, verzoeken, unique clients, declared and granted amounts, doorlooptijden. Small
-    cells are shown as "<N" (configured by [figures] min_cell)."""
+    stops, verzoeken, unique clients, declared and granted amounts, doorlooptijden. Every
+    count is rounded to a multiple of N ([figures] min_cell; docs/figures.md)."""
     if as_csv and as_json:
         raise click.UsageError("give --json or --csv, not both")
     client = _client(config_path, partner)
@@ -769,7 +769,13 @@ def _figures_table(data: dict[str, Any]) -> str:
     columns = ("verzoeken", "toewijzingen", "starts", "stops", "clienten")
     head = f"{'categorie':<10}" + "".join(f"{c:>13}" for c in columns)
     head += f"{'gedeclareerd':>15}{'toegekend':>15}"
-    lines = [f"(counts below {data['threshold']} are shown as <{data['threshold']})"]
+    base = data["method"]["base"]
+    lines = [
+        f"(counts rounded to a multiple of {base}: {base} stands for 1 to "
+        f"{disclosure.band(base, base)[1]}, {2 * base} for {disclosure.band(2 * base, base)[0]} "
+        f"to {disclosure.band(2 * base, base)[1]}; a total is the sum of its rounded figures, "
+        "clienten's the distinct clients rounded; x: an amount not shown)"
+    ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in data["rows"]:
         groups.setdefault((row["gemeente"], row["month"]), []).append(row)

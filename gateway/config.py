@@ -157,7 +157,7 @@ class GatewayConfig:
     """Audit/payload keys (mode 0600); None means $GGK_KEYRING."""
     retention_days: float = 30.0
     figures_min_cell: int = 5
-    """Beleidsinformatie: counts below this are shown as "<N" (gateway/stats.py)."""
+    """Beleidsinformatie: the base every published count is rounded to (gateway/disclosure.py)."""
     checkpoint_seconds: float = 60.0
     audit_enabled: bool = True
     """Off only to measure what auditing costs (benchmarks); a warning is logged."""

@@ -152,7 +152,7 @@ per_receiver = 16                # ... and to one receiver: a slow one never tak
 overdue_days = 3
 
 [figures]
-min_cell = 5  # beleidsinformatie: counts below this are shown as "<5" (docs/figures.md)
+min_cell = 5  # beleidsinformatie: every count is rounded to a multiple of this (docs/figures.md)
 
 [audit]
 keyring = "keys/keyring.json"  # AES-256 data keys, BSN pseudonym key, checkpoint signing key

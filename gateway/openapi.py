@@ -243,9 +243,9 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Figure": {
-        "description": "an integer; '<5' for a small cell, 'x' for one hidden so that "
-        "another cannot be recovered from the total",
-        "oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^(<[0-9]+|x)$"}],
+        "description": "a count rounded to a multiple of method.base (docs/figures.md), an "
+        "amount in euro cents, or 'x' for an amount not shown",
+        "oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^x$"}],
     },
     "FigureRow": {
         "type": "object",
@@ -271,9 +271,18 @@ SCHEMAS: dict[str, Any] = {
     },
     "Figures": {
         "type": "object",
-        "required": ["threshold", "rows", "totals", "doorlooptijden"],
+        "required": ["threshold", "method", "rows", "totals", "doorlooptijden"],
         "properties": {
             "threshold": {"type": "integer"},
+            "method": {
+                "type": "object",
+                "description": "how the counts are protected: rounded to a multiple of base",
+                "required": ["name", "base"],
+                "properties": {
+                    "name": {"type": "string", "enum": ["afronding"]},
+                    "base": {"type": "integer", "minimum": 1},
+                },
+            },
             "rows": {"type": "array", "items": _ref("FigureRow")},
             "totals": {"type": "array", "items": _ref("FigureRow")},
             "doorlooptijden": {"type": "array", "items": _ref("Doorlooptijd")},
@@ -449,7 +458,7 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "operationId": "getFigures",
                 "summary": "Beleidsinformatie per gemeente, month and product category, small "
-                "cells suppressed (a gemeente its own; the operator all)",
+                "counts rounded to a base (a gemeente its own; the operator all)",
                 "parameters": [
                     {"name": "gemeente", "in": "query", "schema": {"type": "string"}},
                     {"name": "from", "in": "query", "schema": _MONTH},

@@ -1,21 +1,19 @@
-"""Beleidsinformatie: the published figures, with small cells suppressed.
+"""Beleidsinformatie: the published figures, every count rounded to a base.
 
 The facts (:mod:`gateway.figures`) are counted per gemeente, month and product category;
 nothing leaves this module but counts, sums and durations, and of those only what cannot
-point at a person:
+point at a person. How a true count becomes a published one, and why no combination of
+published figures narrows it below ``[figures] min_cell`` possible values, is
+:mod:`gateway.disclosure` (and docs/figures.md). Here:
 
-- a count below the threshold (default 5) is shown as ``"<5"`` (zero stays 0: nobody is in
-  it); a cell hidden for another's sake (below) as ``"x"``;
-- an amount is shown only when the clients behind it reach the threshold;
-- **secondary suppression**: every gemeente-month has totals over its categories, so one
-  suppressed cell could be recovered as total minus the others. When a group has exactly
-  one suppressed cell, the next smallest cell is suppressed too; when there is none to
-  take (the others are zero), the total is. A total below the threshold is suppressed;
-- a doorlooptijd (median, p90) is shown only when it is measured over enough cases.
+- every count (cells, totals, a doorlooptijd's cases) is rounded by that method;
+- an amount is shown only when at least the threshold of clients declared in its cell and
+  the cell's rounded clienten say so already; a total amount only when all its cells are
+  shown (``x`` otherwise);
+- a doorlooptijd (median, p90) is shown only when measured over enough cases.
 
-Totals are only ever over categories within one gemeente-month, and a gemeente sees only
-its own rows: no other sum is published, so no difference of published figures isolates a
-suppressed cell.
+Totals are only ever over categories within one gemeente-month, each gemeente-month is
+published from its own facts alone, and a gemeente sees only its own rows.
 """
 
 from __future__ import annotations
@@ -30,13 +28,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import disclosure
+
 DEFAULT_THRESHOLD = 5
 TOTAL = "totaal"
 
 COUNTS = ("verzoeken", "toewijzingen", "starts", "stops", "clienten")
 """Counted measures of a cell; ``clienten`` is distinct clients over every kind of fact."""
 AMOUNTS = ("gedeclareerd_eurocent", "toegekend_eurocent")
-"""Summed measures; shown when the declaring clients of the cell reach the threshold."""
+"""Summed measures; shown when enough clients of the cell declared (:func:`publish`)."""
 MEASURES = COUNTS + AMOUNTS
 
 DURATIONS = {
@@ -50,7 +50,7 @@ MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 """A month as the figures name it, ``YYYY-MM`` (matched whole: ``MONTH.fullmatch``)."""
 
 Value = int | str
-"""A published figure: a number, or the suppression mark (``"<5"``)."""
+"""A published figure: a rounded count or an amount, or ``x`` for an amount not shown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +92,8 @@ class RawFigures:
     month_clients: dict[tuple[str, str], int]
     """Distinct clients per (gemeente, month) over all categories (not a sum of cells)."""
     month_declaring: dict[tuple[str, str], int]
+    """Distinct declaring clients per (gemeente, month); not published (an amount's total is
+    shown only when all its cells are, each on its own declaring clients)."""
     durations: tuple[Duration, ...]
 
 
@@ -199,44 +201,18 @@ def _in_scope(scope: Scope, gemeente: str, month: str) -> bool:
 # --- publishing (pure) ---------------------------------------------------------------------
 
 
-SECONDARY = "x"
-"""A cell hidden only so that another cannot be recovered from the total (CBS: "x",
-confidential): unlike ``<N`` it says nothing about the size."""
-
-
-def mark(threshold: int) -> str:
-    return f"<{threshold}"
-
-
-def _hidden(value: int, threshold: int) -> str:
-    """The mark of a hidden figure: ``<N`` when it is small, ``x`` when it was hidden for
-    another's sake."""
-    return mark(threshold) if value < threshold else SECONDARY
-
-
-def suppressed_in_group(sizes: dict[str, int], threshold: int) -> tuple[set[str], bool]:
-    """Which cells of one group (and whether its total) must not be shown.
-
-    ``sizes`` are the cells' counts (for amounts: the clients behind them). Primary: a size
-    between 1 and threshold-1. Secondary: a lone suppressed cell takes the next smallest
-    non-zero cell with it, or, when there is none, the total; a total below the threshold is
-    suppressed itself."""
-    hidden = {name for name, size in sizes.items() if 0 < size < threshold}
-    total = sum(sizes.values())
-    hide_total = 0 < total < threshold
-    if len(hidden) == 1:
-        others = sorted(
-            (size, name) for name, size in sizes.items() if name not in hidden and size > 0
-        )
-        if others:
-            hidden.add(others[0][1])
-        else:
-            hide_total = True
-    return hidden, hide_total
+HIDDEN = "x"
+"""An amount that is not shown (CBS: "x", confidential): too few declaring clients behind it,
+or, for a total, one of its cells hidden."""
 
 
 def publish(raw: RawFigures, threshold: int = DEFAULT_THRESHOLD) -> dict[str, Any]:
-    """The figures as they may be shown: cells, totals per gemeente-month, doorlooptijden."""
+    """The figures as they may be shown: cells, totals per gemeente-month, doorlooptijden.
+
+    Every count is rounded to the base ``threshold`` by :mod:`gateway.disclosure`, which
+    holds the method and its guarantee; this function only applies it. Each gemeente-month
+    is published from its own facts alone, whichever range of months was asked, so asking
+    overlapping ranges returns the same numbers for the months they share."""
     if threshold < 1:
         raise ValueError("the threshold is at least 1")
     groups: dict[tuple[str, str], list[Cell]] = defaultdict(list)
@@ -245,33 +221,7 @@ def publish(raw: RawFigures, threshold: int = DEFAULT_THRESHOLD) -> dict[str, An
     rows: list[dict[str, Any]] = []
     totals: list[dict[str, Any]] = []
     for (gemeente, month), cells in sorted(groups.items()):
-        shown: dict[str, dict[str, Value]] = {c.categorie: {} for c in cells}
-        total: dict[str, Value] = {}
-        for name in COUNTS:
-            sizes = {c.categorie: c.counts[name] for c in cells}
-            if name == "clienten":  # distinct clients do not add up: no secondary step
-                hidden = {k for k, v in sizes.items() if 0 < v < threshold}
-                value = raw.month_clients.get((gemeente, month), 0)
-                total[name] = _hidden(value, threshold) if 0 < value < threshold else value
-            else:
-                hidden, hide_total = suppressed_in_group(sizes, threshold)
-                value = sum(sizes.values())
-                total[name] = _hidden(value, threshold) if hide_total else value
-            for categorie, size in sizes.items():
-                shown[categorie][name] = _hidden(size, threshold) if categorie in hidden else size
-        clients = {c.categorie: c.declaring_clients for c in cells}
-        hidden, hide_total = suppressed_in_group(clients, threshold)
-        declaring = raw.month_declaring.get((gemeente, month), 0)
-        hide_total = hide_total or 0 < declaring < threshold
-        for name in AMOUNTS:
-            for c in cells:
-                shown[c.categorie][name] = (
-                    _hidden(c.declaring_clients, threshold)
-                    if c.categorie in hidden
-                    else c.amounts[name]
-                )
-            value = sum(c.amounts[name] for c in cells)
-            total[name] = _hidden(declaring, threshold) if hide_total else value
+        shown, total = _month(cells, raw.month_clients.get((gemeente, month), 0), threshold)
         for categorie in sorted(shown):
             rows.append(
                 {"gemeente": gemeente, "month": month, "categorie": categorie} | shown[categorie]
@@ -279,20 +229,59 @@ def publish(raw: RawFigures, threshold: int = DEFAULT_THRESHOLD) -> dict[str, An
         totals.append({"gemeente": gemeente, "month": month, "categorie": TOTAL} | total)
     return {
         "threshold": threshold,
+        "method": {"name": disclosure.METHOD, "base": threshold},
         "rows": rows,
         "totals": totals,
         "doorlooptijden": [_duration(d, threshold) for d in raw.durations],
     }
 
 
-def _duration(duration: Duration, threshold: int) -> dict[str, Any]:
-    n = len(duration.days)
-    enough = n >= threshold
+def _month(
+    cells: list[Cell], month_clients: int, base: int
+) -> tuple[dict[str, dict[str, Value]], dict[str, Value]]:
+    """One gemeente-month's category figures and its totals."""
+    shown: dict[str, dict[str, Value]] = {c.categorie: {} for c in cells}
+    total: dict[str, Value] = {}
+    for name in COUNTS:
+        for c in cells:
+            shown[c.categorie][name] = disclosure.round_count(c.counts[name], base)
+        published = [int(shown[c.categorie][name]) for c in cells]
+        total[name] = (
+            disclosure.distinct_total(month_clients, published, base)
+            if name == "clienten"  # distinct clients do not add up
+            else disclosure.sum_total(published)
+        )
+    for name in AMOUNTS:
+        for c in cells:
+            shown[c.categorie][name] = (
+                c.amounts[name]
+                if _amounts_shown(c, int(shown[c.categorie]["clienten"]), base)
+                else HIDDEN
+            )
+        values = [shown[c.categorie][name] for c in cells]
+        total[name] = HIDDEN if HIDDEN in values else sum(int(v) for v in values)
+    return shown, total
+
+
+def _amounts_shown(cell: Cell, clienten: int, base: int) -> bool:
+    """Whether a cell's amounts may be shown: nobody declared and there is nothing to show,
+    or at least ``base`` clients declared and the cell's published clienten say as much
+    already (declaring clients are among its clients: the rule must not narrow that band)."""
+    if cell.declaring_clients == 0 and not any(cell.amounts.values()):
+        return True
+    return cell.declaring_clients >= base and disclosure.band_at_least(clienten, base)
+
+
+def _duration(duration: Duration, base: int) -> dict[str, Any]:
+    """A doorlooptijd: its number of cases rounded like any count, its median and p90 only
+    when that rounded number says there are enough cases behind them."""
+    n = disclosure.round_count(len(duration.days), base)
+    enough = len(duration.days) >= base and disclosure.band_at_least(n, base)
     return {
         "gemeente": duration.gemeente,
         "month": duration.month,
         "doorlooptijd": duration.name,
-        "n": n if enough else mark(threshold),
+        "n": n,
         "median_days": round(statistics.median(duration.days), 1) if enough else None,
         "p90_days": round(_p90(duration.days), 1) if enough else None,
     }
@@ -319,7 +308,7 @@ def long_rows(published: dict[str, Any]) -> Iterator[tuple[str, str, str, str, V
                 d["month"],
                 TOTAL,
                 f"{base}_{stat}",
-                value if value is not None else d["n"],
+                value if value is not None else HIDDEN,
             )
 
 

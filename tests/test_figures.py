@@ -1,26 +1,33 @@
-"""Beleidsinformatie: facts taken from accepted messages, counted, and published with small
-cells suppressed; through a real gateway (REST, CLI) on a real SQLite file."""
+"""Beleidsinformatie: facts taken from accepted messages, counted, and published with every
+count rounded to a base; through a real gateway (REST, CLI, portal) on a real SQLite file.
+The disclosure guarantee itself is proven in tests/test_disclosure.py."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 import sqlite3
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway import stats
+import cli
+from gateway import disclosure, stats
 from gateway.broker.kafka_records import message_record, read_message, unframe
 from gateway.figures import Fact, FactKind, FigureKeys, extract
 from gateway.keyring import Keyring
+from gateway.portal.pages import euro
 from gateway.standards import parse_namespace
-from tests.gatewaykit import Setup, Sink, ggk, make_setup, rest, running
+from tests.gatewaykit import Setup, Sink, ggk, make_setup, portal_session, rest, running
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 KEYS = FigureKeys(b"k" * 32)
@@ -148,31 +155,28 @@ def _fields(message: object) -> dict[str, object]:
     return {name: getattr(message, name) for name in message.__slots__}  # type: ignore[attr-defined]
 
 
-# --- suppression ---------------------------------------------------------------------------
+# --- publishing ------------------------------------------------------------------------------
 
 
-def test_a_lone_small_cell_takes_the_next_smallest_with_it() -> None:
-    assert stats.suppressed_in_group({"45": 7, "43": 6, "44": 1}, 5) == ({"44", "43"}, False)
-    assert stats.suppressed_in_group({"45": 2}, 5) == ({"45"}, True)
-    assert stats.suppressed_in_group({"45": 3, "43": 0}, 5) == ({"45"}, True)
-    assert stats.suppressed_in_group({"45": 3, "43": 2, "44": 9}, 5) == ({"45", "43"}, False)
-    assert stats.suppressed_in_group({"45": 9, "43": 0}, 5) == (set(), False)
+def test_rounding_to_the_base_handles_small_counts_and_names_its_bands() -> None:
+    assert [disclosure.round_count(v, 5) for v in (0, 1, 4, 7, 8, 12, 13, 1234)] == [
+        0, 5, 5, 5, 10, 10, 15, 1235,
+    ]  # fmt: skip
+    assert disclosure.band(5, 5) == (1, 7) and disclosure.band(10, 5) == (8, 12)
+    assert disclosure.band(0, 5) == (0, 0)
 
 
-@given(
-    st.dictionaries(st.sampled_from("ABCDEFGH"), st.integers(0, 30), min_size=1),
-    st.integers(2, 10),
-)
-def test_no_suppressed_cell_can_be_recovered_from_the_total(
-    sizes: dict[str, int], threshold: int
+@given(st.integers(1, 40), st.integers(0, 300))
+def test_a_band_is_exactly_what_rounds_to_it_and_holds_at_least_the_base(
+    base: int, value: int
 ) -> None:
-    hidden, hide_total = stats.suppressed_in_group(sizes, threshold)
-    for name, size in sizes.items():
-        assert name in hidden or size == 0 or size >= threshold
-    # a shown total minus the shown cells must not isolate exactly one hidden cell
-    assert len(hidden) != 1 or hide_total
-    if not hide_total:
-        assert sum(sizes.values()) == 0 or sum(sizes.values()) >= threshold
+    published = disclosure.round_count(value, base)
+    lo, hi = disclosure.band(published, base)
+    assert lo <= value <= hi
+    assert disclosure.round_count(lo, base) == disclosure.round_count(hi, base) == published
+    assert lo == 0 or disclosure.round_count(lo - 1, base) != published
+    assert disclosure.round_count(hi + 1, base) != published
+    assert value == 0 or hi - lo + 1 >= base
 
 
 def raw_figures(cells: list[stats.Cell]) -> stats.RawFigures:
@@ -191,24 +195,24 @@ def cell(categorie: str, toewijzingen: int) -> stats.Cell:
     return stats.Cell("0175", "2026-10", categorie, counts, amounts, toewijzingen)
 
 
-def test_published_marks_small_cells_and_those_hidden_for_their_sake() -> None:
-    published = stats.publish(raw_figures([cell("43", 6), cell("44", 1), cell("45", 7)]), 5)
+def test_published_counts_are_rounded_and_totals_are_their_sums() -> None:
+    published = stats.publish(raw_figures([cell("43", 13), cell("44", 1), cell("45", 9)]), 5)
+    assert published["method"] == {"name": "afronding", "base": 5}
     shown = {r["categorie"]: r for r in published["rows"]}
-    assert shown["44"]["toewijzingen"] == "<5"
-    assert shown["43"]["toewijzingen"] == "x"  # 6 is not small: hidden for 44's sake
-    assert shown["45"]["toewijzingen"] == 7
-    assert published["totals"][0]["toewijzingen"] == 14
-    assert shown["44"]["gedeclareerd_eurocent"] == "<5"
-    assert shown["45"]["toegekend_eurocent"] == 630
-    assert published["totals"][0]["gedeclareerd_eurocent"] == 1400
+    assert [shown[c]["toewijzingen"] for c in ("43", "44", "45")] == [15, 5, 10]
+    assert published["totals"][0]["toewijzingen"] == 30  # 15 + 5 + 10, not 23 rounded
+    assert shown["43"]["gedeclareerd_eurocent"] == 1300  # 13 declaring clients
+    assert shown["44"]["gedeclareerd_eurocent"] == "x"  # one
+    assert shown["45"]["toegekend_eurocent"] == 810  # 9 declaring, clienten shown as 10: 8..12
+    assert published["totals"][0]["gedeclareerd_eurocent"] == "x"  # 44's is hidden
 
 
 def test_csv_is_one_figure_per_line() -> None:
     published = stats.publish(raw_figures([cell("45", 7)]), 5)
     rows = list(csv.reader(io.StringIO(stats.to_csv(published))))
     assert rows[0] == ["gemeente", "maand", "categorie", "maat", "waarde"]
-    assert ["0175", "2026-10", "45", "toewijzingen", "7"] in rows
-    assert ["0175", "2026-10", "totaal", "toewijzingen", "7"] in rows
+    assert ["0175", "2026-10", "45", "toewijzingen", "5"] in rows
+    assert ["0175", "2026-10", "totaal", "toewijzingen", "5"] in rows
     assert len(rows) == 1 + 2 * len(stats.MEASURES)
 
 
@@ -262,6 +266,49 @@ async def the_flow(setup: Setup) -> None:
     await post(setup, "0175", jw("jw325"))
 
 
+async def same_figures_everywhere(setup: Setup, figures: dict[str, Any]) -> None:
+    """Gemeente 0175's figures as REST JSON are what its CSV, the CLI (JSON, CSV, table) and
+    its portal page show: every channel publishes the one document, so what is proven of it
+    (tests/test_disclosure.py) holds for them all."""
+    code, text = await ggk(setup, "stats", "--as-partner", "0175", "--json")
+    assert code == 0 and json.loads(text) == figures, text
+    code, cli_csv = await ggk(setup, "stats", "--as-partner", "0175", "--csv")
+    assert code == 0 and cli_csv == stats.to_csv(figures), cli_csv
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{setup.url}/api/v1/stats?format=csv",
+            headers={"Authorization": f"Bearer {setup.token('0175')}"},
+            ssl=setup.ssl_context(),
+        ) as answer,
+    ):
+        assert answer.status == 200 and await answer.text() == cli_csv
+    code, table = await ggk(setup, "stats", "--as-partner", "0175")
+    assert code == 0, table
+    columns = ("verzoeken", "toewijzingen", "starts", "stops", "clienten")
+    for row in stats.cells_and_totals(figures):
+        assert cli._figures_line(row, columns) in table.splitlines(), row
+    client, _ = await portal_session(setup, "0175")
+    async with client, client.get(f"{setup.url}/portal/figures", ssl=setup.ssl_context()) as page:
+        assert page.status == 200
+        html = await page.text()
+    shown = re.findall(
+        r"<td>([^<]*)</td><td>([^<]*)</td><th scope=\"row\">([^<]*)</th>\s*"
+        + r"\s*<td>([^<]*)</td>" * 7,
+        html,
+    )
+    assert shown == [
+        (
+            row["gemeente"],
+            row["month"],
+            row["categorie"],
+            *(str(row[name]) for name in columns),
+            *(euro(row[name]) for name in stats.AMOUNTS),
+        )
+        for row in stats.cells_and_totals(figures)
+    ]
+
+
 @pytest.fixture
 def setup(tmp_path: Path, sink: Sink) -> Setup:
     return make_setup(tmp_path / "gw", sink.port)
@@ -275,18 +322,18 @@ async def test_figures_over_rest_and_cli(setup: Setup) -> None:
         assert code == 200, figures
         rows = {(r["month"], r["categorie"]): r for r in figures["rows"]}
         october = {k[1]: v for k, v in rows.items() if k[0] == "2026-10"}
-        assert october["45"]["toewijzingen"] == 7
+        assert october["45"]["toewijzingen"] == 5  # 7, rounded: 5 stands for 1..7
         # a verzoek has no business date: it counts in the month it arrived
         arrived = {r["month"] for r in figures["rows"] if r["verzoeken"] != 0}
         assert arrived and arrived <= {before, time.strftime("%Y-%m", time.gmtime())}
-        assert october["44"]["toewijzingen"] == "<5"
-        assert october["43"]["toewijzingen"] == "x"
-        assert october["45"]["starts"] == "<5"
-        assert october["45"]["clienten"] == 8  # seven toewijzingen plus a declared client
-        assert october["45"]["gedeclareerd_eurocent"] == "<5"  # two declaring clients
+        assert october["44"]["toewijzingen"] == 5  # 1
+        assert october["43"]["toewijzingen"] == 5  # 6
+        assert october["45"]["starts"] == 5  # 1
+        assert october["45"]["clienten"] == 10  # 8: seven toewijzingen plus a declared client
+        assert october["45"]["gedeclareerd_eurocent"] == "x"  # two declaring clients
         total = next(t for t in figures["totals"] if t["month"] == "2026-10")
-        assert total["toewijzingen"] == 14
-        assert total["clienten"] == 9  # and the client declared under 43
+        assert total["toewijzingen"] == 15  # the sum of the rounded cells (true: 14)
+        assert total["clienten"] == 10  # 9 distinct, with the client declared under 43
         assert "999990019" not in str(figures)
 
         # a gemeente sees its own figures only; an aanbieder none; nobody without a credential
@@ -307,16 +354,25 @@ async def test_figures_over_rest_and_cli(setup: Setup) -> None:
             setup, "GET", "/api/v1/stats?from=2026-09&to=2026-09", token=setup.token()
         )
         assert {r["month"] for r in september["rows"]} == {"2026-09"}
+        # overlapping ranges give the same numbers for the months they share
+        for query in ("?from=2026-09&to=2026-10", "?from=2026-10&to=2026-10", "?to=2026-10"):
+            code, ranged = await rest(setup, "GET", f"/api/v1/stats{query}", token=setup.token())
+            assert code == 200, ranged
+            for key in ("rows", "totals", "doorlooptijden"):
+                assert [r for r in ranged[key] if r["month"] == "2026-10"] == [
+                    r for r in figures[key] if r["month"] == "2026-10"
+                ]
+        await same_figures_everywhere(setup, own)
 
         code, text = await ggk(setup, "stats", "--csv")
         assert code == 0, text
-        assert "0175,2026-10,45,toewijzingen,7" in text
+        assert "0175,2026-10,45,toewijzingen,5" in text
         code, text = await ggk(setup, "stats", "--as-partner", "0175")
         assert code == 0 and "gemeente 0175, 2026-10" in text, text
         code, text = await ggk(setup, "stats", "--as-partner", "12345678")
         assert code != 0 and "Traceback" not in text and "403" in text, text
 
-    # the raw counts behind the suppression, read from the store file itself
+    # the raw counts behind the rounding, read from the store file itself
     db = sqlite3.connect(setup.config().database)
     db.row_factory = sqlite3.Row
     raw = stats.count(db, stats.Scope("0175"))

@@ -14,8 +14,8 @@ MARK_COLOUR = "#6b6b6b"
 
 
 def bar_chart(title: str, points: list[tuple[str, int | str]]) -> Markup:
-    """One bar per (label, value); a suppressed value (``<5``, ``x``) is drawn as a short
-    grey stub with its mark, never as a height that would reveal it."""
+    """One bar per (label, value); a value that is not a number (``x``: not shown) is drawn
+    as a short grey stub with its mark, never as a height that would reveal it."""
     numbers = [v for _, v in points if isinstance(v, int)]
     top = max(numbers, default=0) or 1
     slot = (WIDTH - BAR_GAP) / max(len(points), 1)

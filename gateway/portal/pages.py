@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from gateway import disclosure
 from gateway.admission import BodyBudget, Refusal, admitted_form
 from gateway.broker.base import Broker
 from gateway.ingest import Identity
@@ -89,6 +90,7 @@ def templates() -> jinja2.Environment:
     )
     environment.filters["when"] = when
     environment.filters["euro"] = euro
+    environment.globals["band"] = disclosure.band  # what a rounded figure stands for
     return environment
 
 
