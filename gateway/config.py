@@ -17,6 +17,10 @@ from typing import Any
 from gateway.standards import BY_CODE
 from gateway.xmlsafe import DEFAULT_MAX_BYTES
 
+MIN_CELL_FLOOR = 3
+"""The smallest base for beleidsinformatie: with 1 every count is exact, with 2 a published
+2 still narrows a count to 1..2 (docs/figures.md)."""
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the file and the setting."""
@@ -330,8 +334,11 @@ def check(config: GatewayConfig) -> None:
             f"{config.path}: [tls] cert and key are required (or plain_http = "
             "true on loopback for development)"
         )
-    if not 1 <= config.figures_min_cell <= 1000:
-        raise ConfigError(f"{config.path}: [figures] min_cell is between 1 and 1000")
+    if not MIN_CELL_FLOOR <= config.figures_min_cell <= 1000:
+        raise ConfigError(
+            f"{config.path}: [figures] min_cell is between {MIN_CELL_FLOOR} and 1000 (a base "
+            "below 3 publishes counts a reader can pin down; docs/figures.md)"
+        )
     if config.retention_days <= 0 or config.checkpoint_seconds <= 0:
         raise ConfigError(
             f"{config.path}: audit retention_days and checkpoint_seconds must be positive"

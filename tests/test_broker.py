@@ -158,7 +158,12 @@ def test_a_number_that_is_not_one_is_a_config_error_not_a_traceback(tmp_path: Pa
     config = tmp_path / "gw" / "gateway.toml"
     text = config.read_text()
     assert "min_cell = 5" in text
-    for wrong, why in (('"many"', "many"), ("0", "min_cell"), ("1001", "min_cell")):
+    for wrong, why in (
+        ('"many"', "many"),
+        ("0", "min_cell"),
+        ("2", "min_cell"),
+        ("1001", "min_cell"),
+    ):
         config.write_text(text.replace("min_cell = 5", f"min_cell = {wrong}"))
         with pytest.raises(ConfigError, match=why):
             load_config(config)
