@@ -30,7 +30,7 @@ from tests.ebmskit import (
     post_ebms,
     status_request,
 )
-from tests.gatewaykit import Setup, eventually, rest, running
+from tests.gatewaykit import Setup, eventually, jw301_payload, rest, running
 
 
 def _errors(signal: bytes) -> list[tuple[str | None, str | None]]:
@@ -313,11 +313,117 @@ def test_received_message_ids_are_kept_for_the_resend_window_then_dropped(
     from gateway.ebms.received import ReceivedStore
 
     store = ReceivedStore(tmp_path / "ebms.sqlite")
-    first = store.remember("m1@x", "CPA", "d1", b"<ack/>")
-    assert store.remember("m1@x", "CPA", "d2", b"<other/>") == first  # the first writer wins
-    assert store.forget_before(first.received_at - 1) == 0 and store.get("m1@x") is not None
-    assert store.forget_before(first.received_at + 1) == 1 and store.get("m1@x") is None
+    first = store.remember("0150", "m1@x", "CPA", "d1", b"<ack/>")
+    # the first writer wins
+    assert store.remember("0150", "m1@x", "CPA", "d2", b"<other/>") == first
+    assert store.forget_before(first.received_at - 1) == 0
+    assert store.get("0150", "m1@x") is not None
+    assert store.forget_before(first.received_at + 1) == 1
+    assert store.get("0150", "m1@x") is None
     store.close()
+
+
+def _from_0175(payload: bytes | None = None, **changes: object) -> ebms.Outgoing:
+    """A business message from 0175 under its own CPA (a JW301 to 12345678 unless
+    ``payload``)."""
+    envelope = payload or env.build_di01(
+        jw301_payload("12345678"),
+        zender="0175",
+        zender_applicatie="DOWRsociaal",
+        ontvanger="12345678",
+        functie="JW301",
+    )
+    sender = ebms.PartyRef(OTHER.oin, "urn:osb:oin", OTHER.role)
+    return outgoing(envelope, cpaid=OTHER_CPA, sender=sender, **changes)
+
+
+def _signal(body: bytes) -> tuple[str, str, str, list[str | None]]:
+    """(Action, CPAId, To PartyId, error codes) of a signal we were sent."""
+    signal = ebms.read("text/xml", body)
+    codes = [code for code, _ in _errors(body)]
+    return signal.action, signal.cpaid, signal.receiver.party_id, codes
+
+
+async def test_message_ids_are_each_partners_own(tmp_path: Path, capture: Capture) -> None:
+    """A MessageId is unique per sending MSH (ebMS 2.0 6.4.1), not across partners. 0150
+    reusing one 0175 used learns nothing (its message is acknowledged as any new one), with
+    0175's payload bytes too it gets its own answer under its own CPA (never 0175's stored
+    signal), and 0175 may use a MessageId 0150 took first; 0175's resend is still answered
+    with its stored signal."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    add_second_partner(setup, capture)
+    mine_cpa = "CPA_TEST_gateway_1"
+    async with running(setup):
+
+        async def send(out: ebms.Outgoing, partner: str) -> tuple[str, str, str, list[str | None]]:
+            count = len(capture.received)
+            assert (await post_ebms(setup, out, partner=partner))[0] == 204
+            await eventually(lambda: len(capture.received) == count + 1)
+            return _signal(capture.received[-1])
+
+        theirs = _from_0175()
+        assert await send(theirs, "0175") == ("Acknowledgment", OTHER_CPA, OTHER.oin, [])
+        first_ack = capture.received[-1]
+        reused = outgoing(di01(), message_id=theirs.message_id)
+        assert await send(reused, "0150") == ("Acknowledgment", mine_cpa, PEER.oin, [])
+        # 0175's MessageId and payload bytes: 0150's own answer (the envelope speaks for
+        # 0175, which 0150 may not), not 0175's stored acknowledgment
+        theirs_too = _from_0175()
+        assert (await send(theirs_too, "0175"))[0] == "Acknowledgment"
+        copied = outgoing(theirs_too.payload, message_id=theirs_too.message_id)
+        assert await send(copied, "0150") == (
+            "MessageError",
+            mine_cpa,
+            PEER.oin,
+            ["DeliveryFailure"],
+        )
+        # 0150 takes a MessageId first (any message: its answer is recorded either way);
+        # 0175's message under that MessageId is still its own
+        squatted = outgoing(di01())
+        assert (await send(squatted, "0150"))[1:3] == (mine_cpa, PEER.oin)
+        owner = _from_0175(message_id=squatted.message_id)
+        assert await send(owner, "0175") == ("Acknowledgment", OTHER_CPA, OTHER.oin, [])
+        # a resend by 0175: its stored signal, not accepted twice
+        await send(theirs, "0175")
+        assert capture.received[-1] == first_ack
+        assert sorted(m["functie"] for m in await _inbox(setup)) == [
+            "JW301",
+            "JW301",
+            "JW301",
+            "WMO301",
+        ]
+
+
+def test_a_state_file_keyed_by_message_id_alone_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A state file from before per-partner keys keeps working: each row gets its CPA's
+    partner (a resend of a message received before the upgrade gets its stored signal),
+    a row of a CPA no longer imported matches no one; opening again changes nothing."""
+    import sqlite3
+
+    from gateway.ebms.received import ReceivedStore
+
+    path = tmp_path / "ebms.sqlite"
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(
+            "CREATE TABLE received (message_id TEXT PRIMARY KEY, cpaid TEXT NOT NULL, "
+            "digest TEXT NOT NULL, answer BLOB, received_at REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO received VALUES ('m1@x', 'CPA_1', 'd1', x'3c61636b2f3e', 1.0)")
+        db.execute("INSERT INTO received VALUES ('m2@x', 'CPA_GONE', 'd2', NULL, 2.0)")
+    db.close()
+    owners = {"CPA_1": "0150", "CPA_2": "0175"}
+    for _ in range(2):
+        store = ReceivedStore(path, owners)
+        found = store.get("0150", "m1@x")
+        assert found is not None and (found.cpaid, found.digest) == ("CPA_1", "d1")
+        assert found.answer == b"<ack/>" and found.received_at == 1.0
+        assert store.get("0175", "m1@x") is None
+        assert store.get("0150", "m2@x") is None and store.get("0175", "m2@x") is None
+        # the same MessageId from another partner is a message of its own
+        assert store.remember("0175", "m1@x", "CPA_2", "d9", None).cpaid == "CPA_2"
+        store.close()
+    assert ReceivedStore(path, owners).forget_before(3.0) == 3
 
 
 async def test_a_crash_before_the_record_still_accepts_the_resend_once(

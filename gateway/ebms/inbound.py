@@ -25,6 +25,7 @@ again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import ssl
 import time
@@ -42,7 +43,7 @@ from gateway.ebms import checks
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
-from gateway.ebms.received import Received, ReceivedStore
+from gateway.ebms.received import ReceivedStore
 from gateway.ebms.sent import SentStore
 from gateway.ebms.signing import signed_references
 from gateway.ingest import Accepted, Identity
@@ -92,7 +93,10 @@ class EbmsInbound:
         self.links: dict[str, Link] = store.load()
         for cpaid, problems in store.problems.items():
             log.warning("ebms.cpa_unusable", cpaid=cpaid, problems=problems)
-        self.received = ReceivedStore(config.data_dir / "ebms.sqlite")
+        self.received = ReceivedStore(
+            config.data_dir / "ebms.sqlite",
+            {cpaid: link.partner.id for cpaid, link in self.links.items()},
+        )
         self.outbound = EbmsOutbound(
             config, self.links, SentStore(config.data_dir / "ebms.sqlite"), store.signer
         )
@@ -189,11 +193,14 @@ class EbmsInbound:
         if action == "Ping":
             return self._reply(self._seal(ebms.pong(message, self.host), link), sync=False)
         if action == "StatusRequest":
-            asked = message.envelope.findtext(
+            asked_el = message.envelope.find(
                 f"{ebms.soap('Body')}/{ebms.eb('StatusRequest')}/{ebms.eb('RefToMessageId')}"
             )
-            known = await asyncio.to_thread(self.received.get, (asked or "").strip())
-            status = "Received" if known is not None and self._theirs(known, link) else None
+            asked = ebms.value(asked_el) if asked_el is not None else ""
+            # only about the requester's own messages (under any of its CPAs): whether another
+            # partner's MessageId arrived is none of its business (the store is per partner)
+            known = await asyncio.to_thread(self.received.get, link.partner.id, asked)
+            status = "Received" if known is not None else None
             body = self._seal(
                 ebms.status_response(message, status or "NotRecognized", None, self.host), link
             )
@@ -204,16 +211,6 @@ class EbmsInbound:
         else:
             log.info("ebms.signal", action=action[:40], cpaid=link.cpa.cpaid)
         return Answer(web.Response(status=204))
-
-    def _theirs(self, known: Received, link: Link) -> bool:
-        """Was ``known`` received from the partner now asking (under this CPA or another of
-        its CPAs)? A StatusRequest answers only about the requester's own messages: whether
-        another partner's MessageId arrived is none of its business (and MessageIds can be
-        guessed: ebms-core's are ``UUID@host``, but hand-built ones need not be)."""
-        if known.cpaid == link.cpa.cpaid:
-            return True
-        other = self.links.get(known.cpaid)
-        return other is not None and other.partner.id == link.partner.id
 
     # --- business messages -----------------------------------------------------------------------
 
@@ -234,9 +231,13 @@ class EbmsInbound:
             )
         assert binding is not None
         digest = _digest(message)
-        earlier = await asyncio.to_thread(self.received.get, message.message_id)
+        partner = link.partner.id
+        earlier = await asyncio.to_thread(self.received.get, partner, message.message_id)
         if earlier is not None:
-            if earlier.digest != digest:
+            if (earlier.cpaid, earlier.digest) != (link.cpa.cpaid, digest):
+                # this partner's own earlier message (perhaps under another of its CPAs): a
+                # resend is identical, so this is another message; its stored answer names
+                # that message's CPA and is not replayed here
                 error = ebms.EbmsError(
                     "Inconsistent",
                     "//Header/MessageHeader/MessageData/MessageId",
@@ -250,8 +251,10 @@ class EbmsInbound:
             return self._reply(earlier.answer, sync=sync)
         answer = await self._accept(message, link)
         stored = await asyncio.to_thread(
-            self.received.remember, message.message_id, link.cpa.cpaid, digest, answer
+            self.received.remember, partner, message.message_id, link.cpa.cpaid, digest, answer
         )
+        if (stored.cpaid, stored.digest) != (link.cpa.cpaid, digest):
+            stored = dataclasses.replace(stored, answer=answer)  # a concurrent other message
         if stored.answer is None:  # best effort, accepted: nothing to signal
             return Answer(web.Response(status=204))
         return self._reply(stored.answer, sync=sync)
