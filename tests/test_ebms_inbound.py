@@ -156,6 +156,41 @@ async def test_the_timestamp_window_follows_the_cpas_resend_window(
         assert len(await _inbox(setup)) == 1
 
 
+async def test_a_cpa_with_a_huge_resend_window_is_clamped_not_an_overflow(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """Retries x RetryInterval beyond what a datetime can hold (here 10^12 x 999,999 days)
+    is taken as MAX_RESEND_WINDOW: the message is acknowledged (was a bare 500 on every
+    message under that CPA), a Timestamp older than that window is still refused, and the
+    hourly clean-up of received MessageIds runs (it raised as well)."""
+    from gateway.config import load as load_config
+    from gateway.ebms.cpa import MAX_RESEND_WINDOW
+    from gateway.ebms.cpastore import CpaStore
+    from gateway.ebms.inbound import EbmsInbound
+    from gateway.xmlsafe import ParseLimits
+    from routing.partners import PartnerRegistry
+
+    setup = gateway_with_cpa(tmp_path, capture, retries=10**12, retry_interval="P999999D")
+    async with running(setup):
+        assert (await post_ebms(setup, outgoing(di01())))[0] == 204
+        await eventually(lambda: capture.received)
+        assert capture.actions() == ["Acknowledgment"]
+        ancient = datetime.now(UTC) - MAX_RESEND_WINDOW - timedelta(days=1)
+        assert (await post_ebms(setup, outgoing(di01(), timestamp=_iso(ancient))))[0] == 204
+        await eventually(lambda: len(capture.received) == 2)
+        assert _errors(capture.received[1]) == [
+            ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp")
+        ]
+    config = load_config(setup.config_path)
+    assert config.ebms is not None
+    store = CpaStore(config.ebms, PartnerRegistry.load(config.partners_file))
+    inbound = EbmsInbound(config, store, None, ParseLimits())  # type: ignore[arg-type]
+    try:
+        assert inbound.forget_old() == 0
+    finally:
+        await inbound.close()
+
+
 async def test_a_refused_envelope_is_a_delivery_failure_naming_the_stuf_code(
     tmp_path: Path, capture: Capture
 ) -> None:
@@ -508,3 +543,45 @@ def test_a_comment_or_pi_inside_a_header_field_is_read_around_it(inside: Any) ->
     message = ebms.read(content_type, body[:start] + split + body[end:])
     assert (message.message_id, message.cpaid) == (out.message_id, out.cpaid)
     assert message.problems == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-06",  # a bare date
+        "20261206T120000Z",  # the compact form
+        "2026-W49-7T12:00:00Z",  # a week date
+        "2026-12-06 12:00:00Z",  # a space for the T
+        "2026-12-06T12:00Z",  # no seconds
+        "2026-12-06T12:00:00,5Z",  # a decimal comma
+        "2026-12-06T12:00:00+0100",  # a compact offset
+        "2026-12-06T12:00:00+15:00",  # beyond 14 hours
+        "9999-12-31T23:00:00-14:00",  # past year 9999 in UTC
+    ],
+)
+def test_only_the_xsd_datetime_form_is_a_time(text: str) -> None:
+    with pytest.raises(ebms.EbmsParseError, match="not an xsd:dateTime"):
+        ebms.parse_time(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-06T12:00:00Z", datetime(2026, 12, 6, 12, tzinfo=UTC)),
+        ("2026-12-06T12:00:00", datetime(2026, 12, 6, 12, tzinfo=UTC)),  # UTC (ebMS 2.0)
+        ("2026-12-06T13:30:00+01:30", datetime(2026, 12, 6, 12, tzinfo=UTC)),
+        ("2026-12-06T12:00:00.1234567Z", datetime(2026, 12, 6, 12, 0, 0, 123456, tzinfo=UTC)),
+        ("2026-12-06T24:00:00Z", datetime(2026, 12, 7, tzinfo=UTC)),
+    ],
+)
+def test_an_xsd_datetime_is_read_as_utc(text: str, expected: datetime) -> None:
+    parsed = ebms.parse_time(text)
+    assert parsed == expected and parsed is not None and parsed.utcoffset() == timedelta(0)
+
+
+def test_a_duration_beyond_what_a_timedelta_holds_is_a_cpa_problem() -> None:
+    """Not an OverflowError out of the CPA reader (which collects ValueErrors as problems)."""
+    from gateway.ebms.cpa import duration
+
+    with pytest.raises(ValueError, match="too long"):
+        duration("P9999999999D")

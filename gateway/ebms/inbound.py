@@ -113,16 +113,15 @@ class EbmsInbound:
     def forget_old(self) -> int:
         """Drop received MessageIds past every CPA's resend window: (1 + Retries) x
         RetryInterval, or PersistDuration when longer; 5 days when a CPA says neither
-        (Digikoppeling's default). Never before the Timestamp window has closed on them (plus
-        the clock skew): an older resend is refused by its Timestamp, not accepted twice."""
+        (Digikoppeling's default); at most MAX_RESEND_WINDOW (cpa.py). Never before the
+        Timestamp window has closed on them (plus the clock skew): an older resend is refused
+        by its Timestamp, not accepted twice."""
         window = max(timedelta(days=5), self.window.past)
         for link in self.links.values():
             for binding in link.theirs.sends.values():
-                channel = binding.channel
-                if channel.retries is not None and channel.retry_interval is not None:
-                    window = max(window, channel.retry_interval * (1 + channel.retries))
-                if channel.persist_duration is not None:
-                    window = max(window, channel.persist_duration)
+                retention = binding.channel.retention
+                if retention is not None:
+                    window = max(window, retention)
         window += self.window.future
         return self.received.forget_before(time.time() - window.total_seconds())
 
