@@ -7,12 +7,14 @@ signals go, is a capture server on loopback.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from lxml import etree
 
 from gateway import envelope as env
@@ -25,6 +27,7 @@ from tests.ebmskit import (
     PEER,
     Capture,
     add_second_partner,
+    capturing,
     di01,
     gateway_with_cpa,
     outgoing,
@@ -312,6 +315,57 @@ async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> N
         assert capture.actions() == ["Pong"]
         pong = ebms.read("text/xml", capture.received[0])
         assert pong.ref_to_message_id == ebms.read("text/xml", ping).message_id
+
+
+@dataclasses.dataclass
+class Hanging(Capture):
+    """A partner endpoint that takes requests and answers none until ``release``."""
+
+    release: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    pending: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.pending += 1
+        await self.release.wait()
+        return await super().handle(request)
+
+
+def _ping() -> bytes:
+    return ebms.ping(
+        "CPA_TEST_gateway_1",
+        ebms.PartyRef(PEER.oin, "urn:osb:oin", None),
+        ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
+        "peer.test",
+    )
+
+
+async def test_signals_posted_to_one_partner_at_once_are_bounded(tmp_path: Path) -> None:
+    """A partner whose endpoint never answers, sending Pings: at most POSTS_PER_PARTNER
+    Pongs are on their way at once, the rest dropped (each Ping still answered 204); once
+    the endpoint answers, Pongs go out again."""
+    from gateway.ebms.inbound import POSTS_PER_PARTNER
+
+    async with capturing(Hanging()) as hanging:
+        assert isinstance(hanging, Hanging)
+        setup = gateway_with_cpa(tmp_path, hanging)
+        async with running(setup):
+            pings = [_ping() for _ in range(POSTS_PER_PARTNER + 12)]
+            for ping in pings:
+                assert (await post_ebms(setup, ("text/xml", ping)))[0] == 204
+            await eventually(lambda: hanging.pending == POSTS_PER_PARTNER)
+            hanging.release.set()
+            await eventually(lambda: len(hanging.received) == POSTS_PER_PARTNER)
+
+            async def answered_again() -> bool:
+                assert (await post_ebms(setup, ("text/xml", _ping())))[0] == 204
+                await asyncio.sleep(0.1)
+                return len(hanging.received) > POSTS_PER_PARTNER
+
+            await eventually(answered_again)
+            asked = {ebms.read("text/xml", ping).message_id for ping in pings}
+            pongs = [ebms.read("text/xml", body) for body in hanging.received]
+            assert all(pong.action == "Pong" for pong in pongs)
+            assert len([p for p in pongs if p.ref_to_message_id in asked]) == POSTS_PER_PARTNER
 
 
 async def test_a_status_request_answers_only_about_the_requesters_own_messages(

@@ -54,6 +54,14 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ggk.ebms")
 ACK_ATTEMPTS = 3
+POSTS_PER_PARTNER = 8
+"""Signals being POSTed to one partner's endpoint at once (each up to ACK_ATTEMPTS tries of
+30 s). Beyond that an asynchronous signal is dropped with a log line: a partner whose
+endpoint never answers (or that floods Pings) holds at most this many tasks and connections
+of the shared client session, never all of them. What a drop costs: a reliable sender
+resends its message and gets the stored signal again; a Pong, StatusResponse or a
+MessageError to a best-effort message is lost (a sync channel gets its signal in the
+response and is never dropped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +116,8 @@ class EbmsInbound:
         """How far a received eb:Timestamp may lie from our clock."""
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
         self._tasks: set[asyncio.Task[None]] = set()
+        self._posting: dict[str, int] = {}
+        """Partner id -> its signals being POSTed now (:data:`POSTS_PER_PARTNER`)."""
         self._session: aiohttp.ClientSession | None = None
 
     def forget_old(self) -> int:
@@ -155,7 +165,7 @@ class EbmsInbound:
             self._signal(message, link) if message.is_signal else self._business(message, link)
         )
         if answer.later is not None:
-            self._post_later(link, answer.later)
+            self._post_later(link, answer.later, message.action)
         return answer.response
 
     @property
@@ -314,10 +324,33 @@ class EbmsInbound:
             return Answer(response)
         return Answer(web.Response(status=204), later=signal)
 
-    def _post_later(self, link: Link, signal: bytes) -> None:
+    def _post_later(self, link: Link, signal: bytes, answering: str) -> None:
+        """POST ``signal`` in the background, unless the partner has
+        :data:`POSTS_PER_PARTNER` in flight already: then it is dropped with a log line."""
+        partner = link.partner.id
+        busy = self._posting.get(partner, 0)
+        if busy >= POSTS_PER_PARTNER:
+            log.warning(
+                "ebms.signal_dropped",
+                partner=partner,
+                cpaid=link.cpa.cpaid,
+                answering=answering[:40],
+                in_flight=busy,
+            )
+            return
+        self._posting[partner] = busy + 1
         task = asyncio.get_running_loop().create_task(self._post(link, signal))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            left = self._posting.get(partner, 1) - 1
+            if left > 0:
+                self._posting[partner] = left
+            else:
+                self._posting.pop(partner, None)
+
+        task.add_done_callback(done)
 
     async def _post(self, link: Link, signal: bytes) -> None:
         """POST a signal to the partner's endpoint; a few tries. When all fail the partner
