@@ -415,9 +415,10 @@ async def post_ebms(
 
 
 @contextlib.asynccontextmanager
-async def capturing() -> AsyncIterator[Capture]:
-    """A :class:`Capture` listening on loopback for the duration."""
-    cap = Capture()
+async def capturing(cap: Capture | None = None) -> AsyncIterator[Capture]:
+    """A :class:`Capture` (a new one unless ``cap``) listening on loopback for the
+    duration."""
+    cap = cap or Capture()
     app = web.Application()
     app.router.add_post("/ebms", cap.handle)
     runner = web.AppRunner(app)

@@ -7,11 +7,14 @@ signals go, is a capture server on loopback.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 from lxml import etree
 
 from gateway import envelope as env
@@ -24,13 +27,14 @@ from tests.ebmskit import (
     PEER,
     Capture,
     add_second_partner,
+    capturing,
     di01,
     gateway_with_cpa,
     outgoing,
     post_ebms,
     status_request,
 )
-from tests.gatewaykit import Setup, eventually, rest, running
+from tests.gatewaykit import Setup, eventually, jw301_payload, rest, running
 
 
 def _errors(signal: bytes) -> list[tuple[str | None, str | None]]:
@@ -153,6 +157,41 @@ async def test_the_timestamp_window_follows_the_cpas_resend_window(
             ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp")
         ]
         assert len(await _inbox(setup)) == 1
+
+
+async def test_a_cpa_with_a_huge_resend_window_is_clamped_not_an_overflow(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """Retries x RetryInterval beyond what a datetime can hold (here 10^12 x 999,999 days)
+    is taken as MAX_RESEND_WINDOW: the message is acknowledged (was a bare 500 on every
+    message under that CPA), a Timestamp older than that window is still refused, and the
+    hourly clean-up of received MessageIds runs (it raised as well)."""
+    from gateway.config import load as load_config
+    from gateway.ebms.cpa import MAX_RESEND_WINDOW
+    from gateway.ebms.cpastore import CpaStore
+    from gateway.ebms.inbound import EbmsInbound
+    from gateway.xmlsafe import ParseLimits
+    from routing.partners import PartnerRegistry
+
+    setup = gateway_with_cpa(tmp_path, capture, retries=10**12, retry_interval="P999999D")
+    async with running(setup):
+        assert (await post_ebms(setup, outgoing(di01())))[0] == 204
+        await eventually(lambda: capture.received)
+        assert capture.actions() == ["Acknowledgment"]
+        ancient = datetime.now(UTC) - MAX_RESEND_WINDOW - timedelta(days=1)
+        assert (await post_ebms(setup, outgoing(di01(), timestamp=_iso(ancient))))[0] == 204
+        await eventually(lambda: len(capture.received) == 2)
+        assert _errors(capture.received[1]) == [
+            ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp")
+        ]
+    config = load_config(setup.config_path)
+    assert config.ebms is not None
+    store = CpaStore(config.ebms, PartnerRegistry.load(config.partners_file))
+    inbound = EbmsInbound(config, store, None, ParseLimits())  # type: ignore[arg-type]
+    try:
+        assert inbound.forget_old() == 0
+    finally:
+        await inbound.close()
 
 
 async def test_a_refused_envelope_is_a_delivery_failure_naming_the_stuf_code(
@@ -278,6 +317,57 @@ async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> N
         assert pong.ref_to_message_id == ebms.read("text/xml", ping).message_id
 
 
+@dataclasses.dataclass
+class Hanging(Capture):
+    """A partner endpoint that takes requests and answers none until ``release``."""
+
+    release: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    pending: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.pending += 1
+        await self.release.wait()
+        return await super().handle(request)
+
+
+def _ping() -> bytes:
+    return ebms.ping(
+        "CPA_TEST_gateway_1",
+        ebms.PartyRef(PEER.oin, "urn:osb:oin", None),
+        ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
+        "peer.test",
+    )
+
+
+async def test_signals_posted_to_one_partner_at_once_are_bounded(tmp_path: Path) -> None:
+    """A partner whose endpoint never answers, sending Pings: at most POSTS_PER_PARTNER
+    Pongs are on their way at once, the rest dropped (each Ping still answered 204); once
+    the endpoint answers, Pongs go out again."""
+    from gateway.ebms.inbound import POSTS_PER_PARTNER
+
+    async with capturing(Hanging()) as hanging:
+        assert isinstance(hanging, Hanging)
+        setup = gateway_with_cpa(tmp_path, hanging)
+        async with running(setup):
+            pings = [_ping() for _ in range(POSTS_PER_PARTNER + 12)]
+            for ping in pings:
+                assert (await post_ebms(setup, ("text/xml", ping)))[0] == 204
+            await eventually(lambda: hanging.pending == POSTS_PER_PARTNER)
+            hanging.release.set()
+            await eventually(lambda: len(hanging.received) == POSTS_PER_PARTNER)
+
+            async def answered_again() -> bool:
+                assert (await post_ebms(setup, ("text/xml", _ping())))[0] == 204
+                await asyncio.sleep(0.1)
+                return len(hanging.received) > POSTS_PER_PARTNER
+
+            await eventually(answered_again)
+            asked = {ebms.read("text/xml", ping).message_id for ping in pings}
+            pongs = [ebms.read("text/xml", body) for body in hanging.received]
+            assert all(pong.action == "Pong" for pong in pongs)
+            assert len([p for p in pongs if p.ref_to_message_id in asked]) == POSTS_PER_PARTNER
+
+
 async def test_a_status_request_answers_only_about_the_requesters_own_messages(
     tmp_path: Path, capture: Capture
 ) -> None:
@@ -313,10 +403,118 @@ def test_received_message_ids_are_kept_for_the_resend_window_then_dropped(
     from gateway.ebms.received import ReceivedStore
 
     store = ReceivedStore(tmp_path / "ebms.sqlite")
-    first = store.remember("m1@x", "CPA", "d1", b"<ack/>")
-    assert store.remember("m1@x", "CPA", "d2", b"<other/>") == first  # the first writer wins
-    assert store.forget_before(first.received_at - 1) == 0 and store.get("m1@x") is not None
-    assert store.forget_before(first.received_at + 1) == 1 and store.get("m1@x") is None
+    first = store.remember("0150", "m1@x", "CPA", "d1", b"<ack/>")
+    # the first writer wins
+    assert store.remember("0150", "m1@x", "CPA", "d2", b"<other/>") == first
+    assert store.forget_before(first.received_at - 1) == 0
+    assert store.get("0150", "m1@x") is not None
+    assert store.forget_before(first.received_at + 1) == 1
+    assert store.get("0150", "m1@x") is None
+    store.close()
+
+
+def _from_0175(payload: bytes | None = None, **changes: object) -> ebms.Outgoing:
+    """A business message from 0175 under its own CPA (a JW301 to 12345678 unless
+    ``payload``)."""
+    envelope = payload or env.build_di01(
+        jw301_payload("12345678"),
+        zender="0175",
+        zender_applicatie="DOWRsociaal",
+        ontvanger="12345678",
+        functie="JW301",
+    )
+    sender = ebms.PartyRef(OTHER.oin, "urn:osb:oin", OTHER.role)
+    return outgoing(envelope, cpaid=OTHER_CPA, sender=sender, **changes)
+
+
+def _signal(body: bytes) -> tuple[str, str, str, list[str | None]]:
+    """(Action, CPAId, To PartyId, error codes) of a signal we were sent."""
+    signal = ebms.read("text/xml", body)
+    codes = [code for code, _ in _errors(body)]
+    return signal.action, signal.cpaid, signal.receiver.party_id, codes
+
+
+async def test_message_ids_are_each_partners_own(tmp_path: Path, capture: Capture) -> None:
+    """A MessageId is unique per sending MSH (ebMS 2.0 6.4.1), not across partners. 0150
+    reusing one 0175 used learns nothing (its message is acknowledged as any new one), with
+    0175's payload bytes too it gets its own answer under its own CPA (never 0175's stored
+    signal), and 0175 may use a MessageId 0150 took first; 0175's resend is still answered
+    with its stored signal."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    add_second_partner(setup, capture)
+    mine_cpa = "CPA_TEST_gateway_1"
+    async with running(setup):
+
+        async def send(out: ebms.Outgoing, partner: str) -> tuple[str, str, str, list[str | None]]:
+            count = len(capture.received)
+            assert (await post_ebms(setup, out, partner=partner))[0] == 204
+            await eventually(lambda: len(capture.received) == count + 1)
+            return _signal(capture.received[-1])
+
+        theirs = _from_0175()
+        assert await send(theirs, "0175") == ("Acknowledgment", OTHER_CPA, OTHER.oin, [])
+        first_ack = capture.received[-1]
+        reused = outgoing(di01(), message_id=theirs.message_id)
+        assert await send(reused, "0150") == ("Acknowledgment", mine_cpa, PEER.oin, [])
+        # 0175's MessageId and payload bytes: 0150's own answer (the envelope speaks for
+        # 0175, which 0150 may not), not 0175's stored acknowledgment
+        theirs_too = _from_0175()
+        assert (await send(theirs_too, "0175"))[0] == "Acknowledgment"
+        copied = outgoing(theirs_too.payload, message_id=theirs_too.message_id)
+        assert await send(copied, "0150") == (
+            "MessageError",
+            mine_cpa,
+            PEER.oin,
+            ["DeliveryFailure"],
+        )
+        # 0150 takes a MessageId first (any message: its answer is recorded either way);
+        # 0175's message under that MessageId is still its own
+        squatted = outgoing(di01())
+        assert (await send(squatted, "0150"))[1:3] == (mine_cpa, PEER.oin)
+        owner = _from_0175(message_id=squatted.message_id)
+        assert await send(owner, "0175") == ("Acknowledgment", OTHER_CPA, OTHER.oin, [])
+        # a resend by 0175: its stored signal, not accepted twice
+        await send(theirs, "0175")
+        assert capture.received[-1] == first_ack
+        assert sorted(m["functie"] for m in await _inbox(setup)) == [
+            "JW301",
+            "JW301",
+            "JW301",
+            "WMO301",
+        ]
+
+
+def test_a_state_file_keyed_by_message_id_alone_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A state file from before per-partner keys keeps working: each row gets its CPA's
+    partner (a resend of a message received before the upgrade gets its stored signal),
+    a row of a CPA no longer imported matches no one; opening again changes nothing."""
+    import sqlite3
+
+    from gateway.ebms.received import ReceivedStore
+
+    path = tmp_path / "ebms.sqlite"
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(
+            "CREATE TABLE received (message_id TEXT PRIMARY KEY, cpaid TEXT NOT NULL, "
+            "digest TEXT NOT NULL, answer BLOB, received_at REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO received VALUES ('m1@x', 'CPA_1', 'd1', x'3c61636b2f3e', 1.0)")
+        db.execute("INSERT INTO received VALUES ('m2@x', 'CPA_GONE', 'd2', NULL, 2.0)")
+    db.close()
+    owners = {"CPA_1": "0150", "CPA_2": "0175"}
+    for _ in range(2):
+        store = ReceivedStore(path, owners)
+        found = store.get("0150", "m1@x")
+        assert found is not None and (found.cpaid, found.digest) == ("CPA_1", "d1")
+        assert found.answer == b"<ack/>" and found.received_at == 1.0
+        assert store.get("0175", "m1@x") is None
+        assert store.get("0150", "m2@x") is None and store.get("0175", "m2@x") is None
+        store.close()
+    store = ReceivedStore(path, owners)
+    # the same MessageId from another partner is a message of its own
+    assert store.remember("0175", "m1@x", "CPA_2", "d9", None).cpaid == "CPA_2"
+    assert store.forget_before(3.0) == 2 and store.get("0175", "m1@x") is not None
     store.close()
 
 
@@ -374,3 +572,70 @@ def test_a_content_id_outside_ascii_is_a_missing_part_not_a_crash() -> None:
     assert len(message.references) == 1 and len(message.parts) == 1
     assert message.references[0][4:] not in message.parts
     assert "\ufffd" in next(iter(message.parts))
+
+
+@pytest.mark.parametrize(
+    "inside",
+    [lambda: etree.Comment("x"), lambda: etree.ProcessingInstruction("x")],
+    ids=["comment", "pi"],
+)
+def test_a_comment_or_pi_inside_a_header_field_is_read_around_it(inside: Any) -> None:
+    """On an unsigned channel too, ``ab<!--x-->cd`` in a header field reads ``abcd``: the
+    reader drops comments and PIs and reads each field's whole text."""
+    out = outgoing(di01())
+    content_type, body = ebms.business_message(out)
+    start = body.index(b"<?xml")
+    end = body.index(b"</soap:Envelope>") + len(b"</soap:Envelope>")
+    root = etree.fromstring(body[start:end])
+    for tag in ("MessageId", "CPAId"):
+        el = root.find(f".//{ebms.eb(tag)}")
+        assert el is not None and el.text
+        node = inside()
+        node.tail, el.text = el.text[4:], el.text[:4]
+        el.append(node)
+    split = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    message = ebms.read(content_type, body[:start] + split + body[end:])
+    assert (message.message_id, message.cpaid) == (out.message_id, out.cpaid)
+    assert message.problems == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-06",  # a bare date
+        "20261206T120000Z",  # the compact form
+        "2026-W49-7T12:00:00Z",  # a week date
+        "2026-12-06 12:00:00Z",  # a space for the T
+        "2026-12-06T12:00Z",  # no seconds
+        "2026-12-06T12:00:00,5Z",  # a decimal comma
+        "2026-12-06T12:00:00+0100",  # a compact offset
+        "2026-12-06T12:00:00+15:00",  # beyond 14 hours
+        "9999-12-31T23:00:00-14:00",  # past year 9999 in UTC
+    ],
+)
+def test_only_the_xsd_datetime_form_is_a_time(text: str) -> None:
+    with pytest.raises(ebms.EbmsParseError, match="not an xsd:dateTime"):
+        ebms.parse_time(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-06T12:00:00Z", datetime(2026, 12, 6, 12, tzinfo=UTC)),
+        ("2026-12-06T12:00:00", datetime(2026, 12, 6, 12, tzinfo=UTC)),  # UTC (ebMS 2.0)
+        ("2026-12-06T13:30:00+01:30", datetime(2026, 12, 6, 12, tzinfo=UTC)),
+        ("2026-12-06T12:00:00.1234567Z", datetime(2026, 12, 6, 12, 0, 0, 123456, tzinfo=UTC)),
+        ("2026-12-06T24:00:00Z", datetime(2026, 12, 7, tzinfo=UTC)),
+    ],
+)
+def test_an_xsd_datetime_is_read_as_utc(text: str, expected: datetime) -> None:
+    parsed = ebms.parse_time(text)
+    assert parsed == expected and parsed is not None and parsed.utcoffset() == timedelta(0)
+
+
+def test_a_duration_beyond_what_a_timedelta_holds_is_a_cpa_problem() -> None:
+    """Not an OverflowError out of the CPA reader (which collects ValueErrors as problems)."""
+    from gateway.ebms.cpa import duration
+
+    with pytest.raises(ValueError, match="too long"):
+        duration("P9999999999D")

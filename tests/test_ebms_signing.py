@@ -238,6 +238,78 @@ def test_an_ack_requested_of_the_next_msh_stays_not_supported_when_signed(
     assert codes == [("NotSupported", "//Header/AckRequested")]
 
 
+def _split_message_id(node: Callable[[], etree._Element]) -> Callable[[etree._Element], None]:
+    """A forge that puts ``node()`` inside eb:MessageId after its first 8 characters (the
+    rest as its tail): ``ff13701e<!--x-->-dcca…``."""
+
+    def forge(root: etree._Element) -> None:
+        message_id = root.find(f".//{ebms.eb('MessageId')}")
+        assert message_id is not None and message_id.text
+        inside = node()
+        inside.tail = message_id.text[8:]
+        message_id.text = message_id.text[:8]
+        message_id.append(inside)
+
+    return forge
+
+
+COMMENT = _split_message_id(lambda: etree.Comment("x"))
+PI = _split_message_id(lambda: etree.ProcessingInstruction("x"))
+ELEMENT = _split_message_id(lambda: etree.Element(ebms.eb("Note")))
+
+
+def _link(setup: Any) -> Any:
+    config = load_config(setup.config_path)
+    assert config.ebms is not None
+    return CpaStore(config.ebms, PartnerRegistry.load(config.partners_file)).load()[
+        "CPA_TEST_gateway_1"
+    ]
+
+
+def test_a_comment_added_to_a_signed_element_changes_nothing_read(
+    tmp_path: Path, capture: Capture, signer: Signer
+) -> None:
+    """C14N (without comments) leaves comments out of the digest, so one added inside the
+    signed MessageId keeps the signature valid: the reader drops comments, and reads the
+    MessageId whole, as signed (not the piece before the comment)."""
+    link = _link(gateway_with_cpa(tmp_path, capture, peer_signer=signer))
+    out = outgoing(di01())
+    message = ebms.read(*ebms.business_message(out, seal=_forging(signer, COMMENT)))
+    assert message.message_id == out.message_id
+    checked = checks.check(message, link)
+    assert checked.errors == [] and checked.message.message_id == out.message_id
+
+
+@pytest.mark.parametrize(
+    ("forge", "expected"),
+    [
+        (PI, ("SecurityFailure", "//Header/Signature")),
+        (ELEMENT, ("Inconsistent", "//Header/MessageHeader/MessageData/MessageId")),
+    ],
+    ids=["pi", "element"],
+)
+def test_a_pi_or_an_element_signed_inside_a_leaf_is_refused(
+    tmp_path: Path,
+    capture: Capture,
+    signer: Signer,
+    forge: Callable[[etree._Element], None],
+    expected: tuple[str, str],
+) -> None:
+    """A PI or an element inside MessageId, there when it was signed (C14N covers both):
+    never read around. The reader drops PIs, so the digest no longer holds
+    (SecurityFailure); an element in a text-only eb: element is Inconsistent."""
+    link = _link(gateway_with_cpa(tmp_path, capture, peer_signer=signer))
+    sign = signed_by(signer)
+
+    def seal(root: etree._Element, parts: dict[str, bytes]) -> None:
+        forge(root)
+        sign(root, parts)
+
+    message = ebms.read(*ebms.business_message(outgoing(di01()), seal=seal))
+    errors = checks.check(message, link).errors
+    assert [(e.code, e.location) for e in errors] == [expected]
+
+
 # --- over TLS ----------------------------------------------------------------------------------
 
 
@@ -256,6 +328,20 @@ async def test_signed_message_is_accepted_and_the_ack_is_signed_by_the_gateway(
         verify(ack.envelope, {}, certificate=gateway_cert, algorithms=SHA256)
         _, listing = await rest(setup, "GET", "/api/v1/inbox", partner_cert="12345678")
         assert len(listing["messages"]) == 1
+
+
+async def test_a_comment_in_the_signed_message_id_is_acknowledged_under_the_whole_id(
+    tmp_path: Path, capture: Capture, signer: Signer
+) -> None:
+    setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer)
+    async with running(setup):
+        out = outgoing(di01())
+        assert (await post_ebms(setup, ebms.business_message(out, seal=_forging(signer, COMMENT))))[
+            0
+        ] == 204
+        await eventually(lambda: capture.received)
+        ack = ebms.read("text/xml", capture.received[0])
+        assert ack.action == "Acknowledgment" and ack.ref_to_message_id == out.message_id
 
 
 @pytest.mark.parametrize("signing", ["unsigned", "another key"])

@@ -43,8 +43,9 @@ class TimestampWindow:
 
     def earliest(self, now: datetime, channel: Channel | None) -> datetime:
         past = self.past
-        if channel is not None and channel.retries is not None and channel.retry_interval:
-            past = max(past, channel.retry_interval * (1 + channel.retries))
+        resend = channel.resend_window if channel is not None else None
+        if resend is not None:  # at most MAX_RESEND_WINDOW: never an overflow
+            past = max(past, resend)
         return now - past - self.future
 
     def latest(self, now: datetime) -> datetime:

@@ -71,6 +71,16 @@ class CpaError(ValueError):
         self.problems = problems
 
 
+MAX_RESEND_WINDOW = timedelta(days=30)
+"""The longest resend window any channel is taken to have, whatever its Retries and
+RetryInterval say (Digikoppeling's default is 8 retries 3 hours apart, 27 hours). It bounds
+how old a received Timestamp may be, how long received MessageIds are kept and the
+TimeToLive of what we send; unbounded, a CPA with a huge product made the arithmetic
+overflow (a bare 500 on every message under that CPA) and stretched all three for ever."""
+MAX_RETRIES = 1_000_000
+"""Retries counted up to this many in the resend window (so the product stays a float)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Channel:
     """A delivery channel with what its transport and document exchange say."""
@@ -90,6 +100,28 @@ class Channel:
     signing_certificate: bytes | None = None
     """DER of the certificate this party signs with (the verifier's key, never the message's)."""
     encrypted: bool = False
+
+    @property
+    def resend_window(self) -> timedelta | None:
+        """RetryInterval x (Retries + 1), how long a reliable sender resends one message
+        (ebms-core's TimeToLive), at most :data:`MAX_RESEND_WINDOW`; None without retries or
+        with a zero interval."""
+        if self.retries is None or not self.retry_interval:
+            return None
+        attempts = min(max(self.retries, 0), MAX_RETRIES) + 1
+        seconds = self.retry_interval.total_seconds() * attempts
+        return timedelta(seconds=min(seconds, MAX_RESEND_WINDOW.total_seconds()))
+
+    @property
+    def retention(self) -> timedelta | None:
+        """How long a MessageId received on this channel may still come back: the longer of
+        the resend window and PersistDuration, at most :data:`MAX_RESEND_WINDOW` (a resend
+        older than that is refused by its Timestamp anyway)."""
+        longest = max(
+            (w for w in (self.resend_window, self.persist_duration) if w is not None),
+            default=None,
+        )
+        return None if longest is None else min(longest, MAX_RESEND_WINDOW)
 
     @property
     def algorithms(self) -> Algorithms:
@@ -166,12 +198,15 @@ def duration(text: str) -> timedelta:
     if found is None or text.strip() in ("P", "PT"):
         raise ValueError(f"not a duration in days/hours/minutes/seconds: {text!r}")
     parts = {k: float(v) for k, v in found.groupdict().items() if v}
-    return timedelta(
-        days=parts.get("d", 0),
-        hours=parts.get("h", 0),
-        minutes=parts.get("m", 0),
-        seconds=parts.get("s", 0),
-    )
+    try:
+        return timedelta(
+            days=parts.get("d", 0),
+            hours=parts.get("h", 0),
+            minutes=parts.get("m", 0),
+            seconds=parts.get("s", 0),
+        )
+    except OverflowError:  # more than 999,999,999 days
+        raise ValueError(f"duration too long: {text[:40]!r}") from None
 
 
 def _q(name: str) -> str:

@@ -25,6 +25,7 @@ again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import ssl
 import time
@@ -42,7 +43,7 @@ from gateway.ebms import checks
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
-from gateway.ebms.received import Received, ReceivedStore
+from gateway.ebms.received import ReceivedStore
 from gateway.ebms.sent import SentStore
 from gateway.ebms.signing import signed_references
 from gateway.ingest import Accepted, Identity
@@ -53,6 +54,14 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ggk.ebms")
 ACK_ATTEMPTS = 3
+POSTS_PER_PARTNER = 8
+"""Signals being POSTed to one partner's endpoint at once (each up to ACK_ATTEMPTS tries of
+30 s). Beyond that an asynchronous signal is dropped with a log line: a partner whose
+endpoint never answers (or that floods Pings) holds at most this many tasks and connections
+of the shared client session, never all of them. What a drop costs: a reliable sender
+resends its message and gets the stored signal again; a Pong, StatusResponse or a
+MessageError to a best-effort message is lost (a sync channel gets its signal in the
+response and is never dropped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +101,10 @@ class EbmsInbound:
         self.links: dict[str, Link] = store.load()
         for cpaid, problems in store.problems.items():
             log.warning("ebms.cpa_unusable", cpaid=cpaid, problems=problems)
-        self.received = ReceivedStore(config.data_dir / "ebms.sqlite")
+        self.received = ReceivedStore(
+            config.data_dir / "ebms.sqlite",
+            {cpaid: link.partner.id for cpaid, link in self.links.items()},
+        )
         self.outbound = EbmsOutbound(
             config, self.links, SentStore(config.data_dir / "ebms.sqlite"), store.signer
         )
@@ -104,21 +116,22 @@ class EbmsInbound:
         """How far a received eb:Timestamp may lie from our clock."""
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
         self._tasks: set[asyncio.Task[None]] = set()
+        self._posting: dict[str, int] = {}
+        """Partner id -> its signals being POSTed now (:data:`POSTS_PER_PARTNER`)."""
         self._session: aiohttp.ClientSession | None = None
 
     def forget_old(self) -> int:
         """Drop received MessageIds past every CPA's resend window: (1 + Retries) x
         RetryInterval, or PersistDuration when longer; 5 days when a CPA says neither
-        (Digikoppeling's default). Never before the Timestamp window has closed on them (plus
-        the clock skew): an older resend is refused by its Timestamp, not accepted twice."""
+        (Digikoppeling's default); at most MAX_RESEND_WINDOW (cpa.py). Never before the
+        Timestamp window has closed on them (plus the clock skew): an older resend is refused
+        by its Timestamp, not accepted twice."""
         window = max(timedelta(days=5), self.window.past)
         for link in self.links.values():
             for binding in link.theirs.sends.values():
-                channel = binding.channel
-                if channel.retries is not None and channel.retry_interval is not None:
-                    window = max(window, channel.retry_interval * (1 + channel.retries))
-                if channel.persist_duration is not None:
-                    window = max(window, channel.persist_duration)
+                retention = binding.channel.retention
+                if retention is not None:
+                    window = max(window, retention)
         window += self.window.future
         return self.received.forget_before(time.time() - window.total_seconds())
 
@@ -152,7 +165,7 @@ class EbmsInbound:
             self._signal(message, link) if message.is_signal else self._business(message, link)
         )
         if answer.later is not None:
-            self._post_later(link, answer.later)
+            self._post_later(link, answer.later, message.action)
         return answer.response
 
     @property
@@ -189,11 +202,14 @@ class EbmsInbound:
         if action == "Ping":
             return self._reply(self._seal(ebms.pong(message, self.host), link), sync=False)
         if action == "StatusRequest":
-            asked = message.envelope.findtext(
+            asked_el = message.envelope.find(
                 f"{ebms.soap('Body')}/{ebms.eb('StatusRequest')}/{ebms.eb('RefToMessageId')}"
             )
-            known = await asyncio.to_thread(self.received.get, (asked or "").strip())
-            status = "Received" if known is not None and self._theirs(known, link) else None
+            asked = ebms.value(asked_el) if asked_el is not None else ""
+            # only about the requester's own messages (under any of its CPAs): whether another
+            # partner's MessageId arrived is none of its business (the store is per partner)
+            known = await asyncio.to_thread(self.received.get, link.partner.id, asked)
+            status = "Received" if known is not None else None
             body = self._seal(
                 ebms.status_response(message, status or "NotRecognized", None, self.host), link
             )
@@ -204,16 +220,6 @@ class EbmsInbound:
         else:
             log.info("ebms.signal", action=action[:40], cpaid=link.cpa.cpaid)
         return Answer(web.Response(status=204))
-
-    def _theirs(self, known: Received, link: Link) -> bool:
-        """Was ``known`` received from the partner now asking (under this CPA or another of
-        its CPAs)? A StatusRequest answers only about the requester's own messages: whether
-        another partner's MessageId arrived is none of its business (and MessageIds can be
-        guessed: ebms-core's are ``UUID@host``, but hand-built ones need not be)."""
-        if known.cpaid == link.cpa.cpaid:
-            return True
-        other = self.links.get(known.cpaid)
-        return other is not None and other.partner.id == link.partner.id
 
     # --- business messages -----------------------------------------------------------------------
 
@@ -234,9 +240,13 @@ class EbmsInbound:
             )
         assert binding is not None
         digest = _digest(message)
-        earlier = await asyncio.to_thread(self.received.get, message.message_id)
+        partner = link.partner.id
+        earlier = await asyncio.to_thread(self.received.get, partner, message.message_id)
         if earlier is not None:
-            if earlier.digest != digest:
+            if (earlier.cpaid, earlier.digest) != (link.cpa.cpaid, digest):
+                # this partner's own earlier message (perhaps under another of its CPAs): a
+                # resend is identical, so this is another message; its stored answer names
+                # that message's CPA and is not replayed here
                 error = ebms.EbmsError(
                     "Inconsistent",
                     "//Header/MessageHeader/MessageData/MessageId",
@@ -250,8 +260,10 @@ class EbmsInbound:
             return self._reply(earlier.answer, sync=sync)
         answer = await self._accept(message, link)
         stored = await asyncio.to_thread(
-            self.received.remember, message.message_id, link.cpa.cpaid, digest, answer
+            self.received.remember, partner, message.message_id, link.cpa.cpaid, digest, answer
         )
+        if (stored.cpaid, stored.digest) != (link.cpa.cpaid, digest):
+            stored = dataclasses.replace(stored, answer=answer)  # a concurrent other message
         if stored.answer is None:  # best effort, accepted: nothing to signal
             return Answer(web.Response(status=204))
         return self._reply(stored.answer, sync=sync)
@@ -312,10 +324,33 @@ class EbmsInbound:
             return Answer(response)
         return Answer(web.Response(status=204), later=signal)
 
-    def _post_later(self, link: Link, signal: bytes) -> None:
+    def _post_later(self, link: Link, signal: bytes, answering: str) -> None:
+        """POST ``signal`` in the background, unless the partner has
+        :data:`POSTS_PER_PARTNER` in flight already: then it is dropped with a log line."""
+        partner = link.partner.id
+        busy = self._posting.get(partner, 0)
+        if busy >= POSTS_PER_PARTNER:
+            log.warning(
+                "ebms.signal_dropped",
+                partner=partner,
+                cpaid=link.cpa.cpaid,
+                answering=answering[:40],
+                in_flight=busy,
+            )
+            return
+        self._posting[partner] = busy + 1
         task = asyncio.get_running_loop().create_task(self._post(link, signal))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            left = self._posting.get(partner, 1) - 1
+            if left > 0:
+                self._posting[partner] = left
+            else:
+                self._posting.pop(partner, None)
+
+        task.add_done_callback(done)
 
     async def _post(self, link: Link, signal: bytes) -> None:
         """POST a signal to the partner's endpoint; a few tries. When all fail the partner

@@ -14,10 +14,11 @@ import dataclasses
 import email.message
 import email.parser
 import email.policy
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from lxml import etree
 
@@ -145,32 +146,83 @@ def split_mime(content_type: str, body: bytes) -> tuple[bytes, dict[str, Part]]:
     return envelope, payloads
 
 
+def value(el: etree._Element) -> str:
+    """An element's whole string value (every text node in it), stripped. Never ``.text``
+    alone: that stops at the first child node, and a comment there (outside the C14N the
+    signature covers) would change what is read without breaking the signature. The reader
+    strips comments and PIs (:func:`read`) and refuses element children in the leaf
+    elements (:func:`structure_problems`); this reads the rest whole."""
+    return str(el.xpath("string()")).strip()
+
+
 def _text(el: etree._Element | None, name: str) -> str | None:
     if el is None:
         return None
     found = el.find(eb(name))
-    return found.text.strip() if found is not None and found.text else None
+    return (value(found) or None) if found is not None else None
 
 
 def _party(el: etree._Element | None, where: str) -> PartyRef:
     if el is None:
         raise EbmsParseError(f"MessageHeader has no {where}")
     pid = el.find(eb("PartyId"))
-    if pid is None or not (pid.text or "").strip():
+    if pid is None or not value(pid):
         raise EbmsParseError(f"MessageHeader/{where} has no PartyId")
-    return PartyRef((pid.text or "").strip(), pid.get(eb("type")), _text(el, "Role"))
+    return PartyRef(value(pid), pid.get(eb("type")), _text(el, "Role"))
+
+
+DATETIME = re.compile(
+    r"(-?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
+    r"(Z|[+-]\d\d:\d\d)?",
+    re.ASCII,
+)
+"""The xsd:dateTime lexical form (XML Schema 1.0 part 2, 3.2.7), nothing else: no bare
+date, no compact or week forms, no space for the ``T`` (all of which
+``datetime.fromisoformat`` takes)."""
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """An xsd:dateTime (UTC when it names no zone); None for none;
-    :class:`EbmsParseError` for anything else."""
+    """An xsd:dateTime as an aware datetime in UTC; None for none; :class:`EbmsParseError`
+    for anything else (another form, a day or hour that does not exist, a year outside
+    1-9999).
+
+    A value without a zone is UTC: ebMS 2.0 says Timestamp and TimeToLive MUST be expressed
+    as UTC, 'Z' only RECOMMENDED (3.1.6.2, 6.4.5), so a zone-less value is a UTC time written
+    without its 'Z'. A value with an offset names one instant unambiguously and is taken as
+    that instant. ``24:00:00`` (allowed by XML Schema) is the next day's midnight."""
     if not text:
         return None
+    found = DATETIME.fullmatch(text)
+    if found is None:
+        raise EbmsParseError(f"not an xsd:dateTime: {text[:40]!r}")
+    year, month, day, hour, minute, second = (int(g) for g in found.groups()[:6])
+    fraction, zone = found.group(7), found.group(8)
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        midnight = (hour, minute, second) == (24, 0, 0) and not (fraction or "").strip("0")
+        moment = datetime(
+            year,
+            month,
+            day,
+            0 if midnight else hour,
+            minute,
+            second,
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=UTC if zone in (None, "Z") else _offset(zone),
+        )
+        if midnight:
+            moment += timedelta(days=1)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise EbmsParseError(f"not an xsd:dateTime: {text[:40]!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _offset(zone: str) -> timezone:
+    """``±hh:mm`` as a zone; at most 14:00 either way (XML Schema)."""
+    hours, minutes = int(zone[1:3]), int(zone[4:6])
+    if minutes > 59 or hours * 60 + minutes > 14 * 60:
+        raise ValueError(zone)
+    sign = -1 if zone[0] == "-" else 1
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
 SINGLETONS: dict[str, tuple[str, ...]] = {
@@ -206,6 +258,25 @@ SINGLETONS: dict[str, tuple[str, ...]] = {
 }
 """Elements the schema allows at most once in their parent (msg-header-2_0.xsd; one
 ds:Signature in the Header, ebms2-digikoppeling.md 8.2)."""
+LEAVES = frozenset(
+    eb(n)
+    for n in (
+        "PartyId",
+        "Role",
+        "CPAId",
+        "ConversationId",
+        "Service",
+        "Action",
+        "MessageId",
+        "Timestamp",
+        "RefToMessageId",
+        "TimeToLive",
+        "SequenceNumber",
+    )
+)
+"""eb: elements whose content is text only (msg-header-2_0.xsd): an element inside one is
+refused rather than read around (its text would be split, and a reader that took only the
+first piece could be handed a different value than the one the sender meant)."""
 NEXT_HOP_BLOCKS = (eb("AckRequested"), eb("SyncReply"))
 """The only eb: elements that may name a next-hop actor: header blocks that are checked on
 their own (AckRequested nextMSH is NotSupported, SyncReply is for SOAP "next")."""
@@ -244,6 +315,10 @@ def structure_problems(envelope: etree._Element) -> tuple[EbmsError, ...]:
             if len(el.findall(tag)) > 1:
                 where = f"{_path(el)}/{_local(tag)}"
                 problems.append(EbmsError("Inconsistent", where, f"more than one {_local(tag)}"))
+        if el.tag in LEAVES and len(el):
+            problems.append(
+                EbmsError("Inconsistent", _path(el), f"{_local(el.tag)} contains an element")
+            )
         actor = el.get(soap("actor"))
         if (
             actor in (NEXT_MSH, NEXT_ACTOR)
@@ -267,7 +342,18 @@ def read(content_type: str, body: bytes) -> EbmsMessage:
         envelope = parse_untrusted(soap_bytes, HEADER_LIMITS)
     except UnsafeXml as exc:
         raise EbmsParseError(f"the SOAP part is not usable XML: {exc.message}") from None
+    without_comments(envelope)
     return from_envelope(envelope, soap_bytes, parts)
+
+
+def without_comments(envelope: etree._Element) -> None:
+    """Take every comment and processing instruction out of ``envelope`` (in place), the text
+    around each joined. The signature's C14N (without comments, as the profile has it)
+    never covered comments, so digests of a legitimate message do not change; a comment in
+    a signed element can then no longer split what is read from it (``<eb:MessageId>a<!--x
+    -->b</eb:MessageId>`` is ``ab``, as signed). A PI is covered by C14N: one in a signed
+    message makes its digest fail (SecurityFailure), which no MSH has reason to send."""
+    etree.strip_tags(envelope, etree.Comment, etree.ProcessingInstruction)
 
 
 def from_envelope(
@@ -305,7 +391,7 @@ def from_envelope(
         cpaid=cpaid,
         conversation_id=_text(mh, "ConversationId") or "",
         service_type=service_el.get(eb("type")),
-        service=(service_el.text or "").strip(),
+        service=value(service_el),
         action=_text(mh, "Action") or "",
         message_id=message_id,
         timestamp=_text(data, "Timestamp") or "",
@@ -590,7 +676,7 @@ def status_response(answered: EbmsMessage, status: str, received: str | None, ho
     response.set(eb("version"), "2.0")
     response.set(eb("messageStatus"), status)
     etree.SubElement(response, eb("RefToMessageId")).text = (
-        (asked.text or "").strip() if asked is not None else ""
+        value(asked) if asked is not None else ""
     )
     if received is not None:
         etree.SubElement(response, eb("Timestamp")).text = received

@@ -30,7 +30,7 @@ from lxml import etree
 from adapters.base import AdapterError, Outbound, PermanentError, RetryableError
 from gateway.config import GatewayConfig
 from gateway.ebms import message as ebms
-from gateway.ebms.cpa import ActionBinding, Channel, service_name
+from gateway.ebms.cpa import MAX_RESEND_WINDOW, ActionBinding, Channel, service_name
 from gateway.ebms.cpastore import Link
 from gateway.ebms.sent import ACKNOWLEDGED, SentStore
 from gateway.ebms.signing import (
@@ -200,7 +200,9 @@ class EbmsOutbound:
         timestamp = datetime.fromisoformat(record.timestamp.replace("Z", "+00:00"))
         ttl = None
         if channel.ack_requested and channel.retry_interval is not None:
-            ttl = timestamp + channel.retry_interval * ((channel.retries or 0) + 1)
+            # RetryInterval x (Retries + 1), at most MAX_RESEND_WINDOW (never an overflow)
+            resend = channel.resend_window if channel.retries is not None else None
+            ttl = timestamp + min(resend or channel.retry_interval, MAX_RESEND_WINDOW)
             if datetime.now(UTC) > ttl:
                 raise PermanentError(
                     "ebMS TimeToLive passed without an Acknowledgment", kind="ebms"
