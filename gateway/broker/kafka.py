@@ -602,6 +602,9 @@ class KafkaBroker:
     def session_revoked(self, nonce: str) -> bool:
         return self.local.session_revoked(nonce)
 
+    def signins_paused(self) -> float:
+        return self.local.signins_paused()
+
     # --- accepting ---------------------------------------------------------------------------
 
     async def accept(self, message: NewMessage) -> AcceptOutcome:
