@@ -394,6 +394,10 @@ class KafkaBroker:
             enable_auto_commit=False,
             isolation_level="read_committed",
             max_partition_fetch_bytes=MAX_RECORD_BYTES,
+            # a view stalled past what retention deleted (only ``sessions`` expires) goes on
+            # from the oldest record there is, never from the newest: sign-outs after the
+            # deleted ones are still live and must not be skipped
+            auto_offset_reset="earliest",
             # fewer, larger fetches under load (each process reads every partition): a
             # fetch waits up to 20 ms for 64 KiB instead of returning with the first record
             # (the view follows Kafka by at most that much more; wait_applied callers too)

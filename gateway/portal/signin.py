@@ -87,7 +87,10 @@ class SignIn(Pages):
         if wait := self.failures.wait(peer, now):
             log.warning("portal.signin_limited", peer=peer)
             return await self.refused(
-                request, 429, wait, "Too many failed sign-ins. Wait a few minutes."
+                request,
+                429,
+                wait,
+                f"Too many failed sign-ins. Wait {retry_after(wait)} seconds, then try again.",
             )
         if wait := self.by_peer.wait(peer, now):
             log.warning("portal.signins_limited", peer=peer)
