@@ -365,13 +365,9 @@ def over_rate(request: web.Request, gw: Gateway, identity: Identity) -> web.Resp
     and a problem document elsewhere. Counted and audited in aggregate, like anonymous
     callers: a partner's flood of refusals must not grow the audit log either."""
     partner = identity.partner
-    if partner is None:
+    wait = spend_rate(gw, identity)
+    if partner is None or not wait:
         return None
-    wait = gw.buckets.take(partner.id)
-    if not wait:
-        return None
-    RATE_LIMITED.labels(partner=partner.id).inc()
-    gw.tally.note(partner.id, "429", identity.peer)
     after = retry_after(wait)
     text = (
         f"more than {gw.buckets.rate:g} requests per second from {partner.id}; "
@@ -383,6 +379,21 @@ def over_rate(request: web.Request, gw: Gateway, identity: Identity) -> web.Resp
         response = problem(429, text)
     response.headers["Retry-After"] = after
     return unread(request, response)
+
+
+def spend_rate(gw: Gateway, identity: Identity) -> float:
+    """Spend one request of the calling partner's bucket: 0.0 when it may go ahead, else the
+    seconds until it may (the refusal counted and audited in aggregate). One bucket per
+    partner for the API, SOAP and the portal's pages alike: the portal is no way around the
+    rate. The operator and anonymous callers have none."""
+    partner = identity.partner
+    if partner is None:
+        return 0.0
+    wait = gw.buckets.take(partner.id)
+    if wait:
+        RATE_LIMITED.labels(partner=partner.id).inc()
+        gw.tally.note(partner.id, "429", identity.peer)
+    return wait
 
 
 def unread(request: web.Request, response: web.Response) -> web.Response:
@@ -1107,6 +1118,7 @@ def _portal_deps(gw: Gateway) -> PortalDeps:
         keys=SessionKeys(gw.keyring.portal_key),
         identify=lambda request: identify(request, gw),
         by_token=lambda token, peer: identify_token(gw, token, peer),
+        rate=lambda identity: spend_rate(gw, identity),
         validate=gw.ingress.payloads.validate_payload,
         submit=submit,
         certificate=gw.certificates.of,
@@ -1171,10 +1183,16 @@ def server_ssl(tls: TlsConfig) -> ssl.SSLContext:
 
 
 async def run(
-    config: GatewayConfig, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+    config: GatewayConfig,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    built: Gateway | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or ``stop`` is set); deliveries run alongside."""
-    gw = build(config)
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set); deliveries run alongside.
+    ``built``: the gateway :func:`build` made of ``config``, when the caller (a test) has
+    adjusted it before it serves."""
+    gw = built if built is not None else build(config)
     await gw.ingress.payloads.start()
     try:
         await gw.broker.start()

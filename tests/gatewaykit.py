@@ -29,7 +29,7 @@ from gateway import demo, soap
 from gateway import envelope as env
 from gateway.config import GatewayConfig
 from gateway.config import load as load_config
-from gateway.server import run
+from gateway.server import Gateway, run
 
 STUF = env.STUF_NS
 
@@ -210,10 +210,11 @@ class Sink:
 
 
 @contextlib.asynccontextmanager
-async def running(setup: Setup) -> AsyncIterator[None]:
-    """The gateway served in this event loop, stopped (cleanly) on exit."""
+async def running(setup: Setup, built: Gateway | None = None) -> AsyncIterator[None]:
+    """The gateway served in this event loop, stopped (cleanly) on exit; ``built``: the one
+    ``build(setup.config())`` made, when the test adjusted it first."""
     ready, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(setup.config(), ready=ready, stop=stop))
+    task = asyncio.create_task(run(setup.config(), ready=ready, stop=stop, built=built))
     done, _ = await asyncio.wait(
         {task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED, timeout=30
     )

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from gateway.broker import kafka_audit, kafka_ledger, kafka_topics
+from gateway.portal.session import SESSION_SECONDS
 
 pytestmark = pytest.mark.kafka
 GGK = str(Path(sys.executable).parent / "ggk")
@@ -31,6 +32,12 @@ def test_plan_has_every_topic_the_backend_needs() -> None:
     assert by_name["x.accepted"].config["min.insync.replicas"] == "2"
     assert by_name["x.ledger"].partitions == 1  # the chains' signed heads
     assert by_name["x.ledger"].config["cleanup.policy"] == "compact"  # newest per chain kept
+    # sign-outs expire a little after the sessions they end, never before
+    sessions = by_name["x.sessions"]
+    retention = int(sessions.config["retention.ms"])
+    assert SESSION_SECONDS * 1000 < retention <= 2 * SESSION_SECONDS * 1000
+    assert sessions.config["cleanup.policy"] == "delete" and sessions.partitions == 1
+    assert int(sessions.config["segment.ms"]) < retention  # else nothing would be deleted
     with pytest.raises(ValueError):
         kafka_topics.plan(partitions=0)
 

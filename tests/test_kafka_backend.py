@@ -13,16 +13,21 @@ import sqlite3
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from lxml import etree
 
 from gateway import envelope as env
 from gateway import stats
+from gateway.broker import kafka_records
 from gateway.broker.kafka_ledger import Chain, Checkpoint
 from gateway.keyring import Keyring
+from gateway.portal.session import SESSION_SECONDS
 from tests.conftest import sample
 from tests.gatewaykit import (
     Setup,
@@ -485,6 +490,104 @@ async def test_a_session_signed_out_at_one_process_is_refused_at_every_other(
                 return await inbox_at(other, copied) == 303
 
             await eventually(refused_at_b, timeout=30)
+    finally:
+        for process in processes:
+            process.terminate()
+            await process.wait()
+
+
+async def topic_records(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """Every record of ``topic`` there is now: (key, framed metadata)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()
+        ]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()
+            ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[tuple[bytes | None, dict[str, Any]]] = []
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while await behind():
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    if record.value is not None:
+                        meta, _ = kafka_records.unframe(record.value)
+                        found.append((record.key, meta))
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    """The configuration the cluster holds for ``topic``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        answers = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    (resource,) = [r for answer in answers for r in answer.resources]
+    return {entry[0]: entry[1] for entry in resource[4]}
+
+
+async def test_sign_outs_are_kept_where_they_expire_and_read_by_a_later_process(
+    setup: Setup, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """A sign-out is a record on ``<prefix>.sessions`` (keyed by the session's nonce), a
+    topic that keeps it a little over a session's life, not on ``events``, which is kept
+    forever (a partner signing out over and over would grow it without bound, and every new
+    process would replay all of it); a process started after the sign-out reads that topic
+    from its beginning and refuses the copied cookie at once."""
+    prefix = setup.config().kafka.prefix  # type: ignore[union-attr]
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        processes.append(await serve(setup, tmp_path / "a.log"))
+        client, csrf = await portal_session(setup, "0175")
+        async with client:
+            copied = next(c.value for c in client.cookie_jar if c.key == "__Host-ggk-session")
+            async with client.post(
+                f"{setup.url}/portal/signout",
+                data={"csrf": csrf},
+                ssl=setup.ssl_context(),
+                allow_redirects=False,
+            ) as answer:
+                assert answer.status == 303
+        config = await topic_config(kafka_bootstrap, f"{prefix}.sessions")
+        retention = int(config["retention.ms"])
+        assert SESSION_SECONDS * 1000 < retention <= 2 * SESSION_SECONDS * 1000, config
+        assert config["cleanup.policy"] == "delete"
+        assert int(config["segment.ms"]) < retention, config
+        revoked = await topic_records(kafka_bootstrap, f"{prefix}.sessions")
+        assert [meta["t"] for _, meta in revoked] == ["session_revoked"]
+        assert revoked[0][0] == revoked[0][1]["nonce"].encode()
+        events = await topic_records(kafka_bootstrap, f"{prefix}.events")
+        assert not [m for _, m in events if m.get("t") == "session_revoked"]
+        # a process that was not there at the sign-out: its new view reads the sign-outs
+        later = another_process(setup, "late")
+        processes.append(await serve(later, tmp_path / "late.log"))
+        async with (
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as thief,
+            thief.get(
+                f"{later.url}/portal/inbox",
+                headers={"Cookie": f"__Host-ggk-session={copied}"},
+                ssl=later.ssl_context(),
+                allow_redirects=False,
+            ) as answer,
+        ):
+            assert answer.status == 303
     finally:
         for process in processes:
             process.terminate()

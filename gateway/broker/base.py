@@ -223,6 +223,13 @@ class Broker(Protocol):
         portal page."""
         ...
 
+    def signins_paused(self) -> float:
+        """How long a new portal sign-in must wait: 0.0 normally; while the signed-out
+        sessions held in memory are at capacity, the seconds until the soonest of them
+        expires (a live revocation is never forgotten to make room: gateway/broker/
+        revocations.py)."""
+        ...
+
     async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` refusals (Fo03s) of ``partner``'s submissions."""
         ...

@@ -24,8 +24,10 @@ SQL). Four loops per process:
    delivered in the same round; what slips through carries the same Idempotency-Key.
 4. **View** (every partition of ``<p>.events`` and ``<p>.audit``, ``read_committed``): applies
    records to the local SQLite view, with the offsets in the same transaction (exactly once
-   across restarts). The view holds no audit chain: the records themselves are the cluster's
-   audit trail, chained per partition by one owner each (5).
+   across restarts). It also reads ``<p>.sessions`` (portal sign-outs), from its beginning at
+   every start: that topic keeps only the revocations of sessions that may still be alive.
+   The view holds no audit chain: the records themselves are the cluster's audit trail,
+   chained per partition by one owner each (5).
 5. **Ledger** (consumer group ``<p>.ledger`` on ``events`` and ``audit``): keeps the hash
    chains of the partitions this process owns and publishes their signed heads
    (:mod:`gateway.broker.kafka_ledger`), so the audit work is done once in the cluster, not
@@ -216,6 +218,7 @@ class KafkaBroker:
         self.t_events = f"{p}.events"
         self.t_audit = f"{p}.audit"
         self.t_dlq = f"{p}.dlq"
+        self.t_sessions = f"{p}.sessions"
         self.deliver_topics = [f"{p}.deliver.{a}" for a in kafka_topics.ADAPTERS if a != "inbox"]
         self.retry_topics = {s: f"{p}.retry.{s}s" for s in kafka_topics.RETRY_DELAYS}
         self._producer: AIOKafkaProducer | None = None
@@ -391,6 +394,10 @@ class KafkaBroker:
             enable_auto_commit=False,
             isolation_level="read_committed",
             max_partition_fetch_bytes=MAX_RECORD_BYTES,
+            # a view stalled past what retention deleted (only ``sessions`` expires) goes on
+            # from the oldest record there is, never from the newest: sign-outs after the
+            # deleted ones are still live and must not be skipped
+            auto_offset_reset="earliest",
             # fewer, larger fetches under load (each process reads every partition): a
             # fetch waits up to 20 ms for 64 KiB instead of returning with the first record
             # (the view follows Kafka by at most that much more; wait_applied callers too)
@@ -400,7 +407,7 @@ class KafkaBroker:
         await consumer.start()
         self._view_consumer = consumer
         tps = []
-        for topic in (self.t_events, self.t_audit):
+        for topic in (self.t_events, self.t_audit, self.t_sessions):
             partitions = await kafka_topics.partitions(consumer, topic)
             if not partitions:
                 raise StorageError(f"topic {topic} does not exist: run `ggk kafka init` first")
@@ -409,7 +416,10 @@ class KafkaBroker:
         stored = await self.local.read("SELECT topic, partition, next_offset FROM kafka_positions")
         known = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in stored}
         for tp in tps:
-            if tp in known:
+            # sign-outs are read whole at every start (their topic holds only the live ones):
+            # a stored position may lie before what retention deleted, and nothing is lost by
+            # applying one twice
+            if tp in known and tp.topic != self.t_sessions:
                 consumer.seek(tp, known[tp])
                 self._positions[tp] = known[tp]
             else:
@@ -592,15 +602,21 @@ class KafkaBroker:
         await self._send(self.t_events, rec.frame(meta), ref)
 
     async def revoke_session(self, nonce: str, expires: float) -> None:
-        """A signed-out portal session, for every process: on ``events`` (keyed by the nonce),
-        which every process's view applies (its table and its memory); returns once this
-        process's own view has it."""
+        """A signed-out portal session, for every process: on ``sessions`` (keyed by the
+        nonce), which every process's view applies (its table and its memory); returns once
+        this process's own view has it. Not on ``events``, which is kept forever: a sign-out
+        matters only until its session expires, and ``sessions`` forgets it soon after
+        (kafka_topics.SESSIONS_RETENTION_MS). (A ``session_revoked`` record an earlier
+        version wrote to ``events`` is still applied.)"""
         meta = {"t": "session_revoked", "nonce": nonce, "expires": expires}
-        sent = await self._send(self.t_events, rec.frame(meta), nonce)
+        sent = await self._send(self.t_sessions, rec.frame(meta), nonce)
         await self.wait_applied({TopicPartition(sent.topic, sent.partition): sent.offset + 1})
 
     def session_revoked(self, nonce: str) -> bool:
         return self.local.session_revoked(nonce)
+
+    def signins_paused(self) -> float:
+        return self.local.signins_paused()
 
     # --- accepting ---------------------------------------------------------------------------
 

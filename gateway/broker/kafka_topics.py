@@ -14,6 +14,10 @@ Topics (``<prefix>`` defaults to ``ggk``):
   Not compacted: a process joining later reads the whole history.
 - ``<prefix>.ledger``: signed heads of the per-partition audit chains over ``events`` and
   ``audit`` (gateway/broker/kafka_ledger.py); compacted, keyed by source partition.
+- ``<prefix>.sessions``: portal sign-outs (revoked session nonces, each with its session's
+  expiry), keyed by nonce, one partition; kept ``SESSIONS_RETENTION_MS``, a little over a
+  session's life: a revocation is worthless once its session expired, so a partner signing
+  out again and again cannot grow it without bound, and each process reads it whole at start.
 
 Topics that carry envelopes allow records up to 32 MiB (the gateway accepts 25 MB messages).
 """
@@ -31,6 +35,12 @@ from aiokafka.errors import TopicAlreadyExistsError
 ADAPTERS = ("stuf", "http", "directory", "inbox")
 RETRY_DELAYS = (10, 60, 600, 3600)
 WEEK_MS = 7 * 24 * 3600 * 1000
+SESSIONS_RETENTION_MS = 30 * 60 * 1000
+"""How long a sign-out is kept on ``sessions``: a portal session lives 20 minutes
+(gateway/portal/session.py SESSION_SECONDS), plus 10 minutes for clocks that disagree."""
+SESSIONS_SEGMENT_MS = 5 * 60 * 1000
+"""Kafka deletes whole segments only: a segment is closed every 5 minutes, so a sign-out is
+gone within retention + segment + the broker's retention check (5 minutes by default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,12 @@ def plan(
     # the signed heads of the audit chains: only the newest per source partition matters
     compacted = {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)}
     topics.append(Topic(f"{prefix}.ledger", 1, replication, {**durable, **compacted}))
+    expiring = {
+        "cleanup.policy": "delete",
+        "retention.ms": str(SESSIONS_RETENTION_MS),
+        "segment.ms": str(SESSIONS_SEGMENT_MS),
+    }
+    topics.append(Topic(f"{prefix}.sessions", 1, replication, {**durable, **expiring}))
     return topics
 
 

@@ -488,6 +488,9 @@ class SqliteBroker:
     def session_revoked(self, nonce: str) -> bool:
         return self.revocations.revoked(nonce)
 
+    def signins_paused(self) -> float:
+        return self.revocations.full_for(self.clock())
+
     async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
         rows = await self.read(
             "SELECT at, functie, referentienummer, code FROM refusals WHERE partner = ? "

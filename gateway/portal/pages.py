@@ -25,6 +25,7 @@ from gateway.admission import BodyBudget, Refusal, admitted_form
 from gateway.broker.base import Broker
 from gateway.ingest import Identity
 from gateway.portal.session import SESSION_COOKIE, Session, SessionKeys
+from gateway.ratelimit import retry_after
 from gateway.sightings import Sighting
 from routing.partners import Partner, PartnerRegistry
 
@@ -56,6 +57,9 @@ class PortalDeps:
     """Who the connection is (its client certificate), as the API sees it."""
     by_token: Callable[[str, str], Identity]
     """Who a token proves (token, peer), exactly as the API checks a bearer token."""
+    rate: Callable[[Identity], float]
+    """Spend one request of a partner's rate, the bucket its API calls spend too: 0.0 when
+    the request may go ahead, else the seconds until it may (``[limits] partner_rate``)."""
     validate: Callable[[bytes], Awaitable[Any]]
     submit: Callable[[Identity, Partner, bytes, Any], Awaitable[Any]]
     """Accept a payload as the API does, given its validation (not repeated)."""
@@ -67,6 +71,15 @@ class PortalDeps:
     bodies: BodyBudget
     """The gateway's one in-flight body budget: a portal form is read within it as well."""
     body_timeout: float
+
+
+class Answer(Exception):
+    """Raised with the page to answer instead of the handler's (:func:`hardened` returns it):
+    a refusal decided where the visitor is looked up, before anything else of the request."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +126,15 @@ class Pages:
         )
         return web.Response(text=html, status=status, content_type="text/html")
 
-    def visitor(self, request: web.Request) -> Visitor | None:
+    def visitor(self, request: web.Request, *, spend: bool = True) -> Visitor | None:
         """The signed-in visitor, or None. A session proven by a certificate holds only on a
         connection that still presents that partner's certificate; a partner's session never
         holds on a connection presenting another partner's certificate (as on the API, the
-        certificate outranks anything else)."""
+        certificate outranks anything else).
+
+        A partner's request spends one of its rate (``spend``; every page and form but
+        sign-out, which each session does once and which must never be refused): over it,
+        :class:`Answer` with the 429 page, before a byte of a form is read."""
         session = self.deps.keys.read(request.cookies.get(SESSION_COOKIE), time.time())
         if session is None or self.deps.broker.session_revoked(session.nonce):
             return None
@@ -130,7 +147,27 @@ class Pages:
                 return None
             if presented is None and session.via == "certificate":
                 return None
-        return Visitor(session, partner)
+        visitor = Visitor(session, partner)
+        if partner is not None and spend:
+            wait = self.deps.rate(self.identity(request, visitor))
+            if wait:
+                raise Answer(self.too_fast(request, visitor, wait))
+        return visitor
+
+    def too_fast(self, request: web.Request, visitor: Visitor, wait: float) -> web.Response:
+        """The page for a partner over its rate: what happened, and when to try again (also
+        in ``Retry-After``)."""
+        after = retry_after(wait)
+        response = self.notice(
+            request,
+            visitor,
+            429,
+            "Too many requests",
+            "Your organisation sent more requests than the gateway takes per second (the "
+            f"portal and the API together). Wait {after} seconds, then try again.",
+        )
+        response.headers["Retry-After"] = after
+        return response
 
     def denied(self, request: web.Request, visitor: Visitor | None) -> web.StreamResponse:
         if visitor is None:
@@ -211,7 +248,9 @@ async def hardened(request: web.Request, handler: Handler) -> web.StreamResponse
     """Every portal answer: no scripts, no framing, no caching, no sniffing, no referrer
     to other sites; a body the page did not read is not drained."""
     try:
-        response = await handler(request)
+        response: web.StreamResponse = await handler(request)
+    except Answer as exc:
+        response = exc.response
     except web.HTTPException as exc:
         response = exc
         _harden(request, response)

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections import deque
 from dataclasses import dataclass
 
 SESSION_COOKIE = "__Host-ggk-session"
@@ -83,35 +82,3 @@ class SessionKeys:
         return bool(nonce and token) and hmac.compare_digest(
             self.csrf(nonce or ""), (token or "")[:100]
         )
-
-
-class SignInLimiter:
-    """At most ``attempts`` failed sign-ins per peer address in ``window`` seconds: guessing
-    tokens through the portal is as slow as it is pointless."""
-
-    def __init__(self, attempts: int = 10, window: float = 300.0, peers: int = 10_000) -> None:
-        self.attempts = attempts
-        self.window = window
-        self.peers = peers
-        self._failures: dict[str, deque[float]] = {}
-
-    def blocked(self, peer: str, now: float) -> bool:
-        failures = self._failures.get(peer)
-        if failures is None:
-            return False
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return len(failures) >= self.attempts
-
-    def failed(self, peer: str, now: float) -> None:
-        if peer not in self._failures and len(self._failures) >= self.peers:
-            self._forget_oldest(now)
-        self._failures.setdefault(peer, deque(maxlen=self.attempts)).append(now)
-
-    def _forget_oldest(self, now: float) -> None:
-        """Bounded memory: drop peers whose failures have all expired, else the stalest."""
-        for peer in [p for p, f in self._failures.items() if not f or f[-1] <= now - self.window]:
-            del self._failures[peer]
-        if len(self._failures) >= self.peers:
-            stalest = min(self._failures, key=lambda p: self._failures[p][-1])
-            del self._failures[stalest]

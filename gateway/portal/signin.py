@@ -13,13 +13,15 @@ from aiohttp import web
 from gateway.admission import Form, Refusal, admitted_form
 from gateway.broker.base import StorageError
 from gateway.ingest import Identity
-from gateway.portal.pages import Pages, PortalDeps, same_origin
-from gateway.portal.session import (
-    PRESESSION_COOKIE,
-    SESSION_COOKIE,
-    SESSION_SECONDS,
-    SignInLimiter,
+from gateway.portal.limits import (
+    FAILURES_PER_PEER,
+    SIGNINS_PER_PARTNER,
+    SIGNINS_PER_PEER,
+    WindowLimit,
 )
+from gateway.portal.pages import Pages, PortalDeps, same_origin
+from gateway.portal.session import PRESESSION_COOKIE, SESSION_COOKIE, SESSION_SECONDS
+from gateway.ratelimit import retry_after
 
 log = structlog.get_logger("ggk.portal")
 
@@ -30,7 +32,12 @@ SIGNIN_FORM_BYTES = 4096
 class SignIn(Pages):
     def __init__(self, deps: PortalDeps, environment: jinja2.Environment) -> None:
         super().__init__(deps, environment)
-        self.limiter = SignInLimiter()
+        self.failures = WindowLimit(*FAILURES_PER_PEER)
+        """Failed sign-ins per peer address."""
+        self.by_peer = WindowLimit(*SIGNINS_PER_PEER)
+        """Successful sign-ins per peer address."""
+        self.by_partner = WindowLimit(*SIGNINS_PER_PARTNER)
+        """Successful sign-ins per partner (the operator counts as one)."""
 
     async def home(self, request: web.Request) -> web.StreamResponse:
         visitor = self.visitor(request)
@@ -77,10 +84,32 @@ class SignIn(Pages):
     async def signin(self, request: web.Request) -> web.StreamResponse:
         peer = request.remote or ""
         now = time.time()
-        if self.limiter.blocked(peer, now):
+        if wait := self.failures.wait(peer, now):
             log.warning("portal.signin_limited", peer=peer)
-            return await self.signin_page(
-                request, 429, "Too many failed sign-ins. Wait a few minutes."
+            return await self.refused(
+                request,
+                429,
+                wait,
+                f"Too many failed sign-ins. Wait {retry_after(wait)} seconds, then try again.",
+            )
+        if wait := self.by_peer.wait(peer, now):
+            log.warning("portal.signins_limited", peer=peer)
+            return await self.refused(
+                request,
+                429,
+                wait,
+                f"Too many sign-ins from your address. Wait {retry_after(wait)} seconds, "
+                "then sign in again.",
+            )
+        if wait := self.deps.broker.signins_paused():
+            # the signed-out sessions every process must remember are at capacity: none is
+            # forgotten early (its copied cookie would live again), so none is minted
+            return await self.refused(
+                request,
+                503,
+                wait,
+                "The portal takes no new sign-ins for the moment: too many sessions were "
+                f"signed out recently. Try again in {retry_after(wait)} seconds.",
             )
         if not same_origin(request):
             return await self.signin_page(request, 403, "The form was not sent from this portal.")
@@ -122,11 +151,23 @@ class SignIn(Pages):
                 and proven.partner.id != presented.partner.id
             )
             if (proven.partner is None and not proven.admin) or crossed:
-                self.limiter.failed(peer, now)
+                self.failures.note(peer, now)
                 log.info("portal.signin_failed", peer=peer)
                 return await self.signin_page(request, 401, "Sign-in failed.")
             partner = proven.partner.id if proven.partner else None
             admin, via = proven.admin, "token"
+        who = f"partner {partner}" if partner else "operator"  # never one the other
+        if wait := self.by_partner.wait(who, now):
+            log.warning("portal.signins_limited", who=partner or "operator")
+            return await self.refused(
+                request,
+                429,
+                wait,
+                f"Too many sign-ins as {'the operator' if partner is None else partner}. "
+                f"Wait {retry_after(wait)} seconds, then sign in again.",
+            )
+        self.by_peer.note(peer, now)
+        self.by_partner.note(who, now)
         _, cookie = self.deps.keys.mint(partner, admin, via, now)
         log.info("portal.signed_in", who=partner or "operator", via=via, peer=peer)
         response = web.HTTPSeeOther("/portal/")
@@ -142,10 +183,20 @@ class SignIn(Pages):
         forget(response, PRESESSION_COOKIE)
         raise response
 
+    async def refused(
+        self, request: web.Request, status: int, wait: float, error: str
+    ) -> web.Response:
+        """The sign-in page again, saying why and (``Retry-After``) when to try again."""
+        response = await self.signin_page(request, status, error)
+        response.headers["Retry-After"] = retry_after(wait)
+        return response
+
     async def signout(self, request: web.Request) -> web.StreamResponse:
         """Forget the session in the browser (deleted as it was set, Secure) and revoke it
         for every process, so a copy of the cookie dies with it."""
-        visitor = self.visitor(request)
+        # not counted against the rate: each session signs out once, and a refused sign-out
+        # would leave a copy of the cookie alive
+        visitor = self.visitor(request, spend=False)
         response = web.HTTPSeeOther("/portal/signin")
         forget(response, SESSION_COOKIE)
         if visitor is None:
