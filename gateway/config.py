@@ -358,9 +358,9 @@ def check(config: GatewayConfig) -> None:
         raise ConfigError(f"{config.path}: [limits] and body_timeout must be positive")
     _check_partner_limits(config.path, lim)
     pacing = (lim.min_body_rate, lim.body_grace, lim.partner_inflight_body_mb)
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in pacing) or (
-        lim.min_body_rate < 0 or lim.body_grace <= 0 or lim.partner_inflight_body_mb < 0
-    ):
+    if not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pacing
+    ) or (lim.min_body_rate < 0 or lim.body_grace <= 0 or lim.partner_inflight_body_mb < 0):
         raise ConfigError(
             f"{config.path}: [limits] min_body_rate, body_grace and partner_inflight_body_mb "
             "must not be negative (body_grace above 0)"

@@ -17,8 +17,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
+from gateway.admission import BodyBudget, BudgetExhausted
+from gateway.config import ConfigError
+from gateway.config import load as load_config
 from tests.gatewaykit import (
     Setup,
     deventer_wmo301,
@@ -187,3 +191,75 @@ async def test_beyond_its_share_a_partner_waits_for_its_own_bodies_then_gets_a_f
             )
             assert status == 503 and fo03_code(body) == "StUF046", body[:400]
             assert etree.fromstring(body).findtext(".//faultcode") == "soapenv:Server"
+
+
+# --- the budget itself (no server needed: it is plain asyncio) -------------------------------
+
+
+async def test_a_holder_beyond_its_share_waits_without_standing_in_anyone_s_way() -> None:
+    budget = BodyBudget(100, share=40)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(budget.reserve("a", 40, 1))
+        waiting = asyncio.create_task(_held_until_released(budget, "a", 10))
+        await asyncio.sleep(0)
+        assert not waiting.done() and budget.held("a") == 40
+        # b is admitted at once, although a's second body queued before it
+        await stack.enter_async_context(budget.reserve("b", 40, 1))
+        assert budget.in_use == 80
+    await waiting  # a's own body went: its second one got in
+    assert budget.in_use == 0
+
+
+async def test_bodies_that_do_not_fit_the_budget_queue_first_come_first_served() -> None:
+    budget = BodyBudget(100, share=60)
+    order: list[str] = []
+    async with budget.reserve("a", 60, 1), budget.reserve("b", 30, 1):
+        large = asyncio.create_task(_note(budget, "c", 60, order))
+        await asyncio.sleep(0)
+        small = asyncio.create_task(_note(budget, "d", 5, order))
+        await asyncio.sleep(0)
+        assert not small.done(), "a small body overtook the large one that came first"
+    await asyncio.gather(large, small)
+    assert order == ["c", "d"]
+
+
+async def test_a_waiter_that_gives_up_leaves_nothing_behind() -> None:
+    budget = BodyBudget(10, share=10)
+    async with budget.reserve("a", 10, 1):
+        with pytest.raises(BudgetExhausted):
+            async with budget.reserve("b", 5, 0.01):
+                pass
+    assert budget.in_use == 0 and budget.held("a") == budget.held("b") == 0
+    async with budget.reserve("b", 10, 0.01):
+        assert budget.in_use == 10
+
+
+async def _held_until_released(budget: BodyBudget, holder: str, size: int) -> None:
+    async with budget.reserve(holder, size, 5):
+        pass
+
+
+async def _note(budget: BodyBudget, holder: str, size: int, order: list[str]) -> None:
+    async with budget.reserve(holder, size, 5):
+        order.append(holder)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("min_body_rate", "-1"),
+        ("min_body_rate", "nan"),
+        ("min_body_rate", '"fast"'),
+        ("body_grace", "0"),
+        ("body_grace", "inf"),
+        ("partner_inflight_body_mb", "-1"),
+        ("partner_inflight_body_mb", "1"),  # less than one message of 25 MiB
+        ("partner_inflight_body_mb", "200"),  # more than the budget of 100 MiB
+    ],
+)
+def test_bad_body_limits_are_refused_in_one_line(tmp_path: Path, key: str, value: str) -> None:
+    setup = configured(make_setup(tmp_path / "gw", 1), **{key: value})
+    with pytest.raises(ConfigError) as refused:
+        load_config(setup.config_path)
+    message = str(refused.value)
+    assert "\n" not in message and key in message and str(setup.config_path) in message

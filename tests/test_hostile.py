@@ -258,8 +258,10 @@ async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path) -> None:
         await raw_request(setup, http_head(10_000), [b"<" * 100], 0)  # then we hang up
         answer = await raw_request(setup, http_head(1000), [b"<"] * 8, 0.5)
         fo03 = answer.split(b"\r\n\r\n", 1)[-1]
-        if not answer.startswith(b"HTTP/1.1 408") or not fo03.startswith(b"<?xml") or (
-            fo03_code(fo03) != "StUF055"
+        if (
+            not answer.startswith(b"HTTP/1.1 408")
+            or not fo03.startswith(b"<?xml")
+            or (fo03_code(fo03) != "StUF055")
         ):
             mismatches.append(("generated-slow-body", answer[:40], (408, "StUF055")))
         # clients that give up mid-body: nobody to answer, never a 500 or a traceback
