@@ -107,6 +107,10 @@ class BodyBudget:
                 waiter.granted.set_result(None)
         self._queue = waiting
 
+    def _abandon(self, waiter: _Waiter) -> None:
+        waiter.granted.cancel()
+        self._queue.remove(waiter)
+
     @contextlib.asynccontextmanager
     async def reserve(self, holder: str, size: int, timeout: float) -> AsyncIterator[None]:
         """Hold ``size`` bytes (at most one share) for ``holder`` for the duration of the
@@ -120,11 +124,15 @@ class BodyBudget:
             self._grant()
             try:
                 await asyncio.wait((waiter.granted,), timeout=timeout)
-            finally:
-                if not waiter.granted.done():  # timed out, or this task was cancelled
-                    waiter.granted.cancel()
-                    self._queue.remove(waiter)
-            if waiter.granted.cancelled():
+            except BaseException:  # this task was cancelled, perhaps just as it was granted
+                if waiter.granted.done():
+                    self._give(holder, size)
+                    self._grant()
+                else:
+                    self._abandon(waiter)
+                raise
+            if not waiter.granted.done():
+                self._abandon(waiter)
                 raise BudgetExhausted
         try:
             yield
