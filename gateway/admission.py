@@ -4,8 +4,11 @@ Reading a body costs its size in memory, and parsing it more. Every caller's bod
 reserved against one byte budget (``[limits] inflight_body_mb``) before a byte is read; a
 request that does not fit waits its turn (bounded by ``body_timeout``) with its bytes left in
 the kernel's socket buffers, so six parallel 23 MiB bodies cost what the budget allows and
-not six times their size. Unauthenticated callers never get this far: the server refuses
-their bodies unread.
+not six times their size. The budget is shared fairly: one partner holds at most its share
+(``partner_inflight_body_mb``, by default one message's worth), and a body must keep arriving
+at ``min_body_rate`` after a grace period, so nobody can sit on memory others need. The
+portal's small forms (sign-in, sign-out) have a budget of their own. Unauthenticated
+callers never get this far: the server refuses their bodies unread.
 """
 
 from __future__ import annotations
@@ -13,44 +16,175 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from aiohttp import http_exceptions, web
+import structlog
+from aiohttp import StreamReader, http_exceptions, web
 from multidict import MultiDictProxy
+
+from gateway.problems import CLIENT_CLOSED
+
+log = structlog.get_logger("ggk.server")
+T = TypeVar("T")
 
 
 class BudgetExhausted(Exception):
     """The body could not be admitted in time (the gateway is busy with large bodies)."""
 
 
-class BodyBudget:
-    """A byte semaphore: reserve ``n`` bytes, release them when the request is done."""
+class BodyAbandoned(Exception):
+    """The client closed its connection before its body was in: nobody is left to answer."""
 
-    def __init__(self, capacity: int) -> None:
+
+ABANDONED = CLIENT_CLOSED
+"""The access line's status of a request whose client hung up mid-body (nginx's "client
+closed request"): a 4xx, so it is never counted as a server error; nobody receives it."""
+
+
+@dataclass(slots=True)
+class _Waiter:
+    holder: str
+    size: int
+    granted: asyncio.Future[None]
+
+
+class BodyBudget:
+    """A byte semaphore shared fairly: reserve ``n`` bytes for one holder (a partner), release
+    them when its request is done.
+
+    Two bounds: all holders together at most ``capacity`` bytes, one holder at most
+    ``share``. A request beyond its holder's share waits for that holder's own bodies only,
+    never for anyone else's, and does not stand in anyone's way while it waits. Requests
+    that fit their share but not the budget queue first come, first served: a large body is
+    not overtaken forever by small ones. With ``share`` at one message's worth, a partner
+    holding its bodies open (trickling, or simply many at once) keeps at most one message's
+    memory from the others. The uncontended path is two dictionary updates: no lock, no
+    wait."""
+
+    def __init__(self, capacity: int, share: int | None = None) -> None:
         self.capacity = capacity
+        self.share = capacity if share is None else max(1, min(share, capacity))
         self.in_use = 0
-        self._changed = asyncio.Condition()
+        self._held: dict[str, int] = {}
+        self._queue: list[_Waiter] = []
+
+    def held(self, holder: str) -> int:
+        """Bytes ``holder`` holds now."""
+        return self._held.get(holder, 0)
+
+    def _fits(self, holder: str, size: int) -> bool:
+        return self._held.get(holder, 0) + size <= self.share
+
+    def _take(self, holder: str, size: int) -> None:
+        self.in_use += size
+        self._held[holder] = self._held.get(holder, 0) + size
+
+    def _give(self, holder: str, size: int) -> None:
+        self.in_use -= size
+        left = self._held[holder] - size
+        if left:
+            self._held[holder] = left
+        else:
+            del self._held[holder]  # bounded by the holders with a body in flight
+
+    def _grant(self) -> None:
+        """Admit waiters in arrival order; one beyond its own share is skipped (it waits for
+        its holder alone), the first that does not fit the budget stops the others."""
+        waiting: list[_Waiter] = []
+        blocked = False
+        for waiter in self._queue:
+            if waiter.granted.done():
+                continue  # gave up (timeout, cancelled)
+            if blocked or not self._fits(waiter.holder, waiter.size):
+                waiting.append(waiter)
+            elif self.in_use + waiter.size > self.capacity:
+                blocked = True
+                waiting.append(waiter)
+            else:
+                self._take(waiter.holder, waiter.size)
+                waiter.granted.set_result(None)
+        self._queue = waiting
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        waiter.granted.cancel()
+        self._queue.remove(waiter)
 
     @contextlib.asynccontextmanager
-    async def reserve(self, size: int, timeout: float) -> AsyncIterator[None]:
-        """Hold ``size`` bytes (at most the whole budget) for the duration of the block."""
-        size = max(0, min(size, self.capacity))
-        async with self._changed:
+    async def reserve(self, holder: str, size: int, timeout: float) -> AsyncIterator[None]:
+        """Hold ``size`` bytes (at most one share) for ``holder`` for the duration of the
+        block; BudgetExhausted when they are not granted within ``timeout``."""
+        size = max(0, min(size, self.share))
+        if not self._queue and self._fits(holder, size) and self.in_use + size <= self.capacity:
+            self._take(holder, size)
+        else:
+            waiter = _Waiter(holder, size, asyncio.get_running_loop().create_future())
+            self._queue.append(waiter)
+            self._grant()
             try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.in_use + size <= self.capacity), timeout
-                )
-            except TimeoutError:
-                raise BudgetExhausted from None
-            self.in_use += size
+                await asyncio.wait((waiter.granted,), timeout=timeout)
+            except BaseException:  # this task was cancelled, perhaps just as it was granted
+                if waiter.granted.done():
+                    self._give(holder, size)
+                    self._grant()
+                else:
+                    self._abandon(waiter)
+                raise
+            if not waiter.granted.done():
+                self._abandon(waiter)
+                raise BudgetExhausted
         try:
             yield
         finally:
-            async with self._changed:
-                self.in_use -= size
-                self._changed.notify_all()
+            self._give(holder, size)
+            if self._queue:
+                self._grant()
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How fast a body must arrive: within ``timeout`` seconds in all, and after ``grace``
+    seconds at ``min_rate`` bytes a second on average (0: no minimum). A body that trickles
+    in holds its reservation; the minimum rate frees it long before ``timeout``."""
+
+    timeout: float
+    grace: float = 5.0
+    min_rate: float = 0.0
+
+
+async def paced(read: Awaitable[T], stream: StreamReader, pace: Pace) -> T:
+    """``read`` (of ``stream``), or TimeoutError when the body falls behind ``pace``.
+
+    The check costs nothing per chunk: one timer, set to the moment the bytes received so
+    far stop being enough; when it fires and more has come meanwhile, it is set again. A
+    body that is in before the grace period ends (a message of a few KB) never wakes it."""
+    task = asyncio.ensure_future(read)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    end = start + pace.timeout
+    try:
+        while True:
+            due = end
+            if pace.min_rate > 0:
+                due = min(end, start + pace.grace + stream.total_bytes / pace.min_rate)
+            done, _ = await asyncio.wait((task,), timeout=max(0.0, due - loop.time()))
+            if done:
+                return task.result()
+            now = loop.time()
+            if now >= end or (
+                pace.min_rate > 0 and now >= start + pace.grace + stream.total_bytes / pace.min_rate
+            ):
+                raise TimeoutError
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+DISCONNECTED = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+"""What reading a body raises when its client hung up (aiohttp: ConnectionResetError)."""
 
 
 class BodyTooLarge(Exception):
@@ -96,17 +230,47 @@ class Refusal:
 Form = MultiDictProxy[Any]
 
 
+SMALL_FORM_BYTES = 16 * 1024
+"""A form of at most this many bytes (sign-in, sign-out, acknowledge, replay, search) is read
+within the forms' own budget (:class:`Admission`), never the one of API bodies."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The budgets bodies are read within, and how fast they must arrive.
+
+    ``bodies``: messages and uploads, shared fairly between partners. ``forms``: the portal's
+    small forms, sized from the connection cap (``max_connections`` × SMALL_FORM_BYTES: each
+    connection carries one request at a time), so it can never be full: a sign-in or a
+    sign-out never waits for API bodies, nor for anyone's forms."""
+
+    bodies: BodyBudget
+    forms: BodyBudget
+    grace: float = 5.0
+    min_rate: float = 0.0
+
+    def pace(self, timeout: float) -> Pace:
+        return Pace(timeout, self.grace, self.min_rate)
+
+
+def abandoned(request: web.Request) -> None:
+    """One line for a request whose client hung up mid-body (no traceback, no 500)."""
+    log.info("request.body_abandoned", peer=request.remote, path=request.path[:200])
+
+
 @contextlib.asynccontextmanager
 async def admitted_form(
-    request: web.Request, budget: BodyBudget, limit: int, timeout: float
+    request: web.Request, admission: Admission, limit: int, timeout: float, holder: str
 ) -> AsyncIterator[Form | Refusal]:
-    """A posted form (urlencoded or multipart), read within the one body budget: at most
-    ``limit`` bytes as told by Content-Length before a byte is read (411 without one, 413
-    above it: browsers always send it), reserved against the budget while the caller holds
-    the form (503 when it stays full), and received within ``timeout`` (408: a browser that
-    trickles its body must not hold a handler, an upload slot or budget). A form is a few
-    KB; only the upload form may be as large as a message. Any refusal leaves the body
-    unread: the caller answers and closes the connection."""
+    """A posted form (urlencoded or multipart), read within its budget: at most ``limit``
+    bytes as told by Content-Length before a byte is read (411 without one, 413 above it:
+    browsers always send it), reserved for ``holder`` (the partner, or the peer of a
+    sign-in) while the caller holds the form (503 when it stays full: only uploads, in the
+    bodies' budget; small forms have their own), and received within ``timeout`` and at the
+    minimum rate (408: a browser that trickles its body must not hold a handler, an upload
+    slot or budget). A client that hangs up mid-body gets a 499 nobody reads (one log line).
+    A form is a few KB; only the upload form may be as large as a message. Any refusal
+    leaves the body unread: the caller answers and closes the connection."""
     length = request.content_length
     if request.headers.get("Transfer-Encoding") or length is None:
         yield Refusal(411, "a form needs a Content-Length")
@@ -117,12 +281,17 @@ async def admitted_form(
     if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
         yield Refusal(415, "a form is not sent compressed")
         return
+    budget = admission.forms if limit <= SMALL_FORM_BYTES else admission.bodies
     try:
-        async with budget.reserve(length, timeout):
+        async with budget.reserve(holder, length, timeout):
             try:
-                form = await asyncio.wait_for(request.post(), timeout)
+                form = await paced(request.post(), request.content, admission.pace(timeout))
             except TimeoutError:
                 yield Refusal(408, "the form was not received in time")
+                return
+            except DISCONNECTED:
+                abandoned(request)
+                yield Refusal(ABANDONED, "the client closed the connection")
                 return
             except web.HTTPRequestEntityTooLarge:
                 yield Refusal(413, f"the form is larger than {limit:,} bytes")

@@ -49,6 +49,15 @@ class ConnectionLimits:
     inflight_body_mb: int = 100
     """Request bodies held in memory at once (all callers); a request whose body would pass
     it waits (up to body_timeout, then 503) instead of growing memory without bound."""
+    partner_inflight_body_mb: int = 0
+    """What one partner may hold of inflight_body_mb at once (its share: a body beyond it
+    waits for that partner's own bodies, never for others'); 0: one message of
+    max_message_bytes plus 1 MiB for small ones alongside it."""
+    min_body_rate: float = 16.0
+    """KiB a second a body must arrive at on average once body_grace has passed (else 408),
+    so a trickled body gives its reservation back long before body_timeout; 0: no minimum."""
+    body_grace: float = 5.0
+    """Seconds a body may take before min_body_rate applies (slow starts, small bodies)."""
     partner_rate: float = 100.0
     """Requests per second one authenticated partner may send, sustained (a token bucket per
     partner, gateway/ratelimit.py); beyond it: 429 with Retry-After (REST), Fo03 StUF046
@@ -355,6 +364,23 @@ def check(config: GatewayConfig) -> None:
     ):
         raise ConfigError(f"{config.path}: [limits] and body_timeout must be positive")
     _check_partner_limits(config.path, lim)
+    pacing = (lim.min_body_rate, lim.body_grace, lim.partner_inflight_body_mb)
+    if not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pacing
+    ) or (lim.min_body_rate < 0 or lim.body_grace <= 0 or lim.partner_inflight_body_mb < 0):
+        raise ConfigError(
+            f"{config.path}: [limits] min_body_rate, body_grace and partner_inflight_body_mb "
+            "must not be negative (body_grace above 0)"
+        )
+    if lim.partner_inflight_body_mb and not (
+        config.max_message_bytes
+        <= lim.partner_inflight_body_mb * 1024 * 1024
+        <= lim.inflight_body_mb * 1024 * 1024
+    ):
+        raise ConfigError(
+            f"{config.path}: [limits] partner_inflight_body_mb must hold one message of "
+            "max_message_bytes and be at most inflight_body_mb"
+        )
     if lim.inflight_body_mb * 1024 * 1024 < config.max_message_bytes:
         raise ConfigError(
             f"{config.path}: [limits] inflight_body_mb must hold at least one message of "

@@ -126,6 +126,9 @@ keepalive_timeout = 15      # seconds an idle keep-alive connection stays open
 max_connections = 1000      # all callers together; beyond: 503 and close
 max_connections_per_peer = 100
 inflight_body_mb = 100      # request bodies in memory at once; more wait (then 503)
+partner_inflight_body_mb = 0  # one partner's share of it; 0: one message + 1 MiB
+min_body_rate = 16          # KiB/s a body must keep up once body_grace has passed (else 408)
+body_grace = 5              # seconds before min_body_rate applies; 0 in min_body_rate: none
 partner_rate = 100          # requests/s one partner may send, sustained; beyond: 429
 partner_burst = 200         # requests one partner may send at once (then partner_rate)
 

@@ -19,6 +19,9 @@ log = structlog.get_logger("ggk.server")
 ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
 """Request Content-Encodings decoded (within the size limit); anything else is a 400."""
 
+CLIENT_CLOSED = 499
+"""The status logged for a request whose client closed the connection before its answer."""
+
 RefusalForm = Callable[[web.Request, int, str], web.Response | None]
 """(request, status, title) → the refusal in the form its path speaks, or None: a problem."""
 REFUSAL_FORM: web.AppKey[RefusalForm] = web.AppKey("refusal_form")
@@ -79,8 +82,13 @@ async def problems_not_tracebacks(
         return problem(400, str(exc))
     except web.HTTPException:
         raise
-    except (asyncio.CancelledError, ConnectionResetError):
+    except asyncio.CancelledError:
         raise
+    except ConnectionResetError:
+        # the client hung up (mid-body, mostly caught where bodies are read): one line, no
+        # traceback, and a 499 in the access line (nobody receives it), never a 500
+        log.info("request.abandoned", path=request.path[:200])
+        return web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
     except Exception as exc:
         # the path is the caller's text: bounded, like the access log's
         log.error("request.failed", path=request.path[:200], error=type(exc).__name__)

@@ -34,7 +34,19 @@ from prometheus_client import generate_latest
 
 from gateway import audit, soap, stats
 from gateway import envelope as env
-from gateway.admission import BadEncoding, BodyBudget, BodyTooLarge, BudgetExhausted, decode_body
+from gateway.admission import (
+    ABANDONED,
+    DISCONNECTED,
+    SMALL_FORM_BYTES,
+    Admission,
+    BadEncoding,
+    BodyBudget,
+    BodyTooLarge,
+    BudgetExhausted,
+    abandoned,
+    decode_body,
+    paced,
+)
 from gateway.broker.base import Broker, StorageError
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
@@ -118,7 +130,7 @@ class Gateway:
     limits: ParseLimits
     soap_limits: ParseLimits
     """For SOAP requests: few tags allowed (the payload is base64 text inside)."""
-    bodies: BodyBudget
+    admission: Admission
     keyring: Keyring
     """The keys of this gateway's data (also the portal's session key is derived from it)."""
     buckets: PartnerBuckets
@@ -199,7 +211,7 @@ def build(config: GatewayConfig) -> Gateway:
             broker.ebms_answer_listener = inbound.outbound.answer_from_cluster
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake, context=context)
     soap_limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=SOAP_MAX_MARKUP)
-    bodies = BodyBudget(config.limits.inflight_body_mb * 1024 * 1024)
+    admission = admission_of(config)
     buckets = PartnerBuckets(config.limits.partner_rate, config.limits.partner_burst)
     gateway = Gateway(
         config,
@@ -209,12 +221,36 @@ def build(config: GatewayConfig) -> Gateway:
         delivery,
         limits,
         soap_limits,
-        bodies,
+        admission,
         store.keyring,
         buckets,
     )
     gateway.ebms = inbound
     return gateway
+
+
+SMALL_BODIES_SLACK = 1024 * 1024
+"""What a partner's default share holds beyond one message: its small messages keep flowing
+while it sends a large one."""
+
+
+def admission_of(config: GatewayConfig) -> Admission:
+    """The body budgets of ``config``: API bodies and uploads in ``inflight_body_mb``, one
+    partner at most its share of it (``partner_inflight_body_mb``, by default one message
+    plus SMALL_BODIES_SLACK); the portal's small forms in a budget of their own that the
+    connection cap keeps from ever being full."""
+    limits = config.limits
+    capacity = limits.inflight_body_mb * 1024 * 1024
+    share = (
+        limits.partner_inflight_body_mb * 1024 * 1024
+        or config.max_message_bytes + SOAP_ALLOWANCE + SMALL_BODIES_SLACK
+    )
+    return Admission(
+        bodies=BodyBudget(capacity, share),
+        forms=BodyBudget(limits.max_connections * SMALL_FORM_BYTES),
+        grace=limits.body_grace,
+        min_rate=limits.min_body_rate * 1024,
+    )
 
 
 # --- authentication ------------------------------------------------------------------------
@@ -539,13 +575,41 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _body_refusal(request: web.Request, gw: Gateway, status: int, title: str) -> web.Response:
+    """A refusal of a body in the form its endpoint speaks: on SOAP a Fo03 (StUF046, plek
+    server, for the gateway's own temporary refusal, the budget full: 503; StUF055, plek
+    client, for a body that could not be read: framing or Content-Encoding 500, too slow
+    408), elsewhere a problem document. The connection is closed after it: whatever is left
+    of the body is not read."""
+    if request.path == SOAP_PATH:
+        if status == 503:
+            response = _fault(gw, "StUF046", "server", title, None, 503)
+        else:
+            response = _fault(gw, "StUF055", "client", title, None, 408 if status == 408 else 500)
+    else:
+        response = problem(status, title)
+    response.force_close()
+    return response
+
+
+def _holder(request: web.Request, gw: Gateway) -> str:
+    """Whose share of the body budget a request draws on: its partner, the operator, or (an
+    ebMS peer in loopback test mode) its address."""
+    identity = identify(request, gw)
+    if identity.partner is not None:
+        return identity.partner.id
+    return "operator" if identity.admin else f"peer {request.remote}"
+
+
 @contextlib.asynccontextmanager
 async def admitted(
     request: web.Request, gw: Gateway, limit: int | None = None
 ) -> AsyncIterator[bytes | web.Response]:
-    """The body of an authenticated request, read within the memory budget (503 when the
-    budget stays full), bounded in size (413, told by Content-Length before anything is
-    read) and in time (408: a client that trickles its body must not hold a handler).
+    """The body of an authenticated request, read within its partner's share of the memory
+    budget (503 when it stays full), bounded in size (413, told by Content-Length before
+    anything is read) and in time (408: a client that trickles its body, or sends it slower
+    than ``min_body_rate`` after ``body_grace``, must not hold a handler or budget). A client
+    that hangs up mid-body is one log line and a 499 nobody receives, not a 500.
     ``limit``: a smaller size than a message's (the admin API's small JSON bodies)."""
     small = limit is not None
     limit = gw.config.max_message_bytes + SOAP_ALLOWANCE if limit is None else limit
@@ -557,22 +621,29 @@ async def admitted(
         return
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     encoded = encoding not in ("", "identity")
+    timeout = gw.config.body_timeout
     try:
         # a Content-Length of an encoded body says nothing about its decoded size
         reserve = limit if length is None or encoded else length
-        async with gw.bodies.reserve(reserve, gw.config.body_timeout):
+        async with gw.admission.bodies.reserve(_holder(request, gw), reserve, timeout):
             try:
                 read = _read_at_most(request, limit) if small else request.read()
-                data = await asyncio.wait_for(read, gw.config.body_timeout)
+                data = await paced(read, request.content, gw.admission.pace(timeout))
             except web.HTTPRequestEntityTooLarge:
                 yield _too_large(request, gw)
                 return
             except TimeoutError:
                 log.warning("request.body_timeout", peer=request.remote, path=request.path)
-                yield web.Response(status=408, text="request body not received in time")
+                yield _body_refusal(request, gw, 408, "request body not received in time")
+                return
+            except DISCONNECTED:
+                abandoned(request)
+                yield web.Response(status=ABANDONED, reason="Client Closed Request")
                 return
             except (web.RequestPayloadError, aiohttp.http_exceptions.HttpProcessingError):
-                yield problem(400, "the request body could not be read (framing)")
+                yield _body_refusal(
+                    request, gw, 400, "the request body could not be read (framing)"
+                )
                 return
             try:
                 if encoded:
@@ -581,13 +652,15 @@ async def admitted(
                 yield _too_large(request, gw)
                 return
             except BadEncoding:
-                yield problem(400, f"the request body is not valid {encoding}")
+                yield _body_refusal(request, gw, 400, f"the request body is not valid {encoding}")
                 return
             yield data
     except BudgetExhausted:
         log.warning("request.body_budget_full", peer=request.remote, path=request.path)
         BODY_BUDGET_WAITS.inc()
-        yield problem(503, "the gateway is busy with large messages; try again later")
+        yield _body_refusal(
+            request, gw, 503, "the gateway is busy with large messages; try again later"
+        )
 
 
 def wsdl(request: web.Request) -> web.Response:
@@ -1125,7 +1198,7 @@ def _portal_deps(gw: Gateway) -> PortalDeps:
         overdue_days=gw.config.overdue_days,
         min_cell=gw.config.figures_min_cell,
         max_upload=gw.config.max_message_bytes,
-        bodies=gw.bodies,
+        bodies=gw.admission,
         body_timeout=gw.config.body_timeout,
     )
 

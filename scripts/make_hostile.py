@@ -219,6 +219,15 @@ def transport_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
                 "note": "refused by the middleware before the handler: still a Fo03",
             },
         ),
+        "soap-bogus-gzip.xml": (
+            b"this is not gzip",
+            {
+                **refused("StUF055"),
+                "headers": {"Content-Encoding": "gzip"},
+                "note": "a partner's body that is not what its Content-Encoding says: a Fo03 "
+                "a SOAP client can read, not a JSON problem",
+            },
+        ),
         "soap-unauthenticated-bogus-gzip.xml": (
             b"this is not gzip",
             {
@@ -570,7 +579,9 @@ GENERATED: dict[str, dict[str, object]] = {
     "generated-truncated-request": {
         "status": None,
         "code": None,
-        "builds": "Content-Length 10,000, 100 bytes, then close",
+        "builds": "Content-Length 10,000, 100 bytes, then close; and Content-Length 100, "
+        "3 bytes, close at once on SOAP (0150), REST (0175) and the portal sign-in (anonymous): "
+        "nobody to answer, one log line and a 499 in the access log, never a 500 or a traceback",
     },
     "generated-unauthenticated-23mb-bodies": {
         **refused("StUF052"),
@@ -594,8 +605,8 @@ GENERATED: dict[str, dict[str, object]] = {
     },
     "generated-slow-body": {
         "status": 408,
-        "code": None,
-        "builds": "headers, then a body trickling slower than body_timeout",
+        "code": "StUF055",
+        "builds": "headers, then a body trickling slower than body_timeout: a Fo03 StUF055",
     },
 }
 

@@ -5,6 +5,7 @@ stays up, and its memory stays bounded (RSS measured before and after)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -125,9 +126,34 @@ async def raw_request(setup: Setup, head: bytes, chunks: list[bytes], pause: flo
         await writer.drain()
         await asyncio.sleep(pause)
     try:
-        return await asyncio.wait_for(reader.read(4096), 10)
+        return await asyncio.wait_for(answer_of(reader), 10)
     finally:
         writer.close()
+
+
+async def answer_of(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP answer: its head and its Content-Length of body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    found = re.search(rb"(?im)^content-length: *(\d+)", head)
+    return head + (await reader.readexactly(int(found.group(1))) if found else b"")
+
+
+async def hang_up(setup: Setup, head: bytes, partner: str | None) -> None:
+    """Headers, 3 bytes of the body, then close the connection at once (the client gave up)."""
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", setup.port, ssl=setup.ssl_context(partner), server_hostname="localhost"
+    )
+    writer.write(head + b"abc")
+    await writer.drain()
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()
+
+
+def post_head(path: str, length: int, *lines: str) -> bytes:
+    return "\r\n".join(
+        [f"POST {path} HTTP/1.1", "Host: localhost", *lines, f"Content-Length: {length}", "", ""]
+    ).encode()
 
 
 def http_head(length: int) -> bytes:
@@ -231,8 +257,27 @@ async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path) -> None:
             mismatches.append(("generated-duplicate-other-content", got, (500, "StUF016")))
         await raw_request(setup, http_head(10_000), [b"<" * 100], 0)  # then we hang up
         answer = await raw_request(setup, http_head(1000), [b"<"] * 8, 0.5)
-        if not answer.startswith(b"HTTP/1.1 408"):
-            mismatches.append(("generated-slow-body", answer[:40], 408))
+        fo03 = answer.split(b"\r\n\r\n", 1)[-1]
+        if (
+            not answer.startswith(b"HTTP/1.1 408")
+            or not fo03.startswith(b"<?xml")
+            or (fo03_code(fo03) != "StUF055")
+        ):
+            mismatches.append(("generated-slow-body", answer[:40], (408, "StUF055")))
+        # clients that give up mid-body: nobody to answer, never a 500 or a traceback
+        await hang_up(setup, http_head(100), "0150")
+        rest_token = f"Authorization: Bearer {setup.token('0175')}"
+        await hang_up(setup, post_head("/api/v1/messages", 100, rest_token), None)
+        form = "Content-Type: application/x-www-form-urlencoded"
+        await hang_up(setup, post_head("/portal/signin", 100, form), None)
+
+        def abandoned() -> list[dict[str, Any]]:
+            lines = (tmp_path / "gateway.log").read_bytes().splitlines()
+            found = [json.loads(line) for line in lines if b'"status": 499' in line]
+            return found if len(found) == 3 else []
+
+        paths = sorted(line["path"] for line in await eventually(abandoned, timeout=20))
+        assert paths == ["/api/v1/messages", "/ggk/OntvangAsynchroon", "/portal/signin"], paths
 
         assert not mismatches, "\n".join(f"{n}: got {g}, documented {w}" for n, g, w in mismatches)
         assert process.returncode is None and await healthy()

@@ -21,7 +21,7 @@ import jinja2
 from aiohttp import web
 
 from gateway import disclosure
-from gateway.admission import BodyBudget, Refusal, admitted_form
+from gateway.admission import Admission, Refusal, admitted_form
 from gateway.broker.base import Broker
 from gateway.ingest import Identity
 from gateway.portal.session import SESSION_COOKIE, Session, SessionKeys
@@ -68,8 +68,9 @@ class PortalDeps:
     overdue_days: float
     min_cell: int
     max_upload: int
-    bodies: BodyBudget
-    """The gateway's one in-flight body budget: a portal form is read within it as well."""
+    bodies: Admission
+    """The gateway's body budgets: an upload is read within the partner's share of the API's,
+    a small form within the forms' own (sign-in and sign-out never wait for API bodies)."""
     body_timeout: float
 
 
@@ -199,7 +200,10 @@ class Pages:
             response.force_close()
             yield response
             return
-        async with admitted_form(request, self.deps.bodies, limit, self.deps.body_timeout) as form:
+        holder = visitor.partner.id if visitor.partner else "operator"
+        async with admitted_form(
+            request, self.deps.bodies, limit, self.deps.body_timeout, holder
+        ) as form:
             if isinstance(form, Refusal):
                 reason = form.reason.capitalize() + "."
                 response = (

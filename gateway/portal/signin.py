@@ -113,10 +113,11 @@ class SignIn(Pages):
             )
         if not same_origin(request):
             return await self.signin_page(request, 403, "The form was not sent from this portal.")
-        # the only form read before anyone is known: a few hundred bytes, within the body
-        # budget and body_timeout like every other, or not at all
+        # the only form read before anyone is known: a few hundred bytes, within the small
+        # forms' own budget (never full: API bodies cannot block a sign-in), body_timeout and
+        # the minimum rate like every other, or not at all
         async with admitted_form(
-            request, self.deps.bodies, SIGNIN_FORM_BYTES, self.deps.body_timeout
+            request, self.deps.bodies, SIGNIN_FORM_BYTES, self.deps.body_timeout, f"peer {peer}"
         ) as form:
             if isinstance(form, Refusal):
                 response = await self.signin_page(request, form.status, form.reason.capitalize())
