@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from lxml import etree
 
 from gateway import envelope as env
@@ -30,6 +30,7 @@ from tests.gatewaykit import (
     Setup,
     Sink,
     another_process,
+    eventually,
     fo03_code,
     make_setup,
     portal_session,
@@ -338,6 +339,17 @@ async def test_kafka_lookups_that_miss_at_once_share_one_catch_up(
             await producer.stop()
         router, view = broker._router, broker._view_consumer
         assert router is not None and view is not None
+        accepted = [
+            TopicPartition(f"{config.kafka.prefix}.accepted", p)
+            for p in router.partitions_for_topic(f"{config.kafka.prefix}.accepted") or ()
+        ]
+
+        async def routed() -> bool:
+            ends = await router.end_offsets(accepted)
+            done = [await router.committed(tp) or 0 for tp in ends]
+            return all(end <= d for end, d in zip(ends.values(), done, strict=True))
+
+        await eventually(routed, timeout=60)  # the group has formed and routed it
         counted(router, "end_offsets", "offset queries")
         counted(view, "end_offsets", "offset queries")
         counted(router._coordinator, "fetch_committed_offsets", "committed-offset fetches")
@@ -352,7 +364,7 @@ async def test_kafka_lookups_that_miss_at_once_share_one_catch_up(
         # a round is two offset queries (accepted, then events) and its polls; 40 misses
         # cost at most a few rounds (those that began while others were still looking)
         assert calls["offset queries"] <= 8, calls
-        assert calls["committed-offset fetches"] <= 20, calls
+        assert calls["committed-offset fetches"] <= calls["offset queries"], calls
         assert broker.settle.waits == 40
         assert calls["offset queries"] == 2 * broker.settle.rounds
     finally:
