@@ -108,6 +108,17 @@ UNAUTHENTICATED = Counter(
 )
 for _surface in ("soap", "rest", "ebms"):
     UNAUTHENTICATED.labels(surface=_surface)  # present at 0
+KAFKA_CATCH_UP_WAITS = Counter(
+    "ggk_kafka_catch_up_waits_total",
+    "Kafka: conversation lookups that missed the view and waited for it to catch up.",
+    registry=REGISTRY,
+)
+KAFKA_CATCH_UP_ROUNDS = Counter(
+    "ggk_kafka_catch_up_rounds_total",
+    "Kafka: shared catch-up rounds run for those waits (one serves all that joined it).",
+    ["outcome"],  # caught_up, timeout, failed, stopped
+    registry=REGISTRY,
+)
 BUILD = Info("ggk_build", "The running gateway.", registry=REGISTRY)
 try:
     BUILD.info({"version": version("ggk-gateway")})

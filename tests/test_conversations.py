@@ -12,18 +12,25 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
 from lxml import etree
 
 from gateway import envelope as env
+from gateway.broker.kafka import KafkaBroker
+from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, load
+from gateway.keyring import Keyring
 from tests.conftest import SAMPLES
 from tests.gatewaykit import (
     Setup,
     Sink,
     another_process,
+    eventually,
     fo03_code,
     make_setup,
     portal_session,
@@ -290,3 +297,75 @@ async def test_kafka_answers_alike_even_right_after_the_heen_at_another_process(
                 await process.wait()
     for log in (tmp_path / "a.log", tmp_path / "b.log"):
         assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.kafka
+async def test_kafka_lookups_that_miss_at_once_share_one_catch_up(
+    tmp_path: Path, sink: Sink, kafka_bootstrap: str
+) -> None:
+    """Forty lookups missing at once (a partner's made-up references) wait for one shared
+    catch-up of the view, not one each: the Kafka requests of the lookup path (offset queries,
+    committed-offset polls) are those of a round or two, not forty times a round's. Counted at
+    the real clients, which still do the work."""
+    setup = use_kafka(
+        make_setup(tmp_path / "gw", sink.port), kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}"
+    )
+    config = setup.config()
+    assert config.kafka is not None
+    store = SqliteBroker(
+        config.database, Keyring.load(config.keyring), audit_enabled=False, durable=False
+    )
+    broker = KafkaBroker(config.kafka, store, node="misses", audit_enabled=False)
+    await broker.start()
+    calls: Counter[str] = Counter()
+
+    def counted(client: Any, method: str, what: str) -> None:
+        real = getattr(client, method)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            calls[what] += 1
+            return await real(*args, **kwargs)
+
+        setattr(client, method, call)
+
+    try:
+        # something in `accepted` (unreadable: the router dead-letters it and commits past
+        # it), so a catch-up also has committed offsets to wait for
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(f"{config.kafka.prefix}.accepted", b"x", key=b"k")
+        finally:
+            await producer.stop()
+        router, view = broker._router, broker._view_consumer
+        assert router is not None and view is not None
+        accepted = [
+            TopicPartition(f"{config.kafka.prefix}.accepted", p)
+            for p in router.partitions_for_topic(f"{config.kafka.prefix}.accepted") or ()
+        ]
+
+        async def routed() -> bool:
+            ends = await router.end_offsets(accepted)
+            done = [await router.committed(tp) or 0 for tp in ends]
+            return all(end <= d for end, d in zip(ends.values(), done, strict=True))
+
+        await eventually(routed, timeout=60)  # the group has formed and routed it
+        counted(router, "end_offsets", "offset queries")
+        counted(view, "end_offsets", "offset queries")
+        counted(router._coordinator, "fetch_committed_offsets", "committed-offset fetches")
+
+        found = await asyncio.gather(
+            *(
+                broker.find_conversation(str(uuid.uuid4()), zender="0150", ontvanger="12345678")
+                for _ in range(40)
+            )
+        )
+        assert found == [None] * 40
+        # a round is two offset queries (accepted, then events) and its polls; 40 misses
+        # cost at most a few rounds (those that began while others were still looking)
+        assert calls["offset queries"] <= 8, calls
+        assert calls["committed-offset fetches"] <= calls["offset queries"], calls
+        assert broker.settle.waits == 40
+        assert calls["offset queries"] == 2 * broker.settle.rounds
+    finally:
+        await broker.close()

@@ -60,7 +60,7 @@ from aiokafka.structs import ConsumerRecord
 
 from gateway import audit, stats
 from gateway.audit import AuditEvent
-from gateway.broker import kafka_audit, kafka_topics, revocations
+from gateway.broker import kafka_audit, kafka_settle, kafka_topics, revocations
 from gateway.broker import kafka_records as rec
 from gateway.broker.base import (
     AcceptOutcome,
@@ -114,6 +114,8 @@ BUFFER_RECORDS = 2000
 """Delivery records held in memory at most; the fetch loop waits when this many are."""
 SETTLE_SECONDS = 5.0
 """How long a lookup that found nothing waits for the router and the view to catch up."""
+SETTLE_SPACING = 0.05
+"""Catch-up rounds for lookups that missed begin at most this often (one at a time, shared)."""
 
 
 def client_settings(config: KafkaConfig) -> dict[str, Any]:
@@ -235,6 +237,10 @@ class KafkaBroker:
         # router
         self._router_lock = asyncio.Lock()
         self._routed: dict[str, _Routed] = {}
+        # conversation lookups that miss: one shared catch-up at a time
+        self.settle = kafka_settle.CatchUp(
+            self._caught_up, bound=SETTLE_SECONDS, spacing=SETTLE_SPACING
+        )
         # delivery
         self._offsets = _Offsets()
         self._ready: dict[str, deque[_Pending]] = {}
@@ -319,6 +325,7 @@ class KafkaBroker:
             asyncio.create_task(self._fetch_loop(), name="kafka-fetch"),
             asyncio.create_task(self._commit_loop(), name="kafka-commit"),
         ]
+        self._tasks.append(asyncio.create_task(self.settle.run(), name="kafka-settle"))
 
     async def _group_consumer(
         self,
@@ -1024,30 +1031,35 @@ class KafkaBroker:
         """``lookup`` again once the view holds everything accepted before now. A retour can
         follow its heenbericht's Bv03 before the router (here or in another process) wrote
         that heenbericht to ``events``; refusing it as unknown would be wrong. Every miss takes
-        this path, so an unknown reference and another pair's answer alike (no oracle)."""
-        try:
-            async with asyncio.timeout(SETTLE_SECONDS):
-                await self._routed_until_now()
-                await self._catch_up()
-        except TimeoutError:
-            log.warning("kafka.settle_timeout", seconds=SETTLE_SECONDS)
-        except KafkaError as exc:
-            log.warning("kafka.settle_failed", error=str(exc)[:200])
+        this path, so an unknown reference and another pair's answer alike (no oracle). The
+        wait is shared with every concurrent miss (:mod:`gateway.broker.kafka_settle`): a
+        flood of misses costs one catch-up at a time, not Kafka requests of its own."""
+        if self._router is not None:
+            await self.settle.wait()
         return await lookup()
+
+    async def _caught_up(self) -> None:
+        """One round of :attr:`settle`: the router has routed every ``accepted`` record there
+        was when it began, and the view has applied what that wrote to ``events``."""
+        await self._routed_until_now()
+        assert self._view_consumer is not None
+        events = [tp for tp in self._positions if tp.topic == self.t_events]
+        await self.wait_applied(await self._view_consumer.end_offsets(events))
 
     async def _routed_until_now(self) -> None:
         """Wait until the router group has committed every ``accepted`` record there is now
-        (its offsets commit in the transaction that writes the records to ``events``)."""
+        (its offsets commit in the transaction that writes the records to ``events``): one
+        request for the end offsets, then one per poll for the committed offsets of every
+        partition still behind (every 50 ms; the owners may be other processes)."""
         router = self._router
         if router is None:
             return
         partitions = router.partitions_for_topic(self.t_accepted) or set()
         ends = await router.end_offsets([TopicPartition(self.t_accepted, p) for p in partitions])
+        ends = {tp: end for tp, end in ends.items() if end > 0}
         while ends:
-            pairs = list(ends.items())
-            committed = await asyncio.gather(*(router.committed(tp) for tp, _ in pairs))
-            behind = zip(pairs, committed, strict=True)
-            ends = {tp: end for (tp, end), done in behind if end > (done or 0)}
+            committed = await _committed(router, list(ends))
+            ends = {tp: end for tp, end in ends.items() if end > committed.get(tp, 0)}
             if ends:
                 await asyncio.sleep(0.05)
 
@@ -1276,6 +1288,15 @@ async def _fetch(
 
 
 CLOSE_STEP_SECONDS = 15.0
+
+
+async def _committed(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The group's committed offsets of ``tps`` in one OffsetFetch request (the public
+    ``committed()`` costs one request per partition)."""
+    found = await consumer._coordinator.fetch_committed_offsets(tps)
+    return {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
 
 
 async def _bounded(step: str, work: Awaitable[Any]) -> None:
