@@ -170,8 +170,10 @@ def _systeem(el: etree._Element | None) -> Systeem:
     )
 
 
-def parse(root: etree._Element) -> Envelope:
-    """Validate an envelope against its schema and read it; raises :class:`EnvelopeError`."""
+def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
+    """Validate an envelope against its schema and read it; raises :class:`EnvelopeError`.
+    ``payload``: the payload the caller wrapped in this envelope itself (:func:`build_tree`);
+    it is taken as it is instead of decoded from the base64 text once more."""
     if not is_envelope(root):
         raise EnvelopeError(
             [
@@ -228,12 +230,13 @@ def parse(root: etree._Element) -> Envelope:
         bestandsnaam = bericht.get(f"{{{STUF_NS}}}bestandsnaam")
         is_xml = bool(content_type) and "xml" in (content_type or "")
         encoded = bericht.text or ""
-    try:
-        payload = base64.b64decode("".join(encoded.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise EnvelopeError(
-            [Problem("ENV-XSD", "payload is not valid base64", path="parameters/bericht")]
-        ) from None
+    if payload is None:
+        try:
+            payload = base64.b64decode("".join(encoded.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise EnvelopeError(
+                [Problem("ENV-XSD", "payload is not valid base64", path="parameters/bericht")]
+            ) from None
     kind = Kind.DI01 if qname.localname == DI01_ELEMENT else Kind.DU01
     return Envelope(
         kind=kind,
@@ -364,7 +367,7 @@ def _serialize(root: etree._Element) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body + b"\n"
 
 
-def _build(
+def _tree(
     kind: Kind,
     payload: bytes,
     *,
@@ -381,7 +384,7 @@ def _build(
     functie_versie: str,
     functie_subversie: str,
     bestandsnaam: str | None,
-) -> bytes:
+) -> etree._Element:
     ns = generation.value
     nsmap = {"GGK": ns, "StUF": STUF_NS}
     if generation is Generation.GGK0310:
@@ -423,7 +426,41 @@ def _build(
         if bestandsnaam:
             bericht.set(f"{{{STUF_NS}}}bestandsnaam", bestandsnaam)
         bericht.text = encoded
-    return _serialize(root)
+    return root
+
+
+def build_tree(
+    kind: Kind,
+    payload: bytes,
+    *,
+    zender: str,
+    zender_applicatie: str,
+    ontvanger: str,
+    functie: str,
+    cross_ref: str | None = None,
+    referentienummer: str | None = None,
+    tijdstip: str | None = None,
+) -> etree._Element:
+    """A ggk_Di01 or ggk_Du01 around ``payload`` as a tree, the one :func:`build_di01` and
+    :func:`build_du01` serialise: for the gateway's own wrapping of a payload it validated
+    (REST, portal), which goes to the ingress without being serialised and parsed again."""
+    return _tree(
+        kind,
+        payload,
+        zender=zender,
+        zender_applicatie=zender_applicatie,
+        ontvanger=ontvanger,
+        functie=functie,
+        referentienummer=referentienummer,
+        cross_ref=cross_ref,
+        tijdstip=tijdstip,
+        generation=Generation.GGK0210,
+        applicatie_versie="0001",
+        applicatie_subversie="0000",
+        functie_versie="0003",
+        functie_subversie="0002",
+        bestandsnaam=None,
+    )
 
 
 def build_di01(
@@ -443,22 +480,24 @@ def build_di01(
     bestandsnaam: str | None = None,
 ) -> bytes:
     """Wrap a payload in a ggk_Di01 (heenbericht). ``bestandsnaam`` makes it a text file."""
-    return _build(
-        Kind.DI01,
-        payload,
-        zender=zender,
-        zender_applicatie=zender_applicatie,
-        ontvanger=ontvanger,
-        functie=functie,
-        referentienummer=referentienummer,
-        cross_ref=None,
-        tijdstip=tijdstip,
-        generation=generation,
-        applicatie_versie=applicatie_versie,
-        applicatie_subversie=applicatie_subversie,
-        functie_versie=functie_versie,
-        functie_subversie=functie_subversie,
-        bestandsnaam=bestandsnaam,
+    return _serialize(
+        _tree(
+            Kind.DI01,
+            payload,
+            zender=zender,
+            zender_applicatie=zender_applicatie,
+            ontvanger=ontvanger,
+            functie=functie,
+            referentienummer=referentienummer,
+            cross_ref=None,
+            tijdstip=tijdstip,
+            generation=generation,
+            applicatie_versie=applicatie_versie,
+            applicatie_subversie=applicatie_subversie,
+            functie_versie=functie_versie,
+            functie_subversie=functie_subversie,
+            bestandsnaam=bestandsnaam,
+        )
     )
 
 
@@ -479,22 +518,24 @@ def build_du01(
     functie_subversie: str = "0002",
 ) -> bytes:
     """Wrap a retour payload in a ggk_Du01; ``cross_ref`` = the Di01's referentienummer."""
-    return _build(
-        Kind.DU01,
-        payload,
-        zender=zender,
-        zender_applicatie=zender_applicatie,
-        ontvanger=ontvanger,
-        functie=functie,
-        referentienummer=referentienummer,
-        cross_ref=cross_ref,
-        tijdstip=tijdstip,
-        generation=generation,
-        applicatie_versie=applicatie_versie,
-        applicatie_subversie=applicatie_subversie,
-        functie_versie=functie_versie,
-        functie_subversie=functie_subversie,
-        bestandsnaam=None,
+    return _serialize(
+        _tree(
+            Kind.DU01,
+            payload,
+            zender=zender,
+            zender_applicatie=zender_applicatie,
+            ontvanger=ontvanger,
+            functie=functie,
+            referentienummer=referentienummer,
+            cross_ref=cross_ref,
+            tijdstip=tijdstip,
+            generation=generation,
+            applicatie_versie=applicatie_versie,
+            applicatie_subversie=applicatie_subversie,
+            functie_versie=functie_versie,
+            functie_subversie=functie_subversie,
+            bestandsnaam=None,
+        )
     )
 
 
