@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from lxml import etree
 
-from gateway import audit
+from gateway import audit, transports
 from gateway import envelope as env
 from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
 from gateway.figures import Fact, FigureKeys, extract
@@ -456,7 +456,7 @@ class Ingress:
                     partner.id,
                     partner.delivery.adapter,
                     destination.copy,
-                    partner.delivery.adapter == "inbox",
+                    transports.holds(partner.delivery.adapter),
                 )
             )
         header = _payload_header(payload_root, message)
