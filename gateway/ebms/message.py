@@ -4,7 +4,7 @@ Reading is strict where the profile is (namespaces, qualified ``eb:`` attributes
 the header order of the schema) and lenient where ebms-core is (the SOAP part is the first MIME
 part whatever ``start`` says; payload Content-IDs without ``@``). Nothing here decides what to
 do with a message; :mod:`gateway.ebms.checks` compares it with its CPA and the inbound
-endpoint acts (ebms2-digikoppeling.md 2-6).
+endpoint acts (OASIS ebMS 2.0 in Logius' Digikoppeling Koppelvlakstandaard ebMS2).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class EbmsParseError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class EbmsError:
-    """One eb:Error of a MessageError (ebms2-digikoppeling.md 6.4)."""
+    """One eb:Error of a MessageError (OASIS ebMS 2.0 §4.2, Error Handling Module)."""
 
     code: str
     location: str | None
@@ -257,7 +257,7 @@ SINGLETONS: dict[str, tuple[str, ...]] = {
     "StatusResponse": (eb("RefToMessageId"), eb("Timestamp")),
 }
 """Elements the schema allows at most once in their parent (msg-header-2_0.xsd; one
-ds:Signature in the Header, ebms2-digikoppeling.md 8.2)."""
+ds:Signature in the Header, OASIS ebMS 2.0 §4.1, Security Module)."""
 LEAVES = frozenset(
     eb(n)
     for n in (
@@ -522,8 +522,8 @@ def acknowledgment(
 ) -> bytes:
     """The Acknowledgment of a reliably sent message (a single-part ``text/xml`` signal).
     ``references``: the ``ds:Reference`` elements of the answered message's signature, which
-    a signed acknowledgment repeats, so the receipt says what was signed (ebms2-digikoppeling.md
-    6.2)."""
+    a signed acknowledgment repeats, so the receipt says what was signed (OASIS ebMS
+    2.0 §6, Reliable Messaging)."""
     root, header, _ = _envelope()
     _signal_header(header, answered, "Acknowledgment", host)
     ack = etree.SubElement(header, eb("Acknowledgment"))
