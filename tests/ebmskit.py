@@ -2,8 +2,8 @@
 
 Test CPAs: two parties, the GGk envelope actions, one Digikoppeling profile.
 
-Written from the facts of ebms2-digikoppeling.md 9 (element order of cpp-cpa-2_0.xsd, the DK
-BusinessTransactionCharacteristics, a signal channel and an action channel per party). Test
+Written from the facts of OASIS ebXML CPPA 2.0 and Logius' Digikoppeling ebMS2 CPA rules
+(element order of cpp-cpa-2_0.xsd, the DK BusinessTransactionCharacteristics, a signal channel and an action channel per party). Test
 OINs and test values only; never an official CPA.
 """
 

@@ -1,6 +1,6 @@
 """The inbound MSH: ``POST /ebms`` from a partner's ebMS2 MSH into the normal accept path.
 
-Order of work for one request (ebms2-digikoppeling.md 2-7):
+Order of work for one request (OASIS ebMS 2.0 in Logius' Digikoppeling ebMS2 profiles):
 
 1. ``SOAPAction: "ebXML"`` (quoted) or a SOAP fault, as ebms-core answers;
 2. read the message; an unreadable one, or an unknown CPAId, is a SOAP fault (no MessageError

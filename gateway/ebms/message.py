@@ -5,7 +5,7 @@ Reading is strict where the profile is (namespaces, qualified ``eb:`` attributes
 the header order of the schema) and lenient where ebms-core is (the SOAP part is the first MIME
 part whatever ``start`` says; payload Content-IDs without ``@``). Nothing here decides what to
 do with a message; :mod:`gateway.ebms.checks` compares it with its CPA and the inbound
-endpoint acts (ebms2-digikoppeling.md 2-6).
+endpoint acts (OASIS ebMS 2.0 in Logius' Digikoppeling Koppelvlakstandaard ebMS2).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class EbmsParseError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class EbmsError:
-    """One eb:Error of a MessageError (ebms2-digikoppeling.md 6.4)."""
+    """One eb:Error of a MessageError (OASIS ebMS 2.0 §4.2, Error Handling Module)."""
 
     code: str
     location: str | None
@@ -255,7 +255,7 @@ SINGLETONS: dict[str, tuple[str, ...]] = {
     "StatusResponse": (eb("RefToMessageId"), eb("Timestamp")),
 }
 """Elements the schema allows at most once in their parent (msg-header-2_0.xsd; one
-ds:Signature in the Header, ebms2-digikoppeling.md 8.2)."""
+ds:Signature in the Header, OASIS ebMS 2.0 §4.1, Security Module)."""
 LEAVES = frozenset(
     eb(n)
     for n in (
