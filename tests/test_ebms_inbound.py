@@ -301,6 +301,45 @@ async def test_a_second_singleton_element_is_inconsistent(
         assert await _inbox(setup) == []
 
 
+HUGE_YEAR = "1" * 5000 + "-01-01T00:00:00Z"
+"""A year of thousands of digits: once a ValueError out of int() and a 500 (REVIEW2 R1)."""
+
+
+async def test_a_huge_year_in_the_timestamp_is_a_message_error(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """Refused as any malformed Timestamp is: a MessageError ``Inconsistent`` naming it."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    async with running(setup):
+        assert (await post_ebms(setup, outgoing(di01(), timestamp=HUGE_YEAR)))[0] == 204
+        await eventually(lambda: capture.received)
+        assert capture.actions() == ["MessageError"]
+        assert _errors(capture.received[0]) == [
+            ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp")
+        ]
+        assert await _inbox(setup) == []
+
+
+async def test_a_huge_year_in_the_time_to_live_is_a_soap_fault(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """TimeToLive is read with the message, before the CPA is known: refused as any unreadable
+    message is, with a SOAP fault saying what is wrong (not an error page)."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    async with running(setup):
+        content_type, body = ebms.business_message(
+            outgoing(di01(), time_to_live=datetime(2099, 1, 1, tzinfo=UTC))
+        )
+        assert body.count(b"2099-01-01T00:00:00Z") == 1
+        body = body.replace(b"2099-01-01T00:00:00Z", HUGE_YEAR.encode())
+        status, answer = await post_ebms(setup, (content_type, body))
+        assert status == 500
+        fault = etree.fromstring(answer)
+        assert fault.tag == ebms.soap("Envelope")
+        assert "not an xsd:dateTime" in "".join(fault.itertext())
+        assert capture.received == [] and await _inbox(setup) == []
+
+
 async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> None:
     setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
@@ -611,6 +650,8 @@ def test_a_comment_or_pi_inside_a_header_field_is_read_around_it(inside: Any) ->
         "2026-12-06T12:00:00+0100",  # a compact offset
         "2026-12-06T12:00:00+15:00",  # beyond 14 hours
         "9999-12-31T23:00:00-14:00",  # past year 9999 in UTC
+        "1" * 5000 + "-01-01T00:00:00Z",  # past int()'s digit limit: no ValueError
+        "10000-01-01T00:00:00Z",  # a five-digit year
     ],
 )
 def test_only_the_xsd_datetime_form_is_a_time(text: str) -> None:
