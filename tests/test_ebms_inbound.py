@@ -16,9 +16,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from lxml import etree
+from structlog.testing import capture_logs
 
 from gateway import envelope as env
 from gateway.ebms import message as ebms
+from gateway.ebms.outbox import POSTS_PER_PARTNER, SignalOutbox
+from gateway.ebms.signing import Algorithms, Signer
+from gateway.web.wiring import build
 from tests.conftest import sample
 from tests.ebmskit import (
     GATEWAY,
@@ -29,6 +33,7 @@ from tests.ebmskit import (
     add_second_partner,
     capturing,
     di01,
+    fresh_signer,
     gateway_with_cpa,
     outgoing,
     post_ebms,
@@ -378,33 +383,75 @@ def _ping() -> bytes:
     )
 
 
-async def test_signals_posted_to_one_partner_at_once_are_bounded(tmp_path: Path) -> None:
-    """A partner whose endpoint never answers, sending Pings: at most POSTS_PER_PARTNER
-    Pongs are on their way at once, the rest dropped (each Ping still answered 204); once
-    the endpoint answers, Pongs go out again."""
-    from gateway.ebms.inbound import POSTS_PER_PARTNER
+async def test_a_burst_to_a_slow_endpoint_gets_every_acknowledgment(tmp_path: Path) -> None:
+    """A batch sender's 24 messages at once, its endpoint taking a while per signal: 8
+    Acknowledgments on their way at once, the rest waiting their turn, none dropped (each
+    is the receipt of a message we accepted; a dropped one means a resend hours later)."""
+    async with capturing(Capture(delay=0.3)) as slow:
+        setup = gateway_with_cpa(tmp_path, slow)
+        gateway = build(setup.config())
+        async with running(setup, gateway):
+            assert gateway.ebms is not None
+            messages = [outgoing(di01(identificatie=f"WMO301B{n:04}")) for n in range(24)]
+            answers = await asyncio.gather(*(post_ebms(setup, out) for out in messages))
+            assert answers == [(204, b"")] * 24
+            await eventually(lambda: len(slow.received) == 24)
+            acks = [ebms.read("text/xml", body) for body in slow.received]
+            assert {a.action for a in acks} == {"Acknowledgment"}
+            assert {a.ref_to_message_id for a in acks} == {m.message_id for m in messages}
+            assert gateway.ebms.outbox.dropped["0150"] == 0
+            assert len(await _inbox(setup)) == 24
+
+
+async def test_signals_to_an_endpoint_that_never_answers_are_bounded_and_counted(
+    tmp_path: Path,
+) -> None:
+    """A partner whose endpoint never answers, sending Pings: POSTS_PER_PARTNER Pongs on
+    their way, the line behind them filled to its bound (4 here), the rest dropped before
+    they are signed and reported in one log line with their count (each Ping is still
+    answered 204); once the endpoint answers, the waiting Pongs follow in order."""
+    signed: list[None] = []
+
+    class CountingSigner(Signer):
+        """The real signer, counting the signals it signs."""
+
+        def sign(
+            self, envelope: etree._Element, parts: dict[str, bytes], algorithms: Algorithms
+        ) -> None:
+            signed.append(None)
+            super().sign(envelope, parts, algorithms)
 
     async with capturing(Hanging()) as hanging:
         assert isinstance(hanging, Hanging)
-        setup = gateway_with_cpa(tmp_path, hanging)
-        async with running(setup):
-            pings = [_ping() for _ in range(POSTS_PER_PARTNER + 12)]
+        setup = gateway_with_cpa(tmp_path, hanging, peer_signer=fresh_signer("peer"))
+        gateway = build(setup.config())
+        assert gateway.ebms is not None and gateway.ebms.store.signer is not None
+        real = gateway.ebms.store.signer
+        gateway.ebms.store.signer = CountingSigner(real.key, real.certificate)
+        outbox = SignalOutbox(waiting=4, report_seconds=3600)
+        gateway.ebms.outbox = outbox
+        async with running(setup, gateway):
+            pings = [_ping() for _ in range(POSTS_PER_PARTNER + 4 + 3)]
             for ping in pings:
                 assert (await post_ebms(setup, ("text/xml", ping)))[0] == 204
             await eventually(lambda: hanging.pending == POSTS_PER_PARTNER)
+            assert outbox.in_flight("0150") == POSTS_PER_PARTNER
+            assert outbox.queued("0150") == 4
+            assert outbox.dropped["0150"] == 3
+            assert len(signed) == POSTS_PER_PARTNER + 4  # no signing for a dropped Pong
+            with capture_logs() as logs:
+                outbox.report()
+            dropped = [e for e in logs if e["event"] == "ebms.signals_dropped"]
+            assert [(e["partner"], e["count"]) for e in dropped] == [("0150", 3)]
             hanging.release.set()
-            await eventually(lambda: len(hanging.received) == POSTS_PER_PARTNER)
-
-            async def answered_again() -> bool:
-                assert (await post_ebms(setup, ("text/xml", _ping())))[0] == 204
-                await asyncio.sleep(0.1)
-                return len(hanging.received) > POSTS_PER_PARTNER
-
-            await eventually(answered_again)
-            asked = {ebms.read("text/xml", ping).message_id for ping in pings}
+            await eventually(lambda: len(hanging.received) == POSTS_PER_PARTNER + 4)
             pongs = [ebms.read("text/xml", body) for body in hanging.received]
             assert all(pong.action == "Pong" for pong in pongs)
-            assert len([p for p in pongs if p.ref_to_message_id in asked]) == POSTS_PER_PARTNER
+            asked = [ebms.read("text/xml", ping).message_id for ping in pings]
+            assert {p.ref_to_message_id for p in pongs} == set(asked[: POSTS_PER_PARTNER + 4])
+            assert (await post_ebms(setup, ("text/xml", _ping())))[0] == 204
+            await eventually(lambda: len(hanging.received) == POSTS_PER_PARTNER + 5)
+            assert outbox.dropped["0150"] == 3
 
 
 async def test_a_status_request_answers_only_about_the_requesters_own_messages(
