@@ -727,3 +727,44 @@ def test_a_duration_beyond_what_a_timedelta_holds_is_a_cpa_problem() -> None:
 
     with pytest.raises(ValueError, match="too long"):
         duration("P9999999999D")
+
+
+async def test_the_signal_line_is_bounded_by_bytes_and_reports_drops_per_interval() -> None:
+    """Besides the count: a partner's waiting bytes and all partners' together bound the
+    line; drops are one log line per partner per interval, with the count."""
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    def sending(name: str) -> Any:
+        async def send() -> None:
+            await release.wait()
+            sent.append(name)
+
+        return send
+
+    outbox = SignalOutbox(posts=1, waiting=10, waiting_bytes=100, total_waiting_bytes=150)
+    outbox.report_seconds = 0.05
+    with capture_logs() as logs:
+        for name, partner, size in [
+            ("a0", "a", 1),  # being sent
+            ("a1", "a", 60),
+            ("a2", "a", 40),  # a's 100 bytes
+            ("a3", "a", 1),  # dropped: a's bytes
+            ("b0", "b", 1),  # being sent
+            ("b1", "b", 50),  # all 150 bytes
+            ("b2", "b", 1),  # dropped: the total
+            ("b3", "b", 1),  # dropped: the total
+        ]:
+            if outbox.admit(partner, size):
+                outbox.put(partner, size, sending(name))
+        assert (outbox.queued("a"), outbox.queued("b")) == (2, 1)
+        assert outbox.dropped == {"a": 1, "b": 2}
+        await eventually(lambda: any(e["event"] == "ebms.signals_dropped" for e in logs))
+        release.set()
+        await eventually(lambda: len(sent) == 5)
+    assert sorted(sent) == ["a0", "a1", "a2", "b0", "b1"]
+    assert sent.index("a1") < sent.index("a2")
+    reports = [(e["partner"], e["count"]) for e in logs if e["event"] == "ebms.signals_dropped"]
+    assert reports == [("a", 1), ("b", 2)]
+    assert outbox.admit("a", 100) and outbox.queued("a") == 0
+    await outbox.close()
