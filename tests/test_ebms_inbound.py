@@ -19,6 +19,7 @@ from lxml import etree
 from structlog.testing import capture_logs
 
 from gateway import envelope as env
+from gateway.ebms import compose
 from gateway.ebms import message as ebms
 from gateway.ebms.outbox import POSTS_PER_PARTNER, SignalOutbox
 from gateway.ebms.signing import Algorithms, Signer
@@ -283,7 +284,7 @@ async def test_a_second_singleton_element_is_inconsistent(
     duplicate, nothing accepted, for a business message and for a Ping alike."""
     setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
-        content_type, body = ebms.business_message(outgoing(di01()))
+        content_type, body = compose.business_message(outgoing(di01()))
         start = body.index(b"<?xml")
         end = body.index(b"</soap:Envelope>") + len(b"</soap:Envelope>")
         doubled = _doubled(body[start:end], ebms.eb(tag))
@@ -294,7 +295,7 @@ async def test_a_second_singleton_element_is_inconsistent(
         assert capture.actions() == ["MessageError"]
         assert ("Inconsistent", location) in _errors(capture.received[0])
         if tag in ("MessageHeader", "MessageId"):
-            ping = ebms.ping(
+            ping = compose.ping(
                 "CPA_TEST_gateway_1",
                 ebms.PartyRef(PEER.oin, "urn:osb:oin", None),
                 ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
@@ -332,7 +333,7 @@ async def test_a_huge_year_in_the_time_to_live_is_a_soap_fault(
     message is, with a SOAP fault saying what is wrong (not an error page)."""
     setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
-        content_type, body = ebms.business_message(
+        content_type, body = compose.business_message(
             outgoing(di01(), time_to_live=datetime(2099, 1, 1, tzinfo=UTC))
         )
         assert body.count(b"2099-01-01T00:00:00Z") == 1
@@ -348,7 +349,7 @@ async def test_a_huge_year_in_the_time_to_live_is_a_soap_fault(
 async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> None:
     setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
-        ping = ebms.ping(
+        ping = compose.ping(
             "CPA_TEST_gateway_1",
             ebms.PartyRef(PEER.oin, "urn:osb:oin", None),
             ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
@@ -375,7 +376,7 @@ class Hanging(Capture):
 
 
 def _ping() -> bytes:
-    return ebms.ping(
+    return compose.ping(
         "CPA_TEST_gateway_1",
         ebms.PartyRef(PEER.oin, "urn:osb:oin", None),
         ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
@@ -499,7 +500,7 @@ def test_received_message_ids_are_kept_for_the_resend_window_then_dropped(
     store.close()
 
 
-def _from_0175(payload: bytes | None = None, **changes: object) -> ebms.Outgoing:
+def _from_0175(payload: bytes | None = None, **changes: object) -> compose.Outgoing:
     """A business message from 0175 under its own CPA (a JW301 to 12345678 unless
     ``payload``)."""
     envelope = payload or env.build_di01(
@@ -531,7 +532,9 @@ async def test_message_ids_are_each_partners_own(tmp_path: Path, capture: Captur
     mine_cpa = "CPA_TEST_gateway_1"
     async with running(setup):
 
-        async def send(out: ebms.Outgoing, partner: str) -> tuple[str, str, str, list[str | None]]:
+        async def send(
+            out: compose.Outgoing, partner: str
+        ) -> tuple[str, str, str, list[str | None]]:
             count = len(capture.received)
             assert (await post_ebms(setup, out, partner=partner))[0] == 204
             await eventually(lambda: len(capture.received) == count + 1)
@@ -652,7 +655,7 @@ def test_a_content_id_outside_ascii_is_a_missing_part_not_a_crash() -> None:
     """The MIME reader keeps headers as compat32 strings, except one with bytes outside
     ASCII, which comes back as a Header object (found by the fuzzer): read, its Content-ID
     matches no Manifest reference, which the CPA check answers with MimeProblem."""
-    content_type, body = ebms.business_message(outgoing(di01()))
+    content_type, body = compose.business_message(outgoing(di01()))
     at = body.index(b"Content-ID: <", body.index(b"Content-ID: <") + 1) + len(b"Content-ID: <")
     message = ebms.read(content_type, body[:at] + b"\xff" + body[at:])
     assert len(message.references) == 1 and len(message.parts) == 1
@@ -669,7 +672,7 @@ def test_a_comment_or_pi_inside_a_header_field_is_read_around_it(inside: Any) ->
     """On an unsigned channel too, ``ab<!--x-->cd`` in a header field reads ``abcd``: the
     reader drops comments and PIs and reads each field's whole text."""
     out = outgoing(di01())
-    content_type, body = ebms.business_message(out)
+    content_type, body = compose.business_message(out)
     start = body.index(b"<?xml")
     end = body.index(b"</soap:Envelope>") + len(b"</soap:Envelope>")
     root = etree.fromstring(body[start:end])

@@ -38,7 +38,7 @@ from aiohttp import web
 from lxml import etree
 
 from gateway.config import GatewayConfig, is_loopback
-from gateway.ebms import checks
+from gateway.ebms import checks, compose
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
@@ -61,7 +61,7 @@ outbox's byte bound, which is decided before the signal is signed."""
 
 def _fault(text: str) -> web.Response:
     return web.Response(
-        body=ebms.soap_fault(text), status=500, content_type="text/xml", charset="utf-8"
+        body=compose.soap_fault(text), status=500, content_type="text/xml", charset="utf-8"
     )
 
 
@@ -179,10 +179,10 @@ class EbmsInbound:
             )
             if action in ("Acknowledgment", "MessageError"):
                 return web.Response(status=204)  # an error is never answered by one
-            error = ebms.message_error(message, list(message.problems), self.host)
+            error = compose.message_error(message, list(message.problems), self.host)
             return self._reply(error, link, sync=False, signed=False)
         if action == "Ping":
-            return self._reply(ebms.pong(message, self.host), link, sync=False, signed=False)
+            return self._reply(compose.pong(message, self.host), link, sync=False, signed=False)
         if action == "StatusRequest":
             asked_el = message.envelope.find(
                 f"{ebms.soap('Body')}/{ebms.eb('StatusRequest')}/{ebms.eb('RefToMessageId')}"
@@ -192,7 +192,7 @@ class EbmsInbound:
             # partner's MessageId arrived is none of its business (the store is per partner)
             known = await asyncio.to_thread(self.received.get, link.partner.id, asked)
             status = "Received" if known is not None else None
-            body = ebms.status_response(message, status or "NotRecognized", None, self.host)
+            body = compose.status_response(message, status or "NotRecognized", None, self.host)
             return self._reply(body, link, sync=False, signed=False)
         if action in ("Acknowledgment", "MessageError"):
             recorded = await self.outbound.answered(message, link.cpa.cpaid)
@@ -215,7 +215,7 @@ class EbmsInbound:
                 cpaid=link.cpa.cpaid,
                 codes=[e.code for e in errors][:5],
             )
-            refusal = ebms.message_error(message, errors, self.host)
+            refusal = compose.message_error(message, errors, self.host)
             return self._reply(refusal, link, sync=sync, signed=False)
         assert binding is not None
         digest = _digest(message)
@@ -231,7 +231,7 @@ class EbmsInbound:
                     "//Header/MessageHeader/MessageData/MessageId",
                     "this MessageId was used for another message",
                 )
-                body = ebms.message_error(message, [error], self.host)
+                body = compose.message_error(message, [error], self.host)
                 return self._reply(body, link, sync=sync, signed=False)
             log.info("ebms.duplicate", cpaid=link.cpa.cpaid)
             if earlier.answer is None:
@@ -256,12 +256,12 @@ class EbmsInbound:
             element = parse_untrusted(payload, self.limits)
         except UnsafeXml as exc:
             error = ebms.EbmsError("DeliveryFailure", message.references[0], exc.message[:200])
-            return self._seal(ebms.message_error(message, [error], self.host), link)
+            return self._seal(compose.message_error(message, [error], self.host), link)
         result = await self.ingress.accept_envelope(element, identity)
         if not isinstance(result, Accepted):
             text = f"{result.code}: {result.omschrijving}"
             error = ebms.EbmsError("DeliveryFailure", message.references[0], text)
-            return self._seal(ebms.message_error(message, [error], self.host), link)
+            return self._seal(compose.message_error(message, [error], self.host), link)
         log.info(
             "ebms.accepted",
             cpaid=link.cpa.cpaid,
@@ -277,7 +277,7 @@ class EbmsInbound:
                 if binding.channel.ack_signature_requested
                 else []
             )
-            return self._seal(ebms.acknowledgment(message, self.host, references), link)
+            return self._seal(compose.acknowledgment(message, self.host, references), link)
         return None
 
     # --- answering ----------------------------------------------------------------------------
