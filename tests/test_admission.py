@@ -326,6 +326,8 @@ async def _note(
         ("partner_inflight_body_mb", "-1"),
         ("partner_inflight_body_mb", "1"),  # less than one message of 25 MiB
         ("partner_inflight_body_mb", "200"),  # more than the budget of 100 MiB
+        ("portal_upload_slots", "0"),
+        ("portal_upload_slots", "2.5"),
     ],
 )
 def test_bad_body_limits_are_refused_in_one_line(tmp_path: Path, key: str, value: str) -> None:

@@ -171,6 +171,7 @@ def _portal_deps(gw: Gateway) -> PortalDeps:
         max_upload=gw.config.max_message_bytes,
         bodies=gw.admission,
         body_timeout=gw.config.body_timeout,
+        upload_slots=gw.config.limits.portal_upload_slots,
     )
 
 
