@@ -367,7 +367,7 @@ def _serialize(root: etree._Element) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body + b"\n"
 
 
-def _tree(
+def build_tree(
     kind: Kind,
     payload: bytes,
     *,
@@ -375,16 +375,19 @@ def _tree(
     zender_applicatie: str,
     ontvanger: str,
     functie: str,
-    referentienummer: str | None,
-    cross_ref: str | None,
-    tijdstip: str | None,
-    generation: Generation,
-    applicatie_versie: str,
-    applicatie_subversie: str,
-    functie_versie: str,
-    functie_subversie: str,
-    bestandsnaam: str | None,
+    referentienummer: str | None = None,
+    cross_ref: str | None = None,
+    tijdstip: str | None = None,
+    generation: Generation = Generation.GGK0210,
+    applicatie_versie: str = "0001",
+    applicatie_subversie: str = "0000",
+    functie_versie: str = "0003",
+    functie_subversie: str = "0002",
+    bestandsnaam: str | None = None,
 ) -> etree._Element:
+    """A ggk_Di01 or ggk_Du01 around ``payload`` as a tree (what :func:`build_di01` and
+    :func:`build_du01` serialise): the gateway's own wrapping of a payload it validated
+    (REST, portal) goes to the ingress as this tree, never serialised and parsed again."""
     ns = generation.value
     nsmap = {"GGK": ns, "StUF": STUF_NS}
     if generation is Generation.GGK0310:
@@ -429,40 +432,6 @@ def _tree(
     return root
 
 
-def build_tree(
-    kind: Kind,
-    payload: bytes,
-    *,
-    zender: str,
-    zender_applicatie: str,
-    ontvanger: str,
-    functie: str,
-    cross_ref: str | None = None,
-    referentienummer: str | None = None,
-    tijdstip: str | None = None,
-) -> etree._Element:
-    """A ggk_Di01 or ggk_Du01 around ``payload`` as a tree, the one :func:`build_di01` and
-    :func:`build_du01` serialise: for the gateway's own wrapping of a payload it validated
-    (REST, portal), which goes to the ingress without being serialised and parsed again."""
-    return _tree(
-        kind,
-        payload,
-        zender=zender,
-        zender_applicatie=zender_applicatie,
-        ontvanger=ontvanger,
-        functie=functie,
-        referentienummer=referentienummer,
-        cross_ref=cross_ref,
-        tijdstip=tijdstip,
-        generation=Generation.GGK0210,
-        applicatie_versie="0001",
-        applicatie_subversie="0000",
-        functie_versie="0003",
-        functie_subversie="0002",
-        bestandsnaam=None,
-    )
-
-
 def build_di01(
     payload: bytes,
     *,
@@ -481,7 +450,7 @@ def build_di01(
 ) -> bytes:
     """Wrap a payload in a ggk_Di01 (heenbericht). ``bestandsnaam`` makes it a text file."""
     return _serialize(
-        _tree(
+        build_tree(
             Kind.DI01,
             payload,
             zender=zender,
@@ -519,7 +488,7 @@ def build_du01(
 ) -> bytes:
     """Wrap a retour payload in a ggk_Du01; ``cross_ref`` = the Di01's referentienummer."""
     return _serialize(
-        _tree(
+        build_tree(
             Kind.DU01,
             payload,
             zender=zender,

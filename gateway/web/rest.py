@@ -135,9 +135,10 @@ async def submit_payload(
     cross_ref: str | None = None,
     validated: PayloadResult | None = None,
 ) -> Submitted:
-    """Validate a raw iWmo/iJw message, wrap it in a Di01/Du01 for ``partner`` and accept it
-    (the REST API and the portal's upload alike). ``validated``: the payload's validation
-    when the caller has it already (the portal showed its report)."""
+    """Validate a raw iWmo/iJw message once and hand it to the ingress, which wraps it in a
+    Di01/Du01 for ``partner`` and accepts it (the REST API and the portal's upload alike).
+    ``validated``: the payload's validation when the caller has it already (the portal
+    showed its report)."""
     fits = (gw.config.max_message_bytes - ENVELOPE_ALLOWANCE) * 3 // 4
     if len(payload) > fits:
         return _refused(
