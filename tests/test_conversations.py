@@ -108,7 +108,7 @@ def answer(status: int, body: bytes) -> tuple[int, bytes]:
     return status, etree.tostring(root)
 
 
-async def submit(setup: Setup, partner: str, payload: bytes, **params: str) -> tuple[int, dict]:
+async def submit(setup: Setup, partner: str, payload: bytes, **params: str) -> tuple[int, Any]:
     query = "".join(f"{'&' if i else '?'}{k}={v}" for i, (k, v) in enumerate(params.items()))
     status, body = await rest(
         setup, "POST", f"/api/v1/messages{query}", token=setup.token(partner), data=payload

@@ -41,7 +41,7 @@ async def test_delivered_when_the_partner_acknowledges(tmp_path: Path, capture: 
         assert status == 204
 
         async def delivered() -> bool:
-            return (await delivery_to_0150(setup, message_id))["state"] == "delivered"
+            return bool((await delivery_to_0150(setup, message_id))["state"] == "delivered")
 
         await eventually(delivered, timeout=20)
 
@@ -56,7 +56,7 @@ async def test_without_an_ack_the_identical_message_is_resent_on_the_cpa_schedul
         assert capture.received[1] == capture.received[0]  # byte-identical resend
 
         async def dead() -> bool:
-            return (await delivery_to_0150(setup, message_id))["state"] == "dead"
+            return bool((await delivery_to_0150(setup, message_id))["state"] == "dead")
 
         await eventually(dead, timeout=20)  # 1 + Retries attempts, then a dead letter
         assert len(capture.received) == 2

@@ -466,6 +466,6 @@ async def test_our_message_ends_only_on_a_signed_receipt_of_what_we_signed(
         assert (await post_ebms(setup, ("text/xml", _receipt(capture, signer))))[0] == 204
 
         async def delivered() -> bool:
-            return (await delivery_to_0150(setup, message_id))["state"] == "delivered"
+            return bool((await delivery_to_0150(setup, message_id))["state"] == "delivered")
 
         await eventually(delivered, timeout=20)

@@ -5,6 +5,7 @@ The disclosure guarantee itself is proven in tests/test_disclosure.py."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -142,17 +143,13 @@ def test_facts_travel_sealed_in_a_kafka_record() -> None:
     keyring = Keyring.generate()
     facts = facts_of("ijw/jw323.xml")
     message = stored_message(1)
-    message = type(message)(**{**_fields(message), "facts": facts})
+    message = dataclasses.replace(message, facts=facts)
     value = message_record(keyring, message, 1.0)
     assert b"2026-10" not in value and b"declaratie" not in value
     meta, blob = unframe(value)
-    assert read_message(keyring, meta, blob, open_secret=False).__getitem__(0).facts == ()
+    assert read_message(keyring, meta, blob, open_secret=False)[0].facts == ()
     opened = read_message(keyring, meta, blob, open_secret=False, open_facts=True)[0]
     assert opened.facts == facts
-
-
-def _fields(message: object) -> dict[str, object]:
-    return {name: getattr(message, name) for name in message.__slots__}  # type: ignore[attr-defined]
 
 
 # --- publishing ------------------------------------------------------------------------------

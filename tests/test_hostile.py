@@ -200,7 +200,7 @@ async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path) -> None:
                 ),
             )
         rss_before = rss_kib(process.pid)
-        mismatches = []
+        mismatches: list[tuple[str, object, object]] = []
         for name, want in EXPECTED.items():
             if name.startswith("generated-"):
                 continue

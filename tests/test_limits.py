@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -184,7 +185,7 @@ async def soap_with_retry_after(setup: Setup, partner: str) -> tuple[int, bytes,
         return response.status, await response.read(), response.headers.get("Retry-After")
 
 
-async def rest_with_retry_after(setup: Setup, partner: str) -> tuple[int, object, str | None]:
+async def rest_with_retry_after(setup: Setup, partner: str) -> tuple[int, Any, str | None]:
     """GET /api/v1/inbox with ``partner``'s token: (status, answer, its Retry-After)."""
     async with (
         aiohttp.ClientSession() as session,

@@ -71,7 +71,7 @@ async def test_a_partner_over_its_rate_is_refused_on_every_portal_page_and_form(
     async with running(setup):
         client, csrf = await portal_session(setup, "0150")  # its overdue page spends 1 of 2
         async with client:
-            answered = []
+            answered: list[int] = []
             while 429 not in answered and len(answered) < 3:  # the API spends what is left
                 status, _ = await rest(setup, "GET", "/api/v1/inbox", token=setup.token("0150"))
                 answered.append(status)
