@@ -44,7 +44,9 @@ import aiohttp
 from aiohttp import web
 from lxml import etree
 
-from benchmarks.harness import (
+from gateway import envelope as env
+from gateway import soap
+from kit.harness import (
     DI01_ACTION,
     GGK,
     another_process,
@@ -55,9 +57,7 @@ from benchmarks.harness import (
     start_sink,
     use_kafka,
 )
-from benchmarks.kafka_cluster import KafkaCluster, kafka_cluster
-from gateway import envelope as env
-from gateway import soap
+from kit.kafka_cluster import KafkaCluster, kafka_cluster
 
 IDENTIFICATIE = re.compile(rb"<ijw:Identificatie>([^<]+)<")
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from benchmarks.harness import kafka_node
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
-from tests.ebmskit import Capture, capturing
-from tests.gatewaykit import Sink
+from kit.ebms import Capture, capturing
+from kit.gateway import Sink
+from kit.harness import kafka_node
 
 # Hypothesis: 200 examples per property in the test suite; benchmarks/fuzz.py selects "long".
 settings.register_profile("ci", max_examples=200)

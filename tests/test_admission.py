@@ -23,7 +23,7 @@ from lxml import etree
 from gateway.admission import BodyBudget, BudgetExhausted
 from gateway.config import ConfigError
 from gateway.config import load as load_config
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     deventer_wmo301,
     fo03_code,

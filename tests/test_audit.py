@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.harness import stored_message
 from gateway import audit
 from gateway.audit import record_hash
 from gateway.broker.base import StorageError
 from gateway.broker.sqlite import SqliteBroker, reencrypt_payloads
 from gateway.keyring import Keyring, KeyringError
+from kit.harness import stored_message
 
 BSN = "999990019"
 

@@ -25,8 +25,7 @@ from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, load
 from gateway.keyring import Keyring
-from tests.conftest import SAMPLES
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     Sink,
     another_process,
@@ -40,6 +39,7 @@ from tests.gatewaykit import (
     serve,
     use_kafka,
 )
+from tests.conftest import SAMPLES
 
 WMO301 = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
 WMO302 = (SAMPLES / "iwmo" / "wmo302.xml").read_bytes()

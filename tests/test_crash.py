@@ -10,8 +10,8 @@ import re
 import signal
 from pathlib import Path
 
+from kit.gateway import Sink, eventually, ggk, make_setup, serve, submit_jw301
 from tests.conftest import sample
-from tests.gatewaykit import Sink, eventually, ggk, make_setup, serve, submit_jw301
 
 JW301 = sample("ijw/jw301.xml")
 

@@ -19,8 +19,7 @@ from lxml import etree
 
 from gateway import envelope as env
 from gateway.ebms import message as ebms
-from tests.conftest import sample
-from tests.ebmskit import (
+from kit.ebms import (
     GATEWAY,
     OTHER,
     OTHER_CPA,
@@ -34,7 +33,8 @@ from tests.ebmskit import (
     post_ebms,
     status_request,
 )
-from tests.gatewaykit import Setup, eventually, jw301_payload, rest, running
+from kit.gateway import Setup, eventually, jw301_payload, rest, running
+from tests.conftest import sample
 
 
 def _errors(signal: bytes) -> list[tuple[str | None, str | None]]:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.ebms import message as ebms
-from tests.ebmskit import (
+from kit.ebms import (
     Capture,
     delivery_to_0150,
     gateway_with_cpa,
     post_ebms,
     submit_to_0150,
 )
-from tests.gatewaykit import eventually, running
+from kit.gateway import eventually, running
 
 
 def _answer(capture: Capture, index: int, action: str) -> bytes:

@@ -32,8 +32,7 @@ from gateway.ebms.signing import (
     signed_references,
     verify,
 )
-from routing.partners import PartnerRegistry
-from tests.ebmskit import (
+from kit.ebms import (
     PEER,
     Capture,
     delivery_to_0150,
@@ -46,7 +45,8 @@ from tests.ebmskit import (
     submit_to_0150,
     write_signer,
 )
-from tests.gatewaykit import eventually, rest, running
+from kit.gateway import eventually, rest, running
+from routing.partners import PartnerRegistry
 
 SHA256 = Algorithms(
     "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"

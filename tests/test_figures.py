@@ -28,7 +28,7 @@ from gateway.figures import Fact, FactKind, FigureKeys, extract
 from gateway.keyring import Keyring
 from gateway.portal.pages import euro
 from gateway.standards import parse_namespace
-from tests.gatewaykit import Setup, Sink, ggk, make_setup, portal_session, rest, running
+from kit.gateway import Setup, Sink, ggk, make_setup, portal_session, rest, running
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 KEYS = FigureKeys(b"k" * 32)
@@ -138,7 +138,7 @@ def test_retourberichten_and_requests_to_change_count_nothing() -> None:
 
 
 def test_facts_travel_sealed_in_a_kafka_record() -> None:
-    from benchmarks.harness import stored_message
+    from kit.harness import stored_message
 
     keyring = Keyring.generate()
     facts = facts_of("ijw/jw323.xml")

@@ -10,11 +10,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from benchmarks.harness import free_port
 from gateway import demo
+from kit.gateway import GGK, ggk, make_setup, rest, running, serve
+from kit.harness import free_port
 from routing.partners import PartnerRegistry
 from tests.conftest import ROOT, SAMPLES
-from tests.gatewaykit import GGK, ggk, make_setup, rest, running, serve
 
 
 def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -19,10 +19,10 @@ from gateway.ebms.signing import Algorithms, SignatureProblem, Signer, verify
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
+from kit.ebms import di01, fresh_signer, outgoing, signed_by
 from routing.partners import PartnerKind
 from routing.table import Action, Destination, Refusal, RoutedMessage, RouteRule, RouteTable
 from tests.conftest import sample
-from tests.ebmskit import di01, fresh_signer, outgoing, signed_by
 
 VALIDATOR = Validator(SchemaRegistry(), today=date(2026, 11, 22))
 SEEDS = [

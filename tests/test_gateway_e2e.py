@@ -13,8 +13,7 @@ import zeep
 from lxml import etree
 
 from gateway import envelope as env
-from tests.conftest import sample
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     Sink,
     deventer_wmo301,
@@ -28,6 +27,7 @@ from tests.gatewaykit import (
     running,
     zeep_client,
 )
+from tests.conftest import sample
 
 WMO301 = sample("iwmo/wmo301.xml").encode()
 

@@ -22,11 +22,11 @@ import aiohttp
 import yarl
 from lxml import etree
 
-from benchmarks.validate import big_declaratie
 from gateway import envelope as env
 from gateway import soap
+from kit.gateway import GGK, Setup, eventually, fo03_code, make_setup, rest, serve
+from kit.messages import big_declaratie
 from tests.conftest import sample
-from tests.gatewaykit import GGK, Setup, eventually, fo03_code, make_setup, rest, serve
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((HOSTILE / "expected.json").read_text())

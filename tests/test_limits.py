@@ -20,8 +20,7 @@ from gateway import soap
 from gateway.config import ConfigError
 from gateway.config import load as load_config
 from gateway.ratelimit import PartnerBuckets
-from tests.conftest import sample
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     deventer_wmo301,
     fo03_code,
@@ -30,6 +29,7 @@ from tests.gatewaykit import (
     rest,
     serve,
 )
+from tests.conftest import sample
 
 BURST = 5
 DI01 = "http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Di01"

@@ -7,10 +7,10 @@ import multiprocessing
 import uuid
 from pathlib import Path
 
-from benchmarks.validate import big_declaratie
 from gateway.offload import PayloadValidator
 from gateway.validation import Validator
-from tests.gatewaykit import Sink, make_setup, rest, running
+from kit.gateway import Sink, make_setup, rest, running
+from kit.messages import big_declaratie
 
 BIG = big_declaratie()
 

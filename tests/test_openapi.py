@@ -18,8 +18,8 @@ from openapi_spec_validator import validate
 
 from gateway.openapi import OPENAPI, SCHEMAS
 from gateway.server import build, make_app
+from kit.gateway import Setup, Sink, make_setup, rest, running, serve
 from tests.conftest import SAMPLES
-from tests.gatewaykit import Setup, Sink, make_setup, rest, running, serve
 
 WMO301 = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
 WMO323 = (SAMPLES / "iwmo" / "wmo323.xml").read_bytes()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from kit.gateway import Setup, Sink, eventually, make_setup, rest, running
 from tests.conftest import ROOT, SAMPLES
-from tests.gatewaykit import Setup, Sink, eventually, make_setup, rest, running
 
 OPS = ROOT / "docs" / "ops"
 

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     Sink,
     deventer_wmo301,

@@ -12,7 +12,7 @@ import aiohttp
 from gateway.broker.revocations import Revocations
 from gateway.portal.limits import SIGNINS_PER_PARTNER, SIGNINS_PER_PEER
 from gateway.server import build
-from tests.gatewaykit import Setup, hidden_field, make_setup, portal_session, rest, running
+from kit.gateway import Setup, hidden_field, make_setup, portal_session, rest, running
 
 SESSION = "__Host-ggk-session"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.gatewaykit import Setup, Sink, make_setup, portal_session, running
+from kit.gateway import Setup, Sink, make_setup, portal_session, running
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 BODY_TIMEOUT = 2.0

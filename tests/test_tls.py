@@ -16,8 +16,8 @@ from gateway import envelope as env
 from gateway import soap
 from gateway.devpki import DevCA
 from gateway.metrics import REGISTRY
+from kit.gateway import GGK, Setup, fo03_code, make_setup, running
 from tests.conftest import sample
-from tests.gatewaykit import GGK, Setup, fo03_code, make_setup, running
 
 WMO301 = sample("iwmo/wmo301.xml").encode()
 

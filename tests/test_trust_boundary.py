@@ -21,7 +21,6 @@ import pytest
 
 from adapters.base import Outbound, PermanentError
 from adapters.directory import DirectoryAdapter
-from benchmarks.harness import stored_message
 from gateway import audit
 from gateway import envelope as env
 from gateway.admission import BadEncoding, BodyTooLarge, decode_body
@@ -30,8 +29,7 @@ from gateway.config import ConnectionLimits
 from gateway.connections import ConnectionTable
 from gateway.keyring import Keyring
 from gateway.standards import MESSAGES
-from tests.conftest import SAMPLES
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     Sink,
     eventually,
@@ -43,6 +41,8 @@ from tests.gatewaykit import (
     running,
     serve,
 )
+from kit.harness import stored_message
+from tests.conftest import SAMPLES
 
 WMO301 = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
 WMO302 = (SAMPLES / "iwmo" / "wmo302.xml").read_bytes()
