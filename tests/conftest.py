@@ -42,6 +42,22 @@ def validator(registry: SchemaRegistry) -> Validator:
     return Validator(registry, today=TODAY)
 
 
+GROUPS_OUTSIDE_THE_FAST_LOOP = ("kafka", "ebms", "browser")
+"""Tests that need a real Kafka, the Java ebMS peer or Chromium are also ``slow``: the fast loop
+(``python -m pytest -m "not slow"``, docs/testing.md) leaves them to the full suite."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what the markers in the test files do not say themselves: a test that takes the
+    ``browser`` fixture (tests/test_portal.py) is ``browser``, and every ``kafka``, ``ebms``
+    and ``browser`` test is ``slow``."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+        if any(item.get_closest_marker(group) for group in GROUPS_OUTSIDE_THE_FAST_LOOP):
+            item.add_marker(pytest.mark.slow)
+
+
 def sample(name: str) -> str:
     return (SAMPLES / name).read_text(encoding="utf-8")
 

@@ -209,6 +209,7 @@ async def test_unreadable_payload_is_dead_lettered_alone(tmp_path: Path) -> None
     await broker.close()
 
 
+@pytest.mark.slow
 async def test_with_every_slot_busy_the_delivery_loop_waits_instead_of_polling(
     tmp_path: Path,
 ) -> None:

@@ -117,6 +117,7 @@ async def submit(setup: Setup, partner: str, payload: bytes, **params: str) -> t
     return status, body
 
 
+@pytest.mark.slow
 async def test_an_answer_naming_another_pairs_message_is_refused_like_an_unknown_one(
     setup: Setup,
 ) -> None:
@@ -155,6 +156,7 @@ async def test_an_answer_naming_another_pairs_message_is_refused_like_an_unknown
         assert [(m["kind"], m["unlinked"]) for m in inbox["messages"]] == [("Fo01", False)]
 
 
+@pytest.mark.slow
 async def test_a_rest_cross_ref_never_links_a_retour_into_another_conversation(
     setup: Setup,
 ) -> None:
@@ -193,6 +195,7 @@ async def test_a_rest_cross_ref_never_links_a_retour_into_another_conversation(
             assert (status, problem["code"]) == (422, "StUF043"), problem
 
 
+@pytest.mark.slow
 async def test_lenient_conversations_deliver_unknown_references_marked_unlinked(
     setup: Setup,
 ) -> None:

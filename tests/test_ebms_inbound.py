@@ -120,6 +120,7 @@ async def test_sync_reply_returns_the_acknowledgment_in_the_response(
         ),
     ],
 )
+@pytest.mark.slow
 async def test_disagreement_with_the_cpa_is_a_message_error(
     tmp_path: Path, capture: Capture, changes: dict[str, object], expected: tuple[str, str | None]
 ) -> None:
@@ -137,6 +138,7 @@ async def test_disagreement_with_the_cpa_is_a_message_error(
         assert await _inbox(setup) == []
 
 
+@pytest.mark.slow
 async def test_the_timestamp_window_follows_the_cpas_resend_window(
     tmp_path: Path, capture: Capture
 ) -> None:
@@ -159,6 +161,7 @@ async def test_the_timestamp_window_follows_the_cpas_resend_window(
         assert len(await _inbox(setup)) == 1
 
 
+@pytest.mark.slow
 async def test_a_cpa_with_a_huge_resend_window_is_clamped_not_an_overflow(
     tmp_path: Path, capture: Capture
 ) -> None:
@@ -194,6 +197,7 @@ async def test_a_cpa_with_a_huge_resend_window_is_clamped_not_an_overflow(
         await inbound.close()
 
 
+@pytest.mark.slow
 async def test_a_refused_envelope_is_a_delivery_failure_naming_the_stuf_code(
     tmp_path: Path, capture: Capture
 ) -> None:
@@ -434,6 +438,7 @@ def _signal(body: bytes) -> tuple[str, str, str, list[str | None]]:
     return signal.action, signal.cpaid, signal.receiver.party_id, codes
 
 
+@pytest.mark.slow
 async def test_message_ids_are_each_partners_own(tmp_path: Path, capture: Capture) -> None:
     """A MessageId is unique per sending MSH (ebMS 2.0 6.4.1), not across partners. 0150
     reusing one 0175 used learns nothing (its message is acknowledged as any new one), with
@@ -518,6 +523,7 @@ def test_a_state_file_keyed_by_message_id_alone_is_upgraded_in_place(tmp_path: P
     store.close()
 
 
+@pytest.mark.slow
 async def test_a_crash_before_the_record_still_accepts_the_resend_once(
     tmp_path: Path, capture: Capture
 ) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gateway.ebms import message as ebms
 from kit.ebms import (
     Capture,
@@ -29,6 +31,7 @@ def _answer(capture: Capture, index: int, action: str) -> bytes:
     return ebms.message_error(message, [error], "peer.test")
 
 
+@pytest.mark.slow
 async def test_delivered_when_the_partner_acknowledges(tmp_path: Path, capture: Capture) -> None:
     setup = gateway_with_cpa(tmp_path, capture, outbound=True, retry_interval="PT2S")
     async with running(setup):
@@ -46,6 +49,7 @@ async def test_delivered_when_the_partner_acknowledges(tmp_path: Path, capture: 
         await eventually(delivered, timeout=20)
 
 
+@pytest.mark.slow
 async def test_without_an_ack_the_identical_message_is_resent_on_the_cpa_schedule(
     tmp_path: Path, capture: Capture
 ) -> None:

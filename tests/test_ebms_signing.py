@@ -330,6 +330,7 @@ async def test_signed_message_is_accepted_and_the_ack_is_signed_by_the_gateway(
         assert len(listing["messages"]) == 1
 
 
+@pytest.mark.slow
 async def test_a_comment_in_the_signed_message_id_is_acknowledged_under_the_whole_id(
     tmp_path: Path, capture: Capture, signer: Signer
 ) -> None:
@@ -344,6 +345,7 @@ async def test_a_comment_in_the_signed_message_id_is_acknowledged_under_the_whol
         assert ack.action == "Acknowledgment" and ack.ref_to_message_id == out.message_id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signing", ["unsigned", "another key"])
 async def test_a_message_not_signed_by_the_cpas_key_is_a_security_failure(
     tmp_path: Path, capture: Capture, signer: Signer, signing: str
@@ -368,6 +370,7 @@ async def test_a_message_not_signed_by_the_cpas_key_is_a_security_failure(
         (_forged_message_id, "//Header/MessageHeader/MessageData/MessageId"),
     ],
 )
+@pytest.mark.slow
 async def test_a_wrapped_signature_is_refused_and_nothing_accepted(
     tmp_path: Path,
     capture: Capture,
@@ -395,6 +398,7 @@ async def test_a_wrapped_signature_is_refused_and_nothing_accepted(
         assert listing["messages"] == []
 
 
+@pytest.mark.slow
 async def test_the_adapter_signs_what_it_sends(
     tmp_path: Path, capture: Capture, signer: Signer
 ) -> None:
@@ -442,6 +446,7 @@ def _receipt(capture: Capture, signer: Signer | None, *, repeat: bool = True) ->
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+@pytest.mark.slow
 async def test_our_message_ends_only_on_a_signed_receipt_of_what_we_signed(
     tmp_path: Path, capture: Capture, signer: Signer
 ) -> None:

@@ -311,6 +311,7 @@ def setup(tmp_path: Path, sink: Sink) -> Setup:
     return make_setup(tmp_path / "gw", sink.port)
 
 
+@pytest.mark.slow
 async def test_figures_over_rest_and_cli(setup: Setup) -> None:
     async with running(setup):
         before = time.strftime("%Y-%m", time.gmtime())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from datetime import date
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +43,7 @@ EXAMPLES = settings(
 )
 """The number of examples comes from the active profile (tests/conftest.py): 200 in the test
 suite, more in ``python -m benchmarks.fuzz``."""
+pytestmark = pytest.mark.slow  # 200 examples per property: seconds each (docs/testing.md)
 
 
 @st.composite
