@@ -115,6 +115,6 @@ def missing_kafka_tools() -> str | None:
 
 @pytest.fixture
 async def capture() -> AsyncIterator[Capture]:
-    """A partner MSH's endpoint on loopback (tests/ebmskit.py)."""
+    """A partner MSH's endpoint on loopback (kit/ebms.py)."""
     async with capturing() as cap:
         yield cap

@@ -1,6 +1,6 @@
 """CPAs: read and checked (profiles, parties, references, period), imported per partner, listed.
 
-The CPAs come from tests/ebmskit.py; where the team's OASIS schemas and the ebMS peer's CPAs are
+The CPAs come from kit/ebms.py; where the team's OASIS schemas and the ebMS peer's CPAs are
 beside the project (../shared), they are validated against cpp-cpa-2_0.xsd too.
 """
 
