@@ -425,6 +425,7 @@ async def test_overdue_lists_heen_without_retour(setup: Setup) -> None:
         assert body["overdue"] == []
 
 
+@pytest.mark.slow
 async def test_operator_cli_against_a_running_gateway(
     setup: Setup, sink: Sink, tmp_path: Path
 ) -> None:

@@ -92,6 +92,7 @@ def test_bad_partner_limits_are_refused_in_one_line(
     assert "\n" not in message and words in message and str(setup.config_path) in message
 
 
+@pytest.mark.slow
 async def test_a_partner_over_its_rate_is_refused_while_others_are_served(
     tmp_path: Path,
 ) -> None:

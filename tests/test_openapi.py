@@ -162,6 +162,7 @@ def schemathesis(setup: Setup, token: str, *selection: str) -> subprocess.Comple
     )
 
 
+@pytest.mark.slow
 async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
     """Every operation, every check, as a partner and as the operator. The one exception:
     submitMessage is not held to `positive_data_acceptance`, because a schema-valid string is

@@ -31,6 +31,7 @@ def exported(text: bytes) -> dict[str, list[tuple[str, float]]]:
     return out
 
 
+@pytest.mark.slow
 async def test_operator_metrics_from_a_live_gateway(tmp_path: Path, sink: Sink) -> None:
     setup = make_setup(tmp_path / "gw", sink.port, max_attempts=1)
     sink.fail_next, sink.fail_with = 1, "fo03-client"

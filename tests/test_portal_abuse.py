@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from gateway.broker.revocations import Revocations
 from gateway.portal.limits import SIGNINS_PER_PARTNER, SIGNINS_PER_PEER
@@ -60,6 +61,7 @@ def cookie_of(client: aiohttp.ClientSession) -> str:
     return next(c.value for c in client.cookie_jar if c.key == SESSION)
 
 
+@pytest.mark.slow
 async def test_a_partner_over_its_rate_is_refused_on_every_portal_page_and_form(
     tmp_path: Path,
 ) -> None:
@@ -111,6 +113,7 @@ async def test_a_partner_over_its_rate_is_refused_on_every_portal_page_and_form(
             assert await with_cookie(setup, copied) == 303
 
 
+@pytest.mark.slow
 async def test_successful_sign_ins_are_limited_per_partner_and_per_address(
     tmp_path: Path,
 ) -> None:
@@ -140,6 +143,7 @@ async def test_successful_sign_ins_are_limited_per_partner_and_per_address(
         assert "Too many sign-ins from your address" in text
 
 
+@pytest.mark.slow
 async def test_a_full_list_of_sign_outs_pauses_sign_ins_and_never_revives_a_cookie(
     tmp_path: Path,
 ) -> None:

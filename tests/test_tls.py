@@ -69,6 +69,7 @@ async def test_own_partner_certificate_gets_through(setup: Setup) -> None:
     assert status == 200
 
 
+@pytest.mark.slow
 async def test_certificate_from_an_untrusted_ca_is_refused_in_the_handshake(
     setup: Setup, tmp_path: Path
 ) -> None:
@@ -106,6 +107,7 @@ async def test_tls_below_1_2_is_refused(setup: Setup) -> None:
     assert status == 200
 
 
+@pytest.mark.slow
 async def test_revoked_certificate_is_refused_after_restart(tmp_path: Path) -> None:
     s = make_setup(tmp_path / "gw", 1)
     result = subprocess.run(
