@@ -225,7 +225,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "one of message_id, since, or neither (all dead letters); null = absent",
         "properties": {
-            "message_id": {**MESSAGE_ID.schema(), "type": ["string", "null"]},
+            "message_id": {**MESSAGE.schema(), "type": ["string", "null"]},
             "dead_only": {"type": "boolean", "default": True},
             "since": _EPOCH,
             "partner": {**PARTNER.schema(), "type": ["string", "null"]},

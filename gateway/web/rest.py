@@ -366,7 +366,7 @@ async def replay(request: web.Request) -> web.Response:
         return problem(400, "body must be a JSON object")
     message_id, partner, since = body.get("message_id"), body.get("partner"), body.get("since")
     for name, value, shape in (
-        ("message_id", message_id, parameters.MESSAGE_ID),
+        ("message_id", message_id, parameters.MESSAGE),
         ("partner", partner, parameters.PARTNER),
     ):
         if value is not None and not (isinstance(value, str) and shape.fits(value)):
