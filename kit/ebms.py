@@ -2,13 +2,14 @@
 
 Test CPAs: two parties, the GGk envelope actions, one Digikoppeling profile.
 
-Written from the facts of ebms2-digikoppeling.md 9 (element order of cpp-cpa-2_0.xsd, the DK
-BusinessTransactionCharacteristics, a signal channel and an action channel per party). Test
-OINs and test values only; never an official CPA.
+Written from the facts of OASIS ebXML CPPA 2.0 and Logius' Digikoppeling ebMS2 CPA rules
+(element order of cpp-cpa-2_0.xsd, the DK BusinessTransactionCharacteristics, a signal channel
+and an action channel per party). Test OINs and test values only; never an official CPA.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -29,6 +30,7 @@ from lxml import etree
 
 from gateway import envelope as env
 from gateway.config import load as load_config
+from gateway.ebms import compose
 from gateway.ebms import message as ebms
 from gateway.ebms.cpa import CPPA, DS
 from gateway.ebms.cpastore import CpaStore
@@ -246,9 +248,13 @@ class Capture:
     port: int = dataclasses.field(default_factory=free_port)
     received: list[bytes] = dataclasses.field(default_factory=list)
     content_types: list[str] = dataclasses.field(default_factory=list)
+    delay: float = 0.0
+    """Seconds each answer takes (a slow partner MSH)."""
 
     async def handle(self, request: web.Request) -> web.Response:
         assert request.headers["SOAPAction"] == '"ebXML"'
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.content_types.append(request.headers.get("Content-Type", ""))
         self.received.append(await request.read())
         return web.Response(status=204)
@@ -348,7 +354,7 @@ def add_second_partner(setup: Setup, capture: Capture) -> None:
 def status_request(asked: str, *, cpaid: str = "CPA_TEST_gateway_1", peer: Side = PEER) -> bytes:
     """A StatusRequest from ``peer`` about the MessageId ``asked`` (a single-part signal)."""
     root = etree.fromstring(
-        ebms.ping(
+        compose.ping(
             cpaid,
             ebms.PartyRef(peer.oin, "urn:osb:oin", None),
             ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
@@ -365,9 +371,14 @@ def status_request(asked: str, *, cpaid: str = "CPA_TEST_gateway_1", peer: Side 
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-def di01(referentienummer: str | None = None) -> bytes:
+def di01(referentienummer: str | None = None, identificatie: str | None = None) -> bytes:
+    """The WMO301 sample from 0150 in a Di01; ``identificatie``: its own Identificatie
+    (TR056 refuses a reused one, so a batch of distinct messages needs one each)."""
+    payload = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
+    if identificatie is not None:
+        payload = payload.replace(b"WMO301A0001", identificatie.encode())
     return env.build_di01(
-        (SAMPLES / "iwmo" / "wmo301.xml").read_bytes(),
+        payload,
         zender="0150",
         zender_applicatie="DOWRsociaal",
         ontvanger="12345678",
@@ -376,8 +387,8 @@ def di01(referentienummer: str | None = None) -> bytes:
     )
 
 
-def outgoing(payload: bytes, **changes: object) -> ebms.Outgoing:
-    out = ebms.Outgoing(
+def outgoing(payload: bytes, **changes: object) -> compose.Outgoing:
+    out = compose.Outgoing(
         cpaid="CPA_TEST_gateway_1",
         sender=ebms.PartyRef(PEER.oin, "urn:osb:oin", PEER.role),
         receiver=ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", GATEWAY.role),
@@ -394,7 +405,7 @@ def outgoing(payload: bytes, **changes: object) -> ebms.Outgoing:
 
 async def post_ebms(
     setup: Setup,
-    out: ebms.Outgoing | tuple[str, bytes],
+    out: compose.Outgoing | tuple[str, bytes],
     *,
     partner: str | None = "0150",
     soap_action: str = '"ebXML"',
@@ -402,7 +413,7 @@ async def post_ebms(
 ) -> tuple[int, bytes]:
     """POST to ``/ebms`` with ``partner``'s client certificate (none: ``None``) and, when
     given, ``token`` as a bearer token."""
-    content_type, body = out if isinstance(out, tuple) else ebms.business_message(out)
+    content_type, body = out if isinstance(out, tuple) else compose.business_message(out)
     connector = aiohttp.TCPConnector(ssl=setup.ssl_context(partner))
     headers = {"Content-Type": content_type, "SOAPAction": soap_action}
     if token is not None:
@@ -476,7 +487,7 @@ def save_signer(
 
 
 def signed_by(signer: Signer, profile_hash: str = "http://www.w3.org/2001/04/xmlenc#sha256") -> Any:
-    """A ``seal`` for :func:`gateway.ebms.message.business_message`: signs as osb-rm-s."""
+    """A ``seal`` for :func:`gateway.ebms.compose.business_message`: signs as osb-rm-s."""
     algorithms = Algorithms(profile_hash, "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
 
     def seal(root: etree._Element, parts: dict[str, bytes]) -> None:

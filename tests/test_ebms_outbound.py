@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.ebms import compose
 from gateway.ebms import message as ebms
 from kit.ebms import (
     Capture,
@@ -26,9 +27,9 @@ def _answer(capture: Capture, index: int, action: str) -> bytes:
     """The partner MSH's Acknowledgment (or a MessageError) for a message it received."""
     message = ebms.read(capture.content_types[index], capture.received[index])
     if action == "Acknowledgment":
-        return ebms.acknowledgment(message, "peer.test")
+        return compose.acknowledgment(message, "peer.test")
     error = ebms.EbmsError("ValueNotRecognized", "//Header/MessageHeader/Action", "unknown")
-    return ebms.message_error(message, [error], "peer.test")
+    return compose.message_error(message, [error], "peer.test")
 
 
 @pytest.mark.slow

@@ -114,11 +114,8 @@ def audit_verify(checkpoint_file: Path | None, config_path: Path, as_json: bool)
     db = _audit_db(config)
     try:
         total = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
-        with progress_bar(as_json) as bar:
-            task = bar.add_task("verifying", total=total)
-            verdict = audit.verify(
-                db, ring, external, progress=lambda done: bar.update(task, completed=done)
-            )
+        with progress_bar(as_json, "verifying", total) as bar:
+            verdict = audit.verify(db, ring, external, progress=bar.update)
     finally:
         db.close()
     data = {
@@ -153,15 +150,14 @@ def _verify_cluster(
 ) -> None:
     assert config.kafka is not None  # config.check
     settings = _kafka_settings(config)
-    with progress_bar(as_json) as bar:
-        task = bar.add_task("verifying the cluster's chains", total=None)
+    with progress_bar(as_json, "verifying the cluster's chains") as bar:
         verdict = _on_cluster(
             config,
             kafka_ledger.verify_cluster(
                 settings,
                 config.kafka.prefix,
                 ring,
-                progress=lambda done: bar.update(task, completed=done),
+                progress=bar.update,
                 external=exported,
             ),
         )
