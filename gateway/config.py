@@ -66,6 +66,9 @@ class ConnectionLimits:
     (SOAP), before the body is read."""
     partner_burst: int = 200
     """Requests one partner may send at once before partner_rate applies."""
+    portal_upload_slots: int = 4
+    """Portal uploads read and checked at once (one per partner); an upload beyond them waits
+    its turn for up to UPLOAD_WAIT seconds (first come, first served), then 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +379,9 @@ def check(config: GatewayConfig) -> None:
     ):
         raise ConfigError(f"{config.path}: [limits] and body_timeout must be positive")
     _check_partner_limits(config.path, lim)
+    slots = lim.portal_upload_slots
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 64:
+        raise ConfigError(f"{config.path}: [limits] portal_upload_slots is a whole number 1-64")
     pacing = (lim.min_body_rate, lim.body_grace, lim.partner_inflight_body_mb)
     if not all(
         isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pacing

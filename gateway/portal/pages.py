@@ -73,6 +73,8 @@ class PortalDeps:
     """The gateway's body budgets: an upload is read within the partner's share of the API's,
     a small form within the forms' own (sign-in and sign-out never wait for API bodies)."""
     body_timeout: float
+    upload_slots: int = 4
+    """Portal uploads read and checked at once (``[limits] portal_upload_slots``)."""
     contents: Reader = field(default_factory=Reader)
     """Decodes a message's payload by its schema for the message page (typed values)."""
 
