@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import free_port
 from benchmarks.mix import message
 from gateway import demo
 from gateway.config import load
@@ -29,6 +28,7 @@ from gateway.ingest import Identity
 from gateway.metrics import REGISTRY
 from gateway.web.rest import submit_payload
 from gateway.web.wiring import Gateway, build
+from kit.harness import free_port
 
 KINDS = (("WMO301", "0150"), ("WMO323-1MB", "12345678"))
 """(kind in benchmarks/mix.py, the sender's partner id)."""

@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 from lxml import etree
 
-from benchmarks.validate import big_declaratie
 from gateway import envelope as env
 from gateway.xmlsafe import parse_untrusted
+from kit.gateway import Setup, Sink, make_setup, portal_session, rest, running
+from kit.messages import big_declaratie
 from tests.conftest import SAMPLES
-from tests.gatewaykit import Setup, Sink, make_setup, portal_session, rest, running
 
 
 @pytest.fixture
