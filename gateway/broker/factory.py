@@ -1,0 +1,46 @@
+"""The one door to storage: the backend ``[gateway] broker`` names, built for this process.
+
+The server and every command open storage here, so no module outside ``gateway/broker/``
+asks which backend is configured. The backends are imported only when chosen: a command on
+the embedded backend never loads the Kafka client.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.broker.base import Broker
+    from gateway.config import GatewayConfig
+    from gateway.keyring import Keyring
+
+
+def open_broker(config: GatewayConfig, keyring: Keyring, *, node: str | None = None) -> Broker:
+    """The configured backend, not yet started (``await broker.start()``).
+
+    On Kafka the SQLite file becomes this process's view of the cluster: it keeps no audit
+    chain of its own (the cluster's ledger is the trail) and need not fsync (a view is rebuilt
+    from the topics; the messages' durability is the cluster's ``acks=all``). ``node`` names
+    this process on the cluster (default: host name and port)."""
+    from gateway.broker.sqlite import SqliteBroker
+
+    kafka = config.broker == "kafka"
+    store = SqliteBroker(
+        config.database,
+        keyring,
+        audit_enabled=config.audit_enabled and not kafka,
+        max_bytes=config.max_database_mb * 1024 * 1024 if config.max_database_mb else None,
+        durable=not kafka,
+    )
+    if not kafka:
+        return store
+    from gateway.broker.kafka import KafkaBroker
+
+    assert config.kafka is not None  # config.check
+    return KafkaBroker(
+        config.kafka,
+        store,
+        node=node or f"{socket.gethostname()}-{config.port}",
+        audit_enabled=config.audit_enabled,
+    )
