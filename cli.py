@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from gateway import audit, demo, disclosure, envelope, freshen, logs, server, soap
-from gateway.broker import kafka_audit, kafka_ledger, kafka_topics
+from gateway.broker import kafka_audit, kafka_ledger, kafka_topics, sqlite_audit
 from gateway.broker.base import StorageError
 from gateway.broker.kafka import client_settings
 from gateway.broker.sqlite import reencrypt_payloads
@@ -920,7 +920,7 @@ def _audit_admin_act(config: GatewayConfig, keyring: Keyring, action: str, outco
     db = _audit_db(config, write=True)
     try:
         db.execute("BEGIN IMMEDIATE")
-        audit.append(db, keyring, event, time.time())
+        sqlite_audit.append(db, keyring, event, time.time())
         db.execute("COMMIT")
     finally:
         db.close()
@@ -1017,7 +1017,7 @@ def audit_verify(checkpoint_file: Path | None, config_path: Path, as_json: bool)
         total = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
         with _progress(as_json) as bar:
             task = bar.add_task("verifying", total=total)
-            verdict = audit.verify(
+            verdict = sqlite_audit.verify(
                 db, ring, external, progress=lambda done: bar.update(task, completed=done)
             )
     finally:
@@ -1139,7 +1139,7 @@ def audit_search(
     ring = _keyring(config) if bsn else None
     db = _audit_db(config)
     try:
-        rows = audit.search(
+        rows = sqlite_audit.search(
             db,
             ring,
             message=message,
@@ -1204,7 +1204,7 @@ def audit_export(decrypt: bool, out: Path | None, force: bool, config_path: Path
                 count = _on_cluster(config, _export_cluster(config, ring, handle))
             else:
                 count = 0
-                for record in audit.export(db, ring):
+                for record in sqlite_audit.export(db, ring):
                     record["secret_key_id"] = record.pop("key_id")
                     handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                     count += 1
@@ -1292,7 +1292,7 @@ def audit_checkpoint(export_to: Path | None, config_path: Path, as_json: bool) -
     db = _audit_db(config, write=True)
     try:
         db.execute("BEGIN IMMEDIATE")
-        made = audit.checkpoint(db, ring, time.time())
+        made = sqlite_audit.checkpoint(db, ring, time.time())
         db.execute("COMMIT")
         if made is None:
             row = db.execute("SELECT * FROM audit_checkpoint ORDER BY seq DESC LIMIT 1").fetchone()

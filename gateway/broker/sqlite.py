@@ -27,7 +27,7 @@ from typing import IO, Any
 import structlog
 
 from gateway import audit, stats
-from gateway.broker import revocations
+from gateway.broker import revocations, sqlite_audit, sqlite_figures
 from gateway.broker.base import (
     AcceptOutcome,
     DeliveryState,
@@ -348,9 +348,11 @@ class SqliteBroker:
         if upgraded:
             log.info("broker.store_upgraded", path=str(self.path), steps=upgraded)
         await asyncio.to_thread(
-            self._write_db.executescript, SCHEMA + audit.SCHEMA + revocations.SCHEMA
+            self._write_db.executescript, SCHEMA + sqlite_audit.SCHEMA + revocations.SCHEMA
         )
-        mismatch = await asyncio.to_thread(audit.keyring_mismatch, self._write_db, self.keyring)
+        mismatch = await asyncio.to_thread(
+            sqlite_audit.keyring_mismatch, self._write_db, self.keyring
+        )
         if mismatch is not None:
             self._write_db.close()
             self._lock_file.close()
@@ -440,7 +442,7 @@ class SqliteBroker:
                 (message_id,),
             ).fetchone() or ("", "", "", "")
         referentienummer, zender, ontvanger, functie = parties
-        audit.append(
+        sqlite_audit.append(
             db,
             self.keyring,
             audit.AuditEvent(
@@ -472,7 +474,7 @@ class SqliteBroker:
         now = self.clock()
 
         def op(db: sqlite3.Connection) -> None:
-            audit.append(db, self.keyring, event, now)
+            sqlite_audit.append(db, self.keyring, event, now)
             if refused_by is not None:
                 store_refusal(db, now, refused_by, event)
 
@@ -502,7 +504,7 @@ class SqliteBroker:
     async def checkpoint(self) -> dict[str, Any] | None:
         now = self.clock()
         result: dict[str, Any] | None = await self.write(
-            lambda db: audit.checkpoint(db, self.keyring, now)
+            lambda db: sqlite_audit.checkpoint(db, self.keyring, now)
         )
         return result
 
@@ -1041,7 +1043,7 @@ class SqliteBroker:
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = await self.query(
-            lambda db: audit.search(
+            lambda db: sqlite_audit.search(
                 db,
                 self.keyring,
                 message=message,
@@ -1054,7 +1056,7 @@ class SqliteBroker:
         return found
 
     async def figures(self, scope: stats.Scope) -> stats.RawFigures:
-        result: stats.RawFigures = await self.query(lambda db: stats.count(db, scope))
+        result: stats.RawFigures = await self.query(lambda db: sqlite_figures.count(db, scope))
         return result
 
     async def counts(self) -> dict[str, int]:
