@@ -38,13 +38,12 @@ import structlog
 from aiohttp import web
 from lxml import etree
 
+from gateway.broker.sqlite_ebms import ReceivedStore, SentStore
 from gateway.config import GatewayConfig, is_loopback
 from gateway.ebms import checks
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
-from gateway.ebms.received import ReceivedStore
-from gateway.ebms.sent import SentStore
 from gateway.ebms.signing import signed_references
 from gateway.ingest import Accepted, Identity
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_own, parse_untrusted
