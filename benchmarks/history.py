@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.broker.kafka import KafkaBroker, _create_view_tables
-from gateway.broker.sqlite import AWAITING_RETOUR, SqliteBroker
+from gateway.broker.sqlite import SqliteBroker
+from gateway.broker.sqlite_views import AWAITING_RETOUR
 from gateway.config import KafkaConfig
 from gateway.keyring import Keyring
 

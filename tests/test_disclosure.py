@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 
 from gateway import disclosure, stats
 from gateway.broker import sqlite_figures
-from gateway.broker.sqlite import SCHEMA, store_facts
+from gateway.broker.sqlite import store_facts
+from gateway.broker.sqlite_schema import SCHEMA
 from gateway.figures import Fact, FactKind
 
 ADDITIVE = ("verzoeken", "toewijzingen", "starts", "stops")

@@ -72,13 +72,9 @@ from gateway.broker.base import (
 )
 from gateway.broker.kafka_ledger import LedgerError, LedgerKeeper
 from gateway.broker.kafka_payloads import PayloadReader
-from gateway.broker.sqlite import (
-    SqliteBroker,
-    envelope_aad,
-    prior_outcome,
-    replay_candidates,
-    store_refusal,
-)
+from gateway.broker.sqlite import SqliteBroker, prior_outcome, store_refusal
+from gateway.broker.sqlite_core import envelope_aad
+from gateway.broker.sqlite_queue import replay_candidates
 from gateway.config import KafkaConfig
 from gateway.keyring import KeyringError
 
