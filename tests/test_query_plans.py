@@ -13,7 +13,6 @@ all of that receiver's deliveries.
 
 from __future__ import annotations
 
-import functools
 import re
 import sqlite3
 from pathlib import Path
@@ -22,7 +21,7 @@ from aiokafka.structs import ConsumerRecord
 
 from benchmarks.harness import stored_message
 from gateway.broker import kafka_records as rec
-from gateway.broker.kafka import KafkaBroker, _create_view_tables
+from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import KafkaConfig
 from gateway.keyring import Keyring
@@ -167,10 +166,10 @@ async def test_kafka_view_applies_an_event_without_walking_the_history(tmp_path:
     await view.start()
     kafka = KafkaBroker(KafkaConfig(bootstrap="127.0.0.1:9"), view, node="plans")
     try:
-        await view.write(_create_view_tables)
+        await kafka.local_view.create()
 
         async def apply(records: list[ConsumerRecord[bytes, bytes]]) -> None:
-            await view.write(functools.partial(kafka._apply, records=records, positions={}))
+            await kafka.apply_records(records, {})
 
         await apply(_events(0, 50))
         statements: list[str] = []

@@ -39,12 +39,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import heapq
 import itertools
 import os
 import socket
-import sqlite3
 import time
 import uuid
 from collections import deque
@@ -60,7 +58,7 @@ from aiokafka.structs import ConsumerRecord
 
 from gateway import audit, stats
 from gateway.audit import AuditEvent
-from gateway.broker import kafka_audit, kafka_settle, kafka_topics, revocations
+from gateway.broker import kafka_audit, kafka_settle, kafka_topics
 from gateway.broker import kafka_records as rec
 from gateway.broker.base import (
     AcceptOutcome,
@@ -72,36 +70,15 @@ from gateway.broker.base import (
 )
 from gateway.broker.kafka_ledger import LedgerError, LedgerKeeper
 from gateway.broker.kafka_payloads import PayloadReader
-from gateway.broker.sqlite import SqliteBroker, prior_outcome, store_refusal
+from gateway.broker.sqlite import SqliteBroker
 from gateway.broker.sqlite_core import envelope_aad
-from gateway.broker.sqlite_queue import replay_candidates
+from gateway.broker.sqlite_view import LocalView, ViewWrite
 from gateway.config import KafkaConfig
 from gateway.keyring import KeyringError
 
 log = structlog.get_logger("ggk.kafka")
 
-VIEW_SCHEMA = """
-CREATE TABLE IF NOT EXISTS kafka_positions (
-    topic TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL,
-    PRIMARY KEY (topic, partition)
-);
-CREATE TABLE IF NOT EXISTS kafka_payloads (
-    message_id TEXT PRIMARY KEY,
-    partition INTEGER NOT NULL,
-    record_offset INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS kafka_rounds (
-    message_id TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    round INTEGER NOT NULL DEFAULT 0,
-    finished INTEGER NOT NULL DEFAULT -1,
-    PRIMARY KEY (message_id, destination)
-);
-"""
-
-_SKIPPABLE = (rec.RecordError, KeyringError, KeyError, sqlite3.IntegrityError)
+_SKIPPABLE = (rec.RecordError, KeyringError, KeyError)
 """What makes the view skip a record (logged) instead of stopping."""
 
 MAX_RECORD_BYTES = 32 * 1024 * 1024
@@ -206,6 +183,8 @@ class KafkaBroker:
         the cluster's audit records and ledger on (off only for measurements)."""
         self.config = config
         self.local = local
+        self.local_view = LocalView(local)
+        """The door to ``local`` as a view: applying records, the view's own lookups."""
         self.audit_enabled = audit_enabled
         self.keyring = local.keyring
         self.clock = clock
@@ -255,7 +234,7 @@ class KafkaBroker:
 
     async def start(self) -> None:
         await self.local.start()
-        await self.local.write(_create_view_tables)
+        await self.local_view.create()
         settings = client_settings(self.config)
         try:
             if self.config.create_topics:
@@ -416,8 +395,9 @@ class KafkaBroker:
                 raise StorageError(f"topic {topic} does not exist: run `ggk kafka init` first")
             tps += [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
-        stored = await self.local.read("SELECT topic, partition, next_offset FROM kafka_positions")
-        known = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in stored}
+        known = {
+            TopicPartition(t, p): o for (t, p), o in (await self.local_view.positions()).items()
+        }
         for tp in tps:
             # sign-outs are read whole at every start (their topic holds only the live ones):
             # a stored position may lie before what retention deleted, and nothing is lost by
@@ -452,14 +432,12 @@ class KafkaBroker:
                 # an empty fetch still moves the position past transaction markers
                 moved = {tp: await self._view_consumer.position(tp) for tp in self._positions}
                 if any(moved[tp] > self._positions[tp] for tp in moved):
-                    await self.local.write(functools.partial(_store_positions, positions=moved))
+                    await self.local_view.store_positions(_listed(moved))
                     await self._moved(moved)
                 continue
             records = [r for recs in batch.values() for r in recs]
             positions = {tp: recs[-1].offset + 1 for tp, recs in batch.items()}
-            await self.local.write(
-                functools.partial(self._apply, records=records, positions=positions)
-            )
+            await self.apply_records(records, positions)
             self._forget_routed(records)
             await self._moved(positions)
             self.wake.set()
@@ -470,42 +448,16 @@ class KafkaBroker:
                 self._positions[tp] = max(self._positions.get(tp, 0), offset)
             self._view_moved.notify_all()
 
-    def _apply(
-        self,
-        db: sqlite3.Connection,
-        records: list[ConsumerRecord[bytes, bytes]],
-        positions: dict[TopicPartition, int],
+    async def apply_records(
+        self, records: list[ConsumerRecord[bytes, bytes]], positions: dict[TopicPartition, int]
     ) -> None:
-        # the whole batch at once; only a batch with a bad record is applied one by one (a
-        # savepoint per record costs two statements each on the common path)
-        db.execute("SAVEPOINT batch")
-        try:
-            for record in records:
-                self._apply_one(db, record)
-        except _SKIPPABLE:
-            db.execute("ROLLBACK TO batch")
-            for record in records:
-                self._apply_alone(db, record)
-        db.execute("RELEASE batch")
-        _store_positions(db, positions)
+        """Apply ``records`` to the view with the partitions' new ``positions`` (one
+        transaction; a record that cannot be applied is logged and skipped)."""
+        await self.local_view.apply(
+            records, self._apply_one, _listed(positions), _SKIPPABLE, _skipped
+        )
 
-    def _apply_alone(self, db: sqlite3.Connection, record: ConsumerRecord[bytes, bytes]) -> None:
-        """One record in its own savepoint: one that cannot be applied is logged and skipped."""
-        db.execute("SAVEPOINT record")
-        try:
-            self._apply_one(db, record)
-        except _SKIPPABLE as exc:
-            db.execute("ROLLBACK TO record")
-            log.error(
-                "kafka.view_record_skipped",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                error=str(exc)[:200],
-            )
-        db.execute("RELEASE record")
-
-    def _apply_one(self, db: sqlite3.Connection, record: ConsumerRecord[bytes, bytes]) -> None:
+    def _apply_one(self, view: ViewWrite, record: ConsumerRecord[bytes, bytes]) -> None:
         meta, blob = rec.unframe(record.value)
         kind = meta["t"]
         if kind == "message":
@@ -514,20 +466,11 @@ class KafkaBroker:
                 self.keyring, meta, blob, open_secret=False, open_facts=True
             )
             # the envelope stays in Kafka; the view keeps where (kafka_payloads.py)
-            self.local.store_message(db, message, received_at, sealed=(key_id, b""))
-            db.execute(
-                "INSERT OR IGNORE INTO kafka_payloads (message_id, partition, record_offset) "
-                "VALUES (?, ?, ?)",
-                (message.id, record.partition, record.offset),
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO kafka_rounds (message_id, destination) VALUES (?, ?)",
-                [(message.id, d.destination) for d in message.deliveries],
-            )
+            view.message(message, received_at, key_id, record.partition, record.offset)
         elif kind == "delivery":
-            self._apply_delivery(db, meta)
+            view.delivery(meta)
         elif kind == "event":
-            self._history(db, meta)
+            view.history(meta)
         elif kind == "ebms_answer":
             if self.ebms_answer_listener is not None:
                 self.ebms_answer_listener(meta["ref"], meta["cpaid"], meta["outcome"])
@@ -535,58 +478,15 @@ class KafkaBroker:
             nonce, expires, now = meta["nonce"], meta["expires"], self.clock()
             if not isinstance(nonce, str) or not isinstance(expires, int | float):
                 raise rec.RecordError("a session revocation without nonce or expiry")
-            revocations.store(db, nonce, float(expires), now)
-            self.local.revocations.add(nonce, float(expires), now)
+            view.session_revoked(nonce, float(expires), now)
         elif kind == "audit":
             # the record itself is the audit trail (the ledger chains it); a refusal also
             # joins its sender's list
             if meta.get("refused_by"):
                 event = AuditEvent(**meta["event"])
-                store_refusal(db, float(meta["at"]), str(meta["refused_by"]), event)
+                view.refusal(float(meta["at"]), str(meta["refused_by"]), event)
         else:
             raise rec.RecordError(f"unknown record type {kind!r}")
-
-    def _apply_delivery(self, db: sqlite3.Connection, meta: dict[str, Any]) -> None:
-        state = meta["state"]
-        db.execute(
-            "UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, "
-            "next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ? "
-            "WHERE message_id = ? AND destination = ?",
-            (
-                state,
-                meta["attempts"],
-                meta.get("error"),
-                meta.get("next_at"),
-                meta["at"],
-                meta["message_id"],
-                meta["destination"],
-            ),
-        )
-        if state == "pending":  # replayed: a new round
-            db.execute(
-                "UPDATE kafka_rounds SET round = ? WHERE message_id = ? AND destination = ?",
-                (meta["round"], meta["message_id"], meta["destination"]),
-            )
-        elif state in ("delivered", "dead"):
-            db.execute(
-                "UPDATE kafka_rounds SET finished = MAX(finished, ?) "
-                "WHERE message_id = ? AND destination = ?",
-                (meta["round"], meta["message_id"], meta["destination"]),
-            )
-        self._history(db, meta)
-
-    def _history(self, db: sqlite3.Connection, meta: dict[str, Any]) -> None:
-        """The event in the message's history and in this process's audit chain."""
-        self.local.record(
-            db,
-            meta["message_id"],
-            meta["at"],
-            meta["event"],
-            meta["detail"],
-            actor=meta.get("actor", ""),
-            origin=meta.get("origin", ""),
-            outcome=meta.get("outcome", ""),
-        )
 
     async def _event(self, message_id: str, *, wait_view: bool = True, **fields: Any) -> None:
         """A history record for ``message_id``, acknowledged by the cluster; with ``wait_view``
@@ -624,7 +524,7 @@ class KafkaBroker:
     # --- accepting ---------------------------------------------------------------------------
 
     async def accept(self, message: NewMessage) -> AcceptOutcome:
-        earlier = await self.local.query(lambda db: prior_outcome(db, message))
+        earlier = await self.local_view.prior_outcome(message)
         if earlier is not None:
             if earlier.status != "tr056":
                 await self._event(
@@ -696,7 +596,7 @@ class KafkaBroker:
         key = _dedupe_key(message.zender, message.referentienummer)
         known = decided.get(key) or self._routed.get(key)
         if known is None:
-            earlier = await self.local.query(lambda db: prior_outcome(db, message))
+            earlier = await self.local_view.prior_outcome(message)
             if earlier is not None:
                 known = _Routed(earlier.message_id, "", earlier.status)
         if known is not None:
@@ -824,7 +724,9 @@ class KafkaBroker:
                 del self._ready[destination]
         if not picked:
             return []
-        done = await self.local.query(lambda db: _finished_rounds(db, picked))
+        done = await self.local_view.finished_rounds(
+            [(p.meta["message_id"], p.meta["destination"]) for p in picked]
+        )
         jobs = []
         for pending in picked:
             meta = pending.meta
@@ -1088,32 +990,25 @@ class KafkaBroker:
         made before views kept no envelopes still has it: ``stored``)."""
         if stored:
             return stored
-        rows = await self.local.read(
-            "SELECT partition, record_offset FROM kafka_payloads WHERE message_id = ?",
-            (message_id,),
-        )
-        if not rows or self._payloads is None:
+        where = await self.local_view.payload_position(message_id)
+        if where is None or self._payloads is None:
             raise StorageError(f"the view does not know where the payload of {message_id} is")
-        value = await self._payloads.read(rows[0]["partition"], rows[0]["record_offset"])
+        value = await self._payloads.read(*where)
         try:
             return rec.unframe(value)[1]
         except rec.RecordError as exc:
             raise StorageError(f"the events record of {message_id}: {exc}") from None
 
     async def ack(self, partner: str, message_id: str) -> bool:
-        rows = await self.local.read(
-            "SELECT attempts FROM deliveries WHERE destination = ? AND message_id = ? "
-            "AND state = 'inbox'",
-            (partner, message_id),
-        )
-        if not rows:
+        attempts = await self.local_view.inbox_attempts(partner, message_id)
+        if attempts is None:
             return False
         await self._event(
             message_id,
             t="delivery",
             destination=partner,
             state="delivered",
-            attempts=rows[0]["attempts"],
+            attempts=attempts,
             round=0,
             event="delivered",
             detail=f"{partner} fetched from inbox",
@@ -1137,18 +1032,7 @@ class KafkaBroker:
         """Push the selected deliveries again in a new round: a ``deliver`` record (from the
         view's copy of the dead letter) and a ``pending`` state for the view."""
 
-        def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = replay_candidates(db, message_id, dead_only, since, partner)
-            out = []
-            for row in rows:
-                current = db.execute(
-                    "SELECT round FROM kafka_rounds WHERE message_id = ? AND destination = ?",
-                    (row["message_id"], row["destination"]),
-                ).fetchone()
-                out.append({**dict(row), "round": (current["round"] if current else 0) + 1})
-            return out
-
-        rows: list[dict[str, Any]] = await self.local.query(select)
+        rows = await self.local_view.replay_rows(message_id, dead_only, since, partner)
         for row in rows:
             deliver = {
                 "t": "deliver",
@@ -1308,32 +1192,19 @@ async def _bounded(step: str, work: Awaitable[Any]) -> None:
         log.warning("kafka.close_step_failed", step=step, error=str(exc)[:200])
 
 
-def _create_view_tables(db: sqlite3.Connection) -> None:
-    for statement in VIEW_SCHEMA.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
 def _dedupe_key(zender: str, referentienummer: str) -> str:
     return f"{zender}/{referentienummer}"
 
 
-def _store_positions(db: sqlite3.Connection, positions: dict[TopicPartition, int]) -> None:
-    db.executemany(
-        "INSERT INTO kafka_positions (topic, partition, next_offset) VALUES (?, ?, ?) "
-        "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = "
-        "MAX(next_offset, excluded.next_offset)",
-        [(tp.topic, tp.partition, offset) for tp, offset in positions.items()],
+def _listed(positions: dict[TopicPartition, int]) -> list[tuple[str, int, int]]:
+    return [(tp.topic, tp.partition, offset) for tp, offset in positions.items()]
+
+
+def _skipped(record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
+    log.error(
+        "kafka.view_record_skipped",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        error=str(exc)[:200],
     )
-
-
-def _finished_rounds(db: sqlite3.Connection, picked: list[_Pending]) -> dict[tuple[str, str], int]:
-    out = {}
-    for pending in picked:
-        key = (pending.meta["message_id"], pending.meta["destination"])
-        row = db.execute(
-            "SELECT finished FROM kafka_rounds WHERE message_id = ? AND destination = ?", key
-        ).fetchone()
-        if row is not None:
-            out[key] = int(row["finished"])
-    return out
