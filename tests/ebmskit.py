@@ -30,6 +30,7 @@ from lxml import etree
 from benchmarks.harness import free_port
 from gateway import envelope as env
 from gateway.config import load as load_config
+from gateway.ebms import compose
 from gateway.ebms import message as ebms
 from gateway.ebms.cpa import CPPA, DS
 from gateway.ebms.cpastore import CpaStore
@@ -348,7 +349,7 @@ def add_second_partner(setup: Setup, capture: Capture) -> None:
 def status_request(asked: str, *, cpaid: str = "CPA_TEST_gateway_1", peer: Side = PEER) -> bytes:
     """A StatusRequest from ``peer`` about the MessageId ``asked`` (a single-part signal)."""
     root = etree.fromstring(
-        ebms.ping(
+        compose.ping(
             cpaid,
             ebms.PartyRef(peer.oin, "urn:osb:oin", None),
             ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
@@ -376,8 +377,8 @@ def di01(referentienummer: str | None = None) -> bytes:
     )
 
 
-def outgoing(payload: bytes, **changes: object) -> ebms.Outgoing:
-    out = ebms.Outgoing(
+def outgoing(payload: bytes, **changes: object) -> compose.Outgoing:
+    out = compose.Outgoing(
         cpaid="CPA_TEST_gateway_1",
         sender=ebms.PartyRef(PEER.oin, "urn:osb:oin", PEER.role),
         receiver=ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", GATEWAY.role),
@@ -394,7 +395,7 @@ def outgoing(payload: bytes, **changes: object) -> ebms.Outgoing:
 
 async def post_ebms(
     setup: Setup,
-    out: ebms.Outgoing | tuple[str, bytes],
+    out: compose.Outgoing | tuple[str, bytes],
     *,
     partner: str | None = "0150",
     soap_action: str = '"ebXML"',
@@ -402,7 +403,7 @@ async def post_ebms(
 ) -> tuple[int, bytes]:
     """POST to ``/ebms`` with ``partner``'s client certificate (none: ``None``) and, when
     given, ``token`` as a bearer token."""
-    content_type, body = out if isinstance(out, tuple) else ebms.business_message(out)
+    content_type, body = out if isinstance(out, tuple) else compose.business_message(out)
     connector = aiohttp.TCPConnector(ssl=setup.ssl_context(partner))
     headers = {"Content-Type": content_type, "SOAPAction": soap_action}
     if token is not None:
@@ -476,7 +477,7 @@ def save_signer(
 
 
 def signed_by(signer: Signer, profile_hash: str = "http://www.w3.org/2001/04/xmlenc#sha256") -> Any:
-    """A ``seal`` for :func:`gateway.ebms.message.business_message`: signs as osb-rm-s."""
+    """A ``seal`` for :func:`gateway.ebms.compose.business_message`: signs as osb-rm-s."""
     algorithms = Algorithms(profile_hash, "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
 
     def seal(root: etree._Element, parts: dict[str, bytes]) -> None:

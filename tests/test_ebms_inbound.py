@@ -18,6 +18,7 @@ from aiohttp import web
 from lxml import etree
 
 from gateway import envelope as env
+from gateway.ebms import compose
 from gateway.ebms import message as ebms
 from tests.conftest import sample
 from tests.ebmskit import (
@@ -278,7 +279,7 @@ async def test_a_second_singleton_element_is_inconsistent(
     duplicate, nothing accepted, for a business message and for a Ping alike."""
     setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
-        content_type, body = ebms.business_message(outgoing(di01()))
+        content_type, body = compose.business_message(outgoing(di01()))
         start = body.index(b"<?xml")
         end = body.index(b"</soap:Envelope>") + len(b"</soap:Envelope>")
         doubled = _doubled(body[start:end], ebms.eb(tag))
@@ -289,7 +290,7 @@ async def test_a_second_singleton_element_is_inconsistent(
         assert capture.actions() == ["MessageError"]
         assert ("Inconsistent", location) in _errors(capture.received[0])
         if tag in ("MessageHeader", "MessageId"):
-            ping = ebms.ping(
+            ping = compose.ping(
                 "CPA_TEST_gateway_1",
                 ebms.PartyRef(PEER.oin, "urn:osb:oin", None),
                 ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
@@ -304,7 +305,7 @@ async def test_a_second_singleton_element_is_inconsistent(
 async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> None:
     setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
-        ping = ebms.ping(
+        ping = compose.ping(
             "CPA_TEST_gateway_1",
             ebms.PartyRef(PEER.oin, "urn:osb:oin", None),
             ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
@@ -331,7 +332,7 @@ class Hanging(Capture):
 
 
 def _ping() -> bytes:
-    return ebms.ping(
+    return compose.ping(
         "CPA_TEST_gateway_1",
         ebms.PartyRef(PEER.oin, "urn:osb:oin", None),
         ebms.PartyRef(GATEWAY.oin, "urn:osb:oin", None),
@@ -413,7 +414,7 @@ def test_received_message_ids_are_kept_for_the_resend_window_then_dropped(
     store.close()
 
 
-def _from_0175(payload: bytes | None = None, **changes: object) -> ebms.Outgoing:
+def _from_0175(payload: bytes | None = None, **changes: object) -> compose.Outgoing:
     """A business message from 0175 under its own CPA (a JW301 to 12345678 unless
     ``payload``)."""
     envelope = payload or env.build_di01(
@@ -445,7 +446,9 @@ async def test_message_ids_are_each_partners_own(tmp_path: Path, capture: Captur
     mine_cpa = "CPA_TEST_gateway_1"
     async with running(setup):
 
-        async def send(out: ebms.Outgoing, partner: str) -> tuple[str, str, str, list[str | None]]:
+        async def send(
+            out: compose.Outgoing, partner: str
+        ) -> tuple[str, str, str, list[str | None]]:
             count = len(capture.received)
             assert (await post_ebms(setup, out, partner=partner))[0] == 204
             await eventually(lambda: len(capture.received) == count + 1)
@@ -566,7 +569,7 @@ def test_a_content_id_outside_ascii_is_a_missing_part_not_a_crash() -> None:
     """The MIME reader keeps headers as compat32 strings, except one with bytes outside
     ASCII, which comes back as a Header object (found by the fuzzer): read, its Content-ID
     matches no Manifest reference, which the CPA check answers with MimeProblem."""
-    content_type, body = ebms.business_message(outgoing(di01()))
+    content_type, body = compose.business_message(outgoing(di01()))
     at = body.index(b"Content-ID: <", body.index(b"Content-ID: <") + 1) + len(b"Content-ID: <")
     message = ebms.read(content_type, body[:at] + b"\xff" + body[at:])
     assert len(message.references) == 1 and len(message.parts) == 1
@@ -583,7 +586,7 @@ def test_a_comment_or_pi_inside_a_header_field_is_read_around_it(inside: Any) ->
     """On an unsigned channel too, ``ab<!--x-->cd`` in a header field reads ``abcd``: the
     reader drops comments and PIs and reads each field's whole text."""
     out = outgoing(di01())
-    content_type, body = ebms.business_message(out)
+    content_type, body = compose.business_message(out)
     start = body.index(b"<?xml")
     end = body.index(b"</soap:Envelope>") + len(b"</soap:Envelope>")
     root = etree.fromstring(body[start:end])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway.ebms import compose
 from gateway.ebms import message as ebms
 from tests.ebmskit import (
     Capture,
@@ -24,9 +25,9 @@ def _answer(capture: Capture, index: int, action: str) -> bytes:
     """The partner MSH's Acknowledgment (or a MessageError) for a message it received."""
     message = ebms.read(capture.content_types[index], capture.received[index])
     if action == "Acknowledgment":
-        return ebms.acknowledgment(message, "peer.test")
+        return compose.acknowledgment(message, "peer.test")
     error = ebms.EbmsError("ValueNotRecognized", "//Header/MessageHeader/Action", "unknown")
-    return ebms.message_error(message, [error], "peer.test")
+    return compose.message_error(message, [error], "peer.test")
 
 
 async def test_delivered_when_the_partner_acknowledges(tmp_path: Path, capture: Capture) -> None:

@@ -19,7 +19,7 @@ import pytest
 from lxml import etree
 
 from gateway.config import load as load_config
-from gateway.ebms import checks
+from gateway.ebms import checks, compose
 from gateway.ebms import message as ebms
 from gateway.ebms.cpa import parse
 from gateway.ebms.cpastore import CpaStore
@@ -60,7 +60,9 @@ def signer(tmp_path_factory: pytest.TempPathFactory) -> Signer:
 
 
 def _signed(signer: Signer, **changes: object) -> ebms.EbmsMessage:
-    content_type, body = ebms.business_message(outgoing(di01(), **changes), seal=signed_by(signer))
+    content_type, body = compose.business_message(
+        outgoing(di01(), **changes), seal=signed_by(signer)
+    )
     return ebms.read(content_type, body)
 
 
@@ -110,7 +112,7 @@ def test_algorithms_other_than_the_cpas_are_refused(signer: Signer) -> None:
     sha512 = Algorithms("http://www.w3.org/2001/04/xmlenc#sha512", SHA256.signature)
     with pytest.raises(SignatureProblem, match="DigestMethod differs"):
         verify(message.envelope, _parts(message), certificate=signer.certificate, algorithms=sha512)
-    unsigned = ebms.read(*ebms.business_message(outgoing(di01())))
+    unsigned = ebms.read(*compose.business_message(outgoing(di01())))
     with pytest.raises(SignatureProblem, match="not signed"):
         verify(unsigned.envelope, {}, certificate=signer.certificate, algorithms=SHA256)
 
@@ -182,7 +184,7 @@ def test_the_header_is_read_from_what_the_signature_covers(
     """The forgery leaves the signature valid (the XPath filter drops it); the reader names
     it as a problem, and the message read from what verify covered is the signed one."""
     out = outgoing(di01())
-    message = ebms.read(*ebms.business_message(out, seal=_forging(signer, forge)))
+    message = ebms.read(*compose.business_message(out, seal=_forging(signer, forge)))
     assert message.message_id == "forged@peer.test"  # the first found: the forgery
     assert [p.code for p in message.problems][:1] == ["Inconsistent"]
     covered = verify(
@@ -205,7 +207,7 @@ def test_a_header_read_outside_the_signature_is_a_security_failure(
         "CPA_TEST_gateway_1"
     ]
     out = outgoing(di01())
-    message = ebms.read(*ebms.business_message(out, seal=_forging(signer, forge)))
+    message = ebms.read(*compose.business_message(out, seal=_forging(signer, forge)))
     checked = checks.check(dataclasses.replace(message, problems=()), link)
     assert [(e.code, e.description) for e in checked.errors] == [
         ("SecurityFailure", "the header read is not the header signed")
@@ -233,7 +235,7 @@ def test_an_ack_requested_of_the_next_msh_stays_not_supported_when_signed(
         ack.set(ebms.soap("actor"), NEXT_MSH)
         sign(root, parts)
 
-    message = ebms.read(*ebms.business_message(outgoing(di01()), seal=seal))
+    message = ebms.read(*compose.business_message(outgoing(di01()), seal=seal))
     codes = [(e.code, e.location) for e in checks.check(message, link).errors]
     assert codes == [("NotSupported", "//Header/AckRequested")]
 
@@ -274,7 +276,7 @@ def test_a_comment_added_to_a_signed_element_changes_nothing_read(
     MessageId whole, as signed (not the piece before the comment)."""
     link = _link(gateway_with_cpa(tmp_path, capture, peer_signer=signer))
     out = outgoing(di01())
-    message = ebms.read(*ebms.business_message(out, seal=_forging(signer, COMMENT)))
+    message = ebms.read(*compose.business_message(out, seal=_forging(signer, COMMENT)))
     assert message.message_id == out.message_id
     checked = checks.check(message, link)
     assert checked.errors == [] and checked.message.message_id == out.message_id
@@ -305,7 +307,7 @@ def test_a_pi_or_an_element_signed_inside_a_leaf_is_refused(
         forge(root)
         sign(root, parts)
 
-    message = ebms.read(*ebms.business_message(outgoing(di01()), seal=seal))
+    message = ebms.read(*compose.business_message(outgoing(di01()), seal=seal))
     errors = checks.check(message, link).errors
     assert [(e.code, e.location) for e in errors] == [expected]
 
@@ -320,7 +322,7 @@ async def test_signed_message_is_accepted_and_the_ack_is_signed_by_the_gateway(
     gateway_cert = gateway_certificate(setup)
     async with running(setup):
         out = outgoing(di01())
-        signed = ebms.business_message(out, seal=signed_by(signer))
+        signed = compose.business_message(out, seal=signed_by(signer))
         assert (await post_ebms(setup, signed))[0] == 204
         await eventually(lambda: capture.received)
         ack = ebms.read("text/xml", capture.received[0])
@@ -336,9 +338,9 @@ async def test_a_comment_in_the_signed_message_id_is_acknowledged_under_the_whol
     setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer)
     async with running(setup):
         out = outgoing(di01())
-        assert (await post_ebms(setup, ebms.business_message(out, seal=_forging(signer, COMMENT))))[
-            0
-        ] == 204
+        assert (
+            await post_ebms(setup, compose.business_message(out, seal=_forging(signer, COMMENT)))
+        )[0] == 204
         await eventually(lambda: capture.received)
         ack = ebms.read("text/xml", capture.received[0])
         assert ack.action == "Acknowledgment" and ack.ref_to_message_id == out.message_id
@@ -352,7 +354,7 @@ async def test_a_message_not_signed_by_the_cpas_key_is_a_security_failure(
     async with running(setup):
         out = outgoing(di01())
         seal = None if signing == "unsigned" else signed_by(write_signer(tmp_path, "forger"))
-        assert (await post_ebms(setup, ebms.business_message(out, seal=seal)))[0] == 204
+        assert (await post_ebms(setup, compose.business_message(out, seal=seal)))[0] == 204
         await eventually(lambda: capture.received)
         root = etree.fromstring(capture.received[0])
         codes = [e.get(ebms.eb("errorCode")) for e in root.iter(ebms.eb("Error"))]
@@ -381,7 +383,7 @@ async def test_a_wrapped_signature_is_refused_and_nothing_accepted(
     async with running(setup):
         expired = datetime.now(UTC) - timedelta(minutes=1)
         out = outgoing(di01(), time_to_live=expired)
-        wrapped = ebms.business_message(out, seal=_forging(signer, forge))
+        wrapped = compose.business_message(out, seal=_forging(signer, forge))
         assert (await post_ebms(setup, wrapped))[0] == 204
         await eventually(lambda: capture.received)
         assert capture.actions() == ["MessageError"]
@@ -417,7 +419,7 @@ async def test_a_signed_receipt_repeats_what_the_partner_signed(
     setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer, ack_signed=True)
     gateway_cert = gateway_certificate(setup)
     async with running(setup):
-        sent = ebms.business_message(outgoing(di01(), ack_signed=True), seal=signed_by(signer))
+        sent = compose.business_message(outgoing(di01(), ack_signed=True), seal=signed_by(signer))
         assert (await post_ebms(setup, sent))[0] == 204
         await eventually(lambda: capture.received)
         ack = ebms.read("text/xml", capture.received[0])
@@ -434,7 +436,7 @@ def _receipt(capture: Capture, signer: Signer | None, *, repeat: bool = True) ->
     (unsigned without one), repeating that message's references unless told otherwise."""
     message = ebms.read(capture.content_types[0], capture.received[0])
     references = signed_references(message.envelope) if repeat else []
-    ack = ebms.acknowledgment(message, "peer.test", references)
+    ack = compose.acknowledgment(message, "peer.test", references)
     if signer is None:
         return ack
     root = etree.fromstring(ack)

@@ -20,10 +20,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-import cli
 from gateway import disclosure, stats
 from gateway.broker import sqlite_figures
 from gateway.broker.kafka_records import message_record, read_message, unframe
+from gateway.cli import figures as figures_cli
 from gateway.figures import Fact, FactKind, FigureKeys, extract
 from gateway.keyring import Keyring
 from gateway.portal.pages import euro
@@ -288,7 +288,7 @@ async def same_figures_everywhere(setup: Setup, figures: dict[str, Any]) -> None
     assert code == 0, table
     columns = ("verzoeken", "toewijzingen", "starts", "stops", "clienten")
     for row in stats.cells_and_totals(figures):
-        assert cli._figures_line(row, columns) in table.splitlines(), row
+        assert figures_cli._figures_line(row, columns) in table.splitlines(), row
     client, _ = await portal_session(setup, "0175")
     async with client, client.get(f"{setup.url}/portal/figures", ssl=setup.ssl_context()) as page:
         assert page.status == 200

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gateway import envelope as env
 from gateway import soap
+from gateway.ebms import compose
 from gateway.ebms import message as ebms
 from gateway.ebms.signing import Algorithms, SignatureProblem, Signer, verify
 from gateway.schemas import SchemaRegistry
@@ -177,8 +178,8 @@ def test_route_matcher_invariants(
 def _ebms_seeds() -> tuple[list[tuple[str, bytes]], Signer]:
     """An ebMS business message as sent, unsigned and signed (osb-rm-s, a fresh test key)."""
     signer = fresh_signer("fuzz")
-    plain = ebms.business_message(outgoing(di01()))
-    signed = ebms.business_message(outgoing(di01()), seal=signed_by(signer))
+    plain = compose.business_message(outgoing(di01()))
+    signed = compose.business_message(outgoing(di01()), seal=signed_by(signer))
     return [plain, signed], signer
 
 

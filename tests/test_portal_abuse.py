@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from gateway.broker.revocations import Revocations
-from gateway.portal.limits import SIGNINS_PER_PARTNER, SIGNINS_PER_PEER
+from gateway.portal.limits import SIGNINS_PER_PARTNER
 from gateway.server import build
 from tests.gatewaykit import Setup, hidden_field, make_setup, portal_session, rest, running
 
@@ -111,33 +111,32 @@ async def test_a_partner_over_its_rate_is_refused_on_every_portal_page_and_form(
             assert await with_cookie(setup, copied) == 303
 
 
-async def test_successful_sign_ins_are_limited_per_partner_and_per_address(
+async def test_successful_sign_ins_are_limited_per_partner_not_per_address(
     tmp_path: Path,
 ) -> None:
     """Every sign-in can become a sign-out each process must remember: a partner signing in
     over and over is refused (429, Retry-After, a page saying so) after
-    SIGNINS_PER_PARTNER in the window, and one address after SIGNINS_PER_PEER, whoever
-    signs in from it."""
+    SIGNINS_PER_PARTNER in the window. Another partner behind the same address (a proxy, a
+    municipal network) still signs in: one partner cannot lock others out."""
     setup = make_setup(tmp_path / "gw", 1)
     per_partner, _ = SIGNINS_PER_PARTNER
-    per_peer, _ = SIGNINS_PER_PEER
-    assert per_peer > per_partner
     async with (
         running(setup),
-        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client,
+        aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            # each sign-in brings its own TLS context, so kept-alive connections would pile
+            # up to the per-peer connection cap long before the sign-in limit
+            connector=aiohttp.TCPConnector(force_close=True),
+        ) as client,
     ):
         statuses = [(await sign_in(client, setup, "0150"))[0] for _ in range(per_partner)]
         assert statuses == [303] * per_partner
         status, after, text = await sign_in(client, setup, "0150")
         assert status == 429 and after is not None and int(after) >= 1
         assert "Too many sign-ins as 0150" in text and f"Wait {after} seconds" in text
-        # another partner from the same address, until the address is at its limit
-        rest_of_peer = per_peer - per_partner
-        statuses = [(await sign_in(client, setup, "0175"))[0] for _ in range(rest_of_peer)]
-        assert statuses == [303] * rest_of_peer
-        status, after, text = await sign_in(client, setup, "0175")
-        assert status == 429 and after is not None
-        assert "Too many sign-ins from your address" in text
+        # another partner from the same address is not held back by 0150's sign-ins
+        statuses = [(await sign_in(client, setup, "0175"))[0] for _ in range(3)]
+        assert statuses == [303] * 3
 
 
 async def test_a_full_list_of_sign_outs_pauses_sign_ins_and_never_revives_a_cookie(

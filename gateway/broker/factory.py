@@ -44,3 +44,22 @@ def open_broker(config: GatewayConfig, keyring: Keyring, *, node: str | None = N
         node=node or f"{socket.gethostname()}-{config.port}",
         audit_enabled=config.audit_enabled,
     )
+
+
+def reencryption_refused(config: GatewayConfig) -> str | None:
+    """Why ``ggk keys rotate --reencrypt`` cannot re-encrypt this backend's payloads, or
+    None (the embedded store can, with the gateway stopped)."""
+    if config.broker == "kafka":
+        return (
+            "--reencrypt is for the embedded backend: on Kafka the payloads stay sealed in the "
+            "cluster's topics under the key they were written with (docs/kafka.md)"
+        )
+    return None
+
+
+def reencrypt_payloads(config: GatewayConfig, keyring: Keyring) -> int:
+    """Re-encrypt the stored payloads under ``keyring``'s active key (the gateway stopped);
+    how many. Only where :func:`reencryption_refused` says None."""
+    from gateway.broker.sqlite import reencrypt_payloads as reencrypt
+
+    return reencrypt(config.database, keyring)

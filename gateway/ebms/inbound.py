@@ -40,7 +40,7 @@ from lxml import etree
 
 from gateway.broker.sqlite_ebms import ReceivedStore, SentStore
 from gateway.config import GatewayConfig, is_loopback
-from gateway.ebms import checks
+from gateway.ebms import checks, compose
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
@@ -73,7 +73,7 @@ class Answer:
 
 def _fault(text: str) -> web.Response:
     return web.Response(
-        body=ebms.soap_fault(text), status=500, content_type="text/xml", charset="utf-8"
+        body=compose.soap_fault(text), status=500, content_type="text/xml", charset="utf-8"
     )
 
 
@@ -196,10 +196,10 @@ class EbmsInbound:
             )
             if action in ("Acknowledgment", "MessageError"):
                 return Answer(web.Response(status=204))  # an error is never answered by one
-            error = ebms.message_error(message, list(message.problems), self.host)
+            error = compose.message_error(message, list(message.problems), self.host)
             return self._reply(self._seal(error, link), sync=False)
         if action == "Ping":
-            return self._reply(self._seal(ebms.pong(message, self.host), link), sync=False)
+            return self._reply(self._seal(compose.pong(message, self.host), link), sync=False)
         if action == "StatusRequest":
             asked_el = message.envelope.find(
                 f"{ebms.soap('Body')}/{ebms.eb('StatusRequest')}/{ebms.eb('RefToMessageId')}"
@@ -210,7 +210,7 @@ class EbmsInbound:
             known = await asyncio.to_thread(self.received.get, link.partner.id, asked)
             status = "Received" if known is not None else None
             body = self._seal(
-                ebms.status_response(message, status or "NotRecognized", None, self.host), link
+                compose.status_response(message, status or "NotRecognized", None, self.host), link
             )
             return self._reply(body, sync=False)
         if action in ("Acknowledgment", "MessageError"):
@@ -235,7 +235,7 @@ class EbmsInbound:
                 codes=[e.code for e in errors][:5],
             )
             return self._reply(
-                self._seal(ebms.message_error(message, errors, self.host), link), sync=sync
+                self._seal(compose.message_error(message, errors, self.host), link), sync=sync
             )
         assert binding is not None
         digest = _digest(message)
@@ -251,7 +251,7 @@ class EbmsInbound:
                     "//Header/MessageHeader/MessageData/MessageId",
                     "this MessageId was used for another message",
                 )
-                body = self._seal(ebms.message_error(message, [error], self.host), link)
+                body = self._seal(compose.message_error(message, [error], self.host), link)
                 return self._reply(body, sync=sync)
             log.info("ebms.duplicate", cpaid=link.cpa.cpaid)
             if earlier.answer is None:
@@ -276,12 +276,12 @@ class EbmsInbound:
             element = parse_untrusted(payload, self.limits)
         except UnsafeXml as exc:
             error = ebms.EbmsError("DeliveryFailure", message.references[0], exc.message[:200])
-            return self._seal(ebms.message_error(message, [error], self.host), link)
+            return self._seal(compose.message_error(message, [error], self.host), link)
         result = await self.ingress.accept_envelope(element, identity)
         if not isinstance(result, Accepted):
             text = f"{result.code}: {result.omschrijving}"
             error = ebms.EbmsError("DeliveryFailure", message.references[0], text)
-            return self._seal(ebms.message_error(message, [error], self.host), link)
+            return self._seal(compose.message_error(message, [error], self.host), link)
         log.info(
             "ebms.accepted",
             cpaid=link.cpa.cpaid,
@@ -297,7 +297,7 @@ class EbmsInbound:
                 if binding.channel.ack_signature_requested
                 else []
             )
-            return self._seal(ebms.acknowledgment(message, self.host, references), link)
+            return self._seal(compose.acknowledgment(message, self.host, references), link)
         return None
 
     # --- answering ----------------------------------------------------------------------------

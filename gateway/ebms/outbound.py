@@ -29,6 +29,7 @@ from lxml import etree
 
 from adapters.base import AdapterError, Outbound, PermanentError, RetryableError
 from gateway.config import GatewayConfig
+from gateway.ebms import compose
 from gateway.ebms import message as ebms
 from gateway.ebms.cpa import MAX_RESEND_WINDOW, ActionBinding, Channel, service_name
 from gateway.ebms.cpastore import Link
@@ -193,7 +194,7 @@ class EbmsOutbound:
         channel = route.ours.channel
         message_id = f"{item.message_id}.{item.delivery_id}@{self.host}"
         record = await asyncio.to_thread(
-            self.sent.first_attempt, message_id, route.link.cpa.cpaid, ebms.now()
+            self.sent.first_attempt, message_id, route.link.cpa.cpaid, compose.now()
         )
         if self._settled(record.outcome):
             return
@@ -207,7 +208,7 @@ class EbmsOutbound:
                 raise PermanentError(
                     "ebMS TimeToLive passed without an Acknowledgment", kind="ebms"
                 )
-        out = ebms.Outgoing(
+        out = compose.Outgoing(
             cpaid=route.link.cpa.cpaid,
             sender=ebms.PartyRef(
                 route.link.ours.oin, route.link.ours.party_id_type, route.link.ours.role
@@ -240,7 +241,7 @@ class EbmsOutbound:
                 signer.sign(root, parts, algorithms)
                 signed[:] = reference_digests(signed_references(root))
 
-        content_type, body = ebms.business_message(out, seal=seal)
+        content_type, body = compose.business_message(out, seal=seal)
         if channel.ack_signature_requested:
             await asyncio.to_thread(self.sent.expect_receipt, message_id, signed)
         waiter = self._waiters.setdefault(message_id, asyncio.Event())

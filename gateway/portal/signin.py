@@ -16,7 +16,6 @@ from gateway.ingest import Identity
 from gateway.portal.limits import (
     FAILURES_PER_PEER,
     SIGNINS_PER_PARTNER,
-    SIGNINS_PER_PEER,
     WindowLimit,
 )
 from gateway.portal.pages import Pages, PortalDeps, same_origin
@@ -34,8 +33,6 @@ class SignIn(Pages):
         super().__init__(deps, environment)
         self.failures = WindowLimit(*FAILURES_PER_PEER)
         """Failed sign-ins per peer address."""
-        self.by_peer = WindowLimit(*SIGNINS_PER_PEER)
-        """Successful sign-ins per peer address."""
         self.by_partner = WindowLimit(*SIGNINS_PER_PARTNER)
         """Successful sign-ins per partner (the operator counts as one)."""
 
@@ -91,15 +88,6 @@ class SignIn(Pages):
                 429,
                 wait,
                 f"Too many failed sign-ins. Wait {retry_after(wait)} seconds, then try again.",
-            )
-        if wait := self.by_peer.wait(peer, now):
-            log.warning("portal.signins_limited", peer=peer)
-            return await self.refused(
-                request,
-                429,
-                wait,
-                f"Too many sign-ins from your address. Wait {retry_after(wait)} seconds, "
-                "then sign in again.",
             )
         if wait := self.deps.broker.signins_paused():
             # the signed-out sessions every process must remember are at capacity: none is
@@ -167,7 +155,6 @@ class SignIn(Pages):
                 f"Too many sign-ins as {'the operator' if partner is None else partner}. "
                 f"Wait {retry_after(wait)} seconds, then sign in again.",
             )
-        self.by_peer.note(peer, now)
         self.by_partner.note(who, now)
         _, cookie = self.deps.keys.mint(partner, admin, via, now)
         log.info("portal.signed_in", who=partner or "operator", via=via, peer=peer)

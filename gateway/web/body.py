@@ -1,0 +1,128 @@
+"""Reading a request body within the gateway's limits: the partner's share of the memory
+budget, the size limit and the minimum body rate (gateway/admission.py); and parsing large
+inputs off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import aiohttp.http_exceptions
+import structlog
+from aiohttp import web
+
+from gateway.admission import (
+    ABANDONED,
+    DISCONNECTED,
+    BadEncoding,
+    BodyTooLarge,
+    BudgetExhausted,
+    abandoned,
+    decode_body,
+    paced,
+)
+from gateway.metrics import (
+    BODY_BUDGET_WAITS,
+)
+from gateway.web.answers import body_refusal, too_large
+from gateway.web.identify import identify
+from gateway.web.wiring import SOAP_ALLOWANCE, Gateway
+
+log = structlog.get_logger("ggk.server")
+
+
+T = TypeVar("T")
+
+
+async def off_loop(gw: Gateway, large: bool, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread when the input is large (at most LARGE_PARSES at once, more
+    would only fight over the GIL), inline otherwise: parsing megabytes must not stall the
+    loop that answers health checks and other partners."""
+    if not large:
+        return fn(*args)
+    async with gw.large_parses:
+        return await asyncio.to_thread(fn, *args)
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it passes ``limit`` bytes: for a small limit, less
+    than the application's client_max_size that ``request.read()`` would allow."""
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _holder(request: web.Request, gw: Gateway) -> str:
+    """Whose share of the body budget a request draws on: its partner, the operator, or (an
+    ebMS peer in loopback test mode) its address."""
+    identity = identify(request, gw)
+    if identity.partner is not None:
+        return identity.partner.id
+    return "operator" if identity.admin else f"peer {request.remote}"
+
+
+@contextlib.asynccontextmanager
+async def admitted(
+    request: web.Request, gw: Gateway, limit: int | None = None
+) -> AsyncIterator[bytes | web.Response]:
+    """The body of an authenticated request, read within its partner's share of the memory
+    budget (503 when it stays full), bounded in size (413, told by Content-Length before
+    anything is read) and in time (408: a client that trickles its body, or sends it slower
+    than ``min_body_rate`` after ``body_grace``, must not hold a handler or budget). A client
+    that hangs up mid-body is one log line and a 499 nobody receives, not a 500.
+    ``limit``: a smaller size than a message's (the admin API's small JSON bodies)."""
+    small = limit is not None
+    limit = gw.config.max_message_bytes + SOAP_ALLOWANCE if limit is None else limit
+    length = request.content_length
+    if length is not None and length > limit:
+        response = too_large(request, gw)
+        response.force_close()
+        yield response
+        return
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    encoded = encoding not in ("", "identity")
+    timeout = gw.config.body_timeout
+    try:
+        # a Content-Length of an encoded body says nothing about its decoded size
+        reserve = limit if length is None or encoded else length
+        async with gw.admission.bodies.reserve(_holder(request, gw), reserve, timeout):
+            try:
+                read = _read_at_most(request, limit) if small else request.read()
+                data = await paced(read, request.content, gw.admission.pace(timeout))
+            except web.HTTPRequestEntityTooLarge:
+                yield too_large(request, gw)
+                return
+            except TimeoutError:
+                log.warning("request.body_timeout", peer=request.remote, path=request.path)
+                yield body_refusal(request, gw, 408, "request body not received in time")
+                return
+            except DISCONNECTED:
+                abandoned(request)
+                yield web.Response(status=ABANDONED, reason="Client Closed Request")
+                return
+            except (web.RequestPayloadError, aiohttp.http_exceptions.HttpProcessingError):
+                yield body_refusal(request, gw, 400, "the request body could not be read (framing)")
+                return
+            try:
+                if encoded:
+                    data = await asyncio.to_thread(decode_body, data, encoding, limit)
+            except BodyTooLarge:
+                yield too_large(request, gw)
+                return
+            except BadEncoding:
+                yield body_refusal(request, gw, 400, f"the request body is not valid {encoding}")
+                return
+            yield data
+    except BudgetExhausted:
+        log.warning("request.body_budget_full", peer=request.remote, path=request.path)
+        BODY_BUDGET_WAITS.inc()
+        yield body_refusal(
+            request, gw, 503, "the gateway is busy with large messages; try again later"
+        )

@@ -1,0 +1,405 @@
+"""The REST API (``/api/v1``): a partner submits raw iWmo/iJw messages and reads its inbox;
+the operator reads dead letters and overdue retours and replays; gemeenten read their figures.
+:func:`submit_payload` is shared with the portal's upload.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from gateway import envelope as env
+from gateway import stats
+from gateway.ingest import Identity, Rejected
+from gateway.metrics import (
+    ACCEPTED,
+    REJECTED,
+)
+from gateway.offload import LARGE_PAYLOAD_BYTES
+from gateway.problems import (
+    problem,
+    query_float,
+    query_int,
+)
+from gateway.standards import Kind
+from gateway.validation import PayloadResult
+from gateway.web.body import admitted, off_loop
+from gateway.web.identify import anonymous, as_admin, as_partner, identify, over_rate
+from gateway.web.wiring import GATEWAY_KEY, Gateway
+from gateway.xmlsafe import ParseLimits, parse_untrusted
+from routing.partners import Partner, PartnerKind
+
+log = structlog.get_logger("ggk.server")
+
+
+REPLAY_BODY_BYTES = 4096
+"""POST /api/v1/admin/replay takes a JSON object of four short members."""
+
+
+ENVELOPE_ALLOWANCE = 8 * 1024
+"""Bytes of a Di01/Du01 around its base64 payload (stuurgegevens, parameters)."""
+
+
+MAX_CURSOR = 2**63 - 1
+
+
+async def submit_message(request: web.Request) -> web.Response:
+    """POST a raw iWmo/iJw message; the gateway wraps it in a Di01/Du01 for the sender."""
+    auth = as_partner(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, identity, partner = auth
+    async with admitted(request, gw) as payload:
+        if isinstance(payload, web.Response):
+            return payload
+        submitted = await submit_payload(
+            gw,
+            identity,
+            partner,
+            payload,
+            referentienummer=request.headers.get("Idempotency-Key") or None,
+            cross_ref=request.query.get("cross_ref") or None,
+        )
+        return submitted.response()
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What a raw submission came to: 202 and the accepted message, or a problem document."""
+
+    status: int
+    body: dict[str, Any]
+
+    def response(self) -> web.Response:
+        if self.status >= 400:
+            return problem(self.status, **self.body)
+        return web.json_response(self.body, status=self.status)
+
+
+def _refused(status: int, title: str, **extra: Any) -> Submitted:
+    return Submitted(status, {"title": title, **extra})
+
+
+async def _retour_reference(
+    gw: Gateway,
+    partner: Partner,
+    afzender: str,
+    heen_code: str,
+    heen: dict[str, Any] | None,
+    cross_ref: str | None,
+) -> str | Submitted:
+    """The crossRefnummer of a REST retour, or its refusal (StUF043). The heenbericht named
+    by the payload (its BerichtIdentificatie) decides; an explicit ``cross_ref`` must name
+    that same message, so it can never link a retour into another conversation. Without such
+    a heenbericht the retour is refused, unless ``[gateway] conversations = "lenient"``: then
+    ``cross_ref`` (a heenbericht that did not pass this gateway) is required and the retour
+    goes out unlinked; one naming another of this pair's messages is refused as well."""
+    other = _refused(
+        422,
+        "cross_ref does not name the heenbericht that this retour's BerichtIdentificatie "
+        "answers; leave it out",
+        code="StUF043",
+    )
+    if heen is not None:
+        if cross_ref is not None and cross_ref != heen["referentienummer"]:
+            return other
+        return str(heen["referentienummer"])
+    unknown = f"no {heen_code} with this Identificatie was sent to you through this gateway"
+    if gw.config.conversations != "lenient":
+        return _refused(422, unknown, code="StUF043")
+    if not cross_ref:
+        return _refused(
+            422,
+            f"{unknown}; give ?cross_ref=<its Di01 referentienummer> to send it unlinked",
+            code="StUF043",
+        )
+    named = await gw.broker.find_conversation(
+        cross_ref, zender=afzender, ontvanger=partner.id, kinds=("Di01",)
+    )
+    return other if named is not None else cross_ref
+
+
+async def submit_payload(
+    gw: Gateway,
+    identity: Identity,
+    partner: Partner,
+    payload: bytes,
+    *,
+    referentienummer: str | None = None,
+    cross_ref: str | None = None,
+    validated: PayloadResult | None = None,
+) -> Submitted:
+    """Validate a raw iWmo/iJw message, wrap it in a Di01/Du01 for ``partner`` and accept it
+    (the REST API and the portal's upload alike). ``validated``: the payload's validation
+    when the caller has it already (the portal showed its report)."""
+    fits = (gw.config.max_message_bytes - ENVELOPE_ALLOWANCE) * 3 // 4
+    if len(payload) > fits:
+        return _refused(
+            413,
+            f"payload is {len(payload):,} bytes; base64 in a Di01 it must fit the "
+            f"{gw.config.max_message_bytes:,}-byte message limit (at most {fits:,} bytes)",
+            code="IB007",
+        )
+    result = (
+        validated if validated is not None else await gw.ingress.payloads.validate_payload(payload)
+    )
+    if result.identified is None or result.root is None:
+        errors = result.report.errors
+        return _refused(
+            422,
+            errors[0].message if errors else "not an iWmo/iJw message",
+            code="StUF055",
+            problems=[p.to_dict() for p in errors],
+        )
+    message, root = result.identified.message, result.root
+    header = root.find("{*}Header")
+    afzender = header.findtext("{*}Afzender") if header is not None else None
+    ontvanger = header.findtext("{*}Ontvanger") if header is not None else None
+    if referentienummer is not None and not env.UUID4.match(referentienummer):
+        return _refused(
+            400,
+            "Idempotency-Key must be a lower-case UUID v4 (it becomes the "
+            "envelope referentienummer)",
+        )
+    zender, applicatie = partner.id, gw.config.applicatie
+    if message.kind is Kind.RETOUR:
+        assert message.pair is not None
+        heen_code = f"{message.standard.message_prefix}{message.pair}"
+        ident = (
+            header.findtext("{*}BerichtIdentificatie/{*}Identificatie")
+            if (header is not None)
+            else None
+        )
+        # Only a heen message addressed to the caller can be answered by it; any other looks
+        # exactly like one this gateway never saw. The payload's own reference decides.
+        heen = await gw.broker.find_heen(
+            afzender or "", heen_code, ident or "", ontvanger=partner.id
+        )
+        linked = await _retour_reference(gw, partner, afzender or "", heen_code, heen, cross_ref)
+        if isinstance(linked, Submitted):
+            return linked
+        cross_ref = linked
+        data = env.build_du01(
+            payload,
+            zender=zender,
+            zender_applicatie=applicatie,
+            ontvanger=afzender or "",
+            functie=message.code,
+            cross_ref=cross_ref,
+            referentienummer=referentienummer,
+        )
+    else:
+        data = env.build_di01(
+            payload,
+            zender=zender,
+            zender_applicatie=applicatie,
+            ontvanger=ontvanger or "",
+            functie=message.code,
+            referentienummer=referentienummer,
+        )
+    large = len(data) > LARGE_PAYLOAD_BYTES
+    element = await off_loop(gw, large, parse_untrusted, data, _no_limit(gw))
+    outcome = await gw.ingress.accept_envelope(element, identity, offload=large)
+    if isinstance(outcome, Rejected):
+        REJECTED.labels(code=outcome.code).inc()
+        status = 503 if outcome.code == "StUF046" else 403 if outcome.code == "StUF052" else 422
+        return _refused(status, outcome.omschrijving, code=outcome.code)
+    ACCEPTED.labels(functie=message.code, duplicate=str(outcome.duplicate).lower()).inc()
+    return Submitted(
+        202,
+        {
+            "id": outcome.message_id,
+            "referentienummer": outcome.referentienummer,
+            "duplicate": outcome.duplicate,
+            "destinations": list(outcome.destinations),
+        },
+    )
+
+
+def _no_limit(gw: Gateway) -> ParseLimits:
+    # The envelope we just built is 4/3 of a payload that already passed the size limit.
+    return ParseLimits(max_bytes=gw.limits.max_bytes * 2, max_depth=gw.limits.max_depth)
+
+
+async def message_status(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
+    if identity.partner is None and not identity.admin:
+        anonymous(gw, identity, "401", "rest")
+        return problem(401, "a credential is required")
+    limited = over_rate(request, gw, identity)
+    if limited is not None:
+        return limited
+    viewer = None if identity.admin else identity.partner.id if identity.partner else None
+    view = await gw.broker.view(request.match_info["id"], viewer)
+    if view is None:  # also for messages of others: no existence oracle
+        return problem(404, "no such message")
+    return web.json_response(with_times(view.to_dict()))
+
+
+async def inbox(request: web.Request) -> web.Response:
+    auth = as_partner(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, _, partner = auth
+    limit = query_int(request, "limit", 100, 1, 1000)
+    items = await gw.broker.inbox(partner.id, limit, query_int(request, "after", 0, 0, MAX_CURSOR))
+    return web.json_response(
+        {
+            "partner": partner.id,
+            "messages": [with_times(i) for i in items],
+            "next": _next(items, limit),
+        }
+    )
+
+
+async def inbox_item(request: web.Request) -> web.Response:
+    auth = as_partner(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, _, partner = auth
+    data = await gw.broker.inbox_envelope(partner.id, request.match_info["id"])
+    if data is None:
+        return problem(404, "no such message in your inbox")
+    return web.Response(body=data, content_type="application/xml", charset="utf-8")
+
+
+async def inbox_ack(request: web.Request) -> web.Response:
+    auth = as_partner(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, _, partner = auth
+    if not await gw.broker.ack(partner.id, request.match_info["id"]):
+        return problem(404, "no such message waiting in your inbox")
+    return web.json_response({"acknowledged": request.match_info["id"]})
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    auth = as_admin(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, _ = auth
+    limit = query_int(request, "limit", 100, 1, 10000)
+    after = query_int(request, "after", 0, 0, MAX_CURSOR)
+    items = await gw.broker.dead_letters(request.query.get("partner"), limit, after)
+    return web.json_response(
+        {"dead_letters": [with_times(i) for i in items], "next": _next(items, limit)}
+    )
+
+
+def _next(items: list[dict[str, Any]], limit: int) -> int | None:
+    """The ``after`` of the next page, or None when this page was the last."""
+    return int(items[-1]["cursor"]) if len(items) == limit else None
+
+
+async def replay(request: web.Request) -> web.Response:
+    auth = as_admin(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, identity = auth
+    async with admitted(request, gw, REPLAY_BODY_BYTES) as data:
+        if isinstance(data, web.Response):
+            return data
+        try:
+            body = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            # RecursionError: nesting deeper than the interpreter's stack (a few KB of '[')
+            return problem(400, "body must be a JSON object")
+    if not isinstance(body, dict):
+        return problem(400, "body must be a JSON object")
+    message_id, partner, since = body.get("message_id"), body.get("partner"), body.get("since")
+    if not all(v is None or isinstance(v, str) for v in (message_id, partner)):
+        return problem(400, "message_id and partner are strings")
+    if since is not None and not (
+        isinstance(since, int | float) and not isinstance(since, bool) and math.isfinite(since)
+    ):
+        return problem(400, "since is a number (seconds since the epoch)")
+    if not isinstance(body.get("dead_only", True), bool):
+        return problem(400, "dead_only is true or false")
+    count = await gw.broker.replay(
+        message_id=message_id,
+        dead_only=body.get("dead_only", True),
+        since=float(since) if since is not None else None,
+        partner=partner,
+        actor=f"admin@{identity.peer}",
+    )
+    log.info(
+        "admin.replay",
+        count=count,
+        message_id=body.get("message_id"),
+        partner=body.get("partner"),
+        peer=identity.peer,
+    )
+    return web.json_response({"replayed": count})
+
+
+async def overdue(request: web.Request) -> web.Response:
+    auth = as_admin(request)
+    if isinstance(auth, web.Response):
+        return auth
+    gw, _ = auth
+    days = query_float(request, "days", gw.config.overdue_days, 0.0, 36500.0)
+    items = await gw.broker.overdue(time.time() - days * 86400, 10000)
+    return web.json_response({"days": days, "overdue": [with_times(i) for i in items]})
+
+
+async def figures(request: web.Request) -> web.Response:
+    """Beleidsinformatie: a gemeente reads its own figures, the operator everyone's."""
+    gw = request.app[GATEWAY_KEY]
+    identity = identify(request, gw)
+    asked = request.query.get("gemeente") or None
+    if identity.admin:
+        gemeente = asked
+    elif identity.partner is None:
+        anonymous(gw, identity, "401", "rest")
+        return problem(401, "a credential is required")
+    elif (limited := over_rate(request, gw, identity)) is not None:
+        return limited
+    elif identity.partner.kind is not PartnerKind.GEMEENTE:
+        return problem(403, "figures are for gemeenten and the operator")
+    elif asked not in (None, identity.partner.id):
+        return problem(403, "a gemeente reads its own figures only")
+    else:
+        gemeente = identity.partner.id
+    first, last = request.query.get("from"), request.query.get("to")
+    if any(m is not None and not stats.MONTH.fullmatch(m) for m in (first, last)):
+        return problem(400, "from and to are months, YYYY-MM")
+    wanted = request.query.get("format", "json")
+    if wanted not in ("json", "csv"):
+        return problem(400, "format is json or csv")
+    raw = await gw.broker.figures(stats.Scope(gemeente, first, last))
+    published = stats.publish(raw, gw.config.figures_min_cell)
+    if wanted == "csv":
+        return web.Response(text=stats.to_csv(published), content_type="text/csv")
+    return web.json_response(published)
+
+
+TIME_FIELDS = ("received_at", "updated_at", "next_attempt_at", "at")
+
+
+def rfc3339(value: object) -> object:
+    """Epoch seconds as an RFC 3339 UTC timestamp with milliseconds (None stays None)."""
+    if not isinstance(value, int | float):
+        return value
+    moment = datetime.fromtimestamp(value, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def with_times(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as the REST API shows it: times as RFC 3339, nested lists too."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in TIME_FIELDS:
+            out[key] = rfc3339(value)
+        elif isinstance(value, list):
+            out[key] = [with_times(v) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out
