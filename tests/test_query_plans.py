@@ -105,7 +105,7 @@ async def test_embedded_per_message_statements_use_a_narrowing_index(tmp_path: P
         assert await broker.view("m2000", viewer=RECEIVER) is not None
         assert await broker.view("m1000", viewer="0150") is not None
         assert await broker.view("m1001") is not None
-        assert [m["id"] for m in await broker.inbox(RECEIVER, 10)] == ["m2000"]
+        assert [m.id for m in await broker.inbox(RECEIVER, 10)] == ["m2000"]
         assert await broker.inbox_envelope(RECEIVER, "m2000") is not None
         assert await broker.ack(RECEIVER, "m2000") is True
         await broker.sent("0150", 10)

@@ -10,6 +10,7 @@ claimable again, so a crash never strands a message.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -119,6 +120,62 @@ class OpsSnapshot:
     last_checkpoint_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """A message waiting in a partner's inbox; ``cursor`` pages the list."""
+
+    cursor: int
+    id: str
+    kind: str
+    functie: str | None
+    zender: str
+    referentienummer: str
+    cross_ref: str | None
+    received_at: float
+    unlinked: bool
+    """A retour whose reference to its heenbericht was not checked (lenient conversations)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the REST API shows it (before its times are formatted)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A delivery that failed for good; ``cursor`` pages the list."""
+
+    cursor: int
+    id: str
+    referentienummer: str
+    functie: str | None
+    zender: str
+    destination: str
+    attempts: int
+    last_error: str | None
+    """The gateway's own words, never the partner's."""
+    updated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the REST API shows it (before its times are formatted)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueMessage:
+    """A heenbericht still unanswered after the overdue period."""
+
+    id: str
+    functie: str | None
+    zender: str
+    ontvanger: str
+    referentienummer: str
+    received_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the REST API shows it (before its times are formatted)."""
+        return dataclasses.asdict(self)
+
+
 @dataclass(slots=True)
 class MessageView:
     """A message as operators and partners see it: metadata, deliveries, history, conversation."""
@@ -178,7 +235,7 @@ class DeliveryQueue(Protocol):
 class PartnerInbox(Protocol):
     """Deliveries held for a partner to fetch (the ``inbox`` adapter) and acknowledge."""
 
-    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[dict[str, Any]]:
+    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[InboxItem]:
         """Up to ``limit`` waiting messages whose ``cursor`` is past ``after`` (paging)."""
         ...
 
@@ -229,8 +286,8 @@ class ReadViews(Protocol):
 
     async def dead_letters(
         self, partner: str | None, limit: int, after: int = 0
-    ) -> list[dict[str, Any]]: ...
-    async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]: ...
+    ) -> list[DeadLetter]: ...
+    async def overdue(self, older_than: float, limit: int) -> list[OverdueMessage]: ...
 
 
 class AuditTrail(Protocol):

@@ -50,9 +50,12 @@ from gateway.broker import kafka_audit, kafka_topics
 from gateway.broker import kafka_records as rec
 from gateway.broker.base import (
     AcceptOutcome,
+    DeadLetter,
+    InboxItem,
     MessageView,
     NewMessage,
     OpsSnapshot,
+    OverdueMessage,
     StorageError,
 )
 from gateway.broker.kafka_core import CLOSE_STEP_SECONDS, MAX_RECORD_BYTES, bounded
@@ -252,7 +255,7 @@ class KafkaBroker(KafkaRouting):
     async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:
         return await self.local.view(message_id, viewer)
 
-    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[dict[str, Any]]:
+    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[InboxItem]:
         return await self.local.inbox(partner, limit, after)
 
     async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
@@ -305,7 +308,7 @@ class KafkaBroker(KafkaRouting):
 
     async def dead_letters(
         self, partner: str | None, limit: int, after: int = 0
-    ) -> list[dict[str, Any]]:
+    ) -> list[DeadLetter]:
         return await self.local.dead_letters(partner, limit, after)
 
     async def replay(
@@ -352,7 +355,7 @@ class KafkaBroker(KafkaRouting):
             )
         return len(rows)
 
-    async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]:
+    async def overdue(self, older_than: float, limit: int) -> list[OverdueMessage]:
         return await self.local.overdue(older_than, limit)
 
     async def audit_search(

@@ -11,9 +11,12 @@ from typing import Any
 from gateway import stats
 from gateway.broker import sqlite_figures
 from gateway.broker.base import (
+    DeadLetter,
     DestinationQueue,
+    InboxItem,
     MessageView,
     OpsSnapshot,
+    OverdueMessage,
 )
 from gateway.broker.sqlite_core import SqliteCore
 from gateway.broker.sqlite_schema import OPEN_STATES
@@ -117,7 +120,7 @@ class SqliteViews(SqliteCore):
         ]
         return MessageView(data, deliveries, events, conversation)
 
-    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[dict[str, Any]]:
+    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[InboxItem]:
         rows = await self.read(
             "SELECT d.id AS cursor, m.id, m.kind, m.functie, m.zender, m.referentienummer, "
             "m.cross_ref, m.received_at, (m.kind <> 'Di01' AND m.heen_id IS NULL) AS unlinked "
@@ -125,7 +128,7 @@ class SqliteViews(SqliteCore):
             "WHERE d.destination = ? AND d.state = 'inbox' AND d.id > ? ORDER BY d.id LIMIT ?",
             (partner, after, limit),
         )
-        return [{**dict(r), "unlinked": bool(r["unlinked"])} for r in rows]
+        return [InboxItem(**{**dict(r), "unlinked": bool(r["unlinked"])}) for r in rows]
 
     async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
         rows = await self.read(
@@ -175,7 +178,7 @@ class SqliteViews(SqliteCore):
 
     async def dead_letters(
         self, partner: str | None, limit: int, after: int = 0
-    ) -> list[dict[str, Any]]:
+    ) -> list[DeadLetter]:
         rows = await self.read(
             "SELECT d.id AS cursor, m.id, m.referentienummer, m.functie, m.zender, "
             "d.destination, d.attempts, d.last_error, d.updated_at FROM deliveries d "
@@ -183,15 +186,15 @@ class SqliteViews(SqliteCore):
             "AND (? IS NULL OR d.destination = ?) AND d.id > ? ORDER BY d.id LIMIT ?",
             (partner, partner, after, limit),
         )
-        return [dict(r) for r in rows]
+        return [DeadLetter(**dict(r)) for r in rows]
 
-    async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]:
+    async def overdue(self, older_than: float, limit: int) -> list[OverdueMessage]:
         rows = await self.read(
             "SELECT m.id, m.functie, m.zender, m.ontvanger, m.referentienummer, m.received_at "
             f"FROM messages m WHERE {_OVERDUE} ORDER BY m.received_at LIMIT ?",
             (older_than, *AWAITING_RETOUR, limit),
         )
-        return [dict(r) for r in rows]
+        return [OverdueMessage(**dict(r)) for r in rows]
 
     async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
         rows = await self.read(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from gateway import envelope as env
 from gateway import stats
+from gateway.broker.base import DeadLetter, InboxItem
 from gateway.ingest import Identity, Rejected
 from gateway.metrics import (
     ACCEPTED,
@@ -254,7 +256,7 @@ async def inbox(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "partner": partner.id,
-            "messages": [with_times(i) for i in items],
+            "messages": [with_times(i.to_dict()) for i in items],
             "next": _next(items, limit),
         }
     )
@@ -290,13 +292,13 @@ async def dead_letters(request: web.Request) -> web.Response:
     after = query_int(request, "after", 0, 0, MAX_CURSOR)
     items = await gw.broker.dead_letters(request.query.get("partner"), limit, after)
     return web.json_response(
-        {"dead_letters": [with_times(i) for i in items], "next": _next(items, limit)}
+        {"dead_letters": [with_times(i.to_dict()) for i in items], "next": _next(items, limit)}
     )
 
 
-def _next(items: list[dict[str, Any]], limit: int) -> int | None:
+def _next(items: Sequence[InboxItem | DeadLetter], limit: int) -> int | None:
     """The ``after`` of the next page, or None when this page was the last."""
-    return int(items[-1]["cursor"]) if len(items) == limit else None
+    return int(items[-1].cursor) if len(items) == limit else None
 
 
 async def replay(request: web.Request) -> web.Response:
@@ -347,7 +349,7 @@ async def overdue(request: web.Request) -> web.Response:
     gw, _ = auth
     days = query_float(request, "days", gw.config.overdue_days, 0.0, 36500.0)
     items = await gw.broker.overdue(time.time() - days * 86400, 10000)
-    return web.json_response({"days": days, "overdue": [with_times(i) for i in items]})
+    return web.json_response({"days": days, "overdue": [with_times(i.to_dict()) for i in items]})
 
 
 async def figures(request: web.Request) -> web.Response:
