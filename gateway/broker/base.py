@@ -121,6 +121,46 @@ class OpsSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageRef:
+    """A stored message a conversation lookup found: enough to link an answer to it
+    (``kind`` and ``functie`` only from :meth:`ReadViews.find_conversation`)."""
+
+    id: str
+    zender: str
+    ontvanger: str
+    referentienummer: str
+    kind: str | None = None
+    functie: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentItem:
+    """A message a partner sent, as its Sent list shows it."""
+
+    id: str
+    kind: str
+    functie: str | None
+    ontvanger: str
+    referentienummer: str
+    received_at: float
+    bv03_ref: str
+    states: str | None
+    """Its deliveries' states, comma-separated."""
+    retour: str | None
+    """The newest retour's functie and retourcodes."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalItem:
+    """A refused submission (Fo03) of a partner."""
+
+    at: float
+    functie: str
+    referentienummer: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
 class InboxItem:
     """A message waiting in a partner's inbox; ``cursor`` pages the list."""
 
@@ -253,7 +293,7 @@ class ReadViews(Protocol):
         zender: str,
         ontvanger: str,
         kinds: tuple[str, ...] = ("Di01", "Du01"),
-    ) -> dict[str, Any] | None:
+    ) -> MessageRef | None:
         """The message of one of ``kinds`` that ``zender`` sent to ``ontvanger`` under
         ``referentienummer`` (the one a retour or Fo01 from ``ontvanger`` may refer to), or
         None, the same None whether no such reference exists or it belongs to another pair."""
@@ -261,7 +301,7 @@ class ReadViews(Protocol):
 
     async def find_heen(
         self, payload_sender: str, message_code: str, identificatie: str, *, ontvanger: str
-    ) -> dict[str, Any] | None:
+    ) -> MessageRef | None:
         """The Di01 of that payload header, if it was addressed to ``ontvanger``."""
         ...
 
@@ -275,12 +315,12 @@ class ReadViews(Protocol):
         ``last_error`` (the gateway's own words, never the partner's)."""
         ...
 
-    async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
+    async def sent(self, partner: str, limit: int) -> list[SentItem]:
         """The newest ``limit`` messages ``partner`` sent: Bv03, delivery states, newest
         retour (functie and retourcodes)."""
         ...
 
-    async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
+    async def refusals(self, partner: str, limit: int) -> list[RefusalItem]:
         """The newest ``limit`` refusals (Fo03s) of ``partner``'s submissions."""
         ...
 

@@ -52,10 +52,13 @@ from gateway.broker.base import (
     AcceptOutcome,
     DeadLetter,
     InboxItem,
+    MessageRef,
     MessageView,
     NewMessage,
     OpsSnapshot,
     OverdueMessage,
+    RefusalItem,
+    SentItem,
     StorageError,
 )
 from gateway.broker.kafka_core import CLOSE_STEP_SECONDS, MAX_RECORD_BYTES, bounded
@@ -234,8 +237,8 @@ class KafkaBroker(KafkaRouting):
         zender: str,
         ontvanger: str,
         kinds: tuple[str, ...] = ("Di01", "Du01"),
-    ) -> dict[str, Any] | None:
-        def lookup() -> Awaitable[dict[str, Any] | None]:
+    ) -> MessageRef | None:
+        def lookup() -> Awaitable[MessageRef | None]:
             return self.local.find_conversation(
                 referentienummer, zender=zender, ontvanger=ontvanger, kinds=kinds
             )
@@ -244,8 +247,8 @@ class KafkaBroker(KafkaRouting):
 
     async def find_heen(
         self, payload_sender: str, message_code: str, identificatie: str, *, ontvanger: str
-    ) -> dict[str, Any] | None:
-        def lookup() -> Awaitable[dict[str, Any] | None]:
+    ) -> MessageRef | None:
+        def lookup() -> Awaitable[MessageRef | None]:
             return self.local.find_heen(
                 payload_sender, message_code, identificatie, ontvanger=ontvanger
             )
@@ -258,13 +261,13 @@ class KafkaBroker(KafkaRouting):
     async def inbox(self, partner: str, limit: int, after: int = 0) -> list[InboxItem]:
         return await self.local.inbox(partner, limit, after)
 
-    async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
+    async def refusals(self, partner: str, limit: int) -> list[RefusalItem]:
         return await self.local.refusals(partner, limit)
 
     async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
         return await self.local.delivery_health(destinations)
 
-    async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
+    async def sent(self, partner: str, limit: int) -> list[SentItem]:
         return await self.local.sent(partner, limit)
 
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:

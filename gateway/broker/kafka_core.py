@@ -26,6 +26,7 @@ from gateway.audit import AuditEvent
 from gateway.broker import kafka_records as rec
 from gateway.broker import kafka_settle, kafka_topics
 from gateway.broker.base import (
+    MessageRef,
     StorageError,
 )
 from gateway.broker.kafka_ledger import LedgerKeeper
@@ -376,8 +377,8 @@ class KafkaCore:
                 await asyncio.sleep(0.05)
 
     async def _after_settling(
-        self, lookup: Callable[[], Awaitable[dict[str, Any] | None]]
-    ) -> dict[str, Any] | None:
+        self, lookup: Callable[[], Awaitable[MessageRef | None]]
+    ) -> MessageRef | None:
         """``lookup`` again once the view holds everything accepted before now. A retour can
         follow its heenbericht's Bv03 before the router (here or in another process) wrote
         that heenbericht to ``events``; refusing it as unknown would be wrong. Every miss takes

@@ -14,9 +14,12 @@ from gateway.broker.base import (
     DeadLetter,
     DestinationQueue,
     InboxItem,
+    MessageRef,
     MessageView,
     OpsSnapshot,
     OverdueMessage,
+    RefusalItem,
+    SentItem,
 )
 from gateway.broker.sqlite_core import SqliteCore
 from gateway.broker.sqlite_schema import OPEN_STATES
@@ -54,7 +57,7 @@ class SqliteViews(SqliteCore):
         zender: str,
         ontvanger: str,
         kinds: tuple[str, ...] = ("Di01", "Du01"),
-    ) -> dict[str, Any] | None:
+    ) -> MessageRef | None:
         marks = ", ".join("?" * len(kinds))
         rows = await self.read(
             "SELECT id, zender, ontvanger, kind, functie, referentienummer FROM messages "
@@ -62,18 +65,18 @@ class SqliteViews(SqliteCore):
             "LIMIT 1",
             (referentienummer, zender, ontvanger, *kinds),
         )
-        return dict(rows[0]) if rows else None
+        return MessageRef(**dict(rows[0])) if rows else None
 
     async def find_heen(
         self, payload_sender: str, message_code: str, identificatie: str, *, ontvanger: str
-    ) -> dict[str, Any] | None:
+    ) -> MessageRef | None:
         rows = await self.read(
             "SELECT id, zender, ontvanger, referentienummer FROM messages WHERE "
             "payload_sender = ? AND message_code = ? AND identificatie = ? AND kind = 'Di01' "
             "AND ontvanger = ? ORDER BY received_at DESC LIMIT 1",
             (payload_sender, message_code, identificatie, ontvanger),
         )
-        return dict(rows[0]) if rows else None
+        return MessageRef(**dict(rows[0])) if rows else None
 
     async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:
         rows = await self.read(
@@ -130,7 +133,7 @@ class SqliteViews(SqliteCore):
         )
         return [InboxItem(**{**dict(r), "unlinked": bool(r["unlinked"])}) for r in rows]
 
-    async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
+    async def sent(self, partner: str, limit: int) -> list[SentItem]:
         rows = await self.read(
             "SELECT m.id, m.kind, m.functie, m.ontvanger, m.referentienummer, m.received_at, "
             "m.bv03_ref, (SELECT GROUP_CONCAT(d.state) FROM deliveries d "
@@ -140,7 +143,7 @@ class SqliteViews(SqliteCore):
             "FROM messages m WHERE m.zender = ? ORDER BY m.received_at DESC LIMIT ?",
             (partner, limit),
         )
-        return [dict(r) for r in rows]
+        return [SentItem(**dict(r)) for r in rows]
 
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
         sealed = await self.inbox_sealed(partner, message_id)
@@ -196,13 +199,13 @@ class SqliteViews(SqliteCore):
         )
         return [OverdueMessage(**dict(r)) for r in rows]
 
-    async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
+    async def refusals(self, partner: str, limit: int) -> list[RefusalItem]:
         rows = await self.read(
             "SELECT at, functie, referentienummer, code FROM refusals WHERE partner = ? "
             "ORDER BY at DESC LIMIT ?",
             (partner, limit),
         )
-        return [dict(r) for r in rows]
+        return [RefusalItem(**dict(r)) for r in rows]
 
     async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
         """Per destination: when a delivery last succeeded, how many are being retried, and

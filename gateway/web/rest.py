@@ -18,7 +18,7 @@ from aiohttp import web
 
 from gateway import envelope as env
 from gateway import stats
-from gateway.broker.base import DeadLetter, InboxItem
+from gateway.broker.base import DeadLetter, InboxItem, MessageRef
 from gateway.ingest import Identity, Rejected
 from gateway.metrics import (
     ACCEPTED,
@@ -94,7 +94,7 @@ async def _retour_reference(
     partner: Partner,
     afzender: str,
     heen_code: str,
-    heen: dict[str, Any] | None,
+    heen: MessageRef | None,
     cross_ref: str | None,
 ) -> str | Submitted:
     """The crossRefnummer of a REST retour, or its refusal (StUF043). The heenbericht named
@@ -110,9 +110,9 @@ async def _retour_reference(
         code="StUF043",
     )
     if heen is not None:
-        if cross_ref is not None and cross_ref != heen["referentienummer"]:
+        if cross_ref is not None and cross_ref != heen.referentienummer:
             return other
-        return str(heen["referentienummer"])
+        return heen.referentienummer
     unknown = f"no {heen_code} with this Identificatie was sent to you through this gateway"
     if gw.config.conversations != "lenient":
         return _refused(422, unknown, code="StUF043")
