@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import audit
-from gateway.broker import revocations, sqlite_audit
+from gateway.broker import sqlite_audit, sqlite_sessions
 from gateway.broker.base import (
     AcceptOutcome,
     DeliveryState,
@@ -53,7 +53,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
     async def revoke_session(self, nonce: str, expires: float) -> None:
         now = self.clock()
         await self.write(
-            functools.partial(revocations.store, nonce=nonce, expires=expires, now=now)
+            functools.partial(sqlite_sessions.store, nonce=nonce, expires=expires, now=now)
         )
         self.revocations.add(nonce, expires, now)
 

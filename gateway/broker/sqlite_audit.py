@@ -8,12 +8,14 @@ keeps the records. Appends take the caller's connection inside its transaction, 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from gateway import audit
 from gateway.audit import CLEAR_FIELDS, GENESIS, AuditEvent, Tampered, Verdict
+from gateway.broker.trail import SignedHeads, TrailCheck, TrailError
 from gateway.keyring import Keyring
 
 SCHEMA = """
@@ -191,3 +193,103 @@ def checkpoints(db: sqlite3.Connection) -> list[dict[str, Any]]:
     """The signed checkpoints, oldest first."""
     db.row_factory = sqlite3.Row
     return [dict(r) for r in db.execute("SELECT * FROM audit_checkpoint ORDER BY seq")]
+
+
+class DatabaseTrail:
+    """The embedded store's trail for a command (:class:`gateway.broker.trail.OfflineTrail`)."""
+
+    def __init__(self, path: Path, keyring: Keyring) -> None:
+        self.path = path
+        self.keyring = keyring
+
+    def _open(self, *, write: bool = False) -> sqlite3.Connection:
+        try:
+            return open_trail(self.path, write=write)
+        except NoTrail as exc:
+            raise TrailError(str(exc)) from None
+
+    def check(self) -> None:
+        self._open().close()
+
+    def append(self, event: AuditEvent) -> None:
+        db = self._open(write=True)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            append(db, self.keyring, event, time.time())
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def size(self) -> int | None:
+        db = self._open()
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
+        finally:
+            db.close()
+
+    def verify(
+        self, external: list[dict[str, Any]] | None, progress: Callable[[int], None]
+    ) -> TrailCheck:
+        db = self._open()
+        try:
+            verdict = verify(db, self.keyring, external, progress=progress)
+        finally:
+            db.close()
+        return TrailCheck(
+            verdict.ok,
+            verdict.records,
+            verdict.checkpoints,
+            verdict.unsigned_tail,
+            verdict.reason,
+            bad_record=verdict.bad_seq,
+        )
+
+    def search(
+        self,
+        *,
+        message: str | None,
+        bsn: str | None,
+        partner: str | None,
+        since: float | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        db = self._open()
+        try:
+            return search(
+                db,
+                self.keyring if bsn else None,
+                message=message,
+                bsn=bsn,
+                partner=partner,
+                since=since,
+                limit=limit,
+            )
+        finally:
+            db.close()
+
+    def export(self, write: Callable[[dict[str, Any]], object]) -> int:
+        db = self._open()
+        try:
+            count = 0
+            for record in export(db, self.keyring):
+                record["secret_key_id"] = record.pop("key_id")
+                write(record)
+                count += 1
+            return count
+        finally:
+            db.close()
+
+    def checkpoint(self) -> SignedHeads:
+        db = self._open(write=True)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            made = checkpoint(db, self.keyring, time.time())
+            db.execute("COMMIT")
+            if made is None:
+                signed = checkpoints(db)
+                if not signed:
+                    raise TrailError("the audit log is empty")
+                made = {**signed[-1], "public_key": audit.public_key_text(self.keyring.verify_key)}
+        finally:
+            db.close()
+        return SignedHeads((made,), chains=False)

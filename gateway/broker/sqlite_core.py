@@ -16,7 +16,7 @@ from typing import IO, Any
 import structlog
 
 from gateway import audit
-from gateway.broker import revocations, sqlite_audit
+from gateway.broker import revocations, sqlite_audit, sqlite_sessions
 from gateway.broker.base import (
     NewMessage,
     StorageError,
@@ -82,7 +82,7 @@ class SqliteCore:
         if upgraded:
             log.info("broker.store_upgraded", path=str(self.path), steps=upgraded)
         await asyncio.to_thread(
-            self._write_db.executescript, SCHEMA + sqlite_audit.SCHEMA + revocations.SCHEMA
+            self._write_db.executescript, SCHEMA + sqlite_audit.SCHEMA + sqlite_sessions.SCHEMA
         )
         mismatch = await asyncio.to_thread(
             sqlite_audit.keyring_mismatch, self._write_db, self.keyring
@@ -103,7 +103,7 @@ class SqliteCore:
             log.warning("broker.leases_recovered", deliveries=recovered)
         self._read_db = await asyncio.to_thread(connect, self.path)
         now = self.clock()
-        self.revocations.load(await self.query(lambda db: revocations.live(db, now)), now)
+        self.revocations.load(await self.query(lambda db: sqlite_sessions.live(db, now)), now)
         self._queue = asyncio.Queue()
         self._writer_task = asyncio.create_task(self._writer(), name="sqlite-writer")
 

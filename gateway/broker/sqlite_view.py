@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from gateway.audit import AuditEvent
-from gateway.broker import revocations
+from gateway.broker import sqlite_sessions
 from gateway.broker.base import AcceptOutcome, NewMessage
 from gateway.broker.sqlite import SqliteBroker, prior_outcome, store_refusal
 from gateway.broker.sqlite_queue import replay_candidates
@@ -122,7 +122,7 @@ class ViewWrite:
 
     def session_revoked(self, nonce: str, expires: float, now: float) -> None:
         """A portal sign-out: kept in the view and honoured in memory at once."""
-        revocations.store(self._db, nonce, expires, now)
+        sqlite_sessions.store(self._db, nonce, expires, now)
         self._local.revocations.add(nonce, expires, now)
 
     def refusal(self, at: float, partner: str, event: AuditEvent) -> None:

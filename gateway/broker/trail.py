@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from gateway import audit
 from gateway.audit import AuditEvent
-from gateway.broker import sqlite_audit
 from gateway.broker.base import StorageError
 from gateway.keyring import Keyring, KeyringError
 
@@ -108,105 +105,9 @@ def open_trail(config: GatewayConfig, keyring: Keyring) -> OfflineTrail:
     if config.broker == "kafka":
         assert config.kafka is not None  # config.check
         return _ClusterTrail(config.kafka, keyring)
-    return _DatabaseTrail(config, keyring)
+    from gateway.broker.sqlite_audit import DatabaseTrail
 
-
-class _DatabaseTrail:
-    def __init__(self, config: GatewayConfig, keyring: Keyring) -> None:
-        self.path = config.database
-        self.keyring = keyring
-
-    def _open(self, *, write: bool = False) -> sqlite3.Connection:
-        try:
-            return sqlite_audit.open_trail(self.path, write=write)
-        except sqlite_audit.NoTrail as exc:
-            raise TrailError(str(exc)) from None
-
-    def check(self) -> None:
-        self._open().close()
-
-    def append(self, event: AuditEvent) -> None:
-        db = self._open(write=True)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            sqlite_audit.append(db, self.keyring, event, time.time())
-            db.execute("COMMIT")
-        finally:
-            db.close()
-
-    def size(self) -> int | None:
-        db = self._open()
-        try:
-            return int(db.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
-        finally:
-            db.close()
-
-    def verify(
-        self, external: list[dict[str, Any]] | None, progress: Callable[[int], None]
-    ) -> TrailCheck:
-        db = self._open()
-        try:
-            verdict = sqlite_audit.verify(db, self.keyring, external, progress=progress)
-        finally:
-            db.close()
-        return TrailCheck(
-            verdict.ok,
-            verdict.records,
-            verdict.checkpoints,
-            verdict.unsigned_tail,
-            verdict.reason,
-            bad_record=verdict.bad_seq,
-        )
-
-    def search(
-        self,
-        *,
-        message: str | None,
-        bsn: str | None,
-        partner: str | None,
-        since: float | None,
-        limit: int,
-    ) -> list[dict[str, Any]]:
-        db = self._open()
-        try:
-            return sqlite_audit.search(
-                db,
-                self.keyring if bsn else None,
-                message=message,
-                bsn=bsn,
-                partner=partner,
-                since=since,
-                limit=limit,
-            )
-        finally:
-            db.close()
-
-    def export(self, write: Callable[[dict[str, Any]], object]) -> int:
-        db = self._open()
-        try:
-            count = 0
-            for record in sqlite_audit.export(db, self.keyring):
-                record["secret_key_id"] = record.pop("key_id")
-                write(record)
-                count += 1
-            return count
-        finally:
-            db.close()
-
-    def checkpoint(self) -> SignedHeads:
-        db = self._open(write=True)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            made = sqlite_audit.checkpoint(db, self.keyring, time.time())
-            db.execute("COMMIT")
-            if made is None:
-                signed = sqlite_audit.checkpoints(db)
-                if not signed:
-                    raise TrailError("the audit log is empty")
-                made = {**signed[-1], "public_key": audit.public_key_text(self.keyring.verify_key)}
-        finally:
-            db.close()
-        return SignedHeads((made,), chains=False)
+    return DatabaseTrail(config.database, keyring)
 
 
 class _ClusterTrail:
