@@ -54,7 +54,7 @@ class StufAdapter:
             session=session, timeout=seconds, operation_timeout=seconds
         )
         self.client = zeep.Client(str(ontvang_wsdl()), transport=transport)  # type: ignore[no-untyped-call]
-        self.binding = self.client.service._binding
+        self.binding = _binding(self.client)
 
     def _call(self, item: Outbound) -> None:
         body = parse_own(item.envelope)
@@ -94,3 +94,10 @@ class StufAdapter:
 
     async def close(self) -> None:
         self.client.transport.session.close()
+
+
+def _binding(client: Any) -> Any:
+    """The WSDL's one SOAP binding, reached through zeep's public model (service → port →
+    binding) rather than the private ``client.service._binding``."""
+    service = next(iter(client.wsdl.services.values()))
+    return next(iter(service.ports.values())).binding

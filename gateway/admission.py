@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -43,36 +46,55 @@ ABANDONED = CLIENT_CLOSED
 closed request"): a 4xx, so it is never counted as a server error; nobody receives it."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Waiter:
+    order: tuple[int, int]
+    """(0 for a growing body, 1 for a new one; arrival): the order waiters are served in."""
     holder: str
     size: int
     granted: asyncio.Future[None]
+    ready: bool = False
+    """In the ready heap: it fits its holder's share and waits only for the budget."""
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return self.order < other.order
 
 
 class BodyBudget:
-    """A byte semaphore shared fairly: reserve ``n`` bytes for one holder (a partner), release
-    them when its request is done.
+    """A byte semaphore shared fairly: reserve ``n`` bytes for one holder (a partner), grow
+    the reservation as a body arrives, release it all when its request is done.
 
     Two bounds: all holders together at most ``capacity`` bytes, one holder at most
     ``share``. A request beyond its holder's share waits for that holder's own bodies only,
     never for anyone else's, and does not stand in anyone's way while it waits. Requests
     that fit their share but not the budget queue first come, first served: a large body is
-    not overtaken forever by small ones. With ``share`` at one message's worth, a partner
-    holding its bodies open (trickling, or simply many at once) keeps at most one message's
-    memory from the others. The uncontended path is two dictionary updates: no lock, no
-    wait."""
+    not overtaken forever by small ones. A body already being read that needs more room
+    (:meth:`Reservation.grow`) goes before new bodies: it is on its way to giving its bytes
+    back, and new ones waiting for the bytes it holds must not starve it. With ``share`` at
+    one message's worth, a partner holding its bodies open (trickling, or simply many at
+    once) keeps at most one message's memory from the others.
+
+    The uncontended path is two dictionary updates: no lock, no wait. Waiting costs
+    O(log n) per grant: each holder's waiters in a list of their own, and the ones that fit
+    their share in one heap in serving order; a release looks only at its own holder's
+    waiters and the heap's head, never at everyone parked."""
 
     def __init__(self, capacity: int, share: int | None = None) -> None:
         self.capacity = capacity
         self.share = capacity if share is None else max(1, min(share, capacity))
         self.in_use = 0
         self._held: dict[str, int] = {}
-        self._queue: list[_Waiter] = []
+        self._waiting: dict[str, deque[_Waiter]] = {}
+        self._ready: list[_Waiter] = []
+        self._arrivals = itertools.count()
 
     def held(self, holder: str) -> int:
         """Bytes ``holder`` holds now."""
         return self._held.get(holder, 0)
+
+    def waiting(self) -> int:
+        """Requests waiting for room now."""
+        return sum(len(each) for each in self._waiting.values())
 
     def _fits(self, holder: str, size: int) -> bool:
         return self._held.get(holder, 0) + size <= self.share
@@ -88,58 +110,121 @@ class BodyBudget:
             self._held[holder] = left
         else:
             del self._held[holder]  # bounded by the holders with a body in flight
+        if holder in self._waiting:
+            self._promote(holder)
+        if self._ready:
+            self._grant()
+
+    def _promote(self, holder: str) -> None:
+        """Move ``holder``'s waiters that now fit its share into the ready heap (its own
+        waiters only: a partner has a handful parked, bounded by its connections)."""
+        room = self.share - self._held.get(holder, 0)
+        for waiter in self._waiting[holder]:
+            if not waiter.ready and waiter.size <= room:
+                waiter.ready = True
+                heapq.heappush(self._ready, waiter)
 
     def _grant(self) -> None:
-        """Admit waiters in arrival order; one beyond its own share is skipped (it waits for
-        its holder alone), the first that does not fit the budget stops the others."""
-        waiting: list[_Waiter] = []
-        blocked = False
-        for waiter in self._queue:
+        """Admit ready waiters in serving order; the first that does not fit the budget
+        stops the others (first come, first served)."""
+        while self._ready:
+            waiter = self._ready[0]
             if waiter.granted.done():
-                continue  # gave up (timeout, cancelled)
-            if blocked or not self._fits(waiter.holder, waiter.size):
-                waiting.append(waiter)
-            elif self.in_use + waiter.size > self.capacity:
-                blocked = True
-                waiting.append(waiter)
-            else:
-                self._take(waiter.holder, waiter.size)
-                waiter.granted.set_result(None)
-        self._queue = waiting
+                heapq.heappop(self._ready)  # gave up; already out of its holder's list
+                continue
+            if not self._fits(waiter.holder, waiter.size):
+                heapq.heappop(self._ready)  # its holder took more since: back to waiting
+                waiter.ready = False
+                continue
+            if self.in_use + waiter.size > self.capacity:
+                return
+            heapq.heappop(self._ready)
+            self._leave(waiter)
+            self._take(waiter.holder, waiter.size)
+            waiter.granted.set_result(None)
+
+    def _leave(self, waiter: _Waiter) -> None:
+        mine = self._waiting[waiter.holder]
+        mine.remove(waiter)  # the holder's own few; mostly the first
+        if not mine:
+            del self._waiting[waiter.holder]
 
     def _abandon(self, waiter: _Waiter) -> None:
         waiter.granted.cancel()
-        self._queue.remove(waiter)
+        self._leave(waiter)
+        if waiter.ready:  # it may have stood first in line: let the ones behind it go
+            self._grant()
+
+    async def _acquire(self, holder: str, size: int, timeout: float | None, growing: bool) -> None:
+        """Take ``size`` bytes for ``holder``, waiting at most ``timeout`` seconds for them
+        (BudgetExhausted)."""
+        if (
+            not self._ready
+            and holder not in self._waiting
+            and self._fits(holder, size)
+            and self.in_use + size <= self.capacity
+        ):
+            self._take(holder, size)
+            return
+        order = (0 if growing else 1, next(self._arrivals))
+        waiter = _Waiter(order, holder, size, asyncio.get_running_loop().create_future())
+        self._waiting.setdefault(holder, deque()).append(waiter)
+        if self._fits(holder, size):
+            waiter.ready = True
+            heapq.heappush(self._ready, waiter)
+            self._grant()
+        try:
+            await asyncio.wait((waiter.granted,), timeout=timeout)
+        except BaseException:  # this task was cancelled, perhaps just as it was granted
+            if waiter.granted.done():
+                self._give(holder, size)
+            else:
+                self._abandon(waiter)
+            raise
+        if not waiter.granted.done():
+            self._abandon(waiter)
+            raise BudgetExhausted
 
     @contextlib.asynccontextmanager
-    async def reserve(self, holder: str, size: int, timeout: float) -> AsyncIterator[None]:
+    async def reserve(self, holder: str, size: int, timeout: float) -> AsyncIterator[Reservation]:
         """Hold ``size`` bytes (at most one share) for ``holder`` for the duration of the
-        block; BudgetExhausted when they are not granted within ``timeout``."""
+        block, and what the block grows it by; BudgetExhausted when they are not granted
+        within ``timeout``."""
         size = max(0, min(size, self.share))
-        if not self._queue and self._fits(holder, size) and self.in_use + size <= self.capacity:
-            self._take(holder, size)
-        else:
-            waiter = _Waiter(holder, size, asyncio.get_running_loop().create_future())
-            self._queue.append(waiter)
-            self._grant()
-            try:
-                await asyncio.wait((waiter.granted,), timeout=timeout)
-            except BaseException:  # this task was cancelled, perhaps just as it was granted
-                if waiter.granted.done():
-                    self._give(holder, size)
-                    self._grant()
-                else:
-                    self._abandon(waiter)
-                raise
-            if not waiter.granted.done():
-                self._abandon(waiter)
-                raise BudgetExhausted
+        await self._acquire(holder, size, timeout, growing=False)
+        reservation = Reservation(self, holder, size)
         try:
-            yield
+            yield reservation
         finally:
-            self._give(holder, size)
-            if self._queue:
-                self._grant()
+            self._give(holder, reservation.size)
+
+
+class Reservation:
+    """What one request holds of a :class:`BodyBudget`, grown as its body arrives."""
+
+    __slots__ = ("_budget", "holder", "size", "waiting")
+
+    def __init__(self, budget: BodyBudget, holder: str, size: int) -> None:
+        self._budget = budget
+        self.holder = holder
+        self.size = size
+        self.waiting = False
+        """Waiting for room to grow now (a timeout then means the budget was full)."""
+
+    async def cover(self, size: int, step: int, timeout: float | None = None) -> None:
+        """Hold at least ``size`` bytes (at most one share), growing in ``step`` bytes at
+        least so a body arriving in small chunks costs few grants; BudgetExhausted when
+        the room does not come within ``timeout`` (None: until cancelled)."""
+        share = self._budget.share
+        if size <= self.size or self.size >= share:
+            return
+        more = min(max(size - self.size, step), share - self.size)
+        self.waiting = True
+        try:
+            await self._budget._acquire(self.holder, more, timeout, growing=True)
+        finally:
+            self.waiting = False
+        self.size += more
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +283,39 @@ class BadEncoding(Exception):
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
+class Decoder:
+    """Undo a ``gzip``/``deflate`` Content-Encoding piece by piece, producing at most
+    ``limit`` bytes in all (BodyTooLarge beyond), so the decoded size can be reserved as it
+    grows instead of a whole message up front."""
+
+    __slots__ = ("_inflater", "limit", "size")
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        try:
+            self._inflater = zlib.decompressobj(_WBITS[encoding])
+        except KeyError:
+            raise BadEncoding(encoding) from None
+        self.limit = limit
+        self.size = 0
+
+    def feed(self, data: bytes, most: int) -> tuple[bytes, bool]:
+        """At most ``most`` decoded bytes of ``data`` (and of what earlier calls left
+        over), and whether there may be more to take out (call again with ``b""``)."""
+        try:
+            out = self._inflater.decompress(self._inflater.unconsumed_tail + data, most)
+        except zlib.error:
+            raise BadEncoding from None
+        self.size += len(out)
+        if self.size > self.limit:
+            raise BodyTooLarge
+        return out, bool(self._inflater.unconsumed_tail) or len(out) == most
+
+    def finish(self) -> None:
+        """BadEncoding when the encoded stream was cut short."""
+        if not self._inflater.eof:
+            raise BadEncoding
+
+
 def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
     """Undo a ``gzip``/``deflate`` Content-Encoding, producing at most ``limit`` bytes.
 
@@ -207,15 +325,9 @@ def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
     """
     if encoding in ("", "identity"):
         return data
-    try:
-        inflater = zlib.decompressobj(_WBITS[encoding])
-        out = inflater.decompress(data, limit + 1)
-    except (KeyError, zlib.error):
-        raise BadEncoding(encoding) from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise BodyTooLarge
-    if not inflater.eof:
-        raise BadEncoding(encoding)
+    decoder = Decoder(encoding, limit)
+    out, _ = decoder.feed(data, limit + 1)  # more than the limit raised BodyTooLarge
+    decoder.finish()
     return out
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.standards import BY_CODE
+from gateway.tables import Table, UnknownKey
 from gateway.xmlsafe import DEFAULT_MAX_BYTES
+from routing.table import RouteTable
 
 MIN_CELL_FLOOR = 3
 """The smallest base for beleidsinformatie: with 1 every count is exact, with 2 a published
@@ -64,6 +66,9 @@ class ConnectionLimits:
     (SOAP), before the body is read."""
     partner_burst: int = 200
     """Requests one partner may send at once before partner_rate applies."""
+    portal_upload_slots: int = 4
+    """Portal uploads read and checked at once (one per partner); an upload beyond them waits
+    its turn for up to UPLOAD_WAIT seconds (first come, first served), then 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,21 +206,33 @@ def is_loopback(host: str) -> bool:
 
 
 def load(path: Path) -> GatewayConfig:
-    """Read and check a gateway configuration file."""
+    """Read and check a gateway configuration file; a key no table knows is refused."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    try:
+        config = _read(Table(raw, "top level"), path)
+    except UnknownKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    check(config)
+    return config
+
+
+def _read(root: Table, path: Path) -> GatewayConfig:
+    """Every table of the file read through :class:`Table`: what is read here is what is
+    known (gateway/tables.py), so a typo cannot load silently."""
     base = path.resolve().parent
 
     def rel(value: str) -> Path:
         p = Path(value)
         return p if p.is_absolute() else base / p
 
-    gw = raw.get("gateway", {})
-    tls_raw = raw.get("tls")
+    gw, auth = root.table("gateway"), root.table("auth")
+    audit, figures, retour = root.table("audit"), root.table("figures"), root.table("retour")
+    tls_raw = root.table("tls")
     tls = None
-    if tls_raw:
+    if tls_raw.raw:
         try:
             tls = TlsConfig(
                 rel(tls_raw["cert"]),
@@ -225,13 +242,15 @@ def load(path: Path) -> GatewayConfig:
             )
         except KeyError as exc:
             raise ConfigError(f"{path}: [tls] needs {exc}") from None
+    delivery_raw, limits_raw = root.table("delivery"), root.table("limits")
     try:
-        delivery = DeliveryConfig(**raw.get("delivery", {}))
-        limits = ConnectionLimits(**raw.get("limits", {}))
+        delivery = DeliveryConfig(**delivery_raw.pick(DeliveryConfig))
+        limits = ConnectionLimits(**limits_raw.pick(ConnectionLimits))
     except TypeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    kafka = _kafka(raw["kafka"], path, rel) if "kafka" in raw else None
-    ebms = _ebms(raw["ebms"], path, rel) if "ebms" in raw else None
+    kafka = _kafka(root.table("kafka"), path, rel) if "kafka" in root else None
+    ebms = _ebms(root.table("ebms"), path, rel) if "ebms" in root else None
+    routes = [dict(entry.raw) for entry in root.tables("route", "route")]
     try:  # a number where the file has text: one line naming the file, not a traceback
         config = GatewayConfig(
             path=path.resolve(),
@@ -250,60 +269,51 @@ def load(path: Path) -> GatewayConfig:
             conversations=str(gw.get("conversations", "strict")),
             schema_dirs=tuple(rel(d) for d in gw.get("schema_dirs", [])),
             tls=tls,
-            admin_token_sha256=raw.get("auth", {}).get("admin_token_sha256"),
-            metrics_token_sha256=raw.get("auth", {}).get("metrics_token_sha256"),
-            metrics_from_loopback=bool(raw.get("auth", {}).get("metrics_from_loopback", False)),
+            admin_token_sha256=auth.get("admin_token_sha256"),
+            metrics_token_sha256=auth.get("metrics_token_sha256"),
+            metrics_from_loopback=bool(auth.get("metrics_from_loopback", False)),
             partners_file=rel(str(gw.get("partners", "partners.toml"))),
-            routes=list(raw.get("route", [])),
+            routes=routes,
             delivery=delivery,
-            overdue_days=float(raw.get("retour", {}).get("overdue_days", 3.0)),
+            overdue_days=float(retour.get("overdue_days", 3.0)),
             public_url=gw.get("public_url"),
-            keyring=rel(str(raw["audit"]["keyring"]))
-            if raw.get("audit", {}).get("keyring")
-            else None,
-            retention_days=float(raw.get("audit", {}).get("retention_days", 30.0)),
-            figures_min_cell=int(raw.get("figures", {}).get("min_cell", 5)),
-            checkpoint_seconds=float(raw.get("audit", {}).get("checkpoint_seconds", 60.0)),
-            audit_enabled=bool(raw.get("audit", {}).get("enabled", True)),
+            keyring=rel(str(audit["keyring"])) if audit.get("keyring") else None,
+            retention_days=float(audit.get("retention_days", 30.0)),
+            figures_min_cell=int(figures.get("min_cell", 5)),
+            checkpoint_seconds=float(audit.get("checkpoint_seconds", 60.0)),
+            audit_enabled=bool(audit.get("enabled", True)),
             broker=str(gw.get("broker", "sqlite")),
             kafka=kafka,
             ebms=ebms,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    check(config)
+    for table in (root, gw, auth, audit, figures, retour, tls_raw, delivery_raw, limits_raw):
+        table.done()
+    try:  # each [[route]]'s keys are the route table's to know (routing/table.py)
+        RouteTable.from_config(routes, str(path))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return config
 
 
-def _kafka(raw: dict[str, Any], path: Path, rel: Any) -> KafkaConfig:
+def _kafka(raw: Table, path: Path, rel: Any) -> KafkaConfig:
     if "bootstrap" not in raw:
         raise ConfigError(f"{path}: [kafka] needs bootstrap (host:port,...)")
     paths = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
     try:
-        return KafkaConfig(
-            **{k: (rel(v) if k in paths else v) for k, v in raw.items()},
-        )
-    except TypeError as exc:
+        picked = raw.pick(KafkaConfig)
+        raw.done()
+        return KafkaConfig(**{k: (rel(v) if k in paths else v) for k, v in picked.items()})
+    except (TypeError, UnknownKey) as exc:
         raise ConfigError(f"{path}: [kafka]: {exc}") from None
 
 
-def _ebms(raw: dict[str, Any], path: Path, rel: Any) -> EbmsConfig:
+def _ebms(raw: Table, path: Path, rel: Any) -> EbmsConfig:
     oin = str(raw.get("oin", ""))
     if not re.match(r"^[0-9]{20}(_[OTA]{1,3})?$", oin):
         raise ConfigError(f"{path}: [ebms] oin must be the gateway's OIN (20 digits), not {oin!r}")
-    unknown = set(raw) - {
-        "oin",
-        "cpa_dir",
-        "schema_dir",
-        "loopback_http",
-        "signing_key",
-        "signing_cert",
-        "timestamp_future_seconds",
-        "timestamp_past_seconds",
-    }
-    if unknown:
-        raise ConfigError(f"{path}: [ebms] has unknown settings {sorted(unknown)}")
-    return EbmsConfig(
+    config = EbmsConfig(
         oin=oin,
         cpa_dir=rel(str(raw.get("cpa_dir", "cpa"))),
         schema_dir=rel(str(raw["schema_dir"])) if raw.get("schema_dir") else None,
@@ -313,9 +323,14 @@ def _ebms(raw: dict[str, Any], path: Path, rel: Any) -> EbmsConfig:
         timestamp_future_seconds=_seconds(raw, "timestamp_future_seconds", 300, path),
         timestamp_past_seconds=_seconds(raw, "timestamp_past_seconds", 3600, path),
     )
+    try:
+        raw.done()
+    except UnknownKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config
 
 
-def _seconds(raw: dict[str, Any], key: str, default: int, path: Path) -> int:
+def _seconds(raw: Table, key: str, default: int, path: Path) -> int:
     """A whole number of seconds from 0 to 10 days."""
     value = raw.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 864_000:
@@ -364,6 +379,9 @@ def check(config: GatewayConfig) -> None:
     ):
         raise ConfigError(f"{config.path}: [limits] and body_timeout must be positive")
     _check_partner_limits(config.path, lim)
+    slots = lim.portal_upload_slots
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 64:
+        raise ConfigError(f"{config.path}: [limits] portal_upload_slots is a whole number 1-64")
     pacing = (lim.min_body_rate, lim.body_grace, lim.partner_inflight_body_mb)
     if not all(
         isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in pacing

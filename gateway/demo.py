@@ -131,6 +131,7 @@ min_body_rate = 16          # KiB/s a body must keep up once body_grace has pass
 body_grace = 5              # seconds before min_body_rate applies; 0 in min_body_rate: none
 partner_rate = 100          # requests/s one partner may send, sustained; beyond: 429
 partner_burst = 200         # requests one partner may send at once (then partner_rate)
+portal_upload_slots = 4     # portal uploads at once (one per partner); more wait 15 s, then 503
 
 [tls]
 cert = "{server.cert.relative_to(directory)}"

@@ -1,8 +1,9 @@
 """Message identification: namespace → standard, release, message type, and schema.
 
 Every iWmo/iJw root element is called ``Bericht``, so the namespace URI is what identifies a
-message (iwmo-ijw.md 1.1). The header's BerichtCode, BerichtVersie and BerichtSubversie are
-cross-checked against it, so a WMO302 body labelled 414 is caught with a sentence that says so.
+message (iStandaarden iWmo/iJw 3.2 XSD's, one namespace per bericht). The header's
+BerichtCode, BerichtVersie and BerichtSubversie are cross-checked against it, so a WMO302
+body labelled 414 is caught with a sentence that says so.
 """
 
 from __future__ import annotations
@@ -173,9 +174,10 @@ class Parties:
 def parties(root: etree._Element, message: MessageType) -> Parties | None:
     """Read sender, receiver and Identificatie from the payload header.
 
-    A retourbericht copies the heen header unchanged (iwmo-ijw.md 4.2): its sender is
-    Header/Ontvanger, its destination Header/Afzender, and its own identification is
-    IdentificatieRetour. Every place that routes, authorises or deduplicates uses this.
+    A retourbericht copies the heen header unchanged (iStandaarden iWmo/iJw 3.2,
+    retourberichten): its sender is Header/Ontvanger, its destination Header/Afzender, and
+    its own identification is IdentificatieRetour. Every place that routes, authorises or
+    deduplicates uses this.
     """
     header = root.find("{*}Header")
     if header is None:

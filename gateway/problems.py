@@ -84,12 +84,9 @@ async def problems_not_tracebacks(
         raise
     except asyncio.CancelledError:
         raise
-    except ConnectionResetError:
-        # the client hung up (mid-body, mostly caught where bodies are read): one line, no
-        # traceback, and a 499 in the access line (nobody receives it), never a 500
-        log.info("request.abandoned", path=request.path[:200])
-        return web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
     except Exception as exc:
+        # a client hanging up mid-body is caught where bodies are read (a 499 there); a
+        # reset here is the gateway's own outbound connection failing: a 500 like any other
         # the path is the caller's text: bounded, like the access log's
         log.error("request.failed", path=request.path[:200], error=type(exc).__name__)
         return _refusal(request, 500, "internal error; the operator can find it in the log")

@@ -1,9 +1,10 @@
 """Validation problems and reports: what went wrong, where, and what it maps to.
 
 A :class:`Problem` is an error *value*; nothing in the validation path raises for bad input.
-Each problem carries the control level of the standard (iwmo-ijw.md 4.1) and the code the
-receiver would answer with: level 1 (XSD) has no retourcode and becomes StUF055 in a Fo01;
-level 2 (in-message rules) is retourcode 0001; levels 3/4 carry their rule's own code.
+Each problem carries the control level of the standard (iStandaarden iWmo/iJw 3.2,
+controleniveaus) and the code the receiver would answer with: level 1 (XSD) has no retourcode
+and becomes StUF055 in a Fo01; level 2 (in-message rules) is retourcode 0001; levels 3/4 carry
+their rule's own code.
 """
 
 from __future__ import annotations

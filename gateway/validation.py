@@ -1,9 +1,10 @@
 """Validate one document: hardened parse → (SOAP/envelope unwrap) → identify → XSD → rules.
 
-The stages follow the control levels of the standard (iwmo-ijw.md 4.1): a document that is not
-well-formed or fails its XSD (level 1) is not looked at further; in-message rules (level 2) and
-the rules with their own retourcode (levels 3/4) run only on XSD-valid messages. Every failure
-is a :class:`Problem` in the returned report; nothing here raises for bad input.
+The stages follow the control levels of the standard (iStandaarden iWmo/iJw 3.2,
+controleniveaus): a document that is not well-formed or fails its XSD (level 1) is not looked at
+further; in-message rules (level 2) and the rules with their own retourcode (levels 3/4) run
+only on XSD-valid messages. Every failure is a :class:`Problem` in the returned report; nothing
+here raises for bad input.
 """
 
 from __future__ import annotations

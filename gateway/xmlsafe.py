@@ -84,6 +84,11 @@ def _parser() -> etree.XMLParser:
             # instead: size and markup count before parsing, depth after, no DTD at all.
             huge_tree=True,
             collect_ids=False,
+            # A comment inside a value splits its text: `<organisatie>01<!---->50</...>` is
+            # "0150" to the XSD and to the receiver, but `.text` would read "01". Comments are
+            # not character data (XML infoset), so they are dropped here and every reader sees
+            # the value whole. (ebMS found the same; gateway/ebms/message.py.)
+            remove_comments=True,
         )
         _local.parser = parser
     return parser

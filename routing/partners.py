@@ -11,12 +11,14 @@ import hashlib
 import hmac
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from gateway.standards import Party
+from gateway.tables import Table, UnknownKey
 
 
 class PartnerKind(StrEnum):
@@ -90,9 +92,15 @@ class PartnerRegistry:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise RegistryError(f"{path}: {exc}") from None
         partners = []
-        for i, entry in enumerate(data.get("partner", [])):
+        try:
+            root = Table(data, str(path))
+            entries = root.tables("partner", f"{path}: partner")
+            root.done()
+        except UnknownKey as exc:
+            raise RegistryError(str(exc)) from None
+        for i, entry in enumerate(entries):
             try:
-                delivery = entry.get("delivery", {})
+                delivery = entry.table("delivery", f"{entry.where}: [partner.delivery]")
                 partners.append(
                     Partner(
                         id=str(entry["id"]),
@@ -102,11 +110,14 @@ class PartnerRegistry:
                         cert_sha256=entry.get("cert_sha256"),
                         delivery=Delivery(
                             adapter=str(delivery.get("adapter", "inbox")),
-                            settings=_settings(delivery, path.resolve().parent),
+                            settings=_settings(delivery.raw, path.resolve().parent),
                         ),
                         oin=_oin(entry.get("oin")),
                     )
                 )
+                entry.done()  # [partner.delivery]'s other keys are its adapter's settings
+            except UnknownKey as exc:
+                raise RegistryError(str(exc)) from None
             except (KeyError, ValueError) as exc:
                 raise RegistryError(f"{path}: partner #{i + 1}: bad or missing {exc}") from None
         return cls(partners)
@@ -149,7 +160,7 @@ FILE_SETTINGS = ("path", "ca_file", "cert_file", "key_file")
 so a setup folder (like the demo) can be moved as a whole."""
 
 
-def _settings(delivery: dict[str, Any], base: Path) -> dict[str, Any]:
+def _settings(delivery: Mapping[str, Any], base: Path) -> dict[str, Any]:
     settings = {k: v for k, v in delivery.items() if k != "adapter"}
     for key in FILE_SETTINGS:
         value = settings.get(key)

@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from gateway.tables import Table, UnknownKey
 from routing.partners import PartnerKind
 
 
@@ -82,8 +83,9 @@ class RouteTable:
     @classmethod
     def from_config(cls, entries: list[dict[str, Any]], source: str = "config") -> RouteTable:
         rules = []
-        for i, entry in enumerate(entries):
+        for i, raw in enumerate(entries):
             try:
+                entry = Table(raw, f"{source}: route #{i + 1}")
                 kind = entry.get("sender_kind")
                 rules.append(
                     RouteRule(
@@ -99,6 +101,9 @@ class RouteTable:
                         final=bool(entry.get("final", False)),
                     )
                 )
+                entry.done()  # a misspelt key is refused, naming the nearest known one
+            except UnknownKey:
+                raise
             except (KeyError, ValueError) as exc:
                 raise ValueError(f"{source}: route #{i + 1}: bad or missing {exc}") from None
         return cls(rules)
@@ -106,7 +111,10 @@ class RouteTable:
     @classmethod
     def load(cls, path: Path) -> RouteTable:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return cls.from_config(data.get("route", []), str(path))
+        root = Table(data, str(path))
+        routes = root.get("route", [])
+        root.done()
+        return cls.from_config(routes, str(path))
 
     def route(self, msg: RoutedMessage) -> list[Destination] | Refusal:
         destinations: dict[str, Destination] = {}

@@ -2,13 +2,14 @@
 
 Test CPAs: two parties, the GGk envelope actions, one Digikoppeling profile.
 
-Written from the facts of ebms2-digikoppeling.md 9 (element order of cpp-cpa-2_0.xsd, the DK
-BusinessTransactionCharacteristics, a signal channel and an action channel per party). Test
+Written from the facts of OASIS ebXML CPPA 2.0 and Logius' Digikoppeling ebMS2 CPA rules
+(element order of cpp-cpa-2_0.xsd, the DK BusinessTransactionCharacteristics, a signal channel and an action channel per party). Test
 OINs and test values only; never an official CPA.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -247,9 +248,13 @@ class Capture:
     port: int = dataclasses.field(default_factory=free_port)
     received: list[bytes] = dataclasses.field(default_factory=list)
     content_types: list[str] = dataclasses.field(default_factory=list)
+    delay: float = 0.0
+    """Seconds each answer takes (a slow partner MSH)."""
 
     async def handle(self, request: web.Request) -> web.Response:
         assert request.headers["SOAPAction"] == '"ebXML"'
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.content_types.append(request.headers.get("Content-Type", ""))
         self.received.append(await request.read())
         return web.Response(status=204)
@@ -366,9 +371,14 @@ def status_request(asked: str, *, cpaid: str = "CPA_TEST_gateway_1", peer: Side 
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-def di01(referentienummer: str | None = None) -> bytes:
+def di01(referentienummer: str | None = None, identificatie: str | None = None) -> bytes:
+    """The WMO301 sample from 0150 in a Di01; ``identificatie``: its own Identificatie
+    (TR056 refuses a reused one, so a batch of distinct messages needs one each)."""
+    payload = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
+    if identificatie is not None:
+        payload = payload.replace(b"WMO301A0001", identificatie.encode())
     return env.build_di01(
-        (SAMPLES / "iwmo" / "wmo301.xml").read_bytes(),
+        payload,
         zender="0150",
         zender_applicatie="DOWRsociaal",
         ontvanger="12345678",

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import subprocess
 import urllib.parse
 import urllib.request
@@ -235,7 +236,8 @@ def prepare(
     text = _delivery(text, "12345678", 'adapter = "inbox"\n')
     (setup.directory / "partners.toml").write_text(text)
     config = setup.config_path.read_text()
-    config = config.replace("[tls]", "[unused_tls]").replace(
+    # the [tls] table left out (an unknown table would be refused, as a typo is)
+    config = re.sub(r"^\[tls\]\n(?:(?!\[).*\n)*", "", config, flags=re.M).replace(
         f"port = {setup.port}\n", f"port = {setup.port}\nplain_http = true\n"
     )
     config += f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n'

@@ -234,13 +234,84 @@ async def test_a_waiter_that_gives_up_leaves_nothing_behind() -> None:
         assert budget.in_use == 10
 
 
+async def test_when_the_first_in_line_gives_up_the_ones_behind_it_go() -> None:
+    """c waits behind b (first come, first served); b gives up: c goes at once, without
+    waiting for a release (before, it waited for the next body to end)."""
+    budget = BodyBudget(100, share=100)
+    order: list[str] = []
+    async with budget.reserve("a", 60, 1):
+        large = asyncio.create_task(_note(budget, "b", 50, order, timeout=0.01))
+        await asyncio.sleep(0)
+        small = asyncio.create_task(_note(budget, "c", 10, order))
+        await asyncio.sleep(0)
+        assert not small.done(), "c overtook b"
+        with pytest.raises(BudgetExhausted):
+            await large
+        await asyncio.wait_for(small, 5)
+        assert order == ["c"] and budget.in_use == 60
+    assert budget.in_use == 0 and budget.waiting() == 0
+
+
+async def test_a_growing_body_goes_before_new_ones_and_gives_all_back() -> None:
+    """a's body grows while c's new body waits for the budget: a gets its room first (it is
+    on its way to giving it back; c waiting for what a holds would otherwise wait for
+    nothing). At the end a gives back what it grew to."""
+    budget = BodyBudget(100, share=80)
+    order: list[str] = []
+    async with budget.reserve("a", 50, 1) as held:
+        new = asyncio.create_task(_note(budget, "c", 60, order))
+        await asyncio.sleep(0)
+        assert not new.done()
+        await asyncio.wait_for(held.cover(60, 20), 5)  # grows by a step of 20
+        assert held.size == 70 and budget.held("a") == 70 and budget.in_use == 70
+        await held.cover(65, 20)  # already covered: nothing to take
+        assert held.size == 70
+    await asyncio.wait_for(new, 5)
+    assert order == ["c"] and budget.in_use == 0 and budget.held("a") == 0
+
+
+async def test_growing_beyond_the_share_waits_for_the_holders_own_bodies() -> None:
+    """Two of a's bodies within a's share of 40: the second's growth waits until the first is
+    done, while b is admitted meanwhile."""
+    budget = BodyBudget(100, share=40)
+    async with budget.reserve("a", 10, 1) as second:
+        async with budget.reserve("a", 20, 1):
+            growing = asyncio.create_task(second.cover(30, 10))
+            await asyncio.sleep(0)
+            assert not growing.done() and second.waiting
+            async with budget.reserve("b", 40, 1):
+                assert budget.in_use == 70
+            assert not growing.done()
+        await asyncio.wait_for(growing, 5)
+        assert second.size == 30 and budget.held("a") == 30 and not second.waiting
+    assert budget.in_use == 0 and budget.waiting() == 0
+
+
+async def test_many_parked_waiters_are_served_in_order() -> None:
+    """A thousand waiters of many holders, each fitting its share but not the budget, go in
+    arrival order as the budget frees: the ordered queue keeps first come, first served."""
+    budget = BodyBudget(10, share=5)
+    order: list[str] = []
+    async with budget.reserve("x", 5, 1), budget.reserve("y", 5, 1):
+        tasks = []
+        for n in range(1000):
+            tasks.append(asyncio.create_task(_note(budget, f"h{n % 50}", 1, order)))
+            await asyncio.sleep(0)
+        assert budget.waiting() == 1000
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert order == [f"h{n % 50}" for n in range(1000)]
+    assert budget.in_use == 0 and budget.waiting() == 0
+
+
 async def _held_until_released(budget: BodyBudget, holder: str, size: int) -> None:
     async with budget.reserve(holder, size, 5):
         pass
 
 
-async def _note(budget: BodyBudget, holder: str, size: int, order: list[str]) -> None:
-    async with budget.reserve(holder, size, 5):
+async def _note(
+    budget: BodyBudget, holder: str, size: int, order: list[str], timeout: float = 5
+) -> None:
+    async with budget.reserve(holder, size, timeout):
         order.append(holder)
 
 
@@ -255,6 +326,8 @@ async def _note(budget: BodyBudget, holder: str, size: int, order: list[str]) ->
         ("partner_inflight_body_mb", "-1"),
         ("partner_inflight_body_mb", "1"),  # less than one message of 25 MiB
         ("partner_inflight_body_mb", "200"),  # more than the budget of 100 MiB
+        ("portal_upload_slots", "0"),
+        ("portal_upload_slots", "2.5"),
     ],
 )
 def test_bad_body_limits_are_refused_in_one_line(tmp_path: Path, key: str, value: str) -> None:

@@ -16,10 +16,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 from lxml import etree
+from structlog.testing import capture_logs
 
 from gateway import envelope as env
 from gateway.ebms import compose
 from gateway.ebms import message as ebms
+from gateway.ebms.outbox import POSTS_PER_PARTNER, SignalOutbox
+from gateway.ebms.signing import Algorithms, Signer
+from gateway.web.wiring import build
 from tests.conftest import sample
 from tests.ebmskit import (
     GATEWAY,
@@ -30,6 +34,7 @@ from tests.ebmskit import (
     add_second_partner,
     capturing,
     di01,
+    fresh_signer,
     gateway_with_cpa,
     outgoing,
     post_ebms,
@@ -302,6 +307,45 @@ async def test_a_second_singleton_element_is_inconsistent(
         assert await _inbox(setup) == []
 
 
+HUGE_YEAR = "1" * 5000 + "-01-01T00:00:00Z"
+"""A year of thousands of digits: once a ValueError out of int() and a 500 (REVIEW2 R1)."""
+
+
+async def test_a_huge_year_in_the_timestamp_is_a_message_error(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """Refused as any malformed Timestamp is: a MessageError ``Inconsistent`` naming it."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    async with running(setup):
+        assert (await post_ebms(setup, outgoing(di01(), timestamp=HUGE_YEAR)))[0] == 204
+        await eventually(lambda: capture.received)
+        assert capture.actions() == ["MessageError"]
+        assert _errors(capture.received[0]) == [
+            ("Inconsistent", "//Header/MessageHeader/MessageData/Timestamp")
+        ]
+        assert await _inbox(setup) == []
+
+
+async def test_a_huge_year_in_the_time_to_live_is_a_soap_fault(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """TimeToLive is read with the message, before the CPA is known: refused as any unreadable
+    message is, with a SOAP fault saying what is wrong (not an error page)."""
+    setup = gateway_with_cpa(tmp_path, capture)
+    async with running(setup):
+        content_type, body = compose.business_message(
+            outgoing(di01(), time_to_live=datetime(2099, 1, 1, tzinfo=UTC))
+        )
+        assert body.count(b"2099-01-01T00:00:00Z") == 1
+        body = body.replace(b"2099-01-01T00:00:00Z", HUGE_YEAR.encode())
+        status, answer = await post_ebms(setup, (content_type, body))
+        assert status == 500
+        fault = etree.fromstring(answer)
+        assert fault.tag == ebms.soap("Envelope")
+        assert "not an xsd:dateTime" in "".join(fault.itertext())
+        assert capture.received == [] and await _inbox(setup) == []
+
+
 async def test_ping_is_answered_with_pong(tmp_path: Path, capture: Capture) -> None:
     setup = gateway_with_cpa(tmp_path, capture)
     async with running(setup):
@@ -340,33 +384,75 @@ def _ping() -> bytes:
     )
 
 
-async def test_signals_posted_to_one_partner_at_once_are_bounded(tmp_path: Path) -> None:
-    """A partner whose endpoint never answers, sending Pings: at most POSTS_PER_PARTNER
-    Pongs are on their way at once, the rest dropped (each Ping still answered 204); once
-    the endpoint answers, Pongs go out again."""
-    from gateway.ebms.inbound import POSTS_PER_PARTNER
+async def test_a_burst_to_a_slow_endpoint_gets_every_acknowledgment(tmp_path: Path) -> None:
+    """A batch sender's 24 messages at once, its endpoint taking a while per signal: 8
+    Acknowledgments on their way at once, the rest waiting their turn, none dropped (each
+    is the receipt of a message we accepted; a dropped one means a resend hours later)."""
+    async with capturing(Capture(delay=0.3)) as slow:
+        setup = gateway_with_cpa(tmp_path, slow)
+        gateway = build(setup.config())
+        async with running(setup, gateway):
+            assert gateway.ebms is not None
+            messages = [outgoing(di01(identificatie=f"WMO301B{n:04}")) for n in range(24)]
+            answers = await asyncio.gather(*(post_ebms(setup, out) for out in messages))
+            assert answers == [(204, b"")] * 24
+            await eventually(lambda: len(slow.received) == 24)
+            acks = [ebms.read("text/xml", body) for body in slow.received]
+            assert {a.action for a in acks} == {"Acknowledgment"}
+            assert {a.ref_to_message_id for a in acks} == {m.message_id for m in messages}
+            assert gateway.ebms.outbox.dropped["0150"] == 0
+            assert len(await _inbox(setup)) == 24
+
+
+async def test_signals_to_an_endpoint_that_never_answers_are_bounded_and_counted(
+    tmp_path: Path,
+) -> None:
+    """A partner whose endpoint never answers, sending Pings: POSTS_PER_PARTNER Pongs on
+    their way, the line behind them filled to its bound (4 here), the rest dropped before
+    they are signed and reported in one log line with their count (each Ping is still
+    answered 204); once the endpoint answers, the waiting Pongs follow in order."""
+    signed: list[None] = []
+
+    class CountingSigner(Signer):
+        """The real signer, counting the signals it signs."""
+
+        def sign(
+            self, envelope: etree._Element, parts: dict[str, bytes], algorithms: Algorithms
+        ) -> None:
+            signed.append(None)
+            super().sign(envelope, parts, algorithms)
 
     async with capturing(Hanging()) as hanging:
         assert isinstance(hanging, Hanging)
-        setup = gateway_with_cpa(tmp_path, hanging)
-        async with running(setup):
-            pings = [_ping() for _ in range(POSTS_PER_PARTNER + 12)]
+        setup = gateway_with_cpa(tmp_path, hanging, peer_signer=fresh_signer("peer"))
+        gateway = build(setup.config())
+        assert gateway.ebms is not None and gateway.ebms.store.signer is not None
+        real = gateway.ebms.store.signer
+        gateway.ebms.store.signer = CountingSigner(real.key, real.certificate)
+        outbox = SignalOutbox(waiting=4, report_seconds=3600)
+        gateway.ebms.outbox = outbox
+        async with running(setup, gateway):
+            pings = [_ping() for _ in range(POSTS_PER_PARTNER + 4 + 3)]
             for ping in pings:
                 assert (await post_ebms(setup, ("text/xml", ping)))[0] == 204
             await eventually(lambda: hanging.pending == POSTS_PER_PARTNER)
+            assert outbox.in_flight("0150") == POSTS_PER_PARTNER
+            assert outbox.queued("0150") == 4
+            assert outbox.dropped["0150"] == 3
+            assert len(signed) == POSTS_PER_PARTNER + 4  # no signing for a dropped Pong
+            with capture_logs() as logs:
+                outbox.report()
+            dropped = [e for e in logs if e["event"] == "ebms.signals_dropped"]
+            assert [(e["partner"], e["count"]) for e in dropped] == [("0150", 3)]
             hanging.release.set()
-            await eventually(lambda: len(hanging.received) == POSTS_PER_PARTNER)
-
-            async def answered_again() -> bool:
-                assert (await post_ebms(setup, ("text/xml", _ping())))[0] == 204
-                await asyncio.sleep(0.1)
-                return len(hanging.received) > POSTS_PER_PARTNER
-
-            await eventually(answered_again)
-            asked = {ebms.read("text/xml", ping).message_id for ping in pings}
+            await eventually(lambda: len(hanging.received) == POSTS_PER_PARTNER + 4)
             pongs = [ebms.read("text/xml", body) for body in hanging.received]
             assert all(pong.action == "Pong" for pong in pongs)
-            assert len([p for p in pongs if p.ref_to_message_id in asked]) == POSTS_PER_PARTNER
+            asked = [ebms.read("text/xml", ping).message_id for ping in pings]
+            assert {p.ref_to_message_id for p in pongs} == set(asked[: POSTS_PER_PARTNER + 4])
+            assert (await post_ebms(setup, ("text/xml", _ping())))[0] == 204
+            await eventually(lambda: len(hanging.received) == POSTS_PER_PARTNER + 5)
+            assert outbox.dropped["0150"] == 3
 
 
 async def test_a_status_request_answers_only_about_the_requesters_own_messages(
@@ -614,6 +700,8 @@ def test_a_comment_or_pi_inside_a_header_field_is_read_around_it(inside: Any) ->
         "2026-12-06T12:00:00+0100",  # a compact offset
         "2026-12-06T12:00:00+15:00",  # beyond 14 hours
         "9999-12-31T23:00:00-14:00",  # past year 9999 in UTC
+        "1" * 5000 + "-01-01T00:00:00Z",  # past int()'s digit limit: no ValueError
+        "10000-01-01T00:00:00Z",  # a five-digit year
     ],
 )
 def test_only_the_xsd_datetime_form_is_a_time(text: str) -> None:
@@ -642,3 +730,44 @@ def test_a_duration_beyond_what_a_timedelta_holds_is_a_cpa_problem() -> None:
 
     with pytest.raises(ValueError, match="too long"):
         duration("P9999999999D")
+
+
+async def test_the_signal_line_is_bounded_by_bytes_and_reports_drops_per_interval() -> None:
+    """Besides the count: a partner's waiting bytes and all partners' together bound the
+    line; drops are one log line per partner per interval, with the count."""
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    def sending(name: str) -> Any:
+        async def send() -> None:
+            await release.wait()
+            sent.append(name)
+
+        return send
+
+    outbox = SignalOutbox(posts=1, waiting=10, waiting_bytes=100, total_waiting_bytes=150)
+    outbox.report_seconds = 0.05
+    with capture_logs() as logs:
+        for name, partner, size in [
+            ("a0", "a", 1),  # being sent
+            ("a1", "a", 60),
+            ("a2", "a", 40),  # a's 100 bytes
+            ("a3", "a", 1),  # dropped: a's bytes
+            ("b0", "b", 1),  # being sent
+            ("b1", "b", 50),  # all 150 bytes
+            ("b2", "b", 1),  # dropped: the total
+            ("b3", "b", 1),  # dropped: the total
+        ]:
+            if outbox.admit(partner, size):
+                outbox.put(partner, size, sending(name))
+        assert (outbox.queued("a"), outbox.queued("b")) == (2, 1)
+        assert outbox.dropped == {"a": 1, "b": 2}
+        await eventually(lambda: any(e["event"] == "ebms.signals_dropped" for e in logs))
+        release.set()
+        await eventually(lambda: len(sent) == 5)
+    assert sorted(sent) == ["a0", "a1", "a2", "b0", "b1"]
+    assert sent.index("a1") < sent.index("a2")
+    reports = [(e["partner"], e["count"]) for e in logs if e["event"] == "ebms.signals_dropped"]
+    assert reports == [("a", 1), ("b", 2)]
+    assert outbox.admit("a", 100) and outbox.queued("a") == 0
+    await outbox.close()

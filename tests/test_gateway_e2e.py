@@ -354,7 +354,8 @@ def test_zeep_sees_the_operations_and_actions_of_the_facts_sheet(tmp_path: Path)
         / ("ggk0210_OntvangAsynchroon.wsdl")
     )
     client = zeep.Client(str(wsdl))
-    binding = client.service._binding
+    service = next(iter(client.wsdl.services.values()))
+    binding = service.ports["OntvangAsynchroon"].binding  # zeep's public model, not _binding
     assert {name: binding.get(name).soapaction for name in ("ggk_Di01", "ggk_Du01", "Fo01")} == {
         "ggk_Di01": "http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Di01",
         "ggk_Du01": "http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Du01",

@@ -178,6 +178,12 @@ async def test_a_provider_uploads_and_a_gemeente_downloads(
         assert b"Di01" in envelope and re.fullmatch(
             r"[0-9a-f]{32}\.xml", download.suggested_filename
         )
+        # its page shows the contents decoded by the schema, typed (and accessible)
+        await gemeente.goto(f"{setup.url}/portal/messages/{download.suggested_filename[:-4]}")
+        contents = await gemeente.inner_text("section:has(h2:has-text('Inhoud van het bericht'))")
+        assert "Geslacht" in contents and "(datum)" in contents, contents
+        await accessible(gemeente, "05b-gemeente-message-contents")
+        await gemeente.goto(f"{setup.url}/portal/inbox")
         await gemeente.click("button:has-text('Acknowledge')")
         await gemeente.wait_for_load_state()
         assert "No messages are waiting" in await gemeente.inner_text("main")

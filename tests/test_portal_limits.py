@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from pathlib import Path
 
@@ -208,7 +209,8 @@ async def test_plain_http_answers_carry_no_hsts_but_stay_out_of_caches(tmp_path:
     """HSTS over plain HTTP would be ignored at best; on a development gateway (plain_http,
     loopback only) it is left out, ``no-store`` stays."""
     setup = make_setup(tmp_path / "gw", 9)
-    config = setup.config_path.read_text().replace("[tls]", "[unused_tls]")
+    # the [tls] table left out (an unknown table would be refused, as a typo is)
+    config = re.sub(r"^\[tls\]\n(?:(?!\[).*\n)*", "", setup.config_path.read_text(), flags=re.M)
     config = config.replace(f"port = {setup.port}\n", f"port = {setup.port}\nplain_http = true\n")
     setup.config_path.write_text(config)
     async with (
@@ -222,3 +224,72 @@ async def test_plain_http_answers_carry_no_hsts_but_stay_out_of_caches(tmp_path:
         assert answer.status == 200
         assert "Strict-Transport-Security" not in answer.headers
         assert answer.headers.get("Cache-Control") == "no-store"
+
+
+async def _trickle_upload(setup: Setup, client: aiohttp.ClientSession) -> asyncio.Task[bytes]:
+    """An upload of ``client``'s partner trickled a byte at a time: it holds a slot until
+    the gateway cuts it (408 at BODY_TIMEOUT)."""
+    boundary = "trickle"
+    head = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": "5000",
+    }
+    body = f"--{boundary}\r\n".encode() + b"x" * 4000
+    cookie = session_cookie(client)
+    task = asyncio.create_task(raw_post(setup, "/portal/upload", cookie, head, body, trickle=0.2))
+    await asyncio.sleep(0)
+    return task
+
+
+async def _settle(setup: Setup, client: aiohttp.ClientSession) -> None:
+    """One round trip: the trickled requests sent before it have been taken in."""
+    async with client.get(f"{setup.url}/healthz", ssl=setup.ssl_context()) as answer:
+        assert answer.status == 200
+
+
+async def _check_upload(setup: Setup, client: aiohttp.ClientSession, csrf: str) -> None:
+    form = aiohttp.FormData()
+    form.add_field("csrf", csrf)
+    form.add_field("action", "check")
+    form.add_field("file", (SAMPLES / "iwmo" / "wmo301.xml").read_bytes(), filename="wmo301.xml")
+    async with client.post(
+        f"{setup.url}/portal/upload", data=form, ssl=setup.ssl_context()
+    ) as page:
+        text = await page.text()
+        assert page.status == 200, text[:500]
+        assert "wmo301.xml: valid" in text
+
+
+async def test_two_partners_trickling_uploads_leave_slots_for_a_third(setup: Setup) -> None:
+    """Two slots held by two partners' trickled uploads refused every other upload (503)
+    until body_timeout (second review, S3): there are more slots now (portal_upload_slots,
+    4 by default), so a third partner's upload is checked while both trickle."""
+    async with running(setup):
+        provider, _ = await portal_session(setup, "12345678")
+        deventer, _ = await portal_session(setup, "0150")
+        gemeente, csrf = await portal_session(setup, "0175")
+        async with provider, deventer, gemeente:
+            trickles = [await _trickle_upload(setup, c) for c in (provider, deventer)]
+            await _settle(setup, gemeente)
+            assert not any(t.done() for t in trickles)
+            await _check_upload(setup, gemeente, csrf)
+            answers = [status_of(answer) for answer in await asyncio.gather(*trickles)]
+            assert answers == [408, 408], answers
+
+
+async def test_an_upload_beyond_the_slots_waits_its_turn(setup: Setup) -> None:
+    """With one slot held by a trickled upload, another partner's upload waits in line (its
+    body unread) and is checked once the trickle is cut, instead of a 503 at once."""
+    text = setup.config_path.read_text()
+    setup.config_path.write_text(
+        text.replace("portal_upload_slots = 4 ", "portal_upload_slots = 1 ")
+    )
+    assert "portal_upload_slots = 1" in setup.config_path.read_text()
+    async with running(setup):
+        provider, _ = await portal_session(setup, "12345678")
+        gemeente, csrf = await portal_session(setup, "0175")
+        async with provider, gemeente:
+            trickle = await _trickle_upload(setup, provider)
+            await _settle(setup, gemeente)
+            await _check_upload(setup, gemeente, csrf)
+            assert status_of(await trickle) == 408

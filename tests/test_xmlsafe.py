@@ -98,3 +98,12 @@ def test_validator_turns_hostile_input_into_a_problem_not_an_exception(
     big = Validator(validator.registry, ParseLimits(max_bytes=2000))
     report = big.validate(sample("iwmo/wmo301.xml").encode())
     assert [p.rule for p in report.problems] == ["XML-SIZE"]
+
+
+def test_a_comment_inside_a_value_does_not_hide_part_of_it() -> None:
+    """The XSD and the receiver read `01<!---->50` as "0150"; so must every reader of ours
+    (the envelope's zender, the rules): comments are dropped at parse, the text is whole."""
+    root = parse_untrusted(
+        b"<stuurgegevens><organisatie>01<!--x-->50</organisatie></stuurgegevens>"
+    )
+    assert root.findtext("organisatie") == "0150"

@@ -84,13 +84,10 @@ def audit_verify(checkpoint_file: Path | None, config_path: Path, as_json: bool)
     trail = _trail(config, ring)
     with _trail_errors():
         total = trail.size()
-        with progress_bar(as_json) as bar:
-            what = "verifying" if total is not None else "verifying the cluster's chains"
-            task = bar.add_task(what, total=total)
+        what = "verifying" if total is not None else "verifying the cluster's chains"
+        with progress_bar(as_json, what, total) as bar:
             try:
-                verdict = trail.verify(
-                    external, progress=lambda done: bar.update(task, completed=done)
-                )
+                verdict = trail.verify(external, progress=bar.update)
             except BadCheckpoints as exc:
                 raise UsageOrIOError(f"{checkpoint_file}: {exc}") from None
     if verdict.partitions is not None:

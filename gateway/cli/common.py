@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import Progress
 
 from gateway.client import ClientError, GatewayClient, Unreachable
 from gateway.config import ConfigError, GatewayConfig
@@ -92,9 +90,42 @@ def call(fn: Callable[[], T]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
-def progress_bar(as_json: bool) -> Progress:
+class Progress:
+    """How far long work is, on a progress line (click's progressbar) on stderr; silent for
+    --json and when stderr is not a terminal. Without a total it counts (no percentage)."""
+
+    def __init__(self, label: str, total: int | None, shown: bool) -> None:
+        # a generator has no length: click then shows a moving bar and the count
+        items: Iterator[None] = (None for _ in ())
+        self._bar: Any = (
+            click.progressbar(items, length=total, label=label, file=sys.stderr, show_pos=True)
+            if shown
+            else None
+        )
+        self.done = 0
+
+    def advance(self, steps: int = 1) -> None:
+        self.done += steps
+        if self._bar is not None:
+            self._bar.update(steps)
+
+    def update(self, done: int) -> None:
+        """Set how much is done (a callback that reports a running total)."""
+        self.advance(done - self.done)
+
+    def __enter__(self) -> Progress:
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def progress_bar(as_json: bool, label: str, total: int | None = None) -> Progress:
     """A progress line on stderr for long work (not for --json or when not a terminal)."""
-    return Progress(disable=as_json or not sys.stderr.isatty(), console=Console(stderr=True))
+    return Progress(label, total, shown=not as_json and sys.stderr.isatty())
 
 
 def each_page(pages: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:

@@ -51,11 +51,10 @@ def _all_dead_letters(
     client: GatewayClient, partner: str | None, as_json: bool
 ) -> list[dict[str, Any]]:
     letters: list[dict[str, Any]] = []
-    with progress_bar(as_json) as bar:
-        task = bar.add_task("dead letters", total=None)
+    with progress_bar(as_json, "dead letters") as bar:
         for page in each_page(client.all_dead_letters(partner)):
             letters += page
-            bar.advance(task, len(page))
+            bar.advance(len(page))
     return letters
 
 
@@ -94,8 +93,8 @@ def replay(
         emit(result, as_json, f"replayed {result['replayed']} delivery(ies)")
         return
     if since is not None:
-        with progress_bar(as_json) as bar:  # one transaction in the gateway: a spinner, no total
-            bar.add_task("replaying", total=None)
+        # one transaction in the gateway: a bar without a total
+        with progress_bar(as_json, "replaying"):
             result = call(
                 lambda: client.replay(since=since.timestamp(), dead_only=False, partner=partner)
             )
@@ -104,9 +103,8 @@ def replay(
     dead = _all_dead_letters(client, partner, as_json)
     ids = sorted({d["id"] for d in dead})
     total = 0
-    with progress_bar(as_json) as bar:
-        task = bar.add_task("replaying", total=len(ids))
+    with progress_bar(as_json, "replaying", len(ids)) as bar:
         for mid in ids:
             total += call(partial(client.replay, message_id=mid, partner=partner))["replayed"]
-            bar.advance(task)
+            bar.advance()
     emit({"replayed": total}, as_json, f"replayed {total} dead-lettered delivery(ies)")

@@ -41,19 +41,18 @@ def inbox(partner: str, save: Path | None, config_path: Path, as_json: bool) -> 
     them, a page of 1,000 at a time."""
     client = gateway_client(config_path, partner)
     items: list[dict[str, Any]] = []
-    with progress_bar(as_json) as bar:
-        task = bar.add_task("saving" if save else "listing", total=None)
+    with progress_bar(as_json, "saving" if save else "listing") as bar:
         if save is None:
             for page in each_page(client.inbox_pages()):
                 items += page
-                bar.advance(task, len(page))
+                bar.advance(len(page))
         else:
             private_dir(save)
             # acknowledged messages leave the inbox: the first page is always the next one
             while page := call(lambda: client.inbox(1000))["messages"]:
                 for item in page:
                     _save_and_ack(client, save, item)
-                    bar.advance(task)
+                    bar.advance()
                 items += page
     human = (
         "\n".join(

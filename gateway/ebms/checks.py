@@ -2,7 +2,8 @@
 
 The codes and locations follow what the receiving MSH of the chain (ebms-core) answers, so a
 partner's MSH sees the same MessageError from us as from any other Digikoppeling party
-(ebms2-digikoppeling.md 5, 6, 14 and the peer's behaviour table).
+(OASIS ebMS 2.0 §4.2 error codes, Logius' Digikoppeling Koppelvlakstandaard
+ebMS2, and how ebms-core, the reference implementation, answers).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class TimestampWindow:
 
     A reliable sender resends the *identical* message, Timestamp included, every
     RetryInterval, Retries times, and gives up at TimeToLive = Timestamp + RetryInterval x
-    (Retries + 1) (ebms-core; ebms2-digikoppeling.md 7.1). So the past side allows the
+    (Retries + 1) (ebms-core; OASIS ebMS 2.0 §6). So the past side allows the
     channel's whole resend window when that is longer than ``past``; the clock skew
     (``future``) is allowed both ways."""
 

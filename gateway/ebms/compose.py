@@ -122,8 +122,8 @@ def acknowledgment(
 ) -> bytes:
     """The Acknowledgment of a reliably sent message (a single-part ``text/xml`` signal).
     ``references``: the ``ds:Reference`` elements of the answered message's signature, which
-    a signed acknowledgment repeats, so the receipt says what was signed (ebms2-digikoppeling.md
-    6.2)."""
+    a signed acknowledgment repeats, so the receipt says what was signed (OASIS ebMS
+    2.0 §6, Reliable Messaging)."""
     root, header, _ = _envelope()
     _signal_header(header, answered, "Acknowledgment", host)
     ack = etree.SubElement(header, eb("Acknowledgment"))

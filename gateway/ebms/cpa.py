@@ -5,7 +5,7 @@ which services and actions each may send and receive, and per action the deliver
 reliable or best effort (ackRequested/duplicateElimination), sync or async signals
 (syncReplyMode), retries and their interval, signing, and the endpoint messages go to. The
 MSH follows the CPA for every message it sends and checks every message it receives against
-it (ebms2-digikoppeling.md 9).
+it (OASIS ebXML CPPA 2.0; Logius' Digikoppeling ebMS2 CPA rules).
 
 :func:`parse` reads a CPA and checks it is one the gateway can honour: a Digikoppeling profile
 (osb-be, osb-rm, osb-be-s, osb-rm-s; -e is recognised and refused), exactly two parties with
@@ -45,7 +45,7 @@ _DURATION = re.compile(
 
 
 class Profile(StrEnum):
-    """The Digikoppeling ebMS2 profiles (ebms2-digikoppeling.md 1)."""
+    """The Digikoppeling ebMS2 profiles (Logius, Digikoppeling Koppelvlakstandaard ebMS2)."""
 
     BE = "osb-be"
     RM = "osb-rm"

@@ -1,6 +1,6 @@
 """The inbound MSH: ``POST /ebms`` from a partner's ebMS2 MSH into the normal accept path.
 
-Order of work for one request (ebms2-digikoppeling.md 2-7):
+Order of work for one request (OASIS ebMS 2.0 in Logius' Digikoppeling ebMS2 profiles):
 
 1. ``SOAPAction: "ebXML"`` (quoted) or a SOAP fault, as ebms-core answers;
 2. read the message; an unreadable one, or an unknown CPAId, is a SOAP fault (no MessageError
@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import ssl
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -44,6 +43,7 @@ from gateway.ebms import checks, compose
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
+from gateway.ebms.outbox import SignalOutbox
 from gateway.ebms.signing import signed_references
 from gateway.ingest import Accepted, Identity
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_own, parse_untrusted
@@ -53,22 +53,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ggk.ebms")
 ACK_ATTEMPTS = 3
-POSTS_PER_PARTNER = 8
-"""Signals being POSTed to one partner's endpoint at once (each up to ACK_ATTEMPTS tries of
-30 s). Beyond that an asynchronous signal is dropped with a log line: a partner whose
-endpoint never answers (or that floods Pings) holds at most this many tasks and connections
-of the shared client session, never all of them. What a drop costs: a reliable sender
-resends its message and gets the stored signal again; a Pong, StatusResponse or a
-MessageError to a best-effort message is lost (a sync channel gets its signal in the
-response and is never dropped)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What goes back: the HTTP response now, and a signal to POST afterwards, if any."""
-
-    response: web.Response
-    later: bytes | None = None
+SIGNATURE_BYTES = 8 * 1024
+"""What signing adds to a signal at most (ds:Signature with its certificate), for the
+outbox's byte bound, which is decided before the signal is signed."""
 
 
 def _fault(text: str) -> web.Response:
@@ -114,9 +101,8 @@ class EbmsInbound:
         )
         """How far a received eb:Timestamp may lie from our clock."""
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._posting: dict[str, int] = {}
-        """Partner id -> its signals being POSTed now (:data:`POSTS_PER_PARTNER`)."""
+        self.outbox = SignalOutbox()
+        """Asynchronous signals on their way, a bounded line per partner (outbox.py)."""
         self._session: aiohttp.ClientSession | None = None
 
     def forget_old(self) -> int:
@@ -135,8 +121,7 @@ class EbmsInbound:
         return self.received.forget_before(time.time() - window.total_seconds())
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        await self.outbox.close()
         if self._session is not None:
             await self._session.close()
         await self.outbound.close()
@@ -160,12 +145,9 @@ class EbmsInbound:
         if not self._is_their_party(request, identity, link):
             log.warning("ebms.wrong_caller", cpaid=link.cpa.cpaid, caller=identity.name)
             return _fault("the caller is not the other party of this CPA")
-        answer = await (
-            self._signal(message, link) if message.is_signal else self._business(message, link)
-        )
-        if answer.later is not None:
-            self._post_later(link, answer.later, message.action)
-        return answer.response
+        if message.is_signal:
+            return await self._signal(message, link)
+        return await self._business(message, link)
 
     @property
     def loopback_test_mode(self) -> bool:
@@ -185,7 +167,7 @@ class EbmsInbound:
 
     # --- signals ------------------------------------------------------------------------------
 
-    async def _signal(self, message: ebms.EbmsMessage, link: Link) -> Answer:
+    async def _signal(self, message: ebms.EbmsMessage, link: Link) -> web.Response:
         action = message.action
         if message.problems:  # ambiguous: which RefToMessageId, which MessageHeader?
             log.info(
@@ -195,11 +177,11 @@ class EbmsInbound:
                 codes=[e.code for e in message.problems][:5],
             )
             if action in ("Acknowledgment", "MessageError"):
-                return Answer(web.Response(status=204))  # an error is never answered by one
+                return web.Response(status=204)  # an error is never answered by one
             error = compose.message_error(message, list(message.problems), self.host)
-            return self._reply(self._seal(error, link), sync=False)
+            return self._reply(error, link, sync=False, signed=False)
         if action == "Ping":
-            return self._reply(self._seal(compose.pong(message, self.host), link), sync=False)
+            return self._reply(compose.pong(message, self.host), link, sync=False, signed=False)
         if action == "StatusRequest":
             asked_el = message.envelope.find(
                 f"{ebms.soap('Body')}/{ebms.eb('StatusRequest')}/{ebms.eb('RefToMessageId')}"
@@ -209,20 +191,18 @@ class EbmsInbound:
             # partner's MessageId arrived is none of its business (the store is per partner)
             known = await asyncio.to_thread(self.received.get, link.partner.id, asked)
             status = "Received" if known is not None else None
-            body = self._seal(
-                compose.status_response(message, status or "NotRecognized", None, self.host), link
-            )
-            return self._reply(body, sync=False)
+            body = compose.status_response(message, status or "NotRecognized", None, self.host)
+            return self._reply(body, link, sync=False, signed=False)
         if action in ("Acknowledgment", "MessageError"):
             recorded = await self.outbound.answered(message, link.cpa.cpaid)
             log.info("ebms.answer", action=action, cpaid=link.cpa.cpaid, recorded=recorded)
         else:
             log.info("ebms.signal", action=action[:40], cpaid=link.cpa.cpaid)
-        return Answer(web.Response(status=204))
+        return web.Response(status=204)
 
     # --- business messages -----------------------------------------------------------------------
 
-    async def _business(self, message: ebms.EbmsMessage, link: Link) -> Answer:
+    async def _business(self, message: ebms.EbmsMessage, link: Link) -> web.Response:
         binding = checks.binding(message, link)
         sync = binding is not None and binding.channel.sync_reply_mode != "none"
         sync = sync and message.sync_reply is not None
@@ -234,9 +214,8 @@ class EbmsInbound:
                 cpaid=link.cpa.cpaid,
                 codes=[e.code for e in errors][:5],
             )
-            return self._reply(
-                self._seal(compose.message_error(message, errors, self.host), link), sync=sync
-            )
+            refusal = compose.message_error(message, errors, self.host)
+            return self._reply(refusal, link, sync=sync, signed=False)
         assert binding is not None
         digest = _digest(message)
         partner = link.partner.id
@@ -251,12 +230,12 @@ class EbmsInbound:
                     "//Header/MessageHeader/MessageData/MessageId",
                     "this MessageId was used for another message",
                 )
-                body = self._seal(compose.message_error(message, [error], self.host), link)
-                return self._reply(body, sync=sync)
+                body = compose.message_error(message, [error], self.host)
+                return self._reply(body, link, sync=sync, signed=False)
             log.info("ebms.duplicate", cpaid=link.cpa.cpaid)
             if earlier.answer is None:
-                return Answer(web.Response(status=204))
-            return self._reply(earlier.answer, sync=sync)
+                return web.Response(status=204)
+            return self._reply(earlier.answer, link, sync=sync, signed=True)
         answer = await self._accept(message, link)
         stored = await asyncio.to_thread(
             self.received.remember, partner, message.message_id, link.cpa.cpaid, digest, answer
@@ -264,8 +243,8 @@ class EbmsInbound:
         if (stored.cpaid, stored.digest) != (link.cpa.cpaid, digest):
             stored = dataclasses.replace(stored, answer=answer)  # a concurrent other message
         if stored.answer is None:  # best effort, accepted: nothing to signal
-            return Answer(web.Response(status=204))
-        return self._reply(stored.answer, sync=sync)
+            return web.Response(status=204)
+        return self._reply(stored.answer, link, sync=sync, signed=True)
 
     async def _accept(self, message: ebms.EbmsMessage, link: Link) -> bytes | None:
         """Accept the payload as a StUF-GGk envelope from the CPA's partner; the signal to
@@ -314,42 +293,22 @@ class EbmsInbound:
         sealed: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
         return sealed
 
-    def _reply(self, signal: bytes, *, sync: bool) -> Answer:
+    def _reply(self, signal: bytes, link: Link, *, sync: bool, signed: bool) -> web.Response:
+        """``signal`` in the HTTP response (``sync``), else 204 and the signal POSTed to the
+        partner's endpoint through the outbox. ``signed``: sealed already (a stored answer);
+        else sealed here, and only once the outbox has taken it: a signal dropped because
+        the partner's line is full costs no signing."""
         if sync:
-            response = web.Response(
-                body=signal, status=200, content_type="text/xml", charset="utf-8"
-            )
+            body = signal if signed else self._seal(signal, link)
+            response = web.Response(body=body, status=200, content_type="text/xml", charset="utf-8")
             response.headers["SOAPAction"] = ebms.SOAP_ACTION
-            return Answer(response)
-        return Answer(web.Response(status=204), later=signal)
-
-    def _post_later(self, link: Link, signal: bytes, answering: str) -> None:
-        """POST ``signal`` in the background, unless the partner has
-        :data:`POSTS_PER_PARTNER` in flight already: then it is dropped with a log line."""
+            return response
         partner = link.partner.id
-        busy = self._posting.get(partner, 0)
-        if busy >= POSTS_PER_PARTNER:
-            log.warning(
-                "ebms.signal_dropped",
-                partner=partner,
-                cpaid=link.cpa.cpaid,
-                answering=answering[:40],
-                in_flight=busy,
-            )
-            return
-        self._posting[partner] = busy + 1
-        task = asyncio.get_running_loop().create_task(self._post(link, signal))
-        self._tasks.add(task)
-
-        def done(finished: asyncio.Task[None]) -> None:
-            self._tasks.discard(finished)
-            left = self._posting.get(partner, 1) - 1
-            if left > 0:
-                self._posting[partner] = left
-            else:
-                self._posting.pop(partner, None)
-
-        task.add_done_callback(done)
+        if not self.outbox.admit(partner, len(signal) + (0 if signed else SIGNATURE_BYTES)):
+            return web.Response(status=204)  # counted; a reliable sender resends
+        body = signal if signed else self._seal(signal, link)
+        self.outbox.put(partner, len(body), lambda: self._post(link, body))
+        return web.Response(status=204)
 
     async def _post(self, link: Link, signal: bytes) -> None:
         """POST a signal to the partner's endpoint; a few tries. When all fail the partner
@@ -368,7 +327,8 @@ class EbmsInbound:
                     log.warning("ebms.signal_refused", status=response.status, attempt=attempt)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 log.warning("ebms.signal_failed", error=type(exc).__name__, attempt=attempt)
-            await asyncio.sleep(0.5 * 2**attempt)
+            if attempt < ACK_ATTEMPTS:  # not after the last: the partner's line waits on it
+                await asyncio.sleep(0.5 * 2**attempt)
 
     def _client_ssl(self, endpoint: str) -> ssl.SSLContext | bool:
         if not endpoint.startswith("https://"):

@@ -5,7 +5,7 @@ Reading is strict where the profile is (namespaces, qualified ``eb:`` attributes
 the header order of the schema) and lenient where ebms-core is (the SOAP part is the first MIME
 part whatever ``start`` says; payload Content-IDs without ``@``). Nothing here decides what to
 do with a message; :mod:`gateway.ebms.checks` compares it with its CPA and the inbound
-endpoint acts (ebms2-digikoppeling.md 2-6).
+endpoint acts (OASIS ebMS 2.0 in Logius' Digikoppeling Koppelvlakstandaard ebMS2).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class EbmsParseError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class EbmsError:
-    """One eb:Error of a MessageError (ebms2-digikoppeling.md 6.4)."""
+    """One eb:Error of a MessageError (OASIS ebMS 2.0 §4.2, Error Handling Module)."""
 
     code: str
     location: str | None
@@ -170,19 +170,22 @@ def _party(el: etree._Element | None, where: str) -> PartyRef:
 
 
 DATETIME = re.compile(
-    r"(-?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
+    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
     r"(Z|[+-]\d\d:\d\d)?",
     re.ASCII,
 )
 """The xsd:dateTime lexical form (XML Schema 1.0 part 2, 3.2.7), nothing else: no bare
 date, no compact or week forms, no space for the ``T`` (all of which
-``datetime.fromisoformat`` takes)."""
+``datetime.fromisoformat`` takes). The year has exactly four digits: XML Schema allows more
+(and a minus sign), but no such year is a time an MSH sends, a datetime holds none of them,
+and an unbounded digit run would reach Python's int() digit limit (a ValueError, not a
+refusal) for a year of thousands of digits."""
 
 
 def parse_time(text: str | None) -> datetime | None:
     """An xsd:dateTime as an aware datetime in UTC; None for none; :class:`EbmsParseError`
-    for anything else (another form, a day or hour that does not exist, a year outside
-    1-9999).
+    for anything else (another form, a day or hour that does not exist, a year of other than
+    four digits or 0000, an instant past year 9999).
 
     A value without a zone is UTC: ebMS 2.0 says Timestamp and TimeToLive MUST be expressed
     as UTC, 'Z' only RECOMMENDED (3.1.6.2, 6.4.5), so a zone-less value is a UTC time written
@@ -193,9 +196,9 @@ def parse_time(text: str | None) -> datetime | None:
     found = DATETIME.fullmatch(text)
     if found is None:
         raise EbmsParseError(f"not an xsd:dateTime: {text[:40]!r}")
-    year, month, day, hour, minute, second = (int(g) for g in found.groups()[:6])
     fraction, zone = found.group(7), found.group(8)
-    try:
+    try:  # every int() inside: whatever the pattern lets through, a refusal, never a 500
+        year, month, day, hour, minute, second = (int(g) for g in found.groups()[:6])
         midnight = (hour, minute, second) == (24, 0, 0) and not (fraction or "").strip("0")
         moment = datetime(
             year,
@@ -255,7 +258,7 @@ SINGLETONS: dict[str, tuple[str, ...]] = {
     "StatusResponse": (eb("RefToMessageId"), eb("Timestamp")),
 }
 """Elements the schema allows at most once in their parent (msg-header-2_0.xsd; one
-ds:Signature in the Header, ebms2-digikoppeling.md 8.2)."""
+ds:Signature in the Header, OASIS ebMS 2.0 §4.1, Security Module)."""
 LEAVES = frozenset(
     eb(n)
     for n in (

@@ -1,7 +1,7 @@
 """XML-DSig for the signed Digikoppeling profiles (osb-be-s, osb-rm-s).
 
 One ``ds:Signature`` in the SOAP Header signs the whole envelope and every payload part
-(ebms2-digikoppeling.md 8.2, as ebms-core does it):
+(OASIS ebMS 2.0 §4.1, Security Module, as ebms-core does it):
 
 * Reference ``URI=""``: enveloped-signature, then the ebMS XPath filter that leaves out header
   blocks meant for the next hop (``soap:actor`` nextMSH or SOAP "next", e.g. SyncReply), then

@@ -3,6 +3,7 @@ message with its conversation, overdue retours, beleidsinformatie."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -32,7 +33,18 @@ class CommonPages(Pages):
             return self.notice(
                 request, visitor, 404, "Not found", "There is no such message among yours."
             )
-        return self.render(request, "message_view.html", visitor=visitor, message=view.to_dict())
+        contents = None
+        if visitor.partner is not None:  # its receiver reads what it may also download
+            data = await self.deps.broker.inbox_envelope(visitor.partner.id, message_id)
+            if data is not None:
+                contents = await asyncio.to_thread(self.deps.contents.envelope, data)
+        return self.render(
+            request,
+            "message_view.html",
+            visitor=visitor,
+            message=view.to_dict(),
+            contents=contents,
+        )
 
     async def overdue(self, request: web.Request) -> web.StreamResponse:
         visitor = self.visitor(request)

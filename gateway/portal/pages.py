@@ -14,7 +14,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
@@ -24,6 +24,7 @@ from gateway import disclosure
 from gateway.admission import Admission, Refusal, admitted_form
 from gateway.broker.base import Broker
 from gateway.ingest import Identity
+from gateway.portal.contents import Reader
 from gateway.portal.session import SESSION_COOKIE, Session, SessionKeys
 from gateway.ratelimit import retry_after
 from gateway.sightings import Sighting
@@ -72,6 +73,10 @@ class PortalDeps:
     """The gateway's body budgets: an upload is read within the partner's share of the API's,
     a small form within the forms' own (sign-in and sign-out never wait for API bodies)."""
     body_timeout: float
+    upload_slots: int = 4
+    """Portal uploads read and checked at once (``[limits] portal_upload_slots``)."""
+    contents: Reader = field(default_factory=Reader)
+    """Decodes a message's payload by its schema for the message page (typed values)."""
 
 
 class Answer(Exception):

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import jinja2
 from aiohttp import web
 
 from gateway.portal.pages import MESSAGE_ID, PAGE, UPLOAD_ALLOWANCE, Pages, PortalDeps, Visitor
 
-UPLOADS_AT_ONCE = 2
-"""Portal uploads read at once (each up to max_message_bytes, within the body budget): the
-portal is for partners without software, bulk belongs on the API. One per partner, so two
-slots always leave one for another partner."""
+UPLOAD_WAIT = 15.0
+"""Seconds an upload waits for a free slot (first come, first served; one per partner, so
+the line is fair) before it is refused (503): a browser waits a moment rather than failing
+at once when other partners' uploads hold every slot (``[limits] portal_upload_slots``)."""
 
 
 class PartnerPages(Pages):
     def __init__(self, deps: PortalDeps, environment: jinja2.Environment) -> None:
         super().__init__(deps, environment)
-        self.uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        self.uploads = asyncio.Semaphore(deps.upload_slots)
+        """Uploads read at once (each up to max_message_bytes, within the body budget): the
+        portal is for partners without software, bulk belongs on the API."""
         self.uploading: set[str] = set()
         """The partners with an upload in flight (at most one each)."""
 
@@ -95,8 +98,10 @@ class PartnerPages(Pages):
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         """Check (and send) an uploaded message. Slots are shared fairly: a partner has at
-        most one upload in flight, so one partner (or one stuck browser) never holds every
-        slot; its body arrives within ``body_timeout`` or is cut (408)."""
+        most one upload in flight (waiting or read), so one partner (or one stuck browser)
+        never holds more than one slot; its body arrives within ``body_timeout`` and at the
+        minimum rate or is cut (408). When other partners' uploads hold every slot, it waits
+        in line for UPLOAD_WAIT seconds (its body unread), then 503."""
         visitor = self.visitor(request)
         if visitor is None or visitor.partner is None:
             return self.denied(request, visitor)
@@ -110,21 +115,41 @@ class PartnerPages(Pages):
             )
             refused.force_close()
             return refused
-        if self.uploads.locked():
-            refused = self.upload_refused(
-                request,
-                visitor,
-                503,
-                "The gateway is checking other uploads; try again in a moment.",
-            )
-            refused.force_close()
-            return refused
         self.uploading.add(partner)
         try:
-            async with self.uploads:
+            if not await self._slot():
+                refused = self.upload_refused(
+                    request,
+                    visitor,
+                    503,
+                    "The gateway is checking other uploads; try again in a moment.",
+                )
+                refused.force_close()
+                return refused
+            try:
                 return await self._upload(request, visitor)
+            finally:
+                self.uploads.release()
         finally:
             self.uploading.discard(partner)
+
+    async def _slot(self) -> bool:
+        """Wait up to UPLOAD_WAIT for an upload slot; True when this request holds one (the
+        caller releases it). A slot granted as the wait ends is kept, never lost."""
+        acquiring = asyncio.ensure_future(self.uploads.acquire())
+        try:
+            done, _ = await asyncio.wait((acquiring,), timeout=UPLOAD_WAIT)
+        except BaseException:  # the handler was cancelled: give back a slot granted meanwhile
+            acquiring.add_done_callback(
+                lambda task: None if task.cancelled() else self.uploads.release()
+            )
+            acquiring.cancel()
+            raise
+        if not done:
+            acquiring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquiring
+        return not acquiring.cancelled()
 
     async def _upload(self, request: web.Request, visitor: Visitor) -> web.StreamResponse:
         assert visitor.partner is not None

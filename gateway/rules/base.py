@@ -1,8 +1,9 @@
 """What a business rule is, how rules are registered, and helpers to read a message.
 
 A rule is a plain function from a :class:`MessageContext` to findings, registered with its
-official rule id, the messages it applies to, its control level and retourcode (iwmo-ijw.md 4.1,
-5.4). Rules only run on XSD-valid messages, so they may assume the structure and types hold.
+official rule id, the messages it applies to, its control level and retourcode (iStandaarden
+iWmo/iJw 3.2 regels). Rules only run on XSD-valid messages, so they may assume the structure
+and types hold.
 Element look-ups use local names (``{*}``) so one rule serves iWmo and iJw alike.
 """
 

@@ -1,5 +1,6 @@
 """Claim rules for 323 (declaratie) and 325 (declaratie-antwoord): periods, amounts and
-their arithmetic (iwmo-ijw.md 5.4, 5.7, 4.4). Amounts are euro-cents (IV024)."""
+their arithmetic (iStandaarden iWmo/iJw 3.2 regels on declaraties). Amounts are euro-cents
+(IV024)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Rules on the client and its relations: BSN, birth dates, names, contacts.
 
-Facts: iwmo-ijw.md 5.3 and 5.4.
+Facts: the iStandaarden iWmo/iJw 3.2 regels (TR, CS, CD, IV) on Client and Product.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Rules on assigned, requested and changed products: dates, Omvang/Budget, overlap,
-start/stop records, requests and answers (iwmo-ijw.md 5.4 and its TR table)."""
+start/stop records, requests and answers (the iStandaarden iWmo/iJw 3.2 regels on Product,
+TR and CD)."""
 
 from __future__ import annotations
 

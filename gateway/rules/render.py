@@ -81,7 +81,7 @@ def markdown(example_faults: Iterable[tuple[str, str, str]]) -> str:
         + ", ".join(f"{counts[s]} {STATUS_WORDS[s]}" for s in Status if counts[s])
         + ".",
         "",
-        "Control levels (iwmo-ijw.md 4.1): 1 XSD, 2 message content (retourcode 0001), 3 across",
+        "Control levels (iStandaarden): 1 XSD, 2 message content (retourcode 0001), 3 across",
         "messages (own retourcode), 4 external source. Levels 1-2 refuse the message (Fo03 /",
         "retourcode 0001); a level 3/4 finding names the rule's own retourcode. Every rule below",
         "marked *checked (rule engine)* has a firing and a silent case in `tests/test_rules.py`.",

@@ -1,4 +1,5 @@
-"""Cross-message rules (iwmo-ijw.md 5.5): rules that compare a message with earlier ones.
+"""Cross-message rules (iStandaarden iWmo/iJw 3.2, controleniveau 3): rules that compare a
+message with earlier ones.
 
 They need a memory of what was seen, behind the :class:`StateStore` protocol so the gateway
 can keep it in its store (gateway/broker/sqlite_state.py on SQLite) while tests use

@@ -27,6 +27,7 @@ from gateway.metrics import (
     HTTP_REFUSALS,
 )
 from gateway.portal import PortalDeps, SessionKeys, portal_app
+from gateway.portal.contents import Reader
 from gateway.problems import (
     REFUSAL_FORM,
     problems_not_tracebacks,
@@ -171,6 +172,9 @@ def _portal_deps(gw: Gateway) -> PortalDeps:
         max_upload=gw.config.max_message_bytes,
         bodies=gw.admission,
         body_timeout=gw.config.body_timeout,
+        upload_slots=gw.config.limits.portal_upload_slots,
+        # the message page decodes by the schemas the gateway validates with (schema_dirs too)
+        contents=Reader(gw.ingress.validator.registry),
     )
 
 

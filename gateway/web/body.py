@@ -20,8 +20,9 @@ from gateway.admission import (
     BadEncoding,
     BodyTooLarge,
     BudgetExhausted,
+    Decoder,
+    Reservation,
     abandoned,
-    decode_body,
     paced,
 )
 from gateway.metrics import (
@@ -47,16 +48,41 @@ async def off_loop(gw: Gateway, large: bool, fn: Callable[..., T], *args: Any) -
         return await asyncio.to_thread(fn, *args)
 
 
-async def _read_at_most(request: web.Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it passes ``limit`` bytes: for a small limit, less
-    than the application's client_max_size that ``request.read()`` would allow."""
-    chunks, size = [], 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-        chunks.append(chunk)
-    return b"".join(chunks)
+BODY_STEP = 256 * 1024
+"""How much a body's reservation grows by at a time when its size is not known up front
+(chunked, or gzip/deflate: the decoded size counts): few grants for a large body, little
+held beyond what has arrived."""
+
+
+async def _read_growing(
+    request: web.Request, reservation: Reservation, limit: int, encoding: str
+) -> bytes:
+    """The body, read as it arrives with ``reservation`` grown to cover what is kept (the
+    decoded bytes of an encoded body, plus the piece being decoded), refused (413) as soon
+    as it passes ``limit`` bytes, encoded or decoded. Growing waits for room in the
+    partner's share and the budget, bounded by the caller's pace."""
+    decoder = None if encoding in ("", "identity") else Decoder(encoding, limit)
+    kept: list[bytes] = []
+    received = size = 0
+    async for chunk in request.content.iter_chunked(BODY_STEP):
+        received += len(chunk)
+        if received > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=received)
+        if decoder is None:
+            size = received
+            await reservation.cover(size, BODY_STEP)
+            kept.append(chunk)
+            continue
+        more, data = True, chunk
+        while more:
+            await reservation.cover(size + BODY_STEP + len(chunk), BODY_STEP)
+            out, more = decoder.feed(data, BODY_STEP)
+            data = b""
+            size += len(out)
+            kept.append(out)
+    if decoder is not None:
+        decoder.finish()
+    return b"".join(kept)
 
 
 def _holder(request: web.Request, gw: Gateway) -> str:
@@ -78,7 +104,6 @@ async def admitted(
     than ``min_body_rate`` after ``body_grace``, must not hold a handler or budget). A client
     that hangs up mid-body is one log line and a 499 nobody receives, not a 500.
     ``limit``: a smaller size than a message's (the admin API's small JSON bodies)."""
-    small = limit is not None
     limit = gw.config.max_message_bytes + SOAP_ALLOWANCE if limit is None else limit
     length = request.content_length
     if length is not None and length > limit:
@@ -87,19 +112,23 @@ async def admitted(
         yield response
         return
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    encoded = encoding not in ("", "identity")
+    # the hot path: a plain body of known length is reserved at once and read in one go;
+    # a chunked or encoded one (whose decoded size nobody told) grows its reservation
+    known = length is not None and encoding in ("", "identity")
     timeout = gw.config.body_timeout
     try:
-        # a Content-Length of an encoded body says nothing about its decoded size
-        reserve = limit if length is None or encoded else length
-        async with gw.admission.bodies.reserve(_holder(request, gw), reserve, timeout):
+        reserve = length if known and length is not None else min(BODY_STEP, limit)
+        async with gw.admission.bodies.reserve(_holder(request, gw), reserve, timeout) as held:
             try:
-                read = _read_at_most(request, limit) if small else request.read()
+                read = request.read() if known else _read_growing(request, held, limit, encoding)
                 data = await paced(read, request.content, gw.admission.pace(timeout))
             except web.HTTPRequestEntityTooLarge:
                 yield too_large(request, gw)
                 return
             except TimeoutError:
+                if held.waiting:  # it was waiting for room to grow, not for its client
+                    yield _busy(request, gw)
+                    return
                 log.warning("request.body_timeout", peer=request.remote, path=request.path)
                 yield body_refusal(request, gw, 408, "request body not received in time")
                 return
@@ -110,9 +139,6 @@ async def admitted(
             except (web.RequestPayloadError, aiohttp.http_exceptions.HttpProcessingError):
                 yield body_refusal(request, gw, 400, "the request body could not be read (framing)")
                 return
-            try:
-                if encoded:
-                    data = await asyncio.to_thread(decode_body, data, encoding, limit)
             except BodyTooLarge:
                 yield too_large(request, gw)
                 return
@@ -121,8 +147,13 @@ async def admitted(
                 return
             yield data
     except BudgetExhausted:
-        log.warning("request.body_budget_full", peer=request.remote, path=request.path)
-        BODY_BUDGET_WAITS.inc()
-        yield body_refusal(
-            request, gw, 503, "the gateway is busy with large messages; try again later"
-        )
+        yield _busy(request, gw)
+
+
+def _busy(request: web.Request, gw: Gateway) -> web.Response:
+    """503: the body's room in the budget did not come in time."""
+    log.warning("request.body_budget_full", peer=request.remote, path=request.path)
+    BODY_BUDGET_WAITS.inc()
+    return body_refusal(
+        request, gw, 503, "the gateway is busy with large messages; try again later"
+    )
