@@ -11,8 +11,13 @@ import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
     from gateway.broker.base import Broker
     from gateway.config import GatewayConfig
+    from gateway.ebms.received import ReceivedLog
+    from gateway.ebms.sent import SentLog
     from gateway.keyring import Keyring
 
 
@@ -63,3 +68,14 @@ def reencrypt_payloads(config: GatewayConfig, keyring: Keyring) -> int:
     from gateway.broker.sqlite import reencrypt_payloads as reencrypt
 
     return reencrypt(config.database, keyring)
+
+
+def open_msh_state(data_dir: Path, owners: Mapping[str, str]) -> tuple[ReceivedLog, SentLog]:
+    """The ebMS MSH's own state in ``data_dir`` (``ebms.sqlite``): what it received and what it
+    sent. A store of the MSH endpoint of this process, on every backend (the partner's MSH
+    resends to the endpoint it knows). ``owners`` (cpaid -> partner id) upgrades a state file
+    written before rows were keyed per partner."""
+    from gateway.broker.sqlite_ebms import ReceivedStore, SentStore
+
+    path = data_dir / "ebms.sqlite"
+    return ReceivedStore(path, owners), SentStore(path)
