@@ -3,7 +3,7 @@ compare what got a Bv03 with what the partner received.
 
 Run: ``python -m benchmarks.crash_drill --kills 20`` (``--seed`` repeats a run);
 ``--backend kafka`` runs ``--processes`` (default 3) gateways on a three-broker cluster
-(``benchmarks/kafka_cluster.py``, replication 3, ``min.insync.replicas`` 2), kills a random
+(``kit/kafka_cluster.py``, replication 3, ``min.insync.replicas`` 2), kills a random
 one each time, and restarts one broker (-9, then started again) halfway through.
 
 A fresh ``ggk init`` setup; ``ggk serve`` as a subprocess; a partner sink (http adapter) in
@@ -44,7 +44,9 @@ import aiohttp
 from aiohttp import web
 from lxml import etree
 
-from benchmarks.harness import (
+from gateway import envelope as env
+from gateway import soap
+from kit.harness import (
     DI01_ACTION,
     GGK,
     another_process,
@@ -55,9 +57,7 @@ from benchmarks.harness import (
     start_sink,
     use_kafka,
 )
-from benchmarks.kafka_cluster import KafkaCluster, kafka_cluster
-from gateway import envelope as env
-from gateway import soap
+from kit.kafka_cluster import KafkaCluster, kafka_cluster
 
 IDENTIFICATIE = re.compile(rb"<ijw:Identificatie>([^<]+)<")
 

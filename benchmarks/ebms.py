@@ -34,11 +34,11 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.harness import DI01_ACTION, SAMPLES, start_sink
 from benchmarks.run import Sink, cpu_seconds
 from gateway import soap
-from tests.ebmspeer import ASYNC_CPA, KIT, Peer, PlainSetup, di01, prepare, started_peer
-from tests.gatewaykit import _delivery, serve
+from kit.ebmspeer import ASYNC_CPA, KIT, Peer, PlainSetup, di01, prepare, started_peer
+from kit.gateway import serve, with_delivery
+from kit.harness import DI01_ACTION, SAMPLES, start_sink
 
 WMO305 = (SAMPLES / "iwmo" / "wmo305.xml").read_text()
 CONCURRENCY = 8
@@ -177,7 +177,7 @@ async def main(args: argparse.Namespace) -> None:
         setup = prepare(work, peer, ASYNC_CPA, retry_interval="PT10S")
         partners = setup.directory / "partners.toml"
         partners.write_text(
-            _delivery(
+            with_delivery(
                 partners.read_text(),
                 "0175",
                 f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"\n',

@@ -30,11 +30,11 @@ from pathlib import Path
 from aiohttp import web
 
 from benchmarks import mix
-from benchmarks.harness import demo_gateway, start_gateway
 from benchmarks.run import Clients, Latencies, cpu_seconds, peak_rss_mib, percentile
-from benchmarks.validate import SAMPLES, compact
 from gateway import envelope as env
 from gateway import soap
+from kit.harness import demo_gateway, start_gateway
+from kit.messages import SAMPLES, compact
 
 REFERENCE = re.compile(rb"<(?:\w+:)?referentienummer>([^<]+)<")
 TEMPLATES = {

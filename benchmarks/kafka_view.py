@@ -30,7 +30,6 @@ from pathlib import Path
 from aiokafka.structs import ConsumerRecord
 from lxml import etree
 
-from benchmarks.harness import stored_message
 from gateway.broker import kafka_records as rec
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
@@ -39,6 +38,7 @@ from gateway.config import KafkaConfig
 from gateway.figures import Fact, FigureKeys, extract
 from gateway.keyring import Keyring
 from gateway.standards import parse_namespace
+from kit.harness import stored_message
 
 BATCH = 500
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

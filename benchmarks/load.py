@@ -32,7 +32,9 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.harness import (
+from benchmarks.run import Sink
+from gateway import soap
+from kit.harness import (
     SECOND_SINK_PARTNER,
     SINK_PARTNER,
     client_tls,
@@ -42,8 +44,6 @@ from benchmarks.harness import (
     start_gateway,
     start_sink,
 )
-from benchmarks.run import Sink
-from gateway import soap
 
 
 @dataclass(frozen=True)

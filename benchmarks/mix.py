@@ -16,9 +16,9 @@ from pathlib import Path
 
 from lxml import etree
 
-from benchmarks.validate import big_declaratie, compact
 from gateway import envelope as env
 from gateway import soap
+from kit.messages import big_declaratie, compact
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

@@ -30,7 +30,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from benchmarks.harness import (
+from gateway import soap
+from kit.harness import (
     DI01_ACTION,
     client_tls,
     demo_gateway,
@@ -38,7 +39,6 @@ from benchmarks.harness import (
     start_gateway,
     start_sink,
 )
-from gateway import soap
 
 BASE, CAP, TIMEOUT = 0.2, 2.0, 1.0
 

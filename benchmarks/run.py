@@ -34,8 +34,8 @@ from aiohttp import web
 
 from benchmarks import mix
 from benchmarks.ceilings import sqlite_ceiling, validate_ceiling
-from benchmarks.harness import kafka_node, prepare_gateways, start_gateway, start_sink
 from gateway import soap
+from kit.harness import kafka_node, prepare_gateways, start_gateway, start_sink
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import mix
-from benchmarks.harness import DI01_ACTION, demo_gateway, start_gateway, start_sink
 from benchmarks.run import Clients, Sink, offered
+from kit.harness import DI01_ACTION, demo_gateway, start_gateway, start_sink
 
 
 def vegeta_binary() -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway import parameters
+from gateway.parameters import MESSAGE, MESSAGE_ID, MONTH, PARTNER, UUID4
 from gateway.stats import DURATIONS
 from gateway.stats import MEASURES as FIGURE_MEASURES
 
@@ -22,7 +24,7 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-_MONTH = {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"}
+_MONTH = MONTH.schema()
 _XML = {"application/xml": {"schema": {"type": "string"}}}
 _REFUSALS = {
     400: "a malformed parameter, body or Content-Encoding",
@@ -45,8 +47,8 @@ def _answers(ok_status: int, ok: dict[str, Any], *refusals: int) -> dict[str, An
     return out
 
 
-def _path_id() -> dict[str, Any]:
-    return {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+def _path_id(shape: parameters.Shape = MESSAGE_ID) -> dict[str, Any]:
+    return {"name": "id", "in": "path", "required": True, "schema": shape.schema()}
 
 
 def _paging(maximum: int) -> list[dict[str, Any]]:
@@ -223,10 +225,31 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "one of message_id, since, or neither (all dead letters); null = absent",
         "properties": {
-            "message_id": _NULLABLE_STRING,
+            "message_id": {**MESSAGE.schema(), "type": ["string", "null"]},
             "dead_only": {"type": "boolean", "default": True},
             "since": _EPOCH,
-            "partner": _NULLABLE_STRING,
+            "partner": {**PARTNER.schema(), "type": ["string", "null"]},
+        },
+    },
+    "Submission": {
+        "type": "object",
+        "description": "the JSON form of a submission: the iWmo/iJw message base64-encoded, "
+        "and the options of the XML form (a member may repeat its header or query parameter "
+        "only with the same value)",
+        "required": ["payload"],
+        "additionalProperties": False,
+        "properties": {
+            "payload": {
+                **parameters.BASE64.schema(),
+                "contentEncoding": "base64",
+                "contentMediaType": "application/xml",
+                "description": "the iWmo/iJw message, base64 (RFC 4648) with padding",
+            },
+            "idempotency_key": {
+                **UUID4.schema(),
+                "description": "as the Idempotency-Key header",
+            },
+            "cross_ref": {**UUID4.schema(), "description": "as the cross_ref query parameter"},
         },
     },
     "Replayed": {
@@ -323,14 +346,14 @@ OPENAPI: dict[str, Any] = {
                     {
                         "name": "Idempotency-Key",
                         "in": "header",
-                        "schema": {"type": "string", "format": "uuid"},
+                        "schema": UUID4.schema(),
                         "description": "lower-case UUID v4; becomes the envelope "
                         "referentienummer so a retried submission is recognised",
                     },
                     {
                         "name": "cross_ref",
                         "in": "query",
-                        "schema": {"type": "string"},
+                        "schema": UUID4.schema(),
                         "description": "for a retour: the Di01 referentienummer. The "
                         "payload's BerichtIdentificatie decides: when its heenbericht passed "
                         "this gateway, cross_ref must name that message (else StUF043); when "
@@ -338,7 +361,11 @@ OPENAPI: dict[str, Any] = {
                         '"lenient", where cross_ref is required and the retour goes unlinked',
                     },
                 ],
-                "requestBody": {"required": True, "content": _XML},
+                "requestBody": {
+                    "required": True,
+                    "description": "the message as XML, or the JSON form (Submission)",
+                    "content": {**_XML, **_json(_ref("Submission"))},
+                },
                 "responses": _answers(
                     202,
                     {"description": "durably accepted", "content": _json(_ref("Accepted"))},
@@ -356,7 +383,7 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "getMessage",
                 "summary": "A message the caller sent or received: deliveries, history, "
                 "conversation (by id or referentienummer)",
-                "parameters": [_path_id()],
+                "parameters": [_path_id(MESSAGE)],
                 "responses": _answers(
                     200,
                     {"description": "the message", "content": _json(_ref("MessageView"))},
@@ -409,7 +436,7 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Dead-lettered deliveries (admin), a page at a time",
                 "parameters": [
                     *_paging(10000),
-                    {"name": "partner", "in": "query", "schema": {"type": "string"}},
+                    {"name": "partner", "in": "query", "schema": PARTNER.schema()},
                 ],
                 "responses": _answers(
                     200,
@@ -460,7 +487,7 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Beleidsinformatie per gemeente, month and product category, small "
                 "counts rounded to a base (a gemeente its own; the operator all)",
                 "parameters": [
-                    {"name": "gemeente", "in": "query", "schema": {"type": "string"}},
+                    {"name": "gemeente", "in": "query", "schema": PARTNER.schema()},
                     {"name": "from", "in": "query", "schema": _MONTH},
                     {"name": "to", "in": "query", "schema": _MONTH},
                     {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,11 +42,18 @@ class BadParameter(Exception):
     """A query parameter that cannot be used; answered as a 400 problem document."""
 
 
+_INTEGER = re.compile(r"[0-9]{1,19}")
+"""A query integer as the OpenAPI document's serialisation writes one (no sign, no spaces, no
+other digits than 0-9: ``str.isdigit`` would let '²' through to ``int``, which refuses it)."""
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+"""A query number as JSON writes one (``float`` alone would also take '1_0', ' 1' or 'inf')."""
+
+
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
         raise BadParameter(f"{name} is a whole number from {low} to {high}")
     return int(raw)
 
@@ -54,10 +62,7 @@ def query_float(request: web.Request, name: str, default: float, low: float, hig
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    value = float(raw) if _NUMBER.fullmatch(raw) and len(raw) <= 64 else math.nan
     if not (math.isfinite(value) and low <= value <= high):
         raise BadParameter(f"{name} is a number from {low:g} to {high:g}")
     return value

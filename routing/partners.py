@@ -103,7 +103,7 @@ class PartnerRegistry:
                 delivery = entry.table("delivery", f"{entry.where}: [partner.delivery]")
                 partners.append(
                     Partner(
-                        id=str(entry["id"]),
+                        id=_partner_id(entry["id"]),
                         name=str(entry.get("name", entry["id"])),
                         kind=PartnerKind(entry["kind"]),
                         token_sha256=entry.get("token_sha256"),
@@ -142,6 +142,19 @@ class PartnerRegistry:
 
     def by_oin(self, oin: str) -> Partner | None:
         return self._by_oin.get(oin)
+
+
+PARTNER_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,39}")
+"""A partner id (matched whole): a gemeentecode (0150), an AGB-code (12345678), or a short name
+(CAK). It appears in API parameters, envelopes and file names, so its shape is fixed here and
+the REST API's document states the same (gateway/parameters.py)."""
+
+
+def _partner_id(value: object) -> str:
+    text = str(value)
+    if not PARTNER_ID.fullmatch(text):
+        raise ValueError(f"id {text[:50]!r} (a letter or digit, then up to 39 of [A-Za-z0-9._-])")
+    return text
 
 
 _OIN = re.compile(r"^[0-9]{20}(_[OTA]{1,3})?$")

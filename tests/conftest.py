@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from benchmarks.harness import kafka_node
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
-from tests.ebmskit import Capture, capturing
-from tests.gatewaykit import Sink
+from kit.ebms import Capture, capturing
+from kit.gateway import Sink
+from kit.harness import kafka_node
 
 # Hypothesis: 200 examples per property in the test suite; benchmarks/fuzz.py selects "long".
 settings.register_profile("ci", max_examples=200)
@@ -40,6 +40,22 @@ def registry() -> SchemaRegistry:
 @pytest.fixture(scope="session")
 def validator(registry: SchemaRegistry) -> Validator:
     return Validator(registry, today=TODAY)
+
+
+GROUPS_OUTSIDE_THE_FAST_LOOP = ("kafka", "ebms", "browser")
+"""Tests that need a real Kafka, the Java ebMS peer or Chromium are also ``slow``: the fast loop
+(``python -m pytest -m "not slow"``, docs/testing.md) leaves them to the full suite."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what the markers in the test files do not say themselves: a test that takes the
+    ``browser`` fixture (tests/test_portal.py) is ``browser``, and every ``kafka``, ``ebms``
+    and ``browser`` test is ``slow``."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+        if any(item.get_closest_marker(group) for group in GROUPS_OUTSIDE_THE_FAST_LOOP):
+            item.add_marker(pytest.mark.slow)
 
 
 def sample(name: str) -> str:
@@ -99,6 +115,6 @@ def missing_kafka_tools() -> str | None:
 
 @pytest.fixture
 async def capture() -> AsyncIterator[Capture]:
-    """A partner MSH's endpoint on loopback (tests/ebmskit.py)."""
+    """A partner MSH's endpoint on loopback (kit/ebms.py)."""
     async with capturing() as cap:
         yield cap

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from benchmarks.harness import free_port
+from kit.harness import free_port
 
 
 class Relay:

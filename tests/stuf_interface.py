@@ -86,7 +86,7 @@ def _canonical(node: etree._Element) -> Any:
     tag = etree.QName(node).localname
     attrs = tuple(
         sorted(
-            (k, _qname(node, v) if k in _QNAME_ATTRS else v)
+            (k, _qname(node, str(v)) if k in _QNAME_ATTRS else v)
             for k, v in node.attrib.items()
             if (k, v) not in _DEFAULTS
         )

@@ -23,7 +23,7 @@ from lxml import etree
 from gateway.admission import BodyBudget, BudgetExhausted
 from gateway.config import ConfigError
 from gateway.config import load as load_config
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     deventer_wmo301,
     fo03_code,
@@ -138,6 +138,7 @@ async def test_sign_in_and_sign_out_never_wait_for_api_bodies(tmp_path: Path) ->
             assert still_open(held), [h.answer.result()[:40] for h in held if h.answer.done()]
 
 
+@pytest.mark.slow
 async def test_a_trickled_body_is_cut_at_the_minimum_rate(tmp_path: Path) -> None:
     """A body trickled at a byte a second held its reservation for the whole body_timeout
     (60 s here): after body_grace it must keep min_body_rate, else 408, on SOAP a Fo03
@@ -159,6 +160,7 @@ async def test_a_trickled_body_is_cut_at_the_minimum_rate(tmp_path: Path) -> Non
             assert (await api.answer).startswith(b"HTTP/1.1 408")
 
 
+@pytest.mark.slow
 async def test_beyond_its_share_a_partner_waits_for_its_own_bodies_then_gets_a_fo03(
     tmp_path: Path,
 ) -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.harness import stored_message
 from gateway import audit
 from gateway.audit import record_hash
 from gateway.broker import sqlite_audit
 from gateway.broker.base import StorageError
 from gateway.broker.sqlite import SqliteBroker, reencrypt_payloads
 from gateway.keyring import Keyring, KeyringError
+from kit.harness import stored_message
 
 BSN = "999990019"
 
@@ -192,7 +192,7 @@ async def test_verify_catches_tampering(
     assert intact.ok and intact.records == 12 and intact.checkpoints == 1
     assert intact.unsigned_tail == 0
     db = _db(path)
-    tamper(db, keys.chain_key if key in (None, TRUE_KEY) else key)  # type: ignore[arg-type]
+    tamper(db, keys.chain_key if key in (None, TRUE_KEY) else key)
     db.close()
     verdict = _verdict(path, keys)
     assert not verdict.ok and verdict.bad_seq == bad and words in verdict.reason, verdict

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from benchmarks.harness import free_port, start_sink, stored_message
 from gateway import demo
 from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
 from gateway.broker.kafka import KafkaBroker
@@ -22,6 +21,7 @@ from gateway.config import load as load_config
 from gateway.delivery import DeliveryService, backoff
 from gateway.keyring import Keyring
 from gateway.server import build
+from kit.harness import free_port, start_sink, stored_message
 from routing.partners import PartnerRegistry
 
 KEYS = Keyring.generate()
@@ -209,6 +209,7 @@ async def test_unreadable_payload_is_dead_lettered_alone(tmp_path: Path) -> None
     await broker.close()
 
 
+@pytest.mark.slow
 async def test_with_every_slot_busy_the_delivery_loop_waits_instead_of_polling(
     tmp_path: Path,
 ) -> None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, SAMPLES
 
 GGK = str(Path(sys.executable).parent / "ggk")
@@ -24,6 +26,7 @@ def ggk(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.mark.slow
 def test_valid_directories_exit_0() -> None:
     result = ggk(
         "validate",
@@ -76,6 +79,7 @@ def test_no_bsn_in_output_for_an_invalid_bsn() -> None:
     assert "99999001A" not in result.stdout and "123456789" not in result.stdout
 
 
+@pytest.mark.slow
 def test_schema_dir_and_schemas_list(tmp_path: Path) -> None:
     result = ggk("schemas", "list", "--json", "--compile")
     assert result.returncode == 0
@@ -91,11 +95,13 @@ def test_schema_dir_and_schemas_list(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not an XML Schema" in result.stderr
 
 
+@pytest.mark.slow
 def test_usage_error_exits_2() -> None:
     assert ggk("validate").returncode == 2
     assert ggk("validate", "--max-size", "0", "x").returncode == 2
 
 
+@pytest.mark.slow
 def test_operator_commands_fail_cleanly(tmp_path: Path) -> None:
     """Wrong paths, non-XML input, a gateway that is not running: a sentence, exit 2."""
     result = ggk("init", "/proc/no/such/place")

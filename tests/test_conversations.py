@@ -25,8 +25,7 @@ from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, load
 from gateway.keyring import Keyring
-from tests.conftest import SAMPLES
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     Sink,
     another_process,
@@ -40,6 +39,7 @@ from tests.gatewaykit import (
     serve,
     use_kafka,
 )
+from tests.conftest import SAMPLES
 
 WMO301 = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
 WMO302 = (SAMPLES / "iwmo" / "wmo302.xml").read_bytes()
@@ -108,7 +108,7 @@ def answer(status: int, body: bytes) -> tuple[int, bytes]:
     return status, etree.tostring(root)
 
 
-async def submit(setup: Setup, partner: str, payload: bytes, **params: str) -> tuple[int, dict]:
+async def submit(setup: Setup, partner: str, payload: bytes, **params: str) -> tuple[int, Any]:
     query = "".join(f"{'&' if i else '?'}{k}={v}" for i, (k, v) in enumerate(params.items()))
     status, body = await rest(
         setup, "POST", f"/api/v1/messages{query}", token=setup.token(partner), data=payload
@@ -117,6 +117,7 @@ async def submit(setup: Setup, partner: str, payload: bytes, **params: str) -> t
     return status, body
 
 
+@pytest.mark.slow
 async def test_an_answer_naming_another_pairs_message_is_refused_like_an_unknown_one(
     setup: Setup,
 ) -> None:
@@ -155,6 +156,7 @@ async def test_an_answer_naming_another_pairs_message_is_refused_like_an_unknown
         assert [(m["kind"], m["unlinked"]) for m in inbox["messages"]] == [("Fo01", False)]
 
 
+@pytest.mark.slow
 async def test_a_rest_cross_ref_never_links_a_retour_into_another_conversation(
     setup: Setup,
 ) -> None:
@@ -193,6 +195,7 @@ async def test_a_rest_cross_ref_never_links_a_retour_into_another_conversation(
             assert (status, problem["code"]) == (422, "StUF043"), problem
 
 
+@pytest.mark.slow
 async def test_lenient_conversations_deliver_unknown_references_marked_unlinked(
     setup: Setup,
 ) -> None:

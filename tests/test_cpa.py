@@ -1,6 +1,6 @@
 """CPAs: read and checked (profiles, parties, references, period), imported per partner, listed.
 
-The CPAs come from tests/ebmskit.py; where the team's OASIS schemas and the ebMS peer's CPAs are
+The CPAs come from kit/ebms.py; where the team's OASIS schemas and the ebMS peer's CPAs are
 beside the project (../shared), they are validated against cpp-cpa-2_0.xsd too.
 """
 
@@ -19,7 +19,7 @@ from cli import main
 from gateway.config import ConfigError
 from gateway.config import load as load_config
 from gateway.ebms.cpa import CpaError, Profile, load_schema, parse
-from tests.ebmskit import GATEWAY, PEER, Side, fresh_signer, make_cpa
+from kit.ebms import GATEWAY, PEER, Side, fresh_signer, make_cpa
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 XSD_DIR = SHARED / "standards" / "ebms2-xsd"
@@ -233,8 +233,8 @@ def test_without_an_ebms_table_the_commands_say_so(tmp_path: Path) -> None:
 
 def test_a_signed_cpa_needs_our_key_and_its_certificate(tmp_path: Path) -> None:
     from gateway.ebms.cpastore import CpaStore
+    from kit.ebms import write_signer
     from routing.partners import PartnerRegistry
-    from tests.ebmskit import write_signer
 
     config_path = _setup(tmp_path)
     ours, other = write_signer(tmp_path / "keys", "ours"), write_signer(tmp_path / "keys", "x")

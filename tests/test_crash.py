@@ -10,8 +10,10 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
+
+from kit.gateway import Sink, eventually, ggk, make_setup, serve, submit_jw301
 from tests.conftest import sample
-from tests.gatewaykit import Sink, eventually, ggk, make_setup, serve, submit_jw301
 
 JW301 = sample("ijw/jw301.xml")
 
@@ -33,6 +35,7 @@ def alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+@pytest.mark.slow
 async def test_kill_9_after_bv03_loses_nothing(tmp_path: Path) -> None:
     sink = Sink()  # not started: the partner is down while messages are accepted
     setup = make_setup(tmp_path / "gw", sink.port, max_attempts=1000, backoff_max=0.1)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -304,6 +305,7 @@ def clienten_feasible(
     return feasible, feasible_totals
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(line, max_size=12), st.sampled_from([1, 2, 3, 5, 10]))
 @example([(0, 0, c, "toewijzing", 7, 0, False, True) for c in range(3)], 5)  # disjoint, at the top

@@ -9,13 +9,16 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+import pytest
+
 from gateway import envelope as env
 from gateway.broker import sqlite_audit
 from gateway.keyring import Keyring
+from kit.gateway import Sink, eventually, fo03_code, make_setup, post_soap, rest, running
 from tests.conftest import sample
-from tests.gatewaykit import Sink, eventually, fo03_code, make_setup, post_soap, rest, running
 
 
+@pytest.mark.slow
 async def test_full_store_refuses_cleanly_and_recovers(tmp_path: Path) -> None:
     sink = Sink()
     await sink.start()

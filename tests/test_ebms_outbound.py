@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gateway.ebms import compose
 from gateway.ebms import message as ebms
-from tests.ebmskit import (
+from kit.ebms import (
     Capture,
     delivery_to_0150,
     gateway_with_cpa,
     post_ebms,
     submit_to_0150,
 )
-from tests.gatewaykit import eventually, running
+from kit.gateway import eventually, running
 
 
 def _answer(capture: Capture, index: int, action: str) -> bytes:
@@ -30,6 +32,7 @@ def _answer(capture: Capture, index: int, action: str) -> bytes:
     return compose.message_error(message, [error], "peer.test")
 
 
+@pytest.mark.slow
 async def test_delivered_when_the_partner_acknowledges(tmp_path: Path, capture: Capture) -> None:
     setup = gateway_with_cpa(tmp_path, capture, outbound=True, retry_interval="PT2S")
     async with running(setup):
@@ -42,11 +45,12 @@ async def test_delivered_when_the_partner_acknowledges(tmp_path: Path, capture: 
         assert status == 204
 
         async def delivered() -> bool:
-            return (await delivery_to_0150(setup, message_id))["state"] == "delivered"
+            return bool((await delivery_to_0150(setup, message_id))["state"] == "delivered")
 
         await eventually(delivered, timeout=20)
 
 
+@pytest.mark.slow
 async def test_without_an_ack_the_identical_message_is_resent_on_the_cpa_schedule(
     tmp_path: Path, capture: Capture
 ) -> None:
@@ -57,7 +61,7 @@ async def test_without_an_ack_the_identical_message_is_resent_on_the_cpa_schedul
         assert capture.received[1] == capture.received[0]  # byte-identical resend
 
         async def dead() -> bool:
-            return (await delivery_to_0150(setup, message_id))["state"] == "dead"
+            return bool((await delivery_to_0150(setup, message_id))["state"] == "dead")
 
         await eventually(dead, timeout=20)  # 1 + Retries attempts, then a dead letter
         assert len(capture.received) == 2

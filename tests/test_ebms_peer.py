@@ -25,9 +25,8 @@ import pytest
 from lxml import etree
 
 from gateway import envelope as env
-from tests.conftest import missing_kafka_tools, sample
-from tests.ebmskit import GATEWAY, PEER, submit_to_0150
-from tests.ebmspeer import (
+from kit.ebms import GATEWAY, PEER, submit_to_0150
+from kit.ebmspeer import (
     ASYNC_CPA,
     KIT,
     SIGNED_ACK_CPA,
@@ -39,7 +38,8 @@ from tests.ebmspeer import (
     prepare,
     started_peer,
 )
-from tests.gatewaykit import Setup, another_process, eventually, rest, running, serve, use_kafka
+from kit.gateway import Setup, another_process, eventually, rest, running, serve, use_kafka
+from tests.conftest import missing_kafka_tools, sample
 from tests.relay import Relay
 
 pytestmark = pytest.mark.ebms
@@ -66,7 +66,7 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
 async def _linked(
     tmp_path: Path, peer: Peer, outbound_cpa: str, **options: Any
 ) -> AsyncIterator[Setup]:
-    """:func:`tests.ebmspeer.prepare`, served in this event loop."""
+    """:func:`kit.ebmspeer.prepare`, served in this event loop."""
     plain = prepare(tmp_path, peer, outbound_cpa, **options)
     async with running(plain):
         yield plain

@@ -32,8 +32,7 @@ from gateway.ebms.signing import (
     signed_references,
     verify,
 )
-from routing.partners import PartnerRegistry
-from tests.ebmskit import (
+from kit.ebms import (
     PEER,
     Capture,
     delivery_to_0150,
@@ -46,7 +45,8 @@ from tests.ebmskit import (
     submit_to_0150,
     write_signer,
 )
-from tests.gatewaykit import eventually, rest, running
+from kit.gateway import eventually, rest, running
+from routing.partners import PartnerRegistry
 
 SHA256 = Algorithms(
     "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
@@ -332,6 +332,7 @@ async def test_signed_message_is_accepted_and_the_ack_is_signed_by_the_gateway(
         assert len(listing["messages"]) == 1
 
 
+@pytest.mark.slow
 async def test_a_comment_in_the_signed_message_id_is_acknowledged_under_the_whole_id(
     tmp_path: Path, capture: Capture, signer: Signer
 ) -> None:
@@ -346,6 +347,7 @@ async def test_a_comment_in_the_signed_message_id_is_acknowledged_under_the_whol
         assert ack.action == "Acknowledgment" and ack.ref_to_message_id == out.message_id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signing", ["unsigned", "another key"])
 async def test_a_message_not_signed_by_the_cpas_key_is_a_security_failure(
     tmp_path: Path, capture: Capture, signer: Signer, signing: str
@@ -370,6 +372,7 @@ async def test_a_message_not_signed_by_the_cpas_key_is_a_security_failure(
         (_forged_message_id, "//Header/MessageHeader/MessageData/MessageId"),
     ],
 )
+@pytest.mark.slow
 async def test_a_wrapped_signature_is_refused_and_nothing_accepted(
     tmp_path: Path,
     capture: Capture,
@@ -397,6 +400,7 @@ async def test_a_wrapped_signature_is_refused_and_nothing_accepted(
         assert listing["messages"] == []
 
 
+@pytest.mark.slow
 async def test_the_adapter_signs_what_it_sends(
     tmp_path: Path, capture: Capture, signer: Signer
 ) -> None:
@@ -444,6 +448,7 @@ def _receipt(capture: Capture, signer: Signer | None, *, repeat: bool = True) ->
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+@pytest.mark.slow
 async def test_our_message_ends_only_on_a_signed_receipt_of_what_we_signed(
     tmp_path: Path, capture: Capture, signer: Signer
 ) -> None:
@@ -468,6 +473,6 @@ async def test_our_message_ends_only_on_a_signed_receipt_of_what_we_signed(
         assert (await post_ebms(setup, ("text/xml", _receipt(capture, signer))))[0] == 204
 
         async def delivered() -> bool:
-            return (await delivery_to_0150(setup, message_id))["state"] == "delivered"
+            return bool((await delivery_to_0150(setup, message_id))["state"] == "delivered")
 
         await eventually(delivered, timeout=20)

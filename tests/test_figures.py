@@ -5,6 +5,7 @@ The disclosure guarantee itself is proven in tests/test_disclosure.py."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -28,7 +29,7 @@ from gateway.figures import Fact, FactKind, FigureKeys, extract
 from gateway.keyring import Keyring
 from gateway.portal.pages import euro
 from gateway.standards import parse_namespace
-from tests.gatewaykit import Setup, Sink, ggk, make_setup, portal_session, rest, running
+from kit.gateway import Setup, Sink, ggk, make_setup, portal_session, rest, running
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 KEYS = FigureKeys(b"k" * 32)
@@ -138,22 +139,18 @@ def test_retourberichten_and_requests_to_change_count_nothing() -> None:
 
 
 def test_facts_travel_sealed_in_a_kafka_record() -> None:
-    from benchmarks.harness import stored_message
+    from kit.harness import stored_message
 
     keyring = Keyring.generate()
     facts = facts_of("ijw/jw323.xml")
     message = stored_message(1)
-    message = type(message)(**{**_fields(message), "facts": facts})
+    message = dataclasses.replace(message, facts=facts)
     value = message_record(keyring, message, 1.0)
     assert b"2026-10" not in value and b"declaratie" not in value
     meta, blob = unframe(value)
-    assert read_message(keyring, meta, blob, open_secret=False).__getitem__(0).facts == ()
+    assert read_message(keyring, meta, blob, open_secret=False)[0].facts == ()
     opened = read_message(keyring, meta, blob, open_secret=False, open_facts=True)[0]
     assert opened.facts == facts
-
-
-def _fields(message: object) -> dict[str, object]:
-    return {name: getattr(message, name) for name in message.__slots__}  # type: ignore[attr-defined]
 
 
 # --- publishing ------------------------------------------------------------------------------
@@ -315,6 +312,7 @@ def setup(tmp_path: Path, sink: Sink) -> Setup:
     return make_setup(tmp_path / "gw", sink.port)
 
 
+@pytest.mark.slow
 async def test_figures_over_rest_and_cli(setup: Setup) -> None:
     async with running(setup):
         before = time.strftime("%Y-%m", time.gmtime())

@@ -10,11 +10,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from benchmarks.harness import free_port
+import pytest
+
 from gateway import demo
+from kit.gateway import GGK, ggk, make_setup, rest, running, serve
+from kit.harness import free_port
 from routing.partners import PartnerRegistry
 from tests.conftest import ROOT, SAMPLES
-from tests.gatewaykit import GGK, ggk, make_setup, rest, running, serve
 
 
 def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -23,6 +25,7 @@ def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_init_twice_keeps_the_demo_and_force_moves_old_data_aside(tmp_path: Path) -> None:
     first = cli("init", "demo", "--port", str(free_port()), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -39,6 +42,7 @@ def test_init_twice_keeps_the_demo_and_force_moves_old_data_aside(tmp_path: Path
     assert not (tmp_path / "demo" / "data" / "gateway.sqlite").exists()
 
 
+@pytest.mark.slow
 async def test_serve_refuses_a_keyring_that_does_not_match_its_data(tmp_path: Path) -> None:
     setup = make_setup(tmp_path / "gw", 1)
     async with running(setup):
@@ -53,6 +57,7 @@ async def test_serve_refuses_a_keyring_that_does_not_match_its_data(tmp_path: Pa
     assert code == 1 and "wrong keyring" in out
 
 
+@pytest.mark.slow
 async def test_the_demo_runs_twice_with_fresh(tmp_path: Path) -> None:
     setup = make_setup(tmp_path / "gw", 1)
     async with running(setup):
@@ -73,6 +78,7 @@ async def test_the_demo_runs_twice_with_fresh(tmp_path: Path) -> None:
         assert code2 == 1 and "TR056" in out2  # without --fresh the same message is refused
 
 
+@pytest.mark.slow
 async def test_cli_pages_and_fails_clearly(tmp_path: Path) -> None:
     setup = make_setup(tmp_path / "gw", 1)
     async with running(setup):
@@ -102,6 +108,7 @@ async def test_cli_pages_and_fails_clearly(tmp_path: Path) -> None:
         assert code == 0 and "revoked already" in out
 
 
+@pytest.mark.slow
 async def test_every_log_line_is_json_with_one_access_line_per_request(tmp_path: Path) -> None:
     setup = make_setup(tmp_path / "gw", 1)
     log = tmp_path / "gateway.log"
@@ -132,6 +139,7 @@ def test_partner_file_paths_are_relative_to_the_partners_file(tmp_path: Path) ->
     )
 
 
+@pytest.mark.slow
 def test_the_readme_validate_example_is_what_ggk_prints() -> None:
     readme = (ROOT / "README.md").read_text()
     block = readme.split("```\nINVALID ", 1)[1].split("```", 1)[0]

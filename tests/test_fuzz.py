@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from datetime import date
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,10 +21,10 @@ from gateway.ebms.signing import Algorithms, SignatureProblem, Signer, verify
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
+from kit.ebms import di01, fresh_signer, outgoing, signed_by
 from routing.partners import PartnerKind
 from routing.table import Action, Destination, Refusal, RoutedMessage, RouteRule, RouteTable
 from tests.conftest import sample
-from tests.ebmskit import di01, fresh_signer, outgoing, signed_by
 
 VALIDATOR = Validator(SchemaRegistry(), today=date(2026, 11, 22))
 SEEDS = [
@@ -43,6 +44,7 @@ EXAMPLES = settings(
 )
 """The number of examples comes from the active profile (tests/conftest.py): 200 in the test
 suite, more in ``python -m benchmarks.fuzz``."""
+pytestmark = pytest.mark.slow  # 200 examples per property: seconds each (docs/testing.md)
 
 
 @st.composite

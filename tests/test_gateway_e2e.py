@@ -13,8 +13,7 @@ import zeep
 from lxml import etree
 
 from gateway import envelope as env
-from tests.conftest import sample
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     Sink,
     deventer_wmo301,
@@ -28,6 +27,7 @@ from tests.gatewaykit import (
     running,
     zeep_client,
 )
+from tests.conftest import sample
 
 WMO301 = sample("iwmo/wmo301.xml").encode()
 
@@ -37,6 +37,7 @@ def setup(tmp_path: Path, sink: Sink) -> Setup:
     return make_setup(tmp_path / "gw", sink.port)
 
 
+@pytest.mark.slow
 async def test_zeep_di01_gets_bv03_and_partner_receives_it(setup: Setup, sink: Sink) -> None:
     async with running(setup):
         client = await asyncio.to_thread(zeep_client, setup, "0150")
@@ -60,6 +61,7 @@ async def test_zeep_di01_gets_bv03_and_partner_receives_it(setup: Setup, sink: S
         await eventually(lambda: list(drop.glob(f"WMO301_{ref}_*.xml")))
 
 
+@pytest.mark.slow
 async def test_partner_down_then_back_is_retried_with_backoff(setup: Setup, sink: Sink) -> None:
     sink.fail_next, sink.fail_with = 2, "http503"
     async with running(setup):
@@ -82,6 +84,7 @@ async def test_partner_down_then_back_is_retried_with_backoff(setup: Setup, sink
         assert delivery["state"] == "delivered" and delivery["attempts"] == 3
 
 
+@pytest.mark.slow
 async def test_permanent_failure_dead_letters_then_replay_delivers(
     setup: Setup, sink: Sink
 ) -> None:
@@ -111,6 +114,7 @@ async def test_permanent_failure_dead_letters_then_replay_delivers(
         assert [e["event"] for e in view["events"]].count("replayed") == 1
 
 
+@pytest.mark.slow
 async def test_server_side_fo03_is_retried(setup: Setup, sink: Sink) -> None:
     sink.fail_next, sink.fail_with = 1, "fo03-server"
     async with running(setup):
@@ -120,6 +124,7 @@ async def test_server_side_fo03_is_retried(setup: Setup, sink: Sink) -> None:
         assert sink.requests_seen == 2
 
 
+@pytest.mark.slow
 async def test_duplicate_gets_same_bv03_and_is_routed_once(setup: Setup, sink: Sink) -> None:
     async with running(setup):
         data = deventer_wmo301()
@@ -137,6 +142,7 @@ async def test_duplicate_gets_same_bv03_and_is_routed_once(setup: Setup, sink: S
         assert status == 500 and fo03_code(body) == "StUF016"
 
 
+@pytest.mark.slow
 async def test_spoofed_sender_gets_fo03_and_nothing_is_stored(setup: Setup, sink: Sink) -> None:
     async with running(setup):
         ref = str(uuid.uuid4())
@@ -154,6 +160,7 @@ async def test_spoofed_sender_gets_fo03_and_nothing_is_stored(setup: Setup, sink
         assert sink.requests_seen == 0
 
 
+@pytest.mark.slow
 async def test_du01_retour_goes_back_to_the_heen_sender_and_shows_in_status(
     setup: Setup, sink: Sink
 ) -> None:
@@ -198,6 +205,7 @@ async def test_du01_retour_goes_back_to_the_heen_sender_and_shows_in_status(
         )
 
 
+@pytest.mark.slow
 async def test_rest_submit_inbox_fetch_ack(setup: Setup) -> None:
     async with running(setup):
         key = str(uuid.uuid4())
@@ -244,6 +252,7 @@ async def test_rest_submit_inbox_fetch_ack(setup: Setup) -> None:
         assert status == 422 and body["code"] == "StUF058" and "CS058" in body["title"]
 
 
+@pytest.mark.slow
 async def test_message_type_not_allowed_for_sender_kind(setup: Setup) -> None:
     async with running(setup):
         # a zorgaanbieder may not send a toewijzing (WMO301 is the gemeente's)
@@ -255,6 +264,7 @@ async def test_message_type_not_allowed_for_sender_kind(setup: Setup) -> None:
         assert status == 422 and body["code"] in ("StUF055", "IB234")
 
 
+@pytest.mark.slow
 async def test_admin_endpoints_need_admin(setup: Setup) -> None:
     async with running(setup):
         for path in ("/api/v1/admin/dead-letters", "/api/v1/admin/overdue"):
@@ -284,6 +294,7 @@ async def test_admin_endpoints_need_admin(setup: Setup) -> None:
         assert status == 200 and listing["partner"] == "0150"
 
 
+@pytest.mark.slow
 async def test_health_metrics_openapi_and_wsdl(setup: Setup) -> None:
     async with running(setup):
         assert (await rest(setup, "GET", "/healthz"))[1] == {"status": "ok"}
@@ -298,6 +309,7 @@ async def test_health_metrics_openapi_and_wsdl(setup: Setup) -> None:
         assert (await rest(setup, "GET", "/ggk/wsdl/../../../etc/passwd"))[0] == 404
 
 
+@pytest.mark.slow
 async def test_soap_layer_refusals(setup: Setup) -> None:
     async with running(setup):
         data = deventer_wmo301()
@@ -353,7 +365,7 @@ def test_zeep_sees_the_operations_and_actions_of_the_facts_sheet(tmp_path: Path)
         / "ggk0210"
         / ("ggk0210_OntvangAsynchroon.wsdl")
     )
-    client = zeep.Client(str(wsdl))
+    client = zeep.Client(str(wsdl))  # type: ignore[no-untyped-call]
     service = next(iter(client.wsdl.services.values()))
     binding = service.ports["OntvangAsynchroon"].binding  # zeep's public model, not _binding
     assert {name: binding.get(name).soapaction for name in ("ggk_Di01", "ggk_Du01", "Fo01")} == {
@@ -366,6 +378,7 @@ def test_zeep_sees_the_operations_and_actions_of_the_facts_sheet(tmp_path: Path)
     assert list(service.ports) == ["OntvangAsynchroon"]
 
 
+@pytest.mark.slow
 async def test_zeep_from_the_served_0310_wsdl_gets_bv03(setup: Setup, sink: Sink) -> None:
     async with running(setup):
         status, listing = await rest(setup, "GET", "/ggk/OntvangAsynchroon?wsdl=0310")
@@ -383,6 +396,7 @@ async def test_zeep_from_the_served_0310_wsdl_gets_bv03(setup: Setup, sink: Sink
         await eventually(lambda: ref in sink.referenties())
 
 
+@pytest.mark.slow
 async def test_older_0310_envelope_namespace_is_accepted(setup: Setup, sink: Sink) -> None:
     async with running(setup):
         data = deventer_wmo301(generation=env.Generation.GGK0310)
@@ -391,6 +405,7 @@ async def test_older_0310_envelope_namespace_is_accepted(setup: Setup, sink: Sin
         await eventually(lambda: len(sink.received) == 1)
 
 
+@pytest.mark.slow
 async def test_overdue_lists_heen_without_retour(setup: Setup) -> None:
     async with running(setup):
         ref = str(uuid.uuid4())
@@ -411,6 +426,7 @@ async def test_overdue_lists_heen_without_retour(setup: Setup) -> None:
         assert body["overdue"] == []
 
 
+@pytest.mark.slow
 async def test_operator_cli_against_a_running_gateway(
     setup: Setup, sink: Sink, tmp_path: Path
 ) -> None:

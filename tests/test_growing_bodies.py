@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 from lxml import etree
 
 from gateway import soap
-from tests.gatewaykit import Setup, deventer_wmo301, jw301_payload, make_setup, rest, running
+from kit.gateway import Setup, deventer_wmo301, jw301_payload, make_setup, rest, running
 from tests.test_admission import PATIENCE, Held, configured, holding, settle, still_open
 
 MIB = 1024 * 1024
@@ -72,6 +73,7 @@ async def post_chunked_soap(setup: Setup, envelope: bytes, token: str) -> tuple[
         return response.status, await response.read()
 
 
+@pytest.mark.slow
 async def test_a_partners_concurrent_chunked_soap_requests_are_all_accepted(
     tmp_path: Path,
 ) -> None:

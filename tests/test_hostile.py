@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yarl
 from lxml import etree
 
-from benchmarks.validate import big_declaratie
 from gateway import envelope as env
 from gateway import soap
+from kit.gateway import GGK, Setup, eventually, fo03_code, make_setup, rest, serve
+from kit.messages import big_declaratie
 from tests.conftest import sample
-from tests.gatewaykit import GGK, Setup, eventually, fo03_code, make_setup, rest, serve
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((HOSTILE / "expected.json").read_text())
@@ -164,6 +165,7 @@ def http_head(length: int) -> bytes:
     ).encode()
 
 
+@pytest.mark.slow
 async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path) -> None:
     setup = make_setup(tmp_path / "gw", 1)
     config = re.sub(
@@ -200,7 +202,7 @@ async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path) -> None:
                 ),
             )
         rss_before = rss_kib(process.pid)
-        mismatches = []
+        mismatches: list[tuple[str, object, object]] = []
         for name, want in EXPECTED.items():
             if name.startswith("generated-"):
                 continue
@@ -383,6 +385,7 @@ async def unread_or_refused(setup: Setup, body: bytes) -> tuple[int, str | None]
         return "closed unread"
 
 
+@pytest.mark.slow
 async def test_large_bodies_cost_bounded_memory_and_never_stall_health(tmp_path: Path) -> None:
     """Issue #11 point 4 and 6: six parallel 23 MiB bodies of empty Header elements, from
     nobody and from a partner, raise the gateway's RSS by at most 300 MiB while /healthz keeps

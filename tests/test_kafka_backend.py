@@ -28,8 +28,7 @@ from gateway.broker import kafka_records, sqlite_figures
 from gateway.broker.kafka_ledger import Chain, Checkpoint
 from gateway.keyring import Keyring
 from gateway.portal.session import SESSION_SECONDS
-from tests.conftest import sample
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     Sink,
     another_process,
@@ -47,6 +46,7 @@ from tests.gatewaykit import (
     submit_jw301,
     use_kafka,
 )
+from tests.conftest import sample
 
 pytestmark = pytest.mark.kafka
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from benchmarks import harness
-from benchmarks.kafka_cluster import KafkaCluster, kafka_cluster
+from kit import harness
+from kit.gateway import Setup, Sink, eventually, jw301_payload, make_setup, rest, serve
+from kit.kafka_cluster import KafkaCluster, kafka_cluster
 from tests.conftest import require_kafka_tools
-from tests.gatewaykit import Setup, Sink, eventually, jw301_payload, make_setup, rest, serve
 
 pytestmark = pytest.mark.kafka
 

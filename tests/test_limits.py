@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,8 +20,7 @@ from gateway import soap
 from gateway.config import ConfigError
 from gateway.config import load as load_config
 from gateway.ratelimit import PartnerBuckets
-from tests.conftest import sample
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     deventer_wmo301,
     fo03_code,
@@ -29,6 +29,7 @@ from tests.gatewaykit import (
     rest,
     serve,
 )
+from tests.conftest import sample
 
 BURST = 5
 DI01 = "http://www.stufstandaarden.nl/koppelvlak/ggk0210/ggk_Di01"
@@ -91,6 +92,7 @@ def test_bad_partner_limits_are_refused_in_one_line(
     assert "\n" not in message and words in message and str(setup.config_path) in message
 
 
+@pytest.mark.slow
 async def test_a_partner_over_its_rate_is_refused_while_others_are_served(
     tmp_path: Path,
 ) -> None:
@@ -184,7 +186,7 @@ async def soap_with_retry_after(setup: Setup, partner: str) -> tuple[int, bytes,
         return response.status, await response.read(), response.headers.get("Retry-After")
 
 
-async def rest_with_retry_after(setup: Setup, partner: str) -> tuple[int, object, str | None]:
+async def rest_with_retry_after(setup: Setup, partner: str) -> tuple[int, Any, str | None]:
     """GET /api/v1/inbox with ``partner``'s token: (status, answer, its Retry-After)."""
     async with (
         aiohttp.ClientSession() as session,

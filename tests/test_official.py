@@ -50,6 +50,7 @@ EXAMPLE_VERDICTS: dict[str, set[str]] = {
 }
 
 
+@pytest.mark.slow
 def test_our_xsds_give_the_official_verdict_on_every_probe(registry: SchemaRegistry) -> None:
     recorded = unpack(json.loads(VERDICTS.read_text()))
     assert len(recorded) > 10_000 and 0 < sum(recorded.values()) < len(recorded)

@@ -7,14 +7,17 @@ import multiprocessing
 import uuid
 from pathlib import Path
 
-from benchmarks.validate import big_declaratie
+import pytest
+
 from gateway.offload import PayloadValidator
 from gateway.validation import Validator
-from tests.gatewaykit import Sink, make_setup, rest, running
+from kit.gateway import Sink, make_setup, rest, running
+from kit.messages import big_declaratie
 
 BIG = big_declaratie()
 
 
+@pytest.mark.slow
 async def test_worker_gives_the_same_verdict_as_inline(validator: Validator) -> None:
     payloads = PayloadValidator(validator, ())
     await payloads.start()
@@ -42,6 +45,7 @@ async def test_worker_gives_the_same_verdict_as_inline(validator: Validator) -> 
         payloads.close()
 
 
+@pytest.mark.slow
 async def test_gateway_accepts_a_1_mb_declaratie(tmp_path: Path) -> None:
     sink = Sink()
     setup = make_setup(tmp_path / "gw", sink.port)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from kit.gateway import Setup, Sink, eventually, make_setup, rest, running
 from tests.conftest import ROOT, SAMPLES
-from tests.gatewaykit import Sink, eventually, make_setup, rest, running
 
 OPS = ROOT / "docs" / "ops"
 
@@ -31,6 +31,7 @@ def exported(text: bytes) -> dict[str, list[tuple[str, float]]]:
     return out
 
 
+@pytest.mark.slow
 async def test_operator_metrics_from_a_live_gateway(tmp_path: Path, sink: Sink) -> None:
     setup = make_setup(tmp_path / "gw", sink.port, max_attempts=1)
     sink.fail_next, sink.fail_with = 1, "fo03-client"
@@ -63,8 +64,8 @@ async def test_operator_metrics_from_a_live_gateway(tmp_path: Path, sink: Sink) 
     assert "ggk_build_info" in metrics and "ggk_overdue_retours" in metrics
 
 
-async def _dead(setup: object) -> bool:
-    status, body = await rest(setup, "GET", "/api/v1/admin/dead-letters", token=setup.token())  # type: ignore[attr-defined]
+async def _dead(setup: Setup) -> bool:
+    status, body = await rest(setup, "GET", "/api/v1/admin/dead-letters", token=setup.token())
     return status == 200 and bool(body["dead_letters"])
 
 

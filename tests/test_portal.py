@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     Sink,
     deventer_wmo301,
@@ -110,6 +110,7 @@ def write(tmp: Path, name: str, data: bytes) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_a_provider_uploads_and_a_gemeente_downloads(
     setup: Setup, browser: Any, tmp_path: Path
 ) -> None:
@@ -195,6 +196,7 @@ async def test_a_provider_uploads_and_a_gemeente_downloads(
         await accessible(gemeente, "06-gemeente-figures")
 
 
+@pytest.mark.slow
 async def test_the_operator_replays_a_dead_letter_and_sees_the_figures(
     setup: Setup, sink: Sink, browser: Any
 ) -> None:
@@ -266,6 +268,7 @@ async def test_the_operator_replays_a_dead_letter_and_sees_the_figures(
         assert "UTC" in row and "not seen since start" in row, row
 
 
+@pytest.mark.slow
 async def test_a_file_name_is_text_not_markup(setup: Setup, browser: Any, tmp_path: Path) -> None:
     async with running(setup):
         page = await new_page(browser, setup)
@@ -286,6 +289,7 @@ async def test_a_file_name_is_text_not_markup(setup: Setup, browser: Any, tmp_pa
 # --- the attacks a browser makes possible (without a browser: each is one request) ---------
 
 
+@pytest.mark.slow
 async def test_csrf_origin_fixation_and_other_partners_pages(setup: Setup) -> None:
     async with running(setup):
         # a message between two others: 0150 to zorgaanbieder 12345678
@@ -369,6 +373,7 @@ async def test_csrf_origin_fixation_and_other_partners_pages(setup: Setup) -> No
             assert answer.status == 303 and answer.headers["Location"] == "/portal/signin"
 
 
+@pytest.mark.slow
 async def test_a_planted_cookie_is_never_promoted_and_sign_in_is_rate_limited(
     setup: Setup,
 ) -> None:
@@ -406,6 +411,7 @@ async def test_a_planted_cookie_is_never_promoted_and_sign_in_is_rate_limited(
             await asyncio.sleep(0)
 
 
+@pytest.mark.slow
 async def test_the_audit_search_refuses_bad_criteria_without_echoing_a_bsn(setup: Setup) -> None:
     async with running(setup):
         operator, csrf = await portal_session(setup, None)
@@ -440,6 +446,7 @@ async def test_the_audit_search_refuses_bad_criteria_without_echoing_a_bsn(setup
 # --- signing out ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_signing_out_in_chromium_ends_the_session(setup: Setup, browser: Any) -> None:
     """A ``__Host-`` cookie is deleted only by a Set-Cookie that is Secure as well: without it
     Chromium kept the session, and the partner's pages stayed open after "Sign out"."""
@@ -458,6 +465,7 @@ async def test_signing_out_in_chromium_ends_the_session(setup: Setup, browser: A
             assert "Signed in as" not in await page.inner_text("body"), path
 
 
+@pytest.mark.slow
 async def test_a_copied_session_cookie_dies_at_sign_out_even_after_a_restart(
     setup: Setup,
 ) -> None:

@@ -8,11 +8,12 @@ import re
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from gateway.broker.revocations import Revocations
 from gateway.portal.limits import SIGNINS_PER_PARTNER
 from gateway.server import build
-from tests.gatewaykit import Setup, hidden_field, make_setup, portal_session, rest, running
+from kit.gateway import Setup, hidden_field, make_setup, portal_session, rest, running
 
 SESSION = "__Host-ggk-session"
 
@@ -60,6 +61,7 @@ def cookie_of(client: aiohttp.ClientSession) -> str:
     return next(c.value for c in client.cookie_jar if c.key == SESSION)
 
 
+@pytest.mark.slow
 async def test_a_partner_over_its_rate_is_refused_on_every_portal_page_and_form(
     tmp_path: Path,
 ) -> None:
@@ -71,7 +73,7 @@ async def test_a_partner_over_its_rate_is_refused_on_every_portal_page_and_form(
     async with running(setup):
         client, csrf = await portal_session(setup, "0150")  # its overdue page spends 1 of 2
         async with client:
-            answered = []
+            answered: list[int] = []
             while 429 not in answered and len(answered) < 3:  # the API spends what is left
                 status, _ = await rest(setup, "GET", "/api/v1/inbox", token=setup.token("0150"))
                 answered.append(status)
@@ -111,6 +113,7 @@ async def test_a_partner_over_its_rate_is_refused_on_every_portal_page_and_form(
             assert await with_cookie(setup, copied) == 303
 
 
+@pytest.mark.slow
 async def test_successful_sign_ins_are_limited_per_partner_not_per_address(
     tmp_path: Path,
 ) -> None:
@@ -139,6 +142,7 @@ async def test_successful_sign_ins_are_limited_per_partner_not_per_address(
         assert statuses == [303] * 3
 
 
+@pytest.mark.slow
 async def test_a_full_list_of_sign_outs_pauses_sign_ins_and_never_revives_a_cookie(
     tmp_path: Path,
 ) -> None:

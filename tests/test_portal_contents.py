@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.portal.contents import MAX_BYTES, Field, Reader
-from tests.gatewaykit import Setup, Sink, make_setup, portal_session, rest, running
+from kit.gateway import Setup, Sink, make_setup, portal_session, rest, running
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

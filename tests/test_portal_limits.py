@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.gatewaykit import Setup, Sink, make_setup, portal_session, running
+from kit.gateway import Setup, Sink, make_setup, portal_session, running
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 BODY_TIMEOUT = 2.0
@@ -80,6 +80,7 @@ def status_of(answer: bytes) -> int | None:
     return int(parts[1]) if answer.startswith(b"HTTP/1.1 ") and len(parts) > 2 else None
 
 
+@pytest.mark.slow
 async def test_a_form_is_read_within_its_limits_or_refused(setup: Setup) -> None:
     """Eight 24 MiB POSTs to the acknowledge form grew the gateway by 450 MiB: a form is a
     few KB, refused (413) by its Content-Length before a byte is read; a form without one is
@@ -128,6 +129,7 @@ async def test_a_form_is_read_within_its_limits_or_refused(setup: Setup) -> None
                 assert answer.status == 404
 
 
+@pytest.mark.slow
 async def test_one_partner_trickling_two_uploads_leaves_a_slot_for_another(
     setup: Setup,
 ) -> None:
@@ -172,9 +174,10 @@ async def test_one_partner_trickling_two_uploads_leaves_a_slot_for_another(
                 assert "wmo301.xml: valid" in text
             # and the trickle is cut
             answers = [status_of(answer) for answer in await asyncio.gather(*trickles)]
-            assert sorted(answers) == [408, 429], answers
+            assert sorted(status or 0 for status in answers) == [408, 429], answers
 
 
+@pytest.mark.slow
 async def test_every_answer_is_https_only_and_kept_from_caches(setup: Setup) -> None:
     """HSTS on every answer over TLS; ``Cache-Control: no-store`` on every answer that can
     carry a message or a BSN (the REST inbox listing had none)."""
@@ -205,6 +208,7 @@ async def test_every_answer_is_https_only_and_kept_from_caches(setup: Setup) -> 
                 assert answer.headers.get("Cache-Control") == "no-store", path
 
 
+@pytest.mark.slow
 async def test_plain_http_answers_carry_no_hsts_but_stay_out_of_caches(tmp_path: Path) -> None:
     """HSTS over plain HTTP would be ignored at best; on a development gateway (plain_http,
     loopback only) it is left out, ``no-store`` stays."""

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from aiokafka.structs import ConsumerRecord
 
-from benchmarks.harness import stored_message
 from gateway.broker import kafka_records as rec
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import KafkaConfig
 from gateway.keyring import Keyring
+from kit.harness import stored_message
 
 KEYS = Keyring.generate()
 RECEIVER = "12345678"

@@ -16,8 +16,8 @@ from gateway import envelope as env
 from gateway import soap
 from gateway.devpki import DevCA
 from gateway.metrics import REGISTRY
+from kit.gateway import GGK, Setup, fo03_code, make_setup, running
 from tests.conftest import sample
-from tests.gatewaykit import GGK, Setup, fo03_code, make_setup, running
 
 WMO301 = sample("iwmo/wmo301.xml").encode()
 
@@ -69,6 +69,7 @@ async def test_own_partner_certificate_gets_through(setup: Setup) -> None:
     assert status == 200
 
 
+@pytest.mark.slow
 async def test_certificate_from_an_untrusted_ca_is_refused_in_the_handshake(
     setup: Setup, tmp_path: Path
 ) -> None:
@@ -106,6 +107,7 @@ async def test_tls_below_1_2_is_refused(setup: Setup) -> None:
     assert status == 200
 
 
+@pytest.mark.slow
 async def test_revoked_certificate_is_refused_after_restart(tmp_path: Path) -> None:
     s = make_setup(tmp_path / "gw", 1)
     result = subprocess.run(

@@ -21,7 +21,6 @@ import pytest
 
 from adapters.base import Outbound, PermanentError
 from adapters.directory import DirectoryAdapter
-from benchmarks.harness import stored_message
 from gateway import envelope as env
 from gateway.admission import BadEncoding, BodyTooLarge, decode_body
 from gateway.broker import sqlite_audit
@@ -30,8 +29,7 @@ from gateway.config import ConnectionLimits
 from gateway.connections import ConnectionTable
 from gateway.keyring import Keyring
 from gateway.standards import MESSAGES
-from tests.conftest import SAMPLES
-from tests.gatewaykit import (
+from kit.gateway import (
     Setup,
     Sink,
     eventually,
@@ -43,6 +41,8 @@ from tests.gatewaykit import (
     running,
     serve,
 )
+from kit.harness import stored_message
+from tests.conftest import SAMPLES
 
 WMO301 = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
 WMO302 = (SAMPLES / "iwmo" / "wmo302.xml").read_bytes()
@@ -191,6 +191,7 @@ async def send_text(setup: Setup, functie: str) -> None:
     assert code == 200, fo03_code(body)
 
 
+@pytest.mark.slow
 async def test_inbox_save_builds_names_only_from_checked_parts(
     setup: Setup, tmp_path: Path
 ) -> None:
@@ -207,6 +208,7 @@ async def test_inbox_save_builds_names_only_from_checked_parts(
         assert not list(tmp_path.rglob("evil*"))
 
 
+@pytest.mark.slow
 async def test_connections_are_bounded_per_peer_and_in_time(setup: Setup) -> None:
     config = setup.config_path.read_text()
     for key, value in (
@@ -270,6 +272,7 @@ def test_connection_table_caps_the_total() -> None:
     assert table.admit("10.0.0.3") and table.by_peer == {"10.0.0.2": 1, "10.0.0.3": 1}
 
 
+@pytest.mark.slow
 async def test_a_partners_error_text_is_sealed(setup: Setup, sink: Sink, tmp_path: Path) -> None:
     """The receiving partner's Fo03 omschrijving (which may quote a BSN and a name) appears
     nowhere in the clear: not in the delivery state, history, status view, log or database
@@ -333,6 +336,7 @@ async def test_database_files_are_private_whatever_the_umask(tmp_path: Path) -> 
         os.umask(previous)
 
 
+@pytest.mark.slow
 async def test_audit_export_refuses_existing_files_and_symlinks(
     setup: Setup, tmp_path: Path
 ) -> None:

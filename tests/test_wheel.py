@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from benchmarks.harness import free_port
+from kit.harness import free_port
 from tests.conftest import ROOT, SAMPLES
 
 pytestmark = pytest.mark.slow

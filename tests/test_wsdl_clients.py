@@ -72,6 +72,7 @@ def classpath(tmp_path_factory: pytest.TempPathFactory) -> str:
     return out.read_text().strip()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("generation", WSDL_GENERATIONS)
 def test_partner_code_compiles_against_classes_generated_from_our_wsdl(
     generation: str, classpath: str, tmp_path: Path

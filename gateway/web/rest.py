@@ -5,6 +5,7 @@ the operator reads dead letters and overdue retours and replays; gemeenten read 
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
@@ -17,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from gateway import envelope as env
-from gateway import stats
+from gateway import parameters, stats
 from gateway.broker.base import DeadLetter, InboxItem, MessageRef
 from gateway.ingest import Identity, Rejected
 from gateway.metrics import (
@@ -53,23 +54,68 @@ MAX_CURSOR = 2**63 - 1
 
 
 async def submit_message(request: web.Request) -> web.Response:
-    """POST a raw iWmo/iJw message; the gateway wraps it in a Di01/Du01 for the sender."""
+    """POST an iWmo/iJw message; the gateway wraps it in a Di01/Du01 for the sender. The body
+    is the message itself (application/xml), or a JSON object holding it base64-encoded with
+    the same options (application/json: the form a generated client can send); both take the
+    one path below. The parameters' shapes are checked before the body is read."""
     auth = as_partner(request)
     if isinstance(auth, web.Response):
         return auth
     gw, identity, partner = auth
-    async with admitted(request, gw) as payload:
-        if isinstance(payload, web.Response):
-            return payload
+    key = parameters.UUID4.checked("Idempotency-Key", request.headers.get("Idempotency-Key"))
+    cross_ref = parameters.query(request, "cross_ref", parameters.UUID4)
+    async with admitted(request, gw) as body:
+        if isinstance(body, web.Response):
+            return body
+        if request.content_type == "application/json":
+            form = _json_submission(body, key, cross_ref)
+            if isinstance(form, web.Response):
+                return form
+            payload, key, cross_ref = form
+        else:
+            payload = body
         submitted = await submit_payload(
-            gw,
-            identity,
-            partner,
-            payload,
-            referentienummer=request.headers.get("Idempotency-Key") or None,
-            cross_ref=request.query.get("cross_ref") or None,
+            gw, identity, partner, payload, referentienummer=key, cross_ref=cross_ref
         )
         return submitted.response()
+
+
+SUBMISSION_FIELDS = ("payload", "idempotency_key", "cross_ref")
+"""The members of the JSON form of a submission (components/schemas/Submission)."""
+
+
+def _json_submission(
+    body: bytes, key: str | None, cross_ref: str | None
+) -> tuple[bytes, str | None, str | None] | web.Response:
+    """The payload, Idempotency-Key and cross_ref of the JSON form, or its 400. A member may
+    repeat the header or query parameter of the same name only with the same value."""
+    try:
+        form = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the interpreter's stack (a few KB of '[')
+        return problem(400, "body must be a JSON object")
+    if not isinstance(form, dict):
+        return problem(400, "body must be a JSON object")
+    unknown = sorted(set(form) - set(SUBMISSION_FIELDS))
+    if unknown:
+        return problem(
+            400, f"unknown member {unknown[0][:40]!r}; members: payload, idempotency_key, cross_ref"
+        )
+    encoded = form.get("payload")
+    if not isinstance(encoded, str) or not parameters.BASE64.fits(encoded):
+        return problem(400, f"payload is {parameters.BASE64.says}, the message base64-encoded")
+    given: dict[str, str | None] = {"idempotency_key": key, "cross_ref": cross_ref}
+    for name in ("idempotency_key", "cross_ref"):
+        value = form.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not parameters.UUID4.fits(value):
+            return problem(400, f"{name} is {parameters.UUID4.says}")
+        if given[name] not in (None, value):
+            return problem(400, f"{name} differs from its header or query parameter")
+        given[name] = value
+    payload = base64.b64decode(encoded, validate=True)
+    return payload, given["idempotency_key"], given["cross_ref"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +286,7 @@ async def message_status(request: web.Request) -> web.Response:
     if limited is not None:
         return limited
     viewer = None if identity.admin else identity.partner.id if identity.partner else None
-    view = await gw.broker.view(request.match_info["id"], viewer)
+    view = await gw.broker.view(parameters.path_id(request, parameters.MESSAGE), viewer)
     if view is None:  # also for messages of others: no existence oracle
         return problem(404, "no such message")
     return web.json_response(with_times(view.to_dict()))
@@ -267,7 +313,9 @@ async def inbox_item(request: web.Request) -> web.Response:
     if isinstance(auth, web.Response):
         return auth
     gw, _, partner = auth
-    data = await gw.broker.inbox_envelope(partner.id, request.match_info["id"])
+    data = await gw.broker.inbox_envelope(
+        partner.id, parameters.path_id(request, parameters.MESSAGE_ID)
+    )
     if data is None:
         return problem(404, "no such message in your inbox")
     return web.Response(body=data, content_type="application/xml", charset="utf-8")
@@ -278,9 +326,10 @@ async def inbox_ack(request: web.Request) -> web.Response:
     if isinstance(auth, web.Response):
         return auth
     gw, _, partner = auth
-    if not await gw.broker.ack(partner.id, request.match_info["id"]):
+    message_id = parameters.path_id(request, parameters.MESSAGE_ID)
+    if not await gw.broker.ack(partner.id, message_id):
         return problem(404, "no such message waiting in your inbox")
-    return web.json_response({"acknowledged": request.match_info["id"]})
+    return web.json_response({"acknowledged": message_id})
 
 
 async def dead_letters(request: web.Request) -> web.Response:
@@ -290,7 +339,8 @@ async def dead_letters(request: web.Request) -> web.Response:
     gw, _ = auth
     limit = query_int(request, "limit", 100, 1, 10000)
     after = query_int(request, "after", 0, 0, MAX_CURSOR)
-    items = await gw.broker.dead_letters(request.query.get("partner"), limit, after)
+    partner = parameters.query(request, "partner", parameters.PARTNER)
+    items = await gw.broker.dead_letters(partner, limit, after)
     return web.json_response(
         {"dead_letters": [with_times(i.to_dict()) for i in items], "next": _next(items, limit)}
     )
@@ -317,8 +367,12 @@ async def replay(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         return problem(400, "body must be a JSON object")
     message_id, partner, since = body.get("message_id"), body.get("partner"), body.get("since")
-    if not all(v is None or isinstance(v, str) for v in (message_id, partner)):
-        return problem(400, "message_id and partner are strings")
+    for name, value, shape in (
+        ("message_id", message_id, parameters.MESSAGE),
+        ("partner", partner, parameters.PARTNER),
+    ):
+        if value is not None and not (isinstance(value, str) and shape.fits(value)):
+            return problem(400, f"{name} is {shape.says}")
     if since is not None and not (
         isinstance(since, int | float) and not isinstance(since, bool) and math.isfinite(since)
     ):
@@ -356,23 +410,24 @@ async def figures(request: web.Request) -> web.Response:
     """Beleidsinformatie: a gemeente reads its own figures, the operator everyone's."""
     gw = request.app[GATEWAY_KEY]
     identity = identify(request, gw)
-    asked = request.query.get("gemeente") or None
-    if identity.admin:
-        gemeente = asked
-    elif identity.partner is None:
+    if identity.partner is None and not identity.admin:
         anonymous(gw, identity, "401", "rest")
         return problem(401, "a credential is required")
-    elif (limited := over_rate(request, gw, identity)) is not None:
+    if not identity.admin and (limited := over_rate(request, gw, identity)) is not None:
         return limited
+    asked = parameters.query(request, "gemeente", parameters.PARTNER)
+    first = parameters.query(request, "from", parameters.MONTH)
+    last = parameters.query(request, "to", parameters.MONTH)
+    if identity.admin:
+        gemeente = asked
+    elif identity.partner is None:  # for the type checker: handled above
+        return problem(401, "a credential is required")
     elif identity.partner.kind is not PartnerKind.GEMEENTE:
         return problem(403, "figures are for gemeenten and the operator")
     elif asked not in (None, identity.partner.id):
         return problem(403, "a gemeente reads its own figures only")
     else:
         gemeente = identity.partner.id
-    first, last = request.query.get("from"), request.query.get("to")
-    if any(m is not None and not stats.MONTH.fullmatch(m) for m in (first, last)):
-        return problem(400, "from and to are months, YYYY-MM")
     wanted = request.query.get("format", "json")
     if wanted not in ("json", "csv"):
         return problem(400, "format is json or csv")

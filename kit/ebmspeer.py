@@ -26,14 +26,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from benchmarks.harness import free_port
 from gateway import envelope as env
 from gateway.config import load as load_config
 from gateway.ebms.cpastore import CpaStore
 from gateway.ebms.signing import Signer
+from kit.ebms import GATEWAY, PEER, Side, make_cpa, save_signer
+from kit.gateway import Setup, make_setup, with_delivery
+from kit.harness import free_port
 from routing.partners import PartnerRegistry
-from tests.ebmskit import GATEWAY, PEER, Side, make_cpa, save_signer
-from tests.gatewaykit import Setup, _delivery, make_setup
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 KIT = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "ebms-peer"
@@ -232,8 +232,8 @@ def prepare(
     setup = make_setup(tmp_path / "gw", free_port())
     text = (setup.directory / "partners.toml").read_text()
     text = text.replace('kind = "gemeente"\n', f'kind = "gemeente"\noin = "{PEER.oin}"\n', 1)
-    text = _delivery(text, "0150", f'adapter = "ebms"\ncpa = "{outbound_cpa}"\n')
-    text = _delivery(text, "12345678", 'adapter = "inbox"\n')
+    text = with_delivery(text, "0150", f'adapter = "ebms"\ncpa = "{outbound_cpa}"\n')
+    text = with_delivery(text, "12345678", 'adapter = "inbox"\n')
     (setup.directory / "partners.toml").write_text(text)
     config = setup.config_path.read_text()
     # the [tls] table left out (an unknown table would be refused, as a typo is)

@@ -3,8 +3,8 @@
 Test CPAs: two parties, the GGk envelope actions, one Digikoppeling profile.
 
 Written from the facts of OASIS ebXML CPPA 2.0 and Logius' Digikoppeling ebMS2 CPA rules
-(element order of cpp-cpa-2_0.xsd, the DK BusinessTransactionCharacteristics, a signal channel and an action channel per party). Test
-OINs and test values only; never an official CPA.
+(element order of cpp-cpa-2_0.xsd, the DK BusinessTransactionCharacteristics, a signal channel
+and an action channel per party). Test OINs and test values only; never an official CPA.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from benchmarks.harness import free_port
 from gateway import envelope as env
 from gateway.config import load as load_config
 from gateway.ebms import compose
@@ -36,8 +35,9 @@ from gateway.ebms import message as ebms
 from gateway.ebms.cpa import CPPA, DS
 from gateway.ebms.cpastore import CpaStore
 from gateway.ebms.signing import Algorithms, Signer
+from kit.gateway import Setup, make_setup, rest, with_delivery
+from kit.harness import free_port
 from routing.partners import PartnerRegistry
-from tests.gatewaykit import Setup, _delivery, make_setup, rest
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 XLINK = "http://www.w3.org/1999/xlink"
@@ -283,9 +283,9 @@ def gateway_with_cpa(
         'id = "0150"\nname = "Gemeente Deventer"\nkind = "gemeente"\n',
         f'id = "0150"\nname = "Gemeente Deventer"\nkind = "gemeente"\noin = "{PEER.oin}"\n',
     )
-    text = _delivery(text, "12345678", 'adapter = "inbox"\n')
+    text = with_delivery(text, "12345678", 'adapter = "inbox"\n')
     if outbound:
-        text = _delivery(text, "0150", 'adapter = "ebms"\ncpa = "CPA_TEST_gateway_1"\n')
+        text = with_delivery(text, "0150", 'adapter = "ebms"\ncpa = "CPA_TEST_gateway_1"\n')
     partners.write_text(text)
     ebms_table = f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n'
     ours: Signer | None = None

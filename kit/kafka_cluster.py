@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.harness import free_port, wait_for_brokers
+from kit.harness import free_port, wait_for_brokers
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBS = ROOT / ".kafka" / "libs"

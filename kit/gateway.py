@@ -23,13 +23,13 @@ from aiohttp import web
 from lxml import etree
 from zeep.transports import Transport
 
-from benchmarks import harness
-from benchmarks.harness import free_port
 from gateway import demo, soap
 from gateway import envelope as env
 from gateway.config import GatewayConfig
 from gateway.config import load as load_config
 from gateway.server import Gateway, run
+from kit import harness
+from kit.harness import free_port
 
 STUF = env.STUF_NS
 
@@ -78,10 +78,10 @@ def make_setup(directory: Path, sink_port: int, **delivery: float) -> Setup:
     port = free_port()
     demo.init(directory, port=port)
     partners = (directory / "partners.toml").read_text()
-    partners = _delivery(
+    partners = with_delivery(
         partners, "12345678", f'adapter = "stuf"\nurl = "http://127.0.0.1:{sink_port}/soap"\n'
     )
-    partners = _delivery(
+    partners = with_delivery(
         partners, "87654321", f'adapter = "http"\nurl = "http://127.0.0.1:{sink_port}/http"\n'
     )
     (directory / "partners.toml").write_text(partners)
@@ -115,7 +115,9 @@ def another_process(setup: Setup, name: str) -> Setup:
     return Setup(setup.directory, port, config.name)
 
 
-def _delivery(text: str, partner: str, delivery: str) -> str:
+def with_delivery(text: str, partner: str, delivery: str) -> str:
+    """partners.toml ``text`` with ``partner``'s [partner.delivery] table replaced by the
+    ``delivery`` lines (how tests point a partner at a sink, the inbox or an ebMS peer)."""
     blocks = text.split("[[partner]]")
     for i, block in enumerate(blocks):
         if f'id = "{partner}"' in block:
