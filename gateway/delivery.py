@@ -18,8 +18,8 @@ from typing import Any
 
 import structlog
 
-import adapters
-from adapters.base import Adapter, DeliveryFailed, Outbound
+from adapters.base import Adapter, AdapterError, DeliveryFailed, Outbound
+from gateway import transports
 from gateway.audit import AuditEvent
 from gateway.broker.base import Broker, Job, StorageError
 from gateway.config import DeliveryConfig
@@ -65,8 +65,8 @@ class DeliveryService:
         if adapter is None:
             partner = self.partners.get(destination)
             if partner is None:
-                raise adapters.AdapterError(f"no partner {destination}")
-            adapter = adapters.create(
+                raise AdapterError(f"no partner {destination}")
+            adapter = transports.create(
                 partner.delivery.adapter,
                 partner.delivery.settings,
                 timeout=self.config.timeout,
@@ -148,7 +148,7 @@ class DeliveryService:
             DELIVERY_FAILURES.labels(**{"class": "timeout"}).inc()
             await self._failed(job, f"timed out after {self.config.timeout:g} s", True)
             return
-        except adapters.AdapterError as exc:
+        except AdapterError as exc:
             DELIVERY_FAILURES.labels(**{"class": "configuration"}).inc()
             await self._failed(job, str(exc), False)
             return

@@ -170,8 +170,10 @@ def _systeem(el: etree._Element | None) -> Systeem:
     )
 
 
-def parse(root: etree._Element) -> Envelope:
-    """Validate an envelope against its schema and read it; raises :class:`EnvelopeError`."""
+def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
+    """Validate an envelope against its schema and read it; raises :class:`EnvelopeError`.
+    ``payload``: the payload the caller wrapped in this envelope itself (:func:`build_tree`);
+    it is taken as it is instead of decoded from the base64 text once more."""
     if not is_envelope(root):
         raise EnvelopeError(
             [
@@ -228,12 +230,13 @@ def parse(root: etree._Element) -> Envelope:
         bestandsnaam = bericht.get(f"{{{STUF_NS}}}bestandsnaam")
         is_xml = bool(content_type) and "xml" in (content_type or "")
         encoded = bericht.text or ""
-    try:
-        payload = base64.b64decode("".join(encoded.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise EnvelopeError(
-            [Problem("ENV-XSD", "payload is not valid base64", path="parameters/bericht")]
-        ) from None
+    if payload is None:
+        try:
+            payload = base64.b64decode("".join(encoded.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise EnvelopeError(
+                [Problem("ENV-XSD", "payload is not valid base64", path="parameters/bericht")]
+            ) from None
     kind = Kind.DI01 if qname.localname == DI01_ELEMENT else Kind.DU01
     return Envelope(
         kind=kind,
@@ -364,7 +367,7 @@ def _serialize(root: etree._Element) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body + b"\n"
 
 
-def _build(
+def build_tree(
     kind: Kind,
     payload: bytes,
     *,
@@ -372,16 +375,19 @@ def _build(
     zender_applicatie: str,
     ontvanger: str,
     functie: str,
-    referentienummer: str | None,
-    cross_ref: str | None,
-    tijdstip: str | None,
-    generation: Generation,
-    applicatie_versie: str,
-    applicatie_subversie: str,
-    functie_versie: str,
-    functie_subversie: str,
-    bestandsnaam: str | None,
-) -> bytes:
+    referentienummer: str | None = None,
+    cross_ref: str | None = None,
+    tijdstip: str | None = None,
+    generation: Generation = Generation.GGK0210,
+    applicatie_versie: str = "0001",
+    applicatie_subversie: str = "0000",
+    functie_versie: str = "0003",
+    functie_subversie: str = "0002",
+    bestandsnaam: str | None = None,
+) -> etree._Element:
+    """A ggk_Di01 or ggk_Du01 around ``payload`` as a tree (what :func:`build_di01` and
+    :func:`build_du01` serialise): the gateway's own wrapping of a payload it validated
+    (REST, portal) goes to the ingress as this tree, never serialised and parsed again."""
     ns = generation.value
     nsmap = {"GGK": ns, "StUF": STUF_NS}
     if generation is Generation.GGK0310:
@@ -423,7 +429,7 @@ def _build(
         if bestandsnaam:
             bericht.set(f"{{{STUF_NS}}}bestandsnaam", bestandsnaam)
         bericht.text = encoded
-    return _serialize(root)
+    return root
 
 
 def build_di01(
@@ -443,22 +449,24 @@ def build_di01(
     bestandsnaam: str | None = None,
 ) -> bytes:
     """Wrap a payload in a ggk_Di01 (heenbericht). ``bestandsnaam`` makes it a text file."""
-    return _build(
-        Kind.DI01,
-        payload,
-        zender=zender,
-        zender_applicatie=zender_applicatie,
-        ontvanger=ontvanger,
-        functie=functie,
-        referentienummer=referentienummer,
-        cross_ref=None,
-        tijdstip=tijdstip,
-        generation=generation,
-        applicatie_versie=applicatie_versie,
-        applicatie_subversie=applicatie_subversie,
-        functie_versie=functie_versie,
-        functie_subversie=functie_subversie,
-        bestandsnaam=bestandsnaam,
+    return _serialize(
+        build_tree(
+            Kind.DI01,
+            payload,
+            zender=zender,
+            zender_applicatie=zender_applicatie,
+            ontvanger=ontvanger,
+            functie=functie,
+            referentienummer=referentienummer,
+            cross_ref=None,
+            tijdstip=tijdstip,
+            generation=generation,
+            applicatie_versie=applicatie_versie,
+            applicatie_subversie=applicatie_subversie,
+            functie_versie=functie_versie,
+            functie_subversie=functie_subversie,
+            bestandsnaam=bestandsnaam,
+        )
     )
 
 
@@ -479,22 +487,24 @@ def build_du01(
     functie_subversie: str = "0002",
 ) -> bytes:
     """Wrap a retour payload in a ggk_Du01; ``cross_ref`` = the Di01's referentienummer."""
-    return _build(
-        Kind.DU01,
-        payload,
-        zender=zender,
-        zender_applicatie=zender_applicatie,
-        ontvanger=ontvanger,
-        functie=functie,
-        referentienummer=referentienummer,
-        cross_ref=cross_ref,
-        tijdstip=tijdstip,
-        generation=generation,
-        applicatie_versie=applicatie_versie,
-        applicatie_subversie=applicatie_subversie,
-        functie_versie=functie_versie,
-        functie_subversie=functie_subversie,
-        bestandsnaam=None,
+    return _serialize(
+        build_tree(
+            Kind.DU01,
+            payload,
+            zender=zender,
+            zender_applicatie=zender_applicatie,
+            ontvanger=ontvanger,
+            functie=functie,
+            referentienummer=referentienummer,
+            cross_ref=cross_ref,
+            tijdstip=tijdstip,
+            generation=generation,
+            applicatie_versie=applicatie_versie,
+            applicatie_subversie=applicatie_subversie,
+            functie_versie=functie_versie,
+            functie_subversie=functie_subversie,
+            bestandsnaam=None,
+        )
     )
 
 

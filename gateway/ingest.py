@@ -9,6 +9,7 @@ StUF/GGk foutcode the sender gets in its Fo03; nothing is stored for a rejected 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import structlog
 from lxml import etree
 
-from gateway import audit
+from gateway import audit, transports
 from gateway import envelope as env
 from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
 from gateway.figures import Fact, FigureKeys, extract
@@ -25,7 +26,7 @@ from gateway.identify import parties
 from gateway.offload import PayloadValidator
 from gateway.report import Problem, Severity
 from gateway.standards import Kind, MessageType
-from gateway.validation import Validator, envelope_matches_payload
+from gateway.validation import PayloadResult, Validator, envelope_matches_payload
 from routing.partners import Partner, PartnerRegistry
 from routing.table import Refusal, RoutedMessage, RouteTable
 
@@ -90,6 +91,20 @@ class Rejected:
     functie: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Wrapping:
+    """What the gateway itself writes in the Di01/Du01 around a payload it validated (REST,
+    portal): the rest of the envelope follows from the payload and the sender's credential."""
+
+    kind: env.Kind
+    payload: bytes
+    """The payload as submitted: its base64 is what the receiver gets."""
+    ontvanger: str
+    zender_applicatie: str
+    cross_ref: str | None = None
+    referentienummer: str | None = None
+
+
 def _describe(problem: Problem) -> str:
     where = f" at {problem.path}" if problem.path else ""
     code = f" [{problem.retourcode}]" if problem.retourcode else ""
@@ -133,7 +148,27 @@ class Ingress:
     ) -> Accepted | Rejected:
         """Accept or refuse; every refusal is audited (nothing else is stored for it).
         ``offload``: a large envelope, read in a thread instead of on the event loop."""
-        result = await self._accept(element, identity, offload)
+        return await self._audited(await self._accept(element, identity, offload), identity)
+
+    async def accept_payload(
+        self,
+        validated: PayloadResult,
+        wrapping: Wrapping,
+        identity: Identity,
+        *,
+        offload: bool = False,
+    ) -> Accepted | Rejected:
+        """Accept or refuse a payload the caller validated with :attr:`payloads` (REST, the
+        portal), wrapped here in the Di01/Du01 the receiver gets. The same checks, records
+        and answers as :meth:`accept_envelope` of that envelope, without encoding, parsing,
+        decoding and validating the payload a second time. ``offload``: a large payload."""
+        return await self._audited(
+            await self._accept_validated(validated, wrapping, identity, offload), identity
+        )
+
+    async def _audited(
+        self, result: Accepted | Rejected, identity: Identity
+    ) -> Accepted | Rejected:
         if isinstance(result, Rejected):
             await self._audit_refusal(
                 identity,
@@ -192,17 +227,7 @@ class Ingress:
                 await asyncio.to_thread(env.parse, element) if offload else env.parse(element)
             )
         except env.EnvelopeError as exc:
-            first = exc.problems[0]
-            log.info(
-                "message.rejected", referentienummer=env.reply_reference(element), rule=first.rule
-            )
-            return Rejected(
-                ENVELOPE_CODES.get(first.rule, "StUF055"),
-                "client",
-                _describe(first)[:200],
-                cross_ref=env.reply_reference(element),
-                zender=env.reply_zender(element),
-            )
+            return _unreadable(element, exc)
         rejected = self._check_envelope(envelope, identity)
         if rejected is not None:
             return rejected
@@ -219,6 +244,49 @@ class Ingress:
                 if isinstance(checked, Rejected):
                     return checked
                 message, payload_root = checked
+        return await self._store(element, envelope, identity, message, payload_root, offload)
+
+    async def _accept_validated(
+        self, validated: PayloadResult, wrapping: Wrapping, identity: Identity, offload: bool
+    ) -> Accepted | Rejected:
+        if identity.partner is None:  # nothing of an unknown caller's message is read
+            return Rejected("StUF052", "client", "sender is not authenticated")
+        if validated.identified is None:
+            return Rejected("StUF055", "client", "payload not identified")
+        build = functools.partial(
+            env.build_tree,
+            wrapping.kind,
+            wrapping.payload,
+            zender=identity.partner.id,
+            zender_applicatie=wrapping.zender_applicatie,
+            ontvanger=wrapping.ontvanger,
+            functie=validated.identified.message.code,
+            cross_ref=wrapping.cross_ref,
+            referentienummer=wrapping.referentienummer,
+        )
+        element = await asyncio.to_thread(build) if offload else build()
+        try:  # the envelope's schema and chain checks (about 1 ms for 1 MB: no decoding)
+            envelope = env.parse(element, wrapping.payload)
+        except env.EnvelopeError as exc:
+            return _unreadable(element, exc)
+        rejected = self._check_envelope(envelope, identity)
+        if rejected is not None:
+            return rejected
+        checked = self._judge_payload(envelope, identity, validated)
+        if isinstance(checked, Rejected):
+            return checked
+        message, payload_root = checked
+        return await self._store(element, envelope, identity, message, payload_root, offload)
+
+    async def _store(
+        self,
+        element: etree._Element,
+        envelope: env.Envelope,
+        identity: Identity,
+        message: MessageType | None,
+        payload_root: etree._Element | None,
+        offload: bool,
+    ) -> Accepted | Rejected:
         # Serialising, hashing and collecting BSNs cost tens of milliseconds for a message of
         # megabytes: done in a thread for a large one, so the loop goes on serving others.
         counted = (message, self.figure_keys) if message and self.figure_keys else None
@@ -236,6 +304,13 @@ class Ingress:
         passing XSD, rules, envelope/payload agreement and the sender-kind check, whatever
         the envelope's label (xmlBestand, tekstBestand, contentType) claims."""
         result = await self.payloads.validate_payload(envelope.payload)
+        return self._judge_payload(envelope, identity, result)
+
+    def _judge_payload(
+        self, envelope: env.Envelope, identity: Identity, result: PayloadResult
+    ) -> tuple[MessageType, etree._Element] | Rejected:
+        """A validated payload against the rules of acceptance: no blocking problem, the
+        envelope agreeing with it, and a sender of the kind that sends this message."""
         errors = result.report.errors
         blocking = [p for p in errors if p.level == 1 or self.reject_rule_violations]
         if blocking:
@@ -377,7 +452,7 @@ class Ingress:
                     partner.id,
                     partner.delivery.adapter,
                     destination.copy,
-                    partner.delivery.adapter == "inbox",
+                    transports.holds(partner.delivery.adapter),
                 )
             )
         header = _payload_header(payload_root, message)
@@ -476,6 +551,19 @@ def _stored_facts(
     figures = extract(payload_root, *counted) if payload_root is not None and counted else ()
     return _StoredFacts(
         raw, content_digest(envelope), hashlib.sha256(envelope.payload).hexdigest(), bsns, figures
+    )
+
+
+def _unreadable(element: etree._Element, exc: env.EnvelopeError) -> Rejected:
+    """The refusal of an envelope that cannot be read: its first problem's foutcode."""
+    first = exc.problems[0]
+    log.info("message.rejected", referentienummer=env.reply_reference(element), rule=first.rule)
+    return Rejected(
+        ENVELOPE_CODES.get(first.rule, "StUF055"),
+        "client",
+        _describe(first)[:200],
+        cross_ref=env.reply_reference(element),
+        zender=env.reply_zender(element),
     )
 
 

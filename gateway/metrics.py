@@ -35,6 +35,14 @@ CONNECTIONS_CLOSED = Counter(
 )
 for _reason in ("per_peer_cap", "total_cap", "header_timeout", "tls_handshake"):
     CONNECTIONS_CLOSED.labels(reason=_reason)  # present at 0
+PAYLOAD_VALIDATIONS = Counter(
+    "ggk_payload_validations_total",
+    "iWmo/iJw payloads validated (XSD and business rules) by the accept path.",
+    ["where"],  # inline, worker
+    registry=REGISTRY,
+)
+for _where in ("inline", "worker"):
+    PAYLOAD_VALIDATIONS.labels(where=_where)  # present at 0
 BODY_BUDGET_WAITS = Counter(
     "ggk_body_budget_refusals_total",
     "Requests answered 503 because the memory budget for bodies stayed full.",

@@ -24,6 +24,7 @@ from pathlib import Path
 import structlog
 
 from gateway.identify import identify
+from gateway.metrics import PAYLOAD_VALIDATIONS
 from gateway.report import ValidationReport
 from gateway.schemas import SchemaRegistry
 from gateway.validation import PayloadResult, Validator
@@ -97,8 +98,12 @@ class PayloadValidator:
             self._pool = None
 
     async def validate_payload(self, data: bytes) -> PayloadResult:
+        """Validate ``data`` once; counted in ``ggk_payload_validations_total`` (the most
+        expensive step of accepting a message: a path that repeats it shows there)."""
         if self._pool is None or len(data) <= self.threshold:
+            PAYLOAD_VALIDATIONS.labels(where="inline").inc()
             return self.validator.validate_payload(data)
+        PAYLOAD_VALIDATIONS.labels(where="worker").inc()
         try:
             report = await asyncio.get_running_loop().run_in_executor(self._pool, _validate, data)
         except BrokenProcessPool:  # the worker died (e.g. killed): validate here, start anew

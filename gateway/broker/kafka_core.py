@@ -166,7 +166,7 @@ class KafkaCore:
         self.t_audit = f"{p}.audit"
         self.t_dlq = f"{p}.dlq"
         self.t_sessions = f"{p}.sessions"
-        self.deliver_topics = [f"{p}.deliver.{a}" for a in kafka_topics.ADAPTERS if a != "inbox"]
+        self.deliver_topics = [f"{p}.deliver.{a}" for a in kafka_topics.pushed()]
         self.retry_topics = {s: f"{p}.retry.{s}s" for s in kafka_topics.RETRY_DELAYS}
         self._producer: AIOKafkaProducer | None = None
         self._router_producer: AIOKafkaProducer | None = None

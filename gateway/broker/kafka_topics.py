@@ -32,7 +32,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-ADAPTERS = ("stuf", "http", "directory", "inbox")
+from gateway import transports
+
+ADAPTERS = tuple(transports.BUILT_IN)
+"""A ``deliver.<adapter>`` topic per built-in adapter (plug-ins share ``deliver.http``)."""
 RETRY_DELAYS = (10, 60, 600, 3600)
 WEEK_MS = 7 * 24 * 3600 * 1000
 SESSIONS_RETENTION_MS = 30 * 60 * 1000
@@ -41,6 +44,12 @@ SESSIONS_RETENTION_MS = 30 * 60 * 1000
 SESSIONS_SEGMENT_MS = 5 * 60 * 1000
 """Kafka deletes whole segments only: a segment is closed every 5 minutes, so a sign-out is
 gone within retention + segment + the broker's retention check (5 minutes by default)."""
+
+
+def pushed() -> tuple[str, ...]:
+    """The built-in adapters whose deliveries are pushed: each that does not hold its
+    messages (``Adapter.holds``, the inbox)."""
+    return tuple(a for a in ADAPTERS if not transports.holds(a))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from aiohttp import web
 from gateway import envelope as env
 from gateway import parameters, stats
 from gateway.broker.base import DeadLetter, InboxItem, MessageRef
-from gateway.ingest import Identity, Rejected
+from gateway.ingest import Identity, Rejected, Wrapping
 from gateway.metrics import (
     ACCEPTED,
     REJECTED,
@@ -33,10 +33,9 @@ from gateway.problems import (
 )
 from gateway.standards import Kind
 from gateway.validation import PayloadResult
-from gateway.web.body import admitted, off_loop
+from gateway.web.body import admitted
 from gateway.web.identify import anonymous, as_admin, as_partner, identify, over_rate
 from gateway.web.wiring import GATEWAY_KEY, Gateway
-from gateway.xmlsafe import ParseLimits, parse_untrusted
 from routing.partners import Partner, PartnerKind
 
 log = structlog.get_logger("ggk.server")
@@ -184,9 +183,10 @@ async def submit_payload(
     cross_ref: str | None = None,
     validated: PayloadResult | None = None,
 ) -> Submitted:
-    """Validate a raw iWmo/iJw message, wrap it in a Di01/Du01 for ``partner`` and accept it
-    (the REST API and the portal's upload alike). ``validated``: the payload's validation
-    when the caller has it already (the portal showed its report)."""
+    """Validate a raw iWmo/iJw message once and hand it to the ingress, which wraps it in a
+    Di01/Du01 for ``partner`` and accepts it (the REST API and the portal's upload alike).
+    ``validated``: the payload's validation when the caller has it already (the portal
+    showed its report)."""
     fits = (gw.config.max_message_bytes - ENVELOPE_ALLOWANCE) * 3 // 4
     if len(payload) > fits:
         return _refused(
@@ -216,7 +216,7 @@ async def submit_payload(
             "Idempotency-Key must be a lower-case UUID v4 (it becomes the "
             "envelope referentienummer)",
         )
-    zender, applicatie = partner.id, gw.config.applicatie
+    applicatie = gw.config.applicatie
     if message.kind is Kind.RETOUR:
         assert message.pair is not None
         heen_code = f"{message.standard.message_prefix}{message.pair}"
@@ -234,27 +234,16 @@ async def submit_payload(
         if isinstance(linked, Submitted):
             return linked
         cross_ref = linked
-        data = env.build_du01(
-            payload,
-            zender=zender,
-            zender_applicatie=applicatie,
-            ontvanger=afzender or "",
-            functie=message.code,
-            cross_ref=cross_ref,
-            referentienummer=referentienummer,
+        wrapping = Wrapping(
+            env.Kind.DU01, payload, afzender or "", applicatie, cross_ref, referentienummer
         )
     else:
-        data = env.build_di01(
-            payload,
-            zender=zender,
-            zender_applicatie=applicatie,
-            ontvanger=ontvanger or "",
-            functie=message.code,
-            referentienummer=referentienummer,
+        wrapping = Wrapping(
+            env.Kind.DI01, payload, ontvanger or "", applicatie, None, referentienummer
         )
-    large = len(data) > LARGE_PAYLOAD_BYTES
-    element = await off_loop(gw, large, parse_untrusted, data, _no_limit(gw))
-    outcome = await gw.ingress.accept_envelope(element, identity, offload=large)
+    # the payload validated above goes into the ingress as it is: never validated again
+    large = len(payload) * 4 // 3 > LARGE_PAYLOAD_BYTES  # its base64, as in the envelope
+    outcome = await gw.ingress.accept_payload(result, wrapping, identity, offload=large)
     if isinstance(outcome, Rejected):
         REJECTED.labels(code=outcome.code).inc()
         status = 503 if outcome.code == "StUF046" else 403 if outcome.code == "StUF052" else 422
@@ -269,11 +258,6 @@ async def submit_payload(
             "destinations": list(outcome.destinations),
         },
     )
-
-
-def _no_limit(gw: Gateway) -> ParseLimits:
-    # The envelope we just built is 4/3 of a payload that already passed the size limit.
-    return ParseLimits(max_bytes=gw.limits.max_bytes * 2, max_depth=gw.limits.max_depth)
 
 
 async def message_status(request: web.Request) -> web.Response:
