@@ -30,9 +30,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway.broker.kafka import KafkaBroker, _create_view_tables
-from gateway.broker.sqlite import AWAITING_RETOUR, SqliteBroker
-from gateway.config import KafkaConfig
+from gateway.broker.sqlite import SqliteBroker
+from gateway.broker.sqlite_view import LocalView, ViewWrite
+from gateway.broker.sqlite_views import AWAITING_RETOUR
 from gateway.keyring import Keyring
 
 YEAR = 365 * 86400.0
@@ -135,8 +135,7 @@ async def measure(
 ) -> list[tuple[str, float]]:
     broker = SqliteBroker(path, Keyring.generate(), audit_enabled=False)
     await broker.start()
-    kafka = KafkaBroker(KafkaConfig(bootstrap="127.0.0.1:9"), broker, node="history")
-    await broker.write(_create_view_tables)
+    await LocalView(broker).create()
     rng = random.Random(11)
     picks = [rng.randrange(count) for _ in range(repeat)]
     inbox = [n for n in range(0, count, inbox_every)][-repeat:]
@@ -152,8 +151,7 @@ async def measure(
 
     def delivery_update(db: sqlite3.Connection, i: int) -> None:
         mid, _, ontvanger = message(i)
-        kafka._apply_delivery(
-            db,
+        ViewWrite(broker, db).delivery(
             {
                 "message_id": mid,
                 "destination": ontvanger,

@@ -5,7 +5,8 @@ Every process applies every message and delivery change of the cluster to its SQ
 (docs/kafka.md, "Partition-scoped state"); that is the part of the work that grows with the
 number of processes. This measures it alone, without Kafka: ``--messages`` records as the
 router writes them (a 3.5 KB envelope, one delivery, then its "delivered" state) applied
-by :meth:`KafkaBroker._apply` in batches of 500, as the view loop does, to a fresh SQLite file.
+by :meth:`KafkaBroker.apply_records` in batches of 500, as the view loop does, to a fresh
+SQLite file.
 
 Variants, interleaved over ``--rounds``: the view as it is (no audit chain, no envelope
 copy, BSNs left sealed); the same with each message carrying the beleidsinformatie of a
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import functools
 import statistics
 import tempfile
 import time
@@ -31,8 +31,9 @@ from aiokafka.structs import ConsumerRecord
 from lxml import etree
 
 from gateway.broker import kafka_records as rec
-from gateway.broker.kafka import KafkaBroker, _create_view_tables
+from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
+from gateway.broker.sqlite_view import LocalView
 from gateway.config import KafkaConfig
 from gateway.figures import Fact, FigureKeys, extract
 from gateway.keyring import Keyring
@@ -88,11 +89,11 @@ async def apply_all(
         local = SqliteBroker(Path(directory) / "view.sqlite", keyring, audit_enabled=audit)
         view = KafkaBroker(KafkaConfig(bootstrap="unused"), local, node="bench")
         await local.start()
-        await local.write(_create_view_tables)
+        await LocalView(local).create()
         started = time.process_time()
         for first in range(0, len(batch), BATCH):
             part = batch[first : first + BATCH]
-            await local.write(functools.partial(view._apply, records=part, positions={}))
+            await view.apply_records(part, {})
         spent = time.process_time() - started
         await local.close()
     return spent

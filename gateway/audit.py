@@ -15,8 +15,10 @@ record that fits. Ed25519-signed checkpoints (seq, hash), written at start, ever
 truncation; ``verify`` reports how many records follow the last signature (the tail that a
 truncation could remove unnoticed) and rebuilds the BSN search index to compare it.
 
-Appends take the caller's SQLite connection inside its transaction, so an "accepted" record
-commits atomically with the message it describes (see gateway/broker/sqlite.py).
+This module is the trail's rules, free of any store: how a record is sealed and hashed, how a
+checkpoint is signed, how a chain and its index are checked. Where records are kept is the
+backend's (gateway/broker/sqlite_audit.py on the embedded backend, appended inside the same
+transaction as the message they describe; gateway/broker/kafka_audit.py on Kafka).
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ import base64
 import hashlib
 import hmac
 import json
-import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,37 +50,6 @@ CLEAR_FIELDS = (
     "origin",
     "outcome",
 )
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    action TEXT NOT NULL,
-    object TEXT NOT NULL,
-    referentienummer TEXT NOT NULL,
-    zender TEXT NOT NULL,
-    ontvanger TEXT NOT NULL,
-    functie TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    bsn_pseudonyms TEXT NOT NULL,
-    key_id TEXT,
-    secret BLOB,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_object ON audit (object);
-CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
-CREATE TABLE IF NOT EXISTS audit_bsn (pseudonym TEXT NOT NULL, seq INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS audit_bsn_pseudonym ON audit_bsn (pseudonym);
-CREATE TABLE IF NOT EXISTS audit_checkpoint (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    at REAL NOT NULL,
-    signature TEXT NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +92,9 @@ def record_hash(row: dict[str, Any], key: bytes) -> str:
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
-def append(db: sqlite3.Connection, keyring: Keyring, event: AuditEvent, at: float) -> int:
-    """Append one record inside the caller's transaction; returns its sequence number."""
-    last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+def seal(keyring: Keyring, event: AuditEvent, at: float, seq: int, prev: str) -> dict[str, Any]:
+    """The stored form of ``event`` as record ``seq`` following the record hashed ``prev``:
+    clear fields, BSN pseudonyms, the sealed secret part and the record's keyed hash."""
     pseudonyms = sorted({keyring.pseudonym(b) for b in event.bsns})
     secret_data = dict(event.secret)
     if event.bsns:
@@ -145,36 +114,31 @@ def append(db: sqlite3.Connection, keyring: Keyring, event: AuditEvent, at: floa
         "prev_hash": prev,
     }
     row["hash"] = record_hash(row, keyring.chain_key)
-    db.execute(
-        f"INSERT INTO audit ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
-        tuple(row.values()),
-    )
-    db.executemany(
-        "INSERT INTO audit_bsn (pseudonym, seq) VALUES (?, ?)", [(p, seq) for p in pseudonyms]
-    )
-    return seq
+    return row
 
 
-def checkpoint(db: sqlite3.Connection, keyring: Keyring, at: float) -> dict[str, Any] | None:
-    """Sign the current head of the chain; None when the log is empty or already signed."""
-    last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    if last is None:
-        return None
-    signed = db.execute("SELECT 1 FROM audit_checkpoint WHERE seq = ?", (last[0],)).fetchone()
-    if signed:
-        return None
-    signature = base64.b64encode(keyring.sign(f"{last[0]}:{last[1]}".encode())).decode()
-    db.execute(
-        "INSERT INTO audit_checkpoint (seq, hash, at, signature) VALUES (?, ?, ?, ?)",
-        (last[0], last[1], at, signature),
-    )
+def sign_head(keyring: Keyring, seq: int, head: str, at: float) -> dict[str, Any]:
+    """A checkpoint over the chain's head (record ``seq`` hashed ``head``)."""
+    signature = base64.b64encode(keyring.sign(f"{seq}:{head}".encode())).decode()
     return {
-        "seq": last[0],
-        "hash": last[1],
+        "seq": seq,
+        "hash": head,
         "at": at,
         "signature": signature,
         "public_key": public_key_text(keyring.verify_key),
     }
+
+
+def opened(row: dict[str, Any], keyring: Keyring) -> dict[str, Any]:
+    """A stored record with its secret part decrypted (for an authorised auditor)."""
+    data = dict(row)
+    secret = data.pop("secret")
+    data["secret"] = (
+        json.loads(keyring.decrypt(data["key_id"], secret, _aad(data["seq"])))
+        if secret is not None
+        else None
+    )
+    return data
 
 
 def public_key_text(key: Ed25519PublicKey) -> str:
@@ -193,52 +157,32 @@ class Verdict:
     """Records after the last signed checkpoint: a truncation of these would go unnoticed."""
 
 
-class _Tampered(Exception):
+class Tampered(Exception):
+    """A finding of :func:`check_chain`, :func:`check_signatures` or :func:`check_bsn_index`:
+    the first bad record (None: unknown) and why."""
+
     def __init__(self, seq: int | None, reason: str) -> None:
         super().__init__(reason)
         self.seq = seq
         self.reason = reason
 
 
-def verify(
-    db: sqlite3.Connection,
-    keyring: Keyring,
-    external: list[dict[str, Any]] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Verdict:
-    """Walk the whole chain, every checkpoint and the BSN index; name the first bad record
-    and why. Malformed rows are findings too, never exceptions. ``progress`` is told every
-    10,000 records how many were checked (a long log takes a while)."""
-    db.row_factory = sqlite3.Row
-    hashes: dict[int, str] = {}
-    checkpoints: list[dict[str, Any]] = []
-    try:
-        hashes = _walk_chain(db, keyring.chain_key, progress)
-        checkpoints = [dict(r) for r in db.execute("SELECT * FROM audit_checkpoint ORDER BY seq")]
-        signed = _check_signatures(keyring.verify_key, hashes, checkpoints, external or [])
-        _check_bsn_index(db)
-    except _Tampered as exc:
-        return Verdict(False, len(hashes), len(checkpoints), exc.seq, exc.reason)
-    except sqlite3.Error as exc:
-        return Verdict(False, len(hashes), len(checkpoints), None, f"unreadable log: {exc}")
-    return Verdict(True, len(hashes), len(checkpoints), unsigned_tail=len(hashes) - signed)
-
-
-def _walk_chain(
-    db: sqlite3.Connection, key: bytes, progress: Callable[[int], None] | None
+def check_chain(
+    rows: Iterable[dict[str, Any]], key: bytes, progress: Callable[[int], None] | None
 ) -> dict[int, str]:
+    """Walk the records in order (``key``: the chain key); returns each one's hash, or raises
+    :class:`Tampered` at the first that is missing, out of place or altered."""
     expected_seq, prev = 1, GENESIS
     hashes: dict[int, str] = {}
-    for row in db.execute("SELECT * FROM audit ORDER BY seq"):
-        data = dict(row)
+    for data in rows:
         seq = data["seq"]
         if seq != expected_seq:
-            raise _Tampered(
+            raise Tampered(
                 expected_seq,
                 f"record {expected_seq} is missing (next present is {seq}): records were deleted",
             )
         if data["prev_hash"] != prev:
-            raise _Tampered(
+            raise Tampered(
                 seq,
                 f"record {seq} does not follow record {seq - 1}: records were inserted, "
                 "reordered or replaced",
@@ -248,13 +192,13 @@ def _walk_chain(
         except (TypeError, ValueError, KeyError):
             fits = False
         if not fits and seq == 1:
-            raise _Tampered(
+            raise Tampered(
                 seq,
                 "record 1 does not fit this keyring's chain key: a wrong keyring for this "
                 "database, or the record was forged",
             )
         if not fits:
-            raise _Tampered(seq, f"record {seq} was altered or forged (its keyed hash differs)")
+            raise Tampered(seq, f"record {seq} was altered or forged (its keyed hash differs)")
         prev = data["hash"]
         hashes[seq] = prev
         expected_seq += 1
@@ -263,7 +207,7 @@ def _walk_chain(
     return hashes
 
 
-def _check_signatures(
+def check_signatures(
     verify_key: Ed25519PublicKey,
     hashes: dict[int, str],
     checkpoints: list[dict[str, Any]],
@@ -278,53 +222,52 @@ def _check_signatures(
                 seq = int(cp["seq"])
                 verify_key.verify(base64.b64decode(cp["signature"]), f"{seq}:{cp['hash']}".encode())
             except (InvalidSignature, ValueError, TypeError, KeyError):
-                raise _Tampered(
+                raise Tampered(
                     _int_or_none(cp.get("seq")), f"a {source} has an invalid signature"
                 ) from None
             if seq not in hashes:
-                raise _Tampered(
+                raise Tampered(
                     seq,
                     f"{source} covers record {seq} but the log ends at {len(hashes)}: "
                     "the log was truncated",
                 )
             if hashes[seq] != cp["hash"]:
-                raise _Tampered(
+                raise Tampered(
                     seq, f"record {seq} differs from the signed {source}: the chain was rewritten"
                 )
             signed = max(signed, seq)
     return signed
 
 
-def _check_bsn_index(db: sqlite3.Connection) -> None:
-    """The BSN search index (audit_bsn) must be exactly what the chained records say; an
-    added or removed entry would make a search find or miss a citizen's records."""
+def check_bsn_index(index: Iterable[tuple[str, int]], records: Iterable[tuple[int, str]]) -> None:
+    """The BSN search index (``index``: pseudonym, seq) must be exactly what the chained
+    records say (``records``: seq, bsn_pseudonyms of those that have any); an added or removed
+    entry would make a search find or miss a citizen's records."""
     indexed: dict[int, set[str]] = {}
-    for row in db.execute("SELECT pseudonym, seq FROM audit_bsn"):
+    for row in index:
         indexed.setdefault(row[1], set()).add(row[0])
-    for row in db.execute("SELECT seq, bsn_pseudonyms FROM audit WHERE bsn_pseudonyms != ''"):
-        want = set(str(row[1]).split(","))
-        if indexed.pop(row[0], set()) != want:
-            raise _Tampered(row[0], f"the BSN search index differs from record {row[0]}")
+    for seq, listed in records:
+        want = set(str(listed).split(","))
+        if indexed.pop(seq, set()) != want:
+            raise Tampered(seq, f"the BSN search index differs from record {seq}")
     if indexed:
         seq = min(indexed)
-        raise _Tampered(seq, f"the BSN search index has entries for record {seq} it lacks")
+        raise Tampered(seq, f"the BSN search index has entries for record {seq} it lacks")
 
 
-def keyring_mismatch(db: sqlite3.Connection, keyring: Keyring) -> str | None:
-    """Why ``keyring`` cannot be the one this database was written with, or None.
+def keyring_mismatch(first: dict[str, Any] | None, keyring: Keyring) -> str | None:
+    """Why ``keyring`` cannot be the one a trail whose first record is ``first`` (None: an
+    empty trail) was written with, or None.
 
     Checked at start (a gateway must not run on a keyring that cannot open its data, e.g.
     after ``ggk init --force`` replaced the keys): the first audit record must carry this
     keyring's chain hash. (Data keys may be retired after ``ggk keys rotate --reencrypt``;
     records sealed with them then stay unreadable, which ``ggk audit export`` reports.)
     """
-    first = db.execute("SELECT * FROM audit WHERE seq = 1").fetchone()
     if first is None:
         return None
-    columns = [d[0] for d in db.execute("SELECT * FROM audit LIMIT 0").description]
-    row = dict(zip(columns, first, strict=True))
     try:
-        fits = hmac.compare_digest(record_hash(row, keyring.chain_key), str(row["hash"]))
+        fits = hmac.compare_digest(record_hash(first, keyring.chain_key), str(first["hash"]))
     except (TypeError, ValueError, KeyError):
         fits = False
     if not fits:
@@ -337,58 +280,6 @@ def _int_or_none(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def search(
-    db: sqlite3.Connection,
-    keyring: Keyring | None,
-    *,
-    message: str | None = None,
-    bsn: str | None = None,
-    partner: str | None = None,
-    since: float | None = None,
-    limit: int = 1000,
-) -> list[dict[str, Any]]:
-    """Records matching every given criterion; a BSN is looked up by its pseudonym only."""
-    db.row_factory = sqlite3.Row
-    where: list[str] = []
-    params: list[Any] = []
-    if message:
-        where.append("(object = ? OR referentienummer = ?)")
-        params += [message, message]
-    if bsn:
-        if keyring is None:
-            raise ValueError("searching by BSN needs the keyring (for the pseudonym)")
-        where.append("seq IN (SELECT seq FROM audit_bsn WHERE pseudonym = ?)")
-        params.append(keyring.pseudonym(bsn))
-    if partner:
-        where.append("(zender = ? OR ontvanger = ? OR actor LIKE ?)")
-        params += [partner, partner, f"{partner} %"]
-    if since is not None:
-        where.append("at >= ?")
-        params.append(since)
-    sql = (
-        "SELECT seq, at, "
-        + ", ".join(CLEAR_FIELDS)
-        + " FROM audit"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY seq LIMIT ?"
-    )
-    return [dict(r) for r in db.execute(sql, (*params, limit))]
-
-
-def export(db: sqlite3.Connection, keyring: Keyring) -> Iterator[dict[str, Any]]:
-    """Every record with its secret part decrypted (for an authorised auditor)."""
-    db.row_factory = sqlite3.Row
-    for row in db.execute("SELECT * FROM audit ORDER BY seq"):
-        data = dict(row)
-        secret = data.pop("secret")
-        data["secret"] = (
-            json.loads(keyring.decrypt(data["key_id"], secret, _aad(data["seq"])))
-            if secret is not None
-            else None
-        )
-        yield data
 
 
 def load_exported_checkpoints(path: Path) -> list[dict[str, Any]]:

@@ -420,7 +420,7 @@ class Ingress:
                 kinds=ANSWERABLE[envelope.kind],
             )
             if heen is not None:
-                heen_id = heen["id"]
+                heen_id = heen.id
             elif not self.lenient_conversations:
                 # A conversation belongs to its two parties: a Du01/Fo01 answers only a
                 # message its ontvanger sent to its zender. Another pair's reference gets

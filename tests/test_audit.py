@@ -13,6 +13,7 @@ import pytest
 
 from gateway import audit
 from gateway.audit import record_hash
+from gateway.broker import sqlite_audit
 from gateway.broker.base import StorageError
 from gateway.broker.sqlite import SqliteBroker, reencrypt_payloads
 from gateway.keyring import Keyring, KeyringError
@@ -46,7 +47,7 @@ def _db(path: Path) -> sqlite3.Connection:
 def _verdict(path: Path, keys: Keyring, external: list | None = None) -> audit.Verdict:  # type: ignore[type-arg]
     db = _db(path)
     try:
-        return audit.verify(db, keys, external)
+        return sqlite_audit.verify(db, keys, external)
     finally:
         db.close()
 
@@ -248,15 +249,15 @@ async def test_sensitive_fields_encrypted_and_searchable_by_pseudonym_only(
         assert BSN.encode() not in name.read_bytes(), f"plaintext BSN in {name}"
         assert b"<e>payload</e>" not in name.read_bytes(), f"plaintext payload in {name}"
     db = _db(path)
-    found = audit.search(db, keys, bsn=BSN)
+    found = sqlite_audit.search(db, keys, bsn=BSN)
     assert [(r["action"], r["object"]) for r in found] == [("accepted", "m2")]
-    assert audit.search(db, keys, bsn="111222011") == []
-    assert {r["action"] for r in audit.search(db, keys, message="ref-1")} == {
+    assert sqlite_audit.search(db, keys, bsn="111222011") == []
+    assert {r["action"] for r in sqlite_audit.search(db, keys, message="ref-1")} == {
         "accepted",
         "routed",
         "delivered",
     }
-    exported = list(audit.export(db, keys))
+    exported = list(sqlite_audit.export(db, keys))
     accepted = next(r for r in exported if r["action"] == "accepted" and r["object"] == "m2")
     assert accepted["secret"] == {"payload_sha256": "ab" * 32, "bsn": [BSN]}
     db.close()
@@ -273,15 +274,15 @@ async def test_rotation_keeps_old_records_readable_and_wrong_key_fails(
     await broker.accept(stored_message(9))
     await broker.close()
     db = _db(path)
-    records = list(audit.export(db, keys))
+    records = list(sqlite_audit.export(db, keys))
     used = {r["key_id"] for r in records if r["key_id"]}
     assert used == {old, keys.active}
     stranger = Keyring.generate()
     with pytest.raises(KeyringError, match="not in the keyring"):
-        list(audit.export(db, stranger))
+        list(sqlite_audit.export(db, stranger))
     stranger.data_keys[old] = stranger.data_keys[stranger.active]  # same id, wrong bytes
     with pytest.raises(KeyringError, match="wrong key"):
-        list(audit.export(db, stranger))
+        list(sqlite_audit.export(db, stranger))
     db.close()
 
 
@@ -323,7 +324,7 @@ async def test_retention_purges_finished_payloads_and_audits_it(tmp_path: Path) 
     await broker.close()
     db = _db(tmp_path / "g.sqlite")
     assert db.execute("SELECT length(envelope) FROM messages WHERE id = 'm1'").fetchone()[0] == 0
-    assert audit.verify(db, keys).ok
+    assert sqlite_audit.verify(db, keys).ok
     db.close()
 
 
@@ -348,5 +349,5 @@ async def test_reencrypt_payloads_after_rotation(tmp_path: Path) -> None:
     await broker.close()
     db = _db(path)
     with pytest.raises(KeyringError, match="not in the keyring"):  # ...audit records do
-        list(audit.export(db, keys))
+        list(sqlite_audit.export(db, keys))
     db.close()

@@ -106,7 +106,7 @@ async def test_survives_reopen_and_replays_dead_letters(tmp_path: Path) -> None:
     await broker.close()
     broker = SqliteBroker(path, KEYS)
     await broker.start()
-    assert [d["last_error"] for d in await broker.dead_letters(None, 10)] == ["HTTP 400"]
+    assert [d.last_error for d in await broker.dead_letters(None, 10)] == ["HTTP 400"]
     assert await broker.replay(dead_only=True, actor="test") == 1
     (job,) = await broker.claim(1, 30)
     assert job.attempts == 1 and job.message_id == "m1"
@@ -120,7 +120,7 @@ async def test_inbox_hold_and_ack(tmp_path: Path) -> None:
     await broker.start()
     await broker.accept(stored_message(1, held=True))
     assert await broker.claim(10, 30) == []  # held deliveries are never pushed
-    assert [m["id"] for m in await broker.inbox("12345678", 10)] == ["m1"]
+    assert [m.id for m in await broker.inbox("12345678", 10)] == ["m1"]
     assert await broker.inbox_envelope("0150", "m1") is None
     assert await broker.ack("0150", "m1") is False
     assert await broker.ack("12345678", "m1") is True
@@ -205,7 +205,7 @@ async def test_unreadable_payload_is_dead_lettered_alone(tmp_path: Path) -> None
     (job,) = await broker.claim(10, 30)
     assert job.message_id == "m2"
     (dead,) = await broker.dead_letters(None, 10)
-    assert dead["id"] == "m1" and "not in the keyring" in dead["last_error"]
+    assert dead.id == "m1" and "not in the keyring" in (dead.last_error or "")
     await broker.close()
 
 
@@ -402,7 +402,7 @@ async def test_a_file_from_before_is_upgraded_with_its_counts_and_answers(
     try:
         assert before == {"delivered": 3, "dead": 1}
         assert await broker.counts() == before
-        assert [m["id"] for m in await broker.overdue(time.time() + 1, 10)] == ["m2", "m3"]
+        assert [m.id for m in await broker.overdue(time.time() + 1, 10)] == ["m2", "m3"]
         await broker.accept(stored_message(5))  # the triggers count from here on
         assert await broker.counts() == {"delivered": 3, "dead": 1, "pending": 1}
         assert await broker.replay(dead_only=True, actor="test") == 1
@@ -461,7 +461,7 @@ async def test_a_retour_applied_before_its_heenbericht_still_answers_it(tmp_path
         await broker.accept(_retour(2, heen="m1"))
         await broker.accept(stored_message(1))
         await broker.accept(stored_message(3))
-        assert [m["id"] for m in await broker.overdue(time.time() + 1, 10)] == ["m3"]
+        assert [m.id for m in await broker.overdue(time.time() + 1, 10)] == ["m3"]
     finally:
         await broker.close()
 

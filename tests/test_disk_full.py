@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import audit
 from gateway import envelope as env
+from gateway.broker import sqlite_audit
 from gateway.keyring import Keyring
 from kit.gateway import Sink, eventually, fo03_code, make_setup, post_soap, rest, running
 from tests.conftest import sample
@@ -60,7 +60,7 @@ async def test_full_store_refuses_cleanly_and_recovers(tmp_path: Path) -> None:
         stored = {r[0] for r in db.execute("SELECT referentienummer FROM messages")}
         assert set(confirmed) <= stored and not set(refused) & stored
         keys = Keyring.load(setup.directory / "keys" / "keyring.json")
-        assert audit.verify(db, keys).ok
+        assert sqlite_audit.verify(db, keys).ok
         db.close()
 
         setup.config_path.write_text(

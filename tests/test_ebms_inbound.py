@@ -491,7 +491,7 @@ async def test_a_status_request_answers_only_about_the_requesters_own_messages(
 def test_received_message_ids_are_kept_for_the_resend_window_then_dropped(
     tmp_path: Path,
 ) -> None:
-    from gateway.ebms.received import ReceivedStore
+    from gateway.broker.sqlite_ebms import ReceivedStore
 
     store = ReceivedStore(tmp_path / "ebms.sqlite")
     first = store.remember("0150", "m1@x", "CPA", "d1", b"<ack/>")
@@ -584,7 +584,7 @@ def test_a_state_file_keyed_by_message_id_alone_is_upgraded_in_place(tmp_path: P
     a row of a CPA no longer imported matches no one; opening again changes nothing."""
     import sqlite3
 
-    from gateway.ebms.received import ReceivedStore
+    from gateway.broker.sqlite_ebms import ReceivedStore
 
     path = tmp_path / "ebms.sqlite"
     db = sqlite3.connect(path)

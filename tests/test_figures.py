@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from gateway import disclosure, stats
+from gateway.broker import sqlite_figures
 from gateway.broker.kafka_records import message_record, read_message, unframe
 from gateway.cli import figures as figures_cli
 from gateway.figures import Fact, FactKind, FigureKeys, extract
@@ -373,7 +374,7 @@ async def test_figures_over_rest_and_cli(setup: Setup) -> None:
     # the raw counts behind the rounding, read from the store file itself
     db = sqlite3.connect(setup.config().database)
     db.row_factory = sqlite3.Row
-    raw = stats.count(db, stats.Scope("0175"))
+    raw = sqlite_figures.count(db, stats.Scope("0175"))
     cells = {(c.month, c.categorie): c for c in raw.cells}
     assert cells["2026-10", "45"].amounts == {
         "gedeclareerd_eurocent": 100000,

@@ -24,7 +24,7 @@ from lxml import etree
 
 from gateway import envelope as env
 from gateway import stats
-from gateway.broker import kafka_records
+from gateway.broker import kafka_records, sqlite_figures
 from gateway.broker.kafka_ledger import Chain, Checkpoint
 from gateway.keyring import Keyring
 from gateway.portal.session import SESSION_SECONDS
@@ -112,7 +112,7 @@ async def test_accept_route_deliver_and_status(setup: Setup, sink: Sink) -> None
         ]  # 1 each, rounded
         with contextlib.closing(sqlite3.connect(setup.config().database)) as db:
             db.row_factory = sqlite3.Row
-            cells = stats.count(db, stats.Scope("0150")).cells
+            cells = sqlite_figures.count(db, stats.Scope("0150")).cells
         assert sorted((c.categorie, c.counts["toewijzingen"]) for c in cells) == [
             ("01", 1),
             ("02", 1),

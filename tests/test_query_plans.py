@@ -13,7 +13,6 @@ all of that receiver's deliveries.
 
 from __future__ import annotations
 
-import functools
 import re
 import sqlite3
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 from aiokafka.structs import ConsumerRecord
 
 from gateway.broker import kafka_records as rec
-from gateway.broker.kafka import KafkaBroker, _create_view_tables
+from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import KafkaConfig
 from gateway.keyring import Keyring
@@ -106,7 +105,7 @@ async def test_embedded_per_message_statements_use_a_narrowing_index(tmp_path: P
         assert await broker.view("m2000", viewer=RECEIVER) is not None
         assert await broker.view("m1000", viewer="0150") is not None
         assert await broker.view("m1001") is not None
-        assert [m["id"] for m in await broker.inbox(RECEIVER, 10)] == ["m2000"]
+        assert [m.id for m in await broker.inbox(RECEIVER, 10)] == ["m2000"]
         assert await broker.inbox_envelope(RECEIVER, "m2000") is not None
         assert await broker.ack(RECEIVER, "m2000") is True
         await broker.sent("0150", 10)
@@ -167,10 +166,10 @@ async def test_kafka_view_applies_an_event_without_walking_the_history(tmp_path:
     await view.start()
     kafka = KafkaBroker(KafkaConfig(bootstrap="127.0.0.1:9"), view, node="plans")
     try:
-        await view.write(_create_view_tables)
+        await kafka.local_view.create()
 
         async def apply(records: list[ConsumerRecord[bytes, bytes]]) -> None:
-            await view.write(functools.partial(kafka._apply, records=records, positions={}))
+            await kafka.apply_records(records, {})
 
         await apply(_events(0, 50))
         statements: list[str] = []

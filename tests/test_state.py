@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.broker.sqlite_state import SqliteStateStore
 from gateway.rules.state import (
     IdentificatieKey,
     MemoryStateStore,
-    SqliteStateStore,
     StateStore,
     check_unique_identificatie,
     identificatie_key,

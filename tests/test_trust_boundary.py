@@ -21,9 +21,9 @@ import pytest
 
 from adapters.base import Outbound, PermanentError
 from adapters.directory import DirectoryAdapter
-from gateway import audit
 from gateway import envelope as env
 from gateway.admission import BadEncoding, BodyTooLarge, decode_body
+from gateway.broker import sqlite_audit
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConnectionLimits
 from gateway.connections import ConnectionTable
@@ -134,7 +134,7 @@ async def test_a_conversation_belongs_to_its_two_parties(setup: Setup) -> None:
     # A clean stop signs the audit chain's tail.
     keys = Keyring.load(setup.directory / "keys" / "keyring.json")
     db = sqlite3.connect(setup.config().database)
-    verdict = audit.verify(db, keys)
+    verdict = sqlite_audit.verify(db, keys)
     db.close()
     assert verdict.ok and verdict.unsigned_tail == 0 and verdict.checkpoints >= 2
 

@@ -10,9 +10,11 @@ claimable again, so a crash never strands a message.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from gateway.audit import AuditEvent
@@ -118,6 +120,102 @@ class OpsSnapshot:
     last_checkpoint_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """A stored message a conversation lookup found: enough to link an answer to it
+    (``kind`` and ``functie`` only from :meth:`ReadViews.find_conversation`)."""
+
+    id: str
+    zender: str
+    ontvanger: str
+    referentienummer: str
+    kind: str | None = None
+    functie: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentItem:
+    """A message a partner sent, as its Sent list shows it."""
+
+    id: str
+    kind: str
+    functie: str | None
+    ontvanger: str
+    referentienummer: str
+    received_at: float
+    bv03_ref: str
+    states: str | None
+    """Its deliveries' states, comma-separated."""
+    retour: str | None
+    """The newest retour's functie and retourcodes."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalItem:
+    """A refused submission (Fo03) of a partner."""
+
+    at: float
+    functie: str
+    referentienummer: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """A message waiting in a partner's inbox; ``cursor`` pages the list."""
+
+    cursor: int
+    id: str
+    kind: str
+    functie: str | None
+    zender: str
+    referentienummer: str
+    cross_ref: str | None
+    received_at: float
+    unlinked: bool
+    """A retour whose reference to its heenbericht was not checked (lenient conversations)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the REST API shows it (before its times are formatted)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A delivery that failed for good; ``cursor`` pages the list."""
+
+    cursor: int
+    id: str
+    referentienummer: str
+    functie: str | None
+    zender: str
+    destination: str
+    attempts: int
+    last_error: str | None
+    """The gateway's own words, never the partner's."""
+    updated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the REST API shows it (before its times are formatted)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueMessage:
+    """A heenbericht still unanswered after the overdue period."""
+
+    id: str
+    functie: str | None
+    zender: str
+    ontvanger: str
+    referentienummer: str
+    received_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the REST API shows it (before its times are formatted)."""
+        return dataclasses.asdict(self)
+
+
 @dataclass(slots=True)
 class MessageView:
     """A message as operators and partners see it: metadata, deliveries, history, conversation."""
@@ -136,14 +234,25 @@ class MessageView:
         }
 
 
-class Broker(Protocol):
+class Lifecycle(Protocol):
+    """Starting and stopping a backend; ``wake`` tells the delivery workers work may be due."""
+
     wake: asyncio.Event
     """Set whenever new work may be due; delivery workers wait on it."""
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
 
+
+class MessageStore(Protocol):
+    """Accepting a message with its deliveries in one durable step, and retention."""
+
     async def accept(self, message: NewMessage) -> AcceptOutcome: ...
+    async def purge(self, older_than: float) -> int: ...
+
+
+class DeliveryQueue(Protocol):
+    """Deliveries to push: claimed under a lease, then settled; dead ones replayed."""
 
     async def claim(
         self, limit: int, lease_seconds: float, per_destination: int | None = None
@@ -152,50 +261,6 @@ class Broker(Protocol):
     async def retry(self, job: Job, error: str, at: float) -> None: ...
     async def dead(self, job: Job, error: str) -> None: ...
     async def next_due(self) -> float | None: ...
-
-    async def find_conversation(
-        self,
-        referentienummer: str,
-        *,
-        zender: str,
-        ontvanger: str,
-        kinds: tuple[str, ...] = ("Di01", "Du01"),
-    ) -> dict[str, Any] | None:
-        """The message of one of ``kinds`` that ``zender`` sent to ``ontvanger`` under
-        ``referentienummer`` (the one a retour or Fo01 from ``ontvanger`` may refer to), or
-        None, the same None whether no such reference exists or it belongs to another pair."""
-        ...
-
-    async def find_heen(
-        self, payload_sender: str, message_code: str, identificatie: str, *, ontvanger: str
-    ) -> dict[str, Any] | None:
-        """The Di01 of that payload header, if it was addressed to ``ontvanger``."""
-        ...
-
-    async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:
-        """A message as ``viewer`` may see it (None: an operator, everything); a partner
-        sees only messages it sent or received, and only those in the conversation."""
-        ...
-
-    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[dict[str, Any]]:
-        """Up to ``limit`` waiting messages whose ``cursor`` is past ``after`` (paging)."""
-        ...
-
-    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
-        """Per destination: ``last_delivered_at``, ``retrying``, ``last_failure_at``,
-        ``last_error`` (the gateway's own words, never the partner's)."""
-        ...
-
-    async def sent(self, partner: str, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` messages ``partner`` sent: Bv03, delivery states, newest
-        retour (functie and retourcodes)."""
-        ...
-
-    async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None: ...
-    async def ack(self, partner: str, message_id: str) -> bool: ...
-    async def dead_letters(
-        self, partner: str | None, limit: int, after: int = 0
-    ) -> list[dict[str, Any]]: ...
     async def replay(
         self,
         *,
@@ -205,12 +270,107 @@ class Broker(Protocol):
         partner: str | None = None,
         actor: str = "",
     ) -> int: ...
-    async def overdue(self, older_than: float, limit: int) -> list[dict[str, Any]]: ...
+
+
+class PartnerInbox(Protocol):
+    """Deliveries held for a partner to fetch (the ``inbox`` adapter) and acknowledge."""
+
+    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[InboxItem]:
+        """Up to ``limit`` waiting messages whose ``cursor`` is past ``after`` (paging)."""
+        ...
+
+    async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None: ...
+    async def ack(self, partner: str, message_id: str) -> bool: ...
+
+
+class ReadViews(Protocol):
+    """What operators, partners and the ingress look up: conversations, lists, one message."""
+
+    async def find_conversation(
+        self,
+        referentienummer: str,
+        *,
+        zender: str,
+        ontvanger: str,
+        kinds: tuple[str, ...] = ("Di01", "Du01"),
+    ) -> MessageRef | None:
+        """The message of one of ``kinds`` that ``zender`` sent to ``ontvanger`` under
+        ``referentienummer`` (the one a retour or Fo01 from ``ontvanger`` may refer to), or
+        None, the same None whether no such reference exists or it belongs to another pair."""
+        ...
+
+    async def find_heen(
+        self, payload_sender: str, message_code: str, identificatie: str, *, ontvanger: str
+    ) -> MessageRef | None:
+        """The Di01 of that payload header, if it was addressed to ``ontvanger``."""
+        ...
+
+    async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:
+        """A message as ``viewer`` may see it (None: an operator, everything); a partner
+        sees only messages it sent or received, and only those in the conversation."""
+        ...
+
+    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
+        """Per destination: ``last_delivered_at``, ``retrying``, ``last_failure_at``,
+        ``last_error`` (the gateway's own words, never the partner's)."""
+        ...
+
+    async def sent(self, partner: str, limit: int) -> list[SentItem]:
+        """The newest ``limit`` messages ``partner`` sent: Bv03, delivery states, newest
+        retour (functie and retourcodes)."""
+        ...
+
+    async def refusals(self, partner: str, limit: int) -> list[RefusalItem]:
+        """The newest ``limit`` refusals (Fo03s) of ``partner``'s submissions."""
+        ...
+
+    async def dead_letters(
+        self, partner: str | None, limit: int, after: int = 0
+    ) -> list[DeadLetter]: ...
+    async def overdue(self, older_than: float, limit: int) -> list[OverdueMessage]: ...
+
+
+class AuditTrail(Protocol):
+    """The encrypted, hash-chained audit records and their signed checkpoints."""
+
     async def audit_event(self, event: AuditEvent, *, refused_by: str | None = None) -> None:
         """An audit record that belongs to no stored message. ``refused_by``: the
         authenticated partner whose submission this refusal answers; the refusal (code,
         functie, referentienummer) joins that partner's own list (the portal's Sent page)."""
         ...
+
+    async def audit_search(
+        self,
+        *,
+        message: str | None = None,
+        bsn: str | None = None,
+        partner: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Audit records matching every criterion, oldest first (a BSN by its pseudonym on
+        the embedded backend; on Kafka the whole trail is read)."""
+        ...
+
+    async def checkpoint(self) -> dict[str, Any] | None: ...
+
+
+class Figures(Protocol):
+    """Counts for operators and beleidsinformatie: what the metrics and reports read."""
+
+    async def counts(self) -> dict[str, int]: ...
+    async def figures(self, scope: Scope) -> RawFigures:
+        """The beleidsinformatie facts of ``scope``, counted (gateway/stats.py publishes)."""
+        ...
+
+    async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
+        """Queues per destination, overdue heenberichten (received before ``overdue_before``
+        and unanswered), store size and the newest signed audit checkpoint."""
+        ...
+
+
+class Sessions(Protocol):
+    """Portal sessions signed out before they expire, honoured by every process."""
 
     async def revoke_session(self, nonce: str, expires: float) -> None:
         """A portal session signed out before ``expires``: from now on no process honours a
@@ -230,31 +390,29 @@ class Broker(Protocol):
         revocations.py)."""
         ...
 
-    async def refusals(self, partner: str, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` refusals (Fo03s) of ``partner``'s submissions."""
-        ...
 
-    async def audit_search(
-        self,
-        *,
-        message: str | None = None,
-        bsn: str | None = None,
-        partner: str | None = None,
-        since: float | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        """Audit records matching every criterion, oldest first (a BSN by its pseudonym on
-        the embedded backend; on Kafka the whole trail is read)."""
-        ...
+@runtime_checkable
+class SharedAnswers(Protocol):
+    """A backend several processes share (Kafka): an ebMS answer may reach another process than
+    the one that sent the message, so it is passed on through the backend."""
 
-    async def checkpoint(self) -> dict[str, Any] | None: ...
-    async def purge(self, older_than: float) -> int: ...
-    async def counts(self) -> dict[str, int]: ...
-    async def figures(self, scope: Scope) -> RawFigures:
-        """The beleidsinformatie facts of ``scope``, counted (gateway/stats.py publishes)."""
-        ...
+    ebms_answer_listener: Callable[[str, str, str], None] | None
+    """Given every ebMS answer any process shared (ref, cpaid, outcome)."""
 
-    async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
-        """Queues per destination, overdue heenberichten (received before ``overdue_before``
-        and unanswered), store size and the newest signed audit checkpoint."""
-        ...
+    async def share_ebms_answer(self, ref: str, cpaid: str, outcome: str) -> None: ...
+
+
+class Broker(
+    Lifecycle,
+    MessageStore,
+    DeliveryQueue,
+    PartnerInbox,
+    ReadViews,
+    AuditTrail,
+    Figures,
+    Sessions,
+    Protocol,
+):
+    """A whole backend: every role together. The server holds one; a caller that needs only
+    one role types its parameter with that role's protocol (the delivery workers a
+    :class:`DeliveryQueue`, the portal's sign-out :class:`Sessions`, ...)."""

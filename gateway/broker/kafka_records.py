@@ -24,7 +24,7 @@ from typing import Any
 
 from gateway.audit import AuditEvent
 from gateway.broker.base import NewMessage, PlannedDelivery
-from gateway.broker.sqlite import envelope_aad
+from gateway.broker.sqlite_core import envelope_aad
 from gateway.figures import Fact, FactKind
 from gateway.keyring import Keyring
 

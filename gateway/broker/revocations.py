@@ -1,33 +1,26 @@
 """Signed-out portal sessions: the nonces of session cookies that must no longer be honoured.
 
 Portal sessions are stateless signed cookies (gateway/portal/session.py): every process can
-check one without asking anyone. Signing out must still kill a copied cookie, so the
-session's nonce is recorded with the session's expiry, through the broker: in the embedded
-store's table, and on Kafka on the ``sessions`` topic (retention a little over a session's
-life), which every process's view reads from its start. Each process keeps the live ones in
-memory (checked on every page, without I/O) and forgets a nonce once its session would have
-expired anyway, never before: a revocation forgotten early brings a signed-out cookie back
-to life. Memory is bounded instead by refusing new sign-ins while the list is at capacity
-(:meth:`Revocations.full_for`): only sessions minted before can still be signed out then.
+check one without asking anyone. Signing out must still kill a copied cookie, so the session's
+nonce is recorded with the session's expiry, through the broker: in the embedded store's table
+(gateway/broker/sqlite_sessions.py), and on Kafka on the ``sessions`` topic (retention a little
+over a session's life), which every process's view reads from its start. Each process keeps the
+live ones in memory (checked on every page, without I/O) and forgets a nonce once its session
+would have expired anyway, never before: a revocation forgotten early brings a signed-out
+cookie back to life. Memory is bounded instead by refusing new sign-ins while the list is at
+capacity (:meth:`Revocations.full_for`): only sessions minted before can still be signed out
+then.
 """
 
 from __future__ import annotations
 
 import heapq
-import sqlite3
 import threading
 from collections.abc import Iterable
 
 import structlog
 
 log = structlog.get_logger("ggk.portal")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS revoked_sessions (
-    nonce TEXT PRIMARY KEY,
-    expires REAL NOT NULL
-);
-"""
 
 CAPACITY = 100_000
 """Live revocations after which new sign-ins wait. A session lives 20 minutes and sign-ins
@@ -92,22 +85,3 @@ class Revocations:
             expires, nonce = heapq.heappop(queue)
             if expiry.get(nonce) == expires:
                 del expiry[nonce]
-
-
-def store(db: sqlite3.Connection, nonce: str, expires: float, now: float) -> None:
-    """Record a revocation in a store (the embedded one, or a Kafka process's view), and
-    prune the ones whose sessions expired."""
-    db.execute("DELETE FROM revoked_sessions WHERE expires <= ?", (now,))
-    if expires > now:
-        db.execute(
-            "INSERT OR REPLACE INTO revoked_sessions (nonce, expires) VALUES (?, ?)",
-            (nonce, expires),
-        )
-
-
-def live(db: sqlite3.Connection, now: float) -> list[tuple[str, float]]:
-    """The revocations whose sessions have not expired yet (read at start)."""
-    rows = db.execute(
-        "SELECT nonce, expires FROM revoked_sessions WHERE expires > ?", (now,)
-    ).fetchall()
-    return [(str(r[0]), float(r[1])) for r in rows]

@@ -5,26 +5,20 @@ operator's act on the command line.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
+import contextlib
 import getpass
 import json
 import os
-import sqlite3
 import sys
-import time
-from collections.abc import Coroutine
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 import click
-from aiokafka.errors import KafkaError
 
 from gateway import audit
-from gateway.broker import kafka_audit, kafka_ledger
-from gateway.broker.base import StorageError
-from gateway.broker.kafka import client_settings
+from gateway.broker.trail import BadCheckpoints, OfflineTrail, TrailCheck, TrailError, open_trail
 from gateway.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -40,44 +34,26 @@ from gateway.cli.common import (
 from gateway.config import GatewayConfig
 from gateway.keyring import Keyring, KeyringError
 
-T = TypeVar("T")
-
-
-def _audit_db(config: GatewayConfig, *, write: bool = False) -> sqlite3.Connection:
-    """The gateway database; read-only unless an audit record must be appended."""
-    if not config.database.exists():
-        raise UsageOrIOError(f"no gateway database at {config.database}")
-    mode = "rw" if write else "ro"
-    db = sqlite3.connect(
-        f"file:{config.database}?mode={mode}", uri=True, timeout=30, isolation_level=None
-    )
-    db.row_factory = sqlite3.Row
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit'").fetchone() is None:
-        db.close()
-        raise UsageOrIOError(f"{config.database} has no audit log (made by an older version?)")
-    return db
-
 
 def audit_admin_act(config: GatewayConfig, keyring: Keyring, action: str, outcome: str) -> None:
     event = audit.AuditEvent(
         action=action, actor=f"operator {getpass.getuser()}", origin="cli", outcome=outcome
     )
-    if config.broker == "kafka":
-        assert config.kafka is not None
-        _on_cluster(
-            config,
-            kafka_audit.append_act(
-                _kafka_settings(config), config.kafka.prefix, keyring, event, time.time()
-            ),
-        )
-        return
-    db = _audit_db(config, write=True)
+    with _trail_errors():
+        _trail(config, keyring).append(event)
+
+
+def _trail(config: GatewayConfig, keyring: Keyring) -> OfflineTrail:
+    return open_trail(config, keyring)
+
+
+@contextlib.contextmanager
+def _trail_errors() -> Iterator[None]:
+    """The trail's errors (:class:`~gateway.broker.trail.TrailError`) as the CLI's."""
     try:
-        db.execute("BEGIN IMMEDIATE")
-        audit.append(db, keyring, event, time.time())
-        db.execute("COMMIT")
-    finally:
-        db.close()
+        yield
+    except TrailError as exc:
+        raise UsageOrIOError(str(exc)) from None
 
 
 @click.group(name="audit")
@@ -105,25 +81,23 @@ def audit_verify(checkpoint_file: Path | None, config_path: Path, as_json: bool)
         external = audit.load_exported_checkpoints(checkpoint_file) if checkpoint_file else None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise UsageOrIOError(f"{checkpoint_file}: not a checkpoint file ({exc})") from None
-    if config.broker == "kafka":
-        try:
-            exported = [kafka_ledger.Checkpoint.from_dict(item) for item in external or []]
-        except kafka_ledger.LedgerError as exc:
-            raise UsageOrIOError(f"{checkpoint_file}: {exc}") from None
-        _verify_cluster(config, ring, as_json, exported)
-    db = _audit_db(config)
-    try:
-        total = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
-        with progress_bar(as_json, "verifying", total) as bar:
-            verdict = audit.verify(db, ring, external, progress=bar.update)
-    finally:
-        db.close()
+    trail = _trail(config, ring)
+    with _trail_errors():
+        total = trail.size()
+        what = "verifying" if total is not None else "verifying the cluster's chains"
+        with progress_bar(as_json, what, total) as bar:
+            try:
+                verdict = trail.verify(external, progress=bar.update)
+            except BadCheckpoints as exc:
+                raise UsageOrIOError(f"{checkpoint_file}: {exc}") from None
+    if verdict.partitions is not None:
+        _cluster_verdict(verdict, as_json)
     data = {
         "ok": verdict.ok,
         "records": verdict.records,
         "checkpoints": verdict.checkpoints,
         "unsigned_tail": verdict.unsigned_tail,
-        "bad_record": verdict.bad_seq,
+        "bad_record": verdict.bad_record,
         "reason": verdict.reason,
     }
     tail = (
@@ -136,38 +110,22 @@ def audit_verify(checkpoint_file: Path | None, config_path: Path, as_json: bool)
         f"audit log intact: {verdict.records} records, {verdict.checkpoints} signed "
         f"checkpoints{tail}"
         if verdict.ok
-        else f"AUDIT LOG DAMAGED at record {verdict.bad_seq}: {verdict.reason}"
+        else f"AUDIT LOG DAMAGED at record {verdict.bad_record}: {verdict.reason}"
     )
     emit(data, as_json, human)
     sys.exit(EXIT_OK if verdict.ok else EXIT_INVALID)
 
 
-def _verify_cluster(
-    config: GatewayConfig,
-    ring: Keyring,
-    as_json: bool,
-    exported: list[kafka_ledger.Checkpoint],
-) -> None:
-    assert config.kafka is not None  # config.check
-    settings = _kafka_settings(config)
-    with progress_bar(as_json, "verifying the cluster's chains") as bar:
-        verdict = _on_cluster(
-            config,
-            kafka_ledger.verify_cluster(
-                settings,
-                config.kafka.prefix,
-                ring,
-                progress=bar.update,
-                external=exported,
-            ),
-        )
+def _cluster_verdict(verdict: TrailCheck, as_json: bool) -> None:
+    """A cluster's verdict, chain by chain (``verdict.partitions``)."""
+    partitions = list(verdict.partitions or ())
     data = {
         "ok": verdict.ok,
         "records": verdict.records,
         "checkpoints": verdict.checkpoints,
         "unsigned_tail": verdict.unsigned_tail,
-        "reason": verdict.first_problem(),
-        "partitions": [dataclasses.asdict(p) for p in verdict.partitions],
+        "reason": verdict.reason,
+        "partitions": partitions,
     }
     tail = (
         f"; {verdict.unsigned_tail} record(s) after the last signed checkpoints (written "
@@ -177,21 +135,13 @@ def _verify_cluster(
     )
     human = (
         f"cluster audit trail intact: {verdict.records} records in "
-        f"{len(verdict.partitions)} partition chains, {verdict.checkpoints} signed "
+        f"{len(partitions)} partition chains, {verdict.checkpoints} signed "
         f"checkpoints{tail}"
         if verdict.ok
-        else f"AUDIT TRAIL DAMAGED: {verdict.first_problem()}"
+        else f"AUDIT TRAIL DAMAGED: {verdict.reason}"
     )
     emit(data, as_json, human)
     sys.exit(EXIT_OK if verdict.ok else EXIT_INVALID)
-
-
-def _kafka_settings(config: GatewayConfig) -> dict[str, Any]:
-    assert config.kafka is not None
-    try:
-        return client_settings(config.kafka)
-    except StorageError as exc:
-        raise UsageOrIOError(str(exc)) from None
 
 
 @audit_group.command("search")
@@ -215,36 +165,14 @@ def audit_search(
     if not (message or bsn or partner or since):
         raise click.UsageError("give at least one of --message, --bsn, --partner, --since")
     config = read_config(config_path)
-    if config.broker == "kafka":
-        assert config.kafka is not None
-        criteria = {"message": message, "bsn": bsn, "partner": partner}
-        rows = _on_cluster(
-            config,
-            kafka_audit.search(
-                _kafka_settings(config),
-                config.kafka.prefix,
-                keyring_of(config),
-                limit=limit,
-                since=since.timestamp() if since else None,
-                **criteria,
-            ),
-        )
-        emit(rows, as_json, _audit_lines(rows) or "no matching audit records")
-        return
-    ring = keyring_of(config) if bsn else None
-    db = _audit_db(config)
-    try:
-        rows = audit.search(
-            db,
-            ring,
+    with _trail_errors():
+        rows = _trail(config, keyring_of(config)).search(
             message=message,
             bsn=bsn,
             partner=partner,
             since=since.timestamp() if since else None,
             limit=limit,
         )
-    finally:
-        db.close()
     emit(rows, as_json, _audit_lines(rows) or "no matching audit records")
 
 
@@ -254,17 +182,6 @@ def _audit_lines(rows: list[dict[str, Any]]) -> str:
         f"{r['zender']} → {r['ontvanger']}  {r['outcome']}  [{r['actor']}]"
         for r in rows
     )
-
-
-def _on_cluster(config: GatewayConfig, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work`` against the configuration's Kafka cluster; its errors as CLI errors."""
-    assert config.kafka is not None
-    try:
-        return asyncio.run(work)
-    except KafkaError as exc:
-        raise UsageOrIOError(f"kafka at {config.kafka.bootstrap}: {exc}") from None
-    except KeyringError as exc:
-        raise UsageOrIOError(str(exc)) from None
 
 
 @audit_group.command("export")
@@ -291,41 +208,27 @@ def audit_export(decrypt: bool, out: Path | None, force: bool, config_path: Path
         raise UsageOrIOError(f"{out} is a symbolic link; not followed")
     if out is not None and out.exists() and not force:
         raise UsageOrIOError(f"{out} exists; give --force to replace it")
-    db = _audit_db(config) if config.broker != "kafka" else None
-    try:
+    trail = _trail(config, ring)
+    with _trail_errors():
+        trail.check()
         handle = _export_handle(out, force)
         try:
-            if db is None:
-                count = _on_cluster(config, _export_cluster(config, ring, handle))
-            else:
-                count = 0
-                for record in audit.export(db, ring):
-                    record["secret_key_id"] = record.pop("key_id")
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    count += 1
+            count = trail.export(
+                lambda record: handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            )
         except KeyringError as exc:
             raise UsageOrIOError(str(exc)) from None
         finally:
             if out is not None:
                 handle.close()
-    finally:
-        if db is not None:
-            db.close()
     audit_admin_act(config, ring, "audit_exported", f"{count} records decrypted")
     if out is not None:
         click.echo(f"exported {count} records to {out}", err=True)
 
 
 def _cluster_checkpoints(
-    config: GatewayConfig, ring: Keyring, export_to: Path | None, as_json: bool
+    items: list[dict[str, Any]], export_to: Path | None, as_json: bool
 ) -> None:
-    assert config.kafka is not None
-    newest = _on_cluster(
-        config, kafka_ledger.newest_checkpoints(_kafka_settings(config), config.kafka.prefix, ring)
-    )
-    if not newest:
-        raise UsageOrIOError("no signed checkpoint on the cluster's ledger yet")
-    items = [json.loads(c.to_record()[0]) for c in newest]
     if export_to is not None:
         with export_to.open("a", encoding="utf-8") as handle:
             handle.writelines(json.dumps(item) + "\n" for item in items)
@@ -333,9 +236,9 @@ def _cluster_checkpoints(
         items,
         as_json,
         "\n".join(
-            f"{c.topic} partition {c.partition}: {c.records} records up to offset {c.offset} "
-            f"({c.hash[:16]}…, by {c.node})"
-            for c in newest
+            f"{c['topic']} partition {c['partition']}: {c['records']} records up to offset "
+            f"{c['offset']} ({c['hash'][:16]}…, by {c['node']})"
+            for c in items
         )
         + (f"\nappended to {export_to}" if export_to else ""),
     )
@@ -352,16 +255,6 @@ def _export_handle(out: Path | None, force: bool) -> TextIO:
         raise UsageOrIOError(f"cannot write {out}: {exc.strerror}") from None
     os.fchmod(fd, 0o600)  # a replaced file may have been more open
     return os.fdopen(fd, "w", encoding="utf-8")
-
-
-async def _export_cluster(config: GatewayConfig, ring: Keyring, handle: TextIO) -> int:
-    assert config.kafka is not None
-    count = 0
-    settings = _kafka_settings(config)
-    async for entry in kafka_audit.entries(settings, config.kafka.prefix, ring, open_secrets=True):
-        handle.write(json.dumps(entry.exported(), ensure_ascii=False) + "\n")
-        count += 1
-    return count
 
 
 @audit_group.command("checkpoint")
@@ -381,21 +274,12 @@ def audit_checkpoint(export_to: Path | None, config_path: Path, as_json: bool) -
     clean stop); this shows, and exports, the newest signed head of every chain."""
     config = read_config(config_path)
     ring = keyring_of(config)
-    if config.broker == "kafka":
-        _cluster_checkpoints(config, ring, export_to, as_json)
+    with _trail_errors():
+        heads = _trail(config, ring).checkpoint()
+    if heads.chains:
+        _cluster_checkpoints(list(heads.items), export_to, as_json)
         return
-    db = _audit_db(config, write=True)
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        made = audit.checkpoint(db, ring, time.time())
-        db.execute("COMMIT")
-        if made is None:
-            row = db.execute("SELECT * FROM audit_checkpoint ORDER BY seq DESC LIMIT 1").fetchone()
-            if row is None:
-                raise UsageOrIOError("the audit log is empty")
-            made = {**dict(row), "public_key": audit.public_key_text(ring.verify_key)}
-    finally:
-        db.close()
+    made = heads.items[0]
     if export_to is not None:
         with export_to.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(made) + "\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gateway.broker.base import StorageError
-from gateway.broker.sqlite import reencrypt_payloads
+from gateway.broker.factory import reencrypt_payloads, reencryption_refused
 from gateway.cli.audit_trail import audit_admin_act
 from gateway.cli.common import (
     UsageOrIOError,
@@ -43,11 +43,9 @@ def keys_rotate(reencrypt: bool, config_path: Path, as_json: bool) -> None:
     config = read_config(config_path)
     if config.keyring is None:
         raise UsageOrIOError("the keyring comes from $GGK_KEYRING; rotate it where it is kept")
-    if reencrypt and config.broker == "kafka":
-        raise click.UsageError(
-            "--reencrypt is for the embedded backend: on Kafka the payloads stay sealed in the "
-            "cluster's topics under the key they were written with (docs/kafka.md)"
-        )
+    refused = reencryption_refused(config) if reencrypt else None
+    if refused is not None:
+        raise click.UsageError(refused)
     ring = keyring_of(config)
     old = ring.active
     new = ring.rotate()
@@ -55,7 +53,7 @@ def keys_rotate(reencrypt: bool, config_path: Path, as_json: bool) -> None:
     count = 0
     if reencrypt and config.database.exists():
         try:
-            count = reencrypt_payloads(config.database, ring)
+            count = reencrypt_payloads(config, ring)
         except (StorageError, KeyringError) as exc:
             raise UsageOrIOError(
                 f"key rotated to {new}, payloads not re-encrypted: {exc}"

@@ -37,14 +37,13 @@ import structlog
 from aiohttp import web
 from lxml import etree
 
+from gateway.broker.factory import open_msh_state
 from gateway.config import GatewayConfig, is_loopback
 from gateway.ebms import checks, compose
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
 from gateway.ebms.outbox import SignalOutbox
-from gateway.ebms.received import ReceivedStore
-from gateway.ebms.sent import SentStore
 from gateway.ebms.signing import signed_references
 from gateway.ingest import Accepted, Identity
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_own, parse_untrusted
@@ -88,13 +87,10 @@ class EbmsInbound:
         self.links: dict[str, Link] = store.load()
         for cpaid, problems in store.problems.items():
             log.warning("ebms.cpa_unusable", cpaid=cpaid, problems=problems)
-        self.received = ReceivedStore(
-            config.data_dir / "ebms.sqlite",
-            {cpaid: link.partner.id for cpaid, link in self.links.items()},
+        self.received, sent = open_msh_state(
+            config.data_dir, {cpaid: link.partner.id for cpaid, link in self.links.items()}
         )
-        self.outbound = EbmsOutbound(
-            config, self.links, SentStore(config.data_dir / "ebms.sqlite"), store.signer
-        )
+        self.outbound = EbmsOutbound(config, self.links, sent, store.signer)
         """The sending side, sharing the CPAs; its answers arrive here as signals."""
         self.window = checks.TimestampWindow(
             future=timedelta(seconds=config.ebms.timestamp_future_seconds),

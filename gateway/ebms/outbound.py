@@ -33,7 +33,7 @@ from gateway.ebms import compose
 from gateway.ebms import message as ebms
 from gateway.ebms.cpa import MAX_RESEND_WINDOW, ActionBinding, Channel, service_name
 from gateway.ebms.cpastore import Link
-from gateway.ebms.sent import ACKNOWLEDGED, SentStore
+from gateway.ebms.sent import ACKNOWLEDGED, SentLog
 from gateway.ebms.signing import (
     SignatureProblem,
     Signer,
@@ -77,7 +77,7 @@ class EbmsOutbound:
         self,
         config: GatewayConfig,
         links: dict[str, Link],
-        sent: SentStore,
+        sent: SentLog,
         signer: Signer | None = None,
     ) -> None:
         self.config = config

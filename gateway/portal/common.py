@@ -53,7 +53,7 @@ class CommonPages(Pages):
         before = time.time() - self.deps.overdue_days * 86400
         items = await self.deps.broker.overdue(before, 10_000)
         if visitor.partner is not None:  # a partner: the heenberichten it sent
-            items = [i for i in items if i["zender"] == visitor.partner.id]
+            items = [i for i in items if i.zender == visitor.partner.id]
         return self.render(
             request,
             "overdue.html",

@@ -2,7 +2,8 @@
 message with earlier ones.
 
 They need a memory of what was seen, behind the :class:`StateStore` protocol so the gateway
-can keep it in its SQLite database (or elsewhere) while tests use :class:`MemoryStateStore`.
+can keep it in its store (gateway/broker/sqlite_state.py on SQLite) while tests use
+:class:`MemoryStateStore`.
 The one a routing gateway must enforce itself is TR056: BerichtIdentificatie/Identificatie is
 unique per message type for the sending party (retourcode 9056).
 
@@ -13,10 +14,8 @@ records (``remember``) in the same transaction that durably accepts the message,
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from lxml import etree
@@ -61,40 +60,6 @@ class MemoryStateStore:
                 return False
             self._keys.add(key)
             return True
-
-
-class SqliteStateStore:
-    """TR056 keys in a SQLite table; the primary key makes ``remember`` atomic."""
-
-    def __init__(self, path: Path | str) -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS seen_identificatie ("
-            " sender TEXT NOT NULL, message_code TEXT NOT NULL, identificatie TEXT NOT NULL,"
-            " PRIMARY KEY (sender, message_code, identificatie)) WITHOUT ROWID"
-        )
-
-    def seen(self, key: IdentificatieKey) -> bool:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM seen_identificatie WHERE sender=? AND message_code=? AND "
-                "identificatie=?",
-                (key.sender, key.message_code, key.identificatie),
-            ).fetchone()
-        return row is not None
-
-    def remember(self, key: IdentificatieKey) -> bool:
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO seen_identificatie VALUES (?, ?, ?)",
-                (key.sender, key.message_code, key.identificatie),
-            )
-        return cursor.rowcount == 1
-
-    def close(self) -> None:
-        self._db.close()
 
 
 def identificatie_key(root: etree._Element, message: MessageType) -> IdentificatieKey | None:

@@ -9,6 +9,7 @@ import base64
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from gateway import envelope as env
 from gateway import parameters, stats
+from gateway.broker.base import DeadLetter, InboxItem, MessageRef
 from gateway.ingest import Identity, Rejected, Wrapping
 from gateway.metrics import (
     ACCEPTED,
@@ -137,7 +139,7 @@ async def _retour_reference(
     partner: Partner,
     afzender: str,
     heen_code: str,
-    heen: dict[str, Any] | None,
+    heen: MessageRef | None,
     cross_ref: str | None,
 ) -> str | Submitted:
     """The crossRefnummer of a REST retour, or its refusal (StUF043). The heenbericht named
@@ -153,9 +155,9 @@ async def _retour_reference(
         code="StUF043",
     )
     if heen is not None:
-        if cross_ref is not None and cross_ref != heen["referentienummer"]:
+        if cross_ref is not None and cross_ref != heen.referentienummer:
             return other
-        return str(heen["referentienummer"])
+        return heen.referentienummer
     unknown = f"no {heen_code} with this Identificatie was sent to you through this gateway"
     if gw.config.conversations != "lenient":
         return _refused(422, unknown, code="StUF043")
@@ -284,7 +286,7 @@ async def inbox(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "partner": partner.id,
-            "messages": [with_times(i) for i in items],
+            "messages": [with_times(i.to_dict()) for i in items],
             "next": _next(items, limit),
         }
     )
@@ -324,13 +326,13 @@ async def dead_letters(request: web.Request) -> web.Response:
     partner = parameters.query(request, "partner", parameters.PARTNER)
     items = await gw.broker.dead_letters(partner, limit, after)
     return web.json_response(
-        {"dead_letters": [with_times(i) for i in items], "next": _next(items, limit)}
+        {"dead_letters": [with_times(i.to_dict()) for i in items], "next": _next(items, limit)}
     )
 
 
-def _next(items: list[dict[str, Any]], limit: int) -> int | None:
+def _next(items: Sequence[InboxItem | DeadLetter], limit: int) -> int | None:
     """The ``after`` of the next page, or None when this page was the last."""
-    return int(items[-1]["cursor"]) if len(items) == limit else None
+    return int(items[-1].cursor) if len(items) == limit else None
 
 
 async def replay(request: web.Request) -> web.Response:
@@ -385,7 +387,7 @@ async def overdue(request: web.Request) -> web.Response:
     gw, _ = auth
     days = query_float(request, "days", gw.config.overdue_days, 0.0, 36500.0)
     items = await gw.broker.overdue(time.time() - days * 86400, 10000)
-    return web.json_response({"days": days, "overdue": [with_times(i) for i in items]})
+    return web.json_response({"days": days, "overdue": [with_times(i.to_dict()) for i in items]})
 
 
 async def figures(request: web.Request) -> web.Response:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +23,8 @@ from gateway.admission import (
     Admission,
     BodyBudget,
 )
-from gateway.broker.base import Broker
-from gateway.broker.kafka import KafkaBroker
-from gateway.broker.sqlite import SqliteBroker
+from gateway.broker import open_broker
+from gateway.broker.base import Broker, SharedAnswers
 from gateway.config import GatewayConfig
 from gateway.delivery import DeliveryService
 from gateway.ebms.cpastore import CpaStore
@@ -118,26 +116,8 @@ def build(config: GatewayConfig) -> Gateway:
     registry = SchemaRegistry(list(config.schema_dirs))
     registry.compile_all()
     validator = Validator(registry, limits)
-    kafka = config.broker == "kafka"
-    store = SqliteBroker(
-        config.database,
-        Keyring.load(config.keyring),
-        # on Kafka the file is a view; the cluster's audit trail is the ledger
-        audit_enabled=config.audit_enabled and not kafka,
-        max_bytes=config.max_database_mb * 1024 * 1024 if config.max_database_mb else None,
-        # a view is rebuilt from Kafka; the messages' durability is the cluster's acks=all
-        durable=not kafka,
-    )
-    broker: Broker = store
-    if kafka:
-        assert config.kafka is not None  # config.check
-        # the SQLite file becomes this process's view of the cluster
-        broker = KafkaBroker(
-            config.kafka,
-            store,
-            node=f"{socket.gethostname()}-{config.port}",
-            audit_enabled=config.audit_enabled,
-        )
+    keyring = Keyring.load(config.keyring)
+    broker = open_broker(config, keyring)
     if not config.audit_enabled:
         log.warning("audit.disabled", reason="[audit] enabled = false; for measurements only")
     ingress = Ingress(
@@ -148,7 +128,7 @@ def build(config: GatewayConfig) -> Gateway:
         reject_rule_violations=config.business_rules == "reject",
         payloads=PayloadValidator(validator, config.schema_dirs),
         text_functies=frozenset(config.text_functies),
-        figure_keys=FigureKeys(store.keyring.figures_key),
+        figure_keys=FigureKeys(keyring.figures_key),
         lenient_conversations=config.conversations == "lenient",
     )
     context: dict[str, Any] = {}
@@ -156,7 +136,7 @@ def build(config: GatewayConfig) -> Gateway:
     if config.ebms is not None:
         inbound = EbmsInbound(config, CpaStore(config.ebms, partners), ingress, limits)
         context["ebms"] = inbound.outbound
-        if isinstance(broker, KafkaBroker):  # answers may reach another process than the sender
+        if isinstance(broker, SharedAnswers):  # answers may reach another process
             inbound.outbound.share = broker.share_ebms_answer
             broker.ebms_answer_listener = inbound.outbound.answer_from_cluster
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake, context=context)
@@ -172,7 +152,7 @@ def build(config: GatewayConfig) -> Gateway:
         limits,
         soap_limits,
         admission,
-        store.keyring,
+        keyring,
         buckets,
     )
     gateway.ebms = inbound

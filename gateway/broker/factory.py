@@ -1,0 +1,81 @@
+"""The one door to storage: the backend ``[gateway] broker`` names, built for this process.
+
+The server and every command open storage here, so no module outside ``gateway/broker/``
+asks which backend is configured. The backends are imported only when chosen: a command on
+the embedded backend never loads the Kafka client.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from gateway.broker.base import Broker
+    from gateway.config import GatewayConfig
+    from gateway.ebms.received import ReceivedLog
+    from gateway.ebms.sent import SentLog
+    from gateway.keyring import Keyring
+
+
+def open_broker(config: GatewayConfig, keyring: Keyring, *, node: str | None = None) -> Broker:
+    """The configured backend, not yet started (``await broker.start()``).
+
+    On Kafka the SQLite file becomes this process's view of the cluster: it keeps no audit
+    chain of its own (the cluster's ledger is the trail) and need not fsync (a view is rebuilt
+    from the topics; the messages' durability is the cluster's ``acks=all``). ``node`` names
+    this process on the cluster (default: host name and port)."""
+    from gateway.broker.sqlite import SqliteBroker
+
+    kafka = config.broker == "kafka"
+    store = SqliteBroker(
+        config.database,
+        keyring,
+        audit_enabled=config.audit_enabled and not kafka,
+        max_bytes=config.max_database_mb * 1024 * 1024 if config.max_database_mb else None,
+        durable=not kafka,
+    )
+    if not kafka:
+        return store
+    from gateway.broker.kafka import KafkaBroker
+
+    assert config.kafka is not None  # config.check
+    return KafkaBroker(
+        config.kafka,
+        store,
+        node=node or f"{socket.gethostname()}-{config.port}",
+        audit_enabled=config.audit_enabled,
+    )
+
+
+def reencryption_refused(config: GatewayConfig) -> str | None:
+    """Why ``ggk keys rotate --reencrypt`` cannot re-encrypt this backend's payloads, or
+    None (the embedded store can, with the gateway stopped)."""
+    if config.broker == "kafka":
+        return (
+            "--reencrypt is for the embedded backend: on Kafka the payloads stay sealed in the "
+            "cluster's topics under the key they were written with (docs/kafka.md)"
+        )
+    return None
+
+
+def reencrypt_payloads(config: GatewayConfig, keyring: Keyring) -> int:
+    """Re-encrypt the stored payloads under ``keyring``'s active key (the gateway stopped);
+    how many. Only where :func:`reencryption_refused` says None."""
+    from gateway.broker.sqlite import reencrypt_payloads as reencrypt
+
+    return reencrypt(config.database, keyring)
+
+
+def open_msh_state(data_dir: Path, owners: Mapping[str, str]) -> tuple[ReceivedLog, SentLog]:
+    """The ebMS MSH's own state in ``data_dir`` (``ebms.sqlite``): what it received and what it
+    sent. A store of the MSH endpoint of this process, on every backend (the partner's MSH
+    resends to the endpoint it knows). ``owners`` (cpaid -> partner id) upgrades a state file
+    written before rows were keyed per partner."""
+    from gateway.broker.sqlite_ebms import ReceivedStore, SentStore
+
+    path = data_dir / "ebms.sqlite"
+    return ReceivedStore(path, owners), SentStore(path)

@@ -1,0 +1,291 @@
+"""The embedded store's engine: one writer thread committing groups of operations, a read
+connection, the history-and-audit record every change writes (gateway/broker/sqlite.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from gateway import audit
+from gateway.broker import revocations, sqlite_audit, sqlite_sessions
+from gateway.broker.base import (
+    NewMessage,
+    StorageError,
+)
+from gateway.broker.sqlite_schema import SCHEMA, connect, exclusive_lock, private_database, upgrade
+from gateway.keyring import Keyring
+
+log = structlog.get_logger("ggk.broker")
+
+
+Op = Callable[[sqlite3.Connection], Any]
+
+
+def envelope_aad(message_id: str) -> bytes:
+    return f"ggk-envelope:{message_id}".encode()
+
+
+class SqliteCore:
+    """Connections, the group-committing writer and the history record; the roles
+    (gateway/broker/sqlite_queue.py, sqlite_views.py, sqlite.py) build on it."""
+
+    def __init__(
+        self,
+        path: Path,
+        keyring: Keyring,
+        *,
+        batch_max: int = 512,
+        clock: Callable[[], float] = time.time,
+        audit_enabled: bool = True,
+        max_bytes: int | None = None,
+        durable: bool = True,
+    ) -> None:
+        """``durable=False`` commits without waiting for the disk (``synchronous=NORMAL``):
+        for a file that can be rebuilt from elsewhere (a Kafka view, which stores its Kafka
+        positions in the same transactions: after a power loss it re-reads what it lost)."""
+        self.path = path
+        self.durable = durable
+        self.keyring = keyring
+        self.max_bytes = max_bytes
+        self.audit_enabled = audit_enabled
+        self.batch_max = batch_max
+        self.clock = clock
+        self.wake = asyncio.Event()
+        """Set whenever new work may be due; delivery workers wait on it."""
+        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._write_db: sqlite3.Connection | None = None
+        self._read_db: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._lock_file: IO[bytes] | None = None
+        self._checkpoint_db: sqlite3.Connection | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self.revocations = revocations.Revocations()
+        """Signed-out portal sessions, in memory (loaded at start, added to on sign-out)."""
+
+    async def start(self) -> None:
+        private_database(self.path)
+        self._lock_file = exclusive_lock(self.path.with_suffix(".lock"))
+        self._write_db = await asyncio.to_thread(connect, self.path)
+        if not self.durable:
+            self._write_db.execute("PRAGMA synchronous=NORMAL")
+        upgraded = await asyncio.to_thread(upgrade, self._write_db, self.path)
+        if upgraded:
+            log.info("broker.store_upgraded", path=str(self.path), steps=upgraded)
+        await asyncio.to_thread(
+            self._write_db.executescript, SCHEMA + sqlite_audit.SCHEMA + sqlite_sessions.SCHEMA
+        )
+        mismatch = await asyncio.to_thread(
+            sqlite_audit.keyring_mismatch, self._write_db, self.keyring
+        )
+        if mismatch is not None:
+            self._write_db.close()
+            self._lock_file.close()
+            raise StorageError(f"{self.path}: {mismatch}")
+        if self.max_bytes is not None:
+            # SQLite refuses to grow past this (SQLITE_FULL, transaction rolled back), which
+            # the writer reports as StorageError: new messages get StUF046, nothing half-done.
+            page_size = self._write_db.execute("PRAGMA page_size").fetchone()[0]
+            self._write_db.execute(f"PRAGMA max_page_count = {self.max_bytes // page_size}")
+        self._checkpoint_db = await asyncio.to_thread(connect, self.path)
+        self._checkpoint_task = asyncio.create_task(self._checkpointer(), name="sqlite-checkpoint")
+        recovered = await asyncio.to_thread(self._recover_leases)
+        if recovered:
+            log.warning("broker.leases_recovered", deliveries=recovered)
+        self._read_db = await asyncio.to_thread(connect, self.path)
+        now = self.clock()
+        self.revocations.load(await self.query(lambda db: sqlite_sessions.live(db, now)), now)
+        self._queue = asyncio.Queue()
+        self._writer_task = asyncio.create_task(self._writer(), name="sqlite-writer")
+
+    async def _checkpointer(self, interval: float = 1.0) -> None:
+        """Copy the WAL back into the database regularly without blocking the writer."""
+        db = self._checkpoint_db
+        assert db is not None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(db.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.warning("broker.checkpoint_failed", error=str(exc))
+
+    def _recover_leases(self) -> int:
+        """Deliveries in flight belonged to a process that is gone (we hold the lock now):
+        make them due at once instead of waiting for their leases to run out."""
+        db = self._write_db
+        assert db is not None
+        now = self.clock()
+        db.execute("BEGIN IMMEDIATE")
+        rows = db.execute(
+            "UPDATE deliveries SET state = 'retry', next_attempt_at = ?, "
+            "lease_until = NULL, updated_at = ? WHERE state = 'inflight' "
+            "RETURNING message_id, destination",
+            (now, now),
+        ).fetchall()
+        for row in rows:
+            self.record(
+                db,
+                row["message_id"],
+                now,
+                "lease_recovered",
+                f"{row['destination']}: in flight when the gateway stopped",
+            )
+        db.execute("COMMIT")
+        return len(rows)
+
+    def record(
+        self,
+        db: sqlite3.Connection,
+        message_id: str,
+        at: float,
+        event: str,
+        detail: str,
+        *,
+        actor: str = "",
+        origin: str = "",
+        outcome: str = "",
+        bsns: tuple[str, ...] = (),
+        secret: dict[str, Any] | None = None,
+        about: NewMessage | None = None,
+    ) -> None:
+        """A message's history event and its audit record, in the caller's transaction.
+        ``about``: the message itself when the caller has it in hand (as it is stored), so
+        its parties are not read back from the table once per record."""
+        db.execute(
+            "INSERT INTO events (message_id, at, event, detail) VALUES (?, ?, ?, ?)",
+            (message_id, at, event, detail),
+        )
+        if not self.audit_enabled:
+            return
+        if about is not None and about.id == message_id:
+            parties = (about.referentienummer, about.zender, about.ontvanger, about.functie)
+        else:
+            parties = db.execute(
+                "SELECT referentienummer, zender, ontvanger, functie FROM messages WHERE id = ?",
+                (message_id,),
+            ).fetchone() or ("", "", "", "")
+        referentienummer, zender, ontvanger, functie = parties
+        sqlite_audit.append(
+            db,
+            self.keyring,
+            audit.AuditEvent(
+                action=event,
+                object=message_id,
+                referentienummer=referentienummer,
+                zender=zender,
+                ontvanger=ontvanger,
+                functie=functie or "",
+                actor=actor,
+                origin=origin,
+                outcome=outcome or detail,
+                bsns=bsns,
+                secret=secret or {},
+            ),
+            at,
+        )
+
+    def open_envelope(self, message_id: str, key_id: str | None, sealed: bytes) -> bytes:
+        """The envelope, decrypted; StorageError when retention purged it."""
+        if key_id is None:
+            raise StorageError(f"the payload of {message_id} was purged (retention)")
+        return self.keyring.decrypt(key_id, bytes(sealed), envelope_aad(message_id))
+
+    async def close(self) -> None:
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoint_task
+        if self._queue is not None and self._writer_task is not None:
+            await self._queue.put(None)
+            await self._writer_task
+        for db in (self._write_db, self._read_db, self._checkpoint_db):
+            if db is not None:
+                db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def _writer(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    await self._queue.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                results = await asyncio.to_thread(self._apply, [op for op, _ in batch])
+            except Exception as exc:  # the commit itself failed: nothing in the batch holds
+                error = StorageError(f"commit failed: {exc}")
+                results = [error] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _apply(self, ops: list[Op]) -> list[Any]:
+        db = self._write_db
+        assert db is not None
+        results: list[Any] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                db.execute("SAVEPOINT op")
+                try:
+                    results.append(op(db))
+                    db.execute("RELEASE op")
+                except sqlite3.Error as exc:
+                    db.execute("ROLLBACK TO op")
+                    db.execute("RELEASE op")
+                    results.append(StorageError(str(exc)))
+                except Exception as exc:  # one caller's failure must not sink the batch
+                    db.execute("ROLLBACK TO op")
+                    db.execute("RELEASE op")
+                    results.append(exc)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return results
+
+    async def write(self, op: Op) -> Any:
+        if self._queue is None:
+            raise StorageError("broker is not started")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, future))
+        return await future
+
+    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        rows: list[sqlite3.Row] = await self.query(lambda db: db.execute(sql, params).fetchall())
+        return rows
+
+    async def query(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn`` on the read connection (WAL: it does not wait for the writer)."""
+
+        def run() -> Any:
+            assert self._read_db is not None
+            with self._read_lock:
+                return fn(self._read_db)
+
+        return await asyncio.to_thread(run)

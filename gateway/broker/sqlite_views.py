@@ -1,0 +1,288 @@
+"""The read views, partner inbox and figures of the embedded store: what is looked up, listed
+and counted (every query an index range: tests/test_query_plans.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+from gateway import stats
+from gateway.broker import sqlite_figures
+from gateway.broker.base import (
+    DeadLetter,
+    DestinationQueue,
+    InboxItem,
+    MessageRef,
+    MessageView,
+    OpsSnapshot,
+    OverdueMessage,
+    RefusalItem,
+    SentItem,
+)
+from gateway.broker.sqlite_core import SqliteCore
+from gateway.broker.sqlite_schema import OPEN_STATES
+from gateway.standards import MESSAGES, Kind
+
+_VISIBLE = (
+    "(? IS NULL OR m.zender = ? OR m.ontvanger = ? OR EXISTS (SELECT 1 FROM deliveries v "
+    "WHERE v.message_id = m.id AND v.destination = ?))"
+)
+"""A message row ``m`` a viewer (bound four times; NULL = an operator) sent or received."""
+
+
+AWAITING_RETOUR = tuple(
+    sorted(m.code for m in MESSAGES.values() if m.kind is Kind.HEEN and m.pair is not None)
+)
+"""Heenberichten that must be answered by a retourbericht (OP090)."""
+
+
+_OVERDUE = (
+    "m.kind = 'Di01' AND m.answered_at IS NULL AND m.received_at < ? "
+    f"AND m.functie IN ({', '.join('?' for _ in AWAITING_RETOUR)})"
+)
+"""Message rows ``m`` still without a retour (bind: received before, then AWAITING_RETOUR);
+read from the partial index ``messages_unanswered``, so it costs what is unanswered."""
+
+
+class SqliteViews(SqliteCore):
+    """The :class:`~gateway.broker.base.ReadViews`, :class:`~gateway.broker.base.PartnerInbox`
+    and :class:`~gateway.broker.base.Figures` roles on SQLite."""
+
+    async def find_conversation(
+        self,
+        referentienummer: str,
+        *,
+        zender: str,
+        ontvanger: str,
+        kinds: tuple[str, ...] = ("Di01", "Du01"),
+    ) -> MessageRef | None:
+        marks = ", ".join("?" * len(kinds))
+        rows = await self.read(
+            "SELECT id, zender, ontvanger, kind, functie, referentienummer FROM messages "
+            f"WHERE referentienummer = ? AND zender = ? AND ontvanger = ? AND kind IN ({marks}) "
+            "LIMIT 1",
+            (referentienummer, zender, ontvanger, *kinds),
+        )
+        return MessageRef(**dict(rows[0])) if rows else None
+
+    async def find_heen(
+        self, payload_sender: str, message_code: str, identificatie: str, *, ontvanger: str
+    ) -> MessageRef | None:
+        rows = await self.read(
+            "SELECT id, zender, ontvanger, referentienummer FROM messages WHERE "
+            "payload_sender = ? AND message_code = ? AND identificatie = ? AND kind = 'Di01' "
+            "AND ontvanger = ? ORDER BY received_at DESC LIMIT 1",
+            (payload_sender, message_code, identificatie, ontvanger),
+        )
+        return MessageRef(**dict(rows[0])) if rows else None
+
+    async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:
+        rows = await self.read(
+            "SELECT id, received_at, kind, zender, ontvanger, referentienummer, cross_ref, "
+            "functie, message_code, heen_id, retourcodes FROM messages m WHERE (id = ? "
+            f"OR referentienummer = ?) AND {_VISIBLE} ORDER BY received_at LIMIT 1",
+            (message_id, message_id, viewer, viewer, viewer, viewer),
+        )
+        if not rows:
+            return None
+        data = dict(rows[0])
+        mid = data["id"]
+        # an answer whose reference named no message between its two parties ([gateway]
+        # conversations = "lenient", or accepted before that was strict)
+        data["unlinked"] = data["kind"] != "Di01" and data["heen_id"] is None
+        deliveries = [
+            dict(r)
+            for r in await self.read(
+                "SELECT destination, adapter, copy, state, attempts, next_attempt_at, last_error, "
+                "updated_at FROM deliveries WHERE message_id = ? AND (? IS NULL OR ? = ? "
+                "OR destination = ?) ORDER BY id",
+                (mid, viewer, viewer, data["zender"], viewer),
+            )
+        ]
+        events = (
+            [
+                dict(r)
+                for r in await self.read(
+                    "SELECT at, event, detail FROM events WHERE message_id = ? ORDER BY id", (mid,)
+                )
+            ]
+            if viewer is None or viewer == data["zender"]
+            else []
+        )
+        heen_id = data["heen_id"] or mid
+        conversation = [
+            dict(r)
+            for r in await self.read(
+                "SELECT id, kind, functie, zender, ontvanger, received_at, retourcodes "
+                f"FROM messages m WHERE (id = ? OR heen_id = ?) AND {_VISIBLE} "
+                "ORDER BY received_at",
+                (heen_id, heen_id, viewer, viewer, viewer, viewer),
+            )
+        ]
+        return MessageView(data, deliveries, events, conversation)
+
+    async def inbox(self, partner: str, limit: int, after: int = 0) -> list[InboxItem]:
+        rows = await self.read(
+            "SELECT d.id AS cursor, m.id, m.kind, m.functie, m.zender, m.referentienummer, "
+            "m.cross_ref, m.received_at, (m.kind <> 'Di01' AND m.heen_id IS NULL) AS unlinked "
+            "FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            "WHERE d.destination = ? AND d.state = 'inbox' AND d.id > ? ORDER BY d.id LIMIT ?",
+            (partner, after, limit),
+        )
+        return [InboxItem(**{**dict(r), "unlinked": bool(r["unlinked"])}) for r in rows]
+
+    async def sent(self, partner: str, limit: int) -> list[SentItem]:
+        rows = await self.read(
+            "SELECT m.id, m.kind, m.functie, m.ontvanger, m.referentienummer, m.received_at, "
+            "m.bv03_ref, (SELECT GROUP_CONCAT(d.state) FROM deliveries d "
+            "WHERE d.message_id = m.id) AS states, "
+            "(SELECT r.functie || ' ' || COALESCE(r.retourcodes, '') FROM messages r "
+            "WHERE r.heen_id = m.id ORDER BY r.received_at DESC LIMIT 1) AS retour "
+            "FROM messages m WHERE m.zender = ? ORDER BY m.received_at DESC LIMIT ?",
+            (partner, limit),
+        )
+        return [SentItem(**dict(r)) for r in rows]
+
+    async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
+        sealed = await self.inbox_sealed(partner, message_id)
+        return None if sealed is None else self.open_envelope(message_id, *sealed)
+
+    async def inbox_sealed(self, partner: str, message_id: str) -> tuple[str | None, bytes] | None:
+        """The sealed envelope (key id, ciphertext) of a message in ``partner``'s inbox; None
+        when it is not there (or not the partner's)."""
+        rows = await self.read(
+            "SELECT m.envelope, m.envelope_key FROM deliveries d "
+            "JOIN messages m ON m.id = d.message_id "
+            "WHERE d.destination = ? AND m.id = ? AND d.state IN ('inbox', 'delivered') "
+            "AND d.adapter = 'inbox' AND m.purged_at IS NULL",
+            (partner, message_id),
+        )
+        if not rows:
+            return None
+        return rows[0]["envelope_key"], bytes(rows[0]["envelope"])
+
+    async def ack(self, partner: str, message_id: str) -> bool:
+        now = self.clock()
+
+        def op(db: sqlite3.Connection) -> bool:
+            updated = db.execute(
+                "UPDATE deliveries SET state = 'delivered', updated_at = ? WHERE "
+                "destination = ? AND message_id = ? AND state = 'inbox'",
+                (now, partner, message_id),
+            ).rowcount
+            if updated:
+                self.record(db, message_id, now, "delivered", f"{partner} fetched from inbox")
+            return bool(updated)
+
+        result: bool = await self.write(op)
+        return result
+
+    async def dead_letters(
+        self, partner: str | None, limit: int, after: int = 0
+    ) -> list[DeadLetter]:
+        rows = await self.read(
+            "SELECT d.id AS cursor, m.id, m.referentienummer, m.functie, m.zender, "
+            "d.destination, d.attempts, d.last_error, d.updated_at FROM deliveries d "
+            "JOIN messages m ON m.id = d.message_id WHERE d.state = 'dead' "
+            "AND (? IS NULL OR d.destination = ?) AND d.id > ? ORDER BY d.id LIMIT ?",
+            (partner, partner, after, limit),
+        )
+        return [DeadLetter(**dict(r)) for r in rows]
+
+    async def overdue(self, older_than: float, limit: int) -> list[OverdueMessage]:
+        rows = await self.read(
+            "SELECT m.id, m.functie, m.zender, m.ontvanger, m.referentienummer, m.received_at "
+            f"FROM messages m WHERE {_OVERDUE} ORDER BY m.received_at LIMIT ?",
+            (older_than, *AWAITING_RETOUR, limit),
+        )
+        return [OverdueMessage(**dict(r)) for r in rows]
+
+    async def refusals(self, partner: str, limit: int) -> list[RefusalItem]:
+        rows = await self.read(
+            "SELECT at, functie, referentienummer, code FROM refusals WHERE partner = ? "
+            "ORDER BY at DESC LIMIT ?",
+            (partner, limit),
+        )
+        return [RefusalItem(**dict(r)) for r in rows]
+
+    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
+        """Per destination: when a delivery last succeeded, how many are being retried, and
+        the newest error of those retried or dead (each query walks one index range; all
+        of them in one trip to the reader thread)."""
+
+        def health(db: sqlite3.Connection, destination: str) -> dict[str, Any]:
+            last = db.execute(
+                "SELECT updated_at FROM deliveries WHERE destination = ? AND state = 'delivered' "
+                "ORDER BY id DESC LIMIT 1",
+                (destination,),
+            ).fetchone()
+            retrying = db.execute(
+                "SELECT COUNT(*) AS n FROM deliveries WHERE destination = ? AND state = 'retry'",
+                (destination,),
+            ).fetchone()
+            failure = db.execute(
+                "SELECT last_error, updated_at FROM deliveries WHERE destination = ? "
+                "AND state IN ('retry', 'dead') ORDER BY updated_at DESC LIMIT 1",
+                (destination,),
+            ).fetchone()
+            return {
+                "last_delivered_at": last["updated_at"] if last else None,
+                "retrying": int(retrying["n"]),
+                "last_failure_at": failure["updated_at"] if failure else None,
+                "last_error": failure["last_error"] if failure else None,
+            }
+
+        result: dict[str, dict[str, Any]] = await self.query(
+            lambda db: {d: health(db, d) for d in destinations}
+        )
+        return result
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self.read(
+            "SELECT state, SUM(n) AS n FROM delivery_counts GROUP BY state HAVING SUM(n) > 0"
+        )
+        return {r["state"]: int(r["n"]) for r in rows}
+
+    async def figures(self, scope: stats.Scope) -> stats.RawFigures:
+        result: stats.RawFigures = await self.query(lambda db: sqlite_figures.count(db, scope))
+        return result
+
+    async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:
+        counted = await self.read(
+            "SELECT destination, state, n FROM delivery_counts "
+            f"WHERE n > 0 AND (state IN {OPEN_STATES} OR state = 'dead')"
+        )
+        # the age of each queue: a join over what is open (the states named, an index range
+        # each), never over the dead letters, which are kept for ever
+        oldest = await self.read(
+            "SELECT d.destination, MIN(m.received_at) AS oldest "
+            "FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            f"WHERE d.state IN {OPEN_STATES} GROUP BY d.destination"
+        )
+        waiting: dict[str, int] = {}
+        dead: dict[str, int] = {}
+        for r in counted:
+            into = dead if r["state"] == "dead" else waiting
+            into[r["destination"]] = into.get(r["destination"], 0) + int(r["n"])
+        oldest_at = {r["destination"]: r["oldest"] for r in oldest}
+        overdue = await self.read(
+            f"SELECT COUNT(*) AS n FROM messages m WHERE {_OVERDUE}",
+            (overdue_before, *AWAITING_RETOUR),
+        )
+        checkpoint = await self.read("SELECT MAX(at) AS at FROM audit_checkpoint")
+        size = sum(
+            os.stat(f"{self.path}{suffix}").st_size
+            for suffix in ("", "-wal")
+            if os.path.exists(f"{self.path}{suffix}")
+        )
+        return OpsSnapshot(
+            queues=tuple(
+                DestinationQueue(d, waiting.get(d, 0), oldest_at.get(d), dead.get(d, 0))
+                for d in sorted(waiting.keys() | dead.keys())
+            ),
+            overdue=int(overdue[0]["n"]),
+            store_bytes=size,
+            last_checkpoint_at=checkpoint[0]["at"] if checkpoint else None,
+        )
