@@ -74,11 +74,13 @@ class Outbound:
 class Adapter(Protocol):
     holds: bool
     """True for the inbox: the message waits in the gateway until the partner pulls it."""
+    setting_keys: frozenset[str]
+    """The keys this adapter reads from its ``[partner.delivery]`` table (besides
+    ``adapter``): partners.toml refuses any other key there, naming the nearest of these.
+    A third-party adapter that does not declare it is not checked."""
     uses_context: bool = False
     """True when the adapter needs the running gateway's shared services (``context`` in its
     constructor; the ebMS adapter's CPAs and acknowledgment state)."""
-
-    """True for the inbox: the message waits in the gateway until the partner pulls it."""
 
     def __init__(self, settings: dict[str, Any], *, timeout: float) -> None: ...
 

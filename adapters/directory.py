@@ -24,6 +24,7 @@ from gateway.safefiles import UnsafeName, file_name, private_dir, write_new
 
 class DirectoryAdapter:
     holds = False
+    setting_keys = frozenset({"path"})
 
     def __init__(self, settings: dict[str, Any], *, timeout: float) -> None:
         del timeout

@@ -12,6 +12,9 @@ from adapters.base import AdapterError, Outbound, PermanentError, RetryableError
 
 RETRYABLE_STATUS = {408, 425, 429}
 
+TLS_SETTINGS = frozenset({"ca_file", "cert_file", "key_file"})
+"""The settings :func:`client_ssl` reads, shared by the network adapters."""
+
 
 def client_ssl(settings: dict[str, Any]) -> ssl.SSLContext | None:
     """TLS settings shared by the network adapters: ca_file, cert_file, key_file."""
@@ -27,6 +30,7 @@ def client_ssl(settings: dict[str, Any]) -> ssl.SSLContext | None:
 
 class HttpAdapter:
     holds = False
+    setting_keys = frozenset({"url", "timeout"}) | TLS_SETTINGS
 
     def __init__(self, settings: dict[str, Any], *, timeout: float) -> None:
         url = settings.get("url")

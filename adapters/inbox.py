@@ -9,6 +9,7 @@ from adapters.base import Outbound
 
 class InboxAdapter:
     holds = True
+    setting_keys: frozenset[str] = frozenset()
 
     def __init__(self, settings: dict[str, Any], *, timeout: float) -> None:
         del settings, timeout

@@ -20,6 +20,7 @@ from lxml import etree
 from zeep.transports import Transport
 
 from adapters.base import AdapterError, Outbound, PermanentError, RetryableError
+from adapters.http import TLS_SETTINGS
 from gateway.bundled import ontvang_wsdl
 from gateway.soap import SOAP11_NS, soap_action_for
 from gateway.xmlsafe import parse_own
@@ -35,6 +36,7 @@ def _code(value: str | None) -> str:
 
 class StufAdapter:
     holds = False
+    setting_keys = frozenset({"url", "timeout"}) | TLS_SETTINGS
 
     def __init__(self, settings: dict[str, Any], *, timeout: float) -> None:
         url = settings.get("url")

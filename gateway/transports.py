@@ -67,6 +67,18 @@ def holds(name: str) -> bool:
         return False
 
 
+def declared_settings(name: str) -> frozenset[str] | None:
+    """The settings adapter ``name`` declares (``Adapter.setting_keys``), which partners.toml
+    checks its ``[partner.delivery]`` keys against. None (nothing checked) for an adapter
+    that is not installed or, like a third-party adapter written before the attribute, does
+    not declare them."""
+    try:
+        declared = getattr(adapter_class(name), "setting_keys", None)
+    except AdapterError:
+        return None
+    return frozenset(declared) if isinstance(declared, (set, frozenset)) else None
+
+
 def create(
     name: str,
     settings: dict[str, Any],

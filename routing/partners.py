@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from gateway import transports
 from gateway.standards import Party
 from gateway.tables import Table, UnknownKey
 
@@ -100,10 +101,15 @@ class PartnerRegistry:
             raise RegistryError(str(exc)) from None
         for i, entry in enumerate(entries):
             try:
-                delivery = entry.table("delivery", f"{entry.where}: [partner.delivery]")
+                partner_id = _partner_id(entry["id"])
+                adapter = str(entry.table("delivery").get("adapter", "inbox"))
+                delivery = entry.table(
+                    "delivery",
+                    f"{path}: partner {partner_id}: [partner.delivery] of adapter {adapter!r}",
+                )
                 partners.append(
                     Partner(
-                        id=_partner_id(entry["id"]),
+                        id=partner_id,
                         name=str(entry.get("name", entry["id"])),
                         kind=PartnerKind(entry["kind"]),
                         token_sha256=entry.get("token_sha256"),
@@ -115,7 +121,8 @@ class PartnerRegistry:
                         oin=_oin(entry.get("oin")),
                     )
                 )
-                entry.done()  # [partner.delivery]'s other keys are its adapter's settings
+                entry.done()
+                _check_settings(delivery, adapter)
             except UnknownKey as exc:
                 raise RegistryError(str(exc)) from None
             except (KeyError, ValueError) as exc:
@@ -166,6 +173,19 @@ def _oin(value: object) -> str | None:
     if not isinstance(value, str) or not _OIN.match(value):
         raise ValueError(f"oin {str(value)[:40]!r} (20 digits)")
     return value
+
+
+def _check_settings(delivery: Table, adapter: str) -> None:
+    """Refuse a ``[partner.delivery]`` key the partner's adapter does not read (``urll`` →
+    ``url``), against the keys the adapter declares (``Adapter.setting_keys``, read through
+    the registry in gateway/transports.py). An adapter that is not installed, or a
+    third-party one that declares no ``setting_keys``, is not checked: its settings reach
+    it as written."""
+    declared = transports.declared_settings(adapter)
+    if declared is None:
+        return
+    delivery.known.update(declared)
+    delivery.done()
 
 
 FILE_SETTINGS = ("path", "ca_file", "cert_file", "key_file")

@@ -126,3 +126,39 @@ def test_route_entries_refuse_typos() -> None:
         RouteTable.from_config(
             [{"action": "deliver"}, {"action": "copy", "copy_too": ["CAK"]}], "gateway.toml"
         )
+
+
+@pytest.mark.parametrize(
+    ("adapter", "typo", "message"),
+    [
+        ("http", 'urll = "https://x"', "did you mean 'url'"),
+        ("stuf", 'ca_fiel = "ca.pem"', "did you mean 'ca_file'"),
+        ("directory", 'paht = "out"', "did you mean 'path'"),
+        ("inbox", 'url = "https://x"', "known: adapter"),
+        ("ebms", 'cpaa = "CPA_1"', "did you mean 'cpa'"),
+    ],
+)
+def test_every_built_in_adapter_refuses_a_setting_it_does_not_read(
+    tmp_path: Path, adapter: str, typo: str, message: str
+) -> None:
+    """An adapter's own settings in [partner.delivery] are checked against what it declares
+    (``setting_keys``): a typo names the partner, the adapter and the nearest known key."""
+    path = tmp_path / "partners.toml"
+    path.write_text(
+        f'[[partner]]\nid = "0150"\nkind = "gemeente"\n'
+        f'[partner.delivery]\nadapter = "{adapter}"\n{typo}\n'
+    )
+    with pytest.raises(RegistryError, match=f"partner 0150.*adapter '{adapter}'.*{message}"):
+        PartnerRegistry.load(path)
+
+
+def test_an_adapter_that_declares_no_settings_is_not_checked(tmp_path: Path) -> None:
+    """A third-party adapter (here: one not installed) declares no ``setting_keys``: its
+    settings reach it as written."""
+    path = tmp_path / "partners.toml"
+    path.write_text(
+        '[[partner]]\nid = "0150"\nkind = "gemeente"\n'
+        '[partner.delivery]\nadapter = "elsewhere"\nqueue = "q1"\n'
+    )
+    partner = PartnerRegistry.load(path).get("0150")
+    assert partner is not None and partner.delivery.settings == {"queue": "q1"}

@@ -347,6 +347,7 @@ class EbmsAdapter:
 
     holds = False
     uses_context = True
+    setting_keys = frozenset({"cpa", "actions"})
 
     def __init__(
         self, settings: dict[str, Any], *, timeout: float, context: Mapping[str, Any]
