@@ -319,7 +319,7 @@ async def test_retention_purges_finished_payloads_and_audits_it(tmp_path: Path) 
     assert await broker.purge(now[0] - 30 * 86400) == 1
     assert await broker.purge(now[0] - 30 * 86400) == 0
     view = await broker.view("m1")
-    assert view is not None and view.events[-1]["event"] == "payload_purged"
+    assert view is not None and view.events[-1].event == "payload_purged"
     assert await broker.replay(message_id="m1", dead_only=False) == 0  # nothing left to send
     await broker.close()
     db = _db(tmp_path / "g.sqlite")

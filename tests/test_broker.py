@@ -111,7 +111,7 @@ async def test_survives_reopen_and_replays_dead_letters(tmp_path: Path) -> None:
     (job,) = await broker.claim(1, 30)
     assert job.attempts == 1 and job.message_id == "m1"
     view = await broker.view("ref-1")
-    assert view is not None and [e["event"] for e in view.events][-1] == "replayed"
+    assert view is not None and [e.event for e in view.events][-1] == "replayed"
     await broker.close()
 
 
@@ -187,7 +187,7 @@ async def test_one_process_per_database_and_leases_recovered_on_start(tmp_path: 
     (job,) = await third.claim(1, 30)  # due at once, not after the hour-long lease
     assert job.attempts == 2
     view = await third.view("m1")
-    assert view is not None and "lease_recovered" in [e["event"] for e in view.events]
+    assert view is not None and "lease_recovered" in [e.event for e in view.events]
     await third.close()
 
 

@@ -11,10 +11,14 @@ from typing import Any
 from gateway import stats
 from gateway.broker import sqlite_figures
 from gateway.broker.base import (
+    ConversationEntry,
     DeadLetter,
+    DeliveryRow,
     DestinationQueue,
+    EventRow,
     InboxItem,
     MessageRef,
+    MessageSummary,
     MessageView,
     OpsSnapshot,
     OverdueMessage,
@@ -88,40 +92,42 @@ class SqliteViews(SqliteCore):
         if not rows:
             return None
         data = dict(rows[0])
-        mid = data["id"]
         # an answer whose reference named no message between its two parties ([gateway]
         # conversations = "lenient", or accepted before that was strict)
-        data["unlinked"] = data["kind"] != "Di01" and data["heen_id"] is None
-        deliveries = [
-            dict(r)
+        message = MessageSummary(
+            **data, unlinked=data["kind"] != "Di01" and data["heen_id"] is None
+        )
+        mid = message.id
+        deliveries = tuple(
+            DeliveryRow(**dict(r))
             for r in await self.read(
                 "SELECT destination, adapter, copy, state, attempts, next_attempt_at, last_error, "
                 "updated_at FROM deliveries WHERE message_id = ? AND (? IS NULL OR ? = ? "
                 "OR destination = ?) ORDER BY id",
-                (mid, viewer, viewer, data["zender"], viewer),
+                (mid, viewer, viewer, message.zender, viewer),
             )
-        ]
+        )
         events = (
-            [
-                dict(r)
+            tuple(
+                EventRow(**dict(r))
                 for r in await self.read(
                     "SELECT at, event, detail FROM events WHERE message_id = ? ORDER BY id", (mid,)
                 )
-            ]
-            if viewer is None or viewer == data["zender"]
-            else []
+            )
+            if viewer is None or viewer == message.zender
+            else ()
         )
-        heen_id = data["heen_id"] or mid
-        conversation = [
-            dict(r)
+        heen_id = message.heen_id or mid
+        conversation = tuple(
+            ConversationEntry(**dict(r))
             for r in await self.read(
                 "SELECT id, kind, functie, zender, ontvanger, received_at, retourcodes "
                 f"FROM messages m WHERE (id = ? OR heen_id = ?) AND {_VISIBLE} "
                 "ORDER BY received_at",
                 (heen_id, heen_id, viewer, viewer, viewer, viewer),
             )
-        ]
-        return MessageView(data, deliveries, events, conversation)
+        )
+        return MessageView(message, deliveries, events, conversation)
 
     async def inbox(self, partner: str, limit: int, after: int = 0) -> list[InboxItem]:
         rows = await self.read(
