@@ -217,6 +217,22 @@ class OverdueMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryHealth:
+    """How deliveries to one destination fare, as the operator's Queues page shows it."""
+
+    last_delivered_at: float | None
+    retrying: int
+    last_failure_at: float | None
+    last_error: str | None
+    """The newest error of the retried or dead deliveries: the gateway's own words, never
+    the partner's."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the portal's queue rows merge it in."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
 class MessageSummary:
     """A stored message's metadata, as :class:`MessageView` shows it (no payload fields)."""
 
@@ -369,9 +385,9 @@ class ReadViews(Protocol):
         sees only messages it sent or received, and only those in the conversation."""
         ...
 
-    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
-        """Per destination: ``last_delivered_at``, ``retrying``, ``last_failure_at``,
-        ``last_error`` (the gateway's own words, never the partner's)."""
+    async def delivery_health(self, destinations: list[str]) -> dict[str, DeliveryHealth]:
+        """Per destination: when a delivery last succeeded, how many are being retried, the
+        newest failure and its error."""
         ...
 
     async def sent(self, partner: str, limit: int) -> list[SentItem]:

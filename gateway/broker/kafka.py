@@ -51,6 +51,7 @@ from gateway.broker import kafka_records as rec
 from gateway.broker.base import (
     AcceptOutcome,
     DeadLetter,
+    DeliveryHealth,
     InboxItem,
     MessageRef,
     MessageView,
@@ -264,7 +265,7 @@ class KafkaBroker(KafkaRouting):
     async def refusals(self, partner: str, limit: int) -> list[RefusalItem]:
         return await self.local.refusals(partner, limit)
 
-    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
+    async def delivery_health(self, destinations: list[str]) -> dict[str, DeliveryHealth]:
         return await self.local.delivery_health(destinations)
 
     async def sent(self, partner: str, limit: int) -> list[SentItem]:

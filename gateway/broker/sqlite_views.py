@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any
 
 from gateway import stats
 from gateway.broker import sqlite_figures
 from gateway.broker.base import (
     ConversationEntry,
     DeadLetter,
+    DeliveryHealth,
     DeliveryRow,
     DestinationQueue,
     EventRow,
@@ -213,12 +213,12 @@ class SqliteViews(SqliteCore):
         )
         return [RefusalItem(**dict(r)) for r in rows]
 
-    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
+    async def delivery_health(self, destinations: list[str]) -> dict[str, DeliveryHealth]:
         """Per destination: when a delivery last succeeded, how many are being retried, and
         the newest error of those retried or dead (each query walks one index range; all
         of them in one trip to the reader thread)."""
 
-        def health(db: sqlite3.Connection, destination: str) -> dict[str, Any]:
+        def health(db: sqlite3.Connection, destination: str) -> DeliveryHealth:
             last = db.execute(
                 "SELECT updated_at FROM deliveries WHERE destination = ? AND state = 'delivered' "
                 "ORDER BY id DESC LIMIT 1",
@@ -233,14 +233,14 @@ class SqliteViews(SqliteCore):
                 "AND state IN ('retry', 'dead') ORDER BY updated_at DESC LIMIT 1",
                 (destination,),
             ).fetchone()
-            return {
-                "last_delivered_at": last["updated_at"] if last else None,
-                "retrying": int(retrying["n"]),
-                "last_failure_at": failure["updated_at"] if failure else None,
-                "last_error": failure["last_error"] if failure else None,
-            }
+            return DeliveryHealth(
+                last_delivered_at=last["updated_at"] if last else None,
+                retrying=int(retrying["n"]),
+                last_failure_at=failure["updated_at"] if failure else None,
+                last_error=failure["last_error"] if failure else None,
+            )
 
-        result: dict[str, dict[str, Any]] = await self.query(
+        result: dict[str, DeliveryHealth] = await self.query(
             lambda db: {d: health(db, d) for d in destinations}
         )
         return result
