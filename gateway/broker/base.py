@@ -217,6 +217,22 @@ class OverdueMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryCounts:
+    """How many deliveries are in each state (see :class:`DeliveryState`)."""
+
+    pending: int = 0
+    inflight: int = 0
+    retry: int = 0
+    delivered: int = 0
+    dead: int = 0
+    inbox: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """The states that have deliveries, by name (what the metrics publish)."""
+        return {state: n for state, n in dataclasses.asdict(self).items() if n}
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryHealth:
     """How deliveries to one destination fare, as the operator's Queues page shows it."""
 
@@ -433,7 +449,10 @@ class AuditTrail(Protocol):
 class Figures(Protocol):
     """Counts for operators and beleidsinformatie: what the metrics and reports read."""
 
-    async def counts(self) -> dict[str, int]: ...
+    async def counts(self) -> DeliveryCounts:
+        """Deliveries per state, over every destination."""
+        ...
+
     async def figures(self, scope: Scope) -> RawFigures:
         """The beleidsinformatie facts of ``scope``, counted (gateway/stats.py publishes)."""
         ...

@@ -51,6 +51,7 @@ from gateway.broker import kafka_records as rec
 from gateway.broker.base import (
     AcceptOutcome,
     DeadLetter,
+    DeliveryCounts,
     DeliveryHealth,
     InboxItem,
     MessageRef,
@@ -413,7 +414,7 @@ class KafkaBroker(KafkaRouting):
     async def purge(self, older_than: float) -> int:
         return await self.local.purge(older_than)
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self) -> DeliveryCounts:
         return await self.local.counts()
 
     async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:

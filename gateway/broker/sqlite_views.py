@@ -12,6 +12,7 @@ from gateway.broker import sqlite_figures
 from gateway.broker.base import (
     ConversationEntry,
     DeadLetter,
+    DeliveryCounts,
     DeliveryHealth,
     DeliveryRow,
     DestinationQueue,
@@ -245,11 +246,11 @@ class SqliteViews(SqliteCore):
         )
         return result
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self) -> DeliveryCounts:
         rows = await self.read(
             "SELECT state, SUM(n) AS n FROM delivery_counts GROUP BY state HAVING SUM(n) > 0"
         )
-        return {r["state"]: int(r["n"]) for r in rows}
+        return DeliveryCounts(**{r["state"]: int(r["n"]) for r in rows})
 
     async def figures(self, scope: stats.Scope) -> stats.RawFigures:
         result: stats.RawFigures = await self.query(lambda db: sqlite_figures.count(db, scope))
