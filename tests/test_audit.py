@@ -33,7 +33,9 @@ async def logged(tmp_path: Path) -> tuple[Path, Keyring]:
         await broker.accept(stored_message(n, bsns=(BSN,) if n == 2 else ()))
     for job in await broker.claim(10, 30):
         await broker.delivered(job)
-    assert await broker.checkpoint() is not None
+    made = await broker.checkpoint()
+    assert made is not None and made.heads == 1 and made.records > 0
+    assert await broker.checkpoint() is None  # nothing new to sign
     await broker.close()
     return path, keys
 

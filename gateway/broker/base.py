@@ -217,6 +217,15 @@ class OverdueMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class SignedCheckpoint:
+    """What one audit checkpoint signed: the heads of ``heads`` chains (one on the embedded
+    backend, one per owned partition on Kafka), covering ``records`` audit records."""
+
+    heads: int
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryCounts:
     """How many deliveries are in each state (see :class:`DeliveryState`)."""
 
@@ -443,7 +452,10 @@ class AuditTrail(Protocol):
         the embedded backend; on Kafka the whole trail is read)."""
         ...
 
-    async def checkpoint(self) -> dict[str, Any] | None: ...
+    async def checkpoint(self) -> SignedCheckpoint | None:
+        """Sign the heads of the audit chains, so nothing before them can be cut off
+        unnoticed; None when there was nothing new to sign."""
+        ...
 
 
 class Figures(Protocol):

@@ -61,6 +61,7 @@ from gateway.broker.base import (
     OverdueMessage,
     RefusalItem,
     SentItem,
+    SignedCheckpoint,
     StorageError,
 )
 from gateway.broker.kafka_core import CLOSE_STEP_SECONDS, MAX_RECORD_BYTES, bounded
@@ -397,7 +398,7 @@ class KafkaBroker(KafkaRouting):
         )
         await self._send(self.t_audit, value, "audit")
 
-    async def checkpoint(self) -> dict[str, Any] | None:
+    async def checkpoint(self) -> SignedCheckpoint | None:
         """Sign and publish the heads of the chains this process owns (the ledger)."""
         if self.ledger is None:
             return None
@@ -409,7 +410,7 @@ class KafkaBroker(KafkaRouting):
             raise StorageError("kafka: the ledger's checkpoint was not acknowledged") from None
         if not made:
             return None
-        return {"checkpoints": len(made), "records": sum(c.records for c in made)}
+        return SignedCheckpoint(heads=len(made), records=sum(c.records for c in made))
 
     async def purge(self, older_than: float) -> int:
         return await self.local.purge(older_than)

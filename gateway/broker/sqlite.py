@@ -23,6 +23,7 @@ from gateway.broker.base import (
     AcceptOutcome,
     DeliveryState,
     NewMessage,
+    SignedCheckpoint,
 )
 from gateway.broker.sqlite_core import envelope_aad
 from gateway.broker.sqlite_queue import SqliteQueue
@@ -63,12 +64,13 @@ class SqliteBroker(SqliteQueue, SqliteViews):
     def signins_paused(self) -> float:
         return self.revocations.full_for(self.clock())
 
-    async def checkpoint(self) -> dict[str, Any] | None:
+    async def checkpoint(self) -> SignedCheckpoint | None:
         now = self.clock()
-        result: dict[str, Any] | None = await self.write(
+        made: dict[str, Any] | None = await self.write(
             lambda db: sqlite_audit.checkpoint(db, self.keyring, now)
         )
-        return result
+        # one chain here; its head is record ``seq``, numbered from 1
+        return None if made is None else SignedCheckpoint(heads=1, records=int(made["seq"]))
 
     async def purge(self, older_than: float) -> int:
         """Retention: drop the payloads of messages received before ``older_than`` whose
