@@ -14,7 +14,7 @@ import pytest
 from gateway import audit
 from gateway.audit import record_hash
 from gateway.broker import sqlite_audit
-from gateway.broker.base import StorageError
+from gateway.broker.base import AuditRecord, SignedCheckpoint, StorageError
 from gateway.broker.sqlite import SqliteBroker, reencrypt_payloads
 from gateway.keyring import Keyring, KeyringError
 from kit.harness import stored_message
@@ -34,7 +34,7 @@ async def logged(tmp_path: Path) -> tuple[Path, Keyring]:
     for job in await broker.claim(10, 30):
         await broker.delivered(job)
     made = await broker.checkpoint()
-    assert made is not None and made.heads == 1 and made.records > 0
+    assert made == SignedCheckpoint(heads=1, records=12)
     assert await broker.checkpoint() is None  # nothing new to sign
     await broker.close()
     return path, keys
@@ -263,6 +263,21 @@ async def test_sensitive_fields_encrypted_and_searchable_by_pseudonym_only(
     accepted = next(r for r in exported if r["action"] == "accepted" and r["object"] == "m2")
     assert accepted["secret"] == {"payload_sha256": "ab" * 32, "bsn": [BSN]}
     db.close()
+
+
+async def test_the_broker_finds_typed_audit_records_by_bsn(logged: tuple[Path, Keyring]) -> None:
+    """What the portal's audit search reads: typed records, the same fields the CLI shows."""
+    path, keys = logged
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    try:
+        found = await broker.audit_search(bsn=BSN)
+        assert [(type(r), r.action, r.object) for r in found] == [(AuditRecord, "accepted", "m2")]
+        db = _db(path)
+        assert [r.to_dict() for r in found] == sqlite_audit.search(db, keys, bsn=BSN)
+        db.close()
+    finally:
+        await broker.close()
 
 
 async def test_rotation_keeps_old_records_readable_and_wrong_key_fails(

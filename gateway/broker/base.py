@@ -217,6 +217,30 @@ class OverdueMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An audit record's clear fields (gateway/audit.py CLEAR_FIELDS), as a search finds it;
+    the sealed part (BSNs, details) stays sealed."""
+
+    seq: int | str
+    """The record's place: a sequence number on the embedded backend, a Kafka position
+    (``events:3:1204``) on the cluster."""
+    at: float
+    action: str
+    object: str
+    referentienummer: str
+    zender: str
+    ontvanger: str
+    functie: str
+    actor: str
+    origin: str
+    outcome: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``ggk audit search`` shows a record."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
 class SignedCheckpoint:
     """What one audit checkpoint signed: the heads of ``heads`` chains (one on the embedded
     backend, one per owned partition on Kafka), covering ``records`` audit records."""
@@ -447,7 +471,7 @@ class AuditTrail(Protocol):
         partner: str | None = None,
         since: float | None = None,
         limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditRecord]:
         """Audit records matching every criterion, oldest first (a BSN by its pseudonym on
         the embedded backend; on Kafka the whole trail is read)."""
         ...

@@ -50,6 +50,7 @@ from gateway.broker import kafka_audit, kafka_topics
 from gateway.broker import kafka_records as rec
 from gateway.broker.base import (
     AcceptOutcome,
+    AuditRecord,
     DeadLetter,
     DeliveryCounts,
     DeliveryHealth,
@@ -372,10 +373,10 @@ class KafkaBroker(KafkaRouting):
         partner: str | None = None,
         since: float | None = None,
         limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditRecord]:
         """The cluster's trail (the view keeps none): read from the topics, as
         ``ggk audit search`` does."""
-        return await kafka_audit.search(
+        found = await kafka_audit.search(
             client_settings(self.config),
             self.config.prefix,
             self.keyring,
@@ -385,6 +386,7 @@ class KafkaBroker(KafkaRouting):
             partner=partner,
             since=since,
         )
+        return [AuditRecord(**row) for row in found]
 
     async def figures(self, scope: stats.Scope) -> stats.RawFigures:
         """From this process's view: every process's view holds every message's facts."""

@@ -21,6 +21,7 @@ from gateway import audit
 from gateway.broker import sqlite_audit, sqlite_sessions
 from gateway.broker.base import (
     AcceptOutcome,
+    AuditRecord,
     DeliveryState,
     NewMessage,
     SignedCheckpoint,
@@ -229,7 +230,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
         partner: str | None = None,
         since: float | None = None,
         limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditRecord]:
         found: list[dict[str, Any]] = await self.query(
             lambda db: sqlite_audit.search(
                 db,
@@ -241,7 +242,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                 limit=limit,
             )
         )
-        return found
+        return [AuditRecord(**row) for row in found]
 
 
 def prior_outcome(db: sqlite3.Connection, message: NewMessage) -> AcceptOutcome | None:
