@@ -14,7 +14,7 @@ import pytest
 from gateway import audit
 from gateway.audit import record_hash
 from gateway.broker import sqlite_audit
-from gateway.broker.base import StorageError
+from gateway.broker.base import AuditRecord, SignedCheckpoint, StorageError
 from gateway.broker.sqlite import SqliteBroker, reencrypt_payloads
 from gateway.keyring import Keyring, KeyringError
 from kit.harness import stored_message
@@ -33,7 +33,9 @@ async def logged(tmp_path: Path) -> tuple[Path, Keyring]:
         await broker.accept(stored_message(n, bsns=(BSN,) if n == 2 else ()))
     for job in await broker.claim(10, 30):
         await broker.delivered(job)
-    assert await broker.checkpoint() is not None
+    made = await broker.checkpoint()
+    assert made == SignedCheckpoint(heads=1, records=12)
+    assert await broker.checkpoint() is None  # nothing new to sign
     await broker.close()
     return path, keys
 
@@ -263,6 +265,21 @@ async def test_sensitive_fields_encrypted_and_searchable_by_pseudonym_only(
     db.close()
 
 
+async def test_the_broker_finds_typed_audit_records_by_bsn(logged: tuple[Path, Keyring]) -> None:
+    """What the portal's audit search reads: typed records, the same fields the CLI shows."""
+    path, keys = logged
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    try:
+        found = await broker.audit_search(bsn=BSN)
+        assert [(type(r), r.action, r.object) for r in found] == [(AuditRecord, "accepted", "m2")]
+        db = _db(path)
+        assert [r.to_dict() for r in found] == sqlite_audit.search(db, keys, bsn=BSN)
+        db.close()
+    finally:
+        await broker.close()
+
+
 async def test_rotation_keeps_old_records_readable_and_wrong_key_fails(
     logged: tuple[Path, Keyring], tmp_path: Path
 ) -> None:
@@ -319,7 +336,7 @@ async def test_retention_purges_finished_payloads_and_audits_it(tmp_path: Path) 
     assert await broker.purge(now[0] - 30 * 86400) == 1
     assert await broker.purge(now[0] - 30 * 86400) == 0
     view = await broker.view("m1")
-    assert view is not None and view.events[-1]["event"] == "payload_purged"
+    assert view is not None and view.events[-1].event == "payload_purged"
     assert await broker.replay(message_id="m1", dead_only=False) == 0  # nothing left to send
     await broker.close()
     db = _db(tmp_path / "g.sqlite")

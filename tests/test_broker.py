@@ -41,7 +41,7 @@ async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> 
     outcomes = await asyncio.gather(*(broker.accept(stored_message(i)) for i in range(300)))
     assert {o.status for o in outcomes} == {"accepted"}
     assert sum(applied) == 300 and len(applied) < 30, applied
-    assert (await broker.counts()) == {"pending": 300}
+    assert (await broker.counts()).to_dict() == {"pending": 300}
     await broker.close()
 
 
@@ -56,7 +56,7 @@ async def test_duplicate_conflict_and_tr056(tmp_path: Path) -> None:
         stored_message(2), identificatie="ID1"
     )  # new ref, same Identificatie
     assert (await broker.accept(reused)).status == "tr056"
-    assert (await broker.counts()) == {"pending": 1}  # nothing stored for either refusal
+    assert (await broker.counts()).to_dict() == {"pending": 1}  # nothing stored for either refusal
     await broker.close()
 
 
@@ -90,9 +90,9 @@ async def test_expired_lease_is_claimed_again_and_stale_worker_is_fenced(tmp_pat
     (again,) = await broker.claim(10, lease_seconds=30)
     assert again.attempts == 2
     await broker.delivered(job)  # the stale worker reports late: ignored
-    assert (await broker.counts()) == {"inflight": 1}
+    assert (await broker.counts()).to_dict() == {"inflight": 1}
     await broker.delivered(again)
-    assert (await broker.counts()) == {"delivered": 1}
+    assert (await broker.counts()).to_dict() == {"delivered": 1}
     await broker.close()
 
 
@@ -111,7 +111,7 @@ async def test_survives_reopen_and_replays_dead_letters(tmp_path: Path) -> None:
     (job,) = await broker.claim(1, 30)
     assert job.attempts == 1 and job.message_id == "m1"
     view = await broker.view("ref-1")
-    assert view is not None and [e["event"] for e in view.events][-1] == "replayed"
+    assert view is not None and [e.event for e in view.events][-1] == "replayed"
     await broker.close()
 
 
@@ -187,7 +187,7 @@ async def test_one_process_per_database_and_leases_recovered_on_start(tmp_path: 
     (job,) = await third.claim(1, 30)  # due at once, not after the hour-long lease
     assert job.attempts == 2
     view = await third.view("m1")
-    assert view is not None and "lease_recovered" in [e["event"] for e in view.events]
+    assert view is not None and "lease_recovered" in [e.event for e in view.events]
     await third.close()
 
 
@@ -254,7 +254,7 @@ async def test_with_every_slot_busy_the_delivery_loop_waits_instead_of_polling(
         assert reads - before <= 3, reads - before
         release.set()
         await _delivered(broker, 2)
-        assert (await broker.counts()) == {"delivered": 2}
+        assert (await broker.counts()).to_dict() == {"delivered": 2}
     finally:
         release.set()
         await _stopped(service, task)
@@ -265,7 +265,7 @@ async def test_with_every_slot_busy_the_delivery_loop_waits_instead_of_polling(
 async def _delivered(broker: SqliteBroker, count: int) -> None:
     """Until ``count`` deliveries are recorded (just after the partner's answer), at most 15 s."""
     for _ in range(300):
-        if (await broker.counts()).get("delivered") == count:
+        if (await broker.counts()).delivered == count:
             return
         await asyncio.sleep(0.05)
 
@@ -344,7 +344,7 @@ async def test_a_receiver_that_hangs_holds_its_cap_and_the_others_are_delivered(
     try:
         await asyncio.wait_for(arrived.wait(), 15)
         await _delivered(broker, 1)
-        assert (await broker.counts()) == {"delivered": 1, "inflight": 2, "pending": 3}
+        assert (await broker.counts()).to_dict() == {"delivered": 1, "inflight": 2, "pending": 3}
         assert hanging == 2  # its cap, not every slot
     finally:
         end.set()
@@ -400,13 +400,13 @@ async def test_a_file_from_before_is_upgraded_with_its_counts_and_answers(
     broker = SqliteBroker(path, KEYS)
     await broker.start()
     try:
-        assert before == {"delivered": 3, "dead": 1}
+        assert before.to_dict() == {"delivered": 3, "dead": 1}
         assert await broker.counts() == before
         assert [m.id for m in await broker.overdue(time.time() + 1, 10)] == ["m2", "m3"]
         await broker.accept(stored_message(5))  # the triggers count from here on
-        assert await broker.counts() == {"delivered": 3, "dead": 1, "pending": 1}
+        assert (await broker.counts()).to_dict() == {"delivered": 3, "dead": 1, "pending": 1}
         assert await broker.replay(dead_only=True, actor="test") == 1
-        assert await broker.counts() == {"delivered": 3, "pending": 2}
+        assert (await broker.counts()).to_dict() == {"delivered": 3, "pending": 2}
         (queue,) = (await broker.ops_snapshot(0.0)).queues
         assert (queue.destination, queue.waiting, queue.dead) == ("12345678", 2, 0)
     finally:
@@ -441,7 +441,7 @@ async def test_the_ops_snapshot_counts_queues_and_dead_letters_per_receiver(
             ("12345678", 2, 1003.0, 1),
             ("87654321", 1, 1005.0, 1),
         ]
-        assert await broker.counts() == {
+        assert (await broker.counts()).to_dict() == {
             "delivered": 1,
             "dead": 2,
             "retry": 1,

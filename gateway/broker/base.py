@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -216,21 +216,145 @@ class OverdueMessage:
         return dataclasses.asdict(self)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An audit record's clear fields (gateway/audit.py CLEAR_FIELDS), as a search finds it;
+    the sealed part (BSNs, details) stays sealed."""
+
+    seq: int | str
+    """The record's place: a sequence number on the embedded backend, a Kafka position
+    (``events:3:1204``) on the cluster."""
+    at: float
+    action: str
+    object: str
+    referentienummer: str
+    zender: str
+    ontvanger: str
+    functie: str
+    actor: str
+    origin: str
+    outcome: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``ggk audit search`` shows a record."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCheckpoint:
+    """What one audit checkpoint signed: the heads of ``heads`` chains (one on the embedded
+    backend, one per owned partition on Kafka), covering ``records`` audit records."""
+
+    heads: int
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryCounts:
+    """How many deliveries are in each state (see :class:`DeliveryState`)."""
+
+    pending: int = 0
+    inflight: int = 0
+    retry: int = 0
+    delivered: int = 0
+    dead: int = 0
+    inbox: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """The states that have deliveries, by name (what the metrics publish)."""
+        return {state: n for state, n in dataclasses.asdict(self).items() if n}
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryHealth:
+    """How deliveries to one destination fare, as the operator's Queues page shows it."""
+
+    last_delivered_at: float | None
+    retrying: int
+    last_failure_at: float | None
+    last_error: str | None
+    """The newest error of the retried or dead deliveries: the gateway's own words, never
+    the partner's."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the portal's queue rows merge it in."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """A stored message's metadata, as :class:`MessageView` shows it (no payload fields)."""
+
+    id: str
+    received_at: float
+    kind: str
+    zender: str
+    ontvanger: str
+    referentienummer: str
+    cross_ref: str | None
+    functie: str | None
+    message_code: str | None
+    heen_id: str | None
+    retourcodes: str | None
+    unlinked: bool
+    """An answer whose reference named no message between its two parties."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """One delivery of a message, as :class:`MessageView` shows it."""
+
+    destination: str
+    adapter: str
+    copy: int
+    """1 for a copy (an integer, as the REST API has always shown it)."""
+    state: str
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    """The gateway's own words, never the partner's."""
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One entry of a message's history."""
+
+    at: float
+    event: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEntry:
+    """A message of the same conversation (the heenbericht and its answers)."""
+
+    id: str
+    kind: str
+    functie: str | None
+    zender: str
+    ontvanger: str
+    received_at: float
+    retourcodes: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageView:
     """A message as operators and partners see it: metadata, deliveries, history, conversation."""
 
-    data: dict[str, Any]
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    conversation: list[dict[str, Any]] = field(default_factory=list)
+    message: MessageSummary
+    deliveries: tuple[DeliveryRow, ...] = ()
+    events: tuple[EventRow, ...] = ()
+    conversation: tuple[ConversationEntry, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """As the REST API and the portal show it (before its times are formatted): the
+        message's fields, then its lists."""
         return {
-            **self.data,
-            "deliveries": self.deliveries,
-            "events": self.events,
-            "conversation": self.conversation,
+            **dataclasses.asdict(self.message),
+            "deliveries": [dataclasses.asdict(d) for d in self.deliveries],
+            "events": [dataclasses.asdict(e) for e in self.events],
+            "conversation": [dataclasses.asdict(c) for c in self.conversation],
         }
 
 
@@ -310,9 +434,9 @@ class ReadViews(Protocol):
         sees only messages it sent or received, and only those in the conversation."""
         ...
 
-    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
-        """Per destination: ``last_delivered_at``, ``retrying``, ``last_failure_at``,
-        ``last_error`` (the gateway's own words, never the partner's)."""
+    async def delivery_health(self, destinations: list[str]) -> dict[str, DeliveryHealth]:
+        """Per destination: when a delivery last succeeded, how many are being retried, the
+        newest failure and its error."""
         ...
 
     async def sent(self, partner: str, limit: int) -> list[SentItem]:
@@ -347,18 +471,24 @@ class AuditTrail(Protocol):
         partner: str | None = None,
         since: float | None = None,
         limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditRecord]:
         """Audit records matching every criterion, oldest first (a BSN by its pseudonym on
         the embedded backend; on Kafka the whole trail is read)."""
         ...
 
-    async def checkpoint(self) -> dict[str, Any] | None: ...
+    async def checkpoint(self) -> SignedCheckpoint | None:
+        """Sign the heads of the audit chains, so nothing before them can be cut off
+        unnoticed; None when there was nothing new to sign."""
+        ...
 
 
 class Figures(Protocol):
     """Counts for operators and beleidsinformatie: what the metrics and reports read."""
 
-    async def counts(self) -> dict[str, int]: ...
+    async def counts(self) -> DeliveryCounts:
+        """Deliveries per state, over every destination."""
+        ...
+
     async def figures(self, scope: Scope) -> RawFigures:
         """The beleidsinformatie facts of ``scope``, counted (gateway/stats.py publishes)."""
         ...

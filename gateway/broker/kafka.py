@@ -50,7 +50,10 @@ from gateway.broker import kafka_audit, kafka_topics
 from gateway.broker import kafka_records as rec
 from gateway.broker.base import (
     AcceptOutcome,
+    AuditRecord,
     DeadLetter,
+    DeliveryCounts,
+    DeliveryHealth,
     InboxItem,
     MessageRef,
     MessageView,
@@ -59,6 +62,7 @@ from gateway.broker.base import (
     OverdueMessage,
     RefusalItem,
     SentItem,
+    SignedCheckpoint,
     StorageError,
 )
 from gateway.broker.kafka_core import CLOSE_STEP_SECONDS, MAX_RECORD_BYTES, bounded
@@ -264,7 +268,7 @@ class KafkaBroker(KafkaRouting):
     async def refusals(self, partner: str, limit: int) -> list[RefusalItem]:
         return await self.local.refusals(partner, limit)
 
-    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
+    async def delivery_health(self, destinations: list[str]) -> dict[str, DeliveryHealth]:
         return await self.local.delivery_health(destinations)
 
     async def sent(self, partner: str, limit: int) -> list[SentItem]:
@@ -369,10 +373,10 @@ class KafkaBroker(KafkaRouting):
         partner: str | None = None,
         since: float | None = None,
         limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditRecord]:
         """The cluster's trail (the view keeps none): read from the topics, as
         ``ggk audit search`` does."""
-        return await kafka_audit.search(
+        found = await kafka_audit.search(
             client_settings(self.config),
             self.config.prefix,
             self.keyring,
@@ -382,6 +386,7 @@ class KafkaBroker(KafkaRouting):
             partner=partner,
             since=since,
         )
+        return [AuditRecord(**row) for row in found]
 
     async def figures(self, scope: stats.Scope) -> stats.RawFigures:
         """From this process's view: every process's view holds every message's facts."""
@@ -395,7 +400,7 @@ class KafkaBroker(KafkaRouting):
         )
         await self._send(self.t_audit, value, "audit")
 
-    async def checkpoint(self) -> dict[str, Any] | None:
+    async def checkpoint(self) -> SignedCheckpoint | None:
         """Sign and publish the heads of the chains this process owns (the ledger)."""
         if self.ledger is None:
             return None
@@ -407,12 +412,12 @@ class KafkaBroker(KafkaRouting):
             raise StorageError("kafka: the ledger's checkpoint was not acknowledged") from None
         if not made:
             return None
-        return {"checkpoints": len(made), "records": sum(c.records for c in made)}
+        return SignedCheckpoint(heads=len(made), records=sum(c.records for c in made))
 
     async def purge(self, older_than: float) -> int:
         return await self.local.purge(older_than)
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self) -> DeliveryCounts:
         return await self.local.counts()
 
     async def ops_snapshot(self, overdue_before: float) -> OpsSnapshot:

@@ -21,8 +21,10 @@ from gateway import audit
 from gateway.broker import sqlite_audit, sqlite_sessions
 from gateway.broker.base import (
     AcceptOutcome,
+    AuditRecord,
     DeliveryState,
     NewMessage,
+    SignedCheckpoint,
 )
 from gateway.broker.sqlite_core import envelope_aad
 from gateway.broker.sqlite_queue import SqliteQueue
@@ -63,12 +65,13 @@ class SqliteBroker(SqliteQueue, SqliteViews):
     def signins_paused(self) -> float:
         return self.revocations.full_for(self.clock())
 
-    async def checkpoint(self) -> dict[str, Any] | None:
+    async def checkpoint(self) -> SignedCheckpoint | None:
         now = self.clock()
-        result: dict[str, Any] | None = await self.write(
+        made: dict[str, Any] | None = await self.write(
             lambda db: sqlite_audit.checkpoint(db, self.keyring, now)
         )
-        return result
+        # one chain here; its head is record ``seq``, numbered from 1
+        return None if made is None else SignedCheckpoint(heads=1, records=int(made["seq"]))
 
     async def purge(self, older_than: float) -> int:
         """Retention: drop the payloads of messages received before ``older_than`` whose
@@ -227,7 +230,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
         partner: str | None = None,
         since: float | None = None,
         limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditRecord]:
         found: list[dict[str, Any]] = await self.query(
             lambda db: sqlite_audit.search(
                 db,
@@ -239,7 +242,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                 limit=limit,
             )
         )
-        return found
+        return [AuditRecord(**row) for row in found]
 
 
 def prior_outcome(db: sqlite3.Connection, message: NewMessage) -> AcceptOutcome | None:

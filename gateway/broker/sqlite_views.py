@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any
 
 from gateway import stats
 from gateway.broker import sqlite_figures
 from gateway.broker.base import (
+    ConversationEntry,
     DeadLetter,
+    DeliveryCounts,
+    DeliveryHealth,
+    DeliveryRow,
     DestinationQueue,
+    EventRow,
     InboxItem,
     MessageRef,
+    MessageSummary,
     MessageView,
     OpsSnapshot,
     OverdueMessage,
@@ -88,40 +93,42 @@ class SqliteViews(SqliteCore):
         if not rows:
             return None
         data = dict(rows[0])
-        mid = data["id"]
         # an answer whose reference named no message between its two parties ([gateway]
         # conversations = "lenient", or accepted before that was strict)
-        data["unlinked"] = data["kind"] != "Di01" and data["heen_id"] is None
-        deliveries = [
-            dict(r)
+        message = MessageSummary(
+            **data, unlinked=data["kind"] != "Di01" and data["heen_id"] is None
+        )
+        mid = message.id
+        deliveries = tuple(
+            DeliveryRow(**dict(r))
             for r in await self.read(
                 "SELECT destination, adapter, copy, state, attempts, next_attempt_at, last_error, "
                 "updated_at FROM deliveries WHERE message_id = ? AND (? IS NULL OR ? = ? "
                 "OR destination = ?) ORDER BY id",
-                (mid, viewer, viewer, data["zender"], viewer),
+                (mid, viewer, viewer, message.zender, viewer),
             )
-        ]
+        )
         events = (
-            [
-                dict(r)
+            tuple(
+                EventRow(**dict(r))
                 for r in await self.read(
                     "SELECT at, event, detail FROM events WHERE message_id = ? ORDER BY id", (mid,)
                 )
-            ]
-            if viewer is None or viewer == data["zender"]
-            else []
+            )
+            if viewer is None or viewer == message.zender
+            else ()
         )
-        heen_id = data["heen_id"] or mid
-        conversation = [
-            dict(r)
+        heen_id = message.heen_id or mid
+        conversation = tuple(
+            ConversationEntry(**dict(r))
             for r in await self.read(
                 "SELECT id, kind, functie, zender, ontvanger, received_at, retourcodes "
                 f"FROM messages m WHERE (id = ? OR heen_id = ?) AND {_VISIBLE} "
                 "ORDER BY received_at",
                 (heen_id, heen_id, viewer, viewer, viewer, viewer),
             )
-        ]
-        return MessageView(data, deliveries, events, conversation)
+        )
+        return MessageView(message, deliveries, events, conversation)
 
     async def inbox(self, partner: str, limit: int, after: int = 0) -> list[InboxItem]:
         rows = await self.read(
@@ -207,12 +214,12 @@ class SqliteViews(SqliteCore):
         )
         return [RefusalItem(**dict(r)) for r in rows]
 
-    async def delivery_health(self, destinations: list[str]) -> dict[str, dict[str, Any]]:
+    async def delivery_health(self, destinations: list[str]) -> dict[str, DeliveryHealth]:
         """Per destination: when a delivery last succeeded, how many are being retried, and
         the newest error of those retried or dead (each query walks one index range; all
         of them in one trip to the reader thread)."""
 
-        def health(db: sqlite3.Connection, destination: str) -> dict[str, Any]:
+        def health(db: sqlite3.Connection, destination: str) -> DeliveryHealth:
             last = db.execute(
                 "SELECT updated_at FROM deliveries WHERE destination = ? AND state = 'delivered' "
                 "ORDER BY id DESC LIMIT 1",
@@ -227,23 +234,23 @@ class SqliteViews(SqliteCore):
                 "AND state IN ('retry', 'dead') ORDER BY updated_at DESC LIMIT 1",
                 (destination,),
             ).fetchone()
-            return {
-                "last_delivered_at": last["updated_at"] if last else None,
-                "retrying": int(retrying["n"]),
-                "last_failure_at": failure["updated_at"] if failure else None,
-                "last_error": failure["last_error"] if failure else None,
-            }
+            return DeliveryHealth(
+                last_delivered_at=last["updated_at"] if last else None,
+                retrying=int(retrying["n"]),
+                last_failure_at=failure["updated_at"] if failure else None,
+                last_error=failure["last_error"] if failure else None,
+            )
 
-        result: dict[str, dict[str, Any]] = await self.query(
+        result: dict[str, DeliveryHealth] = await self.query(
             lambda db: {d: health(db, d) for d in destinations}
         )
         return result
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self) -> DeliveryCounts:
         rows = await self.read(
             "SELECT state, SUM(n) AS n FROM delivery_counts GROUP BY state HAVING SUM(n) > 0"
         )
-        return {r["state"]: int(r["n"]) for r in rows}
+        return DeliveryCounts(**{r["state"]: int(r["n"]) for r in rows})
 
     async def figures(self, scope: stats.Scope) -> stats.RawFigures:
         result: stats.RawFigures = await self.query(lambda db: sqlite_figures.count(db, scope))

@@ -36,7 +36,7 @@ class OperatorPages(Pages):
                     "dead": queue.dead if queue else 0,
                     "certificate_expires": seen.not_after if seen else None,
                     "certificate_days": (seen.not_after - now) / 86400 if seen else None,
-                    **health[p.id],
+                    **health[p.id].to_dict(),
                 }
             )
         return self.render(

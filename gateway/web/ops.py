@@ -46,7 +46,7 @@ async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
     if not may_scrape(request, gw):
         return problem(401, "metrics need the admin or the scrape token")
-    for state, count in (await gw.broker.counts()).items():
+    for state, count in (await gw.broker.counts()).to_dict().items():
         DELIVERY_STATES.labels(state=state).set(count)
     await refresh_operations(gw)
     return web.Response(
