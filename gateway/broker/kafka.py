@@ -203,16 +203,6 @@ class KafkaBroker(KafkaRouting):
         self._producer = self._router_producer = None
         await self.local.close()
 
-    async def _send(self, topic: str, value: bytes, key: str) -> Any:
-        """Produce one record and wait for the broker's acknowledgement (acks=all)."""
-        if self._producer is None:
-            raise StorageError("kafka backend is not started")
-        try:
-            future = await self._producer.send(topic, value, key=key.encode())
-            return await future
-        except KafkaError as exc:
-            raise StorageError(f"kafka: {exc}") from None
-
     async def accept(self, message: NewMessage) -> AcceptOutcome:
         earlier = await self.local_view.prior_outcome(message)
         if earlier is not None:
