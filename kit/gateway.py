@@ -461,3 +461,17 @@ def hidden_field(html: str, name: str) -> str:
     found = re.search(rf'name="{name}" value="([^"]*)"', html)
     assert found, html[:500]
     return found.group(1)
+
+
+async def with_cookie(setup: Setup, cookie: str, path: str = "/portal/inbox") -> int:
+    """The status of a page asked with a copy of a session cookie (no jar of its own)."""
+    async with (
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as thief,
+        thief.get(
+            f"{setup.url}{path}",
+            headers={"Cookie": f"__Host-ggk-session={cookie}"},
+            ssl=setup.ssl_context(),
+            allow_redirects=False,
+        ) as answer,
+    ):
+        return answer.status

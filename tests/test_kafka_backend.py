@@ -15,7 +15,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -45,6 +44,7 @@ from kit.gateway import (
     serve,
     submit_jw301,
     use_kafka,
+    with_cookie,
 )
 from tests.conftest import sample
 
@@ -458,25 +458,13 @@ async def test_a_session_signed_out_at_one_process_is_refused_at_every_other(
     other = another_process(setup, "b")
     processes: list[asyncio.subprocess.Process] = []
 
-    async def inbox_at(where: Setup, cookie: str) -> int:
-        async with (
-            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as thief,
-            thief.get(
-                f"{where.url}/portal/inbox",
-                headers={"Cookie": f"__Host-ggk-session={cookie}"},
-                ssl=where.ssl_context(),
-                allow_redirects=False,
-            ) as answer,
-        ):
-            return answer.status
-
     try:
         processes.append(await serve(setup, tmp_path / "a.log"))
         processes.append(await serve(other, tmp_path / "b.log"))
         client, csrf = await portal_session(setup, "0175")  # signed in at process a
         async with client:
             copied = next(c.value for c in client.cookie_jar if c.key == "__Host-ggk-session")
-            assert await inbox_at(other, copied) == 200
+            assert await with_cookie(other, copied) == 200
             async with client.post(
                 f"{setup.url}/portal/signout",
                 data={"csrf": csrf},
@@ -484,10 +472,10 @@ async def test_a_session_signed_out_at_one_process_is_refused_at_every_other(
                 allow_redirects=False,
             ) as answer:
                 assert answer.status == 303
-            assert await inbox_at(setup, copied) == 303  # at once where it was signed out
+            assert await with_cookie(setup, copied) == 303  # at once where it was signed out
 
             async def refused_at_b() -> bool:
-                return await inbox_at(other, copied) == 303
+                return await with_cookie(other, copied) == 303
 
             await eventually(refused_at_b, timeout=30)
     finally:
@@ -578,16 +566,7 @@ async def test_sign_outs_are_kept_where_they_expire_and_read_by_a_later_process(
         # a process that was not there at the sign-out: its new view reads the sign-outs
         later = another_process(setup, "late")
         processes.append(await serve(later, tmp_path / "late.log"))
-        async with (
-            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as thief,
-            thief.get(
-                f"{later.url}/portal/inbox",
-                headers={"Cookie": f"__Host-ggk-session={copied}"},
-                ssl=later.ssl_context(),
-                allow_redirects=False,
-            ) as answer,
-        ):
-            assert answer.status == 303
+        assert await with_cookie(later, copied) == 303
     finally:
         for process in processes:
             process.terminate()

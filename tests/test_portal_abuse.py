@@ -13,7 +13,15 @@ import pytest
 from gateway.broker.revocations import Revocations
 from gateway.portal.limits import SIGNINS_PER_PARTNER
 from gateway.server import build
-from kit.gateway import Setup, hidden_field, make_setup, portal_session, rest, running
+from kit.gateway import (
+    Setup,
+    hidden_field,
+    make_setup,
+    portal_session,
+    rest,
+    running,
+    with_cookie,
+)
 
 SESSION = "__Host-ggk-session"
 
@@ -41,20 +49,6 @@ async def sign_in(
         allow_redirects=False,
     ) as answer:
         return answer.status, answer.headers.get("Retry-After"), await answer.text()
-
-
-async def with_cookie(setup: Setup, cookie: str, path: str = "/portal/inbox") -> int:
-    """The status of a page asked with a copy of a session cookie (no jar of its own)."""
-    async with (
-        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as thief,
-        thief.get(
-            f"{setup.url}{path}",
-            headers={"Cookie": f"{SESSION}={cookie}"},
-            ssl=setup.ssl_context(),
-            allow_redirects=False,
-        ) as answer,
-    ):
-        return answer.status
 
 
 def cookie_of(client: aiohttp.ClientSession) -> str:
