@@ -23,6 +23,7 @@ from gateway.cli import (
     kafka,
     keys,
     messages,
+    partners,
     setup,
 )
 
@@ -54,6 +55,7 @@ for command in (
     certs.certs,
     backup.backup_command,
     backup.restore_command,
+    partners.partners,
 ):
     main.add_command(command)
 

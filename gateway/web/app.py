@@ -36,6 +36,7 @@ from gateway.validation import PayloadResult
 from gateway.web.answers import soap_refusal
 from gateway.web.identify import identify, identify_token, spend_rate
 from gateway.web.ops import healthz, metrics, openapi, readyz
+from gateway.web.reload import PartnerWatch
 from gateway.web.rest import (
     Submitted,
     dead_letters,
@@ -269,6 +270,13 @@ async def run(
     await site.start()
     worker = asyncio.create_task(gw.delivery.run(), name="delivery")
     upkeep = asyncio.create_task(maintenance(gw), name="maintenance")
+    tasks = [worker, upkeep, asyncio.create_task(PartnerWatch(gw).run(), name="partners")]
+    if config.broker == "kafka":  # the partner file, as changed on any process
+        from gateway.broker.kafka_partners import follow as follow_partners
+
+        tasks.append(
+            asyncio.create_task(follow_partners(config, gw.keyring), name="partners-topic")
+        )
     if stop is None:  # we own the process: stop on SIGINT/SIGTERM
         # Everything built so far (compiled schemas, rule tables, the app) lives as long as
         # the process: keep it out of the cyclic GC's full collections, which otherwise walk
@@ -295,7 +303,7 @@ async def run(
         log.info("gateway.stopping")
         await runner.cleanup()
         await gw.delivery.stop()
-        for task in (worker, upkeep):
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
