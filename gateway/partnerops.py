@@ -133,9 +133,8 @@ def issue_token(
     entry = find(data, partner_id)
     tokens = _legacy_to_table(entry)
     taken = {str(t.get("id")) for t in tokens}
-    number = len(tokens) + 1
-    while f"t{number}" in taken:
-        number += 1
+    numbers = [int(t[1:]) for t in taken if t[:1] == "t" and t[1:].isdigit()]
+    number = max(numbers, default=0) + 1
     token = secrets.token_urlsafe(32)
     moment = now()
     retiring: list[str] = []
@@ -238,3 +237,35 @@ def summary(partner: Partner) -> dict[str, Any]:
         "certificate_sha256": partner.cert_sha256,
         "delivery": {"adapter": partner.delivery.adapter, **shown},
     }
+
+
+def changes(old: Partner | None, new: Partner | None) -> list[str]:
+    """What changed in one partner between two versions of the file, in words for the audit
+    log (token ids and the certificate's short digest: never a token's digest)."""
+    if old is None and new is None:
+        return []
+    if old is None:
+        assert new is not None
+        return [f"added ({new.kind.value}, delivery {new.delivery.adapter})"]
+    if new is None:
+        return ["removed"]
+    said: list[str] = []
+    if old.disabled != new.disabled:
+        said.append("disabled" if new.disabled else "enabled")
+    before = {t.id: t for t in old.tokens} | ({"t0": None} if old.token_sha256 else {})
+    after = {t.id: t for t in new.tokens} | ({"t0": None} if new.token_sha256 else {})
+    said += [f"token {t} issued" for t in after if t not in before]
+    said += [f"token {t} revoked" for t in before if t not in after]
+    for token_id, token in after.items():
+        if token is None or token.expires is None or token_id not in before:
+            continue
+        prior = before[token_id]
+        if prior is None or prior.expires != token.expires:
+            said.append(f"token {token_id} expires {token.expires:%Y-%m-%dT%H:%MZ}")
+    if old.cert_sha256 != new.cert_sha256:
+        said.append(f"certificate sha256 {(new.cert_sha256 or 'none')[:16]}")
+    if old.delivery != new.delivery:
+        said.append(f"delivery set to {new.delivery.adapter}")
+    if (old.name, old.kind, old.oin) != (new.name, new.kind, new.oin):
+        said.append("name, kind or OIN changed")
+    return said

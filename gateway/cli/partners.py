@@ -31,6 +31,7 @@ from gateway.cli.common import (
 )
 from gateway.config import GatewayConfig
 from gateway.partnerfile import PartnerFileError
+from gateway.serving import is_served
 from routing.partners import PartnerRegistry, RegistryError
 
 
@@ -58,7 +59,9 @@ def _change(
                 f"changed {path}, but not on the cluster ({exc}); `ggk partners publish` "
                 "tries again"
             ) from None
-    if config.broker == "kafka" or config.database.exists():
+    if config.broker == "kafka" or (config.database.exists() and not is_served(config.data_dir)):
+        # a gateway serving this folder audits the change itself when it takes it up
+        # (gateway/web/reload.py): it is the one writer of its store
         audit_admin_act(config, ring, action, f"{partner_id}: {said}")
 
 

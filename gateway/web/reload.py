@@ -23,7 +23,7 @@ from pathlib import Path
 import structlog
 
 from adapters.base import Adapter
-from gateway import audit
+from gateway import audit, partnerops
 from gateway.broker.base import StorageError
 from gateway.web.wiring import Gateway
 from routing.partners import PartnerRegistry, RegistryError
@@ -92,20 +92,41 @@ class PartnerWatch:
                 "partners loaded before stay in use",
             )
             return False
+        events = self._audited(fresh, digest)
         self.apply(fresh)
         self.digest, self.refused = digest, None
         log.info("partners.reloaded", partners=len(fresh.all()), sha256=digest[:16])
-        try:
-            await self.gw.broker.audit_event(
-                audit.AuditEvent(
-                    action="partners_reloaded",
-                    actor="gateway",
-                    outcome=f"partners sha256 {digest[:16]}",
-                )
-            )
-        except StorageError:
-            log.error("audit.write_failed", action="partners_reloaded")
+        for event in events:
+            try:
+                await self.gw.broker.audit_event(event)
+            except StorageError:
+                log.error("audit.write_failed", action=event.action)
         return True
+
+    def _audited(self, fresh: PartnerRegistry, digest: str) -> list[audit.AuditEvent]:
+        """One record per partner that changed (its id first in the outcome, so ``ggk audit
+        search --partner ID`` finds it), and one for the file."""
+        old = {p.id: p for p in self.gw.partners.all()}
+        new = {p.id: p for p in fresh.all()}
+        events = [
+            audit.AuditEvent(
+                action="partner_changed",
+                actor="gateway",
+                origin="partners file",
+                outcome=f"{partner_id}: {'; '.join(said)}",
+            )
+            for partner_id in [*old, *(i for i in new if i not in old)]
+            if (said := partnerops.changes(old.get(partner_id), new.get(partner_id)))
+        ]
+        events.append(
+            audit.AuditEvent(
+                action="partners_reloaded",
+                actor="gateway",
+                origin="partners file",
+                outcome=f"partners sha256 {digest[:16]}, {len(events)} changed",
+            )
+        )
+        return events
 
     def _check_routes(self, fresh: PartnerRegistry) -> None:
         for rule in self.gw.ingress.routes.rules:
