@@ -145,8 +145,8 @@ class Pages:
         if session is None or self.deps.broker.session_revoked(session.nonce):
             return None
         partner = self.deps.partners.get(session.partner) if session.partner else None
-        if session.partner and partner is None:
-            return None  # the partner was removed since
+        if session.partner and (partner is None or partner.disabled):
+            return None  # the partner was removed or disabled since
         if partner is not None:
             presented = self.deps.identify(request).partner
             if presented is not None and presented.id != partner.id:
