@@ -46,10 +46,12 @@ def bundled_only() -> Iterator[None]:
 
 def product_list(*extra: str) -> dict[str, object]:
     """The bundled iwmo-productcodes-11 as a drop-in document, with ``extra`` codes added."""
-    doc = json.loads(
+    doc: dict[str, object] = json.loads(
         (ROOT / "gateway/codelists/data/iwmo-productcodes-11.json").read_text(encoding="utf-8")
     )
-    doc["entries"] += [{"code": c, "name": f"Contractproduct {c}"} for c in extra]
+    entries = doc["entries"]
+    assert isinstance(entries, list)
+    entries += [{"code": c, "name": f"Contractproduct {c}"} for c in extra]
     doc["version"] = "gemeente Deventer, contract 2026"
     return doc
 
