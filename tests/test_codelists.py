@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from click.testing import CliRunner
 from cli import main
 from gateway import codelists as package
 from gateway.codelists import CodeListError, UnknownList, codelists, configure
+from gateway.config import ConfigError
+from gateway.config import load as load_config
 from gateway.validation import Validator
 from kit.gateway import GGK, Setup, Sink, make_setup, rest, running
 from tests.conftest import ROOT, SAMPLES, sample
@@ -351,3 +354,26 @@ def test_samples_pass_both_rules(validator: Validator) -> None:
     for path in sorted((SAMPLES / "iwmo").glob("*.xml")) + sorted((SAMPLES / "ijw").glob("*.xml")):
         report = validator.validate(path.read_bytes(), path.name)
         assert not {"TR378", "TR381"} & {p.rule for p in report.problems}, path.name
+
+
+def test_every_datatype_is_a_type_of_the_schemas_so_the_portal_finds_the_list() -> None:
+    """``for_type`` maps a value's XSD type to its list: the data must name real types."""
+    for code_list in codelists():
+        if code_list.datatype is None or code_list.category is not None:
+            continue
+        standards = [code_list.standard] if code_list.standard else ["iwmo", "ijw"]
+        for standard in standards:
+            xsd = (ROOT / "schemas" / standard / "3_2" / "basisschema.xsd").read_text()
+            assert re.search(rf'simpleType name="{code_list.datatype}"', xsd), code_list.name
+            assert codelists().for_type(standard, code_list.datatype) is not None
+
+
+def test_the_codelists_table_of_the_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('[gateway]\nplain_http = true\n[codelists]\ndirectory = "lists"\n')
+    assert load_config(config).codelists_dir == tmp_path / "lists"
+    config.write_text('[gateway]\nplain_http = true\n[codelists]\ndirectroy = "lists"\n')
+    with pytest.raises(ConfigError, match="directroy"):
+        load_config(config)
+    config.write_text("[gateway]\nplain_http = true\n")
+    assert load_config(config).codelists_dir is None
