@@ -377,3 +377,10 @@ def test_the_codelists_table_of_the_configuration(tmp_path: Path) -> None:
         load_config(config)
     config.write_text("[gateway]\nplain_http = true\n")
     assert load_config(config).codelists_dir is None
+
+
+def test_a_gemeentecodes_list_from_before_this_years_indeling_is_called_stale() -> None:
+    cl = codelists()
+    assert package.stale_gemeentecodes(cl, date(2026, 12, 31)) is None
+    why = package.stale_gemeentecodes(cl, date(2027, 1, 1))
+    assert why is not None and "1 January 2027" in why
