@@ -384,3 +384,19 @@ def test_a_gemeentecodes_list_from_before_this_years_indeling_is_called_stale() 
     assert package.stale_gemeentecodes(cl, date(2026, 12, 31)) is None
     why = package.stale_gemeentecodes(cl, date(2027, 1, 1))
     assert why is not None and "1 January 2027" in why
+
+
+def test_ggk_validate_checks_with_drop_in_lists(tmp_path: Path) -> None:
+    message = tmp_path / "wmo301.xml"
+    message.write_text(hulpmiddel("11X98"))
+    runner = CliRunner()
+    done = runner.invoke(main, ["validate", str(message), "--json"])
+    assert done.exit_code == 1 and "TR381" in done.output and "S329" in done.output
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "contract.json").write_text(json.dumps(product_list("11X98")))
+    done = runner.invoke(main, ["validate", str(message), "--codelists", str(lists)])
+    assert done.exit_code == 0, done.output
+    (lists / "contract.json").write_text("{")
+    done = runner.invoke(main, ["validate", str(message), "--codelists", str(lists)])
+    assert done.exit_code == 2 and "contract.json: not JSON" in done.output
