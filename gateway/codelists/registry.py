@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -102,15 +103,17 @@ class CodeLists:
         return frozenset(c for s, c in self._by_category if s == standard)
 
 
-def bundled() -> dict[str, CodeList]:
-    """The lists shipped in the package (gateway/codelists/data, scripts/make_codelists.py)."""
+@cache
+def bundled() -> Mapping[str, CodeList]:
+    """The lists shipped in the package (gateway/codelists/data, scripts/make_codelists.py);
+    read once per process (every start of an in-process gateway would parse them again)."""
     out: dict[str, CodeList] = {}
     folder = resources.files("gateway.codelists") / "data"
     for item in folder.iterdir():
         if item.name.endswith(".json"):
             cl = parse(item.read_bytes(), f"bundled {item.name}", "bundled")
             out[cl.name] = cl
-    return out
+    return MappingProxyType(out)
 
 
 def drop_ins(directory: Path) -> dict[str, CodeList]:
@@ -137,7 +140,7 @@ def drop_ins(directory: Path) -> dict[str, CodeList]:
 
 def load(directory: Path | None) -> CodeLists:
     """The bundled lists with the drop-in directory's lists over them."""
-    lists = bundled()
+    lists = dict(bundled())
     extra = drop_ins(directory) if directory is not None else {}
     replaced = frozenset(name for name in extra if name in lists)
     lists.update(extra)
