@@ -400,3 +400,25 @@ def test_ggk_validate_checks_with_drop_in_lists(tmp_path: Path) -> None:
     (lists / "contract.json").write_text("{")
     done = runner.invoke(main, ["validate", str(message), "--codelists", str(lists)])
     assert done.exit_code == 2 and "contract.json: not JSON" in done.output
+
+
+def test_an_exported_list_edited_and_installed_replaces_the_list(tmp_path: Path) -> None:
+    (tmp_path / "gw").mkdir()
+    (tmp_path / "gw/gateway.toml").write_text("[gateway]\nplain_http = true\n")
+    args = ["--config", str(with_directory(tmp_path / "gw"))]
+    runner = CliRunner()
+    done = runner.invoke(main, ["codelists", "export", "gemeentecodes", *args])
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.output)
+    assert doc["source"]["repository"] == "i-Sociaal-Lab/jaapjunior" and len(doc["entries"]) == 342
+    doc["entries"].append({"code": "0999", "name": "Nieuwe gemeente", "begin": "2027-01-01"})
+    doc["version"] = "CBS gemeentelijke indeling per 2027-01-01"
+    edited = tmp_path / "gemeentecodes-2027.json"
+    edited.write_text(json.dumps(doc))
+    done = runner.invoke(main, ["codelists", "update", str(edited), *args])
+    assert done.exit_code == 0 and "342 → 343 codes; added 0999" in done.output, done.output
+    lists = configure(tmp_path / "gw/codelists")
+    assert lists.valid_on("gemeentecodes", "0999", date(2027, 1, 1))
+    assert not lists.valid_on("gemeentecodes", "0999", date(2026, 12, 31))
+    assert lists.source("gemeentecodes").version == doc["version"]
+    assert runner.invoke(main, ["codelists", "export", "nope", *args]).exit_code == 2

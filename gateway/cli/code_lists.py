@@ -1,4 +1,5 @@
-"""``ggk codelists list|show|update``: the code lists in use, one list's codes, and installing an
+"""``ggk codelists list|show|export|update``: the code lists in use, one list's codes (or the
+list in the file format, to edit), and installing an
 operator's list into the drop-in directory (``[codelists] directory``) without a release.
 
 ``update`` validates every file before it installs any, so a bad file never replaces a good list;
@@ -8,6 +9,7 @@ starts (gateway/codelists).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +25,7 @@ from gateway.cli.common import (
     read_config,
 )
 from gateway.codelists import CodeList, CodeListError, CodeLists, load_file
+from gateway.codelists.files import to_document
 from gateway.codelists.registry import drop_ins, load
 
 
@@ -113,6 +116,17 @@ def show_command(name: str, config_path: Path, as_json: bool) -> None:
         for e in entries
     ]
     emit({**_summary(cl), "codes": entries}, as_json, "\n".join(head + lines))
+
+
+@codelists_group.command("export")
+@click.argument("name")
+@config_option
+def export_command(name: str, config_path: Path) -> None:
+    """One list in the file format on stdout: edit it and install it with ``update``."""
+    cl = _lists(config_path).get(name)
+    if cl is None:
+        raise UsageOrIOError(f"no code list named {name!r}; see ggk codelists list")
+    click.echo(json.dumps(to_document(cl), ensure_ascii=False, indent=1))
 
 
 def _files(path: Path) -> list[Path]:
