@@ -1,6 +1,6 @@
 """``ggk codelists list|show|export|update``: the code lists in use, one list's codes (or the
-list in the file format, to edit), and installing an
-operator's list into the drop-in directory (``[codelists] directory``) without a release.
+list in the file format, to edit), and installing an operator's list into the drop-in directory
+(``[codelists] directory``) without a release.
 
 ``update`` validates every file before it installs any, so a bad file never replaces a good list;
 it says per list what changes against the list in use. The gateway reads the lists when it
