@@ -5,13 +5,14 @@ is audited and found by partner, and ``ggk partners check`` tries a delivery for
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from gateway.devpki import DevCA
-from kit.gateway import Setup, Sink, eventually, ggk, make_setup, rest, running
+from kit.gateway import Setup, Sink, eventually, ggk, make_setup, portal_session, rest, running
 
 
 @pytest.fixture
@@ -211,3 +212,65 @@ async def test_check_tries_the_delivery_for_real(setup: Setup, tmp_path: Path) -
     assert code == 0 and "ok   writable" in out, out
     code, out = await ggk(setup, "partners", "check", "NOPE")
     assert code == 2, out
+
+
+async def test_the_operator_portal_changes_a_partner(setup: Setup) -> None:
+    """The Partners page: listed with status, tokens and certificate; a token issued (shown
+    once) works on the API within seconds, and is revoked; the partner disabled; a certificate
+    registered from a PEM; every change audited under the operator's sign-in; a form without
+    the session's CSRF token, or from a partner, is refused."""
+    pem = (setup.directory / "pki" / "client-0150.crt").read_text()
+    async with running(setup):
+        operator, csrf = await portal_session(setup, None)
+        partner, partner_csrf = await portal_session(setup, "0175")
+        ssl = setup.ssl_context()
+        base = f"{setup.url}/portal/partners"
+        try:
+            async with operator.get(base, ssl=ssl) as page:
+                html = await page.text()
+                assert page.status == 200 and "Gemeente Deventer" in html and "actief" in html
+            async with operator.post(f"{base}/0150", data={"action": "issue"}, ssl=ssl) as page:
+                assert page.status == 403  # no CSRF token
+            async with partner.post(
+                f"{base}/0150", data={"csrf": partner_csrf, "action": "disable"}, ssl=ssl
+            ) as page:
+                assert page.status == 403  # a partner is no operator
+            async with operator.post(
+                f"{base}/0150", data={"csrf": csrf, "action": "issue"}, ssl=ssl
+            ) as page:
+                html = await page.text()
+                assert page.status == 200 and "eenmalig" in html
+                assert page.headers["Cache-Control"] == "no-store"
+            token = re.search(r"<p><code>([A-Za-z0-9_-]{40,})</code></p>", html)
+            assert token, html
+            await eventually(lambda: _is(setup, token.group(1), 200), timeout=20, interval=0.2)
+            async with operator.post(
+                f"{base}/0150", data={"csrf": csrf, "action": "revoke", "token": "t1"}, ssl=ssl
+            ) as page:
+                assert page.status == 200 and "ingetrokken" in await page.text()
+            await eventually(lambda: _is(setup, token.group(1), 401), timeout=20, interval=0.2)
+            async with operator.post(
+                f"{base}/0150", data={"csrf": csrf, "action": "certificate", "pem": "nee"}, ssl=ssl
+            ) as page:
+                assert page.status == 400 and "not a PEM certificate" in await page.text()
+            async with operator.post(
+                f"{base}/0150", data={"csrf": csrf, "action": "certificate", "pem": pem}, ssl=ssl
+            ) as page:
+                assert page.status == 200 and "dagen" in await page.text()
+            async with operator.post(
+                f"{base}/0150", data={"csrf": csrf, "action": "disable"}, ssl=ssl
+            ) as page:
+                assert page.status == 200 and "uitgeschakeld" in await page.text()
+            await eventually(lambda: _refused(setup, "0150"), timeout=20, interval=0.2)
+        finally:
+            await operator.close()
+            await partner.close()
+    code, out = await ggk(setup, "audit", "search", "--partner", "0150", "--json")
+    assert code == 0, out
+    by_operator = [r for r in json.loads(out) if r["actor"].startswith("portal operator@")]
+    assert [r["action"] for r in by_operator] == [
+        "partner_token_issued",
+        "partner_token_revoked",
+        "partner_certificate_registered",
+        "partner_disabled",
+    ]

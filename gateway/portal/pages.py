@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -77,6 +78,10 @@ class PortalDeps:
     """Portal uploads read and checked at once (``[limits] portal_upload_slots``)."""
     contents: Reader = field(default_factory=Reader)
     """Decodes a message's payload by its schema for the message page (typed values)."""
+    partners_file: Path | None = None
+    """The partner file the operator's Partners page changes (gateway/partnerfile.py)."""
+    publish_partners: Callable[[bytes], Awaitable[None]] | None = None
+    """Kafka: put a changed partner file on ``<prefix>.partners`` for every process."""
 
 
 class Answer(Exception):

@@ -176,7 +176,21 @@ def _portal_deps(gw: Gateway) -> PortalDeps:
         upload_slots=gw.config.limits.portal_upload_slots,
         # the message page decodes by the schemas the gateway validates with (schema_dirs too)
         contents=Reader(gw.ingress.validator.registry),
+        partners_file=gw.config.partners_file,
+        publish_partners=_publisher(gw),
     )
+
+
+def _publisher(gw: Gateway) -> Callable[[bytes], Awaitable[None]] | None:
+    """Kafka: how the portal puts a changed partner file on the cluster."""
+    if gw.config.broker != "kafka":
+        return None
+    from gateway.broker.kafka_partners import publish
+
+    async def send(content: bytes) -> None:
+        await publish(gw.config, gw.keyring, content)
+
+    return send
 
 
 def _digest(path: Path) -> str:
