@@ -31,7 +31,6 @@ from gateway.cli.common import (
 )
 from gateway.config import GatewayConfig
 from gateway.partnerfile import PartnerFileError
-from gateway.serving import is_served
 from routing.partners import PartnerRegistry, RegistryError
 
 
@@ -59,9 +58,9 @@ def _change(
                 f"changed {path}, but not on the cluster ({exc}); `ggk partners publish` "
                 "tries again"
             ) from None
-    if config.broker == "kafka" or (config.database.exists() and not is_served(config.data_dir)):
-        # a gateway serving this folder audits the change itself when it takes it up
-        # (gateway/web/reload.py): it is the one writer of its store
+    if config.broker == "kafka" or config.database.exists():
+        # the operator's act; a serving gateway also audits what it takes up (per partner,
+        # gateway/web/reload.py), so an edit by hand is audited too
         audit_admin_act(config, ring, action, f"{partner_id}: {said}")
 
 
