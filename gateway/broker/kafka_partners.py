@@ -132,8 +132,11 @@ async def _apply(config: GatewayConfig, keyring: Keyring, content: bytes, header
         return
     try:
         changed = await asyncio.to_thread(take_up, config.partners_file, content)
-    except (partnerfile.PartnerFileError, UnicodeDecodeError, OSError):
+    except (partnerfile.PartnerFileError, UnicodeDecodeError):
         log.error("partners.topic_refused", sha256=digest, reason="the partner file does not load")
+        return
+    except OSError as exc:  # its folder must be writable by the gateway (docs/kafka.md)
+        log.error("partners.topic_not_written", sha256=digest, error=exc.strerror)
         return
     if changed:
         log.info("partners.taken_from_topic", sha256=digest)
