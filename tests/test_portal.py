@@ -526,3 +526,167 @@ def _session_cookie(client: aiohttp.ClientSession) -> str:
     found = [c.value for c in client.cookie_jar if c.key == "__Host-ggk-session"]
     assert found
     return found[0]
+
+
+# --- every page, at phone and desktop width, in Dutch and English; the keyboard alone ------
+
+WIDTHS = (360, 1280)
+LOCALES = {"nl": "nl-NL", "en": "en-GB"}
+
+
+async def fits(page: Any, name: str) -> None:
+    """No sideways scrolling of the page itself (a wide table scrolls in its own box)."""
+    overflow = await page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+
+
+async def _the_day_of_a_gemeente_and_an_operator(setup: Setup, sink: Sink) -> tuple[str, str]:
+    """Something on every page: a message in 0175's inbox (from 12345678) and one 0175 sent
+    that 12345678 refused for good (a dead letter); a refusal of 0177. The inbox message's
+    id and the dead one's."""
+    payload = (
+        (SAMPLES / "ijw" / "jw305.xml")
+        .read_bytes()
+        .replace(b"JW305B0001", f"P{uuid.uuid4().hex[:10]}".encode())
+    )
+    status, waiting = await rest(
+        setup, "POST", "/api/v1/messages", token=setup.token("12345678"), data=payload
+    )
+    assert status == 202, waiting
+    sink.fail_next, sink.fail_with = 1, "fo03-client"
+    dead_payload = (
+        (SAMPLES / "ijw" / "jw301.xml")
+        .read_bytes()
+        .replace(b"JW301B0001", f"T{uuid.uuid4().hex[:10]}".encode())
+    )
+    status, dead = await rest(
+        setup, "POST", "/api/v1/messages", token=setup.token("0175"), data=dead_payload
+    )
+    assert status == 202, dead
+
+    async def dead_lettered() -> bool:
+        _, letters = await rest(setup, "GET", "/api/v1/admin/dead-letters", token=setup.token())
+        return bool(letters["dead_letters"])
+
+    await eventually(dead_lettered)
+    status, fault = await post_soap(setup, deventer_wmo301(), partner="0177")
+    assert status == 500 and fo03_code(fault) == "StUF052"
+    return waiting["id"], dead["id"]
+
+
+@pytest.mark.slow
+async def test_every_page_is_accessible_and_fits_at_360px_in_dutch_and_english(
+    setup: Setup, sink: Sink, browser: Any, tmp_path: Path
+) -> None:
+    async with running(setup):
+        waiting, dead = await _the_day_of_a_gemeente_and_an_operator(setup, sink)
+        invalid = write(tmp_path, "wmo301-fout.xml", b"<not-a-message/>")
+        partner_pages = {
+            "inbox": "/portal/inbox",
+            "message": f"/portal/messages/{waiting}",
+            "acknowledge": f"/portal/inbox/{waiting}/ack",
+            "sent": "/portal/sent",
+            "upload": "/portal/upload",
+            "overdue": "/portal/overdue",
+            "figures": "/portal/figures",
+            "not-found": "/portal/no-such-page",
+        }
+        operator_pages = {
+            "queues": "/portal/queues",
+            "dead-letters": "/portal/dead-letters",
+            "replay": f"/portal/replay/{dead}",
+            "audit": "/portal/audit",
+            "figures": "/portal/figures?gemeente=0175",
+            "not-for-you": "/portal/inbox",
+        }
+        for lang, locale in LOCALES.items():
+            for width in WIDTHS:
+                tag = f"{lang}-{width}"
+                signin = await new_page(browser, setup, locale=locale, width=width)
+                await signin.goto(f"{setup.url}/portal/signin")
+                assert await signin.get_attribute("html", "lang") == lang
+                await accessible(signin, f"30-signin-{tag}")
+                await fits(signin, f"signin {tag}")
+                await signin.context.close()
+                for who, pages in (("0175", partner_pages), (None, operator_pages)):
+                    page = await new_page(browser, setup, locale=locale, width=width)
+                    await sign_in_with_token(page, setup, who)
+                    for name, path in pages.items():
+                        await page.goto(f"{setup.url}{path}")
+                        label = f"31-{who or 'operator'}-{name}-{tag}"
+                        assert await page.get_attribute("html", "lang") == lang, label
+                        await accessible(page, label)
+                        await fits(page, label)
+                    if who is not None:  # the upload's report, and the sent list's refusals
+                        await page.goto(f"{setup.url}/portal/upload")
+                        await page.set_input_files("#file", str(invalid))
+                        await page.click("button[value=check]")
+                        await page.wait_for_load_state()
+                        await accessible(page, f"31-0175-upload-report-{tag}")
+                        await fits(page, f"upload report {tag}")
+                    else:  # the audit trail's results
+                        await page.goto(f"{setup.url}/portal/audit")
+                        await page.fill("#partner", "0175")
+                        await page.click("main button[type=submit]")
+                        await page.wait_for_load_state()
+                        await accessible(page, f"31-operator-audit-results-{tag}")
+                        await fits(page, f"audit results {tag}")
+                    await page.context.close()
+            other = await new_page(browser, setup, locale=locale, width=360)
+            await sign_in_with_token(other, setup, "0177")
+            await other.goto(f"{setup.url}/portal/sent")
+            await accessible(other, f"32-0177-refused-{lang}-360")
+            await fits(other, f"refused {lang}")
+            await other.context.close()
+
+
+async def tab_to(page: Any, selector: str, limit: int = 80) -> None:
+    """Press Tab until the focused element matches ``selector`` (the keyboard's way there)."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await page.evaluate(
+            "s => document.activeElement && document.activeElement.matches(s)", selector
+        ):
+            return
+    raise AssertionError(f"Tab never reached {selector} on {page.url}")
+
+
+async def enter(page: Any) -> None:
+    """Press Enter on the focused link or button and wait for the page it leads to."""
+    async with page.expect_navigation():
+        await page.keyboard.press("Enter")
+
+
+@pytest.mark.slow
+async def test_sign_in_read_and_acknowledge_with_the_keyboard_alone(
+    setup: Setup, sink: Sink, browser: Any
+) -> None:
+    async with running(setup):
+        waiting, _ = await _the_day_of_a_gemeente_and_an_operator(setup, sink)
+        page = await new_page(browser, setup, locale="nl-NL", width=360)
+        await page.goto(f"{setup.url}/portal/signin")
+        await tab_to(page, "a[hreflang=en]")  # the language switch, by keyboard
+        await enter(page)
+        assert await page.get_attribute("html", "lang") == "en"
+        await tab_to(page, "a[hreflang=nl]")
+        await enter(page)
+        assert await page.get_attribute("html", "lang") == "nl"
+        await tab_to(page, "#token")
+        await page.keyboard.type(setup.token("0175"))
+        await enter(page)
+        assert page.url.endswith("/portal/inbox"), await page.inner_text("main")
+        await tab_to(page, f"a[href='/portal/messages/{waiting}']")
+        await enter(page)
+        assert "Inhoud van het bericht" in await page.inner_text("main")
+        await page.go_back()
+        await tab_to(page, f"a[href='/portal/inbox/{waiting}/ack']")
+        await enter(page)
+        await tab_to(page, "main button[type=submit]")
+        await enter(page)
+        assert page.url.endswith("/portal/inbox")
+        assert "Er wachten geen berichten op u." in await page.inner_text("main")
+        await tab_to(page, "form.signout button")
+        await enter(page)
+        assert page.url.endswith("/portal/signin")
