@@ -7,8 +7,7 @@ are shown (``Language.gettext``)."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from gateway.codelists import codelists
 
 
 def N_(message: str) -> str:
@@ -95,6 +94,31 @@ DELIVERY: dict[str, str] = {
 
 SEVERITY: dict[str, str] = {"error": N_("fout"), "warning": N_("waarschuwing")}
 
+_COMMON = {
+    "301": N_("Toewijzing"),
+    "302": N_("Retour toewijzing"),
+    "306": N_("Retour start"),
+    "308": N_("Retour stop"),
+    "315": N_("Verzoek om toewijzing"),
+    "316": N_("Retour verzoek om toewijzing"),
+    "317": N_("Verzoek om wijziging"),
+    "318": N_("Retour verzoek om wijziging"),
+    "319": N_("Antwoord op verzoek"),
+    "320": N_("Retour antwoord op verzoek"),
+    "323": N_("Declaratie"),
+    "325": N_("Declaratie-antwoord"),
+}
+MESSAGE_TYPES: dict[str, str] = {
+    **{f"WMO{n}": name for n, name in _COMMON.items()},
+    **{f"JW{n}": name for n, name in _COMMON.items()},
+    "WMO305": N_("Start ondersteuning"),
+    "WMO307": N_("Stop ondersteuning"),
+    "JW305": N_("Start zorg"),
+    "JW307": N_("Stop zorg"),
+}
+"""What each iWmo/iJw message is, in the standards' own words (iWmo speaks of ondersteuning
+where iJw speaks of zorg)."""
+
 
 def fo03(code: str) -> str:
     """The Dutch sentence (msgid) for a foutcode."""
@@ -112,28 +136,24 @@ def delivery(states: str | None) -> list[str]:
 
 
 # --- the official code lists ---------------------------------------------------------------
-# THE single call site of gateway.codelists (built by the "codelists" helper): when that
-# package is on main, ``code_name`` returns the official names; until then codes show bare.
-# The list names below are the ones that package uses (check them when it lands).
-PRODUCTCATEGORIE = "productcategorie"
-RETOURCODE = "retourcode"
+# THE single call site of gateway.codelists: a code's name from the official lists (the
+# operator's drop-in lists included). iWmo and iJw keep their own lists; the codes of the two
+# do not collide (iWmo's product categories are 01-18, iJw's 31-55), so each is asked in turn.
+PRODUCTCATEGORIE = ("iwmo-WMO020", "ijw-JZ020")
+RETOURCODE = ("iwmo-WJ001", "ijw-WJ001")
 
 
-def _lookup() -> Callable[[str, str], str | None] | None:
-    try:
-        module = importlib.import_module("gateway.codelists")
-    except ImportError:
+def code_name(list_names: tuple[str, ...], code: str) -> str | None:
+    """The official name of ``code`` in the first of ``list_names`` that names it, or None
+    (the page then shows the bare code)."""
+    if not code:
         return None
-    name: Callable[[str, str], str | None] = module.codelists().name
-    return name
-
-
-def code_name(list_name: str, code: str) -> str | None:
-    """The official name of ``code`` in ``list_name`` (gateway.codelists), or None."""
-    lookup = _lookup()
-    if lookup is None or not code:
-        return None
-    try:
-        return lookup(list_name, code)
-    except KeyError:
-        return None
+    lists = codelists()
+    for list_name in list_names:
+        try:
+            name = lists.name(list_name, code)
+        except KeyError:  # a list the operator's setup does not have
+            continue
+        if name:
+            return name
+    return None

@@ -151,10 +151,15 @@ def _words(language: i18n.Language) -> dict[str, Callable[..., str | None]]:
     def delivery(states: str | None) -> str:
         return "; ".join(language.gettext(w) for w in explain.delivery(states)) or "-"
 
-    def coded(list_name: str) -> Callable[[str], str | None]:
-        return lambda code: explain.code_name(list_name, code)
+    def coded(list_names: tuple[str, ...]) -> Callable[[str], str | None]:
+        return lambda code: explain.code_name(list_names, code)
+
+    def bericht(functie: str | None) -> str:
+        named = explain.MESSAGE_TYPES.get((functie or "").upper())
+        return f"{functie} · {language.gettext(named)}" if named else functie or "-"
 
     return {
+        "bericht": bericht,
         "fo03": lambda code: language.gettext(explain.fo03(code)),
         "delivery": delivery,
         "severity": lambda value: language.gettext(explain.SEVERITY.get(str(value), str(value))),
