@@ -436,9 +436,9 @@ async def test_the_audit_search_refuses_bad_criteria_without_echoing_a_bsn(setup
         operator, csrf = await portal_session(setup, None)
         async with operator:
             for form, expected in (
-                ({}, "Give at least one criterion."),
-                ({"since": "30-11-2026"}, "Since is a date"),
-                ({"bsn": "99999x019"}, "A BSN is nine digits."),
+                ({}, "Geef ten minste één zoekgegeven."),
+                ({"since": "30-11-2026"}, "Vanaf is een datum"),
+                ({"bsn": "99999x019"}, "Een BSN bestaat uit negen cijfers."),
             ):
                 async with operator.post(
                     f"{setup.url}/portal/audit",

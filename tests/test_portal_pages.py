@@ -1,7 +1,7 @@
 """The portal's pages over real HTTPS, without a browser: Dutch by default and English by
 choice (cookie, Accept-Language), the language switch going back only within the portal,
-error pages in the portal's look, the inbox in the order its caption says, acknowledging only
-after confirmation, the sent list showing the addressee's delivery in words and each refusal
+error pages in the portal's look, the inbox in the order its caption says (partners and
+message types by name), acknowledging only after confirmation, the sent list showing the addressee's delivery in words and each refusal
 as a sentence (issue 30)."""
 
 from __future__ import annotations
@@ -126,6 +126,9 @@ async def test_the_inbox_says_its_order_and_acknowledging_asks_first(setup: Setu
             async with gemeente.get(f"{url}/portal/inbox", ssl=tls) as page:
                 html = await page.text()
             assert "oudste eerst (2)" in _main(html)
+            # the sender and the message type by name, not as bare codes
+            assert "Zorggroep Salland (12345678)" in _main(html)
+            assert "JW305 · Start zorg" in _main(html)
             assert html.index(ids[0]) < html.index(ids[1])  # as the caption says
             ack = f"{url}/portal/inbox/{ids[0]}/ack"
             # a form without the confirmation changes nothing

@@ -141,6 +141,7 @@ def delivery(states: str | None) -> list[str]:
 # do not collide (iWmo's product categories are 01-18, iJw's 31-55), so each is asked in turn.
 PRODUCTCATEGORIE = ("iwmo-WMO020", "ijw-JZ020")
 RETOURCODE = ("iwmo-WJ001", "ijw-WJ001")
+GEMEENTE = ("gemeentecodes",)
 
 
 def code_name(list_names: tuple[str, ...], code: str) -> str | None:

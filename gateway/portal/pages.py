@@ -192,9 +192,19 @@ class Pages:
             visitor=visitor,
             csrf=self.deps.keys.csrf(visitor.session.nonce) if visitor else "",
             path=request.path,
+            partij=self.party,
             **context,
         )
         return web.Response(text=html, status=status, content_type="text/html")
+
+    def party(self, code: str | None) -> str:
+        """A partner's code with its name (``Gemeente Deventer (0150)``): from the partner
+        registry, else (a gemeente not connected) the CBS list; the bare code otherwise."""
+        if not code:
+            return "-"
+        partner = self.deps.partners.get(code)
+        name = partner.name if partner else explain.code_name(explain.GEMEENTE, code)
+        return f"{name} ({code})" if name else code
 
     def visitor(self, request: web.Request, *, spend: bool = True) -> Visitor | None:
         """The signed-in visitor, or None. A session proven by a certificate holds only on a
