@@ -9,10 +9,14 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.portal.pages import Pages, PortalDeps, error_pages, hardened, templates
 from kit.gateway import (
     Setup,
     Sink,
@@ -188,3 +192,21 @@ async def test_the_sent_list_shows_the_addressees_delivery_and_refusals_in_words
             text = _main(await page.text())
         assert "De afzender in het bericht is niet de organisatie waarmee u bent aangemeld" in text
         assert "foutcode StUF052" in text
+
+
+async def test_a_fault_in_a_page_is_a_page_not_a_traceback(tmp_path: Path) -> None:
+    """An unforeseen error in a handler (here one that fails on purpose, on a real server)
+    answers the styled 500 page; what failed goes to the log, never into the page."""
+    pages = Pages(cast(PortalDeps, None), templates())  # a 500 page reads no dependency
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("secret detail 999990019")
+
+    app = web.Application(middlewares=[hardened, error_pages(pages)])
+    app.router.add_get("/portal/broken/{id}", broken)
+    async with TestClient(TestServer(app)) as client:
+        answer = await client.get("/portal/broken/999990019", headers={"Accept-Language": "en"})
+        html = await answer.text()
+    assert answer.status == 500 and "<h1>Something went wrong</h1>" in html
+    assert "secret detail" not in html and "Traceback" not in html
+    assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")

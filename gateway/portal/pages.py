@@ -489,7 +489,9 @@ def error_pages(pages: Pages) -> Middleware:
         except Answer:
             raise
         except Exception:
-            log.exception("portal.page_failed", path=request.path)
+            # the route's pattern, never the path itself (a path may hold what a visitor typed)
+            resource = request.match_info.route.resource
+            log.exception("portal.page_failed", route=resource.canonical if resource else "?")
             return pages.error_page(request, None, 500)
 
     return middleware
