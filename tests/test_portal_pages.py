@@ -80,6 +80,13 @@ async def test_dutch_by_default_english_by_choice(setup: Setup) -> None:
                 allow_redirects=False,
             ) as answer:
                 assert answer.headers["Location"] == "/portal/", back
+        async with client.get(
+            f"{url}/portal/taal/nl",
+            params={"terug": "/portal/figures?gemeente=0175&from=2026-01"},
+            ssl=tls,
+            allow_redirects=False,
+        ) as answer:  # a page's plain query comes along
+            assert answer.headers["Location"] == "/portal/figures?gemeente=0175&from=2026-01"
         async with client.get(f"{url}/portal/taal/de", ssl=tls) as page:
             assert page.status == 404
 

@@ -192,6 +192,7 @@ class Pages:
             visitor=visitor,
             csrf=self.deps.keys.csrf(visitor.session.nonce) if visitor else "",
             path=request.path,
+            here=request.path_qs,
             partij=self.party,
             **context,
         )
@@ -429,9 +430,9 @@ def day(text: str | None) -> float | None:
         return None
 
 
-BACK = re.compile(r"/portal/[A-Za-z0-9/_-]{0,200}")
-"""Where the language switch may send the browser back to: a portal page's path, nothing else
-(no other site, no query)."""
+BACK = re.compile(r"/portal/[A-Za-z0-9/_-]{0,200}(\?[A-Za-z0-9=&_%.-]{0,200})?")
+"""Where the language switch may send the browser back to: a portal page's path with its plain
+query (the Figures page's gemeente and months), nothing else: no other site, no line breaks."""
 
 
 async def switch_language(request: web.Request) -> web.StreamResponse:
