@@ -469,6 +469,15 @@ def form_refused(t: i18n.Language, status: int) -> str:
     return reasons.get(status, t.gettext("Het formulier kon niet worden gelezen."))
 
 
+def _visitor_or_none(pages: Pages, request: web.Request) -> Visitor | None:
+    """Who sees an error page (their menu on it), if that can be told: an error page never
+    fails because the session could not be checked (the store being down, say)."""
+    try:
+        return pages.visitor(request, spend=False)
+    except Exception:
+        return None
+
+
 def error_pages(pages: Pages) -> Middleware:
     """Every error the portal answers (an unknown address, a method a page does not take, a
     body too large, a fault in the code) as a page in the portal's look and language, with its
@@ -481,8 +490,7 @@ def error_pages(pages: Pages) -> Middleware:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            visitor = pages.visitor(request, spend=False) if exc.status != 500 else None
-            response = pages.error_page(request, visitor, exc.status)
+            response = pages.error_page(request, _visitor_or_none(pages, request), exc.status)
             for name in ("Allow", "Retry-After"):
                 if name in exc.headers:
                     response.headers[name] = exc.headers[name]
