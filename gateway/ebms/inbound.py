@@ -203,7 +203,9 @@ class EbmsInbound:
         binding = checks.binding(message, link)
         sync = binding is not None and binding.channel.sync_reply_mode != "none"
         sync = sync and message.sync_reply is not None
-        checked = checks.check(message, link, window=self.window)
+        checked = checks.check(
+            message, link, window=self.window, ref_known=await self._ref_known(message, link)
+        )
         message, errors = checked.message, checked.errors  # on a signed channel: as signed
         if errors:
             log.info(
@@ -242,6 +244,18 @@ class EbmsInbound:
         if stored.answer is None:  # best effort, accepted: nothing to signal
             return web.Response(status=204)
         return self._reply(stored.answer, link, sync=sync, signed=True)
+
+    async def _ref_known(self, message: ebms.EbmsMessage, link: Link) -> bool:
+        """Whether the message's RefToMessageId (if any) names a message exchanged under its
+        CPA: sent by us, or received from this partner (checks.ref_exchanged)."""
+        ref = message.ref_to_message_id
+        if ref is None or not ref or len(ref) > 256:
+            return False
+        sent = await asyncio.to_thread(self.outbound.sent.get, ref)
+        received = None
+        if sent is None:
+            received = await asyncio.to_thread(self.received.get, link.partner.id, ref)
+        return checks.ref_exchanged(ref, link, sent, received)
 
     async def _accept(self, message: ebms.EbmsMessage, link: Link) -> bytes | None:
         """Accept the payload as a StUF-GGk envelope from the CPA's partner; the signal to
