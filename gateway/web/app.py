@@ -49,7 +49,7 @@ from gateway.web.rest import (
     submit_message,
     submit_payload,
 )
-from gateway.web.soap_endpoint import ebms_endpoint, schema_file, soap_endpoint
+from gateway.web.soap_endpoint import EBMS_LISTENER, ebms_endpoint, schema_file, soap_endpoint
 from gateway.web.wiring import GATEWAY_KEY, SOAP_ALLOWANCE, SOAP_PATH, Gateway, build
 from routing.partners import Partner
 
@@ -144,6 +144,21 @@ def make_app(gw: Gateway) -> web.Application:
     return app
 
 
+def ebms_app(gw: Gateway) -> web.Application:
+    """The ``[ebms] listen`` listener's application: ``POST /ebms`` only, for callers whose
+    client certificate the handshake required (gateway/ebms/tls.py); nothing else of the
+    gateway is reachable there."""
+    app = web.Application(
+        client_max_size=gw.config.max_message_bytes + SOAP_ALLOWANCE,
+        middlewares=[access_lines, problems_not_tracebacks],
+    )
+    app[GATEWAY_KEY] = gw
+    app[EBMS_LISTENER] = True
+    app.on_response_prepare.append(answer_headers(True))
+    app.router.add_post("/ebms", ebms_endpoint)
+    return app
+
+
 async def _to_portal(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/portal/")
 
@@ -230,6 +245,32 @@ def server_ssl(tls: TlsConfig) -> ssl.SSLContext:
     return context
 
 
+async def _ebms_listener(gw: Gateway) -> web.AppRunner | None:
+    """Start the ``[ebms] listen`` listener (client certificate REQUIRED), if configured."""
+    ebms = gw.config.ebms
+    if ebms is None or ebms.listen is None or gw.ebms is None:
+        return None
+    tls = gw.ebms.outbound.tls
+    assert tls is not None
+    context = tls.server()
+    runner = web.AppRunner(
+        ebms_app(gw),
+        access_log=None,
+        keepalive_timeout=gw.config.limits.keepalive_timeout,
+        auto_decompress=False,
+    )
+    await runner.setup()
+    host, port = ebms.listen
+    site = GuardedSite(runner, host, port, ssl_context=context, limits=gw.config.limits)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    log.info("ebms.listening", url=f"https://{host}:{port}/ebms", client_certificate="required")
+    return runner
+
+
 async def run(
     config: GatewayConfig,
     *,
@@ -267,6 +308,7 @@ async def run(
     context = server_ssl(config.tls) if config.tls and not config.plain_http else None
     site = GuardedSite(runner, config.host, config.port, ssl_context=context, limits=config.limits)
     await site.start()
+    ebms_runner = await _ebms_listener(gw)
     worker = asyncio.create_task(gw.delivery.run(), name="delivery")
     upkeep = asyncio.create_task(maintenance(gw), name="maintenance")
     if stop is None:  # we own the process: stop on SIGINT/SIGTERM
@@ -293,6 +335,8 @@ async def run(
         await stop.wait()
     finally:
         log.info("gateway.stopping")
+        if ebms_runner is not None:
+            await ebms_runner.cleanup()
         await runner.cleanup()
         await gw.delivery.stop()
         for task in (worker, upkeep):
