@@ -145,6 +145,10 @@ class EbmsConfig:
     client_cert: Path | None = None
     """PEM certificate the gateway presents to partners' MSHs (EKU clientAuth)."""
     client_key: Path | None = None
+    server_cert: Path | None = None
+    """PEM certificate of the ``listen`` listener (e.g. a PKIoverheid server certificate with
+    our OIN); None: ``[tls] cert``."""
+    server_key: Path | None = None
     partners: dict[str, PartnerTls] = field(default_factory=dict)
     """``[ebms.partner.<id>]``: trust, crl or a client certificate for one partner."""
 
@@ -347,8 +351,12 @@ def _ebms(raw: Table, path: Path, rel: Any) -> EbmsConfig:
             crl=own.crl,
             client_cert=own.client_cert,
             client_key=own.client_key,
+            server_cert=rel(str(raw["server_cert"])) if raw.get("server_cert") else None,
+            server_key=rel(str(raw["server_key"])) if raw.get("server_key") else None,
             partners=partners,
         )
+        if (config.server_cert is None) != (config.server_key is None):
+            raise TlsSetupError("[ebms] server_cert and server_key go together")
         raw.done()
     except (UnknownKey, TlsSetupError) as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -130,8 +130,11 @@ class EbmsTls:
         handshake."""
         from gateway.connections import LoggedHandshake  # the web layer's, logged alike
 
-        if self.tls is None:
-            raise TlsSetupError("[ebms] listen needs [tls] cert and key (the server certificate)")
+        cert, key = self.ebms.server_cert, self.ebms.server_key
+        if cert is None or key is None:
+            if self.tls is None:
+                raise TlsSetupError("[ebms] listen needs server_cert and server_key (or [tls])")
+            cert, key = self.tls.cert, self.tls.key
         trust = set(self.ebms.trust)
         crls = set(self.ebms.crl)
         for own in self.ebms.partners.values():
@@ -141,7 +144,7 @@ class EbmsTls:
             raise TlsSetupError("[ebms] listen needs trust anchors ([ebms] trust)")
         context = harden(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
         context.sslobject_class = LoggedHandshake
-        context.load_cert_chain(str(self.tls.cert), str(self.tls.key))
+        context.load_cert_chain(str(cert), str(key))
         _anchors(context, tuple(sorted(trust)))
         _load_crls(context, tuple(sorted(crls)))
         context.verify_mode = ssl.CERT_REQUIRED
