@@ -244,3 +244,31 @@ def test_tls_settings_are_checked_with_clear_errors(tmp_path: Path, capture: Cap
     assert "go together" in _config_error(
         setup, '[ebms.partner.0150]\nclient_cert = "pki/client-0150.crt"'
     )
+
+
+@pytest.mark.parametrize(
+    ("case", "works"),
+    [("TLS 1.1", False), ("TLS 1.2 CBC", False), ("TLS 1.2 GCM", True), ("TLS 1.3", True)],
+)
+async def test_the_listener_speaks_tls_1_2_and_1_3_with_the_allowed_suites_only(
+    linked: tuple[Setup, TlsCapture], case: str, works: bool
+) -> None:
+    """Digikoppeling TLS004 and TLSCIPH001: TLS 1.2 or 1.3, suites the NCSC rates good
+    (ECDHE with AES-GCM or ChaCha20-Poly1305); an older protocol or a CBC suite is refused."""
+    setup, _ = linked
+    context = _client(setup, setup.client_cert("0150"))
+    if case == "TLS 1.1":
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+        context.set_ciphers("ALL:@SECLEVEL=0")
+    elif case.startswith("TLS 1.2"):
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        suite = "ECDHE-ECDSA-AES128-SHA256" if "CBC" in case else "ECDHE-ECDSA-AES256-GCM-SHA384"
+        context.set_ciphers(suite)
+    else:
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+    if works:
+        assert (await _post(setup, context))[0] == 204
+    else:
+        with pytest.raises(aiohttp.ClientError):
+            await _post(setup, context)
