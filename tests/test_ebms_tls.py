@@ -272,3 +272,26 @@ async def test_the_listener_speaks_tls_1_2_and_1_3_with_the_allowed_suites_only(
     else:
         with pytest.raises(aiohttp.ClientError):
             await _post(setup, context)
+
+
+async def test_a_partner_table_gives_that_partner_its_own_client_certificate(
+    tmp_path: Path,
+) -> None:
+    """``[ebms.partner.0150] client_cert``: 0150's endpoint gets that certificate, not the
+    default one; a table naming no partner of the registry stops the start."""
+    capture = TlsCapture()
+    capture.peer_certs = []
+    setup = gateway_with_cpa(tmp_path, capture, two_way_tls=True)
+    own = DevCA.load(setup.directory / "pki").issue("ebms-client-0150", "ggk-gateway for 0150")
+    text = setup.config_path.read_text()
+    unknown = f'{text}\n[ebms.partner.9999]\ntrust = "pki/ca.crt"\n'
+    setup.config_path.write_text(unknown)
+    with pytest.raises(ValueError, match="no partner '9999'"):
+        build(load_config(setup.config_path))
+    table = f'\n[ebms.partner.0150]\nclient_cert = "{own.cert}"\nclient_key = "{own.key}"\n'
+    setup.config_path.write_text(text + table)
+    async with capturing(capture, _server_context(setup)), running(setup):
+        assert (await _post(setup, _client(setup, setup.client_cert("0150"))))[0] == 204
+        await eventually(lambda: capture.peer_certs)
+    presented = x509.load_der_x509_certificate(capture.peer_certs[0])
+    assert presented == x509.load_pem_x509_certificate(own.cert.read_bytes())
