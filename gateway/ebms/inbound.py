@@ -110,10 +110,10 @@ class EbmsInbound:
                 note="[ebms] loopback_http is for local tests only: uncertified loopback "
                 "callers are taken for the CPA's party; never in production",
             )
-        for partner in config.ebms.partners:
-            if partner not in {link.partner.id for link in self.links.values()} and (
-                store.partners.get(partner) is None
-            ):
+        for (
+            partner
+        ) in config.ebms.partners:  # a misspelt id would leave the partner on the defaults
+            if store.partners.get(partner) is None:
                 raise ValueError(
                     f"[ebms.partner.{partner}]: no partner {partner!r} in the registry"
                 )
