@@ -9,6 +9,7 @@ tests/test_ebms_peer.py.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import ssl
@@ -295,3 +296,25 @@ async def test_a_partner_table_gives_that_partner_its_own_client_certificate(
         await eventually(lambda: capture.peer_certs)
     presented = x509.load_der_x509_certificate(capture.peer_certs[0])
     assert presented == x509.load_pem_x509_certificate(own.cert.read_bytes())
+
+
+async def test_a_crl_fetched_anew_takes_effect_without_a_restart(tmp_path: Path) -> None:
+    """Digikoppeling wants CRLs refreshed at least every 4 hours: a CRL file written anew is
+    loaded into the running listener (the maintenance loop asks every checkpoint), and a
+    certificate revoked in it fails the next handshake."""
+    capture = TlsCapture()
+    capture.peer_certs = []
+    setup = gateway_with_cpa(tmp_path, capture, two_way_tls=True)
+    ca = DevCA.load(setup.directory / "pki")
+    late = ca.issue("late", "0150")  # trusted, but registered for no partner
+    gw = build(load_config(setup.config_path))
+    assert gw.ebms is not None and gw.ebms.outbound.tls is not None
+    async with capturing(capture, _server_context(setup)), running(setup, built=gw):
+        context = _client(setup, (str(late.cert), str(late.key)))
+        assert (await _post(setup, context))[0] == 401  # through the handshake
+        assert gw.ebms.outbound.tls.refresh_crls() == []  # nothing changed yet
+        await asyncio.sleep(1.1)  # a CRL's lastUpdate has whole seconds: the new one is later
+        crl = ca.revoke(late.cert)
+        assert gw.ebms.outbound.tls.refresh_crls() == [crl]
+        with pytest.raises(aiohttp.ClientError):
+            await _post(setup, _client(setup, (str(late.cert), str(late.key))))

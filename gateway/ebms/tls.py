@@ -71,6 +71,13 @@ def _load_crls(context: ssl.SSLContext, crls: tuple[Path, ...]) -> None:
         context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def _anchors(context: ssl.SSLContext, trust: tuple[Path, ...]) -> None:
     for anchor in trust:
         context.load_verify_locations(cafile=str(anchor))
@@ -87,6 +94,9 @@ class EbmsTls:
         self.ebms = ebms
         self.tls = tls
         self._clients: dict[str, ssl.SSLContext] = {}
+        self._server: ssl.SSLContext | None = None
+        self._crls_seen: dict[Path, int | None] = {}
+        """CRL file -> its mtime when it was last loaded (:meth:`refresh_crls`)."""
 
     def settings(self, partner: str) -> PartnerTls:
         """The partner's own settings, each falling back to ``[ebms]``'s."""
@@ -118,6 +128,7 @@ class EbmsTls:
             )
         context = harden(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))  # CERT_REQUIRED, hostname
         _anchors(context, settings.trust)
+        self._note_crls(settings.crl)
         _load_crls(context, settings.crl)
         context.load_cert_chain(str(settings.client_cert), str(settings.client_key))
         self._clients[partner] = context
@@ -146,9 +157,46 @@ class EbmsTls:
         context.sslobject_class = LoggedHandshake
         context.load_cert_chain(str(cert), str(key))
         _anchors(context, tuple(sorted(trust)))
+        self._note_crls(tuple(crls))
         _load_crls(context, tuple(sorted(crls)))
         context.verify_mode = ssl.CERT_REQUIRED
+        self._server = context
         return context
+
+    def _note_crls(self, crls: tuple[Path, ...]) -> None:
+        for crl in crls:
+            self._crls_seen.setdefault(crl, _mtime(crl))
+
+    def refresh_crls(self) -> list[Path]:
+        """Load every CRL file that changed since it was loaded into the live contexts
+        (the listener's and the partners'), so a fetched CRL takes effect without a restart
+        (Digikoppeling asks for a refresh at least every 4 hours; the maintenance loop calls
+        this every checkpoint). OpenSSL uses the newest CRL of an issuer it holds. A file that
+        is not a readable CRL is left out (and tried again next time); the one loaded before
+        stays in force. The changed files are returned."""
+        changed = []
+        for crl, seen in list(self._crls_seen.items()):
+            now = _mtime(crl)
+            if now is None or now == seen:
+                continue
+            try:
+                x509.load_pem_x509_crl(crl.read_bytes())
+            except (OSError, ValueError):
+                continue
+            contexts = [self._server] if self._server is not None else []
+            contexts += [
+                context
+                for partner, context in self._clients.items()
+                if crl in self.settings(partner).crl
+            ]
+            try:
+                for context in contexts:
+                    context.load_verify_locations(cafile=str(crl))
+            except (OSError, ssl.SSLError):
+                continue
+            self._crls_seen[crl] = now
+            changed.append(crl)
+        return changed
 
 
 # --- checks made when the configuration is read ------------------------------------------------

@@ -220,6 +220,7 @@ async def maintenance(gw: Gateway) -> None:
         try:
             await audit_refusals(gw)
             await gw.broker.checkpoint()
+            _refresh_ebms_crls(gw)
             if time.time() >= next_purge:
                 purged = await gw.broker.purge(time.time() - gw.config.retention_days * 86400)
                 if purged:
@@ -229,6 +230,15 @@ async def maintenance(gw: Gateway) -> None:
                 next_purge = time.time() + 3600
         except StorageError as exc:
             log.error("maintenance.failed", error=str(exc))
+
+
+def _refresh_ebms_crls(gw: Gateway) -> None:
+    """CRL files of ``[ebms]`` fetched anew take effect without a restart (tls.py)."""
+    tls = gw.ebms.outbound.tls if gw.ebms is not None else None
+    if tls is not None:
+        changed = tls.refresh_crls()
+        if changed:
+            log.info("ebms.crls_reloaded", files=len(changed))
 
 
 def server_ssl(tls: TlsConfig) -> ssl.SSLContext:
