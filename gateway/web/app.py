@@ -255,14 +255,22 @@ def server_ssl(tls: TlsConfig) -> ssl.SSLContext:
     return context
 
 
-async def _ebms_listener(gw: Gateway) -> web.AppRunner | None:
-    """Start the ``[ebms] listen`` listener (client certificate REQUIRED), if configured."""
+def _ebms_context(gw: Gateway) -> ssl.SSLContext | None:
+    """The ``[ebms] listen`` listener's TLS context, made before anything is served (a file
+    that cannot be used stops the start with its reason, gateway/ebms/tls.py)."""
     ebms = gw.config.ebms
     if ebms is None or ebms.listen is None or gw.ebms is None:
         return None
     tls = gw.ebms.outbound.tls
     assert tls is not None
-    context = tls.server()
+    return tls.server()
+
+
+async def _ebms_listener(gw: Gateway, context: ssl.SSLContext | None) -> web.AppRunner | None:
+    """Start the ``[ebms] listen`` listener (client certificate REQUIRED), if configured."""
+    ebms = gw.config.ebms
+    if context is None or ebms is None or ebms.listen is None:
+        return None
     runner = web.AppRunner(
         ebms_app(gw),
         access_log=None,
@@ -292,6 +300,7 @@ async def run(
     ``built``: the gateway :func:`build` made of ``config``, when the caller (a test) has
     adjusted it before it serves."""
     gw = built if built is not None else build(config)
+    ebms_context = _ebms_context(gw)  # before anything starts: a bad file stops it cleanly
     await gw.ingress.payloads.start()
     try:
         await gw.broker.start()
@@ -318,7 +327,7 @@ async def run(
     context = server_ssl(config.tls) if config.tls and not config.plain_http else None
     site = GuardedSite(runner, config.host, config.port, ssl_context=context, limits=config.limits)
     await site.start()
-    ebms_runner = await _ebms_listener(gw)
+    ebms_runner = await _ebms_listener(gw, ebms_context)
     worker = asyncio.create_task(gw.delivery.run(), name="delivery")
     upkeep = asyncio.create_task(maintenance(gw), name="maintenance")
     if stop is None:  # we own the process: stop on SIGINT/SIGTERM
