@@ -510,12 +510,31 @@ def check(config: GatewayConfig) -> None:
             f"{config.path}: [limits] inflight_body_mb must hold at least one message of "
             "max_message_bytes"
         )
+    _check_ebms_listener(config)
     if config.delivery.max_attempts < 1:
         raise ConfigError(f"{config.path}: delivery.max_attempts must be at least 1")
     if not 1 <= config.delivery.per_receiver <= config.delivery.concurrency:
         raise ConfigError(
             f"{config.path}: delivery.per_receiver must be at least 1 and at most "
             f"delivery.concurrency ({config.delivery.concurrency})"
+        )
+
+
+def _check_ebms_listener(config: GatewayConfig) -> None:
+    """``[ebms] listen`` needs a server certificate (its own or ``[tls]``'s) and anchors to
+    check callers against: said when the file is read, not when the listener starts."""
+    ebms = config.ebms
+    if ebms is None or ebms.listen is None:
+        return
+    if ebms.server_cert is None and config.tls is None:
+        raise ConfigError(
+            f"{config.path}: [ebms] listen needs a server certificate: [ebms] server_cert and "
+            "server_key, or [tls] cert and key"
+        )
+    if not ebms.trust and not any(p.trust for p in ebms.partners.values()):
+        raise ConfigError(
+            f"{config.path}: [ebms] listen needs trust anchors for the callers' certificates: "
+            "[ebms] trust (the partners' CA chain, PKIoverheid in production)"
         )
 
 

@@ -242,6 +242,11 @@ def test_tls_settings_are_checked_with_clear_errors(tmp_path: Path, capture: Cap
     assert "no PEM certificate" in _config_error(
         setup, '[ebms.partner.0150]\ntrust = "partners.toml"'
     )
+    untrusting = re.sub(r'trust = "[^"]*"\n', "", text)
+    setup.config_path.write_text(untrusting)
+    with pytest.raises(ConfigError, match="listen needs trust anchors"):
+        load_config(setup.config_path)
+    setup.config_path.write_text(text)
     assert "go together" in _config_error(
         setup, '[ebms.partner.0150]\nclient_cert = "pki/client-0150.crt"'
     )
