@@ -125,15 +125,23 @@ class Peer:
 
 @contextlib.contextmanager
 def started_peer(
-    home: Path, seed: Path, *, name: str = "gwtest", tls: PeerPki | None = None
+    home: Path,
+    seed: Path,
+    *,
+    name: str = "gwtest",
+    tls: PeerPki | None = None,
+    tls_extra: tuple[str, ...] = (),
 ) -> Iterator[Peer]:
     """The peer on two free loopback ports, its state in ``home``; ``seed`` is where a first CPA
     (with the peer's own endpoint) is written for its start. With ``tls`` its ebMS endpoint is
-    HTTPS and requires a client certificate (:class:`PeerPki`). Stopped on exit."""
+    HTTPS and requires a client certificate (:class:`PeerPki`; ``tls_extra``: more ebms-core
+    properties). Stopped on exit."""
     found = Peer(name, home, free_port(), free_port(), "https" if tls else "http")
     seed.write_bytes(peer_cpa(ASYNC_CPA, found, 1))
     environment = {**os.environ, "EBMS_HOME": str(home)}
-    props = [] if tls is None else ["--props", str(tls.properties(home / f"{name}.properties"))]
+    props = []
+    if tls is not None:
+        props = ["--props", str(tls.properties(home / f"{name}.properties", name, tls_extra))]
     started = subprocess.run(
         [
             str(KIT / "start.sh"),
@@ -343,20 +351,20 @@ class PeerPki:
     def directory(self) -> Path:
         return self.ca.directory
 
-    @property
-    def peer_client(self) -> Path:
-        """The certificate the peer presents as a client: partner 0150's MSH."""
-        return self.directory / "peer-client.crt"
+    def peer_client(self, name: str) -> Path:
+        """The certificate peer ``name`` presents as a client: partner 0150's MSH."""
+        return self.directory / f"{name}-client.crt"
 
-    def properties(self, path: Path) -> Path:
+    def properties(self, path: Path, name: str, extra: tuple[str, ...] = ()) -> Path:
         """The ebms-core properties of two-way TLS (README, "HTTPS with client
-        certificates"), the stores written beside them."""
+        certificates") for peer ``name``, its stores written beside the CA; ``extra``:
+        further property lines (protocols, suites)."""
         ca = self.ca.cert
-        server = self.ca.issue("peer-server", "ebms-core peer", server=True)
-        client = self.ca.issue("peer-client", "ebms-core peer", oin=PEER.oin)
+        server = self.ca.issue(f"{name}-server", "ebms-core peer", server=True)
+        client = self.ca.issue(f"{name}-client", "ebms-core peer", oin=PEER.oin)
         stores = {
-            "keystore": _keystore(self.directory / "peer-server.p12", server, ca),
-            "client.keystore": _keystore(self.directory / "peer-client.p12", client, ca),
+            "keystore": _keystore(self.directory / f"{name}-server.p12", server, ca),
+            "client.keystore": _keystore(self.directory / f"{name}-client.p12", client, ca),
         }
         core = x509.load_pem_x509_certificate(
             (KIT / "certs" / "ebms-core-localhost.pem").read_bytes()
@@ -380,6 +388,7 @@ class PeerPki:
                 f"{prefix}.password={PASSWORD.decode()}",
             ]
         lines.append(f"client.keystore.keyPassword={PASSWORD.decode()}")
+        lines += extra
         path.write_text("\n".join(lines) + "\n")
         return path
 
@@ -417,7 +426,7 @@ def prepare_tls(
     setup = make_setup(tmp_path / "gw", free_port())
     text = (setup.directory / "partners.toml").read_text()
     fingerprint = hashlib.sha256(
-        x509.load_pem_x509_certificate(pki.peer_client.read_bytes()).public_bytes(
+        x509.load_pem_x509_certificate(pki.peer_client(peer.name).read_bytes()).public_bytes(
             serialization.Encoding.DER
         )
     ).hexdigest()

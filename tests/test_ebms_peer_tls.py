@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,23 @@ def peer(tmp_path_factory: pytest.TempPathFactory, pki: PeerPki) -> Iterator[Pee
     home = tmp_path_factory.mktemp("ebms-peer-tls")
     seed = tmp_path_factory.mktemp("seed-tls") / "cpa.xml"
     with started_peer(home, seed, name="gwtls", tls=pki) as found:
+        yield found
+
+
+TLS13 = (
+    "https.protocols=TLSv1.3",
+    "https.cipherSuites=TLS_AES_256_GCM_SHA384,TLS_AES_128_GCM_SHA256",
+)
+"""A peer that speaks TLS 1.3 only (Digikoppeling TLS004: recommended), both as server and
+as client (ebms-core uses the same two keys for both; README: set both or neither)."""
+
+
+@pytest.fixture(scope="module")
+def peer13(tmp_path_factory: pytest.TempPathFactory, pki: PeerPki) -> Iterator[Peer]:
+    _skip_without_kit()
+    home = tmp_path_factory.mktemp("ebms-peer-tls13")
+    seed = tmp_path_factory.mktemp("seed-tls13") / "cpa.xml"
+    with started_peer(home, seed, name="gwtls13", tls=pki, tls_extra=TLS13) as found:
         yield found
 
 
@@ -163,3 +181,32 @@ async def test_a_message_referring_to_one_we_sent_is_acknowledged(
         assert await _event(peer, unknown) == "FAILED"
         _, listing = await rest(setup, "GET", "/api/v1/inbox", token=setup.token("12345678"))
         assert len(listing["messages"]) == 1
+
+
+async def test_tls_1_3_both_ways(tmp_path: Path, peer13: Peer, pki: PeerPki) -> None:
+    """Against a peer that speaks TLS 1.3 only: its message in (our listener), our
+    Acknowledgment and our message out (its endpoint), its Acknowledgment back."""
+    setup = prepare_tls(tmp_path, peer13, pki, ASYNC_CPA)
+    async with running(setup):
+        message_id = await asyncio.to_thread(peer13.send, ASYNC_CPA, di01())
+        assert await _event(peer13, message_id) == "DELIVERED"
+        sent = await submit_to_0150(setup, _wmo305())
+
+        async def delivered() -> dict[str, Any] | None:
+            found = await _delivery(setup, sent)
+            return found if found.get("state") == "delivered" else None
+
+        await eventually(delivered, timeout=90, interval=0.5)
+    # and it is TLS 1.3 indeed: the peer refuses TLS 1.2 from the same client
+    stem = pki.directory / f"gw{setup.port}-client"
+    for version, works in ((ssl.TLSVersion.TLSv1_3, True), (ssl.TLSVersion.TLSv1_2, False)):
+        context = ssl.create_default_context(cafile=str(pki.ca.cert_path))
+        context.load_cert_chain(f"{stem}.crt", f"{stem}.key")
+        context.maximum_version = version
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", peer13.ebms_port, ssl=context)
+            writer.close()
+            spoke = True
+        except (ssl.SSLError, OSError):
+            spoke = False
+        assert spoke == works, version
