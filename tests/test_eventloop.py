@@ -1,4 +1,4 @@
-"""``ggk serve`` on uvloop (gateway/eventloop.py): the connection guard still closes a
+"""``ggk serve`` on uvloop (``GGK_EVENT_LOOP=uvloop``, gateway/eventloop.py): the connection guard still closes a
 connection whose headers never complete and still tells a peer over its share so, and a
 message is accepted and delivered. uvloop's transports do not inherit asyncio's ABCs, so
 a guard that asked ``isinstance(transport, asyncio.WriteTransport)`` left such connections
@@ -17,18 +17,21 @@ from gateway import eventloop
 from kit.gateway import Setup, Sink, deventer_wmo301, eventually, make_setup, post_soap, serve
 
 
-def test_the_loop_is_uvloop_unless_asyncio_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_loop_is_asyncio_unless_uvloop_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GGK_EVENT_LOOP", raising=False)
-    assert eventloop.name() == "uvloop"
-    monkeypatch.setenv("GGK_EVENT_LOOP", "asyncio")
     assert eventloop.name() == "asyncio" and eventloop.loop_factory() is None
+    monkeypatch.setenv("GGK_EVENT_LOOP", "uvloop")
+    assert eventloop.name() == "uvloop"
+    monkeypatch.setenv("GGK_EVENT_LOOP", "tokio")
+    with pytest.raises(eventloop.UnknownLoop, match="asyncio or uvloop"):
+        eventloop.loop_factory()
 
 
 @pytest.mark.slow
 async def test_serve_on_uvloop_guards_connections_and_accepts(
     tmp_path: Path, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("GGK_EVENT_LOOP", raising=False)
+    monkeypatch.setenv("GGK_EVENT_LOOP", "uvloop")  # ggk serve inherits the environment
     setup: Setup = make_setup(tmp_path / "gw", sink.port)
     config = setup.config_path.read_text()
     for key, value in (("header_timeout", 0.5), ("max_connections_per_peer", 2)):
