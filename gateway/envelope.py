@@ -188,6 +188,16 @@ def _systeem(el: etree._Element | None) -> Systeem:
     )
 
 
+def _decode_base64(encoded: str) -> bytes:
+    """Strict base64 (xs:base64Binary allows whitespace between the characters). Most senders
+    write none; removing it first cost 3 ms per MB, more than decoding, so it is removed only
+    when the text has any (the strict decoder stops at the first whitespace character)."""
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        return base64.b64decode("".join(encoded.split()), validate=True)
+
+
 def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
     """Validate an envelope against its schema and read it; raises :class:`EnvelopeError`.
     ``payload``: the payload the caller wrapped in this envelope itself (:func:`build_tree`);
@@ -254,7 +264,7 @@ def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
         encoded = bericht.text or ""
     if payload is None:
         try:
-            payload = base64.b64decode("".join(encoded.split()), validate=True)
+            payload = _decode_base64(encoded)
         except (binascii.Error, ValueError):
             raise EnvelopeError(
                 [Problem("ENV-XSD", "payload is not valid base64", path="parameters/bericht")]
