@@ -23,6 +23,7 @@ from lxml import etree
 from gateway.bundled import stuf_ggk_dir
 from gateway.report import Problem, Severity
 from gateway.standards import BY_CODE, NAMESPACE_ROOT, MessageType
+from gateway.xmlread import child_text, children, decode_base64
 from gateway.xsderrors import problems_from_log
 
 STUF_NS = "http://www.egem.nl/StUF/StUF0301"
@@ -152,50 +153,16 @@ def _envelope_rule(path: str | None, kind: str) -> str:
     return "ENV-XSD"
 
 
-def _children(el: etree._Element) -> dict[object, etree._Element]:
-    """An element's first child of each tag, in one pass: reading an envelope's dozen fields
-    by ``find`` cost a path lookup each (most of the time :func:`parse` took besides the
-    schema)."""
-    found: dict[object, etree._Element] = {}
-    for child in el:
-        found.setdefault(child.tag, child)
-    return found
-
-
-def _child_text(children: dict[object, etree._Element], tag: str) -> str | None:
-    """The stripped text of the child ``tag`` (a Clark name) from :func:`_children`."""
-    found = children.get(tag)
-    if found is None or found.text is None:
-        return None
-    return found.text.strip()
-
-
-_ORGANISATIE = f"{{{STUF_NS}}}organisatie"
-_APPLICATIE = f"{{{STUF_NS}}}applicatie"
-_ADMINISTRATIE = f"{{{STUF_NS}}}administratie"
-_GEBRUIKER = f"{{{STUF_NS}}}gebruiker"
-
-
 def _systeem(el: etree._Element | None) -> Systeem:
     if el is None:
         return Systeem("", "")
-    children = _children(el)
+    found = children(el)
     return Systeem(
-        organisatie=_child_text(children, _ORGANISATIE) or "",
-        applicatie=_child_text(children, _APPLICATIE) or "",
-        administratie=_child_text(children, _ADMINISTRATIE),
-        gebruiker=_child_text(children, _GEBRUIKER),
+        organisatie=child_text(found, f"{{{STUF_NS}}}organisatie") or "",
+        applicatie=child_text(found, f"{{{STUF_NS}}}applicatie") or "",
+        administratie=child_text(found, f"{{{STUF_NS}}}administratie"),
+        gebruiker=child_text(found, f"{{{STUF_NS}}}gebruiker"),
     )
-
-
-def _decode_base64(encoded: str) -> bytes:
-    """Strict base64 (xs:base64Binary allows whitespace between the characters). Most senders
-    write none; removing it first cost 3 ms per MB, more than decoding, so it is removed only
-    when the text has any (the strict decoder stops at the first whitespace character)."""
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except binascii.Error:
-        return base64.b64decode("".join(encoded.split()), validate=True)
 
 
 def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
@@ -219,28 +186,28 @@ def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
     if not schema.validate(root):
         problems = problems_from_log(schema.error_log, rule_for=_envelope_rule)
         raise EnvelopeError(problems)
-    top = _children(root)
+    top = children(root)
     sg = top.get(f"{{{STUF_NS}}}stuurgegevens")
     if sg is None:
         sg = top.get(f"{{{namespace}}}stuurgegevens")
     assert sg is not None  # guaranteed by the schema
-    s = _children(sg)
+    s = children(sg)
     common = {
         "zender": _systeem(s.get(f"{{{STUF_NS}}}zender")),
         "ontvanger": _systeem(s.get(f"{{{STUF_NS}}}ontvanger")),
-        "referentienummer": _child_text(s, f"{{{STUF_NS}}}referentienummer") or "",
-        "tijdstip": _child_text(s, f"{{{STUF_NS}}}tijdstipBericht") or "",
-        "cross_ref": _child_text(s, f"{{{STUF_NS}}}crossRefnummer"),
+        "referentienummer": child_text(s, f"{{{STUF_NS}}}referentienummer") or "",
+        "tijdstip": child_text(s, f"{{{STUF_NS}}}tijdstipBericht") or "",
+        "cross_ref": child_text(s, f"{{{STUF_NS}}}crossRefnummer"),
     }
     if namespace == STUF_NS:
         body = top.get(f"{{{STUF_NS}}}body")
         assert body is not None
-        b = _children(body)
+        b = children(body)
         fout = Fout(
-            code=_child_text(b, f"{{{STUF_NS}}}code") or "",
-            plek=_child_text(b, f"{{{STUF_NS}}}plek") or "",
-            omschrijving=_child_text(b, f"{{{STUF_NS}}}omschrijving") or "",
-            details=_child_text(b, f"{{{STUF_NS}}}details"),
+            code=child_text(b, f"{{{STUF_NS}}}code") or "",
+            plek=child_text(b, f"{{{STUF_NS}}}plek") or "",
+            omschrijving=child_text(b, f"{{{STUF_NS}}}omschrijving") or "",
+            details=child_text(b, f"{{{STUF_NS}}}details"),
         )
         return Envelope(kind=Kind.FO01, generation=None, fout=fout, **common)  # type: ignore[arg-type]
 
@@ -248,7 +215,7 @@ def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
     g = f"{{{namespace}}}"
     params = top.get(f"{g}parameters")
     assert params is not None
-    p = _children(params)
+    p = children(params)
     bericht = p.get(f"{g}bericht")
     assert bericht is not None
     if generation is Generation.GGK0210:
@@ -264,7 +231,7 @@ def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
         encoded = bericht.text or ""
     if payload is None:
         try:
-            payload = _decode_base64(encoded)
+            payload = decode_base64(encoded)
         except (binascii.Error, ValueError):
             raise EnvelopeError(
                 [Problem("ENV-XSD", "payload is not valid base64", path="parameters/bericht")]
@@ -273,11 +240,11 @@ def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
     return Envelope(
         kind=kind,
         generation=generation,
-        functie=_child_text(s, f"{{{STUF_NS}}}functie"),
-        applicatie_versie=_child_text(p, f"{g}applicatieVersie"),
-        applicatie_subversie=_child_text(p, f"{g}applicatieSubversie"),
-        functie_versie=_child_text(p, f"{g}functieVersie"),
-        functie_subversie=_child_text(p, f"{g}functieSubversie"),
+        functie=child_text(s, f"{{{STUF_NS}}}functie"),
+        applicatie_versie=child_text(p, f"{g}applicatieVersie"),
+        applicatie_subversie=child_text(p, f"{g}applicatieSubversie"),
+        functie_versie=child_text(p, f"{g}functieVersie"),
+        functie_subversie=child_text(p, f"{g}functieSubversie"),
         payload=payload,
         payload_is_xml=is_xml,
         bestandsnaam=bestandsnaam,
