@@ -21,6 +21,7 @@ from gateway import partnerfile, partnerops
 from gateway.audit import AuditEvent
 from gateway.broker.base import StorageError
 from gateway.partnerfile import PartnerFileError
+from gateway.portal.explain import N_
 from gateway.portal.pages import Pages, Visitor
 from routing.partners import PARTNER_ID, TOKEN_ID, PartnerRegistry, RegistryError
 
@@ -71,7 +72,7 @@ class PartnerAdminPages(Pages):
     ) -> web.StreamResponse:
         partner = self._registry().get(partner_id) if PARTNER_ID.fullmatch(partner_id) else None
         if partner is None:
-            return self.notice(request, visitor, 404, "Niet gevonden", "Deze partner bestaat niet.")
+            return self._missing(request, visitor)
         return self.render(
             request,
             "partner_admin.html",
@@ -93,13 +94,13 @@ class PartnerAdminPages(Pages):
         partner_id = request.match_info["id"]
         path = self.deps.partners_file
         if path is None or not PARTNER_ID.fullmatch(partner_id):
-            return self.notice(request, visitor, 404, "Niet gevonden", "Deze partner bestaat niet.")
+            return self._missing(request, visitor)
         what = str(data.get("action", ""))
         shown: dict[str, Any] = {}
         try:
             action, change = self._change(what, partner_id, data, shown)
         except PartnerFileError as exc:
-            return self._detail(request, visitor, partner_id, status=400, said=str(exc))
+            return self._refused(request, visitor, partner_id, str(exc))
         outcome: list[str] = []
 
         def edit() -> None:
@@ -109,7 +110,7 @@ class PartnerAdminPages(Pages):
         try:
             await asyncio.to_thread(edit)
         except PartnerFileError as exc:
-            return self._detail(request, visitor, partner_id, status=400, said=str(exc))
+            return self._refused(request, visitor, partner_id, str(exc))
         if self.deps.publish_partners is not None:
             try:
                 await self.deps.publish_partners(path.read_bytes())
@@ -131,10 +132,28 @@ class PartnerAdminPages(Pages):
             request,
             visitor,
             partner_id,
-            said=DONE.get(what, "Gewijzigd."),
+            said=self.language(request).gettext(DONE[what]),
             token=shown.get("token"),
             certificate=shown.get("certificate"),
         )
+
+    def _missing(self, request: web.Request, visitor: Visitor) -> web.Response:
+        t = self.language(request)
+        return self.notice(
+            request,
+            visitor,
+            404,
+            t.gettext("Niet gevonden"),
+            t.gettext("Deze partner bestaat niet."),
+        )
+
+    def _refused(
+        self, request: web.Request, visitor: Visitor, partner_id: str, reason: str
+    ) -> web.StreamResponse:
+        """The partner's page again, saying why nothing changed (the reason as the command
+        line gives it: it names the setting or value)."""
+        said = self.language(request).gettext("Niet gewijzigd: %(reason)s") % {"reason": reason}
+        return self._detail(request, visitor, partner_id, status=400, said=said)
 
     def _change(
         self, what: str, partner_id: str, data: dict[str, Any], shown: dict[str, Any]
@@ -159,7 +178,7 @@ class PartnerAdminPages(Pages):
         if what == "revoke":
             token_id = str(data.get("token", ""))
             if not TOKEN_ID.fullmatch(token_id):
-                raise PartnerFileError("Kies een token om in te trekken.")
+                raise PartnerFileError("no such token")
 
             def revoke(raw: dict[str, Any]) -> str:
                 partnerops.revoke_token(raw, partner_id, token_id)
@@ -175,13 +194,13 @@ class PartnerAdminPages(Pages):
                 return f"certificate sha256 {cert.sha256[:16]} registered"
 
             return "partner_certificate_registered", register
-        raise PartnerFileError("Onbekende handeling.")
+        raise PartnerFileError("unknown action")
 
 
 DONE = {
-    "disable": "De partner is uitgeschakeld: zijn tokens en certificaat worden geweigerd.",
-    "enable": "De partner is weer ingeschakeld.",
-    "issue": "Een nieuw token is uitgegeven.",
-    "revoke": "Het token is ingetrokken.",
-    "certificate": "Het certificaat is geregistreerd.",
+    "disable": N_("De partner is uitgeschakeld: zijn tokens en certificaat worden geweigerd."),
+    "enable": N_("De partner is weer ingeschakeld."),
+    "issue": N_("Een nieuw token is uitgegeven."),
+    "revoke": N_("Het token is ingetrokken."),
+    "certificate": N_("Het certificaat is geregistreerd."),
 }
