@@ -223,6 +223,7 @@ async def test_the_operator_portal_changes_a_partner(setup: Setup) -> None:
     async with running(setup):
         operator, csrf = await portal_session(setup, None)
         partner, partner_csrf = await portal_session(setup, "0175")
+        deventer, _ = await portal_session(setup, "0150")
         ssl = setup.ssl_context()
         base = f"{setup.url}/portal/partners"
         try:
@@ -262,9 +263,15 @@ async def test_the_operator_portal_changes_a_partner(setup: Setup) -> None:
             ) as page:
                 assert page.status == 200 and "uitgeschakeld" in await page.text()
             await eventually(lambda: _refused(setup, "0150"), timeout=20, interval=0.2)
+            # the disabled partner's portal session ends at its next page
+            async with deventer.get(
+                f"{setup.url}/portal/inbox", ssl=ssl, allow_redirects=False
+            ) as page:
+                assert page.status == 303 and page.headers["Location"] == "/portal/signin"
         finally:
             await operator.close()
             await partner.close()
+            await deventer.close()
     code, out = await ggk(setup, "audit", "search", "--partner", "0150", "--json")
     assert code == 0, out
     by_operator = [r for r in json.loads(out) if r["actor"].startswith("portal operator@")]
