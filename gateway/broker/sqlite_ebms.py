@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from gateway.ebms.received import Received
@@ -90,13 +90,21 @@ class ReceivedStore:
         return Received(*row) if row else None
 
     def remember(
-        self, partner: str, message_id: str, cpaid: str, digest: str, answer: bytes | None
+        self,
+        partner: str,
+        message_id: str,
+        cpaid: str,
+        digest: str,
+        answer: bytes | None,
+        at: float | None = None,
     ) -> Received:
-        """Record a message and its answer; a concurrent first writer wins and is returned."""
+        """Record a message and its answer; a concurrent first writer wins and is returned.
+        ``at``: when it was received (default now; a record read from the cluster keeps the
+        time of the process that received it)."""
         with self._lock:
             self._db.execute(
                 f"INSERT OR IGNORE INTO received ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (partner, message_id, cpaid, digest, answer, time.time()),
+                (partner, message_id, cpaid, digest, answer, time.time() if at is None else at),
             )
         found = self.get(partner, message_id)
         assert found is not None
@@ -172,3 +180,55 @@ class SentStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+class StatePositions:
+    """How far this process has read the cluster's ebMS records (Kafka backend): per partition
+    the next offset, in the same state file, so a restart reads on from there."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = state_database(
+            path,
+            "CREATE TABLE IF NOT EXISTS positions (topic TEXT NOT NULL, partition INTEGER NOT "
+            "NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition))",
+        )
+        self._lock = threading.Lock()
+
+    def load(self, topic: str) -> dict[int, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT partition, next_offset FROM positions WHERE topic = ?", (topic,)
+            ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def store(self, topic: str, positions: Mapping[int, int]) -> None:
+        """Written after the records before them are applied: a crash in between applies
+        some again, which changes nothing (every apply is idempotent)."""
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO positions (topic, partition, next_offset) VALUES (?, ?, ?) "
+                "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = "
+                "MAX(next_offset, excluded.next_offset)",
+                [(topic, p, o) for p, o in positions.items()],
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class LocalMshState:
+    """The :class:`~gateway.ebms.state.MshState` of one process (the embedded backend)."""
+
+    shared = False
+
+    def __init__(self, path: Path, owners: Mapping[str, str]) -> None:
+        self.received = ReceivedStore(path, owners)
+        self.sent = SentStore(path)
+        self.on_settled: Callable[[str], None] | None = None
+
+    async def start(self) -> None:
+        """Nothing to read: the file is the state."""
+
+    async def close(self) -> None:
+        self.sent.close()
+        self.received.close()

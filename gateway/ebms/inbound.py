@@ -87,10 +87,12 @@ class EbmsInbound:
         self.links: dict[str, Link] = store.load()
         for cpaid, problems in store.problems.items():
             log.warning("ebms.cpa_unusable", cpaid=cpaid, problems=problems)
-        self.received, sent = open_msh_state(
-            config.data_dir, {cpaid: link.partner.id for cpaid, link in self.links.items()}
+        self.state = open_msh_state(
+            config, {cpaid: link.partner.id for cpaid, link in self.links.items()}
         )
-        self.outbound = EbmsOutbound(config, self.links, sent, store.signer)
+        """What was received and sent: this process's, or (Kafka) every process's."""
+        self.received = self.state.received
+        self.outbound = EbmsOutbound(config, self.links, self.state.sent, store.signer)
         """The sending side, sharing the CPAs; its answers arrive here as signals."""
         self.window = checks.TimestampWindow(
             future=timedelta(seconds=config.ebms.timestamp_future_seconds),
@@ -117,13 +119,16 @@ class EbmsInbound:
         window += self.window.future
         return self.received.forget_before(time.time() - window.total_seconds())
 
+    async def start(self) -> None:
+        """Ready for partners: on Kafka, the shared state read up to now."""
+        await self.state.start()
+
     async def close(self) -> None:
         await self.outbox.close()
         if self._session is not None:
             await self._session.close()
         await self.outbound.close()
-        self.outbound.sent.close()
-        self.received.close()
+        await self.state.close()
 
     # --- the request --------------------------------------------------------------------------
 

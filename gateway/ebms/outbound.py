@@ -166,6 +166,10 @@ class EbmsOutbound:
         if self.sent.answer(ref, cpaid, outcome) and self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake, ref)
 
+    def settled(self, ref: str) -> None:
+        """Another process recorded the answer to ``ref`` in the shared state (event loop)."""
+        self._wake(ref)
+
     def _wake(self, ref: str) -> None:
         waiter = self._waiters.get(ref)
         if waiter is not None:

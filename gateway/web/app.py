@@ -247,6 +247,13 @@ async def run(
     except BaseException:
         gw.ingress.payloads.close()
         raise
+    if gw.ebms is not None:
+        try:
+            await gw.ebms.start()
+        except BaseException:
+            await gw.broker.close()
+            gw.ingress.payloads.close()
+            raise
     await gw.broker.audit_event(
         audit.AuditEvent(
             action="gateway_started",
