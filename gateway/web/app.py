@@ -202,6 +202,8 @@ async def maintenance(gw: Gateway) -> None:
     next_purge = 0.0
     while True:
         await asyncio.sleep(gw.config.checkpoint_seconds)
+        if gw.ebms is not None:
+            gw.ebms.warn_ending()  # once a day per CPA, however often this runs
         try:
             await audit_refusals(gw)
             await gw.broker.checkpoint()
