@@ -94,6 +94,7 @@ class EbmsInbound:
         """What was received and sent: this process's, or (Kafka) every process's."""
         self.received = self.state.received
         self.outbound = EbmsOutbound(config, self.links, self.state.sent, store.signer)
+        self.outbound.shared_state = self.state.shared
         """The sending side, sharing the CPAs; its answers arrive here as signals."""
         self.window = checks.TimestampWindow(
             future=timedelta(seconds=config.ebms.timestamp_future_seconds),

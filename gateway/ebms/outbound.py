@@ -92,6 +92,9 @@ class EbmsOutbound:
         """Set with the Kafka backend: passes an answer for a message another process sent
         on to the cluster (:meth:`gateway.broker.kafka.KafkaBroker.share_ebms_answer`)."""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.shared_state = False
+        """True when ``sent`` is every process's (Kafka): an answer recorded here for a
+        message this process is not waiting on reaches the sender through it."""
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         """The clock of the schedule (Timestamp, TimeToLive, retry slots)."""
         """The loop the attempts wait in (an answer from the cluster wakes them from a thread)."""
@@ -118,6 +121,9 @@ class EbmsOutbound:
             ]
             outcome = f"error:{(codes or ['?'])[0][:40]}"
         recorded = await asyncio.to_thread(self.sent.answer, ref, cpaid, outcome)
+        if recorded and ref not in self._waiters and self.shared_state:
+            # (Kafka: recorded in the shared state, which tells the sending process)
+            log.info("ebms.answer_shared", cpaid=cpaid)
         if recorded:
             self._wake(ref)
         elif self.share is not None and await asyncio.to_thread(self.sent.get, ref) is None:
