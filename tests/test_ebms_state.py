@@ -21,6 +21,7 @@ from gateway.broker import kafka_topics
 from gateway.broker.kafka_ebms import KafkaMshState
 from gateway.config import KafkaConfig
 from gateway.ebms.sent import ACKNOWLEDGED
+from tests.test_kafka_backend import produce
 
 pytestmark = pytest.mark.kafka
 
@@ -115,3 +116,18 @@ async def test_what_one_process_sent_is_known_and_answered_at_another(
         mine = await _in_thread(a.sent.get, "x.1@gw")
         assert mine is not None and mine.outcome == ACKNOWLEDGED
         assert await _in_thread(a.sent.get, "unknown@gw") is None
+
+
+async def test_an_unreadable_record_is_skipped_and_the_copy_reads_on(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    """Records a process cannot read (corrupt, of a later version, wrong types) are logged and
+    passed over; the records after them are applied, and a restart reads on from the stored
+    position."""
+    for value in (b"garbage", b'{"t":"received","message_id":5}\n', b'{"t":"later"}\n'):
+        await produce(kafka_bootstrap, f"{prefix}.ebms", value, "m@peer")
+    async with _state(kafka_bootstrap, prefix, tmp_path / "a") as a:
+        await _in_thread(a.received.remember, "0150", "m@peer", "CPA_1", "d", None)
+    async with _state(kafka_bootstrap, prefix, tmp_path / "a") as again:
+        found = await _in_thread(again.received.get, "0150", "m@peer")
+        assert found is not None and found.answer is None

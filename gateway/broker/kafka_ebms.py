@@ -53,7 +53,7 @@ from gateway.broker import kafka_records as rec
 from gateway.broker import kafka_topics
 from gateway.broker.base import StorageError
 from gateway.broker.kafka_core import bounded, client_settings, fetch_batch
-from gateway.broker.sqlite_ebms import ReceivedStore, SentStore, StatePositions
+from gateway.broker.sqlite_ebms import Change, ReceivedStore, SentStore, StateCopy
 from gateway.config import KafkaConfig
 from gateway.ebms.received import Received
 from gateway.ebms.sent import Sent
@@ -77,7 +77,7 @@ class KafkaMshState:
         self.topic = f"{config.prefix}.ebms"
         self.copy_received = ReceivedStore(path, owners)
         self.copy_sent = SentStore(path)
-        self.positions = StatePositions(path)
+        self.copy = StateCopy(path)
         self.received = SharedReceived(self)
         self.sent = SharedSent(self)
         self.on_settled: Callable[[str], None] | None = None
@@ -110,7 +110,7 @@ class KafkaMshState:
                 raise StorageError(f"topic {self.topic} does not exist: run `ggk kafka init`")
             tps = [TopicPartition(self.topic, p) for p in sorted(found)]
             self._consumer.assign(tps)
-            known = await asyncio.to_thread(self.positions.load, self.topic)
+            known = await asyncio.to_thread(self.copy.positions, self.topic)
             for tp in tps:
                 if tp.partition in known:
                     self._consumer.seek(tp, known[tp.partition])
@@ -138,7 +138,7 @@ class KafkaMshState:
         self._consumer = self._producer = None
         self.copy_received.close()
         self.copy_sent.close()
-        self.positions.close()
+        self.copy.close()
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -150,64 +150,33 @@ class KafkaMshState:
             if batch:
                 records = [r for recs in batch.values() for r in recs]
                 moved = {tp: recs[-1].offset + 1 for tp, recs in batch.items()}
-                settled = await asyncio.to_thread(self._apply, records)
             else:  # an empty fetch may still move past records retention removed
+                records = []
                 moved = {tp: await consumer.position(tp) for tp in self._read}
                 moved = {tp: o for tp, o in moved.items() if o > self._read[tp]}
-                settled = []
-            if moved:
-                await asyncio.to_thread(
-                    self.positions.store, self.topic, {tp.partition: o for tp, o in moved.items()}
+                if not moved:
+                    continue
+            changes = [c for c in (_change(r) for r in records) if c is not None]
+            try:
+                settled = await asyncio.to_thread(
+                    self.copy.apply,
+                    self.topic,
+                    changes,
+                    {tp.partition: o for tp, o in moved.items()},
                 )
-                async with self._moved:
-                    for tp, offset in moved.items():
-                        self._read[tp] = max(self._read.get(tp, 0), offset)
-                    self._moved.notify_all()
+            except Exception as exc:  # the file (disk full …): read these records again
+                log.error("ebms.state_apply_failed", error=type(exc).__name__)
+                for tp, offset in self._read.items():
+                    consumer.seek(tp, offset)
+                await asyncio.sleep(1)
+                continue
+            async with self._moved:
+                for tp, offset in moved.items():
+                    self._read[tp] = max(self._read.get(tp, 0), offset)
+                self._moved.notify_all()
             if self.on_settled is not None:
                 for ref in settled:
                     self.on_settled(ref)
-
-    def _apply(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[str]:
-        """Apply records to the copy, in partition order; the MessageIds whose answer this
-        changed. A record that cannot be read is logged and skipped."""
-        settled: list[str] = []
-        for record in records:
-            try:
-                meta, _ = rec.unframe(record.value)
-                if self._apply_one(meta):
-                    settled.append(str(meta["message_id"]))
-            except (rec.RecordError, KeyError, TypeError, ValueError) as exc:
-                log.error(
-                    "ebms.state_record_skipped",
-                    partition=record.partition,
-                    offset=record.offset,
-                    error=type(exc).__name__,
-                )
-        return settled
-
-    def _apply_one(self, meta: dict[str, Any]) -> bool:
-        kind = meta["t"]
-        message_id = _text(meta, "message_id")
-        if kind == "received":
-            answer = meta["answer"]
-            self.copy_received.remember(
-                _text(meta, "partner"),
-                message_id,
-                _text(meta, "cpaid"),
-                _text(meta, "digest"),
-                base64.b64decode(answer, validate=True) if answer is not None else None,
-                at=float(meta["at"]),
-            )
-        elif kind == "sent":
-            self.copy_sent.first_attempt(message_id, _text(meta, "cpaid"), _text(meta, "timestamp"))
-        elif kind == "receipt":
-            references = [(str(uri), str(digest)) for uri, digest in meta["references"]]
-            self.copy_sent.expect_receipt(message_id, references)
-        elif kind == "answer":
-            return self.copy_sent.answer(message_id, _text(meta, "cpaid"), _text(meta, "outcome"))
-        else:
-            raise rec.RecordError(f"unknown ebMS state record {str(kind)[:40]!r}")
-        return False
 
     async def catch_up(self) -> None:
         """Wait until the copy holds every record the topic has now."""
@@ -255,6 +224,41 @@ class KafkaMshState:
     def refresh(self) -> bool:
         """Read to the topic's end now (after a miss: another process may just have written)."""
         return self._wait(self.catch_up, "lookup")
+
+
+def _change(record: ConsumerRecord[bytes, bytes]) -> Change | None:
+    """What a record asks of the copy; None (logged) for one that cannot be read."""
+    try:
+        meta, _ = rec.unframe(record.value)
+        kind = meta["t"]
+        message_id = _text(meta, "message_id")
+        if kind == "received":
+            answer = meta["answer"]
+            return (
+                "received",
+                _text(meta, "partner"),
+                message_id,
+                _text(meta, "cpaid"),
+                _text(meta, "digest"),
+                base64.b64decode(answer, validate=True) if answer is not None else None,
+                float(meta["at"]),
+            )
+        if kind == "sent":
+            return ("sent", message_id, _text(meta, "cpaid"), _text(meta, "timestamp"))
+        if kind == "receipt":
+            references = [[str(uri), str(digest)] for uri, digest in meta["references"]]
+            return ("receipt", message_id, references)
+        if kind == "answer":
+            return ("answer", message_id, _text(meta, "cpaid"), _text(meta, "outcome"))
+        raise rec.RecordError(f"unknown ebMS state record {str(kind)[:40]!r}")
+    except (rec.RecordError, KeyError, TypeError, ValueError) as exc:
+        log.error(
+            "ebms.state_record_skipped",
+            partition=record.partition,
+            offset=record.offset,
+            error=type(exc).__name__,
+        )
+        return None
 
 
 def _text(meta: dict[str, Any], name: str) -> str:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from gateway.ebms.received import Received
 from gateway.ebms.sent import Sent
@@ -182,9 +183,19 @@ class SentStore:
         self._db.close()
 
 
-class StatePositions:
-    """How far this process has read the cluster's ebMS records (Kafka backend): per partition
-    the next offset, in the same state file, so a restart reads on from there."""
+Change = tuple[Any, ...]
+"""One record of the cluster's ebMS state, as gateway/broker/kafka_ebms.py reads it:
+``("received", partner, message_id, cpaid, digest, answer, at)``, ``("sent", message_id,
+cpaid, timestamp)``, ``("receipt", message_id, references)`` or ``("answer", message_id, cpaid,
+outcome)``."""
+
+
+class StateCopy:
+    """This process's copy of the cluster's ebMS state (Kafka backend): the records applied to
+    the ``received`` and ``sent`` tables of the state file in batches, one transaction (and one
+    fsync) each, with how far the topic was read (per partition the next offset), so a restart
+    reads on from there. Every apply keeps the first record of a key, so applying one again
+    (a crash between two batches) changes nothing."""
 
     def __init__(self, path: Path) -> None:
         self._db = state_database(
@@ -194,23 +205,62 @@ class StatePositions:
         )
         self._lock = threading.Lock()
 
-    def load(self, topic: str) -> dict[int, int]:
+    def positions(self, topic: str) -> dict[int, int]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT partition, next_offset FROM positions WHERE topic = ?", (topic,)
             ).fetchall()
         return {int(p): int(o) for p, o in rows}
 
-    def store(self, topic: str, positions: Mapping[int, int]) -> None:
-        """Written after the records before them are applied: a crash in between applies
-        some again, which changes nothing (every apply is idempotent)."""
+    def apply(self, topic: str, changes: list[Change], positions: Mapping[int, int]) -> list[str]:
+        """Apply ``changes`` in order and store ``positions``, in one transaction; the
+        MessageIds whose answer this recorded."""
+        settled: list[str] = []
         with self._lock:
-            self._db.executemany(
-                "INSERT INTO positions (topic, partition, next_offset) VALUES (?, ?, ?) "
-                "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = "
-                "MAX(next_offset, excluded.next_offset)",
-                [(topic, p, o) for p, o in positions.items()],
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for change in changes:
+                    if self._apply_one(change):
+                        settled.append(str(change[1]))
+                self._db.executemany(
+                    "INSERT INTO positions (topic, partition, next_offset) VALUES (?, ?, ?) "
+                    "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = "
+                    "MAX(next_offset, excluded.next_offset)",
+                    [(topic, p, o) for p, o in positions.items()],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return settled
+
+    def _apply_one(self, change: Change) -> bool:
+        kind = change[0]
+        if kind == "received":
+            self._db.execute(
+                f"INSERT OR IGNORE INTO received ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                change[1:],
             )
+        elif kind == "sent":
+            self._db.execute(
+                "INSERT OR IGNORE INTO sent (message_id, cpaid, timestamp) VALUES (?, ?, ?)",
+                change[1:],
+            )
+        elif kind == "receipt":
+            self._db.execute(
+                "UPDATE sent SET receipt = ? WHERE message_id = ?",
+                (json.dumps(change[2]), change[1]),
+            )
+        elif kind == "answer":
+            cursor = self._db.execute(
+                "UPDATE sent SET outcome = ? WHERE message_id = ? AND cpaid = ? "
+                "AND outcome IS NULL",
+                (change[3], change[1], change[2]),
+            )
+            return cursor.rowcount == 1
+        else:
+            raise ValueError(f"unknown change {kind!r}")
+        return False
 
     def close(self) -> None:
         self._db.close()
