@@ -27,11 +27,13 @@ from typing import Any
 
 from lxml import etree
 
+from gateway import envelope as env
 from gateway.portal.contents import MAX_BYTES, MAX_FIELDS, Reader
 from gateway.portal.explain import N_, code_name, type_code_name
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
 
 _LIMITS = ParseLimits(max_bytes=MAX_BYTES)
+_ENVELOPE_LIMITS = ParseLimits(max_bytes=MAX_BYTES * 2)
 
 AMOUNT_TYPES = frozenset({"LDT_Bedrag", "LDT_Budget", "LDT_TotaalBedrag"})
 """Schema types holding money in cents (the standards' own unit)."""
@@ -239,6 +241,19 @@ def read(data: bytes, reader: Reader) -> Document:
     )
     note = None if walker.budget[0] >= 0 else N_("Niet alle waarden worden getoond.")
     return Document(message_code, sections, note)
+
+
+def read_envelope(data: bytes, reader: Reader) -> Document:
+    """The payload of a stored StUF-GGk envelope as a :class:`Document`."""
+    if len(data) > MAX_BYTES * 2:  # base64 makes the payload 4/3 of itself
+        return Document(note=N_("Dit bericht is te groot om hier te tonen; download het."))
+    try:
+        envelope = env.parse(parse_untrusted(data, _ENVELOPE_LIMITS))
+    except (UnsafeXml, env.EnvelopeError):
+        return Document(note=N_("De envelop kan niet worden gelezen."))
+    if not envelope.payload or not envelope.payload_is_xml:
+        return Document(note=N_("Dit bericht heeft geen XML-inhoud om te tonen."))
+    return read(envelope.payload, reader)
 
 
 def _elements(node: etree._Element) -> list[etree._Element]:
