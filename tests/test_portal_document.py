@@ -18,7 +18,7 @@ from babel.dates import format_date
 from babel.numbers import format_currency
 from lxml import etree
 
-from gateway.portal import i18n
+from gateway.portal import i18n, partner
 from gateway.portal.contents import Reader
 from gateway.portal.document import Document, read, read_envelope
 from gateway.portal.pages import templates
@@ -208,7 +208,9 @@ async def test_the_message_page_masks_audits_and_stays_private(setup: Setup) -> 
 
 
 @pytest.mark.slow
-async def test_acknowledged_messages_stay_findable_in_the_archive(setup: Setup) -> None:
+async def test_acknowledged_messages_stay_findable_in_the_archive(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, tls = setup.url, setup.ssl_context()
     async with running(setup):
         ids = {}
@@ -248,6 +250,20 @@ async def test_acknowledged_messages_stay_findable_in_the_archive(setup: Setup) 
             assert await listed(voor="1") == set()  # a page after the oldest row
             # a malformed filter is ignored, never an error
             assert await listed(van="gisteren", stand="x", voor="-1") == set(ids.values())
+            # pages: one row a page here, the next page's link starts after the last row
+            monkeypatch.setattr(partner, "ARCHIVE_PAGE", 1)
+            async with gemeente.get(f"{url}/portal/archive", ssl=tls) as page:
+                first = await page.text()
+            assert ids["wmo307"] in first and ids["wmo305"] not in first  # newest first
+            older = re.search(r'href="(/portal/archive\?[^"]*voor=\d+[^"]*)"', first)
+            assert older, first
+            async with gemeente.get(
+                f"{url}{older.group(1).replace('&amp;', '&')}", ssl=tls
+            ) as page:
+                second = await page.text()
+            assert ids["wmo305"] in second and ids["wmo307"] not in second
+            assert not re.search(r'href="/portal/archive\?[^"]*voor=', second)  # the last page
+            monkeypatch.undo()
             # and the acknowledged message is still readable
             async with gemeente.get(f"{url}/portal/messages/{ids['wmo305']}", ssl=tls) as page:
                 assert "Inhoud van het bericht" in await page.text()
