@@ -18,6 +18,7 @@ from babel.dates import format_date
 from babel.numbers import format_currency
 from lxml import etree
 
+from gateway.codelists import codelists
 from gateway.portal import i18n, partner
 from gateway.portal.contents import Reader
 from gateway.portal.document import Document, read, read_envelope
@@ -100,6 +101,11 @@ def test_every_sample_renders_with_the_messages_values(sample: Path, lang: str) 
     categories = [text for name, text in leaves if name in ("Categorie", "ProductCategorie")]
     for code in categories:
         assert re.search(rf"\S[^<]* <code>\({code}\)</code>", html), code
+    # the retour's status: each retourcode with its official text (the list read directly)
+    standard = sample.parent.name
+    for code in (text for name, text in leaves if name == "RetourCode"):
+        named = codelists().name(f"{standard}-WJ001", code)
+        assert named and f"{named} <code>({code})</code>" in html.replace("&#39;", "'"), code
     revealed = _page(document, reveal=True, lang=lang)
     assert all(bsn in revealed for bsn in bsns)
     button = f'action="/portal/messages/{"ab" * 16}/bsn"'
