@@ -140,6 +140,9 @@ CASES: list[tuple[str, str, list[Edit]]] = [
     ),
     ("CD075", W301, [cut("<wmo301:Einddatum>2027-04-04<", "<wmo301:Einddatum>2027-04-04<")]),
     ("CD076", W315, [cut("<wmo315:ToewijzingEinddatum>", "<wmo315:ToewijzingEinddatum>")]),
+    # The official tables attach CD076 to the 301's ToegewezenProduct too (issue 31.1).
+    ("CD076", W301, [cut("<wmo301:Einddatum>2027-10-04<", "<wmo301:Einddatum>2027-10-04<")]),
+    ("CD076", "ijw/jw301.xml", [cut("<jw301:Einddatum>2027-10-04<", "<jw301:Einddatum>2")]),
     ("CD041", W301, [cut("<wmo301:Omvang>", "</wmo301:Omvang>")]),
     ("CD077", W301, [sub("</wmo301:Omvang>", "</wmo301:Omvang><wmo301:Budget>5</wmo301:Budget>")]),
     ("CD078", W301, [sub("</wmo301:Omvang>", "</wmo301:Omvang><wmo301:Budget>5</wmo301:Budget>")]),
