@@ -146,3 +146,36 @@ def test_every_tr_is_catalogued_for_the_messages_its_text_names() -> None:
 def test_cd076_is_attached_to_the_301() -> None:
     """The discrepancy issue 31 found, named on its own."""
     assert {"WMO301", "JW301"} <= _code_messages("CD076")
+
+
+def official_ids() -> set[str]:
+    return {a["rule"] for a in _attachments()} | {str(t["rule"]) for t in _technical()}
+
+
+def _who_checks_what() -> dict[str, list[str]]:
+    """The rows of docs/rules.md's *Who checks what* by rule id."""
+    text = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    assert "## Who checks what" in text, "docs/rules.md has no 'Who checks what' section"
+    section = text.split("## Who checks what", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def test_docs_say_for_every_official_rule_where_it_is_checked_and_why() -> None:
+    rows = _who_checks_what()
+    missing = sorted(official_ids() - set(rows))
+    assert not missing, f"official rules docs/rules.md does not place: {missing}"
+    for rule_id in official_ids():
+        _standards, where, why = rows[rule_id]
+        assert where and why.strip(), rule_id
+
+
+def test_rules_on_the_receivers_administration_stay_with_the_receiver() -> None:
+    rows = _who_checks_what()
+    for rule_id in ("TR304", "TR307", "TR314", "TR361"):
+        assert rows[rule_id][1] == "receiver's administration", rule_id
+        assert catalogue()[rule_id].status is Status.RECEIVER
