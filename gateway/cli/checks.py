@@ -218,7 +218,7 @@ def schemas_list(schema_dirs: tuple[Path, ...], as_json: bool, compile_all: bool
 
 @click.group()
 def rules() -> None:
-    """The iWmo/iJw 3.2 rule catalogue and how the gateway checks each rule."""
+    """The iWmo/iJw rule catalogue per release and how the gateway checks each rule."""
 
 
 @rules.command("list")
@@ -233,9 +233,17 @@ def rules() -> None:
     type=click.Choice([s.value for s in rule_catalogue.Status]),
     help="Only rules the gateway treats this way.",
 )
+@click.option(
+    "--release",
+    metavar="RELEASE",
+    help="Only the rules a message of this release gets, e.g. 3.2 (a release without rules "
+    "gets the release-independent ones only).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def rules_list(message_code: str | None, status: str | None, as_json: bool) -> None:
-    """List the rules: id, control level, retourcode, status, messages, summary."""
+def rules_list(
+    message_code: str | None, status: str | None, release: str | None, as_json: bool
+) -> None:
+    """List the rules: id, control level, retourcode, status, release, messages, summary."""
     if message_code is not None:
         known = {m.code for m in MESSAGES.values()}
         if message_code.upper() not in known:
@@ -249,6 +257,16 @@ def rules_list(message_code: str | None, status: str | None, as_json: bool) -> N
         entries = list(rule_catalogue.catalogue().values())
     if status is not None:
         entries = [e for e in entries if e.status.value == status]
+    if release is not None:
+        known = {e.release for e in rule_catalogue.catalogue().values()}
+        if release not in known:
+            click.echo(
+                f"no rules known for release {release} (known: "
+                f"{', '.join(rule_catalogue.known_releases())}): its messages get their XSD "
+                "and the release-independent rules only",
+                err=True,
+            )
+        entries = [e for e in entries if e.independent or e.release == release]
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False))
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from gateway.rules.catalogue import RECEIVER_HOW, Entry, Status, catalogue
+from gateway.rules.catalogue import RECEIVER_HOW, Entry, Status, catalogue, known_releases
 from gateway.rules.keys import LOGICAL_KEYS
 
 STATUS_WORDS = {
@@ -33,8 +33,13 @@ def line(entry: Entry) -> str:
     code = entry.retourcode or "-"
     return (
         f"{entry.id}  level {entry.level}  {code:4}  {entry.status.value:8}  "
-        f"{messages_text(entry)}  {entry.summary}"
+        f"{release_text(entry)}  {messages_text(entry)}  {entry.summary}"
     )
+
+
+def release_text(entry: Entry) -> str:
+    """``release 3.2``, or ``every release`` for a release-independent rule."""
+    return "every release" if entry.independent else f"release {entry.release}"
 
 
 def _cell(text: str) -> str:
@@ -128,6 +133,21 @@ def markdown(example_faults: Iterable[tuple[str, str, str]]) -> str:
         "messages (own retourcode), 4 external source. Levels 1-2 refuse the message (Fo03 /",
         "retourcode 0001); a level 3/4 finding names the rule's own retourcode. Every rule below",
         "marked *checked (rule engine)* has a firing and a silent case in `tests/test_rules.py`.",
+        "",
+        "## Releases",
+        "",
+        "The catalogue is keyed by standard and release; it holds the rules of "
+        + ", ".join(known_releases())
+        + " (`ggk rules list` shows each rule's release). A message of a release without",
+        "known rules (a 3.3 bundle added with `--schema-dir`) is checked against its own XSD",
+        "and the release-independent rules only ("
+        + ", ".join(f"`{e.id}`" for e in entries if e.independent)
+        + "), never another release's: it is logged",
+        "(`rules_unknown_release`) and the REST answer carries the warning `RULES-RELEASE`.",
+        "An onderhoudsrelease keeps the namespace (3.2.1 beside 3.2.0): both bundles stay",
+        "loaded and the message's `XsdVersie/BerichtXsdVersie` chooses the XSD whose appinfo",
+        "range `BerichtXsdMinVersie`..`BerichtXsdMaxVersie` holds it (none: the bundle loaded",
+        "last, and IV034 warns); its rules are the release's (3.2).",
         "",
         "## Who checks what",
         "",
