@@ -210,3 +210,15 @@ async def test_a_real_gateway_keeps_32_rules_off_a_33_message_and_says_so(
         for n, versie in enumerate(("1.0.0", "1.1.0")):
             status, body = await submit(setup, identificatie(quoting(WMO301, versie), f"R32C{n}"))
             assert status == 202 and "warnings" not in body, (versie, body)
+
+
+def test_schemas_list_shows_each_xsd_versie_and_the_releases_without_rules(tmp_path: Path) -> None:
+    dirs = [str(bundle_33(tmp_path)), str(bundle_321(tmp_path))]
+    args = ["schemas", "list", "--json"] + [x for d in dirs for x in ("--schema-dir", d)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = [r for r in json.loads(result.output) if r["message"] == "WMO301"]
+    got = sorted((r["release"], r["bericht_xsd_versie"], r["rules"]) for r in rows)
+    assert got == [("3.2", "1.0.0", True), ("3.2", "1.1.0", True), ("3.3", "1.0.0", False)]
+    human = CliRunner().invoke(main, args[:2] + args[3:]).output
+    assert "(no rules known: XSD + independent rules)" in human

@@ -184,24 +184,27 @@ def schemas_list(schema_dirs: tuple[Path, ...], as_json: bool, compile_all: bool
     registry = _registry(schema_dirs)
     rows = []
     for ns in registry.namespaces():
-        described = registry.file_for(ns)
-        assert described is not None
         info = parse_namespace(ns)
         message = info.message if info else None
-        if compile_all:
-            try:
-                registry.get(ns)
-            except SchemaError as exc:
-                raise UsageOrIOError(str(exc)) from None
-        rows.append(
-            {
-                "namespace": ns,
-                "message": message.code if message else None,
-                "release": info.release if info else None,
-                "file": str(described.path),
-                "bericht_xsd_versie": described.bericht_xsd_versie,
-            }
-        )
+        # every XsdVersie of a namespace: an onderhoudsrelease (3.2.1) sits beside 3.2.0
+        for described in registry.versions(ns):
+            if compile_all:
+                try:
+                    registry.get(ns, described.bericht_xsd_versie)
+                except SchemaError as exc:
+                    raise UsageOrIOError(str(exc)) from None
+            rows.append(
+                {
+                    "namespace": ns,
+                    "message": message.code if message else None,
+                    "release": info.release if info else None,
+                    "file": str(described.path),
+                    "bericht_xsd_versie": described.bericht_xsd_versie,
+                    "bericht_xsd_min": described.bericht_xsd_min,
+                    "bericht_xsd_max": described.bericht_xsd_max,
+                    "rules": bool(info and rule_catalogue.has_rules(info.standard, info.release)),
+                }
+            )
     envelopes = [
         {"namespace": ns, "message": label, "release": None, "file": str(path)}
         for ns, label, path in envelope.envelope_schemas()
@@ -210,8 +213,11 @@ def schemas_list(schema_dirs: tuple[Path, ...], as_json: bool, compile_all: bool
         click.echo(json.dumps(rows + envelopes, indent=2))
         return
     for row in rows + envelopes:
+        versie = row.get("bericht_xsd_versie") or "-"
+        note = "" if row.get("rules", True) else "  (no rules known: XSD + independent rules)"
         click.echo(
-            f"{row['message'] or '-':8} {row['release'] or '-':5} {row['namespace']}  {row['file']}"
+            f"{row['message'] or '-':8} {row['release'] or '-':5} {versie:7} {row['namespace']}"
+            f"  {row['file']}{note}"
         )
     click.echo(f"{len(rows)} message schemas, {len(envelopes)} envelope schemas")
 
