@@ -11,6 +11,7 @@ left off a message the tables attach it to (CD076 on the 301, issue 31).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -179,3 +180,30 @@ def test_rules_on_the_receivers_administration_stay_with_the_receiver() -> None:
     for rule_id in ("TR304", "TR307", "TR314", "TR361"):
         assert rows[rule_id][1] == "receiver's administration", rule_id
         assert catalogue()[rule_id].status is Status.RECEIVER
+
+
+def test_every_checked_cs_and_cd_attachment_has_a_firing_case() -> None:
+    """Each official (rule, message, class) of a checked CS/CD fires in tests/test_rules.py on
+    a mutated sample of that message, at an element of that class: the attachment is not only
+    catalogued but exercised (CD076 on the 301 was neither)."""
+    from gateway.validation import Validator
+    from tests.test_rules import CASES, _apply
+
+    classes = frozenset(a["class"] for a in _attachments())
+    validator = Validator()
+    fired: set[tuple[str, str, str]] = set()
+    for rule_id, base, edits in CASES:
+        if rule_id[:2] not in ("CS", "CD"):
+            continue
+        number = base.rsplit("/", 1)[-1][-7:-4]
+        for problem in validator.validate(_apply(base, edits), base).problems:
+            cls = class_of(re.sub(r"\[\d+\]", "", problem.path or ""), classes)
+            if problem.rule == rule_id and cls is not None:
+                fired.add((rule_id, number, cls))
+    wanted = {
+        (r, m, c)
+        for _, r, m, c in official_triples()
+        if catalogue()[r].status is Status.RULE
+    }
+    missing = sorted(wanted - fired)
+    assert not missing, f"(rule, message, class) without a firing case: {missing}"
