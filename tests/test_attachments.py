@@ -201,9 +201,7 @@ def test_every_checked_cs_and_cd_attachment_has_a_firing_case() -> None:
             if problem.rule == rule_id and cls is not None:
                 fired.add((rule_id, number, cls))
     wanted = {
-        (r, m, c)
-        for _, r, m, c in official_triples()
-        if catalogue()[r].status is Status.RULE
+        (r, m, c) for _, r, m, c in official_triples() if catalogue()[r].status is Status.RULE
     }
     missing = sorted(wanted - fired)
     assert not missing, f"(rule, message, class) without a firing case: {missing}"
