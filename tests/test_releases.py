@@ -18,12 +18,13 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from gateway import envelope as env
 from gateway.bundled import schema_root
 from gateway.rules.catalogue import by_release, has_rules, known_releases
 from gateway.schemas import SchemaRegistry
 from gateway.standards import Standard, message_namespace
 from gateway.validation import Validator
-from kit.gateway import Setup, Sink, make_setup, rest, running
+from kit.gateway import Setup, Sink, fo03_code, make_setup, post_soap, rest, running
 from tests.conftest import SAMPLES
 
 WMO301 = (SAMPLES / "iwmo" / "wmo301.xml").read_text(encoding="utf-8")
@@ -201,6 +202,17 @@ async def test_a_real_gateway_keeps_32_rules_off_a_33_message_and_says_so(
         assert status == 202, body
         assert [w["rule"] for w in body["warnings"]] == ["RULES-RELEASE"]
         assert "iWmo 3.3" in body["warnings"][0]["message"]
+        # over SOAP the same: a Bv03, not a Fo03 for 3.2's CS002
+        payload = identificatie(as_33(WMO301.replace(*BAD_BSN)), "S33A").encode()
+        di01 = env.build_di01(
+            payload,
+            zender="0150",
+            zender_applicatie="DOWRsociaal",
+            ontvanger="12345678",
+            functie="WMO301",
+        )
+        status, answer = await post_soap(setup, di01, partner="0150")
+        assert status == 200 and fo03_code(answer) is None, answer
         # the same fault in a 3.2 message is refused for CS002, whichever 3.2.x XSD it quotes
         for n, versie in enumerate(("1.0.0", "1.1.0")):
             text = identificatie(quoting(WMO301.replace(*BAD_BSN), versie), f"R32B{n}")
