@@ -176,11 +176,15 @@ class SchemaRegistry:
 
     def choose(self, namespace: str, xsd_versie: str | None = None) -> SchemaFile | None:
         """The XSD of a namespace for a message quoting BerichtXsdVersie ``xsd_versie``: the
-        newest loaded one whose Min..MaxVersie range holds it; else the namespace's default
-        (the one loaded last), which IV034 then reports as not the message's own."""
+        one declaring exactly that version (the XSD the message was made with, IV034); else
+        the default (loaded last) or the newest loaded one whose Min..MaxVersie range holds it;
+        else the default, which IV034 then reports as not the message's own."""
         default = self._files.get(namespace)
         if xsd_versie is None or default is None:
             return default
+        exact = self._versions.get(namespace, {}).get(xsd_versie.strip())
+        if exact is not None:
+            return exact
         fitting = [f for f in self.versions(namespace) if f.accepts(xsd_versie)]
         if not fitting:
             return default

@@ -48,15 +48,16 @@ def bundle_33(into: Path) -> Path:
     return out
 
 
-def bundle_321(into: Path) -> Path:
-    """The 3.2 iWmo XSDs as onderhoudsrelease 3.2.1: same namespace, BerichtXsdVersie 1.1.0."""
-    out = into / "iwmo-3.2.1"
+def bundle_321(into: Path, minimum: str = "1.1.0") -> Path:
+    """The 3.2 iWmo XSDs as onderhoudsrelease 3.2.1: same namespace, BerichtXsdVersie 1.1.0,
+    for messages quoting ``minimum``..1.1.0."""
+    out = into / f"iwmo-3.2.1-from-{minimum}"
     out.mkdir(parents=True)
     for xsd in (schema_root() / "iwmo" / "3_2").glob("*.xsd"):
         text = re.sub(
             r"<(\w+):BerichtXsdVersie>1\.0\.0</\1:BerichtXsdVersie>",
             r"<\1:BerichtXsdVersie>1.1.0</\1:BerichtXsdVersie>"
-            r"<\1:BerichtXsdMinVersie>1.1.0</\1:BerichtXsdMinVersie>"
+            rf"<\1:BerichtXsdMinVersie>{minimum}</\1:BerichtXsdMinVersie>"
             r"<\1:BerichtXsdMaxVersie>1.1.0</\1:BerichtXsdMaxVersie>",
             xsd.read_text(encoding="utf-8"),
         )
@@ -163,6 +164,17 @@ def test_the_xsd_versie_chooses_between_320_and_321(tmp_path: Path) -> None:
     assert "CS002" in rule_ids(
         validator.validate(quoting(WMO301, "1.1.0").replace(*BAD_BSN).encode())
     )
+
+
+def test_a_message_gets_the_xsd_of_its_own_version_before_a_wider_range(tmp_path: Path) -> None:
+    """3.2.1 declares 1.1.0 but admits 1.0.0..1.1.0 and is loaded last; a message quoting 1.0.0
+    still gets the 1.0.0 XSD it was made with (IV034), one quoting 1.0.5 the 3.2.1 XSD."""
+    wide = bundle_321(tmp_path, minimum="1.0.0")
+    validator = Validator(SchemaRegistry([wide]))
+    assert validator.validate(quoting(WMO301, "1.0.0").encode()).problems == []
+    namespace = message_namespace(Standard.IWMO, 301)
+    chosen = validator.registry.get(namespace, "1.0.5")
+    assert chosen is not None and chosen.file.path.parent == wide
 
 
 # --- through a real gateway ---------------------------------------------------------------------
