@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 from gateway.bundled import schema_root
 from gateway.rules import RULES
 from gateway.rules.catalogue import Entry, Status, catalogue
@@ -205,3 +207,29 @@ def test_every_checked_cs_and_cd_attachment_has_a_firing_case() -> None:
     }
     missing = sorted(wanted - fired)
     assert not missing, f"(rule, message, class) without a firing case: {missing}"
+
+
+def test_the_data_file_is_what_the_script_extracts_from_its_commit() -> None:
+    """Regenerated from the mirror when it is on this machine (``GGK_JAAPJUNIOR_GIT`` or the
+    default path): the committed file is not edited by hand, nor stale for its commit."""
+    import os
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from extract_rule_attachments import DEFAULT_MIRROR, Git, extract
+
+    git_dir = Path(os.environ.get("GGK_JAAPJUNIOR_GIT", str(DEFAULT_MIRROR)))
+    if not (git_dir / "HEAD").is_file():
+        pytest.skip(f"no jaapjunior mirror at {git_dir} (set GGK_JAAPJUNIOR_GIT)")
+    git = Git(git_dir)
+    commit = str(official()["commit"])
+    has = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "cat-file", "-e", f"{commit}^{{commit}}"],
+        capture_output=True,
+        check=False,
+    )
+    if has.returncode != 0:
+        pytest.skip(f"the mirror lacks commit {commit}")
+    git.commit = commit
+    assert extract(git) == official(), "run python scripts/extract_rule_attachments.py"
