@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
 
@@ -24,7 +25,16 @@ from gateway.rules.catalogue import by_release, has_rules, known_releases
 from gateway.schemas import SchemaRegistry
 from gateway.standards import Standard, message_namespace
 from gateway.validation import Validator
-from kit.gateway import Setup, Sink, fo03_code, make_setup, post_soap, rest, running
+from kit.gateway import (
+    Setup,
+    Sink,
+    fo03_code,
+    make_setup,
+    portal_session,
+    post_soap,
+    rest,
+    running,
+)
 from tests.conftest import SAMPLES
 
 WMO301 = (SAMPLES / "iwmo" / "wmo301.xml").read_text(encoding="utf-8")
@@ -225,6 +235,18 @@ async def test_a_real_gateway_keeps_32_rules_off_a_33_message_and_says_so(
         )
         status, answer = await post_soap(setup, di01, partner="0150")
         assert status == 200 and fo03_code(answer) is None, answer
+        # the portal's upload check shows the note beside the report
+        client, csrf = await portal_session(setup, "0150")
+        async with client:
+            form = aiohttp.FormData()
+            form.add_field("csrf", csrf)
+            form.add_field("action", "check")
+            form.add_field("file", payload, filename="wmo301-3.3.xml", content_type="text/xml")
+            async with client.post(
+                f"{setup.url}/portal/upload", data=form, ssl=setup.ssl_context()
+            ) as page:
+                html = await page.text()
+        assert page.status == 200 and "RULES-RELEASE" in html and "CS002" not in html, html
         # the same fault in a 3.2 message is refused for CS002, whichever 3.2.x XSD it quotes
         for n, versie in enumerate(("1.0.0", "1.1.0")):
             text = identificatie(quoting(WMO301.replace(*BAD_BSN), versie), f"R32B{n}")
