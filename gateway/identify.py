@@ -70,7 +70,8 @@ def identify(root: etree._Element, registry: SchemaRegistry) -> Identified | lis
                 found=namespace,
             )
         ]
-    schema = registry.get(namespace, quoted_xsd_versie(root, message))
+    versie = quoted_xsd_versie(root, message) if registry.has_several(namespace) else None
+    schema = registry.get(namespace, versie)
     if schema is None:
         return [
             Problem(

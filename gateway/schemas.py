@@ -170,6 +170,11 @@ class SchemaRegistry:
     def file_for(self, namespace: str) -> SchemaFile | None:
         return self._files.get(namespace)
 
+    def has_several(self, namespace: str) -> bool:
+        """Whether more than one XsdVersie of a namespace is loaded (then the message's own
+        XsdVersie must be read to choose; otherwise there is nothing to choose)."""
+        return len(self._versions.get(namespace, ())) > 1
+
     def versions(self, namespace: str) -> list[SchemaFile]:
         """Every loaded XSD of a namespace (one per BerichtXsdVersie), in loading order."""
         return list(self._versions.get(namespace, {}).values())
