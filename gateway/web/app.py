@@ -347,6 +347,8 @@ async def run(
         soap=f"{config.base_url}{SOAP_PATH}",
         mtls=bool(config.tls and config.tls.client_ca),
         data=str(config.data_dir),
+        # uvloop or asyncio (gateway/eventloop.py): which one a figure was measured on
+        event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )
     if ready is not None:
         ready.set()
