@@ -284,8 +284,8 @@ IN_PYTHON = frozenset({"CS002", "TR378", "TR381"})
 any XPath for it: CS002 (the BSN eleven-test) is one ``iter()`` walk in C and a sum per Bsn,
 5 µs on a WMO301 and 3 ms on a 1 MB declaratie against 11 µs and 8 ms in the screen
 (``normalize-space`` and ``substring`` nine times per Bsn). TR378 and TR381 look codes up in
-the code lists (gateway/codelists), data an operator may replace at start-up that a compiled
-stylesheet would have to embed: a set look-up per code in Python."""
+the code lists (gateway/codelists), which an operator may replace at start: a compiled screen
+would have to embed the lists."""
 
 
 def tests_for(message: MessageType) -> Tests:
