@@ -85,7 +85,7 @@ def test_every_rule_of_a_screened_type_is_screened_and_silent_on_its_sample(
     assert not isinstance(identified, list)
     screen = screened._screen_for(identified)
     assert screen is not None
-    applying = {r.id for r in screened._rules_for(identified.message)}
+    applying = {r.id for r in screened._rules_for(identified.message, identified.info.release)}
     assert applying - IN_PYTHON <= screen.screened, sorted(applying - screen.screened)
     assert not screen.screened & IN_PYTHON
     assert screen.flagged(root, TODAY) == frozenset()

@@ -128,6 +128,7 @@ def _products(number: int) -> Tests:
         "CS003": f"{p}[D({end}) < D({start})]",
         "CD079": f"{p}[not(Budget) and not(Product)]",
         "CD075": f"{p}[Budget and {_absent(end)}]",
+        "CD076": f"{p}[S(Omvang/Frequentie) = '2' and {_absent(end)}]",
         "CD041": f"{p}[S(Product/Code) != '' and not(Omvang)]",
         "CD077": f"{p}[Omvang and Budget]",
         "CD078": f"{p}[Omvang and Budget]",
@@ -153,7 +154,6 @@ def _products(number: int) -> Tests:
         professional = _one_of("Type", ("02", "03", "04", "05"))
         v = f"{p}/Verwijzer"
         tests |= {
-            "CD076": f"{p}[S(Omvang/Frequentie) = '2' and {_absent(end)}]",
             "TR383": _repeated(p, "tr383", "S(ReferentieAanbieder)"),
             "CD043": f"{p}[boolean(BeschikkingNummer) != boolean(BeschikkingIngangsdatum)]",
             "CD066": f"{v}[{professional} and ZorgverlenerCode and Naam]",
