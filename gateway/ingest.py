@@ -24,6 +24,7 @@ from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelive
 from gateway.figures import Fact, FigureKeys, extract
 from gateway.identify import parties
 from gateway.offload import PayloadValidator
+from gateway.pairing import pair_problems
 from gateway.report import Problem, Severity
 from gateway.standards import Kind, MessageType
 from gateway.validation import PayloadResult, Validator, envelope_matches_payload
@@ -427,6 +428,19 @@ class Ingress:
                 # exactly the answer of one this gateway never saw (same code, same words, the
                 # same lookup), so the refusal says nothing about other partners' messages.
                 return self._reject(envelope, "StUF043", "client", NOT_YOUR_CONVERSATION)
+        if message is not None and payload_root is not None and self.reject_rule_violations:
+            # the pairs the gateway carries: an answer against its stored heenbericht
+            found = await pair_problems(
+                self.broker, message, payload_root, zender=identity.partner.id, heen_id=heen_id
+            )
+            if found:
+                return self._reject(
+                    envelope,
+                    "StUF058",
+                    "client",
+                    _describe(found[0]),
+                    details=f"{len(found)} problem(s)",
+                )
         routed = RoutedMessage(
             functie=envelope.functie or envelope.kind.value,
             standard=message.standard.value if message else None,
