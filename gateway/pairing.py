@@ -15,6 +15,7 @@ The comparisons themselves are :mod:`gateway.rules.pairs`.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import structlog
 from lxml import etree
@@ -24,7 +25,7 @@ from gateway.broker.base import ReadViews, StorageError
 from gateway.offload import LARGE_PAYLOAD_BYTES
 from gateway.report import Problem
 from gateway.rules import pairs
-from gateway.standards import Kind, MessageType
+from gateway.standards import MESSAGES, Kind, MessageType
 from gateway.xmlsafe import parse_own
 
 log = structlog.get_logger("ggk.pairing")
@@ -48,7 +49,10 @@ async def pair_problems(
         if heen_id is None:
             return []
         heen = await _stored_payload(views, heen_id)
-        return [] if heen is None else await _compare(pairs.check_retour, root, heen)
+        if heen is None or message.pair is None:
+            return []
+        answers = MESSAGES[(message.standard, message.pair)].bericht_code
+        return await _compare(functools.partial(pairs.check_retour, heen_code=answers), root, heen)
     if message.number != DECLARATIE_ANTWOORD:
         return []
     named = pairs.declaratie_reference(root)

@@ -122,6 +122,21 @@ async def test_a_retour_is_checked_against_its_stored_heenbericht(setup: Setup) 
         assert (status, fo03_code(fault)) == (500, "StUF058"), fault
         assert b"IV028 at Header/BerichtIdentificatie" in fault
 
+        # a JW306 whose crossRefnummer names 12345678's JW323 to 0175 (not a JW305)
+        status, claim = await submit(setup, "12345678", declaratie(0))
+        assert status == 202, claim
+        wrong_type = env.build_du01(
+            (SAMPLES / "ijw" / "jw306.xml").read_bytes(),
+            zender="0175",
+            zender_applicatie="Suite4Sociaal",
+            ontvanger="12345678",
+            functie="JW306",
+            cross_ref=claim["referentienummer"],
+        )
+        status, fault = await post_soap(setup, wrong_type, partner="0175")
+        assert (status, fo03_code(fault)) == (500, "StUF058"), fault
+        assert b"IV028 at Header/BerichtCode" in fault
+
 
 # --- a 325 against its 323 ---------------------------------------------------------------------
 

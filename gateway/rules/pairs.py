@@ -83,8 +83,20 @@ def _classes(root: etree._Element) -> list[etree._Element]:
 # --- a retourbericht against its heenbericht ---------------------------------------------------
 
 
-def check_retour(retour: etree._Element, heen: etree._Element) -> list[Problem]:
-    """The findings of a retourbericht (302/306/308/316/318/320) against its heenbericht."""
+def check_retour(
+    retour: etree._Element, heen: etree._Element, heen_code: str | None = None
+) -> list[Problem]:
+    """The findings of a retourbericht (302/306/308/316/318/320) against its heenbericht;
+    ``heen_code``: the BerichtCode of the message it answers (436 for a JW302), which the
+    heenbericht named must have, or nothing else is worth comparing."""
+    if heen_code is not None and text(heen, "Header/BerichtCode") != heen_code:
+        return [
+            _problem(
+                "IV028",
+                first(retour, "Header/BerichtCode"),
+                "the heenbericht referred to is not of the type this retour answers",
+            )
+        ]
     return [*_retour_header(retour, heen), *_retour_classes(retour, heen)]
 
 
