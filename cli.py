@@ -13,6 +13,7 @@ import click
 
 from gateway.cli import (
     audit_trail,
+    backup,
     certs,
     checks,
     cpas,
@@ -51,6 +52,8 @@ for command in (
     cpas.cpa,
     kafka.kafka,
     certs.certs,
+    backup.backup_command,
+    backup.restore_command,
 ):
     main.add_command(command)
 

@@ -183,6 +183,9 @@ class GatewayConfig:
     """``sqlite`` (embedded, one process) or ``kafka`` (several processes; see ``kafka``)."""
     kafka: KafkaConfig | None = None
     ebms: EbmsConfig | None = None
+    codelists_dir: Path | None = None
+    """``[codelists] directory``: the operator's drop-in code lists, each replacing the bundled
+    list of the same name (gateway/codelists, docs/codelists.md). None: the bundled lists only."""
 
     @property
     def database(self) -> Path:
@@ -230,7 +233,7 @@ def _read(root: Table, path: Path) -> GatewayConfig:
 
     gw, auth = root.table("gateway"), root.table("auth")
     audit, figures, retour = root.table("audit"), root.table("figures"), root.table("retour")
-    tls_raw = root.table("tls")
+    tls_raw, codelists_raw = root.table("tls"), root.table("codelists")
     tls = None
     if tls_raw.raw:
         try:
@@ -285,10 +288,24 @@ def _read(root: Table, path: Path) -> GatewayConfig:
             broker=str(gw.get("broker", "sqlite")),
             kafka=kafka,
             ebms=ebms,
+            codelists_dir=(
+                rel(str(codelists_raw["directory"])) if codelists_raw.get("directory") else None
+            ),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    for table in (root, gw, auth, audit, figures, retour, tls_raw, delivery_raw, limits_raw):
+    for table in (
+        root,
+        gw,
+        auth,
+        audit,
+        figures,
+        retour,
+        tls_raw,
+        delivery_raw,
+        limits_raw,
+        codelists_raw,
+    ):
         table.done()
     try:  # each [[route]]'s keys are the route table's to know (routing/table.py)
         RouteTable.from_config(routes, str(path))

@@ -46,6 +46,7 @@ from gateway.ebms.outbound import EbmsOutbound
 from gateway.ebms.outbox import SignalOutbox
 from gateway.ebms.signing import signed_references
 from gateway.ingest import Accepted, Identity
+from gateway.metrics import BV03_SECONDS
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_own, parse_untrusted
 
 if TYPE_CHECKING:
@@ -246,6 +247,7 @@ class EbmsInbound:
     async def _accept(self, message: ebms.EbmsMessage, link: Link) -> bytes | None:
         """Accept the payload as a StUF-GGk envelope from the CPA's partner; the signal to
         send back (an Acknowledgment when asked for, a MessageError when refused)."""
+        started = time.perf_counter()
         payload = message.parts[message.references[0][4:]].data
         identity = Identity(link.partner, peer="ebms", via="ebms")
         try:
@@ -254,6 +256,7 @@ class EbmsInbound:
             error = ebms.EbmsError("DeliveryFailure", message.references[0], exc.message[:200])
             return self._seal(compose.message_error(message, [error], self.host), link)
         result = await self.ingress.accept_envelope(element, identity)
+        BV03_SECONDS.labels(channel="ebms").observe(time.perf_counter() - started)
         if not isinstance(result, Accepted):
             text = f"{result.code}: {result.omschrijving}"
             error = ebms.EbmsError("DeliveryFailure", message.references[0], text)

@@ -75,7 +75,7 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
             )
         del data
         result = await gw.ingress.accept_envelope(element, identity, offload=large)
-    BV03_SECONDS.observe(time.perf_counter() - started)
+    BV03_SECONDS.labels(channel="soap").observe(time.perf_counter() - started)
     if isinstance(result, Rejected):
         REJECTED.labels(code=result.code).inc()
         return fault(gw, result.code, result.plek, result.omschrijving, result, 500)
