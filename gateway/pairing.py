@@ -15,12 +15,13 @@ The comparisons themselves are :mod:`gateway.rules.pairs`.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import functools
 
 import structlog
 from lxml import etree
 
-from gateway import envelope as env
 from gateway.broker.base import ReadViews, StorageError
 from gateway.offload import LARGE_PAYLOAD_BYTES
 from gateway.report import Problem
@@ -93,10 +94,18 @@ def _parse_and_check(
     check: pairs.PairCheck, root: etree._Element, stored_envelope: bytes
 ) -> list[Problem]:
     try:
-        payload = env.parse(parse_own(stored_envelope)).payload
-        heen = parse_own(payload)
-    except (env.EnvelopeError, etree.XMLSyntaxError):
+        heen = parse_own(stored_payload(stored_envelope))
+    except (ValueError, binascii.Error, etree.XMLSyntaxError):
         # the gateway stored it after validating it: not expected, and then not compared
         log.warning("pairing.heen_unparsable")
         return []
     return check(root, heen)
+
+
+def stored_payload(stored_envelope: bytes) -> bytes:
+    """The payload of an envelope this gateway validated and stored: its base64 text decoded,
+    without validating the envelope again (that costs milliseconds, a 1 MB one far more)."""
+    for holder in parse_own(stored_envelope).iter("{*}xmlBestand", "{*}bericht"):
+        if holder.text and holder.text.strip():
+            return base64.b64decode("".join(holder.text.split()), validate=True)
+    raise ValueError("the stored envelope holds no payload")

@@ -45,16 +45,24 @@ PairCheck = Callable[[etree._Element, etree._Element], "list[Problem]"]
 
 
 def _name(el: etree._Element) -> str:
-    return etree.QName(el).localname
+    tag = el.tag
+    assert isinstance(tag, str)
+    return tag[tag.rfind("}") + 1 :]
 
 
 def shape(el: etree._Element) -> Shape:
     """An element as local names and trimmed texts, without its RetourCodes: what "copied
-    unchanged" compares (a retour's classes live in another namespace than the heenbericht's)."""
-    children = tuple(
-        shape(child) for child in el if isinstance(child.tag, str) and _name(child) != RETOURCODES
-    )
-    return _name(el), (el.text or "").strip() if not children else "", children
+    unchanged" compares (a retour's classes live in another namespace than the heenbericht's).
+    Tags are sliced, not parsed with QName: a 1 MB declaratie has some 100,000 elements."""
+    children = []
+    for child in el:
+        tag = child.tag
+        if isinstance(tag, str) and tag[tag.rfind("}") + 1 :] != RETOURCODES:
+            children.append(shape(child))
+    name = _name(el)
+    if children:
+        return name, "", tuple(children)
+    return name, (el.text or "").strip(), ()
 
 
 def _codes(el: etree._Element | None) -> set[str]:
@@ -234,29 +242,40 @@ def _prestatie_key(prestatie: etree._Element) -> Shape | None:
 
 def _prestaties(body: etree._Element, claim: etree._Element) -> Iterator[Problem]:
     """TR366: a listed prestatie is one of the declaratie's, by ProductReferentie; TR367: its
-    values (and its client's Bsn) are that prestatie's."""
+    values (and its client's Bsn) are that prestatie's. Only the declaratie's prestaties whose
+    ProductReferentie the answer lists are read whole: a 325 lists a few, a 323 may hold
+    tens of thousands."""
+    listed = [
+        (text(client, "Bsn"), p, _prestatie_key(p))
+        for client in every(body, "Clienten/Client")
+        for p in every(client, "Prestaties/Prestatie")
+    ]
+    if not listed:
+        return
+    wanted = {key for _, _, key in listed}
     claimed: dict[Shape | None, list[tuple[str | None, Shape]]] = {}
     for client in every(claim, "Clienten/Client"):
-        bsn = text(client, "Bsn")
+        bsn: str | None = None
         for p in every(client, "Prestaties/Prestatie"):
-            claimed.setdefault(_prestatie_key(p), []).append((bsn, shape(p)))
-    for client in every(body, "Clienten/Client"):
-        bsn = text(client, "Bsn")
-        for p in every(client, "Prestaties/Prestatie"):
-            same = claimed.get(_prestatie_key(p))
-            if not same:
-                yield _problem(
-                    "TR366",
-                    first(p, "ProductReferentie"),
-                    "no prestatie of the declaratie answered has this ProductReferentie",
-                )
-            elif (bsn, shape(p)) not in same:
-                yield _problem(
-                    "TR367",
-                    p,
-                    "the prestatie's values are not those of the declaratie's prestatie with "
-                    "this ProductReferentie (under the same Bsn)",
-                )
+            key = _prestatie_key(p)
+            if key in wanted:
+                bsn = bsn or text(client, "Bsn")
+                claimed.setdefault(key, []).append((bsn, shape(p)))
+    for bsn, p, key in listed:
+        same = claimed.get(key)
+        if not same:
+            yield _problem(
+                "TR366",
+                first(p, "ProductReferentie"),
+                "no prestatie of the declaratie answered has this ProductReferentie",
+            )
+        elif (bsn, shape(p)) not in same:
+            yield _problem(
+                "TR367",
+                p,
+                "the prestatie's values are not those of the declaratie's prestatie with "
+                "this ProductReferentie (under the same Bsn)",
+            )
 
 
 DOC = (
