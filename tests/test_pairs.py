@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 
 from gateway import envelope as env
+from gateway.rules import pairs
+from gateway.standards import MESSAGES, Kind, MessageType
+from gateway.xmlsafe import parse_own
 from kit.gateway import (
     Setup,
     Sink,
@@ -63,6 +67,44 @@ async def refused_with(setup: Setup, partner: str, payload: bytes) -> str:
     assert (status, problem.get("code")) == (422, "StUF058"), problem
     title: str = problem["title"]
     return title
+
+
+# --- every sample pair, without a gateway ----------------------------------------------------
+
+RETOURS = [m for m in MESSAGES.values() if m.kind is Kind.RETOUR]
+
+
+def sample_root(message: MessageType | str) -> etree._Element:
+    code = message if isinstance(message, str) else message.code
+    folder = "iwmo" if code.startswith("WMO") else "ijw"
+    return parse_own((SAMPLES / folder / f"{code.lower()}.xml").read_bytes())
+
+
+@pytest.mark.parametrize("retour", RETOURS, ids=lambda m: m.code)
+def test_every_sample_retour_fits_its_heenbericht_and_a_changed_class_does_not(
+    retour: MessageType,
+) -> None:
+    """No false refusal on any of the 12 retour types, and IV028 on each when a value of a
+    copied class differs from the heenbericht's."""
+    assert retour.pair is not None
+    heen = MESSAGES[(retour.standard, retour.pair)]
+    heen_root = sample_root(heen)
+    answer = sample_root(retour)
+    assert pairs.check_retour(answer, heen_root, heen.bericht_code) == []
+    leaf = next(
+        el
+        for cls in list(answer)[1:]
+        for el in cls.iter()
+        if len(el) == 0 and el.text and etree.QName(el).localname != "RetourCode"
+    )
+    leaf.text = f"{leaf.text}0"
+    found = pairs.check_retour(answer, heen_root, heen.bericht_code)
+    assert [(p.rule, p.retourcode) for p in found] == [("IV028", None)]
+
+
+@pytest.mark.parametrize("prefix", ["WMO", "JW"])
+def test_every_sample_declaratie_antwoord_fits_its_declaratie(prefix: str) -> None:
+    assert pairs.check_antwoord(sample_root(f"{prefix}325"), sample_root(f"{prefix}323")) == []
 
 
 # --- a retour against its heenbericht ------------------------------------------------------
