@@ -1,7 +1,8 @@
 """Accepting a message: from an authenticated envelope to a durable record and a Bv03.
 
 The stages run in the order of the design (docs/architecture.md): envelope checks → payload
-validation → authorisation (a partner only speaks for itself) → routing → retour correlation →
+validation → authorisation (a partner only speaks for itself) → retour correlation → the pair
+the gateway carries (an answer against its stored heenbericht: gateway/pairing.py) → routing →
 durable accept with duplicate detection. Each stage returns a :class:`Rejected` value with the
 StUF/GGk foutcode the sender gets in its Fo03; nothing is stored for a rejected message.
 """
