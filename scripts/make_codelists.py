@@ -64,7 +64,7 @@ DATATYPES = {
     "COD032": "LDT_LandCode",
 }
 # Where the source's metadata names the element differently from the XSD type.
-DATATYPE_FIXES = {"LDT_GemeenteCode": "LDT_Gemeente"}
+DATATYPE_FIXES = {"LDT_GemeenteCode": "LDT_Gemeente", "LDT_Berichtcode": "LDT_BerichtCode"}
 
 
 @dataclass

@@ -20,7 +20,10 @@ then a cached look-up that never reads the disk again.
 from __future__ import annotations
 
 import threading
+from datetime import date
 from pathlib import Path
+
+import structlog
 
 from gateway.codelists.files import CodeListError, load_file
 from gateway.codelists.model import CodeList, Entry, Source
@@ -38,6 +41,7 @@ __all__ = [
     "load_file",
 ]
 
+log = structlog.get_logger("ggk.codelists")
 _lock = threading.Lock()
 _current: CodeLists | None = None
 _directory: Path | None = None
@@ -53,7 +57,24 @@ def configure(directory: Path | None) -> CodeLists:
     loaded = load(directory)
     with _lock:
         _current, _directory = loaded, directory
+    log.info("codelists.loaded", lists=len(loaded.lists), replaced=sorted(loaded.replaced))
+    stale = stale_gemeentecodes(loaded, date.today())
+    if stale is not None:
+        log.warning("codelists.stale", list="gemeentecodes", reason=stale)
     return loaded
+
+
+def stale_gemeentecodes(lists: CodeLists, today: date) -> str | None:
+    """Why the CBS list in use is older than this year's indeling, or None. Herindelingen take
+    effect on 1 January: a list dated before it lacks the year's new gemeenten (TR378 would
+    refuse them) until the operator installs the new list (docs/codelists.md)."""
+    cl = lists.get("gemeentecodes")
+    if cl is None or cl.source.date is None or cl.source.date.year >= today.year:
+        return None
+    return (
+        f"the list is dated {cl.source.date}, before the indeling of 1 January {today.year}: "
+        "install the current CBS list (ggk codelists update)"
+    )
 
 
 def codelists() -> CodeLists:

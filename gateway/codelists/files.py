@@ -132,6 +132,39 @@ def from_document(doc: object, where: str, origin: str) -> CodeList:
     )
 
 
+def to_document(cl: CodeList) -> dict[str, object]:
+    """``cl`` in the file format: what :func:`from_document` reads back (``ggk codelists
+    export``, the starting point of an operator's edited list)."""
+    s = cl.source
+    doc: dict[str, object] = {
+        "format": FORMAT,
+        "name": cl.name,
+        "id": cl.id,
+        "title": cl.title,
+        "standard": cl.standard,
+        "datatype": cl.datatype,
+        "category": cl.category,
+        "source": {"repository": s.repository, "path": s.path, "commit": s.commit, "url": s.url},
+        "version": s.version,
+        "date": s.date.isoformat() if s.date else None,
+        "entries": [
+            {
+                key: value
+                for key, value in (
+                    ("code", e.code),
+                    ("name", e.name),
+                    ("begin", e.begin.isoformat() if e.begin else None),
+                    ("end", e.end.isoformat() if e.end else None),
+                    ("details", dict(e.details) or None),
+                )
+                if value is not None
+            }
+            for e in cl.entries
+        ],
+    }
+    return doc
+
+
 def _text(obj: Mapping[str, object], key: str, where: str, required: bool = False) -> str | None:
     value = obj.get(key)
     if value is None:

@@ -3,15 +3,19 @@ list of the same name, and look-ups by list name, by element type and by product
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
 from gateway.codelists.files import CodeListError, load_file, parse
 from gateway.codelists.model import CodeList, Entry, Source
+
+PRODUCTCODES = re.compile(r"(iwmo|ijw)-productcodes-(\w{1,2})")
 
 
 class UnknownList(KeyError):
@@ -28,16 +32,29 @@ class CodeLists:
     _by_type: Mapping[tuple[str | None, str], str] = field(
         default_factory=lambda: MappingProxyType({}), repr=False
     )
+    _by_category: Mapping[tuple[str, str], CodeList] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False
+    )
 
     @classmethod
     def of(
         cls, lists: Mapping[str, CodeList], replaced: frozenset[str], directory: Path | None
     ) -> CodeLists:
         by_type: dict[tuple[str | None, str], str] = {}
+        by_category: dict[tuple[str, str], CodeList] = {}
         for cl in sorted(lists.values(), key=lambda c: c.name):
-            if cl.datatype and cl.category is None:
+            named = PRODUCTCODES.fullmatch(cl.name)
+            if named is not None:  # the name says it: <standard>-productcodes-<category>
+                by_category[(named[1], named[2])] = cl
+            elif cl.datatype and cl.category is None:
                 by_type.setdefault((cl.standard, cl.datatype), cl.name)
-        return cls(MappingProxyType(dict(lists)), replaced, directory, MappingProxyType(by_type))
+        return cls(
+            MappingProxyType(dict(lists)),
+            replaced,
+            directory,
+            MappingProxyType(by_type),
+            MappingProxyType(by_category),
+        )
 
     def __iter__(self) -> Iterator[CodeList]:
         return iter(sorted(self.lists.values(), key=lambda c: c.name))
@@ -76,19 +93,27 @@ class CodeLists:
         return self.lists.get(name) if name else None
 
     def productcodes(self, standard: str, category: str) -> CodeList | None:
-        """The product code list of one ProductCategorie, if the gateway has one."""
-        return self.lists.get(f"{standard}-productcodes-{category}")
+        """The product code list of one ProductCategorie (the list named
+        ``<standard>-productcodes-<category>``), if the gateway has one."""
+        return self._by_category.get((standard, category))
+
+    def productcode_categories(self, standard: str) -> frozenset[str]:
+        """The categories of ``standard`` that have a product code list (TR381 reads only
+        their products)."""
+        return frozenset(c for s, c in self._by_category if s == standard)
 
 
-def bundled() -> dict[str, CodeList]:
-    """The lists shipped in the package (gateway/codelists/data, scripts/make_codelists.py)."""
+@cache
+def bundled() -> Mapping[str, CodeList]:
+    """The lists shipped in the package (gateway/codelists/data, scripts/make_codelists.py);
+    read once per process (every start of an in-process gateway would parse them again)."""
     out: dict[str, CodeList] = {}
     folder = resources.files("gateway.codelists") / "data"
     for item in folder.iterdir():
         if item.name.endswith(".json"):
             cl = parse(item.read_bytes(), f"bundled {item.name}", "bundled")
             out[cl.name] = cl
-    return out
+    return MappingProxyType(out)
 
 
 def drop_ins(directory: Path) -> dict[str, CodeList]:
@@ -115,7 +140,7 @@ def drop_ins(directory: Path) -> dict[str, CodeList]:
 
 def load(directory: Path | None) -> CodeLists:
     """The bundled lists with the drop-in directory's lists over them."""
-    lists = bundled()
+    lists = dict(bundled())
     extra = drop_ins(directory) if directory is not None else {}
     replaced = frozenset(name for name in extra if name in lists)
     lists.update(extra)

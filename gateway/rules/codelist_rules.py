@@ -99,21 +99,28 @@ def gemeentecode_in_cbs_list(ctx: MessageContext) -> Iterator[Finding]:
             )
 
 
-def _products(root: etree._Element) -> Iterator[tuple[etree._Element, str, str, etree._Element]]:
-    """(element, category, code, the class it belongs to) for every coded product: the
-    CDT_Product (Categorie, Code) of 301-318 and a 323/325 Prestatie's ProductCategorie and
-    ProductCode."""
+def _products(
+    root: etree._Element, categories: frozenset[str]
+) -> Iterator[tuple[etree._Element, str, str, etree._Element]]:
+    """(element, category, code, the class it belongs to) for every coded product of one of
+    ``categories``: the CDT_Product (Categorie, Code) of 301-318 and a 323/325 Prestatie's
+    ProductCategorie and ProductCode. Only the category is read of the others (a declaratie
+    may hold thousands of prestaties)."""
     for product in root.iter("{*}Product"):
-        code = text(product, "Code")
         category = text(product, "Categorie")
+        if category not in categories:
+            continue
+        code = text(product, "Code")
         parent = product.getparent()
         if code and category and parent is not None:
             found = first(product, "Code")
             assert found is not None
             yield found, category, code, parent
     for prestatie in root.iter("{*}Prestatie"):
-        code = text(prestatie, "ProductCode")
         category = text(prestatie, "ProductCategorie")
+        if category not in categories:
+            continue
+        code = text(prestatie, "ProductCode")
         if code and category:
             found = first(prestatie, "ProductCode")
             assert found is not None
@@ -124,10 +131,12 @@ def _products(root: etree._Element) -> Iterator[tuple[etree._Element, str, str, 
 def productcode_in_category_list(ctx: MessageContext) -> Iterator[Finding]:
     lists = codelists()
     standard = ctx.message.standard.value
-    for el, category, code, owner in _products(ctx.root):
+    categories = lists.productcode_categories(standard)
+    if not categories:
+        return  # no product code list: the codes are agreed per contract, the receiver checks
+    for el, category, code, owner in _products(ctx.root, categories):
         cl = lists.productcodes(standard, category)
-        if cl is None:
-            continue  # no list for this category: agreed per contract, the receiver checks
+        assert cl is not None
         entry = cl.entry(code)
         if entry is not None and entry.begin is None and entry.end is None:
             continue
