@@ -114,6 +114,9 @@ def init(directory: Path, *, port: int = 8443, force: bool = False) -> Path:
     Keyring.generate().save(directory / "keys" / "keyring.json")
     ca = DevCA(directory / "pki")
     server = ca.issue("server", "localhost", server=True)
+    # the MSH's client certificate for two-way TLS to partners (docs/ebms.md): its own key,
+    # EKU clientAuth (the server certificate is serverAuth only, and ebms-core refuses that)
+    ca.issue("ebms-client", "ggk-gateway ebMS", organisation="ggk-gateway")
     ca.write_crl()
     admin_token = secrets.token_urlsafe(32)
     tokens = {p.id: secrets.token_urlsafe(32) for p in DEMO_PARTNERS}
@@ -209,6 +212,12 @@ checkpoint_seconds = 60        # how often the audit chain head is signed
 # oin = "00000001234567890000"         # this gateway's OIN (its PartyId in every CPA)
 # cpa_dir = "cpa"
 # schema_dir = "xsd/ebms2"             # folder with the OASIS cpp-cpa-2_0.xsd (validates CPAs)
+# listen = "0.0.0.0:8444"              # /ebms on a listener that REQUIRES a client certificate
+# trust = "pki/ca.crt"                 # partners' MSH CA chain (PKIoverheid private root in
+#                                      # production; this development CA for tests)
+# crl = "pki/crl.pem"                  # their revoked certificates (checked both ways)
+# client_cert = "pki/ebms-client.crt"  # what our MSH presents to partners (EKU clientAuth)
+# client_key = "pki/ebms-client.key"
 
 [[route]]
 name = "eigen bijdrage: copy to CAK"
