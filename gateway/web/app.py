@@ -217,6 +217,8 @@ async def maintenance(gw: Gateway) -> None:
     next_purge = 0.0
     while True:
         await asyncio.sleep(gw.config.checkpoint_seconds)
+        if gw.ebms is not None:
+            gw.ebms.warn_ending()  # once a day per CPA, however often this runs
         try:
             await audit_refusals(gw)
             await gw.broker.checkpoint()
@@ -307,6 +309,13 @@ async def run(
     except BaseException:
         gw.ingress.payloads.close()
         raise
+    if gw.ebms is not None:
+        try:
+            await gw.ebms.start()
+        except BaseException:
+            await gw.broker.close()
+            gw.ingress.payloads.close()
+            raise
     await gw.broker.audit_event(
         audit.AuditEvent(
             action="gateway_started",
