@@ -693,6 +693,16 @@ NEAR_MISSES: list[tuple[str, str, list[Edit]]] = [
             sub("<ijw:TotaalBedrag>87500<", "<ijw:TotaalBedrag>0<"),
         ],
     ),
+    # TR342: a rejected Client's prestaties carry 0233 (not judged) and count as rejected
+    # (IV087)
+    (
+        "TR342",
+        J325,
+        [
+            sub("<jw325:RetourCode>0200<", "<jw325:RetourCode>8187<", 2),
+            sub("<jw325:RetourCode>0611<", "<jw325:RetourCode>0233<"),
+        ],
+    ),
     # TR135 and TR056 concern heenberichten: a retour copies the heen Dagtekening as it was
     ("TR135", J306, [sub("<ijw:Dagtekening>2026-10-08<", "<ijw:Dagtekening>2099-10-08<")]),
 ]

@@ -479,6 +479,12 @@ class ReadViews(Protocol):
         """The Di01 of that payload header, if it was addressed to ``ontvanger``."""
         ...
 
+    async def stored_envelope(self, message_id: str) -> bytes | None:
+        """The envelope of a stored message that retention has not purged (None otherwise):
+        for the gateway's own comparisons at accept (gateway/pairing.py), never shown to a
+        partner; the caller found ``message_id`` with a lookup limited to one pair."""
+        ...
+
     async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:
         """A message as ``viewer`` may see it (None: an operator, everything); a partner
         sees only messages it sent or received, and only those in the conversation."""

@@ -287,6 +287,15 @@ class KafkaBroker(KafkaRouting):
             stored = await self._sealed_envelope(message_id, stored)
         return self.local.open_envelope(message_id, key_id, stored)
 
+    async def stored_envelope(self, message_id: str) -> bytes | None:
+        sealed = await self.local.stored_sealed(message_id)
+        if sealed is None:
+            return None
+        key_id, stored = sealed
+        return self.local.open_envelope(
+            message_id, key_id, await self._sealed_envelope(message_id, stored)
+        )
+
     async def _sealed_envelope(self, message_id: str, stored: bytes) -> bytes:
         """A message's sealed envelope: from the ``events`` record the view points at (a view
         made before views kept no envelopes still has it: ``stored``)."""

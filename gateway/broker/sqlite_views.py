@@ -200,6 +200,22 @@ class SqliteViews(SqliteCore):
         sealed = await self.inbox_sealed(partner, message_id)
         return None if sealed is None else self.open_envelope(message_id, *sealed)
 
+    async def stored_envelope(self, message_id: str) -> bytes | None:
+        sealed = await self.stored_sealed(message_id)
+        return None if sealed is None else self.open_envelope(message_id, *sealed)
+
+    async def stored_sealed(self, message_id: str) -> tuple[str, bytes] | None:
+        """The sealed envelope (key id, ciphertext) of a stored message; None when there is
+        no such message or retention purged its envelope."""
+        rows = await self.read(
+            "SELECT envelope, envelope_key FROM messages WHERE id = ? AND purged_at IS NULL "
+            "AND envelope_key IS NOT NULL",
+            (message_id,),
+        )
+        if not rows:
+            return None
+        return rows[0]["envelope_key"], bytes(rows[0]["envelope"])
+
     async def inbox_sealed(self, partner: str, message_id: str) -> tuple[str | None, bytes] | None:
         """The sealed envelope (key id, ciphertext) of a message in ``partner``'s inbox; None
         when it is not there (or not the partner's)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from gateway.rules import pairs
 from gateway.rules.catalogue import RECEIVER_HOW, Entry, Status, catalogue, known_releases
 from gateway.rules.keys import LOGICAL_KEYS
 
@@ -208,6 +209,8 @@ def markdown(example_faults: Iterable[tuple[str, str, str]]) -> str:
         "## Checked by the gateway with its own state",
         "",
         *_table(by_status[Status.GATEWAY], with_elements=False),
+        "",
+        *pairs.DOC,
         "",
         "## Enforced by the XSD",
         "",
