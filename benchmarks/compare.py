@@ -2,9 +2,9 @@
 machine, same hour — the only fair way to say a change to the hot path won or lost.
 
 Each commit is exported from git (its committed tree, nothing of the working tree) and gets
-its own virtualenv (``-c .ci/constraints.txt``), built once per commit and kept under a cache
-directory (``--cache``, default
-``$GGK_BENCH_CACHE`` or ``~/.cache/ggk-benchmarks``), so a second comparison starts at once.
+its own virtualenv (``-e .[dev,bench]``, ``-c .ci/constraints.txt``), built once per commit
+and kept under a cache directory (``--cache``, default ``$GGK_BENCH_CACHE`` or
+``~/.cache/ggk-benchmarks``), so a second comparison starts at once.
 Then ``python -m benchmarks run`` *of that commit* (its own gateway, its own default
 configuration, its own load generator) runs the scenario alternately BASE, HEAD, BASE, HEAD…
 ``--pairs`` times; alternating spreads the machine's drift (other processes, thermal state)
@@ -179,11 +179,15 @@ class Builds:
         if not constraints.exists():  # older commits pinned nothing: use ours
             constraints = self.repo / ".ci" / "constraints.txt"
         pin = ["-c", str(constraints)] if constraints.exists() else []
+        # the bench extra (matplotlib, py-spy) where the commit has one: its plot and --flame
+        extras = (
+            ".[dev,bench]" if "\nbench = " in (tree / "pyproject.toml").read_text() else ".[dev]"
+        )
         log = home / "build.log"
         steps = [
             [sys.executable, "-m", "venv", str(home / "venv")],
             [str(python), "-m", "pip", "install", "-q", *pin, "--upgrade", "pip", "setuptools"],
-            [str(python), "-m", "pip", "install", "-q", *pin, "-e", ".[dev]"],
+            [str(python), "-m", "pip", "install", "-q", *pin, "-e", extras],
         ]
         with log.open("w") as out:
             for step in steps:

@@ -89,6 +89,20 @@ def tree_rss_mib(pid: int) -> float:
     return total
 
 
+async def dump_now(server: asyncio.subprocess.Process, path: Path, timeout: float = 120) -> None:
+    """SIGUSR2 to the gateway, and wait until its tracemalloc dump is in ``path`` (taking a
+    snapshot of a large heap takes seconds; SIGTERM before it would cut it short)."""
+
+    def dumps() -> int:
+        return path.read_text().count("## dump ") if path.exists() else 0
+
+    before = dumps()
+    server.send_signal(signal.SIGUSR2)
+    deadline = time.perf_counter() + timeout
+    while dumps() == before and time.perf_counter() < deadline:
+        await asyncio.sleep(0.2)
+
+
 class Senders:
     """Per sending partner one mTLS session (SOAP) and one bearer-token session (REST)."""
 
@@ -237,8 +251,7 @@ async def soak(args: argparse.Namespace) -> Report:
             )
             report.rss_at_end_mib = report.samples[-1].rss_mib
             if args.tracemalloc:
-                server.send_signal(signal.SIGUSR2)
-                await asyncio.sleep(5)  # the dump takes a moment; SIGTERM would cut it short
+                await dump_now(server, Path(args.tracemalloc))
         finally:
             await senders.close()
             server.terminate()
