@@ -71,6 +71,9 @@ class Report:
     growth_mib: float = 0.0
     growth_kib_per_1000: float = 0.0
     tree_growth_mib: float = 0.0
+    trend_kib_per_1000: float = 0.0
+    """Least-squares slope of RSS over messages answered after the warm-up: robust against
+    the swing of single samples (a 1 MB declaratie in flight is a MiB or two)."""
     samples: list[Sample] = field(default_factory=list)
 
 
@@ -266,7 +269,23 @@ async def soak(args: argparse.Namespace) -> Report:
     report.tree_growth_mib = last.tree_rss_mib - at_warmup.tree_rss_mib
     after = max(1, last.sent - at_warmup.sent)
     report.growth_kib_per_1000 = report.growth_mib * 1024 / after * 1000
+    report.trend_kib_per_1000 = slope(
+        [(x.sent, x.rss_mib) for x in report.samples if x.seconds >= args.warmup]
+    )
     return report
+
+
+def slope(points: list[tuple[int, float]]) -> float:
+    """KiB per 1,000 messages of the least-squares line through (messages, MiB)."""
+    if len(points) < 2:
+        return 0.0
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return 0.0
+    rise = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    return rise / spread * 1024 * 1000
 
 
 def table(report: Report) -> str:
@@ -276,11 +295,12 @@ def table(report: Report) -> str:
             f"{report.seconds:g} s, SOAP and REST mixed, warm-up {report.warmup:g} s",
             "",
             "| sent | refused | delivered | RSS at warm-up MiB | RSS at end MiB | growth MiB "
-            "| growth KiB per 1,000 msgs | growth with worker MiB |",
-            "|---|---|---|---|---|---|---|---|",
+            "| growth KiB per 1,000 msgs | trend KiB per 1,000 msgs | growth with worker MiB |",
+            "|---|---|---|---|---|---|---|---|---|",
             f"| {report.sent:,} | {report.refused} | {report.delivered:,} | "
             f"{report.rss_at_warmup_mib:.1f} | {report.rss_at_end_mib:.1f} | "
             f"{report.growth_mib:+.1f} | {report.growth_kib_per_1000:+.2f} | "
+            f"{report.trend_kib_per_1000:+.2f} | "
             f"{report.tree_growth_mib:+.1f} |",
         ]
     )
