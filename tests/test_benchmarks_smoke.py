@@ -294,7 +294,12 @@ def test_ebms() -> None:
             pytest.fail(f"the ebMS benchmark needs {missing} (.ci/run provides it)")
         pytest.skip(f"the ebMS benchmark needs {missing}")
     done = bench("benchmarks.ebms", "--messages", "5", timeout=400)
-    assert tables(done.stdout)
+    phases = re.findall(r"^(.+?)\s+([\d.]+) msg/s\s+([\d.]+) CPU-s/1000$", done.stdout, re.M)
+    assert [name.strip() for name, _, _ in phases] == [
+        *("warm-up", "in ebMS", "in SOAP", "in SOAP, ebMS pace"),
+        *("out ebMS", "out HTTP", "out HTTP, ebMS pace"),
+    ], done.stdout
+    assert all(float(rate) > 0 for _, rate, _ in phases)
 
 
 def test_vegeta() -> None:
