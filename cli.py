@@ -13,8 +13,10 @@ import click
 
 from gateway.cli import (
     audit_trail,
+    backup,
     certs,
     checks,
+    code_lists,
     cpas,
     dead_letters,
     figures,
@@ -36,6 +38,7 @@ for command in (
     checks.validate,
     checks.schemas,
     checks.rules,
+    code_lists.codelists_group,
     setup.init,
     setup.serve,
     messages.submit,
@@ -51,6 +54,8 @@ for command in (
     cpas.cpa,
     kafka.kafka,
     certs.certs,
+    backup.backup_command,
+    backup.restore_command,
 ):
     main.add_command(command)
 

@@ -39,6 +39,27 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.keyring import Keyring
 
 GENESIS = "0" * 64
+
+
+def names_partner(event: AuditEvent, partner: str) -> bool:
+    """The record is about ``partner``: its zender or ontvanger, the actor acting for it, or
+    a delivery to it (a delivery's outcome names its destination first, "CAK attempt 1"; a
+    copy to CAK is about CAK although the message's ontvanger is someone else). The embedded
+    store's search says the same in SQL (sqlite_audit.search)."""
+    outcome = event.outcome
+    return (
+        partner in (event.zender, event.ontvanger)
+        or event.actor.startswith(f"{partner} ")
+        or outcome == partner
+        or outcome.startswith((f"{partner} ", f"{partner}:"))
+    )
+
+
+def like_escaped(text: str) -> str:
+    """``text`` as a literal inside an SQL LIKE pattern with ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 CLEAR_FIELDS = (
     "action",
     "object",

@@ -27,6 +27,27 @@ class Unreachable(ClientError):
     """The gateway could not be reached at all (an I/O problem, not an answer)."""
 
 
+def _certificate_problem(base_url: str, ca: str | None, exc: Exception) -> str:
+    """Why the TLS handshake with the gateway failed, said as a certificate problem: the
+    gateway is running, but its certificate is not the one this side trusts (after a
+    `ggk init --force` the gateway must be restarted to load the new one)."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        why = "its certificate is not signed by the CA this configuration trusts"
+        if "Hostname mismatch" in text or "doesn't match" in text:
+            why = "its certificate is not issued for this host name"
+        elif "expired" in text:
+            why = "its certificate has expired"
+    else:
+        why = "the TLS handshake failed"
+    trusted = f" (trusted CA: {ca})" if ca else " (trusted CAs: the system's)"
+    return (
+        f"certificate mismatch at {base_url}: {why}{trusted}. If the gateway's certificates "
+        "were issued again (`ggk init --force`), restart `ggk serve` so it presents the new "
+        "one; otherwise point --config at the configuration of this gateway."
+    )
+
+
 @dataclass
 class GatewayClient:
     base_url: str
@@ -65,6 +86,9 @@ class GatewayClient:
             )
         except requests.RequestException as exc:
             reason = type(exc).__name__
+            if isinstance(exc, requests.exceptions.SSLError):
+                # SSLError is a ConnectionError too: name the certificate, not the network
+                raise Unreachable(_certificate_problem(self.base_url, self.ca, exc)) from None
             if isinstance(exc, requests.ConnectionError):
                 reason = "connection refused or unreachable (is `ggk serve` running?)"
             raise Unreachable(f"cannot reach the gateway at {self.base_url}: {reason}") from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.ebms.tls import PartnerTls, TlsSetupError, check_files
 from gateway.standards import BY_CODE
 from gateway.tables import Table, UnknownKey
 from gateway.xmlsafe import DEFAULT_MAX_BYTES
@@ -133,6 +134,23 @@ class EbmsConfig:
     timestamp_past_seconds: int = 3600
     """How old a received message's eb:Timestamp may be at least; a reliable channel allows
     its whole resend window, (1 + Retries) x RetryInterval, when that is longer."""
+    listen: tuple[str, int] | None = None
+    """host and port of a listener for ``POST /ebms`` only that REQUIRES a client
+    certificate (Digikoppeling: two-way TLS, no tokens); the main listener then refuses
+    ``/ebms``. None: ``/ebms`` is served on the main listener."""
+    trust: tuple[Path, ...] = ()
+    """PEM CA files: the anchors partners' MSH certificates must chain to (both ways)."""
+    crl: tuple[Path, ...] = ()
+    """PEM CRLs checked for partners' certificates (both ways)."""
+    client_cert: Path | None = None
+    """PEM certificate the gateway presents to partners' MSHs (EKU clientAuth)."""
+    client_key: Path | None = None
+    server_cert: Path | None = None
+    """PEM certificate of the ``listen`` listener (e.g. a PKIoverheid server certificate with
+    our OIN); None: ``[tls] cert``."""
+    server_key: Path | None = None
+    partners: dict[str, PartnerTls] = field(default_factory=dict)
+    """``[ebms.partner.<id>]``: trust, crl or a client certificate for one partner."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +201,9 @@ class GatewayConfig:
     """``sqlite`` (embedded, one process) or ``kafka`` (several processes; see ``kafka``)."""
     kafka: KafkaConfig | None = None
     ebms: EbmsConfig | None = None
+    codelists_dir: Path | None = None
+    """``[codelists] directory``: the operator's drop-in code lists, each replacing the bundled
+    list of the same name (gateway/codelists, docs/codelists.md). None: the bundled lists only."""
 
     @property
     def database(self) -> Path:
@@ -230,7 +251,7 @@ def _read(root: Table, path: Path) -> GatewayConfig:
 
     gw, auth = root.table("gateway"), root.table("auth")
     audit, figures, retour = root.table("audit"), root.table("figures"), root.table("retour")
-    tls_raw = root.table("tls")
+    tls_raw, codelists_raw = root.table("tls"), root.table("codelists")
     tls = None
     if tls_raw.raw:
         try:
@@ -285,10 +306,24 @@ def _read(root: Table, path: Path) -> GatewayConfig:
             broker=str(gw.get("broker", "sqlite")),
             kafka=kafka,
             ebms=ebms,
+            codelists_dir=(
+                rel(str(codelists_raw["directory"])) if codelists_raw.get("directory") else None
+            ),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    for table in (root, gw, auth, audit, figures, retour, tls_raw, delivery_raw, limits_raw):
+    for table in (
+        root,
+        gw,
+        auth,
+        audit,
+        figures,
+        retour,
+        tls_raw,
+        delivery_raw,
+        limits_raw,
+        codelists_raw,
+    ):
         table.done()
     try:  # each [[route]]'s keys are the route table's to know (routing/table.py)
         RouteTable.from_config(routes, str(path))
@@ -313,21 +348,92 @@ def _ebms(raw: Table, path: Path, rel: Any) -> EbmsConfig:
     oin = str(raw.get("oin", ""))
     if not re.match(r"^[0-9]{20}(_[OTA]{1,3})?$", oin):
         raise ConfigError(f"{path}: [ebms] oin must be the gateway's OIN (20 digits), not {oin!r}")
-    config = EbmsConfig(
-        oin=oin,
-        cpa_dir=rel(str(raw.get("cpa_dir", "cpa"))),
-        schema_dir=rel(str(raw["schema_dir"])) if raw.get("schema_dir") else None,
-        loopback_http=bool(raw.get("loopback_http", False)),
-        signing_key=rel(str(raw["signing_key"])) if raw.get("signing_key") else None,
-        signing_cert=rel(str(raw["signing_cert"])) if raw.get("signing_cert") else None,
-        timestamp_future_seconds=_seconds(raw, "timestamp_future_seconds", 300, path),
-        timestamp_past_seconds=_seconds(raw, "timestamp_past_seconds", 3600, path),
-    )
     try:
+        own = _partner_tls(raw, "[ebms]", rel)
+        partners = {}
+        for partner_id, table in _partner_tables(raw):
+            partners[partner_id] = _partner_tls(table, table.where, rel)
+            table.done()
+        config = EbmsConfig(
+            oin=oin,
+            cpa_dir=rel(str(raw.get("cpa_dir", "cpa"))),
+            schema_dir=rel(str(raw["schema_dir"])) if raw.get("schema_dir") else None,
+            loopback_http=_flag(raw, "loopback_http"),
+            signing_key=rel(str(raw["signing_key"])) if raw.get("signing_key") else None,
+            signing_cert=rel(str(raw["signing_cert"])) if raw.get("signing_cert") else None,
+            timestamp_future_seconds=_seconds(raw, "timestamp_future_seconds", 300, path),
+            timestamp_past_seconds=_seconds(raw, "timestamp_past_seconds", 3600, path),
+            listen=_listen(raw.get("listen")),
+            trust=own.trust,
+            crl=own.crl,
+            client_cert=own.client_cert,
+            client_key=own.client_key,
+            server_cert=rel(str(raw["server_cert"])) if raw.get("server_cert") else None,
+            server_key=rel(str(raw["server_key"])) if raw.get("server_key") else None,
+            partners=partners,
+        )
+        if (config.server_cert is None) != (config.server_key is None):
+            raise TlsSetupError("[ebms] server_cert and server_key go together")
         raw.done()
-    except UnknownKey as exc:
+    except (UnknownKey, TlsSetupError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return config
+
+
+def _flag(raw: Table, key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise UnknownKey(f"{raw.where} {key} is true or false, not {value!r}")
+    return value
+
+
+def _listen(value: object) -> tuple[str, int] | None:
+    """``"host:port"`` (``"[::1]:8444"`` for IPv6) of the ebMS listener."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"\[?([0-9A-Za-z.:-]+?)\]?:([0-9]{1,5})", str(value))
+    if not isinstance(value, str) or match is None or not 1 <= int(match[2]) <= 65535:
+        raise UnknownKey(f'[ebms] listen is "host:port" (e.g. "0.0.0.0:8444"), not {value!r}')
+    return match[1], int(match[2])
+
+
+def _partner_tables(raw: Table) -> list[tuple[str, Table]]:
+    """``[ebms.partner.<id>]`` tables, each with a partner id of the registry's shape."""
+    from routing.partners import PARTNER_ID  # routing imports nothing of this module
+
+    found = []
+    tables = raw.get("partner", {})
+    if not isinstance(tables, dict):
+        raise UnknownKey("[ebms] partner holds tables: [ebms.partner.<id>]")
+    for partner_id, entry in tables.items():
+        if not PARTNER_ID.fullmatch(str(partner_id)):
+            raise UnknownKey(f"[ebms.partner.{partner_id}]: {partner_id!r} is no partner id")
+        found.append((str(partner_id), Table(entry, f"[ebms.partner.{partner_id}]")))
+    return found
+
+
+def _partner_tls(raw: Table, where: str, rel: Any) -> PartnerTls:
+    """trust, crl, client_cert, client_key of ``[ebms]`` or one ``[ebms.partner.<id>]``,
+    their files checked (gateway/ebms/tls.py)."""
+
+    def paths(key: str) -> tuple[Path, ...]:
+        value = raw.get(key, [])
+        listed = [value] if isinstance(value, str) else value
+        if not isinstance(listed, list) or not all(isinstance(v, str) and v for v in listed):
+            raise UnknownKey(f"{where} {key} is a file name or a list of them, not {value!r}")
+        return tuple(rel(v) for v in listed)
+
+    def one(key: str) -> Path | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise UnknownKey(f"{where} {key} is a file name, not {value!r}")
+        return Path(rel(value))
+
+    settings = PartnerTls(paths("trust"), paths("crl"), one("client_cert"), one("client_key"))
+    check_files(settings, where)
+    return settings
 
 
 def _seconds(raw: Table, key: str, default: int, path: Path) -> int:
@@ -404,12 +510,31 @@ def check(config: GatewayConfig) -> None:
             f"{config.path}: [limits] inflight_body_mb must hold at least one message of "
             "max_message_bytes"
         )
+    _check_ebms_listener(config)
     if config.delivery.max_attempts < 1:
         raise ConfigError(f"{config.path}: delivery.max_attempts must be at least 1")
     if not 1 <= config.delivery.per_receiver <= config.delivery.concurrency:
         raise ConfigError(
             f"{config.path}: delivery.per_receiver must be at least 1 and at most "
             f"delivery.concurrency ({config.delivery.concurrency})"
+        )
+
+
+def _check_ebms_listener(config: GatewayConfig) -> None:
+    """``[ebms] listen`` needs a server certificate (its own or ``[tls]``'s) and anchors to
+    check callers against: said when the file is read, not when the listener starts."""
+    ebms = config.ebms
+    if ebms is None or ebms.listen is None:
+        return
+    if ebms.server_cert is None and config.tls is None:
+        raise ConfigError(
+            f"{config.path}: [ebms] listen needs a server certificate: [ebms] server_cert and "
+            "server_key, or [tls] cert and key"
+        )
+    if not ebms.trust and not any(p.trust for p in ebms.partners.values()):
+        raise ConfigError(
+            f"{config.path}: [ebms] listen needs trust anchors for the callers' certificates: "
+            "[ebms] trust (the partners' CA chain, PKIoverheid in production)"
         )
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import secrets
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.devpki import DevCA
 from gateway.keyring import Keyring
+from gateway.serving import is_served
 from routing.partners import token_digest
 
 
@@ -39,17 +41,41 @@ DEMO_PARTNERS = (
 )
 
 
-def _move_aside(directory: Path) -> list[Path]:
-    """Rename ``data`` and ``drop`` to ``<name>.replaced-<time>``; returns the new names."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    moved = []
-    for name in ("data", "drop"):
-        old = directory / name
-        if old.is_dir() and any(old.iterdir()):
-            target = directory / f"{name}.replaced-{stamp}"
-            old.rename(target)
-            moved.append(target)
-    return moved
+SETUP_PARTS = ("gateway.toml", "partners.toml", "keys", "pki", "secrets", "data", "drop")
+"""What ``ggk init`` writes: replaced together, kept together (data needs its own keys)."""
+
+
+def _keep_aside(directory: Path) -> Path | None:
+    """Move the existing setup, all of it, into ``replaced-<time>/``: its data stays with the
+    keyring that opens it (``audit verify`` there passes with its own configuration), and
+    the old tokens and certificates are not lost. Returns the backup folder, if any."""
+    present = [directory / name for name in SETUP_PARTS if (directory / name).exists()]
+    if not present:
+        return None
+    backup = directory / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    suffix = 1
+    while backup.exists():
+        suffix += 1
+        backup = directory / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
+    backup.mkdir(mode=0o700)
+    for path in present:
+        path.rename(backup / path.name)
+    return backup
+
+
+def _data_dir(config: Path) -> Path:
+    """The data directory the existing configuration names (``data`` when unreadable)."""
+    try:
+        with config.open("rb") as handle:
+            named = tomllib.load(handle).get("gateway", {}).get("data_dir", "data")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        named = "data"
+    path = Path(named) if isinstance(named, str) else Path("data")
+    return path if path.is_absolute() else config.parent / path
+
+
+class DemoServed(Exception):
+    """A gateway is serving the folder: it must be stopped before its setup is replaced."""
 
 
 def _private(path: Path, text: str) -> None:
@@ -66,14 +92,21 @@ def init(directory: Path, *, port: int = 8443, force: bool = False) -> Path:
     """Write the demo setup; returns the path of ``gateway.toml``.
 
     An existing setup is kept (:class:`DemoExists`), so the quick start can run twice. With
-    ``force`` keys, certificates and tokens are made anew, and the data written with the old
-    keys (database, file drops) is moved aside, never left for new keys that cannot open it.
+    ``force`` keys, certificates and tokens are made anew, and the whole old setup (its
+    configuration, keys, certificates, tokens and the data they open) is moved into
+    ``replaced-<time>/``, never left for new keys that cannot open it. Refused while a
+    gateway serves the folder (:class:`DemoServed`).
     """
     config = directory / "gateway.toml"
     if config.exists() and not force:
         raise DemoExists(f"{config} exists; kept (ggk init --force makes a new one)")
+    if force and is_served(_data_dir(config)):
+        raise DemoServed(
+            f"a gateway is serving {directory}: stop `ggk serve` first, then run "
+            "`ggk init --force` again (its keys and certificates would change underneath it)"
+        )
     if force:
-        _move_aside(directory)
+        _keep_aside(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for sub in ("data", "secrets", "drop", "keys"):
         (directory / sub).mkdir(exist_ok=True)
@@ -81,6 +114,9 @@ def init(directory: Path, *, port: int = 8443, force: bool = False) -> Path:
     Keyring.generate().save(directory / "keys" / "keyring.json")
     ca = DevCA(directory / "pki")
     server = ca.issue("server", "localhost", server=True)
+    # the MSH's client certificate for two-way TLS to partners (docs/ebms.md): its own key,
+    # EKU clientAuth (the server certificate is serverAuth only, and ebms-core refuses that)
+    ca.issue("ebms-client", "ggk-gateway ebMS", organisation="ggk-gateway")
     ca.write_crl()
     admin_token = secrets.token_urlsafe(32)
     tokens = {p.id: secrets.token_urlsafe(32) for p in DEMO_PARTNERS}
@@ -176,6 +212,12 @@ checkpoint_seconds = 60        # how often the audit chain head is signed
 # oin = "00000001234567890000"         # this gateway's OIN (its PartyId in every CPA)
 # cpa_dir = "cpa"
 # schema_dir = "xsd/ebms2"             # folder with the OASIS cpp-cpa-2_0.xsd (validates CPAs)
+# listen = "0.0.0.0:8444"              # /ebms on a listener that REQUIRES a client certificate
+# trust = "pki/ca.crt"                 # partners' MSH CA chain (PKIoverheid private root in
+#                                      # production; this development CA for tests)
+# crl = "pki/crl.pem"                  # their revoked certificates (checked both ways)
+# client_cert = "pki/ebms-client.crt"  # what our MSH presents to partners (EKU clientAuth)
+# client_key = "pki/ebms-client.key"
 
 [[route]]
 name = "eigen bijdrage: copy to CAK"

@@ -28,13 +28,18 @@ class Issued:
     sha256: str
 
 
-def _name(common_name: str, organisation: str = "ggk-gateway development") -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
+def _name(
+    common_name: str, organisation: str = "ggk-gateway development", oin: str | None = None
+) -> x509.Name:
+    """Subject; ``oin`` goes into serialNumber, where Digikoppeling certificates carry it
+    (PKIoverheid, Logius PKI001)."""
+    attributes = [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ]
+    if oin is not None:
+        attributes.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, oin))
+    return x509.Name(attributes)
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -145,13 +150,19 @@ class DevCA:
         server: bool = False,
         organisation: str = "ggk-gateway development",
         not_after: dt.datetime | None = None,
+        oin: str | None = None,
+        hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1"),
     ) -> Issued:
+        """A certificate for TLS: ``server`` for serverAuth with localhost/127.0.0.1/::1 in
+        its SAN, else for clientAuth only (a partner's, or the gateway's ebMS client
+        certificate: a separate key for a separate job). ``oin`` in the subject's
+        serialNumber; ``hosts``: the DNS names and IP addresses a server certificate names."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         expires = not_after or now + dt.timedelta(days=self.days)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(common_name, organisation))
+            .subject_name(_name(common_name, organisation, oin))
             .issuer_name(self.name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -166,16 +177,13 @@ class DevCA:
             )
         )
         if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.IPAddress(ipaddress.ip_address("::1")),
-                    ]
-                ),
-                critical=False,
-            )
+            names: list[x509.GeneralName] = []
+            for host in hosts:
+                try:
+                    names.append(x509.IPAddress(ipaddress.ip_address(host)))
+                except ValueError:
+                    names.append(x509.DNSName(host))
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         cert_path, key_path = self.directory / f"{stem}.crt", self.directory / f"{stem}.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

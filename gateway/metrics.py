@@ -22,7 +22,9 @@ DELIVERIES = Counter(
 )
 BV03_SECONDS = Histogram(
     "ggk_bv03_seconds",
-    "Time from request received to Bv03/Fo03 sent.",
+    "Time from request received to the accept answer (Bv03/Fo03 on SOAP, 202/problem on "
+    "REST, the accept decision on ebMS), per channel.",
+    ["channel"],  # soap, rest, ebms: a fixed set
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -273,10 +274,14 @@ def gateway_with_cpa(
     retry_interval: str = "PT1M",
     peer_signer: Signer | None = None,
     ack_signed: bool = False,
+    two_way_tls: bool = False,
 ) -> Setup:
     """Gateway with 0150 as the partner behind the peer's OIN (delivered to over ebMS when
     ``outbound``), 12345678 pulling its inbox, and the CPA imported. With ``peer_signer`` the
-    CPA is osb-rm-s: the gateway gets a signing key of its own (``keys/ebms-signing.*``)."""
+    CPA is osb-rm-s: the gateway gets a signing key of its own (``keys/ebms-signing.*``). With
+    ``two_way_tls`` both endpoints are HTTPS: ours on an ``[ebms] listen`` listener that
+    requires a client certificate (:func:`ebms_url`), trusting the demo CA and its CRL, with
+    the ``ggk init`` ebMS client certificate; the capture is expected on HTTPS."""
     setup = make_setup(tmp_path / "gw", free_port())
     partners = setup.directory / "partners.toml"
     text = partners.read_text().replace(
@@ -287,7 +292,14 @@ def gateway_with_cpa(
     if outbound:
         text = with_delivery(text, "0150", 'adapter = "ebms"\ncpa = "CPA_TEST_gateway_1"\n')
     partners.write_text(text)
-    ebms_table = f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n'
+    ebms_table = f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\n'
+    if two_way_tls:
+        ebms_table += (
+            f'listen = "127.0.0.1:{free_port()}"\ntrust = "pki/ca.crt"\ncrl = "pki/crl.pem"\n'
+            'client_cert = "pki/ebms-client.crt"\nclient_key = "pki/ebms-client.key"\n'
+        )
+    else:
+        ebms_table += "loopback_http = true\n"
     ours: Signer | None = None
     if peer_signer is not None:
         ours = write_signer(setup.directory / "keys", "ebms-signing")
@@ -300,14 +312,14 @@ def gateway_with_cpa(
         PEER.oin,
         PEER.name,
         PEER.role,
-        f"http://127.0.0.1:{capture.port}/ebms",
+        f"{'https' if two_way_tls else 'http'}://127.0.0.1:{capture.port}/ebms",
         peer_signer.certificate if peer_signer else None,
     )
     gateway = Side(
         GATEWAY.oin,
         GATEWAY.name,
         GATEWAY.role,
-        f"{setup.url}/ebms",
+        ebms_url(setup),
         ours.certificate if ours else None,
     )
     config = load_config(setup.config_path)
@@ -325,6 +337,15 @@ def gateway_with_cpa(
         )
     )
     return setup
+
+
+def ebms_url(setup: Setup) -> str:
+    """Where the gateway's ``/ebms`` is: its ``[ebms] listen`` listener when it has one."""
+    config = load_config(setup.config_path)
+    if config.ebms is not None and config.ebms.listen is not None:
+        host, port = config.ebms.listen
+        return f"https://{host}:{port}/ebms"
+    return f"{setup.url}/ebms"
 
 
 OTHER = Side("00000001999999999000", "OlstWijhe", "GGK", "http://127.0.0.1:18889/ebms")
@@ -420,21 +441,23 @@ async def post_ebms(
         headers["Authorization"] = f"Bearer {token}"
     async with (
         aiohttp.ClientSession(connector=connector) as session,
-        session.post(f"{setup.url}/ebms", data=body, headers=headers) as response,
+        session.post(ebms_url(setup), data=body, headers=headers) as response,
     ):
         return response.status, await response.read()
 
 
 @contextlib.asynccontextmanager
-async def capturing(cap: Capture | None = None) -> AsyncIterator[Capture]:
+async def capturing(
+    cap: Capture | None = None, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[Capture]:
     """A :class:`Capture` (a new one unless ``cap``) listening on loopback for the
-    duration."""
+    duration; over TLS with ``ssl_context`` (a partner MSH's HTTPS endpoint)."""
     cap = cap or Capture()
     app = web.Application()
     app.router.add_post("/ebms", cap.handle)
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", cap.port).start()
+    await web.TCPSite(runner, "127.0.0.1", cap.port, ssl_context=ssl_context).start()
     try:
         yield cap
     finally:

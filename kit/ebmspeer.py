@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -23,11 +25,12 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from gateway import envelope as env
 from gateway.config import load as load_config
+from gateway.devpki import DevCA, Issued
 from gateway.ebms.cpastore import CpaStore
 from gateway.ebms.signing import Signer
 from kit.ebms import GATEWAY, PEER, Side, make_cpa, save_signer
@@ -49,6 +52,8 @@ class Peer:
     home: Path
     web_port: int
     ebms_port: int
+    scheme: str = "http"
+    """``https`` for a peer with two-way TLS (started with :class:`PeerPki`)."""
 
     @property
     def api(self) -> str:
@@ -78,8 +83,11 @@ class Peer:
         )
         urllib.request.urlopen(request, timeout=60).read()
 
-    def send(self, cpaid: str, payload: bytes, action: str = "ggk_Di01") -> str:
-        body = {
+    def send(
+        self, cpaid: str, payload: bytes, action: str = "ggk_Di01", ref_to: str | None = None
+    ) -> str:
+        """Send through the peer's REST API; ``ref_to``: its RefToMessageId."""
+        body: dict[str, Any] = {
             "properties": {
                 "cpaId": cpaid,
                 "fromPartyId": f"urn:osb:oin:{PEER.oin}",
@@ -97,6 +105,8 @@ class Peer:
                 }
             ],
         }
+        if ref_to is not None:
+            body["properties"]["refToMessageId"] = ref_to
         return str(self.call("POST", "/ebms/messages", body))
 
     def inbox(self) -> list[str]:
@@ -114,12 +124,24 @@ class Peer:
 
 
 @contextlib.contextmanager
-def started_peer(home: Path, seed: Path) -> Iterator[Peer]:
+def started_peer(
+    home: Path,
+    seed: Path,
+    *,
+    name: str = "gwtest",
+    tls: PeerPki | None = None,
+    tls_extra: tuple[str, ...] = (),
+) -> Iterator[Peer]:
     """The peer on two free loopback ports, its state in ``home``; ``seed`` is where a first CPA
-    (with the peer's own endpoint) is written for its start. Stopped on exit."""
-    found = Peer("gwtest", home, free_port(), free_port())
+    (with the peer's own endpoint) is written for its start. With ``tls`` its ebMS endpoint is
+    HTTPS and requires a client certificate (:class:`PeerPki`; ``tls_extra``: more ebms-core
+    properties). Stopped on exit."""
+    found = Peer(name, home, free_port(), free_port(), "https" if tls else "http")
     seed.write_bytes(peer_cpa(ASYNC_CPA, found, 1))
     environment = {**os.environ, "EBMS_HOME": str(home)}
+    props = []
+    if tls is not None:
+        props = ["--props", str(tls.properties(home / f"{name}.properties", name, tls_extra))]
     started = subprocess.run(
         [
             str(KIT / "start.sh"),
@@ -131,6 +153,7 @@ def started_peer(home: Path, seed: Path) -> Iterator[Peer]:
             str(found.web_port),
             "--ebms-port",
             str(found.ebms_port),
+            *props,
         ],
         env=environment,
         capture_output=True,
@@ -162,11 +185,13 @@ def peer_cpa(
     retry_interval: str = "PT1M",
     peer_port: int | None = None,
     ack_signed: bool = False,
+    gateway_url: str | None = None,
 ) -> bytes:
     """A CPA between the peer and the gateway; with ``gateway_cert`` osb-rm-s, the peer signing
     with ebms-core's built-in test key (its certificate is in the kit); ``peer_port``: the
     peer's endpoint is there (a ``tests.relay.Relay`` in front of it); ``ack_signed``: signed
-    acknowledgments asked both ways."""
+    acknowledgments asked both ways; ``gateway_url``: our endpoint (default: plain HTTP on
+    ``gateway_port``). The peer's endpoint has the peer's scheme."""
     peer_cert = None
     if gateway_cert is not None:
         pem = (KIT / "certs" / "ebms-core-localhost.pem").read_bytes()
@@ -182,14 +207,14 @@ def peer_cpa(
             PEER.oin,
             PEER.name,
             PEER.role,
-            f"http://127.0.0.1:{peer_port or peer.ebms_port}/ebms",
+            f"{peer.scheme}://127.0.0.1:{peer_port or peer.ebms_port}/ebms",
             peer_cert,
         ),
         gateway=Side(
             GATEWAY.oin,
             GATEWAY.name,
             GATEWAY.role,
-            f"http://127.0.0.1:{gateway_port}/ebms",
+            gateway_url or f"http://127.0.0.1:{gateway_port}/ebms",
             gateway_cert,
         ),
     )
@@ -242,8 +267,30 @@ def prepare(
     )
     config += f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\nloopback_http = true\n'
     config += 'signing_key = "keys/ebms-signing.key"\nsigning_cert = "keys/ebms-signing.crt"\n'
-    signer = trusted_signer(setup.directory / "keys")
     setup.config_path.write_text(config)
+    _import_cpas(
+        setup,
+        peer,
+        retry_interval,
+        peer_port=peer_port,
+        gateway_url=f"http://127.0.0.1:{gateway_port or setup.port}/ebms",
+        peer_copy=peer_copy,
+    )
+    return PlainSetup(setup.directory, setup.port)
+
+
+def _import_cpas(
+    setup: Setup,
+    peer: Peer,
+    retry_interval: str,
+    *,
+    gateway_url: str,
+    peer_port: int | None = None,
+    peer_copy: Callable[[bytes], bytes] = lambda cpa: cpa,
+) -> None:
+    """The four test CPAs imported on both sides (the gateway signing with the key the peer
+    trusts, :func:`trusted_signer`)."""
+    signer = trusted_signer(setup.directory / "keys")
     loaded = load_config(setup.config_path)
     assert loaded.ebms is not None
     store = CpaStore(loaded.ebms, PartnerRegistry.load(loaded.partners_file))
@@ -256,16 +303,158 @@ def prepare(
         cpa = peer_cpa(
             cpaid,
             peer,
-            gateway_port or setup.port,
+            0,
             sync=sync,
             gateway_cert=cert,
             retry_interval=retry_interval,
             peer_port=peer_port,
             ack_signed=cpaid == SIGNED_ACK_CPA,
+            gateway_url=gateway_url,
         )
         store.add(cpa)
         peer.load_cpa(peer_copy(cpa))
-    return PlainSetup(setup.directory, setup.port)
+
+
+PASSWORD = b"password"
+"""Of the peer's PKCS12 key and trust stores (test material only)."""
+
+
+def _keystore(path: Path, issued: Issued, ca: x509.Certificate) -> Path:
+    """A PKCS12 key store (key, certificate and CA chain), as ebms-core reads it."""
+    key = serialization.load_pem_private_key(issued.key.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    cert = x509.load_pem_x509_certificate(issued.cert.read_bytes())
+    path.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"key", key, cert, [ca], serialization.BestAvailableEncryption(PASSWORD)
+        )
+    )
+    return path
+
+
+@dataclass
+class PeerPki:
+    """A test CA shared by a TLS peer and the gateways linked to it (the demo CA's code,
+    gateway/devpki.py): the peer's server and client certificates in PKCS12 stores, its
+    trust store (this CA, and ebms-core's own test certificate, which its XML-signature
+    checks need), and certificates for each gateway."""
+
+    ca: DevCA
+
+    @classmethod
+    def make(cls, directory: Path) -> PeerPki:
+        ca = DevCA(directory)
+        ca.write_crl()
+        return cls(ca)
+
+    @property
+    def directory(self) -> Path:
+        return self.ca.directory
+
+    def peer_client(self, name: str) -> Path:
+        """The certificate peer ``name`` presents as a client: partner 0150's MSH."""
+        return self.directory / f"{name}-client.crt"
+
+    def properties(self, path: Path, name: str, extra: tuple[str, ...] = ()) -> Path:
+        """The ebms-core properties of two-way TLS (README, "HTTPS with client
+        certificates") for peer ``name``, its stores written beside the CA; ``extra``:
+        further property lines (protocols, suites)."""
+        ca = self.ca.cert
+        server = self.ca.issue(f"{name}-server", "ebms-core peer", server=True)
+        client = self.ca.issue(f"{name}-client", "ebms-core peer", oin=PEER.oin)
+        stores = {
+            "keystore": _keystore(self.directory / f"{name}-server.p12", server, ca),
+            "client.keystore": _keystore(self.directory / f"{name}-client.p12", client, ca),
+        }
+        core = x509.load_pem_x509_certificate(
+            (KIT / "certs" / "ebms-core-localhost.pem").read_bytes()
+        )
+        trust = self.directory / "peer-trust.p12"
+        trust.write_bytes(
+            pkcs12.serialize_java_truststore(
+                [
+                    pkcs12.PKCS12Certificate(ca, b"test-ca"),
+                    pkcs12.PKCS12Certificate(core, b"localhost"),
+                ],
+                serialization.BestAvailableEncryption(PASSWORD),
+            )
+        )
+        stores["truststore"] = trust
+        lines = ["ebms.ssl=true", "https.requireClientAuthentication=true"]
+        for prefix, store in stores.items():
+            lines += [
+                f"{prefix}.type=PKCS12",
+                f"{prefix}.path={store}",
+                f"{prefix}.password={PASSWORD.decode()}",
+            ]
+        lines.append(f"client.keystore.keyPassword={PASSWORD.decode()}")
+        lines += extra
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def gateway(self, stem: str, client: str = "good") -> tuple[Issued, Issued]:
+        """A gateway's ebMS server and client certificates; ``client``: ``good``,
+        ``expired`` or ``foreign`` (from a CA the peer does not trust)."""
+        server = self.ca.issue(f"{stem}-server", "ggk-gateway", server=True)
+        if client == "foreign":
+            rogue = DevCA(self.directory / f"{stem}-rogue")
+            return server, rogue.issue("client", "ggk-gateway", oin=GATEWAY.oin)
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        issued = self.ca.issue(
+            f"{stem}-client",
+            "ggk-gateway",
+            oin=GATEWAY.oin,
+            not_after=past if client == "expired" else None,
+        )
+        return server, issued
+
+
+def prepare_tls(
+    tmp_path: Path,
+    peer: Peer,
+    pki: PeerPki,
+    outbound_cpa: str,
+    retry_interval: str = "PT1M",
+    *,
+    client: str = "good",
+) -> Setup:
+    """:func:`prepare` over two-way TLS: the gateway's ``/ebms`` on an ``[ebms] listen``
+    listener that requires a client certificate, with certificates of ``pki`` (which the peer
+    trusts) and ``pki``'s CA as the partner's anchor (CRL included); 0150 is identified by the
+    peer's client certificate only. ``client``: see :meth:`PeerPki.gateway`. Token callers
+    keep the ``ggk init`` listener."""
+    setup = make_setup(tmp_path / "gw", free_port())
+    text = (setup.directory / "partners.toml").read_text()
+    fingerprint = hashlib.sha256(
+        x509.load_pem_x509_certificate(pki.peer_client(peer.name).read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+    ).hexdigest()
+    blocks = text.split("[[partner]]")
+    for i, block in enumerate(blocks):
+        if 'id = "0150"' in block:
+            block = re.sub(r'cert_sha256 = "[0-9a-f]+"', f'cert_sha256 = "{fingerprint}"', block)
+            blocks[i] = block.replace(
+                'kind = "gemeente"\n', f'kind = "gemeente"\noin = "{PEER.oin}"\n', 1
+            )
+    text = "[[partner]]".join(blocks)
+    text = with_delivery(text, "0150", f'adapter = "ebms"\ncpa = "{outbound_cpa}"\n')
+    text = with_delivery(text, "12345678", 'adapter = "inbox"\n')
+    (setup.directory / "partners.toml").write_text(text)
+    server, ours = pki.gateway(f"gw{setup.port}", client)
+    listen = free_port()
+    setup.config_path.write_text(
+        setup.config_path.read_text()
+        + f'\n[ebms]\noin = "{GATEWAY.oin}"\ncpa_dir = "cpa"\n'
+        + f'listen = "127.0.0.1:{listen}"\n'
+        + f'trust = "{pki.ca.cert_path}"\ncrl = "{pki.directory / "crl.pem"}"\n'
+        + f'client_cert = "{ours.cert}"\nclient_key = "{ours.key}"\n'
+        + f'server_cert = "{server.cert}"\nserver_key = "{server.key}"\n'
+        + 'signing_key = "keys/ebms-signing.key"\nsigning_cert = "keys/ebms-signing.crt"\n'
+    )
+    trusted_signer(setup.directory / "keys")  # the signing files exist before the load
+    _import_cpas(setup, peer, retry_interval, gateway_url=f"https://127.0.0.1:{listen}/ebms")
+    return setup
 
 
 def di01() -> bytes:

@@ -38,6 +38,7 @@ from kit.ebms import (
     outgoing,
     post_ebms,
     status_request,
+    submit_to_0150,
 )
 from kit.gateway import Setup, eventually, jw301_payload, rest, running
 from tests.conftest import sample
@@ -777,3 +778,49 @@ async def test_the_signal_line_is_bounded_by_bytes_and_reports_drops_per_interva
     assert reports == [("a", 1), ("b", 2)]
     assert outbox.admit("a", 100) and outbox.queued("a") == 0
     await outbox.close()
+
+
+async def test_a_ref_to_message_id_is_accepted_only_for_a_message_of_the_same_cpa(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """RefToMessageId naming a message exchanged under the same CPA (one we sent, one the
+    partner sent) is acknowledged, as ebms-core does (peer kit row 10); one naming a message
+    of another CPA, or none at all, is refused with ValueNotRecognized (row 9)."""
+    setup = gateway_with_cpa(tmp_path, capture, outbound=True)
+    add_second_partner(setup, capture)
+
+    def answer_to(message_id: str) -> ebms.EbmsMessage | None:
+        for body in capture.received:
+            signal = ebms.read(capture.content_types[capture.received.index(body)], body)
+            if signal.is_signal and signal.ref_to_message_id == message_id:
+                return signal
+        return None
+
+    async def answer(out: compose.Outgoing, partner: str = "0150") -> list[Any]:
+        assert (await post_ebms(setup, out, partner=partner))[0] == 204
+        signal = await eventually(lambda: answer_to(out.message_id))
+        return [signal.action, *_errors(etree.tostring(signal.envelope))]
+
+    async with running(setup):
+        await submit_to_0150(setup)
+        await eventually(lambda: capture.received)
+        ours = ebms.read(capture.content_types[0], capture.received[0])
+        assert not ours.is_signal and ours.cpaid == "CPA_TEST_gateway_1"
+        to_ours = outgoing(di01(identificatie="REF0000001"), ref_to_message_id=ours.message_id)
+        assert await answer(to_ours) == ["Acknowledgment"]
+        to_theirs = outgoing(di01(identificatie="REF0000002"), ref_to_message_id=to_ours.message_id)
+        assert await answer(to_theirs) == ["Acknowledgment"]
+        other_cpa = outgoing(
+            di01(identificatie="REF0000003"),
+            cpaid=OTHER_CPA,
+            sender=ebms.PartyRef(OTHER.oin, "urn:osb:oin", OTHER.role),
+            ref_to_message_id=ours.message_id,
+        )
+        where = "//Header/MessageHeader/MessageData/RefToMessageId"
+        assert await answer(other_cpa, "0175") == [
+            "MessageError",
+            ("ValueNotRecognized", where),
+        ]
+        unknown = outgoing(di01(identificatie="REF0000004"), ref_to_message_id="never@peer.test")
+        assert await answer(unknown) == ["MessageError", ("ValueNotRecognized", where)]
+        assert len(await _inbox(setup)) == 2

@@ -37,8 +37,11 @@ def test_init_twice_keeps_the_demo_and_force_moves_old_data_aside(tmp_path: Path
     forced = cli("init", "demo", "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert (tmp_path / "demo" / "keys" / "keyring.json").read_bytes() != keyring
-    aside = list((tmp_path / "demo").glob("data.replaced-*"))
-    assert len(aside) == 1 and (aside[0] / "gateway.sqlite").read_bytes() == b"old data"
+    aside = list((tmp_path / "demo").glob("replaced-*"))
+    assert len(aside) == 1 and (aside[0] / "data" / "gateway.sqlite").read_bytes() == b"old data"
+    # the old data keeps the keyring that opens it, and the old configuration beside it
+    assert (aside[0] / "keys" / "keyring.json").read_bytes() == keyring
+    assert (aside[0] / "gateway.toml").is_file() and (aside[0] / "secrets").is_dir()
     assert not (tmp_path / "demo" / "data" / "gateway.sqlite").exists()
 
 

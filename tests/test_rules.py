@@ -77,6 +77,21 @@ PRODUCT_01 = (
 
 CASES: list[tuple[str, str, list[Edit]]] = [
     ("TR135", J305, [sub("<ijw:Dagtekening>2026-10-08<", "<ijw:Dagtekening>2099-10-08<")]),
+    # the public code lists (gateway/codelists): a code the CBS list lacks (0999), a product
+    # code the hulpmiddelen list of category 11 lacks (11X98)
+    ("TR378", W301, [sub("<wmo301:Afzender>0150<", "<wmo301:Afzender>0999<")]),
+    ("TR378", J323, [sub("<jw323:Ontvanger>0175<", "<jw323:Ontvanger>0999<")]),
+    ("TR378", J319, [sub("<jw319:Gemeente>0177<", "<jw319:Gemeente>0999<")]),
+    (
+        "TR381",
+        W301,
+        [
+            sub(
+                "<iwmo:Categorie>02</iwmo:Categorie>\n          <iwmo:Code>02A01<",
+                "<iwmo:Categorie>11</iwmo:Categorie>\n          <iwmo:Code>11X98<",
+            )
+        ],
+    ),
     ("IV034", W301, [sub("<iwmo:BerichtXsdVersie>1.0.0<", "<iwmo:BerichtXsdVersie>1.0.9<")]),
     ("CS002", W301, [sub(">999990019<", ">999990018<")]),
     ("CS002", W323, [sub(">999990032<", ">999990031<")]),
@@ -412,6 +427,9 @@ HULPMIDDEL = (
 )
 
 NEAR_MISSES: list[tuple[str, str, list[Edit]]] = [
+    # TR381: a code of the category's list; a category without a list is not judged
+    ("TR381", W301, [*HULPMIDDEL]),
+    ("TR381", W301, [sub("<iwmo:Code>02A01<", "<iwmo:Code>99Z99<")]),
     # overlap: iWmo hulpmiddelen (11-14) may overlap, also at category level and with a
     # product without Categorie; deleted and adjacent assignments do not overlap
     ("TR302", W301, [*HULPMIDDEL, sub("<iwmo:Categorie>01<", "<iwmo:Categorie>11<")]),

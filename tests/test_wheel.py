@@ -6,6 +6,7 @@ and installed without dependencies, which the fresh environment borrows from thi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import site
 import ssl
@@ -94,6 +95,27 @@ def test_wheel_holds_the_schemas_and_validates_outside_the_tree(
     assert listing.count("iwmo") >= 14 and listing.count("ijw") >= 14
 
 
+def test_wheel_holds_the_code_lists(installed: Path, tmp_path: Path) -> None:
+    """The code lists are package data: every bundled list is in the wheel and read from it."""
+    python = installed / "bin" / "python"
+    shipped = sorted(p.name for p in (ROOT / "gateway/codelists/data").glob("*.json"))
+    out = run(
+        python,
+        "-c",
+        "import json; from importlib import resources; from gateway.codelists import codelists;"
+        "d = resources.files('gateway.codelists') / 'data';"
+        "print(json.dumps([str(d), sorted(p.name for p in d.iterdir()),"
+        " codelists().name('iwmo-WMO020', '01')]))",
+        cwd=tmp_path,
+    )
+    folder, names, name = json.loads(out)
+    assert str(installed) in folder and str(ROOT) not in folder
+    assert names == shipped and len(names) >= 50
+    assert name == "Hulp bij het huishouden"
+    listing = run(python, "-m", "cli", "codelists", "show", "gemeentecodes", cwd=tmp_path)
+    assert "0150     Deventer" in listing
+
+
 async def test_wheel_serves_outside_the_tree(installed: Path, tmp_path: Path) -> None:
     python = installed / "bin" / "python"
     port = free_port()
@@ -129,6 +151,16 @@ async def test_wheel_serves_outside_the_tree(installed: Path, tmp_path: Path) ->
                 assert process.returncode is None, (tmp_path / "serve.log").read_text()
                 await asyncio.sleep(0.1)
         assert b"OntvangAsynchroon" in body and f":{port}/ggk/OntvangAsynchroon".encode() in body
+        # the portal's English catalogue came with the wheel (compiled at start)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"https://127.0.0.1:{port}/portal/signin",
+                ssl=context,
+                headers={"Accept-Language": "en"},
+            ) as page,
+        ):
+            assert "<h1>Sign in</h1>" in await page.text()
         submitted = await asyncio.to_thread(
             run,
             python,

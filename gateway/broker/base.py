@@ -250,6 +250,16 @@ class SignedCheckpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreFacts:
+    """What a store file holds, for a backup's manifest and a restore's report."""
+
+    messages: int
+    audit_records: int
+    audit_head: str | None
+    """The newest audit record's hash (the chain's head), None when there is none."""
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryCounts:
     """How many deliveries are in each state (see :class:`DeliveryState`)."""
 

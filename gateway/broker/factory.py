@@ -10,11 +10,13 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
+from gateway.broker.base import StorageError
+
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
-    from gateway.broker.base import Broker
+    from gateway.broker.base import Broker, StoreFacts
     from gateway.config import GatewayConfig
     from gateway.ebms.received import ReceivedLog
     from gateway.ebms.sent import SentLog
@@ -79,3 +81,35 @@ def open_msh_state(data_dir: Path, owners: Mapping[str, str]) -> tuple[ReceivedL
 
     path = data_dir / "ebms.sqlite"
     return ReceivedStore(path, owners), SentStore(path)
+
+
+def backup_refused(config: GatewayConfig) -> str | None:
+    """Why ``ggk backup`` cannot copy this backend's data, or None (the embedded store can,
+    while serving). On Kafka the messages and the audit trail live in the cluster's topics:
+    they are backed up as the cluster is (docs/operations.md), not through one process."""
+    if config.broker == "kafka":
+        return (
+            "on the Kafka backend the data lives in the cluster's topics; back it up as "
+            "docs/operations.md ('Backing up a Kafka deployment') says"
+        )
+    return None
+
+
+def snapshot_store(source: Path, target: Path, progress: Callable[[int, int], None]) -> StoreFacts:
+    """A consistent copy of the store file ``source`` (one commit's state, taken while the
+    gateway writes) into the new file ``target``; what it holds. Only where
+    :func:`backup_refused` says None."""
+    from gateway.broker.sqlite_backup import snapshot
+
+    return snapshot(source, target, progress)
+
+
+def check_store_copy(path: Path, keyring: Keyring | None) -> StoreFacts:
+    """A restored store file is sound, and ``keyring`` (when given) opens it; what it holds.
+    Raises :class:`StorageError` saying what is wrong."""
+    from gateway.broker.sqlite_backup import check_copy, keyring_problem
+
+    found = check_copy(path)
+    if keyring is not None and (problem := keyring_problem(path, keyring)) is not None:
+        raise StorageError(f"{path.name}: {problem}")
+    return found

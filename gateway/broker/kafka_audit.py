@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from gateway.audit import CLEAR_FIELDS, AuditEvent
+from gateway.audit import CLEAR_FIELDS, AuditEvent, names_partner
 from gateway.broker import kafka_records as rec
 from gateway.broker.kafka_ledger import read_partition, source_partitions, trail_reader
 from gateway.keyring import Keyring
@@ -65,11 +65,7 @@ class Entry:
         return (
             (not message or message in (event.object, event.referentienummer))
             and (not bsn or bsn in event.bsns)
-            and (
-                not partner
-                or partner in (event.zender, event.ontvanger)
-                or event.actor.startswith(f"{partner} ")
-            )
+            and (not partner or names_partner(event, partner))
             and (since is None or self.at >= since)
         )
 

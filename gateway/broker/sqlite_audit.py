@@ -167,8 +167,14 @@ def search(
         where.append("seq IN (SELECT seq FROM audit_bsn WHERE pseudonym = ?)")
         params.append(keyring.pseudonym(bsn))
     if partner:
-        where.append("(zender = ? OR ontvanger = ? OR actor LIKE ?)")
-        params += [partner, partner, f"{partner} %"]
+        # a delivery's record names its destination first in its outcome ("CAK attempt 1"):
+        # a copy to CAK is about CAK although the message's ontvanger is another partner
+        like = audit.like_escaped(partner)
+        where.append(
+            "(zender = ? OR ontvanger = ? OR actor LIKE ? ESCAPE '\\' OR outcome = ? "
+            "OR outcome LIKE ? ESCAPE '\\' OR outcome LIKE ? ESCAPE '\\')"
+        )
+        params += [partner, partner, f"{like} %", partner, f"{like} %", f"{like}:%"]
     if since is not None:
         where.append("at >= ?")
         params.append(since)

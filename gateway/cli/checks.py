@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from gateway import envelope
+from gateway import codelists, envelope
 from gateway.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -104,6 +104,13 @@ def _print_human(report: ValidationReport, quiet: bool) -> None:
     help="System date for TR135 (default: today).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Only print invalid documents.")
+@click.option(
+    "--codelists",
+    "codelists_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Drop-in code lists over the bundled ones (TR378, TR381), as [codelists] directory.",
+)
 def validate(
     paths: tuple[str, ...],
     as_json: bool,
@@ -111,11 +118,17 @@ def validate(
     max_size: int,
     today: datetime | None,
     quiet: bool,
+    codelists_dir: Path | None,
 ) -> None:
     """Validate iWmo/iJw messages, StUF-GGk envelopes or SOAP requests.
 
     PATHS are files, directories (searched for *.xml) or - for standard input.
     """
+    if codelists_dir is not None:
+        try:
+            codelists.configure(codelists_dir)
+        except codelists.CodeListError as exc:
+            raise UsageOrIOError(str(exc)) from None
     registry = _registry(schema_dirs)
     system_date = today.date() if today is not None else None
     validator = Validator(registry, ParseLimits(max_bytes=max_size), today=system_date)

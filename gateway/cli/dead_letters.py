@@ -68,6 +68,11 @@ def _all_dead_letters(
     help="Replay every delivery of messages received since then.",
 )
 @click.option("--partner", default=None, help="Only deliveries to this partner.")
+@click.option(
+    "--include-delivered",
+    is_flag=True,
+    help="Also send again deliveries that succeeded (the receiver gets a duplicate).",
+)
 @config_option
 @url_option
 @json_option
@@ -76,19 +81,32 @@ def replay(
     all_dead: bool,
     since: datetime | None,
     partner: str | None,
+    include_delivered: bool,
     config_path: Path,
     as_json: bool,
 ) -> None:
-    """Deliver again: one message, all dead letters (--dlq), or --since T [--partner P]."""
+    """Deliver again what was not delivered: one message, all dead letters (--dlq), or
+    --since T [--partner P]. A delivery that succeeded is only sent again with
+    --include-delivered: the partner would otherwise get a duplicate it did not ask for."""
     if sum(bool(x) for x in (message_id, all_dead, since)) != 1:
         raise click.UsageError("give exactly one of MESSAGE_ID, --dlq or --since")
+    if all_dead and include_delivered:
+        raise click.UsageError(
+            "--dlq replays dead letters only; --include-delivered goes with MESSAGE_ID or --since"
+        )
     client = gateway_client(config_path)
+    dead_only = not include_delivered
     if message_id:
         result = call(
-            lambda: client.replay(message_id=message_id, dead_only=False, partner=partner)
+            lambda: client.replay(message_id=message_id, dead_only=dead_only, partner=partner)
         )
         if not result["replayed"]:
-            emit(result, as_json, f"nothing to replay: no deliveries of {message_id}")
+            hint = (
+                ""
+                if include_delivered
+                else (" that failed (add --include-delivered to send delivered ones again)")
+            )
+            emit(result, as_json, f"nothing to replay: no deliveries of {message_id}{hint}")
             sys.exit(EXIT_INVALID)
         emit(result, as_json, f"replayed {result['replayed']} delivery(ies)")
         return
@@ -96,7 +114,7 @@ def replay(
         # one transaction in the gateway: a bar without a total
         with progress_bar(as_json, "replaying"):
             result = call(
-                lambda: client.replay(since=since.timestamp(), dead_only=False, partner=partner)
+                lambda: client.replay(since=since.timestamp(), dead_only=dead_only, partner=partner)
             )
         emit(result, as_json, f"replayed {result['replayed']} delivery(ies)")
         return

@@ -7,16 +7,23 @@ from typing import Any
 
 import click
 
-from gateway import disclosure
+from gateway import disclosure, parameters
 from gateway.cli.common import call, config_option, emit, gateway_client, json_option, url_option
 
 _MONTH_HELP = "A month, YYYY-MM (inclusive)."
 
 
+def _month(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A YYYY-MM month checked before the gateway is asked (a usage error exits 2)."""
+    if value is not None and not parameters.MONTH.fits(value):
+        raise click.BadParameter(f"{value!r} is not {parameters.MONTH.says} (e.g. 2026-03)")
+    return value
+
+
 @click.command(name="stats")
 @click.option("--gemeente", default=None, help="Only this gemeente (operator).")
-@click.option("--from", "first", default=None, help=_MONTH_HELP)
-@click.option("--to", "last", default=None, help=_MONTH_HELP)
+@click.option("--from", "first", default=None, help=_MONTH_HELP, callback=_month)
+@click.option("--to", "last", default=None, help=_MONTH_HELP, callback=_month)
 @click.option(
     "--as-partner",
     "partner",
@@ -41,6 +48,8 @@ def stats_command(
     count is rounded to a multiple of N ([figures] min_cell; docs/figures.md)."""
     if as_csv and as_json:
         raise click.UsageError("give --json or --csv, not both")
+    if first is not None and last is not None and first > last:
+        raise click.UsageError(f"--from {first} is after --to {last}: give the earlier month first")
     client = gateway_client(config_path, partner)
     query = {"gemeente": gemeente, "from": first, "to": last}
     if as_csv:

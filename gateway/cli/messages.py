@@ -146,7 +146,12 @@ def status(message_id: str, config_path: Path, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--days", type=float, default=None, help="Default: [retour] overdue_days.")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, max=36500),
+    default=None,
+    help="Default: [retour] overdue_days.",
+)
 @config_option
 @url_option
 @json_option

@@ -16,6 +16,7 @@ from gateway.config import ConfigError
 from gateway.config import check as check_config
 from gateway.keyring import KeyringError
 from gateway.schemas import SchemaError
+from gateway.serving import serving
 from routing.partners import RegistryError
 
 
@@ -35,6 +36,8 @@ def init(directory: Path, port: int, force: bool, as_json: bool) -> None:
     except demo.DemoExists as exc:
         emit({"config": str(directory / "gateway.toml"), "kept": True}, as_json, str(exc))
         return
+    except demo.DemoServed as exc:
+        raise UsageOrIOError(str(exc)) from None
     except OSError as exc:
         raise UsageOrIOError(
             f"cannot write the demo setup to {directory}: {exc.strerror}"
@@ -67,7 +70,12 @@ def init(directory: Path, port: int, force: bool, as_json: bool) -> None:
 @config_option
 @click.option("--host", default=None, help="Override [gateway] host.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None)
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
 def serve(config_path: Path, host: str | None, port: int | None, log_level: str) -> None:
     """Run the gateway (SOAP, REST, delivery workers) until interrupted."""
     config = read_config(config_path)
@@ -81,7 +89,8 @@ def serve(config_path: Path, host: str | None, port: int | None, log_level: str)
     try:
         memtune.limit_arenas()  # before any thread: RSS that stays flat (gateway/memtune.py)
         memtrace.install_from_env()  # opt-in (GGK_TRACEMALLOC): memory hunts only
-        asyncio.run(server.run(config))
+        with serving(config.data_dir):
+            asyncio.run(server.run(config))
     except (
         OSError,
         RegistryError,

@@ -23,6 +23,8 @@ from gateway.ebms.message import (
     parse_time,
     soap,
 )
+from gateway.ebms.received import Received
+from gateway.ebms.sent import Sent
 from gateway.ebms.signing import SignatureProblem, verify
 
 HEADER = "//Header/MessageHeader"
@@ -202,6 +204,24 @@ def _signed(message: EbmsMessage, channel: Channel) -> EbmsMessage | EbmsError:
     return signed
 
 
+def ref_exchanged(ref: str, link: Link, sent: Sent | None, received: Received | None) -> bool:
+    """Does ``ref`` name a message exchanged under ``link``'s CPA: one this gateway sent
+    under it (``sent``, the sending record of ``ref``) or one the partner sent under it
+    (``received``, the partner's record of ``ref``)? As ebms-core answers (it acknowledges a
+    message referring to one it exchanged, and refuses any other with ValueNotRecognized).
+    A message of another CPA, even with the same partner, or of another partner is unknown
+    here: a partner learns nothing of what was exchanged outside its own agreement."""
+    cpaid = link.cpa.cpaid
+    if sent is not None and sent.message_id == ref and sent.cpaid == cpaid:
+        return True
+    return (
+        received is not None
+        and received.message_id == ref
+        and received.cpaid == cpaid
+        and received.partner == link.partner.id
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Checked:
     """The outcome of :func:`check`: the message to act on (as signed, on a signed channel)
@@ -217,11 +237,14 @@ def check(
     *,
     now: datetime | None = None,
     window: TimestampWindow | None = None,
+    ref_known: bool = False,
 ) -> Checked:
     """Every way a business message disagrees with its CPA. An ambiguous structure
     (:attr:`EbmsMessage.problems`) or a signature that does not hold ends the check: nothing
     else in such a message is worth comparing. On a signed channel everything else is read
-    from what the signature covers."""
+    from what the signature covers. ``ref_known``: the message's RefToMessageId names a
+    message exchanged under this CPA (:func:`ref_exchanged`; the same value whether read
+    before or after the signature, since a header that differs is a SecurityFailure)."""
     if message.problems:
         return Checked(message, list(message.problems))
     found = binding(message, link)
@@ -255,12 +278,12 @@ def check(
                 "TimeToLiveExpired", f"{HEADER}/MessageData/TimeToLive", "TimeToLive has passed"
             )
         )
-    if message.ref_to_message_id is not None:
+    if message.ref_to_message_id is not None and not ref_known:
         errors.append(
             EbmsError(
                 "ValueNotRecognized",
                 f"{HEADER}/MessageData/RefToMessageId",
-                "RefToMessageId names no message this gateway sent",
+                "RefToMessageId names no message exchanged under this CPA",
             )
         )
     for reference in message.references:

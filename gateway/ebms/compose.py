@@ -183,6 +183,8 @@ class Outgoing:
     sync_reply: bool = False
     time_to_live: datetime | None = None
     timestamp: str = field(default_factory=now)
+    ref_to_message_id: str | None = None
+    """A message exchanged earlier under the same CPA that this one refers to."""
 
 
 def business_message(
@@ -203,6 +205,7 @@ def business_message(
         action=out.action,
         message_id=out.message_id,
         timestamp=out.timestamp,
+        ref_to=out.ref_to_message_id,
         time_to_live=out.time_to_live,
     )
     if out.duplicate_elimination:

@@ -45,7 +45,9 @@ from gateway.ebms.cpastore import CpaStore, Link
 from gateway.ebms.outbound import EbmsOutbound
 from gateway.ebms.outbox import SignalOutbox
 from gateway.ebms.signing import signed_references
+from gateway.ebms.tls import TlsSetupError
 from gateway.ingest import Accepted, Identity
+from gateway.metrics import BV03_SECONDS
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_own, parse_untrusted
 
 if TYPE_CHECKING:
@@ -101,6 +103,20 @@ class EbmsInbound:
         self.outbox = SignalOutbox()
         """Asynchronous signals on their way, a bounded line per partner (outbox.py)."""
         self._session: aiohttp.ClientSession | None = None
+        self._loopback_noted = False
+        if self.loopback_test_mode:
+            log.warning(
+                "ebms.loopback_http",
+                note="[ebms] loopback_http is for local tests only: uncertified loopback "
+                "callers are taken for the CPA's party; never in production",
+            )
+        for (
+            partner
+        ) in config.ebms.partners:  # a misspelt id would leave the partner on the defaults
+            if store.partners.get(partner) is None:
+                raise ValueError(
+                    f"[ebms.partner.{partner}]: no partner {partner!r} in the registry"
+                )
 
     def forget_old(self) -> int:
         """Drop received MessageIds past every CPA's resend window: (1 + Retries) x
@@ -160,7 +176,15 @@ class EbmsInbound:
             return False
         if identity.partner is not None and identity.via == "mtls":
             return True
-        return self.loopback_test_mode and is_loopback(request.remote or "")
+        taken = self.loopback_test_mode and is_loopback(request.remote or "")
+        if taken and not self._loopback_noted:
+            self._loopback_noted = True  # once: a test run sends many
+            log.warning(
+                "ebms.loopback_caller",
+                note="an uncertified loopback caller taken "
+                "for the CPA's party ([ebms] loopback_http, local tests only)",
+            )
+        return taken
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -203,7 +227,9 @@ class EbmsInbound:
         binding = checks.binding(message, link)
         sync = binding is not None and binding.channel.sync_reply_mode != "none"
         sync = sync and message.sync_reply is not None
-        checked = checks.check(message, link, window=self.window)
+        checked = checks.check(
+            message, link, window=self.window, ref_known=await self._ref_known(message, link)
+        )
         message, errors = checked.message, checked.errors  # on a signed channel: as signed
         if errors:
             log.info(
@@ -243,9 +269,22 @@ class EbmsInbound:
             return web.Response(status=204)
         return self._reply(stored.answer, link, sync=sync, signed=True)
 
+    async def _ref_known(self, message: ebms.EbmsMessage, link: Link) -> bool:
+        """Whether the message's RefToMessageId (if any) names a message exchanged under its
+        CPA: sent by us, or received from this partner (checks.ref_exchanged)."""
+        ref = message.ref_to_message_id
+        if ref is None or not ref or len(ref) > 256:
+            return False
+        sent = await asyncio.to_thread(self.outbound.sent.get, ref)
+        received = None
+        if sent is None:
+            received = await asyncio.to_thread(self.received.get, link.partner.id, ref)
+        return checks.ref_exchanged(ref, link, sent, received)
+
     async def _accept(self, message: ebms.EbmsMessage, link: Link) -> bytes | None:
         """Accept the payload as a StUF-GGk envelope from the CPA's partner; the signal to
         send back (an Acknowledgment when asked for, a MessageError when refused)."""
+        started = time.perf_counter()
         payload = message.parts[message.references[0][4:]].data
         identity = Identity(link.partner, peer="ebms", via="ebms")
         try:
@@ -254,6 +293,7 @@ class EbmsInbound:
             error = ebms.EbmsError("DeliveryFailure", message.references[0], exc.message[:200])
             return self._seal(compose.message_error(message, [error], self.host), link)
         result = await self.ingress.accept_envelope(element, identity)
+        BV03_SECONDS.labels(channel="ebms").observe(time.perf_counter() - started)
         if not isinstance(result, Accepted):
             text = f"{result.code}: {result.omschrijving}"
             error = ebms.EbmsError("DeliveryFailure", message.references[0], text)
@@ -314,10 +354,15 @@ class EbmsInbound:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         headers = {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": ebms.SOAP_ACTION}
+        try:
+            context = self.outbound.client_ssl(endpoint, link.partner.id)
+        except (TlsSetupError, OSError, ssl.SSLError) as exc:
+            log.error("ebms.signal_tls", cpaid=link.cpa.cpaid, error=str(exc)[:200])
+            return
         for attempt in range(1, ACK_ATTEMPTS + 1):
             try:
                 async with self._session.post(
-                    endpoint, data=signal, headers=headers, ssl=self._client_ssl(endpoint)
+                    endpoint, data=signal, headers=headers, ssl=context
                 ) as response:
                     if response.status < 300:
                         return
@@ -326,12 +371,3 @@ class EbmsInbound:
                 log.warning("ebms.signal_failed", error=type(exc).__name__, attempt=attempt)
             if attempt < ACK_ATTEMPTS:  # not after the last: the partner's line waits on it
                 await asyncio.sleep(0.5 * 2**attempt)
-
-    def _client_ssl(self, endpoint: str) -> ssl.SSLContext | bool:
-        if not endpoint.startswith("https://"):
-            return False
-        context = ssl.create_default_context()
-        tls = self.config.tls
-        if tls is not None:
-            context.load_cert_chain(str(tls.cert), str(tls.key))
-        return context

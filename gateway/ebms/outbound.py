@@ -42,6 +42,7 @@ from gateway.ebms.signing import (
     signed_references,
     verify,
 )
+from gateway.ebms.tls import EbmsTls, TlsSetupError
 from gateway.xmlsafe import parse_own
 
 log = structlog.get_logger("ggk.ebms")
@@ -82,6 +83,8 @@ class EbmsOutbound:
     ) -> None:
         self.config = config
         self.signer = signer
+        self.tls = EbmsTls(config.ebms, config.tls) if config.ebms is not None else None
+        """Two-way TLS towards partners' MSHs (shared with the inbound side's signals)."""
         self.links = links
         self.sent = sent
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
@@ -247,7 +250,7 @@ class EbmsOutbound:
         waiter = self._waiters.setdefault(message_id, asyncio.Event())
         try:
             status, answer = await self._post(
-                route.theirs.channel.endpoint, content_type, body, channel
+                route.theirs.channel.endpoint, content_type, body, channel, route.link.partner.id
             )
             if status == 200 and answer.strip():
                 try:
@@ -300,14 +303,18 @@ class EbmsOutbound:
         raise PermanentError(f"HTTP {status}", kind="http")
 
     async def _post(
-        self, endpoint: str, content_type: str, body: bytes, channel: Channel
+        self, endpoint: str, content_type: str, body: bytes, channel: Channel, partner: str
     ) -> tuple[int, bytes]:
+        try:
+            context = self.client_ssl(endpoint, partner)
+        except (TlsSetupError, OSError, ssl.SSLError) as exc:
+            raise PermanentError(f"ebMS TLS: {exc}", kind="ebms") from None
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         headers = {"Content-Type": content_type, "SOAPAction": ebms.SOAP_ACTION}
         try:
             async with self._session.post(
-                endpoint, data=body, headers=headers, ssl=self._client_ssl(endpoint)
+                endpoint, data=body, headers=headers, ssl=context
             ) as response:
                 return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -320,13 +327,14 @@ class EbmsOutbound:
                 max_attempts=(channel.retries or 0) + 1 if channel.ack_requested else None,
             ) from None
 
-    def _client_ssl(self, endpoint: str) -> ssl.SSLContext | bool:
+    def client_ssl(self, endpoint: str, partner: str) -> ssl.SSLContext | bool:
+        """The TLS context for ``partner``'s MSH (gateway/ebms/tls.py: its anchors, our client
+        certificate, hostname checked); False for a plain-HTTP (loopback test) endpoint."""
         if not endpoint.startswith("https://"):
             return False
-        context = ssl.create_default_context()
-        if self.config.tls is not None:
-            context.load_cert_chain(str(self.config.tls.cert), str(self.config.tls.key))
-        return context
+        if self.tls is None:
+            raise TlsSetupError("[ebms] is not configured")
+        return self.tls.client(partner)
 
 
 class EbmsAdapter:

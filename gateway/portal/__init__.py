@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.portal.common import CommonPages
 from gateway.portal.operator import OperatorPages
-from gateway.portal.pages import PortalDeps, hardened, templates
+from gateway.portal.pages import PortalDeps, error_pages, hardened, switch_language, templates
 from gateway.portal.partner import PartnerPages
 from gateway.portal.session import SessionKeys
 from gateway.portal.signin import SignIn
@@ -31,7 +31,7 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
     partner = PartnerPages(deps, environment)
     common = CommonPages(deps, environment)
     operator = OperatorPages(deps, environment)
-    app = web.Application(middlewares=[hardened], client_max_size=max_body)
+    app = web.Application(middlewares=[hardened, error_pages(common)], client_max_size=max_body)
     app.add_routes(
         [
             web.get("/", signin.home),
@@ -40,6 +40,7 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.post("/signout", signin.signout),
             web.get("/inbox", partner.inbox),
             web.get("/inbox/{id}", partner.download),
+            web.get("/inbox/{id}/ack", partner.acknowledge_page),
             web.post("/inbox/{id}/ack", partner.acknowledge),
             web.get("/sent", partner.sent),
             web.get("/upload", partner.upload_page),
@@ -54,6 +55,7 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.get("/audit", operator.audit_page),
             web.post("/audit", operator.audit_search),
             web.get("/static/portal.css", _stylesheet),
+            web.get("/taal/{lang}", switch_language),
         ]
     )
     return app

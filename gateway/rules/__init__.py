@@ -6,7 +6,16 @@ registers every in-message rule in :data:`RULES`; TR056, which needs earlier mes
 :mod:`gateway.rules.state` and the brokers.
 """
 
-from gateway.rules import claims, client, dates, header, keys, overlap, products
+from gateway.rules import (
+    claims,
+    client,
+    codelist_rules,
+    dates,
+    header,
+    keys,
+    overlap,
+    products,
+)
 from gateway.rules.base import RULES, Finding, MessageContext, Rule
 
 __all__ = [
@@ -16,6 +25,7 @@ __all__ = [
     "Rule",
     "claims",
     "client",
+    "codelist_rules",
     "dates",
     "header",
     "keys",

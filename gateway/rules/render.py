@@ -37,6 +37,32 @@ def line(entry: Entry) -> str:
     )
 
 
+CODE_LISTS = (
+    "## Code lists",
+    "",
+    "TR378 and TR381 (control level 4, *externe bron*) are checked by the rule engine against",
+    "the public code lists the gateway ships as data with their source and version",
+    "(`gateway/codelists`, [codelists.md](codelists.md); `ggk codelists list` shows them).",
+    "",
+    "- **TR378** (`S300`): a gemeentecode (the header's Afzender or Ontvanger that is a",
+    "  gemeente, the JW319 Woonplaatsbeginsel's Gemeente) is in the list `gemeentecodes`",
+    "  (CBS gemeentelijke indeling). Around a herindeling (every 1 January) the rule allows",
+    "  an older CBS list for the toewijzing's Ingangsdatum: a code is accepted when it is valid",
+    "  on the Dagtekening or on any Ingangsdatum, ToewijzingIngangsdatum, GewensteIngangsdatum",
+    "  or Begindatum in the message. The bundled list is the indeling of 1 January 2026",
+    "  without dates; an operator adds dissolved gemeenten with their end date as a drop-in.",
+    "- **TR381** (`S329`): a ProductCode is in the product code list of its ProductCategorie",
+    "  (`<standard>-productcodes-<category>`). Bundled: iWmo 11, 12 and 13 (indeling",
+    "  hulpmiddelen 2022). A category without a list is not checked here: its codes are agreed",
+    "  per contract and the receiver answers with S329.",
+    "- An operator replaces or adds a list without a release: `ggk codelists update FILE`",
+    "  (validated, then installed in the `[codelists] directory`); the gateway reads the lists",
+    "  when it starts.",
+    "- TR418 (contract tariffs) stays with the receiver: the contracts are not public.",
+    "",
+)
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -119,6 +145,7 @@ def markdown(example_faults: Iterable[tuple[str, str, str]]) -> str:
         "",
         *_table(by_status[Status.RECEIVER], with_elements=False),
         "",
+        *CODE_LISTS,
         "## Needing an external list",
         "",
         *_table(by_status[Status.EXTERNAL], with_elements=False),

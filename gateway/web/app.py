@@ -49,7 +49,7 @@ from gateway.web.rest import (
     submit_message,
     submit_payload,
 )
-from gateway.web.soap_endpoint import ebms_endpoint, schema_file, soap_endpoint
+from gateway.web.soap_endpoint import EBMS_LISTENER, ebms_endpoint, schema_file, soap_endpoint
 from gateway.web.wiring import GATEWAY_KEY, SOAP_ALLOWANCE, SOAP_PATH, Gateway, build
 from routing.partners import Partner
 
@@ -144,6 +144,21 @@ def make_app(gw: Gateway) -> web.Application:
     return app
 
 
+def ebms_app(gw: Gateway) -> web.Application:
+    """The ``[ebms] listen`` listener's application: ``POST /ebms`` only, for callers whose
+    client certificate the handshake required (gateway/ebms/tls.py); nothing else of the
+    gateway is reachable there."""
+    app = web.Application(
+        client_max_size=gw.config.max_message_bytes + SOAP_ALLOWANCE,
+        middlewares=[access_lines, problems_not_tracebacks],
+    )
+    app[GATEWAY_KEY] = gw
+    app[EBMS_LISTENER] = True
+    app.on_response_prepare.append(answer_headers(True))
+    app.router.add_post("/ebms", ebms_endpoint)
+    return app
+
+
 async def _to_portal(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/portal/")
 
@@ -205,6 +220,7 @@ async def maintenance(gw: Gateway) -> None:
         try:
             await audit_refusals(gw)
             await gw.broker.checkpoint()
+            _refresh_ebms_crls(gw)
             if time.time() >= next_purge:
                 purged = await gw.broker.purge(time.time() - gw.config.retention_days * 86400)
                 if purged:
@@ -214,6 +230,15 @@ async def maintenance(gw: Gateway) -> None:
                 next_purge = time.time() + 3600
         except StorageError as exc:
             log.error("maintenance.failed", error=str(exc))
+
+
+def _refresh_ebms_crls(gw: Gateway) -> None:
+    """CRL files of ``[ebms]`` fetched anew take effect without a restart (tls.py)."""
+    tls = gw.ebms.outbound.tls if gw.ebms is not None else None
+    if tls is not None:
+        changed = tls.refresh_crls()
+        if changed:
+            log.info("ebms.crls_reloaded", files=len(changed))
 
 
 def server_ssl(tls: TlsConfig) -> ssl.SSLContext:
@@ -230,6 +255,40 @@ def server_ssl(tls: TlsConfig) -> ssl.SSLContext:
     return context
 
 
+def _ebms_context(gw: Gateway) -> ssl.SSLContext | None:
+    """The ``[ebms] listen`` listener's TLS context, made before anything is served (a file
+    that cannot be used stops the start with its reason, gateway/ebms/tls.py)."""
+    ebms = gw.config.ebms
+    if ebms is None or ebms.listen is None or gw.ebms is None:
+        return None
+    tls = gw.ebms.outbound.tls
+    assert tls is not None
+    return tls.server()
+
+
+async def _ebms_listener(gw: Gateway, context: ssl.SSLContext | None) -> web.AppRunner | None:
+    """Start the ``[ebms] listen`` listener (client certificate REQUIRED), if configured."""
+    ebms = gw.config.ebms
+    if context is None or ebms is None or ebms.listen is None:
+        return None
+    runner = web.AppRunner(
+        ebms_app(gw),
+        access_log=None,
+        keepalive_timeout=gw.config.limits.keepalive_timeout,
+        auto_decompress=False,
+    )
+    await runner.setup()
+    host, port = ebms.listen
+    site = GuardedSite(runner, host, port, ssl_context=context, limits=gw.config.limits)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    log.info("ebms.listening", url=f"https://{host}:{port}/ebms", client_certificate="required")
+    return runner
+
+
 async def run(
     config: GatewayConfig,
     *,
@@ -241,6 +300,7 @@ async def run(
     ``built``: the gateway :func:`build` made of ``config``, when the caller (a test) has
     adjusted it before it serves."""
     gw = built if built is not None else build(config)
+    ebms_context = _ebms_context(gw)  # before anything starts: a bad file stops it cleanly
     await gw.ingress.payloads.start()
     try:
         await gw.broker.start()
@@ -267,6 +327,7 @@ async def run(
     context = server_ssl(config.tls) if config.tls and not config.plain_http else None
     site = GuardedSite(runner, config.host, config.port, ssl_context=context, limits=config.limits)
     await site.start()
+    ebms_runner = await _ebms_listener(gw, ebms_context)
     worker = asyncio.create_task(gw.delivery.run(), name="delivery")
     upkeep = asyncio.create_task(maintenance(gw), name="maintenance")
     if stop is None:  # we own the process: stop on SIGINT/SIGTERM
@@ -293,6 +354,8 @@ async def run(
         await stop.wait()
     finally:
         log.info("gateway.stopping")
+        if ebms_runner is not None:
+            await ebms_runner.cleanup()
         await runner.cleanup()
         await gw.delivery.stop()
         for task in (worker, upkeep):

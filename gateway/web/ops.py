@@ -4,6 +4,7 @@ gauges refreshed at each scrape) and the OpenAPI document.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from aiohttp import web
@@ -46,7 +47,9 @@ async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
     if not may_scrape(request, gw):
         return problem(401, "metrics need the admin or the scrape token")
-    for state, count in (await gw.broker.counts()).to_dict().items():
+    # every state, zeros too: a gauge left out keeps its last value (a dead letter replayed
+    # would go on showing as dead)
+    for state, count in dataclasses.asdict(await gw.broker.counts()).items():
         DELIVERY_STATES.labels(state=state).set(count)
     await refresh_operations(gw)
     return web.Response(

@@ -23,6 +23,7 @@ from gateway.broker.base import DeadLetter, InboxItem, MessageRef
 from gateway.ingest import Identity, Rejected, Wrapping
 from gateway.metrics import (
     ACCEPTED,
+    BV03_SECONDS,
     REJECTED,
 )
 from gateway.offload import LARGE_PAYLOAD_BYTES
@@ -57,6 +58,7 @@ async def submit_message(request: web.Request) -> web.Response:
     is the message itself (application/xml), or a JSON object holding it base64-encoded with
     the same options (application/json: the form a generated client can send); both take the
     one path below. The parameters' shapes are checked before the body is read."""
+    started = time.perf_counter()
     auth = as_partner(request)
     if isinstance(auth, web.Response):
         return auth
@@ -76,7 +78,8 @@ async def submit_message(request: web.Request) -> web.Response:
         submitted = await submit_payload(
             gw, identity, partner, payload, referentienummer=key, cross_ref=cross_ref
         )
-        return submitted.response()
+    BV03_SECONDS.labels(channel="rest").observe(time.perf_counter() - started)
+    return submitted.response()
 
 
 SUBMISSION_FIELDS = ("payload", "idempotency_key", "cross_ref")
@@ -402,6 +405,8 @@ async def figures(request: web.Request) -> web.Response:
     asked = parameters.query(request, "gemeente", parameters.PARTNER)
     first = parameters.query(request, "from", parameters.MONTH)
     last = parameters.query(request, "to", parameters.MONTH)
+    if first is not None and last is not None and first > last:
+        return problem(400, f"from {first} is after to {last}: give the earlier month first")
     if identity.admin:
         gemeente = asked
     elif identity.partner is None:  # for the type checker: handled above

@@ -30,6 +30,8 @@ from gateway.web.body import admitted, off_loop
 from gateway.web.identify import anonymous, identify, over_rate
 from gateway.web.wiring import GATEWAY_KEY, SOAP_PATH
 
+EBMS_LISTENER: web.AppKey[bool] = web.AppKey("ebms_listener", bool)
+"""Set on the ``[ebms] listen`` listener's application (gateway/web/app.py)."""
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9_./-]+\.(xsd|wsdl)$")
 
 
@@ -75,7 +77,7 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
             )
         del data
         result = await gw.ingress.accept_envelope(element, identity, offload=large)
-    BV03_SECONDS.observe(time.perf_counter() - started)
+    BV03_SECONDS.labels(channel="soap").observe(time.perf_counter() - started)
     if isinstance(result, Rejected):
         REJECTED.labels(code=result.code).inc()
         return fault(gw, result.code, result.plek, result.omschrijving, result, 500)
@@ -95,6 +97,10 @@ async def ebms_endpoint(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY_KEY]
     if gw.ebms is None:
         return unread(request, problem(404, "ebMS2 is not configured on this gateway"))
+    assert gw.config.ebms is not None
+    if gw.config.ebms.listen is not None and not request.app.get(EBMS_LISTENER, False):
+        # Digikoppeling: two-way TLS; the listener that requires a certificate serves /ebms
+        return unread(request, problem(404, "the ebMS endpoint is served on its own listener"))
     identity = identify(request, gw)
     local_peer = gw.config.plain_http and is_loopback(request.remote or "")
     certified = identity.partner is not None and identity.via == "mtls"

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from gateway import codelists
 from gateway import envelope as env
 from gateway.admission import (
     SMALL_FORM_BYTES,
@@ -113,6 +114,9 @@ def build(config: GatewayConfig) -> Gateway:
             if partners.get(partner) is None:
                 raise ValueError(f"route {rule.name!r} copies to unknown partner {partner}")
     limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=PAYLOAD_MAX_MARKUP)
+    # the code lists the rules (TR378, TR381) and the portal read: loaded now, so a malformed
+    # drop-in list stops the start with its file and fault (a CodeListError is a ValueError)
+    codelists.configure(config.codelists_dir)
     registry = SchemaRegistry(list(config.schema_dirs))
     registry.compile_all()
     validator = Validator(registry, limits)
