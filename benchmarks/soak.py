@@ -53,6 +53,8 @@ class Sample:
     """VmRSS of the ``ggk serve`` process."""
     tree_rss_mib: float
     """VmRSS of ``ggk serve`` and its children (the validation worker)."""
+    anon_mib: float = 0.0
+    """RssAnon of ``ggk serve``: the heap (Python's and the C libraries'), not mapped files."""
 
 
 @dataclass(slots=True)
@@ -77,11 +79,15 @@ class Report:
     samples: list[Sample] = field(default_factory=list)
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def sample(seconds: float, answered: int, pid: int) -> Sample:
+    return Sample(seconds, answered, rss_mib(pid), tree_rss_mib(pid), rss_mib(pid, "RssAnon"))
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -205,9 +211,7 @@ async def soak(args: argparse.Namespace) -> Report:
                 if now >= args.seconds:
                     break
                 if now >= next_sample:
-                    report.samples.append(
-                        Sample(now, answered, rss_mib(server.pid), tree_rss_mib(server.pid))
-                    )
+                    report.samples.append(sample(now, answered, server.pid))
                     last = report.samples[-1]
                     print(
                         f"[soak {now:6.0f} s] answered {answered:,} ({len(tasks)} in flight), "
@@ -220,10 +224,7 @@ async def soak(args: argparse.Namespace) -> Report:
                     next_sample += args.sample
                 if not warm_signalled and now >= args.warmup:
                     warm_signalled = True
-                    report.rss_at_warmup_mib = rss_mib(server.pid)
-                    report.samples.append(
-                        Sample(now, answered, report.rss_at_warmup_mib, tree_rss_mib(server.pid))
-                    )
+                    report.samples.append(sample(now, answered, server.pid))
                     if args.tracemalloc:
                         server.send_signal(signal.SIGUSR2)
                 delay = origin + i / args.rate - time.perf_counter()
@@ -249,9 +250,7 @@ async def soak(args: argparse.Namespace) -> Report:
                 await asyncio.sleep(0.1)
             report.delivered = sink.count
             end = time.perf_counter() - started
-            report.samples.append(
-                Sample(end, answered, rss_mib(server.pid), tree_rss_mib(server.pid))
-            )
+            report.samples.append(sample(end, answered, server.pid))
             report.rss_at_end_mib = report.samples[-1].rss_mib
             if args.tracemalloc:
                 await dump_now(server, Path(args.tracemalloc))
