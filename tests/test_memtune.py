@@ -40,3 +40,17 @@ def test_serve_limits_arenas_before_it_starts() -> None:
     assert setup.serve.callback is not None
     source = inspect.getsource(setup.serve.callback)
     assert source.index("memtune.limit_arenas()") < source.index("asyncio.run(")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc_trim: Linux only")
+def test_trim_returns_freed_pages() -> None:
+    """After a large allocation is freed, ``trim`` gives its pages back (glibc says so)."""
+    code = (
+        "from gateway import memtune\n"
+        "blocks = [bytearray(100_000) for _ in range(2_000)]\n"
+        "keep = blocks[::50]\n"
+        "del blocks\n"
+        "print(memtune.trim(), memtune.trim())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[0] == "True"
