@@ -18,6 +18,9 @@ Topics (``<prefix>`` defaults to ``ggk``):
   expiry), keyed by nonce, one partition; kept ``SESSIONS_RETENTION_MS``, a little over a
   session's life: a revocation is worthless once its session expired, so a partner signing
   out again and again cannot grow it without bound, and each process reads it whole at start.
+- ``<prefix>.partners``: the partner file as changed by ``ggk partners`` or the portal, whole
+  and signed, one key; compacted (only the newest matters); every process follows it
+  (gateway/broker/kafka_partners.py).
 - ``<prefix>.ebms``: the ebMS MSH's state shared by every process (received MessageIds with
   their answers, first-attempt Timestamps, expected receipt references, partners' answers;
   gateway/broker/kafka_ebms.py); keyed by MessageId, read whole by every process, kept
@@ -109,6 +112,7 @@ def plan(
         "segment.ms": str(SESSIONS_SEGMENT_MS),
     }
     topics.append(Topic(f"{prefix}.sessions", 1, replication, {**durable, **expiring}))
+    topics.append(Topic(f"{prefix}.partners", 1, replication, {**durable, **compacted}))
     kept = {"cleanup.policy": "delete", "retention.ms": str(EBMS_RETENTION_MS)}
     topics.append(Topic(f"{prefix}.ebms", partitions, replication, {**durable, **kept}))
     return topics
