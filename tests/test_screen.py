@@ -243,6 +243,16 @@ def test_names_are_qualified_by_the_schema_that_declares_them() -> None:
     )
     assert expand("preceding-sibling::Contact", names) == "preceding-sibling::m:Contact"
     assert expand("m:Client", names) == "m:Client"
+    # a name both schemas declare: a union where it begins a path, a predicate elsewhere and
+    # in match patterns (where XPath 1.0 and XSLT allow no union step)
+    assert expand("S(Naam/Achternaam)", names) == (
+        "normalize-space((m:Naam | b:Naam)/b:Achternaam)"
+    )
+    assert expand("Client[Naam]", names) == "m:Client[(m:Naam | b:Naam)]"
+    assert expand("Relaties/Relatie/Naam", names, pattern=True) == (
+        "m:Relaties/m:Relatie/*[self::m:Naam or self::b:Naam]"
+    )
+    assert expand("Naam", names, pattern=True) == "*[self::m:Naam or self::b:Naam]"
 
 
 def test_an_unknown_name_or_key_is_an_error_not_a_silent_miss() -> None:

@@ -89,9 +89,15 @@ class Names:
     standard: frozenset[str]
     """Every name the standard's schemas declare: a name outside it is a typo."""
 
-    def qualify(self, name: str) -> str:
+    def qualify(self, name: str, first_step: bool = False) -> str:
+        """``name`` as a step in its namespace(s). Declared in both: a union of the two
+        name tests when the step begins a path in an expression (``first_step``), where
+        XPath 1.0 allows one; else ``*[self::m:X or self::b:X]``, which tests a predicate on
+        every child and costs ~3× as much (CD087 on a 1 MB declaratie: 2.8 → 1.0 ms)."""
         in_message, in_basis = name in self.message, name in self.basis
         if in_message and in_basis:
+            if first_step:
+                return f"(m:{name} | b:{name})"
             return f"*[self::m:{name} or self::b:{name}]"
         if in_basis:
             return f"b:{name}"
@@ -136,22 +142,26 @@ def names_of(message_xsd: Path) -> Names:
     return Names(message_ns, basis_ns, message, basis_names, standard)
 
 
-def expand(test: str, names: Names) -> str:
-    """Macros expanded and every element name qualified; string literals left alone."""
+def expand(test: str, names: Names, *, pattern: bool = False) -> str:
+    """Macros expanded and every element name qualified; string literals left alone.
+    ``pattern``: the text is an XSLT match pattern, where no step may be a union."""
     test = _expand_macros(test)
     parts = _LITERAL.split(test)
     for i in range(0, len(parts), 2):  # even parts are outside literals
-        parts[i] = _NAME.sub(lambda m: _qualified(m, names), parts[i])
+        parts[i] = _NAME.sub(lambda m: _qualified(m, names, pattern), parts[i])
     return "".join(parts)
 
 
-def _qualified(match: re.Match[str], names: Names) -> str:
+def _qualified(match: re.Match[str], names: Names, pattern: bool) -> str:
     """A name step qualified; a name after one colon is already a prefixed name (``m:X``),
-    one after an axis (``preceding-sibling::X``) is a step like any other."""
+    one after an axis (``preceding-sibling::X``) is a step like any other. A step that
+    follows no ``/``, axis or ``@`` begins a relative path: it may be a union."""
     text, at = match.string, match.start()
     if text[at - 1 : at] == ":" and text[at - 2 : at] != "::":
         return match.group(1)
-    return names.qualify(match.group(1))
+    before = text[:at].rstrip()[-1:]
+    first_step = not pattern and before not in ("/", ":", "@", "$")
+    return names.qualify(match.group(1), first_step)
 
 
 def _expand_macros(test: str) -> str:
@@ -225,7 +235,7 @@ def stylesheet(
     for name in sorted(wanted):
         key = keys[name]
         lines.append(
-            f'<xsl:key name="{name}" match={quoteattr(expand(key.match, names))}'
+            f'<xsl:key name="{name}" match={quoteattr(expand(key.match, names, pattern=True))}'
             f" use={quoteattr(expand(key.use, names))}/>"
         )
     lines += ['<xsl:template match="/">', '<xsl:for-each select="*">']
