@@ -24,7 +24,7 @@ from gateway.rules import RULES, MessageContext, Rule
 from gateway.rules.base import reading_cache
 from gateway.rules.catalogue import has_rules, known_releases
 from gateway.rules.screen import Screen, ScreenError, compile_screen, names_of
-from gateway.rules.screens import KEYS, tests_for
+from gateway.rules.screens import KEYS, SETS, tests_for
 from gateway.schemas import SchemaRegistry
 from gateway.soap import SOAP11_NS
 from gateway.standards import Kind, MessageType
@@ -97,6 +97,7 @@ class Validator:
                         KEYS,
                         names_of(file.path),
                         (file.basisschema_xsd_versie, file.bericht_xsd_versie),
+                        SETS,
                     )
                 except ScreenError as exc:
                     log.warning(
