@@ -27,9 +27,10 @@ from lxml import etree
 
 from benchmarks import mix
 from gateway import envelope as env
-from gateway import ingest, logs, soap
+from gateway import logs, soap
 from gateway.config import load
 from gateway.ingest import Accepted, Identity
+from gateway.stored_facts import stored_facts
 from gateway.web.wiring import Gateway, build
 from kit.harness import prepare_gateways
 
@@ -98,9 +99,7 @@ def stages(gw: Gateway, kind: str, repeat: int) -> dict[str, float]:
         "soap unwrap": _timed(lambda: soap.unwrap(message.body, None, gw.soap_limits), times),
         "envelope parse": _timed(lambda: env.parse(element), times),
         "payload validate": _timed(lambda: validator.validate_payload(envelope.payload), times),
-        "stored facts": _timed(
-            lambda: ingest._stored_facts(element, envelope, root, (code, keys)), times
-        ),
+        "stored facts": _timed(lambda: stored_facts(element, envelope, root, (code, keys)), times),
         "envelope tostring": _timed(
             lambda: etree.tostring(element, encoding="UTF-8", xml_declaration=True), times
         ),

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from lxml import etree
@@ -22,12 +20,12 @@ from lxml import etree
 from gateway import audit, transports
 from gateway import envelope as env
 from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
-from gateway.figures import Fact, FigureKeys, extract
-from gateway.identify import parties
+from gateway.figures import FigureKeys
 from gateway.offload import PayloadValidator
 from gateway.pairing import pair_problems
 from gateway.report import Problem, Severity
-from gateway.standards import Kind, MessageType
+from gateway.standards import MessageType
+from gateway.stored_facts import StoredFacts, payload_header, stored_facts
 from gateway.validation import PayloadResult, Validator, envelope_matches_payload
 from routing.partners import Partner, PartnerRegistry
 from routing.table import Refusal, RoutedMessage, RouteTable
@@ -293,9 +291,9 @@ class Ingress:
         # megabytes: done in a thread for a large one, so the loop goes on serving others.
         counted = (message, self.figure_keys) if message and self.figure_keys else None
         facts = (
-            await asyncio.to_thread(_stored_facts, element, envelope, payload_root, counted)
+            await asyncio.to_thread(stored_facts, element, envelope, payload_root, counted)
             if offload
-            else _stored_facts(element, envelope, payload_root, counted)
+            else stored_facts(element, envelope, payload_root, counted)
         )
         return await self._route_and_store(envelope, facts, identity, message, payload_root)
 
@@ -406,7 +404,7 @@ class Ingress:
     async def _route_and_store(
         self,
         envelope: env.Envelope,
-        facts: _StoredFacts,
+        facts: StoredFacts,
         identity: Identity,
         message: MessageType | None,
         payload_root: etree._Element | None,
@@ -470,7 +468,7 @@ class Ingress:
                     transports.holds(partner.delivery.adapter),
                 )
             )
-        header = _payload_header(payload_root, message)
+        header = payload_header(payload_root, message)
         record = NewMessage(
             id=uuid.uuid4().hex,
             kind=envelope.kind.value,
@@ -541,34 +539,6 @@ class Ingress:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _StoredFacts:
-    raw: bytes
-    """The envelope as accepted (what is stored, sealed, and delivered)."""
-    digest: str
-    payload_digest: str
-    bsns: tuple[str, ...]
-    figures: tuple[Fact, ...]
-
-
-def _stored_facts(
-    element: etree._Element,
-    envelope: env.Envelope,
-    payload_root: etree._Element | None,
-    counted: tuple[MessageType, FigureKeys] | None,
-) -> _StoredFacts:
-    raw: bytes = etree.tostring(element, encoding="UTF-8", xml_declaration=True)
-    bsns = (
-        tuple(sorted({(el.text or "").strip() for el in payload_root.iter("{*}Bsn")}))
-        if payload_root is not None
-        else ()
-    )
-    figures = extract(payload_root, *counted) if payload_root is not None and counted else ()
-    return _StoredFacts(
-        raw, content_digest(envelope), hashlib.sha256(envelope.payload).hexdigest(), bsns, figures
-    )
-
-
 def _unreadable(element: etree._Element, exc: env.EnvelopeError) -> Rejected:
     """The refusal of an envelope that cannot be read: its first problem's foutcode."""
     first = exc.problems[0]
@@ -580,35 +550,3 @@ def _unreadable(element: etree._Element, exc: env.EnvelopeError) -> Rejected:
         cross_ref=env.reply_reference(element),
         zender=env.reply_zender(element),
     )
-
-
-def content_digest(envelope: env.Envelope) -> str:
-    """What makes a re-offer "the same message": routing facts and payload, not the envelope's
-    serialisation or tijdstipBericht (StUF 4.2: identical re-offers get the earlier answer)."""
-    digest = hashlib.sha256()
-    for part in (
-        envelope.kind.value,
-        envelope.zender.organisatie,
-        envelope.ontvanger.organisatie,
-        envelope.functie or "",
-        envelope.cross_ref or "",
-    ):
-        digest.update(part.encode() + b"\x00")
-    digest.update(envelope.payload)
-    return digest.hexdigest()
-
-
-def _payload_header(root: etree._Element | None, message: MessageType | None) -> dict[str, Any]:
-    """Routing facts of the payload header; for a retour the sender is Header/Ontvanger."""
-    if root is None or message is None:
-        return {}
-    found = parties(root, message)
-    if found is None:
-        return {}
-    answers = message.kind is Kind.RETOUR or message.number == 325
-    codes = [c.text or "" for c in root.iter("{*}RetourCode")] if answers else []
-    return {
-        "sender": found.sender,
-        "identificatie": found.identificatie,
-        "retourcodes": ",".join(sorted(set(codes))) or None,
-    }

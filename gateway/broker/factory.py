@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from gateway.broker.base import StorageError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Coroutine, Mapping
     from pathlib import Path
+    from typing import Any
 
     from gateway.broker.base import Broker, StoreFacts
     from gateway.config import GatewayConfig
@@ -119,3 +120,45 @@ def check_store_copy(path: Path, keyring: Keyring | None) -> StoreFacts:
     if keyring is not None and (problem := keyring_problem(path, keyring)) is not None:
         raise StorageError(f"{path.name}: {problem}")
     return found
+
+
+def partners_shared(config: GatewayConfig) -> bool:
+    """The backend shares the partner file between processes (Kafka: a signed record on
+    ``<prefix>.partners``); the embedded backend's one process reads its own file."""
+    return config.broker == "kafka"
+
+
+def publish_partner_file(config: GatewayConfig, keyring: Keyring, path: Path) -> bool:
+    """Put the partner file at ``path`` on the cluster for every process; False where the
+    backend has no cluster (:func:`partners_shared`). Raises :class:`StorageError`."""
+    if not partners_shared(config):
+        return False
+    from gateway.broker.kafka_partners import publish_file
+
+    publish_file(config, keyring, path)
+    return True
+
+
+def partner_publisher(
+    config: GatewayConfig, keyring: Keyring
+) -> Callable[[bytes], Awaitable[None]] | None:
+    """How a serving process puts a changed partner file on the cluster (the portal), or
+    None where the backend has no cluster."""
+    if not partners_shared(config):
+        return None
+    from gateway.broker.kafka_partners import publish
+
+    async def send(content: bytes) -> None:
+        await publish(config, keyring, content)
+
+    return send
+
+
+def partner_follower(config: GatewayConfig, keyring: Keyring) -> Coroutine[Any, Any, None] | None:
+    """The task that takes up the partner file as changed on any process, or None where the
+    backend has no cluster (the file watcher alone serves)."""
+    if not partners_shared(config):
+        return None
+    from gateway.broker.kafka_partners import follow
+
+    return follow(config, keyring)

@@ -58,7 +58,6 @@ from gateway.broker.base import (
     DeliveryHealth,
     InboxItem,
     MessageRef,
-    MessageView,
     NewMessage,
     OpsSnapshot,
     OverdueMessage,
@@ -72,6 +71,7 @@ from gateway.broker.kafka_core import client_settings as client_settings
 from gateway.broker.kafka_ledger import LedgerError, LedgerKeeper
 from gateway.broker.kafka_payloads import PayloadReader
 from gateway.broker.kafka_routing import KafkaRouting
+from gateway.broker.message_view import MessageView
 
 
 class KafkaBroker(KafkaRouting):

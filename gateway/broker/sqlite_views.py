@@ -12,21 +12,23 @@ from gateway.broker import sqlite_figures
 from gateway.broker.base import (
     ArchiveItem,
     ArchiveQuery,
-    ConversationEntry,
     DeadLetter,
     DeliveryCounts,
     DeliveryHealth,
-    DeliveryRow,
     DestinationQueue,
-    EventRow,
     InboxItem,
     MessageRef,
-    MessageSummary,
-    MessageView,
     OpsSnapshot,
     OverdueMessage,
     RefusalItem,
     SentItem,
+)
+from gateway.broker.message_view import (
+    ConversationEntry,
+    DeliveryRow,
+    EventRow,
+    MessageSummary,
+    MessageView,
 )
 from gateway.broker.sqlite_core import SqliteCore
 from gateway.broker.sqlite_schema import OPEN_STATES

@@ -19,6 +19,7 @@ import click
 
 from gateway import partnerfile, partnerops
 from gateway.broker.base import StorageError
+from gateway.broker.factory import partners_shared, publish_partner_file
 from gateway.cli.audit_trail import audit_admin_act
 from gateway.cli.common import (
     EXIT_INVALID,
@@ -48,17 +49,13 @@ def _change(
         raise UsageOrIOError(str(exc)) from None
     except OSError as exc:
         raise UsageOrIOError(f"{path}: {exc.strerror}") from None
-    if config.broker == "kafka":
-        from gateway.broker.kafka_partners import publish_file
-
-        try:
-            publish_file(config, ring, path)
-        except StorageError as exc:
-            raise UsageOrIOError(
-                f"changed {path}, but not on the cluster ({exc}); `ggk partners publish` "
-                "tries again"
-            ) from None
-    if config.broker == "kafka" or config.database.exists():
+    try:
+        shared = publish_partner_file(config, ring, path)
+    except StorageError as exc:
+        raise UsageOrIOError(
+            f"changed {path}, but not on the cluster ({exc}); `ggk partners publish` tries again"
+        ) from None
+    if shared or config.database.exists():
         # the operator's act; a serving gateway also audits what it takes up (per partner,
         # gateway/web/reload.py), so an edit by hand is audited too
         audit_admin_act(config, ring, action, f"{partner_id}: {said}")
@@ -384,14 +381,12 @@ def partners_publish(config_path: Path, as_json: bool) -> None:
     """Kafka: put this process's partner file on the cluster for every process (after an
     edit by hand; ``ggk partners`` commands publish their changes themselves)."""
     config = read_config(config_path)
-    if config.broker != "kafka":
+    if not partners_shared(config):
         raise click.UsageError("only the Kafka backend shares the partner file")
     registry = _registry(config)  # never publish a file the gateway would refuse
     ring = keyring_of(config)
-    from gateway.broker.kafka_partners import publish_file
-
     try:
-        publish_file(config, ring, config.partners_file)
+        publish_partner_file(config, ring, config.partners_file)
     except StorageError as exc:
         raise UsageOrIOError(str(exc)) from None
     audit_admin_act(config, ring, "partners_published", f"{len(registry.all())} partners")

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway import audit, memtune
 from gateway.broker.base import StorageError
+from gateway.broker.factory import partner_follower, partner_publisher
 from gateway.config import GatewayConfig, TlsConfig
 from gateway.connections import GuardedSite, LoggedHandshake
 from gateway.ingest import Identity
@@ -192,20 +193,8 @@ def _portal_deps(gw: Gateway) -> PortalDeps:
         # the message page decodes by the schemas the gateway validates with (schema_dirs too)
         contents=Reader(gw.ingress.validator.registry),
         partners_file=gw.config.partners_file,
-        publish_partners=_publisher(gw),
+        publish_partners=partner_publisher(gw.config, gw.keyring),
     )
-
-
-def _publisher(gw: Gateway) -> Callable[[bytes], Awaitable[None]] | None:
-    """Kafka: how the portal puts a changed partner file on the cluster."""
-    if gw.config.broker != "kafka":
-        return None
-    from gateway.broker.kafka_partners import publish
-
-    async def send(content: bytes) -> None:
-        await publish(gw.config, gw.keyring, content)
-
-    return send
 
 
 def _digest(path: Path) -> str:
@@ -356,12 +345,9 @@ async def run(
     worker = asyncio.create_task(gw.delivery.run(), name="delivery")
     upkeep = asyncio.create_task(maintenance(gw), name="maintenance")
     tasks = [worker, upkeep, asyncio.create_task(PartnerWatch(gw).run(), name="partners")]
-    if config.broker == "kafka":  # the partner file, as changed on any process
-        from gateway.broker.kafka_partners import follow as follow_partners
-
-        tasks.append(
-            asyncio.create_task(follow_partners(config, gw.keyring), name="partners-topic")
-        )
+    follower = partner_follower(config, gw.keyring)  # the file as changed on any process
+    if follower is not None:
+        tasks.append(asyncio.create_task(follower, name="partners-topic"))
     if stop is None:  # we own the process: stop on SIGINT/SIGTERM
         # Everything built so far (compiled schemas, rule tables, the app) lives as long as
         # the process: keep it out of the cyclic GC's full collections, which otherwise walk
