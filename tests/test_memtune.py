@@ -39,7 +39,7 @@ def test_serve_limits_arenas_before_it_starts() -> None:
 
     assert setup.serve.callback is not None
     source = inspect.getsource(setup.serve.callback)
-    assert source.index("memtune.limit_arenas()") < source.index("asyncio.run(")
+    assert source.index("memtune.limit_arenas()") < source.index("asyncio.Runner(")
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc_trim: Linux only")
