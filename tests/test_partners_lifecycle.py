@@ -311,3 +311,16 @@ async def test_a_portal_session_signed_in_with_a_token_ends_when_that_token_is_r
             assert await page() != 200
         finally:
             await client.close()
+
+
+async def test_a_partner_file_giving_two_partners_one_token_is_refused(setup: Setup) -> None:
+    """A token proves the last partner holding its digest: a file (a hand edit, a pasted
+    line) listing one partner's token digest under another lets the first speak as the
+    second. Like a shared certificate or OIN, the file is refused (by every loader: the
+    commands, the running gateway's reload, the Kafka follower)."""
+    path = setup.directory / "partners.toml"
+    text = path.read_text()
+    digests = re.findall(r'^token_sha256 = "([0-9a-f]{64})"$', text, flags=re.M)
+    path.write_text(text.replace(digests[1], digests[0], 1))
+    code, out = await ggk(setup, "partners", "list")
+    assert code != 0 and "share a token" in out, out
