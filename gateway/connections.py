@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import Counter
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 from aiohttp import web
@@ -63,6 +63,12 @@ class ConnectionTable:
             del self.by_peer[peer]
 
 
+def _writable(transport: asyncio.BaseTransport) -> TypeGuard[asyncio.WriteTransport]:
+    """A transport that can be written to and aborted. By what it does, not by its class:
+    uvloop's transports implement asyncio's interface without inheriting from its ABCs."""
+    return hasattr(transport, "write") and hasattr(transport, "abort")
+
+
 class ConnectionGuard(asyncio.Protocol):
     """Wraps aiohttp's protocol for one connection (see the module docstring)."""
 
@@ -80,7 +86,7 @@ class ConnectionGuard(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         self.peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
         if not self.table.admit(self.peer):
-            if isinstance(transport, asyncio.WriteTransport):
+            if _writable(transport):
                 transport.write(BUSY)
             transport.close()
             log.warning("connection.refused", peer=self.peer, open=self.table.total)
@@ -96,7 +102,7 @@ class ConnectionGuard(asyncio.Protocol):
         self.table.timed_out += 1
         CONNECTIONS_CLOSED.labels(reason="header_timeout").inc()
         log.info("connection.header_timeout", peer=self.peer)
-        if isinstance(self.transport, asyncio.WriteTransport):
+        if self.transport is not None and _writable(self.transport):
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:

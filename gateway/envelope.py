@@ -23,6 +23,7 @@ from lxml import etree
 from gateway.bundled import stuf_ggk_dir
 from gateway.report import Problem, Severity
 from gateway.standards import BY_CODE, NAMESPACE_ROOT, MessageType
+from gateway.xmlread import child_text, children, decode_base64
 from gateway.xsderrors import problems_from_log
 
 STUF_NS = "http://www.egem.nl/StUF/StUF0301"
@@ -152,21 +153,15 @@ def _envelope_rule(path: str | None, kind: str) -> str:
     return "ENV-XSD"
 
 
-def _text(el: etree._Element, path: str) -> str | None:
-    found = el.find(path)
-    if found is None or found.text is None:
-        return None
-    return found.text.strip()
-
-
 def _systeem(el: etree._Element | None) -> Systeem:
     if el is None:
         return Systeem("", "")
+    found = children(el)
     return Systeem(
-        organisatie=_text(el, f"{{{STUF_NS}}}organisatie") or "",
-        applicatie=_text(el, f"{{{STUF_NS}}}applicatie") or "",
-        administratie=_text(el, f"{{{STUF_NS}}}administratie"),
-        gebruiker=_text(el, f"{{{STUF_NS}}}gebruiker"),
+        organisatie=child_text(found, f"{{{STUF_NS}}}organisatie") or "",
+        applicatie=child_text(found, f"{{{STUF_NS}}}applicatie") or "",
+        administratie=child_text(found, f"{{{STUF_NS}}}administratie"),
+        gebruiker=child_text(found, f"{{{STUF_NS}}}gebruiker"),
     )
 
 
@@ -191,33 +186,37 @@ def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
     if not schema.validate(root):
         problems = problems_from_log(schema.error_log, rule_for=_envelope_rule)
         raise EnvelopeError(problems)
-    sg = root.find(f"{{{STUF_NS}}}stuurgegevens")
+    top = children(root)
+    sg = top.get(f"{{{STUF_NS}}}stuurgegevens")
     if sg is None:
-        sg = root.find(f"{{{namespace}}}stuurgegevens")
+        sg = top.get(f"{{{namespace}}}stuurgegevens")
     assert sg is not None  # guaranteed by the schema
+    s = children(sg)
     common = {
-        "zender": _systeem(sg.find(f"{{{STUF_NS}}}zender")),
-        "ontvanger": _systeem(sg.find(f"{{{STUF_NS}}}ontvanger")),
-        "referentienummer": _text(sg, f"{{{STUF_NS}}}referentienummer") or "",
-        "tijdstip": _text(sg, f"{{{STUF_NS}}}tijdstipBericht") or "",
-        "cross_ref": _text(sg, f"{{{STUF_NS}}}crossRefnummer"),
+        "zender": _systeem(s.get(f"{{{STUF_NS}}}zender")),
+        "ontvanger": _systeem(s.get(f"{{{STUF_NS}}}ontvanger")),
+        "referentienummer": child_text(s, f"{{{STUF_NS}}}referentienummer") or "",
+        "tijdstip": child_text(s, f"{{{STUF_NS}}}tijdstipBericht") or "",
+        "cross_ref": child_text(s, f"{{{STUF_NS}}}crossRefnummer"),
     }
     if namespace == STUF_NS:
-        body = root.find(f"{{{STUF_NS}}}body")
+        body = top.get(f"{{{STUF_NS}}}body")
         assert body is not None
+        b = children(body)
         fout = Fout(
-            code=_text(body, f"{{{STUF_NS}}}code") or "",
-            plek=_text(body, f"{{{STUF_NS}}}plek") or "",
-            omschrijving=_text(body, f"{{{STUF_NS}}}omschrijving") or "",
-            details=_text(body, f"{{{STUF_NS}}}details"),
+            code=child_text(b, f"{{{STUF_NS}}}code") or "",
+            plek=child_text(b, f"{{{STUF_NS}}}plek") or "",
+            omschrijving=child_text(b, f"{{{STUF_NS}}}omschrijving") or "",
+            details=child_text(b, f"{{{STUF_NS}}}details"),
         )
         return Envelope(kind=Kind.FO01, generation=None, fout=fout, **common)  # type: ignore[arg-type]
 
     generation = Generation(namespace)
     g = f"{{{namespace}}}"
-    params = root.find(f"{g}parameters")
+    params = top.get(f"{g}parameters")
     assert params is not None
-    bericht = params.find(f"{g}bericht")
+    p = children(params)
+    bericht = p.get(f"{g}bericht")
     assert bericht is not None
     if generation is Generation.GGK0210:
         content = bericht[0]
@@ -232,7 +231,7 @@ def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
         encoded = bericht.text or ""
     if payload is None:
         try:
-            payload = base64.b64decode("".join(encoded.split()), validate=True)
+            payload = decode_base64(encoded)
         except (binascii.Error, ValueError):
             raise EnvelopeError(
                 [Problem("ENV-XSD", "payload is not valid base64", path="parameters/bericht")]
@@ -241,11 +240,11 @@ def parse(root: etree._Element, payload: bytes | None = None) -> Envelope:
     return Envelope(
         kind=kind,
         generation=generation,
-        functie=_text(sg, f"{{{STUF_NS}}}functie"),
-        applicatie_versie=_text(params, f"{g}applicatieVersie"),
-        applicatie_subversie=_text(params, f"{g}applicatieSubversie"),
-        functie_versie=_text(params, f"{g}functieVersie"),
-        functie_subversie=_text(params, f"{g}functieSubversie"),
+        functie=child_text(s, f"{{{STUF_NS}}}functie"),
+        applicatie_versie=child_text(p, f"{g}applicatieVersie"),
+        applicatie_subversie=child_text(p, f"{g}applicatieSubversie"),
+        functie_versie=child_text(p, f"{g}functieVersie"),
+        functie_subversie=child_text(p, f"{g}functieSubversie"),
         payload=payload,
         payload_is_xml=is_xml,
         bestandsnaam=bestandsnaam,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from lxml import etree
 
@@ -35,6 +37,29 @@ def test_di01_round_trip(generation: env.Generation) -> None:
     assert parsed.referentienummer == REF and parsed.functie == "WMO301"
     assert (parsed.functie_versie, parsed.functie_subversie) == ("0003", "0002")
     assert len(parsed.tijdstip) == 17 and env.check(parsed) == []
+
+
+@pytest.mark.parametrize("generation", list(env.Generation))
+def test_a_payload_in_wrapped_or_flat_base64_reads_the_same(generation: env.Generation) -> None:
+    """Base64 without whitespace is decoded as it is, with line breaks (76 columns, as MIME
+    writes it) after removing them; either way the same payload, and bad base64 is refused."""
+    data = env.build_di01(
+        WMO301,
+        zender="0150",
+        zender_applicatie="DOWRsociaal",
+        ontvanger="12345678",
+        functie="WMO301",
+        referentienummer=REF,
+        generation=generation,
+    )
+    flat = base64.b64encode(WMO301)
+    assert flat in data  # the builder writes no line breaks
+    wrapped = base64.encodebytes(WMO301).replace(b"\n", b"\r\n  ")
+    for text in (flat, wrapped, b"\n" + flat + b"\n"):
+        parsed = env.parse(parse_untrusted(data.replace(flat, text)))
+        assert parsed.payload == WMO301
+    with pytest.raises(env.EnvelopeError):  # the schema (base64Binary) or the decoder
+        env.parse(parse_untrusted(data.replace(flat, flat[:-4] + b"Q===")))
 
 
 def test_element_order_and_namespaces_of_a_0210_du01() -> None:

@@ -27,7 +27,8 @@ from gateway.broker.kafka_records import message_record, read_message, unframe
 from gateway.cli import figures as figures_cli
 from gateway.figures import Fact, FactKind, FigureKeys, extract
 from gateway.keyring import Keyring
-from gateway.portal.pages import euro
+from gateway.portal.explain import PRODUCTCATEGORIE, code_name
+from gateway.portal.i18n import language
 from gateway.standards import parse_namespace
 from kit.gateway import Setup, Sink, ggk, make_setup, portal_session, rest, running
 
@@ -299,9 +300,12 @@ async def same_figures_everywhere(setup: Setup, figures: dict[str, Any]) -> None
         (
             row["gemeente"],
             row["month"],
-            row["categorie"],
-            *(str(row[name]) for name in columns),
-            *(euro(row[name]) for name in stats.AMOUNTS),
+            # a category with its official name (gateway.codelists)
+            " ".join(
+                filter(None, (row["categorie"], code_name(PRODUCTCATEGORIE, row["categorie"])))
+            ),
+            *(language("nl").number(row[name]) for name in columns),
+            *(language("nl").euro(row[name]) for name in stats.AMOUNTS),
         )
         for row in stats.cells_and_totals(figures)
     ]

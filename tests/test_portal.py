@@ -64,10 +64,24 @@ async def browser() -> AsyncIterator[Any]:
             await launched.close()
 
 
-async def new_page(browser: Any, setup: Setup, certificate: str | None = None) -> Any:
-    """A fresh browser profile; with ``certificate`` it presents that partner's client
-    certificate to the gateway. Any JavaScript dialog fails the test (an XSS that ran)."""
-    options: dict[str, Any] = {"ignore_https_errors": True, "accept_downloads": True}
+async def new_page(
+    browser: Any,
+    setup: Setup,
+    certificate: str | None = None,
+    locale: str = "en-GB",
+    width: int | None = None,
+) -> Any:
+    """A fresh browser profile asking for ``locale`` (Accept-Language: the portal's first
+    guess), ``width`` CSS pixels wide when given; with ``certificate`` it presents that
+    partner's client certificate to the gateway. Any JavaScript dialog fails the test (an
+    XSS that ran)."""
+    options: dict[str, Any] = {
+        "ignore_https_errors": True,
+        "accept_downloads": True,
+        "locale": locale,
+    }
+    if width is not None:
+        options["viewport"] = {"width": width, "height": 740}
     if certificate:
         crt, key = setup.client_cert(certificate)
         options["client_certificates"] = [{"origin": setup.url, "certPath": crt, "keyPath": key}]
@@ -149,7 +163,8 @@ async def test_a_provider_uploads_and_a_gemeente_downloads(
         await provider.set_input_files("#file", str(write(tmp_path, "jw305.xml", valid)))
         await provider.click("button[value=send]")
         await provider.wait_for_load_state()
-        assert "Refused (Fo03 StUF058)" in await provider.inner_text("main")
+        refusal = await provider.inner_text("main")
+        assert "jw305.xml was refused" in refusal and "Error code StUF058" in refusal, refusal
         await provider.click("text=Sent")
         assert "JW305" in await provider.inner_text("main")
         refused = await provider.inner_text("table:has(caption:has-text('refused'))")
@@ -169,7 +184,7 @@ async def test_a_provider_uploads_and_a_gemeente_downloads(
         operator = await new_page(browser, setup)
         await sign_in_with_token(operator, setup, None)
         row = await operator.inner_text("tr:has-text('(0175')")
-        assert re.search(r"expires \d{4}-\d\d-\d\d", row), row  # seen at the sign-in
+        assert re.search(r"expires \d{1,2} \w{3} \d{4}", row), row  # seen at the sign-in
         await operator.context.close()
         await accessible(gemeente, "05-gemeente-inbox")
         async with gemeente.expect_download() as waiting:
@@ -181,11 +196,15 @@ async def test_a_provider_uploads_and_a_gemeente_downloads(
         )
         # its page shows the contents decoded by the schema, typed (and accessible)
         await gemeente.goto(f"{setup.url}/portal/messages/{download.suggested_filename[:-4]}")
-        contents = await gemeente.inner_text("section:has(h2:has-text('Inhoud van het bericht'))")
+        contents = await gemeente.inner_text("section:has(h2:has-text('Contents of the message'))")
         assert "Geslacht" in contents and "(datum)" in contents, contents
         await accessible(gemeente, "05b-gemeente-message-contents")
         await gemeente.goto(f"{setup.url}/portal/inbox")
-        await gemeente.click("button:has-text('Acknowledge')")
+        await gemeente.click("a:has-text('Acknowledge')")  # asks first
+        await gemeente.wait_for_load_state()
+        assert "can no longer be downloaded" in await gemeente.inner_text("main")
+        await accessible(gemeente, "05c-gemeente-acknowledge-confirm")
+        await gemeente.click("button:has-text('Yes, acknowledge')")
         await gemeente.wait_for_load_state()
         assert "No messages are waiting" in await gemeente.inner_text("main")
 
@@ -234,13 +253,23 @@ async def test_the_operator_replays_a_dead_letter_and_sees_the_figures(
         await accessible(operator, "12-operator-replay-confirm")
         await operator.click("button:has-text('Replay the dead-lettered deliveries')")
         await operator.wait_for_load_state()
-        assert "1 dead-lettered delivery(ies)" in await operator.inner_text("main")
+        assert "1 dead-lettered delivery of" in await operator.inner_text("main")
         await eventually(lambda: ref in sink.referenties())
         await operator.click("text=Figures")  # first a gemeente to choose
         await operator.click("a:has-text('(0175)')")
         await operator.wait_for_load_state()
         assert "0175" in await operator.inner_text("table") and "gemeente=0175" in operator.url
         await accessible(operator, "13-operator-figures")
+
+        # the Partners page, and a partner's page with its forms (tokens, certificate)
+        await operator.click("nav >> text=Partners")
+        await operator.wait_for_load_state()
+        assert "Gemeente Deventer" in await operator.inner_text("main")
+        await accessible(operator, "13a-operator-partners")
+        await operator.click("main >> a:has-text('0150')")
+        await operator.wait_for_load_state()
+        assert "0150" in await operator.inner_text("h1")
+        await accessible(operator, "13b-operator-partner")
 
         # the audit trail: by referentienummer, then by BSN (never echoed, never in a URL)
         await operator.click("text=Audit")
@@ -265,7 +294,7 @@ async def test_the_operator_replays_a_dead_letter_and_sees_the_figures(
         # partner health: the replayed delivery is the last one to 12345678
         await operator.click("text=Queues")
         row = await operator.inner_text("tr:has-text('(12345678')")
-        assert "UTC" in row and "not seen since start" in row, row
+        assert re.search(r"\d\d:\d\d:\d\d", row) and "not seen since start" in row, row
 
 
 @pytest.mark.slow
@@ -417,9 +446,9 @@ async def test_the_audit_search_refuses_bad_criteria_without_echoing_a_bsn(setup
         operator, csrf = await portal_session(setup, None)
         async with operator:
             for form, expected in (
-                ({}, "Give at least one criterion."),
-                ({"since": "30-11-2026"}, "Since is a date"),
-                ({"bsn": "99999x019"}, "A BSN is nine digits."),
+                ({}, "Geef ten minste één zoekgegeven."),
+                ({"since": "30-11-2026"}, "Vanaf is een datum"),
+                ({"bsn": "99999x019"}, "Een BSN bestaat uit negen cijfers."),
             ):
                 async with operator.post(
                     f"{setup.url}/portal/audit",
@@ -507,3 +536,167 @@ def _session_cookie(client: aiohttp.ClientSession) -> str:
     found = [c.value for c in client.cookie_jar if c.key == "__Host-ggk-session"]
     assert found
     return found[0]
+
+
+# --- every page, at phone and desktop width, in Dutch and English; the keyboard alone ------
+
+WIDTHS = (360, 1280)
+LOCALES = {"nl": "nl-NL", "en": "en-GB"}
+
+
+async def fits(page: Any, name: str) -> None:
+    """No sideways scrolling of the page itself (a wide table scrolls in its own box)."""
+    overflow = await page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+
+
+async def _the_day_of_a_gemeente_and_an_operator(setup: Setup, sink: Sink) -> tuple[str, str]:
+    """Something on every page: a message in 0175's inbox (from 12345678) and one 0175 sent
+    that 12345678 refused for good (a dead letter); a refusal of 0177. The inbox message's
+    id and the dead one's."""
+    payload = (
+        (SAMPLES / "ijw" / "jw305.xml")
+        .read_bytes()
+        .replace(b"JW305B0001", f"P{uuid.uuid4().hex[:10]}".encode())
+    )
+    status, waiting = await rest(
+        setup, "POST", "/api/v1/messages", token=setup.token("12345678"), data=payload
+    )
+    assert status == 202, waiting
+    sink.fail_next, sink.fail_with = 1, "fo03-client"
+    dead_payload = (
+        (SAMPLES / "ijw" / "jw301.xml")
+        .read_bytes()
+        .replace(b"JW301B0001", f"T{uuid.uuid4().hex[:10]}".encode())
+    )
+    status, dead = await rest(
+        setup, "POST", "/api/v1/messages", token=setup.token("0175"), data=dead_payload
+    )
+    assert status == 202, dead
+
+    async def dead_lettered() -> bool:
+        _, letters = await rest(setup, "GET", "/api/v1/admin/dead-letters", token=setup.token())
+        return bool(letters["dead_letters"])
+
+    await eventually(dead_lettered)
+    status, fault = await post_soap(setup, deventer_wmo301(), partner="0177")
+    assert status == 500 and fo03_code(fault) == "StUF052"
+    return waiting["id"], dead["id"]
+
+
+@pytest.mark.slow
+async def test_every_page_is_accessible_and_fits_at_360px_in_dutch_and_english(
+    setup: Setup, sink: Sink, browser: Any, tmp_path: Path
+) -> None:
+    async with running(setup):
+        waiting, dead = await _the_day_of_a_gemeente_and_an_operator(setup, sink)
+        invalid = write(tmp_path, "wmo301-fout.xml", b"<not-a-message/>")
+        partner_pages = {
+            "inbox": "/portal/inbox",
+            "message": f"/portal/messages/{waiting}",
+            "acknowledge": f"/portal/inbox/{waiting}/ack",
+            "sent": "/portal/sent",
+            "upload": "/portal/upload",
+            "overdue": "/portal/overdue",
+            "figures": "/portal/figures",
+            "not-found": "/portal/no-such-page",
+        }
+        operator_pages = {
+            "queues": "/portal/queues",
+            "dead-letters": "/portal/dead-letters",
+            "replay": f"/portal/replay/{dead}",
+            "audit": "/portal/audit",
+            "figures": "/portal/figures?gemeente=0175",
+            "not-for-you": "/portal/inbox",
+        }
+        for lang, locale in LOCALES.items():
+            for width in WIDTHS:
+                tag = f"{lang}-{width}"
+                signin = await new_page(browser, setup, locale=locale, width=width)
+                await signin.goto(f"{setup.url}/portal/signin")
+                assert await signin.get_attribute("html", "lang") == lang
+                await accessible(signin, f"30-signin-{tag}")
+                await fits(signin, f"signin {tag}")
+                await signin.context.close()
+                for who, pages in (("0175", partner_pages), (None, operator_pages)):
+                    page = await new_page(browser, setup, locale=locale, width=width)
+                    await sign_in_with_token(page, setup, who)
+                    for name, path in pages.items():
+                        await page.goto(f"{setup.url}{path}")
+                        label = f"31-{who or 'operator'}-{name}-{tag}"
+                        assert await page.get_attribute("html", "lang") == lang, label
+                        await accessible(page, label)
+                        await fits(page, label)
+                    if who is not None:  # the upload's report, and the sent list's refusals
+                        await page.goto(f"{setup.url}/portal/upload")
+                        await page.set_input_files("#file", str(invalid))
+                        await page.click("button[value=check]")
+                        await page.wait_for_load_state()
+                        await accessible(page, f"31-0175-upload-report-{tag}")
+                        await fits(page, f"upload report {tag}")
+                    else:  # the audit trail's results
+                        await page.goto(f"{setup.url}/portal/audit")
+                        await page.fill("#partner", "0175")
+                        await page.click("main button[type=submit]")
+                        await page.wait_for_load_state()
+                        await accessible(page, f"31-operator-audit-results-{tag}")
+                        await fits(page, f"audit results {tag}")
+                    await page.context.close()
+            other = await new_page(browser, setup, locale=locale, width=360)
+            await sign_in_with_token(other, setup, "0177")
+            await other.goto(f"{setup.url}/portal/sent")
+            await accessible(other, f"32-0177-refused-{lang}-360")
+            await fits(other, f"refused {lang}")
+            await other.context.close()
+
+
+async def tab_to(page: Any, selector: str, limit: int = 80) -> None:
+    """Press Tab until the focused element matches ``selector`` (the keyboard's way there)."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await page.evaluate(
+            "s => document.activeElement && document.activeElement.matches(s)", selector
+        ):
+            return
+    raise AssertionError(f"Tab never reached {selector} on {page.url}")
+
+
+async def enter(page: Any) -> None:
+    """Press Enter on the focused link or button and wait for the page it leads to."""
+    async with page.expect_navigation():
+        await page.keyboard.press("Enter")
+
+
+@pytest.mark.slow
+async def test_sign_in_read_and_acknowledge_with_the_keyboard_alone(
+    setup: Setup, sink: Sink, browser: Any
+) -> None:
+    async with running(setup):
+        waiting, _ = await _the_day_of_a_gemeente_and_an_operator(setup, sink)
+        page = await new_page(browser, setup, locale="nl-NL", width=360)
+        await page.goto(f"{setup.url}/portal/signin")
+        await tab_to(page, "a[hreflang=en]")  # the language switch, by keyboard
+        await enter(page)
+        assert await page.get_attribute("html", "lang") == "en"
+        await tab_to(page, "a[hreflang=nl]")
+        await enter(page)
+        assert await page.get_attribute("html", "lang") == "nl"
+        await tab_to(page, "#token")
+        await page.keyboard.type(setup.token("0175"))
+        await enter(page)
+        assert page.url.endswith("/portal/inbox"), await page.inner_text("main")
+        await tab_to(page, f"a[href='/portal/messages/{waiting}']")
+        await enter(page)
+        assert "Inhoud van het bericht" in await page.inner_text("main")
+        await page.go_back()
+        await tab_to(page, f"a[href='/portal/inbox/{waiting}/ack']")
+        await enter(page)
+        await tab_to(page, "main button[type=submit]")
+        await enter(page)
+        assert page.url.endswith("/portal/inbox")
+        assert "Er wachten geen berichten op u." in await page.inner_text("main")
+        await tab_to(page, "form.signout button")
+        await enter(page)
+        assert page.url.endswith("/portal/signin")

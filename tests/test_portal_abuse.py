@@ -82,7 +82,7 @@ async def test_a_partner_over_its_rate_is_refused_on_every_portal_page_and_form(
                     text = await answer.text()
                     assert answer.status == 429, (page, answer.status)
                     after = answer.headers["Retry-After"]
-                    assert int(after) >= 1 and f"Wait {after} seconds" in text, text[:400]
+                    assert int(after) >= 1 and f"Wacht {after} seconden" in text, text[:400]
                     assert answer.headers["Cache-Control"] == "no-store"
             for form in ("/inbox/" + "a" * 32 + "/ack", "/upload"):
                 async with client.post(
@@ -130,7 +130,7 @@ async def test_successful_sign_ins_are_limited_per_partner_not_per_address(
         assert statuses == [303] * per_partner
         status, after, text = await sign_in(client, setup, "0150")
         assert status == 429 and after is not None and int(after) >= 1
-        assert "Too many sign-ins as 0150" in text and f"Wait {after} seconds" in text
+        assert "Te veel aanmeldingen als 0150" in text and f"Wacht {after} seconden" in text
         # another partner from the same address is not held back by 0150's sign-ins
         statuses = [(await sign_in(client, setup, "0175"))[0] for _ in range(3)]
         assert statuses == [303] * 3
@@ -179,4 +179,4 @@ async def test_a_full_list_of_sign_outs_pauses_sign_ins_and_never_revives_a_cook
         assert await with_cookie(setup, copied) == 303
         assert statuses == [303, 303, 503], statuses
         assert after is not None and int(after) >= 1
-        assert "no new sign-ins" in text and f"Try again in {after} seconds" in text
+        assert "geen nieuwe aanmeldingen" in text and f"over {after} seconden opnieuw" in text

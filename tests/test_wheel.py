@@ -151,6 +151,16 @@ async def test_wheel_serves_outside_the_tree(installed: Path, tmp_path: Path) ->
                 assert process.returncode is None, (tmp_path / "serve.log").read_text()
                 await asyncio.sleep(0.1)
         assert b"OntvangAsynchroon" in body and f":{port}/ggk/OntvangAsynchroon".encode() in body
+        # the portal's English catalogue came with the wheel (compiled at start)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"https://127.0.0.1:{port}/portal/signin",
+                ssl=context,
+                headers={"Accept-Language": "en"},
+            ) as page,
+        ):
+            assert "<h1>Sign in</h1>" in await page.text()
         submitted = await asyncio.to_thread(
             run,
             python,

@@ -144,7 +144,7 @@ class SqliteViews(SqliteCore):
         rows = await self.read(
             "SELECT m.id, m.kind, m.functie, m.ontvanger, m.referentienummer, m.received_at, "
             "m.bv03_ref, (SELECT GROUP_CONCAT(d.state) FROM deliveries d "
-            "WHERE d.message_id = m.id) AS states, "
+            "WHERE d.message_id = m.id AND d.destination = m.ontvanger) AS states, "
             "(SELECT r.functie || ' ' || COALESCE(r.retourcodes, '') FROM messages r "
             "WHERE r.heen_id = m.id ORDER BY r.received_at DESC LIMIT 1) AS retour "
             "FROM messages m WHERE m.zender = ? ORDER BY m.received_at DESC LIMIT ?",

@@ -8,8 +8,9 @@ from aiohttp import web
 
 from gateway.portal.common import CommonPages
 from gateway.portal.operator import OperatorPages
-from gateway.portal.pages import PortalDeps, hardened, templates
+from gateway.portal.pages import PortalDeps, error_pages, hardened, switch_language, templates
 from gateway.portal.partner import PartnerPages
+from gateway.portal.partners_admin import PartnerAdminPages
 from gateway.portal.session import SessionKeys
 from gateway.portal.signin import SignIn
 
@@ -31,7 +32,8 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
     partner = PartnerPages(deps, environment)
     common = CommonPages(deps, environment)
     operator = OperatorPages(deps, environment)
-    app = web.Application(middlewares=[hardened], client_max_size=max_body)
+    partner_admin = PartnerAdminPages(deps, environment)
+    app = web.Application(middlewares=[hardened, error_pages(common)], client_max_size=max_body)
     app.add_routes(
         [
             web.get("/", signin.home),
@@ -40,6 +42,7 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.post("/signout", signin.signout),
             web.get("/inbox", partner.inbox),
             web.get("/inbox/{id}", partner.download),
+            web.get("/inbox/{id}/ack", partner.acknowledge_page),
             web.post("/inbox/{id}/ack", partner.acknowledge),
             web.get("/sent", partner.sent),
             web.get("/upload", partner.upload_page),
@@ -53,7 +56,11 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.post("/replay/{id}", operator.replay),
             web.get("/audit", operator.audit_page),
             web.post("/audit", operator.audit_search),
+            web.get("/partners", partner_admin.list_page),
+            web.get("/partners/{id}", partner_admin.detail),
+            web.post("/partners/{id}", partner_admin.act),
             web.get("/static/portal.css", _stylesheet),
+            web.get("/taal/{lang}", switch_language),
         ]
     )
     return app

@@ -30,8 +30,13 @@ class CommonPages(Pages):
             else None
         )
         if view is None:
+            t = self.language(request)
             return self.notice(
-                request, visitor, 404, "Not found", "There is no such message among yours."
+                request,
+                visitor,
+                404,
+                t.gettext("Niet gevonden"),
+                t.gettext("Dit bericht is er niet, of het is niet van u."),
             )
         contents = None
         if visitor.partner is not None:  # its receiver reads what it may also download
@@ -94,8 +99,9 @@ class CommonPages(Pages):
             )
         raw = await self.deps.broker.figures(stats.Scope(gemeente, first, last))
         published = stats.publish(raw, self.deps.min_cell)
+        t = self.language(request)
         charts = [
-            (g, bar_chart(f"Toewijzingen per month, gemeente {g}", points))
+            (g, bar_chart(t.gettext("Toewijzingen per maand, gemeente %(g)s") % {"g": g}, points))
             for g, points in _toewijzingen_per_month(published)
         ]
         return self.render(

@@ -57,7 +57,14 @@ class OperatorPages(Pages):
         message_id = request.match_info["id"]
         view = await self.deps.broker.view(message_id) if MESSAGE_ID.fullmatch(message_id) else None
         if view is None:
-            return self.notice(request, visitor, 404, "Not found", "There is no such message.")
+            t = self.language(request)
+            return self.notice(
+                request,
+                visitor,
+                404,
+                t.gettext("Niet gevonden"),
+                t.gettext("Dit bericht bestaat niet."),
+            )
         return self.render(request, "replay.html", visitor=visitor, message=view.to_dict())
 
     async def replay(self, request: web.Request) -> web.StreamResponse:
@@ -68,9 +75,14 @@ class OperatorPages(Pages):
         if isinstance(data, web.Response):
             return data
         message_id = request.match_info["id"]
+        t = self.language(request)
         if not MESSAGE_ID.fullmatch(message_id) or data.get("confirm") != "yes":
             return self.notice(
-                request, visitor, 400, "Not replayed", "Confirm the replay on its page."
+                request,
+                visitor,
+                400,
+                t.gettext("Niet opnieuw aangeboden"),
+                t.gettext("Bevestig het opnieuw aanbieden op de pagina van het bericht."),
             )
         count = await self.deps.broker.replay(
             message_id=message_id, dead_only=True, actor=f"portal operator@{request.remote}"
@@ -80,8 +92,13 @@ class OperatorPages(Pages):
             request,
             visitor,
             200,
-            "Replayed",
-            f"{count} dead-lettered delivery(ies) of {message_id} scheduled again.",
+            t.gettext("Opnieuw aangeboden"),
+            t.ngettext(
+                "%(n)s onbestelbare aflevering van %(id)s is opnieuw ingepland.",
+                "%(n)s onbestelbare afleveringen van %(id)s zijn opnieuw ingepland.",
+                count,
+            )
+            % {"n": count, "id": message_id},
         )
 
     async def audit_page(self, request: web.Request) -> web.StreamResponse:
@@ -105,12 +122,13 @@ class OperatorPages(Pages):
             if isinstance(value := data.get(name), str) and value.strip()
         }
         since = day(asked.get("since"))
+        t = self.language(request)
         problem = (
-            "Give at least one criterion."
+            t.gettext("Geef ten minste één zoekgegeven.")
             if not asked
-            else "Since is a date, YYYY-MM-DD."
+            else t.gettext("Vanaf is een datum: JJJJ-MM-DD.")
             if "since" in asked and since is None
-            else "A BSN is nine digits."
+            else t.gettext("Een BSN bestaat uit negen cijfers.")
             if "bsn" in asked and not asked["bsn"].isdigit()
             else None
         )

@@ -15,20 +15,26 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jinja2
+import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway import disclosure
 from gateway.admission import Admission, Refusal, admitted_form
 from gateway.broker.base import Broker
 from gateway.ingest import Identity
+from gateway.portal import explain, i18n
 from gateway.portal.contents import Reader
 from gateway.portal.session import SESSION_COOKIE, Session, SessionKeys
 from gateway.ratelimit import retry_after
 from gateway.sightings import Sighting
 from routing.partners import Partner, PartnerRegistry
+
+log = structlog.get_logger("ggk.portal")
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -77,6 +83,10 @@ class PortalDeps:
     """Portal uploads read and checked at once (``[limits] portal_upload_slots``)."""
     contents: Reader = field(default_factory=Reader)
     """Decodes a message's payload by its schema for the message page (typed values)."""
+    partners_file: Path | None = None
+    """The partner file the operator's Partners page changes (gateway/partnerfile.py)."""
+    publish_partners: Callable[[bytes], Awaitable[None]] | None = None
+    """Kafka: put a changed partner file on ``<prefix>.partners`` for every process."""
 
 
 class Answer(Exception):
@@ -100,37 +110,107 @@ class Visitor:
         return self.session.admin
 
 
-def templates() -> jinja2.Environment:
-    """The portal's templates: autoescaped, and a missing value is an error, not a blank."""
+class Templates:
+    """The portal's templates, one Jinja2 environment per language (gettext through Jinja2's
+    i18n extension: ``{% trans %}`` and ``_()`` in a template, Dutch msgids): autoescaped, and
+    a missing value is an error, not a blank."""
+
+    def __init__(self) -> None:
+        self.environments = {code: _environment(i18n.language(code)) for code in i18n.LANGUAGES}
+
+    def get(self, language: i18n.Language, name: str) -> jinja2.Template:
+        return self.environments[language.code].get_template(name)
+
+
+def templates() -> Templates:
+    """The portal's templates in every language it speaks."""
+    return Templates()
+
+
+def _environment(language: i18n.Language) -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("gateway.portal", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
     )
-    environment.filters["when"] = when
-    environment.filters["euro"] = euro
+    # newstyle: a translated text's %(name)s values are escaped, and a missing one is an error
+    environment.policies["ext.i18n.trimmed"] = True  # as extracted (babel.cfg)
+    environment.install_gettext_callables(  # type: ignore[attr-defined]
+        language.gettext, language.ngettext, newstyle=True
+    )
+    environment.filters["when"] = language.when
+    environment.filters["euro"] = language.euro
+    environment.filters["number"] = language.number
     environment.globals["band"] = disclosure.band  # what a rounded figure stands for
+    environment.globals["lang"] = language.code
+    environment.globals.update(_words(language))
+    environment.globals["languages"] = [(c, i18n.NAMES[c]) for c in i18n.LANGUAGES]
     return environment
+
+
+def _words(language: i18n.Language) -> dict[str, Callable[..., str | None]]:
+    """What a template says instead of a code: a Fo03 code's sentence, delivery states and
+    severities in words, a code's official name (gateway/portal/explain.py)."""
+
+    def delivery(states: str | None) -> str:
+        return "; ".join(language.gettext(w) for w in explain.delivery(states)) or "-"
+
+    def coded(list_names: tuple[str, ...]) -> Callable[[str], str | None]:
+        return lambda code: explain.code_name(list_names, code)
+
+    def bericht(functie: str | None) -> str:
+        named = explain.MESSAGE_TYPES.get((functie or "").upper())
+        return f"{functie} · {language.gettext(named)}" if named else functie or "-"
+
+    return {
+        "bericht": bericht,
+        "fo03": lambda code: language.gettext(explain.fo03(code)),
+        "delivery": delivery,
+        "severity": lambda value: language.gettext(explain.SEVERITY.get(str(value), str(value))),
+        "retourcode": coded(explain.RETOURCODE),
+        "categorie": coded(explain.PRODUCTCATEGORIE),
+    }
 
 
 class Pages:
     """The plumbing every group of pages shares."""
 
-    def __init__(self, deps: PortalDeps, environment: jinja2.Environment) -> None:
+    def __init__(self, deps: PortalDeps, environment: Templates) -> None:
         self.deps = deps
         self.templates = environment
+
+    def language(self, request: web.Request) -> i18n.Language:
+        """The visitor's language: chosen (cookie), else guessed (Accept-Language), else
+        Dutch. Python code translates with it: ``self.language(request).gettext("…")``."""
+        return i18n.language(
+            i18n.choose(
+                request.cookies.get(i18n.LANG_COOKIE), request.headers.get("Accept-Language")
+            )
+        )
 
     def render(
         self, request: web.Request, name: str, status: int = 200, **context: Any
     ) -> web.Response:
         visitor: Visitor | None = context.pop("visitor", None)
-        html = self.templates.get_template(name).render(
+        html = self.templates.get(self.language(request), name).render(
             visitor=visitor,
             csrf=self.deps.keys.csrf(visitor.session.nonce) if visitor else "",
             path=request.path,
+            here=request.path_qs,
+            partij=self.party,
             **context,
         )
         return web.Response(text=html, status=status, content_type="text/html")
+
+    def party(self, code: str | None) -> str:
+        """A partner's code with its name (``Gemeente Deventer (0150)``): from the partner
+        registry, else (a gemeente not connected) the CBS list; the bare code otherwise."""
+        if not code:
+            return "-"
+        partner = self.deps.partners.get(code)
+        name = partner.name if partner else explain.code_name(explain.GEMEENTE, code)
+        return f"{name} ({code})" if name else code
 
     def visitor(self, request: web.Request, *, spend: bool = True) -> Visitor | None:
         """The signed-in visitor, or None. A session proven by a certificate holds only on a
@@ -145,8 +225,8 @@ class Pages:
         if session is None or self.deps.broker.session_revoked(session.nonce):
             return None
         partner = self.deps.partners.get(session.partner) if session.partner else None
-        if session.partner and partner is None:
-            return None  # the partner was removed since
+        if session.partner and (partner is None or partner.disabled):
+            return None  # the partner was removed or disabled since
         if partner is not None:
             presented = self.deps.identify(request).partner
             if presented is not None and presented.id != partner.id:
@@ -164,13 +244,17 @@ class Pages:
         """The page for a partner over its rate: what happened, and when to try again (also
         in ``Retry-After``)."""
         after = retry_after(wait)
+        t = self.language(request)
         response = self.notice(
             request,
             visitor,
             429,
-            "Too many requests",
-            "Your organisation sent more requests than the gateway takes per second (the "
-            f"portal and the API together). Wait {after} seconds, then try again.",
+            t.gettext("Te veel verzoeken"),
+            t.gettext(
+                "Uw organisatie stuurde meer verzoeken dan de gateway per seconde aanneemt (het "
+                "portaal en de API samen). Wacht %(seconds)s seconden en probeer het dan opnieuw."
+            )
+            % {"seconds": after},
         )
         response.headers["Retry-After"] = after
         return response
@@ -178,8 +262,13 @@ class Pages:
     def denied(self, request: web.Request, visitor: Visitor | None) -> web.StreamResponse:
         if visitor is None:
             raise web.HTTPSeeOther("/portal/signin")
+        t = self.language(request)
         return self.notice(
-            request, visitor, 403, "Not for you", "This page is not available with your sign-in."
+            request,
+            visitor,
+            403,
+            t.gettext("Niet voor u"),
+            t.gettext("Deze pagina is er niet voor uw aanmelding."),
         )
 
     async def form(self, request: web.Request, visitor: Visitor) -> dict[str, Any] | web.Response:
@@ -210,11 +299,14 @@ class Pages:
             request, self.deps.bodies, limit, self.deps.body_timeout, holder
         ) as form:
             if isinstance(form, Refusal):
-                reason = form.reason.capitalize() + "."
+                t = self.language(request)
+                reason = form_refused(t, form.status)
                 response = (
                     page(form.status, reason)
                     if page is not None
-                    else self.notice(request, visitor, form.status, "Form not read", reason)
+                    else self.notice(
+                        request, visitor, form.status, t.gettext("Formulier niet gelezen"), reason
+                    )
                 )
                 response.force_close()
                 yield response
@@ -234,13 +326,57 @@ class Pages:
         """A page that only says something (not found, refused, done)."""
         return self.render(request, "message.html", status, visitor=visitor, title=title, text=text)
 
+    def error_page(
+        self, request: web.Request, visitor: Visitor | None, status: int
+    ) -> web.Response:
+        """The page for an HTTP error ``status``: what happened and what to do, in words."""
+        t = self.language(request)
+        title, text = {
+            404: (
+                t.gettext("Pagina niet gevonden"),
+                t.gettext(
+                    "Deze pagina bestaat niet. Controleer het adres, of ga naar de startpagina."
+                ),
+            ),
+            405: (
+                t.gettext("Dit kan zo niet"),
+                t.gettext(
+                    "Deze pagina kan niet op deze manier worden opgevraagd. Gebruik de knoppen "
+                    "en koppelingen van het portaal."
+                ),
+            ),
+            413: (
+                t.gettext("Te groot"),
+                t.gettext("Wat u verstuurde is groter dan het portaal aanneemt."),
+            ),
+            500: (
+                t.gettext("Er ging iets mis"),
+                t.gettext(
+                    "Er ging iets mis in de gateway; uw verzoek is niet uitgevoerd. Probeer het "
+                    "opnieuw; lukt het weer niet, meld het dan aan de beheerder."
+                ),
+            ),
+        }.get(
+            status,
+            (
+                t.gettext("Verzoek niet uitgevoerd"),
+                t.gettext("Het portaal kon dit verzoek niet uitvoeren."),
+            ),
+        )
+        return self.render(
+            request, "message.html", status, visitor=visitor, title=title, text=text, code=status
+        )
+
     def refused_form(self, request: web.Request, visitor: Visitor) -> web.Response:
+        t = self.language(request)
         return self.notice(
             request,
             visitor,
             403,
-            "Form refused",
-            "The form was not sent from this portal or has expired. Open the page again.",
+            t.gettext("Formulier geweigerd"),
+            t.gettext(
+                "Het formulier kwam niet van dit portaal of is verlopen. Open de pagina opnieuw."
+            ),
         )
 
     def identity(self, request: web.Request, visitor: Visitor) -> Identity:
@@ -289,12 +425,6 @@ def same_origin(request: web.Request) -> bool:
     return origin is None or origin == f"{request.scheme}://{request.host}"
 
 
-def when(value: object) -> str:
-    if not isinstance(value, int | float):
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value)) + " UTC"
-
-
 def day(text: str | None) -> float | None:
     """Midnight UTC of a YYYY-MM-DD date, as epoch seconds; None when it is not one."""
     if not text:
@@ -305,5 +435,77 @@ def day(text: str | None) -> float | None:
         return None
 
 
-def euro(value: object) -> str:
-    return f"€ {value / 100:,.2f}" if isinstance(value, int) else str(value)
+BACK = re.compile(r"/portal/[A-Za-z0-9/_-]{0,200}(\?[A-Za-z0-9=&_%.-]{0,200})?")
+"""Where the language switch may send the browser back to: a portal page's path with its plain
+query (the Figures page's gemeente and months), nothing else: no other site, no line breaks."""
+
+
+async def switch_language(request: web.Request) -> web.StreamResponse:
+    """``GET /portal/taal/{lang}?terug=/portal/…``: remember the chosen language in its cookie
+    (a preference, not a secret: the page reads nothing else from it) and go back to the page.
+    A link, not a form, so it works before sign-in and without a CSRF token; it changes
+    nothing but the language."""
+    code = request.match_info["lang"]
+    if code not in i18n.LANGUAGES:
+        raise web.HTTPNotFound()
+    back = request.query.get("terug", "")
+    response = web.HTTPSeeOther(back if BACK.fullmatch(back) else "/portal/")
+    response.set_cookie(
+        i18n.LANG_COOKIE,
+        code,
+        max_age=i18n.LANG_COOKIE_SECONDS,
+        path="/portal",
+        secure=request.scheme == "https",
+        httponly=True,
+        samesite="Lax",
+    )
+    raise response
+
+
+def form_refused(t: i18n.Language, status: int) -> str:
+    """Why a form or upload was not read (admission's refusal by its status), in words."""
+    reasons = {
+        408: t.gettext("Het formulier kwam niet op tijd binnen. Probeer het opnieuw."),
+        411: t.gettext("Het formulier had geen lengte. Verstuur het vanuit het portaal."),
+        413: t.gettext("Het formulier of bestand is te groot."),
+        415: t.gettext("Een formulier wordt niet gecomprimeerd verstuurd."),
+        503: t.gettext("De gateway is bezig met grote berichten. Probeer het zo opnieuw."),
+    }
+    return reasons.get(status, t.gettext("Het formulier kon niet worden gelezen."))
+
+
+def _visitor_or_none(pages: Pages, request: web.Request) -> Visitor | None:
+    """Who sees an error page (their menu on it), if that can be told: an error page never
+    fails because the session could not be checked (the store being down, say)."""
+    try:
+        return pages.visitor(request, spend=False)
+    except Exception:
+        return None
+
+
+def error_pages(pages: Pages) -> Middleware:
+    """Every error the portal answers (an unknown address, a method a page does not take, a
+    body too large, a fault in the code) as a page in the portal's look and language, with its
+    status; never aiohttp's bare ``404: Not Found`` or a traceback."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = pages.error_page(request, _visitor_or_none(pages, request), exc.status)
+            for name in ("Allow", "Retry-After"):
+                if name in exc.headers:
+                    response.headers[name] = exc.headers[name]
+            return response
+        except Answer:
+            raise
+        except Exception:
+            # the route's pattern, never the path itself (a path may hold what a visitor typed)
+            resource = request.match_info.route.resource
+            log.exception("portal.page_failed", route=resource.canonical if resource else "?")
+            return pages.error_page(request, None, 500)
+
+    return middleware

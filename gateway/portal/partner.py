@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import jinja2
 from aiohttp import web
 
-from gateway.portal.pages import MESSAGE_ID, PAGE, UPLOAD_ALLOWANCE, Pages, PortalDeps, Visitor
+from gateway.portal.pages import (
+    MESSAGE_ID,
+    PAGE,
+    UPLOAD_ALLOWANCE,
+    Pages,
+    PortalDeps,
+    Templates,
+    Visitor,
+)
 
 UPLOAD_WAIT = 15.0
 """Seconds an upload waits for a free slot (first come, first served; one per partner, so
@@ -17,7 +24,7 @@ at once when other partners' uploads hold every slot (``[limits] portal_upload_s
 
 
 class PartnerPages(Pages):
-    def __init__(self, deps: PortalDeps, environment: jinja2.Environment) -> None:
+    def __init__(self, deps: PortalDeps, environment: Templates) -> None:
         super().__init__(deps, environment)
         self.uploads = asyncio.Semaphore(deps.upload_slots)
         """Uploads read at once (each up to max_message_bytes, within the body budget): the
@@ -43,8 +50,13 @@ class PartnerPages(Pages):
             else None
         )
         if data is None:
+            t = self.language(request)
             return self.notice(
-                request, visitor, 404, "Not found", "There is no such message in your inbox."
+                request,
+                visitor,
+                404,
+                t.gettext("Niet gevonden"),
+                t.gettext("Dit bericht staat niet in uw postvak in."),
             )
         return web.Response(
             body=data,
@@ -54,24 +66,53 @@ class PartnerPages(Pages):
             headers={"Content-Disposition": f'attachment; filename="{message_id}.xml"'},
         )
 
-    async def acknowledge(self, request: web.Request) -> web.StreamResponse:
+    def not_waiting(self, request: web.Request, visitor: Visitor) -> web.Response:
+        t = self.language(request)
+        return self.notice(
+            request,
+            visitor,
+            404,
+            t.gettext("Niet gevonden"),
+            t.gettext("Dit bericht wacht niet in uw postvak in."),
+        )
+
+    async def acknowledge_page(self, request: web.Request) -> web.StreamResponse:
+        """Ask before a message leaves the inbox: it cannot be downloaded there afterwards."""
         visitor = self.visitor(request)
         if visitor is None or visitor.partner is None:
             return self.denied(request, visitor)
-        if isinstance(refused := await self.form(request, visitor), web.Response):
-            return refused
         message_id = request.match_info["id"]
+        waiting = MESSAGE_ID.fullmatch(message_id) and any(
+            item.id == message_id for item in await self.deps.broker.inbox(visitor.partner.id, PAGE)
+        )
+        view = await self.deps.broker.view(message_id, visitor.partner.id) if waiting else None
+        if view is None:
+            return self.not_waiting(request, visitor)
+        return self.render(request, "acknowledge.html", visitor=visitor, message=view.to_dict())
+
+    async def acknowledge(self, request: web.Request) -> web.StreamResponse:
+        """Take a message out of the inbox, once the clerk confirmed it on its page."""
+        visitor = self.visitor(request)
+        if visitor is None or visitor.partner is None:
+            return self.denied(request, visitor)
+        data = await self.form(request, visitor)
+        if isinstance(data, web.Response):
+            return data
+        message_id = request.match_info["id"]
+        if data.get("confirm") != "yes":
+            t = self.language(request)
+            return self.notice(
+                request,
+                visitor,
+                400,
+                t.gettext("Niet afgehandeld"),
+                t.gettext("Bevestig het afhandelen op de pagina van het bericht."),
+            )
         done = MESSAGE_ID.fullmatch(message_id) and await self.deps.broker.ack(
             visitor.partner.id, message_id
         )
         if not done:
-            return self.notice(
-                request,
-                visitor,
-                404,
-                "Not found",
-                "There is no such message waiting in your inbox.",
-            )
+            return self.not_waiting(request, visitor)
         raise web.HTTPSeeOther("/portal/inbox")
 
     async def sent(self, request: web.Request) -> web.StreamResponse:
@@ -106,12 +147,16 @@ class PartnerPages(Pages):
         if visitor is None or visitor.partner is None:
             return self.denied(request, visitor)
         partner = visitor.partner.id
+        t = self.language(request)
         if partner in self.uploading:
             refused = self.upload_refused(
                 request,
                 visitor,
                 429,
-                "Your previous upload is still being checked; wait for it, then try again.",
+                t.gettext(
+                    "Uw vorige bestand wordt nog gecontroleerd; wacht daarop en probeer het "
+                    "dan opnieuw."
+                ),
             )
             refused.force_close()
             return refused
@@ -122,7 +167,7 @@ class PartnerPages(Pages):
                     request,
                     visitor,
                     503,
-                    "The gateway is checking other uploads; try again in a moment.",
+                    t.gettext("De gateway controleert andere bestanden; probeer het zo opnieuw."),
                 )
                 refused.force_close()
                 return refused
@@ -162,8 +207,11 @@ class PartnerPages(Pages):
             if isinstance(data, web.Response):
                 return data
             field = data.get("file")
+            t = self.language(request)
             if not isinstance(field, web.FileField):
-                return self.upload_refused(request, visitor, 400, "Choose a message file.")
+                return self.upload_refused(
+                    request, visitor, 400, t.gettext("Kies een berichtbestand.")
+                )
             payload = field.file.read(self.deps.max_upload + 1)
             field.file.close()
             if len(payload) > self.deps.max_upload:
@@ -171,7 +219,8 @@ class PartnerPages(Pages):
                     request,
                     visitor,
                     413,
-                    f"The file is larger than {self.deps.max_upload:,} bytes.",
+                    t.gettext("Het bestand is groter dan %(bytes)s bytes.")
+                    % {"bytes": t.number(self.deps.max_upload)},
                 )
             result = await self.deps.validate(payload)
             outcome = None

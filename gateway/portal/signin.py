@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 import time
 
-import jinja2
 import structlog
 from aiohttp import web
 
@@ -18,7 +17,7 @@ from gateway.portal.limits import (
     SIGNINS_PER_PARTNER,
     WindowLimit,
 )
-from gateway.portal.pages import Pages, PortalDeps, same_origin
+from gateway.portal.pages import Pages, PortalDeps, Templates, form_refused, same_origin
 from gateway.portal.session import PRESESSION_COOKIE, SESSION_COOKIE, SESSION_SECONDS
 from gateway.ratelimit import retry_after
 
@@ -29,7 +28,7 @@ SIGNIN_FORM_BYTES = 4096
 
 
 class SignIn(Pages):
-    def __init__(self, deps: PortalDeps, environment: jinja2.Environment) -> None:
+    def __init__(self, deps: PortalDeps, environment: Templates) -> None:
         super().__init__(deps, environment)
         self.failures = WindowLimit(*FAILURES_PER_PEER)
         """Failed sign-ins per peer address."""
@@ -47,14 +46,17 @@ class SignIn(Pages):
     async def signin_page(
         self, request: web.Request, status: int = 200, error: str = ""
     ) -> web.Response:
+        t = self.language(request)
         if request.scheme != "https":  # its cookies are Secure: a browser would drop them
             return self.notice(
                 request,
                 None,
                 503,
-                "The portal needs HTTPS",
-                "This gateway serves plain HTTP (a development setting); the portal's "
-                "sign-in works over HTTPS only.",
+                t.gettext("Het portaal werkt alleen via HTTPS"),
+                t.gettext(
+                    "Deze gateway gebruikt gewoon HTTP (een instelling voor ontwikkeling); "
+                    "aanmelden bij het portaal kan alleen via HTTPS."
+                ),
             )
         # a fresh pre-session nonce for every form: the double-submit CSRF of the sign-in
         nonce = secrets.token_urlsafe(18)
@@ -81,13 +83,18 @@ class SignIn(Pages):
     async def signin(self, request: web.Request) -> web.StreamResponse:
         peer = request.remote or ""
         now = time.time()
+        t = self.language(request)
         if wait := self.failures.wait(peer, now):
             log.warning("portal.signin_limited", peer=peer)
             return await self.refused(
                 request,
                 429,
                 wait,
-                f"Too many failed sign-ins. Wait {retry_after(wait)} seconds, then try again.",
+                t.gettext(
+                    "Te veel mislukte aanmeldingen. Wacht %(seconds)s seconden en probeer het "
+                    "dan opnieuw."
+                )
+                % {"seconds": retry_after(wait)},
             )
         if wait := self.deps.broker.signins_paused():
             # the signed-out sessions every process must remember are at capacity: none is
@@ -96,11 +103,16 @@ class SignIn(Pages):
                 request,
                 503,
                 wait,
-                "The portal takes no new sign-ins for the moment: too many sessions were "
-                f"signed out recently. Try again in {retry_after(wait)} seconds.",
+                t.gettext(
+                    "Het portaal neemt even geen nieuwe aanmeldingen aan: er zijn kort geleden "
+                    "te veel sessies afgemeld. Probeer het over %(seconds)s seconden opnieuw."
+                )
+                % {"seconds": retry_after(wait)},
             )
         if not same_origin(request):
-            return await self.signin_page(request, 403, "The form was not sent from this portal.")
+            return await self.signin_page(
+                request, 403, t.gettext("Het formulier kwam niet van dit portaal.")
+            )
         # the only form read before anyone is known: a few hundred bytes, within the small
         # forms' own budget (never full: API bodies cannot block a sign-in), body_timeout and
         # the minimum rate like every other, or not at all
@@ -108,7 +120,9 @@ class SignIn(Pages):
             request, self.deps.bodies, SIGNIN_FORM_BYTES, self.deps.body_timeout, f"peer {peer}"
         ) as form:
             if isinstance(form, Refusal):
-                response = await self.signin_page(request, form.status, form.reason.capitalize())
+                response = await self.signin_page(
+                    request, form.status, form_refused(t, form.status)
+                )
                 response.force_close()
                 return response
             return await self._signin(request, form, peer, now)
@@ -120,7 +134,10 @@ class SignIn(Pages):
         if not self.deps.keys.csrf_ok(
             request.cookies.get(PRESESSION_COOKIE), token if isinstance(token, str) else None
         ):
-            return await self.signin_page(request, 403, "The form has expired. Try again.")
+            t = self.language(request)
+            return await self.signin_page(
+                request, 403, t.gettext("Het formulier is verlopen. Probeer het opnieuw.")
+            )
         method = data.get("method")
         presented = self.deps.identify(request)
         partner: str | None
@@ -142,7 +159,9 @@ class SignIn(Pages):
             if (proven.partner is None and not proven.admin) or crossed:
                 self.failures.note(peer, now)
                 log.info("portal.signin_failed", peer=peer)
-                return await self.signin_page(request, 401, "Sign-in failed.")
+                return await self.signin_page(
+                    request, 401, self.language(request).gettext("Aanmelden mislukt.")
+                )
             partner = proven.partner.id if proven.partner else None
             admin, via = proven.admin, "token"
         who = f"partner {partner}" if partner else "operator"  # never one the other
@@ -152,8 +171,16 @@ class SignIn(Pages):
                 request,
                 429,
                 wait,
-                f"Too many sign-ins as {'the operator' if partner is None else partner}. "
-                f"Wait {retry_after(wait)} seconds, then sign in again.",
+                self.language(request).gettext(
+                    "Te veel aanmeldingen als %(who)s. Wacht %(seconds)s seconden en meld u dan "
+                    "opnieuw aan."
+                )
+                % {
+                    "who": self.language(request).gettext("beheerder")
+                    if partner is None
+                    else partner,
+                    "seconds": retry_after(wait),
+                },
             )
         self.by_partner.note(who, now)
         _, cookie = self.deps.keys.mint(partner, admin, via, now)
@@ -199,9 +226,12 @@ class SignIn(Pages):
                 request,
                 None,
                 503,
-                "Signed out in this browser only",
-                "The gateway could not record the sign-out; a copy of the session cookie "
-                "stays valid until it expires (at most 20 minutes). Tell the operator.",
+                self.language(request).gettext("Alleen in deze browser afgemeld"),
+                self.language(request).gettext(
+                    "De gateway kon de afmelding niet vastleggen; een kopie van het "
+                    "sessiecookie blijft geldig tot het verloopt (hooguit 20 minuten). Meld "
+                    "dit aan de beheerder."
+                ),
             )
             forget(failed, SESSION_COOKIE)
             return failed

@@ -279,11 +279,13 @@ def _dates(table: dict[int, tuple[str, ...]], number: int, test: str) -> str | N
 
 SCREENED_NUMBERS = frozenset({301, 305, 307, 315, 323})
 
-IN_PYTHON = frozenset({"CS002"})
+IN_PYTHON = frozenset({"CS002", "TR378", "TR381"})
 """Rules of the screened types that have no test because their Python check is cheaper than
 any XPath for it: CS002 (the BSN eleven-test) is one ``iter()`` walk in C and a sum per Bsn,
 5 µs on a WMO301 and 3 ms on a 1 MB declaratie against 11 µs and 8 ms in the screen
-(``normalize-space`` and ``substring`` nine times per Bsn)."""
+(``normalize-space`` and ``substring`` nine times per Bsn). TR378 and TR381 look codes up in
+the code lists (gateway/codelists), which an operator may replace at start: a compiled screen
+would have to embed the lists."""
 
 
 def tests_for(message: MessageType) -> Tests:
