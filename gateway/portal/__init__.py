@@ -12,6 +12,7 @@ from gateway.portal.pages import PortalDeps, error_pages, hardened, switch_langu
 from gateway.portal.partner import PartnerPages
 from gateway.portal.session import SessionKeys
 from gateway.portal.signin import SignIn
+from gateway.portal.tasks import TaskPages
 
 __all__ = ["PortalDeps", "SessionKeys", "portal_app"]
 
@@ -31,6 +32,7 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
     partner = PartnerPages(deps, environment)
     common = CommonPages(deps, environment)
     operator = OperatorPages(deps, environment)
+    tasks = TaskPages(deps, environment)
     app = web.Application(middlewares=[hardened, error_pages(common)], client_max_size=max_body)
     app.add_routes(
         [
@@ -42,6 +44,8 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.get("/inbox/{id}", partner.download),
             web.get("/inbox/{id}/ack", partner.acknowledge_page),
             web.post("/inbox/{id}/ack", partner.acknowledge),
+            web.get("/taken/{id}/bevestigen", tasks.confirm_page),
+            web.post("/taken/{id}/bevestigen", tasks.confirm),
             web.get("/sent", partner.sent),
             web.get("/upload", partner.upload_page),
             web.post("/upload", partner.upload),

@@ -1,0 +1,218 @@
+"""A care provider's tasks in the portal (issue 30 goal 3): confirm a toewijzing (its 302
+composed from it). Over HTTP: who may compose from which toewijzing, CSRF, each field's
+problem beside it, the retour linked to its heenbericht; in Debian's Chromium (Playwright):
+the whole task by keyboard alone at 360 px, axe on every page, the gemeente's inbox showing
+the retour. Screenshots go to ``$GGK_ARTIFACTS/portal`` (docs/portal.md)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kit.gateway import (
+    Setup,
+    Sink,
+    jw301_payload,
+    make_setup,
+    portal_session,
+    rest,
+    running,
+    with_delivery,
+)
+from tests import test_portal as portal_ui
+
+AANBIEDER = "12345678"
+GEMEENTE = "0175"
+
+
+@pytest.fixture
+def setup(tmp_path: Path, sink: Sink) -> Setup:
+    """The demo, with the aanbieder reading its messages in the portal (its inbox)."""
+    made = make_setup(tmp_path / "gw", sink.port)
+    partners = made.directory / "partners.toml"
+    partners.write_text(with_delivery(partners.read_text(), AANBIEDER, 'adapter = "inbox"'))
+    return made
+
+
+async def a_toewijzing(setup: Setup) -> str:
+    """Gemeente 0175 sends the aanbieder a JW301 over the API; its id in the aanbieder's
+    inbox."""
+    identificatie = f"T{uuid.uuid4().hex[:11]}"
+    status, body = await rest(
+        setup,
+        "POST",
+        "/api/v1/messages",
+        token=setup.token(GEMEENTE),
+        data=jw301_payload(AANBIEDER, identificatie),
+    )
+    assert status == 202, body
+    status, inbox = await rest(setup, "GET", "/api/v1/inbox", token=setup.token(AANBIEDER))
+    assert status == 200, inbox
+    return str(inbox["messages"][-1]["id"])
+
+
+async def gemeente_inbox(setup: Setup) -> list[dict[str, Any]]:
+    status, inbox = await rest(setup, "GET", "/api/v1/inbox", token=setup.token(GEMEENTE))
+    assert status == 200, inbox
+    return list(inbox["messages"])
+
+
+def error_beside(html: str, field: str) -> str:
+    """The problem texts shown beside ``field`` (``<p id="{field}-fout">``), joined."""
+    return " ".join(re.findall(rf'<p class="error" id="{field}-fout">([^<]*)</p>', html))
+
+
+@pytest.mark.slow
+async def test_a_toewijzing_is_confirmed_by_its_own_aanbieder_only(setup: Setup) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        task = f"{setup.url}/portal/taken/{toewijzing}/bevestigen"
+        gemeente, _ = await portal_session(setup, GEMEENTE)
+        aanbieder, csrf = await portal_session(setup, AANBIEDER)
+        try:
+            # the gemeente (not its addressee) gets the same 404 as for no message at all
+            async with gemeente.get(task, ssl=setup.ssl_context()) as page:
+                assert page.status == 404
+            async with aanbieder.get(
+                f"{setup.url}/portal/taken/{'0' * 32}/bevestigen", ssl=setup.ssl_context()
+            ) as page:
+                assert page.status == 404
+            async with aanbieder.get(f"{setup.url}/portal/inbox", ssl=setup.ssl_context()) as page:
+                assert f'href="/portal/taken/{toewijzing}/bevestigen"' in await page.text()
+            async with aanbieder.get(task, ssl=setup.ssl_context()) as page:
+                html = await page.text()
+                assert page.status == 200, html
+            assert "Toewijzing bevestigen" in html and "HM Jansen" in html
+            assert "999990019" not in html  # the form never shows the BSN
+            assert re.search(
+                r'id="identificatie"[^>]* value="R[0-9A-F]{11}"|value="R[0-9A-F]{11}"', html
+            )
+            # without the session's CSRF token: refused, nothing sent
+            async with aanbieder.post(
+                task,
+                data={"identificatie": "R1", "dagtekening": "2026-12-01"},
+                ssl=setup.ssl_context(),
+            ) as page:
+                assert page.status == 403
+            # each field's problem beside it, in Dutch; nothing sent
+            async with aanbieder.post(
+                task,
+                data={"csrf": csrf, "identificatie": "a b<c>", "dagtekening": "2026-13-01"},
+                ssl=setup.ssl_context(),
+            ) as page:
+                html = await page.text()
+                assert page.status == 422, html
+            assert "geen spaties" in error_beside(html, "identificatie")
+            assert "JJJJ-MM-DD" in error_beside(html, "dagtekening")
+            assert 'aria-invalid="true"' in html and "<c>" not in html
+            assert not await gemeente_inbox(setup)
+            # a good one: composed, validated, accepted, linked to the toewijzing
+            ident = f"R{uuid.uuid4().hex[:11].upper()}"
+            form = {"csrf": csrf, "identificatie": ident, "dagtekening": "2026-12-01"}
+            async with aanbieder.post(task, data=form, ssl=setup.ssl_context()) as page:
+                html = await page.text()
+                assert page.status == 200, html
+            assert "is aangenomen (Bv03)" in html, html
+            [retour] = await gemeente_inbox(setup)
+            assert retour["functie"] == "JW302" and retour["zender"] == AANBIEDER
+            assert not retour.get("unlinked"), retour
+            # confirmed once only: the gateway does not check a retour's Identificatie for
+            # reuse (TR056 is for heenberichten), so the portal refuses a second 302
+            async with aanbieder.post(task, data=form, ssl=setup.ssl_context()) as page:
+                assert page.status == 409
+                assert "al bevestigd" in await page.text()
+            async with aanbieder.get(task, ssl=setup.ssl_context()) as page:
+                assert page.status == 409
+            assert len(await gemeente_inbox(setup)) == 1
+        finally:
+            await gemeente.close()
+            await aanbieder.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with portal_ui.playwright_api.async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=portal_ui.CHROMIUM, args=["--no-sandbox"], headless=True
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def retype(page: Any, selector: str, text: str) -> None:
+    """Go to a field by Tab, clear it and type ``text`` (the keyboard alone)."""
+    await portal_ui.tab_to(page, selector)
+    await page.keyboard.press("Control+A")
+    await page.keyboard.press("Delete")
+    await page.keyboard.type(text)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(portal_ui.CHROMIUM is None, reason="no Chromium")
+async def test_a_clerk_confirms_a_toewijzing_by_keyboard_at_360px(
+    setup: Setup, browser: Any
+) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        page = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
+        await page.goto(f"{setup.url}/portal/signin")
+        await portal_ui.tab_to(page, "#token")
+        await page.keyboard.type(setup.token(AANBIEDER))
+        await portal_ui.enter(page)
+        assert page.url.endswith("/portal/inbox"), await page.inner_text("main")
+        await check(page, "40-taak-postvak-in")
+        await portal_ui.tab_to(page, f"a[href='/portal/taken/{toewijzing}/bevestigen']")
+        await portal_ui.enter(page)
+        main = await page.inner_text("main")
+        assert "Toewijzing bevestigen" in main and "HM Jansen" in main, main
+        assert re.fullmatch(r"R[0-9A-F]{11}", await page.input_value("#identificatie"))
+        await check(page, "41-taak-302-formulier")
+        # a date that is none: the problem beside its field, the form kept
+        await retype(page, "#dagtekening", "2026-13-01")
+        await portal_ui.tab_to(page, "main button[type=submit]")
+        await portal_ui.enter(page)
+        assert "JJJJ-MM-DD" in await page.inner_text("#dagtekening-fout")
+        assert await page.get_attribute("#dagtekening", "aria-invalid") == "true"
+        await check(page, "42-taak-302-fout-bij-veld")
+        await retype(page, "#dagtekening", "2026-12-01")
+        await portal_ui.tab_to(page, "main button[type=submit]")
+        await portal_ui.enter(page)
+        sent = await page.inner_text("main")
+        assert "is aangenomen (Bv03)" in sent and "0175" in sent, sent
+        await check(page, "43-taak-302-verstuurd")
+        await page.context.close()
+
+        # the gemeente's inbox shows the retour, linked to its toewijzing
+        gemeente = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
+        await portal_ui.sign_in_with_token(gemeente, setup, GEMEENTE)
+        assert "JW302" in await gemeente.inner_text("main")
+        await check(gemeente, "44-taak-302-bij-de-gemeente")
+        await gemeente.click("a:has-text('JW302')")
+        assert "JW301" in await gemeente.inner_text("main")  # its conversation
+        await gemeente.context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(portal_ui.CHROMIUM is None, reason="no Chromium")
+async def test_the_task_form_is_accessible_in_english_at_1280px(setup: Setup, browser: Any) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        page = await portal_ui.new_page(browser, setup, locale="en-GB", width=1280)
+        await portal_ui.sign_in_with_token(page, setup, AANBIEDER)
+        await page.goto(f"{setup.url}/portal/taken/{toewijzing}/bevestigen")
+        assert "Confirm" in await page.inner_text("h1")
+        await check(page, "45-task-302-form-en-1280")
+        await page.context.close()
+
+
+async def check(page: Any, name: str) -> None:
+    """axe 0 serious/critical, a screenshot kept, and no sideways scroll."""
+    await portal_ui.accessible(page, name)
+    await portal_ui.fits(page, name)
