@@ -216,3 +216,125 @@ async def check(page: Any, name: str) -> None:
     """axe 0 serious/critical, a screenshot kept, and no sideways scroll."""
     await portal_ui.accessible(page, name)
     await portal_ui.fits(page, name)
+
+
+async def post_form(client: Any, setup: Setup, url: str, form: dict[str, str]) -> tuple[int, str]:
+    async with client.post(url, data=form, ssl=setup.ssl_context()) as page:
+        return page.status, await page.text()
+
+
+@pytest.mark.slow
+async def test_zorg_starts_and_stops_from_a_toewijzing(setup: Setup) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        start = f"{setup.url}/portal/taken/{toewijzing}/start"
+        stop = f"{setup.url}/portal/taken/{toewijzing}/stop"
+        gemeente, _ = await portal_session(setup, GEMEENTE)
+        aanbieder, csrf = await portal_session(setup, AANBIEDER)
+        try:
+            for url in (start, stop):  # the gemeente is not the toewijzing's addressee
+                async with gemeente.get(url, ssl=setup.ssl_context()) as page:
+                    assert page.status == 404
+            async with aanbieder.get(start, ssl=setup.ssl_context()) as page:
+                html = await page.text()
+                assert page.status == 200, html
+            assert 'name="begindatum-0" value="2026-10-05"' in html  # the toewijzing's
+            assert "999990019" not in html
+            base = {"csrf": csrf, "identificatie": "", "dagtekening": "2026-10-08"}
+            ident = f"S{uuid.uuid4().hex[:11].upper()}"
+            status, html = await post_form(
+                aanbieder,
+                setup,
+                start,
+                {**base, "identificatie": ident, "begindatum-0": "2026-09-01"},
+            )
+            assert status == 422 and "buiten de toewijzing" in error_beside(html, "begindatum-0")
+            status, html = await post_form(
+                aanbieder, setup, start, {**base, "identificatie": ident}
+            )
+            assert status == 422 and "ten minste één" in error_beside(html, "begindatum-0")
+            status, html = await post_form(
+                aanbieder,
+                setup,
+                start,
+                {**base, "identificatie": ident, "begindatum-0": "2026-10-07"},
+            )
+            assert status == 200 and "is aangenomen (Bv03)" in html, html
+            assert [m["functie"] for m in await gemeente_inbox(setup)] == ["JW305"]
+            # the same Identificatie again: TR056 refuses it, shown beside its field
+            status, html = await post_form(
+                aanbieder,
+                setup,
+                start,
+                {**base, "identificatie": ident, "begindatum-0": "2026-10-07"},
+            )
+            assert status >= 400 and error_beside(html, "identificatie"), html
+
+            async with aanbieder.get(stop, ssl=setup.ssl_context()) as page:
+                html = await page.text()
+                assert page.status == 200, html
+            assert '<option value="02">02 · ' in html
+            ident = f"E{uuid.uuid4().hex[:11].upper()}"
+            stopping = {
+                **base,
+                "identificatie": ident,
+                "dagtekening": "2026-12-01",
+                "begindatum-0": "2026-10-07",
+                "einddatum-0": "2026-11-30",
+            }
+            status, html = await post_form(aanbieder, setup, stop, stopping)
+            assert status == 422 and "reden" in error_beside(html, "reden-0"), html
+            status, html = await post_form(
+                aanbieder, setup, stop, {**stopping, "einddatum-0": "2026-10-01", "reden-0": "02"}
+            )
+            assert status == 422 and "vóór de begindatum" in error_beside(html, "einddatum-0")
+            status, html = await post_form(aanbieder, setup, stop, {**stopping, "reden-0": "02"})
+            assert status == 200 and "is aangenomen (Bv03)" in html, html
+            assert [m["functie"] for m in await gemeente_inbox(setup)] == ["JW305", "JW307"]
+        finally:
+            await gemeente.close()
+            await aanbieder.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(portal_ui.CHROMIUM is None, reason="no Chromium")
+async def test_a_clerk_starts_and_stops_zorg_in_chromium_at_360px(
+    setup: Setup, browser: Any
+) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        page = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
+        await portal_ui.sign_in_with_token(page, setup, AANBIEDER)
+        await page.click(f"a[href='/portal/taken/{toewijzing}/start']")
+        await page.wait_for_load_state()
+        assert await page.input_value("#begindatum-0") == "2026-10-05"
+        await check(page, "46-taak-305-formulier")
+        await page.fill("#begindatum-0", "2026-09-01")
+        await page.fill("#begindatum-1", "")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert "buiten de toewijzing" in await page.inner_text("#begindatum-0-fout")
+        await check(page, "47-taak-305-fout-bij-veld")
+        await page.fill("#begindatum-0", "2026-10-07")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert "is aangenomen (Bv03)" in await page.inner_text("main")
+        await check(page, "48-taak-305-verstuurd")
+
+        await page.goto(f"{setup.url}/portal/inbox")
+        await page.click(f"a[href='/portal/taken/{toewijzing}/stop']")
+        await page.wait_for_load_state()
+        await check(page, "49-taak-307-formulier")
+        await page.fill("#einddatum-0", "2026-11-30")
+        await page.select_option("#reden-0", "02")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert "is aangenomen (Bv03)" in await page.inner_text("main")
+        await page.context.close()
+
+        gemeente = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
+        await portal_ui.sign_in_with_token(gemeente, setup, GEMEENTE)
+        inbox = await gemeente.inner_text("main")
+        assert "JW305" in inbox and "JW307" in inbox, inbox
+        await check(gemeente, "50-taak-305-307-bij-de-gemeente")
+        await gemeente.context.close()

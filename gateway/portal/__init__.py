@@ -46,6 +46,8 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.post("/inbox/{id}/ack", partner.acknowledge),
             web.get("/taken/{id}/bevestigen", tasks.confirm_page),
             web.post("/taken/{id}/bevestigen", tasks.confirm),
+            web.get("/taken/{id}/{task:start|stop}", tasks.products_page),
+            web.post("/taken/{id}/{task:start|stop}", tasks.products),
             web.get("/sent", partner.sent),
             web.get("/upload", partner.upload_page),
             web.post("/upload", partner.upload),

@@ -252,3 +252,108 @@ def retour_302(
     _echo(old_client, client, heen, retour)
     _retourcodes(client, retour)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """One product whose zorg starts (305), or stops (307, with ``reden`` and ``einddatum``)."""
+
+    product: Product
+    begindatum: str
+    reden: str = ""
+    einddatum: str = ""
+
+
+def reden_codes(registry: SchemaRegistry, source: Toewijzing) -> tuple[str, ...]:
+    """The codes of RedenBeeindiging its basisschema allows (LDT_RedenBeeindiging)."""
+    described = registry.file_for(source.namespace("307"))
+    if described is None:
+        return ()
+    basis = etree.parse(
+        str(described.path.parent / "basisschema.xsd"), etree.XMLParser(resolve_entities=False)
+    )
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    return tuple(
+        str(e.get("value"))
+        for e in basis.iterfind(
+            f"{xs}simpleType[@name='LDT_RedenBeeindiging']/{xs}restriction/{xs}enumeration"
+        )
+    )
+
+
+def _client_kort(parent: etree._Element, source: Toewijzing, ns: str) -> etree._Element:
+    """The client as a 305/307 names it: BSN, birth date, sex and the short name, copied
+    from the toewijzing."""
+    old = source.root.find("{*}Client")
+    assert old is not None
+    client = etree.SubElement(parent, f"{{{ns}}}Client")
+    _add(client, f"{{{ns}}}Bsn", _text(old, "{*}Bsn"))
+    geboren = etree.SubElement(client, f"{{{ns}}}Geboortedatum")
+    for child in old.iterfind("{*}Geboortedatum/*"):
+        geboren.append(deepcopy(child))
+    _add(client, f"{{{ns}}}Geslacht", _text(old, "{*}Geslacht"))
+    naam = etree.SubElement(client, f"{{{ns}}}Naam")
+    for part in ("Geslachtsnaam", "Voornamen", "Voorletters"):
+        found = old.find(f"{{*}}Naam/{{*}}{part}")
+        if found is not None:
+            naam.append(deepcopy(found))
+    return client
+
+
+def heen_305_307(
+    source: Toewijzing,
+    registry: SchemaRegistry,
+    number: str,
+    identificatie: str,
+    dagtekening: str,
+    products: list[Start],
+) -> bytes:
+    """A 305 (start zorg) or 307 (stop zorg) from the aanbieder to the gemeente of
+    ``source``, one Start/StopProduct per entry of ``products`` (its values checked by the
+    caller: :func:`checked_datum`, a RedenBeeindiging of :func:`reden_codes`)."""
+    ns = source.namespace(number)
+    base = source.base
+    root = etree.Element(
+        f"{{{ns}}}Bericht", nsmap={source.standard: base, f"{source.prefix}{number}": ns}
+    )
+    header = etree.SubElement(root, f"{{{ns}}}Header")
+    _add(header, f"{{{ns}}}BerichtCode", _berichtcode(registry, ns))
+    _add(header, f"{{{ns}}}BerichtVersie", "3")
+    _add(header, f"{{{ns}}}BerichtSubversie", "2")
+    _add(header, f"{{{ns}}}Afzender", source.aanbieder)
+    _add(header, f"{{{ns}}}Ontvanger", source.gemeente)
+    ident = etree.SubElement(header, f"{{{ns}}}BerichtIdentificatie")
+    _add(ident, f"{{{base}}}Identificatie", identificatie)
+    _add(ident, f"{{{base}}}Dagtekening", dagtekening)
+    basis, bericht = _versions(registry, ns)
+    versie = etree.SubElement(header, f"{{{ns}}}XsdVersie")
+    _add(versie, f"{{{base}}}BasisschemaXsdVersie", basis)
+    _add(versie, f"{{{base}}}BerichtXsdVersie", bericht)
+    client = _client_kort(root, source, ns)
+    kind = "Start" if number == "305" else "Stop"
+    container = etree.SubElement(client, f"{{{ns}}}{kind}Producten")
+    for entry in products:
+        item = etree.SubElement(container, f"{{{ns}}}{kind}Product")
+        _add(item, f"{{{ns}}}ToewijzingNummer", entry.product.nummer)
+        product = etree.SubElement(item, f"{{{ns}}}Product")
+        _add(product, f"{{{base}}}Categorie", entry.product.categorie)
+        if entry.product.code:
+            _add(product, f"{{{base}}}Code", entry.product.code)
+        _add(item, f"{{{ns}}}ToewijzingIngangsdatum", entry.product.ingangsdatum)
+        _add(item, f"{{{ns}}}Begindatum", entry.begindatum)
+        if kind == "Stop":
+            _add(item, f"{{{ns}}}RedenBeeindiging", entry.reden)
+            _add(item, f"{{{ns}}}Einddatum", entry.einddatum)
+        _add(item, f"{{{ns}}}StatusAanlevering", "1")
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def product_lines(payload: bytes, item: str) -> list[int]:
+    """The line each ``item`` element (StartProduct, …) of a composed message starts on: a
+    finding's line tells which product it concerns (its path names no index)."""
+    root = etree.fromstring(payload, etree.XMLParser(resolve_entities=False, no_network=True))
+    lines: list[int] = []
+    for element in root.iter(f"{{*}}{item}"):
+        line = element.sourceline
+        lines.append(line if isinstance(line, int) else 0)
+    return lines

@@ -20,6 +20,7 @@ from gateway import envelope as env
 from gateway.portal import compose, explain
 from gateway.portal.i18n import Language, today_in_amsterdam
 from gateway.portal.pages import MESSAGE_ID, Pages, Visitor
+from gateway.report import Problem
 from gateway.xmlsafe import ParseLimits, UnsafeXml, parse_untrusted
 
 ENVELOPE_LIMITS = ParseLimits(max_bytes=2 * 1024 * 1024)
@@ -29,6 +30,13 @@ FIELDS_302 = {"IdentificatieRetour": "identificatie", "DagtekeningRetour": "dagt
 """Where a finding on a 302's element is shown: its form field (by the element's name)."""
 CODES_302 = {"StUF058": "identificatie"}
 """Refusals of the accept path that concern one field (a message sent before)."""
+HEADER_FIELDS = {
+    "BerichtIdentificatie/Identificatie": "identificatie",
+    "BerichtIdentificatie/Dagtekening": "dagtekening",
+}
+"""Where a finding on a heenbericht's header is shown."""
+TASKS = {"start": ("305", "Start", "S"), "stop": ("307", "Stop", "E")}
+"""The product tasks: their message number, product element and Identificatie letter."""
 
 
 @dataclass(slots=True)
@@ -48,9 +56,9 @@ class Findings:
         return bool(self.fields or self.general)
 
 
-def new_identificatie() -> str:
-    """A fresh IdentificatieRetour to prefill: ``R`` and eleven hex digits (12 characters)."""
-    return "R" + env.new_referentienummer().replace("-", "")[:11].upper()
+def new_identificatie(letter: str = "R") -> str:
+    """A fresh Identificatie to prefill: ``letter`` and eleven hex digits (12 characters)."""
+    return letter + env.new_referentienummer().replace("-", "")[:11].upper()
 
 
 def _problem_text(t: Language, problem: Any) -> str:
@@ -221,3 +229,195 @@ class TaskPages(Pages):
             gemeente=source.gemeente,
             outcome=outcome.body,
         )
+
+    # start zorg (305) and stop zorg (307): one form, a row per toegewezen product
+
+    async def products_page(self, request: web.Request) -> web.StreamResponse:
+        """The toewijzing's products, each with its dates prefilled from the toewijzing (start:
+        its ingangsdatum; stop: the begindatum, the einddatum and reason to fill)."""
+        visitor = self.visitor(request)
+        if visitor is None or visitor.partner is None:
+            return self.denied(request, visitor)
+        source = await self._toewijzing(request, visitor)
+        task = request.match_info["task"]
+        if source is None or task not in TASKS:
+            return self._not_found(request, visitor)
+        values = {
+            "identificatie": new_identificatie(TASKS[task][2]),
+            "dagtekening": today_in_amsterdam(),
+        }
+        for i, product in enumerate(source.products):
+            values[f"begindatum-{i}"] = product.ingangsdatum
+            values[f"einddatum-{i}"] = ""
+            values[f"reden-{i}"] = ""
+        return self._products_form(request, visitor, source, task, values, Findings())
+
+    def _products_form(
+        self,
+        request: web.Request,
+        visitor: Visitor,
+        source: compose.Toewijzing,
+        task: str,
+        values: dict[str, str],
+        findings: Findings,
+        status: int = 200,
+    ) -> web.Response:
+        redenen = [
+            (code, explain.code_name(REDEN[source.standard], code) or code)
+            for code in compose.reden_codes(self.deps.contents.registry, source)
+        ]
+        return self.render(
+            request,
+            "task_products.html",
+            status,
+            visitor=visitor,
+            source=source,
+            task=task,
+            functie=f"{source.prefix.upper()}{TASKS[task][0]}",
+            message_id=request.match_info["id"],
+            values=values,
+            findings=findings,
+            redenen=redenen,
+        )
+
+    async def products(self, request: web.Request) -> web.StreamResponse:
+        """Compose the 305 or 307 from the toewijzing and the form's rows, check it and
+        send it through the API's path; each problem beside its field."""
+        visitor = self.visitor(request)
+        if visitor is None or visitor.partner is None:
+            return self.denied(request, visitor)
+        data = await self.form(request, visitor)
+        if isinstance(data, web.Response):
+            return data
+        source = await self._toewijzing(request, visitor)
+        task = request.match_info["task"]
+        if source is None or task not in TASKS:
+            return self._not_found(request, visitor)
+        number, item, _ = TASKS[task]
+        t = self.language(request)
+        names = ["identificatie", "dagtekening"] + [
+            f"{name}-{i}"
+            for i in range(len(source.products))
+            for name in ("begindatum", "einddatum", "reden")
+        ]
+        values = {name: str(data.get(name, "")).strip()[:40] for name in names}
+        findings = Findings()
+        for name, check in (
+            ("identificatie", compose.checked_identificatie),
+            ("dagtekening", compose.checked_datum),
+        ):
+            wrong = check(values[name])
+            if wrong:
+                findings.add(name, t.gettext(wrong))
+        codes = compose.reden_codes(self.deps.contents.registry, source)
+        rows: list[tuple[int, compose.Start]] = []
+        for i, product in enumerate(source.products):
+            entry = self._row(t, task, i, product, values, codes, findings)
+            if entry is not None:
+                rows.append((i, entry))
+        if not rows and not findings:
+            first = "begindatum-0" if task == "start" else "einddatum-0"
+            findings.add(first, t.gettext("Vul bij ten minste één product de datum in."))
+        if findings:
+            return self._products_form(request, visitor, source, task, values, findings, 422)
+        payload = await asyncio.to_thread(
+            compose.heen_305_307,
+            source,
+            self.deps.contents.registry,
+            number,
+            values["identificatie"],
+            values["dagtekening"],
+            [entry for _, entry in rows],
+        )
+        result = await self.deps.validate(payload)
+        if not result.report.valid:
+            lines = compose.product_lines(payload, f"{item}Product")
+            for problem in result.report.errors:
+                findings.add(
+                    _row_field(problem, lines, [i for i, _ in rows], values),
+                    _problem_text(t, problem),
+                )
+            return self._products_form(request, visitor, source, task, values, findings, 422)
+        outcome = await self.deps.submit(
+            self.identity(request, visitor), visitor.partner, payload, result
+        )
+        if outcome.status != 202:
+            code = str(outcome.body.get("code") or "")
+            findings.add(CODES_302.get(code), t.gettext(explain.fo03(code)))
+            return self._products_form(
+                request, visitor, source, task, values, findings, outcome.status
+            )
+        return self.render(
+            request,
+            "task_sent.html",
+            visitor=visitor,
+            functie=f"{source.prefix.upper()}{number}",
+            gemeente=source.gemeente,
+            outcome=outcome.body,
+        )
+
+    @staticmethod
+    def _row(
+        t: Language,
+        task: str,
+        i: int,
+        product: compose.Product,
+        values: dict[str, str],
+        codes: tuple[str, ...],
+        findings: Findings,
+    ) -> compose.Start | None:
+        """Product ``i``'s row as checked values, or None when it is left out (start: no
+        begindatum; stop: no einddatum) or wrong (its problems added beside its fields)."""
+        begin, end, reden = (values[f"{n}-{i}"] for n in ("begindatum", "einddatum", "reden"))
+        if (task == "start" and not begin) or (task == "stop" and not end):
+            return None
+        wrong = False
+        for name, value in (("begindatum", begin), ("einddatum", end)):
+            if task == "start" and name == "einddatum":
+                continue
+            problem = compose.checked_datum(value)
+            if problem:
+                findings.add(f"{name}-{i}", t.gettext(problem))
+                wrong = True
+        if wrong:
+            return None
+        if begin < product.ingangsdatum or (product.einddatum and begin > product.einddatum):
+            findings.add(
+                f"begindatum-{i}",
+                t.gettext("De begindatum ligt buiten de toewijzing (%(van)s tot en met %(tot)s).")
+                % {"van": product.ingangsdatum, "tot": product.einddatum or "-"},
+            )
+            return None
+        if task == "start":
+            return compose.Start(product, begin)
+        if end < begin:
+            findings.add(f"einddatum-{i}", t.gettext("De einddatum ligt vóór de begindatum."))
+            return None
+        if reden not in codes:
+            findings.add(f"reden-{i}", t.gettext("Kies de reden van beëindiging."))
+            return None
+        return compose.Start(product, begin, reden, end)
+
+
+REDEN = {"ijw": ("ijw-JZ588",), "iwmo": ("iwmo-WMO588",)}
+"""The code lists naming a RedenBeeindiging."""
+
+
+def _row_field(
+    problem: Problem, lines: list[int], used: list[int], values: dict[str, str]
+) -> str | None:
+    """The form field a finding on a composed 305/307 concerns: a header field by its path,
+    a product's field by its element name and the line it is on (the n-th product element
+    of the message is the n-th row the clerk filled), else None (shown above the form)."""
+    path = problem.path or ""
+    for element, name in HEADER_FIELDS.items():
+        if path.endswith(element):
+            return name
+    leaf = path.rsplit("/", 1)[-1].lower().replace("redenbeeindiging", "reden")
+    line = problem.line or 0
+    index = sum(1 for start in lines if start <= line) - 1
+    if 0 <= index < len(used):
+        name = f"{leaf}-{used[index]}"
+        if name in values:
+            return name
+    return None
