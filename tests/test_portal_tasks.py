@@ -338,3 +338,86 @@ async def test_a_clerk_starts_and_stops_zorg_in_chromium_at_360px(
         assert "JW305" in inbox and "JW307" in inbox, inbox
         await check(gemeente, "50-taak-305-307-bij-de-gemeente")
         await gemeente.context.close()
+
+
+@pytest.mark.slow
+async def test_a_declaratie_over_a_month_from_two_toewijzingen(setup: Setup) -> None:
+    async with running(setup):
+        first = await a_toewijzing(setup)
+        await a_toewijzing(setup)  # a second one of the same gemeente: on the same form
+        url = f"{setup.url}/portal/taken/{first}/declareren"
+        gemeente, _ = await portal_session(setup, GEMEENTE)
+        aanbieder, csrf = await portal_session(setup, AANBIEDER)
+        try:
+            async with gemeente.get(url, ssl=setup.ssl_context()) as page:
+                assert page.status == 404
+            async with aanbieder.get(url, ssl=setup.ssl_context()) as page:
+                html = await page.text()
+                assert page.status == 200, html
+            assert 'id="volume-3"' in html and 'name="code-0" value="45A48"' in html
+            assert "999990019" not in html
+            form = {
+                "csrf": csrf,
+                "identificatie": f"D{uuid.uuid4().hex[:11].upper()}",
+                "nummer": f"N{uuid.uuid4().hex[:11].upper()}",
+                "maand": "2026-11",
+                "dagtekening": "2026-12-03",
+                "volume-0": "16",
+                "tarief-0": "62,50",
+                "code-0": "45A48",
+                "volume-1": "450",
+                "code-1": "",
+                "volume-2": "2",
+                "tarief-2": "62,50",
+                "code-2": "45A48",
+            }
+            status, html = await post_form(aanbieder, setup, url, form)
+            assert status == 422, html
+            assert "productcode" in error_beside(html, "code-1")
+            status, html = await post_form(
+                aanbieder, setup, url, {**form, "maand": "2026-13", "code-1": "43A11"}
+            )
+            assert status == 422 and "JJJJ-MM" in error_beside(html, "maand")
+            # the same product of the same client twice in one month: the rules' finding,
+            # beside the row it concerns
+            status, html = await post_form(aanbieder, setup, url, {**form, "code-1": "43A11"})
+            assert status == 422 and "second debit" in error_beside(html, "volume-2"), html
+            status, html = await post_form(
+                aanbieder, setup, url, {**form, "code-1": "43A11", "volume-2": ""}
+            )
+            assert status == 200 and "is aangenomen (Bv03)" in html, html
+            [declaratie] = await gemeente_inbox(setup)
+            assert declaratie["functie"] == "JW323"
+        finally:
+            await gemeente.close()
+            await aanbieder.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(portal_ui.CHROMIUM is None, reason="no Chromium")
+async def test_a_clerk_declares_a_month_in_chromium_at_360px(setup: Setup, browser: Any) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        page = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
+        await portal_ui.sign_in_with_token(page, setup, AANBIEDER)
+        await page.click(f"a[href='/portal/taken/{toewijzing}/declareren']")
+        await page.wait_for_load_state()
+        await page.fill("#maand", "2026-11")
+        await page.fill("#volume-0", "16")
+        await page.fill("#tarief-0", "62,50")
+        await page.fill("#volume-1", "450,00")
+        await check(page, "51-taak-323-formulier")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert "productcode" in await page.inner_text("#code-1-fout")
+        await check(page, "52-taak-323-fout-bij-veld")
+        await page.fill("#code-1", "43A11")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert "is aangenomen (Bv03)" in await page.inner_text("main")
+        await check(page, "53-taak-323-verstuurd")
+        await page.context.close()
+        gemeente = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
+        await portal_ui.sign_in_with_token(gemeente, setup, GEMEENTE)
+        assert "JW323" in await gemeente.inner_text("main")
+        await gemeente.context.close()

@@ -71,6 +71,8 @@ class Toewijzing:
     client: str
     """The client's name as written (voorletters and achternaam), never the BSN."""
     products: tuple[Product, ...]
+    bsn: str = ""
+    """Only for the messages composed from it (the 323's Client); never shown on a page."""
 
     def namespace(self, number: str) -> str:
         return f"http://www.istandaarden.nl/{self.standard}/3_2/{self.prefix}{number}/schema"
@@ -137,6 +139,7 @@ def read_toewijzing(payload: bytes) -> Toewijzing | None:
         dagtekening=_text(header, "{*}BerichtIdentificatie/{*}Dagtekening"),
         client=name,
         products=products,
+        bsn=_text(client, "{*}Bsn"),
     )
 
 
@@ -357,3 +360,119 @@ def product_lines(payload: bytes, item: str) -> list[int]:
         line = element.sourceline
         lines.append(line if isinstance(line, int) else 0)
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Prestatie:
+    """One declared product over (part of) the declaratie's month, its values checked."""
+
+    source: Toewijzing
+    product: Product
+    begindatum: str
+    einddatum: str
+    volume: int
+    eenheid: str
+    tarief: int | None
+    """Cents per eenheid; None for an amount in euros (eenheid 83)."""
+    bedrag: int
+    referentie: str
+    code: str
+    """The ProductCode (required in a 323; a toewijzing of a category may have none)."""
+
+
+EUROS = "83"
+"""Eenheid 83: the volume is an amount in euro-cents (a budget), without a tariff."""
+
+
+def declaratie_323(
+    first: Toewijzing,
+    registry: SchemaRegistry,
+    identificatie: str,
+    dagtekening: str,
+    nummer: str,
+    begin: str,
+    end: str,
+    prestaties: list[Prestatie],
+) -> bytes:
+    """A 323 from the aanbieder to ``first``'s gemeente over the month ``begin``..``end``,
+    one Client per BSN with its Prestaties (all from toewijzingen of that gemeente and
+    standard; the caller checked each value), debit throughout, the total their sum."""
+    ns = first.namespace("323")
+    base = first.base
+    root = etree.Element(f"{{{ns}}}Bericht", nsmap={first.standard: base, f"{first.prefix}323": ns})
+    header = etree.SubElement(root, f"{{{ns}}}Header")
+    _add(header, f"{{{ns}}}BerichtCode", _berichtcode(registry, ns))
+    _add(header, f"{{{ns}}}BerichtVersie", "3")
+    _add(header, f"{{{ns}}}BerichtSubversie", "2")
+    _add(header, f"{{{ns}}}Afzender", first.aanbieder)
+    _add(header, f"{{{ns}}}Ontvanger", first.gemeente)
+    ident = etree.SubElement(header, f"{{{ns}}}BerichtIdentificatie")
+    _add(ident, f"{{{base}}}Identificatie", identificatie)
+    _add(ident, f"{{{base}}}Dagtekening", dagtekening)
+    basis, bericht = _versions(registry, ns)
+    versie = etree.SubElement(header, f"{{{ns}}}XsdVersie")
+    _add(versie, f"{{{base}}}BasisschemaXsdVersie", basis)
+    _add(versie, f"{{{base}}}BerichtXsdVersie", bericht)
+    declaratie = etree.SubElement(root, f"{{{ns}}}Declaratie")
+    _add(declaratie, f"{{{ns}}}DeclaratieNummer", nummer)
+    periode = etree.SubElement(declaratie, f"{{{ns}}}DeclaratiePeriode")
+    _add(periode, f"{{{base}}}Begindatum", begin)
+    _add(periode, f"{{{base}}}Einddatum", end)
+    _add(declaratie, f"{{{ns}}}DeclaratieDagtekening", dagtekening)
+    totaal = etree.SubElement(declaratie, f"{{{ns}}}TotaalIngediendBedrag")
+    _add(totaal, f"{{{base}}}TotaalBedrag", str(sum(p.bedrag for p in prestaties)))
+    _add(totaal, f"{{{base}}}DebetCredit", "D")
+    clienten = etree.SubElement(declaratie, f"{{{ns}}}Clienten")
+    by_bsn: dict[str, etree._Element] = {}
+    for p in prestaties:
+        if p.source.bsn not in by_bsn:
+            client = etree.SubElement(clienten, f"{{{ns}}}Client")
+            _add(client, f"{{{ns}}}Bsn", p.source.bsn)
+            by_bsn[p.source.bsn] = etree.SubElement(client, f"{{{ns}}}Prestaties")
+        item = etree.SubElement(by_bsn[p.source.bsn], f"{{{ns}}}Prestatie")
+        referentie = etree.SubElement(item, f"{{{ns}}}ProductReferentie")
+        _add(referentie, f"{{{base}}}ReferentieNummer", p.referentie)
+        _add(item, f"{{{ns}}}ToewijzingNummer", p.product.nummer)
+        _add(item, f"{{{ns}}}ProductCategorie", p.product.categorie)
+        _add(item, f"{{{ns}}}ProductCode", p.code)
+        periode = etree.SubElement(item, f"{{{ns}}}ProductPeriode")
+        _add(periode, f"{{{base}}}Begindatum", p.begindatum)
+        _add(periode, f"{{{base}}}Einddatum", p.einddatum)
+        _add(item, f"{{{ns}}}GeleverdVolume", str(p.volume))
+        _add(item, f"{{{ns}}}Eenheid", p.eenheid)
+        if p.tarief is not None:
+            _add(item, f"{{{ns}}}ProductTarief", str(p.tarief))
+        bedrag = etree.SubElement(item, f"{{{ns}}}IngediendBedrag")
+        _add(bedrag, f"{{{base}}}Bedrag", str(p.bedrag))
+        _add(bedrag, f"{{{base}}}DebetCredit", "D")
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+MAAND = re.compile(r"(20\d\d)-(0[1-9]|1[0-2])")
+CENTS = re.compile(r"(\d{1,6})(?:[,.](\d{1,2}))?")
+"""An amount in euros as a clerk types it (``62,50``, ``62.5``, ``62``): up to 999999."""
+WHOLE = re.compile(r"\d{1,8}")
+
+
+def month(value: str) -> tuple[str, str] | None:
+    """The first and last day of the month ``JJJJ-MM``, or None."""
+    found = MAAND.fullmatch(value)
+    if found is None:
+        return None
+    year, number = int(found.group(1)), int(found.group(2))
+    last = datetime.date(year + number // 12, number % 12 + 1, 1) - datetime.timedelta(days=1)
+    return f"{value}-01", last.isoformat()
+
+
+def cents(value: str) -> int | None:
+    """Euro-cents of an amount typed as euros, or None when it is not one."""
+    found = CENTS.fullmatch(value)
+    if found is None:
+        return None
+    fraction = (found.group(2) or "0").ljust(2, "0")
+    return int(found.group(1)) * 100 + int(fraction)
+
+
+def whole(value: str) -> int | None:
+    """A whole number of up to 8 digits (LDT_Volume), or None."""
+    return int(value) if WHOLE.fullmatch(value) else None
