@@ -421,3 +421,74 @@ async def test_a_clerk_declares_a_month_in_chromium_at_360px(setup: Setup, brows
         await portal_ui.sign_in_with_token(gemeente, setup, GEMEENTE)
         assert "JW323" in await gemeente.inner_text("main")
         await gemeente.context.close()
+
+
+@pytest.mark.slow
+async def test_a_change_of_a_toewijzing_is_asked_for(setup: Setup) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        url = f"{setup.url}/portal/taken/{toewijzing}/wijzigen"
+        gemeente, _ = await portal_session(setup, GEMEENTE)
+        aanbieder, csrf = await portal_session(setup, AANBIEDER)
+        try:
+            async with gemeente.get(url, ssl=setup.ssl_context()) as page:
+                assert page.status == 404
+            async with aanbieder.get(url, ssl=setup.ssl_context()) as page:
+                html = await page.text()
+                assert page.status == 200, html
+            assert 'name="volume-0" value="4"' in html and 'name="budget-1" value="2400,00"' in html
+            assert '<option value="1">1 · ' in html and "999990019" not in html
+            form = {
+                "csrf": csrf,
+                "identificatie": f"V{uuid.uuid4().hex[:11].upper()}",
+                "referentie": "VOW-2026-0007",
+                "dagtekening": "2026-12-03",
+                "reden": "",
+                "ingang-0": "2026-12-01",
+                "einde-0": "2027-10-04",
+                "volume-0": "6",
+                "ingang-1": "",
+                "einde-1": "2027-04-04",
+                "budget-1": "2400,00",
+            }
+            status, html = await post_form(aanbieder, setup, url, form)
+            assert status == 422 and "reden" in error_beside(html, "reden")
+            # a budget without an einddatum: the rule's finding (CD075) beside the row
+            status, html = await post_form(
+                aanbieder,
+                setup,
+                url,
+                {**form, "reden": "1", "ingang-1": "2026-12-01", "einde-1": ""},
+            )
+            assert status == 422 and "Einddatum is required" in error_beside(html, "ingang-1")
+            status, html = await post_form(aanbieder, setup, url, {**form, "reden": "1"})
+            assert status == 200 and "is aangenomen (Bv03)" in html, html
+            [verzoek] = await gemeente_inbox(setup)
+            assert verzoek["functie"] == "JW317"
+        finally:
+            await gemeente.close()
+            await aanbieder.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(portal_ui.CHROMIUM is None, reason="no Chromium")
+async def test_a_clerk_asks_for_a_change_in_chromium_at_360px(setup: Setup, browser: Any) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        page = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
+        await portal_ui.sign_in_with_token(page, setup, AANBIEDER)
+        await page.click(f"a[href='/portal/taken/{toewijzing}/wijzigen']")
+        await page.wait_for_load_state()
+        await check(page, "54-taak-317-formulier")
+        await page.fill("#ingang-0", "2026-12-01")
+        await page.fill("#volume-0", "6")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert "reden" in await page.inner_text("#reden-fout")
+        await check(page, "55-taak-317-fout-bij-veld")
+        await page.select_option("#reden", "1")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert "is aangenomen (Bv03)" in await page.inner_text("main")
+        await check(page, "56-taak-317-verstuurd")
+        await page.context.close()

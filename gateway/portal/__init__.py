@@ -12,7 +12,7 @@ from gateway.portal.pages import PortalDeps, error_pages, hardened, switch_langu
 from gateway.portal.partner import PartnerPages
 from gateway.portal.session import SessionKeys
 from gateway.portal.signin import SignIn
-from gateway.portal.tasks import DeclarationPages
+from gateway.portal.tasks import ChangePages
 
 __all__ = ["PortalDeps", "SessionKeys", "portal_app"]
 
@@ -32,7 +32,7 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
     partner = PartnerPages(deps, environment)
     common = CommonPages(deps, environment)
     operator = OperatorPages(deps, environment)
-    tasks = DeclarationPages(deps, environment)
+    tasks = ChangePages(deps, environment)
     app = web.Application(middlewares=[hardened, error_pages(common)], client_max_size=max_body)
     app.add_routes(
         [
@@ -50,6 +50,8 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.post("/taken/{id}/{task:start|stop}", tasks.products),
             web.get("/taken/{id}/declareren", tasks.declaration_page),
             web.post("/taken/{id}/declareren", tasks.declaration),
+            web.get("/taken/{id}/wijzigen", tasks.change_page),
+            web.post("/taken/{id}/wijzigen", tasks.change),
             web.get("/sent", partner.sent),
             web.get("/upload", partner.upload_page),
             web.post("/upload", partner.upload),

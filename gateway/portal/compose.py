@@ -269,6 +269,11 @@ class Start:
 
 def reden_codes(registry: SchemaRegistry, source: Toewijzing) -> tuple[str, ...]:
     """The codes of RedenBeeindiging its basisschema allows (LDT_RedenBeeindiging)."""
+    return enumeration(registry, source, "LDT_RedenBeeindiging")
+
+
+def enumeration(registry: SchemaRegistry, source: Toewijzing, type_name: str) -> tuple[str, ...]:
+    """The codes the basisschema of ``source``'s standard allows for ``type_name``."""
     described = registry.file_for(source.namespace("307"))
     if described is None:
         return ()
@@ -279,7 +284,7 @@ def reden_codes(registry: SchemaRegistry, source: Toewijzing) -> tuple[str, ...]
     return tuple(
         str(e.get("value"))
         for e in basis.iterfind(
-            f"{xs}simpleType[@name='LDT_RedenBeeindiging']/{xs}restriction/{xs}enumeration"
+            f"{xs}simpleType[@name='{type_name}']/{xs}restriction/{xs}enumeration"
         )
     )
 
@@ -476,3 +481,87 @@ def cents(value: str) -> int | None:
 def whole(value: str) -> int | None:
     """A whole number of up to 8 digits (LDT_Volume), or None."""
     return int(value) if WHOLE.fullmatch(value) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Wijziging:
+    """One toegewezen product the aanbieder asks to change (317), its values checked."""
+
+    product: Product
+    ingangsdatum: str
+    einddatum: str
+    volume: str
+    """The new volume (with the toewijzing's eenheid and frequentie); empty for a budget."""
+    budget: str
+    """The new budget in cents; empty for a product with an omvang."""
+
+
+def _header(
+    root: etree._Element,
+    source: Toewijzing,
+    registry: SchemaRegistry,
+    ns: str,
+    identificatie: str,
+    dagtekening: str,
+) -> None:
+    """A heenbericht's header from the aanbieder to ``source``'s gemeente."""
+    base = source.base
+    header = etree.SubElement(root, f"{{{ns}}}Header")
+    _add(header, f"{{{ns}}}BerichtCode", _berichtcode(registry, ns))
+    _add(header, f"{{{ns}}}BerichtVersie", "3")
+    _add(header, f"{{{ns}}}BerichtSubversie", "2")
+    _add(header, f"{{{ns}}}Afzender", source.aanbieder)
+    _add(header, f"{{{ns}}}Ontvanger", source.gemeente)
+    ident = etree.SubElement(header, f"{{{ns}}}BerichtIdentificatie")
+    _add(ident, f"{{{base}}}Identificatie", identificatie)
+    _add(ident, f"{{{base}}}Dagtekening", dagtekening)
+    basis, bericht = _versions(registry, ns)
+    versie = etree.SubElement(header, f"{{{ns}}}XsdVersie")
+    _add(versie, f"{{{base}}}BasisschemaXsdVersie", basis)
+    _add(versie, f"{{{base}}}BerichtXsdVersie", bericht)
+
+
+def verzoek_317(
+    source: Toewijzing,
+    registry: SchemaRegistry,
+    identificatie: str,
+    dagtekening: str,
+    referentie: str,
+    reden: str,
+    changes: list[Wijziging],
+) -> bytes:
+    """A 317 asking ``source``'s gemeente to change the products in ``changes``; the
+    toewijzing's other products are listed unchanged (the caller checked every value)."""
+    ns = source.namespace("317")
+    base = source.base
+    root = etree.Element(
+        f"{{{ns}}}Bericht", nsmap={source.standard: base, f"{source.prefix}317": ns}
+    )
+    _header(root, source, registry, ns, identificatie, dagtekening)
+    client = etree.SubElement(root, f"{{{ns}}}Client")
+    _add(client, f"{{{ns}}}Bsn", source.bsn)
+    verzoek = etree.SubElement(client, f"{{{ns}}}Verzoek")
+    _add(verzoek, f"{{{ns}}}ReferentieAanbieder", referentie)
+    _add(verzoek, f"{{{ns}}}RedenVerzoek", reden)
+    changed = {c.product.nummer for c in changes}
+    unchanged = [p for p in source.products if p.nummer not in changed]
+    if unchanged:
+        group = etree.SubElement(verzoek, f"{{{ns}}}OngewijzigdeProducten")
+        for product in unchanged:
+            item = etree.SubElement(group, f"{{{ns}}}OngewijzigdProduct")
+            _add(item, f"{{{ns}}}ToewijzingNummer", product.nummer)
+    group = etree.SubElement(verzoek, f"{{{ns}}}TeWijzigenProducten")
+    for change in changes:
+        item = etree.SubElement(group, f"{{{ns}}}TeWijzigenProduct")
+        _add(item, f"{{{ns}}}ToewijzingNummer", change.product.nummer)
+        _add(item, f"{{{ns}}}GewensteIngangsdatum", change.ingangsdatum)
+        if change.einddatum:
+            _add(item, f"{{{ns}}}Einddatum", change.einddatum)
+        if change.volume:
+            omvang = etree.SubElement(item, f"{{{ns}}}Omvang")
+            _add(omvang, f"{{{base}}}Volume", change.volume)
+            _add(omvang, f"{{{base}}}Eenheid", change.product.eenheid)
+            _add(omvang, f"{{{base}}}Frequentie", change.product.frequentie)
+        if change.budget:
+            _add(item, f"{{{ns}}}Budget", change.budget)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
