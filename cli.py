@@ -24,6 +24,7 @@ from gateway.cli import (
     kafka,
     keys,
     messages,
+    partners,
     setup,
 )
 
@@ -56,6 +57,7 @@ for command in (
     certs.certs,
     backup.backup_command,
     backup.restore_command,
+    partners.partners,
 ):
     main.add_command(command)
 

@@ -75,6 +75,12 @@ class DeliveryService:
             self._adapters[destination] = adapter
         return adapter
 
+    def forget(self, destinations: set[str]) -> list[Adapter]:
+        """Drop the adapters made for ``destinations`` (their delivery settings changed in
+        the partner file): the next delivery makes a new one. They are returned, for the
+        caller to close once the deliveries they have in flight are done."""
+        return [a for d in destinations if (a := self._adapters.pop(d, None)) is not None]
+
     async def run(self) -> None:
         """Claim and deliver until :meth:`stop` is called."""
         while not self._stopping:

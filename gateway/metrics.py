@@ -134,3 +134,10 @@ try:
     BUILD.info({"version": version("ggk-gateway")})
 except PackageNotFoundError:  # running from a tree that was never installed
     BUILD.info({"version": "unknown"})
+
+CPA_SECONDS_LEFT = Gauge(
+    "ggk_cpa_seconds_left",
+    "Seconds until each loaded ebMS CPA ends (negative once ended); set at each scrape.",
+    ["cpaid"],  # the loaded CPAs only (imported by the operator): gateway/ebms/lifecycle.py
+    registry=REGISTRY,
+)

@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -48,15 +49,43 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Token:
+    """One of a partner's bearer tokens, kept as its SHA-256 digest only. A partner may hold
+    several at once (a rotation: the new one issued, the old one valid until ``expires`` or
+    its revocation), each named by a short ``id`` the operator revokes it by."""
+
+    id: str
+    sha256: str
+    created: datetime | None = None
+    expires: datetime | None = None
+
+    def valid_at(self, now: datetime) -> bool:
+        return self.expires is None or now < self.expires
+
+
+@dataclass(frozen=True, slots=True)
 class Partner:
     id: str
     name: str
     kind: PartnerKind
     token_sha256: str | None = None
+    """The single-token form of older partner files (``token_sha256 = ...``), still read."""
     cert_sha256: str | None = None
     delivery: Delivery = field(default_factory=Delivery)
     oin: str | None = None
     """The partner's OIN (Digikoppeling PartyId): how a CPA party is mapped to it."""
+    tokens: tuple[Token, ...] = ()
+    """The ``[[partner.token]]`` entries: several may be active during a rotation."""
+    disabled: bool = False
+    """A disabled partner proves nothing: its tokens and certificate are refused (its
+    messages already in the gateway stay, and are still delivered to it)."""
+
+    def digests(self, now: datetime) -> list[str]:
+        """The digests of the tokens that are valid at ``now``."""
+        found = [t.sha256 for t in self.tokens if t.valid_at(now)]
+        if self.token_sha256:
+            found.append(self.token_sha256)
+        return found
 
 
 class RegistryError(Exception):
@@ -68,23 +97,60 @@ def token_digest(token: str) -> str:
 
 
 class PartnerRegistry:
+    """The partners, looked up by id, token, certificate or OIN. One object lives as long as
+    the gateway (the ingress, delivery, the portal and the CPA store hold it);
+    :meth:`replace` swaps its contents for a reloaded file's in one step."""
+
+    _state: tuple[dict[str, Partner], dict[str, Partner], dict[str, Partner]]
+    """(by id, by certificate digest, by OIN): replaced whole, never changed in place."""
+
     def __init__(self, partners: list[Partner]) -> None:
-        self._by_id: dict[str, Partner] = {}
+        self._index(partners)
+
+    def replace(self, other: PartnerRegistry) -> None:
+        """Take ``other``'s partners: one attribute assignment, so a lookup sees either the
+        old registry or the new one, never a mix (the event loop runs one task at a time,
+        and the indexes are swapped as one tuple)."""
+        self._state = other._state
+
+    @property
+    def _by_id(self) -> dict[str, Partner]:
+        return self._state[0]
+
+    @property
+    def _by_cert(self) -> dict[str, Partner]:
+        return self._state[1]
+
+    @property
+    def _by_oin(self) -> dict[str, Partner]:
+        return self._state[2]
+
+    def _index(self, partners: list[Partner]) -> None:
+        by_id: dict[str, Partner] = {}
         for partner in partners:
-            if partner.id in self._by_id:
+            if partner.id in by_id:
                 raise RegistryError(f"partner {partner.id} is listed twice")
-            self._by_id[partner.id] = partner
-        self._by_cert = {p.cert_sha256.lower(): p for p in partners if p.cert_sha256}
-        self._by_oin: dict[str, Partner] = {}
+            by_id[partner.id] = partner
+        by_cert: dict[str, Partner] = {}
+        for partner in partners:
+            if not partner.cert_sha256:
+                continue
+            key = partner.cert_sha256.lower()
+            if key in by_cert:
+                raise RegistryError(
+                    f"partners {by_cert[key].id} and {partner.id} share a certificate"
+                )
+            by_cert[key] = partner
+        by_oin: dict[str, Partner] = {}
         for partner in partners:
             if partner.oin is None:
                 continue
-            if partner.oin in self._by_oin:
+            if partner.oin in by_oin:
                 raise RegistryError(
-                    f"partners {self._by_oin[partner.oin].id} and {partner.id} share OIN "
-                    f"{partner.oin}"
+                    f"partners {by_oin[partner.oin].id} and {partner.id} share OIN {partner.oin}"
                 )
-            self._by_oin[partner.oin] = partner
+            by_oin[partner.oin] = partner
+        self._state = (by_id, by_cert, by_oin)
 
     @classmethod
     def load(cls, path: Path) -> PartnerRegistry:
@@ -112,13 +178,17 @@ class PartnerRegistry:
                         id=partner_id,
                         name=str(entry.get("name", entry["id"])),
                         kind=PartnerKind(entry["kind"]),
-                        token_sha256=entry.get("token_sha256"),
-                        cert_sha256=entry.get("cert_sha256"),
+                        token_sha256=_digest(entry.get("token_sha256"), "token_sha256"),
+                        cert_sha256=_digest(entry.get("cert_sha256"), "cert_sha256"),
                         delivery=Delivery(
                             adapter=str(delivery.get("adapter", "inbox")),
                             settings=_settings(delivery.raw, path.resolve().parent),
                         ),
                         oin=_oin(entry.get("oin")),
+                        tokens=_tokens(
+                            entry.tables("token", f"{path}: partner {partner_id}: token")
+                        ),
+                        disabled=_flag(entry.get("disabled", False), "disabled"),
                     )
                 )
                 entry.done()
@@ -136,16 +206,20 @@ class PartnerRegistry:
         return list(self._by_id.values())
 
     def by_token(self, token: str) -> Partner | None:
-        """The partner whose token digest matches; compared in constant time."""
+        """The enabled partner one of whose valid tokens matches; every digest is compared
+        (in constant time), so the time taken says nothing about which one matched."""
         digest = token_digest(token)
+        now = datetime.now(UTC)
         found = None
         for partner in self._by_id.values():
-            if partner.token_sha256 and hmac.compare_digest(partner.token_sha256, digest):
-                found = partner
+            for known in partner.digests(now):
+                if hmac.compare_digest(known, digest) and not partner.disabled:
+                    found = partner
         return found
 
     def by_certificate(self, der: bytes) -> Partner | None:
-        return self._by_cert.get(hashlib.sha256(der).hexdigest())
+        partner = self._by_cert.get(hashlib.sha256(der).hexdigest())
+        return None if partner is None or partner.disabled else partner
 
     def by_oin(self, oin: str) -> Partner | None:
         return self._by_oin.get(oin)
@@ -164,13 +238,65 @@ def _partner_id(value: object) -> str:
     return text
 
 
-_OIN = re.compile(r"^[0-9]{20}(_[OTA]{1,3})?$")
+TOKEN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,19}")
+"""A token's name in the partner file (``t1``): the operator revokes a token by it."""
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _digest(value: object, key: str) -> str | None:
+    """A SHA-256 digest as 64 lower-case hex digits (a token itself, pasted here by mistake,
+    is refused rather than silently never matching)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SHA256.fullmatch(value.lower()):
+        raise ValueError(f"{key} (64 hex digits: a SHA-256 digest, never the secret itself)")
+    return value.lower()
+
+
+def _flag(value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} (true or false)")
+    return value
+
+
+def _when(value: object, key: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"{key} (a date and time with offset, 2026-12-06T10:00:00Z)")
+    return value
+
+
+def _tokens(entries: list[Table]) -> tuple[Token, ...]:
+    tokens: list[Token] = []
+    for entry in entries:
+        token_id = str(entry["id"])
+        if not TOKEN_ID.fullmatch(token_id):
+            raise ValueError(f"token id {token_id[:30]!r} (up to 20 of [A-Za-z0-9._-])")
+        if any(t.id == token_id for t in tokens):
+            raise ValueError(f"token id {token_id!r} (listed twice)")
+        sha256 = _digest(entry["sha256"], "token sha256")
+        assert sha256 is not None
+        tokens.append(
+            Token(
+                token_id,
+                sha256,
+                _when(entry.get("created"), "token created"),
+                _when(entry.get("expires"), "token expires"),
+            )
+        )
+        entry.done()
+    return tuple(tokens)
+
+
+OIN = re.compile(r"^[0-9]{20}(_[OTA]{1,3})?$")
 
 
 def _oin(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _OIN.match(value):
+    if not isinstance(value, str) or not OIN.match(value):
         raise ValueError(f"oin {str(value)[:40]!r} (20 digits)")
     return value
 

@@ -19,7 +19,11 @@ from cli import main
 from gateway.config import ConfigError
 from gateway.config import load as load_config
 from gateway.ebms.cpa import CpaError, Profile, load_schema, parse
-from kit.ebms import GATEWAY, PEER, Side, fresh_signer, make_cpa
+from gateway.ebms.cpastore import CpaStore
+from kit.ebms import GATEWAY, PEER, Capture, Side, fresh_signer, gateway_with_cpa, make_cpa
+from kit.gateway import rest, running
+from routing.partners import PartnerRegistry
+from tests.test_ops import exported
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 XSD_DIR = SHARED / "standards" / "ebms2-xsd"
@@ -291,3 +295,82 @@ def test_the_timestamp_window_is_configured_in_whole_seconds(
         future,
         past,
     )
+
+
+# --- a CPA's end: days left, the gauge, the warning -------------------------------------------
+
+
+def _stamp(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_the_list_shows_each_cpas_end_and_the_days_left(tmp_path: Path) -> None:
+    config = str(_setup(tmp_path))
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=10, hours=1)
+    (tmp_path / "ending.xml").write_bytes(make_cpa("osb-rm", cpaid="CPA_ENDING", end=_stamp(soon)))
+    for file in ("cpa.xml", "ending.xml"):
+        code, out = _ggk("cpa", "import", str(tmp_path / file), "--config", config)
+        assert code == 0, out
+    code, out = _ggk("cpa", "list", "--config", config)
+    assert code == 0, out
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert lines["CPA_ENDING"].endswith("(10 days left, RENEW)")
+    assert "until 2099-12-31T00:00:00+00:00" in lines["CPA_TEST_gateway_1"]
+    assert (
+        "days left)" in lines["CPA_TEST_gateway_1"] and "RENEW" not in lines["CPA_TEST_gateway_1"]
+    )
+    code, out = _ggk("cpa", "list", "--config", config, "--json")
+    by_id = {row["cpaid"]: row for row in json.loads(out)["cpas"]}
+    assert by_id["CPA_ENDING"]["days_left"] == 10
+    assert by_id["CPA_ENDING"]["end"] == soon.replace(microsecond=0).isoformat()
+
+
+def test_a_cpa_near_its_end_is_warned_of_once_a_day() -> None:
+    from structlog.testing import capture_logs
+
+    from gateway.ebms.cpastore import Link
+    from gateway.ebms.lifecycle import EndWarnings
+    from routing.partners import Partner, PartnerKind
+
+    now = datetime.datetime(2026, 12, 6, 9, 0, tzinfo=datetime.UTC)
+    partner = Partner("0150", "Deventer", PartnerKind.GEMEENTE, oin=PEER.oin)
+
+    def link(cpaid: str, days: float) -> Link:
+        cpa = parse(
+            make_cpa("osb-rm", cpaid=cpaid, end=_stamp(now + datetime.timedelta(days=days))),
+            loopback_ok=True,
+            now=now,
+        )
+        ours = cpa.party(GATEWAY.oin)
+        assert ours is not None
+        return Link(cpa, ours, cpa.other(GATEWAY.oin), partner)
+
+    links = {"CPA_SOON": link("CPA_SOON", 12.5), "CPA_LATER": link("CPA_LATER", 45)}
+    warnings = EndWarnings()
+    with capture_logs() as logs:
+        assert warnings.check(links, now) == ["CPA_SOON"]
+        for hour in range(1, 15):  # every maintenance round of the day: nothing more
+            assert warnings.check(links, now + datetime.timedelta(hours=hour)) == []
+        assert warnings.check(links, now + datetime.timedelta(days=1)) == ["CPA_SOON"]
+    assert [(e["event"], e["cpaid"], e["days_left"]) for e in logs] == [
+        ("ebms.cpa_ending", "CPA_SOON", 12),
+        ("ebms.cpa_ending", "CPA_SOON", 11),
+    ]
+
+
+async def test_the_gauge_gives_the_seconds_left_of_each_loaded_cpa(
+    tmp_path: Path, capture: Capture
+) -> None:
+    setup = gateway_with_cpa(tmp_path, capture)
+    config = load_config(setup.config_path)
+    assert config.ebms is not None
+    store = CpaStore(config.ebms, PartnerRegistry.load(config.partners_file))
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=20)
+    store.add(make_cpa("osb-rm", cpaid="CPA_ENDING", end=_stamp(soon)))
+    async with running(setup):
+        status, body = await rest(setup, "GET", "/metrics", token=setup.token())
+    assert status == 200
+    left = {labels: value for labels, value in exported(body)["ggk_cpa_seconds_left"]}
+    assert set(left) == {'{cpaid="CPA_ENDING"}', '{cpaid="CPA_TEST_gateway_1"}'}
+    assert 19.9 * 86400 < left['{cpaid="CPA_ENDING"}'] <= 20 * 86400
+    assert left['{cpaid="CPA_TEST_gateway_1"}'] > 70 * 365 * 86400

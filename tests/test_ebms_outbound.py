@@ -7,12 +7,16 @@ with the partner's certificate. Against the real ebms-core: tests/test_ebms_peer
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.ebms import compose
 from gateway.ebms import message as ebms
+from gateway.ebms.cpa import Channel
+from gateway.ebms.schedule import Schedule
 from kit.ebms import (
     Capture,
     delivery_to_0150,
@@ -82,3 +86,71 @@ async def test_a_message_error_is_a_dead_letter_with_its_code(
 
         delivery = await eventually(dead, timeout=20)
         assert "ValueNotRecognized" in str(delivery.get("last_error"))
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.mark.slow
+async def test_every_attempt_the_cpa_allows_is_made_on_its_slot(
+    tmp_path: Path, capture: Capture
+) -> None:
+    """Retries 2, RetryInterval 2 s: attempts at T, T + 2 s and T + 4 s (T = the Timestamp),
+    TimeToLive T + 6 s to the millisecond. Each attempt waits 1 s for an asynchronous
+    Acknowledgment; that wait once pushed every next attempt later (T, T + 3, T + 6 ≥
+    TimeToLive), so the third attempt the CPA allows was never made."""
+    setup = gateway_with_cpa(tmp_path, capture, outbound=True, retries=2, retry_interval="PT2S")
+    async with running(setup):
+        message_id = await submit_to_0150(setup)
+        await eventually(lambda: capture.received)
+        first = ebms.read(capture.content_types[0], capture.received[0])
+        assert first.timestamp and first.time_to_live is not None
+        stamp = _instant(first.timestamp)
+        # TimeToLive = Timestamp + RetryInterval x (Retries + 1), milliseconds and all
+        assert first.time_to_live - stamp == timedelta(seconds=6)
+
+        async def rescheduled() -> dict[str, Any] | None:
+            delivery = await delivery_to_0150(setup, message_id)
+            return delivery if (delivery["attempts"], delivery["state"]) == (1, "retry") else None
+
+        # the second attempt is recorded for T + RetryInterval, not for the end of the first
+        # attempt's wait plus RetryInterval
+        delivery = await eventually(rescheduled, timeout=20, interval=0.05)
+        planned = _instant(delivery["next_attempt_at"]) - stamp
+        assert abs(planned - timedelta(seconds=2)) < timedelta(milliseconds=50), planned
+
+        async def dead() -> dict[str, Any] | None:
+            delivery = await delivery_to_0150(setup, message_id)
+            return delivery if delivery["state"] == "dead" else None
+
+        delivery = await eventually(dead, timeout=30)
+        assert len(capture.received) == 3, delivery  # 1 + Retries, all before TimeToLive
+        assert capture.received[2] == capture.received[0]
+
+
+def test_the_schedule_is_anchored_on_the_timestamp() -> None:
+    """The slots the attempts are given (gateway/ebms/schedule.py): however late an attempt
+    ends, the next is the CPA's next slot; none is left after the last before TimeToLive."""
+    channel = Channel(
+        "c",
+        "https://peer.test/ebms",
+        "none",
+        ack_requested=True,
+        ack_signature_requested=False,
+        duplicate_elimination=True,
+        actor=None,
+        retries=2,
+        retry_interval=timedelta(seconds=10),
+    )
+    first = datetime(2026, 12, 6, 12, 0, 0, 123000, tzinfo=UTC)
+    schedule = Schedule.of(first, channel)
+    assert schedule is not None and schedule.attempts == 3
+    assert schedule.time_to_live == first + timedelta(seconds=30)
+    # the first attempt ends after a 5 s wait for the Acknowledgment: the next is at T + 10
+    assert schedule.next_after(first + timedelta(seconds=5)) == first + timedelta(seconds=10)
+    after_second = first + timedelta(seconds=15.5)
+    assert schedule.next_after(after_second) == first + timedelta(seconds=20)
+    assert schedule.next_after(first + timedelta(seconds=20, milliseconds=1)) is None
+    assert not schedule.expired(first + timedelta(seconds=29, milliseconds=999))
+    assert schedule.expired(first + timedelta(seconds=30))

@@ -360,3 +360,44 @@ async def test_on_kafka_an_answer_reaching_another_process_ends_the_delivery(
         for process in processes:
             process.terminate()
             await process.wait()
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+async def test_on_kafka_a_resend_after_kill_9_gets_the_same_ack_from_another_process(
+    tmp_path: Path, peer: Peer, kafka_bootstrap: str
+) -> None:
+    """The drill of issue 32: two processes on Kafka. One receives a message and acknowledges
+    it, and is killed (-9); the partner's MSH, without that acknowledgment, resends the
+    identical message to the other. It is a duplicate there too: answered with the same
+    Acknowledgment, byte for byte, and still one message delivered. (The kit's ebMS client
+    plays the partner's MSH: it resends when we say, ebms-core only on its schedule.)"""
+    setup = prepare(tmp_path, peer, ASYNC_CPA)
+    use_kafka(setup, kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}")
+    second = another_process(setup, "b")
+    other = PlainSetup(second.directory, second.port, second.config_name)
+    payload = tmp_path / "di01.xml"
+    payload.write_bytes(di01())
+    message_id = f"kit-{time.time_ns()}@peer.test"
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        processes.append(await serve(setup, tmp_path / "a.log"))
+        processes.append(await serve(other, tmp_path / "b.log"))
+        first = await asyncio.to_thread(_kit_send, setup, payload, message_id)
+        assert "HTTP 200" in first and "Acknowledgment" in first
+        os.kill(processes[0].pid, signal.SIGKILL)
+        await processes[0].wait()
+        again = await asyncio.to_thread(_kit_send, other, payload, message_id)
+        assert again[again.index("<") :] == first[first.index("<") :]  # the stored ack
+        assert '"ebms.duplicate"' in (tmp_path / "b.log").read_text()
+
+        async def inbox() -> list[dict[str, Any]] | None:
+            _, listing = await rest(other, "GET", "/api/v1/inbox", token=other.token("12345678"))
+            return listing["messages"] or None  # routed by the partition's next owner
+
+        assert len(await eventually(inbox, timeout=60, interval=0.5)) == 1
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +46,7 @@ from kit.ebms import (
     submit_to_0150,
     write_signer,
 )
-from kit.gateway import eventually, rest, running
+from kit.gateway import another_process, eventually, rest, running, serve, use_kafka
 from routing.partners import PartnerRegistry
 
 SHA256 = Algorithms(
@@ -476,3 +477,43 @@ async def test_our_message_ends_only_on_a_signed_receipt_of_what_we_signed(
             return bool((await delivery_to_0150(setup, message_id))["state"] == "delivered")
 
         await eventually(delivered, timeout=20)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+async def test_on_kafka_a_signed_receipt_is_checked_fully_at_every_process(
+    tmp_path: Path, capture: Capture, signer: Signer, kafka_bootstrap: str
+) -> None:
+    """Two processes on Kafka; one sends our signed message. A receipt signed with the
+    partner's key that does not repeat our references is refused at both: the process that
+    did not send checks it against the references the sender recorded in the shared state
+    (it once checked the signature only, took it, and ended the delivery). The right receipt,
+    at either process, ends it."""
+    setup = gateway_with_cpa(tmp_path, capture, peer_signer=signer, outbound=True, ack_signed=True)
+    use_kafka(setup, kafka_bootstrap, f"t{uuid.uuid4().hex[:8]}")
+    other = another_process(setup, "b")
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        processes.append(await serve(setup, tmp_path / "a.log"))
+        processes.append(await serve(other, tmp_path / "b.log"))
+        message_id = await submit_to_0150(setup)
+        await eventually(lambda: capture.received, timeout=60)
+        wrong = _receipt(capture, signer, repeat=False)
+        for gateway in (setup, other):
+            assert (await post_ebms(gateway, ("text/xml", wrong)))[0] == 204
+        await asyncio.sleep(1)
+        assert (await delivery_to_0150(setup, message_id))["state"] != "delivered"
+        logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+        assert logs.count('"ebms.receipt_refused"') == 2
+        right = _receipt(capture, signer)
+        for gateway in (other, setup):
+            assert (await post_ebms(gateway, ("text/xml", right)))[0] == 204
+
+        async def delivered() -> bool:
+            return bool((await delivery_to_0150(setup, message_id))["state"] == "delivered")
+
+        await eventually(delivered, timeout=30)
+    finally:
+        for process in processes:
+            process.terminate()
+            await process.wait()

@@ -38,6 +38,14 @@ def test_plan_has_every_topic_the_backend_needs() -> None:
     assert SESSION_SECONDS * 1000 < retention <= 2 * SESSION_SECONDS * 1000
     assert sessions.config["cleanup.policy"] == "delete" and sessions.partitions == 1
     assert int(sessions.config["segment.ms"]) < retention  # else nothing would be deleted
+    # the partner file every process follows: one partition, only the newest version kept
+    partners = by_name["x.partners"]
+    assert partners.partitions == 1 and partners.config["cleanup.policy"] == "compact"
+    # the ebMS state: the first record of a MessageId wins, so kept by time, never compacted,
+    # and longer than any resend window (30 days at most)
+    state = by_name["x.ebms"]
+    assert state.config["cleanup.policy"] == "delete" and state.partitions == 6
+    assert int(state.config["retention.ms"]) > 30 * 24 * 3600 * 1000
     with pytest.raises(ValueError):
         kafka_topics.plan(partitions=0)
 

@@ -100,4 +100,4 @@ def test_alert_rules_pass_promtool() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 12 rules found" in done.stdout
+    assert "SUCCESS: 14 rules found" in done.stdout

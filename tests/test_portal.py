@@ -261,6 +261,16 @@ async def test_the_operator_replays_a_dead_letter_and_sees_the_figures(
         assert "0175" in await operator.inner_text("table") and "gemeente=0175" in operator.url
         await accessible(operator, "13-operator-figures")
 
+        # the Partners page, and a partner's page with its forms (tokens, certificate)
+        await operator.click("nav >> text=Partners")
+        await operator.wait_for_load_state()
+        assert "Gemeente Deventer" in await operator.inner_text("main")
+        await accessible(operator, "13a-operator-partners")
+        await operator.click("main >> a:has-text('0150')")
+        await operator.wait_for_load_state()
+        assert "0150" in await operator.inner_text("h1")
+        await accessible(operator, "13b-operator-partner")
+
         # the audit trail: by referentienummer, then by BSN (never echoed, never in a URL)
         await operator.click("text=Audit")
         await operator.fill("#message", ref)

@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 
     from gateway.broker.base import Broker, StoreFacts
     from gateway.config import GatewayConfig
-    from gateway.ebms.received import ReceivedLog
-    from gateway.ebms.sent import SentLog
+    from gateway.ebms.state import MshState
     from gateway.keyring import Keyring
 
 
@@ -72,15 +71,22 @@ def reencrypt_payloads(config: GatewayConfig, keyring: Keyring) -> int:
     return reencrypt(config.database, keyring)
 
 
-def open_msh_state(data_dir: Path, owners: Mapping[str, str]) -> tuple[ReceivedLog, SentLog]:
-    """The ebMS MSH's own state in ``data_dir`` (``ebms.sqlite``): what it received and what it
-    sent. A store of the MSH endpoint of this process, on every backend (the partner's MSH
-    resends to the endpoint it knows). ``owners`` (cpaid -> partner id) upgrades a state file
-    written before rows were keyed per partner."""
-    from gateway.broker.sqlite_ebms import ReceivedStore, SentStore
+def open_msh_state(config: GatewayConfig, owners: Mapping[str, str]) -> MshState:
+    """The ebMS MSH's state: what it received and what it sent (``await state.start()``
+    before use). Embedded backend: ``ebms.sqlite`` in the data folder, this process's own. Kafka:
+    the same file is this process's copy of the cluster's records (``<prefix>.ebms``), which
+    every process reads and writes, so a resend, an answer or a signed receipt reaching any
+    process is judged with the records of all (gateway/broker/kafka_ebms.py). ``owners``
+    (cpaid -> partner id) upgrades a state file written before rows were keyed per partner."""
+    path = config.data_dir / "ebms.sqlite"
+    if config.broker != "kafka":
+        from gateway.broker.sqlite_ebms import LocalMshState
 
-    path = data_dir / "ebms.sqlite"
-    return ReceivedStore(path, owners), SentStore(path)
+        return LocalMshState(path, owners)
+    from gateway.broker.kafka_ebms import KafkaMshState
+
+    assert config.kafka is not None  # config.check
+    return KafkaMshState(config.kafka, path, owners)
 
 
 def backup_refused(config: GatewayConfig) -> str | None:

@@ -18,6 +18,14 @@ Topics (``<prefix>`` defaults to ``ggk``):
   expiry), keyed by nonce, one partition; kept ``SESSIONS_RETENTION_MS``, a little over a
   session's life: a revocation is worthless once its session expired, so a partner signing
   out again and again cannot grow it without bound, and each process reads it whole at start.
+- ``<prefix>.partners``: the partner file as changed by ``ggk partners`` or the portal, whole
+  and signed, one key; compacted (only the newest matters); every process follows it
+  (gateway/broker/kafka_partners.py).
+- ``<prefix>.ebms``: the ebMS MSH's state shared by every process (received MessageIds with
+  their answers, first-attempt Timestamps, expected receipt references, partners' answers;
+  gateway/broker/kafka_ebms.py); keyed by MessageId, read whole by every process, kept
+  ``EBMS_RETENTION_MS`` (longer than any resend window), not compacted: the first record of a
+  key must win, and compaction keeps the last.
 
 Topics that carry envelopes allow records up to 32 MiB (the gateway accepts 25 MB messages).
 """
@@ -41,6 +49,10 @@ WEEK_MS = 7 * 24 * 3600 * 1000
 SESSIONS_RETENTION_MS = 30 * 60 * 1000
 """How long a sign-out is kept on ``sessions``: a portal session lives 20 minutes
 (gateway/portal/session.py SESSION_SECONDS), plus 10 minutes for clocks that disagree."""
+EBMS_RETENTION_MS = 45 * 24 * 3600 * 1000
+"""How long the ebMS state records are kept: past the longest time a received MessageId is
+remembered (a resend window of at most 30 days, gateway/ebms/cpa.py MAX_RESEND_WINDOW, plus
+the Timestamp window's skew) and the longest a message we send lives."""
 SESSIONS_SEGMENT_MS = 5 * 60 * 1000
 """Kafka deletes whole segments only: a segment is closed every 5 minutes, so a sign-out is
 gone within retention + segment + the broker's retention check (5 minutes by default)."""
@@ -100,6 +112,9 @@ def plan(
         "segment.ms": str(SESSIONS_SEGMENT_MS),
     }
     topics.append(Topic(f"{prefix}.sessions", 1, replication, {**durable, **expiring}))
+    topics.append(Topic(f"{prefix}.partners", 1, replication, {**durable, **compacted}))
+    kept = {"cleanup.policy": "delete", "retention.ms": str(EBMS_RETENTION_MS)}
+    topics.append(Topic(f"{prefix}.ebms", partitions, replication, {**durable, **kept}))
     return topics
 
 

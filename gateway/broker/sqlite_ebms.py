@@ -13,8 +13,9 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from gateway.ebms.received import Received
 from gateway.ebms.sent import Sent
@@ -90,13 +91,21 @@ class ReceivedStore:
         return Received(*row) if row else None
 
     def remember(
-        self, partner: str, message_id: str, cpaid: str, digest: str, answer: bytes | None
+        self,
+        partner: str,
+        message_id: str,
+        cpaid: str,
+        digest: str,
+        answer: bytes | None,
+        at: float | None = None,
     ) -> Received:
-        """Record a message and its answer; a concurrent first writer wins and is returned."""
+        """Record a message and its answer; a concurrent first writer wins and is returned.
+        ``at``: when it was received (default now; a record read from the cluster keeps the
+        time of the process that received it)."""
         with self._lock:
             self._db.execute(
                 f"INSERT OR IGNORE INTO received ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (partner, message_id, cpaid, digest, answer, time.time()),
+                (partner, message_id, cpaid, digest, answer, time.time() if at is None else at),
             )
         found = self.get(partner, message_id)
         assert found is not None
@@ -172,3 +181,104 @@ class SentStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+Change = tuple[Any, ...]
+"""One record of the cluster's ebMS state, as gateway/broker/kafka_ebms.py reads it:
+``("received", partner, message_id, cpaid, digest, answer, at)``, ``("sent", message_id,
+cpaid, timestamp)``, ``("receipt", message_id, references)`` or ``("answer", message_id, cpaid,
+outcome)``."""
+
+
+class StateCopy:
+    """This process's copy of the cluster's ebMS state (Kafka backend): the records applied to
+    the ``received`` and ``sent`` tables of the state file in batches, one transaction (and one
+    fsync) each, with how far the topic was read (per partition the next offset), so a restart
+    reads on from there. Every apply keeps the first record of a key, so applying one again
+    (a crash between two batches) changes nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = state_database(
+            path,
+            "CREATE TABLE IF NOT EXISTS positions (topic TEXT NOT NULL, partition INTEGER NOT "
+            "NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition))",
+        )
+        self._lock = threading.Lock()
+
+    def positions(self, topic: str) -> dict[int, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT partition, next_offset FROM positions WHERE topic = ?", (topic,)
+            ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def apply(self, topic: str, changes: list[Change], positions: Mapping[int, int]) -> list[str]:
+        """Apply ``changes`` in order and store ``positions``, in one transaction; the
+        MessageIds whose answer this recorded."""
+        settled: list[str] = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for change in changes:
+                    if self._apply_one(change):
+                        settled.append(str(change[1]))
+                self._db.executemany(
+                    "INSERT INTO positions (topic, partition, next_offset) VALUES (?, ?, ?) "
+                    "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = "
+                    "MAX(next_offset, excluded.next_offset)",
+                    [(topic, p, o) for p, o in positions.items()],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return settled
+
+    def _apply_one(self, change: Change) -> bool:
+        kind = change[0]
+        if kind == "received":
+            self._db.execute(
+                f"INSERT OR IGNORE INTO received ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                change[1:],
+            )
+        elif kind == "sent":
+            self._db.execute(
+                "INSERT OR IGNORE INTO sent (message_id, cpaid, timestamp) VALUES (?, ?, ?)",
+                change[1:],
+            )
+        elif kind == "receipt":
+            self._db.execute(
+                "UPDATE sent SET receipt = ? WHERE message_id = ?",
+                (json.dumps(change[2]), change[1]),
+            )
+        elif kind == "answer":
+            cursor = self._db.execute(
+                "UPDATE sent SET outcome = ? WHERE message_id = ? AND cpaid = ? "
+                "AND outcome IS NULL",
+                (change[3], change[1], change[2]),
+            )
+            return cursor.rowcount == 1
+        else:
+            raise ValueError(f"unknown change {kind!r}")
+        return False
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class LocalMshState:
+    """The :class:`~gateway.ebms.state.MshState` of one process (the embedded backend)."""
+
+    shared = False
+
+    def __init__(self, path: Path, owners: Mapping[str, str]) -> None:
+        self.received = ReceivedStore(path, owners)
+        self.sent = SentStore(path)
+        self.on_settled: Callable[[str], None] | None = None
+
+    async def start(self) -> None:
+        """Nothing to read: the file is the state."""
+
+    async def close(self) -> None:
+        self.sent.close()
+        self.received.close()

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import IO
 
@@ -207,11 +208,20 @@ def private_database(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.parent.stat().st_uid == os.getuid():
         os.chmod(path.parent, 0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-    finally:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         os.close(fd)
+    else:
+        # never open (and close) a database this process may already have connections to:
+        # closing any descriptor of a file drops every POSIX lock the process holds on it,
+        # SQLite's included; another process (a `ggk` command appending to the audit log)
+        # would then take the gateway for gone, checkpoint and reset the WAL under it, and
+        # records were lost (tests/test_partners_lifecycle.py shows it)
+        if stat.S_ISLNK(st.st_mode):
+            raise OSError(f"{path} is a symbolic link; the database must be a plain file")
+        os.chmod(path, 0o600)
     for companion in ("-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.chmod(f"{path}{companion}", 0o600)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -18,6 +19,7 @@ from gateway.cli.common import (
 )
 from gateway.ebms.cpa import CpaError
 from gateway.ebms.cpastore import CpaStore, describe
+from gateway.ebms.lifecycle import WARN_BEFORE, days_left
 from routing.partners import PartnerRegistry, RegistryError
 
 
@@ -81,19 +83,29 @@ def cpa_list(config_path: Path, as_json: bool) -> None:
     """The imported CPAs; one that no longer checks (ended, partner gone) is named with why."""
     store = _cpa_store(config_path)
     links = store.load()
-    rows = [describe(link) for link in links.values()]
+    now = datetime.now(UTC)
+    rows = [{**describe(link), "days_left": days_left(link.cpa, now)} for link in links.values()]
     if as_json:
         click.echo(json.dumps({"cpas": rows, "unusable": store.problems}, indent=2))
         return
-    for row in rows:
+    for row, link in zip(rows, links.values(), strict=True):
         click.echo(
             f"{row['cpaid']}  {row['partner']}  {', '.join(row['profiles'])}  "  # type: ignore[arg-type]
-            f"until {row['end']}"
+            f"until {row['end']}  ({_left(link.cpa.end - now)})"
         )
     for cpaid, problems in store.problems.items():
         click.echo(f"{cpaid}  UNUSABLE: {'; '.join(problems)}")
     unusable = f", {len(store.problems)} unusable" if store.problems else ""
     click.echo(f"{len(rows)} CPAs{unusable}")
+
+
+def _left(left: timedelta) -> str:
+    """The time a CPA has left, as an operator reads it; flagged within 30 days."""
+    days = int(left.total_seconds() // 86400)
+    if left.total_seconds() <= 0:
+        return "ENDED"
+    text = f"{days} day{'s' if days != 1 else ''} left"
+    return f"{text}, RENEW" if left <= WARN_BEFORE else text
 
 
 @cpa.command("show")

@@ -37,7 +37,14 @@ def new_message_id(host: str) -> str:
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return stamp(datetime.now(UTC))
+
+
+def stamp(moment: datetime) -> str:
+    """An eb:Timestamp or TimeToLive: UTC with milliseconds and ``Z`` (ebMS 2.0 3.1.6.2).
+    Milliseconds on TimeToLive too: it is Timestamp + RetryInterval x (Retries + 1) to the
+    millisecond, not cut to a second before what the CPA allows."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _envelope() -> tuple[etree._Element, etree._Element, etree._Element]:
@@ -87,9 +94,7 @@ def _message_header(
     if ref_to is not None:
         etree.SubElement(data, eb("RefToMessageId")).text = ref_to
     if time_to_live is not None:
-        etree.SubElement(data, eb("TimeToLive")).text = (
-            time_to_live.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        )
+        etree.SubElement(data, eb("TimeToLive")).text = stamp(time_to_live)
     return mh
 
 

@@ -29,7 +29,7 @@ import dataclasses
 import hashlib
 import ssl
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -42,6 +42,7 @@ from gateway.config import GatewayConfig, is_loopback
 from gateway.ebms import checks, compose
 from gateway.ebms import message as ebms
 from gateway.ebms.cpastore import CpaStore, Link
+from gateway.ebms.lifecycle import EndWarnings
 from gateway.ebms.outbound import EbmsOutbound
 from gateway.ebms.outbox import SignalOutbox
 from gateway.ebms.signing import signed_references
@@ -89,10 +90,13 @@ class EbmsInbound:
         self.links: dict[str, Link] = store.load()
         for cpaid, problems in store.problems.items():
             log.warning("ebms.cpa_unusable", cpaid=cpaid, problems=problems)
-        self.received, sent = open_msh_state(
-            config.data_dir, {cpaid: link.partner.id for cpaid, link in self.links.items()}
+        self.state = open_msh_state(
+            config, {cpaid: link.partner.id for cpaid, link in self.links.items()}
         )
-        self.outbound = EbmsOutbound(config, self.links, sent, store.signer)
+        """What was received and sent: this process's, or (Kafka) every process's."""
+        self.received = self.state.received
+        self.outbound = EbmsOutbound(config, self.links, self.state.sent, store.signer)
+        self.outbound.shared_state = self.state.shared
         """The sending side, sharing the CPAs; its answers arrive here as signals."""
         self.window = checks.TimestampWindow(
             future=timedelta(seconds=config.ebms.timestamp_future_seconds),
@@ -100,6 +104,8 @@ class EbmsInbound:
         )
         """How far a received eb:Timestamp may lie from our clock."""
         self.host = config.base_url.split("//", 1)[-1].split(":")[0].split("/")[0] or "ggk"
+        self.end_warnings = EndWarnings()
+        """Which CPAs near their end were warned of today."""
         self.outbox = SignalOutbox()
         """Asynchronous signals on their way, a bounded line per partner (outbox.py)."""
         self._session: aiohttp.ClientSession | None = None
@@ -133,13 +139,23 @@ class EbmsInbound:
         window += self.window.future
         return self.received.forget_before(time.time() - window.total_seconds())
 
+    async def start(self) -> None:
+        """Ready for partners: on Kafka, the shared state read up to now. CPAs near their end
+        are warned of at once (then by :meth:`warn_ending`, once a day each)."""
+        await self.state.start()
+        self.warn_ending()
+
+    def warn_ending(self) -> list[str]:
+        """``ebms.cpa_ending`` for the CPAs within 30 days of their end, once a day each
+        (gateway/ebms/lifecycle.py); run by the maintenance loop."""
+        return self.end_warnings.check(self.links, datetime.now(UTC))
+
     async def close(self) -> None:
         await self.outbox.close()
         if self._session is not None:
             await self._session.close()
         await self.outbound.close()
-        self.outbound.sent.close()
-        self.received.close()
+        await self.state.close()
 
     # --- the request --------------------------------------------------------------------------
 

@@ -31,8 +31,9 @@ from adapters.base import AdapterError, Outbound, PermanentError, RetryableError
 from gateway.config import GatewayConfig
 from gateway.ebms import compose
 from gateway.ebms import message as ebms
-from gateway.ebms.cpa import MAX_RESEND_WINDOW, ActionBinding, Channel, service_name
+from gateway.ebms.cpa import ActionBinding, Channel, service_name
 from gateway.ebms.cpastore import Link
+from gateway.ebms.schedule import Schedule
 from gateway.ebms.sent import ACKNOWLEDGED, SentLog
 from gateway.ebms.signing import (
     SignatureProblem,
@@ -94,6 +95,11 @@ class EbmsOutbound:
         """Set with the Kafka backend: passes an answer for a message another process sent
         on to the cluster (:meth:`gateway.broker.kafka.KafkaBroker.share_ebms_answer`)."""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.shared_state = False
+        """True when ``sent`` is every process's (Kafka): an answer recorded here for a
+        message this process is not waiting on reaches the sender through it."""
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        """The clock of the schedule (Timestamp, TimeToLive, retry slots)."""
         """The loop the attempts wait in (an answer from the cluster wakes them from a thread)."""
 
     async def close(self) -> None:
@@ -118,6 +124,9 @@ class EbmsOutbound:
             ]
             outcome = f"error:{(codes or ['?'])[0][:40]}"
         recorded = await asyncio.to_thread(self.sent.answer, ref, cpaid, outcome)
+        if recorded and ref not in self._waiters and self.shared_state:
+            # (Kafka: recorded in the shared state, which tells the sending process)
+            log.info("ebms.answer_shared", cpaid=cpaid)
         if recorded:
             self._wake(ref)
         elif self.share is not None and await asyncio.to_thread(self.sent.get, ref) is None:
@@ -166,6 +175,10 @@ class EbmsOutbound:
         if self.sent.answer(ref, cpaid, outcome) and self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake, ref)
 
+    def settled(self, ref: str) -> None:
+        """Another process recorded the answer to ``ref`` in the shared state (event loop)."""
+        self._wake(ref)
+
     def _wake(self, ref: str) -> None:
         waiter = self._waiters.get(ref)
         if waiter is not None:
@@ -197,20 +210,15 @@ class EbmsOutbound:
         channel = route.ours.channel
         message_id = f"{item.message_id}.{item.delivery_id}@{self.host}"
         record = await asyncio.to_thread(
-            self.sent.first_attempt, message_id, route.link.cpa.cpaid, compose.now()
+            self.sent.first_attempt, message_id, route.link.cpa.cpaid, compose.stamp(self.now())
         )
         if self._settled(record.outcome):
             return
         timestamp = datetime.fromisoformat(record.timestamp.replace("Z", "+00:00"))
-        ttl = None
-        if channel.ack_requested and channel.retry_interval is not None:
-            # RetryInterval x (Retries + 1), at most MAX_RESEND_WINDOW (never an overflow)
-            resend = channel.resend_window if channel.retries is not None else None
-            ttl = timestamp + min(resend or channel.retry_interval, MAX_RESEND_WINDOW)
-            if datetime.now(UTC) > ttl:
-                raise PermanentError(
-                    "ebMS TimeToLive passed without an Acknowledgment", kind="ebms"
-                )
+        schedule = Schedule.of(timestamp, channel)
+        if schedule is not None and schedule.expired(self.now()):
+            raise PermanentError("ebMS TimeToLive passed without an Acknowledgment", kind="ebms")
+        ttl = schedule.time_to_live if schedule is not None else None
         out = compose.Outgoing(
             cpaid=route.link.cpa.cpaid,
             sender=ebms.PartyRef(
@@ -249,40 +257,64 @@ class EbmsOutbound:
             await asyncio.to_thread(self.sent.expect_receipt, message_id, signed)
         waiter = self._waiters.setdefault(message_id, asyncio.Event())
         try:
-            status, answer = await self._post(
-                route.theirs.channel.endpoint, content_type, body, channel, route.link.partner.id
-            )
-            if status == 200 and answer.strip():
-                try:
-                    signal = ebms.read("text/xml", answer)
-                except ebms.EbmsParseError as exc:
-                    raise RetryableError(
-                        "unreadable synchronous ebMS answer", str(exc), kind="ebms"
-                    ) from None
-                await self.answered(signal, route.link.cpa.cpaid)
-            elif not 200 <= status < 300:
-                self._http_failure(status, channel)
-            if not channel.ack_requested:
-                return  # best effort: a 2xx is all there is
-            if not waiter.is_set():
-                wait = ACK_WAIT
-                if channel.retry_interval is not None:
-                    wait = min(wait, channel.retry_interval.total_seconds() / 2)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), wait)
-            latest = await asyncio.to_thread(self.sent.get, message_id)
-            if latest is not None and self._settled(latest.outcome):
-                return
-            raise RetryableError(
-                "no ebMS Acknowledgment yet",
-                kind="ebms",
-                retry_after=channel.retry_interval.total_seconds()
-                if channel.retry_interval
-                else None,
-                max_attempts=(channel.retries or 0) + 1,
-            )
+            await self._exchange(message_id, route, content_type, body, waiter)
+        except RetryableError as exc:
+            if schedule is not None:  # the CPA's slot, not "RetryInterval from now"
+                exc.retry_after = self._until_next(schedule)
+                exc.max_attempts = schedule.attempts
+            raise
         finally:
             self._waiters.pop(message_id, None)
+
+    async def _exchange(
+        self,
+        message_id: str,
+        route: Route,
+        content_type: str,
+        body: bytes,
+        waiter: asyncio.Event,
+    ) -> None:
+        """POST the message and take its answer (sync, or async within the wait); returns when
+        the partner acknowledged, else raises."""
+        channel = route.ours.channel
+        status, answer = await self._post(
+            route.theirs.channel.endpoint, content_type, body, channel, route.link.partner.id
+        )
+        if status == 200 and answer.strip():
+            try:
+                signal = ebms.read("text/xml", answer)
+            except ebms.EbmsParseError as exc:
+                raise RetryableError(
+                    "unreadable synchronous ebMS answer", str(exc), kind="ebms"
+                ) from None
+            await self.answered(signal, route.link.cpa.cpaid)
+        elif not 200 <= status < 300:
+            self._http_failure(status, channel)
+        if not channel.ack_requested:
+            return  # best effort: a 2xx is all there is
+        if not waiter.is_set():
+            # within the RetryInterval (the next slot does not wait for this one)
+            wait = ACK_WAIT
+            if channel.retry_interval is not None:
+                wait = min(wait, channel.retry_interval.total_seconds() / 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), wait)
+        latest = await asyncio.to_thread(self.sent.get, message_id)
+        if latest is not None and self._settled(latest.outcome):
+            return
+        raise RetryableError(
+            "no ebMS Acknowledgment yet",
+            kind="ebms",
+            retry_after=channel.retry_interval.total_seconds() if channel.retry_interval else None,
+            max_attempts=(channel.retries or 0) + 1,
+        )
+
+    def _until_next(self, schedule: Schedule) -> float:
+        """Seconds until the CPA's next attempt slot (Timestamp + k x RetryInterval); when
+        none is left, until TimeToLive (where the attempt dead-letters the message)."""
+        now = self.now()
+        due = schedule.next_after(now) or schedule.time_to_live
+        return max(0.0, (due - now).total_seconds())
 
     @staticmethod
     def _settled(outcome: str | None) -> bool:

@@ -10,6 +10,7 @@ from gateway.portal.common import CommonPages
 from gateway.portal.operator import OperatorPages
 from gateway.portal.pages import PortalDeps, error_pages, hardened, switch_language, templates
 from gateway.portal.partner import PartnerPages
+from gateway.portal.partners_admin import PartnerAdminPages
 from gateway.portal.session import SessionKeys
 from gateway.portal.signin import SignIn
 from gateway.portal.tasks import ChangePages
@@ -33,6 +34,7 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
     common = CommonPages(deps, environment)
     operator = OperatorPages(deps, environment)
     tasks = ChangePages(deps, environment)
+    partner_admin = PartnerAdminPages(deps, environment)
     app = web.Application(middlewares=[hardened, error_pages(common)], client_max_size=max_body)
     app.add_routes(
         [
@@ -64,6 +66,9 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.post("/replay/{id}", operator.replay),
             web.get("/audit", operator.audit_page),
             web.post("/audit", operator.audit_search),
+            web.get("/partners", partner_admin.list_page),
+            web.get("/partners/{id}", partner_admin.detail),
+            web.post("/partners/{id}", partner_admin.act),
             web.get("/static/portal.css", _stylesheet),
             web.get("/taal/{lang}", switch_language),
         ]

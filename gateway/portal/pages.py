@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -82,6 +83,10 @@ class PortalDeps:
     """Portal uploads read and checked at once (``[limits] portal_upload_slots``)."""
     contents: Reader = field(default_factory=Reader)
     """Decodes a message's payload by its schema for the message page (typed values)."""
+    partners_file: Path | None = None
+    """The partner file the operator's Partners page changes (gateway/partnerfile.py)."""
+    publish_partners: Callable[[bytes], Awaitable[None]] | None = None
+    """Kafka: put a changed partner file on ``<prefix>.partners`` for every process."""
 
 
 class Answer(Exception):
@@ -220,8 +225,8 @@ class Pages:
         if session is None or self.deps.broker.session_revoked(session.nonce):
             return None
         partner = self.deps.partners.get(session.partner) if session.partner else None
-        if session.partner and partner is None:
-            return None  # the partner was removed since
+        if session.partner and (partner is None or partner.disabled):
+            return None  # the partner was removed or disabled since
         if partner is not None:
             presented = self.deps.identify(request).partner
             if presented is not None and presented.id != partner.id:

@@ -36,6 +36,7 @@ from gateway.validation import PayloadResult
 from gateway.web.answers import soap_refusal
 from gateway.web.identify import identify, identify_token, spend_rate
 from gateway.web.ops import healthz, metrics, openapi, readyz
+from gateway.web.reload import PartnerWatch
 from gateway.web.rest import (
     Submitted,
     dead_letters,
@@ -190,7 +191,21 @@ def _portal_deps(gw: Gateway) -> PortalDeps:
         upload_slots=gw.config.limits.portal_upload_slots,
         # the message page decodes by the schemas the gateway validates with (schema_dirs too)
         contents=Reader(gw.ingress.validator.registry),
+        partners_file=gw.config.partners_file,
+        publish_partners=_publisher(gw),
     )
+
+
+def _publisher(gw: Gateway) -> Callable[[bytes], Awaitable[None]] | None:
+    """Kafka: how the portal puts a changed partner file on the cluster."""
+    if gw.config.broker != "kafka":
+        return None
+    from gateway.broker.kafka_partners import publish
+
+    async def send(content: bytes) -> None:
+        await publish(gw.config, gw.keyring, content)
+
+    return send
 
 
 def _digest(path: Path) -> str:
@@ -217,6 +232,8 @@ async def maintenance(gw: Gateway) -> None:
     next_purge = 0.0
     while True:
         await asyncio.sleep(gw.config.checkpoint_seconds)
+        if gw.ebms is not None:
+            gw.ebms.warn_ending()  # once a day per CPA, however often this runs
         try:
             await audit_refusals(gw)
             await gw.broker.checkpoint()
@@ -307,6 +324,13 @@ async def run(
     except BaseException:
         gw.ingress.payloads.close()
         raise
+    if gw.ebms is not None:
+        try:
+            await gw.ebms.start()
+        except BaseException:
+            await gw.broker.close()
+            gw.ingress.payloads.close()
+            raise
     await gw.broker.audit_event(
         audit.AuditEvent(
             action="gateway_started",
@@ -330,6 +354,13 @@ async def run(
     ebms_runner = await _ebms_listener(gw, ebms_context)
     worker = asyncio.create_task(gw.delivery.run(), name="delivery")
     upkeep = asyncio.create_task(maintenance(gw), name="maintenance")
+    tasks = [worker, upkeep, asyncio.create_task(PartnerWatch(gw).run(), name="partners")]
+    if config.broker == "kafka":  # the partner file, as changed on any process
+        from gateway.broker.kafka_partners import follow as follow_partners
+
+        tasks.append(
+            asyncio.create_task(follow_partners(config, gw.keyring), name="partners-topic")
+        )
     if stop is None:  # we own the process: stop on SIGINT/SIGTERM
         # Everything built so far (compiled schemas, rule tables, the app) lives as long as
         # the process: keep it out of the cyclic GC's full collections, which otherwise walk
@@ -360,7 +391,7 @@ async def run(
             await ebms_runner.cleanup()
         await runner.cleanup()
         await gw.delivery.stop()
-        for task in (worker, upkeep):
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

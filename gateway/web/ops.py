@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from gateway.ebms.lifecycle import seconds_left
 from gateway.metrics import (
     CHECKPOINT_AGE_SECONDS,
+    CPA_SECONDS_LEFT,
     DEAD_LETTERS,
     DELIVERY_STATES,
     OVERDUE_RETOURS,
@@ -73,6 +76,18 @@ async def refresh_operations(gw: Gateway) -> None:
     STORE_BYTES.set(snapshot.store_bytes)
     if snapshot.last_checkpoint_at is not None:
         CHECKPOINT_AGE_SECONDS.set(now - snapshot.last_checkpoint_at)
+    refresh_cpas(gw)
+
+
+def refresh_cpas(gw: Gateway) -> None:
+    """``ggk_cpa_seconds_left`` for exactly the CPAs this process loaded (cleared first, so a
+    label never outlives its CPA)."""
+    CPA_SECONDS_LEFT.clear()
+    if gw.ebms is None:
+        return
+    moment = datetime.now(UTC)
+    for cpaid, link in gw.ebms.links.items():
+        CPA_SECONDS_LEFT.labels(cpaid=cpaid).set(seconds_left(link.cpa, moment))
 
 
 async def openapi(request: web.Request) -> web.Response:

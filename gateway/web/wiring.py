@@ -140,8 +140,12 @@ def build(config: GatewayConfig) -> Gateway:
     if config.ebms is not None:
         inbound = EbmsInbound(config, CpaStore(config.ebms, partners), ingress, limits)
         context["ebms"] = inbound.outbound
+        if inbound.state.shared:  # every process keeps the same records (Kafka)
+            inbound.state.on_settled = inbound.outbound.settled
         if isinstance(broker, SharedAnswers):  # answers may reach another process
-            inbound.outbound.share = broker.share_ebms_answer
+            if not inbound.state.shared:
+                inbound.outbound.share = broker.share_ebms_answer
+            # (with the shared state: answers an earlier version relayed over ``events``)
             broker.ebms_answer_listener = inbound.outbound.answer_from_cluster
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake, context=context)
     soap_limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=SOAP_MAX_MARKUP)
