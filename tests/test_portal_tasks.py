@@ -492,3 +492,78 @@ async def test_a_clerk_asks_for_a_change_in_chromium_at_360px(setup: Setup, brow
         assert "is aangenomen (Bv03)" in await page.inner_text("main")
         await check(page, "56-taak-317-verstuurd")
         await page.context.close()
+
+
+@pytest.mark.slow
+async def test_a_toewijzing_is_asked_for_the_client_of_another(setup: Setup) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        url = f"{setup.url}/portal/taken/{toewijzing}/aanvragen"
+        gemeente, _ = await portal_session(setup, GEMEENTE)
+        aanbieder, csrf = await portal_session(setup, AANBIEDER)
+        try:
+            async with gemeente.get(url, ssl=setup.ssl_context()) as page:
+                assert page.status == 404
+            async with aanbieder.get(url, ssl=setup.ssl_context()) as page:
+                html = await page.text()
+                assert page.status == 200, html
+            assert 'name="categorie" value="45"' in html and 'name="volume" value="4"' in html
+            assert "999990019" not in html
+            form = {
+                "csrf": csrf,
+                "identificatie": f"A{uuid.uuid4().hex[:11].upper()}",
+                "referentie": "VOT-2026-0042",
+                "dagtekening": "2026-12-03",
+                "categorie": "45",
+                "code": "45A48",
+                "ingang": "2027-01-04",
+                "einde": "2027-06-30",
+                "volume": "3",
+                "verwijzer": "",
+                "zorgverlener": "1234",
+            }
+            status, html = await post_form(aanbieder, setup, url, form)
+            assert status == 422, html
+            assert error_beside(html, "verwijzer") and "acht cijfers" in error_beside(
+                html, "zorgverlener"
+            )
+            status, html = await post_form(
+                aanbieder, setup, url, {**form, "verwijzer": "02", "zorgverlener": "01234567"}
+            )
+            assert status == 200 and "is aangenomen (Bv03)" in html, html
+            [verzoek] = await gemeente_inbox(setup)
+            assert verzoek["functie"] == "JW315"
+        finally:
+            await gemeente.close()
+            await aanbieder.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(portal_ui.CHROMIUM is None, reason="no Chromium")
+async def test_a_clerk_asks_for_a_toewijzing_in_chromium_at_360px(
+    setup: Setup, browser: Any
+) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        page = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
+        await portal_ui.sign_in_with_token(page, setup, AANBIEDER)
+        await page.click(f"a[href='/portal/taken/{toewijzing}/aanvragen']")
+        await page.wait_for_load_state()
+        await check(page, "57-taak-315-formulier")
+        await page.fill("#ingang", "2027-01-04")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert await page.inner_text("#verwijzer-fout")
+        await check(page, "58-taak-315-fout-bij-veld")
+        await page.select_option("#verwijzer", "02")
+        await page.fill("#zorgverlener", "01234567")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        # a rule (CD076: a frequentie per period needs an einddatum) beside the field it needs
+        assert "ToewijzingEinddatum" in await page.inner_text("#einde-fout")
+        await page.fill("#einde", "2027-06-30")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert "is aangenomen (Bv03)" in await page.inner_text("main")
+        await check(page, "59-taak-315-verstuurd")
+        await page.context.close()

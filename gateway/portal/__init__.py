@@ -13,7 +13,7 @@ from gateway.portal.partner import PartnerPages
 from gateway.portal.partners_admin import PartnerAdminPages
 from gateway.portal.session import SessionKeys
 from gateway.portal.signin import SignIn
-from gateway.portal.tasks import ChangePages
+from gateway.portal.tasks import RequestPages
 
 __all__ = ["PortalDeps", "SessionKeys", "portal_app"]
 
@@ -33,7 +33,7 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
     partner = PartnerPages(deps, environment)
     common = CommonPages(deps, environment)
     operator = OperatorPages(deps, environment)
-    tasks = ChangePages(deps, environment)
+    tasks = RequestPages(deps, environment)
     partner_admin = PartnerAdminPages(deps, environment)
     app = web.Application(middlewares=[hardened, error_pages(common)], client_max_size=max_body)
     app.add_routes(
@@ -54,6 +54,8 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.post("/taken/{id}/declareren", tasks.declaration),
             web.get("/taken/{id}/wijzigen", tasks.change_page),
             web.post("/taken/{id}/wijzigen", tasks.change),
+            web.get("/taken/{id}/aanvragen", tasks.request_page),
+            web.post("/taken/{id}/aanvragen", tasks.ask),
             web.get("/sent", partner.sent),
             web.get("/upload", partner.upload_page),
             web.post("/upload", partner.upload),

@@ -565,3 +565,61 @@ def verzoek_317(
         if change.budget:
             _add(item, f"{{{ns}}}Budget", change.budget)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Aanvraag:
+    """The product a 315 asks for, its values checked (a volume with the eenheid and
+    frequentie of the toewijzing's product it is modelled on, or a budget in cents)."""
+
+    referentie: str
+    categorie: str
+    code: str
+    ingangsdatum: str
+    einddatum: str
+    volume: str
+    eenheid: str
+    frequentie: str
+    budget: str
+    verwijzer: str
+    zorgverlener: str
+
+
+def verzoek_315(
+    source: Toewijzing,
+    registry: SchemaRegistry,
+    identificatie: str,
+    dagtekening: str,
+    asked: Aanvraag,
+) -> bytes:
+    """A 315 asking ``source``'s gemeente for a toewijzing for the same client (its BSN,
+    birth date, sex and name copied from the toewijzing)."""
+    ns = source.namespace("315")
+    base = source.base
+    root = etree.Element(
+        f"{{{ns}}}Bericht", nsmap={source.standard: base, f"{source.prefix}315": ns}
+    )
+    _header(root, source, registry, ns, identificatie, dagtekening)
+    client = _client_kort(root, source, ns)
+    group = etree.SubElement(client, f"{{{ns}}}AangevraagdeProducten")
+    item = etree.SubElement(group, f"{{{ns}}}AangevraagdProduct")
+    _add(item, f"{{{ns}}}ReferentieAanbieder", asked.referentie)
+    product = etree.SubElement(item, f"{{{ns}}}Product")
+    _add(product, f"{{{base}}}Categorie", asked.categorie)
+    if asked.code:
+        _add(product, f"{{{base}}}Code", asked.code)
+    _add(item, f"{{{ns}}}ToewijzingIngangsdatum", asked.ingangsdatum)
+    if asked.einddatum:
+        _add(item, f"{{{ns}}}ToewijzingEinddatum", asked.einddatum)
+    if asked.volume:
+        omvang = etree.SubElement(item, f"{{{ns}}}Omvang")
+        _add(omvang, f"{{{base}}}Volume", asked.volume)
+        _add(omvang, f"{{{base}}}Eenheid", asked.eenheid)
+        _add(omvang, f"{{{base}}}Frequentie", asked.frequentie)
+    if asked.budget:
+        _add(item, f"{{{ns}}}Budget", asked.budget)
+    verwijzer = etree.SubElement(item, f"{{{ns}}}Verwijzer")
+    _add(verwijzer, f"{{{base}}}Type", asked.verwijzer)
+    if asked.zorgverlener:
+        _add(verwijzer, f"{{{base}}}ZorgverlenerCode", asked.zorgverlener)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
