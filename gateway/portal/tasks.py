@@ -1,11 +1,12 @@
 """A care provider's tasks in the browser, each ending in a message built from its source.
 
-Today: confirm a toewijzing (the 302 retour composed for it, retourcode 0200). The source is a
-toewijzing waiting in the clerk's own inbox (addressed to its organisation); the answer goes
-to the gemeente that sent it and to no one else (the header is filled from the source, not
-from the form). The composed message takes the API's path (``deps.validate`` and
-``deps.submit``: validation, rules, accept), and what that path refuses is shown beside the
-form field it concerns, in Dutch.
+From a toewijzing (301) waiting in the clerk's own inbox: confirm it (the 302 retour, composed
+for it), start or stop zorg (305, 307), declare a month (323, with the other toewijzingen of
+the same gemeente in the inbox), ask for a change (317) or for a toewijzing for the same client
+(315). The answer goes to the gemeente that sent the toewijzing and to no one else (the header
+is filled from the source, not from the form; the BSN too). The composed message takes the
+API's path (``deps.validate`` and ``deps.submit``: validation, rules, accept), and what that
+path refuses is shown beside the form field it concerns, in Dutch (docs/portal.md, "Taken").
 """
 
 from __future__ import annotations
@@ -80,16 +81,22 @@ def _field_of(path: str | None, fields: dict[str, str]) -> str | None:
 
 
 class TaskPages(Pages):
+    """Reading the source toewijzing (the same way for every task); the 302, 305 and 307."""
+
     async def _toewijzing(
         self, request: web.Request, visitor: Visitor
     ) -> compose.Toewijzing | None:
         """The toewijzing of the path's id, when it waits in the visitor's own inbox and is
         addressed to the visitor by the gemeente whose envelope brought it; else None (the
         same 404 for another's message as for none: no existence oracle)."""
-        assert visitor.partner is not None
         message_id = request.match_info["id"]
         if not MESSAGE_ID.fullmatch(message_id):
             return None
+        return await self._read(message_id, visitor)
+
+    async def _read(self, message_id: str, visitor: Visitor) -> compose.Toewijzing | None:
+        """A toewijzing in the visitor's inbox, read and checked (see :meth:`_toewijzing`)."""
+        assert visitor.partner is not None
         data = await self.deps.broker.inbox_envelope(visitor.partner.id, message_id)
         if data is None:
             return None
@@ -491,26 +498,6 @@ class DeclarationPages(TaskPages):
                 found.append((item.id, other))
         return found
 
-    async def _read(self, message_id: str, visitor: Visitor) -> compose.Toewijzing | None:
-        assert visitor.partner is not None
-        data = await self.deps.broker.inbox_envelope(visitor.partner.id, message_id)
-        if data is None:
-            return None
-        try:
-            envelope = env.parse(parse_untrusted(data, ENVELOPE_LIMITS))
-        except (UnsafeXml, env.EnvelopeError):
-            return None
-        if not envelope.payload or not envelope.payload_is_xml:
-            return None
-        source = await asyncio.to_thread(compose.read_toewijzing, envelope.payload)
-        if (
-            source is None
-            or source.aanbieder != visitor.partner.id
-            or source.gemeente != envelope.zender.organisatie
-        ):
-            return None
-        return source
-
     @staticmethod
     def _rows(
         sources: list[tuple[str, compose.Toewijzing]],
@@ -732,7 +719,7 @@ def euros_text(value: str) -> str:
     return f"{int(value) // 100},{int(value) % 100:02d}" if value.isdigit() else ""
 
 
-class ChangePages(DeclarationPages):
+class ChangePages(TaskPages):
     """Ask for a change of a toewijzing (317): new dates, volume or budget per product."""
 
     def _change_form(
@@ -940,7 +927,7 @@ AGB = re.compile(r"[0-9]{8}")
 VERWIJZER = {"ijw": ("ijw-COD327",), "iwmo": ("iwmo-COD327",)}
 
 
-class RequestPages(ChangePages):
+class RequestPages(TaskPages):
     """Ask for a toewijzing (315) for the client of a toewijzing, modelled on its product."""
 
     def _request_form(
