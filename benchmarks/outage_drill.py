@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import itertools
 import shutil
+import ssl
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ from kit.harness import (
 )
 
 BASE, CAP, TIMEOUT = 0.2, 2.0, 1.0
+PAGE = 1000
 
 
 class Partner:
@@ -77,6 +79,28 @@ class Partner:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+
+
+async def dead_letters(
+    session: aiohttp.ClientSession, url: str, context: ssl.SSLContext, admin: str
+) -> set[str]:
+    """Every dead letter's referentienummer, page by page: the API serves at most
+    ``PAGE`` per request and says where the next page starts (``next``)."""
+    found: set[str] = set()
+    after: int | None = 0
+    while after is not None:
+        async with session.get(
+            f"{url}/api/v1/admin/dead-letters",
+            params={"limit": str(PAGE), "after": str(after)},
+            ssl=context,
+            headers={"Authorization": f"Bearer {admin}"},
+        ) as r:
+            listing = await r.json()
+            if r.status != 200:
+                raise RuntimeError(f"dead-letter listing failed: {listing}")
+        found |= {d["referentienummer"] for d in listing["dead_letters"]}
+        after = listing["next"]
+    return found
 
 
 async def main() -> None:
@@ -146,15 +170,7 @@ async def main() -> None:
             while not retryable <= partner.delivered and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
             await asyncio.sleep(1)
-            async with session.get(
-                f"{url}/api/v1/admin/dead-letters?limit=100000",
-                ssl=context,
-                headers={"Authorization": f"Bearer {admin}"},
-            ) as r:
-                listing = await r.json()
-                if r.status != 200:
-                    raise RuntimeError(f"dead-letter listing failed: {listing}")
-                dead = {d["referentienummer"] for d in listing["dead_letters"]}
+            dead = await dead_letters(session, url, context, admin)
     finally:
         process.terminate()
         await process.wait()

@@ -501,8 +501,12 @@ async def main(args: argparse.Namespace) -> None:
             indent=2,
         )
     )
-    plot(results, out / "latency.png")
-    print(f"\nresults: {out / 'results.json'}, plot: {out / 'latency.png'}")
+    try:
+        plot(results, out / "latency.png")
+    except ModuleNotFoundError:  # the bench extra is optional; the figures are all there
+        print(f"\nresults: {out / 'results.json'} (no plot: pip install -e '.[bench]')")
+    else:
+        print(f"\nresults: {out / 'results.json'}, plot: {out / 'latency.png'}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -70,7 +70,8 @@ def identify(root: etree._Element, registry: SchemaRegistry) -> Identified | lis
                 found=namespace,
             )
         ]
-    schema = registry.get(namespace)
+    versie = quoted_xsd_versie(root, message) if registry.has_several(namespace) else None
+    schema = registry.get(namespace, versie)
     if schema is None:
         return [
             Problem(
@@ -96,6 +97,14 @@ def identify(root: etree._Element, registry: SchemaRegistry) -> Identified | lis
         ]
     identified = Identified(namespace, info, message, schema)
     return _cross_check(root, identified) or identified
+
+
+def quoted_xsd_versie(root: etree._Element, message: MessageType) -> str | None:
+    """The BerichtXsdVersie the message says it was made with (Header/XsdVersie, or
+    XsdVersieRetour in a retour): it picks the XSD among a namespace's versions."""
+    own = "XsdVersieRetour" if message.kind is Kind.RETOUR else "XsdVersie"
+    found = root.findtext(f"{{*}}Header/{{*}}{own}/{{*}}BerichtXsdVersie")
+    return found.strip() if found else None
 
 
 _CHECKED_FIELDS = ("BerichtCode", "BerichtVersie", "BerichtSubversie")

@@ -1,7 +1,8 @@
 """Accepting a message: from an authenticated envelope to a durable record and a Bv03.
 
 The stages run in the order of the design (docs/architecture.md): envelope checks → payload
-validation → authorisation (a partner only speaks for itself) → routing → retour correlation →
+validation → authorisation (a partner only speaks for itself) → retour correlation → the pair
+the gateway carries (an answer against its stored heenbericht: gateway/pairing.py) → routing →
 durable accept with duplicate detection. Each stage returns a :class:`Rejected` value with the
 StUF/GGk foutcode the sender gets in its Fo03; nothing is stored for a rejected message.
 """
@@ -24,6 +25,7 @@ from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelive
 from gateway.figures import Fact, FigureKeys, extract
 from gateway.identify import parties
 from gateway.offload import PayloadValidator
+from gateway.pairing import pair_problems
 from gateway.report import Problem, Severity
 from gateway.standards import Kind, MessageType
 from gateway.validation import PayloadResult, Validator, envelope_matches_payload
@@ -427,6 +429,19 @@ class Ingress:
                 # exactly the answer of one this gateway never saw (same code, same words, the
                 # same lookup), so the refusal says nothing about other partners' messages.
                 return self._reject(envelope, "StUF043", "client", NOT_YOUR_CONVERSATION)
+        if message is not None and payload_root is not None and self.reject_rule_violations:
+            # the pairs the gateway carries: an answer against its stored heenbericht
+            found = await pair_problems(
+                self.broker, message, payload_root, zender=identity.partner.id, heen_id=heen_id
+            )
+            if found:
+                return self._reject(
+                    envelope,
+                    "StUF058",
+                    "client",
+                    _describe(found[0]),
+                    details=f"{len(found)} problem(s)",
+                )
         routed = RoutedMessage(
             functie=envelope.functie or envelope.kind.value,
             standard=message.standard.value if message else None,

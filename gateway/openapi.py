@@ -116,6 +116,12 @@ SCHEMAS: dict[str, Any] = {
             "referentienummer": {"type": "string"},
             "duplicate": {"type": "boolean"},
             "destinations": {"type": "array", "items": {"type": "string"}},
+            "warnings": {
+                "type": "array",
+                "items": _ref("Finding"),
+                "description": "Findings that did not refuse the message (IV034; a release "
+                "without known rules, RULES-RELEASE); absent when there are none.",
+            },
         },
     },
     "Delivery": {

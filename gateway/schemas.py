@@ -37,6 +37,27 @@ class SchemaFile:
     info: NamespaceInfo | None
     bericht_xsd_versie: str | None
     basisschema_xsd_versie: str | None
+    bericht_xsd_min: str | None = None
+    """BerichtXsdMinVersie of the appinfo: the oldest XsdVersie a message may quote for it."""
+    bericht_xsd_max: str | None = None
+    """BerichtXsdMaxVersie of the appinfo: the newest XsdVersie a message may quote for it."""
+
+    def accepts(self, versie: str) -> bool:
+        """Whether a message quoting BerichtXsdVersie ``versie`` was made for this XSD: within
+        BerichtXsdMinVersie..BerichtXsdMaxVersie, or equal to BerichtXsdVersie when the
+        appinfo gives no range (the project's own XSDs)."""
+        wanted = version_key(versie)
+        low = version_key(self.bericht_xsd_min or self.bericht_xsd_versie or "")
+        high = version_key(self.bericht_xsd_max or self.bericht_xsd_versie or "")
+        return wanted is not None and low is not None and high is not None and low <= wanted <= high
+
+
+def version_key(versie: str) -> tuple[int, ...] | None:
+    """``1.10.0`` → (1, 10, 0), compared as numbers (RS048: three whole numbers with dots)."""
+    parts = versie.strip().split(".")
+    if not versie.strip() or not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +114,8 @@ def read_schema_file(path: Path) -> SchemaFile | None:
         info=parse_namespace(namespace),
         bericht_xsd_versie=_appinfo(root, "BerichtXsdVersie"),
         basisschema_xsd_versie=_appinfo(root, "BasisschemaXsdVersie"),
+        bericht_xsd_min=_appinfo(root, "BerichtXsdMinVersie"),
+        bericht_xsd_max=_appinfo(root, "BerichtXsdMaxVersie"),
     )
 
 
@@ -105,11 +128,15 @@ class SchemaRegistry:
 
     Directories added later take precedence for a namespace they share with an earlier one,
     so an operator's official bundle replaces the project's own schema of the same release.
+    An onderhoudsrelease keeps the namespace (3.2.1 beside 3.2.0) but declares another
+    BerichtXsdVersie: every version of a namespace is kept, and a message gets the one whose
+    BerichtXsdMinVersie..MaxVersie range holds the XsdVersie it quotes (:meth:`get`).
     """
 
     def __init__(self, directories: Sequence[Path] = (), *, include_bundled: bool = True) -> None:
         self._files: dict[str, SchemaFile] = {}
-        self._compiled: dict[str, CompiledSchema] = {}
+        self._versions: dict[str, dict[str | None, SchemaFile]] = {}
+        self._compiled: dict[Path, CompiledSchema] = {}
         self._lock = threading.Lock()
         if include_bundled:  # the project's own XSDs (schemas/iwmo, schemas/ijw)
             for sub in ("iwmo", "ijw"):
@@ -128,7 +155,12 @@ class SchemaRegistry:
                 continue
             with self._lock:
                 self._files[described.namespace] = described
-                self._compiled.pop(described.namespace, None)
+                versions = self._versions.setdefault(described.namespace, {})
+                replaced = versions.pop(described.bericht_xsd_versie, None)
+                versions[described.bericht_xsd_versie] = described
+                if replaced is not None:
+                    self._compiled.pop(replaced.path, None)
+                self._compiled.pop(described.path, None)
             found.append(described)
         return found
 
@@ -138,25 +170,54 @@ class SchemaRegistry:
     def file_for(self, namespace: str) -> SchemaFile | None:
         return self._files.get(namespace)
 
-    def get(self, namespace: str) -> CompiledSchema | None:
-        """The compiled schema of a namespace, or None when no file declares it."""
-        compiled = self._compiled.get(namespace)
-        if compiled is not None:
-            return compiled
-        described = self._files.get(namespace)
+    def has_several(self, namespace: str) -> bool:
+        """Whether more than one XsdVersie of a namespace is loaded (then the message's own
+        XsdVersie must be read to choose; otherwise there is nothing to choose)."""
+        return len(self._versions.get(namespace, ())) > 1
+
+    def versions(self, namespace: str) -> list[SchemaFile]:
+        """Every loaded XSD of a namespace (one per BerichtXsdVersie), in loading order."""
+        return list(self._versions.get(namespace, {}).values())
+
+    def choose(self, namespace: str, xsd_versie: str | None = None) -> SchemaFile | None:
+        """The XSD of a namespace for a message quoting BerichtXsdVersie ``xsd_versie``: the
+        one declaring exactly that version (the XSD the message was made with, IV034); else
+        the default (loaded last) or the newest loaded one whose Min..MaxVersie range holds it;
+        else the default, which IV034 then reports as not the message's own."""
+        default = self._files.get(namespace)
+        if xsd_versie is None or default is None:
+            return default
+        exact = self._versions.get(namespace, {}).get(xsd_versie.strip())
+        if exact is not None:
+            return exact
+        fitting = [f for f in self.versions(namespace) if f.accepts(xsd_versie)]
+        if not fitting:
+            return default
+        if default in fitting:
+            return default
+        return max(fitting, key=lambda f: version_key(f.bericht_xsd_versie or "") or ())
+
+    def get(self, namespace: str, xsd_versie: str | None = None) -> CompiledSchema | None:
+        """The compiled schema of a namespace (for a message quoting ``xsd_versie``, see
+        :meth:`choose`), or None when no file declares the namespace."""
+        described = self.choose(namespace, xsd_versie)
         if described is None:
             return None
+        compiled = self._compiled.get(described.path)
+        if compiled is not None:
+            return compiled
         with self._lock:
-            compiled = self._compiled.get(namespace)
+            compiled = self._compiled.get(described.path)
             if compiled is None:
                 compiled = CompiledSchema(described, _compile(described.path))
-                self._compiled[namespace] = compiled
+                self._compiled[described.path] = compiled
         return compiled
 
     def compile_all(self) -> int:
         """Compile every registered schema now (e.g. at gateway start); returns the count."""
         for namespace in self.namespaces():
-            self.get(namespace)
+            for described in self.versions(namespace):
+                self.get(namespace, described.bericht_xsd_versie)
         return len(self._compiled)
 
 

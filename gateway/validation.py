@@ -19,11 +19,12 @@ from lxml import etree
 
 from gateway import envelope as env
 from gateway.identify import Identified, identify, parties
-from gateway.report import Problem, ValidationReport
+from gateway.report import Problem, Severity, ValidationReport
 from gateway.rules import RULES, MessageContext, Rule
 from gateway.rules.base import reading_cache
+from gateway.rules.catalogue import has_rules, known_releases
 from gateway.rules.screen import Screen, ScreenError, compile_screen, names_of
-from gateway.rules.screens import KEYS, tests_for
+from gateway.rules.screens import KEYS, SETS, tests_for
 from gateway.schemas import SchemaRegistry
 from gateway.soap import SOAP11_NS
 from gateway.standards import Kind, MessageType
@@ -54,17 +55,30 @@ class Validator:
     screen: bool = True
     """Ask the compiled screen (:mod:`gateway.rules.screen`) which rules may fire and run only
     those; False runs every rule in Python (the reference the screen is tested against)."""
-    _selected: dict[str, list[Rule]] = field(default_factory=dict, init=False, repr=False)
+    _selected: dict[tuple[str, str], list[Rule]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _screens: dict[tuple[str, Path], Screen | None] = field(
         default_factory=dict, init=False, repr=False
     )
 
-    def _rules_for(self, message: MessageType) -> list[Rule]:
-        """The rules that apply to a message type, selected once per type."""
-        selected = self._selected.get(message.code)
+    def _rules_for(self, message: MessageType, release: str) -> list[Rule]:
+        """The rules of a message type and release, selected once per pair. A release the
+        catalogue has no rules for gets the release-independent ones only (never another
+        release's: 3.2's CS002 is not 3.3's), logged once per pair."""
+        key = (message.code, release)
+        selected = self._selected.get(key)
         if selected is None:
-            selected = [r for r in self.rules if r.applies_to(message)]
-            self._selected[message.code] = selected
+            selected = [r for r in self.rules if r.applies_to(message, release)]
+            self._selected[key] = selected
+            if not has_rules(message.standard, release):
+                log.warning(
+                    "rules_unknown_release",
+                    message=message.code,
+                    release=f"{message.standard.label} {release}",
+                    known=", ".join(known_releases()),
+                    checked=", ".join(r.id for r in selected) or "none",
+                )
         return selected
 
     def _screen_for(self, identified: Identified) -> Screen | None:
@@ -83,6 +97,7 @@ class Validator:
                         KEYS,
                         names_of(file.path),
                         (file.basisschema_xsd_versie, file.bericht_xsd_versie),
+                        SETS,
                     )
                 except ScreenError as exc:
                     log.warning(
@@ -149,7 +164,14 @@ class Validator:
             today=self.today or date.today(),
             xsd_versions=(schema.file.basisschema_xsd_versie, schema.file.bericht_xsd_versie),
         )
-        rules = self._rules_for(outcome.message)
+        release = outcome.info.release
+        rules = self._rules_for(outcome.message, release)
+        if not has_rules(outcome.message.standard, release):
+            report.problems.append(unknown_release(outcome.message, release, rules))
+            with reading_cache():
+                for rule in rules:
+                    report.problems.extend(rule.run(ctx))
+            return result
         screen = self._screen_for(outcome)
         if screen is not None:
             flagged = screen.flagged(root, ctx.today)
@@ -201,6 +223,23 @@ class Validator:
                 envelope_matches_payload(envelope, inner.identified.message, inner.root)
             )
         return report
+
+
+def unknown_release(message: MessageType, release: str, rules: Sequence[Rule]) -> Problem:
+    """The visible note on a message of a release without known rules: a warning, so the
+    message is not refused for it, naming what it was (and was not) checked against."""
+    checked = ", ".join(r.id for r in rules) or "none"
+    return Problem(
+        "RULES-RELEASE",
+        f"no business rules known for {message.standard.label} {release} "
+        f"(known: {', '.join(known_releases())}): checked against its XSD and the "
+        f"release-independent rules ({checked}) only",
+        path=".",
+        level=2,
+        expected=", ".join(known_releases()),
+        found=f"{message.standard.label} {release}",
+        severity=Severity.WARNING,
+    )
 
 
 def _in_payload(path: str | None) -> str:

@@ -344,10 +344,15 @@ OWNED_REF = "5b1c1f0e-3c47-4c39-9d36-0f6b7d1a2e11"
 """The referentienummer of a WMO301 from 0150 to 12345678 that the corpus sends first."""
 
 
-def retour_from(partner: str, cross_ref: str, identificatie: str) -> bytes:
-    """A WMO302 from zorgaanbieder ``partner`` to 0150 answering ``cross_ref``."""
-    payload = WMO302.replace(b">12345678<", f">{partner}<".encode()).replace(
-        b"WMO302R0001", identificatie.encode()
+def retour_from(
+    partner: str, cross_ref: str, identificatie: str, heen: str = "WMO301C0001"
+) -> bytes:
+    """A WMO302 from zorgaanbieder ``partner`` to 0150 answering ``cross_ref``, its Header
+    copying the heenbericht's BerichtIdentificatie ``heen`` (IV028)."""
+    payload = (
+        WMO302.replace(b">12345678<", f">{partner}<".encode())
+        .replace(b"WMO302R0001", identificatie.encode())
+        .replace(b"WMO301A0001", heen.encode())
     )
     return soap.wrap_request(
         env.build_du01(
@@ -399,6 +404,15 @@ def conversation_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
                 "as": "87654321",
                 "soapaction": f"{env.STUF_NS}/Fo01",
                 "note": "the same answer as an unknown reference",
+            },
+        ),
+        "conversation-owner-du01-not-a-copy.xml": (
+            retour_from("12345678", OWNED_REF, "WMO302C0004", heen="WMO301C0009"),
+            {
+                **refused("StUF058"),
+                "as": "12345678",
+                "soapaction": DU01,
+                "note": "its Header is not the stored heenbericht's (IV028: docs/rules.md)",
             },
         ),
         "conversation-owner-du01.xml": (

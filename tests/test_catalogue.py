@@ -19,7 +19,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from generate_rules_doc import DOC, render
 
 # Rule ids of the 3.2 release that concern message content (rule texts: xslt, berichtoverstijgend,
-# externe bron; the condition/constraint/restriction tables), plus the IV034 instruction.
+# externe bron; the condition/constraint/restriction tables), plus the IV034 instruction and the
+# instructions on answers the gateway checks against the stored heenbericht (IV028, IV032,
+# IV087, IV088: gateway/rules/pairs.py).
 OFFICIAL_IDS = {
     *"TR002 TR006 TR018 TR061 TR101 TR134 TR137 TR302 TR315 TR316 TR335 TR342 TR352 TR353 "
     "TR358 TR377 TR380 TR383 TR386 TR409 TR410 TR416".split(),
@@ -36,6 +38,7 @@ OFFICIAL_IDS = {
     "RS017 RS018 RS019 RS020 RS021 RS023 RS024 RS025 RS026 RS028 RS031 RS032 RS033 RS034 "
     "RS035 RS036 RS037 RS040 RS045 RS046 RS047 RS048".split(),
     "IV034",
+    *"IV028 IV032 IV087 IV088".split(),
 }
 
 
@@ -91,7 +94,8 @@ def test_rules_list_human_with_status_filter() -> None:
     result = CliRunner().invoke(main, ["rules", "list", "--status", "gateway"])
     assert result.exit_code == 0
     assert result.output.splitlines()[0].startswith("TR056  level 3  9056  gateway")
-    assert result.output.splitlines()[-1] == "1 rules"
+    gateway = [e for e in catalogue().values() if e.status is Status.GATEWAY]
+    assert result.output.splitlines()[-1] == f"{len(gateway)} rules"
 
 
 @pytest.mark.parametrize("bad", ["XX301", "WMO999"])

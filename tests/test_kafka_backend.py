@@ -200,6 +200,17 @@ async def test_views_keep_no_payloads_an_inbox_download_reads_kafka(setup: Setup
         assert status == 200 and env.parse(etree.fromstring(body)).functie == "WMO305"
         path = f"/api/v1/inbox/{item['id']}"
         assert (await rest(setup, "GET", path, token=setup.token("0177")))[0] == 404
+        # the portal reads it as a document from Kafka too, and its archive lists it
+        gemeente, _ = await portal_session(setup, "0150")
+        async with gemeente:
+            page_url = f"{setup.url}/portal/messages/{item['id']}"
+            async with gemeente.get(page_url, ssl=setup.ssl_context()) as page:
+                html = await page.text()
+            assert page.status == 200 and "<dt>BSN</dt>" in html, html[-2000:]
+            assert "999990019" not in html  # masked
+            archive = f"{setup.url}/portal/archive"
+            async with gemeente.get(archive, ssl=setup.ssl_context()) as page:
+                assert f"/portal/messages/{item['id']}" in await page.text()
     with contextlib.closing(sqlite3.connect(setup.config().database)) as db:
         stored = db.execute("SELECT COUNT(*), SUM(length(envelope)) FROM messages").fetchone()
     assert stored == (1, 0)

@@ -20,6 +20,7 @@ from pathlib import Path
 from aiokafka.structs import ConsumerRecord
 
 from gateway.broker import kafka_records as rec
+from gateway.broker.base import ArchiveQuery
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import KafkaConfig
@@ -181,3 +182,46 @@ async def test_kafka_view_applies_an_event_without_walking_the_history(tmp_path:
             assert _faults(db, checked) == []
     finally:
         await view.close()
+
+
+async def test_the_archive_pages_a_partners_deliveries_on_an_index(tmp_path: Path) -> None:
+    """The portal's archive (received messages, waiting and acknowledged, filtered, newest
+    first, keyset paged) walks the partner's own deliveries in id order: no scan, no sort of
+    everything it ever received; reading one message's envelope is one row."""
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    try:
+        for n in range(40):
+            await broker.accept(stored_message(n, held=True))
+        for n in range(0, 40, 2):
+            assert await broker.ack(RECEIVER, f"m{n}") is True
+        statements: list[str] = []
+        _traced(broker, statements)
+        every = await broker.received(RECEIVER, ArchiveQuery(), 10)
+        assert [m.id for m in every] == [f"m{n}" for n in range(39, 29, -1)]
+        nxt = await broker.received(RECEIVER, ArchiveQuery(before=every[-1].cursor), 10)
+        assert [m.id for m in nxt] == [f"m{n}" for n in range(29, 19, -1)]
+        done = await broker.received(
+            RECEIVER, ArchiveQuery(status="delivered", functie="WMO301", since=0.0, until=9e9), 5
+        )
+        assert [m.id for m in done] == ["m38", "m36", "m34", "m32", "m30"]
+        assert {m.state for m in done} == {"delivered"}
+        assert await broker.received("0150", ArchiveQuery(), 10) == []
+        assert await broker.message_envelope("m3", RECEIVER) is not None
+        assert await broker.message_envelope("m3", "0150") is not None  # its sender
+        assert await broker.message_envelope("m3", "99999999") is None
+        checked = _per_message(statements)
+        with sqlite3.connect(tmp_path / "b.sqlite") as db:
+            assert _faults(db, checked) == []
+            # the outer query's steps (parent 0): a retour's own lookup may sort its few rows
+            plans = [
+                row[3]
+                for s in checked
+                if "d.destination" in s and "d.state IN" in s
+                for row in db.execute("EXPLAIN QUERY PLAN " + s)
+                if row[1] == 0
+            ]
+        assert plans and not [p for p in plans if "TEMP B-TREE" in p], plans
+        assert any("deliveries_destination_id" in p for p in plans), plans
+    finally:
+        await broker.close()

@@ -75,6 +75,25 @@ PRODUCT_01 = (
     "<wmo301:Product>\n          <iwmo:Categorie>01</iwmo:Categorie>\n        </wmo301:Product>\n"
 )
 
+W317_OMVANG = (
+    "<wmo317:Omvang>\n            <iwmo:Volume>{}</iwmo:Volume>\n"
+    "            <iwmo:Eenheid>04</iwmo:Eenheid>\n"
+    "            <iwmo:Frequentie>2</iwmo:Frequentie>\n          </wmo317:Omvang>"
+)
+NIEUW_OMVANG, TEWIJZIGEN_OMVANG = W317_OMVANG.format(2), W317_OMVANG.format(6)
+"""The Omvang of the 317 sample's NieuwProduct (Volume 2) and TeWijzigenProduct (Volume 6)."""
+BUDGET_317 = "<wmo317:Budget>5</wmo317:Budget>"
+NIEUW_END, TEWIJZIGEN_END = "<wmo317:Einddatum>2027-05-31<", "<wmo317:Einddatum>2027-10-04<"
+DAY_UNKNOWN = (
+    "<iwmo:Datum>1948-03-12</iwmo:Datum>",
+    "<iwmo:Datum>1948-03-12</iwmo:Datum><iwmo:DatumGebruik>1</iwmo:DatumGebruik>",
+)
+RELATIE_BORN = (
+    "<wmo301:Soort>16</wmo301:Soort>",
+    "<wmo301:Soort>16</wmo301:Soort><wmo301:Geboortedatum><iwmo:Datum>1950-03-12</iwmo:Datum>"
+    "<iwmo:DatumGebruik>1</iwmo:DatumGebruik></wmo301:Geboortedatum>",
+)
+
 CASES: list[tuple[str, str, list[Edit]]] = [
     ("TR135", J305, [sub("<ijw:Dagtekening>2026-10-08<", "<ijw:Dagtekening>2099-10-08<")]),
     # the public code lists (gateway/codelists): a code the CBS list lacks (0999), a product
@@ -155,6 +174,135 @@ CASES: list[tuple[str, str, list[Edit]]] = [
     ),
     ("CD075", W301, [cut("<wmo301:Einddatum>2027-04-04<", "<wmo301:Einddatum>2027-04-04<")]),
     ("CD076", W315, [cut("<wmo315:ToewijzingEinddatum>", "<wmo315:ToewijzingEinddatum>")]),
+    # The official tables attach CD076 to the 301's ToegewezenProduct too (issue 31.1).
+    ("CD076", W301, [cut("<wmo301:Einddatum>2027-10-04<", "<wmo301:Einddatum>2027-10-04<")]),
+    ("CD076", "ijw/jw301.xml", [cut("<jw301:Einddatum>2027-10-04<", "<jw301:Einddatum>2")]),
+    # Every official (rule, message, class) of a checked CS/CD fires somewhere here
+    # (tests/test_attachments.py): the attachments the cases above did not reach yet.
+    ("CD076", W317, [cut(NIEUW_END, NIEUW_END)]),
+    ("CD076", W317, [cut(TEWIJZIGEN_END, TEWIJZIGEN_END)]),
+    ("CS002", W305, [sub(">999990019<", ">999990018<")]),
+    ("CS002", W307, [sub(">999990019<", ">999990018<")]),
+    ("CS002", W315, [sub(">999990019<", ">999990018<")]),
+    ("CS002", W317, [sub(">999990019<", ">999990018<")]),
+    ("CS002", J325, [sub(">999990032<", ">999990031<")]),
+    ("CS139", W305, [sub(*DAY_UNKNOWN)]),
+    ("CS139", W307, [sub(*DAY_UNKNOWN)]),
+    ("CS139", W315, [sub(*DAY_UNKNOWN)]),
+    ("CS139", W301, [sub(*RELATIE_BORN)]),
+    ("CS050", W301, [sub("<iwmo:NaamGebruik>1<", "<iwmo:NaamGebruik>2<", nth=2)]),
+    ("CD041", W315, [cut("<wmo315:Omvang>", "</wmo315:Omvang>")]),
+    ("CD041", W317, [sub(NIEUW_OMVANG, "")]),
+    (
+        "CD075",
+        W315,
+        [
+            cut("<wmo315:Omvang>", "</wmo315:Omvang>"),
+            sub("<wmo315:Verwijzer>", "<wmo315:Budget>5</wmo315:Budget><wmo315:Verwijzer>"),
+            cut("<wmo315:ToewijzingEinddatum>", "<wmo315:ToewijzingEinddatum>"),
+        ],
+    ),
+    ("CD075", W317, [sub(NIEUW_OMVANG, BUDGET_317), cut(NIEUW_END, NIEUW_END)]),
+    ("CD075", W317, [sub(TEWIJZIGEN_OMVANG, BUDGET_317), cut(TEWIJZIGEN_END, TEWIJZIGEN_END)]),
+    ("CD077", W315, [sub("</wmo315:Omvang>", "</wmo315:Omvang><wmo315:Budget>5</wmo315:Budget>")]),
+    ("CD077", W317, [sub(NIEUW_OMVANG, NIEUW_OMVANG + BUDGET_317)]),
+    ("CD077", W317, [sub(TEWIJZIGEN_OMVANG, TEWIJZIGEN_OMVANG + BUDGET_317)]),
+    ("CD078", W315, [sub("</wmo315:Omvang>", "</wmo315:Omvang><wmo315:Budget>5</wmo315:Budget>")]),
+    ("CD078", W317, [sub(NIEUW_OMVANG, NIEUW_OMVANG + BUDGET_317)]),
+    ("CD078", W317, [sub(TEWIJZIGEN_OMVANG, TEWIJZIGEN_OMVANG + BUDGET_317)]),
+    ("CD079", W315, [cut("<wmo315:Product>", "</wmo315:Product>")]),
+    ("CD079", W317, [cut("<wmo317:Product>", "</wmo317:Product>")]),
+    (
+        "CS003",
+        W315,
+        [
+            sub(
+                ">2027-11-01</wmo315:ToewijzingEinddatum>",
+                ">2026-11-01</wmo315:ToewijzingEinddatum>",
+            )
+        ],
+    ),
+    ("CS003", W317, [sub(TEWIJZIGEN_END, "<wmo317:Einddatum>2026-10-04<")]),
+    (
+        "CS338",
+        W317,
+        [
+            sub(
+                NIEUW_OMVANG,
+                NIEUW_OMVANG.replace(">04<", ">14<").replace("Frequentie>2<", "Frequentie>1<"),
+            )
+        ],
+    ),
+    (
+        "CS338",
+        W317,
+        [
+            sub(
+                TEWIJZIGEN_OMVANG,
+                TEWIJZIGEN_OMVANG.replace(">04<", ">83<").replace("Frequentie>2<", "Frequentie>1<"),
+            )
+        ],
+    ),
+    (
+        "CS100",
+        W323,
+        [
+            sub(
+                "<iwmo:Begindatum>2026-09-01</iwmo:Begindatum>\n              <iwmo:Einddatum>2026-09-30",
+                "<iwmo:Begindatum>2020-12-01</iwmo:Begindatum>\n              <iwmo:Einddatum>2020-12-31",
+            )
+        ],
+    ),
+    (
+        "CS325",
+        W323,
+        [
+            sub(
+                "<iwmo:TotaalBedrag>132500</iwmo:TotaalBedrag>\n      <iwmo:DebetCredit>D<",
+                "<iwmo:TotaalBedrag>0</iwmo:TotaalBedrag>\n      <iwmo:DebetCredit>C<",
+            )
+        ],
+    ),
+    (
+        "CS325",
+        J325,
+        [
+            sub(
+                "<ijw:TotaalBedrag>132500</ijw:TotaalBedrag>\n      <ijw:DebetCredit>D<",
+                "<ijw:TotaalBedrag>0</ijw:TotaalBedrag>\n      <ijw:DebetCredit>C<",
+            )
+        ],
+    ),
+    (
+        "CS325",
+        J325,
+        [
+            sub(
+                "<ijw:TotaalBedrag>87500</ijw:TotaalBedrag>\n      <ijw:DebetCredit>D<",
+                "<ijw:TotaalBedrag>0</ijw:TotaalBedrag>\n      <ijw:DebetCredit>C<",
+            )
+        ],
+    ),
+    (
+        "CS325",
+        J325,
+        [
+            sub(
+                "<ijw:Bedrag>45000</ijw:Bedrag>\n              <ijw:DebetCredit>D<",
+                "<ijw:Bedrag>0</ijw:Bedrag>\n              <ijw:DebetCredit>C<",
+            )
+        ],
+    ),
+    (
+        "CD060",
+        J325,
+        [
+            sub(
+                "</ijw:ReferentieNummer>",
+                "</ijw:ReferentieNummer><ijw:VorigReferentieNummer>X1</ijw:VorigReferentieNummer>",
+            )
+        ],
+    ),
     ("CD041", W301, [cut("<wmo301:Omvang>", "</wmo301:Omvang>")]),
     ("CD077", W301, [sub("</wmo301:Omvang>", "</wmo301:Omvang><wmo301:Budget>5</wmo301:Budget>")]),
     ("CD078", W301, [sub("</wmo301:Omvang>", "</wmo301:Omvang><wmo301:Budget>5</wmo301:Budget>")]),
@@ -543,6 +691,16 @@ NEAR_MISSES: list[tuple[str, str, list[Edit]]] = [
         [
             sub("<jw325:RetourCode>0200<", "<jw325:RetourCode>0001<", 3),
             sub("<ijw:TotaalBedrag>87500<", "<ijw:TotaalBedrag>0<"),
+        ],
+    ),
+    # TR342: a rejected Client's prestaties carry 0233 (not judged) and count as rejected
+    # (IV087)
+    (
+        "TR342",
+        J325,
+        [
+            sub("<jw325:RetourCode>0200<", "<jw325:RetourCode>8187<", 2),
+            sub("<jw325:RetourCode>0611<", "<jw325:RetourCode>0233<"),
         ],
     ),
     # TR135 and TR056 concern heenberichten: a retour copies the heen Dagtekening as it was

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from gateway.identify import identify
 from gateway.report import ValidationReport
@@ -24,6 +25,7 @@ from gateway.rules.screens import IN_PYTHON, KEY_SET_LIMIT, SCREENED_NUMBERS
 from gateway.schemas import SchemaRegistry
 from gateway.validation import Validator
 from gateway.xmlsafe import parse_untrusted
+from kit.messages import big_declaratie
 from tests.conftest import TODAY, sample
 from tests.test_rules import CASES, NEAR_MISSES, Edit, _apply
 
@@ -85,7 +87,7 @@ def test_every_rule_of_a_screened_type_is_screened_and_silent_on_its_sample(
     assert not isinstance(identified, list)
     screen = screened._screen_for(identified)
     assert screen is not None
-    applying = {r.id for r in screened._rules_for(identified.message)}
+    applying = {r.id for r in screened._rules_for(identified.message, identified.info.release)}
     assert applying - IN_PYTHON <= screen.screened, sorted(applying - screen.screened)
     assert not screen.screened & IN_PYTHON
     assert screen.flagged(root, TODAY) == frozenset()
@@ -241,6 +243,16 @@ def test_names_are_qualified_by_the_schema_that_declares_them() -> None:
     )
     assert expand("preceding-sibling::Contact", names) == "preceding-sibling::m:Contact"
     assert expand("m:Client", names) == "m:Client"
+    # a name both schemas declare: a union where it begins a path, a predicate elsewhere and
+    # in match patterns (where XPath 1.0 and XSLT allow no union step)
+    assert expand("S(Naam/Achternaam)", names) == (
+        "normalize-space((m:Naam | b:Naam)/b:Achternaam)"
+    )
+    assert expand("Client[Naam]", names) == "m:Client[(m:Naam | b:Naam)]"
+    assert expand("Relaties/Relatie/Naam", names, pattern=True) == (
+        "m:Relaties/m:Relatie/*[self::m:Naam or self::b:Naam]"
+    )
+    assert expand("Naam", names, pattern=True) == "*[self::m:Naam or self::b:Naam]"
 
 
 def test_an_unknown_name_or_key_is_an_error_not_a_silent_miss() -> None:
@@ -249,6 +261,8 @@ def test_an_unknown_name_or_key_is_an_error_not_a_silent_miss() -> None:
         compile_screen({"CS002": "Clientt/Bsn"}, {}, names)
     with pytest.raises(ScreenError, match="undefined keys"):
         compile_screen({"TR101": "count(key('nope', 1)) > 1"}, {}, names)
+    with pytest.raises(ScreenError, match="undefined sets"):
+        compile_screen({"TR101": "repeated('nope')"}, {}, names)
     with pytest.raises(ScreenError, match="does not compile"):
         compile_screen({"TR101": "Client[["}, {"k": Key("Client", "Bsn")}, names)
 
@@ -280,6 +294,31 @@ def test_a_big_set_is_left_to_the_linear_python_check(pair: tuple[Validator, Val
     report = _same(pair, data)
     assert "TR101" not in {p.rule for p in report.problems}
     assert "TR302" in {p.rule for p in report.problems}  # equal products do overlap
+
+
+def test_one_violation_deep_in_a_large_declaratie_is_found(
+    pair: tuple[Validator, Validator],
+) -> None:
+    """The screen on a 3 MB declaratie (over 4,000 prestaties, past KEY_SET_LIMIT, so the
+    uniqueness sets flag unexamined): one prestatie, number 4,000, claims in euros (Eenheid 83)
+    with a tarief and a volume that is not the amount. The screen flags CD087 and CS339 and
+    the report equals the all-Python one."""
+    screened, _ = pair
+    root = etree.fromstring(big_declaratie(3_200_000))
+    prestaties = root.findall(".//{*}Prestatie")
+    assert len(prestaties) > 4000
+    eenheid = prestaties[3999].find("{*}Eenheid")
+    assert eenheid is not None
+    eenheid.text = "83"
+    data = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
+    identified = identify(root, screened.registry)
+    assert not isinstance(identified, list)
+    screen = screened._screen_for(identified)
+    assert screen is not None
+    assert {"CD087", "CS339"} <= screen.flagged(root, TODAY)
+    report = _same(pair, data)
+    found = {p.rule for p in report.problems}
+    assert {"CD087", "CS339"} <= found, found
 
 
 def test_tests_on_the_same_nodes_share_one_walk_and_others_stay_as_written() -> None:

@@ -151,6 +151,37 @@ class SentItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveQuery:
+    """Which received messages a partner's archive lists (each filter optional): received
+    from ``since`` up to ``until`` (epoch seconds), of message type ``functie`` (``JW301``),
+    in ``status`` (``inbox``: waiting, ``delivered``: acknowledged), older than the row
+    ``before`` (the previous page's last ``cursor``: keyset paging, newest first)."""
+
+    since: float | None = None
+    until: float | None = None
+    functie: str | None = None
+    status: str | None = None
+    before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveItem:
+    """A message a partner received, waiting or acknowledged; ``cursor`` pages the list."""
+
+    cursor: int
+    id: str
+    kind: str
+    functie: str | None
+    zender: str
+    referentienummer: str
+    received_at: float
+    state: str
+    """Its delivery to this partner: ``inbox`` (waiting) or ``delivered`` (acknowledged)."""
+    retour: str | None
+    """The newest retour to it (functie and retourcodes), for a heenbericht."""
+
+
+@dataclass(frozen=True, slots=True)
 class RefusalItem:
     """A refused submission (Fo03) of a partner."""
 
@@ -415,6 +446,15 @@ class PartnerInbox(Protocol):
 
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None: ...
     async def ack(self, partner: str, message_id: str) -> bool: ...
+    async def received(self, partner: str, query: ArchiveQuery, limit: int) -> list[ArchiveItem]:
+        """Messages delivered to ``partner``'s inbox, waiting or acknowledged, newest first,
+        filtered by ``query`` (the portal's archive)."""
+        ...
+
+    async def message_envelope(self, message_id: str, viewer: str | None) -> bytes | None:
+        """The envelope of a message ``viewer`` sent or received (None: an operator), for
+        reading it; None when there is none for that viewer, or retention purged it."""
+        ...
 
 
 class ReadViews(Protocol):
@@ -437,6 +477,12 @@ class ReadViews(Protocol):
         self, payload_sender: str, message_code: str, identificatie: str, *, ontvanger: str
     ) -> MessageRef | None:
         """The Di01 of that payload header, if it was addressed to ``ontvanger``."""
+        ...
+
+    async def stored_envelope(self, message_id: str) -> bytes | None:
+        """The envelope of a stored message that retention has not purged (None otherwise):
+        for the gateway's own comparisons at accept (gateway/pairing.py), never shown to a
+        partner; the caller found ``message_id`` with a lookup limited to one pair."""
         ...
 
     async def view(self, message_id: str, viewer: str | None = None) -> MessageView | None:

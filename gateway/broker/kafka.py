@@ -50,6 +50,8 @@ from gateway.broker import kafka_audit, kafka_topics
 from gateway.broker import kafka_records as rec
 from gateway.broker.base import (
     AcceptOutcome,
+    ArchiveItem,
+    ArchiveQuery,
     AuditRecord,
     DeadLetter,
     DeliveryCounts,
@@ -272,6 +274,27 @@ class KafkaBroker(KafkaRouting):
         if key_id is not None:
             stored = await self._sealed_envelope(message_id, stored)
         return self.local.open_envelope(message_id, key_id, stored)
+
+    async def received(self, partner: str, query: ArchiveQuery, limit: int) -> list[ArchiveItem]:
+        return await self.local.received(partner, query, limit)
+
+    async def message_envelope(self, message_id: str, viewer: str | None) -> bytes | None:
+        sealed = await self.local.message_sealed(message_id, viewer)
+        if sealed is None:
+            return None
+        key_id, stored = sealed
+        if key_id is not None:
+            stored = await self._sealed_envelope(message_id, stored)
+        return self.local.open_envelope(message_id, key_id, stored)
+
+    async def stored_envelope(self, message_id: str) -> bytes | None:
+        sealed = await self.local.stored_sealed(message_id)
+        if sealed is None:
+            return None
+        key_id, stored = sealed
+        return self.local.open_envelope(
+            message_id, key_id, await self._sealed_envelope(message_id, stored)
+        )
 
     async def _sealed_envelope(self, message_id: str, stored: bytes) -> bytes:
         """A message's sealed envelope: from the ``events`` record the view points at (a view

@@ -106,6 +106,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS deliveries_message_destination
     ON deliveries (message_id, destination);
 DROP INDEX IF EXISTS deliveries_message;
 CREATE INDEX IF NOT EXISTS deliveries_destination ON deliveries (destination, state);
+-- a partner's archive (waiting and acknowledged, newest first, keyset paged) walks its own
+-- deliveries in id order instead of sorting every delivery it ever had
+CREATE INDEX IF NOT EXISTS deliveries_destination_id ON deliveries (destination, id);
 -- deliveries per receiver and state, kept by triggers in the same transaction as the change,
 -- so a metrics scrape reads a few rows per partner instead of counting every delivery ever
 -- made (the dead letters, kept for ever, included)

@@ -10,6 +10,8 @@ import sqlite3
 from gateway import stats
 from gateway.broker import sqlite_figures
 from gateway.broker.base import (
+    ArchiveItem,
+    ArchiveQuery,
     ConversationEntry,
     DeadLetter,
     DeliveryCounts,
@@ -103,9 +105,9 @@ class SqliteViews(SqliteCore):
             DeliveryRow(**dict(r))
             for r in await self.read(
                 "SELECT destination, adapter, copy, state, attempts, next_attempt_at, last_error, "
-                "updated_at FROM deliveries WHERE message_id = ? AND (? IS NULL OR ? = ? "
-                "OR destination = ?) ORDER BY id",
-                (mid, viewer, viewer, message.zender, viewer),
+                "updated_at FROM deliveries WHERE message_id = ? AND (? IS NULL "
+                "OR destination = ? OR (? = ? AND destination = ?)) ORDER BY id",
+                (mid, viewer, viewer, viewer, message.zender, message.ontvanger),
             )
         )
         events = (
@@ -152,9 +154,67 @@ class SqliteViews(SqliteCore):
         )
         return [SentItem(**dict(r)) for r in rows]
 
+    async def received(self, partner: str, query: ArchiveQuery, limit: int) -> list[ArchiveItem]:
+        rows = await self.read(
+            "SELECT d.id AS cursor, m.id, m.kind, m.functie, m.zender, m.referentienummer, "
+            "m.received_at, d.state, "
+            "(SELECT r.functie || ' ' || COALESCE(r.retourcodes, '') FROM messages r "
+            "WHERE r.heen_id = m.id ORDER BY r.received_at DESC LIMIT 1) AS retour "
+            "FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            "WHERE d.destination = ? AND d.adapter = 'inbox' "
+            "AND d.state IN ('inbox', 'delivered') AND (? IS NULL OR d.state = ?) "
+            "AND (? IS NULL OR d.id < ?) AND (? IS NULL OR m.received_at >= ?) "
+            "AND (? IS NULL OR m.received_at < ?) AND (? IS NULL OR m.functie = ?) "
+            "ORDER BY d.id DESC LIMIT ?",
+            (
+                partner,
+                *(query.status,) * 2,
+                *(query.before,) * 2,
+                *(query.since,) * 2,
+                *(query.until,) * 2,
+                *(query.functie,) * 2,
+                limit,
+            ),
+        )
+        return [ArchiveItem(**dict(r)) for r in rows]
+
+    async def message_envelope(self, message_id: str, viewer: str | None) -> bytes | None:
+        sealed = await self.message_sealed(message_id, viewer)
+        return None if sealed is None else self.open_envelope(message_id, *sealed)
+
+    async def message_sealed(
+        self, message_id: str, viewer: str | None
+    ) -> tuple[str | None, bytes] | None:
+        """The sealed envelope (key id, ciphertext) of a message ``viewer`` sent or received
+        (None: an operator); None when there is none for it, or retention purged it."""
+        rows = await self.read(
+            "SELECT m.envelope, m.envelope_key FROM messages m WHERE m.id = ? "
+            f"AND m.purged_at IS NULL AND {_VISIBLE}",
+            (message_id, viewer, viewer, viewer, viewer),
+        )
+        if not rows:
+            return None
+        return rows[0]["envelope_key"], bytes(rows[0]["envelope"])
+
     async def inbox_envelope(self, partner: str, message_id: str) -> bytes | None:
         sealed = await self.inbox_sealed(partner, message_id)
         return None if sealed is None else self.open_envelope(message_id, *sealed)
+
+    async def stored_envelope(self, message_id: str) -> bytes | None:
+        sealed = await self.stored_sealed(message_id)
+        return None if sealed is None else self.open_envelope(message_id, *sealed)
+
+    async def stored_sealed(self, message_id: str) -> tuple[str, bytes] | None:
+        """The sealed envelope (key id, ciphertext) of a stored message; None when there is
+        no such message or retention purged its envelope."""
+        rows = await self.read(
+            "SELECT envelope, envelope_key FROM messages WHERE id = ? AND purged_at IS NULL "
+            "AND envelope_key IS NOT NULL",
+            (message_id,),
+        )
+        if not rows:
+            return None
+        return rows[0]["envelope_key"], bytes(rows[0]["envelope"])
 
     async def inbox_sealed(self, partner: str, message_id: str) -> tuple[str | None, bytes] | None:
         """The sealed envelope (key id, ciphertext) of a message in ``partner``'s inbox; None

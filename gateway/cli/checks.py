@@ -197,24 +197,27 @@ def schemas_list(schema_dirs: tuple[Path, ...], as_json: bool, compile_all: bool
     registry = _registry(schema_dirs)
     rows = []
     for ns in registry.namespaces():
-        described = registry.file_for(ns)
-        assert described is not None
         info = parse_namespace(ns)
         message = info.message if info else None
-        if compile_all:
-            try:
-                registry.get(ns)
-            except SchemaError as exc:
-                raise UsageOrIOError(str(exc)) from None
-        rows.append(
-            {
-                "namespace": ns,
-                "message": message.code if message else None,
-                "release": info.release if info else None,
-                "file": str(described.path),
-                "bericht_xsd_versie": described.bericht_xsd_versie,
-            }
-        )
+        # every XsdVersie of a namespace: an onderhoudsrelease (3.2.1) sits beside 3.2.0
+        for described in registry.versions(ns):
+            if compile_all:
+                try:
+                    registry.get(ns, described.bericht_xsd_versie)
+                except SchemaError as exc:
+                    raise UsageOrIOError(str(exc)) from None
+            rows.append(
+                {
+                    "namespace": ns,
+                    "message": message.code if message else None,
+                    "release": info.release if info else None,
+                    "file": str(described.path),
+                    "bericht_xsd_versie": described.bericht_xsd_versie,
+                    "bericht_xsd_min": described.bericht_xsd_min,
+                    "bericht_xsd_max": described.bericht_xsd_max,
+                    "rules": bool(info and rule_catalogue.has_rules(info.standard, info.release)),
+                }
+            )
     envelopes = [
         {"namespace": ns, "message": label, "release": None, "file": str(path)}
         for ns, label, path in envelope.envelope_schemas()
@@ -223,15 +226,18 @@ def schemas_list(schema_dirs: tuple[Path, ...], as_json: bool, compile_all: bool
         click.echo(json.dumps(rows + envelopes, indent=2))
         return
     for row in rows + envelopes:
+        versie = row.get("bericht_xsd_versie") or "-"
+        note = "" if row.get("rules", True) else "  (no rules known: XSD + independent rules)"
         click.echo(
-            f"{row['message'] or '-':8} {row['release'] or '-':5} {row['namespace']}  {row['file']}"
+            f"{row['message'] or '-':8} {row['release'] or '-':5} {versie:7} {row['namespace']}"
+            f"  {row['file']}{note}"
         )
     click.echo(f"{len(rows)} message schemas, {len(envelopes)} envelope schemas")
 
 
 @click.group()
 def rules() -> None:
-    """The iWmo/iJw 3.2 rule catalogue and how the gateway checks each rule."""
+    """The iWmo/iJw rule catalogue per release and how the gateway checks each rule."""
 
 
 @rules.command("list")
@@ -246,9 +252,17 @@ def rules() -> None:
     type=click.Choice([s.value for s in rule_catalogue.Status]),
     help="Only rules the gateway treats this way.",
 )
+@click.option(
+    "--release",
+    metavar="RELEASE",
+    help="Only the rules a message of this release gets, e.g. 3.2 (a release without rules "
+    "gets the release-independent ones only).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def rules_list(message_code: str | None, status: str | None, as_json: bool) -> None:
-    """List the rules: id, control level, retourcode, status, messages, summary."""
+def rules_list(
+    message_code: str | None, status: str | None, release: str | None, as_json: bool
+) -> None:
+    """List the rules: id, control level, retourcode, status, release, messages, summary."""
     if message_code is not None:
         known = {m.code for m in MESSAGES.values()}
         if message_code.upper() not in known:
@@ -262,6 +276,16 @@ def rules_list(message_code: str | None, status: str | None, as_json: bool) -> N
         entries = list(rule_catalogue.catalogue().values())
     if status is not None:
         entries = [e for e in entries if e.status.value == status]
+    if release is not None:
+        known = {e.release for e in rule_catalogue.catalogue().values()}
+        if release not in known:
+            click.echo(
+                f"no rules known for release {release} (known: "
+                f"{', '.join(rule_catalogue.known_releases())}): its messages get their XSD "
+                "and the release-independent rules only",
+                err=True,
+            )
+        entries = [e for e in entries if e.independent or e.release == release]
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False))
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gateway import demo, eventloop, logs, server
+from gateway import demo, eventloop, logs, memtrace, memtune, server
 from gateway.broker.base import StorageError
 from gateway.bundled import SchemasMissing
 from gateway.cli.common import UsageOrIOError, config_option, emit, json_option, read_config
@@ -87,6 +87,8 @@ def serve(config_path: Path, host: str | None, port: int | None, log_level: str)
             raise UsageOrIOError(str(exc)) from None
     logs.configure(log_level.upper())
     try:
+        memtune.limit_arenas()  # before any thread: RSS that stays flat (gateway/memtune.py)
+        memtrace.install_from_env()  # opt-in (GGK_TRACEMALLOC): memory hunts only
         with (
             serving(config.data_dir),
             asyncio.Runner(loop_factory=eventloop.loop_factory()) as runner,

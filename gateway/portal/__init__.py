@@ -63,6 +63,8 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.get("/upload", partner.upload_page),
             web.post("/upload", partner.upload),
             web.get("/messages/{id}", common.message),
+            web.post("/messages/{id}/bsn", common.reveal_bsn),
+            web.get("/archive", partner.archive),
             web.get("/overdue", common.overdue),
             web.get("/figures", common.figures),
             web.get("/queues", operator.queues),

@@ -10,20 +10,43 @@ from typing import Any
 from aiohttp import web
 
 from gateway import stats
+from gateway.audit import AuditEvent
+from gateway.broker.base import StorageError
 from gateway.portal.charts import bar_chart
-from gateway.portal.pages import MESSAGE_ID, PAGE, Pages
+from gateway.portal.document import Document, read_envelope
+from gateway.portal.explain import N_
+from gateway.portal.pages import MESSAGE_ID, PAGE, Pages, Visitor
 from routing.partners import PartnerKind
 
 
 class CommonPages(Pages):
     async def message(self, request: web.Request) -> web.StreamResponse:
-        """One message with its deliveries, history and conversation (heen and retours), as
-        ``GET /api/v1/messages/{id}`` shows it to the same identity."""
+        """One message as a document to read (its BSNs masked), with its deliveries, history
+        and conversation (heen and retours), as ``GET /api/v1/messages/{id}`` shows it to the
+        same identity."""
         visitor = self.visitor(request)
         if visitor is None:
             return self.denied(request, visitor)
+        return await self._message(request, visitor, reveal=False)
+
+    async def reveal_bsn(self, request: web.Request) -> web.StreamResponse:
+        """The same page with the BSNs shown, asked for with a button (a POST carrying the
+        session's CSRF token) and audited: who, which message, and the BSNs as the audit
+        trail keeps them (pseudonyms), so an operator can find who looked at a citizen."""
+        visitor = self.visitor(request)
+        if visitor is None:
+            return self.denied(request, visitor)
+        data = await self.form(request, visitor)
+        if isinstance(data, web.Response):
+            return data
+        return await self._message(request, visitor, reveal=True)
+
+    async def _message(
+        self, request: web.Request, visitor: Visitor, *, reveal: bool
+    ) -> web.StreamResponse:
         message_id = request.match_info["id"]
         viewer = None if visitor.admin else visitor.partner.id if visitor.partner else ""
+        # who may read it is settled first: nothing of the payload is touched for anyone else
         view = (
             await self.deps.broker.view(message_id, viewer)
             if MESSAGE_ID.fullmatch(message_id)
@@ -38,18 +61,41 @@ class CommonPages(Pages):
                 t.gettext("Niet gevonden"),
                 t.gettext("Dit bericht is er niet, of het is niet van u."),
             )
-        contents = None
-        if visitor.partner is not None:  # its receiver reads what it may also download
-            data = await self.deps.broker.inbox_envelope(visitor.partner.id, message_id)
-            if data is not None:
-                contents = await asyncio.to_thread(self.deps.contents.envelope, data)
+        mid = view.message.id
+        document = await self._document(mid, viewer)
+        if reveal:
+            await self.deps.broker.audit_event(
+                AuditEvent(
+                    action="portal_bsn_shown",
+                    object=mid,
+                    referentienummer=view.message.referentienummer,
+                    zender=view.message.zender,
+                    ontvanger=view.message.ontvanger,
+                    functie=view.message.functie or "",
+                    actor=f"portal {self.identity(request, visitor).name}",
+                    origin=request.remote or "",
+                    outcome=f"{len(document.bsns())} BSN(s) shown",
+                    bsns=tuple(document.bsns()),
+                )
+            )
         return self.render(
             request,
             "message_view.html",
             visitor=visitor,
             message=view.to_dict(),
-            contents=contents,
+            document=document,
+            reveal=reveal,
         )
+
+    async def _document(self, message_id: str, viewer: str | None) -> Document:
+        """The message's payload as a document, or a note why it cannot be shown."""
+        try:
+            data = await self.deps.broker.message_envelope(message_id, viewer)
+        except StorageError:
+            data = None
+        if data is None:  # retention dropped the payload; the metadata stays
+            return Document(note=N_("De inhoud van dit bericht is niet meer bewaard."))
+        return await asyncio.to_thread(read_envelope, data, self.deps.contents)
 
     async def overdue(self, request: web.Request) -> web.StreamResponse:
         visitor = self.visitor(request)

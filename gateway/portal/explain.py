@@ -158,3 +158,14 @@ def code_name(list_names: tuple[str, ...], code: str) -> str | None:
         if name:
             return name
     return None
+
+
+def type_code_name(standard: str | None, datatype: str, code: str) -> str | None:
+    """The official name of ``code`` of the XSD type ``datatype`` in ``standard`` (``ijw``,
+    ``LDT_Eenheid``); '' when the type has a list that does not name the code; None when no
+    list codes the type (the value is then not a code)."""
+    found = codelists().for_type(standard, datatype)
+    if found is None:
+        return None
+    entry = found.entry(code)
+    return entry.name if entry is not None and entry.name else ""

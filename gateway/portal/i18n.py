@@ -17,13 +17,13 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from importlib import resources
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
@@ -64,6 +64,15 @@ class Language:
             return "-"
         moment = datetime.fromtimestamp(value, UTC)
         return format_datetime(moment, "d MMM y HH:mm:ss", tzinfo=ZONE, locale=self.locale)
+
+    def day(self, value: object) -> str:
+        """An ISO date (``2026-10-05``) as the language writes it (``5 okt 2026``); anything
+        else as itself (a message's value is shown, never dropped)."""
+        try:
+            moment = date.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+        return format_date(moment, "d MMM y", locale=self.locale)
 
     def euro(self, cents: object) -> str:
         """Eurocents as money (``€ 1.234,56``); anything else (``x``: not shown) as itself."""

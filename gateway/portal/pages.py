@@ -141,6 +141,7 @@ def _environment(language: i18n.Language) -> jinja2.Environment:
     )
     environment.filters["when"] = language.when
     environment.filters["euro"] = language.euro
+    environment.filters["day"] = language.day
     environment.filters["number"] = language.number
     environment.globals["band"] = disclosure.band  # what a rounded figure stands for
     environment.globals["lang"] = language.code

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 
 from aiohttp import web
 
+from gateway.broker.base import ArchiveQuery
+from gateway.portal.explain import MESSAGE_TYPES
 from gateway.portal.pages import (
     MESSAGE_ID,
     PAGE,
@@ -15,12 +18,36 @@ from gateway.portal.pages import (
     PortalDeps,
     Templates,
     Visitor,
+    day,
 )
+
+ARCHIVE_PAGE = 50
+"""Rows on an archive page (keyset paged: the next page starts after the last row)."""
 
 UPLOAD_WAIT = 15.0
 """Seconds an upload waits for a free slot (first come, first served; one per partner, so
 the line is fair) before it is refused (503): a browser waits a moment rather than failing
 at once when other partners' uploads hold every slot (``[limits] portal_upload_slots``)."""
+
+
+def archive_filters(query: Mapping[str, str]) -> dict[str, str]:
+    """The archive's filters from the query string, each kept only when it is well formed
+    (a date, a known message type, a known status, a row number); anything else is ignored,
+    so a hand-made address shows the unfiltered list rather than an error."""
+    asked = {name: (query.get(name) or "").strip()[:40] for name in ARCHIVE_FILTERS}
+    for name in ("van", "tot"):
+        if day(asked[name]) is None:
+            asked[name] = ""
+    if asked["bericht"] not in MESSAGE_TYPES:
+        asked["bericht"] = ""
+    if asked["stand"] not in ("inbox", "delivered"):
+        asked["stand"] = ""
+    if not (asked["voor"].isdigit() and len(asked["voor"]) <= 18):
+        asked["voor"] = ""
+    return asked
+
+
+ARCHIVE_FILTERS = ("van", "tot", "bericht", "stand", "voor")
 
 
 class PartnerPages(Pages):
@@ -114,6 +141,35 @@ class PartnerPages(Pages):
         if not done:
             return self.not_waiting(request, visitor)
         raise web.HTTPSeeOther("/portal/inbox")
+
+    async def archive(self, request: web.Request) -> web.StreamResponse:
+        """Every message the partner received, waiting or acknowledged, newest first:
+        acknowledged messages stay findable here (and readable on their page). Filters:
+        period (received from/to, dates), message type, status; keyset paging (``voor``:
+        the previous page's last row), so a deep page costs what a first page costs."""
+        visitor = self.visitor(request)
+        if visitor is None or visitor.partner is None:
+            return self.denied(request, visitor)
+        asked = archive_filters(request.query)
+        last_day = day(asked["tot"])
+        query = ArchiveQuery(
+            since=day(asked["van"]),
+            until=None if last_day is None else last_day + 86400,  # through that day
+            functie=asked["bericht"] or None,
+            status=asked["stand"] or None,
+            before=int(asked["voor"]) if asked["voor"] else None,
+        )
+        rows = await self.deps.broker.received(visitor.partner.id, query, ARCHIVE_PAGE + 1)
+        later = rows[ARCHIVE_PAGE - 1].cursor if len(rows) > ARCHIVE_PAGE else None
+        return self.render(
+            request,
+            "archive.html",
+            visitor=visitor,
+            items=rows[:ARCHIVE_PAGE],
+            asked=asked,
+            types=sorted(MESSAGE_TYPES),
+            more=None if later is None else {**asked, "voor": str(later)},
+        )
 
     async def sent(self, request: web.Request) -> web.StreamResponse:
         visitor = self.visitor(request)

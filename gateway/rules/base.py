@@ -59,9 +59,16 @@ class Rule:
     level: int = 2
     retourcode: str | None = "0001"
     severity: Severity = Severity.ERROR
+    release: str = "3.2"
+    """The release whose rule this is; it runs on messages of that release only…"""
+    independent: bool = False
+    """…unless it holds in every release (catalogue ``independent``)."""
 
-    def applies_to(self, message: MessageType) -> bool:
-        return message.code in self.messages
+    def applies_to(self, message: MessageType, release: str | None = None) -> bool:
+        """Whether the check runs on a message type (of ``release``, when given)."""
+        if message.code not in self.messages:
+            return False
+        return release is None or self.independent or release == self.release
 
     def run(self, ctx: MessageContext) -> Iterator[Problem]:
         for finding in self.check(ctx):
@@ -102,7 +109,17 @@ def rule(rule_id: str, *, messages: Iterable[int] | None = None) -> Callable[[Ch
 
     def register(check: Check) -> Check:
         RULES.append(
-            Rule(rule_id, meta.summary, codes, check, meta.level, meta.retourcode, meta.severity)
+            Rule(
+                rule_id,
+                meta.summary,
+                codes,
+                check,
+                meta.level,
+                meta.retourcode,
+                meta.severity,
+                meta.release,
+                meta.independent,
+            )
         )
         return check
 

@@ -57,6 +57,15 @@ class Entry:
     how: str
     note: str
     severity: Severity
+    release: str = "3.2"
+    """The release this entry is of (``3.2``); the catalogue is keyed by standard and release."""
+    independent: bool = False
+    """Holds in every release: the only kind a message of a release without rules gets."""
+
+    @property
+    def releases(self) -> tuple[str, ...]:
+        """``iWmo 3.2``, ``iJw 3.2``: the standards and release the entry belongs to."""
+        return tuple(f"{s.label} {self.release}" for s in self.standards)
 
     @property
     def kind(self) -> str:
@@ -86,6 +95,9 @@ class Entry:
             "how": self.how,
             "note": self.note,
             "severity": self.severity.value,
+            "release": self.release,
+            "releases": list(self.releases),
+            "independent": self.independent,
         }
 
 
@@ -93,7 +105,7 @@ class CatalogueError(ValueError):
     """The catalogue file contradicts itself (a packaging or editing mistake)."""
 
 
-def _entry(raw: dict[str, object]) -> Entry:
+def _entry(raw: dict[str, object], release: str) -> Entry:
     rule_id = str(raw["id"])
     status = Status(str(raw["status"]))
     numbers = tuple(int(n) for n in raw.get("messages", ALL_MESSAGES))  # type: ignore[attr-defined]
@@ -121,6 +133,8 @@ def _entry(raw: dict[str, object]) -> Entry:
         how=how,
         note=str(raw.get("note", "")),
         severity=Severity(str(raw.get("severity", Severity.ERROR.value))),
+        release=release,
+        independent=bool(raw.get("independent", False)),
     )
 
 
@@ -128,9 +142,13 @@ def _entry(raw: dict[str, object]) -> Entry:
 def catalogue() -> dict[str, Entry]:
     """Every catalogued rule by id, in the file's order."""
     text = resources.files("gateway.rules").joinpath("catalogue.toml").read_text("utf-8")
+    data = tomllib.loads(text)
+    release = str(data.get("release", ""))
+    if not release:
+        raise CatalogueError("the catalogue names no release")
     entries: dict[str, Entry] = {}
-    for raw in tomllib.loads(text)["rule"]:
-        entry = _entry(raw)
+    for raw in data["rule"]:
+        entry = _entry(raw, release)
         if entry.id in entries:
             raise CatalogueError(f"{entry.id} is catalogued twice")
         entries[entry.id] = entry
@@ -149,3 +167,24 @@ def for_message(code: str) -> list[Entry]:
     """The rules that concern one message code (``WMO301``), in catalogue order."""
     wanted = code.upper()
     return [e for e in catalogue().values() if wanted in e.messages]
+
+
+@cache
+def by_release() -> dict[tuple[Standard, str], dict[str, Entry]]:
+    """The catalogue keyed by (standard, release): the rules of ``iWmo 3.2``, of ``iJw 3.2``."""
+    keyed: dict[tuple[Standard, str], dict[str, Entry]] = {}
+    for e in catalogue().values():
+        for standard in e.standards:
+            keyed.setdefault((standard, e.release), {})[e.id] = e
+    return keyed
+
+
+def has_rules(standard: Standard, release: str) -> bool:
+    """Whether the catalogue knows the rules of a standard's release (``3.2``; a 3.2.x
+    onderhoudsrelease keeps the namespace and so is ``3.2``)."""
+    return (standard, release) in by_release()
+
+
+def known_releases() -> list[str]:
+    """``iJw 3.2``, ``iWmo 3.2``: the releases whose rules the gateway checks."""
+    return sorted(f"{s.label} {r}" for s, r in by_release())

@@ -277,6 +277,7 @@ def no_credit_of_own_debit(ctx: MessageContext) -> Iterator[Finding]:
 
 # Codes that do not reject the class they are on (WJ001): no remark, not judged, fully granted.
 NOT_REJECTING = frozenset({"0200", "0233", "8001"})
+NOT_JUDGED = "0233"
 
 
 def _rejecting(el: etree._Element | None) -> list[str]:
@@ -284,6 +285,15 @@ def _rejecting(el: etree._Element | None) -> list[str]:
         return []
     codes = (c.text.strip() for c in every(el, "RetourCodes/RetourCode") if c.text)
     return [c for c in codes if c not in NOT_REJECTING]
+
+
+def _not_judged_under_rejected_client(prestatie: etree._Element) -> bool:
+    """IV087: a Client rejected at level 3/4 is sent with its retourcode and all its
+    prestaties with 0233 (not judged); those prestaties are rejected with it."""
+    prestaties = prestatie.getparent()  # Client/Prestaties/Prestatie
+    client = prestaties.getparent() if prestaties is not None else None
+    codes = {c.text.strip() for c in every(prestatie, "RetourCodes/RetourCode") if c.text}
+    return NOT_JUDGED in codes and bool(_rejecting(client))
 
 
 @rule("TR342")
@@ -303,7 +313,7 @@ def answer_adds_up(ctx: MessageContext) -> Iterator[Finding]:
         return
     prestaties = _prestaties(ctx)
     for p in prestaties:
-        if not _rejecting(p):
+        if not _rejecting(p) and not _not_judged_under_rejected_client(p):
             codes = first(p, "RetourCodes")
             yield Finding(
                 codes if codes is not None else p,

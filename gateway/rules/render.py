@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from gateway.rules.catalogue import Entry, Status, catalogue
+from gateway.rules import pairs
+from gateway.rules.catalogue import RECEIVER_HOW, Entry, Status, catalogue, known_releases
 from gateway.rules.keys import LOGICAL_KEYS
 
 STATUS_WORDS = {
@@ -33,8 +34,13 @@ def line(entry: Entry) -> str:
     code = entry.retourcode or "-"
     return (
         f"{entry.id}  level {entry.level}  {code:4}  {entry.status.value:8}  "
-        f"{messages_text(entry)}  {entry.summary}"
+        f"{release_text(entry)}  {messages_text(entry)}  {entry.summary}"
     )
+
+
+def release_text(entry: Entry) -> str:
+    """``release 3.2``, or ``every release`` for a release-independent rule."""
+    return "every release" if entry.independent else f"release {entry.release}"
 
 
 CODE_LISTS = (
@@ -87,6 +93,49 @@ def _table(entries: Iterable[Entry], *, with_elements: bool) -> list[str]:
     return out
 
 
+WHERE: dict[Status, tuple[str, str]] = {
+    Status.RULE: (
+        "gateway, at accept",
+        "The message alone decides it (control level 2): refused before it is routed.",
+    ),
+    Status.XSD: (
+        "gateway, at accept (XSD)",
+        "A constraint of the schema (control level 1): refused before it is routed.",
+    ),
+    Status.GATEWAY: (
+        "gateway, across messages it carries",
+        "Decided against messages the gateway itself stored.",
+    ),
+    Status.RECEIVER: (
+        "receiver's administration",
+        "Needs the receiver's own records (clients, toewijzingen, starts, stops, earlier "
+        "claims); the gateway keeps no shadow administration of clients.",
+    ),
+    Status.EXTERNAL: (
+        "external list",
+        "Needs a list outside the message flow.",
+    ),
+}
+"""Where a rule of each status is checked, and the general reason (issue 31.4)."""
+
+
+def where(entry: Entry) -> tuple[str, str]:
+    """(where the rule is checked, why there): the status's place, the entry's own reason."""
+    place, why = WHERE.get(entry.status, (entry.status.value, ""))
+    own = entry.how if entry.how != RECEIVER_HOW else ""
+    return place, f"{why} {own}".strip()
+
+
+def where_table(entries: Iterable[Entry]) -> list[str]:
+    """``docs/rules.md``'s *Who checks what*: every rule id, sorted, with place and reason."""
+    out = ["| id | standards | where | why there |", "|---|---|---|---|"]
+    for e in sorted(entries, key=lambda x: x.id):
+        place, why = where(e)
+        standards = ", ".join(s.label for s in e.standards)
+        out.append(f"| `{e.id}` | {standards} | {place} | {_cell(why)} |")
+    return out
+
+
 def markdown(example_faults: Iterable[tuple[str, str, str]]) -> str:
     """``docs/rules.md``: the whole catalogue, grouped by how the gateway treats each rule.
 
@@ -112,6 +161,34 @@ def markdown(example_faults: Iterable[tuple[str, str, str]]) -> str:
         "retourcode 0001); a level 3/4 finding names the rule's own retourcode. Every rule below",
         "marked *checked (rule engine)* has a firing and a silent case in `tests/test_rules.py`.",
         "",
+        "## Releases",
+        "",
+        "The catalogue is keyed by standard and release; it holds the rules of "
+        + ", ".join(known_releases())
+        + " (`ggk rules list` shows each rule's release). A message of a release without",
+        "known rules (a 3.3 bundle added with `--schema-dir`) is checked against its own XSD",
+        "and the release-independent rules only ("
+        + ", ".join(f"`{e.id}`" for e in entries if e.independent)
+        + "), never another release's: it is logged",
+        "(`rules_unknown_release`) and the REST answer carries the warning `RULES-RELEASE`.",
+        "An onderhoudsrelease keeps the namespace (3.2.1 beside 3.2.0): both bundles stay",
+        "loaded and the message's `XsdVersie/BerichtXsdVersie` chooses the XSD: the one that",
+        "declares exactly that version, else one whose appinfo range",
+        "`BerichtXsdMinVersie`..`BerichtXsdMaxVersie` holds it (none: the bundle loaded last,",
+        "and IV034 warns); its rules are the release's (3.2).",
+        "",
+        "## Who checks what",
+        "",
+        "Every rule of the official catalogue and where it is checked: by the gateway when it",
+        "accepts a message (the XSD and the rule engine), by the gateway against messages it",
+        "carries itself, by the receiver against its own administration (the gateway keeps no",
+        "shadow administration of clients: TR304 and the other rules that compare a message",
+        "with toewijzingen, starts, stops or claims stay with the receiver, who answers with the",
+        "retourcode), or against an external list. `tests/test_attachments.py` checks that",
+        "every official rule id appears here.",
+        "",
+        *where_table(entries),
+        "",
         "## Checked by the rule engine",
         "",
         *_table(by_status[Status.RULE], with_elements=True),
@@ -132,6 +209,8 @@ def markdown(example_faults: Iterable[tuple[str, str, str]]) -> str:
         "## Checked by the gateway with its own state",
         "",
         *_table(by_status[Status.GATEWAY], with_elements=False),
+        "",
+        *pairs.DOC,
         "",
         "## Enforced by the XSD",
         "",

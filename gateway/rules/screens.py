@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from gateway.rules.dates import CLOSED_PERIODS, PAST_DATES
 from gateway.rules.keys import LOGICAL_KEYS
-from gateway.rules.screen import Key
+from gateway.rules.screen import Key, Unique
 from gateway.standards import Kind, MessageType
 
 Tests = dict[str, str]
@@ -38,12 +38,13 @@ def _absent(path: str) -> str:
 KEY_SET_LIMIT = 2000
 """Above this many candidates a uniqueness test flags its rule without looking. ``key()``
 copies a value's whole group on every call, so n equal values cost n² in libxslt (8,000 equal
-products: 3 s, the Python rule 1.3 s); the Python rules are linear, so a big set is theirs."""
+products: 3 s, the Python rule 1.3 s); the Python rules are linear, so a big set is theirs.
+(The uniqueness sets, :data:`SETS`, are linear, but keep the limit: the same flags.)"""
 
 
-def _repeated(nodes: str, key: str, use: str) -> str:
-    """Some node of ``nodes`` shares its ``use`` value with another (``key`` indexes them)."""
-    return f"(count({nodes}) > {KEY_SET_LIMIT} or {nodes}[count(key('{key}', {use})) > 1])"
+def _repeated(name: str) -> str:
+    """Some node of the set ``name`` (:data:`SETS`) shares its value with another."""
+    return f"repeated('{name}')"
 
 
 # --- header -----------------------------------------------------------------------------------
@@ -128,6 +129,7 @@ def _products(number: int) -> Tests:
         "CS003": f"{p}[D({end}) < D({start})]",
         "CD079": f"{p}[not(Budget) and not(Product)]",
         "CD075": f"{p}[Budget and {_absent(end)}]",
+        "CD076": f"{p}[S(Omvang/Frequentie) = '2' and {_absent(end)}]",
         "CD041": f"{p}[S(Product/Code) != '' and not(Omvang)]",
         "CD077": f"{p}[Omvang and Budget]",
         "CD078": f"{p}[Omvang and Budget]",
@@ -143,7 +145,7 @@ def _products(number: int) -> Tests:
         # codes, the free categories and deleted assignments are left to the Python sweep).
         "TR302" if number == 301 else "TR386": (
             f"count({p}) > 1 and ({p}[not(Product/Categorie)]"
-            f" or {_repeated(p, f'categorie-{number}', 'S(Product/Categorie)')})"
+            f" or {_repeated(f'categorie-{number}')})"
         ),
     }
     if number == 301:
@@ -153,8 +155,7 @@ def _products(number: int) -> Tests:
         professional = _one_of("Type", ("02", "03", "04", "05"))
         v = f"{p}/Verwijzer"
         tests |= {
-            "CD076": f"{p}[S(Omvang/Frequentie) = '2' and {_absent(end)}]",
-            "TR383": _repeated(p, "tr383", "S(ReferentieAanbieder)"),
+            "TR383": _repeated("tr383"),
             "CD043": f"{p}[boolean(BeschikkingNummer) != boolean(BeschikkingIngangsdatum)]",
             "CD066": f"{v}[{professional} and ZorgverlenerCode and Naam]",
             "CD067": f"{v}[{professional} and not(ZorgverlenerCode) and not(Naam)]",
@@ -238,10 +239,10 @@ CLAIMS: Tests = {
         " = (1 - 2 * (S(Declaratie/TotaalIngediendBedrag/DebetCredit) = 'C'))"
         " * N(Declaratie/TotaalIngediendBedrag/TotaalBedrag))"
     ),
-    "TR315": _repeated(_CREDITS, "tr315", _VORIG),
+    "TR315": _repeated("tr315"),
     # own references indexed; n prestaties sharing one cost n² as in _repeated
     "TR316": f"(count({_P}) > {KEY_SET_LIMIT} or {_CREDITS}[key('tr316', {_VORIG})])",
-    "TR416": _repeated(f"{_P}[{_DEBIT}]", "tr416", _TR416_USE),
+    "TR416": _repeated("tr416"),
 }
 
 
@@ -250,25 +251,31 @@ def _logical_key_use(fields: tuple[str, ...]) -> str:
 
 
 KEYS: dict[str, Key] = {
-    "tr383": Key("AangevraagdeProducten/AangevraagdProduct", "S(ReferentieAanbieder)"),
-    "categorie-301": Key("ToegewezenProducten/ToegewezenProduct", "S(Product/Categorie)"),
-    "categorie-315": Key("AangevraagdeProducten/AangevraagdProduct", "S(Product/Categorie)"),
-    "tr315": Key("Prestaties/Prestatie[ProductReferentie/VorigReferentieNummer]", _VORIG),
     "tr316": Key("Prestaties/Prestatie", "S(ProductReferentie/ReferentieNummer)"),
-    "tr416": Key(f"Prestaties/Prestatie[{_DEBIT}]", _TR416_USE),
-} | {
-    f"tr101-{i}": Key(f"{k.parent.rsplit('/', 1)[-1]}/{k.child}", _logical_key_use(k.fields))
-    for i, k in enumerate(LOGICAL_KEYS)
 }
 """Keys by name; a stylesheet declares only the keys its tests use."""
 
 
+def _unique(nodes: str, use: str) -> Unique:
+    return Unique(nodes, use, KEY_SET_LIMIT)
+
+
+SETS: dict[str, Unique] = {
+    "tr383": _unique(_PRODUCTS[315][0], "S(ReferentieAanbieder)"),
+    "categorie-301": _unique(_PRODUCTS[301][0], "S(Product/Categorie)"),
+    "categorie-315": _unique(_PRODUCTS[315][0], "S(Product/Categorie)"),
+    "tr315": _unique(_CREDITS, _VORIG),
+    "tr416": _unique(f"{_P}[{_DEBIT}]", _TR416_USE),
+} | {
+    f"tr101-{i}": _unique(f"{k.parent}/{k.child}", _logical_key_use(k.fields))
+    for i, k in enumerate(LOGICAL_KEYS)
+}
+"""Uniqueness sets by name (``repeated('name')`` in a test); a stylesheet builds only the
+sets its tests use."""
+
+
 def _logical_keys(number: int) -> str | None:
-    tests = [
-        _repeated(f"{k.parent}/{k.child}", f"tr101-{i}", _logical_key_use(k.fields))
-        for i, k in enumerate(LOGICAL_KEYS)
-        if number in k.messages
-    ]
+    tests = [_repeated(f"tr101-{i}") for i, k in enumerate(LOGICAL_KEYS) if number in k.messages]
     return _any(*tests) if tests else None
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from gateway import audit
+from gateway import audit, memtune
 from gateway.broker.base import StorageError
 from gateway.config import GatewayConfig, TlsConfig
 from gateway.connections import GuardedSite, LoggedHandshake
@@ -237,6 +237,7 @@ async def maintenance(gw: Gateway) -> None:
         try:
             await audit_refusals(gw)
             await gw.broker.checkpoint()
+            memtune.trim()  # freed pages back to the kernel (gateway/memtune.py)
             _refresh_ebms_crls(gw)
             if time.time() >= next_purge:
                 purged = await gw.broker.purge(time.time() - gw.config.retention_days * 86400)

@@ -252,15 +252,16 @@ async def submit_payload(
         status = 503 if outcome.code == "StUF046" else 403 if outcome.code == "StUF052" else 422
         return _refused(status, outcome.omschrijving, code=outcome.code)
     ACCEPTED.labels(functie=message.code, duplicate=str(outcome.duplicate).lower()).inc()
-    return Submitted(
-        202,
-        {
-            "id": outcome.message_id,
-            "referentienummer": outcome.referentienummer,
-            "duplicate": outcome.duplicate,
-            "destinations": list(outcome.destinations),
-        },
-    )
+    accepted: dict[str, object] = {
+        "id": outcome.message_id,
+        "referentienummer": outcome.referentienummer,
+        "duplicate": outcome.duplicate,
+        "destinations": list(outcome.destinations),
+    }
+    warnings = result.report.warnings
+    if warnings:  # the visible note of a release without known rules (issue 31.5), IV034
+        accepted["warnings"] = [p.to_dict() for p in warnings]
+    return Submitted(202, accepted)
 
 
 async def message_status(request: web.Request) -> web.Response:
