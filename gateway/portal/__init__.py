@@ -13,7 +13,10 @@ from gateway.portal.partner import PartnerPages
 from gateway.portal.partners_admin import PartnerAdminPages
 from gateway.portal.session import SessionKeys
 from gateway.portal.signin import SignIn
-from gateway.portal.tasks import ChangePages, DeclarationPages, RequestPages, TaskPages
+from gateway.portal.tasks import TaskPages
+from gateway.portal.tasks_aanvraag import RequestPages
+from gateway.portal.tasks_declaratie import DeclarationPages
+from gateway.portal.tasks_wijziging import ChangePages
 
 __all__ = ["PortalDeps", "SessionKeys", "portal_app"]
 

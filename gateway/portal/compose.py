@@ -161,7 +161,7 @@ def checked_datum(value: str) -> str | None:
     return None
 
 
-def _versions(registry: SchemaRegistry, namespace: str) -> tuple[str, str]:
+def versions(registry: SchemaRegistry, namespace: str) -> tuple[str, str]:
     """(BasisschemaXsdVersie, BerichtXsdVersie) a message of ``namespace`` quotes (IV034)."""
     described = registry.file_for(namespace)
     if described is None:
@@ -172,7 +172,7 @@ def _versions(registry: SchemaRegistry, namespace: str) -> tuple[str, str]:
     )
 
 
-def _berichtcode(registry: SchemaRegistry, namespace: str) -> str:
+def berichtcode(registry: SchemaRegistry, namespace: str) -> str:
     """The BerichtCode a message of ``namespace`` carries: the pattern its XSD fixes."""
     described = registry.file_for(namespace)
     if described is not None:
@@ -186,7 +186,7 @@ def _berichtcode(registry: SchemaRegistry, namespace: str) -> str:
     return ""
 
 
-def _add(parent: etree._Element, tag: str, text: str) -> etree._Element:
+def add(parent: etree._Element, tag: str, text: str) -> etree._Element:
     element = etree.SubElement(parent, tag)
     element.text = text
     return element
@@ -194,7 +194,7 @@ def _add(parent: etree._Element, tag: str, text: str) -> etree._Element:
 
 def _retourcodes(parent: etree._Element, namespace: str) -> None:
     codes = etree.SubElement(parent, f"{{{namespace}}}RetourCodes")
-    _add(codes, f"{{{namespace}}}RetourCode", AKKOORD)
+    add(codes, f"{{{namespace}}}RetourCode", AKKOORD)
 
 
 def _echo(source: etree._Element, target: etree._Element, heen: str, retour: str) -> None:
@@ -229,25 +229,25 @@ def retour_302(
     header = etree.SubElement(root, f"{{{retour}}}Header")
     old = source.root.find(f"{{{heen}}}Header")
     assert old is not None  # read_toewijzing found it
-    basis, bericht = _versions(registry, retour)
+    basis, bericht = versions(registry, retour)
     for child in old:
         if not isinstance(child.tag, str):
             continue
         name = etree.QName(child).localname
         if name == "BerichtCode":
-            _add(header, f"{{{retour}}}BerichtCode", _berichtcode(registry, retour))
+            add(header, f"{{{retour}}}BerichtCode", berichtcode(registry, retour))
         elif len(child) == 0:
-            _add(header, f"{{{retour}}}{name}", child.text or "")
+            add(header, f"{{{retour}}}{name}", child.text or "")
         else:
             copy = etree.SubElement(header, f"{{{retour}}}{name}")
             for grandchild in child:
                 if isinstance(grandchild.tag, str):
                     copy.append(deepcopy(grandchild))
-    _add(header, f"{{{retour}}}IdentificatieRetour", identificatie)
-    _add(header, f"{{{retour}}}DagtekeningRetour", dagtekening)
+    add(header, f"{{{retour}}}IdentificatieRetour", identificatie)
+    add(header, f"{{{retour}}}DagtekeningRetour", dagtekening)
     versie = etree.SubElement(header, f"{{{retour}}}XsdVersieRetour")
-    _add(versie, f"{{{source.base}}}BasisschemaXsdVersie", basis)
-    _add(versie, f"{{{source.base}}}BerichtXsdVersie", bericht)
+    add(versie, f"{{{source.base}}}BasisschemaXsdVersie", basis)
+    add(versie, f"{{{source.base}}}BerichtXsdVersie", bericht)
     _retourcodes(header, retour)
     client = etree.SubElement(root, f"{{{retour}}}Client")
     old_client = source.root.find(f"{{{heen}}}Client")
@@ -289,17 +289,17 @@ def enumeration(registry: SchemaRegistry, source: Toewijzing, type_name: str) ->
     )
 
 
-def _client_kort(parent: etree._Element, source: Toewijzing, ns: str) -> etree._Element:
+def client_kort(parent: etree._Element, source: Toewijzing, ns: str) -> etree._Element:
     """The client as a 305/307 names it: BSN, birth date, sex and the short name, copied
     from the toewijzing."""
     old = source.root.find("{*}Client")
     assert old is not None
     client = etree.SubElement(parent, f"{{{ns}}}Client")
-    _add(client, f"{{{ns}}}Bsn", _text(old, "{*}Bsn"))
+    add(client, f"{{{ns}}}Bsn", _text(old, "{*}Bsn"))
     geboren = etree.SubElement(client, f"{{{ns}}}Geboortedatum")
     for child in old.iterfind("{*}Geboortedatum/*"):
         geboren.append(deepcopy(child))
-    _add(client, f"{{{ns}}}Geslacht", _text(old, "{*}Geslacht"))
+    add(client, f"{{{ns}}}Geslacht", _text(old, "{*}Geslacht"))
     naam = etree.SubElement(client, f"{{{ns}}}Naam")
     for part in ("Geslachtsnaam", "Voornamen", "Voorletters"):
         found = old.find(f"{{*}}Naam/{{*}}{part}")
@@ -325,34 +325,34 @@ def heen_305_307(
         f"{{{ns}}}Bericht", nsmap={source.standard: base, f"{source.prefix}{number}": ns}
     )
     header = etree.SubElement(root, f"{{{ns}}}Header")
-    _add(header, f"{{{ns}}}BerichtCode", _berichtcode(registry, ns))
-    _add(header, f"{{{ns}}}BerichtVersie", "3")
-    _add(header, f"{{{ns}}}BerichtSubversie", "2")
-    _add(header, f"{{{ns}}}Afzender", source.aanbieder)
-    _add(header, f"{{{ns}}}Ontvanger", source.gemeente)
+    add(header, f"{{{ns}}}BerichtCode", berichtcode(registry, ns))
+    add(header, f"{{{ns}}}BerichtVersie", "3")
+    add(header, f"{{{ns}}}BerichtSubversie", "2")
+    add(header, f"{{{ns}}}Afzender", source.aanbieder)
+    add(header, f"{{{ns}}}Ontvanger", source.gemeente)
     ident = etree.SubElement(header, f"{{{ns}}}BerichtIdentificatie")
-    _add(ident, f"{{{base}}}Identificatie", identificatie)
-    _add(ident, f"{{{base}}}Dagtekening", dagtekening)
-    basis, bericht = _versions(registry, ns)
+    add(ident, f"{{{base}}}Identificatie", identificatie)
+    add(ident, f"{{{base}}}Dagtekening", dagtekening)
+    basis, bericht = versions(registry, ns)
     versie = etree.SubElement(header, f"{{{ns}}}XsdVersie")
-    _add(versie, f"{{{base}}}BasisschemaXsdVersie", basis)
-    _add(versie, f"{{{base}}}BerichtXsdVersie", bericht)
-    client = _client_kort(root, source, ns)
+    add(versie, f"{{{base}}}BasisschemaXsdVersie", basis)
+    add(versie, f"{{{base}}}BerichtXsdVersie", bericht)
+    client = client_kort(root, source, ns)
     kind = "Start" if number == "305" else "Stop"
     container = etree.SubElement(client, f"{{{ns}}}{kind}Producten")
     for entry in products:
         item = etree.SubElement(container, f"{{{ns}}}{kind}Product")
-        _add(item, f"{{{ns}}}ToewijzingNummer", entry.product.nummer)
+        add(item, f"{{{ns}}}ToewijzingNummer", entry.product.nummer)
         product = etree.SubElement(item, f"{{{ns}}}Product")
-        _add(product, f"{{{base}}}Categorie", entry.product.categorie)
+        add(product, f"{{{base}}}Categorie", entry.product.categorie)
         if entry.product.code:
-            _add(product, f"{{{base}}}Code", entry.product.code)
-        _add(item, f"{{{ns}}}ToewijzingIngangsdatum", entry.product.ingangsdatum)
-        _add(item, f"{{{ns}}}Begindatum", entry.begindatum)
+            add(product, f"{{{base}}}Code", entry.product.code)
+        add(item, f"{{{ns}}}ToewijzingIngangsdatum", entry.product.ingangsdatum)
+        add(item, f"{{{ns}}}Begindatum", entry.begindatum)
         if kind == "Stop":
-            _add(item, f"{{{ns}}}RedenBeeindiging", entry.reden)
-            _add(item, f"{{{ns}}}Einddatum", entry.einddatum)
-        _add(item, f"{{{ns}}}StatusAanlevering", "1")
+            add(item, f"{{{ns}}}RedenBeeindiging", entry.reden)
+            add(item, f"{{{ns}}}Einddatum", entry.einddatum)
+        add(item, f"{{{ns}}}StatusAanlevering", "1")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
@@ -365,261 +365,3 @@ def product_lines(payload: bytes, item: str) -> list[int]:
         line = element.sourceline
         lines.append(line if isinstance(line, int) else 0)
     return lines
-
-
-@dataclass(frozen=True, slots=True)
-class Prestatie:
-    """One declared product over (part of) the declaratie's month, its values checked."""
-
-    source: Toewijzing
-    product: Product
-    begindatum: str
-    einddatum: str
-    volume: int
-    eenheid: str
-    tarief: int | None
-    """Cents per eenheid; None for an amount in euros (eenheid 83)."""
-    bedrag: int
-    referentie: str
-    code: str
-    """The ProductCode (required in a 323; a toewijzing of a category may have none)."""
-
-
-EUROS = "83"
-"""Eenheid 83: the volume is an amount in euro-cents (a budget), without a tariff."""
-
-
-def declaratie_323(
-    first: Toewijzing,
-    registry: SchemaRegistry,
-    identificatie: str,
-    dagtekening: str,
-    nummer: str,
-    begin: str,
-    end: str,
-    prestaties: list[Prestatie],
-) -> bytes:
-    """A 323 from the aanbieder to ``first``'s gemeente over the month ``begin``..``end``,
-    one Client per BSN with its Prestaties (all from toewijzingen of that gemeente and
-    standard; the caller checked each value), debit throughout, the total their sum."""
-    ns = first.namespace("323")
-    base = first.base
-    root = etree.Element(f"{{{ns}}}Bericht", nsmap={first.standard: base, f"{first.prefix}323": ns})
-    header = etree.SubElement(root, f"{{{ns}}}Header")
-    _add(header, f"{{{ns}}}BerichtCode", _berichtcode(registry, ns))
-    _add(header, f"{{{ns}}}BerichtVersie", "3")
-    _add(header, f"{{{ns}}}BerichtSubversie", "2")
-    _add(header, f"{{{ns}}}Afzender", first.aanbieder)
-    _add(header, f"{{{ns}}}Ontvanger", first.gemeente)
-    ident = etree.SubElement(header, f"{{{ns}}}BerichtIdentificatie")
-    _add(ident, f"{{{base}}}Identificatie", identificatie)
-    _add(ident, f"{{{base}}}Dagtekening", dagtekening)
-    basis, bericht = _versions(registry, ns)
-    versie = etree.SubElement(header, f"{{{ns}}}XsdVersie")
-    _add(versie, f"{{{base}}}BasisschemaXsdVersie", basis)
-    _add(versie, f"{{{base}}}BerichtXsdVersie", bericht)
-    declaratie = etree.SubElement(root, f"{{{ns}}}Declaratie")
-    _add(declaratie, f"{{{ns}}}DeclaratieNummer", nummer)
-    periode = etree.SubElement(declaratie, f"{{{ns}}}DeclaratiePeriode")
-    _add(periode, f"{{{base}}}Begindatum", begin)
-    _add(periode, f"{{{base}}}Einddatum", end)
-    _add(declaratie, f"{{{ns}}}DeclaratieDagtekening", dagtekening)
-    totaal = etree.SubElement(declaratie, f"{{{ns}}}TotaalIngediendBedrag")
-    _add(totaal, f"{{{base}}}TotaalBedrag", str(sum(p.bedrag for p in prestaties)))
-    _add(totaal, f"{{{base}}}DebetCredit", "D")
-    clienten = etree.SubElement(declaratie, f"{{{ns}}}Clienten")
-    by_bsn: dict[str, etree._Element] = {}
-    for p in prestaties:
-        if p.source.bsn not in by_bsn:
-            client = etree.SubElement(clienten, f"{{{ns}}}Client")
-            _add(client, f"{{{ns}}}Bsn", p.source.bsn)
-            by_bsn[p.source.bsn] = etree.SubElement(client, f"{{{ns}}}Prestaties")
-        item = etree.SubElement(by_bsn[p.source.bsn], f"{{{ns}}}Prestatie")
-        referentie = etree.SubElement(item, f"{{{ns}}}ProductReferentie")
-        _add(referentie, f"{{{base}}}ReferentieNummer", p.referentie)
-        _add(item, f"{{{ns}}}ToewijzingNummer", p.product.nummer)
-        _add(item, f"{{{ns}}}ProductCategorie", p.product.categorie)
-        _add(item, f"{{{ns}}}ProductCode", p.code)
-        periode = etree.SubElement(item, f"{{{ns}}}ProductPeriode")
-        _add(periode, f"{{{base}}}Begindatum", p.begindatum)
-        _add(periode, f"{{{base}}}Einddatum", p.einddatum)
-        _add(item, f"{{{ns}}}GeleverdVolume", str(p.volume))
-        _add(item, f"{{{ns}}}Eenheid", p.eenheid)
-        if p.tarief is not None:
-            _add(item, f"{{{ns}}}ProductTarief", str(p.tarief))
-        bedrag = etree.SubElement(item, f"{{{ns}}}IngediendBedrag")
-        _add(bedrag, f"{{{base}}}Bedrag", str(p.bedrag))
-        _add(bedrag, f"{{{base}}}DebetCredit", "D")
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
-MAAND = re.compile(r"(20\d\d)-(0[1-9]|1[0-2])")
-CENTS = re.compile(r"(\d{1,6})(?:[,.](\d{1,2}))?")
-"""An amount in euros as a clerk types it (``62,50``, ``62.5``, ``62``): up to 999999."""
-WHOLE = re.compile(r"\d{1,8}")
-
-
-def month(value: str) -> tuple[str, str] | None:
-    """The first and last day of the month ``JJJJ-MM``, or None."""
-    found = MAAND.fullmatch(value)
-    if found is None:
-        return None
-    year, number = int(found.group(1)), int(found.group(2))
-    last = datetime.date(year + number // 12, number % 12 + 1, 1) - datetime.timedelta(days=1)
-    return f"{value}-01", last.isoformat()
-
-
-def cents(value: str) -> int | None:
-    """Euro-cents of an amount typed as euros, or None when it is not one."""
-    found = CENTS.fullmatch(value)
-    if found is None:
-        return None
-    fraction = (found.group(2) or "0").ljust(2, "0")
-    return int(found.group(1)) * 100 + int(fraction)
-
-
-def whole(value: str) -> int | None:
-    """A whole number of up to 8 digits (LDT_Volume), or None."""
-    return int(value) if WHOLE.fullmatch(value) else None
-
-
-@dataclass(frozen=True, slots=True)
-class Wijziging:
-    """One toegewezen product the aanbieder asks to change (317), its values checked."""
-
-    product: Product
-    ingangsdatum: str
-    einddatum: str
-    volume: str
-    """The new volume (with the toewijzing's eenheid and frequentie); empty for a budget."""
-    budget: str
-    """The new budget in cents; empty for a product with an omvang."""
-
-
-def _header(
-    root: etree._Element,
-    source: Toewijzing,
-    registry: SchemaRegistry,
-    ns: str,
-    identificatie: str,
-    dagtekening: str,
-) -> None:
-    """A heenbericht's header from the aanbieder to ``source``'s gemeente."""
-    base = source.base
-    header = etree.SubElement(root, f"{{{ns}}}Header")
-    _add(header, f"{{{ns}}}BerichtCode", _berichtcode(registry, ns))
-    _add(header, f"{{{ns}}}BerichtVersie", "3")
-    _add(header, f"{{{ns}}}BerichtSubversie", "2")
-    _add(header, f"{{{ns}}}Afzender", source.aanbieder)
-    _add(header, f"{{{ns}}}Ontvanger", source.gemeente)
-    ident = etree.SubElement(header, f"{{{ns}}}BerichtIdentificatie")
-    _add(ident, f"{{{base}}}Identificatie", identificatie)
-    _add(ident, f"{{{base}}}Dagtekening", dagtekening)
-    basis, bericht = _versions(registry, ns)
-    versie = etree.SubElement(header, f"{{{ns}}}XsdVersie")
-    _add(versie, f"{{{base}}}BasisschemaXsdVersie", basis)
-    _add(versie, f"{{{base}}}BerichtXsdVersie", bericht)
-
-
-def verzoek_317(
-    source: Toewijzing,
-    registry: SchemaRegistry,
-    identificatie: str,
-    dagtekening: str,
-    referentie: str,
-    reden: str,
-    changes: list[Wijziging],
-) -> bytes:
-    """A 317 asking ``source``'s gemeente to change the products in ``changes``; the
-    toewijzing's other products are listed unchanged (the caller checked every value)."""
-    ns = source.namespace("317")
-    base = source.base
-    root = etree.Element(
-        f"{{{ns}}}Bericht", nsmap={source.standard: base, f"{source.prefix}317": ns}
-    )
-    _header(root, source, registry, ns, identificatie, dagtekening)
-    client = etree.SubElement(root, f"{{{ns}}}Client")
-    _add(client, f"{{{ns}}}Bsn", source.bsn)
-    verzoek = etree.SubElement(client, f"{{{ns}}}Verzoek")
-    _add(verzoek, f"{{{ns}}}ReferentieAanbieder", referentie)
-    _add(verzoek, f"{{{ns}}}RedenVerzoek", reden)
-    changed = {c.product.nummer for c in changes}
-    unchanged = [p for p in source.products if p.nummer not in changed]
-    if unchanged:
-        group = etree.SubElement(verzoek, f"{{{ns}}}OngewijzigdeProducten")
-        for product in unchanged:
-            item = etree.SubElement(group, f"{{{ns}}}OngewijzigdProduct")
-            _add(item, f"{{{ns}}}ToewijzingNummer", product.nummer)
-    group = etree.SubElement(verzoek, f"{{{ns}}}TeWijzigenProducten")
-    for change in changes:
-        item = etree.SubElement(group, f"{{{ns}}}TeWijzigenProduct")
-        _add(item, f"{{{ns}}}ToewijzingNummer", change.product.nummer)
-        _add(item, f"{{{ns}}}GewensteIngangsdatum", change.ingangsdatum)
-        if change.einddatum:
-            _add(item, f"{{{ns}}}Einddatum", change.einddatum)
-        if change.volume:
-            omvang = etree.SubElement(item, f"{{{ns}}}Omvang")
-            _add(omvang, f"{{{base}}}Volume", change.volume)
-            _add(omvang, f"{{{base}}}Eenheid", change.product.eenheid)
-            _add(omvang, f"{{{base}}}Frequentie", change.product.frequentie)
-        if change.budget:
-            _add(item, f"{{{ns}}}Budget", change.budget)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Aanvraag:
-    """The product a 315 asks for, its values checked (a volume with the eenheid and
-    frequentie of the toewijzing's product it is modelled on, or a budget in cents)."""
-
-    referentie: str
-    categorie: str
-    code: str
-    ingangsdatum: str
-    einddatum: str
-    volume: str
-    eenheid: str
-    frequentie: str
-    budget: str
-    verwijzer: str
-    zorgverlener: str
-
-
-def verzoek_315(
-    source: Toewijzing,
-    registry: SchemaRegistry,
-    identificatie: str,
-    dagtekening: str,
-    asked: Aanvraag,
-) -> bytes:
-    """A 315 asking ``source``'s gemeente for a toewijzing for the same client (its BSN,
-    birth date, sex and name copied from the toewijzing)."""
-    ns = source.namespace("315")
-    base = source.base
-    root = etree.Element(
-        f"{{{ns}}}Bericht", nsmap={source.standard: base, f"{source.prefix}315": ns}
-    )
-    _header(root, source, registry, ns, identificatie, dagtekening)
-    client = _client_kort(root, source, ns)
-    group = etree.SubElement(client, f"{{{ns}}}AangevraagdeProducten")
-    item = etree.SubElement(group, f"{{{ns}}}AangevraagdProduct")
-    _add(item, f"{{{ns}}}ReferentieAanbieder", asked.referentie)
-    product = etree.SubElement(item, f"{{{ns}}}Product")
-    _add(product, f"{{{base}}}Categorie", asked.categorie)
-    if asked.code:
-        _add(product, f"{{{base}}}Code", asked.code)
-    _add(item, f"{{{ns}}}ToewijzingIngangsdatum", asked.ingangsdatum)
-    if asked.einddatum:
-        _add(item, f"{{{ns}}}ToewijzingEinddatum", asked.einddatum)
-    if asked.volume:
-        omvang = etree.SubElement(item, f"{{{ns}}}Omvang")
-        _add(omvang, f"{{{base}}}Volume", asked.volume)
-        _add(omvang, f"{{{base}}}Eenheid", asked.eenheid)
-        _add(omvang, f"{{{base}}}Frequentie", asked.frequentie)
-    if asked.budget:
-        _add(item, f"{{{ns}}}Budget", asked.budget)
-    verwijzer = etree.SubElement(item, f"{{{ns}}}Verwijzer")
-    _add(verwijzer, f"{{{base}}}Type", asked.verwijzer)
-    if asked.zorgverlener:
-        _add(verwijzer, f"{{{base}}}ZorgverlenerCode", asked.zorgverlener)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
