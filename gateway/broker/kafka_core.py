@@ -52,6 +52,15 @@ BUFFER_RECORDS = 2000
 """Delivery records held in memory at most; the fetch loop waits when this many are."""
 
 
+VIEW_FETCH_WAIT_MS = int(os.environ.get("GGK_KAFKA_VIEW_WAIT_MS", "100"))
+"""How long a view fetch waits for 64 KiB before it returns with less. Every process's view
+reads every partition on this cadence whatever its share of the traffic, so at a low rate the
+fetches, not the records, are what a process more costs (docs/kafka.md, "Partition-scoped
+state"): at 20 ms, 50 requests a second per process. The price: a reader of its own write
+(an inbox acknowledgement, a duplicate's event, a replay, a sign-out) waits up to this long
+for its view. The environment variable is for measurements only."""
+
+
 SETTLE_SECONDS = 5.0
 """How long a lookup that found nothing waits for the router and the view to catch up."""
 
@@ -210,11 +219,11 @@ class KafkaCore:
             # from the oldest record there is, never from the newest: sign-outs after the
             # deleted ones are still live and must not be skipped
             auto_offset_reset="earliest",
-            # fewer, larger fetches under load (each process reads every partition): a
-            # fetch waits up to 20 ms for 64 KiB instead of returning with the first record
+            # fewer, larger fetches (each process reads every partition): a fetch waits up
+            # to VIEW_FETCH_WAIT_MS for 64 KiB instead of returning with the first record
             # (the view follows Kafka by at most that much more; wait_applied callers too)
             fetch_min_bytes=64 * 1024,
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=VIEW_FETCH_WAIT_MS,
         )
         await consumer.start()
         self._view_consumer = consumer

@@ -13,6 +13,10 @@ from gateway.portal.partner import PartnerPages
 from gateway.portal.partners_admin import PartnerAdminPages
 from gateway.portal.session import SessionKeys
 from gateway.portal.signin import SignIn
+from gateway.portal.tasks import TaskPages
+from gateway.portal.tasks_aanvraag import RequestPages
+from gateway.portal.tasks_declaratie import DeclarationPages
+from gateway.portal.tasks_wijziging import ChangePages
 
 __all__ = ["PortalDeps", "SessionKeys", "portal_app"]
 
@@ -32,6 +36,10 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
     partner = PartnerPages(deps, environment)
     common = CommonPages(deps, environment)
     operator = OperatorPages(deps, environment)
+    tasks = TaskPages(deps, environment)
+    claims = DeclarationPages(deps, environment)
+    changes = ChangePages(deps, environment)
+    requests = RequestPages(deps, environment)
     partner_admin = PartnerAdminPages(deps, environment)
     app = web.Application(middlewares=[hardened, error_pages(common)], client_max_size=max_body)
     app.add_routes(
@@ -44,6 +52,16 @@ def portal_app(deps: PortalDeps, max_body: int) -> web.Application:
             web.get("/inbox/{id}", partner.download),
             web.get("/inbox/{id}/ack", partner.acknowledge_page),
             web.post("/inbox/{id}/ack", partner.acknowledge),
+            web.get("/taken/{id}/bevestigen", tasks.confirm_page),
+            web.post("/taken/{id}/bevestigen", tasks.confirm),
+            web.get("/taken/{id}/{task:start|stop}", tasks.products_page),
+            web.post("/taken/{id}/{task:start|stop}", tasks.products),
+            web.get("/taken/{id}/declareren", claims.declaration_page),
+            web.post("/taken/{id}/declareren", claims.declaration),
+            web.get("/taken/{id}/wijzigen", changes.change_page),
+            web.post("/taken/{id}/wijzigen", changes.change),
+            web.get("/taken/{id}/aanvragen", requests.request_page),
+            web.post("/taken/{id}/aanvragen", requests.ask),
             web.get("/sent", partner.sent),
             web.get("/upload", partner.upload_page),
             web.post("/upload", partner.upload),
