@@ -157,8 +157,12 @@ def restore(source: Path, target: Path, keyring_file: Path | None, progress: Pro
             keyring = Keyring.load(keyring_file)
         except KeyringError as exc:
             raise BackupError(f"--keyring {keyring_file}: {exc}") from None
+    _safe_manifest(manifest)
+    root = source.resolve()
     for done, (name, expected) in enumerate(sorted(manifest.files.items()), 1):
         _safe_member(name)
+        if (source / name).is_symlink() or not (source / name).resolve().is_relative_to(root):
+            raise BackupError(f"{name} in the backup is a link out of it: refused")
         found = _digest(source / name)
         if found["sha256"] != expected.get("sha256"):
             raise BackupError(
@@ -231,9 +235,29 @@ def _files(folder: Path, skip: set[Path]) -> Iterator[Path]:
 def _safe_member(name: str) -> None:
     """A manifest's file name stays inside the backup (a crafted manifest cannot write
     elsewhere on restore)."""
+    if not isinstance(name, str):
+        raise BackupError(f"the manifest names {name!r}, not a file name: refused")
     parts = Path(name).parts
     if Path(name).is_absolute() or ".." in parts or not parts:
         raise BackupError(f"the manifest names {name!r}, outside the backup: refused")
+
+
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9._/-]+$")
+"""A folder name written into the restored configuration: nothing that could end its string."""
+
+
+def _safe_manifest(manifest: Manifest) -> None:
+    """The names the manifest gives besides its files (the configuration, the stores, the
+    data folder) stay inside the restored folder, and name files the digests cover: a
+    crafted one cannot have the restore rewrite or open a file elsewhere, nor smuggle
+    settings into the configuration through the data folder's name."""
+    for name in (manifest.config, *manifest.stores):
+        _safe_member(name)
+        if name not in manifest.files:
+            raise BackupError(f"the manifest names {name!r}, not among its files: refused")
+    _safe_member(manifest.data_dir)
+    if not PLAIN_NAME.fullmatch(manifest.data_dir):
+        raise BackupError(f"the manifest's data folder {manifest.data_dir!r}: refused")
 
 
 def _copy(source: Path, target: Path) -> dict[str, Any]:

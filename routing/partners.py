@@ -141,6 +141,14 @@ class PartnerRegistry:
                     f"partners {by_cert[key].id} and {partner.id} share a certificate"
                 )
             by_cert[key] = partner
+        by_token: dict[str, str] = {}  # a token proves one partner (by_token keeps the last)
+        for partner in partners:
+            held = [t.sha256 for t in partner.tokens] + [partner.token_sha256 or ""]
+            for digest in {d.lower() for d in held if d}:
+                if by_token.setdefault(digest, partner.id) != partner.id:
+                    raise RegistryError(
+                        f"partners {by_token[digest]} and {partner.id} share a token"
+                    )
         by_oin: dict[str, Partner] = {}
         for partner in partners:
             if partner.oin is None:

@@ -5,12 +5,14 @@ the backup began; a damaged backup, a wrong keyring and a crafted manifest are r
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,3 +152,55 @@ async def test_restore_refuses_damage_a_wrong_keyring_and_escapes(tmp_path: Path
         setup.config_path,
     )
     assert code == 2 and "outside the backup" in out
+
+
+async def test_a_crafted_manifest_cannot_reach_outside_the_backup_or_the_new_folder(
+    tmp_path: Path,
+) -> None:
+    """The manifest's ``config``, ``stores`` and ``data_dir`` and the backup's files are the
+    backup author's: a restore writes nothing outside its new folder, reads nothing outside
+    the backup (a symbolic link), and takes no configuration smuggled in a folder name."""
+    setup = make_setup(tmp_path / "gw", free_port())
+    code, out = await asyncio.to_thread(
+        ggk_run, "backup", tmp_path / "b", "--config", setup.config_path
+    )
+    assert code == 0, out
+    keyring = setup.directory / "keys" / "keyring.json"
+    victim = tmp_path / "victim" / "gateway.toml"
+    victim.parent.mkdir()
+    victim.write_text('data_dir = "/srv/live"\n')
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the backup\n")
+
+    def crafted(name: str, change: Any) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(tmp_path / "b", folder, symlinks=True)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        change(folder, manifest)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        return folder
+
+    def config_outside(folder: Path, manifest: dict[str, Any]) -> None:
+        manifest["config"] = "../victim/gateway.toml"
+
+    def store_outside(folder: Path, manifest: dict[str, Any]) -> None:
+        manifest["stores"] = {"../gw/data/gateway.sqlite": {}}
+
+    def injected(folder: Path, manifest: dict[str, Any]) -> None:
+        manifest["data_dir"] = 'data"\nexec = "evil'
+
+    def linked(folder: Path, manifest: dict[str, Any]) -> None:
+        (folder / "linked.txt").symlink_to(secret)
+        manifest["files"]["linked.txt"] = {
+            "sha256": hashlib.sha256(secret.read_bytes()).hexdigest(),
+            "bytes": secret.stat().st_size,
+        }
+
+    for n, change in enumerate((config_outside, store_outside, injected, linked)):
+        source = crafted(f"c{n}", change)
+        code, out = await asyncio.to_thread(
+            ggk_run, "restore", source, tmp_path / f"r{n}", "--keyring", keyring
+        )
+        assert code == 2 and "refused" in out and "Traceback" not in out, (change, out)
+        assert not (tmp_path / f"r{n}").exists(), change
+    assert victim.read_text() == 'data_dir = "/srv/live"\n'

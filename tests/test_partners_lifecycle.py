@@ -281,3 +281,46 @@ async def test_the_operator_portal_changes_a_partner(setup: Setup) -> None:
         "partner_certificate_registered",
         "partner_disabled",
     ]
+
+
+async def test_a_portal_session_signed_in_with_a_token_ends_when_that_token_is_revoked(
+    setup: Setup,
+) -> None:
+    """A token is revoked because it leaked: whoever signed in to the portal with it must not
+    keep reading the partner's messages for the rest of the session."""
+    async with running(setup):
+        client, _ = await portal_session(setup, "0150")
+        try:
+
+            async def page() -> int:
+                async with client.get(
+                    f"{setup.url}/portal/overdue",
+                    ssl=setup.ssl_context(),
+                    allow_redirects=False,
+                ) as answer:
+                    return answer.status
+
+            assert await page() == 200
+            shown = json.loads((await ggk(setup, "partners", "show", "0150", "--json"))[1])
+            used = next(t["id"] for t in shown["tokens"] if t["valid"])
+            code, out = await ggk(setup, "partners", "token", "issue", "0150", "--json")
+            assert code == 0, out
+            code, out = await ggk(setup, "partners", "token", "revoke", "0150", used)
+            assert code == 0, out
+            await eventually(lambda: _is(setup, setup.token("0150"), 401), timeout=20, interval=0.2)
+            assert await page() != 200
+        finally:
+            await client.close()
+
+
+async def test_a_partner_file_giving_two_partners_one_token_is_refused(setup: Setup) -> None:
+    """A token proves the last partner holding its digest: a file (a hand edit, a pasted
+    line) listing one partner's token digest under another lets the first speak as the
+    second. Like a shared certificate or OIN, the file is refused (by every loader: the
+    commands, the running gateway's reload, the Kafka follower)."""
+    path = setup.directory / "partners.toml"
+    text = path.read_text()
+    digests = re.findall(r'^token_sha256 = "([0-9a-f]{64})"$', text, flags=re.M)
+    path.write_text(text.replace(digests[1], digests[0], 1))
+    code, out = await ggk(setup, "partners", "list")
+    assert code != 0 and "share a token" in out, out

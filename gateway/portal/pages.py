@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,12 @@ UPLOAD_ALLOWANCE = 64 * 1024
 """The upload form around its file: multipart framing, the token, the action."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _holds(partner: Partner, mark: str) -> bool:
+    """Does ``partner`` still hold a valid token whose digest begins with ``mark``?"""
+    now = datetime.now(UTC)
+    return bool(mark) and any(d.startswith(mark) for d in partner.digests(now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +235,8 @@ class Pages:
         partner = self.deps.partners.get(session.partner) if session.partner else None
         if session.partner and (partner is None or partner.disabled):
             return None  # the partner was removed or disabled since
+        if partner is not None and session.via == "token" and not _holds(partner, session.token):
+            return None  # the token it signed in with was revoked (or expired) since
         if partner is not None:
             presented = self.deps.identify(request).partner
             if presented is not None and presented.id != partner.id:

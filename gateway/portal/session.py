@@ -25,6 +25,8 @@ SESSION_COOKIE = "__Host-ggk-session"
 PRESESSION_COOKIE = "__Host-ggk-signin"
 SESSION_SECONDS = 20 * 60
 """Short: a stolen cookie is worth little for long, and sign-in is one form away."""
+TOKEN_MARK = 16
+"""Hex digits of a token's SHA-256 a session keeps (names the token, reveals nothing of it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,9 @@ class Session:
     nonce: str
     via: str
     """``certificate`` or ``token``: how the sign-in was proven."""
+    token: str = ""
+    """A partner's token sign-in: the start of the token's digest, so the session ends when
+    that token is revoked or expires (a leaked token's session must not outlive it)."""
 
 
 class SessionKeys:
@@ -48,11 +53,16 @@ class SessionKeys:
         digest = hmac.new(self._key, label.encode() + b"\x00" + data, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    def mint(self, partner: str | None, admin: bool, via: str, now: float) -> tuple[Session, str]:
+    def mint(
+        self, partner: str | None, admin: bool, via: str, now: float, token: str = ""
+    ) -> tuple[Session, str]:
         """A new session and its cookie value."""
-        session = Session(partner, admin, now + SESSION_SECONDS, secrets.token_urlsafe(18), via)
+        session = Session(
+            partner, admin, now + SESSION_SECONDS, secrets.token_urlsafe(18), via, token
+        )
         body = json.dumps(
-            {"p": partner, "a": admin, "e": session.expires, "n": session.nonce, "v": via},
+            {"p": partner, "a": admin, "e": session.expires, "n": session.nonce, "v": via}
+            | ({"t": token} if token else {}),
             separators=(",", ":"),
         ).encode()
         payload = base64.urlsafe_b64encode(body).decode().rstrip("=")
@@ -68,7 +78,12 @@ class SessionKeys:
         try:
             data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
             session = Session(
-                data["p"], bool(data["a"]), float(data["e"]), str(data["n"]), str(data["v"])
+                data["p"],
+                bool(data["a"]),
+                float(data["e"]),
+                str(data["n"]),
+                str(data["v"]),
+                str(data.get("t", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None

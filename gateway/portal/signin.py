@@ -18,8 +18,14 @@ from gateway.portal.limits import (
     WindowLimit,
 )
 from gateway.portal.pages import Pages, PortalDeps, Templates, form_refused, same_origin
-from gateway.portal.session import PRESESSION_COOKIE, SESSION_COOKIE, SESSION_SECONDS
+from gateway.portal.session import (
+    PRESESSION_COOKIE,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    TOKEN_MARK,
+)
 from gateway.ratelimit import retry_after
+from routing.partners import token_digest
 
 log = structlog.get_logger("ggk.portal")
 
@@ -140,6 +146,7 @@ class SignIn(Pages):
             )
         method = data.get("method")
         presented = self.deps.identify(request)
+        held = ""
         partner: str | None
         if method == "certificate" and presented.partner is not None:
             partner, admin, via = presented.partner.id, False, "certificate"
@@ -164,6 +171,8 @@ class SignIn(Pages):
                 )
             partner = proven.partner.id if proven.partner else None
             admin, via = proven.admin, "token"
+            if partner is not None and isinstance(secret, str):
+                held = token_digest(secret)[:TOKEN_MARK]
         who = f"partner {partner}" if partner else "operator"  # never one the other
         if wait := self.by_partner.wait(who, now):
             log.warning("portal.signins_limited", who=partner or "operator")
@@ -183,7 +192,7 @@ class SignIn(Pages):
                 },
             )
         self.by_partner.note(who, now)
-        _, cookie = self.deps.keys.mint(partner, admin, via, now)
+        _, cookie = self.deps.keys.mint(partner, admin, via, now, held)
         log.info("portal.signed_in", who=partner or "operator", via=via, peer=peer)
         response = web.HTTPSeeOther("/portal/")
         response.set_cookie(
