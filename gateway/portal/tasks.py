@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,46 @@ class TaskPages(Pages):
             t.gettext("Deze toewijzing wacht niet in uw postvak in."),
         )
 
+    async def send(
+        self,
+        request: web.Request,
+        visitor: Visitor,
+        payload: bytes,
+        findings: Findings,
+        *,
+        field_for: Callable[[Problem], str | None],
+        form: Callable[[int], web.StreamResponse],
+        functie: str,
+        gemeente: str,
+    ) -> web.StreamResponse:
+        """The composed message through the API's path: validated, then submitted. A problem
+        of either is shown on the form again (``form(status)``) beside the field it concerns
+        (``field_for``: a validation problem's field; an accept refusal's by its code);
+        otherwise the page that says the message went to the gemeente."""
+        if visitor.partner is None:  # the tasks' pages are for a partner's clerk only
+            return self._not_found(request, visitor)
+        t = self.language(request)
+        result = await self.deps.validate(payload)
+        if not result.report.valid:
+            for problem in result.report.errors:
+                findings.add(field_for(problem), problem_text(t, problem))
+            return form(422)
+        outcome = await self.deps.submit(
+            self.identity(request, visitor), visitor.partner, payload, result
+        )
+        if outcome.status != 202:
+            code = str(outcome.body.get("code") or "")
+            findings.add(CODES_302.get(code), t.gettext(explain.fo03(code)))
+            return form(outcome.status)
+        return self.render(
+            request,
+            "task_sent.html",
+            visitor=visitor,
+            functie=functie,
+            gemeente=gemeente,
+            outcome=outcome.body,
+        )
+
     def _confirm_form(
         self,
         request: web.Request,
@@ -217,25 +258,17 @@ class TaskPages(Pages):
             values["identificatie"],
             values["dagtekening"],
         )
-        result = await self.deps.validate(payload)
-        if not result.report.valid:
-            for problem in result.report.errors:
-                findings.add(field_of(problem.path, FIELDS_302), problem_text(t, problem))
-            return self._confirm_form(request, visitor, source, values, findings, 422)
-        outcome = await self.deps.submit(
-            self.identity(request, visitor), visitor.partner, payload, result
-        )
-        if outcome.status != 202:
-            code = str(outcome.body.get("code") or "")
-            findings.add(CODES_302.get(code), t.gettext(explain.fo03(code)))
-            return self._confirm_form(request, visitor, source, values, findings, outcome.status)
-        return self.render(
+        return await self.send(
             request,
-            "task_sent.html",
-            visitor=visitor,
+            visitor,
+            payload,
+            findings,
+            field_for=lambda problem: field_of(problem.path, FIELDS_302),
+            form=lambda status: self._confirm_form(
+                request, visitor, source, values, findings, status
+            ),
             functie=source.code,
             gemeente=source.gemeente,
-            outcome=outcome.body,
         )
 
     # start zorg (305) and stop zorg (307): one form, a row per toegewezen product
@@ -337,31 +370,18 @@ class TaskPages(Pages):
             values["dagtekening"],
             [entry for _, entry in rows],
         )
-        result = await self.deps.validate(payload)
-        if not result.report.valid:
-            lines = compose.product_lines(payload, f"{item}Product")
-            for problem in result.report.errors:
-                findings.add(
-                    row_field(problem, lines, [i for i, _ in rows], values),
-                    problem_text(t, problem),
-                )
-            return self._products_form(request, visitor, source, task, values, findings, 422)
-        outcome = await self.deps.submit(
-            self.identity(request, visitor), visitor.partner, payload, result
-        )
-        if outcome.status != 202:
-            code = str(outcome.body.get("code") or "")
-            findings.add(CODES_302.get(code), t.gettext(explain.fo03(code)))
-            return self._products_form(
-                request, visitor, source, task, values, findings, outcome.status
-            )
-        return self.render(
+        lines = compose.product_lines(payload, f"{item}Product")
+        return await self.send(
             request,
-            "task_sent.html",
-            visitor=visitor,
+            visitor,
+            payload,
+            findings,
+            field_for=lambda problem: row_field(problem, lines, [i for i, _ in rows], values),
+            form=lambda status: self._products_form(
+                request, visitor, source, task, values, findings, status
+            ),
             functie=f"{source.prefix.upper()}{number}",
             gemeente=source.gemeente,
-            outcome=outcome.body,
         )
 
     @staticmethod

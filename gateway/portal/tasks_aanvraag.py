@@ -12,15 +12,14 @@ from gateway.portal import compose, compose_requests, explain
 from gateway.portal.i18n import today_in_amsterdam
 from gateway.portal.pages import Visitor
 from gateway.portal.tasks import (
-    CODES_302,
     HEADER_FIELDS,
     Findings,
     TaskPages,
     new_identificatie,
-    problem_text,
 )
 from gateway.portal.tasks_declaratie import CODE
 from gateway.portal.tasks_wijziging import REFERENTIE, euros_text
+from gateway.report import Problem
 
 AANVRAAG_FIELDS = {
     **HEADER_FIELDS,
@@ -184,29 +183,25 @@ class RequestPages(TaskPages):
             values["dagtekening"],
             asked,
         )
-        result = await self.deps.validate(payload)
-        if not result.report.valid:
-            for problem in result.report.errors:
-                path = re.sub(r"\[\d+\]", "", problem.path or "")
-                # a rule that misses an element names it as expected: show it at that field
-                field_name = AANVRAAG_FIELDS.get(str(problem.expected or "")) or next(
-                    (name for element, name in AANVRAAG_FIELDS.items() if path.endswith(element)),
-                    None,
-                )
-                findings.add(field_name, problem_text(t, problem))
-            return self._request_form(request, visitor, source, values, findings, 422)
-        outcome = await self.deps.submit(
-            self.identity(request, visitor), visitor.partner, payload, result
-        )
-        if outcome.status != 202:
-            code = str(outcome.body.get("code") or "")
-            findings.add(CODES_302.get(code), t.gettext(explain.fo03(code)))
-            return self._request_form(request, visitor, source, values, findings, outcome.status)
-        return self.render(
+        return await self.send(
             request,
-            "task_sent.html",
-            visitor=visitor,
+            visitor,
+            payload,
+            findings,
+            field_for=_aanvraag_field,
+            form=lambda status: self._request_form(
+                request, visitor, source, values, findings, status
+            ),
             functie=f"{source.prefix.upper()}315",
             gemeente=source.gemeente,
-            outcome=outcome.body,
         )
+
+
+def _aanvraag_field(problem: Problem) -> str | None:
+    """The form field a problem of a composed 315 concerns; a rule that misses an element
+    names it as expected: shown at that field."""
+    path = re.sub(r"\[\d+\]", "", problem.path or "")
+    return AANVRAAG_FIELDS.get(str(problem.expected or "")) or next(
+        (name for element, name in AANVRAAG_FIELDS.items() if path.endswith(element)),
+        None,
+    )

@@ -9,16 +9,14 @@ import re
 
 from aiohttp import web
 
-from gateway.portal import compose, compose_requests, explain
+from gateway.portal import compose, compose_requests
 from gateway.portal.i18n import Language, today_in_amsterdam
 from gateway.portal.pages import Visitor
 from gateway.portal.tasks import (
-    CODES_302,
     HEADER_FIELDS,
     Findings,
     TaskPages,
     new_identificatie,
-    problem_text,
     row_field,
 )
 
@@ -183,39 +181,22 @@ class DeclarationPages(TaskPages):
             period[1],
             [p for _, p in prestaties],
         )
-        result = await self.deps.validate(payload)
-        if not result.report.valid:
-            lines = compose.product_lines(payload, "Prestatie")
-            for problem in result.report.errors:
-                findings.add(
-                    row_field(
-                        problem,
-                        lines,
-                        [j for j, _ in prestaties],
-                        values,
-                        DECLARATIE_ROW,
-                        DECLARATIE_HEADER,
-                    ),
-                    problem_text(t, problem),
-                )
-            return self._declaration_form(request, visitor, sources, values, findings, 422)
-        outcome = await self.deps.submit(
-            self.identity(request, visitor), visitor.partner, payload, result
-        )
+        lines = compose.product_lines(payload, "Prestatie")
+        row_numbers = [j for j, _ in prestaties]
         first = sources[0][1]
-        if outcome.status != 202:
-            code = str(outcome.body.get("code") or "")
-            findings.add(CODES_302.get(code), t.gettext(explain.fo03(code)))
-            return self._declaration_form(
-                request, visitor, sources, values, findings, outcome.status
-            )
-        return self.render(
+        return await self.send(
             request,
-            "task_sent.html",
-            visitor=visitor,
+            visitor,
+            payload,
+            findings,
+            field_for=lambda problem: row_field(
+                problem, lines, row_numbers, values, DECLARATIE_ROW, DECLARATIE_HEADER
+            ),
+            form=lambda status: self._declaration_form(
+                request, visitor, sources, values, findings, status
+            ),
             functie=f"{first.prefix.upper()}323",
             gemeente=first.gemeente,
-            outcome=outcome.body,
         )
 
     @staticmethod

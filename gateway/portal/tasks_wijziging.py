@@ -12,12 +12,10 @@ from gateway.portal import compose, compose_requests, explain
 from gateway.portal.i18n import Language, today_in_amsterdam
 from gateway.portal.pages import Visitor
 from gateway.portal.tasks import (
-    CODES_302,
     HEADER_FIELDS,
     Findings,
     TaskPages,
     new_identificatie,
-    problem_text,
     row_field,
 )
 
@@ -155,36 +153,21 @@ class ChangePages(TaskPages):
             values["reden"],
             [c for _, c in changes],
         )
-        result = await self.deps.validate(payload)
-        if not result.report.valid:
-            lines = compose.product_lines(payload, "TeWijzigenProduct")
-            for problem in result.report.errors:
-                findings.add(
-                    row_field(
-                        problem,
-                        lines,
-                        [j for j, _ in changes],
-                        values,
-                        WIJZIGING_ROW,
-                        WIJZIGING_HEADER,
-                    ),
-                    problem_text(t, problem),
-                )
-            return self._change_form(request, visitor, source, values, findings, 422)
-        outcome = await self.deps.submit(
-            self.identity(request, visitor), visitor.partner, payload, result
-        )
-        if outcome.status != 202:
-            code = str(outcome.body.get("code") or "")
-            findings.add(CODES_302.get(code), t.gettext(explain.fo03(code)))
-            return self._change_form(request, visitor, source, values, findings, outcome.status)
-        return self.render(
+        lines = compose.product_lines(payload, "TeWijzigenProduct")
+        row_numbers = [j for j, _ in changes]
+        return await self.send(
             request,
-            "task_sent.html",
-            visitor=visitor,
+            visitor,
+            payload,
+            findings,
+            field_for=lambda problem: row_field(
+                problem, lines, row_numbers, values, WIJZIGING_ROW, WIJZIGING_HEADER
+            ),
+            form=lambda status: self._change_form(
+                request, visitor, source, values, findings, status
+            ),
             functie=f"{source.prefix.upper()}317",
             gemeente=source.gemeente,
-            outcome=outcome.body,
         )
 
     @staticmethod
