@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,12 @@ class Findings:
 def new_identificatie(letter: str = "R") -> str:
     """A fresh Identificatie to prefill: ``letter`` and eleven hex digits (12 characters)."""
     return letter + env.new_referentienummer().replace("-", "")[:11].upper()
+
+
+def named_codes(lists: tuple[str, ...], codes: Iterable[str]) -> list[tuple[str, str]]:
+    """The codes a form's select offers, each with its official name from ``lists`` (the
+    code itself where the lists have none)."""
+    return [(code, explain.code_name(lists, code) or code) for code in codes]
 
 
 def problem_text(t: Language, problem: Any) -> str:
@@ -303,10 +309,9 @@ class TaskPages(Pages):
         findings: Findings,
         status: int = 200,
     ) -> web.Response:
-        redenen = [
-            (code, explain.code_name(REDEN[source.standard], code) or code)
-            for code in compose.reden_codes(self.deps.contents.registry, source)
-        ]
+        redenen = named_codes(
+            REDEN[source.standard], compose.reden_codes(self.deps.contents.registry, source)
+        )
         return self.render(
             request,
             "task_products.html",

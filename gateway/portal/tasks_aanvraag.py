@@ -8,13 +8,14 @@ import re
 
 from aiohttp import web
 
-from gateway.portal import compose, compose_requests, explain
+from gateway.portal import compose, compose_requests
 from gateway.portal.i18n import today_in_amsterdam
 from gateway.portal.pages import Visitor
 from gateway.portal.tasks import (
     HEADER_FIELDS,
     Findings,
     TaskPages,
+    named_codes,
     new_identificatie,
 )
 from gateway.portal.tasks_declaratie import CODE
@@ -56,12 +57,10 @@ class RequestPages(TaskPages):
         status: int = 200,
     ) -> web.Response:
         model = source.products[0]
-        verwijzers = [
-            (code, explain.code_name(VERWIJZER[source.standard], code) or code)
-            for code in compose.enumeration(
-                self.deps.contents.registry, source, "LDT_TypeVerwijzer"
-            )
-        ]
+        verwijzers = named_codes(
+            VERWIJZER[source.standard],
+            compose.enumeration(self.deps.contents.registry, source, "LDT_TypeVerwijzer"),
+        )
         return self.render(
             request,
             "task_request.html",

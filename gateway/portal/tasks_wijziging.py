@@ -8,13 +8,14 @@ import re
 
 from aiohttp import web
 
-from gateway.portal import compose, compose_requests, explain
+from gateway.portal import compose, compose_requests
 from gateway.portal.i18n import Language, today_in_amsterdam
 from gateway.portal.pages import Visitor
 from gateway.portal.tasks import (
     HEADER_FIELDS,
     Findings,
     TaskPages,
+    named_codes,
     new_identificatie,
     row_field,
 )
@@ -54,10 +55,10 @@ class ChangePages(TaskPages):
         findings: Findings,
         status: int = 200,
     ) -> web.Response:
-        redenen = [
-            (code, explain.code_name(VERZOEK_REDEN[source.standard], code) or code)
-            for code in compose.enumeration(self.deps.contents.registry, source, "LDT_RedenVerzoek")
-        ]
+        redenen = named_codes(
+            VERZOEK_REDEN[source.standard],
+            compose.enumeration(self.deps.contents.registry, source, "LDT_RedenVerzoek"),
+        )
         return self.render(
             request,
             "task_change.html",
