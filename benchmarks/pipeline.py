@@ -30,7 +30,7 @@ from gateway import envelope as env
 from gateway import logs, soap
 from gateway.config import load
 from gateway.ingest import Accepted, Identity
-from gateway.stored_facts import stored_facts
+from gateway.reading import read_facts
 from gateway.web.wiring import Gateway, build
 from kit.harness import prepare_gateways
 
@@ -99,7 +99,7 @@ def stages(gw: Gateway, kind: str, repeat: int) -> dict[str, float]:
         "soap unwrap": _timed(lambda: soap.unwrap(message.body, None, gw.soap_limits), times),
         "envelope parse": _timed(lambda: env.parse(element), times),
         "payload validate": _timed(lambda: validator.validate_payload(envelope.payload), times),
-        "stored facts": _timed(lambda: stored_facts(element, envelope, root, (code, keys)), times),
+        "stored facts": _timed(lambda: read_facts(element, envelope, code, root, keys), times),
         "envelope tostring": _timed(
             lambda: etree.tostring(element, encoding="UTF-8", xml_declaration=True), times
         ),
@@ -111,7 +111,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         configs, _ = prepare_gateways(Path(tmp) / "gw", 9, receivers=mix.RECEIVERS)
         gw = build(load(configs[0]))
-        await gw.ingress.payloads.start()
+        if gw.ingress.readers is not None:
+            await gw.ingress.readers.start()
         await gw.broker.start()
         try:
             await _accept_round(gw, mix.draw(min(100, args.messages), seed=9, start=10**8))
@@ -124,7 +125,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             per_kind = {kind: stages(gw, kind, args.repeat) for kind in args.kinds}
         finally:
             await gw.broker.close()
-            gw.ingress.payloads.close()
+            if gw.ingress.readers is not None:
+                await gw.ingress.readers.close()
     report = {
         "rounds": [asdict(r) for r in rounds],
         "best_cpu_ms_per_message": min(r.cpu_ms_per_message for r in rounds),

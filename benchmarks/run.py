@@ -45,6 +45,8 @@ class Scenario:
     audit: bool = True
     mtls: bool = True
     processes: int = 1
+    readers: int | None = None
+    """Reader processes per gateway (gateway/readers.py); None: the gateway's default."""
 
 
 SCENARIOS = {
@@ -53,6 +55,8 @@ SCENARIOS = {
         Scenario("sqlite"),
         Scenario("sqlite-audit-off", audit=False),
         Scenario("sqlite-token", mtls=False),
+        Scenario("sqlite-inline", readers=0),
+        Scenario("sqlite-1-reader", readers=1),
         Scenario("kafka", backend="kafka"),
         Scenario("kafka-2", backend="kafka", processes=2),
         Scenario("kafka-3", backend="kafka", processes=3),
@@ -296,6 +300,7 @@ async def run_scenario(
             audit=scenario.audit,
             kafka=bootstrap if scenario.backend == "kafka" else None,
             processes=scenario.processes,
+            readers=scenario.readers,
         )
         check = ssl.create_default_context(cafile=str(directory / "pki" / "ca.crt"))
         servers = [
@@ -313,7 +318,9 @@ async def run_scenario(
             await saturation(clients, sink, warm, args.concurrency, scenario.name)
             cpu_before = sum(cpu_seconds(s.pid) for s in servers)
             sat = mix.draw(args.messages, seed=2, start=0)
-            with flame_graph(args.flame, scenario.name, [s.pid for s in servers]):
+            with flame_graph(
+                args.flame, scenario.name, [s.pid for s in servers], args.flame_format
+            ):
                 result.phases.append(
                     await saturation(clients, sink, sat, args.concurrency, scenario.name)
                 )
@@ -341,9 +348,12 @@ async def run_scenario(
 
 
 @contextlib.contextmanager
-def flame_graph(directory: str | None, name: str, pids: list[int]) -> Iterator[None]:
+def flame_graph(
+    directory: str | None, name: str, pids: list[int], fmt: str = "flamegraph"
+) -> Iterator[None]:
     """Record the gateway processes (and their validation workers) with py-spy while the
-    block runs, into ``<directory>/flame-<scenario>-<pid>.svg``; nothing when not asked."""
+    block runs, into ``<directory>/flame-<scenario>-<pid>.svg`` (``.txt`` of collapsed
+    stacks with ``fmt="raw"``, for counting by script); nothing when not asked."""
     if directory is None:
         yield
         return
@@ -358,8 +368,10 @@ def flame_graph(directory: str | None, name: str, pids: list[int]) -> Iterator[N
                 "--subprocesses",
                 "--rate",
                 "100",
+                "--format",
+                fmt,
                 "--output",
-                str(Path(directory) / f"flame-{name}-{pid}.svg"),
+                str(Path(directory) / f"flame-{name}-{pid}.{'txt' if fmt == 'raw' else 'svg'}"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -533,4 +545,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flame",
         metavar="DIR",
         help="record a py-spy flame graph (SVG) of each gateway over the saturation phase",
+    )
+    parser.add_argument(
+        "--flame-format",
+        choices=("flamegraph", "raw", "speedscope"),
+        default="flamegraph",
+        help="py-spy output of --flame: an SVG, or raw collapsed stacks (.txt) to count by script",
     )

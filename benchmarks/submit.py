@@ -67,7 +67,8 @@ async def main(args: argparse.Namespace) -> None:
         directory = Path(tmp) / "gw"
         demo.init(directory, port=free_port())
         gw = build(load(directory / "gateway.toml"))
-        await gw.ingress.payloads.start()
+        if gw.ingress.readers is not None:
+            await gw.ingress.readers.start()
         await gw.broker.start()
         try:
             print(
@@ -86,7 +87,8 @@ async def main(args: argparse.Namespace) -> None:
                 )
         finally:
             await gw.broker.close()
-            gw.ingress.payloads.close()
+            if gw.ingress.readers is not None:
+                await gw.ingress.readers.close()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from gateway.xmlsafe import DEFAULT_MAX_BYTES
 from routing.table import RouteTable
 
 MIN_CELL_FLOOR = 3
+MAX_READERS = 16
+AUTO_READERS = 4
+"""Reader processes when ``readers`` is left out: one per core, at most this many."""
 """The smallest base for beleidsinformatie: with 1 every count is exact, with 2 a published
 2 still narrows a count to 1..2 (docs/figures.md)."""
 
@@ -178,6 +182,9 @@ class GatewayConfig:
     carried them): an answer to an unknown reference is routed by its envelope, unlinked, and
     marked as unlinked in the receiver's inbox (docs/conversations.md)."""
     schema_dirs: tuple[Path, ...] = ()
+    readers: int | None = None
+    """Reader processes that read offered messages on the other cores (gateway/readers.py);
+    0: read in the gateway process; None: one per core, at most MAX_READERS."""
     tls: TlsConfig | None = None
     admin_token_sha256: str | None = None
     metrics_token_sha256: str | None = None
@@ -289,6 +296,7 @@ def _read(root: Table, path: Path) -> GatewayConfig:
             business_rules=str(gw.get("business_rules", "reject")),
             conversations=str(gw.get("conversations", "strict")),
             schema_dirs=tuple(rel(d) for d in gw.get("schema_dirs", [])),
+            readers=int(gw["readers"]) if "readers" in gw else None,
             tls=tls,
             admin_token_sha256=auth.get("admin_token_sha256"),
             metrics_token_sha256=auth.get("metrics_token_sha256"),
@@ -451,6 +459,11 @@ def check(config: GatewayConfig) -> None:
         raise ConfigError(f"{config.path}: broker = 'kafka' needs a [kafka] table")
     if config.business_rules not in ("reject", "record"):
         raise ConfigError(f"{config.path}: business_rules is 'reject' or 'record'")
+    if config.readers is not None and not 0 <= config.readers <= MAX_READERS:
+        raise ConfigError(
+            f"{config.path}: readers is a number of processes from 0 to {MAX_READERS} "
+            "(0: read messages in the gateway process; leave it out for one per core)"
+        )
     if config.conversations not in ("strict", "lenient"):
         raise ConfigError(
             f"{config.path}: conversations is 'strict' or 'lenient', not {config.conversations!r}"
@@ -560,3 +573,11 @@ def _check_partner_limits(path: Path, lim: ConnectionLimits) -> None:
             f"{path}: [limits] partner_burst is a whole number of requests from 1 to "
             f"{MAX_PARTNER_RATE:,}, not {burst!r}"
         )
+
+
+def reader_count(config: GatewayConfig) -> int:
+    """How many reader processes ``config`` asks for (``readers`` left out: one per core the
+    process may use, at most AUTO_READERS)."""
+    if config.readers is not None:
+        return config.readers
+    return max(1, min(AUTO_READERS, len(os.sched_getaffinity(0))))

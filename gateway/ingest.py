@@ -23,25 +23,30 @@ from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelive
 from gateway.figures import FigureKeys
 from gateway.offload import PayloadValidator
 from gateway.pairing import pair_problems
-from gateway.report import Problem, Severity
+from gateway.readers import ReaderLost, Readers
+from gateway.reading import (
+    Caller,
+    Read,
+    Refused,
+    Rejected,
+    Settings,
+    answers_another,
+    describe,
+    judge_payload,
+    names_a_message,
+    read_envelope,
+    read_facts,
+    refuse,
+    spoofed,
+    text_payload_refusal,
+)
 from gateway.standards import MessageType
-from gateway.stored_facts import StoredFacts, payload_header, stored_facts
-from gateway.validation import PayloadResult, Validator, envelope_matches_payload
+from gateway.validation import PayloadResult, Validator
+from gateway.xmlsafe import parse_untrusted
 from routing.partners import Partner, PartnerRegistry
 from routing.table import Refusal, RoutedMessage, RouteTable
 
 log = structlog.get_logger("ggk.ingest")
-
-# Rule ids of envelope/payload problems → the foutcode a sender gets (docs/errors.md).
-ENVELOPE_CODES = {
-    "IB009": "IB009",
-    "ENV-BESTANDSNAAM": "StUF055",
-    "ENV-FUNCTIE": "IB240",
-    "ENV-KIND": "StUF040",
-    "ENV-ZENDER": "StUF052",
-    "ENV-ONTVANGER": "IB210",
-    "XML-SIZE": "IB007",
-}
 
 NOT_YOUR_CONVERSATION = (
     "crossRefnummer names no message that the ontvanger sent to you through this gateway"
@@ -78,16 +83,6 @@ class Accepted:
     bv03_tijdstip: str
     duplicate: bool
     destinations: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    code: str
-    plek: str
-    omschrijving: str
-    cross_ref: str = ""
-    zender: env.Systeem | None = None
-    details: str | None = None
     functie: str | None = None
 
 
@@ -105,12 +100,6 @@ class Wrapping:
     referentienummer: str | None = None
 
 
-def _describe(problem: Problem) -> str:
-    where = f" at {problem.path}" if problem.path else ""
-    code = f" [{problem.retourcode}]" if problem.retourcode else ""
-    return f"{problem.rule}{code}{where}: {problem.message}"
-
-
 class Ingress:
     """The accept path shared by SOAP, REST and ``ggk submit``."""
 
@@ -126,16 +115,20 @@ class Ingress:
         text_functies: frozenset[str] = frozenset(),
         figure_keys: FigureKeys | None = None,
         lenient_conversations: bool = False,
+        readers: Readers | None = None,
     ) -> None:
         self.validator = validator
+        self.readers = readers
+        """Reader processes for SOAP requests (gateway/readers.py); None: read here."""
+        self.settings = Settings(text_functies, reject_rule_violations)
         self.lenient_conversations = lenient_conversations
         """``[gateway] conversations = "lenient"``: an answer to a reference that is not a
         message between its two parties is routed by its envelope and stored unlinked
         (migrations), instead of refused with StUF043."""
         self.figure_keys = figure_keys
         """Keys of the beleidsinformatie facts (gateway/figures.py); None: none are taken."""
-        self.payloads = payloads or PayloadValidator(validator, ())
-        """Large payloads to a worker process once started (see gateway.offload)."""
+        self.payloads = payloads or PayloadValidator(validator, readers)
+        """Large payloads to a reader process once started (see gateway.offload)."""
         self.partners = partners
         self.routes = routes
         self.broker = broker
@@ -149,6 +142,26 @@ class Ingress:
         """Accept or refuse; every refusal is audited (nothing else is stored for it).
         ``offload``: a large envelope, read in a thread instead of on the event loop."""
         return await self._audited(await self._accept(element, identity, offload), identity)
+
+    async def read_soap(
+        self, body: bytes, soap_action: str | None, identity: Identity
+    ) -> Read | Refused | None:
+        """A SOAP request read by a reader process; None when there is none to read it (or
+        it was lost on the way): the caller then unwraps it and calls :meth:`accept_envelope`.
+        Raises :class:`gateway.soap.SoapFault` as :func:`gateway.soap.unwrap` does."""
+        if self.readers is None or not self.readers.running or identity.partner is None:
+            return None
+        try:
+            read: Read | Refused = await self.readers.read_soap(
+                body, soap_action, self._caller(identity)
+            )
+        except ReaderLost:
+            return None
+        return read
+
+    async def accept_read(self, read: Read | Refused, identity: Identity) -> Accepted | Rejected:
+        """Accept or refuse a message a reader process read (:meth:`read_soap`)."""
+        return await self._audited(await self._settle(read, identity), identity)
 
     async def accept_payload(
         self,
@@ -217,34 +230,46 @@ class Ingress:
         except StorageError:
             log.error("audit.write_failed", code=code)
 
+    def _caller(self, identity: Identity) -> Caller:
+        assert identity.partner is not None  # checked before anything is read
+        partner = identity.partner
+        return Caller(partner.id, partner.kind.party, partner.kind.value)
+
     async def _accept(
         self, element: etree._Element, identity: Identity, offload: bool
     ) -> Accepted | Rejected:
+        """Read the envelope here (gateway/reading.py's stages; the large steps in a thread,
+        the payload's validation in a reader when large) and accept it."""
         if identity.partner is None:  # nothing of an unknown caller's message is read
             return Rejected("StUF052", "client", "sender is not authenticated")
-        try:
-            envelope = (
-                await asyncio.to_thread(env.parse, element) if offload else env.parse(element)
-            )
-        except env.EnvelopeError as exc:
-            return _unreadable(element, exc)
-        rejected = self._check_envelope(envelope, identity)
-        if rejected is not None:
-            return rejected
-
+        caller = self._caller(identity)
+        envelope = (
+            await asyncio.to_thread(read_envelope, element, caller)
+            if offload
+            else read_envelope(element, caller)
+        )
+        if isinstance(envelope, Refused):
+            return self._refused(envelope, identity)
+        unknown = self._unknown_receiver(envelope)
+        if unknown is not None:
+            return unknown
         message: MessageType | None = None
         payload_root: etree._Element | None = None
-        if envelope.kind is not env.Kind.FO01:
-            if env.named_message(envelope.functie) is None:
-                problem = env.check_text_payload(envelope, self.text_functies)
-                if problem is not None:
-                    return self._reject(envelope, "IB240", "client", _describe(problem))
-            else:
-                checked = await self._check_payload(envelope, identity)
-                if isinstance(checked, Rejected):
-                    return checked
-                message, payload_root = checked
-        return await self._store(element, envelope, identity, message, payload_root, offload)
+        if names_a_message(envelope):
+            result = await self.payloads.validate_payload(envelope.payload)
+            judged = judge_payload(envelope, caller, result, self.settings)
+            if isinstance(judged, Refused):
+                return self._refused(judged, identity)
+            message, payload_root = judged
+        elif envelope.kind is not env.Kind.FO01:
+            refused = text_payload_refusal(envelope, self.settings)
+            if refused is not None:
+                return self._refused(refused, identity)
+        return await self._settle(
+            await self._facts(element, envelope, message, payload_root, offload),
+            identity,
+            payload_root,
+        )
 
     async def _accept_validated(
         self, validated: PayloadResult, wrapping: Wrapping, identity: Identity, offload: bool
@@ -265,116 +290,91 @@ class Ingress:
             referentienummer=wrapping.referentienummer,
         )
         element = await asyncio.to_thread(build) if offload else build()
-        try:  # the envelope's schema and chain checks (about 1 ms for 1 MB: no decoding)
-            envelope = env.parse(element, wrapping.payload)
-        except env.EnvelopeError as exc:
-            return _unreadable(element, exc)
-        rejected = self._check_envelope(envelope, identity)
-        if rejected is not None:
-            return rejected
-        checked = self._judge_payload(envelope, identity, validated)
-        if isinstance(checked, Rejected):
-            return checked
-        message, payload_root = checked
-        return await self._store(element, envelope, identity, message, payload_root, offload)
+        caller = self._caller(identity)
+        # the envelope's schema and chain checks (about 1 ms for 1 MB: no decoding)
+        envelope = read_envelope(element, caller, wrapping.payload)
+        if isinstance(envelope, Refused):
+            return self._refused(envelope, identity)
+        unknown = self._unknown_receiver(envelope)
+        if unknown is not None:
+            return unknown
+        judged = judge_payload(envelope, caller, validated, self.settings)
+        if isinstance(judged, Refused):
+            return self._refused(judged, identity)
+        message, payload_root = judged
+        return await self._settle(
+            await self._facts(element, envelope, message, payload_root, offload),
+            identity,
+            payload_root,
+        )
 
-    async def _store(
+    async def _facts(
         self,
         element: etree._Element,
         envelope: env.Envelope,
-        identity: Identity,
         message: MessageType | None,
         payload_root: etree._Element | None,
         offload: bool,
+    ) -> Read:
+        """What is stored beside the routing; in a thread for a large message, so the loop
+        goes on serving others while megabytes are serialised and hashed."""
+        args = (element, envelope, message, payload_root, self.figure_keys)
+        return await asyncio.to_thread(read_facts, *args) if offload else read_facts(*args)
+
+    async def _settle(
+        self,
+        read: Read | Refused,
+        identity: Identity,
+        payload_root: etree._Element | None = None,
     ) -> Accepted | Rejected:
-        # Serialising, hashing and collecting BSNs cost tens of milliseconds for a message of
-        # megabytes: done in a thread for a large one, so the loop goes on serving others.
-        counted = (message, self.figure_keys) if message and self.figure_keys else None
-        facts = (
-            await asyncio.to_thread(stored_facts, element, envelope, payload_root, counted)
-            if offload
-            else stored_facts(element, envelope, payload_root, counted)
+        """A read message (here or by a reader process) through what depends on the gateway's
+        state: the ontvanger a partner, the conversation, the pair, the route, the store."""
+        if identity.partner is None:
+            return Rejected("StUF052", "client", "sender is not authenticated")
+        if isinstance(read, Refused):
+            return self._refused(read, identity)
+        envelope = read.envelope
+        if envelope.zender.organisatie != identity.partner.id:  # a reader's word, checked
+            return self._refused(spoofed(envelope, self._caller(identity)), identity)
+        unknown = self._unknown_receiver(envelope)
+        if unknown is not None:
+            return unknown
+        message = read.message_type
+        if payload_root is None and answers_another(message) and self.reject_rule_violations:
+            # read by a reader process: the pair checks need the payload's tree here
+            payload_root = parse_untrusted(envelope.payload, self.validator.limits)
+        return await self._route_and_store(envelope, read, identity, message, payload_root)
+
+    def _unknown_receiver(self, envelope: env.Envelope) -> Rejected | None:
+        if self.partners.get(envelope.ontvanger.organisatie) is not None:
+            return None
+        return self._reject(
+            envelope,
+            "IB210",
+            "client",
+            f"receiving organisation {envelope.ontvanger.organisatie} is unknown to the gateway",
         )
-        return await self._route_and_store(envelope, facts, identity, message, payload_root)
 
-    async def _check_payload(
-        self, envelope: env.Envelope, identity: Identity
-    ) -> tuple[MessageType, etree._Element] | Rejected:
-        """The payload of a functie that names an iWmo/iJw message: that message, as XML,
-        passing XSD, rules, envelope/payload agreement and the sender-kind check, whatever
-        the envelope's label (xmlBestand, tekstBestand, contentType) claims."""
-        result = await self.payloads.validate_payload(envelope.payload)
-        return self._judge_payload(envelope, identity, result)
-
-    def _judge_payload(
-        self, envelope: env.Envelope, identity: Identity, result: PayloadResult
-    ) -> tuple[MessageType, etree._Element] | Rejected:
-        """A validated payload against the rules of acceptance: no blocking problem, the
-        envelope agreeing with it, and a sender of the kind that sends this message."""
-        errors = result.report.errors
-        blocking = [p for p in errors if p.level == 1 or self.reject_rule_violations]
-        if blocking:
-            first = blocking[0]
-            code = "StUF055" if first.level == 1 else "StUF058"
-            return self._reject(
-                envelope, code, "client", _describe(first), details=f"{len(errors)} problem(s)"
+    def _refused(self, refused: Refused, identity: Identity) -> Rejected:
+        """Log a refusal of the reading stages; an unknown ontvanger comes first (IB210), as
+        when it is checked before the payload."""
+        if refused.ontvanger is not None and self.partners.get(refused.ontvanger) is None:
+            zender = refused.rejected.zender
+            return self._log_rejected(
+                Rejected(
+                    "IB210",
+                    "client",
+                    f"receiving organisation {refused.ontvanger} is unknown to the gateway"[:200],
+                    refused.rejected.cross_ref,
+                    zender,
+                    None,
+                    refused.rejected.functie,
+                )
             )
-        if result.identified is None or result.root is None:
-            return self._reject(envelope, "StUF055", "client", "payload not identified")
-        message, payload_root = result.identified.message, result.root
-        mismatch = [
-            p
-            for p in envelope_matches_payload(envelope, message, payload_root)
-            if p.severity is Severity.ERROR
-        ]
-        if mismatch:
-            return self._reject(
-                envelope,
-                ENVELOPE_CODES.get(mismatch[0].rule, "StUF055"),
-                "client",
-                _describe(mismatch[0]),
-            )
-        sender = identity.partner
-        assert sender is not None
-        if sender.kind.party is not message.sender:
-            return self._reject(
-                envelope, "IB234", "client", f"a {sender.kind.value} may not send {message.code}"
-            )
-        return message, payload_root
-
-    def _check_envelope(self, envelope: env.Envelope, identity: Identity) -> Rejected | None:
-        errors = [p for p in env.check(envelope) if p.severity is Severity.ERROR]
-        if errors:
-            return self._reject(
-                envelope,
-                ENVELOPE_CODES.get(errors[0].rule, "StUF055"),
-                "client",
-                _describe(errors[0]),
-            )
-        assert identity.partner is not None  # checked before the envelope was read
-        if envelope.zender.organisatie != identity.partner.id:
-            log.warning(
-                "message.spoofed_sender",
-                authenticated=identity.partner.id,
-                claimed=envelope.zender.organisatie,
-                peer=identity.peer,
-            )
-            return self._reject(
-                envelope,
-                "StUF052",
-                "client",
-                f"authenticated as {identity.partner.id}, may not send as "
-                f"{envelope.zender.organisatie}",
-            )
-        if self.partners.get(envelope.ontvanger.organisatie) is None:
-            return self._reject(
-                envelope,
-                "IB210",
-                "client",
-                f"receiving organisation {envelope.ontvanger.organisatie} "
-                "is unknown to the gateway",
-            )
-        return None
+        if refused.spoofed is not None:
+            log.warning("message.spoofed_sender", **refused.spoofed, peer=identity.peer)
+        log.info("message.rejected", **refused.fields)
+        return refused.rejected
 
     def _reject(
         self,
@@ -384,32 +384,30 @@ class Ingress:
         omschrijving: str,
         details: str | None = None,
     ) -> Rejected:
+        refused = refuse(envelope, code, omschrijving, plek=plek, details=details)
+        log.info("message.rejected", **refused.fields)
+        return refused.rejected
+
+    def _log_rejected(self, rejected: Rejected) -> Rejected:
         log.info(
             "message.rejected",
-            referentienummer=envelope.referentienummer[:40],
-            zender=envelope.zender.organisatie[:20],
-            functie=env.functie_label(envelope.functie),
-            code=code,
+            referentienummer=rejected.cross_ref[:40],
+            zender=(rejected.zender.organisatie if rejected.zender else "")[:20],
+            functie=env.functie_label(rejected.functie),
+            code=rejected.code,
         )
-        return Rejected(
-            code,
-            plek,
-            omschrijving[:200],
-            envelope.referentienummer,
-            envelope.zender,
-            details,
-            envelope.functie,
-        )
+        return rejected
 
     async def _route_and_store(
         self,
         envelope: env.Envelope,
-        facts: StoredFacts,
+        read: Read,
         identity: Identity,
         message: MessageType | None,
         payload_root: etree._Element | None,
     ) -> Accepted | Rejected:
         assert identity.partner is not None
+        facts, header = read.facts, read.header
         receiver = envelope.ontvanger.organisatie
         heen_id: str | None = None
         if envelope.kind is not env.Kind.DI01:
@@ -437,7 +435,7 @@ class Ingress:
                     envelope,
                     "StUF058",
                     "client",
-                    _describe(found[0]),
+                    describe(found[0]),
                     details=f"{len(found)} problem(s)",
                 )
         routed = RoutedMessage(
@@ -468,7 +466,6 @@ class Ingress:
                     transports.holds(partner.delivery.adapter),
                 )
             )
-        header = payload_header(payload_root, message)
         record = NewMessage(
             id=uuid.uuid4().hex,
             kind=envelope.kind.value,
@@ -536,17 +533,5 @@ class Ingress:
             outcome.bv03_tijdstip,
             outcome.status == "duplicate",
             tuple(p.destination for p in planned),
+            envelope.functie,
         )
-
-
-def _unreadable(element: etree._Element, exc: env.EnvelopeError) -> Rejected:
-    """The refusal of an envelope that cannot be read: its first problem's foutcode."""
-    first = exc.problems[0]
-    log.info("message.rejected", referentienummer=env.reply_reference(element), rule=first.rule)
-    return Rejected(
-        ENVELOPE_CODES.get(first.rule, "StUF055"),
-        "client",
-        _describe(first)[:200],
-        cross_ref=env.reply_reference(element),
-        zender=env.reply_zender(element),
-    )

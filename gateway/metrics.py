@@ -40,10 +40,12 @@ for _reason in ("per_peer_cap", "total_cap", "header_timeout", "tls_handshake"):
 PAYLOAD_VALIDATIONS = Counter(
     "ggk_payload_validations_total",
     "iWmo/iJw payloads validated (XSD and business rules) by the accept path.",
-    ["where"],  # inline, worker
+    # inline; worker: a large REST/portal payload in a reader process; reader: a SOAP
+    # request read as a whole (envelope to stored facts) in a reader process
+    ["where"],
     registry=REGISTRY,
 )
-for _where in ("inline", "worker"):
+for _where in ("inline", "worker", "reader"):
     PAYLOAD_VALIDATIONS.labels(where=_where)  # present at 0
 BODY_BUDGET_WAITS = Counter(
     "ggk_body_budget_refusals_total",

@@ -103,7 +103,8 @@ def demo_gateway(
     settings = {**BENCH_PARTNER_LIMITS, **settings}
     for key, value in settings.items():
         line = f"{key} = {str(value).lower() if isinstance(value, bool) else value}"
-        config, found = re.subn(rf"^{key} = .*$", line, config, flags=re.M)
+        # a setting the file names, or offers commented out (``# readers = 2``)
+        config, found = re.subn(rf"^(# )?{key} = .*$", line, config, flags=re.M)
         if not found:
             raise KeyError(f"{key} is not a setting of the demo gateway.toml")
     (directory / "gateway.toml").write_text(config)
@@ -196,11 +197,14 @@ def prepare_gateways(
     audit: bool = True,
     kafka: str | None = None,
     processes: int = 1,
+    readers: int | None = None,
 ) -> tuple[list[Path], list[int]]:
     """A demo setup for one scenario: the embedded backend, or ``processes`` gateway
-    processes on the Kafka cluster at ``kafka`` (a fresh topic prefix). Returns the config
-    files and ports of the processes to start."""
-    port = demo_gateway(directory, sink_port, receivers=receivers)
+    processes on the Kafka cluster at ``kafka`` (a fresh topic prefix); ``readers``: reader
+    processes per gateway (None: the default). Returns the config files and ports of the
+    processes to start."""
+    settings = {} if readers is None else {"readers": readers}
+    port = demo_gateway(directory, sink_port, receivers=receivers, **settings)
     config = directory / "gateway.toml"
     if not audit:
         config.write_text(config.read_text().replace("[audit]\n", "[audit]\nenabled = false\n"))

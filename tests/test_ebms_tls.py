@@ -203,7 +203,7 @@ async def test_loopback_http_says_it_is_for_local_tests(tmp_path: Path, capture:
         config.replace(f"port = {setup.port}\n", f"port = {setup.port}\nplain_http = true\n", 1)
     )
     with capture_logs() as logs:
-        build(load_config(setup.config_path)).ingress.payloads.close()
+        build(load_config(setup.config_path))
     warned = [entry for entry in logs if entry["event"] == "ebms.loopback_http"]
     assert warned and warned[0]["log_level"] == "warning"
     assert "local tests only" in warned[0]["note"]

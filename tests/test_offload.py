@@ -1,8 +1,10 @@
-"""Large payloads are validated in a worker process (gateway/offload.py): same verdict as
-inline validation, the tree is there for routing, and a gateway accepts a 1 MB declaratie."""
+"""Large payloads are validated in a reader process (gateway/offload.py, gateway/readers.py):
+same verdict as inline validation, the tree is there for routing, a lost reader costs no
+message, and a gateway accepts a 1 MB declaratie."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import uuid
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from gateway.offload import PayloadValidator
+from gateway.readers import Readers, ReaderSetup
+from gateway.reading import Settings
 from gateway.validation import Validator
 from kit.gateway import Sink, make_setup, rest, running
 from kit.messages import big_declaratie
@@ -19,11 +23,14 @@ BIG = big_declaratie()
 
 @pytest.mark.slow
 async def test_worker_gives_the_same_verdict_as_inline(validator: Validator) -> None:
-    payloads = PayloadValidator(validator, ())
-    await payloads.start()
+    readers = Readers(
+        ReaderSetup((), validator.limits, validator.limits, None, Settings()), count=1
+    )
+    payloads = PayloadValidator(validator, readers)
+    await readers.start()
     try:
         workers = multiprocessing.active_children()
-        assert workers, "no worker process was started"
+        assert workers, "no reader process was started"
         good = await payloads.validate_payload(BIG)
         assert good.report.valid and good.root is not None and good.identified is not None
         assert good.identified.message.code == "WMO323"
@@ -35,14 +42,21 @@ async def test_worker_gives_the_same_verdict_as_inline(validator: Validator) -> 
         inline = validator.validate_payload(wrong)
         assert not inline.report.valid
         assert [p.rule for p in in_worker.report.errors] == [p.rule for p in inline.report.errors]
-        # the worker dies: the next large payload is still validated (here), not lost
+        # the reader dies: the next large payload is still validated (here), not lost, and a
+        # new reader takes its place
         for worker in workers:
             worker.kill()
             worker.join()
         again = await payloads.validate_payload(BIG)
         assert again.report.valid and again.identified is not None
+        for _ in range(200):
+            if readers.running:
+                break
+            await asyncio.sleep(0.05)
+        assert readers.running, "no reader was started in the place of the lost one"
+        assert set(multiprocessing.active_children()).isdisjoint(workers)
     finally:
-        payloads.close()
+        await readers.close()
 
 
 @pytest.mark.slow

@@ -65,7 +65,7 @@ async def test_a_rest_submission_is_validated_once(setup: Setup) -> None:
             headers={"Content-Type": "application/xml"},
         )
         assert status == 202, body
-        assert await counted(setup, before) == {"inline": 1.0, "worker": 0.0}
+        assert await counted(setup, before) == {"inline": 1.0, "worker": 0.0, "reader": 0.0}
 
         # refused for a business rule: validated once as well, and the same answer
         before = await validations(setup)
@@ -75,7 +75,7 @@ async def test_a_rest_submission_is_validated_once(setup: Setup) -> None:
         )
         assert (status, body["code"]) == (422, "StUF058"), body
         assert "CS003" in body["title"]
-        assert await counted(setup, before) == {"inline": 1.0, "worker": 0.0}
+        assert await counted(setup, before) == {"inline": 1.0, "worker": 0.0, "reader": 0.0}
 
 
 async def test_a_large_declaratie_is_validated_once_and_stored_as_its_di01(
@@ -94,7 +94,7 @@ async def test_a_large_declaratie_is_validated_once_and_stored_as_its_di01(
             headers={"Idempotency-Key": ref},
         )
         assert status == 202, body
-        assert await counted(setup, before) == {"inline": 0.0, "worker": 1.0}
+        assert await counted(setup, before) == {"inline": 0.0, "worker": 1.0, "reader": 0.0}
         # 0150 holds an inbox: what it fetches is the envelope as stored
         status, stored = await rest(
             setup, "GET", f"/api/v1/inbox/{body['id']}", token=setup.token("0150")
@@ -128,4 +128,4 @@ async def test_a_portal_upload_is_validated_once(setup: Setup) -> None:
             ) as page:
                 text = await page.text()
                 assert page.status == 200, text[:500]
-            assert await counted(setup, before) == {"inline": 1.0, "worker": 0.0}
+            assert await counted(setup, before) == {"inline": 1.0, "worker": 0.0, "reader": 0.0}

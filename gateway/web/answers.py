@@ -8,10 +8,10 @@ from aiohttp import web
 
 from gateway import envelope as env
 from gateway import soap
-from gateway.ingest import Rejected
 from gateway.problems import (
     problem,
 )
+from gateway.reading import Rejected
 from gateway.web.wiring import SOAP_PATH, Gateway
 
 

@@ -308,18 +308,22 @@ async def run(
     adjusted it before it serves."""
     gw = built if built is not None else build(config)
     ebms_context = _ebms_context(gw)  # before anything starts: a bad file stops it cleanly
-    await gw.ingress.payloads.start()
+    readers = gw.ingress.readers
+    if readers is not None:
+        await readers.start()
     try:
         await gw.broker.start()
     except BaseException:
-        gw.ingress.payloads.close()
+        if readers is not None:
+            await readers.close()
         raise
     if gw.ebms is not None:
         try:
             await gw.ebms.start()
         except BaseException:
             await gw.broker.close()
-            gw.ingress.payloads.close()
+            if readers is not None:
+                await readers.close()
             raise
     await gw.broker.audit_event(
         audit.AuditEvent(
@@ -388,4 +392,5 @@ async def run(
         if gw.ebms is not None:
             await gw.ebms.close()
         await gw.broker.close()
-        gw.ingress.payloads.close()
+        if readers is not None:
+            await readers.close()

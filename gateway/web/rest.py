@@ -20,7 +20,7 @@ from aiohttp import web
 from gateway import envelope as env
 from gateway import parameters, stats
 from gateway.broker.base import DeadLetter, InboxItem, MessageRef
-from gateway.ingest import Identity, Rejected, Wrapping
+from gateway.ingest import Identity, Wrapping
 from gateway.metrics import (
     ACCEPTED,
     BV03_SECONDS,
@@ -32,6 +32,7 @@ from gateway.problems import (
     query_float,
     query_int,
 )
+from gateway.reading import Rejected
 from gateway.standards import Kind
 from gateway.validation import PayloadResult
 from gateway.web.body import admitted

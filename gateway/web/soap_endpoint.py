@@ -9,13 +9,11 @@ import re
 import time
 
 from aiohttp import web
-from lxml import etree
 
 from gateway import envelope as env
 from gateway import soap
 from gateway.bundled import WSDL_GENERATIONS, ontvang_wsdl, stuf_ggk_dir
 from gateway.config import is_loopback
-from gateway.ingest import Rejected
 from gateway.metrics import (
     ACCEPTED,
     BV03_SECONDS,
@@ -25,6 +23,7 @@ from gateway.offload import LARGE_PAYLOAD_BYTES
 from gateway.problems import (
     problem,
 )
+from gateway.reading import Rejected
 from gateway.web.answers import fault, unread
 from gateway.web.body import admitted, off_loop
 from gateway.web.identify import anonymous, identify, over_rate
@@ -64,9 +63,14 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
         if isinstance(data, web.Response):
             return data
         large = len(data) > LARGE_PAYLOAD_BYTES
+        action = request.headers.get("SOAPAction")
         try:
-            element = await off_loop(
-                gw, large, soap.unwrap, data, request.headers.get("SOAPAction"), gw.soap_limits
+            # read in a reader process (another core) when there is one, else here
+            read = await gw.ingress.read_soap(data, action, identity)
+            element = (
+                await off_loop(gw, large, soap.unwrap, data, action, gw.soap_limits)
+                if read is None
+                else None
             )
         except soap.SoapFault as exc:
             REJECTED.labels(code=exc.code).inc()
@@ -76,12 +80,17 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
                 gw, exc.code, exc.plek, exc.omschrijving, readable, exc.http_status, exc.faultcode
             )
         del data
-        result = await gw.ingress.accept_envelope(element, identity, offload=large)
+        if read is not None:
+            result = await gw.ingress.accept_read(read, identity)
+        else:
+            assert element is not None
+            result = await gw.ingress.accept_envelope(element, identity, offload=large)
     BV03_SECONDS.labels(channel="soap").observe(time.perf_counter() - started)
     if isinstance(result, Rejected):
         REJECTED.labels(code=result.code).inc()
         return fault(gw, result.code, result.plek, result.omschrijving, result, 500)
-    ACCEPTED.labels(functie=_functie(element), duplicate=str(result.duplicate).lower()).inc()
+    label = "Fo01" if result.functie is None else env.functie_label(result.functie)
+    ACCEPTED.labels(functie=label, duplicate=str(result.duplicate).lower()).inc()
     body = soap.bv03(
         zender=gw.systeem,
         ontvanger=result.zender,
@@ -116,12 +125,6 @@ async def ebms_endpoint(request: web.Request) -> web.StreamResponse:
         if isinstance(body, web.Response):
             return body
         return await gw.ebms.handle(request, body, identity)
-
-
-def _functie(element: etree._Element) -> str:
-    """A metric label from a closed set: a known message code, Fo01, or ``other``."""
-    functie = element.findtext(f".//{{{env.STUF_NS}}}functie")
-    return "Fo01" if functie is None else env.functie_label(functie)
 
 
 def wsdl(request: web.Request) -> web.Response:

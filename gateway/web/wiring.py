@@ -26,7 +26,7 @@ from gateway.admission import (
 )
 from gateway.broker import open_broker
 from gateway.broker.base import Broker, SharedAnswers
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, reader_count
 from gateway.delivery import DeliveryService
 from gateway.ebms.cpastore import CpaStore
 from gateway.ebms.inbound import EbmsInbound
@@ -35,6 +35,8 @@ from gateway.ingest import Ingress
 from gateway.keyring import Keyring
 from gateway.offload import PayloadValidator
 from gateway.ratelimit import PartnerBuckets
+from gateway.readers import Readers, ReaderSetup
+from gateway.reading import Settings
 from gateway.schemas import SchemaRegistry
 from gateway.sightings import CertificateSightings
 from gateway.tally import RefusalTally
@@ -124,16 +126,36 @@ def build(config: GatewayConfig) -> Gateway:
     broker = open_broker(config, keyring)
     if not config.audit_enabled:
         log.warning("audit.disabled", reason="[audit] enabled = false; for measurements only")
+    soap_limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=SOAP_MAX_MARKUP)
+    settings = Settings(
+        frozenset(config.text_functies), config.business_rules == "reject", keyring.figures_key
+    )
+    count = reader_count(config)
+    readers = (
+        Readers(
+            ReaderSetup(
+                tuple(str(d) for d in config.schema_dirs),
+                limits,
+                soap_limits,
+                str(config.codelists_dir) if config.codelists_dir else None,
+                settings,
+            ),
+            count,
+        )
+        if count
+        else None
+    )
     ingress = Ingress(
         validator=validator,
         partners=partners,
         routes=routes,
         broker=broker,
-        reject_rule_violations=config.business_rules == "reject",
-        payloads=PayloadValidator(validator, config.schema_dirs),
-        text_functies=frozenset(config.text_functies),
+        reject_rule_violations=settings.reject_rule_violations,
+        payloads=PayloadValidator(validator, readers),
+        text_functies=settings.text_functies,
         figure_keys=FigureKeys(keyring.figures_key),
         lenient_conversations=config.conversations == "lenient",
+        readers=readers,
     )
     context: dict[str, Any] = {}
     inbound: EbmsInbound | None = None
@@ -148,7 +170,6 @@ def build(config: GatewayConfig) -> Gateway:
             # (with the shared state: answers an earlier version relayed over ``events``)
             broker.ebms_answer_listener = inbound.outbound.answer_from_cluster
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake, context=context)
-    soap_limits = ParseLimits(max_bytes=config.max_message_bytes, max_markup=SOAP_MAX_MARKUP)
     admission = admission_of(config)
     buckets = PartnerBuckets(config.limits.partner_rate, config.limits.partner_burst)
     gateway = Gateway(

@@ -1,0 +1,193 @@
+"""SOAP requests read in reader processes (gateway/readers.py): the same verdicts as reading
+in the gateway process, a reader killed mid-traffic costs no message and is replaced, and the
+readers end with their gateway (even one killed with -9)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+from lxml import etree
+
+from gateway import envelope as env
+from gateway import soap
+from kit.gateway import (
+    Setup,
+    Sink,
+    deventer_wmo301,
+    eventually,
+    fo03_code,
+    make_setup,
+    post_soap,
+    rest,
+    running,
+    serve,
+)
+from tests.conftest import SAMPLES
+
+SOAP12 = (
+    b'<?xml version="1.0"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope">'
+    b"<env:Body><x/></env:Body></env:Envelope>"
+)
+
+
+def with_readers(setup: Setup, count: int) -> Setup:
+    text = setup.config_path.read_text()
+    setup.config_path.write_text(text.replace("[gateway]\n", f"[gateway]\nreaders = {count}\n", 1))
+    return setup
+
+
+SAMPLE = (SAMPLES / "iwmo" / "wmo301.xml").read_bytes()
+
+
+def fresh() -> bytes:
+    """The WMO301 sample with an Identificatie of its own (TR056: never one used before)."""
+    return SAMPLE.replace(b"WMO301A0001", uuid.uuid4().hex[:12].encode())
+
+
+def wmo301_di01(payload: bytes, *, ontvanger: str = "12345678") -> bytes:
+    return env.build_di01(
+        payload,
+        zender="0150",
+        zender_applicatie="DOWRsociaal",
+        ontvanger=ontvanger,
+        functie="WMO301",
+    )
+
+
+async def post_raw(setup: Setup, body: bytes, partner: str) -> tuple[int, bytes]:
+    headers = {"Content-Type": soap.CONTENT_TYPE, "SOAPAction": '""'}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{setup.url}/ggk/OntvangAsynchroon",
+            data=body,
+            headers=headers,
+            ssl=setup.ssl_context(partner),
+        ) as response,
+    ):
+        return response.status, await response.read()
+
+
+async def verdicts(setup: Setup) -> list[tuple[int, str | None]]:
+    """The answers to a row of requests, good and bad, each refused at another stage."""
+    sample = SAMPLE
+    rule_broken = (SAMPLES / "invalid" / "wmo301-einddatum-voor-ingangsdatum.xml").read_bytes()
+    not_xsd = sample.replace(b"<wmo301:Bsn>", b"<wmo301:Bsnn>", 1).replace(
+        b"</wmo301:Bsn>", b"</wmo301:Bsnn>", 1
+    )
+
+    again = wmo301_di01(fresh())
+    answers = []
+    for partner, body in (
+        ("0150", wmo301_di01(fresh())),  # accepted
+        ("0150", again),
+        ("0150", again),  # the same message again: the same Bv03
+        ("0175", wmo301_di01(fresh())),  # another gemeente's zender: spoofed
+        ("0150", wmo301_di01(rule_broken)),  # a business rule: StUF058
+        ("0150", wmo301_di01(not_xsd)),  # not the schema: StUF055
+        ("0150", wmo301_di01(rule_broken, ontvanger="99999999")),  # unknown ontvanger first
+        ("0150", deventer_wmo301()),
+        ("0150", deventer_wmo301()),  # its Identificatie used before: TR056
+    ):
+        status, answer = await post_soap(setup, body, partner=partner)
+        answers.append((status, fo03_code(answer) if status != 200 else None))
+    status, answer = await post_raw(setup, SOAP12, "0150")
+    answers.append((status, fo03_code(answer)))
+    # refused at the SOAP layer about a readable message: its Fo03 names it and its zender
+    status, answer = await post_soap(setup, wmo301_di01(fresh()), partner="0150", action="x")
+    answers.append((status, fo03_code(answer)))
+    crossref = etree.fromstring(answer).findtext(f".//{{{env.STUF_NS}}}crossRefnummer")
+    answers.append((0, "its reference" if crossref and env.UUID4.match(crossref) else "none"))
+    return answers
+
+
+async def reader_validations(setup: Setup) -> float:
+    status, scrape = await rest(setup, "GET", "/metrics", token=setup.token())
+    assert status == 200
+    found = re.search(rb'^ggk_payload_validations_total\{where="reader"\} (\S+)$', scrape, re.M)
+    assert found is not None
+    return float(found.group(1))
+
+
+@pytest.mark.slow
+async def test_readers_give_the_verdicts_of_the_gateway_itself(tmp_path: Path, sink: Sink) -> None:
+    seen = {}
+    for count in (0, 2):
+        setup = with_readers(make_setup(tmp_path / f"gw{count}", sink.port), count)
+        async with running(setup):
+            seen[count] = await verdicts(setup)
+            seen[f"validated {count}"] = await reader_validations(setup)
+    assert seen[0] == seen[2], seen
+    codes = [code for _, code in seen[0]]
+    assert codes[:3] == [None, None, None]
+    assert codes[3:10] == ["StUF052", "StUF058", "StUF055", "IB210", None, "StUF058", "StUF001"]
+    assert codes[10:] == ["StUF037", "its reference"], codes
+    # with readers, the payloads were validated there (none without)
+    assert seen["validated 0"] == 0 and seen["validated 2"] >= 4, seen
+
+
+def readers_of(gateway: int) -> set[int]:
+    """The reader processes of the gateway process ``gateway`` (its spawned children)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if parent == gateway and b"multiprocessing.spawn" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+@pytest.mark.slow
+async def test_a_reader_killed_costs_no_message_and_the_readers_end_with_the_gateway(
+    tmp_path: Path, sink: Sink
+) -> None:
+    setup = with_readers(make_setup(tmp_path / "gw", sink.port), 2)
+    process = await serve(setup, tmp_path / "gateway.log")
+    try:
+        first = await eventually(
+            lambda: len(readers_of(process.pid)) == 2 and readers_of(process.pid)
+        )
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        # every message is still answered with a Bv03: read by the other reader or by the
+        # gateway itself while the lost one is replaced
+        answers = await asyncio.gather(
+            *(post_soap(setup, wmo301_di01(fresh()), partner="0150") for _ in range(12))
+        )
+        assert [status for status, _ in answers] == [200] * 12, answers
+        replaced = await eventually(
+            lambda: (now := readers_of(process.pid)) and len(now) == 2 and victim not in now and now
+        )
+        assert not alive(victim)
+        status, _ = await post_soap(setup, wmo301_di01(fresh()), partner="0150")
+        assert status == 200
+        log = tmp_path / "gateway.log"
+        await eventually(lambda: "readers.reader_restarted" in log.read_text())
+        assert "readers.reader_lost" in log.read_text()
+    finally:
+        process.kill()
+        await process.wait()
+    # the readers notice that the gateway's end of their sockets closed, and end too
+    await eventually(lambda: not any(alive(pid) for pid in replaced), timeout=20)
