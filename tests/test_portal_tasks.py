@@ -1,11 +1,16 @@
 """A care provider's tasks in the portal (issue 30 goal 3): confirm a toewijzing (its 302
-composed from it). Over HTTP: who may compose from which toewijzing, CSRF, each field's
-problem beside it, the retour linked to its heenbericht; in Debian's Chromium (Playwright):
-the whole task by keyboard alone at 360 px, axe on every page, the gemeente's inbox showing
-the retour. Screenshots go to ``$GGK_ARTIFACTS/portal`` (docs/portal.md)."""
+composed from it), start and stop zorg (305, 307), declare a month (323), ask for a change
+(317) or a toewijzing (315). Over HTTP: who may compose from which toewijzing, CSRF, each
+field's problem beside it, the retour linked to its heenbericht; in Debian's Chromium
+(Playwright): each task end to end at 360 px, axe on every page, the gemeente's inbox showing
+the message, and, for the aanbieder's own messages, the gemeente's answer coming back (its
+real retour or 325 sent over REST, built from the message it received): in the clerk's
+inbox, on its readable page as the answer to the clerk's message, and as the sent message's
+retour state. Screenshots go to ``$GGK_ARTIFACTS/portal`` (docs/portal.md)."""
 
 from __future__ import annotations
 
+import datetime
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +29,7 @@ from kit.gateway import (
     running,
     with_delivery,
 )
+from kit.retours import declaratie_antwoord, payload_of, retour_for
 from tests import test_portal as portal_ui
 
 AANBIEDER = "12345678"
@@ -60,6 +66,62 @@ async def gemeente_inbox(setup: Setup) -> list[dict[str, Any]]:
     status, inbox = await rest(setup, "GET", "/api/v1/inbox", token=setup.token(GEMEENTE))
     assert status == 200, inbox
     return list(inbox["messages"])
+
+
+async def the_gemeente_answers(setup: Setup, functie: str) -> tuple[str, str]:
+    """Gemeente 0175 answers the clerk's ``functie`` message waiting in its inbox over REST,
+    as its own software would: the retour (or, for a 323, the 325 granting it) built from the
+    message it received, with its own Identificatie. Asserts it is accepted (202) and, for a
+    retour, linked to that heenbericht. Returns (the clerk's message id, the answer's id)."""
+    [heen] = [m for m in await gemeente_inbox(setup) if m["functie"] == functie]
+    token = setup.token(GEMEENTE)
+    status, envelope = await rest(setup, "GET", f"/api/v1/inbox/{heen['id']}", token=token)
+    assert status == 200, envelope
+    received = payload_of(envelope)
+    identificatie = f"G{uuid.uuid4().hex[:11].upper()}"
+    today = datetime.date.today().isoformat()
+    claim = functie.endswith("323")
+    answer = (declaratie_antwoord if claim else retour_for)(received, identificatie, today)
+    status, accepted = await rest(setup, "POST", "/api/v1/messages", token=token, data=answer)
+    assert status == 202, accepted
+    status, view = await rest(setup, "GET", f"/api/v1/messages/{accepted['id']}", token=token)
+    assert status == 200, view
+    if not claim:  # a retour: linked to the clerk's message by its BerichtIdentificatie
+        assert view["heen_id"] == heen["id"] and not view["unlinked"], view
+    return str(heen["id"]), str(accepted["id"])
+
+
+async def retour_state(page: Any, setup: Setup, message_id: str) -> str:
+    """What the clerk's Verzonden page says of the retour to its message ``message_id``."""
+    await page.goto(f"{setup.url}/portal/sent")
+    row = f"tr:has(a[href='/portal/messages/{message_id}'])"
+    return str(await page.inner_text(f"{row} td[data-label='Retour']")).strip()
+
+
+async def the_clerk_reads_the_answer(
+    page: Any,
+    setup: Setup,
+    heen_id: str,
+    answer_id: str,
+    functie: str,
+    shot: str,
+    *,
+    linked: bool = True,
+) -> None:
+    """The clerk's inbox lists the answer; its readable page opens and (``linked``) names the
+    clerk's message as the one it answers (its conversation); axe and a screenshot on both
+    pages."""
+    await page.goto(f"{setup.url}/portal/inbox")
+    link = f"main a[href='/portal/messages/{answer_id}']"
+    assert functie in await page.inner_text(link)
+    await check(page, f"{shot}-postvak-in")
+    await page.click(link)
+    await page.wait_for_load_state()
+    assert functie in await page.inner_text("h1")
+    conversation = "table:has(#conversation-caption)"
+    found = await page.locator(f"{conversation} a[href='/portal/messages/{heen_id}']").count()
+    assert found == int(linked)
+    await check(page, f"{shot}-bericht")
 
 
 def error_beside(html: str, field: str) -> str:
@@ -330,7 +392,6 @@ async def test_a_clerk_starts_and_stops_zorg_in_chromium_at_360px(
         await page.click("main button[type=submit]")
         await page.wait_for_load_state()
         assert "is aangenomen (Bv03)" in await page.inner_text("main")
-        await page.context.close()
 
         gemeente = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
         await portal_ui.sign_in_with_token(gemeente, setup, GEMEENTE)
@@ -338,6 +399,21 @@ async def test_a_clerk_starts_and_stops_zorg_in_chromium_at_360px(
         assert "JW305" in inbox and "JW307" in inbox, inbox
         await check(gemeente, "50-taak-305-307-bij-de-gemeente")
         await gemeente.context.close()
+
+        # no answer yet: the clerk's Verzonden page shows no retour for either message
+        sent = {m["functie"]: str(m["id"]) for m in await gemeente_inbox(setup)}
+        for functie in ("JW305", "JW307"):
+            assert await retour_state(page, setup, sent[functie]) == "-"
+        # the gemeente's software answers both; each comes back to the clerk
+        for functie, answer, shot in (
+            ("JW305", "JW306", "60-retour-306"),
+            ("JW307", "JW308", "61-retour-308"),
+        ):
+            heen_id, answer_id = await the_gemeente_answers(setup, functie)
+            await the_clerk_reads_the_answer(page, setup, heen_id, answer_id, answer, shot)
+            assert await retour_state(page, setup, heen_id) == f"{answer} 0200"
+        await check(page, "62-retour-306-308-verzonden")
+        await page.context.close()
 
 
 @pytest.mark.slow
@@ -416,11 +492,19 @@ async def test_a_clerk_declares_a_month_in_chromium_at_360px(setup: Setup, brows
         await page.wait_for_load_state()
         assert "is aangenomen (Bv03)" in await page.inner_text("main")
         await check(page, "53-taak-323-verstuurd")
-        await page.context.close()
         gemeente = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
         await portal_ui.sign_in_with_token(gemeente, setup, GEMEENTE)
         assert "JW323" in await gemeente.inner_text("main")
         await gemeente.context.close()
+
+        [declaratie] = [str(m["id"]) for m in await gemeente_inbox(setup)]
+        assert await retour_state(page, setup, declaratie) == "-"
+        # the gemeente's software grants the declaratie (325); the clerk reads the answer
+        heen_id, answer_id = await the_gemeente_answers(setup, "JW323")
+        await the_clerk_reads_the_answer(
+            page, setup, heen_id, answer_id, "JW325", "63-antwoord-325", linked=False
+        )
+        await page.context.close()
 
 
 @pytest.mark.slow
@@ -491,6 +575,11 @@ async def test_a_clerk_asks_for_a_change_in_chromium_at_360px(setup: Setup, brow
         await page.wait_for_load_state()
         assert "is aangenomen (Bv03)" in await page.inner_text("main")
         await check(page, "56-taak-317-verstuurd")
+        [verzoek] = [str(m["id"]) for m in await gemeente_inbox(setup)]
+        assert await retour_state(page, setup, verzoek) == "-"
+        heen_id, answer_id = await the_gemeente_answers(setup, "JW317")
+        await the_clerk_reads_the_answer(page, setup, heen_id, answer_id, "JW318", "64-retour-318")
+        assert await retour_state(page, setup, heen_id) == "JW318 0200"
         await page.context.close()
 
 
@@ -566,4 +655,9 @@ async def test_a_clerk_asks_for_a_toewijzing_in_chromium_at_360px(
         await page.wait_for_load_state()
         assert "is aangenomen (Bv03)" in await page.inner_text("main")
         await check(page, "59-taak-315-verstuurd")
+        [verzoek] = [str(m["id"]) for m in await gemeente_inbox(setup)]
+        assert await retour_state(page, setup, verzoek) == "-"
+        heen_id, answer_id = await the_gemeente_answers(setup, "JW315")
+        await the_clerk_reads_the_answer(page, setup, heen_id, answer_id, "JW316", "65-retour-316")
+        assert await retour_state(page, setup, heen_id) == "JW316 0200"
         await page.context.close()
