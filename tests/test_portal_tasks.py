@@ -34,6 +34,14 @@ from tests import test_portal as portal_ui
 
 AANBIEDER = "12345678"
 GEMEENTE = "0175"
+NAMES = {
+    "JW306": "Retour start",
+    "JW308": "Retour stop",
+    "JW316": "Retour verzoek om toewijzing",
+    "JW318": "Retour verzoek om wijziging",
+}
+AKKOORD = "0200 Geen opmerking over deze berichtklasse."
+"""How the clerk's Verzonden page names a retour and its retourcode 0200."""
 
 
 @pytest.fixture
@@ -404,7 +412,9 @@ async def test_a_clerk_starts_and_stops_zorg_in_chromium_at_360px(
         ):
             heen_id, answer_id = await the_gemeente_answers(setup, functie)
             await the_clerk_reads_the_answer(page, setup, heen_id, answer_id, answer, shot)
-            assert await retour_state(page, setup, heen_id) == f"{answer} 0200"
+            assert (
+                await retour_state(page, setup, heen_id) == f"{answer} · {NAMES[answer]}\n{AKKOORD}"
+            )
         await check(page, "62-retour-306-308-verzonden")
         await page.context.close()
 
@@ -497,7 +507,9 @@ async def test_a_clerk_declares_a_month_in_chromium_at_360px(setup: Setup, brows
         await the_clerk_reads_the_answer(
             page, setup, heen_id, answer_id, "JW325", "63-antwoord-325"
         )
-        assert await retour_state(page, setup, heen_id) == "JW325 0200,8001"
+        assert await retour_state(page, setup, heen_id) == (
+            f"JW325 · Declaratie-antwoord\n{AKKOORD}\n8001 Declaratie is volledig toegewezen."
+        )
         await page.context.close()
 
 
@@ -573,7 +585,7 @@ async def test_a_clerk_asks_for_a_change_in_chromium_at_360px(setup: Setup, brow
         assert await retour_state(page, setup, verzoek) == "-"
         heen_id, answer_id = await the_gemeente_answers(setup, "JW317")
         await the_clerk_reads_the_answer(page, setup, heen_id, answer_id, "JW318", "64-retour-318")
-        assert await retour_state(page, setup, heen_id) == "JW318 0200"
+        assert await retour_state(page, setup, heen_id) == f"JW318 · {NAMES['JW318']}\n{AKKOORD}"
         await page.context.close()
 
 
@@ -653,5 +665,5 @@ async def test_a_clerk_asks_for_a_toewijzing_in_chromium_at_360px(
         assert await retour_state(page, setup, verzoek) == "-"
         heen_id, answer_id = await the_gemeente_answers(setup, "JW315")
         await the_clerk_reads_the_answer(page, setup, heen_id, answer_id, "JW316", "65-retour-316")
-        assert await retour_state(page, setup, heen_id) == "JW316 0200"
+        assert await retour_state(page, setup, heen_id) == f"JW316 · {NAMES['JW316']}\n{AKKOORD}"
         await page.context.close()
