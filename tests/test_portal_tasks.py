@@ -667,3 +667,76 @@ async def test_a_clerk_asks_for_a_toewijzing_in_chromium_at_360px(
         await the_clerk_reads_the_answer(page, setup, heen_id, answer_id, "JW316", "65-retour-316")
         assert await retour_state(page, setup, heen_id) == f"JW316 · {NAMES['JW316']}\n{AKKOORD}"
         await page.context.close()
+
+
+TASKS = ("bevestigen", "start", "stop", "declareren", "wijzigen", "aanvragen")
+
+
+@pytest.mark.slow
+async def test_the_tasks_start_from_an_acknowledged_toewijzing_in_the_archive(
+    setup: Setup,
+) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        status, body = await rest(
+            setup, "POST", f"/api/v1/inbox/{toewijzing}/ack", token=setup.token(AANBIEDER)
+        )
+        assert status == 200, body
+        gemeente, _ = await portal_session(setup, GEMEENTE)
+        aanbieder, csrf = await portal_session(setup, AANBIEDER)
+        tls = setup.ssl_context()
+        try:
+            async with aanbieder.get(f"{setup.url}/portal/inbox", ssl=tls) as page:
+                assert f"/portal/taken/{toewijzing}/" not in await page.text()
+            async with aanbieder.get(f"{setup.url}/portal/archive", ssl=tls) as page:
+                html = await page.text()
+            for task in TASKS:  # the archive offers every task on it
+                assert f'href="/portal/taken/{toewijzing}/{task}"' in html, task
+            for task in TASKS:  # still only to its addressee: the gemeente gets the 404
+                async with gemeente.get(
+                    f"{setup.url}/portal/taken/{toewijzing}/{task}", ssl=tls
+                ) as page:
+                    assert page.status == 404, task
+            async with gemeente.get(f"{setup.url}/portal/archive", ssl=tls) as page:
+                assert "/portal/taken/" not in await page.text()
+            start = f"{setup.url}/portal/taken/{toewijzing}/start"
+            async with aanbieder.get(start, ssl=tls) as page:
+                html = await page.text()
+                assert page.status == 200, html
+            assert 'name="begindatum-0" value="2026-10-05"' in html
+            form = {
+                "csrf": csrf,
+                "identificatie": f"S{uuid.uuid4().hex[:11].upper()}",
+                "dagtekening": "2026-10-08",
+                "begindatum-0": "2026-10-07",
+            }
+            status, html = await post_form(aanbieder, setup, start, form)
+            assert status == 200 and "is aangenomen (Bv03)" in html, html
+            assert [m["functie"] for m in await gemeente_inbox(setup)] == ["JW305"]
+        finally:
+            await gemeente.close()
+            await aanbieder.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(portal_ui.CHROMIUM is None, reason="no Chromium")
+async def test_a_clerk_starts_zorg_from_the_archive_in_chromium_at_360px(
+    setup: Setup, browser: Any
+) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        await rest(setup, "POST", f"/api/v1/inbox/{toewijzing}/ack", token=setup.token(AANBIEDER))
+        page = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
+        await portal_ui.sign_in_with_token(page, setup, AANBIEDER)
+        await page.goto(f"{setup.url}/portal/archive")
+        assert "afgehandeld" in await page.inner_text("main")
+        await check(page, "66-archief-taken")
+        await page.click(f"a[href='/portal/taken/{toewijzing}/start']")
+        await page.wait_for_load_state()
+        assert await page.input_value("#begindatum-0") == "2026-10-05"
+        await page.fill("#begindatum-0", "2026-10-07")
+        await page.fill("#begindatum-1", "")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert "is aangenomen (Bv03)" in await page.inner_text("main")
+        await page.context.close()
