@@ -22,7 +22,7 @@ from gateway import envelope as env
 from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
 from gateway.figures import FigureKeys
 from gateway.offload import PayloadValidator
-from gateway.pairing import pair_problems
+from gateway.pairing import answered_declaratie, pair_problems
 from gateway.readers import ReaderLost, Readers
 from gateway.reading import (
     Caller,
@@ -340,8 +340,8 @@ class Ingress:
         if unknown is not None:
             return unknown
         message = read.message_type
-        if payload_root is None and answers_another(message) and self.reject_rule_violations:
-            # read by a reader process: the pair checks need the payload's tree here
+        if payload_root is None and answers_another(message):
+            # read by a reader process: linking a 325 and the pair checks need its tree here
             payload_root = parse_untrusted(envelope.payload, self.validator.limits)
         return await self._route_and_store(envelope, read, identity, message, payload_root)
 
@@ -425,11 +425,14 @@ class Ingress:
                 # exactly the answer of one this gateway never saw (same code, same words, the
                 # same lookup), so the refusal says nothing about other partners' messages.
                 return self._reject(envelope, "StUF043", "client", NOT_YOUR_CONVERSATION)
+        elif message is not None and payload_root is not None:
+            # a 325 is linked to the 323 it answers, as a retour to its heenbericht
+            heen_id = await answered_declaratie(
+                self.broker, message, payload_root, zender=identity.partner.id
+            )
         if message is not None and payload_root is not None and self.reject_rule_violations:
             # the pairs the gateway carries: an answer against its stored heenbericht
-            found = await pair_problems(
-                self.broker, message, payload_root, zender=identity.partner.id, heen_id=heen_id
-            )
+            found = await pair_problems(self.broker, message, payload_root, heen_id=heen_id)
             if found:
                 return self._reject(
                     envelope,

@@ -7,7 +7,9 @@ to the 325's zender. Both lookups are limited to the answer's own two parties, s
 to another pair's message finds nothing, exactly as one the gateway never saw: such an answer
 is not compared at all (only what the gateway itself carries is checked) and its answer
 cannot tell whether anybody else's message exists. The heenbericht is read from the store as
-it was accepted (nothing new is kept); a purged one is not compared either.
+it was accepted (nothing new is kept); a purged one is not compared either. A 325 whose 323
+is found is linked to it (its ``heen_id``), as a retour is to its heenbericht: the aanbieder
+sees its declaratie answered.
 
 The comparisons themselves are :mod:`gateway.rules.pairs`.
 """
@@ -35,30 +37,19 @@ DECLARATIE_ANTWOORD = 325
 DECLARATIE = 323
 
 
-async def pair_problems(
-    views: ReadViews,
-    message: MessageType,
-    root: etree._Element,
-    *,
-    zender: str,
-    heen_id: str | None,
-) -> list[Problem]:
-    """The findings of an accepted-so-far answer against its stored heenbericht (none when
-    the message answers nothing the gateway carries). ``zender``: the authenticated sender;
-    ``heen_id``: the Di01 a retour's conversation check linked it to."""
-    if message.kind is Kind.RETOUR:
-        if heen_id is None:
-            return []
-        heen = await _stored_payload(views, heen_id)
-        if heen is None or message.pair is None:
-            return []
-        answers = MESSAGES[(message.standard, message.pair)].bericht_code
-        return await _compare(functools.partial(pairs.check_retour, heen_code=answers), root, heen)
+async def answered_declaratie(
+    views: ReadViews, message: MessageType, root: etree._Element, *, zender: str
+) -> str | None:
+    """The id of the 323 a 325 answers, when the gateway carries it: the one its Header names
+    (DeclaratieIdentificatie), sent by its Ontvanger to ``zender`` (the authenticated
+    sender); None for any other message. The ingress links the 325 to it as a retour to its
+    heenbericht, so the aanbieder sees its declaratie answered (its sent list, the
+    conversation of both)."""
     if message.number != DECLARATIE_ANTWOORD:
-        return []
+        return None
     named = pairs.declaratie_reference(root)
     if named is None:
-        return []
+        return None
     aanbieder, identificatie = named
     found = await views.find_heen(
         aanbieder,
@@ -66,9 +57,26 @@ async def pair_problems(
         identificatie,
         ontvanger=zender,
     )
-    if found is None:
+    return None if found is None else found.id
+
+
+async def pair_problems(
+    views: ReadViews, message: MessageType, root: etree._Element, *, heen_id: str | None
+) -> list[Problem]:
+    """The findings of an accepted-so-far answer against its stored heenbericht (none when
+    the message answers nothing the gateway carries). ``heen_id``: the Di01 it was linked to
+    (a retour's conversation check, a 325's :func:`answered_declaratie`)."""
+    if heen_id is None:
         return []
-    declaratie = await _stored_payload(views, found.id)
+    if message.kind is Kind.RETOUR:
+        heen = await _stored_payload(views, heen_id)
+        if heen is None or message.pair is None:
+            return []
+        answers = MESSAGES[(message.standard, message.pair)].bericht_code
+        return await _compare(functools.partial(pairs.check_retour, heen_code=answers), root, heen)
+    if message.number != DECLARATIE_ANTWOORD:
+        return []
+    declaratie = await _stored_payload(views, heen_id)
     return [] if declaratie is None else await _compare(pairs.check_antwoord, root, declaratie)
 
 

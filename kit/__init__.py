@@ -11,5 +11,7 @@ not part of the wheel: it checks the gateway, it does not run it. Modules:
   sink, REST/SOAP/portal clients;
 - ``kit.ebms``: CPAs, signing keys and a capturing partner MSH for the ebMS tests;
 - ``kit.ebmspeer``: the independent ebMS peer (ebms-core) and a gateway linked to it;
-- ``kit.messages``: compact samples and a valid declaratie of any size.
+- ``kit.messages``: compact samples and a valid declaratie of any size;
+- ``kit.retours``: a gemeente's retour (306, 308, 316, 318) or 325 built from the message
+  it received.
 """

@@ -1,11 +1,16 @@
 """A care provider's tasks in the portal (issue 30 goal 3): confirm a toewijzing (its 302
-composed from it). Over HTTP: who may compose from which toewijzing, CSRF, each field's
-problem beside it, the retour linked to its heenbericht; in Debian's Chromium (Playwright):
-the whole task by keyboard alone at 360 px, axe on every page, the gemeente's inbox showing
-the retour. Screenshots go to ``$GGK_ARTIFACTS/portal`` (docs/portal.md)."""
+composed from it), start and stop zorg (305, 307), declare a month (323), ask for a change
+(317) or a toewijzing (315). Over HTTP: who may compose from which toewijzing, CSRF, each
+field's problem beside it, the retour linked to its heenbericht; in Debian's Chromium
+(Playwright): each task end to end at 360 px, axe on every page, the gemeente's inbox showing
+the message, and, for the aanbieder's own messages, the gemeente's answer coming back (its
+real retour or 325 sent over REST, built from the message it received): in the clerk's
+inbox, on its readable page as the answer to the clerk's message, and as the sent message's
+retour state. Screenshots go to ``$GGK_ARTIFACTS/portal`` (docs/portal.md)."""
 
 from __future__ import annotations
 
+import datetime
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -24,10 +29,19 @@ from kit.gateway import (
     running,
     with_delivery,
 )
+from kit.retours import declaratie_antwoord, payload_of, retour_for
 from tests import test_portal as portal_ui
 
 AANBIEDER = "12345678"
 GEMEENTE = "0175"
+NAMES = {
+    "JW306": "Retour start",
+    "JW308": "Retour stop",
+    "JW316": "Retour verzoek om toewijzing",
+    "JW318": "Retour verzoek om wijziging",
+}
+AKKOORD = "0200 Geen opmerking over deze berichtklasse."
+"""How the clerk's Verzonden page names a retour and its retourcode 0200."""
 
 
 @pytest.fixture
@@ -60,6 +74,55 @@ async def gemeente_inbox(setup: Setup) -> list[dict[str, Any]]:
     status, inbox = await rest(setup, "GET", "/api/v1/inbox", token=setup.token(GEMEENTE))
     assert status == 200, inbox
     return list(inbox["messages"])
+
+
+async def the_gemeente_answers(setup: Setup, functie: str) -> tuple[str, str]:
+    """Gemeente 0175 answers the clerk's ``functie`` message waiting in its inbox over REST,
+    as its own software would: the retour (or, for a 323, the 325 granting it) built from the
+    message it received, with its own Identificatie. Asserts it is accepted (202) and, for a
+    retour, linked to that heenbericht. Returns (the clerk's message id, the answer's id)."""
+    [heen] = [m for m in await gemeente_inbox(setup) if m["functie"] == functie]
+    token = setup.token(GEMEENTE)
+    status, envelope = await rest(setup, "GET", f"/api/v1/inbox/{heen['id']}", token=token)
+    assert status == 200, envelope
+    received = payload_of(envelope)
+    identificatie = f"G{uuid.uuid4().hex[:11].upper()}"
+    today = datetime.date.today().isoformat()
+    answer = (declaratie_antwoord if functie.endswith("323") else retour_for)(
+        received, identificatie, today
+    )
+    status, accepted = await rest(setup, "POST", "/api/v1/messages", token=token, data=answer)
+    assert status == 202, accepted
+    status, view = await rest(setup, "GET", f"/api/v1/messages/{accepted['id']}", token=token)
+    assert status == 200, view
+    # linked to the clerk's message: a retour by its BerichtIdentificatie, a 325 by its
+    # DeclaratieIdentificatie
+    assert view["heen_id"] == heen["id"] and not view["unlinked"], view
+    return str(heen["id"]), str(accepted["id"])
+
+
+async def retour_state(page: Any, setup: Setup, message_id: str) -> str:
+    """What the clerk's Verzonden page says of the retour to its message ``message_id``."""
+    await page.goto(f"{setup.url}/portal/sent")
+    row = f"tr:has(a[href='/portal/messages/{message_id}'])"
+    return str(await page.inner_text(f"{row} td[data-label='Retour']")).strip()
+
+
+async def the_clerk_reads_the_answer(
+    page: Any, setup: Setup, heen_id: str, answer_id: str, functie: str, shot: str
+) -> None:
+    """The clerk's inbox lists the answer; its readable page opens and names the clerk's
+    message as the one it answers (its conversation); axe and a screenshot on both pages."""
+    await page.goto(f"{setup.url}/portal/inbox")
+    link = f"main a[href='/portal/messages/{answer_id}']"
+    assert functie in await page.inner_text(link)
+    await check(page, f"{shot}-postvak-in")
+    await page.click(link)
+    await page.wait_for_load_state()
+    assert functie in await page.inner_text("h1")
+    conversation = "table:has(#conversation-caption)"
+    assert await page.locator(f"{conversation} a[href='/portal/messages/{heen_id}']").count() == 1
+    await check(page, f"{shot}-bericht")
 
 
 def error_beside(html: str, field: str) -> str:
@@ -330,7 +393,6 @@ async def test_a_clerk_starts_and_stops_zorg_in_chromium_at_360px(
         await page.click("main button[type=submit]")
         await page.wait_for_load_state()
         assert "is aangenomen (Bv03)" in await page.inner_text("main")
-        await page.context.close()
 
         gemeente = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
         await portal_ui.sign_in_with_token(gemeente, setup, GEMEENTE)
@@ -338,6 +400,23 @@ async def test_a_clerk_starts_and_stops_zorg_in_chromium_at_360px(
         assert "JW305" in inbox and "JW307" in inbox, inbox
         await check(gemeente, "50-taak-305-307-bij-de-gemeente")
         await gemeente.context.close()
+
+        # no answer yet: the clerk's Verzonden page shows no retour for either message
+        sent = {m["functie"]: str(m["id"]) for m in await gemeente_inbox(setup)}
+        for functie in ("JW305", "JW307"):
+            assert await retour_state(page, setup, sent[functie]) == "-"
+        # the gemeente's software answers both; each comes back to the clerk
+        for functie, answer, shot in (
+            ("JW305", "JW306", "60-retour-306"),
+            ("JW307", "JW308", "61-retour-308"),
+        ):
+            heen_id, answer_id = await the_gemeente_answers(setup, functie)
+            await the_clerk_reads_the_answer(page, setup, heen_id, answer_id, answer, shot)
+            assert (
+                await retour_state(page, setup, heen_id) == f"{answer} · {NAMES[answer]}\n{AKKOORD}"
+            )
+        await check(page, "62-retour-306-308-verzonden")
+        await page.context.close()
 
 
 @pytest.mark.slow
@@ -416,11 +495,22 @@ async def test_a_clerk_declares_a_month_in_chromium_at_360px(setup: Setup, brows
         await page.wait_for_load_state()
         assert "is aangenomen (Bv03)" in await page.inner_text("main")
         await check(page, "53-taak-323-verstuurd")
-        await page.context.close()
         gemeente = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
         await portal_ui.sign_in_with_token(gemeente, setup, GEMEENTE)
         assert "JW323" in await gemeente.inner_text("main")
         await gemeente.context.close()
+
+        [declaratie] = [str(m["id"]) for m in await gemeente_inbox(setup)]
+        assert await retour_state(page, setup, declaratie) == "-"
+        # the gemeente's software grants the declaratie (325); the clerk reads the answer
+        heen_id, answer_id = await the_gemeente_answers(setup, "JW323")
+        await the_clerk_reads_the_answer(
+            page, setup, heen_id, answer_id, "JW325", "63-antwoord-325"
+        )
+        assert await retour_state(page, setup, heen_id) == (
+            f"JW325 · Declaratie-antwoord\n{AKKOORD}\n8001 Declaratie is volledig toegewezen."
+        )
+        await page.context.close()
 
 
 @pytest.mark.slow
@@ -491,6 +581,11 @@ async def test_a_clerk_asks_for_a_change_in_chromium_at_360px(setup: Setup, brow
         await page.wait_for_load_state()
         assert "is aangenomen (Bv03)" in await page.inner_text("main")
         await check(page, "56-taak-317-verstuurd")
+        [verzoek] = [str(m["id"]) for m in await gemeente_inbox(setup)]
+        assert await retour_state(page, setup, verzoek) == "-"
+        heen_id, answer_id = await the_gemeente_answers(setup, "JW317")
+        await the_clerk_reads_the_answer(page, setup, heen_id, answer_id, "JW318", "64-retour-318")
+        assert await retour_state(page, setup, heen_id) == f"JW318 · {NAMES['JW318']}\n{AKKOORD}"
         await page.context.close()
 
 
@@ -566,4 +661,82 @@ async def test_a_clerk_asks_for_a_toewijzing_in_chromium_at_360px(
         await page.wait_for_load_state()
         assert "is aangenomen (Bv03)" in await page.inner_text("main")
         await check(page, "59-taak-315-verstuurd")
+        [verzoek] = [str(m["id"]) for m in await gemeente_inbox(setup)]
+        assert await retour_state(page, setup, verzoek) == "-"
+        heen_id, answer_id = await the_gemeente_answers(setup, "JW315")
+        await the_clerk_reads_the_answer(page, setup, heen_id, answer_id, "JW316", "65-retour-316")
+        assert await retour_state(page, setup, heen_id) == f"JW316 · {NAMES['JW316']}\n{AKKOORD}"
+        await page.context.close()
+
+
+TASKS = ("bevestigen", "start", "stop", "declareren", "wijzigen", "aanvragen")
+
+
+@pytest.mark.slow
+async def test_the_tasks_start_from_an_acknowledged_toewijzing_in_the_archive(
+    setup: Setup,
+) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        status, body = await rest(
+            setup, "POST", f"/api/v1/inbox/{toewijzing}/ack", token=setup.token(AANBIEDER)
+        )
+        assert status == 200, body
+        gemeente, _ = await portal_session(setup, GEMEENTE)
+        aanbieder, csrf = await portal_session(setup, AANBIEDER)
+        tls = setup.ssl_context()
+        try:
+            async with aanbieder.get(f"{setup.url}/portal/inbox", ssl=tls) as page:
+                assert f"/portal/taken/{toewijzing}/" not in await page.text()
+            async with aanbieder.get(f"{setup.url}/portal/archive", ssl=tls) as page:
+                html = await page.text()
+            for task in TASKS:  # the archive offers every task on it
+                assert f'href="/portal/taken/{toewijzing}/{task}"' in html, task
+            for task in TASKS:  # still only to its addressee: the gemeente gets the 404
+                async with gemeente.get(
+                    f"{setup.url}/portal/taken/{toewijzing}/{task}", ssl=tls
+                ) as page:
+                    assert page.status == 404, task
+            async with gemeente.get(f"{setup.url}/portal/archive", ssl=tls) as page:
+                assert "/portal/taken/" not in await page.text()
+            start = f"{setup.url}/portal/taken/{toewijzing}/start"
+            async with aanbieder.get(start, ssl=tls) as page:
+                html = await page.text()
+                assert page.status == 200, html
+            assert 'name="begindatum-0" value="2026-10-05"' in html
+            form = {
+                "csrf": csrf,
+                "identificatie": f"S{uuid.uuid4().hex[:11].upper()}",
+                "dagtekening": "2026-10-08",
+                "begindatum-0": "2026-10-07",
+            }
+            status, html = await post_form(aanbieder, setup, start, form)
+            assert status == 200 and "is aangenomen (Bv03)" in html, html
+            assert [m["functie"] for m in await gemeente_inbox(setup)] == ["JW305"]
+        finally:
+            await gemeente.close()
+            await aanbieder.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(portal_ui.CHROMIUM is None, reason="no Chromium")
+async def test_a_clerk_starts_zorg_from_the_archive_in_chromium_at_360px(
+    setup: Setup, browser: Any
+) -> None:
+    async with running(setup):
+        toewijzing = await a_toewijzing(setup)
+        await rest(setup, "POST", f"/api/v1/inbox/{toewijzing}/ack", token=setup.token(AANBIEDER))
+        page = await portal_ui.new_page(browser, setup, locale="nl-NL", width=360)
+        await portal_ui.sign_in_with_token(page, setup, AANBIEDER)
+        await page.goto(f"{setup.url}/portal/archive")
+        assert "afgehandeld" in await page.inner_text("main")
+        await check(page, "66-archief-taken")
+        await page.click(f"a[href='/portal/taken/{toewijzing}/start']")
+        await page.wait_for_load_state()
+        assert await page.input_value("#begindatum-0") == "2026-10-05"
+        await page.fill("#begindatum-0", "2026-10-07")
+        await page.fill("#begindatum-1", "")
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert "is aangenomen (Bv03)" in await page.inner_text("main")
         await page.context.close()

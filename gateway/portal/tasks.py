@@ -92,16 +92,18 @@ class TaskPages(Pages):
     async def _toewijzing(
         self, request: web.Request, visitor: Visitor
     ) -> compose.Toewijzing | None:
-        """The toewijzing of the path's id, when it waits in the visitor's own inbox and is
-        addressed to the visitor by the gemeente whose envelope brought it; else None (the
-        same 404 for another's message as for none: no existence oracle)."""
+        """The toewijzing of the path's id, when the visitor received it through its own
+        inbox (waiting there, or acknowledged: in its archive) and it is addressed to the
+        visitor by the gemeente whose envelope brought it; else None (the same 404 for
+        another's message as for none: no existence oracle)."""
         message_id = request.match_info["id"]
         if not MESSAGE_ID.fullmatch(message_id):
             return None
         return await self._read(message_id, visitor)
 
     async def _read(self, message_id: str, visitor: Visitor) -> compose.Toewijzing | None:
-        """A toewijzing in the visitor's inbox, read and checked (see :meth:`_toewijzing`)."""
+        """A toewijzing in the visitor's inbox or archive, read and checked (see
+        :meth:`_toewijzing`)."""
         assert visitor.partner is not None
         data = await self.deps.broker.inbox_envelope(visitor.partner.id, message_id)
         if data is None:
@@ -152,7 +154,7 @@ class TaskPages(Pages):
             visitor,
             404,
             t.gettext("Niet gevonden"),
-            t.gettext("Deze toewijzing wacht niet in uw postvak in."),
+            t.gettext("Deze toewijzing staat niet in uw postvak in of uw archief."),
         )
 
     async def send(
