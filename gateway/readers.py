@@ -24,6 +24,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import pickle
@@ -133,6 +134,8 @@ class _Failed:
 def _serve(sock: socket.socket, setup: ReaderSetup) -> None:
     """The reader process: answer requests in order until the gateway closes the socket."""
     reader = _Reader(setup)
+    gc.collect()
+    gc.freeze()  # the compiled schemas and rules live as long as the reader (as in serve)
     stream = sock.makefile("rwb")
     _write(stream, True)  # ready
     handlers: dict[str, Callable[..., Any]] = {"soap": reader.soap, "payload": reader.payload}
