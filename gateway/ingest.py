@@ -21,9 +21,9 @@ from gateway import audit, transports
 from gateway import envelope as env
 from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
 from gateway.figures import FigureKeys
-from gateway.offload import PayloadValidator
+from gateway.offload import LARGE_PAYLOAD_BYTES, PayloadValidator
 from gateway.pairing import answered_declaratie, pair_problems
-from gateway.readers import ReaderLost, Readers
+from gateway.readers import ReaderCrashed, ReaderLost, Readers
 from gateway.reading import (
     Caller,
     Read,
@@ -40,6 +40,7 @@ from gateway.reading import (
     spoofed,
     text_payload_refusal,
 )
+from gateway.soap import SoapFault
 from gateway.standards import MessageType
 from gateway.validation import PayloadResult, Validator
 from gateway.xmlsafe import parse_untrusted
@@ -155,6 +156,13 @@ class Ingress:
             read: Read | Refused = await self.readers.read_soap(
                 body, soap_action, self._caller(identity)
             )
+        except ReaderCrashed:
+            # two readers ended on this message: it is not read here, where it could take
+            # the gateway down with it; the sender may send it again
+            log.error("message.unreadable", peer=identity.peer, partner=identity.name)
+            raise SoapFault(
+                "StUF046", "server", "the message could not be read; send it again later"
+            ) from None
         except ReaderLost:
             return None
         return read
@@ -342,7 +350,13 @@ class Ingress:
         message = read.message_type
         if payload_root is None and answers_another(message):
             # read by a reader process: linking a 325 and the pair checks need its tree here
-            payload_root = parse_untrusted(envelope.payload, self.validator.limits)
+            # (a large one parsed in a thread, so the loop goes on serving others)
+            args = (envelope.payload, self.validator.limits)
+            payload_root = (
+                await asyncio.to_thread(parse_untrusted, *args)
+                if len(envelope.payload) > LARGE_PAYLOAD_BYTES
+                else parse_untrusted(*args)
+            )
         return await self._route_and_store(envelope, read, identity, message, payload_root)
 
     def _unknown_receiver(self, envelope: env.Envelope) -> Rejected | None:

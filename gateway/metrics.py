@@ -47,6 +47,16 @@ PAYLOAD_VALIDATIONS = Counter(
 )
 for _where in ("inline", "worker", "reader"):
     PAYLOAD_VALIDATIONS.labels(where=_where)  # present at 0
+READER_FALLBACKS = Counter(
+    "ggk_reader_fallbacks_total",
+    "Messages a reader process did not read (gateway/readers.py): busy (every reader held a "
+    "large message; read in the gateway), lost or failed (read in the gateway), crashed (its "
+    "reader ended on it, twice: refused with StUF046).",
+    ["reason"],
+    registry=REGISTRY,
+)
+for _reason in ("busy", "lost", "failed", "crashed"):
+    READER_FALLBACKS.labels(reason=_reason)  # present at 0
 BODY_BUDGET_WAITS = Counter(
     "ggk_body_budget_refusals_total",
     "Requests answered 503 because the memory budget for bodies stayed full.",

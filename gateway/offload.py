@@ -20,7 +20,7 @@ import structlog
 
 from gateway.identify import identify
 from gateway.metrics import PAYLOAD_VALIDATIONS
-from gateway.readers import ReaderLost, Readers
+from gateway.readers import ReaderCrashed, ReaderLost, Readers
 from gateway.validation import PayloadResult, Validator
 from gateway.xmlsafe import UnsafeXml, parse_untrusted
 
@@ -45,14 +45,17 @@ class PayloadValidator:
 
     async def validate_payload(self, data: bytes) -> PayloadResult:
         """Validate ``data`` once; counted in ``ggk_payload_validations_total`` (the most
-        expensive step of accepting a message: a path that repeats it shows there)."""
+        expensive step of accepting a message: a path that repeats it shows there). Raises
+        :class:`gateway.readers.ReaderCrashed` for a payload two readers ended on."""
         if self.readers is None or not self.readers.running or len(data) <= self.threshold:
             PAYLOAD_VALIDATIONS.labels(where="inline").inc()
             return self.validator.validate_payload(data)
         PAYLOAD_VALIDATIONS.labels(where="worker").inc()
         try:
             report = await self.readers.validate_payload(data)
-        except ReaderLost:  # the reader died (e.g. killed): validate here (it is replaced)
+        except ReaderCrashed:
+            raise  # two readers ended on it: not validated here (the caller refuses it)
+        except ReaderLost:  # its reader died (e.g. killed): validate here (it is replaced)
             log.error("offload.worker_lost", payload_bytes=len(data))
             return self.validator.validate_payload(data)
         result = PayloadResult(report)

@@ -3,19 +3,30 @@
 One Python process can use one core at a time: the event loop, TLS, the SQLite writer's
 Python and every message's parsing, schema checks, rules and facts share one interpreter
 lock. Reading a message is most of its CPU and needs nothing of the gateway's state, so the
-gateway hands the request body to a reader process and gets back what the store keeps
-(:class:`gateway.reading.Read`) or the refusal (:class:`gateway.reading.Refused`); routing,
-the conversation checks, storing and answering stay in the gateway process, with one SQLite
-writer as before.
+gateway hands the request body to a reader process (gateway/reader_process.py) and gets back
+what the store keeps (:class:`gateway.reading.Read`) or the refusal
+(:class:`gateway.reading.Refused`); routing, the conversation checks, storing and answering
+stay in the gateway process, with one SQLite writer as before.
 
 Each reader is a process of its own (spawned, not forked: the gateway has threads), with a
-socket pair to the gateway; a request is one length-prefixed pickle, answered in order.
-A ``concurrent.futures`` process pool costs the gateway about 0.2 ms of CPU a task (a
-management thread, a feeder thread, wake-ups); this costs about 0.04 ms. A reader compiles
-the same schemas, loads the same code lists and uses the same settings as the gateway, so a
-message is judged alike wherever it is read. A reader that dies (killed, out of memory) fails
-only the requests it held, which the gateway then reads itself; a new reader is started.
-A reader ends when the gateway's end of its socket closes (the gateway ended, even by -9).
+socket pair to the gateway; a request is one frame, answered in order with its number. A
+``concurrent.futures`` process pool costs the gateway about 0.2 ms of CPU a task (a
+management thread, a feeder thread, wake-ups); this costs about 0.04 ms.
+
+What keeps one partner, or one message, from holding up the rest:
+
+- A small message never waits behind a large one: it goes to a reader holding no large
+  message, and when every reader holds one it is read in the gateway process (as before
+  readers, when only large payloads left it).
+- Every request has a deadline (:data:`READ_DEADLINE`). A reader that misses it is killed.
+- A reader that ends (killed, out of memory, a parser crash, a missed deadline) fails the
+  request it was reading with :class:`ReaderCrashed` and the ones queued behind it with
+  :class:`ReaderLost`. A crashed request is tried once more in another reader; if that one
+  ends too, the message is refused (``StUF046``: send it again later) rather than read in the
+  gateway process, where it could take the gateway down. A lost one is read in the gateway.
+  The reader is replaced (retried with a growing pause until one starts).
+- Answers carry their request's number: an answer out of step ends the reader, so no
+  request can ever get another's answer.
 """
 
 from __future__ import annotations
@@ -24,141 +35,51 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import gc
 import logging
 import multiprocessing
 import pickle
 import socket
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from gateway import logs, soap
-from gateway.figures import FigureKeys
-from gateway.metrics import PAYLOAD_VALIDATIONS
+from gateway import soap
+from gateway.metrics import PAYLOAD_VALIDATIONS, READER_FALLBACKS
+from gateway.reader_process import (
+    FRAME,
+    READY,
+    Answer,
+    Failed,
+    Fault,
+    ReaderSetup,
+    loads,
+    serve,
+)
 from gateway.report import ValidationReport
-from gateway.xmlsafe import ParseLimits
 
 log = structlog.get_logger("ggk.readers")
 
-_FRAME = struct.Struct("!I")
+READ_DEADLINE = 60.0
+"""Seconds a reader may take for one request (a message of the largest size allowed takes a
+few seconds); beyond it the reader is taken to be stuck, and killed."""
 
+LARGE_BYTES = 256 * 1024
+"""A request above this size is a large one (gateway/offload.py's threshold)."""
 
-@dataclass(frozen=True, slots=True)
-class ReaderSetup:
-    """Everything a reader process needs to judge a message as the gateway does."""
-
-    schema_dirs: tuple[str, ...]
-    limits: ParseLimits
-    soap_limits: ParseLimits
-    codelists_dir: str | None
-    settings: Any  # gateway.reading.Settings (imported lazily: reading imports the rules)
-    log_level: str = "WARNING"
+__all__ = ["READ_DEADLINE", "ReaderCrashed", "ReaderLost", "ReaderSetup", "Readers"]
 
 
 class ReaderLost(Exception):
-    """The reader process holding a request ended before answering it."""
+    """No reader answered this request: the caller reads the message itself."""
 
 
-# ---- in the reader process -------------------------------------------------------------
+class ReadersBusy(ReaderLost):
+    """Every reader holds a large message: a small one is read by the caller at once."""
 
 
-class _Reader:
-    """The reader process's state: compiled schemas, the validator, the settings."""
-
-    def __init__(self, setup: ReaderSetup) -> None:
-        from gateway import codelists
-        from gateway.schemas import SchemaRegistry
-        from gateway.validation import Validator
-
-        logs.configure(setup.log_level)
-        codelists.configure(Path(setup.codelists_dir) if setup.codelists_dir else None)
-        registry = SchemaRegistry([Path(d) for d in setup.schema_dirs])
-        registry.compile_all()
-        self.validator = Validator(registry, setup.limits)
-        self.soap_limits = setup.soap_limits
-        self.settings = setup.settings
-        key = setup.settings.figures_key
-        self.figure_keys = FigureKeys(key) if key is not None else None
-
-    def soap(self, body: bytes, action: str | None, caller: Any) -> Any:
-        from gateway import reading
-
-        try:
-            element = soap.unwrap(body, action, self.soap_limits)
-        except soap.SoapFault as exc:
-            # its fields as they are (astuple would turn the zender Systeem into a tuple)
-            return _Fault(tuple(getattr(exc, f.name) for f in dataclasses.fields(exc)))
-        validated = []
-
-        def validate(payload: bytes) -> Any:
-            validated.append(True)
-            return self.validator.validate_payload(payload)
-
-        answer = reading.read_all(element, caller, self.settings, validate, self.figure_keys)
-        return _Answer(answer, bool(validated))
-
-    def payload(self, data: bytes) -> ValidationReport:
-        return self.validator.validate_payload(data).report
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """A request read: the Read or Refused, and whether its payload was validated (what
-    ``ggk_payload_validations_total{where="reader"}`` counts)."""
-
-    read: Any
-    validated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Fault:
-    """A :class:`gateway.soap.SoapFault` in transit (an exception's fields, not the
-    exception: a dataclass exception does not pickle its fields)."""
-
-    fields: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    """An unexpected error in the reader: the gateway reads the message itself, where the
-    error is handled (and reported) as any other."""
-
-    kind: str
-
-
-def _serve(sock: socket.socket, setup: ReaderSetup) -> None:
-    """The reader process: answer requests in order until the gateway closes the socket."""
-    reader = _Reader(setup)
-    gc.collect()
-    gc.freeze()  # the compiled schemas and rules live as long as the reader (as in serve)
-    stream = sock.makefile("rwb")
-    _write(stream, True)  # ready
-    handlers: dict[str, Callable[..., Any]] = {"soap": reader.soap, "payload": reader.payload}
-    while True:
-        head = stream.read(_FRAME.size)
-        if len(head) < _FRAME.size:
-            return  # the gateway is gone
-        (size,) = _FRAME.unpack(head)
-        kind, args = pickle.loads(stream.read(size))
-        try:
-            answer = handlers[kind](*args)
-        except Exception as exc:
-            answer = _Failed(type(exc).__name__)
-        _write(stream, answer)
-
-
-def _write(stream: Any, value: object) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_FRAME.pack(len(data)) + data)
-    stream.flush()
-
-
-# ---- in the gateway process ------------------------------------------------------------
+class ReaderCrashed(ReaderLost):
+    """The reader ended while reading this very request (or missed its deadline)."""
 
 
 class _Process:
@@ -174,64 +95,107 @@ class _Process:
         self.on_lost = on_lost
         self.stopping = False
         self.sock = sock
-        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.waiting: collections.deque[tuple[int, asyncio.Future[Any]]] = collections.deque()
+        self.numbers = 0
         self.load = 0
         """Bytes of the requests it holds: a 1 MB declaratie weighs as much as 300 small ones."""
+        self.large = 0
+        """Large requests it holds: small ones do not queue behind those."""
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(sock=self.sock)
-        ready = await self._next()
-        if ready is not True:
+        number, ready = await self._next()
+        if (number, ready) != (READY, True):
             raise ReaderLost("the reader did not start")
         self.task = asyncio.create_task(self._answers(), name="reader-answers")
 
-    async def _next(self) -> Any:
+    async def _next(self) -> tuple[int, Any]:
         assert self.reader is not None
-        (size,) = _FRAME.unpack(await self.reader.readexactly(_FRAME.size))
-        return pickle.loads(await self.reader.readexactly(size))
+        size, number = FRAME.unpack(await self.reader.readexactly(FRAME.size))
+        return number, loads(await self.reader.readexactly(size))
 
     async def _answers(self) -> None:
+        """Hand each answer to its request; any trouble ends the reader (never a guess)."""
+        crashed = True
         try:
             while True:
-                answer = await self._next()
-                future = self.waiting.popleft()
+                number, answer = await self._next()
+                if not self.waiting or self.waiting[0][0] != number:
+                    log.error("readers.out_of_step", pid=self.process.pid, number=number)
+                    crashed = False  # which request it was reading is not known
+                    return
+                _, future = self.waiting.popleft()
                 if not future.done():
                     future.set_result(answer)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+        except asyncio.CancelledError:
+            crashed = False
+            raise
+        except Exception as exc:  # an unreadable answer is as bad as a dead reader
             if not self.stopping:
-                log.error("readers.reader_lost", pid=self.process.pid, waiting=len(self.waiting))
-                self.on_lost()
+                log.error(
+                    "readers.reader_lost",
+                    pid=self.process.pid,
+                    waiting=len(self.waiting),
+                    error=type(exc).__name__,
+                )
         finally:
-            self._fail_waiting()
+            if not self.stopping:
+                self._kill()
+                self.on_lost()
+            self._fail_waiting(crashed and not self.stopping)
 
-    def _fail_waiting(self) -> None:
+    def _fail_waiting(self, crashed: bool) -> None:
+        """The request being read when the reader ended is the suspect (ReaderCrashed); the
+        ones queued behind it are not (ReaderLost)."""
+        first = True
         while self.waiting:
-            future = self.waiting.popleft()
+            _, future = self.waiting.popleft()
             if not future.done():
-                future.set_exception(ReaderLost("the reader process ended"))
+                error = ReaderCrashed if crashed and first else ReaderLost
+                future.set_exception(error("the reader process ended"))
+            first = False
+
+    def _kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        if self.writer is not None:
+            self.writer.close()
 
     @property
     def alive(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    async def ask(self, kind: str, args: tuple[Any, ...], weight: int) -> Any:
+    async def ask(self, kind: str, args: tuple[Any, ...], weight: int, deadline: float) -> Any:
         assert self.writer is not None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         data = pickle.dumps((kind, args), protocol=pickle.HIGHEST_PROTOCOL)
-        self.waiting.append(future)
-        self.load += weight
+        self.numbers += 1
+        number = self.numbers
         try:
-            self.writer.write(_FRAME.pack(len(data)) + data)
+            self.writer.writelines([FRAME.pack(len(data), number), data])
+        except (ConnectionError, OSError, RuntimeError) as exc:  # nothing queued yet
+            raise ReaderLost(type(exc).__name__) from None
+        del data  # the transport holds what it has not sent
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.waiting.append((number, future))
+        large = weight > LARGE_BYTES
+        self.load += weight
+        self.large += large
+        try:
             await self.writer.drain()
+            return await asyncio.wait_for(asyncio.shield(future), deadline)
+        except TimeoutError:
+            log.error("readers.reader_stuck", pid=self.process.pid, seconds=deadline)
+            self._kill()  # its answers task fails this request (ReaderCrashed) and the rest
             return await future
         except (ConnectionError, OSError) as exc:
-            future.cancel()  # its answer will not come; nobody else waits for it
-            raise ReaderLost(str(exc)) from None
+            future.cancel()  # its answer will not come; the answers task ends the reader
+            raise ReaderLost(type(exc).__name__) from None
         finally:
             self.load -= weight
+            self.large -= large
 
     async def stop(self) -> None:
         self.stopping = True
@@ -243,18 +207,19 @@ class _Process:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        self.process.join(timeout=5)
+        await asyncio.to_thread(self.process.join, 5)
         if self.process.is_alive():
             self.process.kill()
-            self.process.join(timeout=5)
+            await asyncio.to_thread(self.process.join, 5)
 
 
 class Readers:
     """The gateway's reader processes (``[gateway] readers``; 0: none, read inline)."""
 
-    def __init__(self, setup: ReaderSetup, count: int) -> None:
+    def __init__(self, setup: ReaderSetup, count: int, deadline: float = READ_DEADLINE) -> None:
         self.setup = setup
         self.count = count
+        self.deadline = deadline
         self._processes: list[_Process] = []
         self._replacing: asyncio.Task[None] | None = None
         self._closing = False
@@ -262,6 +227,11 @@ class Readers:
     @property
     def running(self) -> bool:
         return any(p.alive for p in self._processes)
+
+    @property
+    def processes(self) -> list[multiprocessing.process.BaseProcess]:
+        """The reader processes now (a lost one until it is replaced)."""
+        return [p.process for p in self._processes]
 
     async def start(self) -> None:
         """Start the readers and wait until each has compiled the schemas, so the first
@@ -275,7 +245,7 @@ class Readers:
         ours, theirs = socket.socketpair()
         context = multiprocessing.get_context("spawn")
         process = context.Process(
-            target=_serve, args=(theirs, self.setup), name="ggk-reader", daemon=True
+            target=serve, args=(theirs, self.setup), name="ggk-reader", daemon=True
         )
         process.start()
         theirs.close()
@@ -284,7 +254,7 @@ class Readers:
             await reader.connect()
         except (asyncio.IncompleteReadError, ConnectionError, OSError, ReaderLost) as exc:
             await reader.stop()
-            raise ReaderLost(f"a reader process did not start: {exc}") from None
+            raise ReaderLost(f"a reader process did not start: {type(exc).__name__}") from None
         return reader
 
     async def close(self) -> None:
@@ -296,13 +266,28 @@ class Readers:
         await asyncio.gather(*(p.stop() for p in self._processes))
         self._processes = []
 
-    async def ask(self, kind: str, args: tuple[Any, ...], weight: int) -> Any:
-        """The answer of the least loaded reader; ReaderLost when none can answer."""
-        alive = [p for p in self._processes if p.alive]
+    def _choose(self, weight: int, avoid: _Process | None) -> _Process:
+        alive = [p for p in self._processes if p.alive and p is not avoid]
         if not alive:
             raise ReaderLost("no reader process is running")
-        chosen = min(alive, key=lambda p: (p.load, len(p.waiting)))
-        return await chosen.ask(kind, args, weight)
+        if weight <= LARGE_BYTES:
+            alive = [p for p in alive if not p.large]
+            if not alive:
+                raise ReadersBusy("every reader holds a large message")
+        return min(alive, key=lambda p: (p.load, len(p.waiting)))
+
+    async def ask(self, kind: str, args: tuple[Any, ...], weight: int) -> Any:
+        """The answer of the least loaded reader that may take it; a request whose reader
+        crashed on it is tried once more in another (ReaderCrashed if that one does too)."""
+        chosen = self._choose(weight, None)
+        try:
+            return await chosen.ask(kind, args, weight, self.deadline)
+        except ReaderCrashed:
+            try:
+                again = self._choose(weight, chosen)
+            except ReaderLost:
+                raise ReaderCrashed("no other reader to try it in") from None
+            return await again.ask(kind, args, weight, self.deadline)
 
     def _replace_lost(self) -> None:
         if self._closing or (self._replacing is not None and not self._replacing.done()):
@@ -311,7 +296,9 @@ class Readers:
 
     async def _replace(self) -> None:
         """Start a reader in the place of each lost one (until none is lost: another may end
-        while one starts). Meanwhile the others read, or the gateway itself."""
+        while one starts), pausing longer after each failed start. Meanwhile the others
+        read, or the gateway itself."""
+        pause = 1.0
         while not self._closing:
             lost = [i for i, p in enumerate(self._processes) if not p.alive]
             if not lost:
@@ -321,27 +308,45 @@ class Readers:
                 try:
                     self._processes[i] = await self._spawn()
                 except ReaderLost as exc:
-                    log.error("readers.restart_failed", error=str(exc))
-                    return
+                    log.error("readers.restart_failed", error=str(exc), retry_in=pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 60.0)
+                    break
                 log.warning("readers.reader_restarted", pid=self._processes[i].process.pid)
 
     async def read_soap(self, body: bytes, action: str | None, caller: Any) -> Any:
         """A SOAP request read by a reader: a :class:`gateway.reading.Read` or ``Refused``;
         raises :class:`gateway.soap.SoapFault` as :func:`gateway.soap.unwrap` does, and
-        ReaderLost (the caller reads it itself)."""
-        answer = await self.ask("soap", (body, action, caller), len(body))
-        if isinstance(answer, _Fault):
+        ReaderLost (read it in the gateway) or ReaderCrashed (refuse it)."""
+        answer = await self._counted(self.ask("soap", (body, action, caller), len(body)))
+        if isinstance(answer, Fault):
             raise soap.SoapFault(*answer.fields)
-        if isinstance(answer, _Failed):
-            raise ReaderLost(f"the reader failed ({answer.kind})")
-        assert isinstance(answer, _Answer)
+        assert isinstance(answer, Answer)
         if answer.validated:
             PAYLOAD_VALIDATIONS.labels(where="reader").inc()
         return answer.read
 
     async def validate_payload(self, data: bytes) -> ValidationReport:
-        answer = await self.ask("payload", (data,), len(data))
-        if isinstance(answer, _Failed):
-            raise ReaderLost(f"the reader failed ({answer.kind})")
+        answer = await self._counted(self.ask("payload", (data,), len(data)))
         assert isinstance(answer, ValidationReport)
+        return answer
+
+    @staticmethod
+    async def _counted(asked: Any) -> Any:
+        """The answer, or why there is none, counted in ``ggk_reader_fallbacks_total``."""
+        try:
+            answer = await asked
+        except ReadersBusy:
+            READER_FALLBACKS.labels(reason="busy").inc()
+            raise
+        except ReaderCrashed:
+            READER_FALLBACKS.labels(reason="crashed").inc()
+            raise
+        except ReaderLost:
+            READER_FALLBACKS.labels(reason="lost").inc()
+            raise
+        if isinstance(answer, Failed):
+            READER_FALLBACKS.labels(reason="failed").inc()
+            log.warning("readers.read_failed", error=answer.kind)
+            raise ReaderLost(f"the reader failed ({answer.kind})")
         return answer

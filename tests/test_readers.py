@@ -5,10 +5,13 @@ readers end with their gateway (even one killed with -9)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
 import os
 import re
 import signal
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +20,9 @@ from lxml import etree
 
 from gateway import envelope as env
 from gateway import soap
+from gateway.readers import ReaderCrashed, Readers, ReadersBusy, ReaderSetup
+from gateway.reading import Settings
+from gateway.validation import Validator
 from kit.gateway import (
     Setup,
     Sink,
@@ -29,6 +35,7 @@ from kit.gateway import (
     running,
     serve,
 )
+from kit.messages import big_declaratie
 from tests.conftest import SAMPLES
 
 SOAP12 = (
@@ -193,3 +200,67 @@ async def test_a_reader_killed_costs_no_message_and_the_readers_end_with_the_gat
         await process.wait()
     # the readers notice that the gateway's end of their sockets closed, and end too
     await eventually(lambda: not any(alive(pid) for pid in replaced), timeout=20)
+
+
+@contextlib.contextmanager
+def frozen(process: multiprocessing.process.BaseProcess) -> Iterator[None]:
+    """A reader frozen (SIGSTOP) while the block runs: it holds whatever it was sent."""
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+async def two_readers(validator: Validator) -> AsyncIterator[Readers]:
+    """Two readers in this process's event loop, with a deadline of a second."""
+    setup = ReaderSetup((), validator.limits, validator.limits, None, Settings())
+    readers = Readers(setup, count=2, deadline=1.0)
+    await readers.start()
+    try:
+        yield readers
+    finally:
+        await readers.close()
+
+
+@pytest.mark.slow
+async def test_a_small_message_is_not_queued_behind_a_large_one(two_readers: Readers) -> None:
+    big = big_declaratie()
+    first, second = two_readers.processes
+    with frozen(first), frozen(second):
+        # each reader is given a large payload (sent at once: nothing awaited before that)
+        held = [asyncio.create_task(two_readers.validate_payload(big)) for _ in range(2)]
+        await asyncio.sleep(0)
+        # a small one finds every reader holding a large one: the caller reads it itself
+        with pytest.raises(ReadersBusy):
+            await two_readers.validate_payload(SAMPLE)
+        for task in held:
+            task.cancel()
+    await asyncio.gather(*held, return_exceptions=True)
+
+
+@pytest.mark.slow
+async def test_a_stuck_reader_is_killed_and_its_request_read_by_another(
+    two_readers: Readers,
+) -> None:
+    first = two_readers.processes[0]
+    with frozen(first):  # the reader chosen first (both idle) never answers
+        report = await two_readers.validate_payload(SAMPLE)
+    assert report.valid and report.message is not None  # read by the other one
+    await eventually(lambda: not first.is_alive())  # killed at its deadline
+    await eventually(lambda: all(p.is_alive() for p in two_readers.processes), timeout=30)
+    assert first not in two_readers.processes
+
+
+@pytest.mark.slow
+async def test_a_message_two_readers_end_on_is_refused_not_read_here(
+    two_readers: Readers,
+) -> None:
+    first, second = two_readers.processes
+    with frozen(first), frozen(second), pytest.raises(ReaderCrashed):
+        await two_readers.validate_payload(SAMPLE)
+    await eventually(lambda: not first.is_alive() and not second.is_alive())
+    await eventually(lambda: all(p.is_alive() for p in two_readers.processes), timeout=30)

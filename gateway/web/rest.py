@@ -32,6 +32,7 @@ from gateway.problems import (
     query_float,
     query_int,
 )
+from gateway.readers import ReaderCrashed
 from gateway.reading import Rejected
 from gateway.standards import Kind
 from gateway.validation import PayloadResult
@@ -199,9 +200,14 @@ async def submit_payload(
             f"{gw.config.max_message_bytes:,}-byte message limit (at most {fits:,} bytes)",
             code="IB007",
         )
-    result = (
-        validated if validated is not None else await gw.ingress.payloads.validate_payload(payload)
-    )
+    try:
+        result = (
+            validated
+            if validated is not None
+            else await gw.ingress.payloads.validate_payload(payload)
+        )
+    except ReaderCrashed:  # two reader processes ended on it: not read in the gateway
+        return _refused(503, "the message could not be read; send it again later", code="StUF046")
     if result.identified is None or result.root is None:
         errors = result.report.errors
         return _refused(
