@@ -9,9 +9,22 @@ sections 1.2-1.4.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
+from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+DUTCH_TIME = ZoneInfo("Europe/Amsterdam")
+"""The iStandaarden's dates (Dagtekening, begin- and einddatum) are dates in the Netherlands."""
+
+
+def dutch_today(now: float | None = None) -> date:
+    """Today's date in the Netherlands (``now``: a Unix time; the clock's when None). Not the
+    host's date: a gateway on UTC is a day behind between 22:00/23:00 UTC and midnight, and
+    would refuse a Dagtekening of today as one in the future (TR135)."""
+    return datetime.fromtimestamp(time.time() if now is None else now, DUTCH_TIME).date()
 
 
 class Standard(StrEnum):

@@ -27,7 +27,7 @@ from gateway.rules.screen import Screen, ScreenError, compile_screen, names_of
 from gateway.rules.screens import KEYS, SETS, tests_for
 from gateway.schemas import SchemaRegistry
 from gateway.soap import SOAP11_NS
-from gateway.standards import Kind, MessageType
+from gateway.standards import Kind, MessageType, dutch_today
 from gateway.xmlsafe import DEFAULT_LIMITS, ParseLimits, UnsafeXml, parse_untrusted
 from gateway.xsderrors import problems_from_log
 
@@ -51,7 +51,8 @@ class Validator:
     limits: ParseLimits = DEFAULT_LIMITS
     rules: Sequence[Rule] = field(default_factory=lambda: list(RULES))
     today: date | None = None
-    """The receiver's system date for TR135; None means the real date at each call."""
+    """The receiver's system date for TR135; None means today's date in the Netherlands at
+    each call (:func:`gateway.standards.dutch_today`), whatever the host's time zone."""
     screen: bool = True
     """Ask the compiled screen (:mod:`gateway.rules.screen`) which rules may fire and run only
     those; False runs every rule in Python (the reference the screen is tested against)."""
@@ -161,7 +162,7 @@ class Validator:
         ctx = MessageContext(
             root=root,
             message=outcome.message,
-            today=self.today or date.today(),
+            today=self.today or dutch_today(),
             xsd_versions=(schema.file.basisschema_xsd_versie, schema.file.bericht_xsd_versie),
         )
         release = outcome.info.release

@@ -28,6 +28,7 @@ import structlog
 from gateway.codelists.files import CodeListError, load_file
 from gateway.codelists.model import CodeList, Entry, Source
 from gateway.codelists.registry import CodeLists, UnknownList, load
+from gateway.standards import dutch_today
 
 __all__ = [
     "CodeList",
@@ -58,7 +59,7 @@ def configure(directory: Path | None) -> CodeLists:
     with _lock:
         _current, _directory = loaded, directory
     log.info("codelists.loaded", lists=len(loaded.lists), replaced=sorted(loaded.replaced))
-    stale = stale_gemeentecodes(loaded, date.today())
+    stale = stale_gemeentecodes(loaded, dutch_today())
     if stale is not None:
         log.warning("codelists.stale", list="gemeentecodes", reason=stale)
     return loaded

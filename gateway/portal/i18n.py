@@ -15,7 +15,6 @@ update it; tests/test_portal_i18n.py keeps it in sync with the templates and the
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
@@ -28,6 +27,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
 from babel.support import NullTranslations, Translations
+
+from gateway.standards import dutch_today
 
 LANGUAGES = ("nl", "en")
 """What the portal speaks; the first is the default and the source language."""
@@ -139,5 +140,5 @@ def from_accept_language(header: str) -> str | None:
 
 
 def today_in_amsterdam() -> str:
-    """Today's date in Dutch time (YYYY-MM-DD)."""
-    return datetime.fromtimestamp(time.time(), ZONE).date().isoformat()
+    """Today's date in Dutch time (YYYY-MM-DD): the date the validator checks against."""
+    return dutch_today().isoformat()
