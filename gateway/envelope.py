@@ -22,7 +22,7 @@ from lxml import etree
 
 from gateway.bundled import stuf_ggk_dir
 from gateway.report import Problem, Severity
-from gateway.standards import BY_CODE, NAMESPACE_ROOT, MessageType
+from gateway.standards import BY_CODE, DUTCH_TIME, NAMESPACE_ROOT, MessageType
 from gateway.xmlread import child_text, children, decode_base64
 from gateway.xsderrors import problems_from_log
 
@@ -350,8 +350,10 @@ def new_referentienummer() -> str:
 
 
 def tijdstip_now(moment: datetime | None = None) -> str:
-    """StUF tijdstipBericht with milliseconds: yyyyMMddHHmmssSSS (17 digits)."""
-    moment = moment or datetime.now()
+    """StUF tijdstipBericht with milliseconds: yyyyMMddHHmmssSSS (17 digits), in Dutch time
+    (StUF's timestamps carry no zone: they are the Netherlands' local time, whatever the
+    host's zone is)."""
+    moment = moment or datetime.now(DUTCH_TIME)
     return moment.strftime("%Y%m%d%H%M%S") + f"{moment.microsecond // 1000:03d}"
 
 

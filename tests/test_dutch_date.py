@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from gateway import validation
-from gateway.standards import dutch_today
+from gateway.standards import DUTCH_TIME, dutch_today
 from gateway.validation import Validator
 from tests.conftest import SAMPLES
 
@@ -41,3 +41,16 @@ def test_the_validator_checks_a_dagtekening_against_the_dutch_date(
     monkeypatch.setattr(validation, "dutch_today", lambda: date.fromordinal(day.toordinal() - 1))
     refused = checked.validate_payload(sample).report
     assert "TR135" in {p.rule for p in refused.errors}, refused.errors
+
+
+def test_tijdstip_bericht_is_dutch_local_time() -> None:
+    """StUF's tijdstipBericht has no zone: the gateway writes the Netherlands' local time (a
+    Bv03 at 23:30 UTC on 6 December says 00:30 on the 7th), whatever the host's zone."""
+    from gateway import envelope as env
+
+    written = env.tijdstip_now()
+    dutch = datetime.now(DUTCH_TIME)
+    parsed = datetime.strptime(written[:14], "%Y%m%d%H%M%S").replace(tzinfo=DUTCH_TIME)
+    assert abs((dutch - parsed).total_seconds()) < 60, (written, dutch)
+    winter = datetime(2026, 12, 6, 23, 30, tzinfo=UTC).astimezone(DUTCH_TIME)
+    assert env.tijdstip_now(winter) == "20261207003000000"
