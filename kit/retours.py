@@ -18,6 +18,7 @@ from copy import deepcopy
 from lxml import etree
 
 from gateway.pairing import stored_payload
+from gateway.portal.compose import RETOUR_AT, add, echo
 from gateway.standards import BY_CODE
 from kit.messages import SAMPLES
 
@@ -25,7 +26,7 @@ MESSAGE_NS = re.compile(r"(http://www\.istandaarden\.nl/(iwmo|ijw)/3_2/)(wmo|jw)
 """A 3.2 message namespace: (base, standard, prefix, number)."""
 
 RETOUR_CLASSES: dict[str, frozenset[str]] = {
-    "302": frozenset({"Client", "Relatie", "Contact", "ToegewezenProduct"}),
+    "302": RETOUR_AT,
     "306": frozenset({"Client", "StartProduct"}),
     "308": frozenset({"Client", "StopProduct"}),
     "316": frozenset({"Client", "AangevraagdProduct"}),
@@ -64,14 +65,8 @@ def _sample_versions(standard: str, code: str) -> etree._Element:
     return versie
 
 
-def _add(parent: etree._Element, tag: str, text: str) -> etree._Element:
-    element = etree.SubElement(parent, tag)
-    element.text = text
-    return element
-
-
 def _codes(parent: etree._Element, ns: str, code: str = AKKOORD) -> None:
-    _add(etree.SubElement(parent, f"{{{ns}}}RetourCodes"), f"{{{ns}}}RetourCode", code)
+    add(etree.SubElement(parent, f"{{{ns}}}RetourCodes"), f"{{{ns}}}RetourCode", code)
 
 
 def _versions(parent: etree._Element, tag: str, source: etree._Element) -> None:
@@ -80,27 +75,6 @@ def _versions(parent: etree._Element, tag: str, source: etree._Element) -> None:
     for child in source:
         if isinstance(child.tag, str):
             holder.append(deepcopy(child))
-
-
-def _echo(
-    source: etree._Element, target: etree._Element, heen: str, ns: str, classes: frozenset[str]
-) -> None:
-    """``source``'s children under ``target``, the heenbericht's elements renamed into the
-    retour's namespace ``ns``, each of ``classes`` closed with retourcode 0200."""
-    for child in source:
-        if not isinstance(child.tag, str):
-            continue
-        name = etree.QName(child)
-        if name.namespace != heen:
-            target.append(deepcopy(child))  # the basisschema's elements stay as they are
-            continue
-        copy = etree.SubElement(target, f"{{{ns}}}{name.localname}")
-        if len(child) == 0:
-            copy.text = child.text
-        else:
-            _echo(child, copy, heen, ns, classes)
-        if name.localname in classes:
-            _codes(copy, ns)
 
 
 def retour_for(heen_payload: bytes, identificatie: str, dagtekening: str) -> bytes:
@@ -116,19 +90,19 @@ def retour_for(heen_payload: bytes, identificatie: str, dagtekening: str) -> byt
     header = etree.SubElement(out, f"{{{ns}}}Header")
     old = root.find(f"{{{heen_ns}}}Header")
     assert old is not None
-    _echo(old, header, heen_ns, ns, frozenset())
+    echo(old, header, heen_ns, ns, frozenset())
     berichtcode = header.find(f"{{{ns}}}BerichtCode")
     assert berichtcode is not None
     berichtcode.text = code
-    _add(header, f"{{{ns}}}IdentificatieRetour", identificatie)
-    _add(header, f"{{{ns}}}DagtekeningRetour", dagtekening)
+    add(header, f"{{{ns}}}IdentificatieRetour", identificatie)
+    add(header, f"{{{ns}}}DagtekeningRetour", dagtekening)
     _versions(header, f"{{{ns}}}XsdVersieRetour", _sample_versions(standard, f"{prefix}{answer}"))
     _codes(header, ns)
     body = [c for c in root if isinstance(c.tag, str) and etree.QName(c).localname != "Header"]
     holder = etree.Element("holder")
     for child in body:
         holder.append(deepcopy(child))
-    _echo(holder, out, heen_ns, ns, RETOUR_CLASSES[answer])
+    echo(holder, out, heen_ns, ns, RETOUR_CLASSES[answer])
     return etree.tostring(out, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
@@ -149,20 +123,20 @@ def declaratie_antwoord(declaratie: bytes, identificatie: str, dagtekening: str)
 
     out = etree.Element(f"{{{ns}}}Bericht", nsmap={standard: base, f"{prefix}325": ns})
     header = etree.SubElement(out, f"{{{ns}}}Header")
-    _add(header, f"{{{ns}}}BerichtCode", BY_CODE[f"{prefix.upper()}325"].bericht_code)
+    add(header, f"{{{ns}}}BerichtCode", BY_CODE[f"{prefix.upper()}325"].bericht_code)
     for name in ("BerichtVersie", "BerichtSubversie"):
-        _add(header, f"{{{ns}}}{name}", heen(f"H:Header/H:{name}").text or "")
-    _add(header, f"{{{ns}}}Afzender", heen("H:Header/H:Ontvanger").text or "")
-    _add(header, f"{{{ns}}}Ontvanger", heen("H:Header/H:Afzender").text or "")
+        add(header, f"{{{ns}}}{name}", heen(f"H:Header/H:{name}").text or "")
+    add(header, f"{{{ns}}}Afzender", heen("H:Header/H:Ontvanger").text or "")
+    add(header, f"{{{ns}}}Ontvanger", heen("H:Header/H:Afzender").text or "")
     ident = etree.SubElement(header, f"{{{ns}}}BerichtIdentificatie")
-    _add(ident, f"{{{base}}}Identificatie", identificatie)
-    _add(ident, f"{{{base}}}Dagtekening", dagtekening)
+    add(ident, f"{{{base}}}Identificatie", identificatie)
+    add(ident, f"{{{base}}}Dagtekening", dagtekening)
     _versions(header, f"{{{ns}}}XsdVersie", _sample_versions(standard, f"{prefix}325"))
     _versions(header, f"{{{ns}}}DeclaratieIdentificatie", heen("H:Header/H:BerichtIdentificatie"))
     _versions(header, f"{{{ns}}}XsdVersieDeclaratie", heen("H:Header/H:XsdVersie"))
     _codes(header, ns)
     body = etree.SubElement(out, f"{{{ns}}}DeclaratieAntwoord")
-    _add(body, f"{{{ns}}}DeclaratieNummer", heen("H:Declaratie/H:DeclaratieNummer").text or "")
+    add(body, f"{{{ns}}}DeclaratieNummer", heen("H:Declaratie/H:DeclaratieNummer").text or "")
     ingediend = heen("H:Declaratie/H:TotaalIngediendBedrag")
     _versions(body, f"{{{ns}}}TotaalIngediendBedrag", ingediend)
     _versions(body, f"{{{ns}}}TotaalToegekendBedrag", ingediend)

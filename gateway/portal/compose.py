@@ -197,9 +197,16 @@ def _retourcodes(parent: etree._Element, namespace: str) -> None:
     add(codes, f"{{{namespace}}}RetourCode", AKKOORD)
 
 
-def _echo(source: etree._Element, target: etree._Element, heen: str, retour: str) -> None:
+def echo(
+    source: etree._Element,
+    target: etree._Element,
+    heen: str,
+    retour: str,
+    classes: frozenset[str] = RETOUR_AT,
+) -> None:
     """Copy ``source``'s children under ``target``, the heenbericht's elements renamed into
-    the retour's namespace, each element of :data:`RETOUR_AT` closed with retourcode 0200."""
+    the retour's namespace, each element of ``classes`` (the retour's classes of table 2.3;
+    a 302's by default) closed with retourcode 0200."""
     for child in source:
         if not isinstance(child.tag, str):
             continue  # comments and processing instructions are not part of the message
@@ -211,8 +218,8 @@ def _echo(source: etree._Element, target: etree._Element, heen: str, retour: str
         if len(child) == 0:
             copy.text = child.text
         else:
-            _echo(child, copy, heen, retour)
-        if name.localname in RETOUR_AT:
+            echo(child, copy, heen, retour, classes)
+        if name.localname in classes:
             _retourcodes(copy, retour)
 
 
@@ -252,7 +259,7 @@ def retour_302(
     client = etree.SubElement(root, f"{{{retour}}}Client")
     old_client = source.root.find(f"{{{heen}}}Client")
     assert old_client is not None
-    _echo(old_client, client, heen, retour)
+    echo(old_client, client, heen, retour)
     _retourcodes(client, retour)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
