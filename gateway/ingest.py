@@ -33,6 +33,7 @@ from gateway.reading import (
     answers_another,
     describe,
     judge_payload,
+    log_fields,
     names_a_message,
     read_envelope,
     read_facts,
@@ -122,6 +123,8 @@ class Ingress:
         self.readers = readers
         """Reader processes for SOAP requests (gateway/readers.py); None: read here."""
         self.settings = Settings(text_functies, reject_rule_violations)
+        """What reading needs of the configuration (the free-text functies, whether rule
+        violations are refused): the same object the readers get, less the figures key."""
         self.lenient_conversations = lenient_conversations
         """``[gateway] conversations = "lenient"``: an answer to a reference that is not a
         message between its two parties is routed by its envelope and stored unlinked
@@ -133,9 +136,6 @@ class Ingress:
         self.partners = partners
         self.routes = routes
         self.broker = broker
-        self.reject_rule_violations = reject_rule_violations
-        self.text_functies = text_functies
-        """Functies (not iWmo/iJw messages) whose free payloads are accepted: a closed list."""
 
     async def accept_envelope(
         self, element: etree._Element, identity: Identity, *, offload: bool = False
@@ -373,18 +373,17 @@ class Ingress:
         """Log a refusal of the reading stages; an unknown ontvanger comes first (IB210), as
         when it is checked before the payload."""
         if refused.ontvanger is not None and self.partners.get(refused.ontvanger) is None:
-            zender = refused.rejected.zender
-            return self._log_rejected(
-                Rejected(
-                    "IB210",
-                    "client",
-                    f"receiving organisation {refused.ontvanger} is unknown to the gateway"[:200],
-                    refused.rejected.cross_ref,
-                    zender,
-                    None,
-                    refused.rejected.functie,
-                )
+            unknown = Rejected(
+                "IB210",
+                "client",
+                f"receiving organisation {refused.ontvanger} is unknown to the gateway"[:200],
+                refused.rejected.cross_ref,
+                refused.rejected.zender,
+                None,
+                refused.rejected.functie,
             )
+            log.info("message.rejected", **log_fields(unknown))
+            return unknown
         if refused.spoofed is not None:
             log.warning("message.spoofed_sender", **refused.spoofed, peer=identity.peer)
         log.info("message.rejected", **refused.fields)
@@ -401,16 +400,6 @@ class Ingress:
         refused = refuse(envelope, code, omschrijving, plek=plek, details=details)
         log.info("message.rejected", **refused.fields)
         return refused.rejected
-
-    def _log_rejected(self, rejected: Rejected) -> Rejected:
-        log.info(
-            "message.rejected",
-            referentienummer=rejected.cross_ref[:40],
-            zender=(rejected.zender.organisatie if rejected.zender else "")[:20],
-            functie=env.functie_label(rejected.functie),
-            code=rejected.code,
-        )
-        return rejected
 
     async def _route_and_store(
         self,
@@ -444,7 +433,11 @@ class Ingress:
             heen_id = await answered_declaratie(
                 self.broker, message, payload_root, zender=identity.partner.id
             )
-        if message is not None and payload_root is not None and self.reject_rule_violations:
+        if (
+            message is not None
+            and payload_root is not None
+            and self.settings.reject_rule_violations
+        ):
             # the pairs the gateway carries: an answer against its stored heenbericht
             found = await pair_problems(self.broker, message, payload_root, heen_id=heen_id)
             if found:

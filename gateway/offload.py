@@ -20,14 +20,14 @@ import structlog
 
 from gateway.identify import identify
 from gateway.metrics import PAYLOAD_VALIDATIONS
-from gateway.readers import ReaderCrashed, ReaderLost, Readers
+from gateway.readers import LARGE_BYTES, ReaderCrashed, ReaderLost, Readers
 from gateway.validation import PayloadResult, Validator
 from gateway.xmlsafe import UnsafeXml, parse_untrusted
 
 log = structlog.get_logger("ggk.offload")
 
-LARGE_PAYLOAD_BYTES = 256 * 1024
-"""Payloads above this size go to a reader process."""
+LARGE_PAYLOAD_BYTES = LARGE_BYTES
+"""Payloads above this size go to a reader process (the readers' own idea of large)."""
 
 
 class PayloadValidator:

@@ -65,7 +65,8 @@ READ_DEADLINE = 60.0
 few seconds); beyond it the reader is taken to be stuck, and killed."""
 
 LARGE_BYTES = 256 * 1024
-"""A request above this size is a large one (gateway/offload.py's threshold)."""
+"""A request above this size is a large one (also gateway/offload.py's threshold for sending
+a REST payload to a reader, and where the inline path moves work to threads)."""
 
 __all__ = ["READ_DEADLINE", "ReaderCrashed", "ReaderLost", "ReaderSetup", "Readers"]
 

@@ -133,24 +133,30 @@ def refuse(
     checked_sender: bool = True,
 ) -> Refused:
     """The refusal of a readable envelope, addressed back to its zender."""
+    rejected = Rejected(
+        code,
+        plek,
+        omschrijving[:200],
+        envelope.referentienummer,
+        envelope.zender,
+        details,
+        envelope.functie,
+    )
     return Refused(
-        Rejected(
-            code,
-            plek,
-            omschrijving[:200],
-            envelope.referentienummer,
-            envelope.zender,
-            details,
-            envelope.functie,
-        ),
-        fields={
-            "referentienummer": envelope.referentienummer[:40],
-            "zender": envelope.zender.organisatie[:20],
-            "functie": env.functie_label(envelope.functie),
-            "code": code,
-        },
+        rejected,
+        fields=log_fields(rejected),
         ontvanger=envelope.ontvanger.organisatie if checked_sender else None,
     )
+
+
+def log_fields(rejected: Rejected) -> dict[str, Any]:
+    """The ``message.rejected`` line of a refused envelope: bounded, never the sender's text."""
+    return {
+        "referentienummer": rejected.cross_ref[:40],
+        "zender": (rejected.zender.organisatie if rejected.zender else "")[:20],
+        "functie": env.functie_label(rejected.functie),
+        "code": rejected.code,
+    }
 
 
 def unreadable(element: etree._Element, exc: env.EnvelopeError) -> Refused:
