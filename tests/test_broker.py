@@ -33,15 +33,46 @@ async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> 
     applied: list[int] = []
     original = broker._apply
 
-    def counting(ops: list) -> list:  # type: ignore[type-arg]
+    def counting(ops: list, durable: bool = True) -> list:  # type: ignore[type-arg]
         applied.append(len(ops))
-        return original(ops)
+        return original(ops, durable)
 
     broker._apply = counting  # type: ignore[method-assign]
     outcomes = await asyncio.gather(*(broker.accept(stored_message(i)) for i in range(300)))
     assert {o.status for o in outcomes} == {"accepted"}
     assert sum(applied) == 300 and len(applied) < 30, applied
     assert (await broker.counts()).to_dict() == {"pending": 300}
+    await broker.close()
+
+
+async def test_only_accepts_wait_for_the_disk(tmp_path: Path) -> None:
+    """An accept's commit is on disk before its Bv03 (synchronous=FULL); a delivery's claim
+    and outcome alone do not wait for the disk (NORMAL: lost only in a power failure, which
+    means the delivery is made again); a group holding both waits."""
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    commits: list[tuple[int, bool]] = []
+    original = broker._apply
+
+    def recording(ops: list, durable: bool = True) -> list:  # type: ignore[type-arg]
+        commits.append((len(ops), durable))
+        return original(ops, durable)
+
+    broker._apply = recording  # type: ignore[method-assign]
+
+    def setting(db: sqlite3.Connection) -> int:
+        return int(db.execute("PRAGMA synchronous").fetchone()[0])
+
+    assert (await broker.accept(stored_message(1))).status == "accepted"
+    [job] = await broker.claim(10, 30.0)
+    await broker.delivered(job)
+    assert commits == [(1, True), (1, False), (1, False)]
+    full, normal = 2, 1
+    assert await broker.write(setting, durable=False) == normal
+    assert await broker.write(setting) == full
+    together = await asyncio.gather(broker.write(setting, durable=False), broker.write(setting))
+    assert list(together) == [full, full]
+    assert (await broker.counts()).to_dict() == {"delivered": 1}
     await broker.close()
 
 

@@ -4,7 +4,9 @@ Durability without one fsync per message: every write goes through a single writ
 that takes whatever operations are queued (up to ``batch_max``), runs them in one transaction
 (each in its own savepoint, so one bad operation does not sink the others) and commits once
 with ``synchronous=FULL``. Callers await their own operation's result, which is only set after
-that commit returned, so an ``accept`` that resolved is on disk (group commit).
+that commit returned, so an ``accept`` that resolved is on disk (group commit). A group of
+delivery claims and outcomes only does not wait for the disk (``SqliteCore.write``): losing one
+in a power failure means a delivery made again, which at-least-once already allows.
 
 Reads use their own connection; WAL lets them run while the writer writes.
 """

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +29,15 @@ log = structlog.get_logger("ggk.broker")
 
 
 Op = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(slots=True)
+class _Queued:
+    """One operation waiting for the writer."""
+
+    op: Op
+    future: asyncio.Future[Any]
+    durable: bool
 
 
 def envelope_aad(message_id: str) -> bytes:
@@ -61,7 +71,9 @@ class SqliteCore:
         self.clock = clock
         self.wake = asyncio.Event()
         """Set whenever new work may be due; delivery workers wait on it."""
-        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] | None = None
+        self._queue: asyncio.Queue[_Queued | None] | None = None
+        self._waits_for_disk = True
+        """The writer connection's ``synchronous`` setting: FULL (True) or NORMAL."""
         self._writer_task: asyncio.Task[None] | None = None
         self._write_db: sqlite3.Connection | None = None
         self._read_db: sqlite3.Connection | None = None
@@ -78,6 +90,7 @@ class SqliteCore:
         self._write_db = await asyncio.to_thread(connect, self.path)
         if not self.durable:
             self._write_db.execute("PRAGMA synchronous=NORMAL")
+            self._waits_for_disk = False
         upgraded = await asyncio.to_thread(upgrade, self._write_db, self.path)
         if upgraded:
             log.info("broker.store_upgraded", path=str(self.path), steps=upgraded)
@@ -230,23 +243,27 @@ class SqliteCore:
                     await self._queue.put(None)
                     break
                 batch.append(nxt)
+            durable = self.durable and any(item.durable for item in batch)
             try:
-                results = await asyncio.to_thread(self._apply, [op for op, _ in batch])
+                results = await asyncio.to_thread(self._apply, [item.op for item in batch], durable)
             except Exception as exc:  # the commit itself failed: nothing in the batch holds
                 error = StorageError(f"commit failed: {exc}")
                 results = [error] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
+            for item, result in zip(batch, results, strict=True):
+                if item.future.done():
                     continue
                 if isinstance(result, BaseException):
-                    future.set_exception(result)
+                    item.future.set_exception(result)
                 else:
-                    future.set_result(result)
+                    item.future.set_result(result)
 
-    def _apply(self, ops: list[Op]) -> list[Any]:
+    def _apply(self, ops: list[Op], durable: bool = True) -> list[Any]:
         db = self._write_db
         assert db is not None
         results: list[Any] = []
+        if durable != self._waits_for_disk:
+            db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+            self._waits_for_disk = durable
         db.execute("BEGIN IMMEDIATE")
         try:
             for op in ops:
@@ -269,11 +286,21 @@ class SqliteCore:
             raise
         return results
 
-    async def write(self, op: Op) -> Any:
+    async def write(self, op: Op, *, durable: bool = True) -> Any:
+        """Run ``op`` in the writer's next group commit; its result once committed.
+
+        ``durable=False`` is for a change the gateway can lose on a power failure because
+        what follows from losing it is already the contract: a delivery's claim or outcome
+        (lost, the delivery is made again: at-least-once, receivers drop the duplicate by
+        its idempotency key). Such a commit does not wait for the disk when nothing in its
+        group needs to (``synchronous=NORMAL``: safe against a crash of the process, since
+        the WAL is in the operating system's cache; the next commit that waits for the disk
+        writes it out, in order). An accepted message always waits: its Bv03 promises it.
+        """
         if self._queue is None:
             raise StorageError("broker is not started")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put((op, future))
+        await self._queue.put(_Queued(op, future, durable))
         return await future
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
