@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from gateway import demo
-from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
+from gateway.broker.base import Job, NewMessage, PlannedDelivery, StorageError
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
@@ -383,6 +383,73 @@ async def test_a_receiver_that_hangs_holds_its_cap_and_the_others_are_delivered(
         await broker.close()
         await slow_runner.cleanup()
         await fast_runner.cleanup()
+
+
+async def test_an_accept_hands_its_deliveries_to_free_workers_without_a_claim(
+    tmp_path: Path,
+) -> None:
+    """With workers free and nothing older due, an accept stores its delivery in flight and
+    a worker starts it at once: no claim finds it, nothing is decrypted for it. A receiver
+    at its ``per_receiver`` gets the next one stored due instead, claimed when a slot frees."""
+    received: list[bytes] = []
+    release = asyncio.Event()
+
+    async def answers(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        if len(received) == 4:  # the fourth waits: its receiver is at its cap meanwhile
+            await release.wait()
+        return web.Response(status=204)
+
+    runner, port = await start_sink(answers)
+    partners_file = tmp_path / "partners.toml"
+    partners_file.write_text(
+        '[[partner]]\nid = "12345678"\nname = "Zorg"\nkind = "aanbieder"\n'
+        f'[partner.delivery]\nadapter = "http"\nurl = "http://127.0.0.1:{port}/http"\n'
+    )
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    claims = 0
+    original = broker.claim
+
+    async def counting(
+        limit: int, lease_seconds: float, per_destination: int | None = None
+    ) -> list[Job]:
+        nonlocal claims
+        claims += 1
+        return await original(limit, lease_seconds, per_destination)
+
+    broker.claim = counting  # type: ignore[method-assign]
+    service = DeliveryService(
+        broker, PartnerRegistry.load(partners_file), DeliveryConfig(concurrency=4, per_receiver=1)
+    )
+    broker.direct = service
+    task = asyncio.create_task(service.run())
+    try:
+        while service.reserve([]) is None:  # until the workers looked: nothing is due
+            await asyncio.sleep(0.01)
+        looked = claims
+        for n in range(1, 4):
+            envelope = f"<e>{n}</e>".encode()
+            await broker.accept(dataclasses.replace(stored_message(n), envelope=envelope))
+            await _delivered(broker, n)
+            assert received[-1] == envelope
+        assert claims == looked, "handed over, not claimed"
+        assert (await broker.counts()).to_dict() == {"delivered": 3}
+        attempts = await broker.read("SELECT DISTINCT attempts, lease_until FROM deliveries")
+        assert [tuple(row) for row in attempts] == [(1, None)]
+        await broker.accept(stored_message(4))  # handed over; its receiver holds it
+        while len(received) < 4:
+            await asyncio.sleep(0.01)
+        await broker.accept(stored_message(5))  # its receiver is at its cap: stored due
+        assert (await broker.counts()).to_dict() == {"delivered": 3, "inflight": 1, "pending": 1}
+        release.set()
+        await _delivered(broker, 5)
+        assert claims > looked and received[-1] == stored_message(5).envelope
+    finally:
+        release.set()
+        await _stopped(service, task)
+        await broker.close()
+        await runner.cleanup()
 
 
 def _retour(n: int, heen: str) -> NewMessage:
