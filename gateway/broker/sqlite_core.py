@@ -296,7 +296,10 @@ class SqliteCore:
             self._waits_for_disk = durable
         if self._restart_wal:  # see _checkpointer: this commit starts the WAL over
             self._restart_wal = False
-            _checkpoint(db)
+            try:
+                _checkpoint(db)
+            except sqlite3.Error as exc:  # the commits go on; the checkpointer asks again
+                log.warning("broker.checkpoint_failed", error=str(exc))
         db.execute("BEGIN IMMEDIATE")
         try:
             for op in ops:
