@@ -63,6 +63,9 @@ class DeliveryService:
         self._receiving: Counter[str] = Counter()
         """Per receiver: attempts running now plus the ones reserved for an accept."""
         self._reserved = 0
+        self._hands_over = False
+        """An accept asked for workers (:meth:`reserve`): this store hands deliveries over,
+        so a finished attempt need not look for work while nothing was due."""
         self._nothing_due = False
         """The store had no delivery due at its last look, and none was stored due since:
         an accept may then hand its deliveries straight to free workers (:meth:`reserve`)
@@ -94,6 +97,9 @@ class DeliveryService:
         """Claim and deliver until :meth:`stop` is called."""
         while not self._stopping:
             free = self.config.concurrency - len(self._inflight) - self._reserved
+            # what this claim returns is not in the counts reserve() reads until it returns;
+            # and whether anything is due is only known again at the next look
+            self._nothing_due = False
             try:
                 jobs = (
                     await self.broker.claim(
@@ -119,6 +125,7 @@ class DeliveryService:
         older is due (it would be overtaken); None: the accept stores them as due and the
         workers claim them. Saves the claim's transaction, its search and the envelope's
         decryption for each delivery of a gateway that keeps up."""
+        self._hands_over = True
         if self._stopping or not self._nothing_due:
             return None
         if len(self._inflight) + self._reserved + len(destinations) > self.config.concurrency:
@@ -157,7 +164,7 @@ class DeliveryService:
             self._receiving[destination] -= 1
             if not self._receiving[destination]:
                 del self._receiving[destination]
-        if not self._nothing_due:  # its worker is free for what waits
+        if not (self._nothing_due and self._hands_over):  # a worker is free for what waits
             self.wake.set()
 
     async def _wait_for_work(self) -> None:

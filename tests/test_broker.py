@@ -447,9 +447,10 @@ async def test_an_accept_hands_its_deliveries_to_free_workers_without_a_claim(
         return await original(limit, lease_seconds, per_destination)
 
     broker.claim = counting  # type: ignore[method-assign]
-    service = DeliveryService(
-        broker, PartnerRegistry.load(partners_file), DeliveryConfig(concurrency=4, per_receiver=1)
-    )
+    # no poll in the test's time: a claim comes from a wake-up only
+    config = DeliveryConfig(concurrency=4, per_receiver=1, poll_interval=60)
+    partners = PartnerRegistry.load(partners_file)
+    service = DeliveryService(broker, partners, config, wake=broker.wake)  # as wired
     broker.direct = service
     task = asyncio.create_task(service.run())
     try:
@@ -463,6 +464,8 @@ async def test_an_accept_hands_its_deliveries_to_free_workers_without_a_claim(
             assert received[-1] == envelope
         assert claims == looked, "handed over, not claimed"
         assert (await broker.counts()).to_dict() == {"delivered": 3}
+        again = await broker.accept(stored_message(1))  # a duplicate: the workers given back
+        assert again.status == "duplicate" and service._reserved == 0
         attempts = await broker.read("SELECT DISTINCT attempts, lease_until FROM deliveries")
         assert [tuple(row) for row in attempts] == [(1, None)]
         await broker.accept(stored_message(4))  # handed over; its receiver holds it
@@ -475,6 +478,45 @@ async def test_an_accept_hands_its_deliveries_to_free_workers_without_a_claim(
         assert claims > looked and received[-1] == stored_message(5).envelope
     finally:
         release.set()
+        await _stopped(service, task)
+        await broker.close()
+        await runner.cleanup()
+
+
+async def test_a_backlog_drains_while_every_worker_is_busy(tmp_path: Path) -> None:
+    """A replayed backlog fills every slot of workers that had found nothing due: each
+    finished attempt must still wake the claim loop (it waited for the next poll, here a
+    minute, when the hand-over stopped those wake-ups)."""
+
+    async def answers(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(0.02)
+        return web.Response(status=204)
+
+    runner, port = await start_sink(answers)
+    partners_file = tmp_path / "partners.toml"
+    partners_file.write_text(
+        '[[partner]]\nid = "12345678"\nname = "Zorg"\nkind = "aanbieder"\n'
+        f'[partner.delivery]\nadapter = "http"\nurl = "http://127.0.0.1:{port}/http"\n'
+    )
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    for n in range(12):
+        await broker.accept(stored_message(n))
+    for job in await broker.claim(12, 30):
+        await broker.dead(job, "for the test")
+    config = DeliveryConfig(concurrency=2, per_receiver=2, poll_interval=60)
+    partners = PartnerRegistry.load(partners_file)
+    service = DeliveryService(broker, partners, config, wake=broker.wake)  # as wired
+    broker.direct = service
+    task = asyncio.create_task(service.run())
+    try:
+        while service.reserve([]) is None:  # the workers looked: nothing is due
+            await asyncio.sleep(0.01)
+        assert await broker.replay(dead_only=True) == 12
+        await _delivered(broker, 12)
+        assert (await broker.counts()).to_dict() == {"delivered": 12}
+    finally:
         await _stopped(service, task)
         await broker.close()
         await runner.cleanup()

@@ -13,6 +13,7 @@ Reads use their own connection; WAL lets them run while the writer writes.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
 import time
@@ -29,6 +30,7 @@ from gateway.broker.base import (
     Job,
     NewMessage,
     SignedCheckpoint,
+    StorageError,
 )
 from gateway.broker.sqlite_core import envelope_aad
 from gateway.broker.sqlite_queue import SqliteQueue
@@ -129,29 +131,36 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                         outcome=earlier.status,
                     )
                 return earlier, []
-            jobs = self.store_message(
-                db, message, now, lease_until=None if lease is None else now + lease
-            )
+            # the lease runs from the commit: the writer's queue may have been long
+            lease_until = None if lease is None else self.clock() + lease
+            jobs = self.store_message(db, message, now, lease_until=lease_until)
             accepted = AcceptOutcome(
                 "accepted", message.id, message.bv03_ref, message.bv03_tijdstip
             )
             return accepted, jobs
 
-        outcome: AcceptOutcome
-        jobs: list[Job]
+        def settle(done: asyncio.Future[tuple[AcceptOutcome, list[Job]]]) -> None:
+            """Hand the committed deliveries over, or give the workers back; run by the
+            writer's result, so a cancelled caller leaves no delivery idle for a lease."""
+            failed = done.cancelled() or done.exception() is not None
+            outcome, jobs = (None, []) if failed else done.result()
+            if direct is not None and lease is not None:
+                if jobs:
+                    direct.hand_over(jobs)
+                else:
+                    direct.release(pushed)
+            if outcome is not None and outcome.status == "accepted" and not jobs:
+                self.wake.set()
+
         try:
-            outcome, jobs = await self.write(op)
-        except BaseException:
+            future = self.submit(op)
+        except StorageError:  # not started: nothing was queued
             if direct is not None and lease is not None:
                 direct.release(pushed)
             raise
-        if direct is not None and lease is not None:
-            if jobs:
-                direct.hand_over(jobs)
-            else:
-                direct.release(pushed)
-        if outcome.status == "accepted" and not jobs:
-            self.wake.set()
+        future.add_done_callback(settle)
+        outcome: AcceptOutcome
+        outcome, _ = await asyncio.shield(future)
         return outcome
 
     def store_message(

@@ -333,11 +333,16 @@ class SqliteCore:
         the WAL is in the operating system's cache; the next commit that waits for the disk
         writes it out, in order). An accepted message always waits: its Bv03 promises it.
         """
+        return await self.submit(op, durable=durable)
+
+    def submit(self, op: Op, *, durable: bool = True) -> asyncio.Future[Any]:
+        """Queue ``op`` for the writer (:meth:`write`); the future of its result, which the
+        writer settles even when whoever awaits it was cancelled meanwhile."""
         if self._queue is None:
             raise StorageError("broker is not started")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Queued(op, future, durable))
-        return await future
+        self._queue.put_nowait(_Queued(op, future, durable))  # unbounded: never waits
+        return future
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         rows: list[sqlite3.Row] = await self.query(lambda db: db.execute(sql, params).fetchall())
