@@ -521,6 +521,15 @@ class Sessions(Protocol):
 
 
 @runtime_checkable
+class HandsOver(Protocol):
+    """A backend whose accept can hand its deliveries straight to free workers of this
+    process (the embedded store; on Kafka another process may deliver them)."""
+
+    direct: DirectDeliveries | None
+    """The workers to hand to (set when the delivery service is made)."""
+
+
+@runtime_checkable
 class SharedAnswers(Protocol):
     """A backend several processes share (Kafka): an ebMS answer may reach another process than
     the one that sent the message, so it is passed on through the backend."""
