@@ -34,15 +34,17 @@ class DirectoryAdapter:
         self.path = Path(str(path))
 
     def _write(self, item: Outbound) -> None:
-        private_dir(self.path)
         try:
             functie_part = file_name(item.functie or "bericht", suffix="")
         except UnsafeName:
             functie_part = "bericht"
         name = file_name(functie_part, item.referentienummer, item.message_id)
-        if not write_new(self.path, name, item.envelope) and not _holds(
-            self.path / name, item.envelope
-        ):
+        try:
+            written = write_new(self.path, name, item.envelope)
+        except FileNotFoundError:  # the first file, or the folder was removed since
+            private_dir(self.path)
+            written = write_new(self.path, name, item.envelope)
+        if not written and not _holds(self.path / name, item.envelope):
             raise UnsafeName(f"{name} exists and is not this message; not overwritten")
 
     async def deliver(self, item: Outbound) -> None:

@@ -83,6 +83,8 @@ class BodyBudget:
         self.capacity = capacity
         self.share = capacity if share is None else max(1, min(share, capacity))
         self.in_use = 0
+        self.held_now = 0
+        """Reservations held now: the requests whose bodies are being read or handled."""
         self._held: dict[str, int] = {}
         self._waiting: dict[str, deque[_Waiter]] = {}
         self._ready: list[_Waiter] = []
@@ -193,9 +195,11 @@ class BodyBudget:
         size = max(0, min(size, self.share))
         await self._acquire(holder, size, timeout, growing=False)
         reservation = Reservation(self, holder, size)
+        self.held_now += 1
         try:
             yield reservation
         finally:
+            self.held_now -= 1
             self._give(holder, reservation.size)
 
 

@@ -185,6 +185,10 @@ class GatewayConfig:
     readers: int | None = None
     """Reader processes that read offered messages on the other cores (gateway/readers.py);
     0: read in the gateway process; None: one per core, at most MAX_READERS."""
+    readers_when_alone: bool = False
+    """Also hand a reader a small SOAP message that arrives while no other request is being
+    handled (by default the gateway reads that one itself: sooner, and cheaper than waking a
+    reader; gateway/ingest.py ``Ingress.read_soap``). Tests set it to exercise the readers."""
     tls: TlsConfig | None = None
     admin_token_sha256: str | None = None
     metrics_token_sha256: str | None = None
@@ -297,6 +301,7 @@ def _read(root: Table, path: Path) -> GatewayConfig:
             conversations=str(gw.get("conversations", "strict")),
             schema_dirs=tuple(rel(d) for d in gw.get("schema_dirs", [])),
             readers=int(gw["readers"]) if "readers" in gw else None,
+            readers_when_alone=_flag(gw, "readers_when_alone"),
             tls=tls,
             admin_token_sha256=auth.get("admin_token_sha256"),
             metrics_token_sha256=auth.get("metrics_token_sha256"),

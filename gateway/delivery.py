@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -57,7 +58,18 @@ class DeliveryService:
         self.wake = wake or asyncio.Event()
         self.clock = clock
         self._adapters: dict[str, Adapter] = {}
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[asyncio.Task[None], str] = {}
+        """Attempts running now, and the receiver each is for."""
+        self._receiving: Counter[str] = Counter()
+        """Per receiver: attempts running now plus the ones reserved for an accept."""
+        self._reserved = 0
+        self._hands_over = False
+        """An accept asked for workers (:meth:`reserve`): this store hands deliveries over,
+        so a finished attempt need not look for work while nothing was due."""
+        self._nothing_due = False
+        """The store had no delivery due at its last look, and none was stored due since:
+        an accept may then hand its deliveries straight to free workers (:meth:`reserve`)
+        without overtaking older ones, and a finished attempt need not look again."""
         self._stopping = False
 
     def adapter_for(self, destination: str) -> Adapter:
@@ -84,13 +96,16 @@ class DeliveryService:
     async def run(self) -> None:
         """Claim and deliver until :meth:`stop` is called."""
         while not self._stopping:
-            free = self.config.concurrency - len(self._inflight)
+            free = self.config.concurrency - len(self._inflight) - self._reserved
+            # what this claim returns is not in the counts reserve() reads until it returns;
+            # and whether anything is due is only known again at the next look
+            self._nothing_due = False
             try:
                 jobs = (
                     await self.broker.claim(
                         free, self.config.lease_seconds, self.config.per_receiver
                     )
-                    if free
+                    if free > 0
                     else []
                 )
             except StorageError as exc:  # e.g. disk full: keep the workers alive, try later
@@ -98,17 +113,59 @@ class DeliveryService:
                 await asyncio.sleep(self.config.poll_interval)
                 continue
             for job in jobs:
-                task = asyncio.create_task(self._attempt(job))
-                self._inflight.add(task)
-                task.add_done_callback(self._done)
+                self._start(job)
             if jobs and len(jobs) == free:
                 await asyncio.sleep(0)
                 continue
             await self._wait_for_work()
 
+    def reserve(self, destinations: Sequence[str]) -> float | None:
+        """Workers for the deliveries an accept is about to store (a lease in seconds), when
+        there are enough free ones, within each receiver's ``per_receiver``, and nothing
+        older is due (it would be overtaken); None: the accept stores them as due and the
+        workers claim them. Saves the claim's transaction, its search and the envelope's
+        decryption for each delivery of a gateway that keeps up."""
+        self._hands_over = True
+        if self._stopping or not self._nothing_due:
+            return None
+        if len(self._inflight) + self._reserved + len(destinations) > self.config.concurrency:
+            self._nothing_due = False
+            return None
+        wanted = Counter(destinations)
+        if any(self._receiving[d] + n > self.config.per_receiver for d, n in wanted.items()):
+            self._nothing_due = False
+            return None
+        self._reserved += len(destinations)
+        self._receiving.update(wanted)
+        return self.config.lease_seconds
+
+    def release(self, destinations: Sequence[str]) -> None:
+        self._reserved -= len(destinations)
+        self._receiving.subtract(destinations)
+
+    def hand_over(self, jobs: Sequence[Job]) -> None:
+        """Start the reserved deliveries, committed in flight. Stopping, they stay in flight
+        in the store: the next start makes them due at once (lease recovery)."""
+        for job in jobs:
+            self._reserved -= 1
+            self._receiving[job.destination] -= 1
+            if not self._stopping:
+                self._start(job)
+
+    def _start(self, job: Job) -> None:
+        task = asyncio.create_task(self._attempt(job))
+        self._inflight[task] = job.destination
+        self._receiving[job.destination] += 1
+        task.add_done_callback(self._done)
+
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self.wake.set()
+        destination = self._inflight.pop(task, None)
+        if destination is not None:
+            self._receiving[destination] -= 1
+            if not self._receiving[destination]:
+                del self._receiving[destination]
+        if not (self._nothing_due and self._hands_over):  # a worker is free for what waits
+            self.wake.set()
 
     async def _wait_for_work(self) -> None:
         self.wake.clear()  # before reading the schedule, so no wake-up is lost in between
@@ -118,8 +175,11 @@ class DeliveryService:
             # partners, ebMS waiting for acknowledgments) a due delivery would make this a busy
             # loop. A finished attempt sets ``wake``.
             due = await self.broker.next_due()
-            if due is not None and due > self.clock():
-                timeout = min(timeout, due - self.clock())
+            now = self.clock()
+            # (an accept that stored due deliveries since the look set ``wake``)
+            self._nothing_due = (due is None or due > now) and not self.wake.is_set()
+            if due is not None and due > now:
+                timeout = min(timeout, due - now)
             # Due already, yet the claim just left it: its receiver is at ``per_receiver``.
             # A finished attempt sets ``wake``; new work does too.
         with contextlib.suppress(TimeoutError):

@@ -154,6 +154,7 @@ body_timeout = 60           # seconds a client may take to send its request body
 # max_database_mb = 10240   # quota: refuse new messages (StUF046) before the disk fills
 # readers = 2               # processes that read offered messages on the other cores
                             # (default: one per core, at most 4; 0: read in this process)
+# readers_when_alone = false  # true: readers also read a small message arriving alone
 text_functies = []          # functies whose free text payloads are accepted (closed list;
                             # iWmo/iJw functies such as WMO301 are always validated as XML)
 # public_url = "https://ggk.example.nl"  # the address the WSDL gives (default: host:port)

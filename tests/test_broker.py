@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from gateway import demo
-from gateway.broker.base import NewMessage, PlannedDelivery, StorageError
+from gateway.broker.base import Job, NewMessage, PlannedDelivery, StorageError
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
@@ -33,9 +33,9 @@ async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> 
     applied: list[int] = []
     original = broker._apply
 
-    def counting(ops: list) -> list:  # type: ignore[type-arg]
+    def counting(ops: list, durable: bool = True) -> list:  # type: ignore[type-arg]
         applied.append(len(ops))
-        return original(ops)
+        return original(ops, durable)
 
     broker._apply = counting  # type: ignore[method-assign]
     outcomes = await asyncio.gather(*(broker.accept(stored_message(i)) for i in range(300)))
@@ -43,6 +43,65 @@ async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> 
     assert sum(applied) == 300 and len(applied) < 30, applied
     assert (await broker.counts()).to_dict() == {"pending": 300}
     await broker.close()
+
+
+async def test_only_accepts_wait_for_the_disk(tmp_path: Path) -> None:
+    """An accept's commit is on disk before its Bv03 (synchronous=FULL); a delivery's claim
+    and outcome alone do not wait for the disk (NORMAL: lost only in a power failure, which
+    means the delivery is made again); a group holding both waits."""
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    commits: list[tuple[int, bool]] = []
+    original = broker._apply
+
+    def recording(ops: list, durable: bool = True) -> list:  # type: ignore[type-arg]
+        commits.append((len(ops), durable))
+        return original(ops, durable)
+
+    broker._apply = recording  # type: ignore[method-assign]
+
+    def setting(db: sqlite3.Connection) -> int:
+        return int(db.execute("PRAGMA synchronous").fetchone()[0])
+
+    assert (await broker.accept(stored_message(1))).status == "accepted"
+    [job] = await broker.claim(10, 30.0)
+    await broker.delivered(job)
+    assert commits == [(1, True), (1, False), (1, False)]
+    full, normal = 2, 1
+    assert await broker.write(setting, durable=False) == normal
+    assert await broker.write(setting) == full
+    together = await asyncio.gather(broker.write(setting, durable=False), broker.write(setting))
+    assert list(together) == [full, full]
+    assert (await broker.counts()).to_dict() == {"delivered": 1}
+    await broker.close()
+
+
+async def test_the_wal_starts_over_under_steady_writes_and_reads(tmp_path: Path) -> None:
+    """Commits one after another while reads go on: the checkpointer copies the WAL back,
+    yet SQLite starts it over only at a write that finds every frame copied, a moment steady
+    load never gives; the WAL grew without end (30 GB in 21 minutes at 100 msg/s). The
+    writer now catches up itself when it is long, and the WAL starts over."""
+    path = tmp_path / "b.sqlite"
+    broker = SqliteBroker(path, KEYS)
+    broker.checkpoint_interval = 0.02
+    broker.wal_restart_frames = 100
+    await broker.start()
+    reading = True
+
+    async def reads() -> None:
+        while reading:
+            await broker.counts()
+
+    reader = asyncio.create_task(reads())
+    for n in range(400):
+        await asyncio.gather(*(broker.accept(stored_message(n * 4 + i)) for i in range(4)))
+    reading = False
+    await reader
+    assert (await broker.counts()).to_dict() == {"pending": 1600}
+    wal = path.with_name(path.name + "-wal").stat().st_size  # its longest, at the end
+    await broker.close()
+    # 400 commits of ~30 pages each: ~50 MB if the WAL never started over
+    assert wal < 8 * 1024 * 1024, wal
 
 
 async def test_duplicate_conflict_and_tr056(tmp_path: Path) -> None:
@@ -352,6 +411,115 @@ async def test_a_receiver_that_hangs_holds_its_cap_and_the_others_are_delivered(
         await broker.close()
         await slow_runner.cleanup()
         await fast_runner.cleanup()
+
+
+async def test_an_accept_hands_its_deliveries_to_free_workers_without_a_claim(
+    tmp_path: Path,
+) -> None:
+    """With workers free and nothing older due, an accept stores its delivery in flight and
+    a worker starts it at once: no claim finds it, nothing is decrypted for it. A receiver
+    at its ``per_receiver`` gets the next one stored due instead, claimed when a slot frees."""
+    received: list[bytes] = []
+    release = asyncio.Event()
+
+    async def answers(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        if len(received) == 4:  # the fourth waits: its receiver is at its cap meanwhile
+            await release.wait()
+        return web.Response(status=204)
+
+    runner, port = await start_sink(answers)
+    partners_file = tmp_path / "partners.toml"
+    partners_file.write_text(
+        '[[partner]]\nid = "12345678"\nname = "Zorg"\nkind = "aanbieder"\n'
+        f'[partner.delivery]\nadapter = "http"\nurl = "http://127.0.0.1:{port}/http"\n'
+    )
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    claims = 0
+    original = broker.claim
+
+    async def counting(
+        limit: int, lease_seconds: float, per_destination: int | None = None
+    ) -> list[Job]:
+        nonlocal claims
+        claims += 1
+        return await original(limit, lease_seconds, per_destination)
+
+    broker.claim = counting  # type: ignore[method-assign]
+    # no poll in the test's time: a claim comes from a wake-up only
+    config = DeliveryConfig(concurrency=4, per_receiver=1, poll_interval=60)
+    partners = PartnerRegistry.load(partners_file)
+    service = DeliveryService(broker, partners, config, wake=broker.wake)  # as wired
+    broker.direct = service
+    task = asyncio.create_task(service.run())
+    try:
+        while service.reserve([]) is None:  # until the workers looked: nothing is due
+            await asyncio.sleep(0.01)
+        looked = claims
+        for n in range(1, 4):
+            envelope = f"<e>{n}</e>".encode()
+            await broker.accept(dataclasses.replace(stored_message(n), envelope=envelope))
+            await _delivered(broker, n)
+            assert received[-1] == envelope
+        assert claims == looked, "handed over, not claimed"
+        assert (await broker.counts()).to_dict() == {"delivered": 3}
+        again = await broker.accept(stored_message(1))  # a duplicate: the workers given back
+        assert again.status == "duplicate" and service._reserved == 0
+        attempts = await broker.read("SELECT DISTINCT attempts, lease_until FROM deliveries")
+        assert [tuple(row) for row in attempts] == [(1, None)]
+        await broker.accept(stored_message(4))  # handed over; its receiver holds it
+        while len(received) < 4:
+            await asyncio.sleep(0.01)
+        await broker.accept(stored_message(5))  # its receiver is at its cap: stored due
+        assert (await broker.counts()).to_dict() == {"delivered": 3, "inflight": 1, "pending": 1}
+        release.set()
+        await _delivered(broker, 5)
+        assert claims > looked and received[-1] == stored_message(5).envelope
+    finally:
+        release.set()
+        await _stopped(service, task)
+        await broker.close()
+        await runner.cleanup()
+
+
+async def test_a_backlog_drains_while_every_worker_is_busy(tmp_path: Path) -> None:
+    """A replayed backlog fills every slot of workers that had found nothing due: each
+    finished attempt must still wake the claim loop (it waited for the next poll, here a
+    minute, when the hand-over stopped those wake-ups)."""
+
+    async def answers(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(0.02)
+        return web.Response(status=204)
+
+    runner, port = await start_sink(answers)
+    partners_file = tmp_path / "partners.toml"
+    partners_file.write_text(
+        '[[partner]]\nid = "12345678"\nname = "Zorg"\nkind = "aanbieder"\n'
+        f'[partner.delivery]\nadapter = "http"\nurl = "http://127.0.0.1:{port}/http"\n'
+    )
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    for n in range(12):
+        await broker.accept(stored_message(n))
+    for job in await broker.claim(12, 30):
+        await broker.dead(job, "for the test")
+    config = DeliveryConfig(concurrency=2, per_receiver=2, poll_interval=60)
+    partners = PartnerRegistry.load(partners_file)
+    service = DeliveryService(broker, partners, config, wake=broker.wake)  # as wired
+    broker.direct = service
+    task = asyncio.create_task(service.run())
+    try:
+        while service.reserve([]) is None:  # the workers looked: nothing is due
+            await asyncio.sleep(0.01)
+        assert await broker.replay(dead_only=True) == 12
+        await _delivered(broker, 12)
+        assert (await broker.counts()).to_dict() == {"delivered": 12}
+    finally:
+        await _stopped(service, task)
+        await broker.close()
+        await runner.cleanup()
 
 
 def _retour(n: int, heen: str) -> NewMessage:

@@ -166,12 +166,17 @@ def http_head(length: int) -> bytes:
 
 
 @pytest.mark.slow
-async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_readers", [True, False], ids=["readers", "gateway"])
+async def test_hostile_corpus_against_a_live_gateway(tmp_path: Path, in_readers: bool) -> None:
+    """The corpus, sent one request at a time: read by the readers, or (the default for a
+    small message sent alone) by the gateway process itself."""
     setup = make_setup(tmp_path / "gw", 1)
     config = re.sub(
         r"^body_timeout = .*$", "body_timeout = 2", setup.config_path.read_text(), flags=re.M
     )
     assert "body_timeout = 2" in config
+    alone = f"readers_when_alone = {str(in_readers).lower()}"
+    config = config.replace("[gateway]\n", f"[gateway]\n{alone}\n", 1)
     # an MSH endpoint without CPAs: what /ebms refuses before any CPA is looked at
     config += '\n[ebms]\noin = "00000002222222222000"\ncpa_dir = "cpa"\n'
     setup.config_path.write_text(config)

@@ -44,9 +44,12 @@ SOAP12 = (
 )
 
 
-def with_readers(setup: Setup, count: int) -> Setup:
+def with_readers(setup: Setup, count: int, *, when_alone: bool = True) -> Setup:
+    """``count`` readers; ``when_alone``: they read every message, even one sent alone
+    (these tests send one at a time: by default the gateway would read those itself)."""
     text = setup.config_path.read_text()
-    setup.config_path.write_text(text.replace("[gateway]\n", f"[gateway]\nreaders = {count}\n", 1))
+    settings = f"readers = {count}\nreaders_when_alone = {str(when_alone).lower()}\n"
+    setup.config_path.write_text(text.replace("[gateway]\n", f"[gateway]\n{settings}", 1))
     return setup
 
 
@@ -140,6 +143,27 @@ async def test_readers_give_the_verdicts_of_the_gateway_itself(tmp_path: Path, s
     assert codes[10:] == ["StUF037", "its reference"], codes
     # with readers, the payloads were validated there (none without)
     assert validated[0] == 0 and validated[2] >= 4, validated
+
+
+@pytest.mark.slow
+async def test_a_message_sent_alone_is_read_here_and_readers_take_a_crowd(
+    tmp_path: Path, sink: Sink
+) -> None:
+    """By default a small message arriving while no other request is in hand is read by the
+    gateway itself (cheaper than waking a reader); messages arriving together go to the
+    readers, so the loop keeps serving."""
+    setup = with_readers(make_setup(tmp_path / "gw", sink.port), 2, when_alone=False)
+    async with running(setup):
+        before = await reader_validations(setup)
+        for _ in range(3):
+            status, _ = await post_soap(setup, wmo301_di01(fresh()), partner="0150")
+            assert status == 200
+        assert await reader_validations(setup) == before
+        answers = await asyncio.gather(
+            *(post_soap(setup, wmo301_di01(fresh()), partner="0150") for _ in range(24))
+        )
+        assert [status for status, _ in answers] == [200] * 24
+        assert await reader_validations(setup) > before
 
 
 def readers_of(gateway: int) -> set[int]:

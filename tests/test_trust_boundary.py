@@ -9,6 +9,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import sqlite3
 import ssl
 import stat
@@ -168,6 +169,11 @@ async def test_directory_files_never_collide_escape_or_overwrite(tmp_path: Path)
     with pytest.raises(PermanentError, match="not overwritten"):
         await adapter.deliver(outbound("d" * 32))
     assert target.read_text() == "keep"
+    # A folder removed while the gateway runs is made again (0700) for the next file.
+    shutil.rmtree(drop)
+    await adapter.deliver(outbound("e" * 32))
+    assert [p.name[-36:] for p in drop.iterdir()] == [f"{'e' * 32}.xml"]
+    assert stat.S_IMODE(drop.stat().st_mode) == 0o700
 
 
 def allow_text_functie(setup: Setup, functie: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -99,6 +99,25 @@ class Job:
     referentienummer: str
     functie: str
     envelope: bytes
+
+
+class DirectDeliveries(Protocol):
+    """Free delivery workers an accept may hand its deliveries to straight away
+    (gateway/delivery.py): stored as in flight under a lease, in the accept's own commit, so
+    no claim has to find them again and nothing is decrypted for them."""
+
+    def reserve(self, destinations: Sequence[str]) -> float | None:
+        """Workers for deliveries to ``destinations`` (a lease in seconds), or None: store
+        them as due, for the workers to claim."""
+        ...
+
+    def release(self, destinations: Sequence[str]) -> None:
+        """Give back what :meth:`reserve` granted (the message was not stored)."""
+        ...
+
+    def hand_over(self, jobs: Sequence[Job]) -> None:
+        """The reserved deliveries, committed: start them."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,6 +518,15 @@ class Sessions(Protocol):
         expires (a live revocation is never forgotten to make room: gateway/broker/
         revocations.py)."""
         ...
+
+
+@runtime_checkable
+class HandsOver(Protocol):
+    """A backend whose accept can hand its deliveries straight to free workers of this
+    process (the embedded store; on Kafka another process may deliver them)."""
+
+    direct: DirectDeliveries | None
+    """The workers to hand to (set when the delivery service is made)."""
 
 
 @runtime_checkable

@@ -4,13 +4,16 @@ Durability without one fsync per message: every write goes through a single writ
 that takes whatever operations are queued (up to ``batch_max``), runs them in one transaction
 (each in its own savepoint, so one bad operation does not sink the others) and commits once
 with ``synchronous=FULL``. Callers await their own operation's result, which is only set after
-that commit returned, so an ``accept`` that resolved is on disk (group commit).
+that commit returned, so an ``accept`` that resolved is on disk (group commit). A group of
+delivery claims and outcomes only does not wait for the disk (``SqliteCore.write``): losing one
+in a power failure means a delivery made again, which at-least-once already allows.
 
 Reads use their own connection; WAL lets them run while the writer writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
 import time
@@ -23,8 +26,11 @@ from gateway.broker.base import (
     AcceptOutcome,
     AuditRecord,
     DeliveryState,
+    DirectDeliveries,
+    Job,
     NewMessage,
     SignedCheckpoint,
+    StorageError,
 )
 from gateway.broker.sqlite_core import envelope_aad
 from gateway.broker.sqlite_queue import SqliteQueue
@@ -38,6 +44,9 @@ class SqliteBroker(SqliteQueue, SqliteViews):
     """The embedded default broker (see module docstring): accepting, retention, audit and
     sessions here; the engine in sqlite_core.py, the queue in sqlite_queue.py, the read views
     in sqlite_views.py, the file in sqlite_schema.py."""
+
+    direct: DirectDeliveries | None = None
+    """Free delivery workers an accept hands its deliveries to (gateway/delivery.py)."""
 
     async def audit_event(self, event: audit.AuditEvent, *, refused_by: str | None = None) -> None:
         """An audit record that belongs to no stored message (a rejection, an admin act)."""
@@ -103,8 +112,11 @@ class SqliteBroker(SqliteQueue, SqliteViews):
 
     async def accept(self, message: NewMessage) -> AcceptOutcome:
         now = self.clock()
+        pushed = [planned.destination for planned in message.deliveries if not planned.held]
+        direct = self.direct if pushed else None
+        lease = direct.reserve(pushed) if direct is not None else None
 
-        def op(db: sqlite3.Connection) -> AcceptOutcome:
+        def op(db: sqlite3.Connection) -> tuple[AcceptOutcome, list[Job]]:
             earlier = prior_outcome(db, message)
             if earlier is not None:
                 if earlier.status != "tr056":
@@ -118,13 +130,37 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                         origin=message.origin,
                         outcome=earlier.status,
                     )
-                return earlier
-            self.store_message(db, message, now)
-            return AcceptOutcome("accepted", message.id, message.bv03_ref, message.bv03_tijdstip)
+                return earlier, []
+            # the lease runs from the commit: the writer's queue may have been long
+            lease_until = None if lease is None else self.clock() + lease
+            jobs = self.store_message(db, message, now, lease_until=lease_until)
+            accepted = AcceptOutcome(
+                "accepted", message.id, message.bv03_ref, message.bv03_tijdstip
+            )
+            return accepted, jobs
 
-        outcome: AcceptOutcome = await self.write(op)
-        if outcome.status == "accepted":
-            self.wake.set()
+        def settle(done: asyncio.Future[tuple[AcceptOutcome, list[Job]]]) -> None:
+            """Hand the committed deliveries over, or give the workers back; run by the
+            writer's result, so a cancelled caller leaves no delivery idle for a lease."""
+            failed = done.cancelled() or done.exception() is not None
+            outcome, jobs = (None, []) if failed else done.result()
+            if direct is not None and lease is not None:
+                if jobs:
+                    direct.hand_over(jobs)
+                else:
+                    direct.release(pushed)
+            if outcome is not None and outcome.status == "accepted" and not jobs:
+                self.wake.set()
+
+        try:
+            future = self.submit(op)
+        except StorageError:  # not started: nothing was queued
+            if direct is not None and lease is not None:
+                direct.release(pushed)
+            raise
+        future.add_done_callback(settle)
+        outcome: AcceptOutcome
+        outcome, _ = await asyncio.shield(future)
         return outcome
 
     def store_message(
@@ -133,10 +169,14 @@ class SqliteBroker(SqliteQueue, SqliteViews):
         message: NewMessage,
         now: float,
         sealed: tuple[str, bytes] | None = None,
-    ) -> None:
+        *,
+        lease_until: float | None = None,
+    ) -> list[Job]:
         """Insert an accepted message, its deliveries and their history, in the caller's
         transaction. ``sealed`` is the envelope already encrypted (key id, ciphertext), as the
-        Kafka backend receives it; otherwise it is encrypted here."""
+        Kafka backend receives it; otherwise it is encrypted here. ``lease_until``: the
+        deliveries to push are stored in flight under that lease, as a claim would leave
+        them, and returned as jobs (:class:`gateway.broker.base.DirectDeliveries`)."""
         key_id, ciphertext = sealed or self.keyring.encrypt(
             message.envelope, envelope_aad(message.id)
         )
@@ -183,11 +223,17 @@ class SqliteBroker(SqliteQueue, SqliteViews):
             secret={"payload_sha256": message.payload_digest},
             about=message,
         )
+        jobs: list[Job] = []
         for planned in message.deliveries:
-            state = DeliveryState.INBOX if planned.held else DeliveryState.PENDING
-            db.execute(
+            leased = lease_until is not None and not planned.held
+            if planned.held:
+                state = DeliveryState.INBOX
+            else:
+                state = DeliveryState.INFLIGHT if leased else DeliveryState.PENDING
+            delivery_id = db.execute(
                 "INSERT INTO deliveries (message_id, destination, adapter, copy, state, "
-                "next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "next_attempt_at, updated_at, attempts, lease_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.id,
                     planned.destination,
@@ -196,8 +242,24 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                     state.value,
                     now,
                     now,
+                    1 if leased else 0,
+                    lease_until if leased else None,
                 ),
-            )
+            ).lastrowid
+            if leased:
+                assert delivery_id is not None
+                jobs.append(
+                    Job(
+                        delivery_id,
+                        message.id,
+                        planned.destination,
+                        planned.adapter,
+                        1,
+                        message.referentienummer,
+                        message.functie or "",
+                        message.envelope,
+                    )
+                )
             self.record(
                 db,
                 message.id,
@@ -221,6 +283,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
             )
         if message.facts:
             store_facts(db, message.id, now, message.facts)
+        return jobs
 
     async def audit_search(
         self,

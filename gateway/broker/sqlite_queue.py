@@ -154,7 +154,7 @@ class SqliteQueue(SqliteCore):
                 )
             return jobs
 
-        jobs: list[Job] = await self.write(op)
+        jobs: list[Job] = await self.write(op, durable=False)  # lost: claimed again
         return jobs
 
     async def _finish(
@@ -175,7 +175,7 @@ class SqliteQueue(SqliteCore):
                     detail += f": {error}"
                 self.record(db, job.message_id, now, event, detail)
 
-        await self.write(op)
+        await self.write(op, durable=False)  # lost in a power failure: delivered again
 
     async def delivered(self, job: Job) -> None:
         await self._finish(job, DeliveryState.DELIVERED, error=None, at=None, event="delivered")

@@ -66,7 +66,9 @@ async def soap_endpoint(request: web.Request) -> web.StreamResponse:
         action = request.headers.get("SOAPAction")
         try:
             # read in a reader process (another core) when there is one, else here
-            read = await gw.ingress.read_soap(data, action, identity)
+            # alone: no body held but this request's own
+            alone = gw.admission.bodies.held_now <= 1 and not gw.config.readers_when_alone
+            read = await gw.ingress.read_soap(data, action, identity, alone=alone)
             element = (
                 await off_loop(gw, large, soap.unwrap, data, action, gw.soap_limits)
                 if read is None

@@ -25,7 +25,7 @@ from gateway.admission import (
     BodyBudget,
 )
 from gateway.broker import open_broker
-from gateway.broker.base import Broker, SharedAnswers
+from gateway.broker.base import Broker, HandsOver, SharedAnswers
 from gateway.config import GatewayConfig, reader_count
 from gateway.delivery import DeliveryService
 from gateway.ebms.cpastore import CpaStore
@@ -170,6 +170,8 @@ def build(config: GatewayConfig) -> Gateway:
             # (with the shared state: answers an earlier version relayed over ``events``)
             broker.ebms_answer_listener = inbound.outbound.answer_from_cluster
     delivery = DeliveryService(broker, partners, config.delivery, wake=broker.wake, context=context)
+    if isinstance(broker, HandsOver):  # an accept hands its deliveries to free workers
+        broker.direct = delivery
     admission = admission_of(config)
     buckets = PartnerBuckets(config.limits.partner_rate, config.limits.partner_burst)
     gateway = Gateway(
