@@ -28,6 +28,14 @@ BV03_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+CHECKPOINT_SECONDS = Histogram(
+    "ggk_sqlite_checkpoint_seconds",
+    "Embedded store: one WAL checkpoint, by who ran it: the background checkpointer (beside "
+    "the commits) or the writer catching up so the WAL starts over (commits wait for it).",
+    ["by"],  # checkpointer, writer
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
 DELIVERY_STATES = Gauge("ggk_deliveries", "Deliveries by state.", ["state"], registry=REGISTRY)
 CONNECTIONS_CLOSED = Counter(
     "ggk_connections_closed_total",

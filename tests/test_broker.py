@@ -20,6 +20,7 @@ from gateway.config import check as check_config
 from gateway.config import load as load_config
 from gateway.delivery import DeliveryService, backoff
 from gateway.keyring import Keyring
+from gateway.metrics import REGISTRY
 from gateway.server import build
 from kit.harness import free_port, start_sink, stored_message
 from routing.partners import PartnerRegistry
@@ -92,6 +93,7 @@ async def test_the_wal_starts_over_under_steady_writes_and_reads(tmp_path: Path)
         while reading:
             await broker.counts()
 
+    caught_up = REGISTRY.get_sample_value(WRITER_CHECKPOINTS, {"by": "writer"}) or 0.0
     reader = asyncio.create_task(reads())
     for n in range(400):
         await asyncio.gather(*(broker.accept(stored_message(n * 4 + i)) for i in range(4)))
@@ -102,6 +104,11 @@ async def test_the_wal_starts_over_under_steady_writes_and_reads(tmp_path: Path)
     await broker.close()
     # 400 commits of ~30 pages each: ~50 MB if the WAL never started over
     assert wal < 8 * 1024 * 1024, wal
+    # the writer's catch-ups are in ggk_sqlite_checkpoint_seconds{by="writer"}
+    assert (REGISTRY.get_sample_value(WRITER_CHECKPOINTS, {"by": "writer"}) or 0.0) > caught_up
+
+
+WRITER_CHECKPOINTS = "ggk_sqlite_checkpoint_seconds_count"
 
 
 async def test_duplicate_conflict_and_tr056(tmp_path: Path) -> None:
