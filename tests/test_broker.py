@@ -291,11 +291,7 @@ async def test_with_every_slot_busy_the_delivery_loop_waits_instead_of_polling(
         return web.Response(status=204)
 
     runner, port = await start_sink(holding)
-    partners_file = tmp_path / "partners.toml"
-    partners_file.write_text(
-        '[[partner]]\nid = "12345678"\nname = "Zorg"\nkind = "aanbieder"\n'
-        f'[partner.delivery]\nadapter = "http"\nurl = "http://127.0.0.1:{port}/http"\n'
-    )
+    partners_file = one_receiver(tmp_path, port)
     broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
     await broker.start()
     for n in (1, 2):
@@ -326,6 +322,16 @@ async def test_with_every_slot_busy_the_delivery_loop_waits_instead_of_polling(
         await _stopped(service, task)
         await broker.close()
         await runner.cleanup()
+
+
+def one_receiver(directory: Path, port: int) -> Path:
+    """A partners.toml with one receiver, 12345678, delivered to over HTTP at ``port``."""
+    partners_file = directory / "partners.toml"
+    partners_file.write_text(
+        '[[partner]]\nid = "12345678"\nname = "Zorg"\nkind = "aanbieder"\n'
+        f'[partner.delivery]\nadapter = "http"\nurl = "http://127.0.0.1:{port}/http"\n'
+    )
+    return partners_file
 
 
 async def _delivered(broker: SqliteBroker, count: int) -> None:
@@ -436,11 +442,7 @@ async def test_an_accept_hands_its_deliveries_to_free_workers_without_a_claim(
         return web.Response(status=204)
 
     runner, port = await start_sink(answers)
-    partners_file = tmp_path / "partners.toml"
-    partners_file.write_text(
-        '[[partner]]\nid = "12345678"\nname = "Zorg"\nkind = "aanbieder"\n'
-        f'[partner.delivery]\nadapter = "http"\nurl = "http://127.0.0.1:{port}/http"\n'
-    )
+    partners_file = one_receiver(tmp_path, port)
     broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
     await broker.start()
     claims = 0
@@ -501,11 +503,7 @@ async def test_a_backlog_drains_while_every_worker_is_busy(tmp_path: Path) -> No
         return web.Response(status=204)
 
     runner, port = await start_sink(answers)
-    partners_file = tmp_path / "partners.toml"
-    partners_file.write_text(
-        '[[partner]]\nid = "12345678"\nname = "Zorg"\nkind = "aanbieder"\n'
-        f'[partner.delivery]\nadapter = "http"\nurl = "http://127.0.0.1:{port}/http"\n'
-    )
+    partners_file = one_receiver(tmp_path, port)
     broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
     await broker.start()
     for n in range(12):
