@@ -19,6 +19,7 @@ import gc
 import io
 import os
 import pickle
+import signal
 import socket
 import struct
 from collections.abc import Callable
@@ -120,7 +121,9 @@ class _Reader:
 def serve(sock: socket.socket, setup: ReaderSetup) -> None:
     """The reader process: answer requests in order until the gateway closes the socket. A
     failure outside a request is one log line (through the gateway's redaction), not a
-    traceback on stderr."""
+    traceback on stderr. Ctrl-C at a terminal reaches the whole process group: a reader
+    leaves it to the gateway, which ends its readers by closing their sockets."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _serve(sock, setup)
     except Exception as exc:

@@ -24,6 +24,7 @@ from gateway.readers import ReaderCrashed, Readers, ReadersBusy, ReaderSetup
 from gateway.reading import Settings
 from gateway.validation import Validator
 from kit.gateway import (
+    GGK,
     Setup,
     Sink,
     deventer_wmo301,
@@ -224,6 +225,49 @@ async def test_a_reader_killed_costs_no_message_and_the_readers_end_with_the_gat
         await process.wait()
     # the readers notice that the gateway's end of their sockets closed, and end too
     await eventually(lambda: not any(alive(pid) for pid in replaced), timeout=20)
+
+
+@pytest.mark.slow
+async def test_ctrl_c_ends_the_gateway_and_its_readers_without_a_traceback(
+    tmp_path: Path, sink: Sink
+) -> None:
+    """Ctrl-C at a terminal sends SIGINT to the whole process group: the readers printed a
+    KeyboardInterrupt traceback each; now the gateway alone ends them."""
+    setup = with_readers(make_setup(tmp_path / "gw", sink.port), 2)
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            GGK,
+            "serve",
+            "--config",
+            str(setup.config_path),
+            stdout=out,
+            stderr=out,
+            start_new_session=True,  # its own group, as a shell gives a foreground job
+        )
+    try:
+
+        async def healthy() -> bool:
+            try:
+                return (await rest(setup, "GET", "/healthz"))[0] == 200
+            except OSError:
+                return False
+
+        await eventually(healthy, timeout=60, interval=0.1)
+        readers = await eventually(
+            lambda: len(found := readers_of(process.pid)) == 2 and found, timeout=30
+        )
+        status, _ = await post_soap(setup, wmo301_di01(fresh()), partner="0150")
+        assert status == 200
+        os.killpg(process.pid, signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        await eventually(lambda: not any(alive(pid) for pid in readers), timeout=20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    text = log.read_text()
+    assert "gateway.stopping" in text and "Traceback" not in text, text[-2000:]
 
 
 @contextlib.contextmanager
