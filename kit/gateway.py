@@ -363,8 +363,12 @@ async def rest(
 GGK = str(Path(sys.executable).parent / "ggk")
 
 
-async def serve(setup: Setup, log: Path) -> asyncio.subprocess.Process:
-    """``ggk serve`` as a subprocess (output appended to ``log``), once it answers /healthz."""
+async def serve(
+    setup: Setup, log: Path, *, new_session: bool = False
+) -> asyncio.subprocess.Process:
+    """``ggk serve`` as a subprocess (output appended to ``log``), once it answers /healthz.
+    ``new_session``: in a process group of its own (as a shell starts a job), for signals
+    to the whole group."""
     handle = log.open("ab")
     process = await asyncio.create_subprocess_exec(
         GGK,
@@ -374,6 +378,7 @@ async def serve(setup: Setup, log: Path) -> asyncio.subprocess.Process:
         stdout=handle,
         stderr=handle,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the log survives a kill -9
+        start_new_session=new_session,
     )
 
     async def healthy() -> bool:

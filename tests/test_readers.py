@@ -24,7 +24,6 @@ from gateway.readers import ReaderCrashed, Readers, ReadersBusy, ReaderSetup
 from gateway.reading import Settings
 from gateway.validation import Validator
 from kit.gateway import (
-    GGK,
     Setup,
     Sink,
     deventer_wmo301,
@@ -235,25 +234,8 @@ async def test_ctrl_c_ends_the_gateway_and_its_readers_without_a_traceback(
     KeyboardInterrupt traceback each; now the gateway alone ends them."""
     setup = with_readers(make_setup(tmp_path / "gw", sink.port), 2)
     log = tmp_path / "gateway.log"
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            GGK,
-            "serve",
-            "--config",
-            str(setup.config_path),
-            stdout=out,
-            stderr=out,
-            start_new_session=True,  # its own group, as a shell gives a foreground job
-        )
+    process = await serve(setup, log, new_session=True)  # a group, as a shell's job
     try:
-
-        async def healthy() -> bool:
-            try:
-                return (await rest(setup, "GET", "/healthz"))[0] == 200
-            except OSError:
-                return False
-
-        await eventually(healthy, timeout=60, interval=0.1)
         readers = await eventually(
             lambda: len(found := readers_of(process.pid)) == 2 and found, timeout=30
         )

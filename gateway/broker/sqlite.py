@@ -113,8 +113,8 @@ class SqliteBroker(SqliteQueue, SqliteViews):
     async def accept(self, message: NewMessage) -> AcceptOutcome:
         now = self.clock()
         pushed = [planned.destination for planned in message.deliveries if not planned.held]
-        direct = self.direct if pushed else None
-        lease = direct.reserve(pushed) if direct is not None else None
+        lease = self.direct.reserve(pushed) if self.direct is not None and pushed else None
+        reserved = self.direct if lease is not None else None  # workers held for this accept
 
         def op(db: sqlite3.Connection) -> tuple[AcceptOutcome, list[Job]]:
             earlier = prior_outcome(db, message)
@@ -144,19 +144,19 @@ class SqliteBroker(SqliteQueue, SqliteViews):
             writer's result, so a cancelled caller leaves no delivery idle for a lease."""
             failed = done.cancelled() or done.exception() is not None
             outcome, jobs = (None, []) if failed else done.result()
-            if direct is not None and lease is not None:
+            if reserved is not None:
                 if jobs:
-                    direct.hand_over(jobs)
+                    reserved.hand_over(jobs)
                 else:
-                    direct.release(pushed)
+                    reserved.release(pushed)
             if outcome is not None and outcome.status == "accepted" and not jobs:
                 self.wake.set()
 
         try:
             future = self.submit(op)
         except StorageError:  # not started: nothing was queued
-            if direct is not None and lease is not None:
-                direct.release(pushed)
+            if reserved is not None:
+                reserved.release(pushed)
             raise
         future.add_done_callback(settle)
         outcome: AcceptOutcome
