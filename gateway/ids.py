@@ -1,12 +1,12 @@
 """The gateway's message ids: time-ordered, so the store writes them near each other.
 
-A message id is a key in five indexes of the embedded store (the messages table's, a
+A message id is a key in four indexes of the embedded store (the messages table's, a
 delivery's, every history event's and audit record's). A random id (UUID v4) lands on a
-random leaf page of each of them, so a group commit of twenty messages dirtied about a
-hundred pages that each went to the WAL and back into the database; ids that grow with time
-all land on the rightmost leaves. Measured on the store alone (20,000–80,000 messages
-stored, groups of 20, ``benchmarks/store_ids.py``): a quarter less written to disk per message
-and a fifth to a quarter less of the writer's CPU.
+random leaf page of each of them, so a group commit dirtied a page per message in each index,
+and every such page went to the WAL and back into the database; ids that grow with time all
+land on the rightmost leaves. Measured on the store alone (``python -m benchmarks.store``,
+20,000–80,000 messages stored, group commits of 20): a quarter less written to disk per
+message and a fifth to a quarter less of the writer's CPU.
 
 The form is a UUID v7 (RFC 9562: 48 bits of Unix milliseconds, then 74 random bits) written
 as 32 lower-case hexadecimal digits, the shape message ids always had

@@ -77,6 +77,42 @@ async def test_only_accepts_wait_for_the_disk(tmp_path: Path) -> None:
     await broker.close()
 
 
+async def test_an_outcome_alone_waits_for_the_next_accept_to_share_its_commit(
+    tmp_path: Path,
+) -> None:
+    """At a steady rate a message's delivery outcome and the next message's accept arrive
+    milliseconds apart: the outcome waits for it (up to ``linger``) and both go in one
+    commit, which waits for the disk as the accept must. Alone, the outcome is committed when
+    the linger runs out; a claim never waits (a delivery would start later)."""
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    commits: list[tuple[int, bool]] = []
+    original = broker._apply
+
+    def recording(ops: list, durable: bool = True) -> list:  # type: ignore[type-arg]
+        commits.append((len(ops), durable))
+        return original(ops, durable)
+
+    broker._apply = recording  # type: ignore[method-assign]
+    counted = REGISTRY.get_sample_value("ggk_sqlite_commit_operations_count") or 0.0
+    broker.linger = 60.0  # longer than any test may take: what it waits for is the accept
+    assert (await broker.accept(stored_message(1))).status == "accepted"
+    [job] = await asyncio.wait_for(broker.claim(10, 30.0), 30)  # not made to linger
+    outcome = asyncio.create_task(broker.delivered(job))
+    await asyncio.sleep(0.05)
+    assert commits == [(1, True), (1, False)] and not outcome.done()
+    assert (await broker.accept(stored_message(2))).status == "accepted"
+    await outcome
+    assert commits == [(1, True), (1, False), (2, True)]
+    broker.linger = 0.01  # nobody comes: committed alone once the linger ran out
+    [job] = await broker.claim(10, 30.0)
+    await broker.delivered(job)
+    assert commits[-2:] == [(1, False), (1, False)]
+    assert (await broker.counts()).to_dict() == {"delivered": 2}
+    assert REGISTRY.get_sample_value("ggk_sqlite_commit_operations_count") == counted + 5
+    await broker.close()
+
+
 async def test_the_wal_starts_over_under_steady_writes_and_reads(tmp_path: Path) -> None:
     """Commits one after another while reads go on: the checkpointer copies the WAL back,
     yet SQLite starts it over only at a write that finds every frame copied, a moment steady
