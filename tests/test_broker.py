@@ -83,7 +83,8 @@ async def test_an_outcome_alone_waits_for_the_next_accept_to_share_its_commit(
     """At a steady rate a message's delivery outcome and the next message's accept arrive
     milliseconds apart: the outcome waits for it (up to ``linger``) and both go in one
     commit, which waits for the disk as the accept must. Alone, the outcome is committed when
-    the linger runs out; a claim never waits (a delivery would start later)."""
+    the linger runs out; a claim never waits (a delivery would start later), nor does an
+    outcome while no accepts arrive (a backlog drained: nothing would join it)."""
     broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
     await broker.start()
     commits: list[tuple[int, bool]] = []
@@ -96,6 +97,7 @@ async def test_an_outcome_alone_waits_for_the_next_accept_to_share_its_commit(
     broker._apply = recording  # type: ignore[method-assign]
     counted = REGISTRY.get_sample_value("ggk_sqlite_commit_operations_count") or 0.0
     broker.linger = 60.0  # longer than any test may take: what it waits for is the accept
+    broker.accepting_window = 60.0
     assert (await broker.accept(stored_message(1))).status == "accepted"
     [job] = await asyncio.wait_for(broker.claim(10, 30.0), 30)  # not made to linger
     outcome = asyncio.create_task(broker.delivered(job))
@@ -108,8 +110,14 @@ async def test_an_outcome_alone_waits_for_the_next_accept_to_share_its_commit(
     [job] = await broker.claim(10, 30.0)
     await broker.delivered(job)
     assert commits[-2:] == [(1, False), (1, False)]
-    assert (await broker.counts()).to_dict() == {"delivered": 2}
-    assert REGISTRY.get_sample_value("ggk_sqlite_commit_operations_count") == counted + 5
+    # no accept for a while (a backlog drained, nothing new): an outcome does not wait
+    broker.linger, broker.accepting_window = 60.0, 0.0
+    assert (await broker.accept(stored_message(3))).status == "accepted"
+    [job] = await broker.claim(10, 30.0)
+    await asyncio.wait_for(broker.delivered(job), 30)
+    assert commits[-2:] == [(1, False), (1, False)]
+    assert (await broker.counts()).to_dict() == {"delivered": 3}
+    assert REGISTRY.get_sample_value("ggk_sqlite_commit_operations_count") == counted + 8
     await broker.close()
 
 

@@ -40,6 +40,9 @@ WAL_KEPT_BYTES = 64 * 1024 * 1024
 OUTCOME_LINGER = 0.01
 """Seconds a group commit of delivery outcomes alone waits for an accept to join it (see
 ``SqliteCore._writer``)."""
+ACCEPTING_WINDOW = 0.1
+"""Outcomes wait (:data:`OUTCOME_LINGER`) only while accepts are arriving: when one was
+committed within this many seconds."""
 
 
 def _checkpoint(db: sqlite3.Connection, by: str) -> tuple[int, int, int]:
@@ -96,6 +99,9 @@ class SqliteCore:
         """The writer connection's ``synchronous`` setting: FULL (True) or NORMAL."""
         self.checkpoint_interval = 1.0
         self.linger = OUTCOME_LINGER
+        self.accepting_window = ACCEPTING_WINDOW
+        self._last_durable = -ACCEPTING_WINDOW
+        """When (monotonic) the writer last committed a group that waited for the disk."""
         self.wal_restart_frames = WAL_RESTART_FRAMES
         self._restart_wal = False
         """Set by the checkpointer: the writer checkpoints before its next commit."""
@@ -275,7 +281,10 @@ class SqliteCore:
         milliseconds later, alone); the outcome now rides with the next accept. Each commit
         writes the pages both touch (the history and audit tables' last pages, their
         indexes, the counts) once instead of twice. Under load there is always an accept
-        queued and nothing waits; what the outcome waits costs only its worker's slot."""
+        queued and nothing waits; what the outcome waits costs only its worker's slot. Only
+        while accepts arrive (one committed in the last ``accepting_window`` seconds):
+        a backlog drained with no new messages (a replay, a partner back after an outage)
+        would otherwise wait at every round of outcomes for an accept that does not come."""
         assert self._queue is not None
         while True:
             item = await self._queue.get()
@@ -283,10 +292,13 @@ class SqliteCore:
                 return
             batch = [item]
             self._take_queued(batch)
-            if self.linger > 0 and all(queued.patient for queued in batch):
+            accepting = time.monotonic() - self._last_durable < self.accepting_window
+            if accepting and self.linger > 0 and all(queued.patient for queued in batch):
                 await self._linger(batch)
             COMMIT_OPERATIONS.observe(len(batch))
             durable = self.durable and any(item.durable for item in batch)
+            if durable:
+                self._last_durable = time.monotonic()
             try:
                 results = await asyncio.to_thread(self._apply, [item.op for item in batch], durable)
             except Exception as exc:  # the commit itself failed: nothing in the batch holds
