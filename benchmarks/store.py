@@ -88,7 +88,6 @@ async def one_run(
 ) -> dict[str, float]:
     """One fresh store: filled, then measured over ``count`` messages."""
     broker = SqliteBroker(folder / "store.sqlite", Keyring.generate())
-    broker.linger = 0  # in this lockstep nothing comes to join an outcome: do not wait for it
     await broker.start()
     try:
         n = 0

@@ -39,7 +39,8 @@ CHECKPOINT_SECONDS = Histogram(
 COMMIT_OPERATIONS = Histogram(
     "ggk_sqlite_commit_operations",
     "Embedded store: operations in one group commit of the writer (accepts, delivery claims "
-    "and outcomes, audit records of their own); its count is the number of commits.",
+    "and outcomes, audit records of their own); its count is the number of group commits "
+    "tried.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
     registry=REGISTRY,
 )

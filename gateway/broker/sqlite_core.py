@@ -37,13 +37,6 @@ WAL_RESTART_FRAMES = 8192
 ``SqliteCore._checkpointer``); the file is cut back to :data:`WAL_KEPT_BYTES` then."""
 WAL_KEPT_BYTES = 64 * 1024 * 1024
 
-OUTCOME_LINGER = 0.01
-"""Seconds a group commit of delivery outcomes alone waits for an accept to join it (see
-``SqliteCore._writer``)."""
-ACCEPTING_WINDOW = 0.1
-"""Outcomes wait (:data:`OUTCOME_LINGER`) only while accepts are arriving: when one was
-committed within this many seconds."""
-
 
 def _checkpoint(db: sqlite3.Connection, by: str) -> tuple[int, int, int]:
     """A PASSIVE checkpoint on ``db``: (busy, frames in the WAL, frames copied back); its
@@ -60,7 +53,6 @@ class _Queued:
     op: Op
     future: asyncio.Future[Any]
     durable: bool
-    patient: bool
 
 
 def envelope_aad(message_id: str) -> bytes:
@@ -98,10 +90,6 @@ class SqliteCore:
         self._waits_for_disk = True
         """The writer connection's ``synchronous`` setting: FULL (True) or NORMAL."""
         self.checkpoint_interval = 1.0
-        self.linger = OUTCOME_LINGER
-        self.accepting_window = ACCEPTING_WINDOW
-        self._last_durable = -ACCEPTING_WINDOW
-        """When (monotonic) the writer last committed a group that waited for the disk."""
         self.wal_restart_frames = WAL_RESTART_FRAMES
         self._restart_wal = False
         """Set by the checkpointer: the writer checkpoints before its next commit."""
@@ -273,32 +261,23 @@ class SqliteCore:
             self._lock_file = None
 
     async def _writer(self) -> None:
-        """Commit whatever is queued, in groups of up to ``batch_max``.
-
-        A group of delivery outcomes only (nothing that waits for the disk) first waits up
-        to ``linger`` seconds for one more operation: at a steady rate below saturation, each
-        message otherwise cost two commits (its accept, then its delivery's outcome a few
-        milliseconds later, alone); the outcome now rides with the next accept. Each commit
-        writes the pages both touch (the history and audit tables' last pages, their
-        indexes, the counts) once instead of twice. Under load there is always an accept
-        queued and nothing waits; what the outcome waits costs only its worker's slot. Only
-        while accepts arrive (one committed in the last ``accepting_window`` seconds):
-        a backlog drained with no new messages (a replay, a partner back after an outage)
-        would otherwise wait at every round of outcomes for an accept that does not come."""
         assert self._queue is not None
         while True:
             item = await self._queue.get()
             if item is None:
                 return
             batch = [item]
-            self._take_queued(batch)
-            accepting = time.monotonic() - self._last_durable < self.accepting_window
-            if accepting and self.linger > 0 and all(queued.patient for queued in batch):
-                await self._linger(batch)
+            while len(batch) < self.batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    await self._queue.put(None)
+                    break
+                batch.append(nxt)
             COMMIT_OPERATIONS.observe(len(batch))
             durable = self.durable and any(item.durable for item in batch)
-            if durable:
-                self._last_durable = time.monotonic()
             try:
                 results = await asyncio.to_thread(self._apply, [item.op for item in batch], durable)
             except Exception as exc:  # the commit itself failed: nothing in the batch holds
@@ -311,32 +290,6 @@ class SqliteCore:
                     item.future.set_exception(result)
                 else:
                     item.future.set_result(result)
-
-    def _take_queued(self, batch: list[_Queued]) -> None:
-        """Add what is queued to ``batch``, up to ``batch_max``; a stop stays queued."""
-        assert self._queue is not None
-        while len(batch) < self.batch_max:
-            try:
-                nxt = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            if nxt is None:
-                self._queue.put_nowait(None)
-                return
-            batch.append(nxt)
-
-    async def _linger(self, batch: list[_Queued]) -> None:
-        """Wait up to ``linger`` for the next operation, then take it and what came with it."""
-        assert self._queue is not None
-        try:
-            nxt = await asyncio.wait_for(self._queue.get(), self.linger)
-        except TimeoutError:
-            return
-        if nxt is None:
-            self._queue.put_nowait(None)
-            return
-        batch.append(nxt)
-        self._take_queued(batch)
 
     def _apply(self, ops: list[Op], durable: bool = True) -> list[Any]:
         db = self._write_db
@@ -373,7 +326,7 @@ class SqliteCore:
             raise
         return results
 
-    async def write(self, op: Op, *, durable: bool = True, patient: bool = False) -> Any:
+    async def write(self, op: Op, *, durable: bool = True) -> Any:
         """Run ``op`` in the writer's next group commit; its result once committed.
 
         ``durable=False`` is for a change the gateway can lose on a power failure because
@@ -383,20 +336,16 @@ class SqliteCore:
         group needs to (``synchronous=NORMAL``: safe against a crash of the process, since
         the WAL is in the operating system's cache; the next commit that waits for the disk
         writes it out, in order). An accepted message always waits: its Bv03 promises it.
-
-        ``patient=True`` (a delivery's outcome): the op may wait for company before it is
-        committed (``linger``, see :meth:`_writer`); nobody waits on its result but the
-        worker that made it.
         """
-        return await self.submit(op, durable=durable, patient=patient)
+        return await self.submit(op, durable=durable)
 
-    def submit(self, op: Op, *, durable: bool = True, patient: bool = False) -> asyncio.Future[Any]:
+    def submit(self, op: Op, *, durable: bool = True) -> asyncio.Future[Any]:
         """Queue ``op`` for the writer (:meth:`write`); the future of its result, which the
         writer settles even when whoever awaits it was cancelled meanwhile."""
         if self._queue is None:
             raise StorageError("broker is not started")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Queued(op, future, durable, patient))  # unbounded: never waits
+        self._queue.put_nowait(_Queued(op, future, durable))  # unbounded: never waits
         return future
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:

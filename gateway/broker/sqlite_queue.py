@@ -175,8 +175,7 @@ class SqliteQueue(SqliteCore):
                     detail += f": {error}"
                 self.record(db, job.message_id, now, event, detail)
 
-        # lost in a power failure: delivered again; it may wait for the next accept's commit
-        await self.write(op, durable=False, patient=True)
+        await self.write(op, durable=False)  # lost in a power failure: delivered again
 
     async def delivered(self, job: Job) -> None:
         await self._finish(job, DeliveryState.DELIVERED, error=None, at=None, event="delivered")
