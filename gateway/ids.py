@@ -5,8 +5,9 @@ delivery's, every history event's and audit record's). A random id (UUID v4) lan
 random leaf page of each of them, so a group commit dirtied a page per message in each index,
 and every such page went to the WAL and back into the database; ids that grow with time all
 land on the rightmost leaves. Measured on the store alone (``python -m benchmarks.store``,
-20,000–80,000 messages stored, group commits of 20): a quarter less written to disk per
-message and a fifth to a quarter less of the writer's CPU.
+20,000 messages stored first; docs/benchmarks.md): in group commits of 20 (saturation) a
+fifth less written to disk per message and an eighth less CPU; in groups of 2 (about 100
+msg/s) a tenth less written, the same CPU.
 
 The form is a UUID v7 (RFC 9562: 48 bits of Unix milliseconds, then 74 random bits) written
 as 32 lower-case hexadecimal digits, the shape message ids always had
