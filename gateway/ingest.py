@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import uuid
 from dataclasses import dataclass
 
 import structlog
 from lxml import etree
 
-from gateway import audit, transports
+from gateway import audit, ids, transports
 from gateway import envelope as env
 from gateway.broker.base import AcceptOutcome, Broker, NewMessage, PlannedDelivery, StorageError
 from gateway.figures import FigureKeys
@@ -493,7 +492,7 @@ class Ingress:
                 )
             )
         record = NewMessage(
-            id=uuid.uuid4().hex,
+            id=ids.message_id(),
             kind=envelope.kind.value,
             zender=envelope.zender.organisatie,
             zender_applicatie=envelope.zender.applicatie,

@@ -36,6 +36,14 @@ CHECKPOINT_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+COMMIT_OPERATIONS = Histogram(
+    "ggk_sqlite_commit_operations",
+    "Embedded store: operations in one group commit of the writer (accepts, delivery claims "
+    "and outcomes, audit records of their own); its count is the number of group commits "
+    "tried.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+    registry=REGISTRY,
+)
 DELIVERY_STATES = Gauge("ggk_deliveries", "Deliveries by state.", ["state"], registry=REGISTRY)
 CONNECTIONS_CLOSED = Counter(
     "ggk_connections_closed_total",

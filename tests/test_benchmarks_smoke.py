@@ -243,6 +243,15 @@ def test_history() -> None:
     assert rows and all(number(r["median ms"]) >= 0 for r in rows)
 
 
+def test_store() -> None:
+    done = bench(
+        "benchmarks.store", "--prefill", "200", "--messages", "30", "--group", "4", "--rounds", "1"
+    )
+    rows = tables(done.stdout)[0]
+    assert [r["variant (200 stored, groups of 4)"][:6] for r in rows] == ["time-o", "random"]
+    assert all(number(r["written KiB per message"]) > 0 for r in rows)
+
+
 def test_kafka_view() -> None:
     """The view's apply, measured without a broker (records as the router writes them)."""
     done = bench("benchmarks.kafka_view", "--messages", "100", "--rounds", "1")

@@ -39,9 +39,12 @@ async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> 
         return original(ops, durable)
 
     broker._apply = counting  # type: ignore[method-assign]
+    commits = REGISTRY.get_sample_value("ggk_sqlite_commit_operations_count") or 0.0
     outcomes = await asyncio.gather(*(broker.accept(stored_message(i)) for i in range(300)))
     assert {o.status for o in outcomes} == {"accepted"}
     assert sum(applied) == 300 and len(applied) < 30, applied
+    # ggk_sqlite_commit_operations: one observation per group commit, of its size
+    assert REGISTRY.get_sample_value("ggk_sqlite_commit_operations_count") == commits + len(applied)
     assert (await broker.counts()).to_dict() == {"pending": 300}
     await broker.close()
 

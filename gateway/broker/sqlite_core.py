@@ -24,7 +24,7 @@ from gateway.broker.base import (
 )
 from gateway.broker.sqlite_schema import SCHEMA, connect, exclusive_lock, private_database, upgrade
 from gateway.keyring import Keyring
-from gateway.metrics import CHECKPOINT_SECONDS
+from gateway.metrics import CHECKPOINT_SECONDS, COMMIT_OPERATIONS
 
 log = structlog.get_logger("ggk.broker")
 
@@ -276,6 +276,7 @@ class SqliteCore:
                     await self._queue.put(None)
                     break
                 batch.append(nxt)
+            COMMIT_OPERATIONS.observe(len(batch))
             durable = self.durable and any(item.durable for item in batch)
             try:
                 results = await asyncio.to_thread(self._apply, [item.op for item in batch], durable)
