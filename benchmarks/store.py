@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -29,10 +30,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.broker.base import NewMessage, PlannedDelivery
+from gateway.broker.base import NewMessage
 from gateway.broker.sqlite import SqliteBroker
 from gateway.ids import message_id
 from gateway.keyring import Keyring
+from kit.harness import stored_message
 
 VARIANTS: dict[str, tuple[str, Callable[[], str]]] = {
     "ordered": ("time-ordered ids (gateway/ids.py)", message_id),
@@ -42,29 +44,15 @@ ENVELOPE = os.urandom(3000)
 
 
 def message(new_id: Callable[[], str], n: int) -> NewMessage:
-    """A stored message as the ingest stage hands it over (partner-chosen references are
-    random UUIDs, as StUF-GGk asks)."""
-    return NewMessage(
+    """A stored message as the ingest stage hands it over (:func:`kit.harness.stored_message`),
+    with the id scheme under test and a random referentienummer, as StUF-GGk asks (a key of
+    two indexes: sequential ones would flatter both variants)."""
+    return dataclasses.replace(
+        stored_message(
+            n, digest=f"{n:064x}", bsns=(f"{n % 1_000_000_000:09d}",), envelope=ENVELOPE
+        ),
         id=new_id(),
-        kind="Di01",
-        zender="0150",
-        zender_applicatie="App",
-        ontvanger="12345678",
         referentienummer=str(uuid.uuid4()),
-        cross_ref=None,
-        functie="WMO301",
-        message_code="WMO301",
-        identificatie=f"ID{n}",
-        payload_sender="0150",
-        digest=f"{n:064x}",
-        envelope=ENVELOPE,
-        bv03_ref=str(uuid.uuid4()),
-        bv03_tijdstip="20260101000000000",
-        actor="0150 via token",
-        origin="127.0.0.1",
-        bsns=(f"{n % 1_000_000_000:09d}",),
-        payload_digest="ab" * 32,
-        deliveries=(PlannedDelivery("12345678", "http", False, False),),
     )
 
 
