@@ -17,7 +17,6 @@ from gateway.broker.base import Job, NewMessage, PlannedDelivery, StorageError
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.prepared import is_large
 from gateway.broker.sqlite import SqliteBroker
-from gateway.broker.sqlite_rows import ONE_STATEMENT_FROM, insert_rows
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
 from gateway.config import check as check_config
 from gateway.config import load as load_config
@@ -671,43 +670,22 @@ async def test_the_embedded_store_waits_for_the_disk_and_a_kafka_view_need_not(
     assert isinstance(on_kafka.broker, KafkaBroker) and not on_kafka.broker.local.durable
 
 
-def test_many_rows_in_one_statement_store_what_row_by_row_stores() -> None:
-    """:func:`insert_rows` takes a few rows by executemany and many in one statement over a
-    JSON array (no GIL round trip per row); both store the same values with the same types."""
-    rows = [
-        (f"tekst {i} 'quote' \"dubbel\" é ∑ \\", i * 1_000_003 - 5_000_000_000, None, "")
-        for i in range(ONE_STATEMENT_FROM + 23)
-    ]
-    db = sqlite3.connect(":memory:", isolation_level=None)
-    stored = {}
-    for table, some in (("few", rows[: ONE_STATEMENT_FROM - 1]), ("many", rows)):
-        db.execute(f"CREATE TABLE {table} (id TEXT, at REAL, a TEXT, b INTEGER, c, d TEXT)")
-        insert_rows(db, table, {"id": "m1", "at": 1.25}, ("a", "b", "c", "d"), some)
-        stored[table] = db.execute(
-            f"SELECT id, at, a, b, c, d, typeof(at), typeof(b), typeof(c) FROM {table} "
-            "ORDER BY rowid"
-        ).fetchall()
-    expected = [("m1", 1.25, *row, "real", "integer", "null") for row in rows]
-    assert stored["many"] == expected
-    assert stored["few"] == expected[: ONE_STATEMENT_FROM - 1]
-    insert_rows(db, "few", {"id": "m2", "at": 2.0}, ("a", "b", "c", "d"), [])  # nothing
-    assert db.execute("SELECT count(*) FROM few WHERE id = 'm2'").fetchone() == (0,)
-
-
 async def test_a_message_naming_many_citizens_is_found_by_each_and_counted_once_each(
     tmp_path: Path,
 ) -> None:
-    """A declaratie of hundreds of clients: its BSN pseudonyms and beleidsinformatie are made
-    before the writer's transaction (in a thread) and inserted in one statement each; the
+    """A declaratie of hundreds of clients: its sealed envelope, BSN pseudonyms and
+    beleidsinformatie rows are made before the writer's transaction (in a thread); the
     audit record is found by every BSN, the chain and its BSN index verify, every fact is
-    stored once with its month."""
+    stored once with its month, and the envelope opens."""
     bsns = tuple(f"{100_000_000 + 7 * i:09d}" for i in range(300))
     facts = tuple(
         Fact(FactKind.DECLARATIE, "wmo", "0150", "12345678", "02", "", f"c{i}", f"k{i}", 100 + i)
         for i in range(300)
     )
     few = dataclasses.replace(stored_message(2, bsns=bsns[:2]), facts=facts[:2])
-    many = dataclasses.replace(stored_message(1, bsns=bsns), facts=facts)
+    many = dataclasses.replace(
+        stored_message(1, bsns=bsns, envelope=b"<e>" + b"x" * 300_000 + b"</e>"), facts=facts
+    )
     assert is_large(many) and not is_large(few)
     path = tmp_path / "b.sqlite"
     broker = SqliteBroker(path, KEYS)
@@ -718,6 +696,7 @@ async def test_a_message_naming_many_citizens_is_found_by_each_and_counted_once_
         found = await broker.audit_search(bsn=bsn)
         expected = {"m1", "m2"} if bsn in bsns[:2] else {"m1"}
         assert {r.object for r in found if r.action == "accepted"} == expected
+    assert await broker.stored_envelope("m1") == many.envelope
     await broker.close()
     db = sqlite3.connect(path)
     assert sqlite_audit.verify(db, KEYS).ok

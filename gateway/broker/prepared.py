@@ -21,12 +21,12 @@ from typing import Any
 
 from gateway.broker.base import NewMessage
 from gateway.broker.sqlite_core import envelope_aad
-from gateway.broker.sqlite_rows import insert_rows
 from gateway.figures import Fact
 from gateway.keyring import Keyring
 
 FactRow = tuple[Any, ...]
-"""One fact as the values of :data:`FACT_COLUMNS` of the ``facts`` table."""
+"""One fact as a row of the ``facts`` table, without its message id and time (the columns
+:func:`store_facts` inserts after those two)."""
 
 LARGE_ROWS = 64
 """A message with more BSNs and facts than this is prepared in a thread (a few hundred µs)."""
@@ -35,27 +35,17 @@ LARGE_ENVELOPE_BYTES = 256 * 1024
 """A message whose envelope is larger than this is prepared in a thread (encrypting it)."""
 
 
-FACT_COLUMNS = (
-    "kind",
-    "standard",
-    "gemeente",
-    "aanbieder",
-    "categorie",
-    "month",
-    "client",
-    "key",
-    "amount",
-    "link",
-    "follows",
-)
-
-
 def store_facts(
     db: sqlite3.Connection, message_id: str, at: float, rows: tuple[FactRow, ...]
 ) -> None:
     """Insert a message's beleidsinformatie rows (:func:`fact_rows`) in the caller's
     transaction."""
-    insert_rows(db, "facts", {"message_id": message_id, "at": at}, FACT_COLUMNS, rows)
+    db.executemany(
+        "INSERT INTO facts (message_id, at, kind, standard, gemeente, aanbieder, categorie, "
+        "month, client, key, amount, link, follows) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(message_id, at, *row) for row in rows],
+    )
 
 
 @dataclass(frozen=True, slots=True)
