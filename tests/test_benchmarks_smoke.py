@@ -13,12 +13,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from benchmarks.run import process_tree
 from tests.conftest import ROOT, missing_kafka_tools
 
 KIT = ROOT.parent / "shared" / "tools" / "ebms-peer"
@@ -291,6 +294,50 @@ def test_soak(tmp_path: Path) -> None:
             line,
         ), line
     assert "Identificatie" not in dump and "999990019" not in dump
+
+
+def test_a_benchmark_killed_stops_the_gateway_it_started(tmp_path: Path) -> None:
+    """SIGTERM (``kill``, ``timeout``) stops a benchmark as Ctrl-C does: its ``ggk serve`` is
+    stopped too, instead of running on after it (benchmarks/stopping.py)."""
+    soak = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.soak", "--rate", "5", "--seconds", "600"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        gateway = None
+        deadline = time.monotonic() + 120
+        while gateway is None and time.monotonic() < deadline and soak.poll() is None:
+            time.sleep(0.2)
+            gateway = next((pid for pid in children(soak.pid) if b"serve" in cmdline(pid)), None)
+        assert gateway is not None, "the soak did not start its gateway"
+        soak.send_signal(signal.SIGTERM)
+        _, stderr = soak.communicate(timeout=60)
+        assert soak.returncode == 128 + signal.SIGTERM.value, stderr
+        assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr
+        assert not Path(f"/proc/{gateway}").exists() or b"serve" not in cmdline(gateway)
+    finally:
+        if soak.poll() is None:
+            soak.kill()
+            soak.wait()
+
+
+def children(pid: int) -> list[int]:
+    """The descendants of ``pid`` (none while one of them is just ending)."""
+    try:
+        return process_tree(pid)[1:]
+    except FileNotFoundError:
+        return []
+
+
+def cmdline(pid: int) -> bytes:
+    """A process's command line (empty once it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.mark.ebms
