@@ -4,7 +4,9 @@ Why: the benchmarks and drills start ``ggk serve`` processes, receivers and Kafk
 stop them in ``finally`` blocks. Ctrl-C (SIGINT) cancels the main task and those blocks run;
 SIGTERM (``kill``, ``timeout``, a CI job cancelled) ended Python at once without them, and
 left the gateway it had started running, holding its port and its store (seen once after an
-hour-long soak). Here SIGTERM and SIGHUP cancel the main task as Ctrl-C does.
+hour-long soak). Here SIGTERM and SIGHUP cancel the main task as Ctrl-C does, and whatever
+gateway is still running when it ends is stopped (one cut short while starting had no
+``finally`` yet to stop it).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import signal
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from kit.harness import stop_started
 
 T = TypeVar("T")
 
@@ -38,7 +42,10 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
         for sig in STOPPING_SIGNALS:
             loop.add_signal_handler(sig, stop, sig)
-        return await main
+        try:
+            return await main
+        finally:  # one still starting, or started before its caller's ``try``
+            await stop_started()
 
     try:
         return asyncio.run(guarded())
