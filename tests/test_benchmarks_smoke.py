@@ -134,14 +134,16 @@ def test_compare(tmp_path: Path) -> None:
     cache, head = seeded_cache(tmp_path)
     out = tmp_path / "compare.json"
     done = bench(
-        *("benchmarks", "compare", "HEAD", "HEAD", "--pairs", "1", "--messages", "30"),
+        *("benchmarks", "compare", "HEAD", "HEAD", "--pairs", "2", "--messages", "30"),
         *("--rates", "20", "--seconds", "1", "--ceiling-messages", "20", "--concurrency", "4"),
         *("--cache", str(cache), "--json", str(out)),
     )
     rows = {r["figure (median of the pairs)"]: r for r in tables(done.stdout)[0]}
     assert number(rows["gateway CPU-s per 1,000 messages"][f"HEAD {head[:9]}"]) > 0
     assert "Bv03 p99 ms at 20 msg/s offered" in rows
-    assert "pair 1/1: BASE" in done.stderr and "pair 1/1: HEAD" in done.stderr
+    # BASE first in odd pairs, HEAD first in even ones
+    started = re.findall(r"pair (\d)/2: (BASE|HEAD) \w+ running", done.stderr)
+    assert started == [("1", "BASE"), ("1", "HEAD"), ("2", "HEAD"), ("2", "BASE")], done.stderr
     result = json.loads(out.read_text())
     assert result["base"] == result["head"] == head
     figures = result["figures"]
