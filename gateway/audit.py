@@ -89,7 +89,7 @@ class AuditEvent:
     """Sensitive details (error text, payload digest): stored encrypted only."""
     pseudonyms: tuple[str, ...] | None = None
     """``Keyring.pseudonyms(bsns)`` when the caller made them already (before the writer's
-    transaction: gateway/broker/prepared.py); None: made when the record is sealed."""
+    transaction: gateway/broker/sqlite_prepared.py); None: made when the record is sealed."""
 
 
 def _aad(seq: int) -> bytes:

@@ -15,8 +15,8 @@ from gateway import demo
 from gateway.broker import sqlite_audit
 from gateway.broker.base import Job, NewMessage, PlannedDelivery, StorageError
 from gateway.broker.kafka import KafkaBroker
-from gateway.broker.prepared import is_large
 from gateway.broker.sqlite import SqliteBroker
+from gateway.broker.sqlite_prepared import is_large
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
 from gateway.config import check as check_config
 from gateway.config import load as load_config

@@ -31,8 +31,8 @@ from gateway.broker.base import (
     SignedCheckpoint,
     StorageError,
 )
-from gateway.broker.prepared import PreparedAccept, is_large, prepare, store_facts
 from gateway.broker.sqlite_core import envelope_aad
+from gateway.broker.sqlite_prepared import PreparedAccept, is_large, prepare, store_facts
 from gateway.broker.sqlite_queue import SqliteQueue
 from gateway.broker.sqlite_schema import OPEN_STATES, connect, exclusive_lock
 from gateway.broker.sqlite_views import SqliteViews
@@ -111,7 +111,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
 
     async def accept(self, message: NewMessage) -> AcceptOutcome:
         now = self.clock()
-        # made before the queue (gateway/broker/prepared.py); before the workers are held
+        # made before the queue (gateway/broker/sqlite_prepared.py); before the workers are held
         # below, so a caller cancelled while a thread prepares leaves nothing reserved
         prepared = (
             await asyncio.to_thread(prepare, self.keyring, message, now)
@@ -179,7 +179,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
         lease_until: float | None = None,
     ) -> list[Job]:
         """Insert an accepted message, its deliveries and their history, in the caller's
-        transaction; ``prepared`` (:func:`gateway.broker.prepared.prepare` of ``message`` at
+        transaction; ``prepared`` (:func:`gateway.broker.sqlite_prepared.prepare` of ``message`` at
         ``now``) holds what needs no transaction. ``lease_until``: the
         deliveries to push are stored in flight under that lease, as a claim would leave
         them, and returned as jobs (:class:`gateway.broker.base.DirectDeliveries`)."""

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from gateway.audit import AuditEvent
 from gateway.broker import sqlite_sessions
 from gateway.broker.base import AcceptOutcome, NewMessage
-from gateway.broker.prepared import prepare
 from gateway.broker.sqlite import SqliteBroker, prior_outcome, store_refusal
+from gateway.broker.sqlite_prepared import prepare
 from gateway.broker.sqlite_queue import replay_candidates
 
 VIEW_SCHEMA = """
