@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import stopping
+
 USAGE_ERROR = 2
 
 
@@ -237,12 +239,12 @@ def run_once(
     progress(f"pair {pair}/{args.pairs}: {label} {sha[:9]} running {args.scenario}")
     started = time.perf_counter()
     with log.open("w") as sink:
-        done = subprocess.run(command, cwd=builds.tree(sha), stdout=sink, stderr=sink)
+        status = stopping.run_child(command, cwd=builds.tree(sha), output=sink)
     results = out / "results.json"
-    if done.returncode != 0:
+    if status != 0:
         tail = "\n".join(log.read_text().splitlines()[-15:])
         if not results.exists():
-            raise RunFailed(f"{label} {sha[:9]} run failed (exit {done.returncode}):\n{tail}")
+            raise RunFailed(f"{label} {sha[:9]} run failed (exit {status}):\n{tail}")
         # results.json is written once every phase is done; what failed after it is the
         # plot (older commits lack matplotlib in their dev extras), not the measurement
         progress(f"{label} {sha[:9]}: failed after writing its results (kept):\n{tail}")
@@ -390,7 +392,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the commit measured against BASE (default: the working tree's HEAD commit)",
     )
     parser.add_argument(
-        "--pairs", type=int, default=3, help="pairs of runs (BASE first in odd pairs, HEAD in even)"
+        "--pairs", type=int, default=4, help="pairs of runs (BASE first in odd pairs, HEAD in even)"
     )
     parser.add_argument("--scenario", default="sqlite", help="one scenario of benchmarks run")
     parser.add_argument("--messages", type=int, default=3000, help="saturation phase size")

@@ -265,12 +265,12 @@ async def start_gateway(
 async def stop_started(grace: float = 10, only: asyncio.subprocess.Process | None = None) -> None:
     """Stop every gateway :func:`start_gateway` started (or ``only`` that one) that is still
     running (SIGTERM, then SIGKILL after ``grace`` seconds), and forget them."""
-    for process in [only] if only is not None else list(STARTED):
-        STARTED.discard(process)
-        if process.returncode is not None:
-            continue
+    running = [p for p in ([only] if only is not None else list(STARTED)) if p.returncode is None]
+    STARTED.difference_update([only] if only is not None else list(STARTED))
+    for process in running:  # all asked at once, then waited for together
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
+    for process in running:
         try:
             await asyncio.wait_for(process.wait(), grace)
         except TimeoutError:

@@ -9,6 +9,7 @@ and only its report's shape is checked. Nothing is timed: the machine may be bus
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -298,60 +299,107 @@ def test_soak(tmp_path: Path) -> None:
     assert "Identificatie" not in dump and "999990019" not in dump
 
 
-@pytest.mark.parametrize("after", [0.0, 6.0], ids=["while-starting", "while-running"])
-def test_a_benchmark_killed_stops_the_gateway_it_started(after: float) -> None:
+COMPARE_FOR_A_MINUTE = (
+    *("benchmarks", "compare", "HEAD", "HEAD", "--pairs", "1", "--messages", "3000"),
+    *("--rates", "20", "--seconds", "60"),
+)
+KILLED = {
+    "soak-while-starting": (("benchmarks.soak", "--rate", "5", "--seconds", "600"), 0.0),
+    "soak-while-running": (("benchmarks.soak", "--rate", "5", "--seconds", "600"), 6.0),
+    "compare-while-running": (
+        COMPARE_FOR_A_MINUTE,
+        6.0,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(KILLED))
+def test_a_benchmark_killed_stops_the_gateway_it_started(tmp_path: Path, case: str) -> None:
     """SIGTERM (``kill``, ``timeout``) stops a benchmark as Ctrl-C does: its ``ggk serve`` is
     stopped too, instead of running on after it (benchmarks/stopping.py), whether it was
-    still starting (no ``finally`` of the benchmark's yet) or serving the load."""
-    soak = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.soak",
-            "--rate",
-            "5",
-            "--seconds",
-            "600",
-            "--warmup",
-            "1",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    still starting (no ``finally`` of the benchmark's yet) or serving the load, and when
+    ``compare`` runs it as a build of its own."""
+    args, after = KILLED[case]
+    if args[0] == "benchmarks.soak":
+        args += ("--warmup", "1")
+    else:
+        args += ("--cache", str(seeded_cache(tmp_path)[0]))
+    said = tmp_path / "stderr.txt"
+    with said.open("w") as stderr:  # a file, not a pipe: a process left running holds no EOF
+        soak = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its own process group: all of it is killed at the end
+        )
     gateway: int | None = None
     try:
         deadline = time.monotonic() + 120
         while gateway is None and time.monotonic() < deadline and soak.poll() is None:
             time.sleep(0.2)
             gateway = next((pid for pid in children(soak.pid) if b"serve" in cmdline(pid)), None)
-        if gateway is None:
-            soak.kill()
-            pytest.fail(f"the soak did not start its gateway: {soak.communicate()[1]}")
+        assert gateway is not None, f"the soak did not start its gateway: {said.read_text()}"
         time.sleep(after)
-        assert soak.poll() is None, soak.communicate()[1]
+        assert soak.poll() is None, said.read_text()
         soak.send_signal(signal.SIGTERM)
-        _, stderr = soak.communicate(timeout=60)
-        assert soak.returncode == 128 + signal.SIGTERM.value, stderr
-        # besides its progress lines nothing else: no traceback, no gateway complaining
-        # that its folder went away
-        said = [line for line in stderr.splitlines() if not line.startswith("[soak ")]
-        assert said == ["stopped by SIGTERM: what the run had started is stopped"], stderr
-        assert not Path(f"/proc/{gateway}").exists() or b"serve" not in cmdline(gateway)
+        soak.wait(timeout=60)
+        text = said.read_text()
+        assert soak.returncode == 128 + signal.SIGTERM.value, text
+        # besides its progress lines and the gateway's JSON log lines nothing: no traceback,
+        # no gateway complaining that its folder went away
+        lines = [
+            line for line in text.splitlines() if not line.startswith(("[soak ", "[compare ", "{"))
+        ]
+        assert len(lines) == 1 and lines[0].startswith("stopped by SIGTERM: "), text
+        assert b"serve" not in cmdline(gateway)
     finally:
-        if soak.poll() is None:
-            soak.kill()
-            soak.wait()
-        if gateway is not None and b"serve" in cmdline(gateway):  # left running: a failure
-            os.kill(gateway, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(soak.pid, signal.SIGKILL)  # whatever is left of a failed run
+        soak.wait(timeout=60)
+
+
+def test_a_signal_ignored_at_start_stays_ignored() -> None:
+    """``nohup python -m benchmarks.soak …``: a SIGHUP (the terminal closed) does not stop
+    the run; SIGTERM still does, and a second SIGTERM ends a cleanup that hangs."""
+    script = (
+        "import asyncio, signal, sys\n"
+        "from benchmarks import stopping\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "async def main():\n"
+        "    print('ready', flush=True)\n"
+        "    try:\n"
+        "        await asyncio.sleep(60)\n"
+        "    finally:\n"
+        "        print('cleaning', flush=True)\n"
+        "        await asyncio.sleep(60)  # a cleanup that hangs\n"
+        "stopping.run(main())\n"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert run.stdout is not None and run.stdout.readline() == "ready\n"
+        run.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert run.poll() is None  # ignored, as nohup asked
+        run.send_signal(signal.SIGTERM)
+        assert run.stdout.readline() == "cleaning\n"
+        time.sleep(0.5)
+        assert run.poll() is None  # the first SIGTERM cancelled it: its cleanup runs
+        run.send_signal(signal.SIGTERM)  # the default action now: ends it at once
+        assert run.wait(timeout=20) == -signal.SIGTERM
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
 
 
 def children(pid: int) -> list[int]:
     """The descendants of ``pid`` (none while one of them is just ending)."""
     try:
         return process_tree(pid)[1:]
-    except FileNotFoundError:
+    except OSError:
         return []
 
 

@@ -690,6 +690,7 @@ async def test_a_message_naming_many_citizens_is_found_by_each_and_counted_once_
     path = tmp_path / "b.sqlite"
     broker = SqliteBroker(path, KEYS)
     await broker.start()
+    month = time.strftime("%Y-%m", time.gmtime(time.time()))
     for message in (many, few):
         assert (await broker.accept(message)).status == "accepted"
     for bsn in (bsns[0], bsns[1], bsns[150], bsns[-1]):
@@ -700,7 +701,8 @@ async def test_a_message_naming_many_citizens_is_found_by_each_and_counted_once_
     await broker.close()
     db = sqlite3.connect(path)
     assert sqlite_audit.verify(db, KEYS).ok
-    month = time.strftime("%Y-%m", time.gmtime(time.time()))
+    if time.strftime("%Y-%m", time.gmtime(time.time())) != month:
+        pytest.skip("a month began during the test: the facts' month is either")
     assert [
         tuple(row)
         for row in db.execute(

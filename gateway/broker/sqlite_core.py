@@ -237,9 +237,9 @@ class SqliteCore:
                 outcome=outcome or detail,
                 bsns=bsns,
                 secret=secret or {},
-                pseudonyms=pseudonyms,
             ),
             at,
+            pseudonyms,
         )
 
     def open_envelope(self, message_id: str, key_id: str | None, sealed: bytes) -> bytes:
