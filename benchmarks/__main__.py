@@ -8,10 +8,9 @@ The single-purpose scripts stay runnable on their own: ``python -m benchmarks.va
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
-from benchmarks import compare, run
+from benchmarks import compare, run, stopping
 
 
 def main() -> None:
@@ -22,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "compare":
         sys.exit(compare.main(args))
-    asyncio.run(run.main(args))
+    stopping.run(run.main(args))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ its own virtualenv (``-e .[dev,bench]``, ``-c .ci/constraints.txt``), built once
 and kept under a cache directory (``--cache``, default ``$GGK_BENCH_CACHE`` or
 ``~/.cache/ggk-benchmarks``), so a second comparison starts at once.
 Then ``python -m benchmarks run`` *of that commit* (its own gateway, its own default
-configuration, its own load generator) runs the scenario alternately BASE, HEAD, BASE, HEAD…
-``--pairs`` times; alternating spreads the machine's drift (other processes, thermal state)
-over both sides instead of charging it to one.
+configuration, its own load generator) runs the scenario in ``--pairs`` pairs, BASE first in
+odd pairs and HEAD first in even ones (BASE HEAD, HEAD BASE, BASE HEAD…): alternating spreads
+the machine's drift (other processes, thermal state) over both sides instead of charging it
+to one, and swapping the order in every other pair spreads what a run leaves to the next
+(dirty pages of its store being written back, a file system deleting gigabytes) the same
+way. Use an even ``--pairs`` for a balanced order.
 
 Reported, as the median over the pairs per commit and HEAD/BASE: saturation accepted and
 delivered msg/s, gateway CPU-s per 1,000 messages, Bv03 p50/p99 at each offered rate, raw lxml
@@ -32,6 +35,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks import stopping
 
 USAGE_ERROR = 2
 
@@ -197,6 +202,15 @@ class Builds:
         return python
 
 
+def pair_order(pair: int) -> tuple[str, str]:
+    """Which side runs first in pair number ``pair`` (from 1): BASE in odd pairs, HEAD in
+    even ones. In issue 29's sixth session two comparisons running BASE first leaned against
+    HEAD in 6 of 6 pairs (5–10 % more CPU), and the same two commits with their sides swapped
+    came out even: an order effect, or a real difference the order hid, which a fixed order
+    cannot tell apart."""
+    return ("BASE", "HEAD") if pair % 2 else ("HEAD", "BASE")
+
+
 def run_once(
     builds: Builds, sha: str, label: str, pair: int, args: argparse.Namespace
 ) -> RunFigures:
@@ -225,12 +239,12 @@ def run_once(
     progress(f"pair {pair}/{args.pairs}: {label} {sha[:9]} running {args.scenario}")
     started = time.perf_counter()
     with log.open("w") as sink:
-        done = subprocess.run(command, cwd=builds.tree(sha), stdout=sink, stderr=sink)
+        status = stopping.run_child(command, cwd=builds.tree(sha), output=sink)
     results = out / "results.json"
-    if done.returncode != 0:
+    if status != 0:
         tail = "\n".join(log.read_text().splitlines()[-15:])
         if not results.exists():
-            raise RunFailed(f"{label} {sha[:9]} run failed (exit {done.returncode}):\n{tail}")
+            raise RunFailed(f"{label} {sha[:9]} run failed (exit {status}):\n{tail}")
         # results.json is written once every phase is done; what failed after it is the
         # plot (older commits lack matplotlib in their dev extras), not the measurement
         progress(f"{label} {sha[:9]}: failed after writing its results (kept):\n{tail}")
@@ -343,7 +357,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                 progress(f"{sha[:9]}: virtualenv {builds.python(sha)}")
             runs: dict[str, list[RunFigures]] = {"BASE": [], "HEAD": []}
             for pair in range(1, args.pairs + 1):
-                for label, sha in (("BASE", base), ("HEAD", head)):
+                for label in pair_order(pair):
+                    sha = base if label == "BASE" else head
                     runs[label].append(run_once(builds, sha, label, pair, args))
         finally:
             if args.keep:
@@ -376,7 +391,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         help="the commit measured against BASE (default: the working tree's HEAD commit)",
     )
-    parser.add_argument("--pairs", type=int, default=3, help="alternating BASE/HEAD runs")
+    parser.add_argument(
+        "--pairs", type=int, default=4, help="pairs of runs (BASE first in odd pairs, HEAD in even)"
+    )
     parser.add_argument("--scenario", default="sqlite", help="one scenario of benchmarks run")
     parser.add_argument("--messages", type=int, default=3000, help="saturation phase size")
     parser.add_argument(

@@ -44,6 +44,7 @@ import aiohttp
 from aiohttp import web
 from lxml import etree
 
+from benchmarks import stopping
 from gateway import envelope as env
 from gateway import soap
 from kit.harness import (
@@ -329,4 +330,4 @@ def report(
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    stopping.run(main())

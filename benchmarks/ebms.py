@@ -34,6 +34,7 @@ from pathlib import Path
 
 import aiohttp
 
+from benchmarks import stopping
 from benchmarks.run import Sink, cpu_seconds
 from gateway import soap
 from kit.ebmspeer import ASYNC_CPA, KIT, Peer, PlainSetup, di01, prepare, started_peer
@@ -206,4 +207,4 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ebms", description=__doc__)
     parser.add_argument("--messages", type=int, default=300, help="per phase (default 300)")
-    asyncio.run(main(parser.parse_args()))
+    stopping.run(main(parser.parse_args()))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from benchmarks import mix
+from benchmarks import mix, stopping
 from benchmarks.run import Clients, Latencies, cpu_seconds, peak_rss_mib, percentile
 from gateway import envelope as env
 from gateway import soap
@@ -203,4 +203,4 @@ if __name__ == "__main__":
     parser.add_argument(
         "--concurrency", type=int, default=0, help="[delivery] concurrency (default: the config's)"
     )
-    asyncio.run(main(parser.parse_args()))
+    stopping.run(main(parser.parse_args()))

@@ -24,7 +24,7 @@ from lxml import etree
 
 from gateway import stats
 from gateway.broker import sqlite_figures
-from gateway.broker.sqlite import store_facts
+from gateway.broker.sqlite_prepared import fact_rows, store_facts
 from gateway.broker.sqlite_schema import SCHEMA
 from gateway.figures import Fact, FactKind, FigureKeys, extract
 from gateway.schemas import SchemaRegistry
@@ -121,7 +121,7 @@ def counting(count: int, gemeenten: int, repeat: int) -> None:
         started = time.perf_counter()
         with db:
             for message_id, at, fact in synthetic_facts(count, gemeenten, 17):
-                store_facts(db, message_id, at, (fact,))
+                store_facts(db, message_id, at, fact_rows(at, (fact,)))
         print(f"{count:,} facts stored in {time.perf_counter() - started:.1f} s")
         for label, scope in (
             ("one gemeente, one year", stats.Scope("0007", "2026-01", "2026-12")),

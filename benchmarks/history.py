@@ -18,7 +18,6 @@ on narrowing indexes.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import itertools
 import random
@@ -30,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks import stopping
 from gateway.broker.sqlite import SqliteBroker
 from gateway.broker.sqlite_view import LocalView, ViewWrite
 from gateway.broker.sqlite_views import AWAITING_RETOUR
@@ -220,7 +220,7 @@ def cli() -> None:
     parser.add_argument(
         "--dead-every", type=int, default=1009, help="every n-th delivery is a dead letter"
     )
-    asyncio.run(main(parser.parse_args()))
+    stopping.run(main(parser.parse_args()))
 
 
 if __name__ == "__main__":

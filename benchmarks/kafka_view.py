@@ -20,7 +20,6 @@ below).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import statistics
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 from aiokafka.structs import ConsumerRecord
 from lxml import etree
 
+from benchmarks import stopping
 from gateway.broker import kafka_records as rec
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
@@ -121,7 +121,7 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    asyncio.run(main(parser.parse_args()))
+    stopping.run(main(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import aiohttp
 
+from benchmarks import stopping
 from benchmarks.run import Sink
 from gateway import soap
 from kit.harness import (
@@ -226,4 +227,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    stopping.run(main())

@@ -31,6 +31,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from benchmarks import stopping
 from gateway import soap
 from kit.harness import (
     DI01_ACTION,
@@ -201,4 +202,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    stopping.run(main())

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from benchmarks import mix
+from benchmarks import mix, stopping
 from gateway import envelope as env
 from gateway import logs, soap
 from gateway.config import load
@@ -154,4 +154,4 @@ def parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parser().parse_args()))
+    stopping.run(main(parser().parse_args()))

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks import mix
+from benchmarks import mix, stopping
 from benchmarks.run import Sink, process_tree
 from gateway import soap
 from gateway.memtrace import ENV_FILE
@@ -319,7 +319,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rate <= 0 or args.sample <= 0 or not 0 <= args.warmup < args.seconds:
         parser.error("--rate and --sample must be positive, and --warmup below --seconds")
-    report = asyncio.run(soak(args))
+    report = stopping.run(soak(args))
     print(table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(report), indent=2))

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks import stopping
 from gateway.broker.base import NewMessage
 from gateway.broker.sqlite import SqliteBroker
 from gateway.ids import message_id
@@ -129,7 +130,7 @@ def cli() -> None:
     args = parser.parse_args()
     if min(args.prefill, args.messages - 1, args.group - 1, args.rounds - 1) < 0:
         parser.error("--messages, --group and --rounds are at least 1, --prefill at least 0")
-    asyncio.run(main(args))
+    stopping.run(main(args))
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ the worker's validation of a large payload runs on the other core).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import stopping
 from benchmarks.mix import message
 from gateway import demo
 from gateway.config import load
@@ -95,4 +95,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300, help="WMO301 submissions")
     parser.add_argument("--large", type=int, default=30, help="1 MB WMO323 submissions")
-    asyncio.run(main(parser.parse_args()))
+    stopping.run(main(parser.parse_args()))

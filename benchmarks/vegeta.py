@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from benchmarks import mix
+from benchmarks import mix, stopping
 from benchmarks.run import Clients, Sink, offered
 from kit.harness import DI01_ACTION, demo_gateway, start_gateway, start_sink
 
@@ -137,4 +137,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks.vegeta", description=__doc__)
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=10)
-    asyncio.run(main(parser.parse_args()))
+    stopping.run(main(parser.parse_args()))

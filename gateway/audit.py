@@ -113,10 +113,20 @@ def record_hash(row: dict[str, Any], key: bytes) -> str:
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
-def seal(keyring: Keyring, event: AuditEvent, at: float, seq: int, prev: str) -> dict[str, Any]:
+def seal(
+    keyring: Keyring,
+    event: AuditEvent,
+    at: float,
+    seq: int,
+    prev: str,
+    pseudonyms: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """The stored form of ``event`` as record ``seq`` following the record hashed ``prev``:
-    clear fields, BSN pseudonyms, the sealed secret part and the record's keyed hash."""
-    pseudonyms = sorted({keyring.pseudonym(b) for b in event.bsns})
+    clear fields, BSN pseudonyms, the sealed secret part and the record's keyed hash.
+    ``pseudonyms``: ``keyring.pseudonyms(event.bsns)``, when the caller made them before
+    (gateway/broker/sqlite_prepared.py: outside the store's writer)."""
+    if pseudonyms is None:
+        pseudonyms = keyring.pseudonyms(event.bsns)
     secret_data = dict(event.secret)
     if event.bsns:
         secret_data["bsn"] = sorted(set(event.bsns))

@@ -157,6 +157,10 @@ class Keyring:
         """Keyed HMAC of a BSN: searchable, not reversible without the key."""
         return hmac.new(self.pseudonym_key, value.encode(), hashlib.sha256).hexdigest()
 
+    def pseudonyms(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        """The pseudonyms of ``values`` (an audit record's BSNs), each once, sorted."""
+        return tuple(sorted({self.pseudonym(value) for value in values}))
+
     @property
     def chain_key(self) -> bytes:
         """The HMAC key of the audit chain, derived from the pseudonym key (so existing

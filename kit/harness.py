@@ -241,6 +241,11 @@ async def wait_healthy(url: str, context: ssl.SSLContext, timeout: float = 60) -
     raise RuntimeError(f"the gateway at {url} did not become healthy")
 
 
+STARTED: set[asyncio.subprocess.Process] = set()
+"""Every ``ggk serve`` :func:`start_gateway` started in this process: what a run cut short
+stops (:func:`stop_started`), including one still starting or not yet in a ``try``."""
+
+
 async def start_gateway(
     config: Path, url: str, context: ssl.SSLContext, log_level: str = "ERROR"
 ) -> asyncio.subprocess.Process:
@@ -248,8 +253,30 @@ async def start_gateway(
     process = await asyncio.create_subprocess_exec(
         GGK, "serve", "--config", str(config), "--log-level", log_level
     )
-    await wait_healthy(url, context)
+    STARTED.add(process)
+    try:
+        await wait_healthy(url, context)
+    except BaseException:  # cancelled or never healthy: not left running for the caller
+        await stop_started(only=process)
+        raise
     return process
+
+
+async def stop_started(grace: float = 10, only: asyncio.subprocess.Process | None = None) -> None:
+    """Stop every gateway :func:`start_gateway` started (or ``only`` that one) that is still
+    running (SIGTERM, then SIGKILL after ``grace`` seconds), and forget them."""
+    running = [p for p in ([only] if only is not None else list(STARTED)) if p.returncode is None]
+    STARTED.difference_update([only] if only is not None else list(STARTED))
+    for process in running:  # all asked at once, then waited for together
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+    for process in running:
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
 
 
 def stored_message(

@@ -9,16 +9,20 @@ and only its report's shape is checked. Nothing is timed: the machine may be bus
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from benchmarks.run import process_tree
 from tests.conftest import ROOT, missing_kafka_tools
 
 KIT = ROOT.parent / "shared" / "tools" / "ebms-peer"
@@ -131,14 +135,16 @@ def test_compare(tmp_path: Path) -> None:
     cache, head = seeded_cache(tmp_path)
     out = tmp_path / "compare.json"
     done = bench(
-        *("benchmarks", "compare", "HEAD", "HEAD", "--pairs", "1", "--messages", "30"),
+        *("benchmarks", "compare", "HEAD", "HEAD", "--pairs", "2", "--messages", "30"),
         *("--rates", "20", "--seconds", "1", "--ceiling-messages", "20", "--concurrency", "4"),
         *("--cache", str(cache), "--json", str(out)),
     )
     rows = {r["figure (median of the pairs)"]: r for r in tables(done.stdout)[0]}
     assert number(rows["gateway CPU-s per 1,000 messages"][f"HEAD {head[:9]}"]) > 0
     assert "Bv03 p99 ms at 20 msg/s offered" in rows
-    assert "pair 1/1: BASE" in done.stderr and "pair 1/1: HEAD" in done.stderr
+    # BASE first in odd pairs, HEAD first in even ones
+    started = re.findall(r"pair (\d)/2: (BASE|HEAD) \w+ running", done.stderr)
+    assert started == [("1", "BASE"), ("1", "HEAD"), ("2", "HEAD"), ("2", "BASE")], done.stderr
     result = json.loads(out.read_text())
     assert result["base"] == result["head"] == head
     figures = result["figures"]
@@ -291,6 +297,118 @@ def test_soak(tmp_path: Path) -> None:
             line,
         ), line
     assert "Identificatie" not in dump and "999990019" not in dump
+
+
+COMPARE_FOR_A_MINUTE = (
+    *("benchmarks", "compare", "HEAD", "HEAD", "--pairs", "1", "--messages", "3000"),
+    *("--rates", "20", "--seconds", "60"),
+)
+KILLED = {
+    "soak-while-starting": (("benchmarks.soak", "--rate", "5", "--seconds", "600"), 0.0),
+    "soak-while-running": (("benchmarks.soak", "--rate", "5", "--seconds", "600"), 6.0),
+    "compare-while-running": (
+        COMPARE_FOR_A_MINUTE,
+        6.0,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(KILLED))
+def test_a_benchmark_killed_stops_the_gateway_it_started(tmp_path: Path, case: str) -> None:
+    """SIGTERM (``kill``, ``timeout``) stops a benchmark as Ctrl-C does: its ``ggk serve`` is
+    stopped too, instead of running on after it (benchmarks/stopping.py), whether it was
+    still starting (no ``finally`` of the benchmark's yet) or serving the load, and when
+    ``compare`` runs it as a build of its own."""
+    args, after = KILLED[case]
+    if args[0] == "benchmarks.soak":
+        args += ("--warmup", "1")
+    else:
+        args += ("--cache", str(seeded_cache(tmp_path)[0]))
+    said = tmp_path / "stderr.txt"
+    with said.open("w") as stderr:  # a file, not a pipe: a process left running holds no EOF
+        soak = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its own process group: all of it is killed at the end
+        )
+    gateway: int | None = None
+    try:
+        deadline = time.monotonic() + 120
+        while gateway is None and time.monotonic() < deadline and soak.poll() is None:
+            time.sleep(0.2)
+            gateway = next((pid for pid in children(soak.pid) if b"serve" in cmdline(pid)), None)
+        assert gateway is not None, f"the soak did not start its gateway: {said.read_text()}"
+        time.sleep(after)
+        assert soak.poll() is None, said.read_text()
+        soak.send_signal(signal.SIGTERM)
+        soak.wait(timeout=60)
+        text = said.read_text()
+        assert soak.returncode == 128 + signal.SIGTERM.value, text
+        # besides its progress lines and the gateway's JSON log lines nothing: no traceback,
+        # no gateway complaining that its folder went away
+        lines = [
+            line for line in text.splitlines() if not line.startswith(("[soak ", "[compare ", "{"))
+        ]
+        assert len(lines) == 1 and lines[0].startswith("stopped by SIGTERM: "), text
+        assert b"serve" not in cmdline(gateway)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(soak.pid, signal.SIGKILL)  # whatever is left of a failed run
+        soak.wait(timeout=60)
+
+
+def test_a_signal_ignored_at_start_stays_ignored() -> None:
+    """``nohup python -m benchmarks.soak …``: a SIGHUP (the terminal closed) does not stop
+    the run; SIGTERM still does, and a second SIGTERM ends a cleanup that hangs."""
+    script = (
+        "import asyncio, signal, sys\n"
+        "from benchmarks import stopping\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "async def main():\n"
+        "    print('ready', flush=True)\n"
+        "    try:\n"
+        "        await asyncio.sleep(60)\n"
+        "    finally:\n"
+        "        print('cleaning', flush=True)\n"
+        "        await asyncio.sleep(60)  # a cleanup that hangs\n"
+        "stopping.run(main())\n"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert run.stdout is not None and run.stdout.readline() == "ready\n"
+        run.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert run.poll() is None  # ignored, as nohup asked
+        run.send_signal(signal.SIGTERM)
+        assert run.stdout.readline() == "cleaning\n"
+        time.sleep(0.5)
+        assert run.poll() is None  # the first SIGTERM cancelled it: its cleanup runs
+        run.send_signal(signal.SIGTERM)  # the default action now: ends it at once
+        assert run.wait(timeout=20) == -signal.SIGTERM
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
+def children(pid: int) -> list[int]:
+    """The descendants of ``pid`` (none while one of them is just ending)."""
+    try:
+        return process_tree(pid)[1:]
+    except OSError:
+        return []
+
+
+def cmdline(pid: int) -> bytes:
+    """A process's command line (empty once it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.mark.ebms

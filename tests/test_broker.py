@@ -12,13 +12,16 @@ import pytest
 from aiohttp import web
 
 from gateway import demo
+from gateway.broker import sqlite_audit
 from gateway.broker.base import Job, NewMessage, PlannedDelivery, StorageError
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
+from gateway.broker.sqlite_prepared import is_large
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
 from gateway.config import check as check_config
 from gateway.config import load as load_config
 from gateway.delivery import DeliveryService, backoff
+from gateway.figures import Fact, FactKind
 from gateway.keyring import Keyring
 from gateway.metrics import REGISTRY
 from gateway.server import build
@@ -665,3 +668,49 @@ async def test_the_embedded_store_waits_for_the_disk_and_a_kafka_view_need_not(
     )
     on_kafka = build(load_config(toml))
     assert isinstance(on_kafka.broker, KafkaBroker) and not on_kafka.broker.local.durable
+
+
+async def test_a_message_naming_many_citizens_is_found_by_each_and_counted_once_each(
+    tmp_path: Path,
+) -> None:
+    """A declaratie of hundreds of clients: its sealed envelope, BSN pseudonyms and
+    beleidsinformatie rows are made before the writer's transaction (in a thread); the
+    audit record is found by every BSN, the chain and its BSN index verify, every fact is
+    stored once with its month, and the envelope opens."""
+    bsns = tuple(f"{100_000_000 + 7 * i:09d}" for i in range(300))
+    facts = tuple(
+        Fact(FactKind.DECLARATIE, "wmo", "0150", "12345678", "02", "", f"c{i}", f"k{i}", 100 + i)
+        for i in range(300)
+    )
+    few = dataclasses.replace(stored_message(2, bsns=bsns[:2]), facts=facts[:2])
+    many = dataclasses.replace(
+        stored_message(1, bsns=bsns, envelope=b"<e>" + b"x" * 300_000 + b"</e>"), facts=facts
+    )
+    assert is_large(many) and not is_large(few)
+    path = tmp_path / "b.sqlite"
+    broker = SqliteBroker(path, KEYS)
+    await broker.start()
+    month = time.strftime("%Y-%m", time.gmtime(time.time()))
+    for message in (many, few):
+        assert (await broker.accept(message)).status == "accepted"
+    for bsn in (bsns[0], bsns[1], bsns[150], bsns[-1]):
+        found = await broker.audit_search(bsn=bsn)
+        expected = {"m1", "m2"} if bsn in bsns[:2] else {"m1"}
+        assert {r.object for r in found if r.action == "accepted"} == expected
+    assert await broker.stored_envelope("m1") == many.envelope
+    await broker.close()
+    db = sqlite3.connect(path)
+    assert sqlite_audit.verify(db, KEYS).ok
+    if time.strftime("%Y-%m", time.gmtime(time.time())) != month:
+        pytest.skip("a month began during the test: the facts' month is either")
+    assert [
+        tuple(row)
+        for row in db.execute(
+            "SELECT message_id, count(*), count(DISTINCT key), sum(amount), min(month), "
+            "max(month) FROM facts GROUP BY message_id ORDER BY message_id"
+        )
+    ] == [
+        ("m1", 300, 300, 300 * 100 + 299 * 300 // 2, month, month),
+        ("m2", 2, 2, 201, month, month),
+    ]
+    db.close()

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from gateway import disclosure, stats
 from gateway.broker import sqlite_figures
-from gateway.broker.sqlite import store_facts
+from gateway.broker.sqlite_prepared import fact_rows, store_facts
 from gateway.broker.sqlite_schema import SCHEMA
 from gateway.figures import Fact, FactKind
 
@@ -226,9 +226,14 @@ def store(lines: list[Line]) -> sqlite3.Connection:
                     later.append(
                         replace(fact, kind=FactKind.AFGEWEZEN, amount=250, link=None, follows=link)
                     )
-            store_facts(db, f"m{i}-{k}", at(month, i), (fact,))
+            store_facts(db, f"m{i}-{k}", at(month, i), fact_rows(at(month, i), (fact,)))
             if later:
-                store_facts(db, f"a{i}-{k}", at(month, i + 2 + k), tuple(later))
+                store_facts(
+                    db,
+                    f"a{i}-{k}",
+                    at(month, i + 2 + k),
+                    fact_rows(at(month, i + 2 + k), tuple(later)),
+                )
     return db
 
 

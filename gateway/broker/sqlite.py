@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,10 @@ from gateway.broker.base import (
     StorageError,
 )
 from gateway.broker.sqlite_core import envelope_aad
+from gateway.broker.sqlite_prepared import PreparedAccept, is_large, prepare, store_facts
 from gateway.broker.sqlite_queue import SqliteQueue
 from gateway.broker.sqlite_schema import OPEN_STATES, connect, exclusive_lock
 from gateway.broker.sqlite_views import SqliteViews
-from gateway.figures import Fact
 from gateway.keyring import Keyring
 
 
@@ -112,6 +111,13 @@ class SqliteBroker(SqliteQueue, SqliteViews):
 
     async def accept(self, message: NewMessage) -> AcceptOutcome:
         now = self.clock()
+        # made before the queue (gateway/broker/sqlite_prepared.py); before the workers are held
+        # below, so a caller cancelled while a thread prepares leaves nothing reserved
+        prepared = (
+            await asyncio.to_thread(prepare, self.keyring, message, now)
+            if is_large(message)
+            else prepare(self.keyring, message, now)
+        )
         pushed = [planned.destination for planned in message.deliveries if not planned.held]
         lease = self.direct.reserve(pushed) if self.direct is not None and pushed else None
         reserved = self.direct if lease is not None else None  # workers held for this accept
@@ -133,7 +139,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                 return earlier, []
             # the lease runs from the commit: the writer's queue may have been long
             lease_until = None if lease is None else self.clock() + lease
-            jobs = self.store_message(db, message, now, lease_until=lease_until)
+            jobs = self.store_message(db, message, now, prepared, lease_until=lease_until)
             accepted = AcceptOutcome(
                 "accepted", message.id, message.bv03_ref, message.bv03_tijdstip
             )
@@ -168,18 +174,15 @@ class SqliteBroker(SqliteQueue, SqliteViews):
         db: sqlite3.Connection,
         message: NewMessage,
         now: float,
-        sealed: tuple[str, bytes] | None = None,
+        prepared: PreparedAccept,
         *,
         lease_until: float | None = None,
     ) -> list[Job]:
         """Insert an accepted message, its deliveries and their history, in the caller's
-        transaction. ``sealed`` is the envelope already encrypted (key id, ciphertext), as the
-        Kafka backend receives it; otherwise it is encrypted here. ``lease_until``: the
+        transaction; ``prepared`` (:func:`gateway.broker.sqlite_prepared.prepare` of ``message`` at
+        ``now``) holds what needs no transaction. ``lease_until``: the
         deliveries to push are stored in flight under that lease, as a claim would leave
         them, and returned as jobs (:class:`gateway.broker.base.DirectDeliveries`)."""
-        key_id, ciphertext = sealed or self.keyring.encrypt(
-            message.envelope, envelope_aad(message.id)
-        )
         db.execute(
             "INSERT INTO messages (id, received_at, kind, zender, zender_applicatie, "
             "ontvanger, referentienummer, cross_ref, functie, message_code, identificatie, "
@@ -201,8 +204,8 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                 message.identificatie,
                 message.payload_sender,
                 message.digest,
-                ciphertext,
-                key_id,
+                prepared.ciphertext,
+                prepared.key_id,
                 message.bv03_ref,
                 message.bv03_tijdstip,
                 message.heen_id,
@@ -220,6 +223,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
             origin=message.origin,
             outcome="accepted",
             bsns=message.bsns,
+            pseudonyms=prepared.pseudonyms,
             secret={"payload_sha256": message.payload_digest},
             about=message,
         )
@@ -281,8 +285,8 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                 "retour_received",
                 f"{message.functie} {message.id} {message.retourcodes or ''}".strip(),
             )
-        if message.facts:
-            store_facts(db, message.id, now, message.facts)
+        if prepared.fact_rows:
+            store_facts(db, message.id, now, prepared.fact_rows)
         return jobs
 
     async def audit_search(
@@ -368,37 +372,6 @@ def reencrypt_payloads(path: Path, keyring: Keyring) -> int:
             db.close()
     finally:
         lock.close()
-
-
-def store_facts(
-    db: sqlite3.Connection, message_id: str, at: float, facts: tuple[Fact, ...]
-) -> None:
-    """A message's beleidsinformatie; a fact without a business date counts in the month the
-    message arrived (UTC)."""
-    arrived = time.strftime("%Y-%m", time.gmtime(at))
-    db.executemany(
-        "INSERT INTO facts (message_id, at, kind, standard, gemeente, aanbieder, categorie, "
-        "month, client, key, amount, link, follows) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                message_id,
-                at,
-                f.kind.value,
-                f.standard,
-                f.gemeente,
-                f.aanbieder,
-                f.categorie,
-                f.month or arrived,
-                f.client,
-                f.key,
-                f.amount,
-                f.link,
-                f.follows,
-            )
-            for f in facts
-        ],
-    )
 
 
 def store_refusal(db: sqlite3.Connection, at: float, partner: str, event: audit.AuditEvent) -> None:

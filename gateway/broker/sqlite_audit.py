@@ -69,19 +69,26 @@ def open_trail(path: Path, *, write: bool = False) -> sqlite3.Connection:
     return db
 
 
-def append(db: sqlite3.Connection, keyring: Keyring, event: AuditEvent, at: float) -> int:
-    """Append one record inside the caller's transaction; returns its sequence number."""
+def append(
+    db: sqlite3.Connection,
+    keyring: Keyring,
+    event: AuditEvent,
+    at: float,
+    pseudonyms: tuple[str, ...] | None = None,
+) -> int:
+    """Append one record inside the caller's transaction; returns its sequence number.
+    ``pseudonyms``: those of ``event.bsns`` when already made (:func:`gateway.audit.seal`)."""
     last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    row = audit.seal(keyring, event, at, seq, prev)
+    row = audit.seal(keyring, event, at, seq, prev, pseudonyms)
     db.execute(
         f"INSERT INTO audit ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
         tuple(row.values()),
     )
-    pseudonyms = [p for p in str(row["bsn_pseudonyms"]).split(",") if p]
-    if pseudonyms:  # most records name no citizen; an empty executemany still costs ~15 µs
+    indexed = [p for p in str(row["bsn_pseudonyms"]).split(",") if p]
+    if indexed:  # most records name no citizen; an empty executemany still costs ~15 µs
         db.executemany(
-            "INSERT INTO audit_bsn (pseudonym, seq) VALUES (?, ?)", [(p, seq) for p in pseudonyms]
+            "INSERT INTO audit_bsn (pseudonym, seq) VALUES (?, ?)", [(p, seq) for p in indexed]
         )
     return seq
 

@@ -200,10 +200,12 @@ class SqliteCore:
         origin: str = "",
         outcome: str = "",
         bsns: tuple[str, ...] = (),
+        pseudonyms: tuple[str, ...] | None = None,
         secret: dict[str, Any] | None = None,
         about: NewMessage | None = None,
     ) -> None:
         """A message's history event and its audit record, in the caller's transaction.
+        ``pseudonyms``: those of ``bsns``, when made before the transaction.
         ``about``: the message itself when the caller has it in hand (as it is stored), so
         its parties are not read back from the table once per record."""
         db.execute(
@@ -237,6 +239,7 @@ class SqliteCore:
                 secret=secret or {},
             ),
             at,
+            pseudonyms,
         )
 
     def open_envelope(self, message_id: str, key_id: str | None, sealed: bytes) -> bytes:

@@ -18,6 +18,7 @@ from gateway.audit import AuditEvent
 from gateway.broker import sqlite_sessions
 from gateway.broker.base import AcceptOutcome, NewMessage
 from gateway.broker.sqlite import SqliteBroker, prior_outcome, store_refusal
+from gateway.broker.sqlite_prepared import prepare
 from gateway.broker.sqlite_queue import replay_candidates
 
 VIEW_SCHEMA = """
@@ -64,7 +65,8 @@ class ViewWrite:
     ) -> None:
         """An accepted message; its envelope stays in Kafka, the view keeps where."""
         db = self._db
-        self._local.store_message(db, message, received_at, sealed=(key_id, b""))
+        prepared = prepare(self._local.keyring, message, received_at, sealed=(key_id, b""))
+        self._local.store_message(db, message, received_at, prepared)
         db.execute(
             "INSERT OR IGNORE INTO kafka_payloads (message_id, partition, record_offset) "
             "VALUES (?, ?, ?)",
