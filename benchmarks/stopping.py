@@ -28,6 +28,11 @@ T = TypeVar("T")
 STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+def catchable() -> list[signal.Signals]:
+    """The stopping signals this process was not started ignoring (``nohup``: SIGHUP)."""
+    return [sig for sig in STOPPING_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(main)``, with SIGTERM and SIGHUP cancelling it (its ``finally`` blocks
     stop what it started); then the process ends with 128 + the signal's number, as a
@@ -38,7 +43,7 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     again: a second one ends the process at once, should the cleanup hang. A signal that
     comes once ``main`` has finished does not cut the last cleanup short."""
     received: list[signal.Signals] = []
-    handled = [sig for sig in STOPPING_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+    handled = catchable()
 
     async def guarded() -> T:
         task = asyncio.current_task()
@@ -87,7 +92,7 @@ def run_child(command: Sequence[str], *, cwd: Path, output: IO[str]) -> int:
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(sig)
 
-    handled = [sig for sig in STOPPING_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+    handled = catchable()
     previous = {sig: signal.signal(sig, forward) for sig in handled}
     try:
         status = child.wait()

@@ -265,8 +265,9 @@ async def start_gateway(
 async def stop_started(grace: float = 10, only: asyncio.subprocess.Process | None = None) -> None:
     """Stop every gateway :func:`start_gateway` started (or ``only`` that one) that is still
     running (SIGTERM, then SIGKILL after ``grace`` seconds), and forget them."""
-    running = [p for p in ([only] if only is not None else list(STARTED)) if p.returncode is None]
-    STARTED.difference_update([only] if only is not None else list(STARTED))
+    chosen = [only] if only is not None else list(STARTED)
+    STARTED.difference_update(chosen)
+    running = [process for process in chosen if process.returncode is None]
     for process in running:  # all asked at once, then waited for together
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
