@@ -139,6 +139,15 @@ def bsn_index_removed(db: sqlite3.Connection, key: bytes) -> None:
     db.execute("DELETE FROM audit_bsn")
 
 
+def bsn_index_removed_under_marker(db: sqlite3.Connection, key: bytes) -> None:
+    """Entries removed while a deferral marker says they are written."""
+    (listed,) = db.execute("SELECT bsn_pseudonyms FROM audit WHERE seq = 3").fetchone()
+    db.execute("DELETE FROM audit_bsn WHERE seq = 3")
+    db.execute(
+        "INSERT INTO audit_bsn_deferred (seq, indexed) VALUES (3, ?)", (len(listed.split(",")),)
+    )
+
+
 def malformed_row(db: sqlite3.Connection, key: bytes) -> None:
     db.execute("UPDATE audit SET at = 'yesterday' WHERE seq = 6")
 
@@ -162,6 +171,7 @@ def bad_checkpoint(db: sqlite3.Connection, key: bytes) -> None:
         (append_forged_tail, hashlib.sha256(b"").digest(), 13, "forged"),
         (bsn_index_added, None, 5, "BSN search index"),
         (bsn_index_removed, None, 3, "BSN search index"),
+        (bsn_index_removed_under_marker, None, 3, "BSN search index"),
         (malformed_row, None, 6, "altered or forged"),
         (bad_checkpoint, None, 12, "invalid signature"),
     ],
@@ -178,6 +188,7 @@ def bad_checkpoint(db: sqlite3.Connection, key: bytes) -> None:
         "forged-tail-plain-sha256-key",
         "bsn-index-entry-added",
         "bsn-index-entry-removed",
+        "bsn-index-entry-removed-under-a-marker",
         "malformed-row",
         "checkpoint-signature-garbage",
     ],

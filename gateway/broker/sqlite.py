@@ -32,7 +32,8 @@ from gateway.broker.base import (
     StorageError,
 )
 from gateway.broker.sqlite_core import envelope_aad
-from gateway.broker.sqlite_prepared import PreparedAccept, is_large, prepare, store_facts
+from gateway.broker.sqlite_deferred import defer_facts, store_facts
+from gateway.broker.sqlite_prepared import PreparedAccept, is_large, prepare
 from gateway.broker.sqlite_queue import SqliteQueue
 from gateway.broker.sqlite_schema import OPEN_STATES, connect, exclusive_lock
 from gateway.broker.sqlite_views import SqliteViews
@@ -226,6 +227,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
             pseudonyms=prepared.pseudonyms,
             secret={"payload_sha256": message.payload_digest},
             about=message,
+            defer_index=prepared.deferred,
         )
         jobs: list[Job] = []
         for planned in message.deliveries:
@@ -285,7 +287,9 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                 "retour_received",
                 f"{message.functie} {message.id} {message.retourcodes or ''}".strip(),
             )
-        if prepared.fact_rows:
+        if prepared.deferred:  # written by the commits after this one
+            defer_facts(db, message.id, now, prepared.fact_rows)
+        elif prepared.fact_rows:
             store_facts(db, message.id, now, prepared.fact_rows)
         return jobs
 

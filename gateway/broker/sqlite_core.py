@@ -17,7 +17,7 @@ from typing import IO, Any
 import structlog
 
 from gateway import audit
-from gateway.broker import revocations, sqlite_audit, sqlite_sessions
+from gateway.broker import revocations, sqlite_audit, sqlite_deferred, sqlite_sessions
 from gateway.broker.base import (
     NewMessage,
     StorageError,
@@ -93,6 +93,10 @@ class SqliteCore:
         self.wal_restart_frames = WAL_RESTART_FRAMES
         self._restart_wal = False
         """Set by the checkpointer: the writer checkpoints before its next commit."""
+        self._deferred = False
+        """Rows deferred by a large message are left (gateway/broker/sqlite_deferred.py):
+        the writer works a chunk off per commit, and in commits of their own when idle (also
+        those a crash left, found at start)."""
         self._writer_task: asyncio.Task[None] | None = None
         self._write_db: sqlite3.Connection | None = None
         self._read_db: sqlite3.Connection | None = None
@@ -115,7 +119,8 @@ class SqliteCore:
         if upgraded:
             log.info("broker.store_upgraded", path=str(self.path), steps=upgraded)
         await asyncio.to_thread(
-            self._write_db.executescript, SCHEMA + sqlite_audit.SCHEMA + sqlite_sessions.SCHEMA
+            self._write_db.executescript,
+            SCHEMA + sqlite_audit.SCHEMA + sqlite_deferred.SCHEMA + sqlite_sessions.SCHEMA,
         )
         mismatch = await asyncio.to_thread(
             sqlite_audit.keyring_mismatch, self._write_db, self.keyring
@@ -131,6 +136,7 @@ class SqliteCore:
             self._write_db.execute(f"PRAGMA max_page_count = {self.max_bytes // page_size}")
         self._checkpoint_db = await asyncio.to_thread(connect, self.path)
         self._checkpoint_task = asyncio.create_task(self._checkpointer(), name="sqlite-checkpoint")
+        self._deferred = await asyncio.to_thread(sqlite_deferred.pending, self._write_db)
         recovered = await asyncio.to_thread(self._recover_leases)
         if recovered:
             log.warning("broker.leases_recovered", deliveries=recovered)
@@ -203,11 +209,13 @@ class SqliteCore:
         pseudonyms: tuple[str, ...] | None = None,
         secret: dict[str, Any] | None = None,
         about: NewMessage | None = None,
+        defer_index: bool = False,
     ) -> None:
         """A message's history event and its audit record, in the caller's transaction.
         ``pseudonyms``: those of ``bsns``, when made before the transaction.
         ``about``: the message itself when the caller has it in hand (as it is stored), so
-        its parties are not read back from the table once per record."""
+        its parties are not read back from the table once per record. ``defer_index``: its
+        BSN index entries are written by later commits (gateway/broker/sqlite_deferred.py)."""
         db.execute(
             "INSERT INTO events (message_id, at, event, detail) VALUES (?, ?, ?, ?)",
             (message_id, at, event, detail),
@@ -240,6 +248,7 @@ class SqliteCore:
             ),
             at,
             pseudonyms,
+            defer_index=defer_index,
         )
 
     def open_envelope(self, message_id: str, key_id: str | None, sealed: bytes) -> bytes:
@@ -254,6 +263,9 @@ class SqliteCore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoint_task
         if self._queue is not None and self._writer_task is not None:
+            if self._deferred:  # a clean stop leaves every deferred row written
+                with contextlib.suppress(StorageError):
+                    await self.write(sqlite_deferred.drain_all)
             await self._queue.put(None)
             await self._writer_task
         for db in (self._write_db, self._read_db, self._checkpoint_db):
@@ -266,6 +278,15 @@ class SqliteCore:
     async def _writer(self) -> None:
         assert self._queue is not None
         while True:
+            if self._deferred and self._queue.empty():
+                # nothing waits: a commit of its own for the next deferred rows, not waiting
+                # for the disk (a commit lost at a crash leaves their markers, done again)
+                try:
+                    await asyncio.to_thread(self._apply, [], False)
+                except Exception as exc:  # the commit failed: tried again after the next
+                    log.warning("broker.deferred_rows_failed", error=type(exc).__name__)
+                    self._deferred = False
+                continue
             item = await self._queue.get()
             if item is None:
                 return
@@ -309,6 +330,7 @@ class SqliteCore:
                 log.warning("broker.checkpoint_failed", error=str(exc))
         db.execute("BEGIN IMMEDIATE")
         try:
+            drained = not self._deferred or self._drain_chunk(db)
             for op in ops:
                 db.execute("SAVEPOINT op")
                 try:
@@ -322,12 +344,30 @@ class SqliteCore:
                     db.execute("ROLLBACK TO op")
                     db.execute("RELEASE op")
                     results.append(exc)
+            deferred = sqlite_deferred.pending(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        # after a chunk that failed, the next commit writes none: no commits of its own
+        # going round on the same failure
+        self._deferred = deferred and drained
         return results
+
+    def _drain_chunk(self, db: sqlite3.Connection) -> bool:
+        """A chunk of deferred rows (gateway/broker/sqlite_deferred.py), before a commit's
+        own work; False when it failed, which must not sink the operations after it."""
+        db.execute("SAVEPOINT deferred")
+        try:
+            sqlite_deferred.drain_one(db)
+        except Exception as exc:  # a damaged marker, a full disk: the batch goes on
+            db.execute("ROLLBACK TO deferred")
+            db.execute("RELEASE deferred")
+            log.warning("broker.deferred_rows_failed", error=type(exc).__name__)
+            return False
+        db.execute("RELEASE deferred")
+        return True
 
     async def write(self, op: Op, *, durable: bool = True) -> Any:
         """Run ``op`` in the writer's next group commit; its result once committed.

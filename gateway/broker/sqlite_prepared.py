@@ -16,19 +16,14 @@ duplicate is prepared too and the work dropped when the writer finds it one.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.broker.base import NewMessage
 from gateway.broker.sqlite_core import envelope_aad
+from gateway.broker.sqlite_deferred import FactRow, defers
 from gateway.figures import Fact
 from gateway.keyring import Keyring
-
-FactRow = tuple[Any, ...]
-"""One fact as a row of the ``facts`` table, without its message id and time (the columns
-:func:`store_facts` inserts after those two)."""
 
 LARGE_ROWS = 64
 """A message with more BSNs and facts than this is prepared in a thread (a few hundred µs)."""
@@ -36,19 +31,6 @@ LARGE_ROWS = 64
 LARGE_ENVELOPE_BYTES = 64 * 1024
 """A message whose envelope is larger than this is prepared in a thread (sealing 256 KB took
 about 160 µs of the event loop)."""
-
-
-def store_facts(
-    db: sqlite3.Connection, message_id: str, at: float, rows: tuple[FactRow, ...]
-) -> None:
-    """Insert a message's beleidsinformatie rows (:func:`fact_rows`) in the caller's
-    transaction."""
-    db.executemany(
-        "INSERT INTO facts (message_id, at, kind, standard, gemeente, aanbieder, categorie, "
-        "month, client, key, amount, link, follows) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(message_id, at, *row) for row in rows],
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +44,9 @@ class PreparedAccept:
     """Keyed pseudonyms of the payload's BSNs, sorted, for its ``accepted`` audit record."""
     fact_rows: tuple[FactRow, ...]
     """Its beleidsinformatie, as rows of the ``facts`` table (:func:`fact_rows`)."""
+    deferred: bool = False
+    """Its BSN index entries and facts are written after its commit (a large message's:
+    gateway/broker/sqlite_deferred.py)."""
 
 
 def is_large(message: NewMessage) -> bool:
@@ -86,6 +71,7 @@ def prepare(
         ciphertext,
         keyring.pseudonyms(message.bsns),
         fact_rows(at, message.facts),
+        defers(len(message.bsns), len(message.facts)),
     )
 
 

@@ -8,7 +8,7 @@ import os
 import sqlite3
 
 from gateway import stats
-from gateway.broker import sqlite_figures
+from gateway.broker import sqlite_deferred, sqlite_figures
 from gateway.broker.base import (
     ArchiveItem,
     ArchiveQuery,
@@ -315,6 +315,8 @@ class SqliteViews(SqliteCore):
         return DeliveryCounts(**{r["state"]: int(r["n"]) for r in rows})
 
     async def figures(self, scope: stats.Scope) -> stats.RawFigures:
+        # every fact a large message deferred (gateway/broker/sqlite_deferred.py) counts
+        await self.write(sqlite_deferred.drain_all, durable=False)
         result: stats.RawFigures = await self.query(lambda db: sqlite_figures.count(db, scope))
         return result
 
