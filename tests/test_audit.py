@@ -362,18 +362,20 @@ async def test_reencrypt_payloads_after_rotation(tmp_path: Path) -> None:
     broker = SqliteBroker(path, keys)
     await broker.start()
     await broker.accept(stored_message(1))
+    large = b"<e>" + b"<n>declaratie</n>" * 20_000 + b"</e>"  # stored packed (packing.py)
+    await broker.accept(stored_message(2, envelope=large))
     old = keys.active
     keys.rotate()
     with pytest.raises(StorageError, match="in use"):
         reencrypt_payloads(path, keys)  # not while a gateway holds the database
     await broker.close()
-    assert reencrypt_payloads(path, keys) == 1
+    assert reencrypt_payloads(path, keys) == 2
     assert reencrypt_payloads(path, keys) == 0
     del keys.data_keys[old]  # payloads no longer need the old key...
     broker = SqliteBroker(path, keys)
     await broker.start()
-    (job,) = await broker.claim(1, 30)
-    assert job.envelope == b"<e>payload</e>"
+    jobs = await broker.claim(2, 30)
+    assert sorted(job.envelope for job in jobs) == sorted([b"<e>payload</e>", large])
     await broker.close()
     db = _db(path)
     with pytest.raises(KeyringError, match="not in the keyring"):  # ...audit records do

@@ -227,7 +227,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
             pseudonyms=prepared.pseudonyms,
             secret={"payload_sha256": message.payload_digest},
             about=message,
-            defer_index=prepared.deferred,
+            defer_index=prepared.deferred is not None,
         )
         jobs: list[Job] = []
         for planned in message.deliveries:
@@ -287,8 +287,8 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                 "retour_received",
                 f"{message.functie} {message.id} {message.retourcodes or ''}".strip(),
             )
-        if prepared.deferred:  # written by the commits after this one
-            defer_facts(db, message.id, now, prepared.fact_rows)
+        if prepared.deferred is not None:  # written by the commits after this one
+            defer_facts(db, message.id, now, prepared.deferred)
         elif prepared.fact_rows:
             store_facts(db, message.id, now, prepared.fact_rows)
         return jobs

@@ -17,7 +17,7 @@ from typing import IO, Any
 import structlog
 
 from gateway import audit
-from gateway.broker import revocations, sqlite_audit, sqlite_deferred, sqlite_sessions
+from gateway.broker import packing, revocations, sqlite_audit, sqlite_deferred, sqlite_sessions
 from gateway.broker.base import (
     NewMessage,
     StorageError,
@@ -252,10 +252,11 @@ class SqliteCore:
         )
 
     def open_envelope(self, message_id: str, key_id: str | None, sealed: bytes) -> bytes:
-        """The envelope, decrypted; StorageError when retention purged it."""
+        """The envelope, decrypted (and unpacked: gateway/broker/packing.py); StorageError
+        when retention purged it."""
         if key_id is None:
             raise StorageError(f"the payload of {message_id} was purged (retention)")
-        return self.keyring.decrypt(key_id, bytes(sealed), envelope_aad(message_id))
+        return packing.unpack(self.keyring.decrypt(key_id, bytes(sealed), envelope_aad(message_id)))
 
     async def close(self) -> None:
         if self._checkpoint_task is not None:

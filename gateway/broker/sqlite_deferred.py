@@ -70,17 +70,17 @@ def store_facts(
     )
 
 
-def defer_facts(
-    db: sqlite3.Connection, message_id: str, at: float, rows: tuple[FactRow, ...]
-) -> None:
-    """Keep ``rows`` to be inserted later, in chunks of :data:`CHUNK` (in the caller's
+def chunks(rows: tuple[FactRow, ...]) -> tuple[str, ...]:
+    """``rows`` as the chunks :func:`defer_facts` keeps (made before the transaction)."""
+    return tuple(json.dumps(rows[start : start + CHUNK]) for start in range(0, len(rows), CHUNK))
+
+
+def defer_facts(db: sqlite3.Connection, message_id: str, at: float, kept: tuple[str, ...]) -> None:
+    """Keep a message's fact rows, as :func:`chunks`, to be inserted later (in the caller's
     transaction)."""
     db.executemany(
         "INSERT INTO facts_deferred (message_id, at, rows) VALUES (?, ?, ?)",
-        [
-            (message_id, at, json.dumps(rows[start : start + CHUNK]))
-            for start in range(0, len(rows), CHUNK)
-        ],
+        [(message_id, at, chunk) for chunk in kept],
     )
 
 

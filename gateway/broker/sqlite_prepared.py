@@ -19,18 +19,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from gateway.broker import packing
 from gateway.broker.base import NewMessage
 from gateway.broker.sqlite_core import envelope_aad
-from gateway.broker.sqlite_deferred import FactRow, defers
+from gateway.broker.sqlite_deferred import FactRow, chunks, defers
 from gateway.figures import Fact
 from gateway.keyring import Keyring
 
 LARGE_ROWS = 64
 """A message with more BSNs and facts than this is prepared in a thread (a few hundred µs)."""
 
-LARGE_ENVELOPE_BYTES = 64 * 1024
-"""A message whose envelope is larger than this is prepared in a thread (sealing 256 KB took
-about 160 µs of the event loop)."""
+LARGE_ENVELOPE_BYTES = packing.PACK_FROM_BYTES
+"""A message whose envelope is larger than this is prepared in a thread: it is packed
+(gateway/broker/packing.py), and sealing 256 KB alone took about 160 µs of the event loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +45,10 @@ class PreparedAccept:
     """Keyed pseudonyms of the payload's BSNs, sorted, for its ``accepted`` audit record."""
     fact_rows: tuple[FactRow, ...]
     """Its beleidsinformatie, as rows of the ``facts`` table (:func:`fact_rows`)."""
-    deferred: bool = False
-    """Its BSN index entries and facts are written after its commit (a large message's:
-    gateway/broker/sqlite_deferred.py)."""
+    deferred: tuple[str, ...] | None = None
+    """A large message's fact rows in the chunks its commit keeps for later, when its BSN
+    index entries and facts are written after its commit (gateway/broker/sqlite_deferred.py);
+    None when they are written with it."""
 
 
 def is_large(message: NewMessage) -> bool:
@@ -65,13 +67,16 @@ def prepare(
 ) -> PreparedAccept:
     """The rows' parts of ``message`` accepted ``at``. ``sealed``: the envelope already
     encrypted (key id, ciphertext), as the Kafka backend's view receives it."""
-    key_id, ciphertext = sealed or keyring.encrypt(message.envelope, envelope_aad(message.id))
+    key_id, ciphertext = sealed or keyring.encrypt(
+        packing.pack(message.envelope), envelope_aad(message.id)
+    )
+    rows = fact_rows(at, message.facts)
     return PreparedAccept(
         key_id,
         ciphertext,
         keyring.pseudonyms(message.bsns),
-        fact_rows(at, message.facts),
-        defers(len(message.bsns), len(message.facts)),
+        rows,
+        chunks(rows) if defers(len(message.bsns), len(message.facts)) else None,
     )
 
 
