@@ -15,59 +15,72 @@ import asyncio
 import os
 import time
 import tomllib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 
-
-@dataclass(frozen=True, slots=True)
-class Drop:
-    """One directory adapter's folder and the message codes the copy routes send to it."""
-
-    folder: Path
-    codes: frozenset[str]
+from benchmarks import mix
+from gateway.standards import BY_CODE
+from routing.partners import PartnerRegistry
+from routing.table import Destination, RoutedMessage, RouteTable
 
 
 class Drops:
-    """The directory-adapter folders of a gateway's copy routes, read from its configuration."""
+    """The folders of a gateway's directory-adapter partners, and what its own routing table
+    copies into them (gateway.toml's ``[[route]]``, partners.toml's delivery settings, read
+    as the gateway reads them)."""
 
     def __init__(self, config: Path) -> None:
         settings = tomllib.loads(config.read_text(encoding="utf-8"))
-        partners_file = config.parent / settings["gateway"]["partners"]
-        partners = tomllib.loads(partners_file.read_text(encoding="utf-8")).get("partner", [])
-        folders = {
-            partner["id"]: config.parent / partner["delivery"]["path"]
-            for partner in partners
-            if partner.get("delivery", {}).get("adapter") == "directory"
+        self.routes = RouteTable.from_config(settings.get("route", []), str(config))
+        self.partners = PartnerRegistry.load(config.parent / settings["gateway"]["partners"])
+        self.folders = {
+            partner.id: Path(str(partner.delivery.settings["path"]))
+            for partner in self.partners.all()
+            if partner.delivery.adapter == "directory"
         }
-        codes: dict[str, set[str]] = {}
-        for route in settings.get("route", []):
-            if route.get("action") != "copy":
-                continue
-            for partner in route.get("copy_to", []):
-                if partner in folders:
-                    codes.setdefault(partner, set()).update(route.get("messages", []))
-        self.drops = tuple(
-            Drop(folders[partner], frozenset(names)) for partner, names in codes.items()
-        )
+        self._cache: dict[tuple[str, str, str], int] = {}
 
-    def expected(self, functies: Iterable[str]) -> int:
-        """How many files the accepted messages with these codes add to the drops."""
-        return sum(1 for functie in functies for drop in self.drops if functie in drop.codes)
+    def expected(self, accepted: list[mix.Outgoing]) -> int:
+        """How many files the ``accepted`` messages add to the folders."""
+        kinds = Counter((m.functie, m.sender, m.receiver) for m in accepted)
+        return sum(self._files(*kind) * n for kind, n in kinds.items())
+
+    def _files(self, functie: str, sender: str, receiver: str) -> int:
+        if (functie, sender, receiver) not in self._cache:
+            partner = self.partners.get(sender)
+            known = BY_CODE.get(functie)
+            routed = (
+                self.routes.route(
+                    RoutedMessage(
+                        functie=functie,
+                        standard=known.standard.value if known else None,
+                        sender=sender,
+                        sender_kind=partner.kind,
+                        receiver=receiver,
+                    )
+                )
+                if partner is not None
+                else []
+            )
+            destinations = routed if isinstance(routed, list) else []
+            self._cache[functie, sender, receiver] = sum(
+                1 for d in destinations if isinstance(d, Destination) and d.partner in self.folders
+            )
+        return self._cache[functie, sender, receiver]
 
     def count(self) -> int:
-        """The files in the drops now (the adapter's temporary files start with a dot)."""
+        """The files in the folders now (the adapter's temporary files start with a dot)."""
         total = 0
-        for drop in self.drops:
+        for folder in set(self.folders.values()):
             try:
-                with os.scandir(drop.folder) as entries:
+                with os.scandir(folder) as entries:
                     total += sum(1 for entry in entries if not entry.name.startswith("."))
             except FileNotFoundError:  # no copy written yet
                 pass
         return total
 
     async def wait_for(self, count: int, timeout: float = 120.0) -> None:
-        """Until the drops hold ``count`` files; RuntimeError after ``timeout`` seconds."""
+        """Until the folders hold ``count`` files; RuntimeError after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while (held := self.count()) < count:
             if time.monotonic() > deadline:

@@ -215,7 +215,7 @@ async def saturation(
 ) -> Phase:
     latencies = Latencies()
     queue = list(reversed(messages))
-    accepted: list[str] = []
+    accepted: list[mix.Outgoing] = []
     before, copies_before = sink.count, drops.count()
     started = time.perf_counter()
 
@@ -223,7 +223,7 @@ async def saturation(
         while queue:
             message = queue.pop()
             if await clients.send(message, latencies):
-                accepted.append(message.functie)
+                accepted.append(message)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     accepted_s = time.perf_counter() - started
@@ -257,7 +257,7 @@ async def offered(
     elapsed = time.perf_counter() - started
     failed = results.count(False)
     await sink.wait_for(before + len(messages) - failed)
-    accepted = (m.functie for m, ok in zip(messages, results, strict=True) if ok)
+    accepted = [m for m, ok in zip(messages, results, strict=True) if ok]
     await drops.wait_for(copies_before + drops.expected(accepted))  # the phase's copies too
     return _phase(
         name,

@@ -110,9 +110,15 @@ async def main(args: argparse.Namespace) -> None:
             await offered(clients, sink, drops, warm, args.rate, "warm-up")
             ours_messages = [mix.message("WMO301", n) for n in range(count)]
             theirs_messages = [mix.message("WMO301", 100_000_000 + n) for n in range(count)]
+            copies_before = drops.count()
             report = await asyncio.to_thread(
                 attack, binary, directory, soap_url, theirs_messages, args.rate
             )
+            # vegeta's copies written before the harness's turn (its CPU is not measured, but
+            # its copies must not be written during the harness's phase); as many as it got
+            # accepted, at least
+            succeeded = float(report.get("success", 0.0))  # type: ignore[arg-type]
+            await drops.wait_for(copies_before + int(drops.expected(theirs_messages) * succeeded))
             ours = await offered(clients, sink, drops, ours_messages, args.rate, "harness")
             latencies = report["latencies"]
             assert isinstance(latencies, dict)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from gateway import demo
 from gateway.broker import sqlite_audit, sqlite_deferred
@@ -752,7 +753,7 @@ async def test_a_large_messages_index_entries_and_facts_follow_its_commit(tmp_pa
     assert broker._write_db is not None
     broker._write_db.set_trace_callback(statements.append)
     assert (await broker.accept(many)).status == "accepted"
-    await eventually(lambda: broker.query(lambda db: not sqlite_deferred.pending(db)))
+    await eventually(lambda: broker.query(lambda db: not sqlite_deferred.backlog(db)))
     broker._write_db.set_trace_callback(None)
     done = transactions(statements)
     (accepting,) = [t for t in done if any(s.startswith("INSERT INTO messages") for s in t)]
@@ -815,7 +816,7 @@ async def test_rows_a_crash_left_behind_are_found_and_written_after_the_restart(
     assert broker._deferred  # found at start, for the writer to work off
     broker._deferred = False  # as if it had not come round to them yet: the figures wait
     assert await broker.figures(Scope()) == complete
-    assert not await broker.query(sqlite_deferred.pending)
+    assert not await broker.query(sqlite_deferred.backlog)
     await broker.close()
     db = sqlite3.connect(path)
     indexed = db.execute(
@@ -827,31 +828,59 @@ async def test_rows_a_crash_left_behind_are_found_and_written_after_the_restart(
     db.close()
 
 
-async def test_a_damaged_deferred_row_neither_sinks_a_commit_nor_keeps_the_writer_busy(
-    tmp_path: Path,
-) -> None:
-    """A marker that cannot be written (here: not JSON) is left for an operator; the
-    messages committed meanwhile are accepted, and the writer does not go round on it."""
+async def test_a_damaged_deferred_chunk_is_set_aside_and_holds_up_nothing(tmp_path: Path) -> None:
+    """A kept facts chunk that cannot be read (here: not JSON) is logged by its message id
+    and set aside; the large message after it gets all its index entries and facts, and
+    the figures are counted."""
+    _, many, _ = many_citizens()
     broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
     await broker.start()
-    await broker.write(
-        lambda db: db.execute(
-            "INSERT INTO facts_deferred (message_id, at, rows) VALUES ('mx', 0, 'not json')"
+    with capture_logs() as logs:
+        await broker.write(
+            lambda db: db.execute(
+                "INSERT INTO facts_deferred (message_id, at, rows) VALUES ('mx', 0, 'not json')"
+            )
         )
+        assert (await broker.accept(many)).status == "accepted"
+        await eventually(lambda: broker.query(lambda db: not sqlite_deferred.backlog(db)))
+    unreadable = [e for e in logs if e["event"] == "figures.deferred_facts_unreadable"]
+    assert [e["message_id"] for e in unreadable] == ["mx"]
+    stored = await broker.query(
+        lambda db: db.execute(
+            "SELECT (SELECT count(*) FROM facts WHERE message_id = 'm1'), "
+            "(SELECT count(*) FROM audit_bsn)"
+        ).fetchone()
     )
-    applied: list[int] = []
-    original = broker._apply
+    assert tuple(stored) == (300, 300)
+    assert sum(c.counts["clienten"] for c in (await broker.figures(Scope())).cells) == 300
+    await broker.close()
 
-    def counting(ops: list, durable: bool = True) -> list:  # type: ignore[type-arg]
-        applied.append(len(ops))
-        return original(ops, durable)
 
-    broker._apply = counting  # type: ignore[method-assign]
-    for i in range(3):
-        broker._deferred = True  # the marker tried first in the commit of this message
-        assert (await broker.accept(stored_message(i))).status == "accepted"
-        await asyncio.sleep(0.1)
-    # no commits of its own going round on the marker: one after each message at most
-    assert sum(applied) == 3 and len(applied) <= 6, applied
-    assert await broker.query(sqlite_deferred.pending)
+async def test_a_large_message_writes_its_rows_with_it_when_the_writer_is_far_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With BACKLOG_LIMIT markers waiting (the writer held back from them here), a large
+    message's index entries and facts are in its own commit: the backlog stays bounded."""
+    _, many, _ = many_citizens()
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    monkeypatch.setattr(sqlite_deferred, "drain_index", lambda db: None)
+    monkeypatch.setattr(sqlite_deferred, "drain_facts", lambda db: None)
+    empty = sqlite_deferred.chunks(((None,) * len(sqlite_deferred.FACT_COLUMNS),))
+
+    def fill(db: sqlite3.Connection) -> None:
+        for i in range(sqlite_deferred.BACKLOG_LIMIT):
+            sqlite_deferred.defer_facts(db, f"x{i}", 0.0, empty)
+
+    await broker.write(fill)
+    assert (await broker.accept(many)).status == "accepted"
+    stored = await broker.query(
+        lambda db: db.execute(
+            "SELECT (SELECT count(*) FROM facts WHERE message_id = 'm1'), "
+            "(SELECT count(*) FROM audit_bsn), (SELECT count(*) FROM audit_bsn_deferred)"
+        ).fetchone()
+    )
+    assert tuple(stored) == (300, 300, 0)
+    monkeypatch.undo()
+    await broker.write(lambda db: db.execute("DELETE FROM facts_deferred"))
     await broker.close()

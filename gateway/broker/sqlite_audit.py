@@ -112,7 +112,7 @@ def index_marked(db: sqlite3.Connection, chunk: int) -> None:
     ).fetchone()
     if marked is None:
         return
-    seq, indexed = marked[0], marked[1]
+    seq, indexed = marked[0], max(0, int(marked[1] or 0))  # a damaged one starts over
     pseudonyms = [p for p in str(marked[2] or "").split(",") if p]
     written = pseudonyms[indexed : indexed + chunk]
     if written:
@@ -125,6 +125,18 @@ def index_marked(db: sqlite3.Connection, chunk: int) -> None:
         db.execute(
             "UPDATE audit_bsn_deferred SET indexed = ? WHERE seq = ?", (indexed + len(written), seq)
         )
+
+
+def marked_chunks(db: sqlite3.Connection, chunk: int) -> int:
+    """How many :func:`index_marked` calls of ``chunk`` index every record marked now."""
+    total = 0
+    for indexed, listed in db.execute(
+        "SELECT d.indexed, a.bsn_pseudonyms FROM audit_bsn_deferred AS d "
+        "LEFT JOIN audit AS a ON a.seq = d.seq"
+    ):
+        left = len([p for p in str(listed or "").split(",") if p]) - max(0, int(indexed or 0))
+        total += max(1, -(-left // chunk))
+    return total
 
 
 def _marked(db: sqlite3.Connection) -> dict[int, int]:

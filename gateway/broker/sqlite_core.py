@@ -9,6 +9,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,7 @@ class SqliteCore:
             self._write_db.execute(f"PRAGMA max_page_count = {self.max_bytes // page_size}")
         self._checkpoint_db = await asyncio.to_thread(connect, self.path)
         self._checkpoint_task = asyncio.create_task(self._checkpointer(), name="sqlite-checkpoint")
-        self._deferred = await asyncio.to_thread(sqlite_deferred.pending, self._write_db)
+        self._deferred = bool(await asyncio.to_thread(sqlite_deferred.backlog, self._write_db))
         recovered = await asyncio.to_thread(self._recover_leases)
         if recovered:
             log.warning("broker.leases_recovered", deliveries=recovered)
@@ -256,7 +257,11 @@ class SqliteCore:
         when retention purged it."""
         if key_id is None:
             raise StorageError(f"the payload of {message_id} was purged (retention)")
-        return packing.unpack(self.keyring.decrypt(key_id, bytes(sealed), envelope_aad(message_id)))
+        plaintext = self.keyring.decrypt(key_id, bytes(sealed), envelope_aad(message_id))
+        try:
+            return packing.unpack(plaintext)
+        except zlib.error:  # authenticated, so only a fault of ours: a delivery's dead letter
+            raise StorageError(f"the stored payload of {message_id} cannot be unpacked") from None
 
     async def close(self) -> None:
         if self._checkpoint_task is not None:
@@ -264,9 +269,11 @@ class SqliteCore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoint_task
         if self._queue is not None and self._writer_task is not None:
-            if self._deferred:  # a clean stop leaves every deferred row written
-                with contextlib.suppress(StorageError):
+            if self._deferred and not self._writer_task.done():  # a clean stop writes them all
+                try:
                     await self.write(sqlite_deferred.drain_all)
+                except Exception as exc:  # left for the next start; the writer stops anyway
+                    log.warning("broker.deferred_rows_failed", error=type(exc).__name__)
             await self._queue.put(None)
             await self._writer_task
         for db in (self._write_db, self._read_db, self._checkpoint_db):
@@ -345,7 +352,7 @@ class SqliteCore:
                     db.execute("ROLLBACK TO op")
                     db.execute("RELEASE op")
                     results.append(exc)
-            deferred = sqlite_deferred.pending(db)
+            deferred = sqlite_deferred.backlog(db) > 0
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -357,18 +364,21 @@ class SqliteCore:
         return results
 
     def _drain_chunk(self, db: sqlite3.Connection) -> bool:
-        """A chunk of deferred rows (gateway/broker/sqlite_deferred.py), before a commit's
-        own work; False when it failed, which must not sink the operations after it."""
-        db.execute("SAVEPOINT deferred")
-        try:
-            sqlite_deferred.drain_one(db)
-        except Exception as exc:  # a damaged marker, a full disk: the batch goes on
-            db.execute("ROLLBACK TO deferred")
+        """A chunk of deferred index entries and one of facts (gateway/broker/
+        sqlite_deferred.py), before a commit's own work, each in a savepoint of its own: a
+        failure (a full store) must neither sink the operations after it nor hold up the
+        other part. False when either failed."""
+        done = True
+        for part in (sqlite_deferred.drain_index, sqlite_deferred.drain_facts):
+            db.execute("SAVEPOINT deferred")
+            try:
+                part(db)
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK TO deferred")
+                log.warning("broker.deferred_rows_failed", error=type(exc).__name__)
+                done = False
             db.execute("RELEASE deferred")
-            log.warning("broker.deferred_rows_failed", error=type(exc).__name__)
-            return False
-        db.execute("RELEASE deferred")
-        return True
+        return done
 
     async def write(self, op: Op, *, durable: bool = True) -> Any:
         """Run ``op`` in the writer's next group commit; its result once committed.

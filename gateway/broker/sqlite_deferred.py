@@ -10,19 +10,24 @@ the Bv03 p99 at 100 msg/s; docs/benchmarks.md, "Rows that follow their message")
 needed for the Bv03: the audit record itself, chained and committed with the message, names
 every pseudonym; the facts only feed the figures.
 
-So a message with more than :data:`DEFER_ROWS` BSNs and facts commits markers instead: its
+So a message with more than :data:`DEFER_ROWS` BSNs and facts commits markers instead (while
+fewer than :data:`BACKLOG_LIMIT` are waiting: under a stream of large messages the writer
+stays at most that far behind, and the rest are written with their message as before): its
 audit record's sequence number in ``audit_bsn_deferred`` (gateway/broker/sqlite_audit.py,
 with how many of its pseudonyms are indexed so far) and its fact rows, in chunks, in
 ``facts_deferred``. The writer works them off a :data:`CHUNK` at a time: one chunk at the
 start of each later commit, and in commits of their own when nothing else is queued
 (gateway/broker/sqlite_core.py). A marker and the rows it stands for change in one
 transaction, so a crash leaves one or the other, never both or neither; markers left at a
-crash are worked off after the restart.
+crash are worked off after the restart. A facts chunk that cannot be read (damaged, or of a
+column this version does not know) is logged with its message id and set aside, never
+retried forever, and never holds up the markers after it.
 
 What reads these rows sees the markers: a BSN search also looks in the records still marked
 (their chained pseudonym lists), ``audit verify`` takes a marked record's index as written as
-far as its marker says, and the figures are counted after every marker is worked off
-(:func:`drain_all`, one commit: figures are asked for rarely).
+far as its marker says, and the figures are counted after the rows marked when they were
+asked for are written (:func:`backlog` chunks, one per commit, so that nothing else waits
+longer than a chunk; a clean stop writes all that is left with :func:`drain_all`).
 """
 
 from __future__ import annotations
@@ -31,17 +36,41 @@ import json
 import sqlite3
 from typing import Any
 
+import structlog
+
 from gateway.broker import sqlite_audit
+
+log = structlog.get_logger("ggk.broker")
 
 FactRow = tuple[Any, ...]
 """One fact as a row of the ``facts`` table, without its message id and time (the columns
-:func:`store_facts` inserts after those two)."""
+:data:`FACT_COLUMNS`)."""
+
+FACT_COLUMNS = (
+    "kind",
+    "standard",
+    "gemeente",
+    "aanbieder",
+    "categorie",
+    "month",
+    "client",
+    "key",
+    "amount",
+    "link",
+    "follows",
+)
+"""The columns of a :data:`FactRow`, in its order."""
 
 DEFER_ROWS = 128
 """A message with more BSNs and facts than this writes its index entries and facts later."""
 
 CHUNK = 128
-"""Index entries, and fact rows, written per commit while markers remain (1–2 ms)."""
+"""Index entries, and fact rows, written per commit while markers remain (1–5 ms)."""
+
+BACKLOG_LIMIT = 64
+"""Markers (facts chunks and marked audit records) beyond which a large message writes its
+rows with its commit: about eight declaraties of 870 clients, some 60 chunks, a few hundred
+ms of the writer in all (what a figures request or a clean stop may wait for)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS facts_deferred (
@@ -54,25 +83,32 @@ CREATE TABLE IF NOT EXISTS facts_deferred (
 
 
 def defers(bsns: int, facts: int) -> bool:
-    """Whether a message naming ``bsns`` BSNs with ``facts`` facts defers their rows."""
+    """Whether a message naming ``bsns`` BSNs with ``facts`` facts may defer their rows."""
     return bsns + facts > DEFER_ROWS
 
 
 def store_facts(
-    db: sqlite3.Connection, message_id: str, at: float, rows: tuple[FactRow, ...]
+    db: sqlite3.Connection,
+    message_id: str,
+    at: float,
+    rows: tuple[FactRow, ...],
+    columns: tuple[str, ...] = FACT_COLUMNS,
 ) -> None:
     """Insert a message's beleidsinformatie rows in the caller's transaction."""
     db.executemany(
-        "INSERT INTO facts (message_id, at, kind, standard, gemeente, aanbieder, categorie, "
-        "month, client, key, amount, link, follows) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO facts (message_id, at, {', '.join(columns)}) "
+        f"VALUES (?, ?, {', '.join('?' for _ in columns)})",
         [(message_id, at, *row) for row in rows],
     )
 
 
 def chunks(rows: tuple[FactRow, ...]) -> tuple[str, ...]:
-    """``rows`` as the chunks :func:`defer_facts` keeps (made before the transaction)."""
-    return tuple(json.dumps(rows[start : start + CHUNK]) for start in range(0, len(rows), CHUNK))
+    """``rows`` as the chunks :func:`defer_facts` keeps, each naming its columns (made
+    before the transaction)."""
+    return tuple(
+        json.dumps({"columns": FACT_COLUMNS, "rows": rows[start : start + CHUNK]})
+        for start in range(0, len(rows), CHUNK)
+    )
 
 
 def defer_facts(db: sqlite3.Connection, message_id: str, at: float, kept: tuple[str, ...]) -> None:
@@ -84,27 +120,66 @@ def defer_facts(db: sqlite3.Connection, message_id: str, at: float, kept: tuple[
     )
 
 
-def pending(db: sqlite3.Connection) -> bool:
-    """Whether any marker is left."""
+def backlog(db: sqlite3.Connection) -> int:
+    """Markers waiting: facts chunks and marked audit records."""
     row = db.execute(
-        "SELECT EXISTS (SELECT 1 FROM audit_bsn_deferred) OR EXISTS (SELECT 1 FROM facts_deferred)"
+        "SELECT (SELECT count(*) FROM facts_deferred) + (SELECT count(*) FROM audit_bsn_deferred)"
     ).fetchone()
-    return bool(row[0])
+    return int(row[0])
 
 
-def drain_one(db: sqlite3.Connection) -> None:
-    """Write one chunk of the oldest index marker and one of the oldest facts marker, in the
-    caller's transaction."""
+def has_room(db: sqlite3.Connection) -> bool:
+    """Whether a large message may defer its rows (:data:`BACKLOG_LIMIT`)."""
+    return backlog(db) < BACKLOG_LIMIT
+
+
+def rounds(db: sqlite3.Connection) -> int:
+    """How many :func:`drain_one` calls write every row marked now (the oldest go first)."""
+    kept = db.execute("SELECT count(*) FROM facts_deferred").fetchone()[0]
+    return max(int(kept), sqlite_audit.marked_chunks(db, CHUNK))
+
+
+def drain_index(db: sqlite3.Connection) -> None:
+    """One chunk of the oldest marked audit record's index entries (caller's transaction)."""
     sqlite_audit.index_marked(db, CHUNK)
+
+
+def drain_facts(db: sqlite3.Connection) -> None:
+    """The oldest facts chunk into the facts table (caller's transaction); one that cannot be
+    read is logged and set aside."""
     kept = db.execute(
         "SELECT id, message_id, at, rows FROM facts_deferred ORDER BY id LIMIT 1"
     ).fetchone()
-    if kept is not None:
-        store_facts(db, kept[1], kept[2], tuple(tuple(row) for row in json.loads(kept[3])))
-        db.execute("DELETE FROM facts_deferred WHERE id = ?", (kept[0],))
+    if kept is None:
+        return
+    parsed = _read_chunk(kept[3])
+    if parsed is None:
+        log.error("figures.deferred_facts_unreadable", message_id=str(kept[1])[:64])
+    else:
+        store_facts(db, kept[1], kept[2], parsed[1], parsed[0])
+    db.execute("DELETE FROM facts_deferred WHERE id = ?", (kept[0],))
+
+
+def _read_chunk(text: str) -> tuple[tuple[str, ...], tuple[FactRow, ...]] | None:
+    """The columns and rows of a kept chunk, or None when it is not one this version wrote."""
+    try:
+        chunk = json.loads(text)
+        columns = tuple(str(c) for c in chunk["columns"])
+        rows = tuple(tuple(row) for row in chunk["rows"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not set(columns) <= set(FACT_COLUMNS) or any(len(r) != len(columns) for r in rows):
+        return None
+    return columns, rows
+
+
+def drain_one(db: sqlite3.Connection) -> None:
+    """One index chunk and one facts chunk (caller's transaction)."""
+    drain_index(db)
+    drain_facts(db)
 
 
 def drain_all(db: sqlite3.Connection) -> None:
     """Write every marked row, in the caller's transaction."""
-    while pending(db):
+    while backlog(db):
         drain_one(db)
