@@ -828,9 +828,9 @@ async def test_rows_a_crash_left_behind_are_found_and_written_after_the_restart(
     db.close()
 
 
-async def test_a_damaged_deferred_chunk_is_set_aside_and_holds_up_nothing(tmp_path: Path) -> None:
+async def test_a_damaged_deferred_chunk_is_dropped_and_holds_up_nothing(tmp_path: Path) -> None:
     """A kept facts chunk that cannot be read (here: not JSON) is logged by its message id
-    and set aside; the large message after it gets all its index entries and facts, and
+    and dropped; the large message after it gets all its index entries and facts, and
     the figures are counted."""
     _, many, _ = many_citizens()
     broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)

@@ -6,7 +6,8 @@ message's commit. A declaratie of 1 MB names some 870 clients: its 870 entries i
 search index land on as many random pages of that index, and its 870 rows of
 beleidsinformatie go to two more indexes. That was 10–17 ms of a 15–30 ms commit under load,
 growing with the history, and the messages accepted meanwhile waited for all of it (they were
-the Bv03 p99 at 100 msg/s; docs/benchmarks.md, "Rows that follow their message"). Neither is
+the Bv03 p99 at 100 msg/s; docs/benchmarks.md, "Copies in the window; rows that follow
+their message"). Neither is
 needed for the Bv03: the audit record itself, chained and committed with the message, names
 every pseudonym; the facts only feed the figures.
 
@@ -20,13 +21,14 @@ start of each later commit, and in commits of their own when nothing else is que
 (gateway/broker/sqlite_core.py). A marker and the rows it stands for change in one
 transaction, so a crash leaves one or the other, never both or neither; markers left at a
 crash are worked off after the restart. A facts chunk that cannot be read (damaged, or of a
-column this version does not know) is logged with its message id and set aside, never
-retried forever, and never holds up the markers after it.
+column this version does not know) is logged at error level with its message id and
+dropped (those facts are then missing from the figures): never retried forever, never
+holding up the markers after it.
 
 What reads these rows sees the markers: a BSN search also looks in the records still marked
 (their chained pseudonym lists), ``audit verify`` takes a marked record's index as written as
 far as its marker says, and the figures are counted after the rows marked when they were
-asked for are written (:func:`backlog` chunks, one per commit, so that nothing else waits
+asked for are written (:func:`rounds` chunks, one per commit, so that nothing else waits
 longer than a chunk; a clean stop writes all that is left with :func:`drain_all`).
 """
 
@@ -146,7 +148,7 @@ def drain_index(db: sqlite3.Connection) -> None:
 
 def drain_facts(db: sqlite3.Connection) -> None:
     """The oldest facts chunk into the facts table (caller's transaction); one that cannot be
-    read is logged and set aside."""
+    read is logged and dropped."""
     kept = db.execute(
         "SELECT id, message_id, at, rows FROM facts_deferred ORDER BY id LIMIT 1"
     ).fetchone()
