@@ -24,7 +24,8 @@ from lxml import etree
 
 from gateway import stats
 from gateway.broker import sqlite_figures
-from gateway.broker.sqlite_prepared import fact_rows, store_facts
+from gateway.broker.sqlite_deferred import store_facts
+from gateway.broker.sqlite_prepared import fact_rows
 from gateway.broker.sqlite_schema import SCHEMA
 from gateway.figures import Fact, FactKind, FigureKeys, extract
 from gateway.schemas import SchemaRegistry

@@ -34,6 +34,7 @@ from aiohttp import web
 
 from benchmarks import mix
 from benchmarks.ceilings import sqlite_ceiling, validate_ceiling
+from benchmarks.drops import Drops
 from gateway import soap
 from kit.harness import kafka_node, prepare_gateways, start_gateway, start_sink
 
@@ -205,34 +206,46 @@ class Clients:
 
 
 async def saturation(
-    clients: Clients, sink: Sink, messages: list[mix.Outgoing], concurrency: int, name: str
+    clients: Clients,
+    sink: Sink,
+    drops: Drops,
+    messages: list[mix.Outgoing],
+    concurrency: int,
+    name: str,
 ) -> Phase:
     latencies = Latencies()
     queue = list(reversed(messages))
-    failed = 0
-    before = sink.count
+    accepted: list[mix.Outgoing] = []
+    before, copies_before = sink.count, drops.count()
     started = time.perf_counter()
 
     async def worker() -> None:
-        nonlocal failed
         while queue:
-            if not await clients.send(queue.pop(), latencies):
-                failed += 1
+            message = queue.pop()
+            if await clients.send(message, latencies):
+                accepted.append(message)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     accepted_s = time.perf_counter() - started
-    await sink.wait_for(before + len(messages) - failed)
+    failed = len(messages) - len(accepted)
+    await sink.wait_for(before + len(accepted))
+    await drops.wait_for(copies_before + drops.expected(accepted))  # the phase's copies too
     return _phase(
         name, "saturation", None, len(messages), accepted_s, sink.last - started, latencies, failed
     )
 
 
 async def offered(
-    clients: Clients, sink: Sink, messages: list[mix.Outgoing], rate: float, name: str
+    clients: Clients,
+    sink: Sink,
+    drops: Drops,
+    messages: list[mix.Outgoing],
+    rate: float,
+    name: str,
 ) -> Phase:
     """Open loop: message i is sent at start + i/rate whether or not earlier ones returned."""
     latencies = Latencies()
-    before = sink.count
+    before, copies_before = sink.count, drops.count()
     started = time.perf_counter()
     tasks = []
     for i, message in enumerate(messages):
@@ -244,6 +257,8 @@ async def offered(
     elapsed = time.perf_counter() - started
     failed = results.count(False)
     await sink.wait_for(before + len(messages) - failed)
+    accepted = [m for m, ok in zip(messages, results, strict=True) if ok]
+    await drops.wait_for(copies_before + drops.expected(accepted))  # the phase's copies too
     return _phase(
         name,
         f"{rate:g} msg/s offered",
@@ -307,6 +322,7 @@ async def run_scenario(
             await start_gateway(c, f"https://127.0.0.1:{p}", check)
             for c, p in zip(configs, ports, strict=True)
         ]
+        drops = Drops(configs[0])  # every process writes the same drops
         clients = Clients(
             directory,
             [f"https://127.0.0.1:{p}/ggk/OntvangAsynchroon" for p in ports],
@@ -315,14 +331,14 @@ async def run_scenario(
         )
         try:
             warm = mix.draw(100, seed=1, start=900_000_000)
-            await saturation(clients, sink, warm, args.concurrency, scenario.name)
+            await saturation(clients, sink, drops, warm, args.concurrency, scenario.name)
             cpu_before = sum(cpu_seconds(s.pid) for s in servers)
             sat = mix.draw(args.messages, seed=2, start=0)
             with flame_graph(
                 args.flame, scenario.name, [s.pid for s in servers], args.flame_format
             ):
                 result.phases.append(
-                    await saturation(clients, sink, sat, args.concurrency, scenario.name)
+                    await saturation(clients, sink, drops, sat, args.concurrency, scenario.name)
                 )
             cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
             result.cpu_s_per_1000 = cpu / args.messages * 1000
@@ -333,7 +349,7 @@ async def run_scenario(
                 batch = mix.draw(count, seed=int(rate), start=first)
                 first += count
                 cpu_before = sum(cpu_seconds(s.pid) for s in servers)
-                phase = await offered(clients, sink, batch, rate, scenario.name)
+                phase = await offered(clients, sink, drops, batch, rate, scenario.name)
                 cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
                 phase.cpu_s_per_1000 = cpu / count * 1000
                 result.phases.append(phase)

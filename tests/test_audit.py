@@ -139,6 +139,15 @@ def bsn_index_removed(db: sqlite3.Connection, key: bytes) -> None:
     db.execute("DELETE FROM audit_bsn")
 
 
+def bsn_index_removed_under_marker(db: sqlite3.Connection, key: bytes) -> None:
+    """Entries removed while a deferral marker says they are written."""
+    (listed,) = db.execute("SELECT bsn_pseudonyms FROM audit WHERE seq = 3").fetchone()
+    db.execute("DELETE FROM audit_bsn WHERE seq = 3")
+    db.execute(
+        "INSERT INTO audit_bsn_deferred (seq, indexed) VALUES (3, ?)", (len(listed.split(",")),)
+    )
+
+
 def malformed_row(db: sqlite3.Connection, key: bytes) -> None:
     db.execute("UPDATE audit SET at = 'yesterday' WHERE seq = 6")
 
@@ -162,6 +171,7 @@ def bad_checkpoint(db: sqlite3.Connection, key: bytes) -> None:
         (append_forged_tail, hashlib.sha256(b"").digest(), 13, "forged"),
         (bsn_index_added, None, 5, "BSN search index"),
         (bsn_index_removed, None, 3, "BSN search index"),
+        (bsn_index_removed_under_marker, None, 3, "BSN search index"),
         (malformed_row, None, 6, "altered or forged"),
         (bad_checkpoint, None, 12, "invalid signature"),
     ],
@@ -178,6 +188,7 @@ def bad_checkpoint(db: sqlite3.Connection, key: bytes) -> None:
         "forged-tail-plain-sha256-key",
         "bsn-index-entry-added",
         "bsn-index-entry-removed",
+        "bsn-index-entry-removed-under-a-marker",
         "malformed-row",
         "checkpoint-signature-garbage",
     ],
@@ -351,18 +362,20 @@ async def test_reencrypt_payloads_after_rotation(tmp_path: Path) -> None:
     broker = SqliteBroker(path, keys)
     await broker.start()
     await broker.accept(stored_message(1))
+    large = b"<e>" + b"<n>declaratie</n>" * 20_000 + b"</e>"  # stored packed (packing.py)
+    await broker.accept(stored_message(2, envelope=large))
     old = keys.active
     keys.rotate()
     with pytest.raises(StorageError, match="in use"):
         reencrypt_payloads(path, keys)  # not while a gateway holds the database
     await broker.close()
-    assert reencrypt_payloads(path, keys) == 1
+    assert reencrypt_payloads(path, keys) == 2
     assert reencrypt_payloads(path, keys) == 0
     del keys.data_keys[old]  # payloads no longer need the old key...
     broker = SqliteBroker(path, keys)
     await broker.start()
-    (job,) = await broker.claim(1, 30)
-    assert job.envelope == b"<e>payload</e>"
+    jobs = await broker.claim(2, 30)
+    assert sorted(job.envelope for job in jobs) == sorted([b"<e>payload</e>", large])
     await broker.close()
     db = _db(path)
     with pytest.raises(KeyringError, match="not in the keyring"):  # ...audit records do

@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 from gateway import disclosure, stats
 from gateway.broker import sqlite_figures
-from gateway.broker.sqlite_prepared import fact_rows, store_facts
+from gateway.broker.sqlite_deferred import store_facts
+from gateway.broker.sqlite_prepared import fact_rows
 from gateway.broker.sqlite_schema import SCHEMA
 from gateway.figures import Fact, FactKind
 

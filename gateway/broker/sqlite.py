@@ -32,7 +32,8 @@ from gateway.broker.base import (
     StorageError,
 )
 from gateway.broker.sqlite_core import envelope_aad
-from gateway.broker.sqlite_prepared import PreparedAccept, is_large, prepare, store_facts
+from gateway.broker.sqlite_deferred import defer_facts, has_room, store_facts
+from gateway.broker.sqlite_prepared import PreparedAccept, is_large, prepare
 from gateway.broker.sqlite_queue import SqliteQueue
 from gateway.broker.sqlite_schema import OPEN_STATES, connect, exclusive_lock
 from gateway.broker.sqlite_views import SqliteViews
@@ -183,6 +184,9 @@ class SqliteBroker(SqliteQueue, SqliteViews):
         ``now``) holds what needs no transaction. ``lease_until``: the
         deliveries to push are stored in flight under that lease, as a claim would leave
         them, and returned as jobs (:class:`gateway.broker.base.DirectDeliveries`)."""
+        # a large message's index entries and facts follow its commit, while the writer is
+        # not too far behind with those of the ones before (gateway/broker/sqlite_deferred.py)
+        deferred = prepared.deferred is not None and has_room(db)
         db.execute(
             "INSERT INTO messages (id, received_at, kind, zender, zender_applicatie, "
             "ontvanger, referentienummer, cross_ref, functie, message_code, identificatie, "
@@ -226,6 +230,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
             pseudonyms=prepared.pseudonyms,
             secret={"payload_sha256": message.payload_digest},
             about=message,
+            defer_index=deferred,
         )
         jobs: list[Job] = []
         for planned in message.deliveries:
@@ -285,7 +290,9 @@ class SqliteBroker(SqliteQueue, SqliteViews):
                 "retour_received",
                 f"{message.functie} {message.id} {message.retourcodes or ''}".strip(),
             )
-        if prepared.fact_rows:
+        if prepared.deferred is not None and deferred:  # written by the commits after this one
+            defer_facts(db, message.id, now, prepared.deferred)
+        elif prepared.fact_rows:
             store_facts(db, message.id, now, prepared.fact_rows)
         return jobs
 

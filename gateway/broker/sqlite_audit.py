@@ -41,6 +41,10 @@ CREATE INDEX IF NOT EXISTS audit_object ON audit (object);
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 CREATE TABLE IF NOT EXISTS audit_bsn (pseudonym TEXT NOT NULL, seq INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_bsn_pseudonym ON audit_bsn (pseudonym);
+CREATE TABLE IF NOT EXISTS audit_bsn_deferred (
+    seq INTEGER PRIMARY KEY,
+    indexed INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS audit_checkpoint (
     seq INTEGER PRIMARY KEY,
     hash TEXT NOT NULL,
@@ -75,9 +79,13 @@ def append(
     event: AuditEvent,
     at: float,
     pseudonyms: tuple[str, ...] | None = None,
+    *,
+    defer_index: bool = False,
 ) -> int:
     """Append one record inside the caller's transaction; returns its sequence number.
-    ``pseudonyms``: those of ``event.bsns`` when already made (:func:`gateway.audit.seal`)."""
+    ``pseudonyms``: those of ``event.bsns`` when already made (:func:`gateway.audit.seal`).
+    ``defer_index``: mark the record for the BSN index instead of indexing it now (a large
+    message's; gateway/broker/sqlite_deferred.py and :func:`index_marked`)."""
     last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     row = audit.seal(keyring, event, at, seq, prev, pseudonyms)
@@ -86,11 +94,57 @@ def append(
         tuple(row.values()),
     )
     indexed = [p for p in str(row["bsn_pseudonyms"]).split(",") if p]
-    if indexed:  # most records name no citizen; an empty executemany still costs ~15 µs
+    if indexed and defer_index:
+        db.execute("INSERT INTO audit_bsn_deferred (seq) VALUES (?)", (seq,))
+    elif indexed:  # most records name no citizen; an empty executemany still costs ~15 µs
         db.executemany(
             "INSERT INTO audit_bsn (pseudonym, seq) VALUES (?, ?)", [(p, seq) for p in indexed]
         )
     return seq
+
+
+def index_marked(db: sqlite3.Connection, chunk: int) -> None:
+    """Index up to ``chunk`` more pseudonyms of the oldest record marked by
+    ``append(defer_index=True)``, in the caller's transaction; its marker goes with the last."""
+    marked = db.execute(
+        "SELECT d.seq, d.indexed, a.bsn_pseudonyms FROM audit_bsn_deferred AS d "
+        "LEFT JOIN audit AS a ON a.seq = d.seq ORDER BY d.seq LIMIT 1"
+    ).fetchone()
+    if marked is None:
+        return
+    seq, indexed = marked[0], max(0, int(marked[1] or 0))  # a damaged one starts over
+    pseudonyms = [p for p in str(marked[2] or "").split(",") if p]
+    written = pseudonyms[indexed : indexed + chunk]
+    if written:
+        db.executemany(
+            "INSERT INTO audit_bsn (pseudonym, seq) VALUES (?, ?)", [(p, seq) for p in written]
+        )
+    if indexed + len(written) >= len(pseudonyms):
+        db.execute("DELETE FROM audit_bsn_deferred WHERE seq = ?", (seq,))
+    else:
+        db.execute(
+            "UPDATE audit_bsn_deferred SET indexed = ? WHERE seq = ?", (indexed + len(written), seq)
+        )
+
+
+def marked_chunks(db: sqlite3.Connection, chunk: int) -> int:
+    """How many :func:`index_marked` calls of ``chunk`` index every record marked now."""
+    total = 0
+    for indexed, listed in db.execute(
+        "SELECT d.indexed, a.bsn_pseudonyms FROM audit_bsn_deferred AS d "
+        "LEFT JOIN audit AS a ON a.seq = d.seq"
+    ):
+        left = len([p for p in str(listed or "").split(",") if p]) - max(0, int(indexed or 0))
+        total += max(1, -(-left // chunk))
+    return total
+
+
+def _marked(db: sqlite3.Connection) -> dict[int, int]:
+    """Records whose index entries are still being written: seq → how many of its pseudonyms
+    (in the record's order) are indexed. Empty for a file no gateway of this version opened."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit_bsn_deferred'").fetchone():
+        return {r[0]: r[1] for r in db.execute("SELECT seq, indexed FROM audit_bsn_deferred")}
+    return {}
 
 
 def checkpoint(db: sqlite3.Connection, keyring: Keyring, at: float) -> dict[str, Any] | None:
@@ -134,6 +188,7 @@ def verify(
                     "SELECT seq, bsn_pseudonyms FROM audit WHERE bsn_pseudonyms != ''"
                 )
             ),
+            _marked(db),
         )
     except Tampered as exc:
         return Verdict(False, len(hashes), len(checkpoints), exc.seq, exc.reason)
@@ -172,8 +227,17 @@ def search(
     if bsn:
         if keyring is None:
             raise ValueError("searching by BSN needs the keyring (for the pseudonym)")
-        where.append("seq IN (SELECT seq FROM audit_bsn WHERE pseudonym = ?)")
-        params.append(keyring.pseudonym(bsn))
+        pseudonym = keyring.pseudonym(bsn)
+        if _marked(db):  # records whose index entries are still being written: their lists
+            where.append(
+                "(seq IN (SELECT seq FROM audit_bsn WHERE pseudonym = ?) OR seq IN ("
+                "SELECT d.seq FROM audit_bsn_deferred AS d JOIN audit AS a ON a.seq = d.seq "
+                "WHERE instr(',' || a.bsn_pseudonyms || ',', ',' || ? || ',') > 0))"
+            )
+            params.extend((pseudonym, pseudonym))
+        else:
+            where.append("seq IN (SELECT seq FROM audit_bsn WHERE pseudonym = ?)")
+            params.append(pseudonym)
     if partner:
         # a delivery's record names its destination first in its outcome ("CAK attempt 1"):
         # a copy to CAK is about CAK although the message's ontvanger is another partner

@@ -9,6 +9,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import IO, Any
 import structlog
 
 from gateway import audit
-from gateway.broker import revocations, sqlite_audit, sqlite_sessions
+from gateway.broker import packing, revocations, sqlite_audit, sqlite_deferred, sqlite_sessions
 from gateway.broker.base import (
     NewMessage,
     StorageError,
@@ -93,6 +94,10 @@ class SqliteCore:
         self.wal_restart_frames = WAL_RESTART_FRAMES
         self._restart_wal = False
         """Set by the checkpointer: the writer checkpoints before its next commit."""
+        self._deferred = False
+        """Rows deferred by a large message are left (gateway/broker/sqlite_deferred.py):
+        the writer works a chunk off per commit, and in commits of their own when idle (also
+        those a crash left, found at start)."""
         self._writer_task: asyncio.Task[None] | None = None
         self._write_db: sqlite3.Connection | None = None
         self._read_db: sqlite3.Connection | None = None
@@ -115,7 +120,8 @@ class SqliteCore:
         if upgraded:
             log.info("broker.store_upgraded", path=str(self.path), steps=upgraded)
         await asyncio.to_thread(
-            self._write_db.executescript, SCHEMA + sqlite_audit.SCHEMA + sqlite_sessions.SCHEMA
+            self._write_db.executescript,
+            SCHEMA + sqlite_audit.SCHEMA + sqlite_deferred.SCHEMA + sqlite_sessions.SCHEMA,
         )
         mismatch = await asyncio.to_thread(
             sqlite_audit.keyring_mismatch, self._write_db, self.keyring
@@ -131,6 +137,7 @@ class SqliteCore:
             self._write_db.execute(f"PRAGMA max_page_count = {self.max_bytes // page_size}")
         self._checkpoint_db = await asyncio.to_thread(connect, self.path)
         self._checkpoint_task = asyncio.create_task(self._checkpointer(), name="sqlite-checkpoint")
+        self._deferred = bool(await asyncio.to_thread(sqlite_deferred.backlog, self._write_db))
         recovered = await asyncio.to_thread(self._recover_leases)
         if recovered:
             log.warning("broker.leases_recovered", deliveries=recovered)
@@ -203,11 +210,13 @@ class SqliteCore:
         pseudonyms: tuple[str, ...] | None = None,
         secret: dict[str, Any] | None = None,
         about: NewMessage | None = None,
+        defer_index: bool = False,
     ) -> None:
         """A message's history event and its audit record, in the caller's transaction.
         ``pseudonyms``: those of ``bsns``, when made before the transaction.
         ``about``: the message itself when the caller has it in hand (as it is stored), so
-        its parties are not read back from the table once per record."""
+        its parties are not read back from the table once per record. ``defer_index``: its
+        BSN index entries are written by later commits (gateway/broker/sqlite_deferred.py)."""
         db.execute(
             "INSERT INTO events (message_id, at, event, detail) VALUES (?, ?, ?, ?)",
             (message_id, at, event, detail),
@@ -240,13 +249,19 @@ class SqliteCore:
             ),
             at,
             pseudonyms,
+            defer_index=defer_index,
         )
 
     def open_envelope(self, message_id: str, key_id: str | None, sealed: bytes) -> bytes:
-        """The envelope, decrypted; StorageError when retention purged it."""
+        """The envelope, decrypted (and unpacked: gateway/broker/packing.py); StorageError
+        when retention purged it."""
         if key_id is None:
             raise StorageError(f"the payload of {message_id} was purged (retention)")
-        return self.keyring.decrypt(key_id, bytes(sealed), envelope_aad(message_id))
+        plaintext = self.keyring.decrypt(key_id, bytes(sealed), envelope_aad(message_id))
+        try:
+            return packing.unpack(plaintext)
+        except zlib.error:  # authenticated, so only a fault of ours: a delivery's dead letter
+            raise StorageError(f"the stored payload of {message_id} cannot be unpacked") from None
 
     async def close(self) -> None:
         if self._checkpoint_task is not None:
@@ -254,6 +269,11 @@ class SqliteCore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoint_task
         if self._queue is not None and self._writer_task is not None:
+            if self._deferred and not self._writer_task.done():  # a clean stop writes them all
+                try:
+                    await self.write(sqlite_deferred.drain_all)
+                except Exception as exc:  # left for the next start; the writer stops anyway
+                    log.warning("broker.deferred_rows_failed", error=type(exc).__name__)
             await self._queue.put(None)
             await self._writer_task
         for db in (self._write_db, self._read_db, self._checkpoint_db):
@@ -266,6 +286,15 @@ class SqliteCore:
     async def _writer(self) -> None:
         assert self._queue is not None
         while True:
+            if self._deferred and self._queue.empty():
+                # nothing waits: a commit of its own for the next deferred rows, not waiting
+                # for the disk (a commit lost at a crash leaves their markers, done again)
+                try:
+                    await asyncio.to_thread(self._apply, [], False)
+                except Exception as exc:  # the commit failed: tried again after the next
+                    log.warning("broker.deferred_rows_failed", error=type(exc).__name__)
+                    self._deferred = False
+                continue
             item = await self._queue.get()
             if item is None:
                 return
@@ -309,6 +338,7 @@ class SqliteCore:
                 log.warning("broker.checkpoint_failed", error=str(exc))
         db.execute("BEGIN IMMEDIATE")
         try:
+            drained = not self._deferred or self._drain_chunk(db)
             for op in ops:
                 db.execute("SAVEPOINT op")
                 try:
@@ -322,12 +352,33 @@ class SqliteCore:
                     db.execute("ROLLBACK TO op")
                     db.execute("RELEASE op")
                     results.append(exc)
+            deferred = sqlite_deferred.backlog(db) > 0
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        # after a chunk that failed, the next commit writes none: no commits of its own
+        # going round on the same failure
+        self._deferred = deferred and drained
         return results
+
+    def _drain_chunk(self, db: sqlite3.Connection) -> bool:
+        """A chunk of deferred index entries and one of facts (gateway/broker/
+        sqlite_deferred.py), before a commit's own work, each in a savepoint of its own: a
+        failure (a full store) must neither sink the operations after it nor hold up the
+        other part. False when either failed."""
+        done = True
+        for part in (sqlite_deferred.drain_index, sqlite_deferred.drain_facts):
+            db.execute("SAVEPOINT deferred")
+            try:
+                part(db)
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK TO deferred")
+                log.warning("broker.deferred_rows_failed", error=type(exc).__name__)
+                done = False
+            db.execute("RELEASE deferred")
+        return done
 
     async def write(self, op: Op, *, durable: bool = True) -> Any:
         """Run ``op`` in the writer's next group commit; its result once committed.

@@ -16,39 +16,22 @@ duplicate is prepared too and the work dropped when the writer finds it one.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
 
+from gateway.broker import packing
 from gateway.broker.base import NewMessage
 from gateway.broker.sqlite_core import envelope_aad
+from gateway.broker.sqlite_deferred import FactRow, chunks, defers
 from gateway.figures import Fact
 from gateway.keyring import Keyring
-
-FactRow = tuple[Any, ...]
-"""One fact as a row of the ``facts`` table, without its message id and time (the columns
-:func:`store_facts` inserts after those two)."""
 
 LARGE_ROWS = 64
 """A message with more BSNs and facts than this is prepared in a thread (a few hundred µs)."""
 
-LARGE_ENVELOPE_BYTES = 64 * 1024
-"""A message whose envelope is larger than this is prepared in a thread (sealing 256 KB took
-about 160 µs of the event loop)."""
-
-
-def store_facts(
-    db: sqlite3.Connection, message_id: str, at: float, rows: tuple[FactRow, ...]
-) -> None:
-    """Insert a message's beleidsinformatie rows (:func:`fact_rows`) in the caller's
-    transaction."""
-    db.executemany(
-        "INSERT INTO facts (message_id, at, kind, standard, gemeente, aanbieder, categorie, "
-        "month, client, key, amount, link, follows) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(message_id, at, *row) for row in rows],
-    )
+LARGE_ENVELOPE_BYTES = packing.PACK_FROM_BYTES
+"""A message whose envelope is larger than this is prepared in a thread: it is packed
+(gateway/broker/packing.py), and sealing 256 KB alone took about 160 µs of the event loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +45,10 @@ class PreparedAccept:
     """Keyed pseudonyms of the payload's BSNs, sorted, for its ``accepted`` audit record."""
     fact_rows: tuple[FactRow, ...]
     """Its beleidsinformatie, as rows of the ``facts`` table (:func:`fact_rows`)."""
+    deferred: tuple[str, ...] | None = None
+    """A large message's fact rows in the chunks its commit keeps for later, when its BSN
+    index entries and facts are written after its commit (gateway/broker/sqlite_deferred.py);
+    None when they are written with it."""
 
 
 def is_large(message: NewMessage) -> bool:
@@ -80,12 +67,16 @@ def prepare(
 ) -> PreparedAccept:
     """The rows' parts of ``message`` accepted ``at``. ``sealed``: the envelope already
     encrypted (key id, ciphertext), as the Kafka backend's view receives it."""
-    key_id, ciphertext = sealed or keyring.encrypt(message.envelope, envelope_aad(message.id))
+    key_id, ciphertext = sealed or keyring.encrypt(
+        packing.pack(message.envelope), envelope_aad(message.id)
+    )
+    rows = fact_rows(at, message.facts)
     return PreparedAccept(
         key_id,
         ciphertext,
         keyring.pseudonyms(message.bsns),
-        fact_rows(at, message.facts),
+        rows,
+        chunks(rows) if defers(len(message.bsns), len(message.facts)) else None,
     )
 
 
