@@ -4,9 +4,9 @@ Why: a declaratie of 1 MB is some 45 times smaller compressed (zlib at its faste
 about 23 KB, in about 1.3 ms, in the thread that prepares it; gateway/broker/sqlite_prepared.py).
 Stored as it came, its commit wrote a megabyte into the WAL and onto the disk while every
 message accepted after it waited (docs/benchmarks.md, "Copies in the window; rows that
-follow their message"), the
-checkpointer copied it again, and the file grew by it. Small envelopes, most of the traffic,
-are stored as they came: compressing a few KB would cost more than it saves.
+follow their message"), the checkpointer copied it again, and the file grew by it. Small
+envelopes, most of the traffic, are stored as they came: compressing a few KB would cost
+more than it saves.
 
 A packed envelope is the marker and the zlib stream. No envelope starts with the marker:
 a NUL byte is not allowed anywhere in an XML document, and only XML is stored. The packed

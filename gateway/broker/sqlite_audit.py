@@ -93,7 +93,7 @@ def append(
         f"INSERT INTO audit ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
         tuple(row.values()),
     )
-    indexed = [p for p in str(row["bsn_pseudonyms"]).split(",") if p]
+    indexed = _listed(row["bsn_pseudonyms"])
     if indexed and defer_index:
         db.execute("INSERT INTO audit_bsn_deferred (seq) VALUES (?)", (seq,))
     elif indexed:  # most records name no citizen; an empty executemany still costs ~15 µs
@@ -112,8 +112,7 @@ def index_marked(db: sqlite3.Connection, chunk: int) -> None:
     ).fetchone()
     if marked is None:
         return
-    seq, indexed = marked[0], max(0, int(marked[1] or 0))  # a damaged one starts over
-    pseudonyms = [p for p in str(marked[2] or "").split(",") if p]
+    seq, indexed, pseudonyms = marked[0], _indexed(marked[1]), _listed(marked[2])
     written = pseudonyms[indexed : indexed + chunk]
     if written:
         db.executemany(
@@ -134,9 +133,19 @@ def marked_chunks(db: sqlite3.Connection, chunk: int) -> int:
         "SELECT d.indexed, a.bsn_pseudonyms FROM audit_bsn_deferred AS d "
         "LEFT JOIN audit AS a ON a.seq = d.seq"
     ):
-        left = len([p for p in str(listed or "").split(",") if p]) - max(0, int(indexed or 0))
+        left = len(_listed(listed)) - _indexed(indexed)
         total += max(1, -(-left // chunk))
     return total
+
+
+def _listed(pseudonyms: object) -> list[str]:
+    """A record's ``bsn_pseudonyms`` column as its list (empty for none)."""
+    return [p for p in str(pseudonyms or "").split(",") if p]
+
+
+def _indexed(marker: int | None) -> int:
+    """A marker's count of indexed pseudonyms; a damaged one (negative, none) starts over."""
+    return max(0, int(marker or 0))
 
 
 def _marked(db: sqlite3.Connection) -> dict[int, int]:

@@ -7,9 +7,8 @@ search index land on as many random pages of that index, and its 870 rows of
 beleidsinformatie go to two more indexes. That was 10–17 ms of a 15–30 ms commit under load,
 growing with the history, and the messages accepted meanwhile waited for all of it (they were
 the Bv03 p99 at 100 msg/s; docs/benchmarks.md, "Copies in the window; rows that follow
-their message"). Neither is
-needed for the Bv03: the audit record itself, chained and committed with the message, names
-every pseudonym; the facts only feed the figures.
+their message"). Neither is needed for the Bv03: the audit record itself, chained and
+committed with the message, names every pseudonym; the facts only feed the figures.
 
 So a message with more than :data:`DEFER_ROWS` BSNs and facts commits markers instead (while
 fewer than :data:`BACKLOG_LIMIT` are waiting: under a stream of large messages the writer
