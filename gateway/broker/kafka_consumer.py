@@ -22,13 +22,6 @@ second in an idle process: 1000 cut the idle process's CPU from 2.55 to 2.05 % o
 (docs/benchmarks.md, "Kafka: what a process costs by merely existing")."""
 
 
-QUIET_TOPIC_FETCH_WAIT_MS = 5000
-"""How long a fetch of a topic that seldom changes (the partner file, the ebMS state) may wait
-at the broker. The broker answers as soon as a record is there, so this delays nothing; it
-only sets how often an idle consumer asks again (aiokafka's default, 500 ms, is twice a second
-per consumer in every process)."""
-
-
 def new_consumer(settings: dict[str, Any], **options: Any) -> AIOKafkaConsumer:
     """A consumer with the connection ``settings`` (``client_settings``) and ``options``."""
     return AIOKafkaConsumer(**settings, consumer_timeout_ms=FETCH_ROUTINE_WAKE_MS, **options)

@@ -52,7 +52,7 @@ from aiokafka.structs import ConsumerRecord
 from gateway.broker import kafka_records as rec
 from gateway.broker import kafka_topics
 from gateway.broker.base import StorageError
-from gateway.broker.kafka_consumer import QUIET_TOPIC_FETCH_WAIT_MS, new_consumer
+from gateway.broker.kafka_consumer import new_consumer
 from gateway.broker.kafka_core import bounded, client_settings, fetch_batch
 from gateway.broker.sqlite_ebms import Change, ReceivedStore, SentStore, StateCopy
 from gateway.config import KafkaConfig
@@ -106,7 +106,6 @@ class KafkaMshState:
                 settings,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                fetch_max_wait_ms=QUIET_TOPIC_FETCH_WAIT_MS,
             )
             await self._consumer.start()
             found = await kafka_topics.partitions(self._consumer, self.topic)

@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 
 from gateway import partnerfile
 from gateway.broker.base import StorageError
-from gateway.broker.kafka_consumer import QUIET_TOPIC_FETCH_WAIT_MS, new_consumer
+from gateway.broker.kafka_consumer import new_consumer
 from gateway.broker.kafka_core import client_settings
 from gateway.broker.kafka_topics import partitions
 from gateway.config import GatewayConfig
@@ -161,7 +161,6 @@ async def follow(config: GatewayConfig, keyring: Keyring, retry: float = 5.0) ->
             client_settings(config.kafka),
             enable_auto_commit=False,
             group_id=None,
-            fetch_max_wait_ms=QUIET_TOPIC_FETCH_WAIT_MS,
         )
         try:
             await consumer.start()
