@@ -61,6 +61,8 @@ SCENARIOS = {
         Scenario("kafka", backend="kafka"),
         Scenario("kafka-2", backend="kafka", processes=2),
         Scenario("kafka-3", backend="kafka", processes=3),
+        Scenario("kafka-inline", backend="kafka", readers=0),
+        Scenario("kafka-3-inline", backend="kafka", processes=3, readers=0),
     )
 }
 

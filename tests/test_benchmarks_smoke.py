@@ -265,6 +265,16 @@ def test_kafka_view() -> None:
     assert [r["variant"] for r in rows] == ["view", "view with facts", "audit"]
 
 
+@pytest.mark.kafka
+def test_kafka_idle(kafka_bootstrap: str) -> None:
+    """One idle process on the Kafka backend, its CPU read over a short window."""
+    args = ("--settle", "1", "--seconds", "1", "--rounds", "1", "--kafka", kafka_bootstrap)
+    done = bench("benchmarks.kafka_idle", *args)
+    rows = tables(done.stdout)[0]
+    assert [number(r["rounds"]) for r in rows] == [1]
+    assert number(rows[0]["idle CPU, % of a core (median)"]) >= 0
+
+
 @pytest.mark.slow
 def test_submit() -> None:
     done = bench("benchmarks.submit", "--messages", "3", "--large", "2")

@@ -7,15 +7,18 @@ import asyncio
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from gateway.broker import kafka_audit, kafka_ledger, kafka_topics
+from gateway.keyring import Keyring
 from gateway.portal.session import SESSION_SECONDS
+from kit.gateway import eventually
 
 pytestmark = pytest.mark.kafka
 GGK = str(Path(sys.executable).parent / "ggk")
@@ -182,3 +185,45 @@ def test_serve_with_an_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> N
     )
     assert result.returncode == 2, result.stderr
     assert "kafka at 127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_the_ledger_reader_rests_between_reads_and_finds_new_heads(
+    kafka_bootstrap: str,
+) -> None:
+    """The ledger is read at start and at each assignment only. In between its reader is
+    paused (an assigned partition is otherwise fetched twice a second, for nobody), and a
+    head published meanwhile, by another process, is found at the next read."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    settings = {"bootstrap_servers": kafka_bootstrap}
+    await kafka_topics.create(
+        kafka_bootstrap, kafka_topics.plan(prefix, partitions=1, replication=1), settings
+    )
+    producer = AIOKafkaProducer(**settings, acks="all")
+    await producer.start()
+
+    async def send(topic: str, value: bytes, key: str) -> None:
+        await producer.send_and_wait(topic, value, key=key.encode())
+
+    keyring = Keyring.generate()
+    keeper = kafka_ledger.LedgerKeeper(settings, prefix, [f"{prefix}.events"], keyring, "a", send)
+    ledger = TopicPartition(f"{prefix}.ledger", 0)
+    source = TopicPartition(f"{prefix}.events", 0)
+    try:
+        await keeper.start()
+        reader = keeper._reader
+        assert reader is not None
+
+        def resting() -> bool:  # once the group gave it the source (its second read)
+            return source in keeper.chains and reader.paused() == {ledger}
+
+        assert await eventually(resting, timeout=30)
+        head = kafka_ledger.Checkpoint.sign(
+            keyring, source, kafka_ledger.Chain("ab" * 32, 7, 9), "b"
+        )
+        await send(ledger.topic, *head.to_record())
+        await keeper._read_ledger()
+        assert keeper.published[source] == head
+        assert reader.paused() == {ledger}
+    finally:
+        await keeper.close()
+        await producer.stop()

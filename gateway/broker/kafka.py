@@ -66,6 +66,7 @@ from gateway.broker.base import (
     SignedCheckpoint,
     StorageError,
 )
+from gateway.broker.kafka_consumer import new_consumer
 from gateway.broker.kafka_core import CLOSE_STEP_SECONDS, MAX_RECORD_BYTES, bounded
 from gateway.broker.kafka_core import client_settings as client_settings
 from gateway.broker.kafka_ledger import LedgerError, LedgerKeeper
@@ -158,8 +159,8 @@ class KafkaBroker(KafkaRouting):
     ) -> AIOKafkaConsumer:
         """A member of ``<prefix>.<group>``: offsets committed by us only after the work is
         done, committed records only (``read_committed``), from the start for a new group."""
-        consumer = AIOKafkaConsumer(
-            **settings,
+        consumer = new_consumer(
+            settings,
             group_id=f"{self.config.prefix}.{group}",
             # static membership (KIP-345): a process restarted after a crash rejoins as
             # itself and gets its partitions back at once, without a rebalance of the others

@@ -29,6 +29,7 @@ from gateway.broker.base import (
     MessageRef,
     StorageError,
 )
+from gateway.broker.kafka_consumer import new_consumer
 from gateway.broker.kafka_ledger import LedgerKeeper
 from gateway.broker.kafka_payloads import PayloadReader
 from gateway.broker.sqlite import SqliteBroker
@@ -46,6 +47,11 @@ _SKIPPABLE = (rec.RecordError, KeyringError, KeyError)
 CLOSE_STEP_SECONDS = 15.0
 MAX_RECORD_BYTES = 32 * 1024 * 1024
 """Above the largest message the gateway accepts (25 MB) plus its sealing and metadata."""
+
+
+COMMIT_SPACING = 0.2
+"""Delivery offsets are committed at most this often: one commit for the deliveries finished
+meanwhile (none at all while nothing moves)."""
 
 
 BUFFER_RECORDS = 2000
@@ -118,14 +124,18 @@ class Offsets:
         self.open: dict[TopicPartition, set[int]] = {}
         self.next: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
+        self.moved = asyncio.Event()
+        """Set when an offset was taken or finished: a commit may be due."""
 
     def taken(self, tp: TopicPartition, offset: int) -> None:
         self.open.setdefault(tp, set()).add(offset)
         self.next[tp] = max(self.next.get(tp, 0), offset + 1)
+        self.moved.set()
 
     def finished(self, tp: TopicPartition, offset: int) -> None:
         if tp in self.open:
             self.open[tp].discard(offset)
+            self.moved.set()
 
     def due(self) -> dict[TopicPartition, int]:
         """Offsets to commit now (those that moved since the last commit)."""
@@ -210,8 +220,8 @@ class KafkaCore:
         view's writer thread: the process that sent the message records it."""
 
     async def _start_view(self, settings: dict[str, Any]) -> None:
-        consumer = AIOKafkaConsumer(
-            **settings,
+        consumer = new_consumer(
+            settings,
             enable_auto_commit=False,
             isolation_level="read_committed",
             max_partition_fetch_bytes=MAX_RECORD_BYTES,

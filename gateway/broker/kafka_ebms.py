@@ -52,6 +52,7 @@ from aiokafka.structs import ConsumerRecord
 from gateway.broker import kafka_records as rec
 from gateway.broker import kafka_topics
 from gateway.broker.base import StorageError
+from gateway.broker.kafka_consumer import new_consumer
 from gateway.broker.kafka_core import bounded, client_settings, fetch_batch
 from gateway.broker.sqlite_ebms import Change, ReceivedStore, SentStore, StateCopy
 from gateway.config import KafkaConfig
@@ -101,8 +102,10 @@ class KafkaMshState:
                 **settings, acks="all", enable_idempotence=True, linger_ms=self.config.linger_ms
             )
             await self._producer.start()
-            self._consumer = AIOKafkaConsumer(
-                **settings, enable_auto_commit=False, auto_offset_reset="earliest"
+            self._consumer = new_consumer(
+                settings,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
             )
             await self._consumer.start()
             found = await kafka_topics.partitions(self._consumer, self.topic)

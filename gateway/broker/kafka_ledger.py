@@ -44,6 +44,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.broker import kafka_topics
+from gateway.broker.kafka_consumer import new_consumer
 from gateway.keyring import Keyring
 
 log = structlog.get_logger("ggk.kafka.ledger")
@@ -184,7 +185,7 @@ class LedgerKeeper:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._reader = AIOKafkaConsumer(**self.settings, enable_auto_commit=False)
+        self._reader = new_consumer(self.settings, enable_auto_commit=False)
         await self._reader.start()
         if not await kafka_topics.partitions(self._reader, self.topic):
             raise LedgerError(f"topic {self.topic} does not exist: run `ggk kafka init` first")
@@ -192,8 +193,8 @@ class LedgerKeeper:
         self._reader.assign([ledger])
         await self._reader.seek_to_beginning(ledger)
         await self._read_ledger()
-        self._owner = AIOKafkaConsumer(
-            **self.settings,
+        self._owner = new_consumer(
+            self.settings,
             group_id=self.group,
             group_instance_id=self.node,  # as the router and delivery groups (kafka.py)
             enable_auto_commit=False,
@@ -238,21 +239,33 @@ class LedgerKeeper:
                 await asyncio.sleep(0.05)
 
     async def _read_ledger(self) -> None:
-        """Read ``<prefix>.ledger`` to its end: the newest checkpoint per source partition."""
+        """Read ``<prefix>.ledger`` to its end: the newest checkpoint per source partition.
+
+        The reader is paused between reads (at start and at each assignment): a consumer
+        fetches every assigned partition that is not paused, twice a second when there is
+        nothing new, and nobody would look at what it fetched."""
         reader = self._reader
         assert reader is not None
         ledger = TopicPartition(self.topic, 0)
-        end = (await reader.end_offsets([ledger]))[ledger]
-        while await reader.position(ledger) < end:
-            batch = await reader.getmany(ledger, timeout_ms=500)
-            for record in batch.get(ledger, []):
-                checkpoint, problem = signed_checkpoint(record, self.keyring)
-                if checkpoint is None:
-                    log.error("kafka.ledger_record_refused", offset=record.offset, error=problem)
-                    continue
-                known = self.published.get(checkpoint.source)
-                if known is None or checkpoint.offset >= known.offset:
-                    self.published[checkpoint.source] = checkpoint
+        reader.resume(ledger)
+        try:
+            end = (await reader.end_offsets([ledger]))[ledger]
+            while await reader.position(ledger) < end:
+                batch = await reader.getmany(ledger, timeout_ms=500)
+                for record in batch.get(ledger, []):
+                    self._take(record)
+        finally:
+            reader.pause(ledger)
+
+    def _take(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """A ledger record's checkpoint, when it is signed and newer than the one known."""
+        checkpoint, problem = signed_checkpoint(record, self.keyring)
+        if checkpoint is None:
+            log.error("kafka.ledger_record_refused", offset=record.offset, error=problem)
+            return
+        known = self.published.get(checkpoint.source)
+        if known is None or checkpoint.offset >= known.offset:
+            self.published[checkpoint.source] = checkpoint
 
     async def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
         """Continue each chain from its newest published checkpoint (or its start)."""
@@ -463,7 +476,7 @@ async def newest_checkpoints(
     settings: dict[str, Any], prefix: str, keyring: Keyring
 ) -> list[Checkpoint]:
     """The newest correctly signed checkpoint of every chain on the ledger (to export)."""
-    consumer = AIOKafkaConsumer(**settings, enable_auto_commit=False)
+    consumer = new_consumer(settings, enable_auto_commit=False)
     await consumer.start()
     try:
         found = await _all_checkpoints(consumer, f"{prefix}.ledger", keyring, ClusterVerdict())
@@ -488,8 +501,8 @@ async def read_partition(
 
 def trail_reader(settings: dict[str, Any]) -> AIOKafkaConsumer:
     """A consumer for reading the trail from its start: no group, committed records only."""
-    return AIOKafkaConsumer(
-        **settings,
+    return new_consumer(
+        settings,
         enable_auto_commit=False,
         isolation_level="read_committed",
         max_partition_fetch_bytes=32 * 1024 * 1024,

@@ -24,12 +24,13 @@ import time
 from pathlib import Path
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from cryptography.exceptions import InvalidSignature
 
 from gateway import partnerfile
 from gateway.broker.base import StorageError
+from gateway.broker.kafka_consumer import new_consumer
 from gateway.broker.kafka_core import client_settings
 from gateway.broker.kafka_topics import partitions
 from gateway.config import GatewayConfig
@@ -156,8 +157,10 @@ async def follow(config: GatewayConfig, keyring: Keyring, retry: float = 5.0) ->
     assert config.kafka is not None
     topic = topic_of(config)
     while True:
-        consumer = AIOKafkaConsumer(
-            **client_settings(config.kafka), enable_auto_commit=False, group_id=None
+        consumer = new_consumer(
+            client_settings(config.kafka),
+            enable_auto_commit=False,
+            group_id=None,
         )
         try:
             await consumer.start()

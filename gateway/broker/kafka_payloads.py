@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from gateway.broker.base import StorageError
+from gateway.broker.kafka_consumer import new_consumer
 
 FETCH_BYTES = 1024 * 1024
 """Per fetch; Kafka returns a larger record whole (its batch), so 25 MB messages still come."""
@@ -34,8 +35,8 @@ class PayloadReader:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            **self.settings,
+        self._consumer = new_consumer(
+            self.settings,
             enable_auto_commit=False,
             isolation_level="read_committed",
             max_partition_fetch_bytes=FETCH_BYTES,

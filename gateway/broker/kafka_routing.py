@@ -22,6 +22,7 @@ from gateway.broker.base import (
 )
 from gateway.broker.kafka_core import (
     BUFFER_RECORDS,
+    COMMIT_SPACING,
     KafkaCore,
     Pending,
     Routed,
@@ -327,11 +328,16 @@ class KafkaRouting(KafkaCore):
         return self._waiting[0][0] if self._waiting else None
 
     async def _commit_loop(self) -> None:
+        """Commit the delivery offsets that moved, at most every COMMIT_SPACING seconds (one
+        commit for the deliveries finished meanwhile); asleep while none moves."""
         while True:
-            await asyncio.sleep(0.2)
+            await self._offsets.moved.wait()
+            await asyncio.sleep(COMMIT_SPACING)
+            self._offsets.moved.clear()
             try:
                 await self._commit()
             except KafkaError as exc:  # e.g. a rebalance is under way: the next round retries
+                self._offsets.moved.set()
                 log.info("kafka.commit_deferred", error=str(exc))
 
     async def _commit(self) -> None:
