@@ -133,7 +133,10 @@ def cli() -> None:
         default=BATCH,
         help="records per applied batch (a view at 50 msg/s applies about 10 a fetch)",
     )
-    stopping.run(main(parser.parse_args()))
+    args = parser.parse_args()
+    if args.batch < 1 or args.messages < 1 or args.rounds < 1:
+        parser.error("--batch, --messages and --rounds are whole numbers from 1")
+    stopping.run(main(args))
 
 
 if __name__ == "__main__":
