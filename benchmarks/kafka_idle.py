@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,7 +34,12 @@ from kit.harness import (
     start_gateway,
     start_sink,
     stop_started,
+    wait_for_brokers,
 )
+
+
+class Unmeasured(Exception):
+    """The run could not measure what it set out to (said on stderr, exit 1)."""
 
 
 async def _accept(request: web.Request) -> web.Response:
@@ -54,6 +60,8 @@ async def idle_share(bootstrap: str, sink_port: int, settle: float, seconds: flo
             before = cpu_seconds(gateway.pid)
             await asyncio.sleep(seconds)
             spent = cpu_seconds(gateway.pid) - before
+            if gateway.returncode is not None:  # what it used is gone with it: no figure
+                raise Unmeasured(f"the gateway stopped (exit {gateway.returncode}) while measured")
         finally:
             await stop_started(only=gateway)
     return spent / seconds * 100
@@ -68,6 +76,13 @@ async def main(args: argparse.Namespace) -> None:
             if bootstrap is None:
                 scratch = stack.enter_context(tempfile.TemporaryDirectory())
                 bootstrap = stack.enter_context(kafka_node(Path(scratch) / "kafka"))
+            else:
+                try:
+                    await asyncio.to_thread(wait_for_brokers, bootstrap, 1, 15)
+                except RuntimeError:
+                    raise Unmeasured(
+                        f"no Kafka broker answered at {bootstrap} within 15 s: check --kafka"
+                    ) from None
             for round_ in range(1, args.rounds + 1):
                 share = await idle_share(bootstrap, sink_port, args.settle, args.seconds)
                 print(f"round {round_}: {share:.2f} % of a core", flush=True)
@@ -88,9 +103,15 @@ def cli() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kafka", help="bootstrap of a running broker (default: start one)")
     args = parser.parse_args()
-    if args.rounds < 1 or args.seconds <= 0 or args.settle < 0:
-        parser.error("--rounds must be at least 1, --seconds above 0, --settle 0 or more")
-    stopping.run(main(args))
+    if args.rounds < 1 or not 0 < args.seconds <= 3600 or not 0 <= args.settle <= 3600:
+        parser.error(
+            "--rounds is at least 1, --seconds above 0 and --settle from 0 (an hour at most)"
+        )
+    try:
+        stopping.run(main(args))
+    except Unmeasured as exc:
+        print(f"kafka_idle: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

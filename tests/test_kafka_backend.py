@@ -23,7 +23,7 @@ from lxml import etree
 
 from gateway import envelope as env
 from gateway import stats
-from gateway.broker import kafka_records, sqlite_figures
+from gateway.broker import kafka_records, kafka_topics, sqlite_figures
 from gateway.broker.kafka_ledger import Chain, Checkpoint
 from gateway.keyring import Keyring
 from gateway.portal.session import SESSION_SECONDS
@@ -130,6 +130,48 @@ async def test_one_receivers_messages_arrive_in_order(setup: Setup, sink: Sink) 
         await eventually(lambda: len(set(sink.referenties())) >= len(sent), timeout=60)
         order = list(dict.fromkeys(sink.referenties()))
         assert order == sent
+
+
+async def test_delivered_records_are_committed_while_the_gateway_runs(
+    setup: Setup, sink: Sink, kafka_bootstrap: str
+) -> None:
+    """The delivery group's offsets follow the deliveries soon, not only at a clean stop: a
+    process killed later must not take them up again. (The commit loop sleeps while no
+    offset moves and wakes when one does: a slow receiver finishes a delivery long after
+    its record was taken, and that finish alone must bring a commit.)"""
+    sink.delay = 1.0
+    prefix = setup.config().kafka.prefix  # type: ignore[union-attr]
+    group = f"{prefix}.delivery"
+    topics = [f"{prefix}.deliver.{adapter}" for adapter in kafka_topics.pushed()]
+    async with running(setup):
+        refs = [await submit_jw301(setup) for _ in range(3)]
+        await eventually(lambda: set(sink.referenties()) >= set(refs), timeout=60)
+        reader = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await reader.start()
+        await admin.start()
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in await kafka_topics.partitions(reader, topic)
+            ]
+            ends = await reader.end_offsets(partitions)
+            written = {tp: end for tp, end in ends.items() if end > 0}
+            assert written  # the deliveries went through the topic
+
+            async def committed() -> bool:
+                offsets = await admin.list_consumer_group_offsets(group)
+                # one past the last record: the end lies past the router's last commit
+                # marker, which no consumer is given
+                return all(
+                    tp in offsets and offsets[tp].offset >= end - 1 for tp, end in written.items()
+                )
+
+            assert await eventually(committed, timeout=10)
+        finally:
+            await admin.close()
+            await reader.stop()
 
 
 async def test_partner_down_then_back_is_retried_through_the_retry_topic(

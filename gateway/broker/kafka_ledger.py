@@ -183,6 +183,8 @@ class LedgerKeeper:
         self._owner: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._reads = 0
+        """Reads of the ledger under way: the reader rests (paused) when none is."""
 
     async def start(self) -> None:
         self._reader = new_consumer(self.settings, enable_auto_commit=False)
@@ -243,10 +245,13 @@ class LedgerKeeper:
 
         The reader is paused between reads (at start and at each assignment): a consumer
         fetches every assigned partition that is not paused, twice a second when there is
-        nothing new, and nobody would look at what it fetched."""
+        nothing new, and nobody would look at what it fetched. Paused only when the last of
+        any overlapping reads ends: a paused partition returns nothing, so a read it was
+        paused under would never reach the end."""
         reader = self._reader
         assert reader is not None
         ledger = TopicPartition(self.topic, 0)
+        self._reads += 1
         reader.resume(ledger)
         try:
             end = (await reader.end_offsets([ledger]))[ledger]
@@ -255,7 +260,9 @@ class LedgerKeeper:
                 for record in batch.get(ledger, []):
                     self._take(record)
         finally:
-            reader.pause(ledger)
+            self._reads -= 1
+            if not self._reads:
+                reader.pause(ledger)
 
     def _take(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """A ledger record's checkpoint, when it is signed and newer than the one known."""
