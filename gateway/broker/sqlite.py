@@ -153,10 +153,7 @@ class SqliteBroker(SqliteQueue, SqliteViews):
             outcome, jobs = (None, []) if failed else done.result()
             if reserved is not None:
                 if jobs:
-                    # one turn of the loop later: the waiting accept resumes first and its
-                    # Bv03 is written before a delivery's first step (building and sending a
-                    # request out) takes the loop
-                    asyncio.get_running_loop().call_soon(reserved.hand_over, jobs)
+                    reserved.hand_over(jobs)
                 else:
                     reserved.release(pushed)
             if outcome is not None and outcome.status == "accepted" and not jobs:
