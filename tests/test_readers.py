@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import pickle
 import re
 import signal
 import uuid
@@ -20,6 +21,8 @@ from lxml import etree
 
 from gateway import envelope as env
 from gateway import soap
+from gateway.figures import Fact, FactKind
+from gateway.reader_process import Answer, Failed, Fault, loads
 from gateway.readers import ReaderCrashed, Readers, ReadersBusy, ReaderSetup
 from gateway.reading import Settings
 from gateway.validation import Validator
@@ -314,3 +317,45 @@ async def test_a_message_two_readers_end_on_is_refused_not_read_here(
         await two_readers.validate_payload(SAMPLE)
     await eventually(lambda: not first.is_alive() and not second.is_alive())
     await eventually(lambda: all(p.is_alive() for p in two_readers.processes), timeout=30)
+
+
+def _global(module: str, name: str) -> bytes:
+    """A pickle whose whole content is the object ``module``/``name`` (protocol 4's
+    STACK_GLOBAL: the name may be dotted, which pickle follows attribute by attribute)."""
+
+    def text(value: str) -> bytes:
+        data = value.encode()
+        return pickle.SHORT_BINUNICODE + bytes([len(data)]) + data
+
+    return pickle.PROTO + b"\x04" + text(module) + text(name) + pickle.STACK_GLOBAL + pickle.STOP
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("gateway.figures", "hmac.__builtins__.get"),  # a dotted path out of an allowed module
+        ("gateway.reader_process", "pickle.loads"),
+        ("gateway.reader_process", "os.system"),
+        ("gateway.figures", "attrgetter"),  # a function an allowed module imports
+        ("gateway.reader_process", "_Reader"),  # a class with effects (compiles, logs)
+        ("gateway.figures", "FigureKeys"),  # a class, but not plain data
+        ("gateway.reading", "Read.__init__"),
+        ("builtins", "eval"),
+    ],
+)
+def test_a_readers_answer_cannot_name_anything_but_plain_data_types(module: str, name: str) -> None:
+    """A reader runs our parsers on partner input: a flaw in one must not let its answer
+    make the gateway call something. Only dataclasses and enums that the answer modules
+    define themselves may be built; before, any name under those modules' names was."""
+    with pytest.raises(pickle.UnpicklingError, match="a reader may not send"):
+        loads(_global(module, name))
+
+
+def test_a_readers_answer_of_plain_data_types_is_built() -> None:
+    facts = (
+        Fact(FactKind.DECLARATIE, "wmo", "0150", "12345678", "02", "2026-10", "c", "k", -5),
+        Fact(FactKind.VERZOEK, "jw", "0150", "12345678", "-", "", None, "k2", link="l"),
+    )
+    sent = (Answer(facts, True), Failed("ValueError"), Fault(("StUF046", "server", "x")))
+    got = loads(pickle.dumps(sent, protocol=pickle.HIGHEST_PROTOCOL))
+    assert got == sent and type(got[0].read[0].kind) is FactKind

@@ -94,6 +94,16 @@ RELATIE_BORN = (
     "<iwmo:DatumGebruik>1</iwmo:DatumGebruik></wmo301:Geboortedatum>",
 )
 
+PRESTATIE_HULPMIDDEL = (
+    sub(
+        "<wmo323:ProductCategorie>01</wmo323:ProductCategorie>\n"
+        "            <wmo323:ProductCode>01A03<",
+        "<wmo323:ProductCategorie>11</wmo323:ProductCategorie>\n"
+        "            <wmo323:ProductCode>11X01<",
+    ),
+)
+"""The 323 sample's third Prestatie as a hulpmiddel of category 11, which has a code list."""
+
 CASES: list[tuple[str, str, list[Edit]]] = [
     ("TR135", J305, [sub("<ijw:Dagtekening>2026-10-08<", "<ijw:Dagtekening>2099-10-08<")]),
     # the public code lists (gateway/codelists): a code the CBS list lacks (0999), a product
@@ -111,6 +121,7 @@ CASES: list[tuple[str, str, list[Edit]]] = [
             )
         ],
     ),
+    ("TR381", W323, [*PRESTATIE_HULPMIDDEL, sub(">11X01<", ">11X98<")]),
     ("IV034", W301, [sub("<iwmo:BerichtXsdVersie>1.0.0<", "<iwmo:BerichtXsdVersie>1.0.9<")]),
     ("CS002", W301, [sub(">999990019<", ">999990018<")]),
     ("CS002", W323, [sub(">999990032<", ">999990031<")]),
@@ -578,6 +589,7 @@ NEAR_MISSES: list[tuple[str, str, list[Edit]]] = [
     # TR381: a code of the category's list; a category without a list is not judged
     ("TR381", W301, [*HULPMIDDEL]),
     ("TR381", W301, [sub("<iwmo:Code>02A01<", "<iwmo:Code>99Z99<")]),
+    ("TR381", W323, [*PRESTATIE_HULPMIDDEL]),
     # overlap: iWmo hulpmiddelen (11-14) may overlap, also at category level and with a
     # product without Categorie; deleted and adjacent assignments do not overlap
     ("TR302", W301, [*HULPMIDDEL, sub("<iwmo:Categorie>01<", "<iwmo:Categorie>11<")]),

@@ -105,7 +105,13 @@ def _products(
     """(element, category, code, the class it belongs to) for every coded product of one of
     ``categories``: the CDT_Product (Categorie, Code) of 301-318 and a 323/325 Prestatie's
     ProductCategorie and ProductCode. Only the category is read of the others (a declaratie
-    may hold thousands of prestaties)."""
+    may hold thousands of prestaties).
+
+    A Prestatie's category is read from its ``ProductCategorie`` element, found by ``iter``
+    in C (the XSD allows one per Prestatie): asking the Prestatie (``text``) reads all its
+    children and grandchildren into the rule run's cache first, about 25 µs a prestatie and
+    33 ms on a 1 MB declaratie whose categories have no list (the common case), against
+    0.3 ms this way."""
     for product in root.iter("{*}Product"):
         category = text(product, "Categorie")
         if category not in categories:
@@ -116,12 +122,15 @@ def _products(
             found = first(product, "Code")
             assert found is not None
             yield found, category, code, parent
-    for prestatie in root.iter("{*}Prestatie"):
-        category = text(prestatie, "ProductCategorie")
+    for category_el in root.iter("{*}ProductCategorie"):
+        category = (category_el.text or "").strip()
         if category not in categories:
             continue
+        prestatie = category_el.getparent()
+        if prestatie is None or etree.QName(prestatie).localname != "Prestatie":
+            continue
         code = text(prestatie, "ProductCode")
-        if code and category:
+        if code:
             found = first(prestatie, "ProductCode")
             assert found is not None
             yield found, category, code, prestatie
