@@ -96,11 +96,14 @@ def _instant(text: str) -> datetime:
 async def test_every_attempt_the_cpa_allows_is_made_on_its_slot(
     tmp_path: Path, capture: Capture
 ) -> None:
-    """Retries 2, RetryInterval 2 s: attempts at T, T + 2 s and T + 4 s (T = the Timestamp),
-    TimeToLive T + 6 s to the millisecond. Each attempt waits 1 s for an asynchronous
-    Acknowledgment; that wait once pushed every next attempt later (T, T + 3, T + 6 ≥
-    TimeToLive), so the third attempt the CPA allows was never made."""
-    setup = gateway_with_cpa(tmp_path, capture, outbound=True, retries=2, retry_interval="PT2S")
+    """Retries 2, RetryInterval 4 s: attempts at T, T + 4 s and T + 8 s (T = the Timestamp),
+    TimeToLive T + 12 s to the millisecond. Each attempt waits 1 s for an asynchronous
+    Acknowledgment; that wait once pushed every next attempt later (anchored on the end of
+    the one before, not on T), which the recorded second slot shows (T + 4 s, to 50 ms), and
+    with a short interval it cost the CPA's last attempt. The interval leaves a loaded
+    machine three seconds of slack per attempt: with 2 s it was one, and a loaded CI machine
+    once made only two attempts."""
+    setup = gateway_with_cpa(tmp_path, capture, outbound=True, retries=2, retry_interval="PT4S")
     async with running(setup):
         message_id = await submit_to_0150(setup)
         await eventually(lambda: capture.received)
@@ -108,7 +111,7 @@ async def test_every_attempt_the_cpa_allows_is_made_on_its_slot(
         assert first.timestamp and first.time_to_live is not None
         stamp = _instant(first.timestamp)
         # TimeToLive = Timestamp + RetryInterval x (Retries + 1), milliseconds and all
-        assert first.time_to_live - stamp == timedelta(seconds=6)
+        assert first.time_to_live - stamp == timedelta(seconds=12)
 
         async def rescheduled() -> dict[str, Any] | None:
             delivery = await delivery_to_0150(setup, message_id)
@@ -116,15 +119,15 @@ async def test_every_attempt_the_cpa_allows_is_made_on_its_slot(
 
         # the second attempt is recorded for T + RetryInterval, not for the end of the first
         # attempt's wait plus RetryInterval
-        delivery = await eventually(rescheduled, timeout=20, interval=0.05)
+        delivery = await eventually(rescheduled, timeout=30, interval=0.05)
         planned = _instant(delivery["next_attempt_at"]) - stamp
-        assert abs(planned - timedelta(seconds=2)) < timedelta(milliseconds=50), planned
+        assert abs(planned - timedelta(seconds=4)) < timedelta(milliseconds=50), planned
 
         async def dead() -> dict[str, Any] | None:
             delivery = await delivery_to_0150(setup, message_id)
             return delivery if delivery["state"] == "dead" else None
 
-        delivery = await eventually(dead, timeout=30)
+        delivery = await eventually(dead, timeout=45)
         assert len(capture.received) == 3, delivery  # 1 + Retries, all before TimeToLive
         assert capture.received[2] == capture.received[0]
 
