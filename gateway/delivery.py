@@ -253,6 +253,10 @@ class DeliveryService:
                 else backoff(job.attempts, self.config.backoff_base, self.config.backoff_max)
             )
             await self.broker.retry(job, error, self.clock() + wait)
+            # stored due later: the loop's wait was measured before it, so this attempt's
+            # end wakes the loop (_done) to look at the schedule again, however short the
+            # wait (an ebMS RetryInterval, a receiver's Retry-After) and however idle the store
+            self._nothing_due = False
             DELIVERIES.labels(result="retry").inc()
             log.info(
                 "delivery.retry",

@@ -600,6 +600,38 @@ async def test_a_backlog_drains_while_every_worker_is_busy(tmp_path: Path) -> No
         await runner.cleanup()
 
 
+async def test_a_retry_sooner_than_the_poll_is_made_on_time(tmp_path: Path) -> None:
+    """The workers found nothing due and take hand-overs; the one delivery fails once and is
+    due again a fraction of a second later. Its attempt's end must wake the claim loop: it
+    slept until the next poll (here a minute), and a CPA's RetryInterval slot was missed."""
+    answered: list[int] = []
+
+    async def answers(request: web.Request) -> web.Response:
+        await request.read()
+        answered.append(503 if not answered else 204)
+        return web.Response(status=answered[-1])
+
+    runner, port = await start_sink(answers)
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    config = DeliveryConfig(concurrency=2, per_receiver=2, poll_interval=60, backoff_base=0.2)
+    service = DeliveryService(
+        broker, PartnerRegistry.load(one_receiver(tmp_path, port)), config, wake=broker.wake
+    )
+    broker.direct = service
+    task = asyncio.create_task(service.run())
+    try:
+        while service.reserve([]) is None:  # the workers looked: nothing is due
+            await asyncio.sleep(0.01)
+        await broker.accept(stored_message(1))  # handed straight to a worker
+        await _delivered(broker, 1)
+        assert answered == [503, 204]
+    finally:
+        await _stopped(service, task)
+        await broker.close()
+        await runner.cleanup()
+
+
 def _retour(n: int, heen: str) -> NewMessage:
     return dataclasses.replace(
         stored_message(n), kind="Du01", functie="WMO302", heen_id=heen, identificatie=None
