@@ -31,7 +31,7 @@ from gateway.broker.base import (
     SignedCheckpoint,
     StorageError,
 )
-from gateway.broker.sqlite_core import envelope_aad
+from gateway.broker.sqlite_core import envelope_aad, log
 from gateway.broker.sqlite_deferred import defer_facts, has_room, store_facts
 from gateway.broker.sqlite_prepared import PreparedAccept, is_large, prepare
 from gateway.broker.sqlite_queue import SqliteQueue
@@ -93,12 +93,18 @@ class SqliteBroker(SqliteQueue, SqliteViews):
         (one statement over a day of messages held the writer for its whole length), and a
         commit's statement journal, which the writer keeps in memory (sqlite_core), stays
         the size of one chunk's pages."""
+        if chunk < 1:
+            raise ValueError("chunk is a whole number from 1")
         now = self.clock()
         total, since = 0, 0.0  # times are seconds since the epoch
         while True:
-            rows = await self.write(
-                functools.partial(self._purge_chunk, now, older_than, since, chunk)
-            )
+            try:
+                rows = await self.write(
+                    functools.partial(self._purge_chunk, now, older_than, since, chunk)
+                )
+            except StorageError:  # the chunks before hold: say so, the caller reports the rest
+                log.warning("retention.stopped", purged=total)
+                raise
             total += len(rows)
             if len(rows) < chunk:
                 return total

@@ -12,7 +12,7 @@ from gateway.broker.base import (
     Job,
     StorageError,
 )
-from gateway.broker.sqlite_core import SqliteCore
+from gateway.broker.sqlite_core import SqliteCore, log
 from gateway.keyring import KeyringError
 
 REPLAY_CHUNK = 500
@@ -225,6 +225,8 @@ class SqliteQueue(SqliteCore):
         checking that its deliveries still qualify: accepts are committed in between, the
         first deliveries start meanwhile, and one made again before its chunk came is not
         replayed twice."""
+        if chunk < 1:
+            raise ValueError("chunk is a whole number from 1")
         now = self.clock()
         chosen: list[int] = [
             row["id"]
@@ -255,7 +257,13 @@ class SqliteQueue(SqliteCore):
 
         total = 0
         for start in range(0, len(chosen), chunk):
-            replayed: int = await self.write(functools.partial(op, chosen[start : start + chunk]))
+            try:
+                replayed: int = await self.write(
+                    functools.partial(op, chosen[start : start + chunk])
+                )
+            except StorageError:  # the chunks before hold: say so, the caller reports the rest
+                log.warning("replay.stopped", replayed=total, left=len(chosen) - start)
+                raise
             total += replayed
             if replayed:
                 self.wake.set()
