@@ -253,6 +253,13 @@ class DeliveryService:
                 else backoff(job.attempts, self.config.backoff_base, self.config.backoff_max)
             )
             await self.broker.retry(job, error, self.clock() + wait)
+            # stored due later: the loop's wait was measured before it, so the loop looks at
+            # the schedule again, however short the wait (an ebMS RetryInterval, a receiver's
+            # Retry-After) and however idle the store. Both: ``wake`` for a loop that is
+            # waiting (or reading the schedule: it checks ``wake`` after), and no hand-over
+            # until that look, which the retry may be older than
+            self._nothing_due = False
+            self.wake.set()
             DELIVERIES.labels(result="retry").inc()
             log.info(
                 "delivery.retry",

@@ -257,12 +257,21 @@ def zeep_client(setup: Setup, partner: str, generation: str = "0210") -> zeep.Cl
 
 
 def deventer_wmo301(
-    referentienummer: str | None = None, generation: env.Generation = env.Generation.GGK0210
+    referentienummer: str | None = None,
+    generation: env.Generation = env.Generation.GGK0210,
+    *,
+    identificatie: str | None = None,
 ) -> bytes:
-    """The WMO301 sample as a Di01 from gemeente Deventer (0150) to zorgaanbieder 12345678."""
-    payload = Path(__file__).resolve().parent.parent / "samples" / "iwmo" / "wmo301.xml"
+    """The WMO301 sample as a Di01 from gemeente Deventer (0150) to zorgaanbieder 12345678;
+    with ``identificatie``, the payload's Identificatie instead of the sample's (TR056
+    refuses a reused one)."""
+    payload = (
+        Path(__file__).resolve().parent.parent / "samples" / "iwmo" / "wmo301.xml"
+    ).read_bytes()
+    if identificatie is not None:
+        payload = payload.replace(b">WMO301A0001<", f">{identificatie}<".encode())
     return env.build_di01(
-        payload.read_bytes(),
+        payload,
         zender="0150",
         zender_applicatie="DOWRsociaal",
         ontvanger="12345678",

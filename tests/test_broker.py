@@ -6,7 +6,9 @@ import asyncio
 import dataclasses
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -188,6 +190,85 @@ async def test_survives_reopen_and_replays_dead_letters(tmp_path: Path) -> None:
     view = await broker.view("ref-1")
     assert view is not None and [e.event for e in view.events][-1] == "replayed"
     await broker.close()
+
+
+async def test_a_replay_goes_in_chunks_and_skips_what_was_made_again_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """Five dead letters in chunks of two: three commits, every delivery replayed and audited
+    once. A second replay, in which one delivery of the second chunk is claimed by a worker
+    after the replay read the ids: that chunk leaves it alone, so it is not made due twice."""
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    commits: list[int] = []
+    write = broker.write
+
+    async def counted(op: Callable[[sqlite3.Connection], Any], **kw: Any) -> Any:
+        if len(commits) == 4:  # the second replay's second chunk: a worker was first
+            await write(taken_meanwhile)
+        result = await write(op, **kw)
+        commits.append(result)
+        return result
+
+    def taken_meanwhile(db: sqlite3.Connection) -> None:
+        third = db.execute("SELECT id FROM deliveries ORDER BY id LIMIT 1 OFFSET 2").fetchone()
+        db.execute("UPDATE deliveries SET state = 'inflight' WHERE id = ?", (third[0],))
+
+    try:
+        for n in range(1, 6):
+            await broker.accept(stored_message(n))
+        for job in await broker.claim(5, 30):
+            await broker.dead(job, "HTTP 400")
+        broker.write = counted  # type: ignore[method-assign]
+        assert await broker.replay(dead_only=True, actor="test", chunk=2) == 5
+        assert commits == [2, 2, 1]
+        assert (await broker.counts()).to_dict() == {"pending": 5}
+        for n in range(1, 6):
+            view = await broker.view(f"ref-{n}")
+            assert view is not None
+            assert [e.event for e in view.events].count("replayed") == 1
+        broker.write = write  # type: ignore[method-assign]
+        for job in await broker.claim(5, 30):
+            await broker.dead(job, "HTTP 400")
+        broker.write = counted  # type: ignore[method-assign]
+        assert await broker.replay(dead_only=True, actor="test", chunk=2) == 4
+        assert commits[3:] == [2, 1, 1]
+        assert (await broker.counts()).to_dict() == {"pending": 4, "inflight": 1}
+    finally:
+        broker.write = write  # type: ignore[method-assign]
+        await broker.close()
+
+
+@pytest.mark.parametrize("apart", [1.0, 0.0], ids=["one-second-apart", "all-at-once"])
+async def test_retention_purges_in_chunks_past_a_message_still_in_flight(
+    tmp_path: Path, apart: float
+) -> None:
+    """Of seven messages, one is still being delivered; the other six are done. In chunks of
+    two, all six are purged (each audited) and the one in flight keeps its payload, also
+    when every message came in at the same moment (each chunk starts at the last one's
+    time, so the ones at that time are read again and the purged ones left out)."""
+    now = [1_000_000.0]
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS, clock=lambda: now[0])
+    await broker.start()
+    try:
+        for n in range(0, 7):
+            await broker.accept(stored_message(n))
+            now[0] += apart
+        jobs = sorted(await broker.claim(7, 3600), key=lambda job: job.message_id)
+        for job in jobs[1:]:
+            await broker.delivered(job)
+        now[0] += 40 * 86400
+        assert await broker.purge(now[0] - 30 * 86400, chunk=2) == 6
+        assert await broker.purge(now[0] - 30 * 86400, chunk=2) == 0
+        kept = await broker.read("SELECT id FROM messages WHERE purged_at IS NULL")
+        assert [row["id"] for row in kept] == ["m0"]
+        for n in range(1, 7):
+            view = await broker.view(f"m{n}")
+            assert view is not None and view.events[-1].event == "payload_purged"
+        # the writer keeps its statement journals in memory (sqlite_core.py)
+        assert await broker.write(lambda db: db.execute("PRAGMA temp_store").fetchone()[0]) == 2
+    finally:
+        await broker.close()
 
 
 async def test_inbox_hold_and_ack(tmp_path: Path) -> None:
@@ -530,6 +611,38 @@ async def test_a_backlog_drains_while_every_worker_is_busy(tmp_path: Path) -> No
         assert await broker.replay(dead_only=True) == 12
         await _delivered(broker, 12)
         assert (await broker.counts()).to_dict() == {"delivered": 12}
+    finally:
+        await _stopped(service, task)
+        await broker.close()
+        await runner.cleanup()
+
+
+async def test_a_retry_sooner_than_the_poll_is_made_on_time(tmp_path: Path) -> None:
+    """The workers found nothing due and take hand-overs; the one delivery fails once and is
+    due again a fraction of a second later. Its attempt's end must wake the claim loop: it
+    slept until the next poll (here a minute), and a CPA's RetryInterval slot was missed."""
+    answered: list[int] = []
+
+    async def answers(request: web.Request) -> web.Response:
+        await request.read()
+        answered.append(503 if not answered else 204)
+        return web.Response(status=answered[-1])
+
+    runner, port = await start_sink(answers)
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
+    config = DeliveryConfig(concurrency=2, per_receiver=2, poll_interval=60, backoff_base=0.2)
+    service = DeliveryService(
+        broker, PartnerRegistry.load(one_receiver(tmp_path, port)), config, wake=broker.wake
+    )
+    broker.direct = service
+    task = asyncio.create_task(service.run())
+    try:
+        while service.reserve([]) is None:  # the workers looked: nothing is due
+            await asyncio.sleep(0.01)
+        await broker.accept(stored_message(1))  # handed straight to a worker
+        await _delivered(broker, 1)
+        assert answered == [503, 204]
     finally:
         await _stopped(service, task)
         await broker.close()

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sqlite3
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -23,6 +24,7 @@ from lxml import etree
 
 from gateway import envelope as env
 from gateway import stats
+from gateway.broker import kafka as kafka_module
 from gateway.broker import kafka_records, kafka_topics, sqlite_figures
 from gateway.broker.kafka_ledger import Chain, Checkpoint
 from gateway.keyring import Keyring
@@ -217,6 +219,75 @@ async def test_dead_letter_and_replay(setup: Setup, sink: Sink) -> None:
         assert code == 200 and result["replayed"] == 1, result
         await eventually(lambda: ref in sink.referenties(), timeout=30)
         assert not await dead()
+
+
+async def test_a_replay_of_many_reads_their_payloads_in_chunks(
+    setup: Setup, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three dead letters replayed at once, their payloads read two at a time: every one
+    is counted and reaches the receiver (a chunk after the first is not lost)."""
+    monkeypatch.setattr(kafka_module, "REPLAY_CHUNK", 2)
+    sink.fail_next, sink.fail_with = 3, "fo03-client"  # refused for good: dead at once
+    since = time.time() - 1
+    async with running(setup):
+        refs = [str(uuid.uuid4()) for _ in range(3)]
+        for ref in refs:
+            own = deventer_wmo301(ref, identificatie=uuid.uuid4().hex[:12])  # not a TR056 reuse
+            status, _ = await post_soap(setup, own, partner="0150")
+            assert status == 200
+        admin = setup.token()
+
+        async def all_dead() -> bool:
+            _, items = await rest(setup, "GET", "/api/v1/admin/dead-letters", token=admin)
+            dead = {i["referentienummer"] for i in items["dead_letters"]}
+            return set(refs) <= dead
+
+        t0 = time.time()
+        await eventually(all_dead, timeout=240)
+        print("ALLDEAD", time.time() - t0)
+        code, result = await rest(
+            setup, "POST", "/api/v1/admin/replay", token=admin, json={"since": since}
+        )
+        assert code == 200 and result["replayed"] == 3, result
+        await eventually(lambda: set(refs) <= set(sink.referenties()), timeout=30)
+
+
+async def test_one_identificatie_sent_three_times_at_once_is_delivered_once(
+    setup: Setup, sink: Sink
+) -> None:
+    """Three toewijzingen with one Identificatie and referentienummers of their own, sent at
+    once to one process. Its view knows none of the others when each is accepted, so the
+    router must see the reuse itself: it compared referentienummers only, and all three
+    reached the receiver when they were routed in one batch. One is delivered. Each of the
+    others is refused at once (TR056) or accepted and recorded against it as ``late_tr056``."""
+    async with running(setup):
+        refs = [str(uuid.uuid4()) for _ in range(3)]
+        same = uuid.uuid4().hex[:12]
+        answers = await asyncio.gather(
+            *(
+                post_soap(setup, deventer_wmo301(ref, identificatie=same), partner="0150")
+                for ref in refs
+            )
+        )
+        accepted = [
+            ref
+            for ref, (status, body) in zip(refs, answers, strict=True)
+            if status == 200 and b"Fo03" not in body
+        ]
+        assert accepted, answers
+        await eventually(lambda: any(ref in sink.referenties() for ref in refs), timeout=30)
+        (winner,) = [ref for ref in refs if ref in sink.referenties()]
+        admin = setup.token()
+
+        async def others_recorded() -> bool:
+            code, view = await rest(setup, "GET", f"/api/v1/messages/{winner}", token=admin)
+            if code != 200:  # delivered before this process's view has it
+                return False
+            late = [e for e in view["events"] if e["event"] == "late_tr056"]
+            return len(late) == len(accepted) - 1
+
+        await eventually(others_recorded, timeout=30)
+        assert [ref for ref in refs if ref in sink.referenties()] == [winner]
 
 
 async def test_views_keep_no_payloads_an_inbox_download_reads_kafka(setup: Setup) -> None:

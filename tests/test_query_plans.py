@@ -103,6 +103,8 @@ async def test_embedded_per_message_statements_use_a_narrowing_index(tmp_path: P
         await broker.retry(retried, "503 from the receiver", 0.0)
         dead, *_ = await broker.claim(10, 30)
         await broker.dead(dead, "gone")
+        # an operator's replay: the ids it selects, then each chunk's check of them
+        assert await broker.replay(dead_only=True) == 1
         assert await broker.view("m2000", viewer=RECEIVER) is not None
         assert await broker.view("m1000", viewer="0150") is not None
         assert await broker.view("m1001") is not None

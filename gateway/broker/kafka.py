@@ -73,6 +73,7 @@ from gateway.broker.kafka_ledger import LedgerError, LedgerKeeper
 from gateway.broker.kafka_payloads import PayloadReader
 from gateway.broker.kafka_routing import KafkaRouting
 from gateway.broker.message_view import MessageView
+from gateway.broker.sqlite_queue import REPLAY_CHUNK
 
 
 class KafkaBroker(KafkaRouting):
@@ -342,9 +343,19 @@ class KafkaBroker(KafkaRouting):
         actor: str = "",
     ) -> int:
         """Push the selected deliveries again in a new round: a ``deliver`` record (from the
-        view's copy of the dead letter) and a ``pending`` state for the view."""
+        view's copy of the dead letter) and a ``pending`` state for the view. Their ids are
+        read first, their payloads :data:`REPLAY_CHUNK` at a time (a replay of a long
+        outage would otherwise hold every payload in memory at once)."""
+        chosen = await self.local_view.replay_ids(message_id, dead_only, since, partner)
+        replayed = 0
+        for start in range(0, len(chosen), REPLAY_CHUNK):
+            among = chosen[start : start + REPLAY_CHUNK]
+            rows = await self.local_view.replay_rows(message_id, dead_only, since, partner, among)
+            await self._replay_rows(rows, actor)
+            replayed += len(rows)
+        return replayed
 
-        rows = await self.local_view.replay_rows(message_id, dead_only, since, partner)
+    async def _replay_rows(self, rows: list[dict[str, Any]], actor: str) -> None:
         for row in rows:
             deliver = {
                 "t": "deliver",
@@ -374,7 +385,6 @@ class KafkaBroker(KafkaRouting):
             await self._send(
                 self._deliver_topic(row["adapter"]), rec.frame(deliver, sealed), row["destination"]
             )
-        return len(rows)
 
     async def overdue(self, older_than: float, limit: int) -> list[OverdueMessage]:
         return await self.local.overdue(older_than, limit)

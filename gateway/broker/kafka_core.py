@@ -431,6 +431,14 @@ class KafkaCore:
             with contextlib.suppress(rec.RecordError, KeyError):
                 meta, _ = rec.unframe(record.value)
                 self._routed.pop(dedupe_key(meta["zender"], meta["referentienummer"]), None)
+                reused = reuse_key(
+                    meta["kind"],
+                    meta["payload_sender"],
+                    meta["message_code"],
+                    meta["identificatie"],
+                )
+                if reused is not None:
+                    self._routed.pop(reused, None)
 
     def _deliver_topic(self, adapter: str) -> str:
         topic = f"{self.config.prefix}.deliver.{adapter}"
@@ -477,6 +485,16 @@ async def bounded(step: str, work: Awaitable[Any]) -> None:
 
 def dedupe_key(zender: str, referentienummer: str) -> str:
     return f"{zender}/{referentienummer}"
+
+
+def reuse_key(
+    kind: str, payload_sender: str | None, message_code: str | None, identificatie: str | None
+) -> str | None:
+    """The router's key for TR056 (a heenbericht's Identificatie used once per sender and
+    message code, as ``prior_outcome`` checks it); None where TR056 does not apply."""
+    if kind != "Di01" or not (payload_sender and message_code and identificatie):
+        return None
+    return f"tr056/{payload_sender}/{message_code}/{identificatie}"
 
 
 def _listed(positions: dict[TopicPartition, int]) -> list[tuple[str, int, int]]:

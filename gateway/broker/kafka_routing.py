@@ -29,6 +29,7 @@ from gateway.broker.kafka_core import (
     dedupe_key,
     fetch_batch,
     log,
+    reuse_key,
 )
 from gateway.broker.sqlite_core import envelope_aad
 from gateway.keyring import KeyringError
@@ -85,7 +86,17 @@ class KafkaRouting(KafkaCore):
         # a KeyringError (this process lacks the key it was sealed with) propagates: the
         # batch is not committed and is retried, loudly, until the keyring is fixed
         key = dedupe_key(message.zender, message.referentienummer)
+        reused = reuse_key(
+            message.kind, message.payload_sender, message.message_code, message.identificatie
+        )
         known = decided.get(key) or self._routed.get(key)
+        if known is None and reused is not None:
+            # the Identificatie of a message routed in this batch, or since the view last
+            # caught up: the view cannot know it yet (two of them in one batch were both
+            # delivered)
+            first = decided.get(reused) or self._routed.get(reused)
+            if first is not None:
+                known = Routed(first.message_id, first.digest, "tr056")
         if known is None:
             earlier = await self.local_view.prior_outcome(message)
             if earlier is not None:
@@ -112,6 +123,8 @@ class KafkaRouting(KafkaCore):
                 await producer.send(self.t_events, rec.frame(late), key=known.message_id.encode())
             ]
         decided[key] = Routed(message.id, message.digest)
+        if reused is not None:
+            decided[reused] = decided[key]
         sends = [await producer.send(self.t_events, record.value, key=message.id.encode())]
         for planned in message.deliveries:
             if planned.held:

@@ -31,13 +31,16 @@ from gateway.broker.base import (
     SignedCheckpoint,
     StorageError,
 )
-from gateway.broker.sqlite_core import envelope_aad
+from gateway.broker.sqlite_core import envelope_aad, log
 from gateway.broker.sqlite_deferred import defer_facts, has_room, store_facts
 from gateway.broker.sqlite_prepared import PreparedAccept, is_large, prepare
 from gateway.broker.sqlite_queue import SqliteQueue
 from gateway.broker.sqlite_schema import OPEN_STATES, connect, exclusive_lock
 from gateway.broker.sqlite_views import SqliteViews
 from gateway.keyring import Keyring
+
+PURGE_CHUNK = 500
+"""Messages whose payloads one retention commit drops (:meth:`SqliteBroker.purge`)."""
 
 
 class SqliteBroker(SqliteQueue, SqliteViews):
@@ -82,33 +85,55 @@ class SqliteBroker(SqliteQueue, SqliteViews):
         # one chain here; its head is record ``seq``, numbered from 1
         return None if made is None else SignedCheckpoint(heads=1, records=int(made["seq"]))
 
-    async def purge(self, older_than: float) -> int:
+    async def purge(self, older_than: float, *, chunk: int = PURGE_CHUNK) -> int:
         """Retention: drop the payloads of messages received before ``older_than`` whose
-        deliveries are all finished. Metadata, history and audit stay; the purge is audited."""
+        deliveries are all finished. Metadata, history and audit stay; the purge is audited.
+
+        In commits of ``chunk`` messages, oldest first: accepts are committed in between
+        (one statement over a day of messages held the writer for its whole length), and a
+        commit's statement journal, which the writer keeps in memory (sqlite_core), stays
+        the size of one chunk's pages."""
+        if chunk < 1:
+            raise ValueError("chunk is a whole number from 1")
         now = self.clock()
-
-        def op(db: sqlite3.Connection) -> int:
-            rows = db.execute(
-                "UPDATE messages SET envelope = X'', envelope_key = NULL, purged_at = ? "
-                "WHERE received_at < ? AND purged_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
-                f"deliveries d WHERE d.message_id = messages.id AND d.state IN {OPEN_STATES}) "
-                "RETURNING id",
-                (now, older_than),
-            ).fetchall()
-            for row in rows:
-                self.record(
-                    db,
-                    row["id"],
-                    now,
-                    "payload_purged",
-                    "retention",
-                    actor="retention",
-                    outcome="purged",
+        total, since = 0, 0.0  # times are seconds since the epoch
+        while True:
+            try:
+                rows = await self.write(
+                    functools.partial(self._purge_chunk, now, older_than, since, chunk)
                 )
-            return len(rows)
+            except StorageError:  # the chunks before hold: say so, the caller reports the rest
+                log.warning("retention.stopped", purged=total)
+                raise
+            total += len(rows)
+            if len(rows) < chunk:
+                return total
+            # received later than or at the same time as this chunk's last: a message held
+            # back by an open delivery is not read again by the next chunk
+            since = max(row["received_at"] for row in rows)
 
-        count: int = await self.write(op)
-        return count
+    def _purge_chunk(
+        self, now: float, older_than: float, since: float, chunk: int, db: sqlite3.Connection
+    ) -> list[sqlite3.Row]:
+        rows: list[sqlite3.Row] = db.execute(
+            "UPDATE messages SET envelope = X'', envelope_key = NULL, purged_at = ? "
+            "WHERE id IN (SELECT m.id FROM messages m WHERE m.purged_at IS NULL "
+            "AND m.received_at < ? AND m.received_at >= ? AND NOT EXISTS (SELECT 1 FROM "
+            f"deliveries d WHERE d.message_id = m.id AND d.state IN {OPEN_STATES}) "
+            "ORDER BY m.received_at LIMIT ?) RETURNING id, received_at",
+            (now, older_than, since, chunk),
+        ).fetchall()
+        for row in rows:
+            self.record(
+                db,
+                row["id"],
+                now,
+                "payload_purged",
+                "retention",
+                actor="retention",
+                outcome="purged",
+            )
+        return rows
 
     async def accept(self, message: NewMessage) -> AcceptOutcome:
         now = self.clock()

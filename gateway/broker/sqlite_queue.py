@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+from collections.abc import Sequence
 
 from gateway.broker.base import (
     DeliveryState,
     Job,
     StorageError,
 )
-from gateway.broker.sqlite_core import SqliteCore
+from gateway.broker.sqlite_core import SqliteCore, log
 from gateway.keyring import KeyringError
+
+REPLAY_CHUNK = 500
+"""Deliveries one commit of an operator's replay makes due again (:meth:`SqliteQueue.replay`)."""
 
 _CLAIM = (
     "UPDATE deliveries SET state = 'inflight', lease_until = ?, "
@@ -52,20 +57,31 @@ def replay_candidates(
     dead_only: bool,
     since: float | None,
     partner: str | None,
+    *,
+    among: Sequence[int] | None = None,
+    columns: str = "d.id, d.message_id, d.destination, d.adapter, m.referentienummer, "
+    "m.functie, m.envelope, m.envelope_key",
 ) -> list[sqlite3.Row]:
     """The pushed deliveries an operator's replay selects (inbox deliveries are fetched, not
-    pushed; purged payloads cannot be sent again)."""
+    pushed; purged payloads cannot be sent again); with ``among``, only those of these ids
+    that still qualify."""
     states = ("dead",) if dead_only else ("dead", "delivered", "retry")
     marks = ", ".join("?" for _ in states)
+    # CROSS JOIN: SQLite keeps this order, so the ids lead (not every delivery in a state)
+    source = "deliveries d" if among is None else "json_each(?) j CROSS JOIN deliveries d"
+    chosen = "" if among is None else "AND d.id = j.value"
     rows: list[sqlite3.Row] = db.execute(
-        f"SELECT d.id, d.message_id, d.destination, d.adapter, m.referentienummer, m.functie, "
-        f"m.envelope, m.envelope_key FROM deliveries d "
+        f"SELECT {columns} FROM {source} "
         f"JOIN messages m ON m.id = d.message_id WHERE d.state IN ({marks}) "
         "AND d.adapter != 'inbox' AND m.purged_at IS NULL "
         "AND (? IS NULL OR d.message_id = ? OR m.referentienummer = ?) "
         "AND (? IS NULL OR m.received_at >= ?) "
-        "AND (? IS NULL OR d.destination = ?)",
-        (*states, message_id, message_id, message_id, since, since, partner, partner),
+        f"AND (? IS NULL OR d.destination = ?) {chosen}",
+        (
+            *(() if among is None else (json.dumps(list(among)),)),
+            *states,
+            *(message_id, message_id, message_id, since, since, partner, partner),
+        ),
     ).fetchall()
     return rows
 
@@ -202,11 +218,27 @@ class SqliteQueue(SqliteCore):
         since: float | None = None,
         partner: str | None = None,
         actor: str = "",
+        chunk: int = REPLAY_CHUNK,
     ) -> int:
+        """Make the deliveries :func:`replay_candidates` selects due again, each audited.
+        Their ids are read first; then they are made due in commits of ``chunk``, each
+        checking that its deliveries still qualify: accepts are committed in between, the
+        first deliveries start meanwhile, and one made again before its chunk came is not
+        replayed twice."""
+        if chunk < 1:
+            raise ValueError("chunk is a whole number from 1")
         now = self.clock()
+        chosen: list[int] = [
+            row["id"]
+            for row in await self.query(
+                lambda db: replay_candidates(
+                    db, message_id, dead_only, since, partner, columns="d.id"
+                )
+            )
+        ]
 
-        def op(db: sqlite3.Connection) -> int:
-            rows = replay_candidates(db, message_id, dead_only, since, partner)
+        def op(among: list[int], db: sqlite3.Connection) -> int:
+            rows = replay_candidates(db, message_id, dead_only, since, partner, among=among)
             for row in rows:
                 db.execute(
                     "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, "
@@ -223,7 +255,16 @@ class SqliteQueue(SqliteCore):
                 )
             return len(rows)
 
-        count: int = await self.write(op)
-        if count:
-            self.wake.set()
-        return count
+        total = 0
+        for start in range(0, len(chosen), chunk):
+            try:
+                replayed: int = await self.write(
+                    functools.partial(op, chosen[start : start + chunk])
+                )
+            except StorageError:  # the chunks before hold: say so, the caller reports the rest
+                log.warning("replay.stopped", replayed=total, left=len(chosen) - start)
+                raise
+            total += replayed
+            if replayed:
+                self.wake.set()
+        return total

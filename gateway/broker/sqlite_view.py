@@ -191,13 +191,28 @@ class LocalView:
         )
         return int(rows[0]["attempts"]) if rows else None
 
-    async def replay_rows(
+    async def replay_ids(
         self, message_id: str | None, dead_only: bool, since: float | None, partner: str | None
+    ) -> list[int]:
+        """The ids of the deliveries a replay selects (read first, then taken in chunks)."""
+        rows = await self.local.query(
+            lambda db: replay_candidates(db, message_id, dead_only, since, partner, columns="d.id")
+        )
+        return [int(row["id"]) for row in rows]
+
+    async def replay_rows(
+        self,
+        message_id: str | None,
+        dead_only: bool,
+        since: float | None,
+        partner: str | None,
+        among: Sequence[int],
     ) -> list[dict[str, Any]]:
-        """The deliveries a replay selects, each with the round it starts."""
+        """Those of the deliveries ``among`` that a replay still selects, each with the round
+        it starts."""
 
         def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = replay_candidates(db, message_id, dead_only, since, partner)
+            rows = replay_candidates(db, message_id, dead_only, since, partner, among=among)
             out = []
             for row in rows:
                 current = db.execute(

@@ -111,7 +111,7 @@ def replay(
         emit(result, as_json, f"replayed {result['replayed']} delivery(ies)")
         return
     if since is not None:
-        # one transaction in the gateway: a bar without a total
+        # one request, committed in chunks by the gateway: a bar without a total
         with progress_bar(as_json, "replaying"):
             result = call(
                 lambda: client.replay(since=since.timestamp(), dead_only=dead_only, partner=partner)
