@@ -269,6 +269,7 @@ def deventer_wmo301(
         Path(__file__).resolve().parent.parent / "samples" / "iwmo" / "wmo301.xml"
     ).read_bytes()
     if identificatie is not None:
+        assert b">WMO301A0001<" in payload, "the sample's Identificatie changed"
         payload = payload.replace(b">WMO301A0001<", f">{identificatie}<".encode())
     return env.build_di01(
         payload,

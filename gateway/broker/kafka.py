@@ -67,7 +67,7 @@ from gateway.broker.base import (
     StorageError,
 )
 from gateway.broker.kafka_consumer import new_consumer
-from gateway.broker.kafka_core import CLOSE_STEP_SECONDS, MAX_RECORD_BYTES, bounded
+from gateway.broker.kafka_core import CLOSE_STEP_SECONDS, MAX_RECORD_BYTES, bounded, log
 from gateway.broker.kafka_core import client_settings as client_settings
 from gateway.broker.kafka_ledger import LedgerError, LedgerKeeper
 from gateway.broker.kafka_payloads import PayloadReader
@@ -344,14 +344,20 @@ class KafkaBroker(KafkaRouting):
     ) -> int:
         """Push the selected deliveries again in a new round: a ``deliver`` record (from the
         view's copy of the dead letter) and a ``pending`` state for the view. Their ids are
-        read first, their payloads :data:`REPLAY_CHUNK` at a time (a replay of a long
-        outage would otherwise hold every payload in memory at once)."""
+        read first, their rows :data:`REPLAY_CHUNK` at a time, as the embedded store does
+        (each still qualifying when its chunk comes)."""
         chosen = await self.local_view.replay_ids(message_id, dead_only, since, partner)
         replayed = 0
         for start in range(0, len(chosen), REPLAY_CHUNK):
             among = chosen[start : start + REPLAY_CHUNK]
-            rows = await self.local_view.replay_rows(message_id, dead_only, since, partner, among)
-            await self._replay_rows(rows, actor)
+            try:
+                rows = await self.local_view.replay_rows(
+                    message_id, dead_only, since, partner, among
+                )
+                await self._replay_rows(rows, actor)
+            except StorageError:  # the ones before hold: say so, the caller reports the rest
+                log.warning("replay.stopped", replayed=replayed, left=len(chosen) - start)
+                raise
             replayed += len(rows)
         return replayed
 

@@ -113,7 +113,8 @@ class Routed:
     message_id: str
     digest: str
     status: str = ""
-    """Set when the decision came from the view (duplicate, conflict, tr056)."""
+    """Set when the decision came from the view (duplicate, conflict, tr056), or from the
+    router's own memory of an Identificatie (tr056)."""
 
 
 class Offsets:

@@ -90,17 +90,18 @@ class KafkaRouting(KafkaCore):
             message.kind, message.payload_sender, message.message_code, message.identificatie
         )
         known = decided.get(key) or self._routed.get(key)
-        if known is None and reused is not None:
-            # the Identificatie of a message routed in this batch, or since the view last
-            # caught up: the view cannot know it yet (two of them in one batch were both
-            # delivered)
-            first = decided.get(reused) or self._routed.get(reused)
-            if first is not None:
-                known = Routed(first.message_id, first.digest, "tr056")
         if known is None:
             earlier = await self.local_view.prior_outcome(message)
             if earlier is not None:
                 known = Routed(earlier.message_id, "", earlier.status)
+        if known is None and reused is not None:
+            # the Identificatie of a message this process routed in this batch, or since its
+            # view last caught up: the view cannot know it yet (two of them in one batch were
+            # both delivered). Checked after the view, as the embedded store checks: a
+            # referentienummer seen before decides first
+            first = decided.get(reused) or self._routed.get(reused)
+            if first is not None:
+                known = Routed(first.message_id, first.digest, "tr056")
         if known is not None:
             if known.message_id == message.id:
                 return []  # the same record again (a producer retry): already routed
