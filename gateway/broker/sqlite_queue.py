@@ -210,6 +210,15 @@ class SqliteQueue(SqliteCore):
         due = rows[0]["due"] if rows else None
         return float(due) if due is not None else None
 
+    async def replay_ids(
+        self, message_id: str | None, dead_only: bool, since: float | None, partner: str | None
+    ) -> list[int]:
+        """The ids of the deliveries a replay selects, read before it takes them in chunks."""
+        rows = await self.query(
+            lambda db: replay_candidates(db, message_id, dead_only, since, partner, columns="d.id")
+        )
+        return [int(row["id"]) for row in rows]
+
     async def replay(
         self,
         *,
@@ -228,14 +237,7 @@ class SqliteQueue(SqliteCore):
         if chunk < 1:
             raise ValueError("chunk is a whole number from 1")
         now = self.clock()
-        chosen: list[int] = [
-            row["id"]
-            for row in await self.query(
-                lambda db: replay_candidates(
-                    db, message_id, dead_only, since, partner, columns="d.id"
-                )
-            )
-        ]
+        chosen = await self.replay_ids(message_id, dead_only, since, partner)
 
         def op(among: list[int], db: sqlite3.Connection) -> int:
             rows = replay_candidates(db, message_id, dead_only, since, partner, among=among)

@@ -195,10 +195,7 @@ class LocalView:
         self, message_id: str | None, dead_only: bool, since: float | None, partner: str | None
     ) -> list[int]:
         """The ids of the deliveries a replay selects (read first, then taken in chunks)."""
-        rows = await self.local.query(
-            lambda db: replay_candidates(db, message_id, dead_only, since, partner, columns="d.id")
-        )
-        return [int(row["id"]) for row in rows]
+        return await self.local.replay_ids(message_id, dead_only, since, partner)
 
     async def replay_rows(
         self,
