@@ -114,9 +114,17 @@ class _Process:
         self.task = asyncio.create_task(self._answers(), name="reader-answers")
 
     async def _next(self) -> tuple[int, Any]:
+        """The next answer. A large one is unpickled in a thread: a 1 MB declaratie's
+        answer (its envelope and 1,302 facts) takes ~2 ms to build, which the event loop
+        would otherwise spend on it while small messages wait; the thread hands the lock
+        back every few hundred µs (gateway/eventloop.py). Answers stay in order: the next
+        is read only after this one is built."""
         assert self.reader is not None
         size, number = FRAME.unpack(await self.reader.readexactly(FRAME.size))
-        return number, loads(await self.reader.readexactly(size))
+        data = await self.reader.readexactly(size)
+        if size > LARGE_BYTES:
+            return number, await asyncio.to_thread(loads, data)
+        return number, loads(data)
 
     async def _answers(self) -> None:
         """Hand each answer to its request; any trouble ends the reader (never a guess)."""

@@ -11,6 +11,7 @@ import gc
 import hashlib
 import signal
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -371,6 +372,7 @@ async def run(
         data=str(config.data_dir),
         # uvloop or asyncio (gateway/eventloop.py): which one a figure was measured on
         event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
+        gil_switch_ms=round(sys.getswitchinterval() * 1000, 3),
     )
     if ready is not None:
         ready.set()
