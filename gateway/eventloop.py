@@ -1,5 +1,5 @@
 """The event loop ``ggk serve`` runs on: asyncio's own, or uvloop when asked for; and how
-often a thread must hand the interpreter lock back to it.
+often a thread must hand the interpreter lock back to it while a large message is in hand.
 
 ``GGK_EVENT_LOOP=uvloop`` in the environment (with the ``uvloop`` extra installed) runs the
 same code on libuv, with less overhead per callback, socket read and TLS record. It is not
@@ -11,21 +11,23 @@ the noise, and a second loop implementation is one more thing to trust with TLS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 GIL_SWITCH_MS = 0.5
-"""How long (ms) a thread of ``ggk serve`` may hold the interpreter lock while another waits
-for it; Python's default is 5 ms.
+"""How long (ms) a thread may hold the interpreter lock while another waits for it, while a
+large message is in the gateway's hands (:func:`short_turns`); Python's default is 5 ms.
 
-Why: the event loop shares the lock with the threads that prepare a large message for the
-store (gateway/broker/sqlite_prepared.py) and run the SQLite writer. When a 1 MB declaratie
-is accepted, those threads have some 10 ms of Python to do, and at 5 ms a turn the loop
-waited up to 5 ms for each step of every small message arriving meanwhile: those messages
-were the Bv03 p99 at 100 msg/s (docs/benchmarks.md, "Turns of 0.5 ms"). At 0.5 ms the loop
-gets the lock back ten times as soon; four alternating pairs at saturation showed no CPU
-cost beyond the noise (a forced hand-over costs a few µs, at most 2,000 a second)."""
+Why: the event loop shares the lock with the threads that build a large message's answer from
+its reader (gateway/readers.py), prepare it for the store (gateway/broker/sqlite_prepared.py)
+and write it. For a 1 MB declaratie that is some 10 ms of Python, and at 5 ms a turn the
+loop waited up to 5 ms for each step of every small message arriving meanwhile: those
+messages were the Bv03 p99 at 100 msg/s (docs/benchmarks.md, "Turns of half a millisecond").
+Only while a large message is in hand: at saturation a short interval all the time may cost
+a few per cent of CPU (up to 2,000 forced hand-overs a second between the loop and the
+writer), which did not show beyond the noise but is not needed for small messages."""
 
 GIL_SWITCH_RANGE = (0.1, 50.0)
 """Values ``GGK_GIL_SWITCH_MS`` may take."""
@@ -57,7 +59,7 @@ class BadSwitchInterval(ValueError):
 
 def gil_switch_ms() -> float:
     """The switch interval ``GGK_GIL_SWITCH_MS`` asks for (ms); :data:`GIL_SWITCH_MS` when
-    it is not set. For measuring: Python's own 5 ms is ``GGK_GIL_SWITCH_MS=5``."""
+    it is not set. For measuring: Python's own 5 ms throughout is ``GGK_GIL_SWITCH_MS=5``."""
     wanted = os.environ.get("GGK_GIL_SWITCH_MS", "").strip()
     if not wanted:
         return GIL_SWITCH_MS
@@ -73,12 +75,36 @@ def gil_switch_ms() -> float:
     return value
 
 
-def shorten_gil_turns() -> float:
-    """Set the interpreter's switch interval to :func:`gil_switch_ms`; returns it (ms). Called
-    by ``ggk serve`` before it starts, and only there: tests and tools keep Python's own."""
-    ms = gil_switch_ms()
-    sys.setswitchinterval(ms / 1000)
-    return ms
+class _Turns:
+    """The process's switch interval is one setting: short while any large message is in
+    hand (a count of them, changed on the event loop only), Python's own otherwise."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.normal = sys.getswitchinterval()
+
+
+_TURNS = _Turns()
+
+
+@contextlib.contextmanager
+def short_turns(ms: float | None) -> Iterator[None]:
+    """While the block runs, threads hand the interpreter lock back every ``ms``
+    milliseconds (None: leave it as it is). Nested and overlapping blocks are counted; the
+    last to end restores the interval the first found."""
+    if ms is None:
+        yield
+        return
+    if _TURNS.held == 0:
+        _TURNS.normal = sys.getswitchinterval()
+        sys.setswitchinterval(ms / 1000)
+    _TURNS.held += 1
+    try:
+        yield
+    finally:
+        _TURNS.held -= 1
+        if _TURNS.held == 0:
+            sys.setswitchinterval(_TURNS.normal)
 
 
 def name() -> str:

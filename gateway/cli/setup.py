@@ -89,7 +89,6 @@ def serve(config_path: Path, host: str | None, port: int | None, log_level: str)
     try:
         memtune.limit_arenas()  # before any thread: RSS that stays flat (gateway/memtune.py)
         memtrace.install_from_env()  # opt-in (GGK_TRACEMALLOC): memory hunts only
-        eventloop.shorten_gil_turns()
         with (
             serving(config.data_dir),
             asyncio.Runner(loop_factory=eventloop.loop_factory()) as runner,
