@@ -1,5 +1,5 @@
 """The event loop ``ggk serve`` runs on: asyncio's own, or uvloop when asked for; and how
-often a thread must hand the interpreter lock back to it while a large message is in hand.
+often a thread must hand the interpreter lock back to it while a large request is handled.
 
 ``GGK_EVENT_LOOP=uvloop`` in the environment (with the ``uvloop`` extra installed) runs the
 same code on libuv, with less overhead per callback, socket read and TLS record. It is not
@@ -18,16 +18,17 @@ from collections.abc import Callable, Iterator
 
 GIL_SWITCH_MS = 0.5
 """How long (ms) a thread may hold the interpreter lock while another waits for it, while a
-large message is in the gateway's hands (:func:`short_turns`); Python's default is 5 ms.
+request with a large body is being handled (:func:`short_turns`); Python's default is 5 ms.
 
 Why: the event loop shares the lock with the threads that build a large message's answer from
 its reader (gateway/readers.py), prepare it for the store (gateway/broker/sqlite_prepared.py)
 and write it. For a 1 MB declaratie that is some 10 ms of Python, and at 5 ms a turn the
 loop waited up to 5 ms for each step of every small message arriving meanwhile: those
 messages were the Bv03 p99 at 100 msg/s (docs/benchmarks.md, "Turns of half a millisecond").
-Only while a large message is in hand: at saturation a short interval all the time may cost
-a few per cent of CPU (up to 2,000 forced hand-overs a second between the loop and the
-writer), which did not show beyond the noise but is not needed for small messages."""
+Only while such a request is handled (its delivery later runs at 5 ms; it is one request to
+a receiver, on the loop itself): a short interval costs forced hand-overs between the loop
+and the store's threads (up to 2,000 a second), a few per cent of CPU at saturation at most,
+within the noise of the measurements, and small messages alone do not need it."""
 
 GIL_SWITCH_RANGE = (0.1, 50.0)
 """Values ``GGK_GIL_SWITCH_MS`` may take."""
@@ -76,8 +77,10 @@ def gil_switch_ms() -> float:
 
 
 class _Turns:
-    """The process's switch interval is one setting: short while any large message is in
-    hand (a count of them, changed on the event loop only), Python's own otherwise."""
+    """The process's switch interval is one setting: short while any request with a large
+    body is handled (a count of them, changed on the event loop only), Python's own
+    otherwise. The first block to start sets the short value (one gateway per process: one
+    value); the last to end restores what the first found, over any change made meanwhile."""
 
     def __init__(self) -> None:
         self.held = 0

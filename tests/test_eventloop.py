@@ -4,12 +4,14 @@ On uvloop (``GGK_EVENT_LOOP=uvloop``) the connection guard still closes a connec
 headers never complete and still tells a peer over its share so, and a message is accepted
 and delivered: uvloop's transports do not inherit asyncio's ABCs, so a guard that asked
 ``isinstance(transport, asyncio.WriteTransport)`` left such connections open on uvloop.
-While a large message is in hand, threads hand the lock back every 0.5 ms, and only then.
+While a request with a large body is handled, threads hand the lock back every 0.5 ms, and
+only then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 import sys
@@ -59,16 +61,15 @@ def test_the_switch_interval_for_large_messages_is_half_a_millisecond_unless_ask
 
 def test_short_turns_last_while_any_large_message_is_in_hand() -> None:
     normal = sys.getswitchinterval()
-    first = eventloop.short_turns(0.5)
-    second = eventloop.short_turns(0.5)
-    first.__enter__()
-    assert sys.getswitchinterval() == 0.0005
-    second.__enter__()
-    with eventloop.short_turns(None):  # a small message changes nothing
+    with contextlib.ExitStack() as second_open:
+        with contextlib.ExitStack() as first_open:
+            first_open.enter_context(eventloop.short_turns(0.5))
+            assert sys.getswitchinterval() == 0.0005
+            second_open.enter_context(eventloop.short_turns(0.5))
+            with eventloop.short_turns(None):  # a small message changes nothing
+                assert sys.getswitchinterval() == 0.0005
+        # the first ended, overlapping (not nested): the second still holds
         assert sys.getswitchinterval() == 0.0005
-    first.__exit__(None, None, None)  # overlapping, not nested: the other still holds
-    assert sys.getswitchinterval() == 0.0005
-    second.__exit__(None, None, None)
     assert sys.getswitchinterval() == normal
     with pytest.raises(RuntimeError), eventloop.short_turns(1.0):
         raise RuntimeError("a handler that fails")
@@ -79,6 +80,7 @@ def test_short_turns_last_while_any_large_message_is_in_hand() -> None:
 async def test_a_large_message_shortens_the_turns_until_it_is_answered(
     tmp_path: Path, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("GGK_GIL_SWITCH_MS", raising=False)
     setup: Setup = make_setup(tmp_path / "gw", sink.port)
     set_to: list[float] = []
     real = sys.setswitchinterval
