@@ -114,9 +114,18 @@ class _Process:
         self.task = asyncio.create_task(self._answers(), name="reader-answers")
 
     async def _next(self) -> tuple[int, Any]:
+        """The next answer. A large one is unpickled in a thread: a 1 MB declaratie's
+        answer (its envelope and 1,302 facts) takes ~2 ms to build, which the event loop
+        would otherwise spend on it while small messages wait. The thread hands the lock
+        back every 0.5 ms while the request's body is large (gateway/eventloop.py), every
+        5 ms for the rare answer that is large for a body that is not. Answers stay in
+        order: the next is read only after this one is built."""
         assert self.reader is not None
         size, number = FRAME.unpack(await self.reader.readexactly(FRAME.size))
-        return number, loads(await self.reader.readexactly(size))
+        data = await self.reader.readexactly(size)
+        if size > LARGE_BYTES:
+            return number, await asyncio.to_thread(loads, data)
+        return number, loads(data)
 
     async def _answers(self) -> None:
         """Hand each answer to its request; any trouble ends the reader (never a guess)."""

@@ -1,20 +1,39 @@
-"""``ggk serve`` on uvloop (``GGK_EVENT_LOOP=uvloop``, gateway/eventloop.py): the connection guard still closes a
-connection whose headers never complete and still tells a peer over its share so, and a
-message is accepted and delivered. uvloop's transports do not inherit asyncio's ABCs, so
-a guard that asked ``isinstance(transport, asyncio.WriteTransport)`` left such connections
-open on uvloop."""
+"""The event loop and the interpreter lock of ``ggk serve`` (gateway/eventloop.py).
+
+On uvloop (``GGK_EVENT_LOOP=uvloop``) the connection guard still closes a connection whose
+headers never complete and still tells a peer over its share so, and a message is accepted
+and delivered: uvloop's transports do not inherit asyncio's ABCs, so a guard that asked
+``isinstance(transport, asyncio.WriteTransport)`` left such connections open on uvloop.
+While a request with a large body is handled, threads hand the lock back every 0.5 ms, and
+only then.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
+import sys
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
+from gateway import envelope as env
 from gateway import eventloop
-from kit.gateway import Setup, Sink, deventer_wmo301, eventually, make_setup, post_soap, serve
+from kit.gateway import (
+    GGK,
+    Setup,
+    Sink,
+    deventer_wmo301,
+    eventually,
+    make_setup,
+    post_soap,
+    running,
+    serve,
+)
+from kit.messages import big_declaratie
 
 
 def test_the_loop_is_asyncio_unless_uvloop_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,6 +44,87 @@ def test_the_loop_is_asyncio_unless_uvloop_is_asked_for(monkeypatch: pytest.Monk
     monkeypatch.setenv("GGK_EVENT_LOOP", "tokio")
     with pytest.raises(eventloop.UnknownLoop, match="asyncio or uvloop"):
         eventloop.loop_factory()
+
+
+def test_the_switch_interval_for_large_messages_is_half_a_millisecond_unless_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GGK_GIL_SWITCH_MS", raising=False)
+    assert eventloop.gil_switch_ms() == eventloop.GIL_SWITCH_MS == 0.5
+    monkeypatch.setenv("GGK_GIL_SWITCH_MS", "5")  # Python's own, for a measurement
+    assert eventloop.gil_switch_ms() == 5.0
+    for bad in ("fast", "0", "-1", "nan", "inf", "51", "1e9"):
+        monkeypatch.setenv("GGK_GIL_SWITCH_MS", bad)
+        with pytest.raises(eventloop.BadSwitchInterval, match=r"milliseconds from 0\.1 to 50"):
+            eventloop.gil_switch_ms()
+
+
+def test_short_turns_last_while_any_large_message_is_in_hand() -> None:
+    normal = sys.getswitchinterval()
+    with contextlib.ExitStack() as second_open:
+        with contextlib.ExitStack() as first_open:
+            first_open.enter_context(eventloop.short_turns(0.5))
+            assert sys.getswitchinterval() == 0.0005
+            second_open.enter_context(eventloop.short_turns(0.5))
+            with eventloop.short_turns(None):  # a small message changes nothing
+                assert sys.getswitchinterval() == 0.0005
+        # the first ended, overlapping (not nested): the second still holds
+        assert sys.getswitchinterval() == 0.0005
+    assert sys.getswitchinterval() == normal
+    with pytest.raises(RuntimeError), eventloop.short_turns(1.0):
+        raise RuntimeError("a handler that fails")
+    assert sys.getswitchinterval() == normal
+
+
+@pytest.mark.slow
+async def test_a_large_message_shortens_the_turns_until_it_is_answered(
+    tmp_path: Path, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GGK_GIL_SWITCH_MS", raising=False)
+    setup: Setup = make_setup(tmp_path / "gw", sink.port)
+    set_to: list[float] = []
+    real = sys.setswitchinterval
+
+    def spied(seconds: float) -> None:
+        set_to.append(seconds)
+        real(seconds)
+
+    monkeypatch.setattr(sys, "setswitchinterval", spied)
+    normal = sys.getswitchinterval()
+    async with running(setup):
+        status, _ = await post_soap(setup, deventer_wmo301(), partner="0150")
+        assert status == 200 and set_to == []  # a small message leaves it alone
+        big = big_declaratie()
+        root = etree.fromstring(big)
+        envelope = env.build_di01(
+            big,
+            zender=root.findtext("{*}Header/{*}Afzender") or "",
+            zender_applicatie="APP",
+            ontvanger=root.findtext("{*}Header/{*}Ontvanger") or "",
+            functie="WMO323",
+        )
+        status, answer = await post_soap(setup, envelope, partner="12345678")
+        assert status == 200, answer[:500]
+    assert set_to == [0.0005, normal]
+
+
+@pytest.mark.slow
+async def test_serve_refuses_a_bad_switch_interval_without_a_traceback(
+    tmp_path: Path, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup: Setup = make_setup(tmp_path / "gw", sink.port)
+    monkeypatch.setenv("GGK_GIL_SWITCH_MS", "fast")
+    refused = await asyncio.create_subprocess_exec(
+        GGK,
+        "serve",
+        "--config",
+        str(setup.config_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(refused.communicate(), 60)
+    assert refused.returncode != 0
+    assert b"GGK_GIL_SWITCH_MS='fast'" in output and b"Traceback" not in output, output
 
 
 @pytest.mark.slow

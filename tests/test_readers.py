@@ -11,6 +11,7 @@ import os
 import pickle
 import re
 import signal
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,11 +21,13 @@ import pytest
 from lxml import etree
 
 from gateway import envelope as env
+from gateway import readers as readers_module
 from gateway import soap
 from gateway.figures import Fact, FactKind
 from gateway.reader_process import Answer, Failed, Fault, loads
-from gateway.readers import ReaderCrashed, Readers, ReadersBusy, ReaderSetup
-from gateway.reading import Settings
+from gateway.readers import LARGE_BYTES, ReaderCrashed, Readers, ReadersBusy, ReaderSetup
+from gateway.reading import Caller, Read, Settings
+from gateway.standards import Party
 from gateway.validation import Validator
 from kit.gateway import (
     Setup,
@@ -317,6 +320,53 @@ async def test_a_message_two_readers_end_on_is_refused_not_read_here(
         await two_readers.validate_payload(SAMPLE)
     await eventually(lambda: not first.is_alive() and not second.is_alive())
     await eventually(lambda: all(p.is_alive() for p in two_readers.processes), timeout=30)
+
+
+def _di01_request(payload: bytes, zender: str, ontvanger: str, functie: str) -> tuple[bytes, str]:
+    """A SOAP request of ``payload`` in a Di01, and its SOAPAction."""
+    envelope = env.build_di01(
+        payload, zender=zender, zender_applicatie="APP", ontvanger=ontvanger, functie=functie
+    )
+    return soap.wrap_request(envelope), soap.soap_action_for(etree.fromstring(envelope))
+
+
+@pytest.mark.slow
+async def test_a_large_answer_is_built_off_the_event_loop_and_in_its_turn(
+    validator: Validator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1 MB declaratie's answer (its envelope and every fact) is unpickled in a thread,
+    a small one on the loop, and each request still gets its own answer, in order."""
+    built: list[tuple[int, bool]] = []
+
+    def spied(data: bytes) -> object:
+        built.append((len(data), threading.current_thread() is threading.main_thread()))
+        return loads(data)
+
+    monkeypatch.setattr(readers_module, "loads", spied)
+    setup = ReaderSetup((), validator.limits, validator.limits, None, Settings())
+    one = Readers(setup, count=1, deadline=60.0)
+    await one.start()
+    built.clear()  # the reader's ready signal
+    try:
+        big = big_declaratie()
+        small, small_action = _di01_request(SAMPLE, "0150", "12345678", "WMO301")
+        large, large_action = _di01_request(big, "12345678", "0150", "WMO323")
+        # the small one first: a large one may queue behind it (not the other way round)
+        first, second = await asyncio.gather(
+            one.read_soap(small, small_action, Caller("0150", Party.GEMEENTE, "gemeente")),
+            one.read_soap(
+                large, large_action, Caller("12345678", Party.AANBIEDER, "zorgaanbieder")
+            ),
+        )
+    finally:
+        await one.close()
+    assert isinstance(first, Read) and isinstance(second, Read), (first, second)
+    assert first.header["identificatie"] == "WMO301A0001" and len(first.facts.raw) < LARGE_BYTES
+    assert second.header["sender"] == "12345678" and len(second.facts.raw) > len(big)
+    assert len(second.facts.bsns) > 500  # a declaratie of some 870 clients
+    sizes = [size for size, _ in built]
+    assert sizes[0] < LARGE_BYTES < sizes[1], built
+    assert [on_loop for _, on_loop in built] == [True, False], built
 
 
 def _global(module: str, name: str) -> bytes:

@@ -371,6 +371,8 @@ async def run(
         data=str(config.data_dir),
         # uvloop or asyncio (gateway/eventloop.py): which one a figure was measured on
         event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
+        # the interpreter's switch interval while a large message is in hand (eventloop.py)
+        large_message_gil_switch_ms=gw.large_turn_ms,
     )
     if ready is not None:
         ready.set()

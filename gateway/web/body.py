@@ -25,9 +25,11 @@ from gateway.admission import (
     abandoned,
     paced,
 )
+from gateway.eventloop import short_turns
 from gateway.metrics import (
     BODY_BUDGET_WAITS,
 )
+from gateway.readers import LARGE_BYTES
 from gateway.web.answers import body_refusal, too_large
 from gateway.web.identify import identify
 from gateway.web.wiring import SOAP_ALLOWANCE, Gateway
@@ -145,7 +147,10 @@ async def admitted(
             except BadEncoding:
                 yield body_refusal(request, gw, 400, f"the request body is not valid {encoding}")
                 return
-            yield data
+            # a large body: threads hand the interpreter lock to the loop more often until
+            # it is answered, so the small messages meanwhile are not held (eventloop.py)
+            with short_turns(gw.large_turn_ms if len(data) > LARGE_BYTES else None):
+                yield data
     except BudgetExhausted:
         yield _busy(request, gw)
 

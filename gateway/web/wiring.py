@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from gateway import codelists
+from gateway import codelists, eventloop
 from gateway import envelope as env
 from gateway.admission import (
     SMALL_FORM_BYTES,
@@ -98,6 +98,8 @@ class Gateway:
     """The Digikoppeling ebMS2 endpoint, when ``[ebms]`` is configured."""
     certificates: CertificateSightings = dataclasses.field(default_factory=CertificateSightings)
     """When the client certificate each partner last presented expires (partner health)."""
+    large_turn_ms: float = eventloop.GIL_SWITCH_MS
+    """The interpreter's switch interval while a large body is in hand (gateway/eventloop.py)."""
 
     @property
     def systeem(self) -> env.Systeem:
@@ -105,6 +107,7 @@ class Gateway:
 
 
 def build(config: GatewayConfig) -> Gateway:
+    large_turn_ms = eventloop.gil_switch_ms()  # a bad GGK_GIL_SWITCH_MS stops it before anything
     partners = PartnerRegistry.load(config.partners_file)
     routes = (
         RouteTable.from_config(config.routes, str(config.path))
@@ -187,6 +190,7 @@ def build(config: GatewayConfig) -> Gateway:
         buckets,
     )
     gateway.ebms = inbound
+    gateway.large_turn_ms = large_turn_ms
     return gateway
 
 
