@@ -282,6 +282,20 @@ def deventer_wmo301(
     )
 
 
+def declaratie_di01(payload: bytes) -> bytes:
+    """A WMO323 payload (``kit.messages.big_declaratie``'s, say) as a Di01 from its Afzender
+    to its Ontvanger."""
+    header = etree.fromstring(payload).find("{*}Header")
+    assert header is not None, "not an iWmo message"
+    return env.build_di01(
+        payload,
+        zender=header.findtext("{*}Afzender") or "",
+        zender_applicatie="DOWRsociaal",
+        ontvanger=header.findtext("{*}Ontvanger") or "",
+        functie="WMO323",
+    )
+
+
 def di01_kwargs(
     payload: bytes,
     *,

@@ -18,16 +18,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from lxml import etree
 
-from gateway import envelope as env
-from gateway import eventloop
+from gateway import eventloop, soap
 from kit.gateway import (
     GGK,
     Setup,
     Sink,
+    declaratie_di01,
     deventer_wmo301,
     eventually,
+    fo03_code,
     make_setup,
     post_soap,
     running,
@@ -94,18 +94,29 @@ async def test_a_large_message_shortens_the_turns_until_it_is_answered(
     async with running(setup):
         status, _ = await post_soap(setup, deventer_wmo301(), partner="0150")
         assert status == 200 and set_to == []  # a small message leaves it alone
-        big = big_declaratie()
-        root = etree.fromstring(big)
-        envelope = env.build_di01(
-            big,
-            zender=root.findtext("{*}Header/{*}Afzender") or "",
-            zender_applicatie="APP",
-            ontvanger=root.findtext("{*}Header/{*}Ontvanger") or "",
-            functie="WMO323",
+        status, answer = await post_soap(
+            setup, declaratie_di01(big_declaratie()), partner="12345678"
         )
-        status, answer = await post_soap(setup, envelope, partner="12345678")
         assert status == 200, answer[:500]
-    assert set_to == [0.0005, normal]
+        assert set_to == [0.0005, normal]
+        # hostile sizes: a large message refused (0150 may not send 12345678's declaratie),
+        # and one whose client hangs up as soon as it is sent; neither leaves it short
+        status, answer = await post_soap(setup, declaratie_di01(big_declaratie()), partner="0150")
+        assert status == 500 and fo03_code(answer) == "StUF052", answer[:500]
+        body = soap.wrap_request(declaratie_di01(big_declaratie()))
+        _, writer = await asyncio.open_connection(
+            "127.0.0.1", setup.port, ssl=setup.ssl_context("12345678"), server_hostname="localhost"
+        )
+        writer.write(
+            f"POST /ggk/OntvangAsynchroon HTTP/1.1\r\nHost: localhost\r\n"
+            f'Content-Type: {soap.CONTENT_TYPE}\r\nSOAPAction: ""\r\n'
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+        await eventually(lambda: len(set_to) == 6, timeout=60)
+        assert set_to == [0.0005, normal] * 3 and sys.getswitchinterval() == normal
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from gateway.validation import Validator
 from kit.gateway import (
     Setup,
     Sink,
+    declaratie_di01,
     deventer_wmo301,
     eventually,
     fo03_code,
@@ -322,11 +323,8 @@ async def test_a_message_two_readers_end_on_is_refused_not_read_here(
     await eventually(lambda: all(p.is_alive() for p in two_readers.processes), timeout=30)
 
 
-def _di01_request(payload: bytes, zender: str, ontvanger: str, functie: str) -> tuple[bytes, str]:
-    """A SOAP request of ``payload`` in a Di01, and its SOAPAction."""
-    envelope = env.build_di01(
-        payload, zender=zender, zender_applicatie="APP", ontvanger=ontvanger, functie=functie
-    )
+def _request(envelope: bytes) -> tuple[bytes, str]:
+    """The SOAP request of an envelope, and its SOAPAction."""
     return soap.wrap_request(envelope), soap.soap_action_for(etree.fromstring(envelope))
 
 
@@ -349,8 +347,8 @@ async def test_a_large_answer_is_built_off_the_event_loop_and_in_its_turn(
     built.clear()  # the reader's ready signal
     try:
         big = big_declaratie()
-        small, small_action = _di01_request(SAMPLE, "0150", "12345678", "WMO301")
-        large, large_action = _di01_request(big, "12345678", "0150", "WMO323")
+        small, small_action = _request(wmo301_di01(SAMPLE))
+        large, large_action = _request(declaratie_di01(big))
         # the small one first: a large one may queue behind it (not the other way round)
         first, second = await asyncio.gather(
             one.read_soap(small, small_action, Caller("0150", Party.GEMEENTE, "gemeente")),

@@ -29,7 +29,7 @@ from gateway.eventloop import short_turns
 from gateway.metrics import (
     BODY_BUDGET_WAITS,
 )
-from gateway.readers import LARGE_BYTES
+from gateway.offload import LARGE_PAYLOAD_BYTES
 from gateway.web.answers import body_refusal, too_large
 from gateway.web.identify import identify
 from gateway.web.wiring import SOAP_ALLOWANCE, Gateway
@@ -149,7 +149,7 @@ async def admitted(
                 return
             # a large body: threads hand the interpreter lock to the loop more often until
             # it is answered, so the small messages meanwhile are not held (eventloop.py)
-            with short_turns(gw.large_turn_ms if len(data) > LARGE_BYTES else None):
+            with short_turns(gw.large_turn_ms if len(data) > LARGE_PAYLOAD_BYTES else None):
                 yield data
     except BudgetExhausted:
         yield _busy(request, gw)

@@ -188,9 +188,9 @@ def build(config: GatewayConfig) -> Gateway:
         admission,
         keyring,
         buckets,
+        large_turn_ms=large_turn_ms,
     )
     gateway.ebms = inbound
-    gateway.large_turn_ms = large_turn_ms
     return gateway
 
 
