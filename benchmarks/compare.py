@@ -61,6 +61,9 @@ class RunFigures:
     raw_lxml_per_s: float
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     """Offered rate (as text, e.g. ``"100"``) → {"p50": …, "p99": …}."""
+    cpu_at_rate: dict[str, float] = field(default_factory=dict)
+    """Offered rate (as text) → gateway CPU-s per 1,000 messages of that phase: the cost of
+    a message where nothing is shared (a commit, a wake-up each), which saturation hides."""
     cpu_vs_lxml: float = 0.0
     """Gateway CPU per message ÷ raw lxml parse+validate CPU per message (goal 3: ≤ 12)."""
     sustainable_vs_lxml: float = 0.0
@@ -92,6 +95,8 @@ def figures_of(results: dict[str, Any], commit: str, pair: int) -> RunFigures:
                 "p50": float(p["p50_ms"]),
                 "p99": float(p["p99_ms"]),
             }
+            if p.get("cpu_s_per_1000"):  # measured per phase since 50cb5c7
+                figures.cpu_at_rate[f"{p['offered']:g}"] = float(p["cpu_s_per_1000"])
     figures.cpu_vs_lxml = figures.cpu_s_per_1000 / 1000 * raw
     figures.sustainable_vs_lxml = figures.delivered_per_s / raw
     rates = [float(r) for r in figures.latency_ms]
@@ -278,6 +283,8 @@ def series(runs: list[RunFigures]) -> dict[str, list[float]]:
         for rate, at in run.latency_ms.items():
             for q in ("p50", "p99"):
                 values.setdefault(f"{q}_ms@{rate}", []).append(at[q])
+        for rate, cpu in run.cpu_at_rate.items():
+            values.setdefault(f"cpu@{rate}", []).append(cpu)
     return values
 
 
@@ -307,6 +314,9 @@ def table(figures: dict[str, dict[str, Any]], base: str, head: str) -> str:
     for key, row in figures.items():
         if key in labels:
             label, fmt = labels[key]
+        elif key.startswith("cpu@"):
+            label = f"gateway CPU-s per 1,000 messages at {key[4:]} msg/s offered"
+            fmt = "{:.2f}"
         else:
             q, rate = key.split("_ms@")
             label, fmt = f"Bv03 {q} ms at {rate} msg/s offered", "{:.1f}"

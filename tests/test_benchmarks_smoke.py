@@ -142,6 +142,8 @@ def test_compare(tmp_path: Path) -> None:
     rows = {r["figure (median of the pairs)"]: r for r in tables(done.stdout)[0]}
     assert number(rows["gateway CPU-s per 1,000 messages"][f"HEAD {head[:9]}"]) > 0
     assert "Bv03 p99 ms at 20 msg/s offered" in rows
+    at_rate = rows["gateway CPU-s per 1,000 messages at 20 msg/s offered"]
+    assert number(at_rate[f"BASE {head[:9]}"]) > 0 and number(at_rate[f"HEAD {head[:9]}"]) > 0
     # BASE first in odd pairs, HEAD first in even ones
     started = re.findall(r"pair (\d)/2: (BASE|HEAD) \w+ running", done.stderr)
     assert started == [("1", "BASE"), ("1", "HEAD"), ("2", "HEAD"), ("2", "BASE")], done.stderr
