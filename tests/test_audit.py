@@ -356,6 +356,54 @@ async def test_retention_purges_finished_payloads_and_audits_it(tmp_path: Path) 
     db.close()
 
 
+async def test_reencryption_goes_in_bounded_commits_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-encryption commits at most ``rows`` payloads (and ``REENCRYPT_BYTES``) at a time,
+    reading each payload in its turn; one that stops halfway keeps what it committed, and
+    the next run does the rest."""
+    keys = Keyring.generate()
+    path = tmp_path / "g.sqlite"
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    for n in range(7):
+        await broker.accept(stored_message(n))
+    await broker.close()
+    old = keys.active
+    keys.rotate()
+
+    def under_keys() -> dict[str, int]:
+        db = _db(path)
+        found = db.execute("SELECT envelope_key, count(*) FROM messages GROUP BY 1").fetchall()
+        db.close()
+        return {key: count for key, count in found}
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_the_first(done: int, total: int) -> None:
+        raise Interrupted(f"{done}/{total}")
+
+    with pytest.raises(Interrupted, match="3/7"):
+        reencrypt_payloads(path, keys, stop_after_the_first, rows=3)
+    assert under_keys() == {keys.active: 3, old: 4}
+    seen: list[tuple[int, int]] = []
+    assert reencrypt_payloads(path, keys, lambda d, t: seen.append((d, t)), rows=3) == 4
+    assert seen == [(3, 4), (4, 4)]
+    assert under_keys() == {keys.active: 7}
+
+    keys.rotate()  # a byte limit: every payload here is larger than one byte, so one a commit
+    monkeypatch.setattr("gateway.broker.sqlite.REENCRYPT_BYTES", 1)
+    seen.clear()
+    assert reencrypt_payloads(path, keys, lambda d, t: seen.append((d, t))) == 7
+    assert seen == [(n, 7) for n in range(1, 8)]
+    del keys.data_keys[old]
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    assert len(await broker.claim(10, 30)) == 7  # every payload opens under the new keys
+    await broker.close()
+
+
 async def test_reencrypt_payloads_after_rotation(tmp_path: Path) -> None:
     keys = Keyring.generate()
     path = tmp_path / "g.sqlite"

@@ -15,6 +15,7 @@ from gateway.cli.common import (
     emit,
     json_option,
     keyring_of,
+    progress_bar,
     read_config,
 )
 from gateway.keyring import KeyringError
@@ -53,7 +54,8 @@ def keys_rotate(reencrypt: bool, config_path: Path, as_json: bool) -> None:
     count = 0
     if reencrypt and config.database.exists():
         try:
-            count = reencrypt_payloads(config, ring)
+            with progress_bar(as_json, "re-encrypting payloads") as bar:
+                count = reencrypt_payloads(config, ring, lambda done, _total: bar.update(done))
         except (StorageError, KeyringError) as exc:
             raise UsageOrIOError(
                 f"key rotated to {new}, payloads not re-encrypted: {exc}"
