@@ -57,8 +57,12 @@ async def test_group_commit_many_accepts_in_few_transactions(tmp_path: Path) -> 
     await broker.close()
 
 
-def _recording_commits(broker: SqliteBroker) -> list[tuple[int, bool]]:
-    """(operations, waits for the disk) of each group commit of ``broker`` from now on."""
+async def test_only_accepts_wait_for_the_disk(tmp_path: Path) -> None:
+    """An accept's commit is on disk before its Bv03 (synchronous=FULL); a delivery's claim
+    and outcome alone do not wait for the disk (NORMAL: lost only in a power failure, which
+    means the delivery is made again); a group holding both waits."""
+    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
+    await broker.start()
     commits: list[tuple[int, bool]] = []
     original = broker._apply
 
@@ -67,16 +71,6 @@ def _recording_commits(broker: SqliteBroker) -> list[tuple[int, bool]]:
         return original(ops, durable)
 
     broker._apply = recording  # type: ignore[method-assign]
-    return commits
-
-
-async def test_only_accepts_wait_for_the_disk(tmp_path: Path) -> None:
-    """An accept's commit is on disk before its Bv03 (synchronous=FULL); a delivery's claim
-    and outcome alone do not wait for the disk (NORMAL: lost only in a power failure, which
-    means the delivery is made again); a group holding both waits."""
-    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
-    await broker.start()
-    commits = _recording_commits(broker)
 
     def setting(db: sqlite3.Connection) -> int:
         return int(db.execute("PRAGMA synchronous").fetchone()[0])
@@ -92,61 +86,6 @@ async def test_only_accepts_wait_for_the_disk(tmp_path: Path) -> None:
     assert list(together) == [full, full]
     assert (await broker.counts()).to_dict() == {"delivered": 1}
     await broker.close()
-
-
-async def test_an_outcome_waits_for_the_next_accept_and_shares_its_commit(
-    tmp_path: Path,
-) -> None:
-    """A delivery's outcome alone is held (``linger``) for company: the next accept's commit
-    carries it, and the accept does not wait for the linger (here 30 s: the test would
-    time out). Outcomes queued together with nothing else share one commit of their own."""
-    broker = SqliteBroker(tmp_path / "b.sqlite", KEYS)
-    await broker.start()
-    broker.linger = 30.0
-    try:
-        await broker.accept(stored_message(1))
-        [job] = await broker.claim(10, 30.0)
-        commits = _recording_commits(broker)
-        outcome = asyncio.create_task(broker.delivered(job))
-        await asyncio.sleep(0.05)
-        assert not outcome.done() and commits == [], "held for company"
-        accepted = await asyncio.wait_for(broker.accept(stored_message(2)), 10)
-        assert accepted.status == "accepted"
-        await asyncio.wait_for(outcome, 10)
-        assert commits == [(2, True)], "one commit, waiting for the disk as the accept must"
-        assert (await broker.counts()).to_dict() == {"delivered": 1, "pending": 1}
-
-        broker.linger = 1.0  # two outcomes, nothing else: one commit once the linger ends
-        jobs = await broker.claim(10, 30.0)
-        await broker.accept(stored_message(3))
-        jobs += await broker.claim(10, 30.0)
-        commits.clear()
-        first = asyncio.create_task(broker.delivered(jobs[0]))
-        await asyncio.sleep(0.01)
-        await asyncio.wait_for(asyncio.gather(first, broker.delivered(jobs[1])), 10)
-        assert commits == [(2, False)]
-        assert (await broker.counts()).to_dict() == {"delivered": 3}
-    finally:
-        await broker.close()
-
-
-async def test_closing_commits_a_held_outcome_at_once(tmp_path: Path) -> None:
-    """A stop does not wait out the linger, and loses nothing held by it."""
-    path = tmp_path / "b.sqlite"
-    broker = SqliteBroker(path, KEYS)
-    await broker.start()
-    broker.linger = 30.0
-    await broker.accept(stored_message(1))
-    [job] = await broker.claim(10, 30.0)
-    outcome = asyncio.create_task(broker.delivered(job))
-    await asyncio.sleep(0.05)
-    assert not outcome.done()
-    await asyncio.wait_for(broker.close(), 10)
-    await outcome
-    again = SqliteBroker(path, KEYS)
-    await again.start()
-    assert (await again.counts()).to_dict() == {"delivered": 1}
-    await again.close()
 
 
 async def test_the_wal_starts_over_under_steady_writes_and_reads(tmp_path: Path) -> None:

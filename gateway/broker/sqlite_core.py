@@ -38,14 +38,6 @@ WAL_RESTART_FRAMES = 8192
 ``SqliteCore._checkpointer``); the file is cut back to :data:`WAL_KEPT_BYTES` then."""
 WAL_KEPT_BYTES = 64 * 1024 * 1024
 
-OUTCOME_LINGER_SECONDS = 0.010
-"""How long the writer holds a group of operations that may wait (:meth:`SqliteCore.write`'s
-``lingers``: a delivery's outcome) for company before committing it alone. At 100 msg/s a
-message came to 2.3 commits, each a hand-over to a thread and back: its accept, and the
-outcome of each delivery a few milliseconds later. Waiting up to one inter-arrival time at
-that rate lets the next accept's commit carry the outcomes (1.1 commits a message); an
-operation that may not wait ends the wait at once, so no Bv03 is later for it."""
-
 
 def _checkpoint(db: sqlite3.Connection, by: str) -> tuple[int, int, int]:
     """A PASSIVE checkpoint on ``db``: (busy, frames in the WAL, frames copied back); its
@@ -62,7 +54,6 @@ class _Queued:
     op: Op
     future: asyncio.Future[Any]
     durable: bool
-    lingers: bool = False
 
 
 def envelope_aad(message_id: str) -> bytes:
@@ -93,8 +84,6 @@ class SqliteCore:
         self.max_bytes = max_bytes
         self.audit_enabled = audit_enabled
         self.batch_max = batch_max
-        self.linger = OUTCOME_LINGER_SECONDS
-        """Seconds a group of operations that may wait is held for company (0: never)."""
         self.clock = clock
         self.wake = asyncio.Event()
         """Set whenever new work may be due; delivery workers wait on it."""
@@ -318,11 +307,15 @@ class SqliteCore:
             if item is None:
                 return
             batch = [item]
-            stopping = self._take_queued(batch)
-            if not stopping and self.linger > 0 and all(queued.lingers for queued in batch):
-                stopping = await self._linger(batch)
-            if stopping:
-                await self._queue.put(None)  # the stop sign again, taken once this group is in
+            while len(batch) < self.batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    await self._queue.put(None)
+                    break
+                batch.append(nxt)
             COMMIT_OPERATIONS.observe(len(batch))
             durable = self.durable and any(item.durable for item in batch)
             try:
@@ -337,42 +330,6 @@ class SqliteCore:
                     item.future.set_exception(result)
                 else:
                     item.future.set_result(result)
-
-    def _take_queued(self, batch: list[_Queued]) -> bool:
-        """Add what is queued now to ``batch``, up to ``batch_max``; True when the stop
-        sign was among it (taken from the queue: the caller puts it back)."""
-        assert self._queue is not None
-        while len(batch) < self.batch_max:
-            try:
-                nxt = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return False
-            if nxt is None:
-                return True
-            batch.append(nxt)
-        return False
-
-    async def _linger(self, batch: list[_Queued]) -> bool:
-        """Hold ``batch`` (operations that may all wait) for up to :attr:`linger` seconds
-        while more operations join it; the first that may not wait ends the wait, as does a
-        full group or the stop sign (True: taken, for the caller to put back)."""
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.linger
-        while len(batch) < self.batch_max and all(queued.lingers for queued in batch):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                nxt = await asyncio.wait_for(self._queue.get(), remaining)
-            except TimeoutError:
-                return False
-            if nxt is None:
-                return True
-            batch.append(nxt)
-            if self._take_queued(batch):
-                return True
-        return False
 
     def _apply(self, ops: list[Op], durable: bool = True) -> list[Any]:
         db = self._write_db
@@ -431,7 +388,7 @@ class SqliteCore:
             db.execute("RELEASE deferred")
         return done
 
-    async def write(self, op: Op, *, durable: bool = True, lingers: bool = False) -> Any:
+    async def write(self, op: Op, *, durable: bool = True) -> Any:
         """Run ``op`` in the writer's next group commit; its result once committed.
 
         ``durable=False`` is for a change the gateway can lose on a power failure because
@@ -441,20 +398,16 @@ class SqliteCore:
         group needs to (``synchronous=NORMAL``: safe against a crash of the process, since
         the WAL is in the operating system's cache; the next commit that waits for the disk
         writes it out, in order). An accepted message always waits: its Bv03 promises it.
-
-        ``lingers=True`` is for a change nobody waits on to answer a partner (a delivery's
-        outcome): when nothing else is queued, the writer holds it up to :attr:`linger`
-        seconds for other operations to share its commit (:data:`OUTCOME_LINGER_SECONDS`).
         """
-        return await self.submit(op, durable=durable, lingers=lingers)
+        return await self.submit(op, durable=durable)
 
-    def submit(self, op: Op, *, durable: bool = True, lingers: bool = False) -> asyncio.Future[Any]:
+    def submit(self, op: Op, *, durable: bool = True) -> asyncio.Future[Any]:
         """Queue ``op`` for the writer (:meth:`write`); the future of its result, which the
         writer settles even when whoever awaits it was cancelled meanwhile."""
         if self._queue is None:
             raise StorageError("broker is not started")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Queued(op, future, durable, lingers))  # unbounded: never waits
+        self._queue.put_nowait(_Queued(op, future, durable))  # unbounded: never waits
         return future
 
     async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:

@@ -191,9 +191,7 @@ class SqliteQueue(SqliteCore):
                     detail += f": {error}"
                 self.record(db, job.message_id, now, event, detail)
 
-        # lost in a power failure: delivered again; nobody waits on it to answer a partner,
-        # so it may share the next accept's commit (OUTCOME_LINGER_SECONDS)
-        await self.write(op, durable=False, lingers=True)
+        await self.write(op, durable=False)  # lost in a power failure: delivered again
 
     async def delivered(self, job: Job) -> None:
         await self._finish(job, DeliveryState.DELIVERED, error=None, at=None, event="delivered")
