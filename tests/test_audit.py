@@ -10,14 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from gateway import audit
+from cli import main
+from gateway import audit, demo
 from gateway.audit import record_hash
 from gateway.broker import sqlite_audit
 from gateway.broker.base import AuditRecord, SignedCheckpoint, StorageError
 from gateway.broker.sqlite import SqliteBroker, reencrypt_payloads
+from gateway.config import load as load_config
 from gateway.keyring import Keyring, KeyringError
-from kit.harness import stored_message
+from kit.harness import free_port, stored_message
 
 BSN = "999990019"
 
@@ -402,6 +405,52 @@ async def test_reencryption_goes_in_bounded_commits_and_resumes(
     await broker.start()
     assert len(await broker.claim(10, 30)) == 7  # every payload opens under the new keys
     await broker.close()
+
+
+async def test_a_rotation_whose_reencryption_stops_says_so_and_keys_reencrypt_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ggk keys rotate --reencrypt` that fails on the third payload (altered in the store)
+    keeps the two it did, says how far it got and what finishes it, and audits that; once
+    the payload is whole again, `ggk keys reencrypt` does the rest under the same key."""
+    demo.init(tmp_path, port=free_port())
+    config = load_config(tmp_path / "gateway.toml")
+    keys = Keyring.load(config.keyring)
+    broker = SqliteBroker(config.database, keys)
+    await broker.start()
+    for n in (1, 2, 3):
+        await broker.accept(stored_message(n))
+    await broker.close()
+    db = _db(config.database)
+    [sealed] = db.execute("SELECT envelope FROM messages WHERE id = 'm3'").fetchone()
+    altered = bytes(sealed[:-1]) + bytes([sealed[-1] ^ 1])
+    db.execute("UPDATE messages SET envelope = ? WHERE id = 'm3'", (altered,))
+    monkeypatch.setattr("gateway.broker.sqlite.REENCRYPT_BYTES", 1)  # one payload a commit
+
+    def last_admin_act(ring: Keyring) -> tuple[str, str]:
+        trail = _db(config.database)
+        record = list(sqlite_audit.export(trail, ring))[-1]
+        trail.close()
+        return record["action"], record["outcome"]
+
+    runner = CliRunner()
+    done = runner.invoke(main, ["keys", "rotate", "--reencrypt", "--config", str(config.path)])
+    assert done.exit_code != 0 and "Traceback" not in done.output
+    assert "stopped after 2 of 3 payloads" in done.output, done.output
+    assert "`ggk keys reencrypt`" in done.output
+    rotated = Keyring.load(config.keyring)
+    assert last_admin_act(rotated) == (
+        "key_rotated",
+        f"{keys.active} -> {rotated.active}, 2 of 3 payloads re-encrypted, then stopped",
+    )
+    db.execute("UPDATE messages SET envelope = ? WHERE id = 'm3'", (sealed,))
+    done = runner.invoke(main, ["keys", "reencrypt", "--config", str(config.path)])
+    assert done.exit_code == 0, done.output
+    assert f"1 stored payloads re-encrypted with {rotated.active}" in done.output
+    assert last_admin_act(rotated) == ("payloads_reencrypted", f"{rotated.active}: 1 payloads")
+    found = db.execute("SELECT DISTINCT envelope_key FROM messages").fetchall()
+    assert [key for (key,) in found] == [rotated.active]
+    db.close()
 
 
 async def test_reencrypt_payloads_after_rotation(tmp_path: Path) -> None:

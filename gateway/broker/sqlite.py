@@ -29,6 +29,7 @@ from gateway.broker.base import (
     DirectDeliveries,
     Job,
     NewMessage,
+    ReencryptionStopped,
     SignedCheckpoint,
     StorageError,
 )
@@ -38,7 +39,7 @@ from gateway.broker.sqlite_prepared import PreparedAccept, is_large, prepare
 from gateway.broker.sqlite_queue import SqliteQueue
 from gateway.broker.sqlite_schema import OPEN_STATES, connect, exclusive_lock
 from gateway.broker.sqlite_views import SqliteViews
-from gateway.keyring import Keyring
+from gateway.keyring import Keyring, KeyringError
 
 PURGE_CHUNK = 500
 """Messages whose payloads one retention commit drops (:meth:`SqliteBroker.purge`)."""
@@ -391,10 +392,11 @@ def reencrypt_payloads(
     how many. ``progress(done, total)`` after each commit.
 
     In commits of at most ``rows`` payloads and :data:`REENCRYPT_BYTES`, each payload read
-    when its turn comes: the memory it takes does not grow with the store (it read every
-    sealed payload at once, in one transaction, before). A run that stops halfway keeps the
-    commits it made and the rest is still under its old key, which the keyring still opens;
-    running it again does the rest.
+    when its turn comes, the WAL copied back after each commit: neither memory nor disk
+    grows with the store (it read every sealed payload at once, in one transaction, before).
+    A run that stops partway raises :class:`ReencryptionStopped`; its commits hold, the rest
+    is still under its old key, which the keyring still opens, and running it again
+    (``ggk keys reencrypt``) does the rest.
 
     Audit records keep the key they were written with: the hash chain covers their
     ciphertext, so re-encrypting them would be indistinguishable from tampering.
@@ -404,27 +406,33 @@ def reencrypt_payloads(
         db = connect(path)
         try:
             stale = "envelope_key IS NOT NULL AND envelope_key != ?"
-            total = db.execute(
-                f"SELECT count(*) FROM messages WHERE {stale}", (keyring.active,)
-            ).fetchone()[0]
-            done, after = 0, ""
-            while True:
-                page = db.execute(
-                    f"SELECT id, length(envelope) FROM messages WHERE id > ? AND {stale} "
-                    "ORDER BY id LIMIT ?",
-                    (after, keyring.active, rows),
-                ).fetchall()
-                if not page:
-                    return done
-                after = page[-1][0]
-                for commit in _by_size(page, REENCRYPT_BYTES):
-                    db.execute("BEGIN IMMEDIATE")
-                    for message_id in commit:
-                        _reencrypt_one(db, keyring, message_id)
-                    db.execute("COMMIT")
-                    done += len(commit)
-                    if progress is not None:
-                        progress(done, total)
+            done = total = 0
+            after = ""
+            try:
+                total = db.execute(
+                    f"SELECT count(*) FROM messages WHERE {stale}", (keyring.active,)
+                ).fetchone()[0]
+                while True:
+                    page = db.execute(
+                        f"SELECT id, length(envelope) FROM messages WHERE id > ? AND {stale} "
+                        "ORDER BY id LIMIT ?",
+                        (after, keyring.active, rows),
+                    ).fetchall()
+                    if not page:
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        return done
+                    after = page[-1][0]
+                    for commit in _by_size(page, REENCRYPT_BYTES):
+                        db.execute("BEGIN IMMEDIATE")
+                        for message_id in commit:
+                            _reencrypt_one(db, keyring, message_id)
+                        db.execute("COMMIT")
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the gateway is stopped
+                        done += len(commit)
+                        if progress is not None:
+                            progress(done, total)
+            except (sqlite3.Error, KeyringError) as exc:
+                raise ReencryptionStopped(done, total, str(exc)) from None
         finally:
             db.close()
     finally:
