@@ -19,7 +19,7 @@ from gateway.cli.common import (
     read_config,
 )
 from gateway.config import GatewayConfig
-from gateway.keyring import Keyring, KeyringError
+from gateway.keyring import Keyring
 
 
 @click.group()
@@ -118,13 +118,10 @@ def keys_reencrypt(config_path: Path, as_json: bool) -> None:
 
 
 def _reencrypt(config: GatewayConfig, ring: Keyring, as_json: bool) -> int:
-    """Re-encrypt with a progress line; errors as :func:`reencrypt_payloads` raises them
-    (a :class:`KeyringError` only before the first commit)."""
-    try:
-        with progress_bar(as_json, "re-encrypting payloads") as bar:
-            return reencrypt_payloads(config, ring, lambda done, _total: bar.update(done))
-    except KeyringError as exc:
-        raise StorageError(str(exc)) from None
+    """Re-encrypt with a progress line; a failure is a :class:`StorageError` (one that
+    stopped after some commits: :class:`ReencryptionStopped`)."""
+    with progress_bar(as_json, "re-encrypting payloads") as bar:
+        return reencrypt_payloads(config, ring, lambda done, _total: bar.update(done))
 
 
 def _stopped(exc: StorageError) -> str | None:
