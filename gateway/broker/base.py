@@ -27,6 +27,12 @@ class StorageError(Exception):
     """The store could not durably record something (disk full, I/O error)."""
 
 
+class PayloadUnreadable(StorageError):
+    """A stored message's payload cannot be found or read back (its Kafka record was deleted
+    or is damaged; not a Kafka that is down, which is a plain :class:`StorageError`): trying
+    again will not help."""
+
+
 class ReencryptionStopped(StorageError):
     """Re-encrypting the stored payloads stopped partway: ``done`` of ``total`` hold the
     active key (committed); the rest keep the key they had, which still opens them."""

@@ -79,9 +79,28 @@ class ViewWrite:
 
     def delivery(self, meta: dict[str, Any]) -> None:
         """A delivery's new state (a ``pending`` one starts a replay's round), and its
-        history."""
+        history.
+
+        A replay sends its ``deliver`` record before its ``pending`` state (a replay that
+        cannot send changes nothing), so another process may deliver it and record the
+        outcome first: a ``pending`` of a round that already finished only adds its history
+        line, and every state of a round moves ``round`` up to it, so that the next replay
+        starts a newer round even when this ``pending`` was never written."""
         db = self._db
         state = meta["state"]
+        key = (meta["message_id"], meta["destination"])
+        db.execute(
+            "UPDATE kafka_rounds SET round = MAX(round, ?) "
+            "WHERE message_id = ? AND destination = ?",
+            (meta.get("round", 0), *key),
+        )
+        if state == "pending":
+            finished = db.execute(
+                "SELECT finished FROM kafka_rounds WHERE message_id = ? AND destination = ?", key
+            ).fetchone()
+            if finished is not None and finished[0] >= meta["round"]:
+                self.history(meta)
+                return
         db.execute(
             "UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, "
             "next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ? "
@@ -96,12 +115,7 @@ class ViewWrite:
                 meta["destination"],
             ),
         )
-        if state == "pending":  # replayed: a new round
-            db.execute(
-                "UPDATE kafka_rounds SET round = ? WHERE message_id = ? AND destination = ?",
-                (meta["round"], meta["message_id"], meta["destination"]),
-            )
-        elif state in ("delivered", "dead"):
+        if state in ("delivered", "dead"):
             db.execute(
                 "UPDATE kafka_rounds SET finished = MAX(finished, ?) "
                 "WHERE message_id = ? AND destination = ?",
