@@ -1005,9 +1005,9 @@ async def test_a_replays_pending_after_its_rounds_outcome_only_adds_history(
 ) -> None:
     """A Kafka view (gateway/broker/sqlite_view.py) applying a replay's records in the order
     another process may produce them: a replay sends its ``deliver`` record before its
-    ``pending`` state, so the round's outcome can come first. The outcome stands, the
-    ``pending`` is history only, and the next replay starts a newer round, also when a
-    round's ``pending`` never came at all."""
+    ``pending`` state, so a state of that round (its outcome, a retry) can come first. That
+    state stands, the ``pending`` is history only, and the next replay starts a newer round,
+    also when a round's ``pending`` never came at all."""
     local = SqliteBroker(tmp_path / "view.sqlite", KEYS, durable=False)
     await local.start()
     view = LocalView(local)
@@ -1051,7 +1051,10 @@ async def test_a_replays_pending_after_its_rounds_outcome_only_adds_history(
         await apply(state("dead", 2, "dead_lettered"))  # round 2's 'pending' never came
         assert (await local.counts()).to_dict() == {"dead": 1}
         assert await next_round() == 3
-        await apply(state("pending", 3, "replayed"))  # a round not yet finished: applied
+        await apply(state("retry", 3, "retry_scheduled"), state("pending", 3, "replayed"))
+        assert (await local.counts()).to_dict() == {"retry": 1}
+        assert await next_round() == 4
+        await apply(state("pending", 4, "replayed"))  # in its order: the new round starts
         assert (await local.counts()).to_dict() == {"pending": 1}
     finally:
         await local.close()

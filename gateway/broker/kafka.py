@@ -305,7 +305,9 @@ class KafkaBroker(KafkaRouting):
         if stored:
             return stored
         where = await self.local_view.payload_position(message_id)
-        if where is None or self._payloads is None:
+        if self._payloads is None:
+            raise StorageError("kafka backend is not started")
+        if where is None:
             raise PayloadUnreadable(f"the view does not know where the payload of {message_id} is")
         value = await self._payloads.read(*where)
         try:
@@ -363,11 +365,17 @@ class KafkaBroker(KafkaRouting):
         return replayed
 
     async def _replay_row(self, row: dict[str, Any], actor: str) -> int:
-        """One delivery pushed again (1), or left dead with the reason in its history when
-        its payload cannot be read (0), so one such message does not stop the replay of the
-        others. The ``deliver`` record goes before the ``pending`` state: if it cannot be
-        sent, nothing was recorded and the delivery stays dead (it used to stay ``pending``
-        with nothing to deliver); a ``pending`` that comes after the round's outcome is only
+        """One delivery pushed again (1), or left as it is with the reason in its history
+        when its payload cannot be read (0): one such message does not stop the replay of
+        the others, and a history line changes no state, uses no round and keeps the
+        dead letter's error (a replay may select delivered and retried deliveries too).
+
+        The ``deliver`` record goes before the ``pending`` state: if it cannot be sent,
+        nothing was recorded and the delivery stays as it was (it used to stay ``pending``
+        with nothing to deliver). If the ``pending`` cannot be written after it, the replay
+        stops with that delivery sent but not counted; running it again before its outcome
+        is in the view sends it once more (at least once: the receiver drops the duplicate
+        by its idempotency key). A ``pending`` that comes after a state of its round is only
         history (gateway/broker/sqlite_view.py)."""
         try:
             sealed = await self._sealed_envelope(row["message_id"], bytes(row["envelope"]))
@@ -377,11 +385,7 @@ class KafkaBroker(KafkaRouting):
             log.warning("replay.payload_unreadable", message_id=row["message_id"])
             await self._event(
                 row["message_id"],
-                t="delivery",
-                destination=row["destination"],
-                state="dead",
-                attempts=row["attempts"],
-                round=row["round"],
+                t="event",
                 event="replay_failed",
                 detail=f"{row['destination']}: not replayed, its payload cannot be read ({exc})",
                 actor=actor or "operator",

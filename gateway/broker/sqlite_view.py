@@ -82,25 +82,34 @@ class ViewWrite:
         history.
 
         A replay sends its ``deliver`` record before its ``pending`` state (a replay that
-        cannot send changes nothing), so another process may deliver it and record the
-        outcome first: a ``pending`` of a round that already finished only adds its history
-        line, and every state of a round moves ``round`` up to it, so that the next replay
-        starts a newer round even when this ``pending`` was never written."""
+        cannot send changes nothing), so another process may attempt it and record a state
+        of that round first (delivered, dead, a retry): every state moves the view's
+        ``round`` up to its own, and a ``pending`` of a round the view has already reached
+        only adds its history line. So a late ``pending`` undoes no outcome, and the next
+        replay starts a newer round even when a ``pending`` was never written."""
         db = self._db
         state = meta["state"]
         key = (meta["message_id"], meta["destination"])
-        db.execute(
-            "UPDATE kafka_rounds SET round = MAX(round, ?) "
-            "WHERE message_id = ? AND destination = ?",
-            (meta.get("round", 0), *key),
-        )
+        round_ = meta.get("round", 0)
         if state == "pending":
-            finished = db.execute(
-                "SELECT finished FROM kafka_rounds WHERE message_id = ? AND destination = ?", key
+            reached = db.execute(
+                "SELECT round FROM kafka_rounds WHERE message_id = ? AND destination = ?", key
             ).fetchone()
-            if finished is not None and finished[0] >= meta["round"]:
+            if reached is not None and reached[0] >= round_:
                 self.history(meta)
                 return
+        if state in ("delivered", "dead"):
+            db.execute(
+                "UPDATE kafka_rounds SET round = MAX(round, ?), finished = MAX(finished, ?) "
+                "WHERE message_id = ? AND destination = ?",
+                (round_, round_, *key),
+            )
+        else:
+            db.execute(
+                "UPDATE kafka_rounds SET round = MAX(round, ?) "
+                "WHERE message_id = ? AND destination = ?",
+                (round_, *key),
+            )
         db.execute(
             "UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, "
             "next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ? "
@@ -115,12 +124,6 @@ class ViewWrite:
                 meta["destination"],
             ),
         )
-        if state in ("delivered", "dead"):
-            db.execute(
-                "UPDATE kafka_rounds SET finished = MAX(finished, ?) "
-                "WHERE message_id = ? AND destination = ?",
-                (meta["round"], meta["message_id"], meta["destination"]),
-            )
         self.history(meta)
 
     def history(self, meta: dict[str, Any]) -> None:
