@@ -59,8 +59,8 @@ def replay_candidates(
     partner: str | None,
     *,
     among: Sequence[int] | None = None,
-    columns: str = "d.id, d.message_id, d.destination, d.adapter, d.attempts, "
-    "m.referentienummer, m.functie, m.envelope, m.envelope_key",
+    columns: str = "d.id, d.message_id, d.destination, d.adapter, m.referentienummer, "
+    "m.functie, m.envelope, m.envelope_key",
 ) -> list[sqlite3.Row]:
     """The pushed deliveries an operator's replay selects (inbox deliveries are fetched, not
     pushed; purged payloads cannot be sent again); with ``among``, only those of these ids
