@@ -18,6 +18,12 @@ delivered msg/s, gateway CPU-s per 1,000 messages, Bv03 p50/p99 at each offered 
 parse+validate msg/s of the same run, and the machine-independent ratios of issue 29: CPU per
 message ÷ raw lxml CPU per message, sustainable (delivered) msg/s ÷ raw lxml msg/s, and Bv03
 p99/p50 at the offered rate nearest half of saturation.
+
+Goal 5 is defined at half of saturation, which no fixed ``--rates`` value is on every
+machine. ``--half`` first runs each commit once at saturation only (a calibration, not
+counted) and adds half the lower of their two delivered rates, rounded to 10 msg/s, to the
+offered rates of every pair: both sides are then measured at the same rate, at or below
+half of their own saturation.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ class RunFigures:
     raw_lxml_per_s: float
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     """Offered rate (as text, e.g. ``"100"``) → {"p50": …, "p99": …}."""
+    cpu_at_rate: dict[str, float] = field(default_factory=dict)
+    """Offered rate (as text) → gateway CPU-s per 1,000 messages of that phase: the cost of
+    a message where nothing is shared (a commit, a wake-up each), which saturation hides."""
     cpu_vs_lxml: float = 0.0
     """Gateway CPU per message ÷ raw lxml parse+validate CPU per message (goal 3: ≤ 12)."""
     sustainable_vs_lxml: float = 0.0
@@ -92,6 +101,8 @@ def figures_of(results: dict[str, Any], commit: str, pair: int) -> RunFigures:
                 "p50": float(p["p50_ms"]),
                 "p99": float(p["p99_ms"]),
             }
+            if p.get("cpu_s_per_1000"):  # measured per phase since 50cb5c7
+                figures.cpu_at_rate[f"{p['offered']:g}"] = float(p["cpu_s_per_1000"])
     figures.cpu_vs_lxml = figures.cpu_s_per_1000 / 1000 * raw
     figures.sustainable_vs_lxml = figures.delivered_per_s / raw
     rates = [float(r) for r in figures.latency_ms]
@@ -212,8 +223,16 @@ def pair_order(pair: int) -> tuple[str, str]:
 
 
 def run_once(
-    builds: Builds, sha: str, label: str, pair: int, args: argparse.Namespace
+    builds: Builds,
+    sha: str,
+    label: str,
+    pair: int,
+    args: argparse.Namespace,
+    rates: list[float] | None = None,
 ) -> RunFigures:
+    """One ``benchmarks run`` of ``sha`` at ``rates`` (default ``--rates``); pair 0 is the
+    calibration of ``--half``."""
+    rates = args.rates if rates is None else rates
     out = builds.scratch / f"run-{pair}-{label}"
     log = builds.scratch / f"run-{pair}-{label}.log"
     command = [
@@ -230,13 +249,14 @@ def run_once(
         "--out",
         str(out),
         "--rates",
-        *(f"{r:g}" for r in args.rates),
+        *(f"{r:g}" for r in rates),
     ]
     if args.concurrency is not None:
         command += ["--concurrency", str(args.concurrency)]
     if args.ceiling_messages is not None:
         command += ["--ceiling-messages", str(args.ceiling_messages)]
-    progress(f"pair {pair}/{args.pairs}: {label} {sha[:9]} running {args.scenario}")
+    step = f"pair {pair}/{args.pairs}" if pair else "calibration (--half)"
+    progress(f"{step}: {label} {sha[:9]} running {args.scenario}")
     started = time.perf_counter()
     with log.open("w") as sink:
         status = stopping.run_child(command, cwd=builds.tree(sha), output=sink)
@@ -250,7 +270,7 @@ def run_once(
         progress(f"{label} {sha[:9]}: failed after writing its results (kept):\n{tail}")
     figures = figures_of(json.loads(results.read_text()), sha, pair)
     progress(
-        f"pair {pair}/{args.pairs}: {label} {sha[:9]} done in {time.perf_counter() - started:.0f} s"
+        f"{step}: {label} {sha[:9]} done in {time.perf_counter() - started:.0f} s"
         f": {figures.delivered_per_s:,.0f} delivered/s, {figures.cpu_s_per_1000:.2f} CPU-s/1,000"
     )
     return figures
@@ -278,6 +298,8 @@ def series(runs: list[RunFigures]) -> dict[str, list[float]]:
         for rate, at in run.latency_ms.items():
             for q in ("p50", "p99"):
                 values.setdefault(f"{q}_ms@{rate}", []).append(at[q])
+        for rate, cpu in run.cpu_at_rate.items():
+            values.setdefault(f"cpu@{rate}", []).append(cpu)
     return values
 
 
@@ -307,6 +329,9 @@ def table(figures: dict[str, dict[str, Any]], base: str, head: str) -> str:
     for key, row in figures.items():
         if key in labels:
             label, fmt = labels[key]
+        elif key.startswith("cpu@"):
+            label = f"gateway CPU-s per 1,000 messages at {key[4:]} msg/s offered"
+            fmt = "{:.2f}"
         else:
             q, rate = key.split("_ms@")
             label, fmt = f"Bv03 {q} ms at {rate} msg/s offered", "{:.1f}"
@@ -355,11 +380,13 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for sha in dict.fromkeys([base, head]):
                 progress(f"{sha[:9]}: virtualenv {builds.python(sha)}")
+            half = half_of_saturation(builds, base, head, args) if args.half else None
+            rates = sorted({*args.rates, *([half] if half else [])})
             runs: dict[str, list[RunFigures]] = {"BASE": [], "HEAD": []}
             for pair in range(1, args.pairs + 1):
                 for label in pair_order(pair):
                     sha = base if label == "BASE" else head
-                    runs[label].append(run_once(builds, sha, label, pair, args))
+                    runs[label].append(run_once(builds, sha, label, pair, args, rates))
         finally:
             if args.keep:
                 shutil.copytree(scratch, args.keep, dirs_exist_ok=True)
@@ -371,12 +398,25 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "scenario": args.scenario,
         "pairs": args.pairs,
         "messages": args.messages,
-        "rates": args.rates,
+        "rates": rates,
+        "half_rate": half,
         "seconds": args.seconds,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "figures": figures,
         "runs": {label: [asdict(r) for r in rs] for label, rs in runs.items()},
     }
+
+
+def half_of_saturation(builds: Builds, base: str, head: str, args: argparse.Namespace) -> float:
+    """Half the lower delivered msg/s of one saturation-only run of each commit, rounded to
+    10 msg/s (to 1 below 20): the rate ``--half`` adds to every pair's offered rates."""
+    delivered = min(
+        run_once(builds, sha, label, 0, args, rates=[]).delivered_per_s
+        for label, sha in (("BASE", base), ("HEAD", head))
+    )
+    half = round(delivered / 2, -1) if delivered >= 40 else max(1.0, round(delivered / 2))
+    progress(f"half of saturation: {half:g} msg/s (half of {delivered:,.0f} delivered/s)")
+    return float(half)
 
 
 def default_cache() -> str:
@@ -398,6 +438,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=3000, help="saturation phase size")
     parser.add_argument(
         "--rates", type=float, nargs="+", default=[100, 300], help="offered loads (msg/s)"
+    )
+    parser.add_argument(
+        "--half",
+        action="store_true",
+        help="also offer half of saturation, found by one saturation run of each commit first",
     )
     parser.add_argument("--seconds", type=float, default=6.0, help="per offered-load phase")
     parser.add_argument("--concurrency", type=int, help="passed on to benchmarks run")
@@ -425,7 +470,8 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"# {args.scenario}: BASE {result['base'][:9]} vs HEAD {result['head'][:9]}, "
         f"{args.pairs} alternating pairs, --messages {args.messages} --rates "
-        f"{' '.join(f'{r:g}' for r in args.rates)} --seconds {args.seconds:g}"
+        f"{' '.join(f'{r:g}' for r in result['rates'])} --seconds {args.seconds:g}"
+        + (f" (half of saturation: {result['half_rate']:g} msg/s)" if result["half_rate"] else "")
     )
     print()
     print(table(result["figures"], result["base"], result["head"]))

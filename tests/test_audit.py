@@ -10,14 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from gateway import audit
+from cli import main
+from gateway import audit, demo
 from gateway.audit import record_hash
 from gateway.broker import sqlite_audit
 from gateway.broker.base import AuditRecord, SignedCheckpoint, StorageError
 from gateway.broker.sqlite import SqliteBroker, reencrypt_payloads
+from gateway.config import load as load_config
 from gateway.keyring import Keyring, KeyringError
-from kit.harness import stored_message
+from kit.harness import free_port, stored_message
 
 BSN = "999990019"
 
@@ -353,6 +356,100 @@ async def test_retention_purges_finished_payloads_and_audits_it(tmp_path: Path) 
     db = _db(tmp_path / "g.sqlite")
     assert db.execute("SELECT length(envelope) FROM messages WHERE id = 'm1'").fetchone()[0] == 0
     assert sqlite_audit.verify(db, keys).ok
+    db.close()
+
+
+async def test_reencryption_goes_in_bounded_commits_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-encryption commits at most ``rows`` payloads (and ``REENCRYPT_BYTES``) at a time,
+    reading each payload in its turn; one that stops halfway keeps what it committed, and
+    the next run does the rest."""
+    keys = Keyring.generate()
+    path = tmp_path / "g.sqlite"
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    for n in range(7):
+        await broker.accept(stored_message(n))
+    await broker.close()
+    old = keys.active
+    keys.rotate()
+
+    def under_keys() -> dict[str, int]:
+        db = _db(path)
+        found = db.execute("SELECT envelope_key, count(*) FROM messages GROUP BY 1").fetchall()
+        db.close()
+        return {key: count for key, count in found}
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_the_first(done: int, total: int) -> None:
+        raise Interrupted(f"{done}/{total}")
+
+    with pytest.raises(Interrupted, match="3/7"):
+        reencrypt_payloads(path, keys, stop_after_the_first, rows=3)
+    assert under_keys() == {keys.active: 3, old: 4}
+    seen: list[tuple[int, int]] = []
+    assert reencrypt_payloads(path, keys, lambda d, t: seen.append((d, t)), rows=3) == 4
+    assert seen == [(3, 4), (4, 4)]
+    assert under_keys() == {keys.active: 7}
+
+    keys.rotate()  # a byte limit: every payload here is larger than one byte, so one a commit
+    monkeypatch.setattr("gateway.broker.sqlite.REENCRYPT_BYTES", 1)
+    seen.clear()
+    assert reencrypt_payloads(path, keys, lambda d, t: seen.append((d, t))) == 7
+    assert seen == [(n, 7) for n in range(1, 8)]
+    del keys.data_keys[old]
+    broker = SqliteBroker(path, keys)
+    await broker.start()
+    assert len(await broker.claim(10, 30)) == 7  # every payload opens under the new keys
+    await broker.close()
+
+
+async def test_a_rotation_whose_reencryption_stops_says_so_and_keys_reencrypt_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ggk keys rotate --reencrypt` that fails on the third payload (altered in the store)
+    keeps the two it did, says how far it got and what finishes it, and audits that; once
+    the payload is whole again, `ggk keys reencrypt` does the rest under the same key."""
+    demo.init(tmp_path, port=free_port())
+    config = load_config(tmp_path / "gateway.toml")
+    keys = Keyring.load(config.keyring)
+    broker = SqliteBroker(config.database, keys)
+    await broker.start()
+    for n in (1, 2, 3):
+        await broker.accept(stored_message(n))
+    await broker.close()
+    db = _db(config.database)
+    [sealed] = db.execute("SELECT envelope FROM messages WHERE id = 'm3'").fetchone()
+    altered = bytes(sealed[:-1]) + bytes([sealed[-1] ^ 1])
+    db.execute("UPDATE messages SET envelope = ? WHERE id = 'm3'", (altered,))
+    monkeypatch.setattr("gateway.broker.sqlite.REENCRYPT_BYTES", 1)  # one payload a commit
+
+    def last_admin_act(ring: Keyring) -> tuple[str, str]:
+        trail = _db(config.database)
+        record = list(sqlite_audit.export(trail, ring))[-1]
+        trail.close()
+        return record["action"], record["outcome"]
+
+    runner = CliRunner()
+    done = runner.invoke(main, ["keys", "rotate", "--reencrypt", "--config", str(config.path)])
+    assert done.exit_code != 0 and "Traceback" not in done.output
+    assert "stopped after 2 of 3 payloads" in done.output, done.output
+    assert "`ggk keys reencrypt`" in done.output
+    rotated = Keyring.load(config.keyring)
+    assert last_admin_act(rotated) == (
+        "key_rotated",
+        f"{keys.active} -> {rotated.active}, 2 of 3 payloads re-encrypted, then stopped",
+    )
+    db.execute("UPDATE messages SET envelope = ? WHERE id = 'm3'", (sealed,))
+    done = runner.invoke(main, ["keys", "reencrypt", "--config", str(config.path)])
+    assert done.exit_code == 0, done.output
+    assert f"1 stored payloads re-encrypted with {rotated.active}" in done.output
+    assert last_admin_act(rotated) == ("payloads_reencrypted", f"{rotated.active}: 1 payloads")
+    found = db.execute("SELECT DISTINCT envelope_key FROM messages").fetchall()
+    assert [key for (key,) in found] == [rotated.active]
     db.close()
 
 

@@ -137,15 +137,23 @@ def test_compare(tmp_path: Path) -> None:
     done = bench(
         *("benchmarks", "compare", "HEAD", "HEAD", "--pairs", "2", "--messages", "30"),
         *("--rates", "20", "--seconds", "1", "--ceiling-messages", "20", "--concurrency", "4"),
-        *("--cache", str(cache), "--json", str(out)),
+        *("--cache", str(cache), "--json", str(out), "--half"),
     )
     rows = {r["figure (median of the pairs)"]: r for r in tables(done.stdout)[0]}
     assert number(rows["gateway CPU-s per 1,000 messages"][f"HEAD {head[:9]}"]) > 0
     assert "Bv03 p99 ms at 20 msg/s offered" in rows
+    at_rate = rows["gateway CPU-s per 1,000 messages at 20 msg/s offered"]
+    assert number(at_rate[f"BASE {head[:9]}"]) > 0 and number(at_rate[f"HEAD {head[:9]}"]) > 0
     # BASE first in odd pairs, HEAD first in even ones
     started = re.findall(r"pair (\d)/2: (BASE|HEAD) \w+ running", done.stderr)
     assert started == [("1", "BASE"), ("1", "HEAD"), ("2", "HEAD"), ("2", "BASE")], done.stderr
+    # --half: one saturation run of each first, then half the lower delivered rate offered
+    assert len(re.findall(r"calibration \(--half\): (?:BASE|HEAD) \w+ running", done.stderr)) == 2
     result = json.loads(out.read_text())
+    half = result["half_rate"]
+    assert half > 0 and half in result["rates"], result["rates"]
+    assert f"Bv03 p99 ms at {half:g} msg/s offered" in rows
+    assert len(result["runs"]["HEAD"]) == 2  # the calibration is not among the pairs
     assert result["base"] == result["head"] == head
     figures = result["figures"]
     assert figures["cpu_vs_lxml"]["head_median"] > 0

@@ -20,6 +20,7 @@ from gateway.broker.base import Job, NewMessage, PlannedDelivery, StorageError
 from gateway.broker.kafka import KafkaBroker
 from gateway.broker.sqlite import SqliteBroker
 from gateway.broker.sqlite_prepared import is_large
+from gateway.broker.sqlite_view import LocalView, ViewWrite
 from gateway.config import ConfigError, DeliveryConfig, GatewayConfig
 from gateway.config import check as check_config
 from gateway.config import load as load_config
@@ -997,3 +998,63 @@ async def test_a_large_message_writes_its_rows_with_it_when_the_writer_is_far_be
     monkeypatch.undo()
     await broker.write(lambda db: db.execute("DELETE FROM facts_deferred"))
     await broker.close()
+
+
+async def test_a_replays_pending_after_its_rounds_outcome_only_adds_history(
+    tmp_path: Path,
+) -> None:
+    """A Kafka view (gateway/broker/sqlite_view.py) applying a replay's records in the order
+    another process may produce them: a replay sends its ``deliver`` record before its
+    ``pending`` state, so a state of that round (its outcome, a retry) can come first. That
+    state stands, the ``pending`` is history only, and the next replay starts a newer round,
+    also when a round's ``pending`` never came at all."""
+    local = SqliteBroker(tmp_path / "view.sqlite", KEYS, durable=False)
+    await local.start()
+    view = LocalView(local)
+    await view.create()
+    message = stored_message(1)
+    to = message.deliveries[0].destination
+
+    def state(name: str, round_: int, event: str) -> dict[str, object]:
+        return {
+            "message_id": message.id,
+            "destination": to,
+            "state": name,
+            "attempts": 0 if name == "pending" else 1,
+            "round": round_,
+            "at": 1000.0 + round_,
+            "event": event,
+            "detail": to,
+        }
+
+    async def apply(*metas: dict[str, object]) -> None:
+        await view.apply(list(metas), ViewWrite.delivery, [], (), lambda _r, _e: None)
+
+    async def next_round() -> int:
+        ids = await view.replay_ids(message.id, False, None, None)
+        [row] = await view.replay_rows(message.id, False, None, None, ids)
+        return int(row["round"])
+
+    try:
+        await view.apply(
+            [message], lambda w, m: w.message(m, 1000.0, KEYS.active, 0, 0), [], (), print
+        )
+        await apply(state("dead", 0, "dead_lettered"))
+        assert await next_round() == 1
+        await apply(state("delivered", 1, "delivered"), state("pending", 1, "replayed"))
+        assert (await local.counts()).to_dict() == {"delivered": 1}
+        assert await view.finished_rounds([(message.id, to)]) == {(message.id, to): 1}
+        seen = await local.view(message.id)
+        assert seen is not None
+        assert [e.event for e in seen.events][-2:] == ["delivered", "replayed"]
+        assert await next_round() == 2
+        await apply(state("dead", 2, "dead_lettered"))  # round 2's 'pending' never came
+        assert (await local.counts()).to_dict() == {"dead": 1}
+        assert await next_round() == 3
+        await apply(state("retry", 3, "retry_scheduled"), state("pending", 3, "replayed"))
+        assert (await local.counts()).to_dict() == {"retry": 1}
+        assert await next_round() == 4
+        await apply(state("pending", 4, "replayed"))  # in its order: the new round starts
+        assert (await local.counts()).to_dict() == {"pending": 1}
+    finally:
+        await local.close()

@@ -250,6 +250,60 @@ async def test_a_replay_of_many_reads_their_payloads_in_chunks(
         await eventually(lambda: set(refs) <= set(sink.referenties()), timeout=30)
 
 
+async def test_a_replay_goes_on_past_a_payload_it_cannot_read(setup: Setup, sink: Sink) -> None:
+    """Three dead letters replayed at once, the view no longer knowing where the first one's
+    payload record is (its row removed while the gateway was stopped): the other two are
+    sent again and delivered, the first stays the dead letter it was (its error kept) with
+    the reason in its history, and the replay counts two. It stopped at the first before
+    (the admin API answered 500), and the rest were not replayed."""
+    sink.fail_next, sink.fail_with = 3, "fo03-client"  # refused for good: dead at once
+    since = time.time() - 1
+    refs = [str(uuid.uuid4()) for _ in range(3)]
+    admin = setup.token()
+
+    async def dead_letters() -> dict[str, dict[str, Any]]:
+        _, items = await rest(setup, "GET", "/api/v1/admin/dead-letters", token=admin)
+        return {i["referentienummer"]: i for i in items["dead_letters"]}
+
+    async def dead() -> set[str]:
+        return set(await dead_letters())
+
+    async with running(setup):
+        for ref in refs:
+            own = deventer_wmo301(ref, identificatie=uuid.uuid4().hex[:12])
+            status, _ = await post_soap(setup, own, partner="0150")
+            assert status == 200
+
+        async def all_dead() -> bool:
+            return set(refs) <= await dead()
+
+        await eventually(all_dead, timeout=30)
+        before = (await dead_letters())[refs[0]]
+    view = sqlite3.connect(setup.config().database)
+    with view:
+        view.execute(
+            "DELETE FROM kafka_payloads WHERE message_id = "
+            "(SELECT id FROM messages WHERE referentienummer = ?)",
+            (refs[0],),
+        )
+    view.close()
+    async with running(setup):
+        code, result = await rest(
+            setup, "POST", "/api/v1/admin/replay", token=admin, json={"since": since}
+        )
+        assert code == 200 and result["replayed"] == 2, result
+        await eventually(lambda: set(refs[1:]) <= set(sink.referenties()), timeout=30)
+        assert refs[0] not in sink.referenties()
+        after = (await dead_letters())[refs[0]]
+        assert (after["last_error"], after["attempts"]) == (
+            before["last_error"],
+            before["attempts"],
+        )
+        _, seen = await rest(setup, "GET", f"/api/v1/messages/{refs[0]}", token=admin)
+        failed = [e for e in seen["events"] if e["event"] == "replay_failed"]
+        assert len(failed) == 1 and "cannot be read" in failed[0]["detail"], seen["events"]
+
+
 async def test_one_identificatie_sent_three_times_at_once_is_delivered_once(
     setup: Setup, sink: Sink
 ) -> None:

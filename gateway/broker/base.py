@@ -27,6 +27,22 @@ class StorageError(Exception):
     """The store could not durably record something (disk full, I/O error)."""
 
 
+class PayloadUnreadable(StorageError):
+    """A stored message's payload cannot be found or read back (its Kafka record was deleted
+    or is damaged; not a Kafka that is down, which is a plain :class:`StorageError`): trying
+    again will not help."""
+
+
+class ReencryptionStopped(StorageError):
+    """Re-encrypting the stored payloads stopped partway: ``done`` of ``total`` hold the
+    active key (committed); the rest keep the key they had, which still opens them."""
+
+    def __init__(self, done: int, total: int, cause: str) -> None:
+        super().__init__(f"stopped after {done} of {total} payloads: {cause}")
+        self.done = done
+        self.total = total
+
+
 class DeliveryState(StrEnum):
     PENDING = "pending"
     INFLIGHT = "inflight"

@@ -64,12 +64,17 @@ def reencryption_refused(config: GatewayConfig) -> str | None:
     return None
 
 
-def reencrypt_payloads(config: GatewayConfig, keyring: Keyring) -> int:
+def reencrypt_payloads(
+    config: GatewayConfig,
+    keyring: Keyring,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Re-encrypt the stored payloads under ``keyring``'s active key (the gateway stopped);
-    how many. Only where :func:`reencryption_refused` says None."""
+    how many; ``progress(done, total)`` as it goes. Only where :func:`reencryption_refused`
+    says None."""
     from gateway.broker.sqlite import reencrypt_payloads as reencrypt
 
-    return reencrypt(config.database, keyring)
+    return reencrypt(config.database, keyring, progress)
 
 
 def open_msh_state(config: GatewayConfig, owners: Mapping[str, str]) -> MshState:

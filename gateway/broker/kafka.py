@@ -61,6 +61,7 @@ from gateway.broker.base import (
     NewMessage,
     OpsSnapshot,
     OverdueMessage,
+    PayloadUnreadable,
     RefusalItem,
     SentItem,
     SignedCheckpoint,
@@ -304,13 +305,15 @@ class KafkaBroker(KafkaRouting):
         if stored:
             return stored
         where = await self.local_view.payload_position(message_id)
-        if where is None or self._payloads is None:
-            raise StorageError(f"the view does not know where the payload of {message_id} is")
+        if self._payloads is None:
+            raise StorageError("kafka backend is not started")
+        if where is None:
+            raise PayloadUnreadable(f"the view does not know where the payload of {message_id} is")
         value = await self._payloads.read(*where)
         try:
             return rec.unframe(value)[1]
         except rec.RecordError as exc:
-            raise StorageError(f"the events record of {message_id}: {exc}") from None
+            raise PayloadUnreadable(f"the events record of {message_id}: {exc}") from None
 
     async def ack(self, partner: str, message_id: str) -> bool:
         attempts = await self.local_view.inbox_attempts(partner, message_id)
@@ -354,43 +357,66 @@ class KafkaBroker(KafkaRouting):
                 rows = await self.local_view.replay_rows(
                     message_id, dead_only, since, partner, among
                 )
-                await self._replay_rows(rows, actor)
+                for row in rows:
+                    replayed += await self._replay_row(row, actor)
             except StorageError:  # the ones before hold: say so, the caller reports the rest
                 log.warning("replay.stopped", replayed=replayed, left=len(chosen) - start)
                 raise
-            replayed += len(rows)
         return replayed
 
-    async def _replay_rows(self, rows: list[dict[str, Any]], actor: str) -> None:
-        for row in rows:
-            deliver = {
-                "t": "deliver",
-                "message_id": row["message_id"],
-                "destination": row["destination"],
-                "adapter": row["adapter"],
-                "referentienummer": row["referentienummer"],
-                "functie": row["functie"] or "",
-                "key_id": row["envelope_key"],
-                "attempts": 0,
-                "round": row["round"],
-            }
-            # the payload before anything is recorded: a replay that cannot read it changes
-            # nothing; then the state: a fast delivery must not be overtaken by its 'pending'
+    async def _replay_row(self, row: dict[str, Any], actor: str) -> int:
+        """One delivery pushed again (1), or left as it is with the reason in its history
+        when its payload cannot be read (0): one such message does not stop the replay of
+        the others, and a history line changes no state, uses no round and keeps the
+        dead letter's error (a replay may select delivered and retried deliveries too).
+
+        The ``deliver`` record goes before the ``pending`` state: if it cannot be sent,
+        nothing was recorded and the delivery stays as it was (it used to stay ``pending``
+        with nothing to deliver). If the ``pending`` cannot be written after it, the replay
+        stops with that delivery sent but not counted; running it again before its outcome
+        is in the view sends it once more (at least once: the receiver drops the duplicate
+        by its idempotency key). A ``pending`` that comes after a state of its round is only
+        history (gateway/broker/sqlite_view.py)."""
+        try:
             sealed = await self._sealed_envelope(row["message_id"], bytes(row["envelope"]))
+        except StorageError as exc:
+            if not isinstance(exc, PayloadUnreadable):
+                raise
+            log.warning("replay.payload_unreadable", message_id=row["message_id"])
             await self._event(
                 row["message_id"],
-                t="delivery",
-                destination=row["destination"],
-                state="pending",
-                attempts=0,
-                round=row["round"],
-                event="replayed",
-                detail=f"{row['destination']} by {actor or 'operator'}",
+                t="event",
+                event="replay_failed",
+                detail=f"{row['destination']}: not replayed, its payload cannot be read ({exc})",
                 actor=actor or "operator",
             )
-            await self._send(
-                self._deliver_topic(row["adapter"]), rec.frame(deliver, sealed), row["destination"]
-            )
+            return 0
+        deliver = {
+            "t": "deliver",
+            "message_id": row["message_id"],
+            "destination": row["destination"],
+            "adapter": row["adapter"],
+            "referentienummer": row["referentienummer"],
+            "functie": row["functie"] or "",
+            "key_id": row["envelope_key"],
+            "attempts": 0,
+            "round": row["round"],
+        }
+        await self._send(
+            self._deliver_topic(row["adapter"]), rec.frame(deliver, sealed), row["destination"]
+        )
+        await self._event(
+            row["message_id"],
+            t="delivery",
+            destination=row["destination"],
+            state="pending",
+            attempts=0,
+            round=row["round"],
+            event="replayed",
+            detail=f"{row['destination']} by {actor or 'operator'}",
+            actor=actor or "operator",
+        )
+        return 1
 
     async def overdue(self, older_than: float, limit: int) -> list[OverdueMessage]:
         return await self.local.overdue(older_than, limit)

@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from gateway.broker.base import StorageError
+from gateway.broker.base import PayloadUnreadable, StorageError
 from gateway.broker.kafka_consumer import new_consumer
 
 FETCH_BYTES = 1024 * 1024
@@ -65,7 +65,7 @@ class PayloadReader:
                         batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
                         for record in batch.get(tp, []):
                             if record.offset != offset or record.value is None:
-                                raise StorageError(
+                                raise PayloadUnreadable(
                                     f"{self.topic} has no record at {partition}:{offset}"
                                 )
                             value: bytes = record.value

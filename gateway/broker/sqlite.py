@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from gateway.broker.base import (
     DirectDeliveries,
     Job,
     NewMessage,
+    ReencryptionStopped,
     SignedCheckpoint,
     StorageError,
 )
@@ -37,7 +39,7 @@ from gateway.broker.sqlite_prepared import PreparedAccept, is_large, prepare
 from gateway.broker.sqlite_queue import SqliteQueue
 from gateway.broker.sqlite_schema import OPEN_STATES, connect, exclusive_lock
 from gateway.broker.sqlite_views import SqliteViews
-from gateway.keyring import Keyring
+from gateway.keyring import Keyring, KeyringError
 
 PURGE_CHUNK = 500
 """Messages whose payloads one retention commit drops (:meth:`SqliteBroker.purge`)."""
@@ -373,8 +375,28 @@ def prior_outcome(db: sqlite3.Connection, message: NewMessage) -> AcceptOutcome 
     return None
 
 
-def reencrypt_payloads(path: Path, keyring: Keyring) -> int:
-    """Re-encrypt every stored payload with the keyring's active key (gateway stopped).
+REENCRYPT_ROWS = 500
+"""At most this many payloads are re-encrypted in one commit (:func:`reencrypt_payloads`)."""
+REENCRYPT_BYTES = 32 * 1024 * 1024
+"""A commit of :func:`reencrypt_payloads` ends once its payloads reach this many bytes."""
+
+
+def reencrypt_payloads(
+    path: Path,
+    keyring: Keyring,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    rows: int = REENCRYPT_ROWS,
+) -> int:
+    """Re-encrypt every stored payload with the keyring's active key (gateway stopped);
+    how many. ``progress(done, total)`` after each commit.
+
+    In commits of at most ``rows`` payloads and :data:`REENCRYPT_BYTES`, each payload read
+    when its turn comes, the WAL copied back after each commit: neither memory nor disk
+    grows with the store (it read every sealed payload at once, in one transaction, before).
+    A run that stops partway raises :class:`ReencryptionStopped`; its commits hold, the rest
+    is still under its old key, which the keyring still opens, and running it again
+    (``ggk keys reencrypt``) does the rest.
 
     Audit records keep the key they were written with: the hash chain covers their
     ciphertext, so re-encrypting them would be indistinguishable from tampering.
@@ -383,27 +405,66 @@ def reencrypt_payloads(path: Path, keyring: Keyring) -> int:
     try:
         db = connect(path)
         try:
-            db.execute("BEGIN IMMEDIATE")
-            rows = db.execute(
-                "SELECT id, envelope, envelope_key FROM messages WHERE "
-                "envelope_key IS NOT NULL AND envelope_key != ?",
-                (keyring.active,),
-            ).fetchall()
-            for row in rows:
-                plain = keyring.decrypt(
-                    row["envelope_key"], bytes(row["envelope"]), envelope_aad(row["id"])
-                )
-                key_id, sealed = keyring.encrypt(plain, envelope_aad(row["id"]))
-                db.execute(
-                    "UPDATE messages SET envelope = ?, envelope_key = ? WHERE id = ?",
-                    (sealed, key_id, row["id"]),
-                )
-            db.execute("COMMIT")
-            return len(rows)
+            stale = "envelope_key IS NOT NULL AND envelope_key != ?"
+            done = total = 0
+            after = ""
+            try:
+                total = db.execute(
+                    f"SELECT count(*) FROM messages WHERE {stale}", (keyring.active,)
+                ).fetchone()[0]
+                while True:
+                    page = db.execute(
+                        f"SELECT id, length(envelope) FROM messages WHERE id > ? AND {stale} "
+                        "ORDER BY id LIMIT ?",
+                        (after, keyring.active, rows),
+                    ).fetchall()
+                    if not page:
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        return done
+                    after = page[-1][0]
+                    for commit in _by_size(page, REENCRYPT_BYTES):
+                        db.execute("BEGIN IMMEDIATE")
+                        for message_id in commit:
+                            _reencrypt_one(db, keyring, message_id)
+                        db.execute("COMMIT")
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the gateway is stopped
+                        done += len(commit)
+                        if progress is not None:
+                            progress(done, total)
+            except (sqlite3.Error, KeyringError) as exc:
+                raise ReencryptionStopped(done, total, str(exc)) from None
         finally:
             db.close()
     finally:
         lock.close()
+
+
+def _by_size(page: list[sqlite3.Row], limit: int) -> Iterator[list[str]]:
+    """The ids of ``page`` (id, payload length) in groups of at most ``limit`` bytes (a
+    larger payload alone)."""
+    group: list[str] = []
+    size = 0
+    for message_id, length in page:
+        if group and size + (length or 0) > limit:
+            yield group
+            group, size = [], 0
+        group.append(message_id)
+        size += length or 0
+    if group:
+        yield group
+
+
+def _reencrypt_one(db: sqlite3.Connection, keyring: Keyring, message_id: str) -> None:
+    row = db.execute(
+        "SELECT envelope, envelope_key FROM messages WHERE id = ?", (message_id,)
+    ).fetchone()
+    aad = envelope_aad(message_id)
+    plain = keyring.decrypt(row["envelope_key"], bytes(row["envelope"]), aad)
+    key_id, sealed = keyring.encrypt(plain, aad)
+    db.execute(
+        "UPDATE messages SET envelope = ?, envelope_key = ? WHERE id = ?",
+        (sealed, key_id, message_id),
+    )
 
 
 def store_refusal(db: sqlite3.Connection, at: float, partner: str, event: audit.AuditEvent) -> None:

@@ -79,9 +79,37 @@ class ViewWrite:
 
     def delivery(self, meta: dict[str, Any]) -> None:
         """A delivery's new state (a ``pending`` one starts a replay's round), and its
-        history."""
+        history.
+
+        A replay sends its ``deliver`` record before its ``pending`` state (a replay that
+        cannot send changes nothing), so another process may attempt it and record a state
+        of that round first (delivered, dead, a retry): every state moves the view's
+        ``round`` up to its own, and a ``pending`` of a round the view has already reached
+        only adds its history line. So a late ``pending`` undoes no outcome, and the next
+        replay starts a newer round even when a ``pending`` was never written."""
         db = self._db
         state = meta["state"]
+        key = (meta["message_id"], meta["destination"])
+        round_ = meta.get("round", 0)
+        if state == "pending":
+            reached = db.execute(
+                "SELECT round FROM kafka_rounds WHERE message_id = ? AND destination = ?", key
+            ).fetchone()
+            if reached is not None and reached[0] >= round_:
+                self.history(meta)
+                return
+        if state in ("delivered", "dead"):
+            db.execute(
+                "UPDATE kafka_rounds SET round = MAX(round, ?), finished = MAX(finished, ?) "
+                "WHERE message_id = ? AND destination = ?",
+                (round_, round_, *key),
+            )
+        else:
+            db.execute(
+                "UPDATE kafka_rounds SET round = MAX(round, ?) "
+                "WHERE message_id = ? AND destination = ?",
+                (round_, *key),
+            )
         db.execute(
             "UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, "
             "next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ? "
@@ -96,17 +124,6 @@ class ViewWrite:
                 meta["destination"],
             ),
         )
-        if state == "pending":  # replayed: a new round
-            db.execute(
-                "UPDATE kafka_rounds SET round = ? WHERE message_id = ? AND destination = ?",
-                (meta["round"], meta["message_id"], meta["destination"]),
-            )
-        elif state in ("delivered", "dead"):
-            db.execute(
-                "UPDATE kafka_rounds SET finished = MAX(finished, ?) "
-                "WHERE message_id = ? AND destination = ?",
-                (meta["round"], meta["message_id"], meta["destination"]),
-            )
         self.history(meta)
 
     def history(self, meta: dict[str, Any]) -> None:
