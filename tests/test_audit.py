@@ -412,7 +412,8 @@ async def test_a_rotation_whose_reencryption_stops_says_so_and_keys_reencrypt_fi
 ) -> None:
     """`ggk keys rotate --reencrypt` that fails on the third payload (altered in the store)
     keeps the two it did, says how far it got and what finishes it, and audits that; once
-    the payload is whole again, `ggk keys reencrypt` does the rest under the same key."""
+    the payload is whole again, `ggk keys reencrypt` does the rest under the same key. A
+    rotation whose re-encryption cannot start (a gateway holds the store) is audited too."""
     demo.init(tmp_path, port=free_port())
     config = load_config(tmp_path / "gateway.toml")
     keys = Keyring.load(config.keyring)
@@ -451,6 +452,18 @@ async def test_a_rotation_whose_reencryption_stops_says_so_and_keys_reencrypt_fi
     found = db.execute("SELECT DISTINCT envelope_key FROM messages").fetchall()
     assert [key for (key,) in found] == [rotated.active]
     db.close()
+    serving = SqliteBroker(config.database, rotated)  # a gateway holds the store: none done
+    await serving.start()
+    try:
+        done = runner.invoke(main, ["keys", "rotate", "--reencrypt", "--config", str(config.path)])
+    finally:
+        await serving.close()
+    assert done.exit_code != 0 and "payloads not re-encrypted" in done.output, done.output
+    newest = Keyring.load(config.keyring)
+    assert last_admin_act(newest) == (
+        "key_rotated",
+        f"{rotated.active} -> {newest.active}, payloads not re-encrypted",
+    )
 
 
 async def test_reencrypt_payloads_after_rotation(tmp_path: Path) -> None:

@@ -58,8 +58,12 @@ def keys_rotate(reencrypt: bool, config_path: Path, as_json: bool) -> None:
             count = _reencrypt(config, ring, as_json)
         except StorageError as exc:
             stopped = _stopped(exc)
-            if config.database.exists() and stopped is not None:
-                audit_admin_act(config, ring, "key_rotated", f"{old} -> {new}, {stopped}")
+            audit_admin_act(  # the key was rotated either way
+                config,
+                ring,
+                "key_rotated",
+                f"{old} -> {new}, {stopped or 'payloads not re-encrypted'}",
+            )
             raise UsageOrIOError(
                 f"key rotated to {new}, payloads not re-encrypted: {exc}"
                 if stopped is None
